@@ -1,0 +1,458 @@
+//! The daemon's configuration: TOML, every key with a documented default (the dev
+//! defaults), validated once at start. Parsing goes through `serde_path_to_error` so
+//! that an error names the key (`limits.max_recipients: invalid type ...`), and
+//! [`Config::validate`] checks what types cannot (addresses, CIDRs, ranges).
+//!
+//! docs/configuration.md is the reference for every key; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use way2mail_mta::relay::RelayPolicy;
+use way2mail_mta::smtp::{Limits, Role};
+
+/// A configuration error, always naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub hostname: String,
+    pub runtime: RuntimeConfig,
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    pub relay: RelayConfig,
+    pub tls: TlsConfig,
+    pub spool: SpoolConfig,
+    pub limits: LimitsConfig,
+    pub timeouts: TimeoutsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoChoice {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub threads: usize,
+    pub io: IoChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleConfig {
+    Mx,
+    Submission,
+    Submissions,
+}
+
+impl From<RoleConfig> for Role {
+    fn from(r: RoleConfig) -> Role {
+        match r {
+            RoleConfig::Mx => Role::Mx,
+            RoleConfig::Submission => Role::Submission,
+            RoleConfig::Submissions => Role::Submissions,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub address: String,
+    pub role: RoleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    pub domains: Vec<String>,
+    pub trusted_networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub self_signed: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    pub path: PathBuf,
+    pub key_file: PathBuf,
+    pub min_free_space: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_errors: u32,
+    pub tarpit_after_errors: u32,
+    pub tarpit_delay_ms: u64,
+    pub max_received_headers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    pub command_secs: u64,
+    pub data_secs: u64,
+    pub tls_handshake_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: system_hostname(),
+            runtime: RuntimeConfig::default(),
+            listeners: vec![
+                listener("127.0.0.1:2525", RoleConfig::Mx),
+                listener("127.0.0.1:2587", RoleConfig::Submission),
+                listener("127.0.0.1:2465", RoleConfig::Submissions),
+            ],
+            relay: RelayConfig::default(),
+            tls: TlsConfig::default(),
+            spool: SpoolConfig::default(),
+            limits: LimitsConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+fn listener(address: &str, role: RoleConfig) -> ListenerConfig {
+    ListenerConfig {
+        address: address.to_string(),
+        role,
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            threads: 0,
+            io: IoChoice::Auto,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            domains: Vec::new(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: "./var/tls/cert.pem".into(),
+            key: "./var/tls/key.pem".into(),
+            self_signed: true,
+        }
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            path: "./var/spool".into(),
+            key_file: "./var/spool.key".into(),
+            min_free_space: 100 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 1000,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            max_errors: 10,
+            tarpit_after_errors: 3,
+            tarpit_delay_ms: 1000,
+            max_received_headers: 30,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            command_secs: 300,
+            data_secs: 180,
+            tls_handshake_secs: 10,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The name of this host, for the greeting and trace headers.
+fn system_hostname() -> String {
+    let name = rustix::system::uname();
+    let name = name.nodename().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
+/// A listener after validation.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub role: Role,
+}
+
+/// The checked configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub raw: Config,
+    pub listeners: Vec<Listener>,
+    pub relay: Arc<RelayPolicy>,
+    pub threads: usize,
+}
+
+impl Config {
+    /// Reads and parses a file; the error names the key and the reason.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { "(top level)".into() } else { key };
+            // toml's message can carry a multi-line source excerpt; the first line
+            // is the reason, the rest repeats the file.
+            let reason = e.inner().message().trim().to_string();
+            err(key, reason)
+        })
+    }
+
+    /// Checks what the types cannot and resolves the derived settings.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        validate_hostname(&self.hostname)?;
+        let listeners = self.check_listeners()?;
+        let relay = RelayPolicy::new(&self.relay.domains, &self.relay.trusted_networks)
+            .map_err(|e| err("relay", e.to_string()))?;
+        self.check_limits()?;
+        if self.runtime.threads > 1024 {
+            return Err(err("runtime.threads", "must be between 0 and 1024"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(err(
+                "log.level",
+                "expected error, warn, info, debug or trace",
+            ));
+        }
+        let threads = match self.runtime.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(Settings {
+            raw: self,
+            listeners,
+            relay: Arc::new(relay),
+            threads,
+        })
+    }
+
+    fn check_listeners(&self) -> Result<Vec<Listener>, ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(err("listener", "at least one listener is required"));
+        }
+        let mut out: Vec<Listener> = Vec::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let address: SocketAddr = l.address.parse().map_err(|_| {
+                err(
+                    format!("listener[{i}].address"),
+                    format!("'{}' is not an IP:PORT socket address", l.address),
+                )
+            })?;
+            if out.iter().any(|o| o.address == address) {
+                return Err(err(
+                    format!("listener[{i}].address"),
+                    format!("{address} is listed twice"),
+                ));
+            }
+            out.push(Listener {
+                address,
+                role: l.role.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_message_size", l.max_message_size),
+            ("limits.max_recipients", l.max_recipients as u64),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+            ("limits.max_errors", u64::from(l.max_errors)),
+            ("limits.max_received_headers", l.max_received_headers as u64),
+            ("timeouts.command_secs", self.timeouts.command_secs),
+            ("timeouts.data_secs", self.timeouts.data_secs),
+            ("timeouts.tls_handshake_secs", self.timeouts.tls_handshake_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        if l.max_recipients < 100 {
+            return Err(err(
+                "limits.max_recipients",
+                "RFC 5321 §4.5.3.1.8 requires accepting at least 100 recipients",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_hostname(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "hostname",
+            format!("'{name}' is not a valid host name"),
+        ))
+    }
+}
+
+impl Settings {
+    pub fn limits(&self) -> Limits {
+        let l = &self.raw.limits;
+        Limits {
+            max_message_size: l.max_message_size,
+            max_recipients: l.max_recipients,
+            max_errors: l.max_errors,
+            tarpit_after_errors: l.tarpit_after_errors,
+            tarpit_delay: Duration::from_millis(l.tarpit_delay_ms),
+            max_received_headers: l.max_received_headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_dev_defaults() {
+        let s = Config::parse("").unwrap().validate().unwrap();
+        assert_eq!(s.listeners.len(), 3);
+        assert_eq!(s.listeners[0].address.port(), 2525);
+        assert_eq!(s.raw.limits.max_recipients, 1000);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = Config::parse("[limits]\nmax_recipients = \"many\"\n").unwrap_err();
+        assert_eq!(e.key, "limits.max_recipients");
+    }
+
+    #[test]
+    fn unknown_key_names_its_table() {
+        let e = Config::parse("[spool]\npaht = \"x\"\n").unwrap_err();
+        assert!(e.key.starts_with("spool"), "{e}");
+        assert!(e.reason.contains("paht"), "{e}");
+    }
+
+    #[test]
+    fn bad_listener_address_and_cidr() {
+        let e = Config::parse("[[listener]]\naddress = \"nowhere\"\nrole = \"mx\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "listener[0].address");
+        let e = Config::parse("[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_and_zero_limits() {
+        let e = Config::parse("[[listener]]\naddress = \"127.0.0.1:25\"\nrole = \"smtp\"\n")
+            .unwrap_err();
+        assert!(e.key.starts_with("listener"), "{e}");
+        let e = Config::parse("[limits]\nmax_connections = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "limits.max_connections");
+    }
+}

@@ -1,0 +1,30 @@
+//! The io_uring backend: tokio-uring's completion-based `TcpStream`. tokio-uring is
+//! unmaintained upstream, so nothing outside this file names it except the runtime
+//! start-up in `runtime.rs`.
+
+use std::io;
+
+use tokio_uring::net::TcpStream;
+
+use super::Io;
+
+pub struct UringStream(pub TcpStream);
+
+impl Io for UringStream {
+    async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        // tokio-uring reads into the buffer from its start up to its capacity and sets
+        // the length to what the kernel wrote when that is more than the current length.
+        buf.clear();
+        let (res, buf) = self.0.read(buf).await;
+        (res, buf)
+    }
+
+    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.0.write_all(buf).await
+    }
+
+    async fn shutdown(&mut self) {
+        // The peer may already be gone; nothing useful to do with the error.
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+}

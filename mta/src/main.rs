@@ -1,0 +1,178 @@
+//! `way2mail-mta`: the SMTP engine daemon, and `way2mail-mta spool list` for operators.
+//!
+//! Start-up order matters: configuration (fail fast, naming the key), logging, TLS
+//! material, the spool (its lock is what stops a second daemon from sharing our
+//! `SO_REUSEPORT` ports), recovery, then sockets and worker threads. Shutdown runs the
+//! other way: stop accepting, let sessions finish or answer `421`, flush, exit 0.
+//!
+//! ```text
+//! main ── config ── spool (sled, group-commit flusher) ── monitor thread
+//!   └── runtime::start_cores ── core N: accept ── session ── protocol (lib)
+//! ```
+
+mod config;
+mod io;
+mod limits;
+mod monitor;
+mod runtime;
+mod session;
+mod spool_cli;
+mod tls;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use way2mail_queue::{Spool, SpoolKey};
+
+use crate::config::{Config, LogFormat, Settings};
+use crate::limits::ConnectionLimiter;
+use crate::monitor::SpoolMonitor;
+use crate::runtime::Backend;
+use crate::session::Shared;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "way2mail-mta", version, about = "Way2Mail SMTP engine")]
+struct Cli {
+    /// Configuration file (TOML); without it the dev defaults apply.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit: 0 valid, 1 invalid.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect the spool without the daemon running.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// One line per queued message: id, sender, recipients, size, age.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("way2mail-mta: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let settings = config.validate()?;
+    if cli.check {
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match cli.command {
+        Some(Command::Spool {
+            command: SpoolCommand::List { json },
+        }) => spool_cli::list(&settings, json),
+        None => serve(settings),
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.raw.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    match settings.raw.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(settings: Settings) -> Result<ExitCode> {
+    init_logging(&settings);
+    let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
+    let spool_cfg = &settings.raw.spool;
+    let key = SpoolKey::load_or_create(&spool_cfg.key_file)
+        .with_context(|| format!("spool.key_file {}", spool_cfg.key_file.display()))?;
+    let spool = Spool::open(&spool_cfg.path, key)?;
+    let report = spool.recover().context("spool recovery")?;
+    tracing::info!(
+        messages = report.messages,
+        quarantined = report.quarantined,
+        schedule_repaired = report.schedule_repaired,
+        orphans_removed = report.orphans_removed,
+        path = %spool.path().display(),
+        "spool checked"
+    );
+    let monitor = SpoolMonitor::start(spool.clone(), spool_cfg.min_free_space)
+        .context("starting the spool monitor")?;
+    let backend = Backend::choose(settings.raw.runtime.io)?;
+    let sockets = runtime::bind_all(&settings.listeners, settings.threads)?;
+    let limits = &settings.raw.limits;
+    let limiter = ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Registered before the workers start so that no signal is missed.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    tracing::info!(
+        backend = backend.name(),
+        threads = settings.threads,
+        hostname = %settings.raw.hostname,
+        "way2mail-mta started"
+    );
+    let shared = Arc::new(Shared {
+        settings,
+        tls,
+        spool: spool.clone(),
+        monitor,
+        shutdown: stop_rx,
+    });
+    let cores = runtime::start_cores(shared, limiter, backend, sockets)?;
+    let signal = signals.forever().next();
+    tracing::info!(signal, "shutting down: no new connections");
+    let _ = stop_tx.send(true);
+    let mut failed = false;
+    for core in cores {
+        match core.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "worker failed");
+                failed = true;
+            }
+            Err(_) => {
+                tracing::error!("worker panicked");
+                failed = true;
+            }
+        }
+    }
+    spool.flush().context("final spool flush")?;
+    tracing::info!("way2mail-mta stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,297 @@
+//! One SMTP session: the only place that reads and writes a client's socket.
+//!
+//! The loop feeds bytes to the sans-IO [`Protocol`] and acts on its events: write the
+//! pending replies and read more (`NeedInput` — replies to a pipelined batch go out
+//! together, which is what makes PIPELINING cheap), hand a message to the spool and
+//! wait for the group commit before the `250` (`Message`), switch to TLS
+//! (`StartTls`), or close. Timeouts and shutdown are applied here, around reads and
+//! writes, so a slow or silent client only ever parks a cheap task, never a core.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
+use tokio::sync::watch;
+use way2mail_mta::smtp::{Event, Protocol, QueueFailure, Role, SessionParams};
+use way2mail_queue::{Envelope, MessageId, Spool};
+
+use crate::config::Settings;
+use crate::io::Io;
+use crate::limits::ConnectionSlot;
+use crate::monitor::SpoolMonitor;
+use crate::tls;
+
+/// Bytes read from the socket at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+/// What every session on every core shares.
+pub struct Shared {
+    pub settings: Settings,
+    pub tls: Arc<ServerConfig>,
+    pub spool: Spool,
+    pub monitor: SpoolMonitor,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Where a session stands after a stretch of plaintext or TLS dialogue.
+enum Step {
+    Closed(&'static str),
+    StartTls,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    peer: SocketAddr,
+    role: Role,
+    tls: Option<String>,
+    messages: u32,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    shutdown: watch::Receiver<bool>,
+    /// Set once shutdown began while a message was in flight.
+    grace_until: Option<Instant>,
+}
+
+/// Serves one accepted connection to its end and logs one line about it.
+pub async fn serve<I: Io>(
+    shared: Arc<Shared>,
+    io: I,
+    peer: SocketAddr,
+    role: Role,
+    _slot: ConnectionSlot,
+) {
+    let started = Instant::now();
+    let settings = &shared.settings;
+    let params = SessionParams {
+        hostname: settings.raw.hostname.clone(),
+        role,
+        client_ip: peer.ip(),
+        tls_active: role == Role::Submissions,
+        tls_available: true,
+        limits: settings.limits(),
+        relay: Arc::clone(&settings.relay),
+    };
+    let mut s = Session {
+        protocol: Protocol::new(params),
+        shutdown: shared.shutdown.clone(),
+        shared,
+        peer,
+        role,
+        tls: None,
+        messages: 0,
+        rbuf: Vec::with_capacity(READ_SIZE),
+        wbuf: Vec::new(),
+        grace_until: None,
+    };
+    let outcome = match s.run(io).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => "write timeout",
+        Err(_) => "connection error",
+    };
+    tracing::info!(
+        target: "way2mail::connection",
+        peer = %s.peer,
+        listener = s.role.as_str(),
+        tls = s.tls.as_deref().unwrap_or("none"),
+        messages = s.messages,
+        duration_ms = started.elapsed().as_millis() as u64,
+        outcome,
+        "connection closed"
+    );
+}
+
+impl Session {
+    async fn run<I: Io>(&mut self, io: I) -> io::Result<&'static str> {
+        if self.role == Role::Submissions {
+            let Some(mut tls) = self.start_tls(io).await else {
+                return Ok("tls handshake failed");
+            };
+            self.protocol.greeting();
+            return match self.drive(&mut tls).await? {
+                Step::Closed(why) => Ok(why),
+                Step::StartTls => Ok("starttls inside tls"),
+            };
+        }
+        let mut io = io;
+        self.protocol.greeting();
+        match self.drive(&mut io).await? {
+            Step::Closed(why) => Ok(why),
+            Step::StartTls => {
+                let Some(mut tls) = self.start_tls(io).await else {
+                    return Ok("tls handshake failed");
+                };
+                match self.drive(&mut tls).await? {
+                    Step::Closed(why) => Ok(why),
+                    Step::StartTls => Ok("starttls inside tls"),
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake, bounded by `timeouts.tls_handshake_secs`.
+    async fn start_tls<I: Io>(&mut self, io: I) -> Option<tls::TlsStream<I>> {
+        let limit = Duration::from_secs(self.shared.settings.raw.timeouts.tls_handshake_secs);
+        let config = Arc::clone(&self.shared.tls);
+        match tokio::time::timeout(limit, tls::handshake(io, config)).await {
+            Ok(Ok(stream)) => {
+                let description = stream.description();
+                self.tls = Some(description.clone());
+                self.protocol.tls_established(description);
+                Some(stream)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn drive<S: Io>(&mut self, io: &mut S) -> io::Result<Step> {
+        loop {
+            match self.protocol.next_event() {
+                Event::NeedInput => {
+                    self.flush(io).await?;
+                    if !self.read(io).await? {
+                        return Ok(Step::Closed("client closed"));
+                    }
+                }
+                Event::StartTls => {
+                    self.flush(io).await?;
+                    return Ok(Step::StartTls);
+                }
+                Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
+                Event::Tarpit(delay) => tokio::time::sleep(delay).await,
+                Event::Close => {
+                    self.flush(io).await?;
+                    io.shutdown().await;
+                    return Ok(Step::Closed("closed"));
+                }
+            }
+        }
+    }
+
+    /// Writes the pending replies, bounded by the command timeout so that a client
+    /// that never reads cannot park us forever.
+    async fn flush<S: Io>(&mut self, io: &mut S) -> io::Result<()> {
+        if self.protocol.output().is_empty() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        out.extend_from_slice(self.protocol.output());
+        self.protocol.clear_output();
+        let limit = Duration::from_secs(self.shared.settings.raw.timeouts.command_secs);
+        match tokio::time::timeout(limit, io.write_all(out)).await {
+            Ok((res, out)) => {
+                self.wbuf = out;
+                res
+            }
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Reads once and feeds the protocol. Returns false when the client closed. A
+    /// timeout or shutdown queues the matching `421` instead of feeding.
+    async fn read<S: Io>(&mut self, io: &mut S) -> io::Result<bool> {
+        let timeouts = &self.shared.settings.raw.timeouts;
+        let in_data = self.protocol.in_data();
+        let mut limit = Duration::from_secs(if in_data {
+            timeouts.data_secs
+        } else {
+            timeouts.command_secs
+        });
+        let shutting_down = *self.shutdown.borrow();
+        if shutting_down {
+            let grace = Duration::from_secs(timeouts.shutdown_grace_secs);
+            let until = *self.grace_until.get_or_insert_with(|| Instant::now() + grace);
+            let left = until.saturating_duration_since(Instant::now());
+            if !in_data || left.is_zero() {
+                self.protocol.shutdown();
+                return Ok(true);
+            }
+            limit = limit.min(left);
+        }
+        let mut buf = std::mem::take(&mut self.rbuf);
+        if buf.capacity() < READ_SIZE {
+            buf = Vec::with_capacity(READ_SIZE);
+        }
+        let read = tokio::time::timeout(limit, io.read(buf));
+        let result = if shutting_down {
+            read.await
+        } else {
+            tokio::select! {
+                r = read => r,
+                _ = self.shutdown.changed() => return Ok(true),
+            }
+        };
+        let Ok((res, buf)) = result else {
+            if self.grace_until.is_some() {
+                self.protocol.shutdown();
+            } else {
+                self.protocol.timeout();
+            }
+            return Ok(true);
+        };
+        self.rbuf = buf;
+        let n = res?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.protocol.set_spool_state(self.shared.monitor.state());
+        self.protocol.feed(&self.rbuf[..n]);
+        Ok(true)
+    }
+
+    /// The commit point: a message is either not accepted, or sealed, written and
+    /// flushed before the client hears `250`.
+    async fn commit(&mut self, id: MessageId, envelope: Envelope, body: Vec<u8>) {
+        let size = body.len();
+        let recipients = envelope.recipients.len();
+        let result = match self.shared.spool.enqueue(id, &envelope, body) {
+            Ok(durable) => durable.wait().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.messages += 1;
+                tracing::info!(
+                    target: "way2mail::message",
+                    %id,
+                    client_ip = %self.peer.ip(),
+                    listener = self.role.as_str(),
+                    tls = self.tls.as_deref().unwrap_or("none"),
+                    size,
+                    recipients,
+                    "message queued"
+                );
+                self.protocol.message_queued(Ok(()));
+            }
+            Err(e) => {
+                tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
+                self.protocol.message_queued(Err(queue_failure(&e)));
+            }
+        }
+    }
+}
+
+/// Chooses the SMTP answer for a spool failure: a full disk anywhere in the error's
+/// chain of causes is `452 4.3.1`, an unhealthy spool `451 4.3.0`.
+fn queue_failure(e: &way2mail_queue::Error) -> QueueFailure {
+    if matches!(e, way2mail_queue::Error::Unhealthy(_)) {
+        return QueueFailure::Unhealthy;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::StorageFull {
+                return QueueFailure::DiskFull;
+            }
+        }
+        cause = c.source();
+    }
+    QueueFailure::Other
+}
