@@ -1,0 +1,231 @@
+//! `way2mail-bench`: an SMTP load generator and an SMTP sink, for benchmark
+//! harnesses and delivery tests.
+//!
+//! # Usage
+//!
+//! ```text
+//! # Load generator: 50 connections share 20000 messages of 5 KiB, one recipient each.
+//! way2mail-bench smtp --server 127.0.0.1:2525 --connections 50 --messages 20000 \
+//!     --size 5120 --recipients 1 [--pipelining] [--new-connection-per-message] \
+//!     [--starttls] [--ehlo NAME] [--from ADDR] [--to-domain DOMAIN] \
+//!     [--timeout-secs 30] [--json]
+//!
+//! # Sink: accepts everything (or fails/drops at the given rates), stores nothing.
+//! way2mail-bench sink --listen 127.0.0.1:2526 [--tempfail-rate 0.0] \
+//!     [--permfail-rate 0.0] [--drop-rate 0.0] [--seed 1] [--hostname NAME] \
+//!     [--report-every-secs 0] [--max-connections N] [--exit-after-messages N] \
+//!     [--delay-ms 0] [--starttls] [--json]
+//! ```
+//!
+//! `smtp` keeps each connection open for many messages; with `--pipelining` (and a
+//! server advertising PIPELINING) it sends MAIL, the RCPTs and DATA in one write.
+//! Latency is measured from sending MAIL to the reply after the end of data. It
+//! prints messages ok and failed, elapsed time, msgs/s, p50/p99/max latency and the
+//! failures counted by reply code or condition (`connect`, `timeout`, `disconnect`,
+//! `protocol`, `tls`, `no-starttls`, `io`); `--json` prints one object
+//! `{ok, failed, elapsed_s, msgs_per_s, p50_ms, p99_ms, max_ms, errors}`. The exit
+//! status is 1 only when no message succeeded. `--starttls` does NOT check the
+//! server's certificate: it is for benchmarking only.
+//!
+//! `sink` prints `listening on ADDR` as its first line (use port 0 for an ephemeral
+//! port), answers each complete message with 250, `451 4.3.0`, `554 5.0.0` or a
+//! dropped connection, chosen by a reproducible pseudo-random sequence (`--seed`),
+//! and on SIGINT/SIGTERM or after `--exit-after-messages` prints its counters
+//! (messages, recipients, bytes, connections, peak connections, tempfails,
+//! permfails, drops; JSON with `--json`) and exits 0. Periodic reports go to stderr.
+//! `--starttls` makes it offer STARTTLS with a self-signed certificate.
+//!
+//! Modules: `smtp_client` (load generator) over `conn` (buffered socket), `reply`
+//! (reply parser), `message` (generated messages), `tls`, `stats`; `sink` with its
+//! sans-IO `protocol` and per-connection `session`.
+
+mod conn;
+mod message;
+mod reply;
+mod sink;
+mod smtp_client;
+mod stats;
+mod tls;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "way2mail-bench",
+    version,
+    about = "SMTP load generator and sink"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send messages to an SMTP server as fast as it takes them.
+    Smtp(SmtpArgs),
+    /// Run an SMTP server that accepts and discards mail.
+    Sink(SinkArgs),
+}
+
+#[derive(Args)]
+struct SmtpArgs {
+    /// Server address, host:port.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    server: String,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Messages to send in total, shared by all connections.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Message size in bytes (headers and body, before dot-stuffing).
+    #[arg(long, default_value_t = 5120)]
+    size: usize,
+    /// Recipients per message (rcpt1@DOMAIN .. rcptN@DOMAIN).
+    #[arg(long, default_value_t = 1)]
+    recipients: usize,
+    /// Send MAIL, RCPTs and DATA in one write if the server offers PIPELINING.
+    #[arg(long)]
+    pipelining: bool,
+    /// Open a new connection for every message instead of reusing it.
+    #[arg(long)]
+    new_connection_per_message: bool,
+    /// Use STARTTLS; the certificate is NOT verified (benchmarking only).
+    #[arg(long)]
+    starttls: bool,
+    /// Name sent with EHLO.
+    #[arg(long, default_value = "bench.localhost")]
+    ehlo: String,
+    /// Envelope sender.
+    #[arg(long, default_value = "bench@example.com")]
+    from: String,
+    /// Domain of the generated recipients.
+    #[arg(long, default_value = "example.net")]
+    to_domain: String,
+    /// Limit for each connect, read and write.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SinkArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:2526")]
+    listen: SocketAddr,
+    /// Share of messages answered 451 4.3.0.
+    #[arg(long, default_value_t = 0.0)]
+    tempfail_rate: f64,
+    /// Share of messages answered 554 5.0.0.
+    #[arg(long, default_value_t = 0.0)]
+    permfail_rate: f64,
+    /// Share of messages whose connection is dropped instead of answered.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Seed of the pseudo-random outcome sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Name in the greeting and EHLO reply.
+    #[arg(long, default_value = "sink.localhost")]
+    hostname: String,
+    /// Print counters to stderr every N seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    report_every_secs: u64,
+    /// Refuse connections beyond this many with 421.
+    #[arg(long)]
+    max_connections: Option<u64>,
+    /// Print the report and exit after this many complete messages.
+    #[arg(long)]
+    exit_after_messages: Option<u64>,
+    /// Delay before the reply to each complete message.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Offer STARTTLS with a self-signed certificate.
+    #[arg(long)]
+    starttls: bool,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Smtp(args) => {
+            let json = args.json;
+            let summary = runtime.block_on(smtp_client::run(client_config(args)?))?;
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.to_text());
+            }
+            Ok(if summary.ok == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Sink(args) => {
+            runtime.block_on(sink::run(sink_config(args)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn client_config(a: SmtpArgs) -> anyhow::Result<smtp_client::ClientConfig> {
+    if a.connections == 0 || a.timeout_secs == 0 {
+        bail!("--connections and --timeout-secs must be at least 1");
+    }
+    Ok(smtp_client::ClientConfig {
+        server: a.server,
+        connections: a.connections,
+        messages: a.messages,
+        size: a.size,
+        recipients: a.recipients,
+        pipelining: a.pipelining,
+        new_connection_per_message: a.new_connection_per_message,
+        starttls: a.starttls,
+        ehlo: a.ehlo,
+        from: a.from,
+        to_domain: a.to_domain,
+        timeout: Duration::from_secs(a.timeout_secs),
+    })
+}
+
+fn sink_config(a: SinkArgs) -> anyhow::Result<sink::SinkConfig> {
+    let rates = sink::Rates {
+        tempfail: a.tempfail_rate,
+        permfail: a.permfail_rate,
+        drop: a.drop_rate,
+    };
+    let each_valid = [rates.tempfail, rates.permfail, rates.drop]
+        .iter()
+        .all(|r| (0.0..=1.0).contains(r));
+    if !each_valid || rates.tempfail + rates.permfail + rates.drop > 1.0 + 1e-9 {
+        bail!("rates must be within 0..=1 and add up to at most 1");
+    }
+    Ok(sink::SinkConfig {
+        listen: a.listen,
+        rates,
+        seed: a.seed,
+        hostname: a.hostname,
+        report_every: (a.report_every_secs > 0).then(|| Duration::from_secs(a.report_every_secs)),
+        max_connections: a.max_connections,
+        exit_after_messages: a.exit_after_messages,
+        delay: Duration::from_millis(a.delay_ms),
+        starttls: a.starttls,
+        json: a.json,
+    })
+}
