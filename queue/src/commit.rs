@@ -1,0 +1,209 @@
+//! Group commit: the one place where queued messages become durable.
+//!
+//! Sessions apply their sled batch, then send a oneshot sender to the flusher thread.
+//! The flusher blocks for the first waiter, drains every waiter already pending,
+//! calls `flush` once and answers them all. Every waiter it answers was sent after
+//! its batch was applied, and the flush starts after the drain, so an `Ok` always
+//! comes from a flush that started after the message was written. Waiters arriving
+//! during a flush wait for the next one; under load one flush serves many messages,
+//! so the batch size follows the load without any tuning knob.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+type Answer = Result<(), Error>;
+type Waiter = oneshot::Sender<Answer>;
+
+/// While unhealthy nobody enqueues, so nobody would trigger a flush: the flusher
+/// wakes at this interval and, if the spool is unhealthy, retries a flush to find
+/// out when the disk is back. An idle wake-up costs nothing measurable.
+const RETRY_WHILE_UNHEALTHY: Duration = Duration::from_secs(1);
+
+/// Whether the spool accepts writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// A write or flush failed; the reason is the storage error's text.
+    Unhealthy(String),
+}
+
+/// Counters of the group committer since the spool was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Successful and failed sled flushes, including synchronous ones.
+    pub flushes: u64,
+    /// Messages answered by the flusher.
+    pub commits: u64,
+}
+
+/// A message written to the spool but perhaps not yet on disk.
+#[must_use = "a message is not durably queued until Durable::wait returns Ok"]
+#[derive(Debug)]
+pub struct Durable {
+    rx: oneshot::Receiver<Answer>,
+}
+
+impl Durable {
+    /// Resolves once a flush that started after the message's batch was applied has
+    /// returned. `Ok` means the message is durably queued; only then answer `250`.
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::Unhealthy(
+                "the group committer stopped before the message was flushed".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Default)]
+struct HealthState {
+    /// Bumped by every failure, so that a flush that started before a failure
+    /// cannot declare the spool healthy again.
+    generation: u64,
+    reason: Option<String>,
+}
+
+/// State shared by the spool handles and the flusher thread.
+#[derive(Default)]
+pub(crate) struct Shared {
+    health: Mutex<HealthState>,
+    /// Fast path for the check on every enqueue.
+    unhealthy: AtomicBool,
+    flushes: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // Nothing panics while holding this lock; if something did, the state is
+        // still a valid pair of plain values.
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn mark_unhealthy(&self, reason: String) {
+        tracing::error!(%reason, "spool unhealthy, refusing new messages");
+        let mut s = self.state();
+        s.generation += 1;
+        s.reason = Some(reason);
+        self.unhealthy.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        if !self.unhealthy.load(Ordering::Acquire) {
+            return Health::Ok;
+        }
+        match &self.state().reason {
+            Some(r) => Health::Unhealthy(r.clone()),
+            None => Health::Ok,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One sled flush with health bookkeeping; used by the flusher and by
+    /// `Spool::flush`. The error is the reason the spool is now unhealthy.
+    pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), String> {
+        let generation = self.state().generation;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        match db.flush() {
+            Ok(_) => {
+                let mut s = self.state();
+                if s.generation == generation && s.reason.take().is_some() {
+                    self.unhealthy.store(false, Ordering::Release);
+                    tracing::info!("spool flush succeeded, healthy again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("flush failed: {e}");
+                self.mark_unhealthy(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+}
+
+/// Owns the flusher thread; dropping it stops and joins the thread.
+pub(crate) struct Committer {
+    tx: Option<mpsc::Sender<Waiter>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    pub(crate) fn start(db: sled::Db, shared: Arc<Shared>) -> Result<Committer, Error> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("spool-flusher".into())
+            .spawn(move || run(&db, &shared, &rx))?;
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Registers a message whose batch has been applied.
+    pub(crate) fn register(&self) -> Durable {
+        let (waiter, rx) = oneshot::channel();
+        if let Some(tx) = &self.tx {
+            // A send error means the flusher is gone; the dropped waiter then makes
+            // `Durable::wait` fail, which is the right answer.
+            let _ = tx.send(waiter);
+        }
+        Durable { rx }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Closing the channel ends the flusher loop; joining it makes sure its handle
+        // on the database is gone before the caller's, so the sled lock is released
+        // when the last `Spool` is dropped.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
+    let mut batch: Vec<Waiter> = Vec::new();
+    loop {
+        match rx.recv_timeout(RETRY_WHILE_UNHEALTHY) {
+            Ok(w) => batch.push(w),
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.unhealthy.load(Ordering::Acquire) {
+                    let _ = shared.flush(db);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        batch.extend(rx.try_iter());
+        let result = shared.flush(db);
+        shared
+            .commits
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for w in batch.drain(..) {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(reason) => Err(Error::Unhealthy(reason.clone())),
+            };
+            // The session may have given up (client gone); nothing to tell it then.
+            let _ = w.send(answer);
+        }
+    }
+    tracing::debug!("spool flusher stopped");
+}

@@ -1,0 +1,46 @@
+//! The one error type of the spool. Callers branch on it to choose SMTP replies:
+//! `Unhealthy` and `Locked` mean "stop accepting" (`421 4.3.2`), `Storage`/`Io` on
+//! enqueue mean the message was not accepted (`451 4.3.0`).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the spool.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// Another process (or another `Spool` in this process) holds the spool lock.
+    #[error(
+        "spool {} is in use by a running way2mail-mta (its lock is held); \
+         stop that process or choose another spool path",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error("spool I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("spool storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// The key file is readable or writable by group or others.
+    #[error(
+        "spool key file {} has mode {mode:04o}: group and others must have no access \
+         (run `chmod 600 {}`)",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    /// The key file exists but is not a 32-byte key.
+    #[error("spool key file {}: {reason}", path.display())]
+    KeyFormat { path: PathBuf, reason: String },
+    /// A stored record failed authentication or does not parse.
+    #[error("spool record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The spool refuses writes after a failed write or flush, until a flush succeeds.
+    #[error("spool unhealthy: {0}")]
+    Unhealthy(String),
+    /// The AEAD primitive or the random generator failed.
+    #[error("spool encryption failure")]
+    Crypto,
+    /// Text that is not a message id.
+    #[error("invalid message id {0:?}")]
+    InvalidId(String),
+}

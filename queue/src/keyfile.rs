@@ -1,0 +1,125 @@
+//! The spool key: 32 random bytes in a file only the MTA's user can read. Created on
+//! first start (0600, `O_EXCL`, fsynced with its directory); on later starts a file
+//! that group or others can access, or that is not exactly 32 bytes, is refused
+//! rather than silently used or replaced.
+
+use std::fmt;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use zeroize::Zeroizing;
+
+use crate::Error;
+
+const KEY_LEN: usize = 32;
+
+/// An AES-256-GCM key for sealing spool records. Opaque: `Debug` does not show it,
+/// and the raw bytes are wiped after the key schedule is built.
+pub struct SpoolKey {
+    pub(crate) aead: LessSafeKey,
+}
+
+impl fmt::Debug for SpoolKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpoolKey(<redacted>)")
+    }
+}
+
+impl SpoolKey {
+    /// Loads the key at `path`, or creates it when the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<SpoolKey, Error> {
+        match OpenOptions::new().read(true).open(path) {
+            Ok(file) => load(path, file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create(path) {
+                Ok(key) => Ok(key),
+                // Another process created it between our open and create: use theirs.
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    load(path, File::open(path)?)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A fresh random key that lives only in memory (tests, benchmarks, tools).
+    pub fn generate() -> Result<SpoolKey, Error> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
+        from_bytes(bytes.as_ref())
+    }
+}
+
+fn from_bytes(bytes: &[u8]) -> Result<SpoolKey, Error> {
+    let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::Crypto)?;
+    Ok(SpoolKey {
+        aead: LessSafeKey::new(unbound),
+    })
+}
+
+fn load(path: &Path, mut file: File) -> Result<SpoolKey, Error> {
+    // Checked on the open descriptor, so the file we judge is the file we read.
+    let meta = file.metadata()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let format = |reason: String| Error::KeyFormat {
+        path: path.to_owned(),
+        reason,
+    };
+    if !meta.is_file() {
+        return Err(format("not a regular file".into()));
+    }
+    // One byte more than a key, so that a longer file is detected without reading it all.
+    let mut buf = Zeroizing::new([0u8; KEY_LEN + 1]);
+    let mut len = 0;
+    loop {
+        let n = file.read(&mut buf[len..])?;
+        if n == 0 || len + n == buf.len() {
+            len += n;
+            break;
+        }
+        len += n;
+    }
+    if len != KEY_LEN {
+        return Err(format(format!(
+            "expected exactly {KEY_LEN} bytes, found {}",
+            if len > KEY_LEN {
+                "more".to_owned()
+            } else {
+                len.to_string()
+            }
+        )));
+    }
+    from_bytes(&buf[..KEY_LEN])
+}
+
+fn create(path: &Path) -> Result<SpoolKey, Error> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes.as_ref())?;
+    file.sync_all()?;
+    // The new directory entry must survive a crash too, or a restart makes a new key
+    // and every queued record becomes unreadable.
+    if let Some(dir) = parent {
+        File::open(dir)?.sync_all()?;
+    }
+    tracing::info!(path = %path.display(), "created a new spool key");
+    from_bytes(bytes.as_ref())
+}

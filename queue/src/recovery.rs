@@ -1,0 +1,121 @@
+//! Startup check. One pass over the whole tree (in key order: bodies, schedule,
+//! envelopes, quarantine), reading every value once, then one atomic batch of
+//! repairs. Nothing holding client data is ever deleted: records that fail to
+//! authenticate or parse, bodies without an envelope and unknown keys are moved
+//! under the quarantine prefix. Only schedule entries (empty values) are removed.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_lc_rs::aead::LessSafeKey;
+
+use crate::keys::{self, Key};
+use crate::{record, Error, MessageId};
+
+/// What `Spool::recover` found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    /// Complete, authentic messages now in the spool.
+    pub messages: usize,
+    /// Records moved under the quarantine prefix.
+    pub quarantined: usize,
+    /// Messages that had no schedule entry and got one (due now).
+    pub schedule_repaired: usize,
+    /// Schedule entries removed because their message does not exist.
+    pub orphans_removed: usize,
+}
+
+#[derive(Default)]
+struct Pass {
+    /// Body length of every body that authenticates; `None` for broken ones.
+    bodies: HashMap<MessageId, Option<u64>>,
+    scheduled: Vec<(Vec<u8>, MessageId)>,
+    valid: HashSet<MessageId>,
+    to_quarantine: Vec<Vec<u8>>,
+}
+
+impl Pass {
+    fn visit(&mut self, aead: &LessSafeKey, key: &[u8], value: &[u8]) {
+        match keys::parse(key) {
+            Some(Key::Body(id)) => {
+                let len = record::open_body(aead, key, value)
+                    .ok()
+                    .map(|b| b.len() as u64);
+                self.bodies.insert(id, len);
+            }
+            Some(Key::Due { id, .. }) => self.scheduled.push((key.to_vec(), id)),
+            Some(Key::Envelope(id)) => {
+                let body_len = self.bodies.get(&id).copied().flatten();
+                match record::open_envelope(aead, key, value) {
+                    Ok((_, len)) if Some(len) == body_len => {
+                        self.valid.insert(id);
+                    }
+                    outcome => {
+                        let reason = match outcome {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "body missing, corrupt or of the wrong length".into(),
+                        };
+                        tracing::warn!(record = %keys::describe(key), %reason, "quarantining message");
+                        self.to_quarantine.push(key.to_vec());
+                    }
+                }
+            }
+            Some(Key::Quarantine(_)) => {}
+            None => {
+                tracing::warn!(record = %keys::describe(key), "quarantining unknown record");
+                self.to_quarantine.push(key.to_vec());
+            }
+        }
+    }
+}
+
+/// Runs the check and applies the repairs. Returns the report and whether anything
+/// was changed. The caller must keep writers out for the duration.
+pub(crate) fn run(
+    db: &sled::Db,
+    aead: &LessSafeKey,
+    now_ms: u64,
+) -> Result<(RecoveryReport, bool), Error> {
+    let mut pass = Pass::default();
+    for item in db.iter() {
+        let (key, value) = item?;
+        pass.visit(aead, &key, &value);
+    }
+    // Every body not belonging to a valid message goes too: its envelope is broken
+    // or missing.
+    for id in pass.bodies.keys() {
+        if !pass.valid.contains(id) {
+            pass.to_quarantine.push(keys::body(id).to_vec());
+        }
+    }
+    let mut report = RecoveryReport {
+        messages: pass.valid.len(),
+        ..RecoveryReport::default()
+    };
+    let mut batch = sled::Batch::default();
+    for key in &pass.to_quarantine {
+        if let Some(value) = db.get(key)? {
+            batch.remove(key.as_slice());
+            batch.insert(keys::quarantine(key), value);
+            report.quarantined += 1;
+        }
+    }
+    let mut has_schedule = HashSet::new();
+    for (key, id) in &pass.scheduled {
+        if pass.valid.contains(id) {
+            has_schedule.insert(*id);
+        } else {
+            batch.remove(key.as_slice());
+            report.orphans_removed += 1;
+        }
+    }
+    for id in pass.valid.iter().filter(|id| !has_schedule.contains(*id)) {
+        batch.insert(&keys::due(now_ms, id)[..], &[][..]);
+        report.schedule_repaired += 1;
+    }
+    let changed = report.quarantined + report.orphans_removed + report.schedule_repaired > 0;
+    if changed {
+        db.apply_batch(batch)?;
+        tracing::warn!(?report, "spool recovery repaired the spool");
+    }
+    Ok((report, changed))
+}

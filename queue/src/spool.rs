@@ -1,0 +1,351 @@
+//! The spool handle: opening (with an exclusive lock), the commit point `enqueue`,
+//! and the read side (`read`, `list`). Everything sled-specific that is not a key
+//! (keys.rs) or a flush (commit.rs) lives here.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::aead::LessSafeKey;
+use rustix::fs::FlockOperation;
+
+use crate::commit::{Committer, Shared};
+use crate::{
+    keys, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
+    RecoveryReport, SpoolKey,
+};
+
+/// Name of the lock file inside the spool directory, held with `flock` while open.
+const LOCK_FILE: &str = "way2mail.lock";
+/// Page cache for sled. Bodies are read back once for delivery, so a large cache
+/// buys little; this keeps the index and recent records hot.
+const CACHE_BYTES: u64 = 128 << 20;
+
+/// One queued message, as shown by `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: MessageId,
+    pub sender: String,
+    pub recipients: usize,
+    /// Body size in bytes.
+    pub size: u64,
+    pub received_at_ms: u64,
+}
+
+/// A handle on the open spool; clones share one database and one flusher thread.
+#[derive(Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Declared first so that it is dropped first: the flusher thread is joined (and
+    // its database handle released) before `db` and the lock file go.
+    committer: Committer,
+    db: sled::Db,
+    key: LessSafeKey,
+    shared: Arc<Shared>,
+    path: PathBuf,
+    queued: AtomicUsize,
+    /// Writers take it shared, recovery exclusively: recovery's pass must not see
+    /// half of a message that is being enqueued.
+    writers: RwLock<()>,
+    _lock: File,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn lock(path: &Path) -> Result<File, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path.join(LOCK_FILE))?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(Error::Io(e.into())),
+    }
+}
+
+/// How long `open` keeps trying when sled's own lock is still held although ours
+/// was free: sled's background writer threads keep its files (and lock) open for a
+/// moment after the last handle of a previous open in this process is dropped.
+const SLED_LOCK_GRACE: Duration = Duration::from_secs(3);
+
+fn is_sled_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+fn open_db(path: &Path) -> Result<sled::Db, Error> {
+    let config = sled::Config::new()
+        .path(path)
+        // The flusher thread owns durability; a background timer flush would only
+        // add writes that nobody waits for.
+        .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(CACHE_BYTES);
+    let deadline = Instant::now() + SLED_LOCK_GRACE;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_sled_lock_error(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Still held: some process that got past our lock file (an older
+            // binary, say) has the database open.
+            Err(e) if is_sled_lock_error(&e) => {
+                return Err(Error::Locked {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `path` and starts its flusher thread.
+    pub fn open(path: &Path, key: SpoolKey) -> Result<Spool, Error> {
+        DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+        let lock_file = lock(path)?;
+        let db = open_db(path)?;
+        let queued = db.scan_prefix([keys::ENVELOPE]).count();
+        let shared = Arc::new(Shared::default());
+        let committer = Committer::start(db.clone(), Arc::clone(&shared))?;
+        Ok(Spool {
+            inner: Arc::new(Inner {
+                committer,
+                db,
+                key: key.aead,
+                shared,
+                path: path.to_owned(),
+                queued: AtomicUsize::new(queued),
+                writers: RwLock::new(()),
+                _lock: lock_file,
+            }),
+        })
+    }
+
+    /// Startup check; see `docs/spool-format.md` ("Recovery").
+    pub fn recover(&self) -> Result<RecoveryReport, Error> {
+        let inner = &*self.inner;
+        let _exclusive = inner
+            .writers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (report, changed) = recovery::run(&inner.db, &inner.key, now_ms())
+            .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
+        inner.queued.store(report.messages, Ordering::Relaxed);
+        if changed {
+            self.flush()?;
+        }
+        Ok(report)
+    }
+
+    /// Writes a message and returns the handle to await its durability. The id must
+    /// be fresh (from [`MessageId::generate`]); the body buffer becomes the sealed
+    /// record, so leaving 28 bytes of spare capacity avoids a reallocation.
+    pub fn enqueue(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        body: Vec<u8>,
+    ) -> Result<Durable, Error> {
+        let inner = &*self.inner;
+        if let Health::Unhealthy(reason) = inner.shared.health() {
+            return Err(Error::Unhealthy(reason));
+        }
+        let env_key = keys::envelope(&id);
+        let body_key = keys::body(&id);
+        let env_record = record::seal_envelope(&inner.key, &env_key, envelope, body.len() as u64)?;
+        let body_record = crate::seal::seal(&inner.key, &body_key, body)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&env_key[..], env_record);
+        batch.insert(&body_key[..], body_record);
+        batch.insert(&keys::due(now_ms(), &id)[..], &[][..]);
+        {
+            let _shared = inner.writers.read().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = inner.db.apply_batch(batch) {
+                inner.shared.mark_unhealthy(format!("write failed: {e}"));
+                return Err(e.into());
+            }
+            inner.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(inner.committer.register())
+    }
+
+    /// Reads and authenticates one message; `None` if it is not in the spool.
+    pub fn read(&self, id: &MessageId) -> Result<Option<(Envelope, Vec<u8>)>, Error> {
+        let inner = &*self.inner;
+        let env_key = keys::envelope(id);
+        let Some(env_value) = inner.db.get(env_key)? else {
+            return Ok(None);
+        };
+        let (envelope, body_len) = record::open_envelope(&inner.key, &env_key, &env_value)?;
+        let body_key = keys::body(id);
+        let corrupt = |reason: &str| Error::Corrupt {
+            key: keys::describe(&body_key),
+            reason: reason.to_owned(),
+        };
+        let body_value = inner.db.get(body_key)?.ok_or_else(|| corrupt("missing"))?;
+        let body = record::open_body(&inner.key, &body_key, &body_value)?;
+        if body.len() as u64 != body_len {
+            return Err(corrupt("length differs from the envelope's"));
+        }
+        Ok(Some((envelope, body)))
+    }
+
+    /// Every queued message in id (= arrival) order. Opens envelopes only.
+    pub fn list(&self) -> Result<Vec<Summary>, Error> {
+        let inner = &*self.inner;
+        let mut out = Vec::with_capacity(self.len());
+        for item in inner.db.scan_prefix([keys::ENVELOPE]) {
+            let (key, value) = item?;
+            let Some(keys::Key::Envelope(id)) = keys::parse(&key) else {
+                return Err(Error::Corrupt {
+                    key: keys::describe(&key),
+                    reason: "malformed key".into(),
+                });
+            };
+            let (envelope, size) = record::open_envelope(&inner.key, &key, &value)?;
+            out.push(Summary {
+                id,
+                sender: envelope.sender,
+                recipients: envelope.recipients.len(),
+                size,
+                received_at_ms: envelope.received_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of queued messages.
+    pub fn len(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn health(&self) -> Health {
+        self.inner.shared.health()
+    }
+
+    pub fn stats(&self) -> CommitStats {
+        self.inner.shared.stats()
+    }
+
+    /// Bytes available to unprivileged users on the spool's filesystem.
+    pub fn free_space(&self) -> io::Result<u64> {
+        let st = rustix::fs::statvfs(&self.inner.path)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Flushes now and waits for it (shutdown, tools). A success also clears an
+    /// earlier unhealthy state.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.inner
+            .shared
+            .flush(&self.inner.db)
+            .map_err(Error::Unhealthy)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("path", &self.inner.path)
+            .field("queued", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            sender: "h@example.org".into(),
+            recipients: Vec::new(),
+            body_type: crate::BodyType::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            origin: crate::Origin {
+                client_ip: std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                helo: "h".into(),
+                listener: "mx".into(),
+                tls: None,
+                auth: None,
+            },
+            received_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Spool>();
+        send_sync::<Durable>();
+        send_sync::<Error>();
+        send_sync::<SpoolKey>();
+    }
+
+    #[test]
+    fn unhealthy_refuses_until_a_flush_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), SpoolKey::generate().expect("key")).expect("open");
+        spool.inner.shared.mark_unhealthy("disk on fire".into());
+        assert_eq!(spool.health(), Health::Unhealthy("disk on fire".into()));
+        match spool.enqueue(MessageId::generate(), &envelope(), b"x".to_vec()) {
+            Err(Error::Unhealthy(reason)) => assert_eq!(reason, "disk on fire"),
+            other => panic!("expected Unhealthy, got {other:?}"),
+        }
+        assert!(spool.is_empty());
+        spool.flush().expect("flush");
+        assert_eq!(spool.health(), Health::Ok);
+        let durable = spool
+            .enqueue(MessageId::generate(), &envelope(), b"x".to_vec())
+            .expect("enqueue");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(durable.wait()).expect("durable");
+        assert_eq!(spool.len(), 1);
+    }
+
+    #[test]
+    fn flusher_retries_on_its_own_while_unhealthy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), SpoolKey::generate().expect("key")).expect("open");
+        // Nobody enqueues or flushes from here on: only the flusher's retry can heal.
+        spool.inner.shared.mark_unhealthy("transient".into());
+        let start = Instant::now();
+        while spool.health() != Health::Ok {
+            assert!(start.elapsed() < Duration::from_secs(10), "never recovered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(spool.stats().flushes, 1);
+        assert_eq!(spool.stats().commits, 0);
+    }
+}

@@ -1,0 +1,524 @@
+//! The spool on real sled files in temporary directories: round trips, listing,
+//! group commit under concurrency, reopening, locking, durability across a crash,
+//! encryption at rest, tampering and recovery.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use way2mail_queue::{
+    keys, BodyType, Envelope, Error, Health, MessageId, Notify, Origin, Recipient, Spool, SpoolKey,
+};
+
+const CHILD_ENV: &str = "WAY2MAIL_QUEUE_TEST_CHILD";
+
+fn envelope(sender: &str, rcpts: usize) -> Envelope {
+    Envelope {
+        sender: sender.to_owned(),
+        recipients: (0..rcpts)
+            .map(|i| Recipient {
+                address: format!("rcpt{i}@example.net"),
+                notify: Notify {
+                    failure: true,
+                    ..Notify::default()
+                },
+                orcpt: None,
+            })
+            .collect(),
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        ret: None,
+        envid: Some("ENV1".into()),
+        origin: Origin {
+            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+            helo: "client.example.org".into(),
+            listener: "mx".into(),
+            tls: None,
+            auth: None,
+        },
+        received_at_ms: 1_700_000_000_000,
+    }
+}
+
+fn body(tag: &str, len: usize) -> Vec<u8> {
+    let mut b = format!("Subject: {tag}\r\n\r\n").into_bytes();
+    while b.len() < len {
+        b.extend_from_slice(tag.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    spool_dir: PathBuf,
+    key_path: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool_dir = dir.path().join("spool");
+        let key_path = dir.path().join("keys/spool.key");
+        Fixture {
+            _dir: dir,
+            spool_dir,
+            key_path,
+        }
+    }
+
+    fn open(&self) -> Spool {
+        let key = SpoolKey::load_or_create(&self.key_path).expect("key");
+        Spool::open(&self.spool_dir, key).expect("open spool")
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn enqueue_durably(spool: &Spool, env: &Envelope, body: Vec<u8>) -> MessageId {
+    let id = MessageId::generate();
+    let durable = spool.enqueue(id, env, body).expect("enqueue");
+    block_on(durable.wait()).expect("durable");
+    id
+}
+
+#[test]
+fn round_trip() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    assert!(spool.is_empty());
+    let env = envelope("alice@example.org", 2);
+    let b = body("round trip", 5000);
+    let id = enqueue_durably(&spool, &env, b.clone());
+    assert_eq!(spool.len(), 1);
+    let (got_env, got_body) = spool.read(&id).expect("read").expect("present");
+    assert_eq!(got_env, env);
+    assert_eq!(got_body, b);
+    assert_eq!(spool.read(&MessageId::generate()).expect("read"), None);
+    assert!(spool.stats().flushes >= 1);
+    assert_eq!(spool.health(), Health::Ok);
+    assert!(spool.free_space().expect("statvfs") > 0);
+    assert_eq!(spool.path(), fx.spool_dir.as_path());
+}
+
+#[test]
+fn empty_body_and_null_sender() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let env = envelope("", 1);
+    let id = enqueue_durably(&spool, &env, Vec::new());
+    let (e, b) = spool.read(&id).expect("read").expect("present");
+    assert_eq!(e.sender, "");
+    assert!(b.is_empty());
+}
+
+#[test]
+fn list_in_id_order() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let env = envelope(&format!("s{i}@example.org"), i % 3 + 1);
+        ids.push(enqueue_durably(&spool, &env, body("list", 100 + i)));
+    }
+    let list = spool.list().expect("list");
+    assert_eq!(list.len(), 20);
+    for (i, s) in list.iter().enumerate() {
+        assert_eq!(s.id, ids[i]);
+        assert_eq!(s.sender, format!("s{i}@example.org"));
+        assert_eq!(s.recipients, i % 3 + 1);
+        assert_eq!(s.size, body("list", 100 + i).len() as u64);
+        assert_eq!(s.received_at_ms, 1_700_000_000_000);
+    }
+}
+
+#[test]
+fn group_commit_serves_many_waiters_per_flush() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let threads = 8;
+    let per_thread = 40;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let spool = spool.clone();
+            s.spawn(move || {
+                let env = envelope(&format!("t{t}@example.org"), 1);
+                block_on(async {
+                    let mut pending = Vec::new();
+                    for _ in 0..per_thread {
+                        let id = MessageId::generate();
+                        pending.push((
+                            id,
+                            spool.enqueue(id, &env, body("gc", 5000)).expect("enqueue"),
+                        ));
+                    }
+                    for (id, d) in pending {
+                        d.wait().await.expect("durable");
+                        assert!(spool.read(&id).expect("read").is_some());
+                    }
+                });
+            });
+        }
+    });
+    let stats = spool.stats();
+    let total = (threads * per_thread) as u64;
+    assert_eq!(stats.commits, total);
+    assert!(stats.flushes < stats.commits, "{stats:?}");
+    assert_eq!(spool.len(), total as usize);
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    let fx = Fixture::new();
+    let mut ids = Vec::new();
+    {
+        let spool = fx.open();
+        let clone = spool.clone();
+        for i in 0..10 {
+            ids.push(enqueue_durably(
+                &clone,
+                &envelope("r@example.org", 1),
+                body("reopen", i * 700),
+            ));
+        }
+    }
+    let spool = fx.open();
+    assert_eq!(spool.len(), 10);
+    let report = spool.recover().expect("recover");
+    assert_eq!(report.messages, 10);
+    assert_eq!(
+        (
+            report.quarantined,
+            report.schedule_repaired,
+            report.orphans_removed
+        ),
+        (0, 0, 0)
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let (_, b) = spool.read(id).expect("read").expect("present");
+        assert_eq!(b, body("reopen", i * 700));
+    }
+}
+
+#[test]
+fn a_different_key_cannot_read() {
+    let fx = Fixture::new();
+    let id = {
+        let spool = fx.open();
+        enqueue_durably(&spool, &envelope("k@example.org", 1), body("key", 300))
+    };
+    let other = Spool::open(&fx.spool_dir, SpoolKey::generate().expect("key")).expect("open");
+    assert!(matches!(other.read(&id), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn second_open_in_process_is_locked() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let again = Spool::open(&fx.spool_dir, SpoolKey::generate().expect("key"));
+    match again {
+        Err(e @ Error::Locked { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("way2mail-mta"), "{msg}");
+            assert!(msg.contains(&fx.spool_dir.display().to_string()), "{msg}");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(spool);
+    // The lock goes with the last handle.
+    fx.open();
+}
+
+/// Runs this test binary again with only `child_entry`, in the given mode.
+fn run_child(mode: &str, spool_dir: &Path, key_path: &Path) -> std::process::Output {
+    Command::new(std::env::current_exe().expect("current exe"))
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(
+            CHILD_ENV,
+            format!("{mode}\n{}\n{}", spool_dir.display(), key_path.display()),
+        )
+        .output()
+        .expect("spawn child")
+}
+
+/// Does nothing in a normal run; in a child run it plays the other process.
+#[test]
+fn child_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.lines();
+    let (mode, dir, key) = (
+        parts.next().expect("mode"),
+        PathBuf::from(parts.next().expect("dir")),
+        PathBuf::from(parts.next().expect("key")),
+    );
+    let key = SpoolKey::load_or_create(&key).expect("key");
+    match mode {
+        "locked" => match Spool::open(&dir, key) {
+            Err(Error::Locked { .. }) => println!("CHILD-LOCKED"),
+            other => println!("CHILD-UNEXPECTED {other:?}"),
+        },
+        "crash" => {
+            let spool = Spool::open(&dir, key).expect("open");
+            for i in 0..25 {
+                let id = enqueue_durably(
+                    &spool,
+                    &envelope("crash@example.org", 1),
+                    body("crash", 2000 + i),
+                );
+                println!("CHILD-ID {id}");
+            }
+            // No destructors, no final flush: only what Durable promised survives.
+            std::process::abort();
+        }
+        _ => panic!("unknown child mode"),
+    }
+}
+
+#[test]
+fn open_from_another_process_is_locked() {
+    let fx = Fixture::new();
+    let _spool = fx.open();
+    let out = run_child("locked", &fx.spool_dir, &fx.key_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CHILD-LOCKED"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn durable_messages_survive_a_crash() {
+    let fx = Fixture::new();
+    SpoolKey::load_or_create(&fx.key_path).expect("key");
+    let out = run_child("crash", &fx.spool_dir, &fx.key_path);
+    assert!(!out.status.success(), "the child must have aborted");
+    let ids: Vec<MessageId> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // The harness may print "test child_entry ... " on the same line first.
+        .filter_map(|l| l.split_once("CHILD-ID ").map(|(_, id)| id))
+        .map(|s| s.trim().parse().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 25, "{}", String::from_utf8_lossy(&out.stderr));
+    let spool = fx.open();
+    assert_eq!(spool.recover().expect("recover").messages, 25);
+    for (i, id) in ids.iter().enumerate() {
+        let (env, b) = spool.read(id).expect("read").expect("survived");
+        assert_eq!(env.sender, "crash@example.org");
+        assert_eq!(b, body("crash", 2000 + i));
+    }
+}
+
+fn all_file_bytes(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            all_file_bytes(&path, out);
+        } else {
+            out.push((path.clone(), std::fs::read(&path).expect("read file")));
+        }
+    }
+}
+
+#[test]
+fn no_plaintext_at_rest() {
+    let fx = Fixture::new();
+    let marker = "CONFIDENTIAL-BODY-MARKER-7f3a";
+    let sender = "very-secret-sender@example.org";
+    {
+        let spool = fx.open();
+        for _ in 0..5 {
+            enqueue_durably(&spool, &envelope(sender, 3), body(marker, 20_000));
+        }
+        spool.flush().expect("flush");
+    }
+    let mut files = Vec::new();
+    all_file_bytes(&fx.spool_dir, &mut files);
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    assert!(
+        total > 5 * 20_000,
+        "the spool holds the messages ({total} bytes)"
+    );
+    for needle in [
+        marker.as_bytes(),
+        sender.as_bytes(),
+        b"rcpt0@example.net",
+        b"client.example.org",
+    ] {
+        for (path, bytes) in &files {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} contains {:?}",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+/// Opens the spool's sled files directly, as an attacker or a disk fault would.
+/// Retries for a moment: sled's background writers may still hold its lock right
+/// after the spool was dropped.
+fn with_raw_db(dir: &Path, f: impl FnOnce(&sled::Db)) {
+    let start = std::time::Instant::now();
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open: {e}"),
+        }
+    };
+    f(&db);
+    db.flush().expect("raw flush");
+}
+
+fn due_keys(db: &sled::Db) -> Vec<keys::Key> {
+    db.scan_prefix([keys::DUE])
+        .map(|kv| keys::parse(&kv.expect("kv").0).expect("due key"))
+        .collect()
+}
+
+#[test]
+fn tampered_record_is_corrupt_and_quarantined() {
+    let fx = Fixture::new();
+    let (bad, good) = {
+        let spool = fx.open();
+        let bad = enqueue_durably(&spool, &envelope("t@example.org", 1), body("tamper", 4000));
+        let good = enqueue_durably(&spool, &envelope("t@example.org", 1), body("fine", 4000));
+        (bad, good)
+    };
+    with_raw_db(&fx.spool_dir, |db| {
+        let mut v = db
+            .get(keys::body(&bad))
+            .expect("get")
+            .expect("present")
+            .to_vec();
+        v[100] ^= 0x40;
+        db.insert(keys::body(&bad), v).expect("insert");
+    });
+    let spool = fx.open();
+    assert!(matches!(spool.read(&bad), Err(Error::Corrupt { .. })));
+    assert!(spool.read(&good).expect("read").is_some());
+    let report = spool.recover().expect("recover");
+    assert_eq!(report.messages, 1);
+    assert_eq!(report.quarantined, 2, "envelope and body");
+    assert_eq!(
+        report.orphans_removed, 1,
+        "the bad message's schedule entry"
+    );
+    assert_eq!(spool.len(), 1);
+    assert_eq!(spool.read(&bad).expect("read"), None);
+    assert_eq!(spool.list().expect("list").len(), 1);
+    // Idempotent: a second run finds nothing to do.
+    let again = spool.recover().expect("recover");
+    assert_eq!(
+        (again.messages, again.quarantined, again.orphans_removed),
+        (1, 0, 0)
+    );
+    drop(spool);
+    with_raw_db(&fx.spool_dir, |db| {
+        let q: Vec<_> = db
+            .scan_prefix([keys::QUARANTINE])
+            .map(|kv| kv.expect("kv").0)
+            .collect();
+        assert_eq!(q.len(), 2);
+        assert!(q.iter().any(|k| k[1..] == keys::body(&bad)));
+        assert!(q.iter().any(|k| k[1..] == keys::envelope(&bad)));
+        assert_eq!(due_keys(db).len(), 1);
+    });
+}
+
+#[test]
+fn records_moved_under_another_key_fail_authentication() {
+    let fx = Fixture::new();
+    let (a, b) = {
+        let spool = fx.open();
+        let a = enqueue_durably(&spool, &envelope("a@example.org", 1), body("aaaa", 1000));
+        let b = enqueue_durably(&spool, &envelope("b@example.org", 1), body("bbbb", 1000));
+        (a, b)
+    };
+    with_raw_db(&fx.spool_dir, |db| {
+        let va = db.get(keys::body(&a)).expect("get").expect("a");
+        let vb = db.get(keys::body(&b)).expect("get").expect("b");
+        db.insert(keys::body(&a), vb).expect("swap");
+        db.insert(keys::body(&b), va).expect("swap");
+    });
+    let spool = fx.open();
+    assert!(matches!(spool.read(&a), Err(Error::Corrupt { .. })));
+    assert!(matches!(spool.read(&b), Err(Error::Corrupt { .. })));
+    let report = spool.recover().expect("recover");
+    assert_eq!((report.messages, report.quarantined), (0, 4));
+    assert!(spool.is_empty());
+}
+
+#[test]
+fn recover_repairs_schedule_and_removes_orphans() {
+    let fx = Fixture::new();
+    let (unscheduled, scheduled) = {
+        let spool = fx.open();
+        let u = enqueue_durably(&spool, &envelope("u@example.org", 1), body("u", 500));
+        let s = enqueue_durably(&spool, &envelope("s@example.org", 1), body("s", 500));
+        (u, s)
+    };
+    let ghost = MessageId::generate();
+    with_raw_db(&fx.spool_dir, |db| {
+        for key in due_keys(db) {
+            if let keys::Key::Due { due_ms, id } = key {
+                if id == unscheduled {
+                    db.remove(keys::due(due_ms, &id)).expect("remove");
+                }
+            }
+        }
+        db.insert(keys::due(42, &ghost), &[][..]).expect("orphan");
+    });
+    let spool = fx.open();
+    let report = spool.recover().expect("recover");
+    assert_eq!(report.messages, 2);
+    assert_eq!(report.schedule_repaired, 1);
+    assert_eq!(report.orphans_removed, 1);
+    assert_eq!(report.quarantined, 0);
+    drop(spool);
+    with_raw_db(&fx.spool_dir, |db| {
+        let mut ids: Vec<MessageId> = due_keys(db)
+            .into_iter()
+            .map(|k| match k {
+                keys::Key::Due { id, .. } => id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        ids.sort();
+        let mut want = vec![unscheduled, scheduled];
+        want.sort();
+        assert_eq!(ids, want);
+    });
+}
+
+#[test]
+fn orphan_body_and_unknown_keys_are_quarantined_not_deleted() {
+    let fx = Fixture::new();
+    drop(fx.open());
+    let lost = MessageId::generate();
+    with_raw_db(&fx.spool_dir, |db| {
+        db.insert(keys::body(&lost), &b"whatever"[..])
+            .expect("insert");
+        db.insert(&b"zzz"[..], &b"unknown"[..]).expect("insert");
+    });
+    let spool = fx.open();
+    let report = spool.recover().expect("recover");
+    assert_eq!((report.messages, report.quarantined), (0, 2));
+    drop(spool);
+    with_raw_db(&fx.spool_dir, |db| {
+        assert_eq!(db.scan_prefix([keys::QUARANTINE]).count(), 2);
+        assert!(db.get(keys::quarantine(b"zzz")).expect("get").is_some());
+    });
+}
