@@ -1,0 +1,29 @@
+//! The Way2Mail SMTP engine as a library: the sans-IO SMTP server protocol and the
+//! relay policy it consults. Nothing here touches a socket, a clock-driven timer or
+//! the spool; the binary (`src/main.rs`) owns those and drives this code.
+//!
+//! Layout and flow:
+//!
+//! ```text
+//!   relay.rs            RelayPolicy: local domains + trusted networks (never an open relay)
+//!   smtp/mod.rs         public types: Role, Limits, SessionParams, Event, SpoolState, ...
+//!   smtp/protocol.rs    Protocol: input buffer -> lines / DATA / BDAT -> handlers -> Event
+//!   smtp/command.rs     one command line -> typed Command (borrowing, no allocation)
+//!   smtp/path.rs        reverse/forward paths, mailboxes, domains, address literals
+//!   smtp/ehlo.rs  mail.rs  rcpt.rs  dsn.rs  data.rs  bdat.rs  starttls.rs   one verb each
+//!   smtp/body.rs        the message buffer: size cap, Received-header loop count
+//!   smtp/received.rs    the Received: trace header and its RFC 5322 UTC date
+//!   smtp/reply.rs       reply codes, enhanced status codes, wire formatting
+//! ```
+//!
+//! The session (in the binary) reads bytes, calls [`smtp::Protocol::feed`], then calls
+//! [`smtp::Protocol::next_event`] until it asks for more input, writing
+//! [`smtp::Protocol::output`] whenever an event says so. A message leaves the protocol
+//! as [`smtp::Event::Message`]; the session spools it and reports back with
+//! [`smtp::Protocol::message_queued`], and only then does the client get its `250`.
+
+pub mod relay;
+pub mod smtp;
+
+pub use relay::{RelayError, RelayPolicy};
+pub use smtp::{Event, Limits, Protocol, QueueFailure, Role, SessionParams, SpoolState};

@@ -1,0 +1,31 @@
+//! `EHLO` and `HELO` (RFC 5321 §4.1.1.1): record the client's name, drop any open
+//! transaction, and list the extensions. HELO gets a plain `250` and no extensions,
+//! so MAIL/RCPT parameters are refused afterwards.
+//!
+//! AUTH is deliberately not listed: there is no authentication yet, and advertising
+//! it would invite clients to send credentials we cannot check.
+
+use super::reply::Reply;
+use super::state::{Greeting, SessionState};
+
+impl SessionState {
+    pub(super) fn ehlo(&mut self, name: &str, extended: bool) -> Reply {
+        self.reset();
+        self.greeting = Some(Greeting {
+            name: name.to_string(),
+            extended,
+        });
+        let host = &self.params.hostname;
+        if !extended {
+            return Reply::owned(250, "", host.clone());
+        }
+        let mut text = format!(
+            "{host} Hello {name}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES\nCHUNKING\nSMTPUTF8\nDSN",
+            self.params.limits.max_message_size
+        );
+        if self.params.tls_available && !self.tls_active {
+            text.push_str("\nSTARTTLS");
+        }
+        Reply::owned(250, "", text)
+    }
+}

@@ -1,0 +1,165 @@
+//! The SMTP server protocol, sans-IO: bytes in through [`Protocol::feed`], replies
+//! out through [`Protocol::output`], and everything the caller must act on (read
+//! more, start TLS, spool a message, sleep, close) as an [`Event`] from
+//! [`Protocol::next_event`]. It never blocks, never reads a socket and never waits.
+//!
+//! Flow inside: `protocol.rs` cuts the input into command lines (bounded at 512
+//! octets) or hands it to the DATA / BDAT receivers; `command.rs` turns a line into a
+//! typed [`Command`](command::Command); one handler per verb (`ehlo.rs`, `mail.rs`,
+//! `rcpt.rs`, `data.rs`, `bdat.rs`, `starttls.rs`) checks it against the session
+//! state and answers with a [`Reply`](reply::Reply). A finished message is the body
+//! buffer (`body.rs`, starting with the `Received:` header from `received.rs`) plus the
+//! envelope, handed out as [`Event::Message`].
+//!
+//! Driving it:
+//!
+//! ```text
+//!   p.greeting();
+//!   loop {
+//!       match p.next_event() {
+//!           NeedInput        => { write(p.output()); p.clear_output(); p.feed(read()?) }
+//!           StartTls         => { write(p.output()); p.clear_output(); handshake; p.tls_established(desc) }
+//!           Message{..}      => { let r = spool(..); p.message_queued(r) }
+//!           Tarpit(d)        => { sleep(d); write(p.output()); p.clear_output() }
+//!           Close            => { write(p.output()); close; break }
+//!       }
+//!   }
+//! ```
+
+mod bdat;
+mod body;
+pub mod command;
+mod data;
+mod dsn;
+mod ehlo;
+mod mail;
+mod message;
+pub mod path;
+mod protocol;
+mod rcpt;
+mod received;
+pub mod reply;
+mod starttls;
+mod state;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use way2mail_queue::{Envelope, MessageId};
+
+use crate::relay::RelayPolicy;
+
+pub use protocol::Protocol;
+
+/// The listener a session came in on; it decides the TLS and relay rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Port 25: mail for our domains from anyone, relay only for trusted networks.
+    Mx,
+    /// Port 587: STARTTLS required before `MAIL`.
+    Submission,
+    /// Port 465: implicit TLS, the handshake comes before the greeting.
+    Submissions,
+}
+
+impl Role {
+    /// The name used in configuration, logs and `Origin::listener`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Mx => "mx",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+}
+
+/// Per-session limits (from the listener configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message content in octets (advertised as `SIZE`).
+    pub max_message_size: u64,
+    /// Accepted recipients per transaction; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// 5xx replies after which the session is closed with `421 4.7.0`.
+    pub max_errors: u32,
+    /// 5xx replies after which each further error reply is delayed.
+    pub tarpit_after_errors: u32,
+    pub tarpit_delay: Duration,
+    /// More `Received:` headers than this in a message means a mail loop (`554 5.4.6`).
+    pub max_received_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 1000,
+            max_errors: 20,
+            tarpit_after_errors: 10,
+            tarpit_delay: Duration::from_secs(1),
+            max_received_headers: 50,
+        }
+    }
+}
+
+/// Everything the protocol needs to know about one connection.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Our name, used in the greeting, replies and the `Received:` header.
+    pub hostname: String,
+    pub role: Role,
+    pub client_ip: IpAddr,
+    /// True from the start on `submissions` (implicit TLS).
+    pub tls_active: bool,
+    /// STARTTLS can be offered (a certificate is configured).
+    pub tls_available: bool,
+    pub limits: Limits,
+    pub relay: Arc<RelayPolicy>,
+}
+
+/// What the spool said last; the caller updates it before feeding input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpoolState {
+    #[default]
+    Ready,
+    /// Low on disk: new transactions get `452 4.3.1`.
+    DiskLow,
+    /// The spool cannot take mail: `MAIL` gets `421 4.3.2` and the session closes.
+    Unhealthy,
+}
+
+/// Why spooling a message failed; chooses the reply to the end of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFailure {
+    /// `451 4.3.0`.
+    Unhealthy,
+    /// `452 4.3.1`.
+    DiskFull,
+    /// `451 4.3.0`.
+    Other,
+}
+
+/// What the caller must do next.
+// One `Message` per accepted message, moved once to the spool: boxing the envelope
+// would cost an allocation per message to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Event {
+    /// Write pending output, then read more input and `feed()` it.
+    NeedInput,
+    /// Write pending output (the `220 2.0.0`), do the TLS handshake, then call
+    /// `tls_established()`. Input buffered after the STARTTLS line has been discarded.
+    StartTls,
+    /// Spool this message, then call `message_queued()`; no input is processed until then.
+    Message {
+        id: MessageId,
+        envelope: Envelope,
+        /// The `Received:` header followed by the message content as received.
+        body: Vec<u8>,
+    },
+    /// Sleep this long, then write pending output and call `next_event()` again.
+    Tarpit(Duration),
+    /// Write pending output and close the connection.
+    Close,
+}
