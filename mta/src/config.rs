@@ -282,7 +282,11 @@ impl Config {
         let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { "(top level)".into() } else { key };
+            let key = if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            };
             // toml's message can carry a multi-line source excerpt; the first line
             // is the reason, the rest repeats the file.
             let reason = e.inner().message().trim().to_string();
@@ -350,12 +354,18 @@ impl Config {
             ("limits.max_message_size", l.max_message_size),
             ("limits.max_recipients", l.max_recipients as u64),
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+            (
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip as u64,
+            ),
             ("limits.max_errors", u64::from(l.max_errors)),
             ("limits.max_received_headers", l.max_received_headers as u64),
             ("timeouts.command_secs", self.timeouts.command_secs),
             ("timeouts.data_secs", self.timeouts.data_secs),
-            ("timeouts.tls_handshake_secs", self.timeouts.tls_handshake_secs),
+            (
+                "timeouts.tls_handshake_secs",
+                self.timeouts.tls_handshake_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

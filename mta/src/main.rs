@@ -169,7 +169,12 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         }
     }
     spool.flush().context("final spool flush")?;
-    tracing::info!("way2mail-mta stopped");
+    let stats = spool.stats();
+    tracing::info!(
+        flushes = stats.flushes,
+        commits = stats.commits,
+        "way2mail-mta stopped"
+    );
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -46,7 +46,11 @@ impl SpoolMonitor {
             }
             (_, Ok(free)) if free < min_free => {
                 if self.state.load(Ordering::Relaxed) != DISK_LOW {
-                    tracing::warn!(free, min_free, "spool disk space low: refusing MAIL with 452");
+                    tracing::warn!(
+                        free,
+                        min_free,
+                        "spool disk space low: refusing MAIL with 452"
+                    );
                 }
                 DISK_LOW
             }

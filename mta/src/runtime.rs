@@ -89,7 +89,11 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
 }
 
 fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(SockProtocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if address.is_ipv6() {
@@ -198,7 +202,10 @@ impl Worker {
             }
         };
         if tokio::time::timeout(limit, wait).await.is_err() {
-            tracing::warn!(sessions = self.live.get(), "sessions still open after the grace period");
+            tracing::warn!(
+                sessions = self.live.get(),
+                "sessions still open after the grace period"
+            );
         }
     }
 
@@ -256,7 +263,11 @@ fn run_epoll(worker: Worker, listeners: Vec<(TcpListener, Role)>) -> Result<()> 
                     match accepted {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            tokio::task::spawn_local(w.clone().handle(EpollStream(stream), peer, role));
+                            tokio::task::spawn_local(w.clone().handle(
+                                EpollStream(stream),
+                                peer,
+                                role,
+                            ));
                         }
                         Err(e) => accept_error(e).await,
                     }

@@ -207,7 +207,9 @@ impl Session {
         let shutting_down = *self.shutdown.borrow();
         if shutting_down {
             let grace = Duration::from_secs(timeouts.shutdown_grace_secs);
-            let until = *self.grace_until.get_or_insert_with(|| Instant::now() + grace);
+            let until = *self
+                .grace_until
+                .get_or_insert_with(|| Instant::now() + grace);
             let left = until.saturating_duration_since(Instant::now());
             if !in_data || left.is_zero() {
                 self.protocol.shutdown();

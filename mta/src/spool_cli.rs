@@ -26,7 +26,11 @@ pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
         .map_or(0, |d| d.as_millis() as u64);
     let mut out = std::io::stdout().lock();
     if !json {
-        writeln!(out, "{:<26} {:<40} {:>5} {:>10} {:>8}", "ID", "SENDER", "RCPTS", "SIZE", "AGE")?;
+        writeln!(
+            out,
+            "{:<26} {:<40} {:>5} {:>10} {:>8}",
+            "ID", "SENDER", "RCPTS", "SIZE", "AGE"
+        )?;
     }
     let messages = spool.list()?;
     for m in &messages {

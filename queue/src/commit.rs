@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -178,8 +178,17 @@ impl Drop for Committer {
     }
 }
 
+/// The longest a first waiter is held back to gather others into its flush.
+const MAX_GATHER: Duration = Duration::from_micros(GATHER_CAP_US);
+const GATHER_CAP_US: u64 = 1000;
+
 fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
     let mut batch: Vec<Waiter> = Vec::new();
+    // Under load a flush's fixed cost (thread hand-offs, the write, fsync) is paid
+    // per batch, and on a small machine it competes with the sessions for CPU. So
+    // when the last flush served several sessions, wait up to as long as that flush
+    // took (capped) for more to arrive; an idle spool (one waiter) is never held.
+    let mut gather = Duration::ZERO;
     loop {
         match rx.recv_timeout(RETRY_WHILE_UNHEALTHY) {
             Ok(w) => batch.push(w),
@@ -191,8 +200,14 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        batch.extend(rx.try_iter());
+        gather_more(rx, &mut batch, gather);
+        let started = Instant::now();
         let result = shared.flush(db);
+        gather = if batch.len() > 1 {
+            started.elapsed().min(MAX_GATHER)
+        } else {
+            Duration::ZERO
+        };
         shared
             .commits
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -206,4 +221,17 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
         }
     }
     tracing::debug!("spool flusher stopped");
+}
+
+/// Takes every waiter already pending, and keeps taking arrivals until `window`
+/// has passed since this call.
+fn gather_more(rx: &mpsc::Receiver<Waiter>, batch: &mut Vec<Waiter>, window: Duration) {
+    batch.extend(rx.try_iter());
+    let deadline = Instant::now() + window;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(w) => batch.push(w),
+            Err(_) => break,
+        }
+    }
 }

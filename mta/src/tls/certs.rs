@@ -31,8 +31,12 @@ pub fn server_config(tls: &TlsConfig, hostname: &str) -> Result<Arc<ServerConfig
     if certs.is_empty() {
         bail!("tls.cert: {} holds no certificate", tls.cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .with_context(|| format!("tls.key: cannot read a private key from {}", tls.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).with_context(|| {
+        format!(
+            "tls.key: cannot read a private key from {}",
+            tls.key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -63,7 +67,11 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path, hostname: &str) -> Re
         }
     }
     write_new(cert_path, generated.cert.pem().as_bytes(), 0o644)?;
-    write_new(key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(
+        key_path,
+        generated.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     Ok(())
 }
 
