@@ -124,7 +124,7 @@ impl Spool {
         let lock_file = lock(path)?;
         let db = open_db(path)?;
         let queued = db.scan_prefix([keys::ENVELOPE]).count();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(std::fs::File::open(path)?));
         let committer = Committer::start(db.clone(), Arc::clone(&shared))?;
         Ok(Spool {
             inner: Arc::new(Inner {
