@@ -299,7 +299,13 @@ impl Config {
         validate_hostname(&self.hostname)?;
         let listeners = self.check_listeners()?;
         let relay = RelayPolicy::new(&self.relay.domains, &self.relay.trusted_networks)
-            .map_err(|e| err("relay", e.to_string()))?;
+            .map_err(|e| {
+                let key = match e {
+                    way2mail_mta::RelayError::InvalidDomain { .. } => "relay.domains",
+                    _ => "relay.trusted_networks",
+                };
+                err(key, e.to_string())
+            })?;
         self.check_limits()?;
         if self.runtime.threads > 1024 {
             return Err(err("runtime.threads", "must be between 0 and 1024"));
@@ -451,7 +457,13 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap_err();
+        assert_eq!(e.key, "relay.trusted_networks");
         assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
+        let e = Config::parse("[relay]\ndomains = [\"bad domain\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "relay.domains", "{e}");
     }
 
     #[test]

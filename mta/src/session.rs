@@ -222,7 +222,12 @@ impl Session {
             buf = Vec::with_capacity(READ_SIZE);
         }
         let read = tokio::time::timeout(limit, io.read(buf));
-        let result = if shutting_down {
+        // A read abandoned on io_uring stays queued in the ring and would swallow
+        // whatever arrives next, so a read is only ever abandoned when the session
+        // is about to close: on a timeout, or on shutdown outside a message. Inside
+        // a message, shutdown waits for this read and the grace period applies to
+        // the next one.
+        let result = if shutting_down || in_data {
             read.await
         } else {
             tokio::select! {

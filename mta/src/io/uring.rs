@@ -28,3 +28,13 @@ impl Io for UringStream {
         let _ = self.0.shutdown(std::net::Shutdown::Write);
     }
 }
+
+impl Drop for UringStream {
+    /// tokio-uring does not cancel an in-flight operation when its future is dropped
+    /// (a read abandoned by a timeout stays queued in the ring), and the queued read
+    /// keeps the socket open: a silent client would hold its connection forever.
+    /// Shutting the socket down completes that read, so the descriptor is closed.
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}

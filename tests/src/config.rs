@@ -1,0 +1,140 @@
+//! Test configurations: the daemon's TOML (docs/configuration.md) with every path inside a
+//! temp dir and every listener on its own ephemeral 127.0.0.1 port. A test changes keys with
+//! [`TestConfig::set`]; the base values below are chosen so that tests do not depend on the
+//! machine (two workers so SO_REUSEPORT sharing is exercised, a tiny free-space floor).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::Backend;
+
+/// The three listener ports of one daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub mx: u16,
+    pub submission: u16,
+    pub submissions: u16,
+}
+
+impl Ports {
+    /// Three ports the kernel just handed out as free.
+    pub fn ephemeral() -> anyhow::Result<Ports> {
+        Ok(Ports {
+            mx: free_port()?,
+            submission: free_port()?,
+            submissions: free_port()?,
+        })
+    }
+
+    /// The ports of the documented dev defaults (no `--config`).
+    pub fn dev_defaults() -> Ports {
+        Ports {
+            mx: 2525,
+            submission: 2587,
+            submissions: 2465,
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: bound with port 0, read, released.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One daemon configuration: a backend plus the keys a test sets.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    backend: Backend,
+    /// section ("" = top level) → key → TOML value literal.
+    overrides: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl TestConfig {
+    pub fn new(backend: Backend) -> TestConfig {
+        TestConfig {
+            backend,
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Sets `key = value` in `[section]` (`""` for the top level). `value` is a TOML
+    /// literal, so strings carry their quotes: `set("relay", "domains", r#"["a.test"]"#)`.
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> TestConfig {
+        self.overrides
+            .entry(section.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// The TOML text for a daemon whose files live under `dir`.
+    pub fn render(&self, dir: &Path, ports: &Ports) -> String {
+        let path = |name: &str| toml_string(&dir.join(name).to_string_lossy());
+        let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut base = |section: &str, key: &str, value: String| {
+            sections
+                .entry(section.to_string())
+                .or_default()
+                .insert(key.to_string(), value);
+        };
+        base("", "hostname", toml_string("mx.way2mail.test"));
+        base("runtime", "io", toml_string(self.backend.config_value()));
+        base("runtime", "threads", "2".into());
+        base("tls", "cert", path("tls/cert.pem"));
+        base("tls", "key", path("tls/key.pem"));
+        base("tls", "self_signed", "true".into());
+        base("spool", "path", path("spool"));
+        base("spool", "key_file", path("spool.key"));
+        base("spool", "min_free_space", "1048576".into());
+        base("log", "format", toml_string("text"));
+        base("log", "level", toml_string("info"));
+        for (section, keys) in &self.overrides {
+            for (key, value) in keys {
+                base(section, key, value.clone());
+            }
+        }
+
+        let mut text = String::new();
+        // Top-level keys must precede every table header.
+        for (key, value) in sections.remove("").unwrap_or_default() {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+        for (port, role) in [
+            (ports.mx, "mx"),
+            (ports.submission, "submission"),
+            (ports.submissions, "submissions"),
+        ] {
+            text.push_str(&format!(
+                "\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"{role}\"\n"
+            ));
+        }
+        for (section, keys) in sections {
+            text.push_str(&format!("\n[{section}]\n"));
+            for (key, value) in keys {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text
+    }
+
+    /// Writes the rendered config to `dir/way2mail.toml` and returns its path.
+    pub fn write(&self, dir: &Path, ports: &Ports) -> anyhow::Result<PathBuf> {
+        let file = dir.join("way2mail.toml");
+        std::fs::write(&file, self.render(dir, ports))
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(file)
+    }
+}
+
+/// A TOML basic string; temp paths contain no quotes or backslashes, but escape anyway.
+fn toml_string(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}

@@ -1,0 +1,109 @@
+//! Harness for the black-box tests: it starts the real `way2mail-mta` binary and talks to
+//! it only through sockets, signals, files and its command line.
+//!
+//! Layout and flow:
+//!
+//! ```text
+//! binary   finds target/<profile>/way2mail-mta next to the test executable (builds it once
+//!          when missing)
+//! config   TestConfig: ephemeral 127.0.0.1 ports, a temp dir, TOML sections a test adds
+//! daemon   Daemon::start(config) -> process with stderr in a file, waits for every
+//!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs
+//! process  child commands with a deadline (`--check`, `spool list`, python3)
+//! client   SmtpClient: a line-level SMTP client over TCP or TLS, Reply parsing
+//! tls      rustls client configs trusting the daemon's generated certificate
+//! ```
+//!
+//! Every test that speaks SMTP runs once per I/O backend; [`for_each_backend!`] expands a
+//! `fn name(Backend) -> anyhow::Result<()>` into the two `#[test]`s.
+
+mod binary;
+mod client;
+mod config;
+mod daemon;
+mod process;
+mod tls;
+
+pub use binary::daemon_binary;
+pub use client::{Reply, SmtpClient, SmtpStream};
+pub use config::{free_port, Ports, TestConfig};
+pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
+pub use process::{run_bounded, wait_timeout};
+pub use tls::{client_config, load_pem_cert};
+
+use std::time::{Duration, Instant};
+
+/// The daemon's `[runtime] io` backends that the tests cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    IoUring,
+    Epoll,
+}
+
+impl Backend {
+    /// Both backends, in the order the tests run them.
+    pub const ALL: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
+
+    /// The value of `[runtime] io` selecting this backend.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            Backend::IoUring => "io_uring",
+            Backend::Epoll => "epoll",
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or fails after `timeout` naming `what`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Checks that a reply to the end of DATA is `250 2.0.0 <26-char id> queued` and returns
+/// the id.
+pub fn queued_id(reply: &Reply) -> anyhow::Result<String> {
+    let text = reply.text();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match (reply.code, words.as_slice()) {
+        (250, ["2.0.0", id, "queued", ..]) if is_message_id(id) => Ok((*id).to_string()),
+        _ => anyhow::bail!("expected `250 2.0.0 <id> queued`, got {reply}"),
+    }
+}
+
+/// A message id as the daemon prints it: 26 alphanumeric ASCII characters.
+pub fn is_message_id(word: &str) -> bool {
+    word.len() == 26 && word.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Expands `fn name(Backend) -> anyhow::Result<()>` items into a module per function with
+/// one `#[test]` per backend: `name::io_uring` and `name::epoll`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn io_uring() -> ::anyhow::Result<()> {
+                    super::$name($crate::Backend::IoUring)
+                }
+
+                #[test]
+                fn epoll() -> ::anyhow::Result<()> {
+                    super::$name($crate::Backend::Epoll)
+                }
+            }
+        )*
+    };
+}
