@@ -298,8 +298,8 @@ impl Config {
     pub fn validate(self) -> Result<Settings, ConfigError> {
         validate_hostname(&self.hostname)?;
         let listeners = self.check_listeners()?;
-        let relay = RelayPolicy::new(&self.relay.domains, &self.relay.trusted_networks)
-            .map_err(|e| {
+        let relay =
+            RelayPolicy::new(&self.relay.domains, &self.relay.trusted_networks).map_err(|e| {
                 let key = match e {
                     way2mail_mta::RelayError::InvalidDomain { .. } => "relay.domains",
                     _ => "relay.trusted_networks",
