@@ -1,16 +1,21 @@
 //! Group commit: the one place where queued messages become durable.
 //!
-//! Sessions apply their sled batch, then send a oneshot sender to the flusher thread.
-//! The flusher blocks for the first waiter, drains every waiter already pending,
-//! calls `flush` once and answers them all. Every waiter it answers was sent after
-//! its batch was applied, and the flush starts after the drain, so an `Ok` always
-//! comes from a flush that started after the message was written. Waiters arriving
-//! during a flush wait for the next one; under load one flush serves many messages,
-//! so the batch size follows the load without any tuning knob.
+//! Sessions seal their records and hand them, with a oneshot sender, to the flusher
+//! thread. The flusher blocks for the first message, drains every message already
+//! pending, writes all of them in ONE sled batch, flushes once and answers them all.
+//! Every answer comes from a flush that started after that message's batch was
+//! applied. Messages arriving during a flush wait for the next one; under load one
+//! batch and one flush serve many messages, so the batch size follows the load
+//! without a tuning knob.
+//!
+//! Why the flusher, not the session, applies the batch: sled 0.34's `apply_batch`
+//! takes its global write lock, and `flush` holds the read side of that lock until
+//! the disk has answered. A session applying its own batch would stall its whole
+//! core (every session on it) behind each flush; here the cores never wait on sled.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,13 @@ use tokio::sync::oneshot;
 use crate::Error;
 
 type Answer = Result<(), Error>;
-type Waiter = oneshot::Sender<Answer>;
+
+/// One message on its way to the flusher: its sealed records (applied atomically,
+/// with every other message of the same round) and who to tell.
+pub(crate) struct Pending {
+    pub(crate) records: Vec<(Vec<u8>, Vec<u8>)>,
+    waiter: oneshot::Sender<Answer>,
+}
 
 /// While unhealthy nobody enqueues, so nobody would trigger a flush: the flusher
 /// wakes at this interval and, if the spool is unhealthy, retries a flush to find
@@ -74,6 +85,11 @@ struct HealthState {
 /// State shared by the spool handles and the flusher thread.
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// The flusher writes under the shared side, recovery under the exclusive side:
+    /// recovery's pass must not see half of a message.
+    pub(crate) writers: RwLock<()>,
+    /// Number of queued messages.
+    pub(crate) queued: AtomicUsize,
     /// The spool directory, for `syncfs` after each sled flush; `None` only in
     /// unit tests of this module.
     spool_dir: Option<std::fs::File>,
@@ -134,6 +150,38 @@ impl Shared {
         }
     }
 
+    /// Applies the records of every message of a round as one atomic sled batch.
+    fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), String> {
+        if self.unhealthy.load(Ordering::Acquire) {
+            return Err(self.health_reason());
+        }
+        let mut batch = sled::Batch::default();
+        for p in round.iter_mut() {
+            for (key, value) in p.records.drain(..) {
+                batch.insert(key, value);
+            }
+        }
+        let _writing = self.writers.read().unwrap_or_else(PoisonError::into_inner);
+        match db.apply_batch(batch) {
+            Ok(()) => {
+                self.queued.fetch_add(round.len(), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("write failed: {e}");
+                self.mark_unhealthy(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    fn health_reason(&self) -> String {
+        match self.health() {
+            Health::Unhealthy(reason) => reason,
+            Health::Ok => "spool unhealthy".into(),
+        }
+    }
+
     /// One sled flush with health bookkeeping; used by the flusher and by
     /// `Spool::flush`. The error is the reason the spool is now unhealthy.
     pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), String> {
@@ -162,7 +210,7 @@ impl Shared {
 
 /// Owns the flusher thread; dropping it stops and joins the thread.
 pub(crate) struct Committer {
-    tx: Option<mpsc::Sender<Waiter>>,
+    tx: Option<mpsc::Sender<Pending>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -178,13 +226,13 @@ impl Committer {
         })
     }
 
-    /// Registers a message whose batch has been applied.
-    pub(crate) fn register(&self) -> Durable {
+    /// Hands a message's sealed records to the flusher.
+    pub(crate) fn submit(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Durable {
         let (waiter, rx) = oneshot::channel();
         if let Some(tx) = &self.tx {
             // A send error means the flusher is gone; the dropped waiter then makes
             // `Durable::wait` fail, which is the right answer.
-            let _ = tx.send(waiter);
+            let _ = tx.send(Pending { records, waiter });
         }
         Durable { rx }
     }
@@ -205,16 +253,16 @@ impl Drop for Committer {
 /// The longest a first waiter is held back to gather others into its flush.
 const MAX_GATHER: Duration = Duration::from_millis(1);
 
-fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
-    let mut batch: Vec<Waiter> = Vec::new();
-    // Under load a flush's fixed cost (thread hand-offs, the write, fsync) is paid
-    // per batch, and on a small machine it competes with the sessions for CPU. So
-    // when the last flush served several sessions, wait up to as long as that flush
-    // took (capped) for more to arrive; an idle spool (one waiter) is never held.
+fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Pending>) {
+    let mut round: Vec<Pending> = Vec::new();
+    // Under load a flush's fixed cost (thread hand-offs, the write, the sync) is paid
+    // per round, and on a small machine it competes with the sessions for CPU. So
+    // when the last round served several messages, wait up to as long as its flush
+    // took (capped) for more to arrive; an idle spool (one message) is never held.
     let mut gather = Duration::ZERO;
     loop {
         match rx.recv_timeout(RETRY_WHILE_UNHEALTHY) {
-            Ok(w) => batch.push(w),
+            Ok(p) => round.push(p),
             Err(RecvTimeoutError::Timeout) => {
                 if shared.unhealthy.load(Ordering::Acquire) {
                     let _ = shared.flush(db);
@@ -223,32 +271,32 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Waiter>) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        gather_more(rx, &mut batch, gather);
+        gather_more(rx, &mut round, gather);
         let started = Instant::now();
-        let result = shared.flush(db);
-        gather = if batch.len() > 1 {
+        let result = shared.write(db, &mut round).and_then(|()| shared.flush(db));
+        gather = if round.len() > 1 {
             started.elapsed().min(MAX_GATHER)
         } else {
             Duration::ZERO
         };
         shared
             .commits
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for w in batch.drain(..) {
+            .fetch_add(round.len() as u64, Ordering::Relaxed);
+        for p in round.drain(..) {
             let answer = match &result {
                 Ok(()) => Ok(()),
                 Err(reason) => Err(Error::Unhealthy(reason.clone())),
             };
             // The session may have given up (client gone); nothing to tell it then.
-            let _ = w.send(answer);
+            let _ = p.waiter.send(answer);
         }
     }
     tracing::debug!("spool flusher stopped");
 }
 
-/// Takes every waiter already pending, and keeps taking arrivals until `window`
+/// Takes every message already pending, and keeps taking arrivals until `window`
 /// has passed since this call.
-fn gather_more(rx: &mpsc::Receiver<Waiter>, batch: &mut Vec<Waiter>, window: Duration) {
+fn gather_more(rx: &mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, window: Duration) {
     batch.extend(rx.try_iter());
     let deadline = Instant::now() + window;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {

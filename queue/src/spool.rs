@@ -6,8 +6,8 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::LessSafeKey;
@@ -50,10 +50,6 @@ struct Inner {
     key: LessSafeKey,
     shared: Arc<Shared>,
     path: PathBuf,
-    queued: AtomicUsize,
-    /// Writers take it shared, recovery exclusively: recovery's pass must not see
-    /// half of a message that is being enqueued.
-    writers: RwLock<()>,
     _lock: File,
 }
 
@@ -125,6 +121,7 @@ impl Spool {
         let db = open_db(path)?;
         let queued = db.scan_prefix([keys::ENVELOPE]).count();
         let shared = Arc::new(Shared::new(std::fs::File::open(path)?));
+        shared.queued.store(queued, Ordering::Relaxed);
         let committer = Committer::start(db.clone(), Arc::clone(&shared))?;
         Ok(Spool {
             inner: Arc::new(Inner {
@@ -133,8 +130,6 @@ impl Spool {
                 key: key.aead,
                 shared,
                 path: path.to_owned(),
-                queued: AtomicUsize::new(queued),
-                writers: RwLock::new(()),
                 _lock: lock_file,
             }),
         })
@@ -144,12 +139,16 @@ impl Spool {
     pub fn recover(&self) -> Result<RecoveryReport, Error> {
         let inner = &*self.inner;
         let _exclusive = inner
+            .shared
             .writers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let (report, changed) = recovery::run(&inner.db, &inner.key, now_ms())
             .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
-        inner.queued.store(report.messages, Ordering::Relaxed);
+        inner
+            .shared
+            .queued
+            .store(report.messages, Ordering::Relaxed);
         if changed {
             self.flush()?;
         }
@@ -173,19 +172,12 @@ impl Spool {
         let body_key = keys::body(&id);
         let env_record = record::seal_envelope(&inner.key, &env_key, envelope, body.len() as u64)?;
         let body_record = crate::seal::seal(&inner.key, &body_key, body)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(&env_key[..], env_record);
-        batch.insert(&body_key[..], body_record);
-        batch.insert(&keys::due(now_ms(), &id)[..], &[][..]);
-        {
-            let _shared = inner.writers.read().unwrap_or_else(PoisonError::into_inner);
-            if let Err(e) = inner.db.apply_batch(batch) {
-                inner.shared.mark_unhealthy(format!("write failed: {e}"));
-                return Err(e.into());
-            }
-            inner.queued.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(inner.committer.register())
+        let records = vec![
+            (env_key.to_vec(), env_record),
+            (body_key.to_vec(), body_record),
+            (keys::due(now_ms(), &id).to_vec(), Vec::new()),
+        ];
+        Ok(inner.committer.submit(records))
     }
 
     /// Reads and authenticates one message; `None` if it is not in the spool.
@@ -235,7 +227,7 @@ impl Spool {
 
     /// Number of queued messages.
     pub fn len(&self) -> usize {
-        self.inner.queued.load(Ordering::Relaxed)
+        self.inner.shared.queued.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
