@@ -285,20 +285,12 @@ impl Session {
     }
 }
 
-/// Chooses the SMTP answer for a spool failure: a full disk anywhere in the error's
-/// chain of causes is `452 4.3.1`, an unhealthy spool `451 4.3.0`.
+/// Chooses the SMTP answer for a spool failure: a full filesystem is `452 4.3.1`,
+/// anything else `451 4.3.0`.
 fn queue_failure(e: &way2mail_queue::Error) -> QueueFailure {
-    if matches!(e, way2mail_queue::Error::Unhealthy(_)) {
-        return QueueFailure::Unhealthy;
+    match e {
+        way2mail_queue::Error::NoSpace(_) => QueueFailure::DiskFull,
+        way2mail_queue::Error::Unhealthy(_) => QueueFailure::Unhealthy,
+        _ => QueueFailure::Other,
     }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::StorageFull {
-                return QueueFailure::DiskFull;
-            }
-        }
-        cause = c.source();
-    }
-    QueueFailure::Other
 }

@@ -80,6 +80,8 @@ struct HealthState {
     /// cannot declare the spool healthy again.
     generation: u64,
     reason: Option<String>,
+    /// The last failure was the filesystem running out of space.
+    no_space: bool,
 }
 
 /// State shared by the spool handles and the flusher thread.
@@ -126,11 +128,36 @@ impl Shared {
     }
 
     pub(crate) fn mark_unhealthy(&self, reason: String) {
-        tracing::error!(%reason, "spool unhealthy, refusing new messages");
+        self.mark_failed(reason, false);
+    }
+
+    fn mark_failed(&self, reason: String, no_space: bool) {
+        // Logged once per episode: the flusher's retries while unhealthy would
+        // otherwise repeat it every second.
+        if !self.unhealthy.load(Ordering::Acquire) {
+            tracing::error!(
+                %reason,
+                "spool unhealthy, refusing new messages; an I/O error latched by the \
+                 storage engine clears only when way2mail-mta restarts"
+            );
+        }
         let mut s = self.state();
         s.generation += 1;
         s.reason = Some(reason);
+        s.no_space = no_space;
         self.unhealthy.store(true, Ordering::Release);
+    }
+
+    /// The error for a message refused or failed while unhealthy: `NoSpace` when
+    /// the filesystem is full (the client hears `452 4.3.1`), else `Unhealthy`.
+    pub(crate) fn refusal(&self) -> Error {
+        let s = self.state();
+        let reason = s.reason.clone().unwrap_or_else(|| "spool unhealthy".into());
+        if s.no_space {
+            Error::NoSpace(reason)
+        } else {
+            Error::Unhealthy(reason)
+        }
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -153,7 +180,7 @@ impl Shared {
     /// Applies the records of every message of a round as one atomic sled batch.
     fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), String> {
         if self.unhealthy.load(Ordering::Acquire) {
-            return Err(self.health_reason());
+            return Err(self.refusal().to_string());
         }
         let mut batch = sled::Batch::default();
         for p in round.iter_mut() {
@@ -169,16 +196,9 @@ impl Shared {
             }
             Err(e) => {
                 let reason = format!("write failed: {e}");
-                self.mark_unhealthy(reason.clone());
+                self.mark_failed(reason.clone(), is_no_space(&e));
                 Err(reason)
             }
-        }
-    }
-
-    fn health_reason(&self) -> String {
-        match self.health() {
-            Health::Unhealthy(reason) => reason,
-            Health::Ok => "spool unhealthy".into(),
         }
     }
 
@@ -187,10 +207,13 @@ impl Shared {
     pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), String> {
         let generation = self.state().generation;
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        match db.flush().map_err(|e| e.to_string()).and_then(|_| {
-            self.sync_files()
-                .map_err(|e| format!("syncing the spool files: {e}"))
-        }) {
+        let outcome = match db.flush() {
+            Ok(_) => self
+                .sync_files()
+                .map_err(|e| (format!("syncing the spool files: {e}"), is_full(&e))),
+            Err(e) => Err((e.to_string(), is_no_space(&e))),
+        };
+        match outcome {
             Ok(()) => {
                 let mut s = self.state();
                 if s.generation == generation && s.reason.take().is_some() {
@@ -199,13 +222,21 @@ impl Shared {
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err((e, no_space)) => {
                 let reason = format!("flush failed: {e}");
-                self.mark_unhealthy(reason.clone());
+                self.mark_failed(reason.clone(), no_space);
                 Err(reason)
             }
         }
     }
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+}
+
+fn is_no_space(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if is_full(io))
 }
 
 /// Owns the flusher thread; dropping it stops and joins the thread.
@@ -285,7 +316,7 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Pending>) {
         for p in round.drain(..) {
             let answer = match &result {
                 Ok(()) => Ok(()),
-                Err(reason) => Err(Error::Unhealthy(reason.clone())),
+                Err(_) => Err(shared.refusal()),
             };
             // The session may have given up (client gone); nothing to tell it then.
             let _ = p.waiter.send(answer);

@@ -1,6 +1,7 @@
 //! The one error type of the spool. Callers branch on it to choose SMTP replies:
-//! `Unhealthy` and `Locked` mean "stop accepting" (`421 4.3.2`), `Storage`/`Io` on
-//! enqueue mean the message was not accepted (`451 4.3.0`).
+//! `Unhealthy` and `Locked` mean "stop accepting" (`421 4.3.2`), `NoSpace` means the
+//! filesystem is full (`452 4.3.1`), `Storage`/`Io` on enqueue mean the message was
+//! not accepted (`451 4.3.0`).
 
 use std::io;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub enum Error {
     /// The spool refuses writes after a failed write or flush, until a flush succeeds.
     #[error("spool unhealthy: {0}")]
     Unhealthy(String),
+    /// Unhealthy because the spool's filesystem is full (`452 4.3.1`).
+    #[error("spool filesystem full: {0}")]
+    NoSpace(String),
     /// The AEAD primitive or the random generator failed.
     #[error("spool encryption failure")]
     Crypto,

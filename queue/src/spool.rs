@@ -165,8 +165,8 @@ impl Spool {
         body: Vec<u8>,
     ) -> Result<Durable, Error> {
         let inner = &*self.inner;
-        if let Health::Unhealthy(reason) = inner.shared.health() {
-            return Err(Error::Unhealthy(reason));
+        if let Health::Unhealthy(_) = inner.shared.health() {
+            return Err(inner.shared.refusal());
         }
         let env_key = keys::envelope(&id);
         let body_key = keys::body(&id);
