@@ -2,7 +2,10 @@
 //! production: plain to `mx`, STARTTLS-required to `submission`, implicit TLS to
 //! `submissions`, each time verifying the daemon's certificate against `localhost`. Every
 //! send must get `250 2.0.0 <id> queued`, and after a clean stop `spool list` must show
-//! exactly the acknowledged messages with the right recipient counts.
+//! exactly the acknowledged messages with the right recipient counts. Each stored
+//! message, read back from the spool and parsed with mail-parser, must carry our
+//! `Received:` trace header (ESMTP or ESMTPS per RFC 3848) first and lettre's headers
+//! and body unchanged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +15,8 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
+use mail_parser::MessageParser;
+use way2mail_queue::{MessageId, Spool, SpoolKey};
 use way2mail_tests::{
     for_each_backend, load_pem_cert, queued_id, Backend, Daemon, Reply, TestConfig,
 };
@@ -37,6 +42,8 @@ fn lettre_sends_on_every_listener(backend: Backend) -> anyhow::Result<()> {
 
     // id → recipient count, for every message the daemon acknowledged.
     let mut acknowledged = BTreeMap::new();
+    // id → listener it came through.
+    let mut via = BTreeMap::new();
     for (listener, port, tls) in listeners {
         // The address is 127.0.0.1; the TLS parameters carry the name to verify.
         let transport = SmtpTransport::builder_dangerous("127.0.0.1")
@@ -59,6 +66,7 @@ fn lettre_sends_on_every_listener(backend: Backend) -> anyhow::Result<()> {
                 acknowledged.insert(id.clone(), recipients).is_none(),
                 "id {id} was given to two messages"
             );
+            via.insert(id, listener);
         }
     }
 
@@ -76,6 +84,62 @@ fn lettre_sends_on_every_listener(backend: Backend) -> anyhow::Result<()> {
         listed == acknowledged,
         "spool list {listed:?} differs from the acknowledged messages {acknowledged:?}"
     );
+    check_stored(&daemon, &via)
+}
+
+/// Reads every message back from the spool and parses it like a mail reader would.
+fn check_stored(daemon: &Daemon, via: &BTreeMap<String, &str>) -> anyhow::Result<()> {
+    let key = SpoolKey::load_or_create(&daemon.spool_key_path())?;
+    let spool = Spool::open(&daemon.spool_dir(), key)?;
+    for (id, listener) in via {
+        let message_id: MessageId = id.parse()?;
+        let (envelope, body) = spool
+            .read(&message_id)?
+            .with_context(|| format!("{id} not in the spool"))?;
+        ensure!(
+            envelope.sender == SENDER,
+            "envelope sender {}",
+            envelope.sender
+        );
+        ensure!(
+            envelope.origin.listener == *listener,
+            "origin {:?}",
+            envelope.origin
+        );
+        let parsed = MessageParser::default()
+            .parse(&body)
+            .with_context(|| format!("mail-parser cannot parse {id}"))?;
+        let first = parsed.headers().first().context("no headers")?;
+        ensure!(
+            first.name() == "Received",
+            "first header is {}",
+            first.name()
+        );
+        let raw = String::from_utf8_lossy(&body);
+        let trace = raw.split("\r\n\t").take(3).collect::<Vec<_>>().join(" ");
+        let protocol = if *listener == "mx" {
+            "with ESMTP id"
+        } else {
+            "with ESMTPS id"
+        };
+        ensure!(
+            trace.contains("by mx.way2mail.test")
+                && trace.contains(protocol)
+                && trace.contains(id.as_str()),
+            "Received header of {id} via {listener}: {trace}"
+        );
+        let subject = format!("lettre via {listener}");
+        ensure!(
+            parsed.subject() == Some(subject.as_str()),
+            "subject {:?}",
+            parsed.subject()
+        );
+        let text = parsed.body_text(0).context("no text body")?;
+        ensure!(
+            text.contains(".leading dot must survive"),
+            "body of {id} lost its leading dot: {text:?}"
+        );
+    }
     Ok(())
 }
 
