@@ -1,0 +1,29 @@
+//! Outbound delivery, sans-IO where it can be: the SMTP client state machine
+//! (`client`), next-hop selection from routes and MX records (`route`, `mx`), and
+//! delivery status notifications (`dsn`). The daemon's scheduler and per-core
+//! delivery workers drive these over the same I/O trait as inbound sessions.
+
+// Each module is gated behind a temporary `wip-*` feature while it is being built,
+// so that one unfinished module never breaks the build of another.
+#[cfg(feature = "wip-client")]
+pub mod client;
+#[cfg(feature = "wip-dsn")]
+pub mod dsn;
+#[cfg(feature = "wip-mx")]
+pub mod mx;
+#[cfg(feature = "wip-mx")]
+pub mod route;
+
+/// How a next hop is to be secured (`[[route]] tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsPolicy {
+    /// STARTTLS when the peer offers it; plaintext otherwise (the default for MX
+    /// delivery, as RFC 3207 allows).
+    #[default]
+    Opportunistic,
+    /// STARTTLS or no delivery: a peer without it, or a failed handshake, is a
+    /// temporary failure.
+    Required,
+    /// Never STARTTLS.
+    None,
+}
