@@ -21,6 +21,7 @@ fn envelope() -> Envelope {
             address: "sink@example.net".into(),
             notify: Notify::default(),
             orcpt: None,
+            ..Recipient::default()
         }],
         body_type: BodyType::SevenBit,
         smtputf8: false,
@@ -34,6 +35,8 @@ fn envelope() -> Envelope {
             auth: None,
         },
         received_at_ms: 0,
+        attempts: 0,
+        next_attempt_ms: None,
     }
 }
 

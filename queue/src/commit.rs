@@ -1,7 +1,8 @@
-//! Group commit: the one place where queued messages become durable.
+//! Group commit: the one place where queued messages become durable, and the only
+//! writer of the spool besides recovery.
 //!
 //! Sessions seal their records and hand them, with a oneshot sender, to the flusher
-//! thread. The flusher blocks for the first message, drains every message already
+//! thread; leases, completions and log purges travel the same way as [`Write`]s. The flusher blocks for the first message, drains every message already
 //! pending, writes all of them in ONE sled batch, flushes once and answers them all.
 //! Every answer comes from a flush that started after that message's batch was
 //! applied. Messages arriving during a flush wait for the next one; under load one
@@ -13,9 +14,11 @@
 //! the disk has answered. A session applying its own batch would stall its whole
 //! core (every session on it) behind each flush; here the cores never wait on sled.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,10 +28,39 @@ use crate::Error;
 
 type Answer = Result<(), Error>;
 
-/// One message on its way to the flusher: its sealed records (applied atomically,
-/// with every other message of the same round) and who to tell.
+/// One atomic change to the spool: an enqueue, a batch of leases, a completion or a
+/// log purge. Its operations are applied in order, in one sled batch with every
+/// other write of the same round.
+#[derive(Default)]
+pub(crate) struct Write {
+    /// `Some(value)` inserts, `None` removes.
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// How the number of queued messages changes once this write is applied.
+    queued_delta: isize,
+}
+
+impl Write {
+    pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) {
+        self.ops.push((key.to_vec(), Some(value)));
+    }
+
+    pub(crate) fn remove(&mut self, key: &[u8]) {
+        self.ops.push((key.to_vec(), None));
+    }
+
+    /// Counts a message added (`+1`) or deleted (`-1`) by this write.
+    pub(crate) fn count_messages(&mut self, delta: isize) {
+        self.queued_delta += delta;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// One write on its way to the flusher, and who to tell.
 pub(crate) struct Pending {
-    pub(crate) records: Vec<(Vec<u8>, Vec<u8>)>,
+    write: Write,
     waiter: oneshot::Sender<Answer>,
 }
 
@@ -50,7 +82,7 @@ pub enum Health {
 pub struct CommitStats {
     /// Successful and failed sled flushes, including synchronous ones.
     pub flushes: u64,
-    /// Messages answered by the flusher.
+    /// Writes answered by the flusher: enqueues, lease batches, completions, purges.
     pub commits: u64,
 }
 
@@ -71,6 +103,31 @@ impl Durable {
                 "the group committer stopped before the message was flushed".into(),
             )),
         }
+    }
+
+    /// [`Durable::wait`] for plain threads (the scheduler, tools). It parks the
+    /// calling thread, so inside an async task prefer `wait().await`; unlike tokio's
+    /// `blocking_recv` it never panics when called from a runtime thread.
+    pub fn wait_blocking(self) -> Result<(), Error> {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = std::pin::pin!(self.wait());
+        loop {
+            match wait.as_mut().poll(&mut cx) {
+                Poll::Ready(answer) => return answer,
+                // A spurious unpark only costs another poll.
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+}
+
+/// Wakes a thread parked in [`Durable::wait_blocking`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -177,21 +234,28 @@ impl Shared {
         }
     }
 
-    /// Applies the records of every message of a round as one atomic sled batch.
+    /// Applies every write of a round as one atomic sled batch.
     fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), String> {
         if self.unhealthy.load(Ordering::Acquire) {
             return Err(self.refusal().to_string());
         }
         let mut batch = sled::Batch::default();
+        let mut delta = 0isize;
         for p in round.iter_mut() {
-            for (key, value) in p.records.drain(..) {
-                batch.insert(key, value);
+            // A batch keeps the last operation per key, so order within and across
+            // writes is preserved.
+            for (key, value) in p.write.ops.drain(..) {
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
             }
+            delta += p.write.queued_delta;
         }
         let _writing = self.writers.read().unwrap_or_else(PoisonError::into_inner);
         match db.apply_batch(batch) {
             Ok(()) => {
-                self.queued.fetch_add(round.len(), Ordering::Relaxed);
+                self.adjust_queued(delta);
                 Ok(())
             }
             Err(e) => {
@@ -200,6 +264,16 @@ impl Shared {
                 Err(reason)
             }
         }
+    }
+
+    fn adjust_queued(&self, delta: isize) {
+        // Saturating: a counter that drifted (a message deleted by hand, say) must
+        // not wrap to a huge number; recovery resets it to the truth.
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add_signed(delta))
+            });
     }
 
     /// One sled flush with health bookkeeping; used by the flusher and by
@@ -257,13 +331,13 @@ impl Committer {
         })
     }
 
-    /// Hands a message's sealed records to the flusher.
-    pub(crate) fn submit(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Durable {
+    /// Hands a write (sealed records, removals) to the flusher.
+    pub(crate) fn submit(&self, write: Write) -> Durable {
         let (waiter, rx) = oneshot::channel();
         if let Some(tx) = &self.tx {
             // A send error means the flusher is gone; the dropped waiter then makes
             // `Durable::wait` fail, which is the right answer.
-            let _ = tx.send(Pending { records, waiter });
+            let _ = tx.send(Pending { write, waiter });
         }
         Durable { rx }
     }

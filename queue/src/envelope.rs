@@ -1,7 +1,10 @@
 //! The envelope of a queued message: everything SMTP told us about it besides the
 //! content. Built by the SMTP session, sealed and stored by the spool, read back by
 //! delivery. DSN parameters (RFC 3461) are kept as given so that delivery can pass
-//! them on and bounces can honour them.
+//! them on and bounces can honour them. Delivery state (per recipient, and the
+//! message's attempt count) lives here too, so that one envelope write records an
+//! attempt's outcome; every such field is `#[serde(default)]`, so envelopes written
+//! before delivery existed still open.
 
 use std::net::IpAddr;
 
@@ -41,14 +44,48 @@ impl Notify {
     }
 }
 
-/// One accepted recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where delivery to one recipient stands. Envelopes written before delivery
+/// existed have no state and read back as `Pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RecipientState {
+    /// Not delivered yet: never tried, or deferred by a temporary failure.
+    #[default]
+    Pending,
+    /// The next hop accepted it (or it was relayed); nothing more to do.
+    Delivered,
+    /// Permanently failed (5xx, expiry, null MX); a bounce may be due.
+    Failed,
+}
+
+/// One accepted recipient. `Default` exists so that construction sites can name the
+/// fields they know and leave delivery state to `..Default::default()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Recipient {
     /// The forward-path as given, without angle brackets (`user@example.net`).
     pub address: String,
     pub notify: Notify,
     /// `ORCPT=` as given: `addr-type;xtext-encoded-address`.
     pub orcpt: Option<String>,
+    #[serde(default)]
+    pub state: RecipientState,
+    /// Delivery attempts that reached a verdict for this recipient.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last failure (the peer's reply or our own reason), for operators and DSNs.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Recipient {
+    /// A freshly accepted recipient: pending, never tried.
+    pub fn new(address: String, notify: Notify, orcpt: Option<String>) -> Recipient {
+        Recipient {
+            address,
+            notify,
+            orcpt,
+            ..Recipient::default()
+        }
+    }
 }
 
 /// Where the message came from and how.
@@ -79,4 +116,50 @@ pub struct Envelope {
     pub origin: Origin,
     /// Unix time in milliseconds when the message was accepted.
     pub received_at_ms: u64,
+    /// Delivery attempts of the message as a whole (one per lease that ended).
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the next attempt is planned, as last written by `Spool::complete`; the
+    /// schedule entry is the authority, this copy travels with the envelope.
+    #[serde(default)]
+    pub next_attempt_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An envelope as written before delivery state existed.
+    const OLD: &str = r#"{"sender":"a@example.org","recipients":[{"address":"b@example.net",
+        "notify":{"never":false,"success":true,"failure":false,"delay":false},"orcpt":null}],
+        "body_type":"SevenBit","smtputf8":false,"ret":null,"envid":null,
+        "origin":{"client_ip":"192.0.2.1","helo":"h","listener":"mx","tls":null,"auth":null},
+        "received_at_ms":5}"#;
+
+    #[test]
+    fn envelopes_without_delivery_state_still_open() {
+        let env: Envelope = serde_json::from_str(OLD).expect("old envelope parses");
+        assert_eq!((env.attempts, env.next_attempt_ms), (0, None));
+        let r = &env.recipients[0];
+        assert_eq!(r.state, RecipientState::Pending);
+        assert_eq!((r.attempts, r.last_error.as_deref()), (0, None));
+        assert!(r.notify.success);
+        let new = Recipient::new("b@example.net".into(), r.notify, None);
+        assert_eq!(&new, r);
+    }
+
+    #[test]
+    fn delivery_state_round_trips() {
+        let mut env: Envelope = serde_json::from_str(OLD).expect("parses");
+        env.attempts = 3;
+        env.next_attempt_ms = Some(99);
+        env.recipients[0].state = RecipientState::Failed;
+        env.recipients[0].attempts = 3;
+        env.recipients[0].last_error = Some("550 5.1.1 unknown".into());
+        let json = serde_json::to_string(&env).expect("encodes");
+        assert_eq!(
+            serde_json::from_str::<Envelope>(&json).expect("parses"),
+            env
+        );
+    }
 }

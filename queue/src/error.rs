@@ -44,6 +44,9 @@ pub enum Error {
     /// The AEAD primitive or the random generator failed.
     #[error("spool encryption failure")]
     Crypto,
+    /// `complete` was called for a message that is neither leased nor queued.
+    #[error("message {0} is not in the spool")]
+    UnknownMessage(crate::MessageId),
     /// Text that is not a message id.
     #[error("invalid message id {0:?}")]
     InvalidId(String),

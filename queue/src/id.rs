@@ -68,7 +68,7 @@ impl MessageId {
         &self.0
     }
 
-    pub fn from_bytes(b: [u8; 16]) -> MessageId {
+    pub const fn from_bytes(b: [u8; 16]) -> MessageId {
         MessageId(b)
     }
 

@@ -11,31 +11,41 @@
 //!   seal.rs      AES-256-GCM records: nonce || ciphertext || tag, AAD = sled key
 //!   record.rs    what is inside a sealed envelope record (versioned JSON)
 //!   spool.rs     Spool: open (lock), enqueue (one atomic batch), read, list
-//!   commit.rs    group commit: one flusher thread, one sled flush for many waiters
-//!   recovery.rs  startup check: decrypt everything, repair the schedule, quarantine
+//!   lease.rs     delivery's side: take_due (leases), read_body, complete
+//!   delivery_log.rs  the time-keyed delivery log: records, queries, purge
+//!   commit.rs    group commit: one flusher thread applies every write, one sled
+//!                flush for many waiters
+//!   recovery.rs  startup check: decrypt everything, repair the schedule, release
+//!                leases, quarantine
 //! ```
 //!
 //! `enqueue` seals the envelope and body, writes them with the schedule entry in one
 //! sled batch, and hands a waiter to the flusher thread; the returned [`Durable`]
 //! resolves once a flush that started after that batch has succeeded. That await is
-//! the commit point between "not accepted" and "durably queued".
+//! the commit point between "not accepted" and "durably queued". Delivery takes due
+//! messages under a lease and ends the lease with `complete`, which records the
+//! outcome (new state and schedule, or deletion, a bounce, log records) in one batch.
 //! The on-disk format is described in `docs/spool-format.md`.
 
 mod commit;
+mod delivery_log;
 pub mod envelope;
 mod error;
 mod id;
 mod keyfile;
 pub mod keys;
+mod lease;
 mod record;
 mod recovery;
 mod seal;
 mod spool;
 
 pub use commit::{CommitStats, Durable, Health};
-pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, Ret};
+pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter};
+pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 pub use error::Error;
 pub use id::MessageId;
 pub use keyfile::SpoolKey;
+pub use lease::Leased;
 pub use recovery::RecoveryReport;
-pub use spool::{Spool, Summary};
+pub use spool::{RecipientSummary, Spool, Summary};

@@ -1,8 +1,12 @@
-//! Startup check. One pass over the whole tree (in key order: bodies, schedule,
-//! envelopes, quarantine), reading every value once, then one atomic batch of
-//! repairs. Nothing holding client data is ever deleted: records that fail to
+//! Startup check. One pass over the tree (in key order: bodies, schedule,
+//! envelopes, leases, quarantine), reading every value once, then one atomic batch
+//! of repairs. Nothing holding client data is ever deleted: records that fail to
 //! authenticate or parse, bodies without an envelope and unknown keys are moved
-//! under the quarantine prefix. Only schedule entries (empty values) are removed.
+//! under the quarantine prefix. Only schedule entries and leases (empty values) are
+//! removed. Every lease goes back to the schedule, due now: whatever delivery was
+//! doing when the process stopped is done again (at least once). The delivery log
+//! is skipped: it holds no queued mail and may be large; `delivery_log` reports a
+//! damaged record when it meets one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,8 +24,10 @@ pub struct RecoveryReport {
     pub quarantined: usize,
     /// Messages that had no schedule entry and got one (due now).
     pub schedule_repaired: usize,
-    /// Schedule entries removed because their message does not exist.
+    /// Schedule entries and leases removed because their message does not exist.
     pub orphans_removed: usize,
+    /// Leases of valid messages turned back into schedule entries, due now.
+    pub leases_released: usize,
 }
 
 #[derive(Default)]
@@ -29,6 +35,7 @@ struct Pass {
     /// Body length of every body that authenticates; `None` for broken ones.
     bodies: HashMap<MessageId, Option<u64>>,
     scheduled: Vec<(Vec<u8>, MessageId)>,
+    leased: Vec<(Vec<u8>, MessageId)>,
     valid: HashSet<MessageId>,
     to_quarantine: Vec<Vec<u8>>,
 }
@@ -43,6 +50,7 @@ impl Pass {
                 self.bodies.insert(id, len);
             }
             Some(Key::Due { id, .. }) => self.scheduled.push((key.to_vec(), id)),
+            Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),
             Some(Key::Envelope(id)) => {
                 let body_len = self.bodies.get(&id).copied().flatten();
                 match record::open_envelope(aead, key, value) {
@@ -59,7 +67,7 @@ impl Pass {
                     }
                 }
             }
-            Some(Key::Quarantine(_)) => {}
+            Some(Key::Quarantine(_) | Key::Log { .. }) => {}
             None => {
                 tracing::warn!(record = %keys::describe(key), "quarantining unknown record");
                 self.to_quarantine.push(key.to_vec());
@@ -76,7 +84,10 @@ pub(crate) fn run(
     now_ms: u64,
 ) -> Result<(RecoveryReport, bool), Error> {
     let mut pass = Pass::default();
-    for item in db.iter() {
+    // Everything but the delivery log, in key order.
+    let before_log = db.range(..[keys::LOG].as_slice());
+    let after_log = db.range([keys::LOG + 1].as_slice()..);
+    for item in before_log.chain(after_log) {
         let (key, value) = item?;
         pass.visit(aead, &key, &value);
     }
@@ -108,11 +119,27 @@ pub(crate) fn run(
             report.orphans_removed += 1;
         }
     }
+    for (key, id) in &pass.leased {
+        batch.remove(key.as_slice());
+        if !pass.valid.contains(id) {
+            report.orphans_removed += 1;
+            continue;
+        }
+        // A message both leased and scheduled (should not happen) keeps one entry.
+        if has_schedule.insert(*id) {
+            batch.insert(&keys::due(now_ms, id)[..], &[][..]);
+        }
+        report.leases_released += 1;
+    }
     for id in pass.valid.iter().filter(|id| !has_schedule.contains(*id)) {
         batch.insert(&keys::due(now_ms, id)[..], &[][..]);
         report.schedule_repaired += 1;
     }
-    let changed = report.quarantined + report.orphans_removed + report.schedule_repaired > 0;
+    let changed = report.quarantined
+        + report.orphans_removed
+        + report.schedule_repaired
+        + report.leases_released
+        > 0;
     if changed {
         db.apply_batch(batch)?;
         tracing::warn!(?report, "spool recovery repaired the spool");

@@ -1,22 +1,25 @@
 //! The spool handle: opening (with an exclusive lock), the commit point `enqueue`,
-//! and the read side (`read`, `list`). Everything sled-specific that is not a key
-//! (keys.rs) or a flush (commit.rs) lives here.
+//! and the read side (`read`, `list`). Delivery's side of the handle (leases,
+//! completion) is in lease.rs, the delivery log in delivery_log.rs; keys are built in
+//! keys.rs and every write goes through the flusher in commit.rs.
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::LessSafeKey;
 use rustix::fs::FlockOperation;
 
-use crate::commit::{Committer, Shared};
+use crate::commit::{Committer, Shared, Write};
+use crate::lease::Leases;
 use crate::{
     keys, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
-    RecoveryReport, SpoolKey,
+    RecipientState, RecoveryReport, SpoolKey,
 };
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
@@ -34,26 +37,47 @@ pub struct Summary {
     /// Body size in bytes.
     pub size: u64,
     pub received_at_ms: u64,
+    /// Each recipient's delivery state, in envelope order.
+    pub recipient_states: Vec<RecipientSummary>,
+    /// When the message is due next (its schedule entry), or, while it is being
+    /// delivered, when its lease expires.
+    pub next_attempt_ms: Option<u64>,
+    /// The message is leased: a delivery attempt is under way (or was, when the
+    /// process stopped; recovery puts it back on the schedule).
+    pub leased: bool,
+}
+
+/// One recipient of a listed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientSummary {
+    pub address: String,
+    pub state: RecipientState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
 }
 
 /// A handle on the open spool; clones share one database and one flusher thread.
 #[derive(Clone)]
 pub struct Spool {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     // Declared first so that it is dropped first: the flusher thread is joined (and
     // its database handle released) before `db` and the lock file go.
-    committer: Committer,
-    db: sled::Db,
-    key: LessSafeKey,
-    shared: Arc<Shared>,
+    pub(crate) committer: Committer,
+    pub(crate) db: sled::Db,
+    pub(crate) key: LessSafeKey,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) leases: Leases,
+    /// Sequence numbers of delivery log keys: several records of one message in one
+    /// millisecond still get distinct keys.
+    pub(crate) log_seq: AtomicU32,
     path: PathBuf,
     _lock: File,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -129,6 +153,8 @@ impl Spool {
                 db,
                 key: key.aead,
                 shared,
+                leases: Leases::default(),
+                log_seq: AtomicU32::new(0),
                 path: path.to_owned(),
                 _lock: lock_file,
             }),
@@ -149,6 +175,8 @@ impl Spool {
             .shared
             .queued
             .store(report.messages, Ordering::Relaxed);
+        // Every lease went back to the schedule; none is held any more.
+        inner.leases.clear();
         if changed {
             self.flush()?;
         }
@@ -164,20 +192,38 @@ impl Spool {
         envelope: &Envelope,
         body: Vec<u8>,
     ) -> Result<Durable, Error> {
-        let inner = &*self.inner;
-        if let Health::Unhealthy(_) = inner.shared.health() {
-            return Err(inner.shared.refusal());
+        self.refuse_if_unhealthy()?;
+        let mut write = Write::default();
+        self.seal_new_message(&mut write, id, envelope, body)?;
+        Ok(self.inner.committer.submit(write))
+    }
+
+    pub(crate) fn refuse_if_unhealthy(&self) -> Result<(), Error> {
+        match self.inner.shared.health() {
+            Health::Unhealthy(_) => Err(self.inner.shared.refusal()),
+            Health::Ok => Ok(()),
         }
+    }
+
+    /// Adds a new message to `write`: sealed envelope and body, due now.
+    pub(crate) fn seal_new_message(
+        &self,
+        write: &mut Write,
+        id: MessageId,
+        envelope: &Envelope,
+        body: Vec<u8>,
+    ) -> Result<(), Error> {
+        let key = &self.inner.key;
         let env_key = keys::envelope(&id);
         let body_key = keys::body(&id);
-        let env_record = record::seal_envelope(&inner.key, &env_key, envelope, body.len() as u64)?;
-        let body_record = crate::seal::seal(&inner.key, &body_key, body)?;
-        let records = vec![
-            (env_key.to_vec(), env_record),
-            (body_key.to_vec(), body_record),
-            (keys::due(now_ms(), &id).to_vec(), Vec::new()),
-        ];
-        Ok(inner.committer.submit(records))
+        write.insert(
+            &env_key,
+            record::seal_envelope(key, &env_key, envelope, body.len() as u64)?,
+        );
+        write.insert(&body_key, crate::seal::seal(key, &body_key, body)?);
+        write.insert(&keys::due(now_ms(), &id), Vec::new());
+        write.count_messages(1);
+        Ok(())
     }
 
     /// Reads and authenticates one message; `None` if it is not in the spool.
@@ -204,6 +250,7 @@ impl Spool {
     /// Every queued message in id (= arrival) order. Opens envelopes only.
     pub fn list(&self) -> Result<Vec<Summary>, Error> {
         let inner = &*self.inner;
+        let next = self.next_attempts()?;
         let mut out = Vec::with_capacity(self.len());
         for item in inner.db.scan_prefix([keys::ENVELOPE]) {
             let (key, value) = item?;
@@ -214,15 +261,53 @@ impl Spool {
                 });
             };
             let (envelope, size) = record::open_envelope(&inner.key, &key, &value)?;
+            let (next_attempt_ms, leased) = match next.get(&id) {
+                Some(&(ms, leased)) => (Some(ms), leased),
+                None => (None, false),
+            };
             out.push(Summary {
                 id,
                 sender: envelope.sender,
                 recipients: envelope.recipients.len(),
                 size,
                 received_at_ms: envelope.received_at_ms,
+                recipient_states: envelope
+                    .recipients
+                    .into_iter()
+                    .map(|r| RecipientSummary {
+                        address: r.address,
+                        state: r.state,
+                        attempts: r.attempts,
+                        last_error: r.last_error,
+                    })
+                    .collect(),
+                next_attempt_ms,
+                leased,
             });
         }
         Ok(out)
+    }
+
+    /// Schedule entries and leases by message: (due or expiry time, leased).
+    fn next_attempts(&self) -> Result<HashMap<MessageId, (u64, bool)>, Error> {
+        let mut next = HashMap::new();
+        for prefix in [keys::DUE, keys::LEASE] {
+            for item in self.inner.db.scan_prefix([prefix]) {
+                let (key, _) = item?;
+                match keys::parse(&key) {
+                    Some(keys::Key::Due { due_ms, id }) => {
+                        // The earliest entry counts, should there be several.
+                        let e = next.entry(id).or_insert((due_ms, false));
+                        e.0 = e.0.min(due_ms);
+                    }
+                    Some(keys::Key::Lease { expiry_ms, id }) => {
+                        next.insert(id, (expiry_ms, true));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(next)
     }
 
     /// Number of queued messages.
@@ -291,6 +376,8 @@ mod tests {
                 auth: None,
             },
             received_at_ms: 1,
+            attempts: 0,
+            next_attempt_ms: None,
         }
     }
 

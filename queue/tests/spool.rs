@@ -23,6 +23,7 @@ fn envelope(sender: &str, rcpts: usize) -> Envelope {
                     ..Notify::default()
                 },
                 orcpt: None,
+                ..Recipient::default()
             })
             .collect(),
         body_type: BodyType::EightBitMime,
@@ -37,6 +38,8 @@ fn envelope(sender: &str, rcpts: usize) -> Envelope {
             auth: None,
         },
         received_at_ms: 1_700_000_000_000,
+        attempts: 0,
+        next_attempt_ms: None,
     }
 }
 

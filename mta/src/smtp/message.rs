@@ -63,6 +63,8 @@ impl SessionState {
             smtputf8: tx.smtputf8,
             ret: tx.ret,
             envid: tx.envid,
+            attempts: 0,
+            next_attempt_ms: None,
             origin: Origin {
                 client_ip: self.params.client_ip,
                 helo: self

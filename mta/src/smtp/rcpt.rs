@@ -39,11 +39,8 @@ impl SessionState {
         if !local && !self.params.relay.is_trusted(self.params.client_ip) {
             return reply::RELAY_DENIED;
         }
-        tx.recipients.push(Recipient {
-            address: path.address.to_string(),
-            notify,
-            orcpt,
-        });
+        tx.recipients
+            .push(Recipient::new(path.address.to_string(), notify, orcpt));
         reply::RECIPIENT_OK
     }
 }

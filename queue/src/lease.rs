@@ -1,0 +1,260 @@
+//! Delivery's side of the spool: leasing due messages, reading their bodies, and
+//! ending a lease with the attempt's outcome in one atomic write.
+//!
+//! A lease replaces the schedule entry `d<due><id>` by `l<expiry><id>`. While it
+//! exists the message is not due, so it is handed out once; if the process dies with
+//! the lease still on disk, recovery puts the message back on the schedule (at least
+//! once, never lost). `complete` removes the lease in the same batch that records the
+//! outcome: the new envelope and either a new schedule entry or the deletion of the
+//! message, plus an optional new message (a bounce) and delivery log records.
+//!
+//! Every write here goes through the flusher (commit.rs), like `enqueue`: sled's
+//! `apply_batch` and its transactions take the global write lock that a flush holds,
+//! so a caller writing on its own would stall behind every flush.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::commit::Write;
+use crate::keys::{self, Key};
+use crate::{record, DeliveryRecord, Durable, Envelope, Error, MessageId, Spool};
+
+/// A message handed to delivery by [`Spool::take_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub id: MessageId,
+    pub envelope: Envelope,
+}
+
+/// What this process knows about a lease it took.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    expiry_ms: u64,
+    /// Kept so that `complete` can seal the new envelope without opening the old.
+    body_len: u64,
+}
+
+/// The leases this process holds, so that `complete` finds the lease key without
+/// scanning every lease.
+#[derive(Default)]
+pub(crate) struct Leases {
+    /// Serializes `take_due`: two takers reading the same schedule entries before
+    /// either write is applied would lease a message twice.
+    taking: Mutex<()>,
+    held: Mutex<HashMap<MessageId, Held>>,
+}
+
+impl Leases {
+    fn held(&self) -> MutexGuard<'_, HashMap<MessageId, Held>> {
+        // Nothing panics while holding this lock; the map stays valid if it did.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn clear(&self) {
+        self.held().clear();
+    }
+}
+
+/// Why a due entry was dropped instead of leased.
+enum Dropped {
+    Missing,
+    Corrupt,
+}
+
+impl Spool {
+    /// Takes up to `max` schedule entries due at or before `now_ms` (in due order),
+    /// replacing each with a lease that expires at `now_ms + lease_ms`, in one atomic
+    /// batch, and returns once that batch is durable. Entries whose envelope is
+    /// missing are dropped; messages whose envelope no longer authenticates are
+    /// quarantined. Blocks the calling thread (for the flush): call it from the
+    /// scheduler's thread or `spawn_blocking`, not from an async task.
+    pub fn take_due(&self, now_ms: u64, max: usize, lease_ms: u64) -> Result<Vec<Leased>, Error> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.refuse_if_unhealthy()?;
+        let inner = &*self.inner;
+        let _taking = inner
+            .leases
+            .taking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let expiry_ms = now_ms.saturating_add(lease_ms);
+        let mut write = Write::default();
+        let mut taken: Vec<(Leased, u64)> = Vec::new();
+        let mut seen = HashSet::new();
+        let (mut missing, mut corrupt) = (0usize, 0usize);
+        for item in inner
+            .db
+            .range(keys::due_from(0)..=keys::due_through(now_ms))
+        {
+            if taken.len() >= max {
+                break;
+            }
+            let (key, _) = item?;
+            // Anything else under the prefix is recovery's to quarantine.
+            let Some(Key::Due { id, .. }) = keys::parse(&key) else {
+                continue;
+            };
+            write.remove(&key);
+            // A second entry for a message already leased would deliver it twice.
+            if !seen.insert(id) || inner.leases.held().contains_key(&id) {
+                continue;
+            }
+            match self.open_for_lease(&id, &mut write)? {
+                Ok((envelope, body_len)) => {
+                    write.insert(&keys::lease(expiry_ms, &id), Vec::new());
+                    taken.push((Leased { id, envelope }, body_len));
+                }
+                Err(Dropped::Missing) => missing += 1,
+                Err(Dropped::Corrupt) => corrupt += 1,
+            }
+        }
+        if missing + corrupt > 0 {
+            tracing::warn!(
+                missing,
+                corrupt,
+                "due entries dropped: message missing, or quarantined as corrupt"
+            );
+        }
+        if write.is_empty() {
+            return Ok(Vec::new());
+        }
+        inner.committer.submit(write).wait_blocking()?;
+        let mut held = inner.leases.held();
+        Ok(taken
+            .into_iter()
+            .map(|(leased, body_len)| {
+                held.insert(
+                    leased.id,
+                    Held {
+                        expiry_ms,
+                        body_len,
+                    },
+                );
+                leased
+            })
+            .collect())
+    }
+
+    /// Opens the envelope of a message about to be leased. A corrupt one is moved to
+    /// quarantine (with its body) in `write`, as recovery would: never deleted.
+    fn open_for_lease(
+        &self,
+        id: &MessageId,
+        write: &mut Write,
+    ) -> Result<Result<(Envelope, u64), Dropped>, Error> {
+        let inner = &*self.inner;
+        let env_key = keys::envelope(id);
+        let Some(value) = inner.db.get(env_key)? else {
+            return Ok(Err(Dropped::Missing));
+        };
+        match record::open_envelope(&inner.key, &env_key, &value) {
+            Ok(found) => Ok(Ok(found)),
+            Err(e) => {
+                tracing::error!(record = %keys::describe(&env_key), reason = %e, "quarantining message");
+                write.remove(&env_key);
+                write.insert(&keys::quarantine(&env_key), value.to_vec());
+                let body_key = keys::body(id);
+                if let Some(body) = inner.db.get(body_key)? {
+                    write.remove(&body_key);
+                    write.insert(&keys::quarantine(&body_key), body.to_vec());
+                }
+                write.count_messages(-1);
+                Ok(Err(Dropped::Corrupt))
+            }
+        }
+    }
+
+    /// The earliest due time on the schedule, if any (for the scheduler's sleep).
+    /// Leased messages are not on the schedule.
+    pub fn next_due(&self) -> Result<Option<u64>, Error> {
+        for item in self.inner.db.scan_prefix([keys::DUE]) {
+            let (key, _) = item?;
+            if let Some(Key::Due { due_ms, .. }) = keys::parse(&key) {
+                return Ok(Some(due_ms));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and authenticates one message's body; `None` if it is not in the spool.
+    pub fn read_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
+        let inner = &*self.inner;
+        let body_key = keys::body(id);
+        match inner.db.get(body_key)? {
+            Some(value) => Ok(Some(record::open_body(&inner.key, &body_key, &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a lease with the outcome of an attempt. In ONE atomic batch: removes the
+    /// lease, then either deletes the message (`next_due_ms` is `None`: every
+    /// recipient is done) or writes `envelope` (its delivery state) and schedules the
+    /// message at `next_due_ms`; enqueues `also_enqueue` (a bounce, say: id, envelope,
+    /// body, due now); appends `log` to the delivery log under `id`. Await the
+    /// returned [`Durable`] like an enqueue's. Fails with `UnknownMessage` when the
+    /// message is neither leased by this process nor in the spool.
+    pub fn complete(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        next_due_ms: Option<u64>,
+        also_enqueue: Option<(MessageId, Envelope, Vec<u8>)>,
+        log: Vec<DeliveryRecord>,
+    ) -> Result<Durable, Error> {
+        self.refuse_if_unhealthy()?;
+        let inner = &*self.inner;
+        let held = inner.leases.held().remove(&id);
+        let (lease, body_len) = match held {
+            Some(h) => (Some(h.expiry_ms), h.body_len),
+            None => self.find_lease(&id)?,
+        };
+        let mut write = Write::default();
+        if let Some(expiry_ms) = lease {
+            write.remove(&keys::lease(expiry_ms, &id));
+        }
+        let env_key = keys::envelope(&id);
+        match next_due_ms {
+            None => {
+                write.remove(&env_key);
+                write.remove(&keys::body(&id));
+                write.count_messages(-1);
+            }
+            Some(due_ms) => {
+                let sealed = record::seal_envelope(&inner.key, &env_key, envelope, body_len)?;
+                write.insert(&env_key, sealed);
+                write.insert(&keys::due(due_ms, &id), Vec::new());
+            }
+        }
+        if let Some((new_id, new_envelope, body)) = also_enqueue {
+            self.seal_new_message(&mut write, new_id, &new_envelope, body)?;
+        }
+        self.append_log(&mut write, &id, &log)?;
+        Ok(inner.committer.submit(write))
+    }
+
+    /// The lease and body length of a message this process did not lease (taken
+    /// before a `recover`, or by a caller completing a message it never took).
+    fn find_lease(&self, id: &MessageId) -> Result<(Option<u64>, u64), Error> {
+        let inner = &*self.inner;
+        let env_key = keys::envelope(id);
+        let Some(value) = inner.db.get(env_key)? else {
+            return Err(Error::UnknownMessage(*id));
+        };
+        let (_, body_len) = record::open_envelope(&inner.key, &env_key, &value)?;
+        for item in inner.db.scan_prefix([keys::LEASE]) {
+            let (key, _) = item?;
+            if let Some(Key::Lease {
+                expiry_ms,
+                id: leased,
+            }) = keys::parse(&key)
+            {
+                if leased == *id {
+                    return Ok((Some(expiry_ms), body_len));
+                }
+            }
+        }
+        Ok((None, body_len))
+    }
+}
