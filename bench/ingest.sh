@@ -7,6 +7,7 @@
 # Defaults are the recorded benchmark: 50 connections, 20,000 messages of 5 KB,
 # keep-alive. The daemon runs with the default log level (info: a line per message
 # and per connection) into a file, with a fresh spool on the same disk as the repo.
+# Delivery is off: this measures ingest alone (bench/e2e.sh measures both).
 set -euo pipefail
 
 CONNECTIONS=${1:-50}
@@ -37,6 +38,9 @@ role = "mx"
 [spool]
 path = "$WORK/var/spool"
 key_file = "$WORK/var/spool.key"
+
+[delivery]
+enabled = false
 
 [tls]
 cert = "$WORK/var/tls/cert.pem"

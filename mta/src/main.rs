@@ -11,6 +11,7 @@
 //! ```
 
 mod config;
+mod delivery;
 mod io;
 mod limits;
 mod monitor;
@@ -124,6 +125,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         quarantined = report.quarantined,
         schedule_repaired = report.schedule_repaired,
         orphans_removed = report.orphans_removed,
+        leases_released = report.leases_released,
         path = %spool.path().display(),
         "spool checked"
     );
@@ -134,6 +136,13 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     let limits = &settings.raw.limits;
     let limiter = ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let settings = Arc::new(settings);
+    let stop_scheduler = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let delivery = delivery::start(&settings, &spool, backend, Arc::clone(&stop_scheduler))?;
+    let (plans, scheduler) = match delivery {
+        Some((plans, handle)) => (Some(plans), Some(handle)),
+        None => (None, None),
+    };
     // Registered before the workers start so that no signal is missed.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
@@ -150,10 +159,11 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         monitor,
         shutdown: stop_rx,
     });
-    let cores = runtime::start_cores(shared, limiter, backend, sockets)?;
+    let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
     let signal = signals.forever().next();
     tracing::info!(signal, "shutting down: no new connections");
     let _ = stop_tx.send(true);
+    stop_scheduler.store(true, std::sync::atomic::Ordering::Release);
     let mut failed = false;
     for core in cores {
         match core.join() {
@@ -167,6 +177,9 @@ fn serve(settings: Settings) -> Result<ExitCode> {
                 failed = true;
             }
         }
+    }
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.join();
     }
     spool.flush().context("final spool flush")?;
     let stats = spool.stats();

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use way2mail_mta::smtp::Role;
 
 use crate::config::{IoChoice, Listener};
+use crate::delivery::CorePlan;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::Io;
@@ -111,9 +112,12 @@ pub fn start_cores(
     limiter: Arc<ConnectionLimiter>,
     backend: Backend,
     sockets: Vec<Vec<(TcpListener, Role)>>,
+    delivery: Option<Vec<CorePlan>>,
 ) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
+    let mut plans = delivery.map(Vec::into_iter);
     for (core, listeners) in sockets.into_iter().enumerate() {
+        let plan = plans.as_mut().and_then(Iterator::next);
         let shared = Arc::clone(&shared);
         let limiter = Arc::clone(&limiter);
         let handle = std::thread::Builder::new()
@@ -122,8 +126,8 @@ pub fn start_cores(
                 pin_to_cpu(core);
                 let worker = Worker::new(shared, limiter);
                 match backend {
-                    Backend::IoUring => run_uring(worker, listeners),
-                    Backend::Epoll => run_epoll(worker, listeners),
+                    Backend::IoUring => run_uring(worker, listeners, plan),
+                    Backend::Epoll => run_epoll(worker, listeners, plan),
                 }
             })
             .context("spawning a worker thread")?;
@@ -216,9 +220,16 @@ impl Worker {
     }
 }
 
-fn run_uring(worker: Worker, listeners: Vec<(TcpListener, Role)>) -> Result<()> {
+fn run_uring(
+    worker: Worker,
+    listeners: Vec<(TcpListener, Role)>,
+    plan: Option<CorePlan>,
+) -> Result<()> {
     let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).context("starting io_uring")?;
     rt.block_on(async move {
+        if let Some(plan) = plan {
+            plan.start();
+        }
         for (socket, role) in listeners {
             let listener = tokio_uring::net::TcpListener::from_std(socket);
             let w = worker.clone();
@@ -244,13 +255,20 @@ fn run_uring(worker: Worker, listeners: Vec<(TcpListener, Role)>) -> Result<()> 
     Ok(())
 }
 
-fn run_epoll(worker: Worker, listeners: Vec<(TcpListener, Role)>) -> Result<()> {
+fn run_epoll(
+    worker: Worker,
+    listeners: Vec<(TcpListener, Role)>,
+    plan: Option<CorePlan>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the epoll runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
+        if let Some(plan) = plan {
+            plan.start();
+        }
         for (socket, role) in listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;
             let w = worker.clone();

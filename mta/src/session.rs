@@ -28,7 +28,7 @@ const READ_SIZE: usize = 16 * 1024;
 
 /// What every session on every core shares.
 pub struct Shared {
-    pub settings: Settings,
+    pub settings: Arc<Settings>,
     pub tls: Arc<ServerConfig>,
     pub spool: Spool,
     pub monitor: SpoolMonitor,

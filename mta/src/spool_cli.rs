@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use way2mail_queue::{Spool, SpoolKey};
+use way2mail_queue::{RecipientState, RecipientSummary, Spool, SpoolKey};
 
 use crate::config::Settings;
 
@@ -37,12 +37,27 @@ pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
         let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
         let age_s = now_ms.saturating_sub(m.received_at_ms) / 1000;
         if json {
+            let recipients: Vec<_> = m
+                .recipient_states
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "address": r.address,
+                        "state": state_name(r.state),
+                        "attempts": r.attempts,
+                        "last_error": r.last_error,
+                    })
+                })
+                .collect();
             let line = serde_json::json!({
                 "id": m.id.to_string(),
                 "sender": sender,
                 "recipients": m.recipients,
                 "size": m.size,
                 "age_secs": age_s,
+                "leased": m.leased,
+                "next_attempt_ms": m.next_attempt_ms,
+                "recipient_states": recipients,
             });
             writeln!(out, "{line}")?;
         } else {
@@ -55,12 +70,51 @@ pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
                 m.size,
                 age(age_s)
             )?;
+            for r in &m.recipient_states {
+                writeln!(
+                    out,
+                    "    {}",
+                    recipient_line(r, m.leased, m.next_attempt_ms, now_ms)
+                )?;
+            }
         }
     }
     if !json {
         writeln!(out, "{} message(s)", messages.len())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn state_name(state: RecipientState) -> &'static str {
+    match state {
+        RecipientState::Pending => "pending",
+        RecipientState::Delivered => "delivered",
+        RecipientState::Failed => "failed",
+    }
+}
+
+/// `you@example.net pending attempts=2 next=in 4m last="451 4.7.1 try later"`.
+fn recipient_line(r: &RecipientSummary, leased: bool, next_ms: Option<u64>, now_ms: u64) -> String {
+    let mut line = format!(
+        "{} {} attempts={}",
+        r.address,
+        state_name(r.state),
+        r.attempts
+    );
+    if r.state == RecipientState::Pending {
+        match (leased, next_ms) {
+            (true, _) => line.push_str(" next=in-delivery"),
+            (false, Some(t)) if t > now_ms => {
+                line.push_str(&format!(" next=in-{}", age((t - now_ms) / 1000)));
+            }
+            (false, _) => line.push_str(" next=now"),
+        }
+    }
+    if let Some(e) = &r.last_error {
+        // Quoted so that a reply text can never look like another field or line.
+        line.push_str(&format!(" last={:?}", e));
+    }
+    line
 }
 
 /// `42s`, `17m`, `5h`, `3d`: an operator's age, like mailq's.

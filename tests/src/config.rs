@@ -96,6 +96,8 @@ impl TestConfig {
         base("spool", "min_free_space", "1048576".into());
         base("log", "format", toml_string("text"));
         base("log", "level", toml_string("info"));
+        // Issue-2 style tests check what stays queued; delivery tests turn it on.
+        base("delivery", "enabled", "false".into());
         for (section, keys) in &self.overrides {
             for (key, value) in keys {
                 base(section, key, value.clone());

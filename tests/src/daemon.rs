@@ -311,6 +311,9 @@ pub struct SpoolEntry {
     pub recipients: usize,
     pub size: u64,
     pub age: String,
+    /// The indented per-recipient lines under the message (state, attempts, next
+    /// attempt, last error).
+    pub details: Vec<String>,
 }
 
 /// Parses `spool list` output: a header line, one line per message, and optionally a
@@ -335,10 +338,17 @@ pub fn parse_spool_list(stdout: &str) -> anyhow::Result<Vec<SpoolEntry>> {
     if summary.is_some() {
         lines.pop();
     }
-    let entries = lines
-        .into_iter()
-        .map(parse_spool_line)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut entries: Vec<SpoolEntry> = Vec::new();
+    for line in lines {
+        if line.starts_with(char::is_whitespace) {
+            let entry = entries
+                .last_mut()
+                .with_context(|| format!("recipient line before any message: {line:?}"))?;
+            entry.details.push(line.trim().to_string());
+        } else {
+            entries.push(parse_spool_line(line)?);
+        }
+    }
     if let Some(count) = summary {
         ensure!(
             count == entries.len(),
@@ -359,6 +369,7 @@ fn parse_spool_line(line: &str) -> anyhow::Result<SpoolEntry> {
                 recipients: recipients.parse().context("recipient count")?,
                 size: size.parse().context("size in bytes")?,
                 age: age.join(" "),
+                details: Vec::new(),
             })
         }
         _ => bail!("unexpected spool list line {line:?}"),

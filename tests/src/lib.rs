@@ -21,6 +21,7 @@ mod binary;
 mod client;
 mod config;
 mod daemon;
+pub mod dns;
 mod process;
 mod tls;
 
@@ -28,6 +29,7 @@ pub use binary::daemon_binary;
 pub use client::{Reply, SmtpClient, SmtpStream};
 pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
+pub use dns::{Record, RecordType, StubDns};
 pub use process::{run_bounded, wait_timeout};
 pub use tls::{client_config, load_pem_cert};
 

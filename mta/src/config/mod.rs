@@ -5,13 +5,18 @@
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
 
+pub mod delivery;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use way2mail_mta::outbound::route::Routes;
 use way2mail_mta::relay::RelayPolicy;
+
+use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use way2mail_mta::smtp::{Limits, Role};
 
 /// A configuration error, always naming the key it is about.
@@ -42,6 +47,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub log: LogConfig,
+    pub delivery: DeliveryConfig,
+    pub dns: DnsConfig,
+    pub shaping: ShapingConfig,
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    pub egress: Vec<EgressConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -159,6 +170,11 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             log: LogConfig::default(),
+            delivery: DeliveryConfig::default(),
+            dns: DnsConfig::default(),
+            shaping: ShapingConfig::default(),
+            routes: Vec::new(),
+            egress: Vec::new(),
         }
     }
 }
@@ -268,6 +284,9 @@ pub struct Settings {
     pub listeners: Vec<Listener>,
     pub relay: Arc<RelayPolicy>,
     pub threads: usize,
+    pub egress: Egress,
+    pub nameservers: Vec<SocketAddr>,
+    pub routes: Arc<Routes>,
 }
 
 impl Config {
@@ -320,11 +339,22 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        self.delivery.check()?;
+        self.shaping.check()?;
+        let nameservers = self.dns.nameservers()?;
+        if self.dns.timeout_ms == 0 || self.dns.attempts == 0 {
+            return Err(err("dns", "timeout_ms and attempts must be at least 1"));
+        }
+        let egress = delivery::check_egress(&self.egress, &self.hostname)?;
+        let routes = Arc::new(delivery::check_routes(&self.routes)?);
         Ok(Settings {
             raw: self,
             listeners,
             relay: Arc::new(relay),
             threads,
+            egress,
+            nameservers,
+            routes,
         })
     }
 

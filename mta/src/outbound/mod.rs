@@ -3,15 +3,9 @@
 //! delivery status notifications (`dsn`). The daemon's scheduler and per-core
 //! delivery workers drive these over the same I/O trait as inbound sessions.
 
-// Each module is gated behind a temporary `wip-*` feature while it is being built,
-// so that one unfinished module never breaks the build of another.
-#[cfg(feature = "wip-client")]
 pub mod client;
-#[cfg(feature = "wip-dsn")]
 pub mod dsn;
-#[cfg(feature = "wip-mx")]
 pub mod mx;
-#[cfg(feature = "wip-mx")]
 pub mod route;
 
 /// How a next hop is to be secured (`[[route]] tls`).

@@ -6,7 +6,8 @@
 //! explicitly (a second provider compiled in would make rustls panic at run time).
 
 pub mod certs;
+pub mod client;
 pub mod stream;
 
 pub use certs::server_config;
-pub use stream::{handshake, TlsStream};
+pub use stream::{connect, handshake, TlsStream};

@@ -1,10 +1,11 @@
-//! A rustls server connection driven over any [`Io`]: rustls is sans-IO, so this
-//! file only moves ciphertext between the socket and the connection object.
+//! A rustls connection, server or client, driven over any [`Io`]: rustls is sans-IO,
+//! so this file only moves ciphertext between the socket and the connection object.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use crate::io::Io;
 
@@ -13,7 +14,7 @@ const TLS_READ: usize = 18 * 1024;
 
 pub struct TlsStream<I> {
     inner: I,
-    conn: ServerConnection,
+    conn: Connection,
     /// Ciphertext read from the socket but not yet given to rustls.
     rx: Vec<u8>,
     rx_pos: usize,
@@ -29,6 +30,21 @@ fn tls_error(e: rustls::Error) -> io::Error {
 /// Runs the server handshake over `inner`. The caller bounds it with a timeout.
 pub async fn handshake<I: Io>(inner: I, config: Arc<ServerConfig>) -> io::Result<TlsStream<I>> {
     let conn = ServerConnection::new(config).map_err(tls_error)?;
+    drive_handshake(inner, conn.into()).await
+}
+
+/// Runs the client handshake with `server` over `inner` (outbound STARTTLS). The
+/// caller bounds it with a timeout.
+pub async fn connect<I: Io>(
+    inner: I,
+    config: Arc<ClientConfig>,
+    server: ServerName<'static>,
+) -> io::Result<TlsStream<I>> {
+    let conn = ClientConnection::new(config, server).map_err(tls_error)?;
+    drive_handshake(inner, conn.into()).await
+}
+
+async fn drive_handshake<I: Io>(inner: I, conn: Connection) -> io::Result<TlsStream<I>> {
     let mut s = TlsStream {
         inner,
         conn,

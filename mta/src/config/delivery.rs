@@ -1,0 +1,249 @@
+//! Outbound delivery settings: `[delivery]`, `[dns]`, `[shaping]`, `[[route]]` and
+//! `[[egress]]`. Parsed with the rest of the file; checked by [`DeliveryConfig::check`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use way2mail_mta::outbound::route::{Route, RouteAuth, Routes};
+
+use super::{err, ConfigError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Deliver queued mail at all (a relay-only test rig may turn it off).
+    pub enabled: bool,
+    /// Port used for hosts found through MX or A lookups.
+    pub port: u16,
+    /// First retry delay; each further retry doubles it, up to `retry_max_secs`.
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    /// Random spread added to each retry delay, in percent of it.
+    pub retry_jitter_percent: u64,
+    /// After this long in the queue a message is bounced as expired.
+    pub max_queue_lifetime_secs: u64,
+    /// Send a delay notice (NOTIFY=DELAY) once a message has waited this long; 0 = never.
+    pub delay_notice_secs: u64,
+    /// How long a delivery attempt may hold a message before it is retried anyway.
+    pub lease_secs: u64,
+    /// Connect, greeting, command and data timeouts for outbound sessions.
+    pub connect_timeout_secs: u64,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    /// One JSON line per delivery outcome is appended here.
+    pub log_file: PathBuf,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            enabled: true,
+            port: 25,
+            retry_initial_secs: 300,
+            retry_max_secs: 4 * 3600,
+            retry_jitter_percent: 20,
+            max_queue_lifetime_secs: 5 * 24 * 3600,
+            delay_notice_secs: 0,
+            lease_secs: 900,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            log_file: "./var/delivery.log".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `"IP:PORT"` of recursive resolvers; empty = the system's /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+    pub timeout_ms: u64,
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: 2000,
+            attempts: 2,
+        }
+    }
+}
+
+/// Per-destination limits. A destination is a next-hop domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShapingConfig {
+    pub max_connections: usize,
+    pub max_messages_per_connection: usize,
+    /// 0 = no limit.
+    pub max_messages_per_second: u32,
+    pub max_messages_per_minute: u32,
+    pub max_messages_per_hour: u32,
+    /// After this many consecutive 4xx or connection failures, halve the
+    /// destination's rate; it recovers gradually after successes.
+    pub backoff_after_failures: u32,
+}
+
+impl Default for ShapingConfig {
+    fn default() -> Self {
+        // Polite enough for the large mailbox providers: few parallel connections,
+        // connections reused for a bounded number of messages.
+        ShapingConfig {
+            max_connections: 10,
+            max_messages_per_connection: 100,
+            max_messages_per_second: 0,
+            max_messages_per_minute: 0,
+            max_messages_per_hour: 0,
+            backoff_after_failures: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthConfig {
+    pub user: String,
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub domain: String,
+    pub host: String,
+    #[serde(default = "default_route_tls")]
+    pub tls: String,
+    #[serde(default)]
+    pub auth: Option<RouteAuthConfig>,
+}
+
+fn default_route_tls() -> String {
+    "opportunistic".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    pub source: String,
+    pub ehlo: String,
+}
+
+/// The checked egress: where outbound connections come from and what they say.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    pub source: Option<IpAddr>,
+    pub ehlo: String,
+}
+
+impl DnsConfig {
+    pub fn nameservers(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.nameservers
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                ns.parse().map_err(|_| {
+                    err(
+                        format!("dns.nameservers[{i}]"),
+                        format!("'{ns}' is not an IP:PORT socket address"),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+impl DeliveryConfig {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("delivery.port", u64::from(self.port)),
+            ("delivery.retry_initial_secs", self.retry_initial_secs),
+            ("delivery.retry_max_secs", self.retry_max_secs),
+            (
+                "delivery.max_queue_lifetime_secs",
+                self.max_queue_lifetime_secs,
+            ),
+            ("delivery.lease_secs", self.lease_secs),
+            ("delivery.connect_timeout_secs", self.connect_timeout_secs),
+            ("delivery.command_timeout_secs", self.command_timeout_secs),
+            ("delivery.data_timeout_secs", self.data_timeout_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        if self.retry_max_secs < self.retry_initial_secs {
+            return Err(err(
+                "delivery.retry_max_secs",
+                "must not be below delivery.retry_initial_secs",
+            ));
+        }
+        if self.retry_jitter_percent > 100 {
+            return Err(err("delivery.retry_jitter_percent", "must be 0 to 100"));
+        }
+        Ok(())
+    }
+}
+
+impl ShapingConfig {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(err("shaping.max_connections", "must be at least 1"));
+        }
+        if self.max_messages_per_connection == 0 {
+            return Err(err(
+                "shaping.max_messages_per_connection",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks `[[egress]]`: at most one entry for now, its source a local IP literal.
+pub fn check_egress(egress: &[EgressConfig], hostname: &str) -> Result<Egress, ConfigError> {
+    match egress {
+        [] => Ok(Egress {
+            source: None,
+            ehlo: hostname.to_string(),
+        }),
+        [one] => {
+            let source = one.source.parse::<IpAddr>().map_err(|_| {
+                err(
+                    "egress[0].source",
+                    format!("'{}' is not an IP address", one.source),
+                )
+            })?;
+            if one.ehlo.trim().is_empty() || one.ehlo.contains(char::is_whitespace) {
+                return Err(err("egress[0].ehlo", "must be a host name"));
+            }
+            Ok(Egress {
+                source: Some(source),
+                ehlo: one.ehlo.clone(),
+            })
+        }
+        _ => Err(err(
+            "egress",
+            "only one [[egress]] entry is supported so far",
+        )),
+    }
+}
+
+/// Checks every `[[route]]` and builds the route table.
+pub fn check_routes(routes: &[RouteConfig]) -> Result<Routes, ConfigError> {
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let auth = r.auth.as_ref().map(|a| RouteAuth {
+            user: a.user.clone(),
+            password_file: a.password_file.clone(),
+        });
+        let route = Route::parse(&r.domain, &r.host, &r.tls, auth)
+            .map_err(|e| err(format!("route[{i}]"), e.to_string()))?;
+        out.push(route);
+    }
+    Ok(Routes::new(out))
+}

@@ -1,0 +1,314 @@
+//! One outbound connection: drives the sans-IO SMTP client over the I/O trait,
+//! upgrades to TLS when the client asks, and delivers jobs of one destination one
+//! after another until the destination's queue is empty, the per-connection limit
+//! is reached, or the peer fails. Timeouts are applied here, around each read and
+//! write, exactly as for inbound sessions.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use way2mail_mta::outbound::client::{
+    Client, ClientEvent, ClientParams, DeliveryResult, OutboundMessage, OutboundRecipient, Outcome,
+};
+use way2mail_mta::outbound::TlsPolicy;
+
+use super::{Job, JobResult, RecipientOutcome, Verdict};
+use crate::io::Io;
+use crate::tls;
+
+const READ_SIZE: usize = 16 * 1024;
+
+/// What a connection needs to know, shared by all connections of a core.
+pub struct Settings {
+    pub ehlo: String,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub tls_timeout: Duration,
+    /// For opportunistic TLS: encrypts without checking the peer's certificate
+    /// (RFC 7435); for required TLS: verifies against the system's roots.
+    pub tls_opportunistic: Arc<ClientConfig>,
+    pub tls_verified: Arc<ClientConfig>,
+}
+
+/// The peer a connection talks to.
+pub struct Peer<'a> {
+    pub host: &'a str,
+    pub addr: IpAddr,
+    pub tls: TlsPolicy,
+}
+
+/// Where a connection gets its next job; `None` ends the connection.
+pub trait JobSource {
+    #[allow(async_fn_in_trait)] // per-core, never sent between threads
+    async fn next_job(&self) -> Option<Job>;
+    fn report(&self, result: JobResult, peer_ok: bool);
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// It delivered (or tried) at least one job; the destination is reachable.
+    Used,
+    /// It could not be used at all: try the next address.
+    Unusable { reason: String },
+}
+
+enum Phase {
+    StartTls,
+    Ended(Ended),
+}
+
+struct Conn<'a> {
+    settings: &'a Settings,
+    peer: &'a Peer<'a>,
+    client: Client,
+    rbuf: Vec<u8>,
+    tls: Option<String>,
+    used: bool,
+    in_flight: Option<Job>,
+}
+
+/// Runs one connection over `io` to its end.
+pub async fn run<I: Io>(
+    io: I,
+    settings: &Settings,
+    peer: &Peer<'_>,
+    jobs: &impl JobSource,
+) -> Ended {
+    let mut c = Conn {
+        settings,
+        peer,
+        client: Client::new(ClientParams {
+            ehlo_name: settings.ehlo.clone(),
+            tls: peer.tls,
+        }),
+        rbuf: Vec::with_capacity(READ_SIZE),
+        tls: None,
+        used: false,
+        in_flight: None,
+    };
+    let mut io = io;
+    match c.drive(&mut io, jobs).await {
+        Phase::Ended(ended) => ended,
+        Phase::StartTls => {
+            let config = match peer.tls {
+                TlsPolicy::Required => Arc::clone(&settings.tls_verified),
+                _ => Arc::clone(&settings.tls_opportunistic),
+            };
+            let Ok(name) = ServerName::try_from(peer.host.to_string()) else {
+                return c.unusable(
+                    jobs,
+                    format!("{} is not a valid TLS server name", peer.host),
+                );
+            };
+            let handshake = tls::connect(io, config, name);
+            let mut stream = match tokio::time::timeout(settings.tls_timeout, handshake).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return c.unusable(jobs, format!("TLS handshake with {}: {e}", peer.host))
+                }
+                Err(_) => {
+                    return c.unusable(jobs, format!("TLS handshake with {} timed out", peer.host))
+                }
+            };
+            c.tls = Some(stream.description());
+            c.client.tls_established();
+            match c.drive(&mut stream, jobs).await {
+                Phase::Ended(ended) => ended,
+                Phase::StartTls => c.unusable(jobs, "STARTTLS asked twice".into()),
+            }
+        }
+    }
+}
+
+impl Conn<'_> {
+    async fn drive<S: Io>(&mut self, io: &mut S, jobs: &impl JobSource) -> Phase {
+        loop {
+            let event = match self.step(io).await {
+                Ok(event) => event,
+                Err(e) => self.lost(&e),
+            };
+            match event {
+                ClientEvent::NeedInput => unreachable_need_input(),
+                ClientEvent::StartTls => return Phase::StartTls,
+                ClientEvent::Ready => match jobs.next_job().await {
+                    Some(job) => self.send(job),
+                    None => self.client.quit(),
+                },
+                ClientEvent::Done(result) => self.done(result, jobs),
+                ClientEvent::Failed(failure) => {
+                    let reason = match &failure.reply {
+                        Some(reply) => format!("{} at {}: {reply}", self.peer.host, failure.stage),
+                        None => format!(
+                            "{} at {}: {}",
+                            self.peer.host, failure.stage, failure.reason
+                        ),
+                    };
+                    let _ = self.flush(io).await;
+                    io.shutdown().await;
+                    return Phase::Ended(self.unusable(jobs, reason));
+                }
+                ClientEvent::Closed => {
+                    let _ = self.flush(io).await;
+                    io.shutdown().await;
+                    return Phase::Ended(if self.used {
+                        Ended::Used
+                    } else {
+                        Ended::Unusable {
+                            reason: format!("{} closed the connection", self.peer.host),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes pending output, then reads until the client has an event that is not
+    /// `NeedInput`.
+    async fn step<S: Io>(&mut self, io: &mut S) -> io::Result<ClientEvent> {
+        loop {
+            let event = self.client.next_event();
+            // Whatever the client queued while producing this event goes out first:
+            // the peer needs our command before we can read its reply.
+            self.flush(io).await?;
+            if !matches!(event, ClientEvent::NeedInput) {
+                return Ok(event);
+            }
+            let limit = if self.in_flight.is_some() {
+                self.settings.data_timeout
+            } else {
+                self.settings.command_timeout
+            };
+            let buf = std::mem::take(&mut self.rbuf);
+            let buf = if buf.capacity() < READ_SIZE {
+                Vec::with_capacity(READ_SIZE)
+            } else {
+                buf
+            };
+            let (res, buf) = tokio::time::timeout(limit, io.read(buf))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
+            self.rbuf = buf;
+            let n = res?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.client.feed(&self.rbuf[..n]);
+        }
+    }
+
+    async fn flush<S: Io>(&mut self, io: &mut S) -> io::Result<()> {
+        if self.client.output().is_empty() {
+            return Ok(());
+        }
+        let out = self.client.output().to_vec();
+        self.client.clear_output();
+        let (res, _) = tokio::time::timeout(self.settings.command_timeout, io.write_all(out))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
+        res
+    }
+
+    /// The connection broke (or timed out): let the client settle what was in flight.
+    fn lost(&mut self, e: &io::Error) -> ClientEvent {
+        tracing::debug!(host = self.peer.host, error = %e, "outbound connection lost");
+        self.client.connection_lost()
+    }
+
+    fn send(&mut self, job: Job) {
+        let message = OutboundMessage {
+            sender: job.envelope.sender.clone(),
+            recipients: job
+                .recipients
+                .iter()
+                .map(|&i| {
+                    let r = &job.envelope.recipients[i];
+                    OutboundRecipient {
+                        address: r.address.clone(),
+                        notify: r.notify,
+                        orcpt: r.orcpt.clone(),
+                    }
+                })
+                .collect(),
+            body_type: job.envelope.body_type,
+            smtputf8: job.envelope.smtputf8,
+            ret: job.envelope.ret,
+            envid: job.envelope.envid.clone(),
+            body: Arc::clone(&job.body),
+        };
+        self.in_flight = Some(job);
+        self.client.send(message);
+    }
+
+    fn done(&mut self, result: DeliveryResult, jobs: &impl JobSource) {
+        let Some(job) = self.in_flight.take() else {
+            return;
+        };
+        self.used = true;
+        let mut outcomes = Vec::with_capacity(result.recipients.len());
+        for r in &result.recipients {
+            let Some(&index) = job.recipients.get(r.index) else {
+                continue;
+            };
+            let verdict = match r.outcome {
+                Outcome::Delivered => Verdict::Delivered,
+                Outcome::Temporary => Verdict::Temporary,
+                Outcome::Permanent => Verdict::Permanent,
+            };
+            let wants_success = job.envelope.recipients[index].notify.success;
+            outcomes.push(RecipientOutcome {
+                index,
+                verdict,
+                reply: r.reply.to_string(),
+                status: r
+                    .reply
+                    .enhanced
+                    .clone()
+                    .unwrap_or_else(|| default_status(r.reply.code)),
+                next_hop: Some(self.peer.host.to_string()),
+                ip: Some(self.peer.addr),
+                tls: self.tls.clone(),
+                relayed: verdict == Verdict::Delivered && wants_success && !result.dsn_supported,
+            });
+        }
+        let peer_ok = outcomes.iter().any(|o| o.verdict != Verdict::Temporary);
+        jobs.report(
+            JobResult {
+                id: job.id,
+                outcomes,
+            },
+            peer_ok,
+        );
+    }
+
+    /// Ends a connection that failed; a job caught in flight goes back as deferred.
+    fn unusable(&mut self, jobs: &impl JobSource, reason: String) -> Ended {
+        if let Some(job) = self.in_flight.take() {
+            jobs.report(job.all(Verdict::Temporary, &reason, "4.4.2"), false);
+            self.used = true;
+        }
+        if self.used {
+            Ended::Used
+        } else {
+            Ended::Unusable { reason }
+        }
+    }
+}
+
+/// `step` never returns `NeedInput`.
+fn unreachable_need_input() {
+    tracing::error!("outbound client returned NeedInput out of step");
+}
+
+fn default_status(code: u16) -> String {
+    match code / 100 {
+        2 => "2.0.0",
+        4 => "4.0.0",
+        _ => "5.0.0",
+    }
+    .to_string()
+}

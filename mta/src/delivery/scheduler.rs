@@ -1,0 +1,324 @@
+//! The scheduler thread: leases due messages, fans them out to the cores by next-hop
+//! domain, gathers the per-recipient results and completes each message once all of
+//! its jobs have answered. It never blocks a core and never waits for a flush: a
+//! completion lost in a crash leaves the lease, which goes back to the schedule at
+//! the next start (at-least-once, never lost).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::mpsc::UnboundedSender;
+use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Envelope, MessageId, RecipientState, Spool};
+
+use super::{bounce, domain_of, retry, Job, JobResult, RecipientOutcome, Verdict};
+use crate::config::delivery::DeliveryConfig;
+
+/// Messages leased per round; a full round means more are due right away.
+const BATCH: usize = 512;
+/// Longest sleep between looks at the schedule.
+const POLL: Duration = Duration::from_millis(50);
+
+pub struct Scheduler {
+    pub spool: Spool,
+    pub config: DeliveryConfig,
+    pub hostname: String,
+    pub cores: Vec<UnboundedSender<Job>>,
+    pub results: Receiver<JobResult>,
+    pub log: Sender<DeliveryRecord>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A leased message whose jobs are out.
+struct InFlight {
+    envelope: Envelope,
+    body: Arc<Vec<u8>>,
+    remaining: usize,
+    outcomes: Vec<RecipientOutcome>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Scheduler {
+    pub fn run(self) {
+        let mut inflight: HashMap<MessageId, InFlight> = HashMap::new();
+        let mut rng = Rng::seeded();
+        while !self.stop.load(Ordering::Acquire) {
+            let leased = self.lease(&mut inflight);
+            let wait = if leased == BATCH {
+                Duration::ZERO
+            } else {
+                POLL
+            };
+            match self.results.recv_timeout(wait) {
+                Ok(result) => self.collect(&mut inflight, result, &mut rng),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(result) = self.results.try_recv() {
+                self.collect(&mut inflight, result, &mut rng);
+            }
+        }
+        tracing::debug!(
+            in_flight = inflight.len(),
+            "scheduler stopped; leases return at next start"
+        );
+    }
+
+    /// Leases due messages and sends their jobs out; returns how many it leased.
+    fn lease(&self, inflight: &mut HashMap<MessageId, InFlight>) -> usize {
+        let lease_ms = self.config.lease_secs * 1000;
+        let leased = match self.spool.take_due(now_ms(), BATCH, lease_ms) {
+            Ok(leased) => leased,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the schedule");
+                return 0;
+            }
+        };
+        let count = leased.len();
+        for l in leased {
+            let body = match self.spool.read_body(&l.id) {
+                Ok(Some(body)) => Arc::new(body),
+                Ok(None) | Err(_) => {
+                    // Recovery quarantines unreadable messages; here the lease
+                    // stays and the message is looked at again at the next start.
+                    tracing::error!(id = %l.id, "message body unreadable; left leased");
+                    continue;
+                }
+            };
+            let jobs = self.split(l.id, &l.envelope, &body);
+            if jobs.is_empty() {
+                // Nothing pending (should not happen): finish it.
+                inflight.insert(l.id, InFlight::new(l.envelope, body, 0));
+                continue;
+            }
+            inflight.insert(l.id, InFlight::new(l.envelope, body, jobs.len()));
+            for job in jobs {
+                let core = shard(&job.domain, self.cores.len());
+                if let Err(e) = self.cores[core].send(job) {
+                    tracing::error!(core, "delivery worker gone");
+                    let _ = e;
+                }
+            }
+        }
+        count
+    }
+
+    /// One job per next-hop domain among the pending recipients.
+    fn split(&self, id: MessageId, envelope: &Envelope, body: &Arc<Vec<u8>>) -> Vec<Job> {
+        let shared = Arc::new(envelope.clone());
+        let mut by_domain: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, r) in envelope.recipients.iter().enumerate() {
+            if r.state != RecipientState::Pending {
+                continue;
+            }
+            // `postmaster` without a domain is ours: route it like our host name.
+            let domain = domain_of(&r.address).unwrap_or_else(|| self.hostname.clone());
+            match by_domain.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, list)) => list.push(index),
+                None => by_domain.push((domain, vec![index])),
+            }
+        }
+        by_domain
+            .into_iter()
+            .map(|(domain, recipients)| Job {
+                id,
+                envelope: Arc::clone(&shared),
+                body: Arc::clone(body),
+                domain,
+                recipients,
+            })
+            .collect()
+    }
+
+    fn collect(
+        &self,
+        inflight: &mut HashMap<MessageId, InFlight>,
+        result: JobResult,
+        rng: &mut Rng,
+    ) {
+        let Some(entry) = inflight.get_mut(&result.id) else {
+            return;
+        };
+        entry.outcomes.extend(result.outcomes);
+        entry.remaining = entry.remaining.saturating_sub(1);
+        if entry.remaining == 0 {
+            if let Some(done) = inflight.remove(&result.id) {
+                self.complete(result.id, done, rng);
+            }
+        }
+    }
+
+    /// Applies the attempt's outcomes and writes the message back in one batch.
+    fn complete(&self, id: MessageId, done: InFlight, rng: &mut Rng) {
+        let now = now_ms();
+        let mut envelope = done.envelope;
+        envelope.attempts += 1;
+        let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
+        let mut records = Vec::new();
+        let mut reported: Vec<RecipientOutcome> = Vec::new();
+        for o in &done.outcomes {
+            let Some(r) = envelope.recipients.get_mut(o.index) else {
+                continue;
+            };
+            r.attempts += 1;
+            let outcome = match o.verdict {
+                Verdict::Delivered => {
+                    r.state = RecipientState::Delivered;
+                    r.last_error = None;
+                    DeliveryOutcome::Delivered
+                }
+                Verdict::Permanent => {
+                    r.state = RecipientState::Failed;
+                    r.last_error = Some(o.reply.clone());
+                    DeliveryOutcome::Bounced
+                }
+                Verdict::Temporary => {
+                    r.last_error = Some(o.reply.clone());
+                    DeliveryOutcome::Deferred
+                }
+            };
+            if o.verdict != Verdict::Temporary {
+                reported.push(o.clone());
+            }
+            records.push(record(
+                id,
+                &r.address,
+                o,
+                outcome,
+                envelope.attempts,
+                now,
+                queue_time_ms,
+            ));
+        }
+        let pending = envelope
+            .recipients
+            .iter()
+            .any(|r| r.state == RecipientState::Pending);
+        if pending && retry::expired(&self.config, envelope.received_at_ms, now) {
+            for (index, r) in envelope.recipients.iter_mut().enumerate() {
+                if r.state == RecipientState::Pending {
+                    r.state = RecipientState::Failed;
+                    let last = r.last_error.clone().unwrap_or_default();
+                    let o = RecipientOutcome::expired(index, &last);
+                    records.push(record(
+                        id,
+                        &r.address,
+                        &o,
+                        DeliveryOutcome::Expired,
+                        envelope.attempts,
+                        now,
+                        queue_time_ms,
+                    ));
+                    reported.push(o);
+                }
+            }
+        }
+        let still_pending = envelope
+            .recipients
+            .iter()
+            .any(|r| r.state == RecipientState::Pending);
+        let next_due = still_pending
+            .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
+        envelope.next_attempt_ms = next_due;
+        let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
+        for r in &records {
+            let _ = self.log.send(r.clone());
+        }
+        // Not waited for: a completion lost in a crash leaves its lease behind,
+        // which recovery turns back into a due entry (a duplicate, never a loss).
+        if let Err(e) = self
+            .spool
+            .complete(id, &envelope, next_due, notice, records)
+        {
+            tracing::error!(%id, error = %e, "completing a delivery attempt");
+        }
+    }
+}
+
+impl InFlight {
+    fn new(envelope: Envelope, body: Arc<Vec<u8>>, remaining: usize) -> InFlight {
+        InFlight {
+            envelope,
+            body,
+            remaining,
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+impl RecipientOutcome {
+    fn expired(index: usize, last_error: &str) -> RecipientOutcome {
+        let reply = if last_error.is_empty() {
+            "delivery time expired".to_string()
+        } else {
+            format!("delivery time expired; last error: {last_error}")
+        };
+        RecipientOutcome {
+            index,
+            verdict: Verdict::Permanent,
+            reply,
+            status: "4.4.7".into(),
+            next_hop: None,
+            ip: None,
+            tls: None,
+            relayed: false,
+        }
+    }
+}
+
+fn record(
+    id: MessageId,
+    recipient: &str,
+    o: &RecipientOutcome,
+    outcome: DeliveryOutcome,
+    attempt: u32,
+    now: u64,
+    queue_time_ms: u64,
+) -> DeliveryRecord {
+    DeliveryRecord {
+        time_ms: now,
+        outcome,
+        message_id: id.to_string(),
+        recipient: recipient.to_string(),
+        next_hop: o.next_hop.clone(),
+        ip: o.ip,
+        tls: o.tls.clone(),
+        reply: Some(o.reply.clone()),
+        attempt,
+        queue_time_ms,
+    }
+}
+
+/// The core that owns a destination: a stable hash, so a domain's connections and
+/// shaping state always live on one core.
+pub fn shard(domain: &str, cores: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    domain.hash(&mut h);
+    (h.finish() % cores.max(1) as u64) as usize
+}
+
+/// xorshift64*: jitter does not need a cryptographic generator.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let seed = now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
