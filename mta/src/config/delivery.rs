@@ -5,7 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use way2mail_mta::outbound::route::{Route, RouteAuth, Routes};
+use std::collections::HashMap;
+
+use way2mail_mta::outbound::client::Credentials;
+use way2mail_mta::outbound::route::{DomainMatch, Route, RouteAuth, Routes};
 
 use super::{err, ConfigError};
 
@@ -233,9 +236,21 @@ pub fn check_egress(egress: &[EgressConfig], hostname: &str) -> Result<Egress, C
     }
 }
 
-/// Checks every `[[route]]` and builds the route table.
-pub fn check_routes(routes: &[RouteConfig]) -> Result<Routes, ConfigError> {
+/// The key a route's credentials are kept under: its domain, or `*`.
+pub fn route_key(route: &Route) -> String {
+    match &route.domain {
+        DomainMatch::Exact(d) => d.clone(),
+        DomainMatch::Any => "*".into(),
+    }
+}
+
+/// Checks every `[[route]]`, builds the route table, and reads the password files of
+/// routes with `auth` (once, at start; the secrets stay in memory only).
+pub fn check_routes(
+    routes: &[RouteConfig],
+) -> Result<(Routes, HashMap<String, Credentials>), ConfigError> {
     let mut out = Vec::with_capacity(routes.len());
+    let mut credentials = HashMap::new();
     for (i, r) in routes.iter().enumerate() {
         let auth = r.auth.as_ref().map(|a| RouteAuth {
             user: a.user.clone(),
@@ -243,7 +258,27 @@ pub fn check_routes(routes: &[RouteConfig]) -> Result<Routes, ConfigError> {
         });
         let route = Route::parse(&r.domain, &r.host, &r.tls, auth)
             .map_err(|e| err(format!("route[{i}]"), e.to_string()))?;
+        if let Some(a) = &r.auth {
+            let key = format!("route[{i}].auth.password_file");
+            let text = std::fs::read_to_string(&a.password_file).map_err(|e| {
+                err(
+                    &key,
+                    format!("cannot read {}: {e}", a.password_file.display()),
+                )
+            })?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() {
+                return Err(err(key, "the file is empty"));
+            }
+            credentials.insert(
+                route_key(&route),
+                Credentials {
+                    user: a.user.clone(),
+                    password,
+                },
+            );
+        }
         out.push(route);
     }
-    Ok(Routes::new(out))
+    Ok((Routes::new(out), credentials))
 }

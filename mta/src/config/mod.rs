@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use std::collections::HashMap;
+
+use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::Routes;
 use way2mail_mta::relay::RelayPolicy;
 
@@ -287,6 +290,8 @@ pub struct Settings {
     pub egress: Egress,
     pub nameservers: Vec<SocketAddr>,
     pub routes: Arc<Routes>,
+    /// Smart-host credentials by route key (see `delivery::route_key`).
+    pub credentials: Arc<HashMap<String, Credentials>>,
 }
 
 impl Config {
@@ -346,7 +351,7 @@ impl Config {
             return Err(err("dns", "timeout_ms and attempts must be at least 1"));
         }
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
-        let routes = Arc::new(delivery::check_routes(&self.routes)?);
+        let (routes, credentials) = delivery::check_routes(&self.routes)?;
         Ok(Settings {
             raw: self,
             listeners,
@@ -354,7 +359,8 @@ impl Config {
             threads,
             egress,
             nameservers,
-            routes,
+            routes: Arc::new(routes),
+            credentials: Arc::new(credentials),
         })
     }
 

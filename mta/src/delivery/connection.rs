@@ -12,7 +12,8 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use way2mail_mta::outbound::client::{
-    Client, ClientEvent, ClientParams, DeliveryResult, OutboundMessage, OutboundRecipient, Outcome,
+    Client, ClientEvent, ClientParams, Credentials, DeliveryResult, OutboundMessage,
+    OutboundRecipient, Outcome,
 };
 use way2mail_mta::outbound::TlsPolicy;
 
@@ -39,6 +40,8 @@ pub struct Peer<'a> {
     pub host: &'a str,
     pub addr: IpAddr,
     pub tls: TlsPolicy,
+    /// Smart-host credentials, for routes with `auth`.
+    pub credentials: Option<&'a Credentials>,
 }
 
 /// Where a connection gets its next job; `None` ends the connection.
@@ -79,13 +82,17 @@ pub async fn run<I: Io>(
     peer: &Peer<'_>,
     jobs: &impl JobSource,
 ) -> Ended {
+    let mut client = Client::new(ClientParams {
+        ehlo_name: settings.ehlo.clone(),
+        tls: peer.tls,
+    });
+    if let Some(credentials) = peer.credentials {
+        client = client.with_credentials(credentials.clone());
+    }
     let mut c = Conn {
         settings,
         peer,
-        client: Client::new(ClientParams {
-            ehlo_name: settings.ehlo.clone(),
-            tls: peer.tls,
-        }),
+        client,
         rbuf: Vec::with_capacity(READ_SIZE),
         tls: None,
         used: false,

@@ -133,6 +133,7 @@ impl CorePlan {
             backend: self.backend,
             resolver,
             routes: Arc::clone(&s.routes),
+            credentials: Arc::clone(&s.credentials),
             port: d.port,
             source: s.egress.source,
             connect_timeout: secs(d.connect_timeout_secs),

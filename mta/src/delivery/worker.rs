@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tokio::sync::mpsc::UnboundedReceiver;
+use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::mx::{MxResolver, NextHop};
 use way2mail_mta::outbound::route::Routes;
 
 use super::connection::{self, Ended, JobSource, Peer};
 use super::shaping::{Change, Shaper};
 use super::{Job, JobResult, Verdict};
-use crate::config::delivery::ShapingConfig;
+use crate::config::delivery::{route_key, ShapingConfig};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::runtime::Backend;
@@ -29,6 +30,7 @@ pub struct Context {
     pub backend: Backend,
     pub resolver: MxResolver,
     pub routes: Arc<Routes>,
+    pub credentials: Arc<HashMap<String, Credentials>>,
     pub port: u16,
     pub source: Option<std::net::IpAddr>,
     pub connect_timeout: Duration,
@@ -156,6 +158,7 @@ impl Worker {
                     host: &hop.host,
                     addr,
                     tls: hop.tls,
+                    credentials: self.credentials_for(domain),
                 };
                 let source = DestinationJobs {
                     worker: self,
@@ -198,6 +201,12 @@ impl Worker {
                 connection::run(UringStream(uring), settings, peer, jobs).await
             }
         })
+    }
+
+    /// The smart-host credentials of the route that serves `domain`, if any.
+    fn credentials_for(&self, domain: &str) -> Option<&Credentials> {
+        let route = self.ctx.routes.find(domain)?;
+        self.ctx.credentials.get(&route_key(route))
     }
 
     fn queue_empty(&self, domain: &str) -> bool {

@@ -157,6 +157,10 @@ enum Expect {
     /// The reply to a lone `.` sent because DATA was accepted with no recipients.
     DotOnly,
     Rset,
+    /// `AUTH PLAIN <initial response>`.
+    AuthPlain,
+    /// `AUTH LOGIN`, then the user name, then the password (each answered 334).
+    AuthLogin(u8),
 }
 
 impl Expect {
@@ -171,6 +175,7 @@ impl Expect {
             Expect::Data | Expect::DataEnd | Expect::DotOnly => "data",
             Expect::BdatEnd => "bdat",
             Expect::Rset => "rset",
+            Expect::AuthPlain | Expect::AuthLogin(_) => "auth",
         }
     }
 }
@@ -195,6 +200,25 @@ pub struct Client {
     ready: bool,
     /// QUIT sent or the session failed: nothing more happens.
     closed: bool,
+    /// Credentials for a smart host; sent only over TLS.
+    credentials: Option<Credentials>,
+}
+
+/// A smart host's user name and password (RFC 4954 AUTH PLAIN or LOGIN).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log line.
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Client {
@@ -214,7 +238,15 @@ impl Client {
             await_tls: false,
             ready: false,
             closed: false,
+            credentials: None,
         }
+    }
+
+    /// Authenticates with these credentials after EHLO (and STARTTLS), before the
+    /// first message. Credentials are never sent over a connection without TLS.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Client {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Bytes read from the peer.
@@ -437,6 +469,7 @@ impl Client {
             Expect::Helo => self.on_helo(reply),
             Expect::StartTls => self.on_starttls(reply),
             Expect::Rset => self.on_rset(reply),
+            Expect::AuthPlain | Expect::AuthLogin(_) => self.on_auth(expect, reply),
             _ => self.on_transaction_reply(expect, reply),
         }
     }
@@ -475,7 +508,7 @@ impl Client {
     fn after_hello(&mut self) {
         let policy = self.params.tls;
         if self.tls_active || policy == TlsPolicy::None {
-            self.ready = true;
+            self.become_ready();
         } else if self.extensions.starttls {
             self.ready = false;
             self.command("STARTTLS", Expect::StartTls);
@@ -488,7 +521,55 @@ impl Client {
             };
             self.fail(failure, Reply::local(451, "4.7.5", "TLS unavailable"), true);
         } else {
+            self.become_ready();
+        }
+    }
+
+    /// Ready for messages, after authenticating first when credentials are set.
+    fn become_ready(&mut self) {
+        let Some(c) = self.credentials.clone() else {
             self.ready = true;
+            return;
+        };
+        let refuse = |reason: &str| SessionFailure {
+            temporary: true,
+            stage: "auth",
+            reply: None,
+            reason: reason.to_string(),
+        };
+        if !self.tls_active {
+            let failure =
+                refuse("credentials are only sent over TLS, and this connection has none");
+            return self.fail(failure, Reply::local(451, "4.7.5", "no TLS for AUTH"), true);
+        }
+        if self.extensions.auth_plain {
+            let token = base64(format!("\0{}\0{}", c.user, c.password).as_bytes());
+            self.command(&format!("AUTH PLAIN {token}"), Expect::AuthPlain);
+        } else if self.extensions.auth_login {
+            self.command("AUTH LOGIN", Expect::AuthLogin(0));
+        } else {
+            let failure = refuse("the smart host offers neither AUTH PLAIN nor AUTH LOGIN");
+            self.fail(failure, Reply::local(451, "4.7.0", "no usable AUTH"), true);
+        }
+    }
+
+    fn on_auth(&mut self, expect: Expect, reply: Reply) {
+        match (expect, reply.code) {
+            (_, 235) => self.ready = true,
+            (Expect::AuthLogin(step), 334) if step < 2 => {
+                let Some(c) = &self.credentials else { return };
+                let value = if step == 0 { &c.user } else { &c.password };
+                let line = base64(value.as_bytes());
+                self.command(&line, Expect::AuthLogin(step + 1));
+            }
+            // A refused login is the operator's to fix, not the recipients' fault:
+            // the mail waits (4xx) rather than bounces.
+            _ => self.fail_reply(
+                "auth",
+                reply,
+                "the smart host refused our credentials",
+                false,
+            ),
         }
     }
 
@@ -517,5 +598,112 @@ impl Client {
         if reply.class() != 2 {
             self.fail_reply("rset", reply, "peer refused RSET", false);
         }
+    }
+}
+
+/// Standard base64 (RFC 4648) for AUTH exchanges.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn base64_vectors() {
+        // RFC 4648 §10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    fn ready_client(auth_line: &str, tls: bool) -> Client {
+        let mut c = Client::new(ClientParams {
+            ehlo_name: "me.example".into(),
+            tls: TlsPolicy::Opportunistic,
+        })
+        .with_credentials(Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        });
+        c.feed(b"220 hi\r\n");
+        let _ = c.next_event();
+        c.clear_output();
+        if tls {
+            c.feed(b"250-hi\r\n250 STARTTLS\r\n");
+            assert!(matches!(c.next_event(), ClientEvent::NeedInput));
+            c.clear_output();
+            c.feed(b"220 go\r\n");
+            assert!(matches!(c.next_event(), ClientEvent::StartTls));
+            c.tls_established();
+            c.clear_output();
+        }
+        c.feed(format!("250-hi\r\n{auth_line}\r\n").as_bytes());
+        c
+    }
+
+    #[test]
+    fn plain_after_tls() {
+        let mut c = ready_client("250 AUTH PLAIN LOGIN", true);
+        assert!(matches!(c.next_event(), ClientEvent::NeedInput));
+        assert_eq!(c.output(), b"AUTH PLAIN AHUAcA==\r\n");
+        c.clear_output();
+        c.feed(b"235 2.7.0 ok\r\n");
+        assert!(matches!(c.next_event(), ClientEvent::Ready));
+    }
+
+    #[test]
+    fn login_steps_and_refusal_defers() {
+        let mut c = ready_client("250 AUTH LOGIN", true);
+        assert!(matches!(c.next_event(), ClientEvent::NeedInput));
+        assert_eq!(c.output(), b"AUTH LOGIN\r\n");
+        c.clear_output();
+        c.feed(b"334 VXNlcm5hbWU6\r\n");
+        let _ = c.next_event();
+        assert_eq!(c.output(), b"dQ==\r\n");
+        c.clear_output();
+        c.feed(b"334 UGFzc3dvcmQ6\r\n");
+        let _ = c.next_event();
+        assert_eq!(c.output(), b"cA==\r\n");
+        c.clear_output();
+        c.feed(b"535 5.7.8 bad\r\n");
+        match c.next_event() {
+            ClientEvent::Failed(f) => assert!(f.temporary && f.stage == "auth", "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn never_without_tls() {
+        let mut c = ready_client("250 AUTH PLAIN", false);
+        match c.next_event() {
+            ClientEvent::Failed(f) => assert!(f.temporary && f.stage == "auth", "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!String::from_utf8_lossy(c.output()).contains("AUTH"));
     }
 }

@@ -15,6 +15,9 @@ pub struct Extensions {
     pub dsn: bool,
     pub starttls: bool,
     pub enhanced_status_codes: bool,
+    /// `AUTH` mechanisms we can use (RFC 4954): PLAIN and LOGIN.
+    pub auth_plain: bool,
+    pub auth_login: bool,
 }
 
 impl Extensions {
@@ -36,15 +39,41 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "STARTTLS" => ext.starttls = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "AUTH" => ext.add_auth(words),
+                // Old peers wrote `AUTH=PLAIN LOGIN`.
+                k if k.starts_with("AUTH=") => {
+                    ext.add_auth(k["AUTH=".len()..].split(' ').chain(words));
+                }
                 _ => {}
             }
         }
         ext
     }
 
+    fn add_auth<'a>(&mut self, mechanisms: impl Iterator<Item = &'a str>) {
+        for m in mechanisms {
+            match m.to_ascii_uppercase().as_str() {
+                "PLAIN" => self.auth_plain = true,
+                "LOGIN" => self.auth_login = true,
+                _ => {}
+            }
+        }
+    }
+
     /// The peer's fixed size limit, if it has one.
     pub(super) fn size_limit(&self) -> Option<u64> {
         self.size.filter(|&n| n > 0)
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn legacy_auth_equals_form() {
+        let ext = Extensions::from_ehlo(&["x".into(), "AUTH=PLAIN LOGIN".into()]);
+        assert!(ext.auth_plain && ext.auth_login);
     }
 }
 
@@ -68,6 +97,7 @@ mod tests {
             "DSN",
             "STARTTLS",
             "ENHANCEDSTATUSCODES",
+            "AUTH CRAM-MD5 login XOAUTH2",
             "X-UNKNOWN stuff",
             "",
         ]));
@@ -80,6 +110,8 @@ mod tests {
                 smtputf8: true,
                 chunking: true,
                 dsn: true,
+                auth_plain: false,
+                auth_login: true,
                 starttls: true,
                 enhanced_status_codes: true,
             }
