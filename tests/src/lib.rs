@@ -11,6 +11,8 @@
 //!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs
 //! process  child commands with a deadline (`--check`, `spool list`, python3)
 //! client   SmtpClient: a line-level SMTP client over TCP or TLS, Reply parsing
+//! sink     Sink: a receiving SMTP server on loopback that the daemon delivers to, with
+//!          scripted failures
 //! tls      rustls client configs trusting the daemon's generated certificate
 //! ```
 //!
@@ -23,6 +25,7 @@ mod config;
 mod daemon;
 pub mod dns;
 mod process;
+pub mod sink;
 mod tls;
 
 pub use binary::daemon_binary;
@@ -31,6 +34,7 @@ pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
 pub use process::{run_bounded, wait_timeout};
+pub use sink::{Behaviour, Received, Sink, SinkCounts, SinkOptions};
 pub use tls::{client_config, load_pem_cert};
 
 use std::time::{Duration, Instant};
