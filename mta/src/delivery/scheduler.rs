@@ -22,6 +22,9 @@ use crate::config::delivery::DeliveryConfig;
 const BATCH: usize = 512;
 /// Longest sleep between looks at the schedule.
 const POLL: Duration = Duration::from_millis(50);
+/// Messages out at once. Bodies of leased messages are held in memory, so a large
+/// backlog is worked through in slices rather than pulled in whole.
+const MAX_IN_FLIGHT: usize = 10_000;
 
 pub struct Scheduler {
     pub spool: Spool,
@@ -52,7 +55,11 @@ impl Scheduler {
         let mut inflight: HashMap<MessageId, InFlight> = HashMap::new();
         let mut rng = Rng::seeded();
         while !self.stop.load(Ordering::Acquire) {
-            let leased = self.lease(&mut inflight);
+            let leased = if inflight.len() < MAX_IN_FLIGHT {
+                self.lease(&mut inflight)
+            } else {
+                0
+            };
             let wait = if leased == BATCH {
                 Duration::ZERO
             } else {
@@ -76,7 +83,8 @@ impl Scheduler {
     /// Leases due messages and sends their jobs out; returns how many it leased.
     fn lease(&self, inflight: &mut HashMap<MessageId, InFlight>) -> usize {
         let lease_ms = self.config.lease_secs * 1000;
-        let leased = match self.spool.take_due(now_ms(), BATCH, lease_ms) {
+        let room = BATCH.min(MAX_IN_FLIGHT.saturating_sub(inflight.len()));
+        let leased = match self.spool.take_due(now_ms(), room, lease_ms) {
             Ok(leased) => leased,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the schedule");
