@@ -51,6 +51,8 @@ pub struct TestConfig {
     backend: Backend,
     /// section ("" = top level) → key → TOML value literal.
     overrides: BTreeMap<String, BTreeMap<String, String>>,
+    /// TOML appended verbatim after everything else (arrays of tables like `[[route]]`).
+    raw: Vec<String>,
 }
 
 impl TestConfig {
@@ -58,6 +60,7 @@ impl TestConfig {
         TestConfig {
             backend,
             overrides: BTreeMap::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -72,6 +75,13 @@ impl TestConfig {
             .entry(section.to_string())
             .or_default()
             .insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Appends `toml_text` verbatim at the end of the file, after every `[section]`: the
+    /// place for arrays of tables such as `[[route]]` or `[[egress]]`.
+    pub fn raw(mut self, toml_text: &str) -> TestConfig {
+        self.raw.push(toml_text.to_string());
         self
     }
 
@@ -122,6 +132,13 @@ impl TestConfig {
             text.push_str(&format!("\n[{section}]\n"));
             for (key, value) in keys {
                 text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        for raw in &self.raw {
+            text.push('\n');
+            text.push_str(raw);
+            if !raw.ends_with('\n') {
+                text.push('\n');
             }
         }
         text
