@@ -144,9 +144,14 @@ impl Shaper {
         }
     }
 
-    /// True when nothing about this destination needs remembering.
-    pub fn is_idle(&self) -> bool {
+    /// True when nothing about this destination needs remembering: no throttle,
+    /// and no rate window still counting messages.
+    pub fn is_idle(&self, now: Instant) -> bool {
         self.penalty == 0
+            && self
+                .windows
+                .iter()
+                .all(|w| w.limit == 0 || w.used == 0 || now.duration_since(w.started) >= w.span)
     }
 }
 
@@ -194,6 +199,16 @@ mod tests {
             Change::Recovered { level: 1 }
         );
         assert_eq!(s.connection_limit(), 4);
+    }
+
+    #[test]
+    fn a_counting_window_keeps_the_destination() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(&config(), t0);
+        assert!(s.is_idle(t0));
+        assert!(s.take_message(t0).is_zero());
+        assert!(!s.is_idle(t0 + Duration::from_millis(500)));
+        assert!(s.is_idle(t0 + Duration::from_secs(1)));
     }
 
     #[test]

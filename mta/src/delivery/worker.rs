@@ -132,7 +132,7 @@ impl Worker {
                 Some(d) => {
                     d.active -= 1;
                     let more = !d.queue.is_empty();
-                    if !more && d.active == 0 && d.shaper.is_idle() {
+                    if !more && d.active == 0 && d.shaper.is_idle(Instant::now()) {
                         dests.remove(&domain);
                     }
                     more

@@ -22,17 +22,19 @@ pub(super) struct Reported<'a> {
 }
 
 impl Reported<'_> {
-    /// The status code to report: the one given when it is well-formed and of the
-    /// class the action implies, otherwise the action's generic code, so that a
-    /// malformed code can never make a `failed` look like a success.
+    /// The status code to report: the one given when it is well-formed and of a
+    /// class the action allows, otherwise the action's generic code, so that a
+    /// malformed code can never make a `failed` look like a success. A `failed`
+    /// recipient may carry a 4.x.x code: a message given up after its queue lifetime
+    /// failed for a reason that was itself transient (4.4.7, as Postfix reports it).
     pub(super) fn status(&self) -> &str {
         let given = self.outcome.status.as_str();
-        let class = match self.outcome.action {
-            Action::Failed => "5.",
-            Action::Delayed => "4.",
-            Action::Delivered | Action::Relayed => "2.",
+        let allowed: &[&str] = match self.outcome.action {
+            Action::Failed => &["5.", "4."],
+            Action::Delayed => &["4."],
+            Action::Delivered | Action::Relayed => &["2."],
         };
-        if is_status_code(given) && given.starts_with(class) {
+        if is_status_code(given) && allowed.iter().any(|class| given.starts_with(class)) {
             given
         } else {
             match self.outcome.action {
