@@ -530,6 +530,29 @@ fn spool_list_shows_deferred_recipient(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// A destination that answers a burst of 4xx is throttled, the log says so, and its
+/// mail still goes out once it accepts again.
+fn backs_off_on_bursts_of_temporary_failures(backend: Backend) -> Result<()> {
+    let sink = rig::sink(Behaviour::TempFail)?;
+    let dns = StubDns::start(vec![
+        Record::mx("dest.test", 10, "mx.dest.test"),
+        Record::a("mx.dest.test", lo(1)),
+    ])?;
+    let config =
+        config(backend, &dns, sink.port(), None).set("shaping", "backoff_after_failures", "3");
+    let mut d = Daemon::start(&config)?;
+    submit_many(&d, 6, "burst")?;
+    way2mail_tests::wait_for("a back-off line in the log", WAIT, || {
+        let log = d.stderr();
+        log.lines()
+            .any(|l| l.contains("backing off") && l.contains("dest.test"))
+            .then_some(())
+    })?;
+    sink.set_behaviour(Behaviour::Accept);
+    sink.wait_for(6, WAIT)?;
+    stop_expecting_empty_spool(&mut d, 6)
+}
+
 for_each_backend!(delivers_through_mx, mx_fallback);
 
 mod one_backend {
@@ -538,6 +561,11 @@ mod one_backend {
     #[test]
     fn retries_then_delivers() -> Result<()> {
         super::retries_then_delivers(Backend::Epoll)
+    }
+
+    #[test]
+    fn backs_off_on_bursts_of_temporary_failures() -> Result<()> {
+        super::backs_off_on_bursts_of_temporary_failures(Backend::IoUring)
     }
 
     #[test]
