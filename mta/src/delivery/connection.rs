@@ -56,6 +56,9 @@ pub trait JobSource {
 pub enum Ended {
     /// It delivered (or tried) at least one job; the destination is reachable.
     Used,
+    /// It was ready but found no job left (other connections took them): neither
+    /// a success nor a failure of the destination.
+    Idle,
     /// It could not be used at all: try the next address.
     Unusable { reason: String },
 }
@@ -72,6 +75,8 @@ struct Conn<'a> {
     rbuf: Vec<u8>,
     tls: Option<String>,
     used: bool,
+    /// QUIT was sent because the queue had no job left for this connection.
+    idle: bool,
     in_flight: Option<Job>,
 }
 
@@ -96,6 +101,7 @@ pub async fn run<I: Io>(
         rbuf: Vec::with_capacity(READ_SIZE),
         tls: None,
         used: false,
+        idle: false,
         in_flight: None,
     };
     let mut io = io;
@@ -144,7 +150,10 @@ impl Conn<'_> {
                 ClientEvent::StartTls => return Phase::StartTls,
                 ClientEvent::Ready => match jobs.next_job().await {
                     Some(job) => self.send(job),
-                    None => self.client.quit(),
+                    None => {
+                        self.idle = true;
+                        self.client.quit();
+                    }
                 },
                 ClientEvent::Done(result) => self.done(result, jobs),
                 ClientEvent::Failed(failure) => {
@@ -164,6 +173,8 @@ impl Conn<'_> {
                     io.shutdown().await;
                     return Phase::Ended(if self.used {
                         Ended::Used
+                    } else if self.idle {
+                        Ended::Idle
                     } else {
                         Ended::Unusable {
                             reason: format!("{} closed the connection", self.peer.host),

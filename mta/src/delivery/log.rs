@@ -26,12 +26,15 @@ pub fn start(path: &Path) -> Result<Sender<DeliveryRecord>> {
             .create(dir)
             .with_context(|| format!("delivery.log_file: creating {}", dir.display()))?;
     }
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .mode(0o640)
         .open(path)
         .with_context(|| format!("delivery.log_file: opening {}", path.display()))?;
+    end_torn_line(&mut file)
+        .with_context(|| format!("delivery.log_file: repairing {}", path.display()))?;
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("delivery-log".into())
@@ -40,14 +43,38 @@ pub fn start(path: &Path) -> Result<Sender<DeliveryRecord>> {
     Ok(tx)
 }
 
+/// A process killed in the middle of a write can leave a last line without its
+/// newline; end it, so that the next record starts a line of its own.
+fn end_torn_line(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 fn write_lines(mut out: impl Write, rx: &Receiver<DeliveryRecord>) {
+    let mut line = Vec::with_capacity(512);
     loop {
         match rx.recv_timeout(FLUSH_EVERY) {
             Ok(record) => {
-                if let Err(e) = serde_json::to_writer(&mut out, &record)
+                // Serialised whole first: the buffered writer then only ever hands
+                // complete lines to the file.
+                line.clear();
+                let written = serde_json::to_writer(&mut line, &record)
                     .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"))
-                {
+                    .and_then(|()| {
+                        line.push(b'\n');
+                        out.write_all(&line)
+                    });
+                if let Err(e) = written {
                     tracing::error!(error = %e, "writing the delivery log");
                 }
             }

@@ -169,7 +169,7 @@ impl Worker {
                     .connect(SocketAddr::new(addr, hop.port), &peer, &source)
                     .await
                 {
-                    Ok(Ended::Used) => return,
+                    Ok(Ended::Used | Ended::Idle) => return,
                     Ok(Ended::Unusable { reason }) | Err(reason) => {
                         self.note(domain, false);
                         last = reason;
