@@ -113,3 +113,16 @@ macro_rules! for_each_backend {
         )*
     };
 }
+
+/// Opens a connection that the daemon greets with 220, retrying briefly: a connection
+/// a test closed a moment ago may still be counted until the daemon notices.
+pub fn admitted(port: u16) -> anyhow::Result<SmtpClient> {
+    wait_for(
+        "a 220 greeting",
+        Duration::from_secs(5),
+        || match SmtpClient::connect(port) {
+            Ok((client, greeting)) if greeting.code == 220 => Some(client),
+            _ => None,
+        },
+    )
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use way2mail_tests::{
-    for_each_backend, queued_id, wait_for, Backend, Daemon, Signal, SmtpClient, TestConfig,
+    admitted, for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig,
 };
 
 for_each_backend!(
@@ -41,19 +41,6 @@ fn idle_client_times_out(backend: Backend) -> anyhow::Result<()> {
         .read_to_end()
         .context("connection should close after 421")?;
     Ok(())
-}
-
-/// Opens a connection that the daemon greets with 220, retrying briefly: a connection the
-/// test closed a moment ago may still be counted until the daemon notices.
-fn admitted(port: u16) -> anyhow::Result<SmtpClient> {
-    wait_for(
-        "a 220 greeting",
-        Duration::from_secs(5),
-        || match SmtpClient::connect(port) {
-            Ok((client, greeting)) if greeting.code == 220 => Some(client),
-            _ => None,
-        },
-    )
 }
 
 fn per_ip_connection_limit(backend: Backend) -> anyhow::Result<()> {

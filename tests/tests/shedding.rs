@@ -2,23 +2,10 @@
 //! and a spool filesystem below `spool.min_free_space` makes `MAIL` answer
 //! `452 4.3.1` while the daemon keeps serving everything else.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context};
-use way2mail_tests::{for_each_backend, wait_for, Backend, Daemon, SmtpClient, TestConfig};
+use way2mail_tests::{admitted, for_each_backend, Backend, Daemon, SmtpClient, TestConfig};
 
 for_each_backend!(global_connection_limit, low_disk_space_defers_mail);
-
-fn admitted(port: u16) -> anyhow::Result<SmtpClient> {
-    wait_for(
-        "a 220 greeting",
-        Duration::from_secs(5),
-        || match SmtpClient::connect(port) {
-            Ok((client, greeting)) if greeting.code == 220 => Some(client),
-            _ => None,
-        },
-    )
-}
 
 fn global_connection_limit(backend: Backend) -> anyhow::Result<()> {
     let config = TestConfig::new(backend).set("limits", "max_connections", "3");

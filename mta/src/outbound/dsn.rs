@@ -13,11 +13,9 @@
 //! build ─┬─ text::explanation      text/plain, for people          (dsn_text.rs)
 //!        ├─ status::delivery_status message/delivery-status         (dsn_status.rs)
 //!        └─ original::returned      message/rfc822 or headers only  (dsn_original.rs)
-//!    dsn_field.rs cleans and folds every value; dsn_date.rs formats every date.
+//!    dsn_field.rs cleans and folds every value; crate::date formats every date.
 //! ```
 
-#[path = "dsn_date.rs"]
-mod date;
 #[path = "dsn_field.rs"]
 mod field;
 #[path = "dsn_original.rs"]
@@ -269,7 +267,7 @@ fn headers(req: &DsnRequest<'_>, worst: Action, boundary: &str) -> String {
          boundary=\"{boundary}\"\r\n\
          \r\n",
         to = clean(&req.envelope.sender, 600),
-        date = date::rfc5322(req.now_ms),
+        date = crate::date::rfc5322(req.now_ms),
         now = req.now_ms,
         token = unique_token(req.now_ms),
     )

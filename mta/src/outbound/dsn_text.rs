@@ -2,11 +2,11 @@
 //! message, listing each reported recipient with what happened and why. Programs
 //! read the second part; this one is for people, so it says what to do next.
 
-use super::date::rfc5322;
 use super::field::{clean, push_field, push_line};
 use super::original::{Returned, MAX_FULL};
 use super::status::Reported;
 use super::{Action, DsnRequest};
+use crate::date::rfc5322;
 
 /// The human-readable explanation, CRLF line ends. `worst` is the most serious
 /// action among `reported` (it picks the opening paragraph).

@@ -1,7 +1,7 @@
-//! RFC 5322 dates (`Tue, 14 Nov 2023 22:13:20 +0000`) from Unix milliseconds, for
-//! the `Date:`, `Arrival-Date:`, `Last-Attempt-Date:` and `Will-Retry-Until:` fields
-//! of a DSN. Always UTC: a notice is read by people and programs anywhere, and a
-//! fixed zone makes notices from different hosts comparable.
+//! RFC 5322 dates (`Tue, 14 Nov 2023 22:13:20 +0000`) from Unix milliseconds: the
+//! `Received:` trace header and the `Date:`, `Arrival-Date:`, `Last-Attempt-Date:`
+//! and `Will-Retry-Until:` fields of a DSN. Always UTC: headers and notices are read
+//! by people and programs anywhere, and a fixed zone makes hosts comparable.
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [
@@ -10,7 +10,7 @@ const MONTHS: [&str; 12] = [
 
 /// Formats `ms` (milliseconds since 1970-01-01 UTC) as an RFC 5322 date-time.
 /// Sub-second precision is dropped, as the format has none.
-pub(super) fn rfc5322(ms: u64) -> String {
+pub(crate) fn rfc5322(ms: u64) -> String {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let in_day = secs % 86_400;
