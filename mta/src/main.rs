@@ -68,6 +68,18 @@ enum SpoolCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delivery outcomes kept in the spool, oldest first, as JSON lines.
+    Log {
+        /// Only this message (its queue id).
+        #[arg(long, value_name = "ID")]
+        message: Option<String>,
+        /// Only this recipient address (case-insensitive).
+        #[arg(long, value_name = "ADDRESS")]
+        recipient: Option<String>,
+        /// Only the last this many hours.
+        #[arg(long, value_name = "HOURS")]
+        hours: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +107,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Spool {
             command: SpoolCommand::List { json },
         }) => spool_cli::list(&settings, json),
+        Some(Command::Spool {
+            command:
+                SpoolCommand::Log {
+                    message,
+                    recipient,
+                    hours,
+                },
+        }) => spool_cli::log(&settings, message.as_deref(), recipient, hours),
         None => serve(settings),
     }
 }

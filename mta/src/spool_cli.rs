@@ -1,16 +1,18 @@
-//! `way2mail-mta spool list`: reads the spool directly, for operators and crash
-//! tests, while the daemon is stopped (sled's lock refuses a second opener).
+//! `way2mail-mta spool list` and `spool log`: read the spool directly, for operators
+//! and crash tests, while the daemon is stopped (the spool lock refuses a second
+//! opener).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use way2mail_queue::{RecipientState, RecipientSummary, Spool, SpoolKey};
+use way2mail_queue::{LogFilter, MessageId, RecipientState, RecipientSummary, Spool, SpoolKey};
 
 use crate::config::Settings;
 
-pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
+/// Opens the spool for reading, without creating a key that was never there.
+fn open(settings: &Settings) -> Result<Spool> {
     let cfg = &settings.raw.spool;
     if !cfg.key_file.exists() {
         bail!(
@@ -20,7 +22,39 @@ pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
     }
     let key = SpoolKey::load_or_create(&cfg.key_file)
         .with_context(|| format!("spool.key_file {}", cfg.key_file.display()))?;
-    let spool = Spool::open(&cfg.path, key)?;
+    Ok(Spool::open(&cfg.path, key)?)
+}
+
+/// `way2mail-mta spool log`: the delivery records kept in the spool, filtered.
+pub fn log(
+    settings: &Settings,
+    message: Option<&str>,
+    recipient: Option<String>,
+    hours: Option<u64>,
+) -> Result<ExitCode> {
+    let message = message
+        .map(|m| m.parse::<MessageId>())
+        .transpose()
+        .context("--message: not a queue id")?;
+    let spool = open(settings)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let filter = LogFilter {
+        message,
+        recipient,
+        since_ms: hours.map(|h| now_ms.saturating_sub(h.saturating_mul(3_600_000))),
+        until_ms: None,
+    };
+    let mut out = std::io::stdout().lock();
+    for record in spool.delivery_log(filter)? {
+        writeln!(out, "{}", serde_json::to_string(&record)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let spool = open(settings)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

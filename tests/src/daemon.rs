@@ -255,6 +255,28 @@ impl Daemon {
         run_bounded(command.env_remove("RUST_LOG"), COMMAND_TIMEOUT)
     }
 
+    /// `spool log ARGS...`: the delivery records kept in the spool, one JSON line each.
+    pub fn spool_log(&self, args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let mut command = Command::new(daemon_binary()?);
+        command
+            .current_dir(self.dir.path())
+            .args(["spool", "log"])
+            .args(args);
+        if let Some(config) = &self.config_path {
+            command.arg("--config").arg(config);
+        }
+        let output = run_bounded(command.env_remove("RUST_LOG"), COMMAND_TIMEOUT)?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "spool log failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(stdout.lines().map(str::to_string).collect())
+    }
+
     /// `spool list`, which must succeed, parsed.
     pub fn spool_entries(&self) -> anyhow::Result<Vec<SpoolEntry>> {
         let output = self.spool_list()?;

@@ -52,7 +52,18 @@ fn delivers_through_mx(backend: Backend) -> Result<()> {
     assert!(r["reply"].as_str().unwrap_or("").starts_with("250"), "{r}");
     wait_log(&d, &id, "other@dest.test", "delivered")?;
     assert_eq!(sink.messages().len(), 1, "delivered once, both recipients");
-    stop_expecting_empty_spool(&mut d, 2)
+    stop_expecting_empty_spool(&mut d, 2)?;
+    // The same records, kept in the spool after the message is gone, by message
+    // and by recipient.
+    let by_message = d.spool_log(&["--message", &id])?;
+    assert_eq!(by_message.len(), 2, "{by_message:?}");
+    let by_recipient = d.spool_log(&["--recipient", "OTHER@dest.test", "--hours", "1"])?;
+    assert_eq!(by_recipient.len(), 1, "{by_recipient:?}");
+    let record: Value = serde_json::from_str(&by_recipient[0])?;
+    assert_eq!(record["outcome"], "delivered", "{record}");
+    assert_eq!(record["message_id"], id.as_str(), "{record}");
+    assert!(d.spool_log(&["--message", "not-an-id"]).is_err());
+    Ok(())
 }
 
 /// A 451, then a connection dropped after the data, then success: three attempts,
