@@ -549,8 +549,11 @@ fn backs_off_on_bursts_of_temporary_failures(backend: Backend) -> Result<()> {
         Record::mx("dest.test", 10, "mx.dest.test"),
         Record::a("mx.dest.test", lo(1)),
     ])?;
-    let config =
-        config(backend, &dns, sink.port(), None).set("shaping", "backoff_after_failures", "3");
+    let config = config(backend, &dns, sink.port(), None)
+        .set("shaping", "backoff_after_failures", "3")
+        // One connection at a time: the failures arrive one by one, and the streak
+        // must survive the moments when the destination has nothing in flight.
+        .set("shaping", "max_connections", "1");
     let mut d = Daemon::start(&config)?;
     submit_many(&d, 6, "burst")?;
     way2mail_tests::wait_for("a back-off line in the log", WAIT, || {

@@ -12,6 +12,8 @@ const MAX_PENALTY: u32 = 6;
 /// A throttled destination steps back up one level after this long without a
 /// temporary failure.
 const RECOVER_AFTER: Duration = Duration::from_secs(60);
+/// A run of failures this old no longer counts towards a back-off.
+const FORGET_STREAK_AFTER: Duration = Duration::from_secs(600);
 
 /// A fixed window counter ("at most `limit` per `span`").
 #[derive(Debug)]
@@ -144,10 +146,16 @@ impl Shaper {
         }
     }
 
-    /// True when nothing about this destination needs remembering: no throttle,
-    /// and no rate window still counting messages.
+    /// True when nothing about this destination needs remembering: no throttle, no
+    /// recent run of failures (a burst may arrive one connection at a time), and no
+    /// rate window still counting messages.
     pub fn is_idle(&self, now: Instant) -> bool {
+        let streak_open = self.consecutive_failures > 0
+            && self
+                .last_failure
+                .is_some_and(|at| now.duration_since(at) < FORGET_STREAK_AFTER);
         self.penalty == 0
+            && !streak_open
             && self
                 .windows
                 .iter()
@@ -209,6 +217,17 @@ mod tests {
         assert!(s.take_message(t0).is_zero());
         assert!(!s.is_idle(t0 + Duration::from_millis(500)));
         assert!(s.is_idle(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_failure_streak_keeps_the_destination() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(&config(), t0);
+        s.temporary_failure(t0);
+        assert!(!s.is_idle(t0 + Duration::from_secs(5)));
+        assert!(s.is_idle(t0 + Duration::from_secs(601)));
+        s.success(t0);
+        assert!(s.is_idle(t0));
     }
 
     #[test]
