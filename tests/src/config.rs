@@ -20,12 +20,17 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Three ports the kernel just handed out as free.
+    /// Three distinct ports the kernel just handed out as free. All three sockets are
+    /// held until all three are chosen: released one by one, the kernel may hand the
+    /// same port out twice.
     pub fn ephemeral() -> anyhow::Result<Ports> {
+        let bind = || TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0");
+        let held = [bind()?, bind()?, bind()?];
+        let port = |i: usize| -> anyhow::Result<u16> { Ok(held[i].local_addr()?.port()) };
         Ok(Ports {
-            mx: free_port()?,
-            submission: free_port()?,
-            submissions: free_port()?,
+            mx: port(0)?,
+            submission: port(1)?,
+            submissions: port(2)?,
         })
     }
 
