@@ -229,15 +229,17 @@ impl Default for SpoolConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        // The protocol's limits have one set of defaults: the library's.
+        let protocol = Limits::default();
         LimitsConfig {
-            max_message_size: 25 * 1024 * 1024,
-            max_recipients: 1000,
+            max_message_size: protocol.max_message_size,
+            max_recipients: protocol.max_recipients,
             max_connections: 4096,
             max_connections_per_ip: 64,
-            max_errors: 10,
-            tarpit_after_errors: 3,
-            tarpit_delay_ms: 1000,
-            max_received_headers: 30,
+            max_errors: protocol.max_errors,
+            tarpit_after_errors: protocol.tarpit_after_errors,
+            tarpit_delay_ms: u64::try_from(protocol.tarpit_delay.as_millis()).unwrap_or(u64::MAX),
+            max_received_headers: protocol.max_received_headers,
         }
     }
 }
@@ -467,6 +469,11 @@ mod tests {
         assert_eq!(s.listeners.len(), 3);
         assert_eq!(s.listeners[0].address.port(), 2525);
         assert_eq!(s.raw.limits.max_recipients, 1000);
+        // The documented [limits] defaults.
+        let l = &s.raw.limits;
+        assert_eq!(l.max_message_size, 26_214_400);
+        assert_eq!((l.max_errors, l.tarpit_after_errors), (10, 3));
+        assert_eq!((l.tarpit_delay_ms, l.max_received_headers), (1000, 30));
     }
 
     #[test]

@@ -90,15 +90,17 @@ pub struct Limits {
     pub max_received_headers: usize,
 }
 
+/// The documented defaults (docs/configuration.md, `[limits]`); the daemon's
+/// configuration takes its defaults for these keys from here.
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_message_size: 50 * 1024 * 1024,
+            max_message_size: 25 * 1024 * 1024,
             max_recipients: 1000,
-            max_errors: 20,
-            tarpit_after_errors: 10,
+            max_errors: 10,
+            tarpit_after_errors: 3,
             tarpit_delay: Duration::from_secs(1),
-            max_received_headers: 50,
+            max_received_headers: 30,
         }
     }
 }
