@@ -22,6 +22,7 @@ fn params() -> SessionParams {
             ..Limits::default()
         },
         relay: Arc::new(RelayPolicy::new(&["example.org".into()], &[]).expect("valid policy")),
+        tenants: None,
     }
 }
 

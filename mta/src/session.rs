@@ -73,6 +73,7 @@ pub async fn serve<I: Io>(
         tls_available: true,
         limits: settings.limits(),
         relay: Arc::clone(&settings.relay),
+        tenants: None,
     };
     let mut s = Session {
         protocol: Protocol::new(params),
@@ -165,6 +166,9 @@ impl Session {
                 }
                 Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
                 Event::Tarpit(delay) => tokio::time::sleep(delay).await,
+                Event::Authenticate { .. } => self
+                    .protocol
+                    .auth_result(way2mail_mta::smtp::AuthVerdict::Unavailable),
                 Event::Close => {
                     self.flush(io).await?;
                     io.shutdown().await;

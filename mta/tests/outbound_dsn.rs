@@ -55,6 +55,7 @@ fn envelope(sender: &str, recipients: Vec<serde_json::Value>, ret: Option<Ret>) 
         listener: "submission".into(),
         tls: None,
         auth: None,
+        tenant: None,
     };
     serde_json::from_value(serde_json::json!({
         "sender": sender,

@@ -33,6 +33,7 @@ fn envelope() -> Envelope {
             listener: "mx".into(),
             tls: None,
             auth: None,
+            tenant: None,
         },
         received_at_ms: 0,
         attempts: 0,

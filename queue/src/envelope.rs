@@ -100,6 +100,9 @@ pub struct Origin {
     pub tls: Option<String>,
     /// The authenticated identity, when the session was authenticated.
     pub auth: Option<String>,
+    /// The tenant the authenticated identity belongs to.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// The envelope of one message.

@@ -45,6 +45,17 @@ impl SpoolKey {
         }
     }
 
+    /// Seals `data` as one record stored under `aad` (AES-256-GCM, fresh nonce;
+    /// see `seal.rs`). For stores outside the spool that keep the same format.
+    pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        crate::seal::seal(&self.aead, aad, data)
+    }
+
+    /// Opens a record sealed by [`SpoolKey::seal`] under the same `aad`.
+    pub fn open(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
+        crate::seal::open(&self.aead, aad, record)
+    }
+
     /// A fresh random key that lives only in memory (tests, benchmarks, tools).
     pub fn generate() -> Result<SpoolKey, Error> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);

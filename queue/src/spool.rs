@@ -374,6 +374,7 @@ mod tests {
                 listener: "mx".into(),
                 tls: None,
                 auth: None,
+                tenant: None,
             },
             received_at_ms: 1,
             attempts: 0,

@@ -69,6 +69,7 @@ pub fn notice(
             listener: "dsn".into(),
             tls: None,
             auth: None,
+            tenant: None,
         },
         received_at_ms: now_ms,
         attempts: 0,

@@ -80,6 +80,7 @@ impl SessionState {
                         .unwrap_or_else(|| "TLS".to_string())
                 }),
                 auth: None,
+                tenant: None,
             },
             received_at_ms,
         };

@@ -42,11 +42,13 @@ pub mod reply;
 mod starttls;
 mod state;
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use way2mail_queue::{Envelope, MessageId};
+use zeroize::Zeroizing;
 
 use crate::relay::RelayPolicy;
 
@@ -118,6 +120,52 @@ pub struct SessionParams {
     pub tls_available: bool,
     pub limits: Limits,
     pub relay: Arc<RelayPolicy>,
+    /// Tenant rules for authenticated sessions. `Some` turns AUTH on: it is
+    /// advertised on the submission roles once TLS is active, never on `mx`.
+    pub tenants: Option<Arc<dyn TenantPolicy>>,
+}
+
+/// Who an AUTH exchange proved the client to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub tenant: String,
+    pub username: String,
+}
+
+/// The SASL mechanisms offered (RFC 4616 PLAIN, and LOGIN for older clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    Plain,
+    Login,
+}
+
+/// The caller's verdict on an [`Event::Authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// `235 2.7.0`; later transactions run as this tenant.
+    Accepted(Grant),
+    /// `535 5.7.8`. The caller has already applied the failure delay.
+    Rejected,
+    /// Right credentials, but the tenant is suspended or terminated: `535 5.7.8`
+    /// with a text that says so.
+    TenantDisabled,
+    /// Too many failures from this client or for this user: `421 4.7.0`, close.
+    LockedOut,
+    /// Credentials cannot be checked now (no policy snapshot yet): `454 4.7.0`.
+    Unavailable,
+}
+
+/// Tenant rules consulted by the protocol for an authenticated session. The
+/// implementation (in the daemon) reads the control snapshot and the per-tenant
+/// counters; each call is a quick in-memory check, never I/O.
+pub trait TenantPolicy: Send + Sync + fmt::Debug {
+    /// `MAIL FROM` by `grant`: the sender's domain must be one of the tenant's
+    /// (`553 5.7.1`), the tenant active, and its hourly/daily budget not spent.
+    fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), reply::Reply>;
+    /// `RCPT TO` that would make the transaction's `count`th recipient.
+    fn check_recipients(&self, grant: &Grant, count: usize) -> Result<(), reply::Reply>;
+    /// A message from `grant` was queued: it counts towards the tenant's budgets.
+    fn message_queued(&self, grant: &Grant);
 }
 
 /// What the spool said last; the caller updates it before feeding input.
@@ -164,4 +212,11 @@ pub enum Event {
     Tarpit(Duration),
     /// Write pending output and close the connection.
     Close,
+    /// Check these credentials (lockout first, then the password), then call
+    /// `auth_result()`; no input is processed until then.
+    Authenticate {
+        mechanism: AuthMechanism,
+        username: String,
+        password: Zeroizing<String>,
+    },
 }

@@ -154,6 +154,10 @@ impl Protocol {
         r.write_to(&mut self.output);
     }
 
+    /// The caller's verdict on the last [`Event::Authenticate`]; queues the reply.
+    // Interim: AUTH is implemented in smtp/auth.rs (issue 4, in progress).
+    pub fn auth_result(&mut self, _verdict: super::AuthVerdict) {}
+
     /// True while message content (DATA or a BDAT chunk) is being received.
     pub fn in_data(&self) -> bool {
         matches!(self.mode, Mode::Data(..) | Mode::Bdat { .. })
@@ -424,6 +428,7 @@ mod tests {
             relay: Arc::new(
                 RelayPolicy::new(&["example.org".into()], &["10.0.0.0/8".into()]).expect("policy"),
             ),
+            tenants: None,
         })
     }
 
@@ -472,6 +477,7 @@ mod tests {
                         Event::StartTls => p.tls_established("test".into()),
                         Event::Tarpit(_) => {}
                         Event::Close => return Ok(()),
+                        Event::Authenticate { .. } => p.auth_result(crate::smtp::AuthVerdict::Rejected),
                     }
                 }
                 check_bounded(&p);

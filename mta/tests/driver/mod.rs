@@ -71,6 +71,7 @@ pub fn params(setup: Setup) -> SessionParams {
         tls_available: setup != Setup::MxNoTls,
         limits,
         relay: Arc::new(relay),
+        tenants: None,
     }
 }
 
@@ -186,6 +187,10 @@ pub fn drive(p: &mut Protocol, t: &mut Transcript, tls_pending: &mut bool) -> bo
                 p.message_queued(Ok(()));
             }
             Event::Tarpit(d) => t.events.push(format!("tarpit {}ms", d.as_millis())),
+            Event::Authenticate { username, .. } => {
+                t.events.push(format!("authenticate {username}"));
+                p.auth_result(way2mail_mta::smtp::AuthVerdict::Rejected);
+            }
             Event::Close => {
                 t.events.push("close".into());
                 t.closed = true;

@@ -39,6 +39,7 @@ pub fn envelope(sender: &str, rcpts: usize) -> Envelope {
             listener: "mx".into(),
             tls: None,
             auth: None,
+            tenant: None,
         },
         received_at_ms: 1_700_000_000_000,
         attempts: 0,

@@ -1,0 +1,118 @@
+//! A blocking client for the control socket: one connection, requests answered in
+//! order. Used by the `way2mail` CLI, by the MTA's snapshot follower (on its own
+//! thread) and by tests.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::protocol::{
+    ErrorBody, Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, VERSION,
+};
+
+/// Responses can be much larger than requests (audit lists, snapshots).
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("cannot connect to the control socket {path}: {source}")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("control socket I/O failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the control daemon closed the connection")]
+    Closed,
+    #[error("unexpected answer from the control daemon: {0}")]
+    Protocol(String),
+    /// The daemon answered with an error.
+    #[error("{}", .0.message)]
+    Remote(ErrorBody),
+}
+
+/// Per-request credentials: an operator's session token and a reason.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub token: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects, with `timeout` applied to every later read and write.
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+        })
+    }
+
+    /// Sends one request and waits for its response.
+    pub fn call(&mut self, request: Request, auth: &Auth) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let envelope = RequestEnvelope {
+            v: VERSION,
+            id,
+            token: auth.token.clone(),
+            reason: auth.reason.clone(),
+            request,
+        };
+        let mut line = serde_json::to_vec(&envelope)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        line.push(b'\n');
+        if line.len() > MAX_REQUEST_BYTES {
+            return Err(ClientError::Protocol(format!(
+                "request of {} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit",
+                line.len()
+            )));
+        }
+        self.writer.write_all(&line)?;
+        let answer = self.read_line()?;
+        let response: ResponseEnvelope = serde_json::from_slice(&answer)
+            .map_err(|e| ClientError::Protocol(format!("cannot parse response: {e}")))?;
+        if response.id != id {
+            return Err(ClientError::Protocol(format!(
+                "response for request {} while waiting for {id}",
+                response.id
+            )));
+        }
+        match (response.ok, response.result, response.error) {
+            (true, Some(result), _) => Ok(result),
+            (false, _, Some(error)) => Err(ClientError::Remote(error)),
+            _ => Err(ClientError::Protocol(
+                "response without result or error".into(),
+            )),
+        }
+    }
+
+    fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(MAX_RESPONSE_BYTES)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(ClientError::Protocol(
+                "response line too long or cut".into(),
+            ));
+        }
+        Ok(line)
+    }
+}

@@ -1,0 +1,490 @@
+//! The control protocol on the wire: JSON lines over a Unix stream socket, one
+//! request line in, one response line out, in order, any number per connection.
+//! Documented for operators and integrators in `docs/control-protocol.md`; this file
+//! is its single definition.
+//!
+//! ```text
+//!   -> {"v":1,"id":7,"token":"…","reason":"ticket 4711","op":"tenant.show","args":{"tenant":"acme"}}
+//!   <- {"v":1,"id":7,"ok":true,"result":{…}}
+//!   <- {"v":1,"id":8,"ok":false,"error":{"code":"forbidden","message":"role support may not …"}}
+//! ```
+//!
+//! `v` is the protocol version ([`VERSION`]); a request with another version gets an
+//! `unsupported_version` error naming the versions this daemon speaks. `id` is the
+//! caller's and echoed back. `token` is an operator session token from `login`;
+//! `reason` is the justification some roles must give for reading client data.
+//! Callers without a token are identified by their Unix peer credentials only:
+//! root may `bootstrap`, the MTA's user may read the policy snapshot.
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{Snapshot, TenantLimits};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Longest request line accepted, newline included; longer lines get
+/// `request_too_large` and the connection is closed.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// One request line. `op` and `args` are the [`Request`] (adjacently tagged).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub v: u32,
+    #[serde(default)]
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// One response line: `result` when `ok`, `error` otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub v: u32,
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Response>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// Why a request failed: a stable machine-readable `code` and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or JSON that is not a request (missing or wrongly typed fields).
+    BadRequest,
+    /// `v` is not a version this daemon speaks.
+    UnsupportedVersion,
+    /// `op` is not an operation this daemon knows.
+    UnknownOp,
+    /// The request line exceeds [`MAX_REQUEST_BYTES`].
+    RequestTooLarge,
+    /// No valid session token (missing, unknown or expired), and the peer
+    /// credentials alone do not allow this operation.
+    Unauthenticated,
+    /// The caller's role does not allow this operation.
+    Forbidden,
+    /// The role requires a `reason` for this operation and none was given.
+    ReasonRequired,
+    /// Wrong password or TOTP code at `login`.
+    LoginFailed,
+    NotFound,
+    AlreadyExists,
+    /// Arguments well-formed but not acceptable (bad domain, bad role, empty name, …).
+    Invalid,
+    /// The request is valid but the state forbids it (e.g. bootstrap when an admin exists).
+    Conflict,
+    /// The daemon failed (storage); the request may or may not have taken effect.
+    Internal,
+}
+
+/// Operator roles, least privilege first in each pair:
+/// `admin` everything; `operator` tenants, domains, credentials, queue;
+/// `support` tenant metadata only (never message content or credentials, and a
+/// reason for every read); `auditor` the audit log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Operator,
+    Support,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Support, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Support => "support",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// An SMTP AUTH username and password.
+    Smtp,
+    /// A bearer API key (for the HTTPS API).
+    Api,
+}
+
+/// Every operation. Serialized as `"op": "<name>", "args": {…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args", deny_unknown_fields)]
+pub enum Request {
+    /// Anyone: the daemon's version and who it thinks the caller is.
+    #[serde(rename = "hello")]
+    Hello,
+    /// Root on the socket, only while no admin exists: creates the first admin.
+    #[serde(rename = "bootstrap")]
+    Bootstrap { name: String, password: String },
+    /// Password and current TOTP code; returns a session token.
+    #[serde(rename = "login")]
+    Login {
+        name: String,
+        password: String,
+        totp: String,
+    },
+    /// Ends the session of the token sent with the request.
+    #[serde(rename = "logout")]
+    Logout,
+
+    #[serde(rename = "tenant.add")]
+    TenantAdd {
+        tenant: String,
+        business_name: String,
+        contact: String,
+        #[serde(default)]
+        billing_ref: Option<String>,
+        #[serde(default)]
+        limits: Option<TenantLimits>,
+    },
+    #[serde(rename = "tenant.list")]
+    TenantList,
+    #[serde(rename = "tenant.show")]
+    TenantShow { tenant: String },
+    /// Changes only the fields given.
+    #[serde(rename = "tenant.update")]
+    TenantUpdate {
+        tenant: String,
+        #[serde(default)]
+        business_name: Option<String>,
+        #[serde(default)]
+        contact: Option<String>,
+        #[serde(default)]
+        billing_ref: Option<String>,
+        #[serde(default)]
+        messages_per_hour: Option<u32>,
+        #[serde(default)]
+        messages_per_day: Option<u32>,
+        #[serde(default)]
+        recipients_per_message: Option<u32>,
+    },
+    #[serde(rename = "tenant.suspend")]
+    TenantSuspend { tenant: String },
+    /// Lifts a suspension (not a termination).
+    #[serde(rename = "tenant.resume")]
+    TenantResume { tenant: String },
+    #[serde(rename = "tenant.terminate")]
+    TenantTerminate { tenant: String },
+
+    #[serde(rename = "domain.add")]
+    DomainAdd { tenant: String, domain: String },
+    /// All domains, or one tenant's.
+    #[serde(rename = "domain.list")]
+    DomainList {
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    #[serde(rename = "domain.remove")]
+    DomainRemove { tenant: String, domain: String },
+
+    /// Creates an SMTP user (`username` required, unique) or an API key; the secret
+    /// is generated, returned once, and stored only as an argon2id hash.
+    #[serde(rename = "credential.add")]
+    CredentialAdd {
+        tenant: String,
+        kind: CredentialKind,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        description: Option<String>,
+    },
+    #[serde(rename = "credential.list")]
+    CredentialList {
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    #[serde(rename = "credential.revoke")]
+    CredentialRevoke { id: String },
+
+    /// Creates an operator with a generated password and TOTP secret, both returned once.
+    #[serde(rename = "operator.add")]
+    OperatorAdd { name: String, role: Role },
+    #[serde(rename = "operator.list")]
+    OperatorList,
+    #[serde(rename = "operator.role")]
+    OperatorRole { name: String, role: Role },
+    #[serde(rename = "operator.remove")]
+    OperatorRemove { name: String },
+
+    /// Audit entries, oldest first, filtered.
+    #[serde(rename = "audit.list")]
+    AuditList {
+        #[serde(default)]
+        tenant: Option<String>,
+        /// Only entries with `seq >= since_seq`.
+        #[serde(default)]
+        since_seq: Option<u64>,
+        /// At most this many (the newest ones when more match); default 100.
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Walks the whole chain and reports every broken link.
+    #[serde(rename = "audit.verify")]
+    AuditVerify,
+
+    /// The MTA's user (peer credentials): the policy snapshot, or `unchanged` when
+    /// the caller already holds `known_version`.
+    #[serde(rename = "snapshot.get")]
+    SnapshotGet {
+        #[serde(default)]
+        known_version: Option<u64>,
+    },
+}
+
+impl Request {
+    /// The operation name as on the wire (`tenant.add`), for logs and the audit log.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello => "hello",
+            Request::Bootstrap { .. } => "bootstrap",
+            Request::Login { .. } => "login",
+            Request::Logout => "logout",
+            Request::TenantAdd { .. } => "tenant.add",
+            Request::TenantList => "tenant.list",
+            Request::TenantShow { .. } => "tenant.show",
+            Request::TenantUpdate { .. } => "tenant.update",
+            Request::TenantSuspend { .. } => "tenant.suspend",
+            Request::TenantResume { .. } => "tenant.resume",
+            Request::TenantTerminate { .. } => "tenant.terminate",
+            Request::DomainAdd { .. } => "domain.add",
+            Request::DomainList { .. } => "domain.list",
+            Request::DomainRemove { .. } => "domain.remove",
+            Request::CredentialAdd { .. } => "credential.add",
+            Request::CredentialList { .. } => "credential.list",
+            Request::CredentialRevoke { .. } => "credential.revoke",
+            Request::OperatorAdd { .. } => "operator.add",
+            Request::OperatorList => "operator.list",
+            Request::OperatorRole { .. } => "operator.role",
+            Request::OperatorRemove { .. } => "operator.remove",
+            Request::AuditList { .. } => "audit.list",
+            Request::AuditVerify => "audit.verify",
+            Request::SnapshotGet { .. } => "snapshot.get",
+        }
+    }
+}
+
+/// Every successful result, one variant per kind of answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        daemon_version: String,
+        protocol_versions: Vec<u32>,
+        /// `operator:NAME`, `root`, `service:UID` or `uid:UID`.
+        caller: String,
+    },
+    /// Bootstrap and operator.add: the new operator's secrets, shown this once.
+    OperatorCreated {
+        name: String,
+        role: Role,
+        password: String,
+        /// Base32 TOTP secret and the `otpauth://` URI for authenticator apps.
+        totp_secret: String,
+        totp_uri: String,
+    },
+    LoggedIn {
+        token: String,
+        role: Role,
+        /// Unix seconds.
+        expires_at: u64,
+    },
+    Done,
+    Tenant(TenantInfo),
+    Tenants {
+        tenants: Vec<TenantInfo>,
+    },
+    Domains {
+        domains: Vec<DomainInfo>,
+    },
+    /// credential.add: the secret, shown this once.
+    CredentialCreated {
+        credential: CredentialInfo,
+        secret: String,
+    },
+    Credentials {
+        credentials: Vec<CredentialInfo>,
+    },
+    Operators {
+        operators: Vec<OperatorInfo>,
+    },
+    Audit {
+        entries: Vec<AuditEntry>,
+    },
+    AuditVerified(AuditReport),
+    Snapshot(Snapshot),
+    SnapshotUnchanged {
+        version: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub tenant: String,
+    pub business_name: String,
+    pub contact: String,
+    pub billing_ref: Option<String>,
+    pub status: TenantStatus,
+    pub limits: TenantLimits,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub domain: String,
+    pub tenant: String,
+    pub created_at: u64,
+}
+
+/// A credential as listed: never the secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    pub id: String,
+    pub tenant: String,
+    pub kind: CredentialKind,
+    /// SMTP username; for API keys the key's public prefix.
+    pub username: String,
+    pub description: Option<String>,
+    pub created_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: u64,
+    pub last_login_at: Option<u64>,
+}
+
+/// Whether the audited request succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// Refused by the role check, a missing token or a missing reason.
+    Denied,
+    /// Accepted but failed (not found, invalid, conflict, internal).
+    Failed,
+}
+
+/// One audit log entry as stored (inside its sealed record) and as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// 1, 2, 3, … without gaps.
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `operator:NAME`, `root`, `service:UID`, `uid:UID`, or `anonymous`.
+    pub actor: String,
+    pub role: Option<Role>,
+    /// The operation name (`tenant.show`).
+    pub action: String,
+    pub tenant: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// What changed or why it failed, without secrets.
+    pub detail: Option<String>,
+    /// Hex SHA-256 of the previous entry (`hash`), all zeros for the first.
+    pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash` and this entry's other fields (canonical JSON).
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// Entries checked.
+    pub entries: u64,
+    /// Empty when the chain is intact.
+    pub problems: Vec<AuditProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditProblem {
+    /// The sequence number (or store position) where the chain breaks.
+    pub seq: u64,
+    /// `changed`, `removed`, `reordered`, `unreadable`, `truncated`.
+    pub kind: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_form() {
+        let line = r#"{"v":1,"id":3,"token":"t","op":"tenant.show","args":{"tenant":"acme"}}"#;
+        let req: RequestEnvelope = serde_json::from_str(line).expect("parse");
+        assert_eq!(req.v, 1);
+        assert_eq!(req.id, 3);
+        assert_eq!(
+            req.request,
+            Request::TenantShow {
+                tenant: "acme".into()
+            }
+        );
+        let unit = r#"{"v":1,"op":"tenant.list"}"#;
+        let req: RequestEnvelope = serde_json::from_str(unit).expect("unit op");
+        assert_eq!(req.request, Request::TenantList);
+        assert_eq!(req.request.op(), "tenant.list");
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_ops_are_errors() {
+        for bad in [
+            r#"{"v":1,"op":"tenant.show","args":{"tenant":5}}"#,
+            r#"{"v":1,"op":"tenant.nope"}"#,
+            r#"{"v":"1","op":"hello"}"#,
+            r#"{"v":1,"op":"tenant.show","args":{"tenant":"a","extra":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<RequestEnvelope>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let r = ResponseEnvelope {
+            v: VERSION,
+            id: 9,
+            ok: true,
+            result: Some(Response::Done),
+            error: None,
+        };
+        let text = serde_json::to_string(&r).expect("serialize");
+        assert_eq!(text, r#"{"v":1,"id":9,"ok":true,"result":{"kind":"done"}}"#);
+        let back: ResponseEnvelope = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back.result, Some(Response::Done));
+    }
+}

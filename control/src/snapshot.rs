@@ -1,0 +1,54 @@
+//! The policy snapshot the MTA loads from control: every tenant with its status,
+//! domains, sending limits and SMTP users (argon2id hashes, never passwords). The
+//! version grows with every change to any of it, so the MTA can poll cheaply with
+//! `snapshot.get {known_version}` and swap in a new snapshot when it moved.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::TenantStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Grows by at least one with every change to tenants, domains or credentials.
+    pub version: u64,
+    /// Unix milliseconds when control produced it.
+    pub generated_at_ms: u64,
+    pub tenants: Vec<SnapshotTenant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTenant {
+    pub tenant: String,
+    pub status: TenantStatus,
+    /// Lower-case domain names the tenant may send from.
+    pub domains: Vec<String>,
+    pub limits: TenantLimits,
+    /// Unrevoked SMTP credentials only.
+    pub smtp_users: Vec<SmtpUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpUser {
+    pub username: String,
+    pub credential_id: String,
+    /// PHC string (`$argon2id$v=19$m=…`), checked with [`crate::password::verify`].
+    pub password_hash: String,
+}
+
+/// Per-tenant sending limits, enforced by the MTA on authenticated submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLimits {
+    pub messages_per_hour: u32,
+    pub messages_per_day: u32,
+    pub recipients_per_message: u32,
+}
+
+impl Default for TenantLimits {
+    fn default() -> TenantLimits {
+        TenantLimits {
+            messages_per_hour: 10_000,
+            messages_per_day: 100_000,
+            recipients_per_message: 1_000,
+        }
+    }
+}
