@@ -10,6 +10,26 @@
 //!   protocol.rs   the JSON-lines wire format: request/response envelopes, every op
 //!   snapshot.rs   the policy snapshot the MTA loads (tenants, domains, SMTP users)
 //!   client.rs     a blocking client for the socket (CLI, MTA, tests)
+//!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
+//!   error.rs      the library's error type (store, keys, crypto)
+//!   store.rs      the sled store: trees, sealed versioned records, atomic batches
+//!   records.rs    stored records that are not protocol types (operators, sessions, …)
+//!   password.rs   argon2id hashing and verification, generated passwords and API keys
+//!   totp.rs       RFC 6238 codes, base32 secrets, replay-safe verification
+//!   rbac.rs       the role × operation table
+//!   audit.rs      the hash-chained audit log: append, list, verify, tamper API
+//!   service/      Service::handle: identify, authorize, run, audit, answer
+//!     mod.rs          the request flow and the writer lock
+//!     context.rs      Identity, the handler context, Failure
+//!     session.rs      tokens, hello, bootstrap, login, logout
+//!     tenants.rs  domains.rs  credentials.rs  operators.rs   one area each
+//!     snapshot.rs     the MTA's policy snapshot
+//!     audit_ops.rs    audit.list / audit.verify
+//!     validate.rs     names, domains and text rules
+//!   server/       the way2mail-control daemon: config, socket (mode, stale files),
+//!                 a thread per connection, peer credentials, line framing and limits
+//!   cli/          the way2mail operator CLI: commands, tables / --json, token file,
+//!                 password and TOTP prompts
 //! ```
 //!
 //! A request line is parsed into a [`protocol::RequestEnvelope`], the caller is
@@ -17,7 +37,19 @@
 //! operation runs against the store, and the outcome is appended to the audit log
 //! before the response line is written.
 
+pub mod audit;
+pub mod cli;
 pub mod client;
+pub mod error;
+pub mod password;
 pub mod protocol;
+pub mod rbac;
+pub mod records;
+pub mod sd_notify;
+pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod store;
+pub mod totp;
+
+pub use error::Error;

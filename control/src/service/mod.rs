@@ -2,8 +2,40 @@
 //! Identification (peer credentials, session token), the role check, the operation
 //! against the store and the audit entry all happen here; the daemon's socket code
 //! only frames lines and never decides anything.
+//!
+//! ```text
+//!   handle ─ version ─ identify (session.rs) ─ rbac::decide ─ reason
+//!        └─ writer lock ─ op handler (tenants.rs, domains.rs, credentials.rs,
+//!           operators.rs, session.rs, snapshot.rs, audit_ops.rs) fills a Batch
+//!           ─ audit entry + snapshot version into the same Batch ─ commit+flush ─ answer
+//! ```
+//!
+//! `hello` and a `snapshot.get` answered `unchanged` are the only requests not
+//! audited; refused ones are.
 
-use crate::protocol::{ErrorBody, ErrorCode, RequestEnvelope, Response};
+mod audit_ops;
+mod context;
+mod credentials;
+mod domains;
+mod operators;
+mod session;
+mod snapshot;
+mod tenants;
+mod validate;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::audit::{AuditDraft, AuditLog};
+use crate::error::Error;
+use crate::protocol::{ErrorBody, ErrorCode, Outcome, Request, RequestEnvelope, Response, VERSION};
+use crate::rbac::{self, Decision, Op};
+use crate::records::META_SNAPSHOT_VERSION;
+use crate::snapshot::TenantLimits;
+use crate::store::{Batch, Store, TreeName};
+
+use context::{now_ms, Ctx, Failure, Identity};
 
 /// Who is on the other end of the socket, from `SO_PEERCRED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,21 +45,375 @@ pub struct Caller {
     pub pid: i32,
 }
 
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Peers with these uids (no token) may read the policy snapshot: the MTA's user.
+    pub service_uids: Vec<u32>,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// Limits of a tenant added without explicit ones.
+    pub tenant_defaults: TenantLimits,
+}
+
+impl Default for ServiceSettings {
+    /// The daemon's own user as the service user (MTA and control under one
+    /// account in development), 8-hour sessions, default limits.
+    fn default() -> ServiceSettings {
+        ServiceSettings {
+            service_uids: vec![rustix::process::geteuid().as_raw()],
+            session_ttl: Duration::from_secs(8 * 3600),
+            tenant_defaults: TenantLimits::default(),
+        }
+    }
+}
+
+/// Longest `reason` accepted.
+const MAX_REASON_CHARS: usize = 500;
+
 /// Thread-safe: the daemon calls `handle` from several connection threads at once.
 #[derive(Debug)]
-pub struct Service {}
+pub struct Service {
+    store: Store,
+    audit: AuditLog,
+    settings: ServiceSettings,
+    /// Verified against when a login names an unknown operator, so that case costs
+    /// the same argon2 time as a wrong password.
+    dummy_hash: OnceLock<String>,
+}
 
 impl Service {
+    /// Opens the store in `store_dir` with the key in `key_file` (created 0600 when
+    /// missing).
+    pub fn open(
+        store_dir: &Path,
+        key_file: &Path,
+        settings: ServiceSettings,
+    ) -> Result<Service, Error> {
+        Ok(Service::with_store(
+            Store::open(store_dir, key_file)?,
+            settings,
+        ))
+    }
+
+    pub fn with_store(store: Store, settings: ServiceSettings) -> Service {
+        Service {
+            store,
+            audit: AuditLog::new(),
+            settings,
+            dummy_hash: OnceLock::new(),
+        }
+    }
+
+    /// The store, for tools and tests (tampering goes through the documented raw
+    /// audit API).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// The current policy snapshot version (0 before the first change).
+    pub fn snapshot_version(&self) -> Result<u64, Error> {
+        Ok(self
+            .store
+            .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)?
+            .unwrap_or(0))
+    }
+
     /// Answers one parsed request. Never panics on any input.
     pub fn handle(
         &self,
-        _caller: &Caller,
-        request: RequestEnvelope,
+        caller: &Caller,
+        envelope: RequestEnvelope,
     ) -> Result<Response, ErrorBody> {
-        // Interim skeleton (issue 4 in progress): the real service replaces this.
-        Err(ErrorBody {
-            code: ErrorCode::Internal,
-            message: format!("{} is not available yet", request.request.op()),
-        })
+        let RequestEnvelope {
+            v,
+            token,
+            reason,
+            request,
+            ..
+        } = envelope;
+        let op = Op::of(&request);
+        let peer = Identity::peer(caller, &self.settings);
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+
+        if v != VERSION {
+            let failure = Failure::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this daemon speaks version {VERSION}"
+                ),
+            );
+            return Err(self.refuse(&peer, &request, reason, Outcome::Failed, failure));
+        }
+
+        let who = match session::identify(self, caller, token.as_deref(), op) {
+            Ok(who) => who,
+            Err(failure) => {
+                return Err(self.refuse(&peer, &request, reason, Outcome::Denied, failure))
+            }
+        };
+
+        match rbac::decide(who.subject, op) {
+            Decision::Allow => {}
+            Decision::AllowWithReason if reason.is_some() => {}
+            Decision::AllowWithReason => {
+                let failure = Failure::new(
+                    ErrorCode::ReasonRequired,
+                    format!(
+                        "role {} must give a reason (--reason) for {}",
+                        who.role_name(),
+                        request.op()
+                    ),
+                );
+                return Err(self.refuse(&who, &request, reason, Outcome::Denied, failure));
+            }
+            Decision::Deny(code) => {
+                let message = denial_message(&who, op, request.op(), code, caller);
+                let failure = Failure::new(code, message);
+                return Err(self.refuse(&who, &request, reason, Outcome::Denied, failure));
+            }
+        }
+
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            let failure = Failure::new(
+                ErrorCode::Invalid,
+                format!("reason is longer than {MAX_REASON_CHARS} characters"),
+            );
+            return Err(self.refuse(&who, &request, None, Outcome::Failed, failure));
+        }
+
+        // Unaudited fast paths.
+        match &request {
+            Request::Hello => return Ok(session::hello(&who)),
+            Request::SnapshotGet {
+                known_version: Some(known),
+            } => match self.snapshot_version() {
+                Ok(current) if current == *known => {
+                    return Ok(Response::SnapshotUnchanged { version: current })
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Failure::from(e).body),
+            },
+            _ => {}
+        }
+
+        // Argon2 for login runs before the writer lock, so password guessing
+        // cannot stall every other request.
+        let login_check = match &request {
+            Request::Login { name, password, .. } => {
+                Some(session::check_password(self, name, password))
+            }
+            _ => None,
+        };
+
+        self.run(who, request, reason, login_check)
+    }
+
+    /// Runs an allowed request under the writer lock and commits its changes with
+    /// its audit entry.
+    fn run(
+        &self,
+        who: Identity,
+        request: Request,
+        reason: Option<String>,
+        login_check: Option<session::PasswordCheck>,
+    ) -> Result<Response, ErrorBody> {
+        let writer = self.audit.writer();
+        let mut ctx = Ctx::new(self, &who, request_tenant(&request));
+        let result = dispatch(&mut ctx, &request, login_check);
+        let (outcome, answer) = match result {
+            Ok(response) => (Outcome::Ok, Ok(response)),
+            Err(failure) => {
+                ctx.batch = Batch::new();
+                ctx.snapshot_changed = false;
+                // Handlers may have noted context (the name a login tried).
+                ctx.detail = Some(match ctx.detail.take() {
+                    Some(context) => format!("{}; {context}", failure.detail()),
+                    None => failure.detail(),
+                });
+                (Outcome::Failed, Err(failure))
+            }
+        };
+        let (actor, role) = ctx
+            .actor_override
+            .take()
+            .unwrap_or_else(|| (who.actor.clone(), who.role));
+        let draft = AuditDraft {
+            actor,
+            role,
+            action: request.op().to_owned(),
+            tenant: ctx.tenant.take(),
+            outcome,
+            reason,
+            detail: ctx.detail.take(),
+        };
+        let mut batch = std::mem::take(&mut ctx.batch);
+        let committed = (|| {
+            if ctx.snapshot_changed {
+                let version = self.snapshot_version()? + 1;
+                batch.put(TreeName::Meta, META_SNAPSHOT_VERSION, &version)?;
+            }
+            writer.append(&self.store, &mut batch, draft.clone(), now_ms())?;
+            self.store.commit(batch)
+        })();
+        if let Err(e) = committed {
+            tracing::error!(error = %e, op = request.op(), "control store commit failed");
+            // The change did not happen; still try to leave a trace of the attempt.
+            let mut draft = draft;
+            draft.outcome = Outcome::Failed;
+            draft.detail = Some(format!("internal: store commit failed: {e}"));
+            let mut batch = Batch::new();
+            if writer
+                .append(&self.store, &mut batch, draft, now_ms())
+                .is_ok()
+            {
+                let _ = self.store.commit(batch);
+            }
+            return Err(Failure::from(e).body);
+        }
+        answer.map_err(|f| f.body)
+    }
+
+    /// Audits a request refused before it ran and returns the error for the caller.
+    fn refuse(
+        &self,
+        who: &Identity,
+        request: &Request,
+        reason: Option<String>,
+        outcome: Outcome,
+        failure: Failure,
+    ) -> ErrorBody {
+        if matches!(request, Request::Hello) {
+            return failure.body;
+        }
+        let draft = AuditDraft {
+            actor: who.actor.clone(),
+            role: who.role,
+            action: request.op().to_owned(),
+            tenant: request_tenant(request),
+            outcome,
+            reason: reason.map(|r| r.chars().take(MAX_REASON_CHARS).collect()),
+            detail: Some(failure.detail()),
+        };
+        let writer = self.audit.writer();
+        let mut batch = Batch::new();
+        let result = writer
+            .append(&self.store, &mut batch, draft, now_ms())
+            .and_then(|_| self.store.commit(batch));
+        if let Err(e) = result {
+            tracing::error!(error = %e, op = request.op(), "cannot audit a refused request");
+            return Failure::from(e).body;
+        }
+        failure.body
+    }
+}
+
+fn dispatch(
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    login_check: Option<session::PasswordCheck>,
+) -> Result<Response, Failure> {
+    match request {
+        Request::Hello => Ok(session::hello(ctx.who)),
+        Request::Bootstrap { name, password } => session::bootstrap(ctx, name, password),
+        Request::Login { name, totp, .. } => match login_check {
+            Some(check) => session::login(ctx, name, totp, check),
+            None => Err(Failure::internal("login without a password check")),
+        },
+        Request::Logout => session::logout(ctx),
+        Request::TenantAdd {
+            tenant,
+            business_name,
+            contact,
+            billing_ref,
+            limits,
+        } => tenants::add(
+            ctx,
+            tenant,
+            business_name,
+            contact,
+            billing_ref.as_deref(),
+            *limits,
+        ),
+        Request::TenantList => tenants::list(ctx),
+        Request::TenantShow { tenant } => tenants::show(ctx, tenant),
+        Request::TenantUpdate { tenant, .. } => {
+            tenants::update(ctx, tenant, tenants::Changes::of(request))
+        }
+        Request::TenantSuspend { tenant } => tenants::suspend(ctx, tenant),
+        Request::TenantResume { tenant } => tenants::resume(ctx, tenant),
+        Request::TenantTerminate { tenant } => tenants::terminate(ctx, tenant),
+        Request::DomainAdd { tenant, domain } => domains::add(ctx, tenant, domain),
+        Request::DomainList { tenant } => domains::list(ctx, tenant.as_deref()),
+        Request::DomainRemove { tenant, domain } => domains::remove(ctx, tenant, domain),
+        Request::CredentialAdd {
+            tenant,
+            kind,
+            username,
+            description,
+        } => credentials::add(
+            ctx,
+            tenant,
+            *kind,
+            username.as_deref(),
+            description.as_deref(),
+        ),
+        Request::CredentialList { tenant } => credentials::list(ctx, tenant.as_deref()),
+        Request::CredentialRevoke { id } => credentials::revoke(ctx, id),
+        Request::OperatorAdd { name, role } => operators::add(ctx, name, *role),
+        Request::OperatorList => operators::list(ctx),
+        Request::OperatorRole { name, role } => operators::set_role(ctx, name, *role),
+        Request::OperatorRemove { name } => operators::remove(ctx, name),
+        Request::AuditList {
+            tenant,
+            since_seq,
+            limit,
+        } => audit_ops::list(ctx, tenant.as_deref(), *since_seq, *limit),
+        Request::AuditVerify => audit_ops::verify(ctx),
+        Request::SnapshotGet { .. } => snapshot::get(ctx),
+    }
+}
+
+/// The tenant a request names, for the audit entry.
+fn request_tenant(request: &Request) -> Option<String> {
+    match request {
+        Request::TenantAdd { tenant, .. }
+        | Request::TenantShow { tenant }
+        | Request::TenantUpdate { tenant, .. }
+        | Request::TenantSuspend { tenant }
+        | Request::TenantResume { tenant }
+        | Request::TenantTerminate { tenant }
+        | Request::DomainAdd { tenant, .. }
+        | Request::DomainRemove { tenant, .. }
+        | Request::CredentialAdd { tenant, .. } => Some(tenant.clone()),
+        Request::DomainList { tenant }
+        | Request::CredentialList { tenant }
+        | Request::AuditList { tenant, .. } => tenant.clone(),
+        _ => None,
+    }
+    // A hostile peer could send a megabyte "tenant"; the audit keeps a bounded copy.
+    .map(|t| t.chars().take(validate::MAX_TENANT_CHARS).collect())
+}
+
+fn denial_message(who: &Identity, op: Op, name: &str, code: ErrorCode, caller: &Caller) -> String {
+    match (op, code) {
+        (Op::Bootstrap, ErrorCode::Forbidden) => {
+            "bootstrap is only for root on the control socket without a session, before the first admin exists".into()
+        }
+        (Op::Bootstrap, _) => format!("bootstrap is only for root on the control socket (you are uid {})", caller.uid),
+        (Op::SnapshotGet, _) => format!(
+            "snapshot.get is only for the MTA's service user without a session (you are uid {})",
+            caller.uid
+        ),
+        (_, ErrorCode::Forbidden) => format!("role {} may not {name}", who.role_name()),
+        _ => format!("not logged in: run `way2mail login` first ({name} needs an operator session)"),
     }
 }

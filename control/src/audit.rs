@@ -1,0 +1,337 @@
+//! The hash-chained audit log. Entry `n` carries the hash of entry `n-1`, and its
+//! own hash covers that link and every other field, so an entry cannot be changed,
+//! removed or moved without breaking the chain. The newest entry's sequence number
+//! and hash are kept in meta (`audit_head`) so that a removed tail shows too.
+//!
+//! ```text
+//!   hash(n) = hex SHA-256( prev_hash(n) ‖ "\n" ‖ canonical JSON of entry n without `hash` )
+//!   prev_hash(1) = 64 × "0"
+//! ```
+//!
+//! Appends happen only through an [`AuditWriter`], the one writer lock of the
+//! control store: the service holds it for the whole of a request, so each entry
+//! commits in the same batch as the change it records and the chain stays linear
+//! across connection threads. [`AuditLog::verify`] walks the stored records in key
+//! order and reports every problem it finds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use aws_lc_rs::digest;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::protocol::{AuditEntry, AuditProblem, AuditReport, Outcome, Role};
+use crate::records::{AuditHead, META_AUDIT_HEAD};
+use crate::store::{audit_key, hex, seq_of_key, Batch, Store, TreeName};
+
+/// `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An entry before it is chained: everything but seq, time and hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    pub actor: String,
+    pub role: Option<Role>,
+    pub action: String,
+    pub tenant: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The fields the hash covers, in a fixed order (serde keeps declaration order).
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: u64,
+    at_ms: u64,
+    actor: &'a str,
+    role: Option<Role>,
+    action: &'a str,
+    tenant: Option<&'a str>,
+    outcome: Outcome,
+    reason: Option<&'a str>,
+    detail: Option<&'a str>,
+    prev_hash: &'a str,
+}
+
+/// The hash `entry.hash` must have.
+pub fn entry_hash(entry: &AuditEntry) -> String {
+    let fields = Hashed {
+        seq: entry.seq,
+        at_ms: entry.at_ms,
+        actor: &entry.actor,
+        role: entry.role,
+        action: &entry.action,
+        tenant: entry.tenant.as_deref(),
+        outcome: entry.outcome,
+        reason: entry.reason.as_deref(),
+        detail: entry.detail.as_deref(),
+        prev_hash: &entry.prev_hash,
+    };
+    // Serializing plain strings, integers and enums cannot fail.
+    let json = serde_json::to_vec(&fields).unwrap_or_default();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(entry.prev_hash.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(&json);
+    hex(ctx.finish().as_ref())
+}
+
+/// Holds the single writer lock (see the module doc).
+pub struct AuditLog {
+    writer: Mutex<()>,
+}
+
+/// Proof that the writer lock is held; appends need it.
+pub struct AuditWriter<'a> {
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Default for AuditLog {
+    fn default() -> Self {
+        AuditLog::new()
+    }
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+impl AuditLog {
+    pub fn new() -> AuditLog {
+        AuditLog {
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Takes the writer lock. A panic in another holder leaves nothing half done in
+    /// memory (the state is in the store), so a poisoned lock is simply taken over.
+    pub fn writer(&self) -> AuditWriter<'_> {
+        AuditWriter {
+            _guard: self.writer.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// FORENSICS AND TAMPER TESTS ONLY, bypasses the hash chain: seals `entry` as
+    /// the record for `entry.seq`, for [`Store::audit_put_raw`].
+    pub fn seal_entry(store: &Store, entry: &AuditEntry) -> Result<Vec<u8>, Error> {
+        store.seal_record(TreeName::Audit, &audit_key(entry.seq), entry)
+    }
+
+    /// FORENSICS AND TAMPER TESTS ONLY, bypasses the hash chain: seals `entry` as
+    /// the record for position `seq`, whatever its own `seq` says.
+    pub fn seal_entry_at(store: &Store, seq: u64, entry: &AuditEntry) -> Result<Vec<u8>, Error> {
+        store.seal_record(TreeName::Audit, &audit_key(seq), entry)
+    }
+
+    /// Opens the sealed record stored at `seq`.
+    pub fn open_entry(store: &Store, seq: u64, sealed: &[u8]) -> Result<AuditEntry, Error> {
+        store.open_value(TreeName::Audit, &audit_key(seq), sealed.to_vec())
+    }
+
+    /// The newest entry as recorded in meta (zero and the genesis hash when empty).
+    pub fn head(store: &Store) -> Result<AuditHead, Error> {
+        Ok(store
+            .get::<AuditHead>(TreeName::Meta, META_AUDIT_HEAD)?
+            .unwrap_or_else(|| AuditHead {
+                seq: 0,
+                hash: GENESIS_HASH.into(),
+            }))
+    }
+
+    /// Entries oldest first, `seq >= since_seq`, of one tenant when given; the
+    /// newest `limit` when more match. Unreadable records are skipped here (verify
+    /// reports them).
+    pub fn list(
+        store: &Store,
+        tenant: Option<&str>,
+        since_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let mut out = VecDeque::with_capacity(limit.min(1024));
+        for item in store.raw_range_from(TreeName::Audit, &audit_key(since_seq)) {
+            let (key, sealed) = item?;
+            let Some(seq) = seq_of_key(&key) else {
+                continue;
+            };
+            let Ok(entry) = AuditLog::open_entry(store, seq, &sealed) else {
+                continue;
+            };
+            if tenant.is_some_and(|t| entry.tenant.as_deref() != Some(t)) {
+                continue;
+            }
+            if out.len() == limit {
+                out.pop_front();
+            }
+            if limit > 0 {
+                out.push_back(entry);
+            }
+        }
+        Ok(out.into())
+    }
+
+    /// Walks the whole log and reports every broken link.
+    pub fn verify(store: &Store) -> Result<AuditReport, Error> {
+        let mut problems = Vec::new();
+        let mut problem = |seq: u64, kind: &str, message: String| {
+            problems.push(AuditProblem {
+                seq,
+                kind: kind.into(),
+                message,
+            })
+        };
+
+        let mut records: Vec<(u64, Option<AuditEntry>)> = Vec::new();
+        for item in store.raw_iter(TreeName::Audit) {
+            let (key, sealed) = item?;
+            let Some(seq) = seq_of_key(&key) else {
+                problem(
+                    0,
+                    "unreadable",
+                    format!("a record has a malformed key ({} bytes)", key.len()),
+                );
+                continue;
+            };
+            match AuditLog::open_entry(store, seq, &sealed) {
+                Ok(entry) => records.push((seq, Some(entry))),
+                Err(_) => {
+                    problem(seq, "unreadable", format!("entry {seq} does not open with the store key: changed without the key, or moved from another position"));
+                    records.push((seq, None));
+                }
+            }
+        }
+        // Where each stored hash sits, to tell a link to a later entry (reordering)
+        // from a link to nothing (a change).
+        let position: HashMap<&str, u64> = records
+            .iter()
+            .filter_map(|(k, e)| e.as_ref().map(|e| (e.hash.as_str(), *k)))
+            .collect();
+
+        enum Prev<'a> {
+            Known(&'a str),
+            Unknown,
+        }
+        let mut prev = Prev::Known(GENESIS_HASH);
+        let mut expected = 1u64;
+        for (key, entry) in &records {
+            let key = *key;
+            if key > expected {
+                problem(
+                    expected,
+                    "removed",
+                    if key - expected == 1 {
+                        format!("entry {expected} is missing")
+                    } else {
+                        format!("entries {expected} to {} are missing", key - 1)
+                    },
+                );
+                prev = Prev::Unknown;
+            } else if key < expected {
+                problem(
+                    key,
+                    "reordered",
+                    format!("a record is stored at position {key}, before the start of the log"),
+                );
+            }
+            expected = key.saturating_add(1);
+            let Some(entry) = entry else {
+                prev = Prev::Unknown;
+                continue;
+            };
+            if entry.seq != key {
+                problem(
+                    key,
+                    "reordered",
+                    format!("position {key} holds entry {}", entry.seq),
+                );
+            }
+            if entry_hash(entry) != entry.hash {
+                problem(
+                    key,
+                    "changed",
+                    format!("entry {key} does not match its hash: its content was changed"),
+                );
+            }
+            if let Prev::Known(prev_hash) = prev {
+                if entry.prev_hash != prev_hash {
+                    match position.get(entry.prev_hash.as_str()) {
+                        Some(&at) if at > key => problem(key, "reordered", format!("entry {key} follows entry {at}, which is stored after it")),
+                        Some(&at) => problem(key, "reordered", format!("entry {key} follows entry {at}, not the entry before it")),
+                        None if key == 1 => problem(key, "changed", "the first entry does not start the chain".into()),
+                        None => problem(key - 1, "changed", format!("entry {} is not the entry that entry {key} follows: it was changed", key - 1)),
+                    }
+                }
+            }
+            prev = Prev::Known(&entry.hash);
+        }
+
+        let last = records.last().map(|(k, _)| *k).unwrap_or(0);
+        match store.get::<AuditHead>(TreeName::Meta, META_AUDIT_HEAD) {
+            Err(_) => problem(last, "unreadable", "the audit head record does not open with the store key".into()),
+            Ok(None) if !records.is_empty() => problem(last, "truncated", "the audit head record is missing".into()),
+            Ok(None) => {}
+            Ok(Some(head)) if head.seq > last => problem(
+                last + 1,
+                "truncated",
+                format!("the log should hold {} entries but ends at {last}: the newest entries were removed", head.seq),
+            ),
+            Ok(Some(head)) if head.seq < last => problem(
+                head.seq + 1,
+                "changed",
+                format!("entries after {} were added outside the log (the head says {})", head.seq, head.seq),
+            ),
+            Ok(Some(head)) => {
+                if let Some((_, Some(entry))) = records.last() {
+                    if entry.hash != head.hash {
+                        problem(last, "changed", format!("entry {last} is not the newest entry the head recorded"));
+                    }
+                }
+            }
+        }
+        Ok(AuditReport {
+            entries: records.len() as u64,
+            problems,
+        })
+    }
+}
+
+impl AuditWriter<'_> {
+    /// Chains `draft` after the current head and adds it, and the new head, to
+    /// `batch`. The entry exists once the batch commits.
+    pub fn append(
+        &self,
+        store: &Store,
+        batch: &mut Batch,
+        draft: AuditDraft,
+        at_ms: u64,
+    ) -> Result<AuditEntry, Error> {
+        let head = AuditLog::head(store)?;
+        let mut entry = AuditEntry {
+            seq: head.seq + 1,
+            at_ms,
+            actor: draft.actor,
+            role: draft.role,
+            action: draft.action,
+            tenant: draft.tenant,
+            outcome: draft.outcome,
+            reason: draft.reason,
+            detail: draft.detail,
+            prev_hash: head.hash,
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        batch.put(TreeName::Audit, audit_key(entry.seq), &entry)?;
+        batch.put(
+            TreeName::Meta,
+            META_AUDIT_HEAD,
+            &AuditHead {
+                seq: entry.seq,
+                hash: entry.hash.clone(),
+            },
+        )?;
+        Ok(entry)
+    }
+}

@@ -1,0 +1,523 @@
+//! Each CLI command as the request(s) it sends and what it prints. The session
+//! carries the socket, the token and the reason; it connects on the first request
+//! so that usage errors (no terminal, nothing to update) never touch the daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::client::{Auth, Client, ClientError};
+use crate::protocol::{CredentialKind, ErrorCode, Request, Response};
+use crate::snapshot::TenantLimits;
+
+use super::{
+    prompt, render, token, AuditCommand, Cli, Command, CredentialCommand, DomainCommand, Failure,
+    LimitArgs, OperatorCommand, TenantCommand,
+};
+
+const DEV_SOCKET: &str = "./var/control.sock";
+const PRODUCTION_SOCKET: &str = "/run/way2mail/control.sock";
+
+/// Long enough for argon2 at login under load; a hung daemon still ends the wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Session {
+    socket: PathBuf,
+    client: Option<Client>,
+    auth: Auth,
+    /// Where the token came from, when it came from the token file.
+    token_file: Option<PathBuf>,
+    json: bool,
+}
+
+impl Session {
+    fn call(&mut self, request: Request) -> Result<Response, Failure> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => self
+                .client
+                .insert(
+                    Client::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
+                        ClientError::Connect { source, .. } => Failure::Unreachable {
+                            path: self.socket.display().to_string(),
+                            reason: source.to_string(),
+                        },
+                        other => Failure::Failed(other.to_string()),
+                    })?,
+                ),
+        };
+        client.call(request, &self.auth).map_err(failure)
+    }
+
+    /// Prints a result: the raw JSON with `--json`, else `human`.
+    fn show(&self, response: &Response, human: impl FnOnce() -> String) -> Result<(), Failure> {
+        if self.json {
+            let text = serde_json::to_string_pretty(response)
+                .map_err(|e| Failure::Failed(format!("cannot print the result: {e}")))?;
+            println!("{text}");
+        } else {
+            print!("{}", human());
+        }
+        Ok(())
+    }
+
+    /// Sends a request and prints `done`, then the result when there is more than `Done`.
+    fn simple(&mut self, request: Request, done: String) -> Result<(), Failure> {
+        let response = self.call(request)?;
+        self.show(&response, || match &response {
+            Response::Done => format!("{done}\n"),
+            other => format!("{done}\n\n{}", render::human(other)),
+        })
+    }
+}
+
+fn failure(e: ClientError) -> Failure {
+    match e {
+        ClientError::Remote(body) => {
+            // A hint only where the daemon's own message does not already say it.
+            let hint = match body.code {
+                ErrorCode::Unauthenticated if !body.message.contains("login") => {
+                    "\nhint: log in first: way2mail login --name NAME"
+                }
+                ErrorCode::ReasonRequired if !body.message.contains("--reason") => {
+                    "\nhint: say why with --reason TEXT"
+                }
+                _ => "",
+            };
+            Failure::Failed(format!("{}{hint}", body.message))
+        }
+        ClientError::Connect { path, source } => Failure::Unreachable {
+            path: path.display().to_string(),
+            reason: source.to_string(),
+        },
+        other => Failure::Failed(other.to_string()),
+    }
+}
+
+fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+    let env = std::env::var_os("WAY2MAIL_SOCKET").filter(|v| !v.is_empty());
+    if let Some(path) = flag.or(env.map(PathBuf::from)) {
+        return path;
+    }
+    if !Path::new(DEV_SOCKET).exists() && Path::new(PRODUCTION_SOCKET).exists() {
+        PathBuf::from(PRODUCTION_SOCKET)
+    } else {
+        PathBuf::from(DEV_SOCKET)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let mut token = cli.token.clone().or_else(|| {
+        std::env::var("WAY2MAIL_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    let mut token_file = None;
+    // login and bootstrap identify themselves; a stale token must not get in the way.
+    let needs_token = !matches!(
+        cli.command,
+        Command::Login { .. } | Command::Bootstrap { .. }
+    );
+    if token.is_none() && needs_token {
+        if let Ok(path) = token::path() {
+            token = token::load(&path).map_err(|e| Failure::Failed(format!("{e:#}")))?;
+            token_file = token.as_ref().map(|_| path);
+        }
+    }
+    let mut session = Session {
+        socket: socket_path(cli.socket),
+        client: None,
+        auth: Auth {
+            token: token.filter(|_| needs_token),
+            reason: cli.reason,
+        },
+        token_file,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Bootstrap {
+            name,
+            password_stdin,
+        } => bootstrap(&mut session, name, password_stdin),
+        Command::Login {
+            name,
+            password_stdin,
+            totp,
+        } => login(&mut session, name, password_stdin, totp),
+        Command::Logout => logout(&mut session),
+        Command::Whoami => {
+            let response = session.call(Request::Hello)?;
+            session.show(&response, || render::human(&response))
+        }
+        Command::Tenant { command } => tenant(&mut session, command),
+        Command::Domain { command } => domain(&mut session, command),
+        Command::Credential { command } => credential(&mut session, command),
+        Command::Operator { command } => operator(&mut session, command),
+        Command::Audit { command } => return audit(&mut session, command),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn password(password_stdin: bool, confirm: bool) -> Result<zeroize::Zeroizing<String>, Failure> {
+    let io = |e: std::io::Error| Failure::Failed(format!("reading the password: {e}"));
+    if password_stdin {
+        return prompt::stdin_line().map_err(io);
+    }
+    let mut tty = prompt::tty().ok_or_else(|| {
+        Failure::Usage("no terminal to ask for the password; use --password-stdin".into())
+    })?;
+    let first = prompt::secret(&mut tty, "Password: ").map_err(io)?;
+    if first.is_empty() {
+        return Err(Failure::Usage("empty password".into()));
+    }
+    if confirm {
+        let again = prompt::secret(&mut tty, "Password again: ").map_err(io)?;
+        if *again != *first {
+            return Err(Failure::Usage("the two passwords differ".into()));
+        }
+    }
+    Ok(first)
+}
+
+fn bootstrap(session: &mut Session, name: String, password_stdin: bool) -> Result<(), Failure> {
+    let password = password(password_stdin, true)?;
+    let response = session.call(Request::Bootstrap {
+        name,
+        password: password.to_string(),
+    })?;
+    session.show(&response, || render::operator_created(&response, false))
+}
+
+fn login(
+    session: &mut Session,
+    name: String,
+    password_stdin: bool,
+    totp: Option<String>,
+) -> Result<(), Failure> {
+    let password = password(password_stdin, false)?;
+    let totp = match totp {
+        Some(code) => code,
+        None => {
+            let mut tty = prompt::tty().ok_or_else(|| {
+                Failure::Usage("no terminal to ask for the TOTP code; use --totp CODE".into())
+            })?;
+            prompt::ask(&mut tty, "TOTP code: ")
+                .map_err(|e| Failure::Failed(format!("reading the TOTP code: {e}")))?
+        }
+    };
+    let path = token::path().map_err(|e| Failure::Failed(format!("{e:#}")))?;
+    let response = session.call(Request::Login {
+        name: name.clone(),
+        password: password.to_string(),
+        totp: totp.trim().to_string(),
+    })?;
+    let Response::LoggedIn {
+        token: new_token,
+        role,
+        expires_at,
+    } = &response
+    else {
+        return Err(unexpected(&response));
+    };
+    token::save(&path, new_token).map_err(|e| Failure::Failed(format!("{e:#}")))?;
+    session.show(&response, || {
+        format!(
+            "logged in as {} ({}) until {}\ntoken saved in {}\n",
+            super::table::clean(&name),
+            role.as_str(),
+            super::table::rfc3339(*expires_at),
+            path.display()
+        )
+    })
+}
+
+fn logout(session: &mut Session) -> Result<(), Failure> {
+    if session.auth.token.is_none() {
+        return Err(Failure::Failed("not logged in (no token)".into()));
+    }
+    let answer = session.call(Request::Logout);
+    // The local copy goes even when the daemon no longer knows the session.
+    if let Some(path) = &session.token_file {
+        token::remove(path).map_err(|e| Failure::Failed(format!("{e:#}")))?;
+    }
+    match answer {
+        Ok(response) => session.show(&response, || "logged out\n".into()),
+        Err(Failure::Failed(message)) if session.token_file.is_some() => {
+            eprintln!("note: {message}");
+            println!("token file removed");
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> {
+    match command {
+        TenantCommand::Add {
+            tenant,
+            business_name,
+            contact,
+            billing_ref,
+            limits,
+        } => tenant_add(session, tenant, business_name, contact, billing_ref, limits),
+        TenantCommand::List => {
+            let response = session.call(Request::TenantList)?;
+            session.show(&response, || render::human(&response))
+        }
+        TenantCommand::Show { tenant } => {
+            let response = session.call(Request::TenantShow { tenant })?;
+            session.show(&response, || render::human(&response))
+        }
+        TenantCommand::Update {
+            tenant,
+            business_name,
+            contact,
+            billing_ref,
+            limits,
+        } => {
+            if business_name.is_none()
+                && contact.is_none()
+                && billing_ref.is_none()
+                && limits.messages_per_hour.is_none()
+                && limits.messages_per_day.is_none()
+                && limits.recipients_per_message.is_none()
+            {
+                return Err(Failure::Usage(
+                    "nothing to update: give at least one of --business-name, --contact, \
+                     --billing-ref, --messages-per-hour, --messages-per-day, --recipients-per-message"
+                        .into(),
+                ));
+            }
+            let done = format!("tenant {} updated", super::table::clean(&tenant));
+            let request = Request::TenantUpdate {
+                tenant,
+                business_name,
+                contact,
+                billing_ref,
+                messages_per_hour: limits.messages_per_hour,
+                messages_per_day: limits.messages_per_day,
+                recipients_per_message: limits.recipients_per_message,
+            };
+            session.simple(request, done)
+        }
+        TenantCommand::Suspend { tenant } => {
+            let done = format!("tenant {} suspended", super::table::clean(&tenant));
+            session.simple(Request::TenantSuspend { tenant }, done)
+        }
+        TenantCommand::Resume { tenant } => {
+            let done = format!("tenant {} resumed", super::table::clean(&tenant));
+            session.simple(Request::TenantResume { tenant }, done)
+        }
+        TenantCommand::Terminate { tenant, yes } => {
+            if !yes {
+                confirm_terminate(&tenant)?;
+            }
+            let done = format!("tenant {} terminated", super::table::clean(&tenant));
+            session.simple(Request::TenantTerminate { tenant }, done)
+        }
+    }
+}
+
+fn tenant_add(
+    session: &mut Session,
+    tenant: String,
+    business_name: String,
+    contact: String,
+    billing_ref: Option<String>,
+    limits: LimitArgs,
+) -> Result<(), Failure> {
+    let LimitArgs {
+        messages_per_hour,
+        messages_per_day,
+        recipients_per_message,
+    } = limits;
+    let full = match (messages_per_hour, messages_per_day, recipients_per_message) {
+        (Some(h), Some(d), Some(r)) => Some(TenantLimits {
+            messages_per_hour: h,
+            messages_per_day: d,
+            recipients_per_message: r,
+        }),
+        _ => None,
+    };
+    let partial = full.is_none()
+        && (messages_per_hour.is_some()
+            || messages_per_day.is_some()
+            || recipients_per_message.is_some());
+    session.call(Request::TenantAdd {
+        tenant: tenant.clone(),
+        business_name,
+        contact,
+        billing_ref,
+        limits: full,
+    })?;
+    // tenant.add takes all three limits or none; the daemon's defaults fill the
+    // rest only through a follow-up update.
+    if partial {
+        session
+            .call(Request::TenantUpdate {
+                tenant: tenant.clone(),
+                business_name: None,
+                contact: None,
+                billing_ref: None,
+                messages_per_hour,
+                messages_per_day,
+                recipients_per_message,
+            })
+            .map_err(|e| {
+                Failure::Failed(format!(
+                    "tenant {} added with the default limits, but setting the given ones failed: {e}",
+                    super::table::clean(&tenant)
+                ))
+            })?;
+    }
+    let response = session.call(Request::TenantShow { tenant })?;
+    session.show(&response, || render::human(&response))
+}
+
+fn confirm_terminate(tenant: &str) -> Result<(), Failure> {
+    let mut tty = prompt::tty().ok_or_else(|| {
+        Failure::Usage("terminating a tenant needs confirmation: no terminal, so give --yes".into())
+    })?;
+    let answer = prompt::ask(
+        &mut tty,
+        &format!(
+            "Terminate tenant {0}? Its mail will be refused for good. Type {0} to confirm: ",
+            super::table::clean(tenant)
+        ),
+    )
+    .map_err(|e| Failure::Failed(format!("reading the confirmation: {e}")))?;
+    if answer.trim() == tenant {
+        Ok(())
+    } else {
+        Err(Failure::Failed("not confirmed; nothing changed".into()))
+    }
+}
+
+fn domain(session: &mut Session, command: DomainCommand) -> Result<(), Failure> {
+    match command {
+        DomainCommand::Add { tenant, domain } => {
+            let done = format!(
+                "domain {} added to tenant {}",
+                super::table::clean(&domain),
+                super::table::clean(&tenant)
+            );
+            session.simple(Request::DomainAdd { tenant, domain }, done)
+        }
+        DomainCommand::List { tenant } => {
+            let response = session.call(Request::DomainList { tenant })?;
+            session.show(&response, || render::human(&response))
+        }
+        DomainCommand::Remove { tenant, domain } => {
+            let done = format!(
+                "domain {} removed from tenant {}",
+                super::table::clean(&domain),
+                super::table::clean(&tenant)
+            );
+            session.simple(Request::DomainRemove { tenant, domain }, done)
+        }
+    }
+}
+
+fn credential(session: &mut Session, command: CredentialCommand) -> Result<(), Failure> {
+    match command {
+        CredentialCommand::Add {
+            tenant,
+            smtp,
+            api: _,
+            description,
+        } => {
+            // clap's group makes exactly one of --smtp and --api present.
+            let kind = if smtp.is_some() {
+                CredentialKind::Smtp
+            } else {
+                CredentialKind::Api
+            };
+            let response = session.call(Request::CredentialAdd {
+                tenant,
+                kind,
+                username: smtp,
+                description,
+            })?;
+            session.show(&response, || render::human(&response))
+        }
+        CredentialCommand::List { tenant } => {
+            let response = session.call(Request::CredentialList { tenant })?;
+            session.show(&response, || render::human(&response))
+        }
+        CredentialCommand::Revoke { id } => {
+            let done = format!("credential {} revoked", super::table::clean(&id));
+            session.simple(Request::CredentialRevoke { id }, done)
+        }
+    }
+}
+
+fn operator(session: &mut Session, command: OperatorCommand) -> Result<(), Failure> {
+    match command {
+        OperatorCommand::Add { name, role } => {
+            let response = session.call(Request::OperatorAdd {
+                name,
+                role: role.into(),
+            })?;
+            session.show(&response, || render::operator_created(&response, true))
+        }
+        OperatorCommand::List => {
+            let response = session.call(Request::OperatorList)?;
+            session.show(&response, || render::human(&response))
+        }
+        OperatorCommand::Role { name, role } => {
+            let role: crate::protocol::Role = role.into();
+            let done = format!(
+                "operator {} now has role {}",
+                super::table::clean(&name),
+                role.as_str()
+            );
+            session.simple(Request::OperatorRole { name, role }, done)
+        }
+        OperatorCommand::Remove { name } => {
+            let done = format!("operator {} removed", super::table::clean(&name));
+            session.simple(Request::OperatorRemove { name }, done)
+        }
+    }
+}
+
+fn audit(session: &mut Session, command: AuditCommand) -> Result<ExitCode, Failure> {
+    match command {
+        AuditCommand::List {
+            tenant,
+            since,
+            limit,
+        } => {
+            let response = session.call(Request::AuditList {
+                tenant,
+                since_seq: since,
+                limit,
+            })?;
+            session.show(&response, || render::human(&response))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify => {
+            let response = session.call(Request::AuditVerify)?;
+            let Response::AuditVerified(report) = &response else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || render::human(&response))?;
+            if report.problems.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "error: the audit chain is broken ({} problems)",
+                    report.problems.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+fn unexpected(response: &Response) -> Failure {
+    let kind = serde_json::to_value(response)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    Failure::Failed(format!("unexpected answer from the daemon: {kind}"))
+}

@@ -1,0 +1,288 @@
+//! The `way2mail` operator CLI: one command, one or two requests to
+//! `way2mail-control` over its socket, the answer as a table (or the raw `result`
+//! JSON with `--json`).
+//!
+//! ```text
+//!   main ── Cli::parse (clap; usage errors exit 2)
+//!    └── commands::run ── Session (socket, token, reason) ── client::Client
+//!         └── render (tables, records, "shown once" secrets)
+//! ```
+//!
+//! Exit codes: 0 done, 1 refused or failed (`error: …` on stderr), 2 usage,
+//! 3 the daemon cannot be reached.
+
+pub mod commands;
+pub mod prompt;
+pub mod render;
+pub mod table;
+pub mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+use crate::protocol::Role;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "way2mail",
+    version,
+    about = "Way2Mail operator CLI: tenants, domains, credentials, operators and the audit log, through way2mail-control"
+)]
+pub struct Cli {
+    /// The control socket [env: WAY2MAIL_SOCKET; default ./var/control.sock, or
+    /// /run/way2mail/control.sock when only that exists].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the raw `result` JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Why you are doing this (recorded in the audit log; required of some roles).
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Session token [env: WAY2MAIL_TOKEN; default: the token file `login` wrote].
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the first admin (as root on the socket, only while no admin exists).
+    Bootstrap {
+        #[arg(long)]
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log in with password and TOTP code; saves the session token.
+    Login {
+        #[arg(long)]
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The current code from the authenticator app (asked when missing).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+    },
+    /// End the session and remove the token file.
+    Logout,
+    /// Who the daemon thinks you are.
+    Whoami,
+    /// Client businesses.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Sending domains of tenants.
+    Domain {
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
+    /// SMTP users and API keys of tenants.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+    /// Operators and their roles.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct LimitArgs {
+    #[arg(long, value_name = "N")]
+    pub messages_per_hour: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub messages_per_day: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub recipients_per_message: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant (limits not given take the daemon's tenant_defaults).
+    Add {
+        tenant: String,
+        #[arg(long)]
+        business_name: String,
+        #[arg(long)]
+        contact: String,
+        #[arg(long)]
+        billing_ref: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    List,
+    Show {
+        tenant: String,
+    },
+    /// Change only the fields given.
+    Update {
+        tenant: String,
+        #[arg(long)]
+        business_name: Option<String>,
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long)]
+        billing_ref: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Refuse the tenant's mail until resumed.
+    Suspend {
+        tenant: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        tenant: String,
+    },
+    /// End the tenant for good (asks for confirmation).
+    Terminate {
+        tenant: String,
+        /// Do not ask (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    Add {
+        tenant: String,
+        domain: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    Remove {
+        tenant: String,
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create an SMTP user or an API key; the secret is shown once.
+    #[command(group(ArgGroup::new("kind").required(true).args(["smtp", "api"])))]
+    Add {
+        tenant: String,
+        /// An SMTP AUTH user with this username.
+        #[arg(long, value_name = "USERNAME")]
+        smtp: Option<String>,
+        /// An API key.
+        #[arg(long)]
+        api: bool,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an operator; the generated password and TOTP secret are shown once.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: RoleArg,
+    },
+    List,
+    /// Change an operator's role.
+    Role {
+        name: String,
+        role: RoleArg,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Entries, oldest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only entries with this sequence number or later.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// At most this many (the newest); the daemon's default is 100.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Check the whole hash chain; exit 1 and list the problems when it is broken.
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Operator,
+    Support,
+    Auditor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Support => Role::Support,
+            RoleArg::Auditor => Role::Auditor,
+        }
+    }
+}
+
+/// Why a command did not succeed, and so its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Refused by the daemon, or failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    /// Wrong use that clap cannot see, e.g. no terminal to ask on (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The socket cannot be reached (exit 3).
+    #[error("cannot reach way2mail-control at {path}: {reason}; is the daemon running?")]
+    Unreachable { path: String, reason: String },
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Failed(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable { .. } => 3,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

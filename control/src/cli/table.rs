@@ -1,0 +1,142 @@
+//! Human output: left-aligned columns under a header row, and UTC RFC 3339 dates.
+//! Cells are cleaned of control characters so that a tenant's business name
+//! cannot move the cursor or forge rows on the operator's terminal.
+
+use std::fmt::Write as _;
+
+#[derive(Debug)]
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&'static str]) -> Table {
+        Table {
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.into_iter().map(|c| clean(&c)).collect());
+    }
+
+    /// The table as text, every line ending in `\n`; two spaces between columns,
+    /// no trailing spaces.
+    pub fn render(&self) -> String {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let _ = write!(line, "{cell:<width$}");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `key: value` lines with the values aligned, for one record.
+pub fn record(fields: &[(&str, String)]) -> String {
+    let width = fields.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in fields {
+        let label = format!("{key}:");
+        let _ = writeln!(out, "{label:<width$} {}", clean(value));
+    }
+    out
+}
+
+/// Replaces control characters (newlines, escapes) with `?`.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `-` for none, for optional cells.
+pub fn opt(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_string()
+}
+
+/// Unix seconds as `2024-05-01T12:00:00Z`.
+pub fn rfc3339(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+pub fn opt_rfc3339(unix_secs: Option<u64>) -> String {
+    unix_secs.map_or_else(|| "-".to_string(), rfc3339)
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_without_trailing_space() {
+        let mut t = Table::new(&["ID", "NAME", "X"]);
+        t.row(vec!["1".into(), "acme".into(), "".into()]);
+        t.row(vec!["200".into(), "b\nc".into(), "y".into()]);
+        assert_eq!(
+            t.render(),
+            "ID   NAME  X\n\
+             1    acme\n\
+             200  b?c   y\n"
+        );
+    }
+
+    #[test]
+    fn records_align() {
+        assert_eq!(
+            record(&[("id", "a".into()), ("status", "active".into())]),
+            "id:     a\nstatus: active\n"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(opt_rfc3339(None), "-");
+    }
+}

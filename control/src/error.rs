@@ -1,0 +1,33 @@
+//! The one error type of the control library: what can go wrong below the
+//! protocol (opening the store, reading or sealing a record, hashing). Requests
+//! never see it directly: the service turns it into an `internal` error body.
+
+use std::path::PathBuf;
+
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store directory could not be opened (missing permissions, or another
+    /// `way2mail-control` holds its lock).
+    #[error("cannot open the control store {}: {source}", path.display())]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("control store error: {0}")]
+    Storage(#[from] sled::Error),
+    /// The key file is missing, unreadable, has loose permissions or a wrong size.
+    #[error("control store key: {0}")]
+    Key(#[source] way2mail_queue::Error),
+    /// A record fails authentication (changed without the key, or moved to another
+    /// key) or does not parse.
+    #[error("control store record {tree}/{key} is corrupt: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// The random generator, the AEAD or the password hash failed.
+    #[error("cryptographic failure: {0}")]
+    Crypto(String),
+    /// A TOTP secret that is not base32.
+    #[error("invalid TOTP secret: {0}")]
+    TotpSecret(String),
+}

@@ -1,0 +1,256 @@
+//! Who may do what: the role × operation table, as data. Every request passes
+//! [`decide`] before it touches the store; the answer is allow, allow only with a
+//! reason, or refuse with the error code the caller gets (and the audit log keeps).
+//!
+//! Subjects are operators (by role, after a session token) and token-less peers,
+//! known only by their Unix credentials: root may bootstrap the first admin, the
+//! MTA's user (a configured service uid) may read the policy snapshot, anyone may
+//! say hello and log in.
+
+use crate::protocol::{ErrorCode, Request, Role};
+
+/// An operation without its arguments, one per [`Request`] variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Hello,
+    Bootstrap,
+    Login,
+    Logout,
+    TenantAdd,
+    TenantList,
+    TenantShow,
+    TenantUpdate,
+    TenantSuspend,
+    TenantResume,
+    TenantTerminate,
+    DomainAdd,
+    DomainList,
+    DomainRemove,
+    CredentialAdd,
+    CredentialList,
+    CredentialRevoke,
+    OperatorAdd,
+    OperatorList,
+    OperatorRole,
+    OperatorRemove,
+    AuditList,
+    AuditVerify,
+    SnapshotGet,
+}
+
+impl Op {
+    pub const ALL: [Op; 24] = [
+        Op::Hello,
+        Op::Bootstrap,
+        Op::Login,
+        Op::Logout,
+        Op::TenantAdd,
+        Op::TenantList,
+        Op::TenantShow,
+        Op::TenantUpdate,
+        Op::TenantSuspend,
+        Op::TenantResume,
+        Op::TenantTerminate,
+        Op::DomainAdd,
+        Op::DomainList,
+        Op::DomainRemove,
+        Op::CredentialAdd,
+        Op::CredentialList,
+        Op::CredentialRevoke,
+        Op::OperatorAdd,
+        Op::OperatorList,
+        Op::OperatorRole,
+        Op::OperatorRemove,
+        Op::AuditList,
+        Op::AuditVerify,
+        Op::SnapshotGet,
+    ];
+
+    pub fn of(request: &Request) -> Op {
+        match request {
+            Request::Hello => Op::Hello,
+            Request::Bootstrap { .. } => Op::Bootstrap,
+            Request::Login { .. } => Op::Login,
+            Request::Logout => Op::Logout,
+            Request::TenantAdd { .. } => Op::TenantAdd,
+            Request::TenantList => Op::TenantList,
+            Request::TenantShow { .. } => Op::TenantShow,
+            Request::TenantUpdate { .. } => Op::TenantUpdate,
+            Request::TenantSuspend { .. } => Op::TenantSuspend,
+            Request::TenantResume { .. } => Op::TenantResume,
+            Request::TenantTerminate { .. } => Op::TenantTerminate,
+            Request::DomainAdd { .. } => Op::DomainAdd,
+            Request::DomainList { .. } => Op::DomainList,
+            Request::DomainRemove { .. } => Op::DomainRemove,
+            Request::CredentialAdd { .. } => Op::CredentialAdd,
+            Request::CredentialList { .. } => Op::CredentialList,
+            Request::CredentialRevoke { .. } => Op::CredentialRevoke,
+            Request::OperatorAdd { .. } => Op::OperatorAdd,
+            Request::OperatorList => Op::OperatorList,
+            Request::OperatorRole { .. } => Op::OperatorRole,
+            Request::OperatorRemove { .. } => Op::OperatorRemove,
+            Request::AuditList { .. } => Op::AuditList,
+            Request::AuditVerify => Op::AuditVerify,
+            Request::SnapshotGet { .. } => Op::SnapshotGet,
+        }
+    }
+}
+
+/// Who asks, as far as the table cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An operator with a valid session.
+    Operator(Role),
+    /// No (valid) token: Unix peer credentials only.
+    Peer { root: bool, service: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Allowed only with a non-empty `reason`.
+    AllowWithReason,
+    /// Refused with this code (`unauthenticated` or `forbidden`).
+    Deny(ErrorCode),
+}
+
+/// The table. One match so that adding an `Op` fails to compile until it is decided.
+pub fn decide(subject: Subject, op: Op) -> Decision {
+    use Decision::{Allow, AllowWithReason, Deny};
+    const FORBIDDEN: Decision = Deny(ErrorCode::Forbidden);
+    match subject {
+        Subject::Peer { root, service } => match op {
+            Op::Hello | Op::Login => Allow,
+            Op::Bootstrap if root => Allow,
+            Op::SnapshotGet if service => Allow,
+            _ => Deny(ErrorCode::Unauthenticated),
+        },
+        Subject::Operator(role) => match op {
+            Op::Hello | Op::Login | Op::Logout => Allow,
+            // Root on the socket only, and the snapshot (password hashes) for the
+            // MTA's user only: no role reaches these through a session.
+            Op::Bootstrap | Op::SnapshotGet => FORBIDDEN,
+            Op::TenantAdd
+            | Op::TenantUpdate
+            | Op::TenantSuspend
+            | Op::TenantResume
+            | Op::TenantTerminate
+            | Op::DomainAdd
+            | Op::DomainRemove
+            | Op::CredentialAdd
+            | Op::CredentialList
+            | Op::CredentialRevoke => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            Op::TenantList | Op::TenantShow | Op::DomainList => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support => AllowWithReason,
+                Role::Auditor => FORBIDDEN,
+            },
+            Op::OperatorAdd | Op::OperatorList | Op::OperatorRole | Op::OperatorRemove => {
+                match role {
+                    Role::Admin => Allow,
+                    Role::Operator | Role::Support | Role::Auditor => FORBIDDEN,
+                }
+            }
+            Op::AuditList | Op::AuditVerify => match role {
+                Role::Admin | Role::Auditor => Allow,
+                Role::Operator | Role::Support => FORBIDDEN,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision::{Allow, AllowWithReason, Deny};
+
+    /// The whole table spelled out again, row by row, so a change to `decide` must
+    /// be made twice: once on purpose, once here.
+    /// Columns: admin, operator, support, auditor, root, service, other peer.
+    const A: Decision = Allow;
+    const R: Decision = AllowWithReason;
+    const F: Decision = Deny(ErrorCode::Forbidden);
+    const U: Decision = Deny(ErrorCode::Unauthenticated);
+    const TABLE: [(Op, [Decision; 7]); 24] = [
+        (Op::Hello, [A, A, A, A, A, A, A]),
+        (Op::Bootstrap, [F, F, F, F, A, U, U]),
+        (Op::Login, [A, A, A, A, A, A, A]),
+        (Op::Logout, [A, A, A, A, U, U, U]),
+        (Op::TenantAdd, [A, A, F, F, U, U, U]),
+        (Op::TenantList, [A, A, R, F, U, U, U]),
+        (Op::TenantShow, [A, A, R, F, U, U, U]),
+        (Op::TenantUpdate, [A, A, F, F, U, U, U]),
+        (Op::TenantSuspend, [A, A, F, F, U, U, U]),
+        (Op::TenantResume, [A, A, F, F, U, U, U]),
+        (Op::TenantTerminate, [A, A, F, F, U, U, U]),
+        (Op::DomainAdd, [A, A, F, F, U, U, U]),
+        (Op::DomainList, [A, A, R, F, U, U, U]),
+        (Op::DomainRemove, [A, A, F, F, U, U, U]),
+        (Op::CredentialAdd, [A, A, F, F, U, U, U]),
+        (Op::CredentialList, [A, A, F, F, U, U, U]),
+        (Op::CredentialRevoke, [A, A, F, F, U, U, U]),
+        (Op::OperatorAdd, [A, F, F, F, U, U, U]),
+        (Op::OperatorList, [A, F, F, F, U, U, U]),
+        (Op::OperatorRole, [A, F, F, F, U, U, U]),
+        (Op::OperatorRemove, [A, F, F, F, U, U, U]),
+        (Op::AuditList, [A, F, F, A, U, U, U]),
+        (Op::AuditVerify, [A, F, F, A, U, U, U]),
+        (Op::SnapshotGet, [F, F, F, F, U, A, U]),
+    ];
+
+    #[test]
+    fn table_is_exhaustive_and_matches() {
+        let subjects = [
+            Subject::Operator(Role::Admin),
+            Subject::Operator(Role::Operator),
+            Subject::Operator(Role::Support),
+            Subject::Operator(Role::Auditor),
+            Subject::Peer {
+                root: true,
+                service: false,
+            },
+            Subject::Peer {
+                root: false,
+                service: true,
+            },
+            Subject::Peer {
+                root: false,
+                service: false,
+            },
+        ];
+        assert_eq!(TABLE.len(), Op::ALL.len());
+        for (i, op) in Op::ALL.iter().enumerate() {
+            let (row_op, row) = TABLE[i];
+            assert_eq!(row_op, *op);
+            for (subject, expected) in subjects.iter().zip(row) {
+                assert_eq!(decide(*subject, *op), expected, "{subject:?} {op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn root_that_is_also_a_service_gets_both() {
+        let both = Subject::Peer {
+            root: true,
+            service: true,
+        };
+        for op in Op::ALL {
+            let expected = match op {
+                Op::Hello | Op::Login | Op::Bootstrap | Op::SnapshotGet => Allow,
+                _ => U,
+            };
+            assert_eq!(decide(both, op), expected, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn every_op_once() {
+        let mut seen = std::collections::HashSet::new();
+        for op in Op::ALL {
+            assert!(seen.insert(op), "{op:?} twice");
+        }
+    }
+}

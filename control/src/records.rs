@@ -1,0 +1,81 @@
+//! The records kept in the store's trees, besides those the protocol already
+//! defines (tenants are stored as [`TenantInfo`], domains as [`DomainInfo`], audit
+//! entries as [`AuditEntry`](crate::protocol::AuditEntry)). Records holding secrets
+//! or their hashes do not implement `Debug`, so they cannot end up in a log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{CredentialInfo, CredentialKind, OperatorInfo, Role};
+
+/// Meta keys.
+pub const META_SNAPSHOT_VERSION: &[u8] = b"snapshot_version";
+pub const META_AUDIT_HEAD: &[u8] = b"audit_head";
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub tenant: String,
+    pub kind: CredentialKind,
+    /// SMTP username, or the API key's public prefix.
+    pub username: String,
+    pub description: Option<String>,
+    /// argon2id PHC string of the password or API key.
+    pub secret_hash: String,
+    pub created_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+impl CredentialRecord {
+    pub fn info(&self) -> CredentialInfo {
+        CredentialInfo {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            kind: self.kind,
+            username: self.username.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+    /// Base32; sealed at rest like every value.
+    pub totp_secret: String,
+    pub created_at: u64,
+    pub last_login_at: Option<u64>,
+    /// The TOTP step of the last successful login; codes of that step or earlier
+    /// are refused.
+    pub last_totp_step: Option<u64>,
+}
+
+impl OperatorRecord {
+    pub fn info(&self) -> OperatorInfo {
+        OperatorInfo {
+            name: self.name.clone(),
+            role: self.role,
+            created_at: self.created_at,
+            last_login_at: self.last_login_at,
+        }
+    }
+}
+
+/// Stored under SHA-256 of the token; the token itself is only in the caller's hands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub operator: String,
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The newest audit entry, kept in meta so a removed tail is detected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+}

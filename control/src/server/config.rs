@@ -1,0 +1,354 @@
+//! The control daemon's configuration: TOML, every key defaulted to the dev
+//! defaults so that no file is needed, validated once at start. Parsing goes
+//! through `serde_path_to_error` so that an error names the key
+//! (`session_ttl_secs: invalid type ...`), as in the MTA.
+//!
+//! docs/configuration.md ("way2mail-control") is the reference for every key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::snapshot::TenantLimits;
+
+/// A configuration error, always naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub socket: PathBuf,
+    /// Octal permission bits of the socket file (`"0660"`).
+    #[serde(deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+    pub store: PathBuf,
+    pub key_file: PathBuf,
+    /// Peer uids that may fetch the policy snapshot (the MTA's user).
+    pub service_uids: Vec<u32>,
+    pub session_ttl_secs: u64,
+    pub max_connections: usize,
+    pub idle_timeout_secs: u64,
+    pub tenant_defaults: TenantDefaultsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantDefaultsConfig {
+    pub messages_per_hour: u32,
+    pub messages_per_day: u32,
+    pub recipients_per_message: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: "./var/control.sock".into(),
+            socket_mode: 0o660,
+            store: "./var/control".into(),
+            key_file: "./var/control.key".into(),
+            service_uids: vec![rustix::process::geteuid().as_raw()],
+            session_ttl_secs: 8 * 3600,
+            max_connections: 64,
+            idle_timeout_secs: 60,
+            tenant_defaults: TenantDefaultsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for TenantDefaultsConfig {
+    fn default() -> Self {
+        // One set of defaults for tenant limits: the snapshot type's.
+        let limits = TenantLimits::default();
+        TenantDefaultsConfig {
+            messages_per_hour: limits.messages_per_hour,
+            messages_per_day: limits.messages_per_day,
+            recipients_per_message: limits.recipients_per_message,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The checked configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub store: PathBuf,
+    pub key_file: PathBuf,
+    pub service_uids: Vec<u32>,
+    pub session_ttl: Duration,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub tenant_defaults: TenantLimits,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads and parses a file; the error names the key and the reason.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            };
+            // toml's message can carry a multi-line source excerpt; the first line
+            // is the reason, the rest repeats the file.
+            let reason = e.inner().message().trim().to_string();
+            err(key, reason)
+        })
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        if self.socket.as_os_str().is_empty() {
+            return Err(err("socket", "must not be empty"));
+        }
+        if self.socket.file_name().is_none() {
+            return Err(err("socket", "must name a file"));
+        }
+        // sun_path holds 108 bytes including the terminating NUL.
+        if self.socket.as_os_str().len() > 107 {
+            return Err(err(
+                "socket",
+                "longer than the 107 bytes a Unix socket path may have",
+            ));
+        }
+        if self.socket_mode & 0o600 != 0o600 {
+            return Err(err(
+                "socket_mode",
+                format!(
+                    "{:04o} does not let the daemon's own user read and write the socket",
+                    self.socket_mode
+                ),
+            ));
+        }
+        if self.socket_mode & 0o002 != 0 {
+            return Err(err(
+                "socket_mode",
+                format!(
+                    "{:04o} lets every local user connect; use group access (0660)",
+                    self.socket_mode
+                ),
+            ));
+        }
+        if self.store.as_os_str().is_empty() {
+            return Err(err("store", "must not be empty"));
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return Err(err("key_file", "must not be empty"));
+        }
+        if self.session_ttl_secs == 0 {
+            return Err(err("session_ttl_secs", "must be at least 1"));
+        }
+        if self.max_connections == 0 {
+            return Err(err("max_connections", "must be at least 1"));
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err(err("idle_timeout_secs", "must be at least 1"));
+        }
+        let d = self.tenant_defaults;
+        for (key, value) in [
+            ("tenant_defaults.messages_per_hour", d.messages_per_hour),
+            ("tenant_defaults.messages_per_day", d.messages_per_day),
+            (
+                "tenant_defaults.recipients_per_message",
+                d.recipients_per_message,
+            ),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| err("log.level", format!("{e}")))?;
+        Ok(Settings {
+            socket: self.socket,
+            socket_mode: self.socket_mode,
+            store: self.store,
+            key_file: self.key_file,
+            service_uids: self.service_uids,
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            tenant_defaults: TenantLimits {
+                messages_per_hour: d.messages_per_hour,
+                messages_per_day: d.messages_per_day,
+                recipients_per_message: d.recipients_per_message,
+            },
+            log: self.log,
+        })
+    }
+}
+
+/// Accepts `"0660"` (the documented form) and a TOML integer such as `0o660`.
+fn octal_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    struct ModeVisitor;
+
+    impl Visitor<'_> for ModeVisitor {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an octal mode such as \"0660\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+            let digits = v.strip_prefix("0o").unwrap_or(v);
+            let mode = u32::from_str_radix(digits, 8)
+                .map_err(|_| E::custom(format!("{v:?} is not an octal mode such as \"0660\"")))?;
+            self.visit_u64(u64::from(mode))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            let v = u64::try_from(v).map_err(|_| E::custom("a mode cannot be negative"))?;
+            self.visit_u64(v)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            match u32::try_from(v) {
+                Ok(mode) if mode <= 0o777 => Ok(mode),
+                _ => Err(E::custom(format!(
+                    "{v:o} is not a permission mode (at most 0777)"
+                ))),
+            }
+        }
+    }
+
+    deserializer.deserialize_any(ModeVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_dev_defaults() {
+        let s = Config::parse("").expect("parse").validate().expect("valid");
+        assert_eq!(s.socket, PathBuf::from("./var/control.sock"));
+        assert_eq!(s.socket_mode, 0o660);
+        assert_eq!(s.session_ttl, Duration::from_secs(28_800));
+        assert_eq!(s.max_connections, 64);
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.tenant_defaults, TenantLimits::default());
+        assert_eq!(s.service_uids, vec![rustix::process::geteuid().as_raw()]);
+    }
+
+    #[test]
+    fn keys_parse() {
+        let text = r#"
+            socket = "/run/way2mail/control.sock"
+            socket_mode = "0640"
+            store = "/var/lib/way2mail/control"
+            key_file = "/run/credentials/way2mail-control.service/control.key"
+            service_uids = [998, 999]
+            session_ttl_secs = 3600
+            max_connections = 8
+            idle_timeout_secs = 5
+            [tenant_defaults]
+            messages_per_hour = 10
+            [log]
+            format = "json"
+            level = "debug"
+        "#;
+        let s = Config::parse(text)
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.socket_mode, 0o640);
+        assert_eq!(s.service_uids, vec![998, 999]);
+        assert_eq!(s.tenant_defaults.messages_per_hour, 10);
+        assert_eq!(
+            s.tenant_defaults.messages_per_day,
+            TenantLimits::default().messages_per_day
+        );
+        assert_eq!(s.log.format, LogFormat::Json);
+        let s = Config::parse("socket_mode = 0o600").expect("parse");
+        assert_eq!(s.socket_mode, 0o600);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("sockett = \"x\"", "sockett"),
+            ("socket_mode = \"rw\"", "socket_mode"),
+            ("socket_mode = \"1777\"", "socket_mode"),
+            ("session_ttl_secs = \"long\"", "session_ttl_secs"),
+            (
+                "[tenant_defaults]\nper_minute = 3",
+                "tenant_defaults.per_minute",
+            ),
+            (
+                "[tenant_defaults]\nmessages_per_day = -1",
+                "tenant_defaults.messages_per_day",
+            ),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ] {
+            let e = Config::parse(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        for (text, key) in [
+            ("socket_mode = \"0666\"", "socket_mode"),
+            ("socket_mode = \"0060\"", "socket_mode"),
+            ("max_connections = 0", "max_connections"),
+            ("idle_timeout_secs = 0", "idle_timeout_secs"),
+            (
+                "[tenant_defaults]\nrecipients_per_message = 0",
+                "tenant_defaults.recipients_per_message",
+            ),
+            ("socket = \"\"", "socket"),
+        ] {
+            let e = Config::parse(text)
+                .expect("parses")
+                .validate()
+                .expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+}

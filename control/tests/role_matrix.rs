@@ -1,0 +1,252 @@
+//! Every role and every token-less caller against every operation, at the service:
+//! allowed, or refused with the expected code, and every refusal in the audit log.
+
+mod support;
+
+use support::{code_of, Harness, MTA, ROOT, USER};
+use way2mail_control::protocol::{CredentialKind, ErrorCode, Outcome, Request, Response, Role};
+use way2mail_control::service::Caller;
+
+/// One request of every kind; `tag` keeps names unique between callers.
+fn every_request(tag: &str) -> Vec<Request> {
+    vec![
+        Request::Hello,
+        Request::Bootstrap {
+            name: format!("boot-{tag}"),
+            password: "a long enough password".into(),
+        },
+        Request::Login {
+            name: "nobody".into(),
+            password: "wrong".into(),
+            totp: "000000".into(),
+        },
+        Request::TenantAdd {
+            tenant: format!("new-{tag}"),
+            business_name: "New".into(),
+            contact: "c@new.example".into(),
+            billing_ref: None,
+            limits: None,
+        },
+        Request::TenantList,
+        Request::TenantShow {
+            tenant: "acme".into(),
+        },
+        Request::TenantUpdate {
+            tenant: "acme".into(),
+            business_name: Some(format!("Acme {tag}")),
+            contact: None,
+            billing_ref: None,
+            messages_per_hour: None,
+            messages_per_day: None,
+            recipients_per_message: None,
+        },
+        Request::TenantSuspend {
+            tenant: "nosuch".into(),
+        },
+        Request::TenantResume {
+            tenant: "nosuch".into(),
+        },
+        Request::TenantTerminate {
+            tenant: "nosuch".into(),
+        },
+        Request::DomainAdd {
+            tenant: "acme".into(),
+            domain: format!("{tag}.acme.example"),
+        },
+        Request::DomainList { tenant: None },
+        Request::DomainRemove {
+            tenant: "acme".into(),
+            domain: "nosuch.example".into(),
+        },
+        Request::CredentialAdd {
+            tenant: "acme".into(),
+            kind: CredentialKind::Smtp,
+            username: Some(format!("user-{tag}")),
+            description: None,
+        },
+        Request::CredentialList { tenant: None },
+        Request::CredentialRevoke {
+            id: "cr_nosuch".into(),
+        },
+        Request::OperatorAdd {
+            name: format!("new-{tag}"),
+            role: Role::Support,
+        },
+        Request::OperatorList,
+        Request::OperatorRole {
+            name: "ghost".into(),
+            role: Role::Auditor,
+        },
+        Request::OperatorRemove {
+            name: "ghost".into(),
+        },
+        Request::AuditList {
+            tenant: None,
+            since_seq: None,
+            limit: Some(5),
+        },
+        Request::AuditVerify,
+        Request::SnapshotGet {
+            known_version: None,
+        },
+        // Last: it ends the session the other requests use.
+        Request::Logout,
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Allowed,
+    NeedsReason,
+    Refused(ErrorCode),
+}
+
+/// The matrix as the issue states it, written independently of `rbac.rs`.
+fn expected(who: &str, op: &str) -> Expect {
+    use Expect::*;
+    const F: Expect = Refused(ErrorCode::Forbidden);
+    const U: Expect = Refused(ErrorCode::Unauthenticated);
+    let anyone = matches!(op, "hello" | "login");
+    let client_data =
+        op.starts_with("tenant.") || op.starts_with("domain.") || op.starts_with("credential.");
+    let support_reads = matches!(op, "tenant.list" | "tenant.show" | "domain.list");
+    match who {
+        _ if anyone => Allowed,
+        "admin" | "operator" | "support" | "auditor" if op == "logout" => Allowed,
+        "admin" | "operator" | "support" | "auditor"
+            if op == "bootstrap" || op == "snapshot.get" =>
+        {
+            F
+        }
+        "admin" => Allowed,
+        "operator" if client_data => Allowed,
+        "support" if support_reads => NeedsReason,
+        "auditor" if op.starts_with("audit.") => Allowed,
+        "operator" | "support" | "auditor" => F,
+        "root" if op == "bootstrap" => Allowed,
+        "service" if op == "snapshot.get" => Allowed,
+        _ => U,
+    }
+}
+
+fn check(h: &Harness, who: &str, caller: &Caller, token: Option<&str>) {
+    let actor = match who {
+        "root" => "root".to_owned(),
+        "service" => format!("service:{}", MTA.uid),
+        "peer" => format!("uid:{}", USER.uid),
+        name => format!("operator:{name}"),
+    };
+    for request in every_request(who) {
+        let op = request.op();
+        let expect = expected(who, op);
+        let before = h.audit_head_seq();
+        let result = h.call(caller, token, None, request.clone());
+        let code = code_of(&result);
+        match expect {
+            Expect::Allowed => assert!(
+                !matches!(
+                    code,
+                    Some(
+                        ErrorCode::Forbidden
+                            | ErrorCode::Unauthenticated
+                            | ErrorCode::ReasonRequired
+                    )
+                ),
+                "{who} {op} should be allowed: {result:?}"
+            ),
+            Expect::Refused(c) => assert_eq!(code, Some(c), "{who} {op}: {result:?}"),
+            Expect::NeedsReason => {
+                assert_eq!(
+                    code,
+                    Some(ErrorCode::ReasonRequired),
+                    "{who} {op}: {result:?}"
+                );
+            }
+        }
+        let message = result
+            .as_ref()
+            .err()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        let new: Vec<_> = h.audit().into_iter().filter(|e| e.seq > before).collect();
+        if op == "hello" {
+            assert!(new.is_empty(), "hello is not audited");
+            continue;
+        }
+        assert_eq!(new.len(), 1, "{who} {op}: one audit entry, got {new:?}");
+        let entry = &new[0];
+        assert_eq!(entry.action, op);
+        if expect != Expect::Allowed {
+            assert_eq!(entry.outcome, Outcome::Denied, "{who} {op}");
+            assert_eq!(entry.actor, actor, "{who} {op}");
+            assert!(!message.is_empty(), "{who} {op}: refusals say why");
+        } else if op != "login" {
+            assert_eq!(entry.actor, actor, "{who} {op}");
+            assert_ne!(entry.outcome, Outcome::Denied, "{who} {op}");
+        }
+        if expect == Expect::NeedsReason {
+            let with = h.call(caller, token, Some("ticket 4711"), request);
+            assert!(with.is_ok(), "{who} {op} with a reason: {with:?}");
+            let last = h.audit().pop().expect("entry");
+            assert_eq!(last.reason.as_deref(), Some("ticket 4711"));
+            assert_eq!(last.outcome, Outcome::Ok);
+        }
+    }
+}
+
+#[test]
+fn every_role_against_every_operation() {
+    let h = Harness::new();
+    let (admin, _) = h.admin();
+    h.add_tenant(&admin, "acme");
+    let tokens = [
+        ("operator", h.operator(&admin, "operator", Role::Operator)),
+        ("support", h.operator(&admin, "support", Role::Support)),
+        ("auditor", h.operator(&admin, "auditor", Role::Auditor)),
+    ];
+    // Every request variant is in the list, each once.
+    let ops: std::collections::HashSet<_> = every_request("x").iter().map(|r| r.op()).collect();
+    assert_eq!(ops.len(), 24);
+
+    for (name, token) in &tokens {
+        check(&h, name, &USER, Some(token));
+    }
+    check(&h, "admin", &USER, Some(&admin));
+    check(&h, "root", &ROOT, None);
+    check(&h, "service", &MTA, None);
+    check(&h, "peer", &USER, None);
+
+    // After logout, each token is dead for everything but hello and login.
+    for (_, token) in &tokens {
+        let r = h.call(&USER, Some(token), None, Request::TenantList);
+        assert_eq!(code_of(&r), Some(ErrorCode::Unauthenticated));
+        assert!(r.unwrap_err().message.contains("way2mail login"));
+        match h.call(&USER, Some(token), None, Request::Hello) {
+            Ok(Response::Hello { caller, .. }) => assert_eq!(caller, "uid:1000"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let report = way2mail_control::audit::AuditLog::verify(h.service.store()).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn root_bootstrap_is_refused_once_an_admin_exists() {
+    let h = Harness::new();
+    h.bootstrap();
+    let again = h.call(
+        &ROOT,
+        None,
+        None,
+        Request::Bootstrap {
+            name: "second".into(),
+            password: "another long password".into(),
+        },
+    );
+    assert_eq!(code_of(&again), Some(ErrorCode::Conflict));
+    let entry = h.audit().pop().expect("audited");
+    assert_eq!(
+        (entry.actor.as_str(), entry.outcome),
+        ("root", Outcome::Failed)
+    );
+}

@@ -1,0 +1,191 @@
+//! A control service on a real sled store in a temp dir, with the callers and
+//! login steps the integration tests share.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use way2mail_control::audit::AuditLog;
+use way2mail_control::protocol::{
+    AuditEntry, ErrorBody, ErrorCode, Request, RequestEnvelope, Response, Role, VERSION,
+};
+use way2mail_control::service::{Caller, Service, ServiceSettings};
+use way2mail_control::snapshot::TenantLimits;
+use way2mail_control::totp;
+
+pub const ROOT: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 100,
+};
+pub const MTA: Caller = Caller {
+    uid: 990,
+    gid: 990,
+    pid: 200,
+};
+pub const USER: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+    pid: 300,
+};
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub service: Service,
+}
+
+pub fn settings(session_ttl: Duration) -> ServiceSettings {
+    ServiceSettings {
+        service_uids: vec![MTA.uid],
+        session_ttl,
+        tenant_defaults: TenantLimits::default(),
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with_settings(settings(Duration::from_secs(3600)))
+    }
+
+    pub fn with_settings(settings: ServiceSettings) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = Service::open(&dir.path().join("store"), &dir.path().join("key"), settings)
+            .expect("open service");
+        Harness { dir, service }
+    }
+
+    pub fn call(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        reason: Option<&str>,
+        request: Request,
+    ) -> Result<Response, ErrorBody> {
+        self.service.handle(
+            caller,
+            RequestEnvelope {
+                v: VERSION,
+                id: 1,
+                token: token.map(str::to_owned),
+                reason: reason.map(str::to_owned),
+                request,
+            },
+        )
+    }
+
+    /// Calls as an operator.
+    pub fn op(&self, token: &str, request: Request) -> Result<Response, ErrorBody> {
+        self.call(&USER, Some(token), None, request)
+    }
+
+    /// Bootstraps `admin` and returns its TOTP secret.
+    pub fn bootstrap(&self) -> String {
+        match self.call(
+            &ROOT,
+            None,
+            None,
+            Request::Bootstrap {
+                name: "admin".into(),
+                password: ADMIN_PASSWORD.into(),
+            },
+        ) {
+            Ok(Response::OperatorCreated {
+                totp_secret, role, ..
+            }) => {
+                assert_eq!(role, Role::Admin);
+                totp_secret
+            }
+            other => panic!("bootstrap: {other:?}"),
+        }
+    }
+
+    /// Logs in with the code of `now + offset_steps` steps.
+    pub fn login_at(
+        &self,
+        name: &str,
+        password: &str,
+        secret: &str,
+        offset_steps: i64,
+    ) -> Result<Response, ErrorBody> {
+        let at = now().saturating_add_signed(offset_steps * totp::STEP_SECS as i64);
+        let code = totp::code(secret, at).expect("code");
+        self.call(
+            &USER,
+            None,
+            None,
+            Request::Login {
+                name: name.into(),
+                password: password.into(),
+                totp: code,
+            },
+        )
+    }
+
+    pub fn login(&self, name: &str, password: &str, secret: &str) -> String {
+        match self.login_at(name, password, secret, 0) {
+            Ok(Response::LoggedIn { token, .. }) => token,
+            other => panic!("login {name}: {other:?}"),
+        }
+    }
+
+    /// Bootstraps and logs the admin in; returns its token and TOTP secret.
+    pub fn admin(&self) -> (String, String) {
+        let secret = self.bootstrap();
+        (self.login("admin", ADMIN_PASSWORD, &secret), secret)
+    }
+
+    /// Adds an operator with `role` (as admin) and logs it in; returns its token.
+    pub fn operator(&self, admin_token: &str, name: &str, role: Role) -> String {
+        match self.op(
+            admin_token,
+            Request::OperatorAdd {
+                name: name.into(),
+                role,
+            },
+        ) {
+            Ok(Response::OperatorCreated {
+                password,
+                totp_secret,
+                totp_uri,
+                ..
+            }) => {
+                assert!(totp_uri.contains(&totp_secret));
+                self.login(name, &password, &totp_secret)
+            }
+            other => panic!("operator.add {name}: {other:?}"),
+        }
+    }
+
+    pub fn add_tenant(&self, token: &str, tenant: &str) {
+        self.op(
+            token,
+            Request::TenantAdd {
+                tenant: tenant.into(),
+                business_name: format!("{tenant} Ltd"),
+                contact: format!("ops@{tenant}.example"),
+                billing_ref: None,
+                limits: None,
+            },
+        )
+        .expect("tenant.add");
+    }
+
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        AuditLog::list(self.service.store(), None, 0, usize::MAX).expect("audit list")
+    }
+
+    pub fn audit_head_seq(&self) -> u64 {
+        AuditLog::head(self.service.store()).expect("head").seq
+    }
+}
+
+pub fn code_of(result: &Result<Response, ErrorBody>) -> Option<ErrorCode> {
+    result.as_ref().err().map(|e| e.code)
+}
