@@ -11,6 +11,8 @@
 //!   smtp/command.rs     one command line -> typed Command (borrowing, no allocation)
 //!   smtp/path.rs        reverse/forward paths, mailboxes, domains, address literals
 //!   smtp/ehlo.rs  mail.rs  rcpt.rs  dsn.rs  data.rs  bdat.rs  starttls.rs   one verb each
+//!   smtp/auth.rs        AUTH PLAIN / LOGIN (RFC 4954): the SASL exchange; the verdict and
+//!                       the tenant rules (TenantPolicy) come from the caller
 //!   smtp/body.rs        the message buffer: size cap, Received-header loop count
 //!   smtp/received.rs    the Received: trace header and its RFC 5322 UTC date
 //!   smtp/reply.rs       reply codes, enhanced status codes, wire formatting

@@ -22,6 +22,14 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         b"RSET\r\n",
         b"NOOP\r\n",
         b"STARTTLS\r\n",
+        // alice / secret, then pieces of the AUTH exchanges.
+        b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN\r\n",
+        b"YWxpY2U=\r\n",
+        b"c2VjcmV0\r\n",
+        b"*\r\n",
+        b"MAIL FROM:<a@acme.example>\r\n",
         b"\r\n.\r\n",
         b".\r\n",
         b"..x\r\n",
@@ -48,15 +56,20 @@ proptest! {
     fn arbitrary_bytes_never_panic_and_output_is_bounded(
         bytes in proptest::collection::vec(any::<u8>(), 0..4096),
         cut in 1usize..512,
+        setup in proptest::sample::select(vec![Setup::Mx, Setup::AuthSubmissions]),
     ) {
         let chunks: Vec<&[u8]> = bytes.chunks(cut).collect();
-        let t = run_chunked(Setup::Mx, &[chunks]);
+        let t = run_chunked(setup, &[chunks]);
         prop_assert!(t.output.len() <= 1024 + 64 * bytes.len(), "{} octets out for {} in", t.output.len(), bytes.len());
     }
 
     #[test]
-    fn chunking_never_changes_the_dialogue(input in dialogue(), cuts in proptest::collection::vec(any::<usize>(), 0..6)) {
-        let whole = run_chunked(Setup::MxTrusted, &[vec![&input[..]]]);
+    fn chunking_never_changes_the_dialogue(
+        input in dialogue(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        setup in proptest::sample::select(vec![Setup::MxTrusted, Setup::AuthSubmissions, Setup::AuthSubmission]),
+    ) {
+        let whole = run_chunked(setup, &[vec![&input[..]]]);
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
         points.sort_unstable();
         points.dedup();
@@ -67,10 +80,11 @@ proptest! {
             last = p;
         }
         chunks.push(&input[last..]);
-        let split = run_chunked(Setup::MxTrusted, &[chunks]);
+        let split = run_chunked(setup, &[chunks]);
         prop_assert_eq!(whole.codes(), split.codes());
         prop_assert_eq!(&whole.events, &split.events);
         prop_assert_eq!(whole.comparable(), split.comparable());
+        prop_assert_eq!(&whole.tenant_queued, &split.tenant_queued);
         prop_assert!(whole.output.len() <= 1024 + 64 * input.len());
     }
 }

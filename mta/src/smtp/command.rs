@@ -29,7 +29,8 @@ pub enum Command<'a> {
     Vrfy,
     Help,
     StartTls,
-    Auth,
+    /// `AUTH` with its arguments (mechanism and optional initial response), unparsed.
+    Auth(&'a str),
     /// Known verbs we do not implement (`EXPN`, `TURN`, `ETRN`, ...): `502`.
     NotImplemented,
 }
@@ -150,7 +151,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
     } else if is("STARTTLS") {
         no_args(Command::StartTls, "Syntax: STARTTLS (no parameters)")
     } else if is("AUTH") {
-        Ok(Command::Auth)
+        Ok(Command::Auth(args))
     } else if ["EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]
         .iter()
         .any(|v| is(v))

@@ -1,10 +1,12 @@
 //! `EHLO` and `HELO` (RFC 5321 §4.1.1.1): record the client's name, drop any open
 //! transaction, and list the extensions. HELO gets a plain `250` and no extensions,
-//! so MAIL/RCPT parameters are refused afterwards.
+//! so MAIL/RCPT parameters are refused afterwards. A successful AUTH survives a new
+//! EHLO (RFC 4954 §4).
 //!
-//! AUTH is deliberately not listed: there is no authentication yet, and advertising
-//! it would invite clients to send credentials we cannot check.
+//! AUTH is listed only where it can be used (a tenant policy, a submission role) and
+//! only inside TLS, so that no client is invited to send a password in cleartext.
 
+use super::auth;
 use super::reply::Reply;
 use super::state::{Greeting, SessionState};
 
@@ -25,6 +27,10 @@ impl SessionState {
         );
         if self.params.tls_available && !self.tls_active {
             text.push_str("\nSTARTTLS");
+        }
+        if self.auth_offered() {
+            text.push('\n');
+            text.push_str(auth::EHLO_KEYWORD);
         }
         Reply::owned(250, "", text)
     }

@@ -1,7 +1,9 @@
 //! `MAIL FROM:` (RFC 5321 §4.1.1.2): opens a transaction after the sequence, TLS,
 //! spool and parameter checks. Parameters: `SIZE` (RFC 1870), `BODY` (RFC 6152),
 //! `SMTPUTF8` (RFC 6531), `RET` and `ENVID` (RFC 3461). After HELO no parameter is
-//! allowed, since none was advertised.
+//! allowed, since none was advertised. On submission with tenants, an untrusted client
+//! must authenticate first (`530 5.7.0`), and an authenticated tenant's sender is
+//! checked by its policy, whose refusal is the reply.
 
 use way2mail_queue::{BodyType, Ret};
 
@@ -30,6 +32,9 @@ impl SessionState {
         if self.params.role == Role::Submission && !self.tls_active {
             return reply::MUST_STARTTLS;
         }
+        if self.auth_required() {
+            return reply::AUTH_REQUIRED;
+        }
         if self.tx.is_some() {
             return reply::BAD_SEQUENCE_NESTED;
         }
@@ -55,6 +60,11 @@ impl SessionState {
             .is_some_and(|s| s > self.params.limits.max_message_size)
         {
             return reply::TOO_BIG;
+        }
+        if let Some((policy, grant)) = self.tenant() {
+            if let Err(r) = policy.check_sender(grant, path.address) {
+                return r;
+            }
         }
         self.tx = Some(Transaction {
             sender: path.address.to_string(),

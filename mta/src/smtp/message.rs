@@ -79,8 +79,8 @@ impl SessionState {
                         .clone()
                         .unwrap_or_else(|| "TLS".to_string())
                 }),
-                auth: None,
-                tenant: None,
+                auth: self.auth.as_ref().map(|g| g.username.clone()),
+                tenant: self.auth.as_ref().map(|g| g.tenant.clone()),
             },
             received_at_ms,
         };

@@ -5,11 +5,14 @@
 //!
 //! Flow inside: `protocol.rs` cuts the input into command lines (bounded at 512
 //! octets) or hands it to the DATA / BDAT receivers; `command.rs` turns a line into a
-//! typed [`Command`](command::Command); one handler per verb (`ehlo.rs`, `mail.rs`,
-//! `rcpt.rs`, `data.rs`, `bdat.rs`, `starttls.rs`) checks it against the session
-//! state and answers with a [`Reply`](reply::Reply). A finished message is the body
-//! buffer (`body.rs`, starting with the `Received:` header from `received.rs`) plus the
-//! envelope, handed out as [`Event::Message`].
+//! typed [`Command`](command::Command); one handler per verb (`ehlo.rs`, `auth.rs`,
+//! `mail.rs`, `rcpt.rs`, `data.rs`, `bdat.rs`, `starttls.rs`) checks it against the
+//! session state and answers with a [`Reply`](reply::Reply). A finished message is the
+//! body buffer (`body.rs`, starting with the `Received:` header from `received.rs`)
+//! plus the envelope, handed out as [`Event::Message`]. AUTH (`auth.rs`) decodes the
+//! SASL exchange and hands the credentials out as [`Event::Authenticate`]; the
+//! verdict, and the [`TenantPolicy`] checks of an authenticated session, stay with
+//! the caller.
 //!
 //! Driving it:
 //!
@@ -20,12 +23,14 @@
 //!           NeedInput        => { write(p.output()); p.clear_output(); p.feed(read()?) }
 //!           StartTls         => { write(p.output()); p.clear_output(); handshake; p.tls_established(desc) }
 //!           Message{..}      => { let r = spool(..); p.message_queued(r) }
+//!           Authenticate{..} => { let v = check(..); p.auth_result(v) }
 //!           Tarpit(d)        => { sleep(d); write(p.output()); p.clear_output() }
 //!           Close            => { write(p.output()); close; break }
 //!       }
 //!   }
 //! ```
 
+mod auth;
 mod bdat;
 mod body;
 pub mod command;
@@ -52,6 +57,7 @@ use zeroize::Zeroizing;
 
 use crate::relay::RelayPolicy;
 
+pub use auth::MAX_AUTH_LINE;
 pub use protocol::Protocol;
 
 /// The listener a session came in on; it decides the TLS and relay rules.
@@ -130,6 +136,9 @@ pub struct SessionParams {
 pub struct Grant {
     pub tenant: String,
     pub username: String,
+    /// The credential that was checked: a session outlives neither its revocation nor
+    /// its replacement by a new credential with the same username.
+    pub credential_id: String,
 }
 
 /// The SASL mechanisms offered (RFC 4616 PLAIN, and LOGIN for older clients).
@@ -194,7 +203,6 @@ pub enum QueueFailure {
 // One `Message` per accepted message, moved once to the spool: boxing the envelope
 // would cost an allocation per message to save a few hundred bytes of stack.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 pub enum Event {
     /// Write pending output, then read more input and `feed()` it.
     NeedInput,
@@ -213,10 +221,40 @@ pub enum Event {
     /// Write pending output and close the connection.
     Close,
     /// Check these credentials (lockout first, then the password), then call
-    /// `auth_result()`; no input is processed until then.
+    /// `auth_result()`; no input is processed until then. Input pipelined after the
+    /// exchange stays buffered and runs once the verdict is in.
     Authenticate {
         mechanism: AuthMechanism,
         username: String,
         password: Zeroizing<String>,
     },
+}
+
+/// Written by hand so that neither a password nor message content can reach a log
+/// through `{:?}`: the password is redacted and the body shown by its length.
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::NeedInput => f.write_str("NeedInput"),
+            Event::StartTls => f.write_str("StartTls"),
+            Event::Message { id, envelope, body } => f
+                .debug_struct("Message")
+                .field("id", id)
+                .field("envelope", envelope)
+                .field("body_len", &body.len())
+                .finish(),
+            Event::Tarpit(d) => f.debug_tuple("Tarpit").field(d).finish(),
+            Event::Close => f.write_str("Close"),
+            Event::Authenticate {
+                mechanism,
+                username,
+                password: _,
+            } => f
+                .debug_struct("Authenticate")
+                .field("mechanism", mechanism)
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
 }

@@ -4,20 +4,29 @@
 //! [`Event`]s.
 //!
 //! Buffering is bounded by construction: in command mode at most one partial command
-//! line (< 512 octets) is kept once the input has been processed; a longer line is
-//! dropped as it arrives; DATA and BDAT content goes straight into the message buffer
-//! (itself capped at the size limit). Replies to pipelined commands accumulate in
-//! `output` in order, and are written by the caller whenever an event asks for it.
+//! line (< 512 octets; < 12288 for an `AUTH` line where AUTH exists) is kept once the
+//! input has been processed; a longer line is dropped as it arrives; DATA and BDAT
+//! content goes straight into the message buffer (itself capped at the size limit).
+//! Replies to pipelined commands accumulate in `output` in order, and are written by
+//! the caller whenever an event asks for it.
+//!
+//! AUTH lines carry credentials: once processed they are overwritten in the input
+//! buffer, the buffer is wiped when the session is dropped, and `Debug` shows only
+//! its length.
 
+use std::fmt;
 use std::mem;
 
+use zeroize::Zeroize;
+
+use super::auth::{self, AuthStep, Sasl, MAX_AUTH_LINE};
 use super::bdat::ChunkPlan;
 use super::body::Body;
 use super::command::{self, BdatArgs, Command};
 use super::data::DataReceiver;
 use super::reply::{self, Reply};
 use super::state::SessionState;
-use super::{Event, QueueFailure, SessionParams, SpoolState};
+use super::{AuthVerdict, Event, QueueFailure, SessionParams, SpoolState};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -29,8 +38,8 @@ const KEEP_INPUT_CAPACITY: usize = 64 * 1024;
 #[derive(Debug)]
 enum Mode {
     Command,
-    /// Dropping the rest of a command line that is already too long.
-    SkipLine,
+    /// Dropping the rest of a line that is already too long; then this reply.
+    SkipLine(Reply),
     Data(DataReceiver, Body),
     Bdat {
         remaining: u64,
@@ -42,6 +51,12 @@ enum Mode {
     AwaitQueue(way2mail_queue::MessageId),
     /// `220 2.0.0` sent; waiting for `tls_established`.
     AwaitTls,
+    /// A `334` challenge was sent; the next line is the client's SASL response.
+    Auth(Sasl),
+    /// Credentials were handed out; waiting for `auth_result`.
+    AwaitAuth,
+    /// The verdict arrived; the next `next_event` replies to it.
+    Verdict(AuthVerdict),
     Closing,
 }
 
@@ -55,12 +70,15 @@ enum Step {
 }
 
 /// One SMTP server session, sans-IO.
-#[derive(Debug)]
 pub struct Protocol {
     state: SessionState,
     input: Vec<u8>,
     /// Start of the unprocessed part of `input`.
     pos: usize,
+    /// Octets from `pos` already known to hold no line end, so that a line arriving
+    /// an octet at a time is scanned once, not once per octet (AUTH lines reach
+    /// 12288 octets). Zero whenever `pos` moves past a line.
+    newline_free: usize,
     output: Vec<u8>,
     mode: Mode,
     errors: u32,
@@ -72,6 +90,7 @@ impl Protocol {
             state: SessionState::new(params),
             input: Vec::new(),
             pos: 0,
+            newline_free: 0,
             output: Vec::new(),
             mode: Mode::Command,
             errors: 0,
@@ -101,9 +120,11 @@ impl Protocol {
                     return Event::Close;
                 }
                 Mode::AwaitTls => return Event::StartTls,
-                Mode::AwaitQueue(_) => return Event::NeedInput,
+                Mode::AwaitQueue(_) | Mode::AwaitAuth => return Event::NeedInput,
+                Mode::Verdict(_) => self.verdict_step(),
                 Mode::Command => self.command_step(),
-                Mode::SkipLine => self.skip_step(),
+                Mode::Auth(_) => self.sasl_step(),
+                Mode::SkipLine(_) => self.skip_step(),
                 Mode::Data(..) => self.data_step(),
                 Mode::Bdat { .. } => self.bdat_step(),
             };
@@ -146,6 +167,11 @@ impl Protocol {
             return;
         };
         self.mode = Mode::Command;
+        if result.is_ok() {
+            if let Some((policy, grant)) = self.state.tenant() {
+                policy.message_queued(grant);
+            }
+        }
         let r = match result {
             Ok(()) => Reply::owned(250, "2.0.0", format!("{id} queued")),
             Err(QueueFailure::DiskFull) => reply::DISK_LOW,
@@ -154,9 +180,14 @@ impl Protocol {
         r.write_to(&mut self.output);
     }
 
-    /// The caller's verdict on the last [`Event::Authenticate`]; queues the reply.
-    // Interim: AUTH is implemented in smtp/auth.rs (issue 4, in progress).
-    pub fn auth_result(&mut self, _verdict: super::AuthVerdict) {}
+    /// The caller's verdict on the last [`Event::Authenticate`]. The reply (`235`,
+    /// `535`, `454`, or `421` and close) is queued by the next `next_event()`, which
+    /// also counts a failure towards the error limit and may tarpit it first.
+    pub fn auth_result(&mut self, verdict: AuthVerdict) {
+        if matches!(self.mode, Mode::AwaitAuth) {
+            self.mode = Mode::Verdict(verdict);
+        }
+    }
 
     /// True while message content (DATA or a BDAT chunk) is being received.
     pub fn in_data(&self) -> bool {
@@ -190,6 +221,7 @@ impl Protocol {
     fn discard_input(&mut self) {
         self.input.clear();
         self.pos = 0;
+        self.newline_free = 0;
         if self.input.capacity() > KEEP_INPUT_CAPACITY {
             self.input.shrink_to(MAX_COMMAND_LINE);
         }
@@ -204,25 +236,63 @@ impl Protocol {
         }
     }
 
-    fn command_step(&mut self) -> Step {
+    /// The longest line allowed for the command starting with `line`.
+    fn line_limit(&self, line: &[u8]) -> usize {
+        if is_auth_line(line) && self.state.auth_enabled() {
+            MAX_AUTH_LINE
+        } else {
+            MAX_COMMAND_LINE
+        }
+    }
+
+    /// Gives up on the rest of the current line without buffering it.
+    fn skip_rest(&mut self, then: Reply) {
+        // The line may be an AUTH line with credentials in it.
+        self.input[self.pos..].fill(0);
+        self.pos = self.input.len();
+        self.newline_free = 0;
+        self.mode = Mode::SkipLine(then);
+    }
+
+    /// The next complete line as `start..end` of `input` (consumed), or the length of
+    /// the incomplete rest.
+    fn next_line(&mut self) -> Result<(usize, usize), usize> {
         let avail = &self.input[self.pos..];
-        let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
-            if avail.len() >= MAX_COMMAND_LINE {
+        let known = self.newline_free.min(avail.len());
+        match avail[known..].iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                let (start, end) = (self.pos, self.pos + known + nl + 1);
+                self.pos = end;
+                self.newline_free = 0;
+                Ok((start, end))
+            }
+            None => {
+                self.newline_free = avail.len();
+                Err(avail.len())
+            }
+        }
+    }
+
+    fn command_step(&mut self) -> Step {
+        let limit = self.line_limit(&self.input[self.pos..]);
+        let (start, end) = match self.next_line() {
+            Ok(line) => line,
+            Err(partial) if partial >= limit => {
                 // Even with its CRLF still to come this line is too long: stop buffering.
-                self.pos = self.input.len();
-                self.mode = Mode::SkipLine;
+                self.skip_rest(reply::LINE_TOO_LONG);
                 return Step::Continue;
             }
-            return Step::NeedInput;
+            Err(_) => return Step::NeedInput,
         };
-        let (start, end) = (self.pos, self.pos + nl + 1);
-        self.pos = end;
-        if end - start > MAX_COMMAND_LINE {
+        if end - start > limit {
             return self.respond(reply::LINE_TOO_LONG);
         }
         // The line is moved out for the handler's borrow; nothing else reads input then.
-        let input = mem::take(&mut self.input);
+        let mut input = mem::take(&mut self.input);
         let step = self.dispatch(&input[start..end]);
+        if is_auth_line(&input[start..end]) {
+            input[start..end].fill(0);
+        }
         self.input = input;
         if matches!(self.mode, Mode::AwaitTls | Mode::Closing) {
             // Nothing pipelined after STARTTLS or QUIT may ever be executed.
@@ -232,17 +302,75 @@ impl Protocol {
     }
 
     fn skip_step(&mut self) -> Step {
-        let avail = &self.input[self.pos..];
-        match avail.iter().position(|&b| b == b'\n') {
-            None => {
-                self.pos = self.input.len();
-                Step::NeedInput
+        let avail = &mut self.input[self.pos..];
+        let nl = avail.iter().position(|&b| b == b'\n');
+        let skipped = nl.map_or(avail.len(), |nl| nl + 1);
+        avail[..skipped].fill(0);
+        self.pos += skipped;
+        if nl.is_none() {
+            return Step::NeedInput;
+        }
+        match mem::replace(&mut self.mode, Mode::Command) {
+            Mode::SkipLine(r) => self.respond(r),
+            _ => Step::Continue,
+        }
+    }
+
+    /// One line of a SASL exchange, bounded like an AUTH command line.
+    fn sasl_step(&mut self) -> Step {
+        let (start, end) = match self.next_line() {
+            Ok(line) => line,
+            Err(partial) if partial >= MAX_AUTH_LINE => {
+                self.skip_rest(auth::LINE_TOO_LONG);
+                return Step::Continue;
             }
-            Some(nl) => {
-                self.pos += nl + 1;
-                self.mode = Mode::Command;
-                self.respond(reply::LINE_TOO_LONG)
+            Err(_) => return Step::NeedInput,
+        };
+        let Mode::Auth(sasl) = mem::replace(&mut self.mode, Mode::Command) else {
+            return Step::Continue;
+        };
+        let line = &self.input[start..end];
+        let step = if line.len() > MAX_AUTH_LINE {
+            AuthStep::Done(auth::LINE_TOO_LONG)
+        } else {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            sasl.respond(line.strip_suffix(b"\r").unwrap_or(line))
+        };
+        self.input[start..end].fill(0);
+        self.auth_step(step)
+    }
+
+    fn auth_step(&mut self, step: AuthStep) -> Step {
+        match step {
+            AuthStep::Challenge(challenge, sasl) => {
+                Reply::new(334, "", challenge).write_to(&mut self.output);
+                self.mode = Mode::Auth(sasl);
+                Step::Continue
             }
+            AuthStep::Credentials {
+                mechanism,
+                username,
+                password,
+            } => {
+                // Input pipelined behind the exchange stays buffered for after the verdict.
+                self.mode = Mode::AwaitAuth;
+                Step::Emit(Event::Authenticate {
+                    mechanism,
+                    username,
+                    password,
+                })
+            }
+            AuthStep::Done(r) => self.respond(r),
+        }
+    }
+
+    fn verdict_step(&mut self) -> Step {
+        match mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Verdict(v) => {
+                let r = self.state.auth_verdict(v);
+                self.respond(r)
+            }
+            _ => Step::Continue,
         }
     }
 
@@ -286,7 +414,11 @@ impl Protocol {
                 }
                 Err(r) => r,
             },
-            Command::Auth | Command::NotImplemented => reply::NOT_IMPLEMENTED,
+            Command::Auth(args) => {
+                let step = s.auth(args);
+                return self.auth_step(step);
+            }
+            Command::NotImplemented => reply::NOT_IMPLEMENTED,
         };
         self.respond(r)
     }
@@ -322,6 +454,7 @@ impl Protocol {
         };
         let (used, done) = rx.consume(&self.input[self.pos..], body);
         self.pos += used;
+        self.newline_free = 0;
         if !done {
             return Step::NeedInput;
         }
@@ -382,6 +515,7 @@ impl Protocol {
             self.state.bdat_store(&avail[..take]);
         }
         self.pos += take;
+        self.newline_free = 0;
         *remaining -= take as u64;
         if *remaining > 0 {
             return Step::NeedInput;
@@ -409,80 +543,31 @@ impl Protocol {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::relay::RelayPolicy;
-    use crate::smtp::{Limits, Role};
-    use proptest::prelude::*;
-    use std::sync::Arc;
+/// `AUTH ` at the start of a line, in any case.
+fn is_auth_line(line: &[u8]) -> bool {
+    line.get(..5)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "))
+}
 
-    fn protocol() -> Protocol {
-        Protocol::new(SessionParams {
-            hostname: "mx.example.org".into(),
-            role: Role::Mx,
-            client_ip: "10.0.0.1".parse().expect("ip"),
-            tls_active: false,
-            tls_available: true,
-            limits: Limits::default(),
-            relay: Arc::new(
-                RelayPolicy::new(&["example.org".into()], &["10.0.0.0/8".into()]).expect("policy"),
-            ),
-            tenants: None,
-        })
-    }
-
-    /// What stays buffered once `next_event` asks for input.
-    fn check_bounded(p: &Protocol) {
-        let left = p.input.len() - p.pos;
-        match p.mode {
-            Mode::Command => assert!(left < MAX_COMMAND_LINE, "{left} octets kept"),
-            Mode::SkipLine | Mode::Data(..) | Mode::Bdat { .. } => assert_eq!(left, 0),
-            _ => {}
-        }
-    }
-
-    #[test]
-    fn ten_megabyte_line_keeps_memory_flat() {
-        let mut p = protocol();
-        let chunk = vec![b'x'; 64 * 1024];
-        for _ in 0..160 {
-            p.feed(&chunk);
-            assert!(matches!(p.next_event(), Event::NeedInput));
-            check_bounded(&p);
-            assert!(p.input.capacity() <= 2 * chunk.len(), "input capacity grew");
-        }
-        assert!(matches!(p.mode, Mode::SkipLine));
-    }
-
-    proptest! {
-        #[test]
-        fn buffered_input_is_bounded(
-            prefix in proptest::sample::select(vec![
-                &b""[..],
-                b"EHLO a.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n",
-                b"EHLO a.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.org>\r\nBDAT 3000\r\n",
-            ]),
-            bytes in proptest::collection::vec(any::<u8>(), 0..6000),
-            cut in 1usize..700,
-        ) {
-            let mut p = protocol();
-            p.feed(prefix);
-            for chunk in bytes.chunks(cut) {
-                p.feed(chunk);
-                loop {
-                    match p.next_event() {
-                        Event::NeedInput => break,
-                        Event::Message { .. } => p.message_queued(Ok(())),
-                        Event::StartTls => p.tls_established("test".into()),
-                        Event::Tarpit(_) => {}
-                        Event::Close => return Ok(()),
-                        Event::Authenticate { .. } => p.auth_result(crate::smtp::AuthVerdict::Rejected),
-                    }
-                }
-                check_bounded(&p);
-                p.clear_output();
-            }
-        }
+/// Input may hold credentials: only its size is shown.
+impl fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Protocol")
+            .field("state", &self.state)
+            .field("mode", &self.mode)
+            .field("input_len", &(self.input.len() - self.pos))
+            .field("output_len", &self.output.len())
+            .field("errors", &self.errors)
+            .finish()
     }
 }
+
+impl Drop for Protocol {
+    fn drop(&mut self) {
+        // Zeroizing a Vec wipes its whole capacity, including processed lines.
+        self.input.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
 //! `RCPT TO:` (RFC 5321 §4.1.1.3): adds a recipient to the open transaction after
 //! the parameter (`NOTIFY`, `ORCPT`), SMTPUTF8, limit and relay checks. Relay rule:
 //! our own domains (and bare `postmaster`) from anyone, any other domain only from
-//! a trusted network; everything else is `550 5.7.1`, so we are never an open relay.
+//! a trusted network or an authenticated tenant; everything else is `550 5.7.1`, so
+//! we are never an open relay. An authenticated tenant's recipient limit is asked
+//! before the recipient is added, with the count the transaction would reach.
 
 use way2mail_queue::{Notify, Recipient};
 
@@ -31,12 +33,21 @@ impl SessionState {
         if tx.recipients.len() >= self.params.limits.max_recipients {
             return reply::TOO_MANY_RECIPIENTS;
         }
+        let authenticated = match (&self.params.tenants, &self.auth) {
+            (Some(policy), Some(grant)) => {
+                if let Err(r) = policy.check_recipients(grant, tx.recipients.len() + 1) {
+                    return r;
+                }
+                true
+            }
+            _ => false,
+        };
         let local = match path.domain() {
             Some(domain) => self.params.relay.is_local_domain(domain),
             // The path parser only lets a domain-less `postmaster` through.
             None => true,
         };
-        if !local && !self.params.relay.is_trusted(self.params.client_ip) {
+        if !local && !authenticated && !self.params.relay.is_trusted(self.params.client_ip) {
             return reply::RELAY_DENIED;
         }
         tx.recipients

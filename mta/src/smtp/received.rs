@@ -32,7 +32,7 @@ impl SessionState {
             "Received: from {helo} ({})\r\n\tby {} (Way2Mail) with {} id {id}",
             address_literal(self.params.client_ip),
             self.params.hostname,
-            protocol_keyword(extended, self.tls_active, utf8),
+            protocol_keyword(extended, self.tls_active, utf8, self.auth.is_some()),
         );
         if let [only] = recipients {
             let _ = write!(h, "\r\n\tfor <{}>", only.address);
@@ -50,15 +50,21 @@ fn address_literal(ip: IpAddr) -> String {
     }
 }
 
-/// RFC 3848 (ESMTP, ESMTPS; ESMTPSA once AUTH exists) and RFC 6531 §3.7.3
-/// (UTF8SMTP, UTF8SMTPS) for SMTPUTF8 transactions; plain SMTP after HELO.
-fn protocol_keyword(extended: bool, tls: bool, utf8: bool) -> &'static str {
-    match (extended, utf8, tls) {
-        (false, _, _) => "SMTP",
-        (true, true, true) => "UTF8SMTPS",
-        (true, true, false) => "UTF8SMTP",
-        (true, false, true) => "ESMTPS",
-        (true, false, false) => "ESMTP",
+/// RFC 3848 (ESMTP, ESMTPA, ESMTPS, ESMTPSA) and RFC 6531 §3.7.3 (UTF8SMTP with the
+/// same `A`/`S`/`SA` suffixes) for SMTPUTF8 transactions; plain SMTP after HELO. The
+/// authenticated identity itself is left out of the header (RFC 3848 makes it
+/// optional), so a tenant's user names do not travel with its mail.
+fn protocol_keyword(extended: bool, tls: bool, utf8: bool, auth: bool) -> &'static str {
+    match (extended, utf8, tls, auth) {
+        (false, ..) => "SMTP",
+        (true, true, true, true) => "UTF8SMTPSA",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, false, true, true) => "ESMTPSA",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, false, false) => "ESMTP",
     }
 }
 
@@ -100,7 +106,10 @@ mod tests {
             address_literal("2001:db8::1".parse().expect("ip")),
             "[IPv6:2001:db8::1]"
         );
-        assert_eq!(protocol_keyword(true, true, false), "ESMTPS");
-        assert_eq!(protocol_keyword(false, true, false), "SMTP");
+        assert_eq!(protocol_keyword(true, true, false, false), "ESMTPS");
+        assert_eq!(protocol_keyword(true, true, false, true), "ESMTPSA");
+        assert_eq!(protocol_keyword(true, false, false, true), "ESMTPA");
+        assert_eq!(protocol_keyword(true, true, true, true), "UTF8SMTPSA");
+        assert_eq!(protocol_keyword(false, true, false, true), "SMTP");
     }
 }

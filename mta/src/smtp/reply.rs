@@ -89,6 +89,7 @@ pub const TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed 
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
 pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relaying denied");
 pub const MUST_STARTTLS: Reply = Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
 pub const DISK_LOW: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");
 pub const QUEUE_FAILED: Reply =
     Reply::new(451, "4.3.0", "Temporary queue failure, try again later");

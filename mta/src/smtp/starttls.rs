@@ -1,7 +1,8 @@
 //! `STARTTLS` (RFC 3207). On success the protocol replies `220 2.0.0`, throws away
 //! whatever the client pipelined after the command (it arrived in plaintext and must
 //! never be executed inside the TLS session), and waits for the caller's handshake.
-//! Afterwards everything learnt before TLS is forgotten: the EHLO, any transaction.
+//! Afterwards everything learnt before TLS is forgotten: the EHLO, any transaction,
+//! and any authentication (RFC 4954 §4; AUTH is only offered inside TLS anyway).
 
 use super::reply::Reply;
 use super::state::SessionState;
@@ -24,6 +25,7 @@ impl SessionState {
         self.tls_active = true;
         self.tls_description = Some(description);
         self.greeting = None;
+        self.auth = None;
         self.reset();
     }
 }

@@ -1,12 +1,13 @@
 //! What one session knows between commands: the client's greeting, the open mail
-//! transaction, TLS and the spool's health. The verb handlers (`ehlo.rs`, `mail.rs`,
-//! `rcpt.rs`, `data.rs`, `bdat.rs`, `starttls.rs`) are `impl SessionState` blocks in
-//! their own files; `protocol.rs` owns the byte buffers and calls them.
+//! transaction, TLS, the authenticated tenant and the spool's health. The verb
+//! handlers (`ehlo.rs`, `auth.rs`, `mail.rs`, `rcpt.rs`, `data.rs`, `bdat.rs`,
+//! `starttls.rs`) are `impl SessionState` blocks in their own files; `protocol.rs`
+//! owns the byte buffers and calls them.
 
 use way2mail_queue::{BodyType, Recipient, Ret};
 
 use super::body::Body;
-use super::{SessionParams, SpoolState};
+use super::{Grant, SessionParams, SpoolState};
 
 /// The accepted EHLO/HELO.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub(super) struct SessionState {
     pub tls_active: bool,
     /// Negotiated version and cipher, recorded in the envelope.
     pub tls_description: Option<String>,
+    /// Set by a successful AUTH; kept across RSET and EHLO (RFC 4954 §4), dropped
+    /// only when the session ends or TLS starts.
+    pub auth: Option<Grant>,
     pub spool: SpoolState,
 }
 
@@ -52,6 +56,7 @@ impl SessionState {
             greeting: None,
             tx: None,
             tls_description: None,
+            auth: None,
             spool: SpoolState::Ready,
         }
     }

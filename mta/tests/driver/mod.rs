@@ -1,16 +1,21 @@
 //! The test driver shared by the integration tests: builds session parameters for a
 //! few listener setups and runs client bytes through a `Protocol` the way the real
-//! session loop does, answering `Message` with `message_queued(Ok)` and `StartTls`
-//! with `tls_established("TLSv1.3 test")` at the next phase boundary.
+//! session loop does, answering `Message` with `message_queued(Ok)`, `StartTls`
+//! with `tls_established("TLSv1.3 test")` at the next phase boundary, and
+//! `Authenticate` with the verdict [`verdict`] scripts for the credentials. The
+//! `Auth*` setups carry a [`FakeTenants`] policy, whose calls the transcript records.
 
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use way2mail_mta::relay::RelayPolicy;
-use way2mail_mta::smtp::{Event, Limits, Protocol, Role, SessionParams};
+use way2mail_mta::smtp::reply::Reply;
+use way2mail_mta::smtp::{
+    AuthVerdict, Event, Grant, Limits, Protocol, Role, SessionParams, TenantPolicy,
+};
 use way2mail_queue::Envelope;
 
 pub const HOST: &str = "mx.example.org";
@@ -32,6 +37,78 @@ pub enum Setup {
     Submissions,
     /// Port 25 with max 5 errors, tarpit after 2.
     Strict,
+    /// Port 587 with tenants (AUTH after STARTTLS), untrusted client.
+    AuthSubmission,
+    /// Port 465 with tenants, untrusted client.
+    AuthSubmissions,
+    /// Port 465 with tenants, client in a trusted network.
+    AuthTrusted,
+    /// Port 25 with tenants: AUTH is still never offered there.
+    AuthMx,
+    /// Port 465 with tenants, max 5 errors, tarpit after 2.
+    AuthStrict,
+}
+
+/// The scripted credentials: `alice`/`secret` is tenant `acme`; `bob`/`secret` belongs
+/// to a suspended tenant; `locked` is locked out; `down` finds the policy unavailable;
+/// anything else is wrong.
+pub const PASSWORD: &str = "secret";
+
+pub fn verdict(username: &str, password: &str) -> AuthVerdict {
+    match (username, password) {
+        ("alice", PASSWORD) => AuthVerdict::Accepted(Grant {
+            tenant: "acme".into(),
+            username: "alice".into(),
+            credential_id: "cred-alice".into(),
+        }),
+        ("bob", PASSWORD) => AuthVerdict::TenantDisabled,
+        ("locked", _) => AuthVerdict::LockedOut,
+        ("down", _) => AuthVerdict::Unavailable,
+        _ => AuthVerdict::Rejected,
+    }
+}
+
+/// Tenant `acme` owns `acme.example`, may send 3 recipients per message, and the
+/// fake records every `message_queued` call.
+#[derive(Debug, Default)]
+pub struct FakeTenants {
+    pub queued: Mutex<Vec<Grant>>,
+}
+
+pub const TENANT_DOMAIN: &str = "acme.example";
+pub const TENANT_MAX_RECIPIENTS: usize = 3;
+
+impl TenantPolicy for FakeTenants {
+    fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), Reply> {
+        let ours = sender
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(TENANT_DOMAIN));
+        if grant.tenant == "acme" && ours {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                553,
+                "5.7.1",
+                "Sender address not owned by tenant",
+            ))
+        }
+    }
+
+    fn check_recipients(&self, _grant: &Grant, count: usize) -> Result<(), Reply> {
+        if count > TENANT_MAX_RECIPIENTS {
+            Err(Reply::new(
+                452,
+                "4.5.3",
+                "Tenant limit: 3 recipients per message",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn message_queued(&self, grant: &Grant) {
+        self.queued.lock().expect("fake lock").push(grant.clone());
+    }
 }
 
 pub fn limits() -> Limits {
@@ -46,33 +123,51 @@ pub fn limits() -> Limits {
 }
 
 pub fn params(setup: Setup) -> SessionParams {
+    params_with_tenants(setup).0
+}
+
+/// The parameters, and the fake policy they carry for the `Auth*` setups.
+pub fn params_with_tenants(setup: Setup) -> (SessionParams, Option<Arc<FakeTenants>>) {
     let relay = RelayPolicy::new(&["example.org".to_string()], &["10.0.0.0/8".to_string()])
         .expect("valid test relay policy");
     let ip: IpAddr = match setup {
-        Setup::MxTrusted => TRUSTED,
+        Setup::MxTrusted | Setup::AuthTrusted => TRUSTED,
         _ => UNTRUSTED,
     }
     .parse()
     .expect("valid test ip");
     let mut limits = limits();
-    if setup == Setup::Strict {
+    if matches!(setup, Setup::Strict | Setup::AuthStrict) {
         limits.max_errors = 5;
         limits.tarpit_after_errors = 2;
     }
-    SessionParams {
+    let role = match setup {
+        Setup::Submission | Setup::AuthSubmission => Role::Submission,
+        Setup::Submissions | Setup::AuthSubmissions | Setup::AuthTrusted | Setup::AuthStrict => {
+            Role::Submissions
+        }
+        _ => Role::Mx,
+    };
+    let fake = matches!(
+        setup,
+        Setup::AuthSubmission
+            | Setup::AuthSubmissions
+            | Setup::AuthTrusted
+            | Setup::AuthMx
+            | Setup::AuthStrict
+    )
+    .then(|| Arc::new(FakeTenants::default()));
+    let params = SessionParams {
         hostname: HOST.to_string(),
-        role: match setup {
-            Setup::Submission => Role::Submission,
-            Setup::Submissions => Role::Submissions,
-            _ => Role::Mx,
-        },
+        role,
         client_ip: ip,
-        tls_active: setup == Setup::Submissions,
+        tls_active: role == Role::Submissions,
         tls_available: setup != Setup::MxNoTls,
         limits,
         relay: Arc::new(relay),
-        tenants: None,
-    }
+        tenants: fake.clone().map(|f| -> Arc<dyn TenantPolicy> { f }),
+    };
+    (params, fake)
 }
 
 /// One accepted message.
@@ -107,6 +202,8 @@ pub struct Transcript {
     pub events: Vec<String>,
     pub messages: Vec<Accepted>,
     pub closed: bool,
+    /// The grants `TenantPolicy::message_queued` was called with, in order.
+    pub tenant_queued: Vec<Grant>,
 }
 
 impl Transcript {
@@ -141,7 +238,15 @@ impl Transcript {
 /// Runs a dialogue: `phases[i]` is fed as the chunks `chunks(i)`; between phases a
 /// pending STARTTLS handshake completes.
 pub fn run_chunked(setup: Setup, phases: &[Vec<&[u8]>]) -> Transcript {
-    let mut p = Protocol::new(params(setup));
+    let (params, fake) = params_with_tenants(setup);
+    let mut t = run_protocol(Protocol::new(params), phases);
+    if let Some(fake) = fake {
+        t.tenant_queued = fake.queued.lock().expect("fake lock").clone();
+    }
+    t
+}
+
+fn run_protocol(mut p: Protocol, phases: &[Vec<&[u8]>]) -> Transcript {
     let mut t = Transcript::default();
     p.greeting();
     let mut tls_pending = false;
@@ -187,9 +292,22 @@ pub fn drive(p: &mut Protocol, t: &mut Transcript, tls_pending: &mut bool) -> bo
                 p.message_queued(Ok(()));
             }
             Event::Tarpit(d) => t.events.push(format!("tarpit {}ms", d.as_millis())),
-            Event::Authenticate { username, .. } => {
-                t.events.push(format!("authenticate {username}"));
-                p.auth_result(way2mail_mta::smtp::AuthVerdict::Rejected);
+            Event::Authenticate {
+                mechanism,
+                ref username,
+                ref password,
+            } => {
+                // The password must never reach a log line through `{:?}`.
+                for debug in [format!("{event:?}"), format!("{p:?}")] {
+                    assert!(
+                        !debug.contains(password.as_str()),
+                        "password in Debug output: {debug}"
+                    );
+                }
+                t.events
+                    .push(format!("authenticate {mechanism:?} {username}"));
+                let v = verdict(username, password);
+                p.auth_result(v);
             }
             Event::Close => {
                 t.events.push("close".into());
