@@ -18,6 +18,7 @@ mod monitor;
 mod runtime;
 mod session;
 mod spool_cli;
+mod tenants;
 mod tls;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::limits::ConnectionLimiter;
 use crate::monitor::SpoolMonitor;
 use crate::runtime::Backend;
 use crate::session::Shared;
+use crate::tenants::{Follower, Source, Tenants};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -151,6 +153,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     );
     let monitor = SpoolMonitor::start(spool.clone(), spool_cfg.min_free_space)
         .context("starting the spool monitor")?;
+    let (tenants, follower) = start_tenants(&settings)?;
     let backend = Backend::choose(settings.raw.runtime.io)?;
     let sockets = runtime::bind_all(&settings.listeners, settings.threads)?;
     let limits = &settings.raw.limits;
@@ -178,9 +181,14 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         spool: spool.clone(),
         monitor,
         shutdown: stop_rx,
+        tenants,
     });
     let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
+    // The listening sockets are bound (connections queue in their backlog) and the
+    // spool is recovered: systemd may start what is ordered after us.
+    way2mail_control::sd_notify::ready();
     let signal = signals.forever().next();
+    way2mail_control::sd_notify::stopping();
     tracing::info!(signal, "shutting down: no new connections");
     let _ = stop_tx.send(true);
     stop_scheduler.store(true, std::sync::atomic::Ordering::Release);
@@ -201,6 +209,9 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     if let Some(scheduler) = scheduler {
         let _ = scheduler.join();
     }
+    if let Some(follower) = follower {
+        follower.stop();
+    }
     spool.flush().context("final spool flush")?;
     let stats = spool.stats();
     tracing::info!(
@@ -213,4 +224,29 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Tenants and AUTH, when `[control] socket` is set: the first snapshot is loaded
+/// (from control, else from the saved file) before the listeners open.
+fn start_tenants(settings: &Settings) -> Result<(Option<Arc<Tenants>>, Option<Follower>)> {
+    let control = &settings.raw.control;
+    if !control.enabled() {
+        tracing::info!("control.socket is empty: no tenants, AUTH not offered");
+        return Ok((None, None));
+    }
+    // The saved snapshot is sealed with the spool key; the spool holds its own copy.
+    let key_file = &settings.raw.spool.key_file;
+    let key = SpoolKey::load_or_create(key_file)
+        .with_context(|| format!("spool.key_file {}", key_file.display()))?;
+    let tenants = Arc::new(Tenants::new(&settings.raw.auth).context("starting AUTH")?);
+    let source = Source {
+        socket: control.socket.clone(),
+        snapshot_file: control.snapshot_file.clone(),
+        poll: control.poll(),
+        timeout: control.timeout(),
+        key,
+    };
+    let follower =
+        Follower::start(source, Arc::clone(&tenants)).context("starting the control follower")?;
+    Ok((Some(tenants), Some(follower)))
 }

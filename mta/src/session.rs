@@ -14,13 +14,17 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use tokio::sync::watch;
-use way2mail_mta::smtp::{Event, Protocol, QueueFailure, Role, SessionParams};
+use way2mail_mta::smtp::{
+    AuthMechanism, AuthVerdict, Event, Protocol, QueueFailure, Role, SessionParams,
+};
 use way2mail_queue::{Envelope, MessageId, Spool};
+use zeroize::Zeroizing;
 
 use crate::config::Settings;
 use crate::io::Io;
 use crate::limits::ConnectionSlot;
 use crate::monitor::SpoolMonitor;
+use crate::tenants::Tenants;
 use crate::tls;
 
 /// Bytes read from the socket at a time.
@@ -33,6 +37,8 @@ pub struct Shared {
     pub spool: Spool,
     pub monitor: SpoolMonitor,
     pub shutdown: watch::Receiver<bool>,
+    /// Tenants and AUTH; `None` when `control.socket` is empty.
+    pub tenants: Option<Arc<Tenants>>,
 }
 
 /// Where a session stands after a stretch of plaintext or TLS dialogue.
@@ -73,7 +79,7 @@ pub async fn serve<I: Io>(
         tls_available: true,
         limits: settings.limits(),
         relay: Arc::clone(&settings.relay),
-        tenants: None,
+        tenants: shared.tenants.as_ref().map(|t| t.policy()),
     };
     let mut s = Session {
         protocol: Protocol::new(params),
@@ -166,9 +172,11 @@ impl Session {
                 }
                 Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
                 Event::Tarpit(delay) => tokio::time::sleep(delay).await,
-                Event::Authenticate { .. } => self
-                    .protocol
-                    .auth_result(way2mail_mta::smtp::AuthVerdict::Unavailable),
+                Event::Authenticate {
+                    mechanism,
+                    username,
+                    password,
+                } => self.authenticate(mechanism, &username, password).await,
                 Event::Close => {
                     self.flush(io).await?;
                     io.shutdown().await;
@@ -176,6 +184,24 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Answers an AUTH exchange. The protocol only emits it when tenants are on;
+    /// without them the answer is `454`, never a success.
+    async fn authenticate(
+        &mut self,
+        mechanism: AuthMechanism,
+        username: &str,
+        password: Zeroizing<String>,
+    ) {
+        let verdict = match &self.shared.tenants {
+            Some(t) => {
+                t.authenticate(self.peer.ip(), mechanism, username, password)
+                    .await
+            }
+            None => AuthVerdict::Unavailable,
+        };
+        self.protocol.auth_result(verdict);
     }
 
     /// Writes the pending replies, bounded by the command timeout so that a client

@@ -5,6 +5,7 @@
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
 
+pub mod control;
 pub mod delivery;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::Routes;
 use way2mail_mta::relay::RelayPolicy;
 
+use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use way2mail_mta::smtp::{Limits, Role};
 
@@ -56,6 +58,8 @@ pub struct Config {
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
     pub egress: Vec<EgressConfig>,
+    pub control: ControlConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +182,8 @@ impl Default for Config {
             shaping: ShapingConfig::default(),
             routes: Vec::new(),
             egress: Vec::new(),
+            control: ControlConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -348,6 +354,8 @@ impl Config {
         };
         self.delivery.check()?;
         self.shaping.check()?;
+        self.control.check()?;
+        self.auth.check()?;
         let nameservers = self.dns.nameservers()?;
         if self.dns.timeout_ms == 0 || self.dns.attempts == 0 {
             return Err(err("dns", "timeout_ms and attempts must be at least 1"));

@@ -1,0 +1,309 @@
+//! The daemon's [`TenantPolicy`]: the directory's sender rules plus each tenant's
+//! sending budget, a rolling hour and a rolling day counted in one-minute buckets.
+//!
+//! The counters are shared by every core behind one mutex, taken once at `MAIL`
+//! and once per queued message. They live in memory only: a restart starts every
+//! tenant with a full budget. A budget is checked at `MAIL` and spent when the
+//! message is queued, so sessions of one tenant running side by side can overshoot
+//! it by the number of messages in flight.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use way2mail_mta::smtp::reply::Reply;
+use way2mail_mta::smtp::{Grant, TenantPolicy};
+
+use super::directory::Current;
+
+/// Minutes in the rolling day; also the number of buckets per tenant.
+const DAY_MINUTES: u64 = 24 * 60;
+const HOUR_MINUTES: u64 = 60;
+
+/// Messages queued by one tenant per minute over the last day, with running
+/// totals so that a check never sums the buckets.
+struct Window {
+    buckets: Box<[u32]>,
+    /// The minute the newest bucket stands for.
+    head: u64,
+    hour: u64,
+    day: u64,
+}
+
+impl Window {
+    fn new(now: u64) -> Window {
+        Window {
+            buckets: vec![0; DAY_MINUTES as usize].into_boxed_slice(),
+            head: now,
+            hour: 0,
+            day: 0,
+        }
+    }
+
+    fn slot(minute: u64) -> usize {
+        (minute % DAY_MINUTES) as usize
+    }
+
+    /// Moves the head to `now`, dropping what fell out of each window.
+    fn advance(&mut self, now: u64) {
+        if now <= self.head {
+            return;
+        }
+        if now - self.head >= DAY_MINUTES {
+            self.buckets.fill(0);
+            (self.hour, self.day) = (0, 0);
+            self.head = now;
+            return;
+        }
+        for m in self.head + 1..=now {
+            if let Some(old) = m.checked_sub(HOUR_MINUTES) {
+                self.hour -= u64::from(self.buckets[Self::slot(old)]);
+            }
+            // The slot for minute m last held minute m - 1440, which leaves the day now.
+            let slot = Self::slot(m);
+            self.day -= u64::from(self.buckets[slot]);
+            self.buckets[slot] = 0;
+        }
+        self.head = now;
+    }
+
+    fn add(&mut self, now: u64) {
+        self.advance(now);
+        let slot = &mut self.buckets[Self::slot(self.head)];
+        *slot = slot.saturating_add(1);
+        self.hour += 1;
+        self.day += 1;
+    }
+}
+
+pub struct Policy {
+    directory: Arc<Current>,
+    counters: Mutex<HashMap<String, Window>>,
+    epoch: Instant,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    pub fn new(directory: Arc<Current>) -> Policy {
+        Policy {
+            directory,
+            counters: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Monotonic minutes: a clock step must not refill or drain a budget.
+    fn minute(&self) -> u64 {
+        self.epoch.elapsed().as_secs() / 60
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
+        // Counter updates cannot panic half-way; a poisoned map is still consistent.
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sender check and the budget check at minute `now`.
+    fn check_sender_at(&self, grant: &Grant, sender: &str, now: u64) -> Result<(), Reply> {
+        let Some(directory) = self.directory.get() else {
+            // Only reachable if the snapshot vanished after AUTH succeeded, which
+            // the follower never does; refuse softly rather than guess.
+            return Err(Reply::new(
+                451,
+                "4.7.0",
+                "Account data unavailable, try again later",
+            ));
+        };
+        let tenant = directory.check_sender(grant, sender)?;
+        let limits = tenant.limits;
+        let (hour, day) = {
+            let mut counters = self.counters();
+            match counters.get_mut(&grant.tenant) {
+                Some(w) => {
+                    w.advance(now);
+                    (w.hour, w.day)
+                }
+                None => (0, 0),
+            }
+        };
+        // The daily budget first: when it is spent, retrying within the hour is futile.
+        if day >= u64::from(limits.messages_per_day) {
+            return Err(Reply::owned(
+                550,
+                "5.7.0",
+                format!(
+                    "Tenant daily message limit ({}) reached",
+                    limits.messages_per_day
+                ),
+            ));
+        }
+        if hour >= u64::from(limits.messages_per_hour) {
+            return Err(Reply::owned(
+                452,
+                "4.7.0",
+                format!(
+                    "Tenant hourly message limit ({}) reached, try again later",
+                    limits.messages_per_hour
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn message_queued_at(&self, grant: &Grant, now: u64) {
+        let mut counters = self.counters();
+        match counters.get_mut(&grant.tenant) {
+            Some(w) => w.add(now),
+            None => {
+                let mut w = Window::new(now);
+                w.add(now);
+                counters.insert(grant.tenant.clone(), w);
+            }
+        }
+    }
+
+    /// Drops the windows of tenants that sent nothing for a day, so that the map
+    /// holds only tenants with something to remember.
+    pub fn prune(&self) {
+        let now = self.minute();
+        self.counters().retain(|_, w| {
+            w.advance(now);
+            w.day > 0
+        });
+    }
+}
+
+impl TenantPolicy for Policy {
+    fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), Reply> {
+        self.check_sender_at(grant, sender, self.minute())
+    }
+
+    fn check_recipients(&self, grant: &Grant, count: usize) -> Result<(), Reply> {
+        let Some(directory) = self.directory.get() else {
+            return Ok(());
+        };
+        let tenant = directory.active_tenant(grant)?;
+        let limit = tenant.limits.recipients_per_message;
+        if count > limit as usize {
+            return Err(Reply::owned(
+                452,
+                "4.5.3",
+                format!("Too many recipients for this account (limit {limit})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn message_queued(&self, grant: &Grant) {
+        self.message_queued_at(grant, self.minute());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenants::directory::tests::{grant, snapshot};
+    use crate::tenants::directory::Directory;
+
+    fn policy(hour: u32, day: u32, rcpts: u32) -> Policy {
+        let mut s = snapshot(1);
+        for t in &mut s.tenants {
+            t.limits.messages_per_hour = hour;
+            t.limits.messages_per_day = day;
+            t.limits.recipients_per_message = rcpts;
+        }
+        let current = Arc::new(Current::default());
+        current.set(Directory::new(&s));
+        Policy::new(current)
+    }
+
+    fn refusal(r: Result<(), Reply>) -> (u16, &'static str, String) {
+        let e = r.expect_err("expected a refusal");
+        (e.code, e.status, e.text.into_owned())
+    }
+
+    #[test]
+    fn hourly_budget_rolls_over_minutes() {
+        let p = policy(3, 100, 10);
+        let g = grant("acme");
+        let from = "a@acme.example";
+        for minute in [0, 10, 20] {
+            assert!(p.check_sender_at(&g, from, minute).is_ok());
+            p.message_queued_at(&g, minute);
+        }
+        let (c, s, text) = refusal(p.check_sender_at(&g, from, 30));
+        assert_eq!((c, s), (452, "4.7.0"));
+        assert_eq!(
+            text,
+            "Tenant hourly message limit (3) reached, try again later"
+        );
+        // Still spent at minute 59; minute 60 drops the message of minute 0.
+        assert!(p.check_sender_at(&g, from, 59).is_err());
+        assert!(p.check_sender_at(&g, from, 60).is_ok());
+        p.message_queued_at(&g, 60);
+        assert!(p.check_sender_at(&g, from, 69).is_err());
+        assert!(p.check_sender_at(&g, from, 70).is_ok());
+    }
+
+    #[test]
+    fn daily_budget_is_permanent_and_rolls_over_the_day() {
+        let p = policy(100, 4, 10);
+        let g = grant("acme");
+        let from = "a@acme.example";
+        for minute in [0, 100, 200, 1000] {
+            p.message_queued_at(&g, minute);
+        }
+        let (c, s, text) = refusal(p.check_sender_at(&g, from, 1200));
+        assert_eq!((c, s), (550, "5.7.0"));
+        assert_eq!(text, "Tenant daily message limit (4) reached");
+        assert!(p.check_sender_at(&g, from, 1439).is_err());
+        assert!(
+            p.check_sender_at(&g, from, 1440).is_ok(),
+            "minute 0 left the day"
+        );
+        // A long silence clears everything.
+        assert!(p.check_sender_at(&g, from, 10_000).is_ok());
+        p.message_queued_at(&g, 10_000);
+        let counters = p.counters();
+        let w = counters.get("acme").expect("window");
+        assert_eq!((w.hour, w.day), (1, 1));
+    }
+
+    #[test]
+    fn sender_rules_come_before_budgets() {
+        let p = policy(0, 0, 10);
+        let (c, _, _) = refusal(p.check_sender_at(&grant("acme"), "a@evil.example", 0));
+        assert_eq!(c, 553);
+        let (c, _, text) = refusal(p.check_sender_at(&grant("sleepy"), "a@sleepy.example", 0));
+        assert_eq!((c, text.as_str()), (550, "Account suspended"));
+    }
+
+    #[test]
+    fn recipients_per_message() {
+        let p = policy(10, 10, 2);
+        let g = grant("acme");
+        assert!(p.check_recipients(&g, 1).is_ok());
+        assert!(p.check_recipients(&g, 2).is_ok());
+        let (c, s, text) = refusal(p.check_recipients(&g, 3));
+        assert_eq!((c, s), (452, "4.5.3"));
+        assert_eq!(text, "Too many recipients for this account (limit 2)");
+        let (c, _, _) = refusal(p.check_recipients(&grant("gone"), 1));
+        assert_eq!(c, 550);
+    }
+
+    #[test]
+    fn prune_forgets_idle_tenants() {
+        let p = policy(10, 10, 2);
+        p.message_queued_at(&grant("acme"), 0);
+        p.prune();
+        assert_eq!(p.counters().len(), 1, "sent within the day");
+        p.counters().get_mut("acme").expect("window").advance(5000);
+        p.prune();
+        assert!(p.counters().is_empty());
+    }
+}
