@@ -160,7 +160,9 @@ def relay_check(args):
     client.ehlo()
     client.starttls(context=tls_context(args.cert))
     client.ehlo()
-    relay_dialogue(client, "submission")
+    # An untrusted client must authenticate before it may even open a transaction.
+    code, reply = client.mail(SENDER)
+    check(code == 530, f"submission MAIL without AUTH: {code} {reply!r}")
     client.quit()
 
 

@@ -4,8 +4,10 @@
 //! Layout and flow:
 //!
 //! ```text
-//! binary   finds target/<profile>/way2mail-mta next to the test executable (builds it once
-//!          when missing)
+//! binary   finds target/<profile>/way2mail-mta (and way2mail-control, way2mail) next to the
+//!          test executable (built once per test process under cargo)
+//! control  Control: a way2mail-control daemon in a temp dir, the `way2mail` CLI against it,
+//!          operators bootstrapped and logged in with real TOTP codes
 //! config   TestConfig: ephemeral 127.0.0.1 ports, a temp dir, TOML sections a test adds
 //! daemon   Daemon::start(config) -> process with stderr in a file, waits for every
 //!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs
@@ -22,13 +24,14 @@
 mod binary;
 mod client;
 mod config;
+pub mod control;
 mod daemon;
 pub mod dns;
 mod process;
 pub mod sink;
 mod tls;
 
-pub use binary::daemon_binary;
+pub use binary::{cli_binary, control_binary, daemon_binary};
 pub use client::{Reply, SmtpClient, SmtpStream};
 pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};

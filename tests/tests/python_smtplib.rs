@@ -46,8 +46,8 @@ fn smtplib_starttls_and_smtps(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 127.0.0.1 made untrusted: mail for `example.com` is accepted, anything else is
-/// `550 5.7.1`, on mx and on submission alike.
+/// 127.0.0.1 made untrusted: on mx, mail for `example.com` is accepted and anything
+/// else is `550 5.7.1`; on submission, MAIL without AUTH is `530 5.7.0`.
 fn smtplib_relay_rules(backend: Backend) -> anyhow::Result<()> {
     let config = TestConfig::new(backend)
         .set("relay", "trusted_networks", r#"["10.0.0.0/8"]"#)
