@@ -88,6 +88,8 @@ pub enum ErrorCode {
     Conflict,
     /// The daemon failed (storage); the request may or may not have taken effect.
     Internal,
+    /// The daemon is at its connection limit; try again shortly.
+    Busy,
 }
 
 /// Operator roles, least privilege first in each pair:
@@ -161,8 +163,13 @@ pub enum Request {
         contact: String,
         #[serde(default)]
         billing_ref: Option<String>,
+        /// Limits not given take the daemon's `[tenant_defaults]`.
         #[serde(default)]
-        limits: Option<TenantLimits>,
+        messages_per_hour: Option<u32>,
+        #[serde(default)]
+        messages_per_day: Option<u32>,
+        #[serde(default)]
+        recipients_per_message: Option<u32>,
     },
     #[serde(rename = "tenant.list")]
     TenantList,
@@ -297,13 +304,16 @@ pub enum Response {
     Hello {
         daemon_version: String,
         protocol_versions: Vec<u32>,
-        /// `operator:NAME`, `root`, `service:UID` or `uid:UID`.
+        /// `operator:NAME`, `root`, `owner:UID` (the daemon's own user), `service:UID`
+        /// or `uid:UID`.
         caller: String,
     },
     /// Bootstrap and operator.add: the new operator's secrets, shown this once.
     OperatorCreated {
         name: String,
         role: Role,
+        /// The generated password (operator.add); empty after bootstrap, whose
+        /// caller chose the password.
         password: String,
         /// Base32 TOTP secret and the `otpauth://` URI for authenticator apps.
         totp_secret: String,
@@ -403,7 +413,7 @@ pub struct AuditEntry {
     pub seq: u64,
     /// Unix milliseconds.
     pub at_ms: u64,
-    /// `operator:NAME`, `root`, `service:UID`, `uid:UID`, or `anonymous`.
+    /// `operator:NAME`, `root`, `owner:UID`, `service:UID` or `uid:UID`.
     pub actor: String,
     pub role: Option<Role>,
     /// The operation name (`tenant.show`).

@@ -174,7 +174,7 @@ fn connections_over_the_limit_get_one_error_line() {
     let mut b = connect_served(&daemon);
     let mut c = daemon.connect();
     let r = c.recv().expect("an error line");
-    assert_eq!(error_code(&r, 0), "internal");
+    assert_eq!(error_code(&r, 0), "busy");
     assert!(message(&r).contains("too many connections"), "{r}");
     assert!(c.closed());
     drop(a);

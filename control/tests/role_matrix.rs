@@ -25,7 +25,9 @@ fn every_request(tag: &str) -> Vec<Request> {
             business_name: "New".into(),
             contact: "c@new.example".into(),
             billing_ref: None,
-            limits: None,
+            messages_per_hour: None,
+            messages_per_day: None,
+            recipients_per_message: None,
         },
         Request::TenantList,
         Request::TenantShow {

@@ -72,7 +72,9 @@ fn version_follows_changes_and_content_is_complete() {
             business_name: "x".into(),
             contact: "y".into(),
             billing_ref: None,
-            limits: None,
+            messages_per_hour: None,
+            messages_per_day: None,
+            recipients_per_message: None,
         },
     );
     assert_eq!(code_of(&dup), Some(ErrorCode::AlreadyExists));

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::client::{Auth, Client, ClientError};
 use crate::protocol::{CredentialKind, ErrorCode, Request, Response};
-use crate::snapshot::TenantLimits;
 
 use super::{
     prompt, render, token, AuditCommand, Cli, Command, CredentialCommand, DomainCommand, Failure,
@@ -331,45 +330,15 @@ fn tenant_add(
         messages_per_day,
         recipients_per_message,
     } = limits;
-    let full = match (messages_per_hour, messages_per_day, recipients_per_message) {
-        (Some(h), Some(d), Some(r)) => Some(TenantLimits {
-            messages_per_hour: h,
-            messages_per_day: d,
-            recipients_per_message: r,
-        }),
-        _ => None,
-    };
-    let partial = full.is_none()
-        && (messages_per_hour.is_some()
-            || messages_per_day.is_some()
-            || recipients_per_message.is_some());
     session.call(Request::TenantAdd {
         tenant: tenant.clone(),
         business_name,
         contact,
         billing_ref,
-        limits: full,
+        messages_per_hour,
+        messages_per_day,
+        recipients_per_message,
     })?;
-    // tenant.add takes all three limits or none; the daemon's defaults fill the
-    // rest only through a follow-up update.
-    if partial {
-        session
-            .call(Request::TenantUpdate {
-                tenant: tenant.clone(),
-                business_name: None,
-                contact: None,
-                billing_ref: None,
-                messages_per_hour,
-                messages_per_day,
-                recipients_per_message,
-            })
-            .map_err(|e| {
-                Failure::Failed(format!(
-                    "tenant {} added with the default limits, but setting the given ones failed: {e}",
-                    super::table::clean(&tenant)
-                ))
-            })?;
-    }
     let response = session.call(Request::TenantShow { tenant })?;
     session.show(&response, || render::human(&response))
 }

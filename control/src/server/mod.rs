@@ -279,7 +279,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &std::os::unix::net::UnixListener
 fn refuse_busy(mut stream: UnixStream, max: usize) {
     let response = request::error_envelope(
         0,
-        ErrorCode::Internal,
+        ErrorCode::Busy,
         format!("too many connections (the limit is {max}); try again later"),
     );
     if let Ok(mut line) = serde_json::to_vec(&response) {

@@ -189,6 +189,7 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Invalid => "invalid",
         ErrorCode::Conflict => "conflict",
         ErrorCode::Internal => "internal",
+        ErrorCode::Busy => "busy",
     }
 }
 

@@ -36,10 +36,16 @@ pub(crate) struct Identity {
 impl Identity {
     /// A caller known only by its peer credentials.
     pub fn peer(caller: &Caller, settings: &ServiceSettings) -> Identity {
-        let root = caller.uid == 0;
+        // The daemon's own user already owns the store and its key, so it is as
+        // trusted as root here; this is what lets a developer who runs the daemon
+        // as themselves bootstrap it.
+        let owner = caller.uid == rustix::process::geteuid().as_raw();
+        let root = caller.uid == 0 || owner;
         let service = settings.service_uids.contains(&caller.uid);
-        let actor = if root {
+        let actor = if caller.uid == 0 {
             "root".to_owned()
+        } else if owner {
+            format!("owner:{}", caller.uid)
         } else if service {
             format!("service:{}", caller.uid)
         } else {

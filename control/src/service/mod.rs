@@ -334,15 +334,26 @@ fn dispatch(
             business_name,
             contact,
             billing_ref,
-            limits,
-        } => tenants::add(
-            ctx,
-            tenant,
-            business_name,
-            contact,
-            billing_ref.as_deref(),
-            *limits,
-        ),
+            messages_per_hour,
+            messages_per_day,
+            recipients_per_message,
+        } => {
+            let defaults = ctx.settings.tenant_defaults;
+            let limits = TenantLimits {
+                messages_per_hour: messages_per_hour.unwrap_or(defaults.messages_per_hour),
+                messages_per_day: messages_per_day.unwrap_or(defaults.messages_per_day),
+                recipients_per_message: recipients_per_message
+                    .unwrap_or(defaults.recipients_per_message),
+            };
+            tenants::add(
+                ctx,
+                tenant,
+                business_name,
+                contact,
+                billing_ref.as_deref(),
+                limits,
+            )
+        }
         Request::TenantList => tenants::list(ctx),
         Request::TenantShow { tenant } => tenants::show(ctx, tenant),
         Request::TenantUpdate { tenant, .. } => {

@@ -44,7 +44,7 @@ pub(crate) fn add(
     business_name: &str,
     contact: &str,
     billing_ref: Option<&str>,
-    limits: Option<TenantLimits>,
+    limits: TenantLimits,
 ) -> Result<Response, Failure> {
     let tenant = validate::tenant_id(tenant)?;
     let business_name = validate::text("business_name", business_name, false)?;
@@ -53,7 +53,6 @@ pub(crate) fn add(
         Some(b) => Some(validate::text("billing_ref", b, true)?).filter(|b| !b.is_empty()),
         None => None,
     };
-    let limits = limits.unwrap_or(ctx.settings.tenant_defaults);
     validate::limits(&limits)?;
     if ctx
         .store

@@ -171,7 +171,9 @@ impl Harness {
                 business_name: format!("{tenant} Ltd"),
                 contact: format!("ops@{tenant}.example"),
                 billing_ref: None,
-                limits: None,
+                messages_per_hour: None,
+                messages_per_day: None,
+                recipients_per_message: None,
             },
         )
         .expect("tenant.add");
