@@ -10,6 +10,7 @@
 //!   protocol.rs   the JSON-lines wire format: request/response envelopes, every op
 //!   snapshot.rs   the policy snapshot the MTA loads (tenants, domains, SMTP users)
 //!   client.rs     a blocking client for the socket (CLI, MTA, tests)
+//!   config_file.rs  TOML config files for both daemons, errors naming the key
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
 //!   error.rs      the library's error type (store, keys, crypto)
 //!   store.rs      the sled store: trees, sealed versioned records, atomic batches
@@ -40,6 +41,7 @@
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod config_file;
 pub mod error;
 pub mod password;
 pub mod protocol;

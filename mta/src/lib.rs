@@ -24,7 +24,6 @@
 //! as [`smtp::Event::Message`]; the session spools it and reports back with
 //! [`smtp::Protocol::message_queued`], and only then does the client get its `250`.
 
-mod date;
 pub mod outbound;
 pub mod relay;
 pub mod smtp;

@@ -5,6 +5,7 @@
 //! Layout and flow:
 //!
 //! ```text
+//!   calendar.rs  UTC dates from Unix time (RFC 5322, RFC 3339), for every binary
 //!   id.rs        MessageId: time-ordered 128-bit ids, Crockford base32 text form
 //!   keys.rs      every sled key, built and parsed in one place
 //!   keyfile.rs   SpoolKey: the AES-256 key file (0600, exactly 32 bytes)
@@ -27,6 +28,7 @@
 //! outcome (new state and schedule, or deletion, a bounce, log records) in one batch.
 //! The on-disk format is described in `docs/spool-format.md`.
 
+pub mod calendar;
 mod commit;
 mod delivery_log;
 pub mod envelope;

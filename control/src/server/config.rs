@@ -125,25 +125,11 @@ pub struct Settings {
 impl Config {
     /// Reads and parses a file; the error names the key and the reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
-        Config::parse(&text)
+        crate::config_file::load(path).map_err(|e| err(e.key, e.reason))
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            };
-            // toml's message can carry a multi-line source excerpt; the first line
-            // is the reason, the rest repeats the file.
-            let reason = e.inner().message().trim().to_string();
-            err(key, reason)
-        })
+        crate::config_file::parse(text).map_err(|e| err(e.key, e.reason))
     }
 
     /// Checks what the types cannot.

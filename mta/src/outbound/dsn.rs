@@ -267,7 +267,7 @@ fn headers(req: &DsnRequest<'_>, worst: Action, boundary: &str) -> String {
          boundary=\"{boundary}\"\r\n\
          \r\n",
         to = clean(&req.envelope.sender, 600),
-        date = crate::date::rfc5322(req.now_ms),
+        date = way2mail_queue::calendar::rfc5322(req.now_ms),
         now = req.now_ms,
         token = unique_token(req.now_ms),
     )

@@ -6,7 +6,7 @@ use way2mail_queue::Recipient;
 
 use super::field::{clean, is_status_code, push_field, xtext_decode};
 use super::{Action, DsnRecipient, DsnRequest};
-use crate::date::rfc5322;
+use way2mail_queue::calendar::rfc5322;
 
 /// Longest diagnostic kept: enough for a multi-line SMTP reply, short enough that a
 /// hostile peer cannot make the notice large.

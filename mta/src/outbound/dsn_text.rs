@@ -6,7 +6,7 @@ use super::field::{clean, push_field, push_line};
 use super::original::{Returned, MAX_FULL};
 use super::status::Reported;
 use super::{Action, DsnRequest};
-use crate::date::rfc5322;
+use way2mail_queue::calendar::rfc5322;
 
 /// The human-readable explanation, CRLF line ends. `worst` is the most serious
 /// action among `reported` (it picks the opening paragraph).

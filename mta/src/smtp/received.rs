@@ -71,7 +71,7 @@ fn protocol_keyword(extended: bool, tls: bool, utf8: bool, auth: bool) -> &'stat
 /// `Tue, 14 Nov 2023 22:13:20 +0000`.
 pub(super) fn rfc5322_date(t: SystemTime) -> String {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    crate::date::rfc5322(u64::try_from(ms).unwrap_or(u64::MAX))
+    way2mail_queue::calendar::rfc5322(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

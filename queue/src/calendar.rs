@@ -1,7 +1,9 @@
-//! RFC 5322 dates (`Tue, 14 Nov 2023 22:13:20 +0000`) from Unix milliseconds: the
-//! `Received:` trace header and the `Date:`, `Arrival-Date:`, `Last-Attempt-Date:`
-//! and `Will-Retry-Until:` fields of a DSN. Always UTC: headers and notices are read
-//! by people and programs anywhere, and a fixed zone makes hosts comparable.
+//! Dates from Unix time, always UTC, for every binary of the workspace: RFC 5322
+//! (`Tue, 14 Nov 2023 22:13:20 +0000`) for the MTA's `Received:` trace header and the
+//! `Date:`, `Arrival-Date:`, `Last-Attempt-Date:` and `Will-Retry-Until:` fields of a
+//! DSN, and RFC 3339 (`2023-11-14T22:13:20Z`) for operators' tables. Headers, notices
+//! and tables are read by people and programs anywhere; a fixed zone makes hosts
+//! comparable.
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [
@@ -10,7 +12,7 @@ const MONTHS: [&str; 12] = [
 
 /// Formats `ms` (milliseconds since 1970-01-01 UTC) as an RFC 5322 date-time.
 /// Sub-second precision is dropped, as the format has none.
-pub(crate) fn rfc5322(ms: u64) -> String {
+pub fn rfc5322(ms: u64) -> String {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let in_day = secs % 86_400;
@@ -20,6 +22,18 @@ pub(crate) fn rfc5322(ms: u64) -> String {
     let month = MONTHS[month as usize - 1];
     format!(
         "{weekday}, {day} {month} {year} {:02}:{:02}:{:02} +0000",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
+/// Formats `unix_secs` as RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
+pub fn rfc3339(unix_secs: u64) -> String {
+    let (year, month, day) = date_of(unix_secs / 86_400);
+    let in_day = unix_secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         in_day / 3600,
         in_day / 60 % 60,
         in_day % 60
@@ -104,6 +118,14 @@ mod tests {
             assert_eq!((y, m, d), want, "day {days}");
             prev = (y, m, d);
         }
+    }
+
+    #[test]
+    fn rfc3339_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 
     #[test]
