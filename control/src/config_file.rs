@@ -6,16 +6,27 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-/// A key (dotted path, or the file for read errors) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyError {
+/// A configuration error, always naming the key it is about (a dotted path, or the
+/// file for read errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
     pub key: String,
     pub reason: String,
 }
 
+impl ConfigError {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Reads and parses a file.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KeyError {
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         key: path.display().to_string(),
         reason: format!("cannot read: {e}"),
     })?;
@@ -23,7 +34,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, KeyError> {
 }
 
 /// Parses TOML text into `T`, naming the key when it does not fit.
-pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, KeyError> {
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -35,7 +46,7 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, KeyError> {
         // toml's message can carry a multi-line source excerpt; the first line is the
         // reason, the rest repeats the file.
         let reason = e.inner().message().trim().to_string();
-        KeyError { key, reason }
+        ConfigError { key, reason }
     })
 }
 

@@ -14,19 +14,10 @@ use serde::Deserialize;
 
 use crate::snapshot::TenantLimits;
 
-/// A configuration error, always naming the key it is about.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
+pub use crate::config_file::ConfigError;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::new(key, reason)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,11 +116,11 @@ pub struct Settings {
 impl Config {
     /// Reads and parses a file; the error names the key and the reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        crate::config_file::load(path).map_err(|e| err(e.key, e.reason))
+        crate::config_file::load(path)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        crate::config_file::parse(text).map_err(|e| err(e.key, e.reason))
+        crate::config_file::parse(text)
     }
 
     /// Checks what the types cannot.

@@ -24,19 +24,10 @@ use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use way2mail_mta::smtp::{Limits, Role};
 
-/// A configuration error, always naming the key it is about.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
+pub use way2mail_control::config_file::ConfigError;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::new(key, reason)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,12 +296,12 @@ pub struct Settings {
 impl Config {
     /// Reads and parses a file; the error names the key and the reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        way2mail_control::config_file::load(path).map_err(|e| err(e.key, e.reason))
+        way2mail_control::config_file::load(path)
     }
 
     #[cfg(test)]
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        way2mail_control::config_file::parse(text).map_err(|e| err(e.key, e.reason))
+        way2mail_control::config_file::parse(text)
     }
 
     /// Checks what the types cannot and resolves the derived settings.
