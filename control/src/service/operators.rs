@@ -40,11 +40,27 @@ pub(crate) fn add(ctx: &mut Ctx<'_>, name: &str, role: Role) -> Result<Response,
         return Err(Failure::exists(format!("operator {name} already exists")));
     }
     let password = password::generate_password()?;
+    ctx.detail = Some(format!(
+        "created operator {name} with role {}",
+        role.as_str()
+    ));
+    create(ctx, name, role, &password, password.to_string())
+}
+
+/// Writes a new operator with `password` and a fresh TOTP secret, and answers with
+/// the secrets to show once (`shown_password` is empty when the caller chose it).
+pub(super) fn create(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    role: Role,
+    password: &str,
+    shown_password: String,
+) -> Result<Response, Failure> {
     let totp_secret = totp::generate_secret()?;
     let record = OperatorRecord {
         name: name.to_owned(),
         role,
-        password_hash: password::hash(&password)?,
+        password_hash: password::hash(password)?,
         totp_secret: totp_secret.clone(),
         created_at: ctx.now,
         last_login_at: None,
@@ -52,14 +68,10 @@ pub(crate) fn add(ctx: &mut Ctx<'_>, name: &str, role: Role) -> Result<Response,
     };
     ctx.batch
         .put(TreeName::Operators, name.as_bytes(), &record)?;
-    ctx.detail = Some(format!(
-        "created operator {name} with role {}",
-        role.as_str()
-    ));
     Ok(Response::OperatorCreated {
         name: name.to_owned(),
         role,
-        password: password.to_string(),
+        password: shown_password,
         totp_uri: totp::uri(name, &totp_secret),
         totp_secret,
     })

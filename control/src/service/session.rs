@@ -239,24 +239,6 @@ pub(crate) fn bootstrap(
     if operators.iter().any(|(_, o)| o.name == name) {
         return Err(Failure::exists(format!("operator {name} already exists")));
     }
-    let totp_secret = totp::generate_secret()?;
-    let record = OperatorRecord {
-        name: name.to_owned(),
-        role: Role::Admin,
-        password_hash: password::hash(password)?,
-        totp_secret: totp_secret.clone(),
-        created_at: ctx.now,
-        last_login_at: None,
-        last_totp_step: None,
-    };
-    ctx.batch
-        .put(TreeName::Operators, name.as_bytes(), &record)?;
     ctx.detail = Some(format!("created admin {name}"));
-    Ok(Response::OperatorCreated {
-        name: name.to_owned(),
-        role: Role::Admin,
-        password: String::new(),
-        totp_uri: totp::uri(name, &totp_secret),
-        totp_secret,
-    })
+    super::operators::create(ctx, name, Role::Admin, password, String::new())
 }
