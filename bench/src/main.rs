@@ -7,8 +7,8 @@
 //! # Load generator: 50 connections share 20000 messages of 5 KiB, one recipient each.
 //! way2mail-bench smtp --server 127.0.0.1:2525 --connections 50 --messages 20000 \
 //!     --size 5120 --recipients 1 [--pipelining] [--new-connection-per-message] \
-//!     [--starttls] [--ehlo NAME] [--from ADDR] [--to-domain DOMAIN] \
-//!     [--timeout-secs 30] [--json]
+//!     [--starttls] [--auth-user USER] [--ehlo NAME] [--from ADDR] \
+//!     [--to-domain DOMAIN] [--timeout-secs 30] [--json]
 //!
 //! # Sink: accepts everything (or fails/drops at the given rates), stores nothing.
 //! way2mail-bench sink --listen 127.0.0.1:2526 [--tempfail-rate 0.0] \
@@ -25,7 +25,10 @@
 //! `protocol`, `tls`, `no-starttls`, `io`); `--json` prints one object
 //! `{ok, failed, elapsed_s, msgs_per_s, p50_ms, p99_ms, max_ms, errors}`. The exit
 //! status is 1 only when no message succeeded. `--starttls` does NOT check the
-//! server's certificate: it is for benchmarking only.
+//! server's certificate: it is for benchmarking only. `--auth-user` authenticates every
+//! connection with AUTH PLAIN after (STARTTLS and) EHLO, with the password from
+//! `$WAY2MAIL_BENCH_PASSWORD` (kept off the command line and out of `ps`); a refused
+//! AUTH counts as the failure `auth`.
 //!
 //! `sink` prints `listening on ADDR` as its first line (use port 0 for an ephemeral
 //! port), answers each complete message with 250, `451 4.3.0`, `554 5.0.0` or a
@@ -99,6 +102,10 @@ struct SmtpArgs {
     /// Use STARTTLS; the certificate is NOT verified (benchmarking only).
     #[arg(long)]
     starttls: bool,
+    /// AUTH PLAIN as this user on every connection; the password comes from the
+    /// environment variable WAY2MAIL_BENCH_PASSWORD.
+    #[arg(long)]
+    auth_user: Option<String>,
     /// Name sent with EHLO.
     #[arg(long, default_value = "bench.localhost")]
     ehlo: String,
@@ -188,6 +195,14 @@ fn client_config(a: SmtpArgs) -> anyhow::Result<smtp_client::ClientConfig> {
     if a.connections == 0 || a.timeout_secs == 0 {
         bail!("--connections and --timeout-secs must be at least 1");
     }
+    let auth = match a.auth_user {
+        Some(user) => {
+            let password = std::env::var("WAY2MAIL_BENCH_PASSWORD")
+                .map_err(|_| anyhow::anyhow!("--auth-user needs WAY2MAIL_BENCH_PASSWORD set"))?;
+            Some((user, password))
+        }
+        None => None,
+    };
     Ok(smtp_client::ClientConfig {
         server: a.server,
         connections: a.connections,
@@ -197,6 +212,7 @@ fn client_config(a: SmtpArgs) -> anyhow::Result<smtp_client::ClientConfig> {
         pipelining: a.pipelining,
         new_connection_per_message: a.new_connection_per_message,
         starttls: a.starttls,
+        auth,
         ehlo: a.ehlo,
         from: a.from,
         to_domain: a.to_domain,

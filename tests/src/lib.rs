@@ -31,7 +31,7 @@ mod process;
 pub mod sink;
 mod tls;
 
-pub use binary::{cli_binary, control_binary, daemon_binary};
+pub use binary::{bench_binary, cli_binary, control_binary, daemon_binary};
 pub use client::{Reply, SmtpClient, SmtpStream};
 pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};

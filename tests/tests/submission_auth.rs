@@ -490,3 +490,42 @@ fn revoked_credential_ends_access() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `way2mail-bench smtp --auth-user` (what a benchmark harness uses for submission)
+/// authenticates every connection: all messages are accepted with the right password,
+/// none with a wrong one (each counted as `auth`).
+#[test]
+fn load_generator_authenticates() -> anyhow::Result<()> {
+    let rig = rig(Backend::Epoll, 20)?;
+    let run = |password: &str, messages: u32| -> anyhow::Result<serde_json::Value> {
+        let output = run_bounded(
+            Command::new(way2mail_tests::bench_binary()?)
+                .args(["smtp", "--server"])
+                .arg(format!("127.0.0.1:{}", rig.daemon.ports().submission))
+                .args(["--starttls", "--new-connection-per-message", "--json"])
+                .args(["--connections", "2", "--messages", &messages.to_string()])
+                .args(["--auth-user", &rig.acme.username])
+                .args(["--from", &format!("bench@{}", rig.acme.domain)])
+                .env("WAY2MAIL_BENCH_PASSWORD", password),
+            Duration::from_secs(120),
+        )?;
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "bench output: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    };
+    let good = run(&rig.acme.password, 20)?;
+    ensure!(
+        good["ok"] == 20 && good["failed"] == 0,
+        "right password: {good}"
+    );
+    let bad = run("wrong-password", 3)?;
+    ensure!(
+        bad["ok"] == 0 && bad["errors"]["auth"] == 3,
+        "wrong password: {bad}"
+    );
+    Ok(())
+}
