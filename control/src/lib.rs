@@ -11,6 +11,7 @@
 //!   snapshot.rs   the policy snapshot the MTA loads (tenants, domains, SMTP users)
 //!   client.rs     a blocking client for the socket (CLI, MTA, tests)
 //!   config_file.rs  TOML config files for both daemons, errors naming the key
+//!   logging.rs    the shared `[log]` table and subscriber set-up
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
 //!   error.rs      the library's error type (store, keys, crypto)
 //!   store.rs      the sled store: trees, sealed versioned records, atomic batches
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod client;
 pub mod config_file;
 pub mod error;
+pub mod logging;
 pub mod password;
 pub mod protocol;
 pub mod rbac;

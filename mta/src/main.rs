@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use way2mail_queue::{Spool, SpoolKey};
 
-use crate::config::{Config, LogFormat, Settings};
+use crate::config::{Config, Settings};
 use crate::limits::ConnectionLimiter;
 use crate::monitor::SpoolMonitor;
 use crate::runtime::Backend;
@@ -121,21 +121,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.raw.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match settings.raw.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn serve(settings: Settings) -> Result<ExitCode> {
-    init_logging(&settings);
+    way2mail_control::logging::init(&settings.raw.log);
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
     let spool_cfg = &settings.raw.spool;
     let key = SpoolKey::load_or_create(&spool_cfg.key_file)

@@ -45,6 +45,6 @@ fn run(cli: Cli) -> Result<()> {
         println!("configuration OK");
         return Ok(());
     }
-    server::init_logging(&settings.log);
+    way2mail_control::logging::init(&settings.log);
     server::run(settings)
 }

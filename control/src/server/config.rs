@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::snapshot::TenantLimits;
 
 pub use crate::config_file::ConfigError;
+pub use crate::logging::{LogConfig, LogFormat};
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -46,20 +47,6 @@ pub struct TenantDefaultsConfig {
     pub recipients_per_message: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -85,15 +72,6 @@ impl Default for TenantDefaultsConfig {
             messages_per_hour: limits.messages_per_hour,
             messages_per_day: limits.messages_per_day,
             recipients_per_message: limits.recipients_per_message,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
         }
     }
 }

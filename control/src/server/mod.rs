@@ -34,24 +34,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use crate::protocol::ErrorCode;
 use crate::service::{Caller, Service, ServiceSettings};
 
-use self::config::{LogConfig, LogFormat, Settings};
+use self::config::Settings;
 use self::connection::End;
 
 /// How long connections may take to finish the request in hand at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-pub fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(settings: Settings) -> Result<()> {

@@ -25,6 +25,7 @@ use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfi
 use way2mail_mta::smtp::{Limits, Role};
 
 pub use way2mail_control::config_file::ConfigError;
+pub use way2mail_control::logging::LogConfig;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -138,20 +139,6 @@ pub struct TimeoutsConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -248,15 +235,6 @@ impl Default for TimeoutsConfig {
             data_secs: 180,
             tls_handshake_secs: 10,
             shutdown_grace_secs: 10,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
         }
     }
 }
