@@ -12,7 +12,7 @@ mod driver;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use driver::{run, run_chunked, Setup, Transcript, HOST};
+use driver::{run, run_chunked, split_phase, Setup, Transcript, HOST};
 
 const E: &str = "EHLO client.example\r\n";
 const TLS: &str = "STARTTLS\r\n";
@@ -573,24 +573,12 @@ fn auth_table_fed_whole() {
 fn auth_table_split_at_every_byte_boundary() {
     for c in cases() {
         let reference = whole(&c);
-        for (k, phase) in c.phases.iter().enumerate() {
+        let bytes: Vec<&[u8]> = c.phases.iter().map(|p| p.as_bytes()).collect();
+        for (k, phase) in bytes.iter().enumerate() {
             // Long lines: every 7th boundary (and the ends) keeps the run short.
             let step = if phase.len() > 4000 { 7 } else { 1 };
             for split in (1..phase.len()).filter(|s| s % step == 0 || *s + 3 >= phase.len()) {
-                let phases: Vec<Vec<&[u8]>> = c
-                    .phases
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        let p = p.as_bytes();
-                        if i == k {
-                            vec![&p[..split], &p[split..]]
-                        } else {
-                            vec![p]
-                        }
-                    })
-                    .collect();
-                let t = run_chunked(c.setup, &phases);
+                let t = run_chunked(c.setup, &split_phase(&bytes, k, split));
                 same(&c, &t, &reference, &format!("phase {k} split at {split}"));
             }
         }

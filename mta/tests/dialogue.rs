@@ -5,7 +5,7 @@
 
 mod driver;
 
-use driver::{run, run_chunked, Setup, Transcript};
+use driver::{run, run_chunked, split_phase, Setup, Transcript};
 
 const E: &str = "EHLO client.example\r\n";
 const M: &str = "MAIL FROM:<sender@client.example>\r\n";
@@ -380,21 +380,10 @@ fn table_fed_whole() {
 fn table_split_at_every_byte_boundary() {
     for c in cases() {
         let reference = whole(&c);
-        for (k, phase) in c.phases.iter().enumerate() {
+        let bytes: Vec<&[u8]> = c.phases.iter().map(|p| &p[..]).collect();
+        for (k, phase) in bytes.iter().enumerate() {
             for split in 1..phase.len() {
-                let phases: Vec<Vec<&[u8]>> = c
-                    .phases
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        if i == k {
-                            vec![&p[..split], &p[split..]]
-                        } else {
-                            vec![&p[..]]
-                        }
-                    })
-                    .collect();
-                let t = run_chunked(c.setup, &phases);
+                let t = run_chunked(c.setup, &split_phase(&bytes, k, split));
                 let how = format!("phase {k} split at {split}");
                 check(&c, &t, &how);
                 assert_eq!(t.events, reference.events, "{} ({how}): events", c.name);

@@ -235,6 +235,22 @@ impl Transcript {
     }
 }
 
+/// `phases` for [`run_chunked`] with phase `k` cut in two at byte `at` and every other
+/// phase fed whole: what a client whose write was split by the network looks like.
+pub fn split_phase<'a>(phases: &[&'a [u8]], k: usize, at: usize) -> Vec<Vec<&'a [u8]>> {
+    phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == k {
+                vec![&p[..at], &p[at..]]
+            } else {
+                vec![*p]
+            }
+        })
+        .collect()
+}
+
 /// Runs a dialogue: `phases[i]` is fed as the chunks `chunks(i)`; between phases a
 /// pending STARTTLS handshake completes.
 pub fn run_chunked(setup: Setup, phases: &[Vec<&[u8]>]) -> Transcript {
