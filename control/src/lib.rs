@@ -10,6 +10,10 @@
 //!   protocol.rs   the JSON-lines wire format: request/response envelopes, every op
 //!   snapshot.rs   the policy snapshot the MTA loads (tenants, domains, SMTP users)
 //!   client.rs     a blocking client for the socket (CLI, MTA, tests)
+//!   dns.rs        `[dns]` settings and the one resolver builder (MTA and control)
+//!   dkim.rs       DKIM key pairs: generation, selectors, record values
+//!   publish.rs    the records a tenant domain should publish (SPF, DKIM, DMARC, BIMI)
+//!   dnscheck.rs   `domain.verify`: look the records up and judge each one
 //!   config_file.rs  TOML config files for both daemons, errors naming the key
 //!   logging.rs    the shared `[log]` table and subscriber set-up
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
@@ -43,10 +47,14 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config_file;
+pub mod dkim;
+pub mod dns;
+pub mod dnscheck;
 pub mod error;
 pub mod logging;
 pub mod password;
 pub mod protocol;
+pub mod publish;
 pub mod rbac;
 pub mod records;
 pub mod sd_notify;

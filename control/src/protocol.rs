@@ -210,6 +210,51 @@ pub enum Request {
     },
     #[serde(rename = "domain.remove")]
     DomainRemove { tenant: String, domain: String },
+    /// One domain with its DKIM keys (public halves), verification and BIMI settings.
+    #[serde(rename = "domain.show")]
+    DomainShow { domain: String },
+    /// The DNS records to publish for a domain.
+    #[serde(rename = "domain.dns")]
+    DomainDns { domain: String },
+    /// Looks the records up (`[dns] nameservers`), says record by record what is
+    /// missing or wrong, and marks the domain verified when every required one is right.
+    #[serde(rename = "domain.verify")]
+    DomainVerify { domain: String },
+    /// Without `activate`: creates a pending RSA + Ed25519 pair under new selectors (to
+    /// publish first). With `activate`: the pending pair signs from now on, the active
+    /// one becomes retired (still published until retired for good).
+    #[serde(rename = "domain.rotate_dkim")]
+    DomainRotateDkim {
+        domain: String,
+        #[serde(default)]
+        activate: bool,
+        /// Activate even when the pending selectors are not found in DNS.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Deletes retired keys: the one named, or every retired one.
+    #[serde(rename = "domain.retire_dkim")]
+    DomainRetireDkim {
+        domain: String,
+        #[serde(default)]
+        selector: Option<String>,
+    },
+    /// Lets an unverified domain send (`allow`), or withdraws that. Needs a reason.
+    #[serde(rename = "domain.override")]
+    DomainOverride { domain: String, allow: bool },
+    /// Sets (selector and logo location, optional VMC location) or clears BIMI.
+    #[serde(rename = "domain.bimi")]
+    DomainBimi {
+        domain: String,
+        #[serde(default)]
+        selector: Option<String>,
+        #[serde(default)]
+        logo_url: Option<String>,
+        #[serde(default)]
+        vmc_url: Option<String>,
+        #[serde(default)]
+        clear: bool,
+    },
 
     /// Creates an SMTP user (`username` required, unique) or an API key; the secret
     /// is generated, returned once, and stored only as an argon2id hash.
@@ -283,6 +328,13 @@ impl Request {
             Request::DomainAdd { .. } => "domain.add",
             Request::DomainList { .. } => "domain.list",
             Request::DomainRemove { .. } => "domain.remove",
+            Request::DomainShow { .. } => "domain.show",
+            Request::DomainDns { .. } => "domain.dns",
+            Request::DomainVerify { .. } => "domain.verify",
+            Request::DomainRotateDkim { .. } => "domain.rotate_dkim",
+            Request::DomainRetireDkim { .. } => "domain.retire_dkim",
+            Request::DomainOverride { .. } => "domain.override",
+            Request::DomainBimi { .. } => "domain.bimi",
             Request::CredentialAdd { .. } => "credential.add",
             Request::CredentialList { .. } => "credential.list",
             Request::CredentialRevoke { .. } => "credential.revoke",
@@ -333,6 +385,9 @@ pub enum Response {
     Domains {
         domains: Vec<DomainInfo>,
     },
+    Domain(DomainInfo),
+    DnsRecords(DomainRecords),
+    Verification(DomainVerification),
     /// credential.add: the secret, shown this once.
     CredentialCreated {
         credential: CredentialInfo,
@@ -367,11 +422,171 @@ pub struct TenantInfo {
     pub updated_at: u64,
 }
 
+/// A domain as stored and as shown. Fields after `created_at` came with DKIM and
+/// default to empty so that records stored before them still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainInfo {
     pub domain: String,
     pub tenant: String,
     pub created_at: u64,
+    /// Public halves only; the private keys live in their own sealed tree.
+    #[serde(default)]
+    pub dkim: Vec<DkimKeyInfo>,
+    /// Unix seconds of the last `domain.verify` that found every required record;
+    /// `None` when never verified or when a later check found one missing or wrong.
+    #[serde(default)]
+    pub verified_at: Option<u64>,
+    /// An operator let this domain send while unverified (audited).
+    #[serde(default)]
+    pub send_unverified: bool,
+    #[serde(default)]
+    pub bimi: Option<BimiInfo>,
+}
+
+impl DomainInfo {
+    /// Whether the MTA may send mail from it: verified, or overridden.
+    pub fn may_send(&self) -> bool {
+        self.verified_at.is_some() || self.send_unverified
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DkimAlgorithm {
+    /// `a=rsa-sha256`, 2048-bit keys.
+    RsaSha256,
+    /// `a=ed25519-sha256` (RFC 8463).
+    Ed25519Sha256,
+}
+
+impl DkimAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimAlgorithm::RsaSha256 => "rsa-sha256",
+            DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
+        }
+    }
+
+    /// The `k=` tag of the DNS record.
+    pub fn key_type(self) -> &'static str {
+        match self {
+            DkimAlgorithm::RsaSha256 => "rsa",
+            DkimAlgorithm::Ed25519Sha256 => "ed25519",
+        }
+    }
+}
+
+/// Where a key is in its life: `pending` (created by a rotation, to be published),
+/// `active` (signs), `retired` (replaced; stays published until deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimKeyState {
+    Pending,
+    Active,
+    Retired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyInfo {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    pub state: DkimKeyState,
+    /// The record's `p=` value: base64 of the SubjectPublicKeyInfo (RSA) or of the
+    /// 32-byte public key (Ed25519).
+    pub public_key: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BimiInfo {
+    /// The `BIMI-Selector:` `s=` value and the record's label (`default`).
+    pub selector: String,
+    /// `l=`: https location of the SVG Tiny PS logo.
+    pub logo_url: String,
+    /// `a=`: https location of the Verified Mark Certificate, if any.
+    pub vmc_url: Option<String>,
+}
+
+/// What a record is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordPurpose {
+    Spf,
+    Dkim,
+    Dmarc,
+    Bimi,
+}
+
+impl RecordPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordPurpose::Spf => "spf",
+            RecordPurpose::Dkim => "dkim",
+            RecordPurpose::Dmarc => "dmarc",
+            RecordPurpose::Bimi => "bimi",
+        }
+    }
+}
+
+/// One record to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    pub purpose: RecordPurpose,
+    /// Owner name, fully qualified, without the trailing dot.
+    pub name: String,
+    /// Always `TXT` today.
+    pub rtype: String,
+    /// The record's text, unquoted and unsplit.
+    pub value: String,
+    /// What it is for / what to do with it (`selector w2m-… (pending: publish before
+    /// activating)`).
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecords {
+    pub domain: String,
+    pub records: Vec<DnsRecord>,
+}
+
+/// The state of one published record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Present and right.
+    Ok,
+    /// Not published (no record of that kind at the name).
+    Missing,
+    /// Published but wrong (the detail says how).
+    Wrong,
+    /// The lookup failed (timeout, SERVFAIL): nothing can be said.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCheck {
+    pub purpose: RecordPurpose,
+    pub name: String,
+    pub status: CheckStatus,
+    /// Whether the domain needs this one to count as verified.
+    pub required: bool,
+    /// What should be there, when one exact value is expected.
+    pub expected: Option<String>,
+    /// What the lookup found (every TXT string of the relevant kind).
+    pub found: Vec<String>,
+    /// One sentence: what is right, missing or wrong.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainVerification {
+    pub domain: String,
+    /// Every required check is `ok`.
+    pub verified: bool,
+    pub checks: Vec<RecordCheck>,
+    /// Unix seconds.
+    pub checked_at: u64,
 }
 
 /// A credential as listed: never the secret or its hash.

@@ -26,6 +26,13 @@ pub enum Op {
     DomainAdd,
     DomainList,
     DomainRemove,
+    DomainShow,
+    DomainDns,
+    DomainVerify,
+    DomainRotateDkim,
+    DomainRetireDkim,
+    DomainOverride,
+    DomainBimi,
     CredentialAdd,
     CredentialList,
     CredentialRevoke,
@@ -39,7 +46,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 24] = [
+    pub const ALL: [Op; 31] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -54,6 +61,13 @@ impl Op {
         Op::DomainAdd,
         Op::DomainList,
         Op::DomainRemove,
+        Op::DomainShow,
+        Op::DomainDns,
+        Op::DomainVerify,
+        Op::DomainRotateDkim,
+        Op::DomainRetireDkim,
+        Op::DomainOverride,
+        Op::DomainBimi,
         Op::CredentialAdd,
         Op::CredentialList,
         Op::CredentialRevoke,
@@ -82,6 +96,13 @@ impl Op {
             Request::DomainAdd { .. } => Op::DomainAdd,
             Request::DomainList { .. } => Op::DomainList,
             Request::DomainRemove { .. } => Op::DomainRemove,
+            Request::DomainShow { .. } => Op::DomainShow,
+            Request::DomainDns { .. } => Op::DomainDns,
+            Request::DomainVerify { .. } => Op::DomainVerify,
+            Request::DomainRotateDkim { .. } => Op::DomainRotateDkim,
+            Request::DomainRetireDkim { .. } => Op::DomainRetireDkim,
+            Request::DomainOverride { .. } => Op::DomainOverride,
+            Request::DomainBimi { .. } => Op::DomainBimi,
             Request::CredentialAdd { .. } => Op::CredentialAdd,
             Request::CredentialList { .. } => Op::CredentialList,
             Request::CredentialRevoke { .. } => Op::CredentialRevoke,
@@ -137,13 +158,26 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
             | Op::TenantTerminate
             | Op::DomainAdd
             | Op::DomainRemove
+            | Op::DomainRotateDkim
+            | Op::DomainRetireDkim
+            | Op::DomainBimi
             | Op::CredentialAdd
             | Op::CredentialList
             | Op::CredentialRevoke => match role {
                 Role::Admin | Role::Operator => Allow,
                 Role::Support | Role::Auditor => FORBIDDEN,
             },
-            Op::TenantList | Op::TenantShow | Op::DomainList => match role {
+            // Letting an unverified domain send is always explained.
+            Op::DomainOverride => match role {
+                Role::Admin | Role::Operator => AllowWithReason,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            Op::TenantList
+            | Op::TenantShow
+            | Op::DomainList
+            | Op::DomainShow
+            | Op::DomainDns
+            | Op::DomainVerify => match role {
                 Role::Admin | Role::Operator => Allow,
                 Role::Support => AllowWithReason,
                 Role::Auditor => FORBIDDEN,
@@ -174,7 +208,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 24] = [
+    const TABLE: [(Op, [Decision; 7]); 31] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -189,6 +223,13 @@ mod tests {
         (Op::DomainAdd, [A, A, F, F, U, U, U]),
         (Op::DomainList, [A, A, R, F, U, U, U]),
         (Op::DomainRemove, [A, A, F, F, U, U, U]),
+        (Op::DomainShow, [A, A, R, F, U, U, U]),
+        (Op::DomainDns, [A, A, R, F, U, U, U]),
+        (Op::DomainVerify, [A, A, R, F, U, U, U]),
+        (Op::DomainRotateDkim, [A, A, F, F, U, U, U]),
+        (Op::DomainRetireDkim, [A, A, F, F, U, U, U]),
+        (Op::DomainOverride, [R, R, F, F, U, U, U]),
+        (Op::DomainBimi, [A, A, F, F, U, U, U]),
         (Op::CredentialAdd, [A, A, F, F, U, U, U]),
         (Op::CredentialList, [A, A, F, F, U, U, U]),
         (Op::CredentialRevoke, [A, A, F, F, U, U, U]),

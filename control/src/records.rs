@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{CredentialInfo, CredentialKind, OperatorInfo, Role};
+use crate::protocol::{CredentialInfo, CredentialKind, DkimAlgorithm, OperatorInfo, Role};
 
 /// Meta keys.
 pub const META_SNAPSHOT_VERSION: &[u8] = b"snapshot_version";
@@ -78,4 +78,24 @@ pub struct SessionRecord {
 pub struct AuditHead {
     pub seq: u64,
     pub hash: String,
+}
+
+/// A DKIM private key, in the `dkim_keys` tree under `domain \0 selector`. Its public
+/// half, state and dates are in the domain's [`DomainInfo`](crate::protocol::DomainInfo);
+/// this record is read only to build the MTA's snapshot. No `Debug`, and the key is
+/// wiped from memory when the record is dropped.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DkimKeyRecord {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// PKCS#8 DER, base64 (standard alphabet, padded): the form the snapshot carries.
+    pub private_key: String,
+    pub created_at: u64,
+}
+
+impl Drop for DkimKeyRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.private_key);
+    }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::TenantStatus;
+use crate::protocol::{DkimAlgorithm, TenantStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -25,6 +25,42 @@ pub struct SnapshotTenant {
     pub limits: TenantLimits,
     /// Unrevoked SMTP credentials only.
     pub smtp_users: Vec<SmtpUser>,
+    /// Per domain (one entry for each of `domains`): may it send, and with which
+    /// signing keys. Empty in snapshots from before DKIM.
+    #[serde(default)]
+    pub sending: Vec<SendingDomain>,
+}
+
+/// What the MTA needs to send mail from one tenant domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendingDomain {
+    /// Lower-case.
+    pub domain: String,
+    /// Verified, or an operator let it send unverified.
+    pub may_send: bool,
+    /// The active keys (normally one RSA and one Ed25519); empty when it has none.
+    pub dkim: Vec<SigningKey>,
+    /// `BIMI-Selector: v=BIMI1; s=…` is added when set.
+    pub bimi_selector: Option<String>,
+}
+
+/// A private DKIM key, as only the MTA's user ever receives it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// PKCS#8 DER, base64 (standard alphabet, padded).
+    pub private_key: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,12 @@
 //!   sessions     SHA-256(token)       -> SessionRecord (never the token)
 //!   audit        seq (u64 big-endian) -> AuditEntry
 //!   meta         "snapshot_version" / "audit_head"
+//!   dkim_keys    domain \0 selector  -> DkimKeyRecord (PKCS#8 private key)
 //! ```
+//!
+//! DKIM private keys have their own tree, apart from the domain records (which hold
+//! only the public halves), so that nothing that reads or lists domains ever holds
+//! a private key in memory; only signing-key paths (the MTA's snapshot) read them.
 //!
 //! Writes go through [`Batch`]: all changes of one request (and its audit entry)
 //! commit in one sled transaction over every tree, then the database is flushed
@@ -39,10 +44,11 @@ pub enum TreeName {
     Sessions,
     Audit,
     Meta,
+    DkimKeys,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 7] = [
+    pub const ALL: [TreeName; 8] = [
         TreeName::Tenants,
         TreeName::Domains,
         TreeName::Credentials,
@@ -50,6 +56,7 @@ impl TreeName {
         TreeName::Sessions,
         TreeName::Audit,
         TreeName::Meta,
+        TreeName::DkimKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +68,7 @@ impl TreeName {
             TreeName::Sessions => "sessions",
             TreeName::Audit => "audit",
             TreeName::Meta => "meta",
+            TreeName::DkimKeys => "dkim_keys",
         }
     }
 }
@@ -163,6 +171,32 @@ impl Store {
             let (k, v) = item?;
             let value = self.open_value(tree, &k, v.to_vec())?;
             out.push((k.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    /// Every record whose key starts with `prefix`, in key order; like [`Store::scan`],
+    /// one unreadable record fails the whole read.
+    pub fn scan_prefix<T: DeserializeOwned>(
+        &self,
+        tree: TreeName,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, Error> {
+        let mut out = Vec::new();
+        for item in self.tree(tree).scan_prefix(prefix) {
+            let (k, v) = item?;
+            let value = self.open_value(tree, &k, v.to_vec())?;
+            out.push((k.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    /// The keys starting with `prefix`, in key order, without opening their values
+    /// (to remove them).
+    pub fn keys_with_prefix(&self, tree: TreeName, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        for key in self.tree(tree).scan_prefix(prefix).keys() {
+            out.push(key?.to_vec());
         }
         Ok(out)
     }
@@ -295,6 +329,21 @@ pub fn audit_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// The `dkim_keys` key of one selector of a domain: `domain \0 selector`.
+pub fn dkim_key(domain: &str, selector: &str) -> Vec<u8> {
+    let mut key = dkim_prefix(domain);
+    key.extend_from_slice(selector.as_bytes());
+    key
+}
+
+/// The prefix of every `dkim_keys` key of a domain: `domain \0`.
+pub fn dkim_prefix(domain: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(domain.len() + 1);
+    key.extend_from_slice(domain.as_bytes());
+    key.push(0);
+    key
+}
+
 /// The sequence number of an audit key, `None` when it is not 8 bytes.
 pub fn seq_of_key(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
@@ -305,6 +354,7 @@ fn describe_key(tree: TreeName, key: &[u8]) -> String {
         TreeName::Audit => seq_of_key(key).map_or_else(|| hex(key), |s| s.to_string()),
         // Session keys are hashes; other keys are names, but show them safely.
         TreeName::Sessions => hex(key),
+        TreeName::DkimKeys => String::from_utf8_lossy(key).replace('\0', "/"),
         _ => String::from_utf8_lossy(key).into_owned(),
     }
 }
@@ -388,6 +438,41 @@ mod tests {
         assert_eq!(
             store.get::<u32>(TreeName::Meta, b"x").expect("get"),
             Some(3)
+        );
+    }
+
+    #[test]
+    fn prefix_reads_stop_at_the_prefix() {
+        let (_dir, store) = store();
+        let mut batch = Batch::new();
+        for (domain, selector) in [
+            ("a.example", "s1"),
+            ("a.example", "s2"),
+            ("a.example.net", "s1"),
+            ("b.example", "s1"),
+        ] {
+            batch
+                .put(
+                    TreeName::DkimKeys,
+                    dkim_key(domain, selector),
+                    &format!("{domain}/{selector}"),
+                )
+                .expect("put");
+        }
+        store.commit(batch).expect("commit");
+        let found: Vec<String> = store
+            .scan_prefix::<String>(TreeName::DkimKeys, &dkim_prefix("a.example"))
+            .expect("scan")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(found, ["a.example/s1", "a.example/s2"]);
+        let keys = store
+            .keys_with_prefix(TreeName::DkimKeys, &dkim_prefix("a.example"))
+            .expect("keys");
+        assert_eq!(
+            keys,
+            [dkim_key("a.example", "s1"), dkim_key("a.example", "s2")]
         );
     }
 }

@@ -108,7 +108,8 @@ impl Control {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let quote = |p: PathBuf| format!("\"{}\"", p.display());
         let text = format!(
-            "{extra}\nsocket = {}\nstore = {}\nkey_file = {}\n",
+            // The top-level keys first, so `extra` may open tables (`[dns]`).
+            "socket = {}\nstore = {}\nkey_file = {}\n{extra}\n",
             quote(self.socket()),
             quote(self.store_dir()),
             quote(self.key_file()),

@@ -149,7 +149,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             session.show(&response, || render::human(&response))
         }
         Command::Tenant { command } => tenant(&mut session, command),
-        Command::Domain { command } => domain(&mut session, command),
+        Command::Domain { command } => return domain(&mut session, command),
         Command::Credential { command } => credential(&mut session, command),
         Command::Operator { command } => operator(&mut session, command),
         Command::Audit { command } => return audit(&mut session, command),
@@ -362,29 +362,154 @@ fn confirm_terminate(tenant: &str) -> Result<(), Failure> {
     }
 }
 
-fn domain(session: &mut Session, command: DomainCommand) -> Result<(), Failure> {
+fn domain(session: &mut Session, command: DomainCommand) -> Result<ExitCode, Failure> {
+    let clean = super::table::clean;
     match command {
         DomainCommand::Add { tenant, domain } => {
-            let done = format!(
-                "domain {} added to tenant {}",
-                super::table::clean(&domain),
-                super::table::clean(&tenant)
-            );
-            session.simple(Request::DomainAdd { tenant, domain }, done)
+            let response = session.call(Request::DomainAdd {
+                tenant: tenant.clone(),
+                domain,
+            })?;
+            let Response::Domains { domains } = &response else {
+                return Err(unexpected(&response));
+            };
+            let Some(info) = domains.first() else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || {
+                format!(
+                    "domain {} added to tenant {}\n{}\n{}",
+                    clean(&info.domain),
+                    clean(&tenant),
+                    render::dkim_selectors(info),
+                    render::publish_hint(&info.domain)
+                )
+            })?;
         }
         DomainCommand::List { tenant } => {
             let response = session.call(Request::DomainList { tenant })?;
-            session.show(&response, || render::human(&response))
+            session.show(&response, || render::human(&response))?;
         }
         DomainCommand::Remove { tenant, domain } => {
             let done = format!(
-                "domain {} removed from tenant {}",
-                super::table::clean(&domain),
-                super::table::clean(&tenant)
+                "domain {} removed from tenant {} (and its DKIM keys; remove its DNS records too)",
+                clean(&domain),
+                clean(&tenant)
             );
-            session.simple(Request::DomainRemove { tenant, domain }, done)
+            session.simple(Request::DomainRemove { tenant, domain }, done)?;
+        }
+        DomainCommand::Show { domain } => {
+            let response = session.call(Request::DomainShow { domain })?;
+            session.show(&response, || render::human(&response))?;
+        }
+        DomainCommand::Dns { domain } => {
+            let response = session.call(Request::DomainDns { domain })?;
+            session.show(&response, || render::human(&response))?;
+        }
+        DomainCommand::Verify { domain } => {
+            let response = session.call(Request::DomainVerify { domain })?;
+            let Response::Verification(verification) = &response else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || render::human(&response))?;
+            if !verification.verified {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DomainCommand::RotateDkim {
+            domain,
+            activate,
+            force,
+        } => {
+            let response = session.call(Request::DomainRotateDkim {
+                domain,
+                activate,
+                force,
+            })?;
+            let Response::Domain(info) = &response else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || {
+                format!(
+                    "{}\n{}",
+                    render::rotation_done(info, activate),
+                    render::human(&response)
+                )
+            })?;
+        }
+        DomainCommand::RetireDkim { domain, selector } => {
+            let done = match &selector {
+                Some(s) => format!(
+                    "DKIM key {} of {} deleted: remove {}._domainkey.{} from DNS",
+                    clean(s),
+                    clean(&domain),
+                    clean(s),
+                    clean(&domain.to_ascii_lowercase())
+                ),
+                None => format!(
+                    "retired DKIM keys of {} deleted: remove their _domainkey records from DNS",
+                    clean(&domain)
+                ),
+            };
+            session.simple(Request::DomainRetireDkim { domain, selector }, done)?;
+        }
+        DomainCommand::Override {
+            domain,
+            allow,
+            deny: _,
+        } => {
+            // The daemon requires it too; asking here spares a refused, audited request.
+            if session
+                .auth
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(Failure::Usage(
+                    "domain override needs --reason TEXT (it is kept in the audit log)".into(),
+                ));
+            }
+            // clap's group makes exactly one of --allow and --deny present.
+            let done = if allow {
+                format!("{} may send while unverified (override)", clean(&domain))
+            } else {
+                format!(
+                    "override withdrawn: {} sends only once verified",
+                    clean(&domain)
+                )
+            };
+            session.simple(Request::DomainOverride { domain, allow }, done)?;
+        }
+        DomainCommand::Bimi {
+            domain,
+            logo,
+            vmc,
+            selector,
+            clear,
+        } => {
+            let done = if clear {
+                format!(
+                    "BIMI cleared for {}: remove its _bimi record from DNS",
+                    clean(&domain)
+                )
+            } else {
+                format!(
+                    "BIMI set for {}: publish its record (way2mail domain dns {})",
+                    clean(&domain),
+                    clean(&domain)
+                )
+            };
+            let request = Request::DomainBimi {
+                domain,
+                selector,
+                logo_url: logo,
+                vmc_url: vmc,
+                clear,
+            };
+            session.simple(request, done)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn credential(session: &mut Session, command: CredentialCommand) -> Result<(), Failure> {

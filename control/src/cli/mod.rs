@@ -159,17 +159,61 @@ pub enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
-    Add {
-        tenant: String,
-        domain: String,
-    },
+    /// Add a domain to a tenant; creates its DKIM keys (RSA and Ed25519).
+    Add { tenant: String, domain: String },
     List {
         #[arg(long)]
         tenant: Option<String>,
     },
-    Remove {
-        tenant: String,
+    /// Remove a domain and its DKIM keys.
+    Remove { tenant: String, domain: String },
+    /// One domain: DKIM keys, verification, override and BIMI.
+    Show { domain: String },
+    /// The DNS records to publish, as zone-file lines (`--json`: the records).
+    Dns { domain: String },
+    /// Look the records up and say what is missing or wrong; exit 1 when not verified.
+    Verify { domain: String },
+    /// Create a pending DKIM pair to publish; with --activate, sign with it from now on.
+    RotateDkim {
         domain: String,
+        /// Make the pending pair active (the active one becomes retired).
+        #[arg(long)]
+        activate: bool,
+        /// Activate even when the pending records are not found in DNS.
+        #[arg(long, requires = "activate")]
+        force: bool,
+    },
+    /// Delete retired DKIM keys (all of them, or the one named).
+    RetireDkim {
+        domain: String,
+        #[arg(long, value_name = "SELECTOR")]
+        selector: Option<String>,
+    },
+    /// Let an unverified domain send (--allow), or stop that (--deny). Needs --reason.
+    #[command(group(ArgGroup::new("decision").required(true).args(["allow", "deny"])))]
+    Override {
+        domain: String,
+        #[arg(long)]
+        allow: bool,
+        #[arg(long)]
+        deny: bool,
+    },
+    /// Set the BIMI logo (and VMC) of a domain, or clear BIMI.
+    #[command(group(ArgGroup::new("bimi").required(true).args(["logo", "clear"])))]
+    Bimi {
+        domain: String,
+        /// https:// location of the SVG Tiny PS logo.
+        #[arg(long, value_name = "URL")]
+        logo: Option<String>,
+        /// https:// location of the Verified Mark Certificate (PEM).
+        #[arg(long, value_name = "URL", requires = "logo")]
+        vmc: Option<String>,
+        /// The BIMI selector [default: default].
+        #[arg(long, value_name = "SELECTOR", requires = "logo")]
+        selector: Option<String>,
+        /// Remove the BIMI settings.
+        #[arg(long)]
+        clear: bool,
     },
 }
 

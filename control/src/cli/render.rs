@@ -1,11 +1,17 @@
 //! Results for people: a table for lists, `key: value` lines for one record, and
-//! secrets framed by a plain note that they are shown this once.
+//! secrets framed by a plain note that they are shown this once. DNS records come
+//! as zone-file lines that can be pasted into a zone.
 
 use crate::protocol::{
-    CredentialInfo, CredentialKind, Outcome, Response, TenantInfo, TenantStatus,
+    CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo, DomainRecords,
+    DomainVerification, Outcome, Response, TenantInfo, TenantStatus,
 };
+use crate::publish;
 
-use super::table::{opt, opt_rfc3339, record, rfc3339, Table};
+use super::table::{clean, opt, opt_rfc3339, record, rfc3339, Table};
+
+/// The TTL suggested in `domain dns` output.
+const SUGGESTED_TTL: u32 = 3600;
 
 pub fn human(response: &Response) -> String {
     match response {
@@ -33,6 +39,9 @@ pub fn human(response: &Response) -> String {
             ("expires", rfc3339(*expires_at)),
         ]),
         Response::Done => "done\n".into(),
+        Response::Domain(d) => domain(d),
+        Response::DnsRecords(records) => zone(records),
+        Response::Verification(v) => verification(v),
         Response::Tenant(t) => tenant(t),
         Response::Tenants { tenants } => {
             let mut table = Table::new(&[
@@ -62,11 +71,18 @@ pub fn human(response: &Response) -> String {
             table.render()
         }
         Response::Domains { domains } => {
-            let mut table = Table::new(&["DOMAIN", "TENANT", "CREATED"]);
+            let mut table = Table::new(&["DOMAIN", "TENANT", "SENDING", "DKIM", "CREATED"]);
             for d in domains {
+                let active = selectors(d, DkimKeyState::Active);
                 table.row(vec![
                     d.domain.clone(),
                     d.tenant.clone(),
+                    sending(d).into(),
+                    if active.is_empty() {
+                        "-".into()
+                    } else {
+                        active.join(",")
+                    },
                     rfc3339(d.created_at),
                 ]);
             }
@@ -214,6 +230,212 @@ fn tenant(t: &TenantInfo) -> String {
     ])
 }
 
+/// One domain: its state as `key: value` lines, then its DKIM keys.
+fn domain(d: &DomainInfo) -> String {
+    let bimi = match &d.bimi {
+        None => "-".to_string(),
+        Some(b) => format!(
+            "selector {}, logo {}, VMC {}",
+            b.selector,
+            b.logo_url,
+            b.vmc_url.as_deref().unwrap_or("-")
+        ),
+    };
+    let mut out = record(&[
+        ("domain", d.domain.clone()),
+        ("tenant", d.tenant.clone()),
+        ("created", rfc3339(d.created_at)),
+        ("verified", opt_rfc3339(d.verified_at)),
+        (
+            "send unverified",
+            if d.send_unverified {
+                "yes (operator override)".into()
+            } else {
+                "no".into()
+            },
+        ),
+        ("sending", sending(d).into()),
+        ("BIMI", bimi),
+    ]);
+    out.push('\n');
+    if d.dkim.is_empty() {
+        out.push_str("no DKIM keys: create them with `way2mail domain rotate-dkim DOMAIN`\n");
+    } else {
+        let mut table = Table::new(&["SELECTOR", "ALGORITHM", "STATE", "CREATED"]);
+        for k in &d.dkim {
+            table.row(vec![
+                k.selector.clone(),
+                k.algorithm.as_str().into(),
+                state(k.state).into(),
+                rfc3339(k.created_at),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// `verified`, `override` or `unverified`: whether and why the domain may send.
+fn sending(d: &DomainInfo) -> &'static str {
+    if d.verified_at.is_some() {
+        "verified"
+    } else if d.send_unverified {
+        "override"
+    } else {
+        "unverified"
+    }
+}
+
+fn selectors(d: &DomainInfo, which: DkimKeyState) -> Vec<String> {
+    d.dkim
+        .iter()
+        .filter(|k| k.state == which)
+        .map(|k| k.selector.clone())
+        .collect()
+}
+
+fn state(s: DkimKeyState) -> &'static str {
+    match s {
+        DkimKeyState::Pending => "pending",
+        DkimKeyState::Active => "active",
+        DkimKeyState::Retired => "retired",
+    }
+}
+
+/// `DKIM selectors: a (rsa-sha256), b (ed25519-sha256)`, for `domain add`.
+pub fn dkim_selectors(d: &DomainInfo) -> String {
+    let keys: Vec<String> = d
+        .dkim
+        .iter()
+        .map(|k| format!("{} ({})", k.selector, k.algorithm.as_str()))
+        .collect();
+    format!("DKIM selectors: {}", clean(&keys.join(", ")))
+}
+
+/// What to do after adding a domain.
+pub fn publish_hint(domain: &str) -> String {
+    let domain = clean(domain);
+    format!(
+        "\nPublish its DNS records (SPF, DKIM, DMARC):  way2mail domain dns {domain}\n\
+         then check them:                              way2mail domain verify {domain}\n\
+         Until it is verified the domain does not send (unless overridden).\n"
+    )
+}
+
+/// The first line(s) after `domain rotate-dkim`.
+pub fn rotation_done(d: &DomainInfo, activate: bool) -> String {
+    let name = clean(&d.domain);
+    let pending = selectors(d, DkimKeyState::Pending);
+    let active = selectors(d, DkimKeyState::Active).join(", ");
+    let retired = selectors(d, DkimKeyState::Retired).join(", ");
+    if activate {
+        let mut out = format!("DKIM keys {} of {name} now sign\n", clean(&active));
+        if !retired.is_empty() {
+            out.push_str(&format!(
+                "retired: {}: keep their records published while mail signed with them may \
+                 still be checked (a few days), then: way2mail domain retire-dkim {name}\n",
+                clean(&retired)
+            ));
+        }
+        out
+    } else if pending.is_empty() {
+        format!(
+            "DKIM keys {} of {name} created and active at once (there were none)\n\
+                 publish their records: way2mail domain dns {name}\n",
+            clean(&active)
+        )
+    } else {
+        format!(
+            "DKIM keys {} of {name} created, pending:\n  \
+             1. publish their records:       way2mail domain dns {name}\n  \
+             2. wait until they resolve:     way2mail domain verify {name}\n  \
+             3. sign with them:              way2mail domain rotate-dkim {name} --activate\n",
+            clean(&pending.join(", "))
+        )
+    }
+}
+
+/// The records as zone-file lines, each after its note as a `;` comment; values
+/// over 255 bytes as several quoted strings (receivers join them).
+fn zone(records: &DomainRecords) -> String {
+    let mut out = format!(
+        "; DNS records for {} (TTL {SUGGESTED_TTL} is a suggestion)\n",
+        clean(&records.domain)
+    );
+    for r in &records.records {
+        out.push('\n');
+        out.push_str(&format!("; {}\n", clean(&r.note)));
+        let strings: Vec<String> = publish::split_txt(&r.value)
+            .into_iter()
+            .map(quote)
+            .collect();
+        out.push_str(&format!(
+            "{}. {SUGGESTED_TTL} IN {} {}\n",
+            clean(&r.name),
+            clean(&r.rtype),
+            strings.join(" ")
+        ));
+    }
+    out
+}
+
+/// One `"…"` character-string of a zone file: quotes and backslashes escaped,
+/// control characters replaced.
+fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in clean(text).chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Check by check, then the verdict.
+fn verification(v: &DomainVerification) -> String {
+    let mut table = Table::new(&["PURPOSE", "NAME", "STATUS", "DETAIL"]);
+    for c in &v.checks {
+        let status = match c.status {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Missing => "missing",
+            CheckStatus::Wrong => "wrong",
+            CheckStatus::Error => "error",
+        };
+        table.row(vec![
+            c.purpose.as_str().into(),
+            c.name.clone(),
+            if c.required {
+                status.into()
+            } else {
+                format!("{status} (optional)")
+            },
+            c.detail.clone(),
+        ]);
+    }
+    let mut out = table.render();
+    out.push('\n');
+    let name = clean(&v.domain);
+    if v.verified {
+        out.push_str("verified\n");
+    } else if v
+        .checks
+        .iter()
+        .any(|c| c.required && matches!(c.status, CheckStatus::Missing | CheckStatus::Wrong))
+    {
+        out.push_str(&format!(
+            "not verified: publish the records shown by `way2mail domain dns {name}`, then verify again\n"
+        ));
+    } else {
+        out.push_str(
+            "not verified: some lookups failed (the verification state is unchanged); try again\n",
+        );
+    }
+    out
+}
+
 fn credential_fields(c: &CredentialInfo) -> Vec<(&'static str, String)> {
     vec![
         ("credential", c.id.clone()),
@@ -244,5 +466,81 @@ fn outcome(o: Outcome) -> &'static str {
         Outcome::Ok => "ok",
         Outcome::Denied => "denied",
         Outcome::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DnsRecord, RecordCheck, RecordPurpose};
+
+    #[test]
+    fn zone_lines_split_long_values_and_comment_notes() {
+        let long = format!("v=DKIM1; k=rsa; p={}", "A".repeat(380));
+        let records = DomainRecords {
+            domain: "shop.example".into(),
+            records: vec![
+                DnsRecord {
+                    purpose: RecordPurpose::Dkim,
+                    name: "s1._domainkey.shop.example".into(),
+                    rtype: "TXT".into(),
+                    value: long.clone(),
+                    note: "DKIM selector s1\n(active)".into(),
+                },
+                DnsRecord {
+                    purpose: RecordPurpose::Bimi,
+                    name: "default._bimi.shop.example".into(),
+                    rtype: "TXT".into(),
+                    value: "v=BIMI1; l=https://x.example/\"q\\.svg; a=;".into(),
+                    note: "BIMI".into(),
+                },
+            ],
+        };
+        let text = zone(&records);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("; DNS records for shop.example"));
+        assert_eq!(lines[2], "; DKIM selector s1?(active)");
+        let first = format!(
+            "s1._domainkey.shop.example. 3600 IN TXT \"{}\" \"{}\"",
+            &long[..255],
+            &long[255..]
+        );
+        assert_eq!(lines[3], first);
+        assert_eq!(lines[5], "; BIMI");
+        assert_eq!(
+            lines[6],
+            r#"default._bimi.shop.example. 3600 IN TXT "v=BIMI1; l=https://x.example/\"q\\.svg; a=;""#
+        );
+    }
+
+    #[test]
+    fn verification_table_and_verdict() {
+        let check = |status, required| RecordCheck {
+            purpose: RecordPurpose::Spf,
+            name: "shop.example".into(),
+            status,
+            required,
+            expected: None,
+            found: Vec::new(),
+            detail: "detail".into(),
+        };
+        let mut v = DomainVerification {
+            domain: "shop.example".into(),
+            verified: true,
+            checks: vec![
+                check(CheckStatus::Ok, true),
+                check(CheckStatus::Missing, false),
+            ],
+            checked_at: 0,
+        };
+        let text = verification(&v);
+        assert!(text.starts_with("PURPOSE  NAME"), "{text}");
+        assert!(text.contains("missing (optional)"), "{text}");
+        assert!(text.ends_with("\nverified\n"), "{text}");
+        v.verified = false;
+        v.checks[0].status = CheckStatus::Wrong;
+        assert!(verification(&v).contains("not verified: publish the records"));
+        v.checks[0].status = CheckStatus::Error;
+        assert!(verification(&v).contains("not verified: some lookups failed"));
     }
 }

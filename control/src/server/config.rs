@@ -12,6 +12,10 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use std::net::{IpAddr, SocketAddr};
+
+use crate::dns::DnsSettings;
+use crate::service::SendingSettings;
 use crate::snapshot::TenantLimits;
 
 pub use crate::config_file::ConfigError;
@@ -36,7 +40,42 @@ pub struct Config {
     pub max_connections: usize,
     pub idle_timeout_secs: u64,
     pub tenant_defaults: TenantDefaultsConfig,
+    pub dns: DnsConfig,
+    pub sending: SendingConfig,
     pub log: LogConfig,
+}
+
+/// `[dns]`: where `domain verify` sends its lookups (same keys as the MTA's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `"IP:PORT"` of recursive resolvers; empty = the system's /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+    pub timeout_ms: u64,
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        let d = DnsSettings::default();
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: d.timeout.as_millis() as u64,
+            attempts: d.attempts,
+        }
+    }
+}
+
+/// `[sending]`: what tenant domains publish to authorise the platform's mail.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingConfig {
+    /// Public IPv4/IPv6 addresses the MTA sends from (SPF `ip4:`/`ip6:`).
+    pub ips: Vec<String>,
+    /// A domain whose SPF record lists the platform's senders (SPF `include:`).
+    pub spf_include: String,
+    /// `rua=` address of the suggested DMARC record, e.g. `mailto:dmarc@example.net`.
+    pub dmarc_rua: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -59,6 +98,8 @@ impl Default for Config {
             max_connections: 64,
             idle_timeout_secs: 60,
             tenant_defaults: TenantDefaultsConfig::default(),
+            dns: DnsConfig::default(),
+            sending: SendingConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -88,6 +129,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub tenant_defaults: TenantLimits,
+    pub dns: DnsSettings,
+    pub sending: SendingSettings,
     pub log: LogConfig,
 }
 
@@ -164,6 +207,8 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("{e}")))?;
+        let dns = self.dns.validate()?;
+        let sending = self.sending.validate()?;
         Ok(Settings {
             socket: self.socket,
             socket_mode: self.socket_mode,
@@ -178,7 +223,81 @@ impl Config {
                 messages_per_day: d.messages_per_day,
                 recipients_per_message: d.recipients_per_message,
             },
+            dns,
+            sending,
             log: self.log,
+        })
+    }
+}
+
+impl DnsConfig {
+    fn validate(&self) -> Result<DnsSettings, ConfigError> {
+        let mut nameservers = Vec::with_capacity(self.nameservers.len());
+        for (i, text) in self.nameservers.iter().enumerate() {
+            let addr = text.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    format!("dns.nameservers[{i}]"),
+                    format!("{text:?} is not IP:PORT (e.g. \"127.0.0.1:53\")"),
+                )
+            })?;
+            nameservers.push(addr);
+        }
+        if self.timeout_ms == 0 {
+            return Err(err("dns.timeout_ms", "must be at least 1"));
+        }
+        if self.attempts == 0 {
+            return Err(err("dns.attempts", "must be at least 1"));
+        }
+        Ok(DnsSettings {
+            nameservers,
+            timeout: Duration::from_millis(self.timeout_ms),
+            attempts: self.attempts,
+        })
+    }
+}
+
+impl SendingConfig {
+    fn validate(&self) -> Result<SendingSettings, ConfigError> {
+        let mut ips = Vec::with_capacity(self.ips.len());
+        for (i, text) in self.ips.iter().enumerate() {
+            let ip = text.parse::<IpAddr>().map_err(|_| {
+                err(
+                    format!("sending.ips[{i}]"),
+                    format!("{text:?} is not an IPv4 or IPv6 address"),
+                )
+            })?;
+            ips.push(ip);
+        }
+        let include = self.spf_include.trim().to_ascii_lowercase();
+        let include = include.strip_suffix('.').unwrap_or(&include).to_string();
+        if !include.is_empty()
+            && (include.len() > 253
+                || include.split('.').count() < 2
+                || include.split('.').any(|label| {
+                    label.is_empty()
+                        || label.len() > 63
+                        || !label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }))
+        {
+            return Err(err(
+                "sending.spf_include",
+                format!("{:?} is not a domain name", self.spf_include),
+            ));
+        }
+        let rua = self.dmarc_rua.trim();
+        let one_mailto = rua.starts_with("mailto:") && rua.contains('@');
+        if !rua.is_empty() && (!one_mailto || rua.contains([';', ' ', ','])) {
+            return Err(err(
+                "sending.dmarc_rua",
+                format!("{rua:?} is not one mailto: URI (mailto:dmarc@example.net)"),
+            ));
+        }
+        Ok(SendingSettings {
+            ips,
+            spf_include: (!include.is_empty()).then_some(include),
+            dmarc_rua: (!rua.is_empty()).then(|| rua.to_string()),
         })
     }
 }

@@ -105,6 +105,8 @@ fn open_service(settings: &Settings) -> Result<Service> {
         service_uids: settings.service_uids.clone(),
         session_ttl: settings.session_ttl,
         tenant_defaults: settings.tenant_defaults,
+        dns: settings.dns.clone(),
+        sending: settings.sending.clone(),
     };
     Service::open(&settings.store, &settings.key_file, service_settings).with_context(|| {
         format!(

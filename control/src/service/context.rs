@@ -84,6 +84,9 @@ pub(crate) struct Ctx<'a> {
     pub detail: Option<String>,
     /// For login and bootstrap, whose action it was once known.
     pub actor_override: Option<(String, Option<Role>)>,
+    /// DNS lookups for `domain.verify` / `domain.rotate_dkim --activate`, made before
+    /// the writer lock was taken (see `Service::handle`).
+    pub lookups: Option<crate::protocol::DomainVerification>,
 }
 
 impl<'a> Ctx<'a> {
@@ -98,6 +101,7 @@ impl<'a> Ctx<'a> {
             tenant,
             detail: None,
             actor_override: None,
+            lookups: None,
         }
     }
 }

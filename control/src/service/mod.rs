@@ -53,6 +53,21 @@ pub struct ServiceSettings {
     pub session_ttl: Duration,
     /// Limits of a tenant added without explicit ones.
     pub tenant_defaults: TenantLimits,
+    /// Where `domain.verify` sends its lookups.
+    pub dns: crate::dns::DnsSettings,
+    /// What tenant domains must publish to authorise our mail (`[sending]`).
+    pub sending: SendingSettings,
+}
+
+/// `[sending]`: the platform's side of the records tenant domains publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendingSettings {
+    /// The MTA's public sending addresses, for `ip4:`/`ip6:` terms in the SPF record.
+    pub ips: Vec<std::net::IpAddr>,
+    /// An SPF record of the platform's to `include:` (`_spf.way2mail.example`).
+    pub spf_include: Option<String>,
+    /// `rua=` of the suggested DMARC record (`mailto:dmarc@…`); none when empty.
+    pub dmarc_rua: Option<String>,
 }
 
 impl Default for ServiceSettings {
@@ -63,6 +78,8 @@ impl Default for ServiceSettings {
             service_uids: vec![rustix::process::geteuid().as_raw()],
             session_ttl: Duration::from_secs(8 * 3600),
             tenant_defaults: TenantLimits::default(),
+            dns: crate::dns::DnsSettings::default(),
+            sending: SendingSettings::default(),
         }
     }
 }
@@ -214,7 +231,19 @@ impl Service {
             _ => None,
         };
 
-        self.run(who, request, reason, login_check)
+        // So do DNS lookups: a slow or silent resolver must not stall every other
+        // request. The handler re-reads the domain under the lock and uses these.
+        let lookups = match &request {
+            Request::DomainVerify { domain }
+            | Request::DomainRotateDkim {
+                domain,
+                activate: true,
+                force: false,
+            } => domains::look_up(self, domain),
+            _ => None,
+        };
+
+        self.run(who, request, reason, login_check, lookups)
     }
 
     /// Runs an allowed request under the writer lock and commits its changes with
@@ -225,9 +254,11 @@ impl Service {
         request: Request,
         reason: Option<String>,
         login_check: Option<session::PasswordCheck>,
+        lookups: Option<crate::protocol::DomainVerification>,
     ) -> Result<Response, ErrorBody> {
         let writer = self.audit.writer();
         let mut ctx = Ctx::new(self, &who, request_tenant(&request));
+        ctx.lookups = lookups;
         let result = dispatch(&mut ctx, &request, login_check);
         let (outcome, answer) = match result {
             Ok(response) => (Outcome::Ok, Ok(response)),
@@ -365,6 +396,34 @@ fn dispatch(
         Request::DomainAdd { tenant, domain } => domains::add(ctx, tenant, domain),
         Request::DomainList { tenant } => domains::list(ctx, tenant.as_deref()),
         Request::DomainRemove { tenant, domain } => domains::remove(ctx, tenant, domain),
+        Request::DomainShow { domain } => domains::show(ctx, domain),
+        Request::DomainDns { domain } => domains::dns(ctx, domain),
+        Request::DomainVerify { domain } => domains::verify(ctx, domain),
+        Request::DomainRotateDkim {
+            domain,
+            activate,
+            force,
+        } => domains::rotate_dkim(ctx, domain, *activate, *force),
+        Request::DomainRetireDkim { domain, selector } => {
+            domains::retire_dkim(ctx, domain, selector.as_deref())
+        }
+        Request::DomainOverride { domain, allow } => domains::override_(ctx, domain, *allow),
+        Request::DomainBimi {
+            domain,
+            selector,
+            logo_url,
+            vmc_url,
+            clear,
+        } => domains::bimi(
+            ctx,
+            domain,
+            domains::BimiChange {
+                selector: selector.as_deref(),
+                logo_url: logo_url.as_deref(),
+                vmc_url: vmc_url.as_deref(),
+                clear: *clear,
+            },
+        ),
         Request::CredentialAdd {
             tenant,
             kind,

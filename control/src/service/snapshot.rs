@@ -1,15 +1,17 @@
-//! Builds the policy snapshot for the MTA from the tenants, domains and
-//! credentials trees: every tenant with its status, sorted domains, limits and
-//! unrevoked SMTP users (argon2id hashes only).
+//! Builds the policy snapshot for the MTA from the tenants, domains, DKIM keys and
+//! credentials trees: every tenant with its status, sorted domains, limits,
+//! unrevoked SMTP users (argon2id hashes only) and, per domain, whether it may send,
+//! its active DKIM signing keys (the only place private keys leave the store) and
+//! its BIMI selector.
 
 use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
 use crate::error::Error;
-use crate::protocol::{CredentialKind, DomainInfo, Response, TenantInfo};
-use crate::records::{CredentialRecord, META_SNAPSHOT_VERSION};
-use crate::snapshot::{SmtpUser, Snapshot, SnapshotTenant};
-use crate::store::{Store, TreeName};
+use crate::protocol::{CredentialKind, DkimKeyState, DomainInfo, Response, TenantInfo};
+use crate::records::{CredentialRecord, DkimKeyRecord, META_SNAPSHOT_VERSION};
+use crate::snapshot::{SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant};
+use crate::store::{dkim_key, Store, TreeName};
 
 /// The snapshot as the store holds it now. Call under the writer lock so the
 /// version matches the content.
@@ -27,6 +29,7 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
                 domains: Vec::new(),
                 limits: t.limits,
                 smtp_users: Vec::new(),
+                sending: Vec::new(),
             };
             (t.tenant, entry)
         })
@@ -34,6 +37,7 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
     // Trees iterate in key order, so domains come out sorted.
     for (_, domain) in store.scan::<DomainInfo>(TreeName::Domains)? {
         if let Some(t) = tenants.get_mut(&domain.tenant) {
+            t.sending.push(sending(store, &domain)?);
             t.domains.push(domain.domain);
         }
     }
@@ -57,6 +61,38 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
         version,
         generated_at_ms: now_ms(),
         tenants,
+    })
+}
+
+/// One domain as the MTA sends from it: the active keys with their private halves.
+/// An active key without its private record fails the build, like any unreadable
+/// record: the MTA keeps its last snapshot rather than sign with a partial set.
+fn sending(store: &Store, domain: &DomainInfo) -> Result<SendingDomain, Error> {
+    let mut dkim = Vec::new();
+    for key in domain
+        .dkim
+        .iter()
+        .filter(|k| k.state == DkimKeyState::Active)
+    {
+        let store_key = dkim_key(&domain.domain, &key.selector);
+        let record = store
+            .get::<DkimKeyRecord>(TreeName::DkimKeys, &store_key)?
+            .ok_or_else(|| Error::Corrupt {
+                tree: TreeName::DkimKeys.as_str(),
+                key: format!("{}/{}", domain.domain, key.selector),
+                reason: "missing: the domain lists this key as active".into(),
+            })?;
+        dkim.push(SigningKey {
+            selector: key.selector.clone(),
+            algorithm: key.algorithm,
+            private_key: record.private_key.clone(),
+        });
+    }
+    Ok(SendingDomain {
+        domain: domain.domain.clone(),
+        may_send: domain.may_send(),
+        dkim,
+        bimi_selector: domain.bimi.as_ref().map(|b| b.selector.clone()),
     })
 }
 

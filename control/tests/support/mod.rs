@@ -39,6 +39,7 @@ pub fn settings(session_ttl: Duration) -> ServiceSettings {
         service_uids: vec![MTA.uid],
         session_ttl,
         tenant_defaults: TenantLimits::default(),
+        ..ServiceSettings::default()
     }
 }
 

@@ -19,40 +19,18 @@
 //! sockets stay core-local.
 
 use std::hash::BuildHasher;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::IpAddr;
 
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{Name, TokioResolver};
+use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::TokioResolver;
 
 use crate::outbound::route::{Route, RouteHost, Routes};
 use crate::outbound::TlsPolicy;
 
-/// `[dns]`: where and how patiently to ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSettings {
-    /// Recursive resolvers to ask (UDP, TCP when an answer is truncated); empty means
-    /// the nameservers of the system's resolv.conf.
-    pub nameservers: Vec<SocketAddr>,
-    /// How long to wait for one answer.
-    pub timeout: Duration,
-    /// How many times to send a query before giving up (at least 1).
-    pub attempts: usize,
-}
-
-impl Default for DnsSettings {
-    fn default() -> DnsSettings {
-        DnsSettings {
-            nameservers: Vec::new(),
-            timeout: Duration::from_secs(2),
-            attempts: 2,
-        }
-    }
-}
+/// `[dns]`: the one settings type for every lookup, shared with control.
+pub use way2mail_control::dns::DnsSettings;
 
 /// One host to try, with every address found for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,31 +116,9 @@ impl MxResolver {
     /// inside that core's tokio runtime. Fails only when `nameservers` is empty and the
     /// system configuration (resolv.conf) cannot be read.
     pub fn new(settings: &DnsSettings) -> std::io::Result<MxResolver> {
-        let servers = if settings.nameservers.is_empty() {
-            let (system, _) = hickory_resolver::system_conf::read_system_conf().map_err(|e| {
-                std::io::Error::other(format!("reading the system DNS configuration: {e}"))
-            })?;
-            system
-                .name_servers()
-                .iter()
-                .map(|ns| ns.socket_addr)
-                .collect()
-        } else {
-            settings.nameservers.clone()
-        };
-        let mut group = Vec::with_capacity(servers.len() * 2);
-        for addr in dedup(servers) {
-            // UDP first; hickory switches to the TCP entry when an answer is truncated.
-            group.push(NameServerConfig::new(addr, Protocol::Udp));
-            group.push(NameServerConfig::new(addr, Protocol::Tcp));
-        }
-        // No domain, no search list: every name we ask is absolute.
-        let config = ResolverConfig::from_parts(None, Vec::new(), group);
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-                .with_options(options(settings))
-                .build();
-        Ok(MxResolver { resolver })
+        Ok(MxResolver {
+            resolver: way2mail_control::dns::resolver(settings)?,
+        })
     }
 
     /// The hosts to try for `domain`, best first. `port` is `[delivery] port`, used for
@@ -285,8 +241,12 @@ impl MxResolver {
         match self.resolver.mx_lookup(name.clone()).await {
             Ok(lookup) => {
                 let records: Vec<(u16, Name)> = lookup
+                    .answers()
                     .iter()
-                    .map(|mx| (mx.preference(), mx.exchange().clone()))
+                    .filter_map(|r| match &r.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
+                        _ => None,
+                    })
                     .collect();
                 // An answer with only CNAMEs and no MX at the end of the chain.
                 if records.is_empty() {
@@ -307,8 +267,24 @@ impl MxResolver {
             self.resolver.ipv4_lookup(name.clone()),
             self.resolver.ipv6_lookup(name.clone())
         );
-        let v4 = v4.map(|l| l.iter().map(|a| IpAddr::V4(a.0)).collect::<Vec<_>>());
-        let v6 = v6.map(|l| l.iter().map(|a| IpAddr::V6(a.0)).collect::<Vec<_>>());
+        let v4 = v4.map(|l| {
+            l.answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        });
+        let v6 = v6.map(|l| {
+            l.answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        });
         let mut addrs = Vec::new();
         let mut misses = Vec::new();
         for found in [v4, v6] {
@@ -330,36 +306,14 @@ impl MxResolver {
     }
 }
 
-/// Resolver options: our timeout and attempts, cache bounds, DNS only.
-fn options(settings: &DnsSettings) -> ResolverOpts {
-    let mut opts = ResolverOpts::default();
-    opts.timeout = settings.timeout;
-    // hickory counts retries after the first try; `attempts` counts tries.
-    opts.attempts = settings.attempts.max(1) - 1;
-    opts.ndots = 0;
-    opts.cache_size = 4096;
-    // TTLs are honoured as given (a TTL of 0 means "do not cache"), but a zone cannot
-    // pin an answer for longer than a day, or a negative answer for more than an hour
-    // (RFC 2308 suggests 1-3 hours), so fixed DNS is picked up soon.
-    opts.positive_min_ttl = Some(Duration::ZERO);
-    opts.positive_max_ttl = Some(Duration::from_secs(86_400));
-    opts.negative_min_ttl = Some(Duration::ZERO);
-    opts.negative_max_ttl = Some(Duration::from_secs(3_600));
-    // Like Postfix's smtp_host_lookup = dns: /etc/hosts does not route mail.
-    opts.use_hosts_file = ResolveHosts::Never;
-    opts
-}
-
 /// Gives a hickory error its meaning for mail routing.
-fn miss(err: &hickory_resolver::ResolveError) -> Miss {
-    if let Some(proto) = err.proto() {
-        if let ProtoErrorKind::NoRecordsFound { response_code, .. } = proto.kind() {
-            return match *response_code {
-                ResponseCode::NXDomain => Miss::NoName,
-                ResponseCode::NoError => Miss::NoData,
-                code => Miss::Failed(format!("the resolver answered {code}")),
-            };
-        }
+fn miss(err: &NetError) -> Miss {
+    if let NetError::Dns(DnsError::NoRecordsFound(no)) = err {
+        return match no.response_code {
+            ResponseCode::NXDomain => Miss::NoName,
+            ResponseCode::NoError => Miss::NoData,
+            code => Miss::Failed(format!("the resolver answered {code}")),
+        };
     }
     Miss::Failed(err.to_string())
 }
@@ -398,16 +352,6 @@ fn host_text(name: &Name) -> String {
         Some(stripped) => stripped.to_string(),
         None => text,
     }
-}
-
-fn dedup(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    let mut seen = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        if !seen.contains(&addr) {
-            seen.push(addr);
-        }
-    }
-    seen
 }
 
 /// A fresh random seed per call. `RandomState::new()` draws new SipHash keys for every

@@ -106,6 +106,7 @@ mod tests {
                     credential_id: "c1".into(),
                     password_hash: way2mail_control::password::hash("pw").expect("hash"),
                 }],
+                sending: Vec::new(),
             }],
         }
     }

@@ -175,6 +175,7 @@ mod tests {
                     credential_id: "c1".into(),
                     password_hash: way2mail_control::password::hash(password).expect("hash"),
                 }],
+                sending: Vec::new(),
             }],
         })
     }
