@@ -20,6 +20,10 @@
 # The outcome is read from the delivery log (`[delivery] log_file`), arrival from
 # smtp-sink's dump file (-D) and counters (-c); at the end `spool list` must hold exactly
 # the deferred messages, each `pending attempts=1` with the reply it got.
+# Then DKIM: the Rust test `dkimpy_verifies_what_the_mta_signs` (tests/tests/dkim_signing.rs)
+# signs tenant mail through the real control and MTA daemons, and dkimpy (from PyPI, in a
+# virtualenv, with dnspython for the stub DNS) must verify every DKIM-Signature
+# (rsa-sha256 and ed25519-sha256) and reject them after the body changed.
 # Runs as root on a bare Debian bookworm (installs its tools with apt-get); only
 # 127.0.0.1 is used; every wait is bounded.
 set -euo pipefail
@@ -530,6 +534,56 @@ run_delivery() { # io
     check_delivery_spool "$DIR"
 }
 
+# ---- DKIM signatures verified by dkimpy ----
+
+# Versions known to work; dkimpy's ed25519 extra brings PyNaCl.
+DKIMPY_PACKAGES=('dkimpy[ed25519]==1.1.8' 'dnspython==2.9.2')
+DKIMPY_MARKER='DKIMPY-INTEROP: all signatures verified'
+
+# A virtualenv under /tmp with dkimpy and dnspython; sets DKIMPY_PYTHON.
+install_dkimpy() {
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        [[ $(id -u) == 0 ]] || fail "need root to apt-get install python3-venv"
+        log "installing python3-venv"
+        export DEBIAN_FRONTEND=noninteractive
+        timeout 300 apt-get install -y -q --no-install-recommends python3-venv </dev/null || {
+            timeout 300 apt-get update -q
+            timeout 300 apt-get install -y -q --no-install-recommends python3-venv </dev/null
+        }
+    fi
+    local venv
+    venv=$(mktemp -d /tmp/way2mail-dkimpy.XXXXXX)
+    WORK_DIRS+=("$venv")
+    timeout 120 python3 -m venv "$venv" </dev/null || fail "python3 -m venv failed"
+    log "pip install ${DKIMPY_PACKAGES[*]}"
+    timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check "${DKIMPY_PACKAGES[@]}" \
+        </dev/null || fail "pip install ${DKIMPY_PACKAGES[*]} failed"
+    DKIMPY_PYTHON=$venv/bin/python
+    "$DKIMPY_PYTHON" -c 'import dkim, dns.resolver, nacl' || fail "dkimpy not importable"
+}
+
+# The test skips itself (and passes) without WAY2MAIL_DKIMPY_PYTHON: the marker line
+# in its output is what proves dkimpy ran and every signature passed.
+run_dkim_interop() {
+    install_dkimpy
+    local out
+    out=$(mktemp /tmp/way2mail-dkimpy-test.XXXXXX)
+    WORK_DIRS+=("$out")
+    log "dkimpy_verifies_what_the_mta_signs with $("$DKIMPY_PYTHON" -c 'import importlib.metadata as m; print("dkimpy", m.version("dkimpy"), "dnspython", m.version("dnspython"))')"
+    (cd "$ROOT" && WAY2MAIL_DKIMPY_PYTHON=$DKIMPY_PYTHON timeout 1200 cargo test -q \
+        -p way2mail-tests --test dkim_signing dkimpy_verifies_what_the_mta_signs \
+        -- --exact --nocapture) </dev/null >"$out" 2>&1 || {
+        cat "$out" >&2
+        fail "dkimpy_verifies_what_the_mta_signs failed"
+    }
+    grep -E '^signature [0-9]+: ' "$out" || true
+    grep -qF "$DKIMPY_MARKER" "$out" || {
+        cat "$out" >&2
+        fail "the dkimpy test did not run (no '$DKIMPY_MARKER' line)"
+    }
+    log "$(grep -F "$DKIMPY_MARKER" "$out")"
+}
+
 main() {
     install_tools
     install_postfix
@@ -547,6 +601,9 @@ main() {
         run_delivery "$io"
     done
     log "delivery interop with smtp-sink passed in $((SECONDS - started)) s"
+    started=$SECONDS
+    run_dkim_interop
+    log "DKIM interop with dkimpy passed in $((SECONDS - started)) s"
 }
 
 main "$@"

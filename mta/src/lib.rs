@@ -1,10 +1,16 @@
 //! The Way2Mail SMTP engine as a library: the sans-IO SMTP server protocol and the
-//! relay policy it consults. Nothing here touches a socket, a clock-driven timer or
-//! the spool; the binary (`src/main.rs`) owns those and drives this code.
+//! relay policy it consults, the outbound client, DKIM signing and the inbound
+//! authentication checks. Nothing here touches a socket or the spool; the binary
+//! (`src/main.rs`) owns those and drives this code. The one exception is DNS:
+//! `verification::authenticate` and `outbound::mx` look names up through the resolver
+//! the caller built, bounded by tokio timers.
 //!
 //! Layout and flow:
 //!
 //! ```text
+//!   signing.rs          DKIM signing: the RFC 6376 header set, From over-signed,
+//!                       signatures prepended last
+//!   verification.rs     inbound SPF/DKIM/DMARC/ARC (mail-auth) and Authentication-Results
 //!   relay.rs            RelayPolicy: local domains + trusted networks (never an open relay)
 //!   smtp/mod.rs         public types: Role, Limits, SessionParams, Event, SpoolState, ...
 //!   smtp/protocol.rs    Protocol: input buffer -> lines / DATA / BDAT -> handlers -> Event
@@ -26,7 +32,9 @@
 
 pub mod outbound;
 pub mod relay;
+pub mod signing;
 pub mod smtp;
+pub mod verification;
 
 pub use relay::{RelayError, RelayPolicy};
 pub use smtp::{Event, Limits, Protocol, QueueFailure, Role, SessionParams, SpoolState};

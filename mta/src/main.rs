@@ -12,11 +12,13 @@
 
 mod config;
 mod delivery;
+mod inbound;
 mod io;
 mod limits;
 mod monitor;
 mod runtime;
 mod session;
+mod signer;
 mod spool_cli;
 mod tenants;
 mod tls;
@@ -162,9 +164,13 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         hostname = %settings.raw.hostname,
         "way2mail-mta started"
     );
+    let signer = signer::Signer::new(Arc::clone(&settings), tenants.clone());
+    let inbound = inbound::Inbound::new(Arc::clone(&settings));
     let shared = Arc::new(Shared {
         settings,
         tls,
+        signer,
+        inbound,
         spool: spool.clone(),
         monitor,
         shutdown: stop_rx,
@@ -225,7 +231,11 @@ fn start_tenants(settings: &Settings) -> Result<(Option<Arc<Tenants>>, Option<Fo
     let key_file = &settings.raw.spool.key_file;
     let key = SpoolKey::load_or_create(key_file)
         .with_context(|| format!("spool.key_file {}", key_file.display()))?;
-    let tenants = Arc::new(Tenants::new(&settings.raw.auth).context("starting AUTH")?);
+    let tenants = Arc::new(
+        Tenants::new(&settings.raw.auth)
+            .context("starting AUTH")?
+            .with_missing_keys(settings.raw.dkim.missing_keys),
+    );
     let source = Source {
         socket: control.socket.clone(),
         snapshot_file: control.snapshot_file.clone(),

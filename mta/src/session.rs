@@ -21,9 +21,11 @@ use way2mail_queue::{Envelope, MessageId, Spool};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;
+use crate::inbound::Inbound;
 use crate::io::Io;
 use crate::limits::ConnectionSlot;
 use crate::monitor::SpoolMonitor;
+use crate::signer::Signer;
 use crate::tenants::Tenants;
 use crate::tls;
 
@@ -39,6 +41,10 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Tenants and AUTH; `None` when `control.socket` is empty.
     pub tenants: Option<Arc<Tenants>>,
+    /// DKIM-signs tenant mail.
+    pub signer: Signer,
+    /// SPF/DKIM/DMARC/ARC on mail from the internet.
+    pub inbound: Inbound,
 }
 
 /// Where a session stands after a stretch of plaintext or TLS dialogue.
@@ -284,8 +290,52 @@ impl Session {
     }
 
     /// The commit point: a message is either not accepted, or sealed, written and
-    /// flushed before the client hears `250`.
+    /// flushed before the client hears `250`. Before that, mail from the internet is
+    /// checked (SPF/DKIM/DMARC/ARC → `Authentication-Results:`), and tenant mail is
+    /// DKIM-signed, the signature being the last header change.
     async fn commit(&mut self, id: MessageId, envelope: Envelope, body: Vec<u8>) {
+        let mut body = body;
+        let mut checks = None;
+        if self.shared.inbound.applies(self.role, &envelope) {
+            match self.shared.inbound.check(&envelope, body).await {
+                Ok(outcome) => {
+                    body = outcome.body;
+                    checks = Some(outcome.summary);
+                }
+                Err((reply, summary)) => {
+                    tracing::info!(
+                        target: "way2mail::message",
+                        %id,
+                        client_ip = %self.peer.ip(),
+                        listener = self.role.as_str(),
+                        auth = %summary,
+                        reply = reply.code,
+                        "message refused"
+                    );
+                    self.protocol.message_refused(reply);
+                    return;
+                }
+            }
+        }
+        let dkim = match self.shared.signer.apply(&envelope, body) {
+            Ok(outcome) => {
+                body = outcome.body;
+                outcome.dkim
+            }
+            Err(reply) => {
+                tracing::info!(
+                    target: "way2mail::message",
+                    %id,
+                    client_ip = %self.peer.ip(),
+                    listener = self.role.as_str(),
+                    tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
+                    reply = reply.code,
+                    "message refused: not signed"
+                );
+                self.protocol.message_refused(reply);
+                return;
+            }
+        };
         let size = body.len();
         let recipients = envelope.recipients.len();
         let result = match self.shared.spool.enqueue(id, &envelope, body) {
@@ -303,6 +353,8 @@ impl Session {
                     tls = self.tls.as_deref().unwrap_or("none"),
                     size,
                     recipients,
+                    auth = checks.as_deref().unwrap_or(""),
+                    dkim = dkim.as_deref().unwrap_or(""),
                     "message queued"
                 );
                 self.protocol.message_queued(Ok(()));

@@ -5,6 +5,7 @@
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
 
+pub mod authn;
 pub mod control;
 pub mod delivery;
 
@@ -20,6 +21,7 @@ use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::Routes;
 use way2mail_mta::relay::RelayPolicy;
 
+use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use way2mail_mta::smtp::{Limits, Role};
@@ -52,6 +54,8 @@ pub struct Config {
     pub egress: Vec<EgressConfig>,
     pub control: ControlConfig,
     pub auth: AuthConfig,
+    pub dkim: DkimConfig,
+    pub inbound: InboundConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -162,6 +166,8 @@ impl Default for Config {
             egress: Vec::new(),
             control: ControlConfig::default(),
             auth: AuthConfig::default(),
+            dkim: DkimConfig::default(),
+            inbound: InboundConfig::default(),
         }
     }
 }
@@ -312,6 +318,7 @@ impl Config {
         self.shaping.check()?;
         self.control.check()?;
         self.auth.check()?;
+        self.inbound.check()?;
         let nameservers = self.dns.nameservers()?;
         if self.dns.timeout_ms == 0 || self.dns.attempts == 0 {
             return Err(err("dns", "timeout_ms and attempts must be at least 1"));

@@ -180,6 +180,17 @@ impl Protocol {
         r.write_to(&mut self.output);
     }
 
+    /// The caller refused the message handed over by the last [`Event::Message`]
+    /// before spooling it (a DMARC reject, a domain that may not send): `reply`
+    /// answers the end of data instead of `250`, and the transaction is over.
+    pub fn message_refused(&mut self, reply: Reply) {
+        let Mode::AwaitQueue(_) = self.mode else {
+            return;
+        };
+        self.mode = Mode::Command;
+        reply.write_to(&mut self.output);
+    }
+
     /// The caller's verdict on the last [`Event::Authenticate`]. The reply (`235`,
     /// `535`, `454`, or `421` and close) is queued by the next `next_event()`, which
     /// also counts a failure towards the error limit and may tarpit it first.

@@ -1,15 +1,25 @@
 //! One control snapshot, indexed for the questions sessions ask: who is this SMTP
-//! username (tenant, credential, password hash), and may this tenant send now and
-//! from this address. Built once per snapshot version, then only read, shared
-//! between cores behind an `Arc`; [`Current`] is the slot the follower swaps.
+//! username (tenant, credential, password hash), may this tenant send now and from
+//! this address, and how is mail from a tenant domain signed (may the domain send,
+//! its DKIM keys, its BIMI selector). Built once per snapshot version, then only
+//! read, shared between cores behind an `Arc`; [`Current`] is the slot the follower
+//! swaps.
+//!
+//! DKIM keys are decoded when a domain first signs under a snapshot version (not per
+//! message, and not for domains that send nothing), and carried over to the next
+//! version when its keys did not change ([`Directory::adopt_keys`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use way2mail_control::protocol::TenantStatus;
+use way2mail_control::protocol::{DkimAlgorithm, TenantStatus};
 use way2mail_control::snapshot::{Snapshot, TenantLimits};
+use way2mail_mta::signing::Key;
 use way2mail_mta::smtp::reply::Reply;
 use way2mail_mta::smtp::Grant;
+use zeroize::Zeroizing;
+
+use crate::config::authn::MissingKeys;
 
 /// An SMTP user as the directory knows it.
 #[derive(Debug)]
@@ -28,18 +38,133 @@ pub struct Tenant {
     pub limits: TenantLimits,
 }
 
+/// One tenant domain as the signer sees it.
+#[derive(Debug)]
+pub struct Sending {
+    /// The tenant the domain belongs to.
+    pub tenant: String,
+    /// Verified, or an operator let it send unverified.
+    pub may_send: bool,
+    /// The `s=` of the `BIMI-Selector:` field to set, when the domain has BIMI.
+    pub bimi_selector: Option<String>,
+    keys: Arc<KeySet>,
+}
+
+impl Sending {
+    /// The usable active keys, decoded on first use under this snapshot version. A
+    /// key that cannot be decoded is logged (once) and left out.
+    pub fn keys(&self, domain: &str) -> &[Key] {
+        self.keys.parsed.get_or_init(|| {
+            self.keys
+                .source
+                .iter()
+                .filter_map(
+                    |k| match Key::from_base64(&k.selector, k.algorithm, &k.private_key) {
+                        Ok(key) => Some(key),
+                        Err(e) => {
+                            tracing::error!(
+                                domain,
+                                selector = %k.selector,
+                                error = %e,
+                                "DKIM key unusable; the domain signs without it"
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect()
+        })
+    }
+
+    /// Whether the snapshot lists any active key (usable or not).
+    pub fn has_keys(&self) -> bool {
+        !self.keys.source.is_empty()
+    }
+}
+
+/// A private key as the snapshot gives it; the base64 is wiped when dropped.
+#[derive(PartialEq, Eq)]
+struct KeySource {
+    selector: String,
+    algorithm: DkimAlgorithm,
+    private_key: Zeroizing<String>,
+}
+
+/// The active keys of one domain: as received, and decoded once.
+#[derive(Default)]
+struct KeySet {
+    source: Vec<KeySource>,
+    parsed: OnceLock<Vec<Key>>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let selectors: Vec<&str> = self.source.iter().map(|k| k.selector.as_str()).collect();
+        f.debug_struct("KeySet")
+            .field("selectors", &selectors)
+            .field("decoded", &self.parsed.get().is_some())
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 pub struct Directory {
     pub version: u64,
     users: HashMap<String, User>,
     tenants: HashMap<String, Tenant>,
+    /// Every tenant domain (lower-case) → how it sends.
+    sending: HashMap<String, Sending>,
 }
 
 impl Directory {
     pub fn new(snapshot: &Snapshot) -> Directory {
         let mut users = HashMap::new();
         let mut tenants = HashMap::new();
+        let mut sending = HashMap::new();
         for t in &snapshot.tenants {
+            for s in &t.sending {
+                let keys = KeySet {
+                    source: s
+                        .dkim
+                        .iter()
+                        .map(|k| KeySource {
+                            selector: k.selector.clone(),
+                            algorithm: k.algorithm,
+                            private_key: Zeroizing::new(k.private_key.clone()),
+                        })
+                        .collect(),
+                    parsed: OnceLock::new(),
+                };
+                let bimi_selector = s.bimi_selector.clone().filter(|sel| {
+                    let ok = is_selector(sel);
+                    if !ok {
+                        tracing::warn!(domain = %s.domain, "BIMI selector unusable; not set");
+                    }
+                    ok
+                });
+                // Control gives every domain one owner; should two claim it, the
+                // first keeps it.
+                sending
+                    .entry(s.domain.to_ascii_lowercase())
+                    .or_insert(Sending {
+                        tenant: t.tenant.clone(),
+                        may_send: s.may_send,
+                        bimi_selector,
+                        keys: Arc::new(keys),
+                    });
+            }
+            // A snapshot from before DKIM lists domains without sending entries: they
+            // may send (nothing was verified then) and have no keys.
+            for d in &t.domains {
+                sending
+                    .entry(d.to_ascii_lowercase())
+                    .or_insert_with(|| Sending {
+                        tenant: t.tenant.clone(),
+                        may_send: true,
+                        bimi_selector: None,
+                        keys: Arc::default(),
+                    });
+            }
             for u in &t.smtp_users {
                 users.insert(
                     u.username.clone(),
@@ -63,6 +188,19 @@ impl Directory {
             version: snapshot.version,
             users,
             tenants,
+            sending,
+        }
+    }
+
+    /// Takes over the decoded keys of `previous` for every domain whose keys did
+    /// not change, so a new snapshot version does not decode them again.
+    pub fn adopt_keys(&mut self, previous: &Directory) {
+        for (domain, s) in &mut self.sending {
+            if let Some(old) = previous.sending.get(domain) {
+                if old.keys.source == s.keys.source {
+                    s.keys = Arc::clone(&old.keys);
+                }
+            }
         }
     }
 
@@ -100,24 +238,98 @@ impl Directory {
     /// case-insensitive) must be exactly one of the tenant's domains.
     pub fn check_sender(&self, grant: &Grant, sender: &str) -> Result<&Tenant, Reply> {
         let tenant = self.active_tenant(grant)?;
-        let address = sender
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(sender);
-        let domain = address.rfind('@').map(|i| &address[i + 1..]);
-        let allowed = domain
-            .filter(|d| !d.is_empty())
-            .is_some_and(|d| tenant.domains.contains(&d.to_ascii_lowercase()));
+        let address = bare(sender);
+        let allowed =
+            sender_domain(sender).is_some_and(|d| tenant.domains.contains(&d.to_ascii_lowercase()));
         if allowed {
             Ok(tenant)
         } else {
-            Err(Reply::owned(
-                553,
-                "5.7.1",
-                format!("Sender address <{address}> is not in a domain of this account"),
-            ))
+            Err(not_a_domain_of_this_account(address))
         }
     }
+
+    /// How the tenant domain `domain` (any case) sends; `None` for other domains.
+    pub fn sending(&self, domain: &str) -> Option<&Sending> {
+        match self.sending.get(domain) {
+            Some(s) => Some(s),
+            None if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.sending.get(&domain.to_ascii_lowercase())
+            }
+            None => None,
+        }
+    }
+
+    /// May mail from the tenant domain `domain` go out: the domain may send, and it
+    /// has a DKIM key unless `missing_keys` lets it go unsigned. The refusals are the
+    /// same at `MAIL FROM` (authenticated tenants) and at the end of data (the
+    /// domain signing a message, trusted networks included).
+    pub fn check_sending(
+        &self,
+        domain: &str,
+        missing_keys: MissingKeys,
+    ) -> Result<&Sending, Reply> {
+        let Some(s) = self.sending(domain) else {
+            return Err(Reply::owned(
+                550,
+                "5.7.1",
+                format!("Sender domain {domain} is not a domain of this system"),
+            ));
+        };
+        if !s.may_send {
+            return Err(Reply::owned(
+                550,
+                "5.7.1",
+                format!("Sender domain {domain} is not verified for sending"),
+            ));
+        }
+        if missing_keys == MissingKeys::Refuse && s.keys(domain).is_empty() {
+            return Err(Reply::owned(
+                550,
+                "5.7.1",
+                format!("Sender domain {domain} has no DKIM key"),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// The reverse-path without angle brackets.
+fn bare(sender: &str) -> &str {
+    sender
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(sender)
+}
+
+/// The domain of a reverse-path (after the last `@`), as written; `None` for the
+/// null sender and for an address without a domain.
+pub fn sender_domain(sender: &str) -> Option<&str> {
+    let address = bare(sender);
+    address
+        .rfind('@')
+        .map(|i| &address[i + 1..])
+        .filter(|d| !d.is_empty())
+}
+
+pub fn not_a_domain_of_this_account(address: &str) -> Reply {
+    Reply::owned(
+        553,
+        "5.7.1",
+        format!("Sender address <{address}> is not in a domain of this account"),
+    )
+}
+
+/// A BIMI selector that can go into a header field as it is (a DNS label, or
+/// several).
+fn is_selector(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 const CREDENTIALS_REVOKED: Reply = Reply::new(550, "5.7.1", "Credentials revoked");
@@ -153,7 +365,40 @@ impl Current {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use way2mail_control::snapshot::{SmtpUser, SnapshotTenant};
+    use way2mail_control::protocol::DkimKeyState;
+    use way2mail_control::snapshot::{SendingDomain, SigningKey, SmtpUser, SnapshotTenant};
+
+    /// An RSA-2048 and an Ed25519 key from control's generator with their `p=`
+    /// values, made once per test binary (RSA generation is slow).
+    pub(crate) fn test_keys() -> &'static [(SigningKey, String)] {
+        static KEYS: OnceLock<Vec<(SigningKey, String)>> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            way2mail_control::dkim::generate_pair("test.example", &[], 0, DkimKeyState::Active)
+                .expect("generate")
+                .iter()
+                .map(|k| {
+                    (
+                        SigningKey {
+                            selector: k.info.selector.clone(),
+                            algorithm: k.info.algorithm,
+                            private_key: k.record.private_key.clone(),
+                        },
+                        k.info.public_key.clone(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// A domain that may send, signing with [`test_keys`].
+    pub(crate) fn sending(domain: &str) -> SendingDomain {
+        SendingDomain {
+            domain: domain.to_ascii_lowercase(),
+            may_send: true,
+            dkim: test_keys().iter().map(|(k, _)| k.clone()).collect(),
+            bimi_selector: None,
+        }
+    }
 
     pub(crate) fn tenant(name: &str, status: TenantStatus, domains: &[&str]) -> SnapshotTenant {
         SnapshotTenant {
@@ -166,6 +411,7 @@ pub(crate) mod tests {
                 credential_id: format!("{name}-cred"),
                 password_hash: format!("$argon2id$hash-of-{name}"),
             }],
+            sending: domains.iter().map(|d| sending(d)).collect(),
         }
     }
 
@@ -282,6 +528,164 @@ pub(crate) mod tests {
             code(d.check_sender(&reissued, "a@acme.example")).2,
             "Credentials revoked"
         );
+    }
+
+    /// acme (as in [`snapshot`]) plus `unverified.example` (may not send),
+    /// `nokeys.example` (no keys), `broken.example` (a key that does not decode) and
+    /// `brand.example` (BIMI).
+    fn sending_snapshot(version: u64) -> Snapshot {
+        let mut s = snapshot(version);
+        let acme = &mut s.tenants[0];
+        for d in [
+            "unverified.example",
+            "nokeys.example",
+            "broken.example",
+            "brand.example",
+        ] {
+            acme.domains.push(d.into());
+            let mut entry = sending(d);
+            match d {
+                "unverified.example" => entry.may_send = false,
+                "nokeys.example" => entry.dkim.clear(),
+                "broken.example" => {
+                    entry.dkim.truncate(1);
+                    entry.dkim[0].private_key = "AAAA".into();
+                }
+                _ => entry.bimi_selector = Some("brand".into()),
+            }
+            acme.sending.push(entry);
+        }
+        s
+    }
+
+    #[test]
+    fn sending_domains_are_indexed_with_their_owner() {
+        let d = Directory::new(&sending_snapshot(1));
+        let s = d.sending("Mail.ACME.example").expect("any case");
+        assert_eq!((s.tenant.as_str(), s.may_send), ("acme", true));
+        assert_eq!(s.keys("mail.acme.example").len(), 2);
+        assert_eq!(
+            d.sending("sleepy.example").map(|s| s.tenant.as_str()),
+            Some("sleepy")
+        );
+        assert!(d.sending("other.example").is_none());
+        assert!(d.sending("sub.acme.example").is_none());
+        let b = d.sending("brand.example").expect("brand");
+        assert_eq!(b.bimi_selector.as_deref(), Some("brand"));
+    }
+
+    #[test]
+    fn domains_that_may_not_send_or_have_no_key_are_refused() {
+        let d = Directory::new(&sending_snapshot(1));
+        let refusal = |domain: &str, missing: MissingKeys| {
+            let e = d
+                .check_sending(domain, missing)
+                .expect_err("expected a refusal");
+            (e.code, e.status, e.text.into_owned())
+        };
+        for missing in [MissingKeys::Refuse, MissingKeys::Unsigned] {
+            assert_eq!(
+                refusal("unverified.example", missing),
+                (
+                    550,
+                    "5.7.1",
+                    "Sender domain unverified.example is not verified for sending".into()
+                )
+            );
+            assert!(d.check_sending("acme.example", missing).is_ok());
+        }
+        assert_eq!(
+            refusal("nokeys.example", MissingKeys::Refuse),
+            (
+                550,
+                "5.7.1",
+                "Sender domain nokeys.example has no DKIM key".into()
+            )
+        );
+        let s = d
+            .check_sending("nokeys.example", MissingKeys::Unsigned)
+            .expect("unsigned allowed");
+        assert!(s.keys("nokeys.example").is_empty() && !s.has_keys());
+        // A key that does not decode is left out; with none left the domain has none.
+        assert_eq!(
+            refusal("broken.example", MissingKeys::Refuse).2,
+            "Sender domain broken.example has no DKIM key"
+        );
+        assert!(d.sending("broken.example").expect("listed").has_keys());
+    }
+
+    #[test]
+    fn snapshots_from_before_dkim_may_send_without_keys() {
+        let mut s = snapshot(1);
+        for t in &mut s.tenants {
+            t.sending.clear();
+        }
+        let d = Directory::new(&s);
+        let acme = d.sending("acme.example").expect("listed");
+        assert!(acme.may_send && !acme.has_keys());
+        assert!(d
+            .check_sending("acme.example", MissingKeys::Unsigned)
+            .is_ok());
+        assert_eq!(
+            d.check_sending("acme.example", MissingKeys::Refuse)
+                .expect_err("no key")
+                .text,
+            "Sender domain acme.example has no DKIM key"
+        );
+    }
+
+    #[test]
+    fn decoded_keys_carry_over_to_the_next_version_when_unchanged() {
+        let first = Directory::new(&sending_snapshot(1));
+        assert_eq!(
+            first.sending("acme.example").expect("acme").keys("").len(),
+            2
+        );
+        let mut changed = sending_snapshot(2);
+        // brand.example gets new keys (one of them only), acme keeps its keys.
+        changed.tenants[0]
+            .sending
+            .iter_mut()
+            .find(|s| s.domain == "brand.example")
+            .expect("brand")
+            .dkim
+            .truncate(1);
+        let mut second = Directory::new(&changed);
+        second.adopt_keys(&first);
+        let same = |domain: &str| {
+            Arc::ptr_eq(
+                &first.sending(domain).expect("first").keys,
+                &second.sending(domain).expect("second").keys,
+            )
+        };
+        assert!(same("acme.example"), "unchanged keys are not decoded again");
+        assert!(
+            second
+                .sending("acme.example")
+                .expect("acme")
+                .keys
+                .parsed
+                .get()
+                .is_some(),
+            "already decoded"
+        );
+        assert!(!same("brand.example"), "changed keys are decoded anew");
+        assert_eq!(
+            second.sending("brand.example").expect("b").keys("").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn keys_and_bimi_selectors_stay_out_of_debug_and_bad_selectors_are_dropped() {
+        let mut s = sending_snapshot(1);
+        s.tenants[0].sending[0].bimi_selector = Some("x\r\nInjected: 1".into());
+        let d = Directory::new(&s);
+        assert_eq!(d.sending("acme.example").expect("acme").bimi_selector, None);
+        let text = format!("{d:?}");
+        for (k, _) in test_keys() {
+            assert!(!text.contains(&k.private_key), "private key in Debug");
+        }
     }
 
     #[test]

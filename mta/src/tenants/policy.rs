@@ -15,7 +15,8 @@ use std::time::Instant;
 use way2mail_mta::smtp::reply::Reply;
 use way2mail_mta::smtp::{Grant, TenantPolicy};
 
-use super::directory::Current;
+use super::directory::{sender_domain, Current};
+use crate::config::authn::MissingKeys;
 
 /// Minutes in the rolling day; also the number of buckets per tenant.
 const DAY_MINUTES: u64 = 24 * 60;
@@ -81,6 +82,8 @@ pub struct Policy {
     directory: Arc<Current>,
     counters: Mutex<HashMap<String, Window>>,
     epoch: Instant,
+    /// `[dkim] missing_keys`: may a domain without DKIM keys send (unsigned)?
+    missing_keys: MissingKeys,
 }
 
 impl fmt::Debug for Policy {
@@ -90,11 +93,12 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
-    pub fn new(directory: Arc<Current>) -> Policy {
+    pub fn new(directory: Arc<Current>, missing_keys: MissingKeys) -> Policy {
         Policy {
             directory,
             counters: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
+            missing_keys,
         }
     }
 
@@ -108,7 +112,8 @@ impl Policy {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The sender check and the budget check at minute `now`.
+    /// The sender checks (the tenant's own domain, which may send and has a DKIM key
+    /// or may go unsigned) and the budget check at minute `now`.
     fn check_sender_at(&self, grant: &Grant, sender: &str, now: u64) -> Result<(), Reply> {
         let Some(directory) = self.directory.get() else {
             // Only reachable if the snapshot vanished after AUTH succeeded, which
@@ -120,6 +125,9 @@ impl Policy {
             ));
         };
         let tenant = directory.check_sender(grant, sender)?;
+        if let Some(domain) = sender_domain(sender) {
+            directory.check_sending(domain, self.missing_keys)?;
+        }
         let limits = tenant.limits;
         let (hour, day) = {
             let mut counters = self.counters();
@@ -219,7 +227,7 @@ mod tests {
         }
         let current = Arc::new(Current::default());
         current.set(Directory::new(&s));
-        Policy::new(current)
+        Policy::new(current, MissingKeys::Refuse)
     }
 
     fn refusal(r: Result<(), Reply>) -> (u16, &'static str, String) {
@@ -281,6 +289,49 @@ mod tests {
         assert_eq!(c, 553);
         let (c, _, text) = refusal(p.check_sender_at(&grant("sleepy"), "a@sleepy.example", 0));
         assert_eq!((c, text.as_str()), (550, "Account suspended"));
+    }
+
+    #[test]
+    fn sender_domains_must_be_able_to_send_at_mail_from() {
+        let mut s = snapshot(1);
+        for entry in &mut s.tenants[0].sending {
+            if entry.domain == "acme.example" {
+                entry.may_send = false;
+            } else {
+                entry.dkim.clear();
+            }
+        }
+        let current = Arc::new(Current::default());
+        current.set(Directory::new(&s));
+        let g = grant("acme");
+        for missing in [MissingKeys::Refuse, MissingKeys::Unsigned] {
+            let p = Policy::new(Arc::clone(&current), missing);
+            let (c, st, text) = refusal(p.check_sender_at(&g, "a@acme.example", 0));
+            assert_eq!(
+                (c, st, text.as_str()),
+                (
+                    550,
+                    "5.7.1",
+                    "Sender domain acme.example is not verified for sending"
+                )
+            );
+            let no_key = p.check_sender_at(&g, "<a@MAIL.acme.example>", 0);
+            if missing == MissingKeys::Refuse {
+                let (c, st, text) = refusal(no_key);
+                assert_eq!(
+                    (c, st, text.as_str()),
+                    (
+                        550,
+                        "5.7.1",
+                        "Sender domain MAIL.acme.example has no DKIM key"
+                    )
+                );
+            } else {
+                assert!(no_key.is_ok(), "unsigned is allowed");
+            }
+            // Ownership is checked first.
+            assert_eq!(refusal(p.check_sender_at(&g, "a@other.example", 0)).0, 553);
+        }
     }
 
     #[test]
