@@ -6,6 +6,58 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use crate::config_file::ConfigError;
+
+/// `[dns]` as written in either daemon's TOML; [`DnsConfig::validate`] checks it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `"IP:PORT"` of recursive resolvers; empty = the system's /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+    pub timeout_ms: u64,
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        let d = DnsSettings::default();
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: d.timeout.as_millis() as u64,
+            attempts: d.attempts,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The checked settings; errors name the key (`dns.nameservers[1]`).
+    pub fn validate(&self) -> Result<DnsSettings, ConfigError> {
+        let mut nameservers = Vec::with_capacity(self.nameservers.len());
+        for (i, text) in self.nameservers.iter().enumerate() {
+            let addr = text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    format!("dns.nameservers[{i}]"),
+                    format!("{text:?} is not IP:PORT (e.g. \"127.0.0.1:53\")"),
+                )
+            })?;
+            nameservers.push(addr);
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::new("dns.timeout_ms", "must be at least 1"));
+        }
+        if self.attempts == 0 {
+            return Err(ConfigError::new("dns.attempts", "must be at least 1"));
+        }
+        Ok(DnsSettings {
+            nameservers,
+            timeout: Duration::from_millis(self.timeout_ms),
+            attempts: self.attempts,
+        })
+    }
+}
+
 /// `[dns]`, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSettings {
@@ -98,4 +150,47 @@ fn dedup(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
         }
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DnsSettings, ConfigError> {
+        let config: DnsConfig = toml::from_str(text).expect("toml");
+        config.validate()
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let d = parse("").expect("defaults");
+        assert_eq!(d, DnsSettings::default());
+        let s = parse(
+            "nameservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\ntimeout_ms = 300\nattempts = 1",
+        )
+        .expect("valid");
+        assert_eq!(s.nameservers.len(), 2);
+        assert_eq!(s.nameservers[0].port(), 5353);
+        assert_eq!(s.timeout, Duration::from_millis(300));
+        assert_eq!(s.attempts, 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            (
+                "nameservers = [\"127.0.0.1:53\", \"127.0.0.1\"]",
+                "dns.nameservers[1]",
+            ),
+            (
+                "nameservers = [\"resolver.example:53\"]",
+                "dns.nameservers[0]",
+            ),
+            ("timeout_ms = 0", "dns.timeout_ms"),
+            ("attempts = 0", "dns.attempts"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}");
+        }
+    }
 }

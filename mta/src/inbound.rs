@@ -69,12 +69,7 @@ fn authenticator(dns: &DnsSettings) -> std::io::Result<MessageAuthenticator> {
 
 impl Inbound {
     pub fn new(settings: Arc<Settings>) -> Inbound {
-        let raw = &settings.raw.dns;
-        let dns = DnsSettings {
-            nameservers: settings.nameservers.clone(),
-            timeout: Duration::from_millis(raw.timeout_ms),
-            attempts: raw.attempts,
-        };
+        let dns = settings.dns.clone();
         let attempts = u32::try_from(dns.attempts.max(1)).unwrap_or(u32::MAX);
         let limit = verification::time_limit(dns.timeout.saturating_mul(attempts));
         Inbound {

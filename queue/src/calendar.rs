@@ -96,7 +96,8 @@ mod tests {
     /// the previous one, which catches any off-by-one at month, leap or century ends.
     #[test]
     fn consecutive_days() {
-        let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let month_len = |y: u64, m: u64| match m {
             2 if leap(y) => 29,
             2 => 28,

@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use crate::dns::DnsSettings;
+use crate::dns::{DnsConfig, DnsSettings};
 use crate::service::SendingSettings;
 use crate::snapshot::TenantLimits;
 
@@ -43,27 +43,6 @@ pub struct Config {
     pub dns: DnsConfig,
     pub sending: SendingConfig,
     pub log: LogConfig,
-}
-
-/// `[dns]`: where `domain verify` sends its lookups (same keys as the MTA's).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
-    /// `"IP:PORT"` of recursive resolvers; empty = the system's /etc/resolv.conf.
-    pub nameservers: Vec<String>,
-    pub timeout_ms: u64,
-    pub attempts: usize,
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        let d = DnsSettings::default();
-        DnsConfig {
-            nameservers: Vec::new(),
-            timeout_ms: d.timeout.as_millis() as u64,
-            attempts: d.attempts,
-        }
-    }
 }
 
 /// `[sending]`: what tenant domains publish to authorise the platform's mail.
@@ -226,32 +205,6 @@ impl Config {
             dns,
             sending,
             log: self.log,
-        })
-    }
-}
-
-impl DnsConfig {
-    fn validate(&self) -> Result<DnsSettings, ConfigError> {
-        let mut nameservers = Vec::with_capacity(self.nameservers.len());
-        for (i, text) in self.nameservers.iter().enumerate() {
-            let addr = text.parse::<SocketAddr>().map_err(|_| {
-                err(
-                    format!("dns.nameservers[{i}]"),
-                    format!("{text:?} is not IP:PORT (e.g. \"127.0.0.1:53\")"),
-                )
-            })?;
-            nameservers.push(addr);
-        }
-        if self.timeout_ms == 0 {
-            return Err(err("dns.timeout_ms", "must be at least 1"));
-        }
-        if self.attempts == 0 {
-            return Err(err("dns.attempts", "must be at least 1"));
-        }
-        Ok(DnsSettings {
-            nameservers,
-            timeout: Duration::from_millis(self.timeout_ms),
-            attempts: self.attempts,
         })
     }
 }

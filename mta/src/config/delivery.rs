@@ -1,7 +1,7 @@
 //! Outbound delivery settings: `[delivery]`, `[dns]`, `[shaping]`, `[[route]]` and
 //! `[[egress]]`. Parsed with the rest of the file; checked by [`DeliveryConfig::check`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -53,25 +53,6 @@ impl Default for DeliveryConfig {
             command_timeout_secs: 300,
             data_timeout_secs: 600,
             log_file: "./var/delivery.log".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
-    /// `"IP:PORT"` of recursive resolvers; empty = the system's /etc/resolv.conf.
-    pub nameservers: Vec<String>,
-    pub timeout_ms: u64,
-    pub attempts: usize,
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            nameservers: Vec::new(),
-            timeout_ms: 2000,
-            attempts: 2,
         }
     }
 }
@@ -140,23 +121,6 @@ pub struct EgressConfig {
 pub struct Egress {
     pub source: Option<IpAddr>,
     pub ehlo: String,
-}
-
-impl DnsConfig {
-    pub fn nameservers(&self) -> Result<Vec<SocketAddr>, ConfigError> {
-        self.nameservers
-            .iter()
-            .enumerate()
-            .map(|(i, ns)| {
-                ns.parse().map_err(|_| {
-                    err(
-                        format!("dns.nameservers[{i}]"),
-                        format!("'{ns}' is not an IP:PORT socket address"),
-                    )
-                })
-            })
-            .collect()
-    }
 }
 
 impl DeliveryConfig {

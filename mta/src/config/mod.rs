@@ -23,7 +23,8 @@ use way2mail_mta::relay::RelayPolicy;
 
 use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
-use self::delivery::{DeliveryConfig, DnsConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
+use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
+use way2mail_control::dns::{DnsConfig, DnsSettings};
 use way2mail_mta::smtp::{Limits, Role};
 
 pub use way2mail_control::config_file::ConfigError;
@@ -271,7 +272,8 @@ pub struct Settings {
     pub relay: Arc<RelayPolicy>,
     pub threads: usize,
     pub egress: Egress,
-    pub nameservers: Vec<SocketAddr>,
+    /// `[dns]`, checked: every lookup (MX, SPF/DKIM/DMARC/ARC) goes there.
+    pub dns: DnsSettings,
     pub routes: Arc<Routes>,
     /// Smart-host credentials by route key (see `delivery::route_key`).
     pub credentials: Arc<HashMap<String, Credentials>>,
@@ -319,10 +321,7 @@ impl Config {
         self.control.check()?;
         self.auth.check()?;
         self.inbound.check()?;
-        let nameservers = self.dns.nameservers()?;
-        if self.dns.timeout_ms == 0 || self.dns.attempts == 0 {
-            return Err(err("dns", "timeout_ms and attempts must be at least 1"));
-        }
+        let dns = self.dns.validate()?;
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
         let (routes, credentials) = delivery::check_routes(&self.routes)?;
         Ok(Settings {
@@ -331,7 +330,7 @@ impl Config {
             relay: Arc::new(relay),
             threads,
             egress,
-            nameservers,
+            dns,
             routes: Arc::new(routes),
             credentials: Arc::new(credentials),
         })

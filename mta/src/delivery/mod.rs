@@ -116,12 +116,7 @@ impl CorePlan {
     pub fn start(self) {
         let s = &self.settings;
         let d = &s.raw.delivery;
-        let dns = way2mail_mta::outbound::mx::DnsSettings {
-            nameservers: s.nameservers.clone(),
-            timeout: std::time::Duration::from_millis(s.raw.dns.timeout_ms),
-            attempts: s.raw.dns.attempts,
-        };
-        let resolver = match way2mail_mta::outbound::mx::MxResolver::new(&dns) {
+        let resolver = match way2mail_mta::outbound::mx::MxResolver::new(&s.dns) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the DNS resolver: no delivery on this core");
