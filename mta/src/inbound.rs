@@ -131,6 +131,28 @@ impl Inbound {
             }
         }
 
+        // Several From: fields, or one naming several domains: mail-auth answers
+        // dmarc=none, which would let a sender dodge a p=reject domain's policy. Such
+        // a message is treated like a p=reject failure (RFC 7489 §6.6.1).
+        if quarantine.is_none() {
+            if let Some(problem) = verification::ambiguous_author(&body) {
+                match config.dmarc_reject {
+                    DmarcAction::Reject => {
+                        let reply = Reply::owned(
+                            550,
+                            "5.7.1",
+                            format!("Message refused: {problem}, so DMARC cannot be applied"),
+                        );
+                        return Err((reply, format!("{summary} from=ambiguous")));
+                    }
+                    DmarcAction::Quarantine => {
+                        quarantine = Some(verification::quarantine_ambiguous());
+                    }
+                    DmarcAction::None => {}
+                }
+            }
+        }
+
         let header = report.header(authserv_id);
         let mut body = body;
         verification::strip_forged_results(&mut body, authserv_id);

@@ -185,7 +185,8 @@ impl Field {
         &message[start..self.whole.1]
     }
 
-    fn is(&self, message: &[u8], name: &str) -> bool {
+    /// Whether this field's name is `name` (ASCII case-insensitive).
+    pub fn is(&self, message: &[u8], name: &str) -> bool {
         self.name(message).eq_ignore_ascii_case(name.as_bytes())
     }
 }

@@ -596,14 +596,40 @@ fn method(h: &mut String, name: &str, result: Outcome, reason: Option<&str>) {
 /// (`policy` is the From domain's policy, `from` its domain), ending in CRLF:
 /// `X-Way2Mail-Quarantine: dmarc=fail policy=quarantine header.from=example.com`.
 pub fn quarantine_header(policy: DmarcPolicy, from: &str) -> String {
+    quarantine_mark(&format!("dmarc=fail policy={}", policy.as_str()), from)
+}
+
+/// The quarantine mark for a message whose author DMARC cannot tell
+/// ([`ambiguous_author`]).
+pub fn quarantine_ambiguous() -> String {
+    format!("{QUARANTINE_HEADER}: dmarc=none reason=ambiguous-from\r\n")
+}
+
+fn quarantine_mark(what: &str, from: &str) -> String {
     let mut h = String::with_capacity(80 + from.len());
     h.push_str(QUARANTINE_HEADER);
-    h.push_str(": dmarc=fail policy=");
-    h.push_str(policy.as_str());
+    h.push_str(": ");
+    h.push_str(what);
     h.push_str(" header.from=");
     push_pvalue(&mut h, from);
     h.push_str("\r\n");
     h
+}
+
+/// Why DMARC cannot judge a message's author, if it cannot: RFC 7489 §6.6.1 leaves
+/// messages with several `From:` fields, or one naming several domains, to the
+/// receiver — a sender could otherwise pick which domain's policy applies (mail-auth
+/// answers `dmarc=none` for them). `None` for one `From:` in one domain, and for a
+/// message without `From:` (there is no author domain to protect).
+pub fn ambiguous_author(message: &[u8]) -> Option<&'static str> {
+    let (fields, _) = crate::signing::fields(message);
+    let froms = fields.iter().filter(|f| f.is(message, "From")).count();
+    match froms {
+        0 => None,
+        1 if crate::signing::from_domain(message).is_some() => None,
+        1 => Some("the From: header field names more than one domain"),
+        _ => Some("the message has more than one From: header field"),
+    }
 }
 
 /// The longest value written into a header, in bytes (an SMTP path is at most 256).
@@ -813,6 +839,23 @@ fn skip_cfws(value: &[u8], mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ambiguous_author_needs_one_from_in_one_domain() {
+        let one = b"From: A <a@x.example>\r\nTo: b@y.example\r\n\r\nbody\r\n";
+        assert_eq!(ambiguous_author(one), None);
+        let same = b"From: a@x.example, c@X.example\r\n\r\nbody\r\n";
+        assert_eq!(ambiguous_author(same), None);
+        let none = b"To: b@y.example\r\n\r\nbody\r\n";
+        assert_eq!(ambiguous_author(none), None);
+        let two = b"From: a@x.example\r\nfrom: a@evil.example\r\n\r\nbody\r\n";
+        assert!(ambiguous_author(two).is_some_and(|p| p.contains("more than one From")));
+        let mixed = b"From: a@x.example,\r\n b@evil.example\r\n\r\nbody\r\n";
+        assert!(ambiguous_author(mixed).is_some_and(|p| p.contains("more than one domain")));
+        // A From: field in the body is not a header field.
+        let in_body = b"From: a@x.example\r\n\r\nFrom: b@evil.example\r\n";
+        assert_eq!(ambiguous_author(in_body), None);
+    }
 
     fn strip(message: &str, id: &str) -> (String, usize) {
         let mut bytes = message.as_bytes().to_vec();

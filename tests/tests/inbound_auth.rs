@@ -635,9 +635,69 @@ fn unchecked_when_trusted_or_disabled(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Two From: fields, or one naming two domains, would let a sender pick which
+/// domain's DMARC policy applies (mail-auth says dmarc=none): refused like a p=reject
+/// failure, or marked when `dmarc_reject = "quarantine"`.
+fn ambiguous_from(backend: Backend) -> Result<()> {
+    let keys = Keys::generate()?;
+    let dns = StubDns::start(records(&keys))?;
+    let sink = Sink::start(SinkOptions::default())?;
+    let two_fields = message(
+        "news@sender.test",
+        "two-from-fields",
+        "From: <ceo@reject.test>\r\n",
+    );
+    let two_domains = message("news@sender.test", "two-from-domains", "").replace(
+        "From: <news@sender.test>",
+        "From: <ceo@reject.test>, <news@sender.test>",
+    );
+
+    let d = Daemon::start(&config(backend, &dns, &sink))?;
+    for body in [&two_fields, &two_domains] {
+        let reply = send(&d, "client.test", "alice@sender.test", body)?;
+        ensure!(
+            reply.code == 550 && reply.text().contains("5.7.1") && reply.text().contains("From:"),
+            "expected 550 5.7.1 about From:, got {} {}",
+            reply.code,
+            reply.text()
+        );
+    }
+    // One From: in one domain is not ambiguous.
+    accepted(
+        &d,
+        "client.test",
+        "alice@sender.test",
+        &message("news@sender.test", "one-from", ""),
+    )?;
+    sink.wait_for(1, WAIT)?;
+    ensure!(
+        Delivered::find(&sink, "one-from")?
+            .all("X-Way2Mail-Quarantine")
+            .is_empty(),
+        "one From: was marked"
+    );
+    drop(d);
+
+    let d = Daemon::start(&config(backend, &dns, &sink).set(
+        "inbound",
+        "dmarc_reject",
+        "\"quarantine\"",
+    ))?;
+    accepted(&d, "client.test", "alice@sender.test", &two_fields)?;
+    sink.wait_for(2, WAIT)?;
+    let got = Delivered::find(&sink, "two-from-fields")?;
+    ensure!(
+        got.all("X-Way2Mail-Quarantine") == ["dmarc=none reason=ambiguous-from"],
+        "{}",
+        got.data
+    );
+    Ok(())
+}
+
 for_each_backend!(
     spf_results,
     dkim_dmarc_arc,
     dmarc_actions_configurable,
+    ambiguous_from,
     unchecked_when_trusted_or_disabled
 );
