@@ -308,30 +308,47 @@ impl AuditWriter<'_> {
         draft: AuditDraft,
         at_ms: u64,
     ) -> Result<AuditEntry, Error> {
-        let head = AuditLog::head(store)?;
-        let mut entry = AuditEntry {
-            seq: head.seq + 1,
-            at_ms,
-            actor: draft.actor,
-            role: draft.role,
-            action: draft.action,
-            tenant: draft.tenant,
-            outcome: draft.outcome,
-            reason: draft.reason,
-            detail: draft.detail,
-            prev_hash: head.hash,
-            hash: String::new(),
-        };
-        entry.hash = entry_hash(&entry);
-        batch.put(TreeName::Audit, audit_key(entry.seq), &entry)?;
-        batch.put(
-            TreeName::Meta,
-            META_AUDIT_HEAD,
-            &AuditHead {
+        let mut entries = self.append_all(store, batch, vec![draft], at_ms)?;
+        entries
+            .pop()
+            .ok_or_else(|| Error::Crypto("no audit entry appended".into()))
+    }
+
+    /// Chains several entries, in order, after the current head (one request that
+    /// records more than one fact, such as a notification per tenant), and adds
+    /// them and the new head to `batch`.
+    pub fn append_all(
+        &self,
+        store: &Store,
+        batch: &mut Batch,
+        drafts: Vec<AuditDraft>,
+        at_ms: u64,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let mut head = AuditLog::head(store)?;
+        let mut out = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let mut entry = AuditEntry {
+                seq: head.seq + 1,
+                at_ms,
+                actor: draft.actor,
+                role: draft.role,
+                action: draft.action,
+                tenant: draft.tenant,
+                outcome: draft.outcome,
+                reason: draft.reason,
+                detail: draft.detail,
+                prev_hash: head.hash,
+                hash: String::new(),
+            };
+            entry.hash = entry_hash(&entry);
+            batch.put(TreeName::Audit, audit_key(entry.seq), &entry)?;
+            head = AuditHead {
                 seq: entry.seq,
                 hash: entry.hash.clone(),
-            },
-        )?;
-        Ok(entry)
+            };
+            out.push(entry);
+        }
+        batch.put(TreeName::Meta, META_AUDIT_HEAD, &head)?;
+        Ok(out)
     }
 }

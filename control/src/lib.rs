@@ -14,6 +14,8 @@
 //!   dkim.rs       DKIM key pairs: generation, selectors, record values
 //!   publish.rs    the records a tenant domain should publish (SPF, DKIM, DMARC, BIMI)
 //!   dnscheck.rs   `domain.verify`: look the records up and judge each one
+//!   notify.rs     incident notification emails and the SMTP client handing them
+//!                 to the local MTA (`[notify]`)
 //!   config_file.rs  TOML config files for both daemons, errors naming the key
 //!   logging.rs    the shared `[log]` table and subscriber set-up
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
@@ -29,6 +31,7 @@
 //!     context.rs      Identity, the handler context, Failure
 //!     session.rs      tokens, hello, bootstrap, login, logout
 //!     tenants.rs  domains.rs  credentials.rs  operators.rs   one area each
+//!     incidents.rs    the incident register and its notifications
 //!     snapshot.rs     the MTA's policy snapshot
 //!     audit_ops.rs    audit.list / audit.verify
 //!     validate.rs     names, domains and text rules
@@ -52,6 +55,7 @@ pub mod dns;
 pub mod dnscheck;
 pub mod error;
 pub mod logging;
+pub mod notify;
 pub mod password;
 pub mod protocol;
 pub mod publish;

@@ -285,6 +285,55 @@ pub enum Request {
     #[serde(rename = "operator.remove")]
     OperatorRemove { name: String },
 
+    /// Opens an incident in the register (admin only).
+    #[serde(rename = "incident.open")]
+    IncidentOpen {
+        title: String,
+        /// What happened.
+        nature: String,
+        /// Which data (categories, approximate volume) is affected.
+        data_affected: String,
+        /// The likely consequences for the clients and the people whose data it is.
+        consequences: String,
+        /// Measures taken or proposed to address it and limit its effects.
+        measures: String,
+        /// Unix seconds: when the incident was detected (default: now).
+        #[serde(default)]
+        detected_at: Option<u64>,
+    },
+    /// Marks a tenant as affected.
+    #[serde(rename = "incident.add_tenant")]
+    IncidentAddTenant { id: String, tenant: String },
+    /// Changes only the fields given.
+    #[serde(rename = "incident.update")]
+    IncidentUpdate {
+        id: String,
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        nature: Option<String>,
+        #[serde(default)]
+        data_affected: Option<String>,
+        #[serde(default)]
+        consequences: Option<String>,
+        #[serde(default)]
+        measures: Option<String>,
+    },
+    /// Emails every affected tenant's contact not yet notified (every one with
+    /// `again`) through the MTA (`[notify]`), and records each attempt.
+    #[serde(rename = "incident.notify")]
+    IncidentNotify {
+        id: String,
+        #[serde(default)]
+        again: bool,
+    },
+    #[serde(rename = "incident.close")]
+    IncidentClose { id: String, resolution: String },
+    #[serde(rename = "incident.list")]
+    IncidentList,
+    #[serde(rename = "incident.show")]
+    IncidentShow { id: String },
+
     /// Audit entries, oldest first, filtered.
     #[serde(rename = "audit.list")]
     AuditList {
@@ -342,6 +391,13 @@ impl Request {
             Request::OperatorList => "operator.list",
             Request::OperatorRole { .. } => "operator.role",
             Request::OperatorRemove { .. } => "operator.remove",
+            Request::IncidentOpen { .. } => "incident.open",
+            Request::IncidentAddTenant { .. } => "incident.add_tenant",
+            Request::IncidentUpdate { .. } => "incident.update",
+            Request::IncidentNotify { .. } => "incident.notify",
+            Request::IncidentClose { .. } => "incident.close",
+            Request::IncidentList => "incident.list",
+            Request::IncidentShow { .. } => "incident.show",
             Request::AuditList { .. } => "audit.list",
             Request::AuditVerify => "audit.verify",
             Request::SnapshotGet { .. } => "snapshot.get",
@@ -398,6 +454,16 @@ pub enum Response {
     },
     Operators {
         operators: Vec<OperatorInfo>,
+    },
+    Incident(IncidentInfo),
+    Incidents {
+        incidents: Vec<IncidentInfo>,
+    },
+    /// incident.notify: the incident with every notification record, and the
+    /// attempts of this request (empty when every affected tenant was notified).
+    IncidentNotified {
+        incident: IncidentInfo,
+        sent: Vec<Notification>,
     },
     Audit {
         entries: Vec<AuditEntry>,
@@ -608,6 +674,68 @@ pub struct OperatorInfo {
     pub role: Role,
     pub created_at: u64,
     pub last_login_at: Option<u64>,
+}
+
+/// One entry of the incident register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentInfo {
+    /// `INC-YYYY-NNNN`: the year it was opened and its number in that year.
+    pub id: String,
+    pub title: String,
+    pub nature: String,
+    pub data_affected: String,
+    pub consequences: String,
+    pub measures: String,
+    /// Unix seconds.
+    pub opened_at: u64,
+    /// The actor who opened it (`operator:NAME`).
+    pub opened_by: String,
+    pub detected_at: u64,
+    pub updated_at: u64,
+    pub closed_at: Option<u64>,
+    pub closed_by: Option<String>,
+    pub resolution: Option<String>,
+    /// Affected tenants, in the order they were added.
+    pub tenants: Vec<String>,
+    /// Every notification attempt, oldest first.
+    pub notifications: Vec<Notification>,
+}
+
+impl IncidentInfo {
+    /// Whether `tenant` has been notified successfully.
+    pub fn notified(&self, tenant: &str) -> bool {
+        self.notifications
+            .iter()
+            .any(|n| n.tenant == tenant && n.outcome == NotificationOutcome::Ok)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationOutcome {
+    /// The MTA accepted the message (2xx at the end of DATA).
+    Ok,
+    /// Not handed over: a refusal, no connection, or a contact that is no address.
+    Failed,
+}
+
+/// One notification email of an incident to one tenant's contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub tenant: String,
+    /// The address written to (the tenant's contact at the time).
+    pub contact: String,
+    /// Unix seconds.
+    pub sent_at: u64,
+    /// The actor who sent it.
+    pub sent_by: String,
+    pub outcome: NotificationOutcome,
+    /// The MTA's final reply (`250 2.0.0 <id> queued`), or why it failed.
+    pub reply: String,
+    /// The `Message-ID:` of the email, without angle brackets.
+    pub message_id: String,
+    /// The MTA's queue id, when its reply names one.
+    pub queue_id: Option<String>,
 }
 
 /// Whether the audited request succeeded.

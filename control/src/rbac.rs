@@ -40,13 +40,20 @@ pub enum Op {
     OperatorList,
     OperatorRole,
     OperatorRemove,
+    IncidentOpen,
+    IncidentAddTenant,
+    IncidentUpdate,
+    IncidentNotify,
+    IncidentClose,
+    IncidentList,
+    IncidentShow,
     AuditList,
     AuditVerify,
     SnapshotGet,
 }
 
 impl Op {
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 38] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -75,6 +82,13 @@ impl Op {
         Op::OperatorList,
         Op::OperatorRole,
         Op::OperatorRemove,
+        Op::IncidentOpen,
+        Op::IncidentAddTenant,
+        Op::IncidentUpdate,
+        Op::IncidentNotify,
+        Op::IncidentClose,
+        Op::IncidentList,
+        Op::IncidentShow,
         Op::AuditList,
         Op::AuditVerify,
         Op::SnapshotGet,
@@ -110,6 +124,13 @@ impl Op {
             Request::OperatorList => Op::OperatorList,
             Request::OperatorRole { .. } => Op::OperatorRole,
             Request::OperatorRemove { .. } => Op::OperatorRemove,
+            Request::IncidentOpen { .. } => Op::IncidentOpen,
+            Request::IncidentAddTenant { .. } => Op::IncidentAddTenant,
+            Request::IncidentUpdate { .. } => Op::IncidentUpdate,
+            Request::IncidentNotify { .. } => Op::IncidentNotify,
+            Request::IncidentClose { .. } => Op::IncidentClose,
+            Request::IncidentList => Op::IncidentList,
+            Request::IncidentShow { .. } => Op::IncidentShow,
             Request::AuditList { .. } => Op::AuditList,
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
@@ -188,6 +209,19 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                     Role::Operator | Role::Support | Role::Auditor => FORBIDDEN,
                 }
             }
+            // The incident register: kept by admins, reviewed by auditors.
+            Op::IncidentOpen
+            | Op::IncidentAddTenant
+            | Op::IncidentUpdate
+            | Op::IncidentNotify
+            | Op::IncidentClose => match role {
+                Role::Admin => Allow,
+                Role::Operator | Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            Op::IncidentList | Op::IncidentShow => match role {
+                Role::Admin | Role::Auditor => Allow,
+                Role::Operator | Role::Support => FORBIDDEN,
+            },
             Op::AuditList | Op::AuditVerify => match role {
                 Role::Admin | Role::Auditor => Allow,
                 Role::Operator | Role::Support => FORBIDDEN,
@@ -208,7 +242,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 31] = [
+    const TABLE: [(Op, [Decision; 7]); 38] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -237,6 +271,13 @@ mod tests {
         (Op::OperatorList, [A, F, F, F, U, U, U]),
         (Op::OperatorRole, [A, F, F, F, U, U, U]),
         (Op::OperatorRemove, [A, F, F, F, U, U, U]),
+        (Op::IncidentOpen, [A, F, F, F, U, U, U]),
+        (Op::IncidentAddTenant, [A, F, F, F, U, U, U]),
+        (Op::IncidentUpdate, [A, F, F, F, U, U, U]),
+        (Op::IncidentNotify, [A, F, F, F, U, U, U]),
+        (Op::IncidentClose, [A, F, F, F, U, U, U]),
+        (Op::IncidentList, [A, F, F, A, U, U, U]),
+        (Op::IncidentShow, [A, F, F, A, U, U, U]),
         (Op::AuditList, [A, F, F, A, U, U, U]),
         (Op::AuditVerify, [A, F, F, A, U, U, U]),
         (Op::SnapshotGet, [F, F, F, F, U, A, U]),

@@ -10,6 +10,8 @@ use crate::protocol::{CredentialInfo, CredentialKind, DkimAlgorithm, OperatorInf
 /// Meta keys.
 pub const META_SNAPSHOT_VERSION: &[u8] = b"snapshot_version";
 pub const META_AUDIT_HEAD: &[u8] = b"audit_head";
+/// `incident_seq:YYYY` → the last incident number given out in that year (u64).
+pub const META_INCIDENT_SEQ_PREFIX: &str = "incident_seq:";
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct CredentialRecord {

@@ -10,8 +10,9 @@
 //!   operators    operator name        -> OperatorRecord (hash, TOTP secret)
 //!   sessions     SHA-256(token)       -> SessionRecord (never the token)
 //!   audit        seq (u64 big-endian) -> AuditEntry
-//!   meta         "snapshot_version" / "audit_head"
+//!   meta         "snapshot_version" / "audit_head" / "incident_seq:YYYY"
 //!   dkim_keys    domain \0 selector  -> DkimKeyRecord (PKCS#8 private key)
+//!   incidents    incident id          -> IncidentInfo (INC-YYYY-NNNN)
 //! ```
 //!
 //! DKIM private keys have their own tree, apart from the domain records (which hold
@@ -45,10 +46,11 @@ pub enum TreeName {
     Audit,
     Meta,
     DkimKeys,
+    Incidents,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 8] = [
+    pub const ALL: [TreeName; 9] = [
         TreeName::Tenants,
         TreeName::Domains,
         TreeName::Credentials,
@@ -57,6 +59,7 @@ impl TreeName {
         TreeName::Audit,
         TreeName::Meta,
         TreeName::DkimKeys,
+        TreeName::Incidents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl TreeName {
             TreeName::Audit => "audit",
             TreeName::Meta => "meta",
             TreeName::DkimKeys => "dkim_keys",
+            TreeName::Incidents => "incidents",
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::protocol::{CredentialKind, ErrorCode, Request, Response};
 
 use super::{
     prompt, render, token, AuditCommand, Cli, Command, CredentialCommand, DomainCommand, Failure,
-    LimitArgs, OperatorCommand, TenantCommand,
+    IncidentCommand, LimitArgs, OperatorCommand, TenantCommand,
 };
 
 const DEV_SOCKET: &str = "./var/control.sock";
@@ -152,6 +152,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Domain { command } => return domain(&mut session, command),
         Command::Credential { command } => credential(&mut session, command),
         Command::Operator { command } => operator(&mut session, command),
+        Command::Incident { command } => return incident(&mut session, command),
         Command::Audit { command } => return audit(&mut session, command),
     }?;
     Ok(ExitCode::SUCCESS)
@@ -608,10 +609,244 @@ fn audit(session: &mut Session, command: AuditCommand) -> Result<ExitCode, Failu
     }
 }
 
+fn incident(session: &mut Session, command: IncidentCommand) -> Result<ExitCode, Failure> {
+    let clean = super::table::clean;
+    match command {
+        IncidentCommand::Open {
+            title,
+            nature,
+            data_affected,
+            consequences,
+            measures,
+            detected_at,
+        } => {
+            let detected_at = match detected_at {
+                Some(text) => Some(parse_rfc3339(&text).map_err(|e| {
+                    Failure::Usage(format!("--detected-at {:?}: {e}", clean(&text)))
+                })?),
+                None => None,
+            };
+            let response = session.call(Request::IncidentOpen {
+                title,
+                nature,
+                data_affected,
+                consequences,
+                measures,
+                detected_at,
+            })?;
+            let Response::Incident(info) = &response else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || {
+                format!(
+                    "incident {0} opened
+
+next: way2mail incident add-tenant {0} TENANT, then \
+                     way2mail incident notify {0}
+",
+                    clean(&info.id)
+                )
+            })?;
+        }
+        IncidentCommand::AddTenant { id, tenant } => {
+            let done = format!("tenant {} added to incident {}", clean(&tenant), clean(&id));
+            session.simple(Request::IncidentAddTenant { id, tenant }, done)?;
+        }
+        IncidentCommand::Update {
+            id,
+            title,
+            nature,
+            data_affected,
+            consequences,
+            measures,
+        } => {
+            if title.is_none()
+                && nature.is_none()
+                && data_affected.is_none()
+                && consequences.is_none()
+                && measures.is_none()
+            {
+                return Err(Failure::Usage(
+                    "nothing to update: give at least one of --title, --nature, \
+                     --data-affected, --consequences, --measures"
+                        .into(),
+                ));
+            }
+            let done = format!("incident {} updated", clean(&id));
+            let request = Request::IncidentUpdate {
+                id,
+                title,
+                nature,
+                data_affected,
+                consequences,
+                measures,
+            };
+            session.simple(request, done)?;
+        }
+        IncidentCommand::Notify { id, again } => {
+            let response = session.call(Request::IncidentNotify { id, again })?;
+            let Response::IncidentNotified { sent, .. } = &response else {
+                return Err(unexpected(&response));
+            };
+            session.show(&response, || render::human(&response))?;
+            let failed = sent
+                .iter()
+                .filter(|n| n.outcome == crate::protocol::NotificationOutcome::Failed)
+                .count();
+            if failed > 0 {
+                eprintln!(
+                    "error: {failed} of {} notifications were not handed to the MTA; \
+                     fix the cause and run `incident notify` again",
+                    sent.len()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        IncidentCommand::Close { id, resolution } => {
+            let done = format!("incident {} closed", clean(&id));
+            session.simple(Request::IncidentClose { id, resolution }, done)?;
+        }
+        IncidentCommand::List => {
+            let response = session.call(Request::IncidentList)?;
+            session.show(&response, || render::human(&response))?;
+        }
+        IncidentCommand::Show { id } => {
+            let response = session.call(Request::IncidentShow { id })?;
+            session.show(&response, || render::human(&response))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-03-01T14:30:00Z`, `2026-03-01T16:30:00+02:00` or `2026-03-01 14:30:00.5Z`
+/// (fractions dropped) as Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let bad = || "not an RFC 3339 date-time such as 2026-03-01T14:30:00Z".to_string();
+    let t = text.trim().as_bytes();
+    let num = |from: usize, len: usize| -> Result<i64, String> {
+        let part = t.get(from..from + len).ok_or_else(bad)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        std::str::from_utf8(part)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    let sep = |at: usize, allowed: &[u8]| -> Result<(), String> {
+        match t.get(at) {
+            Some(c) if allowed.contains(c) => Ok(()),
+            _ => Err(bad()),
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    sep(4, b"-")?;
+    sep(7, b"-")?;
+    sep(10, b"Tt ")?;
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    sep(13, b":")?;
+    sep(16, b":")?;
+    let mut at = 19;
+    if t.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while t.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            return Err(bad());
+        }
+    }
+    let offset = match t.get(at) {
+        Some(b'Z' | b'z') if t.len() == at + 1 => 0,
+        Some(sign @ (b'+' | b'-')) if t.len() == at + 6 => {
+            sep(at + 3, b":")?;
+            let (h, m) = (num(at + 1, 2)?, num(at + 4, 2)?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            let minutes = h * 60 + m;
+            if *sign == b'+' {
+                minutes
+            } else {
+                -minutes
+            }
+        }
+        _ => return Err(bad()),
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(bad());
+    }
+    // Days from civil (H. Hinnant): 1970-01-01 is day 0.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset * 60;
+    u64::try_from(secs).map_err(|_| "before 1970".to_string())
+}
+
 fn unexpected(response: &Response) -> Failure {
     let kind = serde_json::to_value(response)
         .ok()
         .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string)))
         .unwrap_or_default();
     Failure::Failed(format!("unexpected answer from the daemon: {kind}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Ok(1_767_225_600));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T02:00:00+02:00"),
+            Ok(1_767_225_600)
+        );
+        assert_eq!(
+            parse_rfc3339("2025-12-31t19:00:00.123-05:00"),
+            Ok(1_767_225_600)
+        );
+        assert_eq!(parse_rfc3339("2024-02-29 12:00:00Z"), Ok(1_709_208_000));
+        for bad in [
+            "",
+            "2026-01-01",
+            "2026-01-01T00:00:00",
+            "2025-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00+0200",
+            "1969-12-31T23:59:59Z",
+            "2026-01-01T00:00:00Zjunk",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use crate::protocol::Role;
 #[command(
     name = "way2mail",
     version,
-    about = "Way2Mail operator CLI: tenants, domains, credentials, operators and the audit log, through way2mail-control"
+    about = "Way2Mail operator CLI: tenants, domains, credentials, operators, incidents and the audit log, through way2mail-control"
 )]
 pub struct Cli {
     /// The control socket [env: WAY2MAIL_SOCKET; default ./var/control.sock, or
@@ -92,6 +92,11 @@ pub enum Command {
     Operator {
         #[command(subcommand)]
         command: OperatorCommand,
+    },
+    /// The security incident register and the notification of affected tenants.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
     },
     /// The hash-chained audit log.
     Audit {
@@ -257,6 +262,69 @@ pub enum OperatorCommand {
     },
     Remove {
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open an incident; prints its id (INC-YYYY-NNNN).
+    Open {
+        /// One line, also the notification's subject.
+        #[arg(long)]
+        title: String,
+        /// What happened.
+        #[arg(long)]
+        nature: String,
+        /// Which data (categories, approximate volume) is affected.
+        #[arg(long)]
+        data_affected: String,
+        /// The likely consequences.
+        #[arg(long)]
+        consequences: String,
+        /// Measures taken or proposed.
+        #[arg(long)]
+        measures: String,
+        /// When it was detected, RFC 3339 (2026-03-01T14:30:00Z) [default: now].
+        #[arg(long, value_name = "RFC3339")]
+        detected_at: Option<String>,
+    },
+    /// Mark a tenant as affected.
+    AddTenant {
+        id: String,
+        tenant: String,
+    },
+    /// Change only the fields given.
+    Update {
+        id: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        nature: Option<String>,
+        #[arg(long)]
+        data_affected: Option<String>,
+        #[arg(long)]
+        consequences: Option<String>,
+        #[arg(long)]
+        measures: Option<String>,
+    },
+    /// Email each affected tenant's contact not yet notified, through the MTA; exit 1
+    /// when one could not be handed over.
+    Notify {
+        id: String,
+        /// Send to every affected tenant, including those notified already.
+        #[arg(long)]
+        again: bool,
+    },
+    /// Close the incident: no more tenants or notifications.
+    Close {
+        id: String,
+        #[arg(long)]
+        resolution: String,
+    },
+    List,
+    /// One incident with its tenants and every notification sent.
+    Show {
+        id: String,
     },
 }
 

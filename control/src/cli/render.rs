@@ -4,7 +4,8 @@
 
 use crate::protocol::{
     CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo, DomainRecords,
-    DomainVerification, Outcome, Response, TenantInfo, TenantStatus,
+    DomainVerification, IncidentInfo, Notification, NotificationOutcome, Outcome, Response,
+    TenantInfo, TenantStatus,
 };
 use crate::publish;
 
@@ -171,6 +172,49 @@ pub fn human(response: &Response) -> String {
                 )
             }
         }
+        Response::Incident(i) => incident(i),
+        Response::Incidents { incidents } => {
+            let mut table = Table::new(&[
+                "ID", "STATUS", "DETECTED", "OPENED", "TENANTS", "NOTIFIED", "TITLE",
+            ]);
+            for i in incidents {
+                let notified = i.tenants.iter().filter(|t| i.notified(t)).count();
+                table.row(vec![
+                    i.id.clone(),
+                    if i.closed_at.is_some() {
+                        "closed"
+                    } else {
+                        "open"
+                    }
+                    .into(),
+                    rfc3339(i.detected_at),
+                    rfc3339(i.opened_at),
+                    i.tenants.len().to_string(),
+                    format!("{notified}/{}", i.tenants.len()),
+                    i.title.clone(),
+                ]);
+            }
+            table.render()
+        }
+        Response::IncidentNotified { incident, sent } => {
+            let id = clean(&incident.id);
+            if sent.is_empty() {
+                format!(
+                    "{id}: nothing sent: every affected tenant has been notified \
+                     (--again sends to all of them once more)\n"
+                )
+            } else {
+                let ok = sent
+                    .iter()
+                    .filter(|n| n.outcome == NotificationOutcome::Ok)
+                    .count();
+                format!(
+                    "{id}: {ok} of {} notifications handed to the MTA\n\n{}",
+                    sent.len(),
+                    notifications(sent)
+                )
+            }
+        }
         Response::Snapshot(s) => format!(
             "snapshot version {} with {} tenants\n",
             s.version,
@@ -210,6 +254,90 @@ pub fn operator_created(response: &Response, show_password: bool) -> String {
          (scan the otpauth URI as a QR code, or type the secret).\n"
     });
     out
+}
+
+/// One incident: its fields, the long texts as paragraphs, then its notifications.
+fn incident(i: &IncidentInfo) -> String {
+    let status = match i.closed_at {
+        Some(at) => format!(
+            "closed {} by {}",
+            rfc3339(at),
+            i.closed_by.as_deref().unwrap_or("-")
+        ),
+        None => "open".into(),
+    };
+    let tenants = if i.tenants.is_empty() {
+        "- (add them: way2mail incident add-tenant ID TENANT)".to_string()
+    } else {
+        i.tenants
+            .iter()
+            .map(|t| {
+                if i.notified(t) {
+                    format!("{t} (notified)")
+                } else {
+                    format!("{t} (not notified)")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = record(&[
+        ("incident", i.id.clone()),
+        ("title", i.title.clone()),
+        ("status", status),
+        ("detected", rfc3339(i.detected_at)),
+        (
+            "opened",
+            format!("{} by {}", rfc3339(i.opened_at), i.opened_by),
+        ),
+        ("updated", rfc3339(i.updated_at)),
+        ("tenants", tenants),
+    ]);
+    let mut texts = vec![
+        ("Nature", i.nature.as_str()),
+        ("Data affected", i.data_affected.as_str()),
+        ("Likely consequences", i.consequences.as_str()),
+        ("Measures", i.measures.as_str()),
+    ];
+    if let Some(r) = &i.resolution {
+        texts.push(("Resolution", r.as_str()));
+    }
+    for (heading, text) in texts {
+        out.push_str(&format!("\n{heading}:\n"));
+        for line in text.lines() {
+            out.push_str(&format!("  {}\n", clean(line)));
+        }
+    }
+    out.push('\n');
+    if i.notifications.is_empty() {
+        out.push_str("no notifications sent\n");
+    } else {
+        out.push_str("Notifications:\n");
+        out.push_str(&notifications(&i.notifications));
+    }
+    out
+}
+
+fn notifications(list: &[Notification]) -> String {
+    let mut table = Table::new(&[
+        "TENANT", "CONTACT", "SENT", "BY", "OUTCOME", "QUEUE ID", "REPLY",
+    ]);
+    for n in list {
+        table.row(vec![
+            n.tenant.clone(),
+            n.contact.clone(),
+            rfc3339(n.sent_at),
+            n.sent_by.clone(),
+            match n.outcome {
+                NotificationOutcome::Ok => "ok",
+                NotificationOutcome::Failed => "failed",
+            }
+            .into(),
+            opt(n.queue_id.as_deref()),
+            n.reply.clone(),
+        ]);
+    }
+    table.render()
 }
 
 fn tenant(t: &TenantInfo) -> String {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 use crate::dns::{DnsConfig, DnsSettings};
+use crate::notify::NotifySettings;
 use crate::service::SendingSettings;
 use crate::snapshot::TenantLimits;
 
@@ -42,7 +43,86 @@ pub struct Config {
     pub tenant_defaults: TenantDefaultsConfig,
     pub dns: DnsConfig,
     pub sending: SendingConfig,
+    pub notify: NotifyConfig,
     pub log: LogConfig,
+}
+
+/// `[notify]`: how incident notifications reach the local MTA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `IP:PORT` of the local MTA's relay (mx) listener; loopback only.
+    pub smtp_server: String,
+    /// Envelope sender and `From:` of notifications.
+    pub from: String,
+    /// EHLO name; empty: this host's name.
+    pub helo: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        let d = NotifySettings::default();
+        NotifyConfig {
+            smtp_server: d.smtp_server.to_string(),
+            from: d.from,
+            helo: String::new(),
+            timeout_ms: u64::try_from(d.timeout.as_millis()).unwrap_or(10_000),
+        }
+    }
+}
+
+impl NotifyConfig {
+    fn validate(&self) -> Result<NotifySettings, ConfigError> {
+        let server: std::net::SocketAddr = self.smtp_server.trim().parse().map_err(|_| {
+            err(
+                "notify.smtp_server",
+                format!("{:?} is not IP:PORT (127.0.0.1:25)", self.smtp_server),
+            )
+        })?;
+        if !server.ip().is_loopback() {
+            return Err(err(
+                "notify.smtp_server",
+                format!(
+                    "{server} is not a loopback address: notifications go in plain SMTP to the \
+                     MTA on this host (127.0.0.1 or [::1]), which delivers them onwards with STARTTLS"
+                ),
+            ));
+        }
+        if server.port() == 0 {
+            return Err(err("notify.smtp_server", "the port must not be 0"));
+        }
+        let from = self.from.trim();
+        if !crate::notify::is_address(from) {
+            return Err(err(
+                "notify.from",
+                format!(
+                    "{:?} is not an email address (security@example.net)",
+                    self.from
+                ),
+            ));
+        }
+        let helo = self.helo.trim();
+        let helo = if helo.is_empty() {
+            crate::notify::hostname()
+        } else if crate::notify::is_helo_name(helo) {
+            helo.to_owned()
+        } else {
+            return Err(err(
+                "notify.helo",
+                format!("{:?} is not a host name", self.helo),
+            ));
+        };
+        if self.timeout_ms == 0 || self.timeout_ms > 600_000 {
+            return Err(err("notify.timeout_ms", "must be 1 to 600000"));
+        }
+        Ok(NotifySettings {
+            smtp_server: server,
+            from: from.to_owned(),
+            helo,
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
 }
 
 /// `[sending]`: what tenant domains publish to authorise the platform's mail.
@@ -79,6 +159,7 @@ impl Default for Config {
             tenant_defaults: TenantDefaultsConfig::default(),
             dns: DnsConfig::default(),
             sending: SendingConfig::default(),
+            notify: NotifyConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -110,6 +191,7 @@ pub struct Settings {
     pub tenant_defaults: TenantLimits,
     pub dns: DnsSettings,
     pub sending: SendingSettings,
+    pub notify: NotifySettings,
     pub log: LogConfig,
 }
 
@@ -188,6 +270,7 @@ impl Config {
             .map_err(|e| err("log.level", format!("{e}")))?;
         let dns = self.dns.validate()?;
         let sending = self.sending.validate()?;
+        let notify = self.notify.validate()?;
         Ok(Settings {
             socket: self.socket,
             socket_mode: self.socket_mode,
@@ -204,6 +287,7 @@ impl Config {
             },
             dns,
             sending,
+            notify,
             log: self.log,
         })
     }
@@ -305,6 +389,40 @@ mod tests {
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.tenant_defaults, TenantLimits::default());
         assert_eq!(s.service_uids, vec![rustix::process::geteuid().as_raw()]);
+        assert_eq!(s.notify.smtp_server.to_string(), "127.0.0.1:2525");
+        assert_eq!(s.notify.from, "security@localhost");
+        assert_eq!(s.notify.timeout, Duration::from_secs(10));
+        assert!(crate::notify::is_helo_name(&s.notify.helo));
+    }
+
+    #[test]
+    fn notify_keys() {
+        let s = Config::parse(
+            "[notify]\nsmtp_server = \"[::1]:25\"\nfrom = \"sec@way2mail.example\"\nhelo = \"control.example\"\ntimeout_ms = 500",
+        )
+        .expect("parse")
+        .validate()
+        .expect("valid");
+        assert_eq!(s.notify.smtp_server.to_string(), "[::1]:25");
+        assert_eq!(s.notify.from, "sec@way2mail.example");
+        assert_eq!(s.notify.helo, "control.example");
+        assert_eq!(s.notify.timeout, Duration::from_millis(500));
+        for (text, needle) in [
+            ("smtp_server = \"192.0.2.1:25\"", "not a loopback address"),
+            ("smtp_server = \"localhost:25\"", "not IP:PORT"),
+            ("smtp_server = \"127.0.0.1:0\"", "port"),
+            ("from = \"security\"", "not an email address"),
+            ("from = \"a@b\\r\\nBcc: c@d\"", "not an email address"),
+            ("helo = \"bad name\"", "not a host name"),
+            ("timeout_ms = 0", "1 to 600000"),
+        ] {
+            let e = Config::parse(&format!("[notify]\n{text}"))
+                .expect("parses")
+                .validate()
+                .expect_err(text);
+            assert!(e.key.starts_with("notify."), "{text}: {e}");
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn open_service(settings: &Settings) -> Result<Service> {
         tenant_defaults: settings.tenant_defaults,
         dns: settings.dns.clone(),
         sending: settings.sending.clone(),
+        notify: settings.notify.clone(),
     };
     Service::open(&settings.store, &settings.key_file, service_settings).with_context(|| {
         format!(

@@ -87,6 +87,19 @@ pub(crate) struct Ctx<'a> {
     /// DNS lookups for `domain.verify` / `domain.rotate_dkim --activate`, made before
     /// the writer lock was taken (see `Service::handle`).
     pub lookups: Option<crate::protocol::DomainVerification>,
+    /// The notifications `incident.notify` sent before the writer lock was taken.
+    pub notifications: Option<Vec<crate::protocol::Notification>>,
+    /// Audit entries to chain after the request's own (same actor, action and
+    /// reason), e.g. one per tenant notified. Dropped when the request fails.
+    pub extra_audit: Vec<ExtraAudit>,
+}
+
+/// One more audit entry of a request: what differs from the request's own entry.
+#[derive(Debug, Clone)]
+pub(crate) struct ExtraAudit {
+    pub tenant: Option<String>,
+    pub outcome: crate::protocol::Outcome,
+    pub detail: String,
 }
 
 impl<'a> Ctx<'a> {
@@ -102,6 +115,8 @@ impl<'a> Ctx<'a> {
             detail: None,
             actor_override: None,
             lookups: None,
+            notifications: None,
+            extra_audit: Vec::new(),
         }
     }
 }

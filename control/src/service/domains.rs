@@ -698,6 +698,7 @@ mod tests {
                     spf_include: None,
                     dmarc_rua: None,
                 },
+                notify: crate::notify::NotifySettings::default(),
             };
             let service =
                 Service::open(&dir.path().join("store"), &dir.path().join("key"), settings)

@@ -6,7 +6,7 @@
 //! ```text
 //!   handle ─ version ─ identify (session.rs) ─ rbac::decide ─ reason
 //!        └─ writer lock ─ op handler (tenants.rs, domains.rs, credentials.rs,
-//!           operators.rs, session.rs, snapshot.rs, audit_ops.rs) fills a Batch
+//!           operators.rs, incidents.rs, session.rs, snapshot.rs, audit_ops.rs) fills a Batch
 //!           ─ audit entry + snapshot version into the same Batch ─ commit+flush ─ answer
 //! ```
 //!
@@ -17,6 +17,7 @@ mod audit_ops;
 mod context;
 mod credentials;
 mod domains;
+mod incidents;
 mod operators;
 mod session;
 mod snapshot;
@@ -57,6 +58,8 @@ pub struct ServiceSettings {
     pub dns: crate::dns::DnsSettings,
     /// What tenant domains must publish to authorise our mail (`[sending]`).
     pub sending: SendingSettings,
+    /// Where incident notifications are handed to the MTA (`[notify]`).
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// `[sending]`: the platform's side of the records tenant domains publish.
@@ -80,6 +83,7 @@ impl Default for ServiceSettings {
             tenant_defaults: TenantLimits::default(),
             dns: crate::dns::DnsSettings::default(),
             sending: SendingSettings::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Service {
     /// Verified against when a login names an unknown operator, so that case costs
     /// the same argon2 time as a wrong password.
     dummy_hash: OnceLock<String>,
+    /// Held by `incident.notify` from sending to recording, so that two notify
+    /// requests cannot email the same tenants twice. Other requests never wait on it.
+    notify_lock: std::sync::Mutex<()>,
 }
 
 impl Service {
@@ -118,6 +125,7 @@ impl Service {
             audit: AuditLog::new(),
             settings,
             dummy_hash: OnceLock::new(),
+            notify_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -243,7 +251,23 @@ impl Service {
             _ => None,
         };
 
-        self.run(who, request, reason, login_check, lookups)
+        // And the notification emails of `incident.notify`: sent first, recorded
+        // under the lock. Notify requests wait for each other, nothing else does.
+        let (_notifying, notifications) = match &request {
+            Request::IncidentNotify { id, again } => {
+                let guard = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let sent = incidents::send_pending(self, &who.actor, id, *again);
+                (Some(guard), sent)
+            }
+            _ => (None, None),
+        };
+
+        let prefetched = Prefetched {
+            login_check,
+            lookups,
+            notifications,
+        };
+        self.run(who, request, reason, prefetched)
     }
 
     /// Runs an allowed request under the writer lock and commits its changes with
@@ -253,13 +277,13 @@ impl Service {
         who: Identity,
         request: Request,
         reason: Option<String>,
-        login_check: Option<session::PasswordCheck>,
-        lookups: Option<crate::protocol::DomainVerification>,
+        prefetched: Prefetched,
     ) -> Result<Response, ErrorBody> {
         let writer = self.audit.writer();
         let mut ctx = Ctx::new(self, &who, request_tenant(&request));
-        ctx.lookups = lookups;
-        let result = dispatch(&mut ctx, &request, login_check);
+        ctx.lookups = prefetched.lookups;
+        ctx.notifications = prefetched.notifications;
+        let result = dispatch(&mut ctx, &request, prefetched.login_check);
         let (outcome, answer) = match result {
             Ok(response) => (Outcome::Ok, Ok(response)),
             Err(failure) => {
@@ -286,13 +310,22 @@ impl Service {
             reason,
             detail: ctx.detail.take(),
         };
+        // Facts recorded besides the request (emails sent): kept even when the
+        // request failed, since they happened.
+        let mut drafts = vec![draft.clone()];
+        drafts.extend(ctx.extra_audit.drain(..).map(|extra| AuditDraft {
+            tenant: extra.tenant,
+            outcome: extra.outcome,
+            detail: Some(extra.detail),
+            ..draft.clone()
+        }));
         let mut batch = std::mem::take(&mut ctx.batch);
         let committed = (|| {
             if ctx.snapshot_changed {
                 let version = self.snapshot_version()? + 1;
                 batch.put(TreeName::Meta, META_SNAPSHOT_VERSION, &version)?;
             }
-            writer.append(&self.store, &mut batch, draft.clone(), now_ms())?;
+            writer.append_all(&self.store, &mut batch, drafts, now_ms())?;
             self.store.commit(batch)
         })();
         if let Err(e) = committed {
@@ -345,6 +378,14 @@ impl Service {
         }
         failure.body
     }
+}
+
+/// What `handle` worked out before the writer lock: the password check of a login,
+/// the DNS lookups of a verification, the emails of an incident notification.
+struct Prefetched {
+    login_check: Option<session::PasswordCheck>,
+    lookups: Option<crate::protocol::DomainVerification>,
+    notifications: Option<Vec<crate::protocol::Notification>>,
 }
 
 fn dispatch(
@@ -442,6 +483,50 @@ fn dispatch(
         Request::OperatorList => operators::list(ctx),
         Request::OperatorRole { name, role } => operators::set_role(ctx, name, *role),
         Request::OperatorRemove { name } => operators::remove(ctx, name),
+        Request::IncidentOpen {
+            title,
+            nature,
+            data_affected,
+            consequences,
+            measures,
+            detected_at,
+        } => incidents::open(
+            ctx,
+            incidents::Opening {
+                title,
+                nature,
+                data_affected,
+                consequences,
+                measures,
+                detected_at: *detected_at,
+            },
+        ),
+        Request::IncidentAddTenant { id, tenant } => incidents::add_tenant(ctx, id, tenant),
+        Request::IncidentUpdate {
+            id,
+            title,
+            nature,
+            data_affected,
+            consequences,
+            measures,
+        } => incidents::update(
+            ctx,
+            id,
+            incidents::Changes {
+                title: title.as_deref(),
+                nature: nature.as_deref(),
+                data_affected: data_affected.as_deref(),
+                consequences: consequences.as_deref(),
+                measures: measures.as_deref(),
+            },
+        ),
+        Request::IncidentNotify { id, again } => {
+            let sent = ctx.notifications.take();
+            incidents::notify(ctx, id, *again, sent)
+        }
+        Request::IncidentClose { id, resolution } => incidents::close(ctx, id, resolution),
+        Request::IncidentList => incidents::list(ctx),
+        Request::IncidentShow { id } => incidents::show(ctx, id),
         Request::AuditList {
             tenant,
             since_seq,
@@ -463,7 +548,8 @@ fn request_tenant(request: &Request) -> Option<String> {
         | Request::TenantTerminate { tenant }
         | Request::DomainAdd { tenant, .. }
         | Request::DomainRemove { tenant, .. }
-        | Request::CredentialAdd { tenant, .. } => Some(tenant.clone()),
+        | Request::CredentialAdd { tenant, .. }
+        | Request::IncidentAddTenant { tenant, .. } => Some(tenant.clone()),
         Request::DomainList { tenant }
         | Request::CredentialList { tenant }
         | Request::AuditList { tenant, .. } => tenant.clone(),

@@ -115,6 +115,31 @@ pub(crate) fn text(field: &str, value: &str, optional: bool) -> Result<String, F
     Ok(value.to_owned())
 }
 
+/// Longest text of an incident's long fields (nature, data affected, …).
+pub(crate) const MAX_LONG_TEXT_CHARS: usize = 4000;
+
+/// Several lines of free text, such as an incident's nature: line ends normalized to
+/// `\n`, trimmed, 1 to 4,000 characters, no control characters but line ends and tabs.
+pub(crate) fn long_text(field: &str, value: &str) -> Result<String, Failure> {
+    let value = value.replace("\r\n", "\n").replace('\r', "\n");
+    let value = value.trim();
+    let count = value.chars().count();
+    if count == 0 || count > MAX_LONG_TEXT_CHARS {
+        return Err(Failure::invalid(format!(
+            "{field} must be 1 to {MAX_LONG_TEXT_CHARS} characters"
+        )));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Failure::invalid(format!(
+            "{field} cannot contain control characters other than line ends and tabs"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 pub(crate) fn limits(limits: &TenantLimits) -> Result<(), Failure> {
     for (name, value) in [
         ("messages_per_hour", limits.messages_per_hour),
