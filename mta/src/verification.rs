@@ -719,19 +719,23 @@ fn trim_dot(id: &[u8]) -> &[u8] {
     id.strip_suffix(b".").unwrap_or(id)
 }
 
-/// Removes the header fields for which `remove(name, value)` holds, in place.
+/// Removes the header fields for which `remove(name, value)` holds, in place. Fields
+/// are found by [`crate::signing::fields`], the scan the signer uses; a name is
+/// compared without the blanks before its colon (`Authentication-Results :` counts).
 fn strip_matching(message: &mut Vec<u8>, mut remove: impl FnMut(&[u8], &[u8]) -> bool) -> usize {
-    let mut doomed: Vec<(usize, usize)> = Vec::new();
-    for (start, end) in header_fields(message) {
-        let field = &message[start..end];
-        let Some(colon) = field.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = trim_wsp_end(&field[..colon]);
-        if remove(name, &field[colon + 1..]) {
-            doomed.push((start, end));
-        }
-    }
+    let (fields, _) = crate::signing::fields(message);
+    let doomed: Vec<(usize, usize)> = fields
+        .iter()
+        .filter(|f| {
+            let whole = &message[f.whole.0..f.whole.1];
+            // A line without a colon (or a stray continuation line) names no field.
+            let Some(colon) = whole.iter().position(|&b| b == b':') else {
+                return false;
+            };
+            remove(trim_wsp_end(&whole[..colon]), &whole[colon + 1..])
+        })
+        .map(|f| f.whole)
+        .collect();
     if doomed.is_empty() {
         return 0;
     }
@@ -754,36 +758,6 @@ fn trim_wsp_end(mut name: &[u8]) -> &[u8] {
         name = rest;
     }
     name
-}
-
-/// The byte ranges of the header fields (each with its continuation lines and final
-/// line end), up to the empty line that ends the header section. A continuation line
-/// before any field belongs to no field and is left alone.
-fn header_fields(message: &[u8]) -> Vec<(usize, usize)> {
-    let mut fields = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
-    let mut pos = 0;
-    while pos < message.len() {
-        let end = message[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(message.len(), |i| pos + i + 1);
-        let line = &message[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some(field) = &mut current {
-                field.1 = end;
-            }
-        } else {
-            fields.extend(current.take());
-            current = Some((pos, end));
-        }
-        pos = end;
-    }
-    fields.extend(current);
-    fields
 }
 
 /// The authserv-id at the start of an `Authentication-Results:` value: after optional
