@@ -129,7 +129,7 @@ impl Target {
     }
 
     fn dmarc_name(&self) -> String {
-        format!("_dmarc.{}", self.domain)
+        publish::dmarc_name(&self.domain)
     }
 
     fn spf_base(&self) -> Base {
@@ -162,7 +162,7 @@ impl Target {
     fn bimi_base(&self, bimi: &BimiInfo) -> Base {
         Base {
             purpose: RecordPurpose::Bimi,
-            name: format!("{}._bimi.{}", bimi.selector, self.domain),
+            name: publish::bimi_name(&bimi.selector, &self.domain),
             required: false,
             expected: Some(publish::bimi_value(&bimi.logo_url, bimi.vmc_url.as_deref())),
         }

@@ -59,7 +59,7 @@ pub fn records(domain: &DomainInfo, sending: &SendingSettings) -> Vec<DnsRecord>
     }
     out.push(record(
         RecordPurpose::Dmarc,
-        format!("_dmarc.{name}"),
+        dmarc_name(name),
         dmarc_value(sending),
         "DMARC: a starting policy that only monitors (p=none); keep an existing DMARC record, \
          and move to p=quarantine or p=reject once reports show all mail aligned"
@@ -68,7 +68,7 @@ pub fn records(domain: &DomainInfo, sending: &SendingSettings) -> Vec<DnsRecord>
     if let Some(bimi) = &domain.bimi {
         out.push(record(
             RecordPurpose::Bimi,
-            format!("{}._bimi.{name}", bimi.selector),
+            bimi_name(&bimi.selector, name),
             bimi_value(&bimi.logo_url, bimi.vmc_url.as_deref()),
             format!(
                 "BIMI selector {}: shown only under a DMARC policy of p=quarantine or p=reject",
@@ -96,6 +96,16 @@ fn record(purpose: RecordPurpose, name: String, value: String, note: String) -> 
         value,
         note,
     }
+}
+
+/// Where a domain's DMARC record lives: `_dmarc.DOMAIN`.
+pub fn dmarc_name(domain: &str) -> String {
+    format!("_dmarc.{domain}")
+}
+
+/// Where a domain's BIMI record for `selector` lives: `SELECTOR._bimi.DOMAIN`.
+pub fn bimi_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._bimi.{domain}")
 }
 
 /// `v=spf1 ip4:… ip6:… include:… ~all`, or `None` when `[sending]` names neither
