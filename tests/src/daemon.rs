@@ -175,6 +175,17 @@ impl Daemon {
         tls::client_config(&tls::load_pem_cert(&self.cert_path())?)
     }
 
+    /// A session on the submission listener after EHLO, STARTTLS (verifying the
+    /// daemon's certificate) and EHLO again: ready for AUTH or MAIL.
+    pub fn submission_tls(&self) -> anyhow::Result<SmtpClient> {
+        let (mut c, greeting) = SmtpClient::connect(self.ports().submission)?;
+        ensure!(greeting.code == 220, "greeting {greeting}");
+        c.expect("EHLO client.test", 250)?;
+        let mut c = c.starttls(self.tls_config()?)?;
+        c.expect("EHLO client.test", 250)?;
+        Ok(c)
+    }
+
     /// Everything the daemon wrote to stderr (and stdout) so far.
     pub fn stderr(&self) -> String {
         std::fs::read(self.dir.path().join("stderr.log"))

@@ -249,6 +249,15 @@ impl Sink {
         self.addr.port()
     }
 
+    /// A `[[route]]` table (for [`crate::TestConfig::raw`]) sending mail for `domain`
+    /// to this sink in plain SMTP.
+    pub fn route(&self, domain: &str) -> String {
+        format!(
+            "[[route]]\ndomain = \"{domain}\"\nhost = \"[127.0.0.1]:{}\"\ntls = \"none\"\n",
+            self.port()
+        )
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

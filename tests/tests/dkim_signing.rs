@@ -57,13 +57,6 @@ fn toml_str(path: &Path) -> String {
     format!("\"{}\"", path.display())
 }
 
-fn route(domain: &str, sink: &Sink) -> String {
-    format!(
-        "[[route]]\ndomain = \"{domain}\"\nhost = \"[127.0.0.1]:{}\"\ntls = \"none\"\n",
-        sink.port()
-    )
-}
-
 /// The MTA's configuration: control at `socket`, its state under `state`, delivery on
 /// with `remote.example` routed to `sink`, DNS only from `dns`, loopback trusted (the
 /// default).
@@ -85,17 +78,7 @@ fn mta_config(
         .set("delivery", "retry_initial_secs", "1")
         .set("dns", "nameservers", &format!("[\"{}\"]", dns.addr()))
         .set("dns", "timeout_ms", "500")
-        .raw(&route("remote.example", sink))
-}
-
-/// EHLO + STARTTLS + EHLO on submission.
-fn tls_session(daemon: &Daemon) -> anyhow::Result<SmtpClient> {
-    let (mut c, greeting) = SmtpClient::connect(daemon.ports().submission)?;
-    ensure!(greeting.code == 220, "greeting {greeting}");
-    c.expect("EHLO client.test", 250)?;
-    let mut c = c.starttls(daemon.tls_config()?)?;
-    c.expect("EHLO client.test", 250)?;
-    Ok(c)
+        .raw(&sink.route("remote.example"))
 }
 
 fn auth_line(user: &str, password: &str) -> String {
@@ -105,7 +88,7 @@ fn auth_line(user: &str, password: &str) -> String {
 /// A TLS session authenticated as `user`, once the credential reached the MTA.
 fn authenticated(daemon: &Daemon, user: &str, password: &str) -> anyhow::Result<SmtpClient> {
     wait_for("the credential to reach the MTA", FOLLOW, || {
-        let mut c = tls_session(daemon).ok()?;
+        let mut c = daemon.submission_tls().ok()?;
         let r = c.command(&auth_line(user, password)).ok()?;
         (r.code == 235).then_some(c)
     })

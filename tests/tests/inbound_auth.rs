@@ -138,10 +138,7 @@ fn config(backend: Backend, dns: &StubDns, sink: &Sink) -> TestConfig {
         .set("dns", "timeout_ms", "300")
         .set("dns", "attempts", "1")
         .set("delivery", "enabled", "true")
-        .raw(&format!(
-            "[[route]]\ndomain = \"example.net\"\nhost = \"[127.0.0.1]:{}\"\ntls = \"none\"\n",
-            sink.port()
-        ))
+        .raw(&sink.route("example.net"))
 }
 
 fn message(from: &str, subject: &str, extra_headers: &str) -> String {

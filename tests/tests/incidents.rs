@@ -19,13 +19,6 @@ use way2mail_tests::{is_message_id, Backend, Daemon, Sink, SinkOptions, StubDns,
 
 const DELIVERY: Duration = Duration::from_secs(30);
 
-fn route(domain: &str, sink: &Sink) -> String {
-    format!(
-        "[[route]]\ndomain = \"{domain}\"\nhost = \"[127.0.0.1]:{}\"\ntls = \"none\"\n",
-        sink.port()
-    )
-}
-
 /// The header field `name` of a message (first occurrence, unfolded).
 fn field(data: &str, name: &str) -> Option<String> {
     let header = data.split("\r\n\r\n").next()?;
@@ -57,8 +50,8 @@ fn incident_notification_arrives_at_the_sink() -> anyhow::Result<()> {
         .set("delivery", "retry_initial_secs", "1")
         .set("dns", "nameservers", &format!("[\"{}\"]", dns.addr()))
         .set("dns", "timeout_ms", "500")
-        .raw(&route("acme.test", &sink))
-        .raw(&route("beta.test", &sink));
+        .raw(&sink.route("acme.test"))
+        .raw(&sink.route("beta.test"));
     let daemon = Daemon::start(&config)?;
     let control = Control::start_with(&format!(
         "[notify]\nsmtp_server = \"127.0.0.1:{}\"\nfrom = \"security@way2mail.test\"\n",

@@ -138,29 +138,19 @@ fn rig(backend: Backend, max_failures: u32) -> anyhow::Result<Rig> {
     Ok(rig)
 }
 
-/// EHLO + STARTTLS + EHLO on submission.
-fn tls_session(daemon: &Daemon) -> anyhow::Result<SmtpClient> {
-    let (mut c, greeting) = SmtpClient::connect(daemon.ports().submission)?;
-    ensure!(greeting.code == 220, "greeting {greeting}");
-    c.expect("EHLO client.test", 250)?;
-    let mut c = c.starttls(daemon.tls_config()?)?;
-    c.expect("EHLO client.test", 250)?;
-    Ok(c)
-}
-
 fn plain_token(user: &str, password: &str) -> String {
     B64.encode(format!("\0{user}\0{password}"))
 }
 
 /// A fresh TLS session that tries AUTH PLAIN; returns the reply.
 fn auth_plain(rig: &Rig, user: &str, password: &str) -> anyhow::Result<Reply> {
-    let mut c = tls_session(&rig.daemon)?;
+    let mut c = rig.daemon.submission_tls()?;
     c.command(&format!("AUTH PLAIN {}", plain_token(user, password)))
 }
 
 /// A fresh TLS session authenticated as `tenant`.
 fn authenticated(rig: &Rig, tenant: &Tenant) -> anyhow::Result<SmtpClient> {
-    let mut c = tls_session(&rig.daemon)?;
+    let mut c = rig.daemon.submission_tls()?;
     c.expect(
         &format!(
             "AUTH PLAIN {}",
