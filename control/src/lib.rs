@@ -16,6 +16,10 @@
 //!   dnscheck.rs   `domain.verify`: look the records up and judge each one
 //!   notify.rs     incident notification emails and the SMTP client handing them
 //!                 to the local MTA (`[notify]`)
+//!   mta_admin.rs  the MTA's admin socket protocol and client (export, erase,
+//!                 inventory, retention sweep, backup dump of the spool)
+//!   stream.rs     streamed answers (frames) on both sockets
+//!   duration.rs   retention periods as operators write them ("90d")
 //!   config_file.rs  TOML config files for both daemons, errors naming the key
 //!   logging.rs    the shared `[log]` table and subscriber set-up
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
@@ -53,8 +57,10 @@ pub mod config_file;
 pub mod dkim;
 pub mod dns;
 pub mod dnscheck;
+pub mod duration;
 pub mod error;
 pub mod logging;
+pub mod mta_admin;
 pub mod notify;
 pub mod password;
 pub mod protocol;
@@ -66,6 +72,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod stream;
 pub mod totp;
 
 pub use error::Error;

@@ -357,6 +357,12 @@ pub enum Request {
         #[serde(default)]
         known_version: Option<u64>,
     },
+    /// The MTA's user: what one of its scheduled retention sweeps removed (counts
+    /// only), for the audit log.
+    #[serde(rename = "retention.report")]
+    RetentionReport {
+        report: crate::mta_admin::SweepReport,
+    },
 }
 
 impl Request {
@@ -401,6 +407,7 @@ impl Request {
             Request::AuditList { .. } => "audit.list",
             Request::AuditVerify => "audit.verify",
             Request::SnapshotGet { .. } => "snapshot.get",
+            Request::RetentionReport { .. } => "retention.report",
         }
     }
 }

@@ -50,10 +50,11 @@ pub enum Op {
     AuditList,
     AuditVerify,
     SnapshotGet,
+    RetentionReport,
 }
 
 impl Op {
-    pub const ALL: [Op; 38] = [
+    pub const ALL: [Op; 39] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -92,6 +93,7 @@ impl Op {
         Op::AuditList,
         Op::AuditVerify,
         Op::SnapshotGet,
+        Op::RetentionReport,
     ];
 
     pub fn of(request: &Request) -> Op {
@@ -134,6 +136,7 @@ impl Op {
             Request::AuditList { .. } => Op::AuditList,
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
+            Request::RetentionReport { .. } => Op::RetentionReport,
         }
     }
 }
@@ -164,14 +167,14 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
         Subject::Peer { root, service } => match op {
             Op::Hello | Op::Login => Allow,
             Op::Bootstrap if root => Allow,
-            Op::SnapshotGet if service => Allow,
+            Op::SnapshotGet | Op::RetentionReport if service => Allow,
             _ => Deny(ErrorCode::Unauthenticated),
         },
         Subject::Operator(role) => match op {
             Op::Hello | Op::Login | Op::Logout => Allow,
             // Root on the socket only, and the snapshot (password hashes) for the
             // MTA's user only: no role reaches these through a session.
-            Op::Bootstrap | Op::SnapshotGet => FORBIDDEN,
+            Op::Bootstrap | Op::SnapshotGet | Op::RetentionReport => FORBIDDEN,
             Op::TenantAdd
             | Op::TenantUpdate
             | Op::TenantSuspend
@@ -242,7 +245,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 38] = [
+    const TABLE: [(Op, [Decision; 7]); 39] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -281,6 +284,7 @@ mod tests {
         (Op::AuditList, [A, F, F, A, U, U, U]),
         (Op::AuditVerify, [A, F, F, A, U, U, U]),
         (Op::SnapshotGet, [F, F, F, F, U, A, U]),
+        (Op::RetentionReport, [F, F, F, F, U, A, U]),
     ];
 
     #[test]
@@ -321,7 +325,9 @@ mod tests {
         };
         for op in Op::ALL {
             let expected = match op {
-                Op::Hello | Op::Login | Op::Bootstrap | Op::SnapshotGet => Allow,
+                Op::Hello | Op::Login | Op::Bootstrap | Op::SnapshotGet | Op::RetentionReport => {
+                    Allow
+                }
                 _ => U,
             };
             assert_eq!(decide(both, op), expected, "{op:?}");

@@ -14,6 +14,11 @@ pub struct Snapshot {
     /// Unix milliseconds when control produced it.
     pub generated_at_ms: u64,
     pub tenants: Vec<SnapshotTenant>,
+    /// Tenants erased in control: the MTA shreds its key for each of them and
+    /// deletes what it still holds, if it has not already (an erasure made while it
+    /// was unreachable). Empty in snapshots from before erasure existed.
+    #[serde(default)]
+    pub erased: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +34,35 @@ pub struct SnapshotTenant {
     /// signing keys. Empty in snapshots from before DKIM.
     #[serde(default)]
     pub sending: Vec<SendingDomain>,
+    /// How long the MTA keeps this tenant's data (effective: the tenant's own
+    /// settings over control's defaults). `None` in snapshots from before retention:
+    /// the MTA's `[retention]` defaults apply.
+    #[serde(default)]
+    pub retention: Option<MtaRetention>,
+    /// Under legal hold: the MTA's retention sweep deletes nothing of this tenant.
+    #[serde(default)]
+    pub legal_hold: bool,
+    /// The tenant's suppression list: lower-case hex SHA-256 of each suppressed
+    /// address, lower-cased. The MTA refuses these recipients for the tenant's mail.
+    #[serde(default)]
+    pub suppressed: Vec<String>,
+}
+
+/// The retention periods the MTA enforces for one tenant, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtaRetention {
+    /// Queued message content and recipient lists, counted from acceptance.
+    pub content_secs: u64,
+    /// Delivery log records, counted from the outcome.
+    pub delivery_log_secs: u64,
+}
+
+/// The form of an address on suppression lists and in snapshots: lower-case hex
+/// SHA-256 of the address, lower-cased and trimmed.
+pub fn suppression_hash(address: &str) -> String {
+    let normal = address.trim().to_lowercase();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, normal.as_bytes());
+    crate::store::hex(digest.as_ref())
 }
 
 /// What the MTA needs to send mail from one tenant domain.

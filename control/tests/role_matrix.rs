@@ -107,6 +107,9 @@ fn every_request(tag: &str) -> Vec<Request> {
         Request::SnapshotGet {
             known_version: None,
         },
+        Request::RetentionReport {
+            report: Default::default(),
+        },
         // Last: it ends the session the other requests use.
         Request::Logout,
     ]
@@ -132,7 +135,7 @@ fn expected(who: &str, op: &str) -> Expect {
         _ if anyone => Allowed,
         "admin" | "operator" | "support" | "auditor" if op == "logout" => Allowed,
         "admin" | "operator" | "support" | "auditor"
-            if op == "bootstrap" || op == "snapshot.get" =>
+            if op == "bootstrap" || op == "snapshot.get" || op == "retention.report" =>
         {
             F
         }
@@ -144,7 +147,7 @@ fn expected(who: &str, op: &str) -> Expect {
         "auditor" if matches!(op, "incident.list" | "incident.show") => Allowed,
         "operator" | "support" | "auditor" => F,
         "root" if op == "bootstrap" => Allowed,
-        "service" if op == "snapshot.get" => Allowed,
+        "service" if op == "snapshot.get" || op == "retention.report" => Allowed,
         _ => U,
     }
 }
@@ -226,7 +229,7 @@ fn every_role_against_every_operation() {
     ];
     // Every request variant is in the list, each once.
     let ops: std::collections::HashSet<_> = every_request("x").iter().map(|r| r.op()).collect();
-    assert_eq!(ops.len(), 28);
+    assert_eq!(ops.len(), 29);
 
     for (name, token) in &tokens {
         check(&h, name, &USER, Some(token));

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use way2mail_queue::{Spool, SpoolKey};
+use way2mail_queue::Spool;
 
 use crate::config::{Config, Settings};
 use crate::limits::ConnectionLimiter;
@@ -127,9 +127,8 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     way2mail_control::logging::init(&settings.raw.log);
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
     let spool_cfg = &settings.raw.spool;
-    let key = SpoolKey::load_or_create(&spool_cfg.key_file)
-        .with_context(|| format!("spool.key_file {}", spool_cfg.key_file.display()))?;
-    let spool = Spool::open(&spool_cfg.path, key)?;
+    let keyring = spool_cfg.open_keyring()?;
+    let spool = Spool::open(&spool_cfg.path, keyring)?;
     let report = spool.recover().context("spool recovery")?;
     tracing::info!(
         messages = report.messages,
@@ -137,12 +136,14 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         schedule_repaired = report.schedule_repaired,
         orphans_removed = report.orphans_removed,
         leases_released = report.leases_released,
+        erased_removed = report.erased_removed,
+        migrated = report.migrated,
         path = %spool.path().display(),
         "spool checked"
     );
     let monitor = SpoolMonitor::start(spool.clone(), spool_cfg.min_free_space)
         .context("starting the spool monitor")?;
-    let (tenants, follower) = start_tenants(&settings)?;
+    let (tenants, follower) = start_tenants(&settings, &spool)?;
     let backend = Backend::choose(settings.raw.runtime.io)?;
     let sockets = runtime::bind_all(&settings.listeners, settings.threads)?;
     let limits = &settings.raw.limits;
@@ -221,16 +222,15 @@ fn serve(settings: Settings) -> Result<ExitCode> {
 
 /// Tenants and AUTH, when `[control] socket` is set: the first snapshot is loaded
 /// (from control, else from the saved file) before the listeners open.
-fn start_tenants(settings: &Settings) -> Result<(Option<Arc<Tenants>>, Option<Follower>)> {
+fn start_tenants(
+    settings: &Settings,
+    spool: &Spool,
+) -> Result<(Option<Arc<Tenants>>, Option<Follower>)> {
     let control = &settings.raw.control;
     if !control.enabled() {
         tracing::info!("control.socket is empty: no tenants, AUTH not offered");
         return Ok((None, None));
     }
-    // The saved snapshot is sealed with the spool key; the spool holds its own copy.
-    let key_file = &settings.raw.spool.key_file;
-    let key = SpoolKey::load_or_create(key_file)
-        .with_context(|| format!("spool.key_file {}", key_file.display()))?;
     let tenants = Arc::new(
         Tenants::new(&settings.raw.auth)
             .context("starting AUTH")?
@@ -241,7 +241,7 @@ fn start_tenants(settings: &Settings) -> Result<(Option<Arc<Tenants>>, Option<Fo
         snapshot_file: control.snapshot_file.clone(),
         poll: control.poll(),
         timeout: control.timeout(),
-        key,
+        keyring: spool.keyring().clone(),
     };
     let follower =
         Follower::start(source, Arc::clone(&tenants)).context("starting the control follower")?;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use way2mail_queue::{LogFilter, MessageId, RecipientState, RecipientSummary, Spool, SpoolKey};
+use way2mail_queue::{
+    Keyring, LogFilter, MessageId, RecipientState, RecipientSummary, Spool, SpoolKey,
+};
 
 use crate::config::Settings;
 
@@ -20,9 +22,11 @@ fn open(settings: &Settings) -> Result<Spool> {
             cfg.key_file.display()
         );
     }
-    let key = SpoolKey::load_or_create(&cfg.key_file)
+    let master = SpoolKey::load_or_create(&cfg.key_file)
         .with_context(|| format!("spool.key_file {}", cfg.key_file.display()))?;
-    Ok(Spool::open(&cfg.path, key)?)
+    let keyring = Keyring::open_existing(&cfg.keyring_file, master)
+        .with_context(|| format!("spool.keyring_file {}", cfg.keyring_file.display()))?;
+    Ok(Spool::open(&cfg.path, keyring)?)
 }
 
 /// `way2mail-mta spool log`: the delivery records kept in the spool, filtered.
@@ -41,6 +45,7 @@ pub fn log(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let filter = LogFilter {
+        tenant: None,
         message,
         recipient,
         since_ms: hours.map(|h| now_ms.saturating_sub(h.saturating_mul(3_600_000))),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use way2mail_queue::{
-    BodyType, CommitStats, Envelope, MessageId, Notify, Origin, Recipient, Spool, SpoolKey,
+    BodyType, CommitStats, Envelope, MessageId, Notify, Origin, Recipient, Spool,
 };
 
 const BODY_LEN: usize = 5 * 1024;
@@ -61,7 +61,11 @@ fn bench(c: &mut Criterion) {
         None => tempfile::tempdir(),
     }
     .expect("tempdir");
-    let spool = Spool::open(dir.path(), SpoolKey::generate().expect("key")).expect("open");
+    let spool = Spool::open(
+        dir.path(),
+        way2mail_queue::Keyring::ephemeral().expect("key"),
+    )
+    .expect("open");
     let env = envelope();
     let body = vec![b'x'; BODY_LEN];
 

@@ -1,6 +1,7 @@
 //! The delivery log in the spool: one sealed record per outcome (delivered,
-//! deferred, bounced, expired) under `g<time_ms><id><seq>`, so that retention purges
-//! a time range by key range and operators query a time window, then filter by
+//! deferred, bounced, expired) under `g<key_id><time_ms><id><seq>`, sealed with the
+//! data key of the message's tenant: a tenant's whole log, or the part older than its
+//! retention, is one key range, and operators query a time window, then filter by
 //! message or recipient. Records are written by `Spool::complete`, atomically with
 //! the outcome they describe, and outlive the message.
 
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::Write;
+use crate::keyring::{DataKey, KeyId};
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId, Spool};
 
@@ -51,6 +53,8 @@ pub struct DeliveryRecord {
 /// (the default) does not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
+    /// Only this tenant's records (`Some(None)`: only mail of no tenant).
+    pub tenant: Option<Option<String>>,
     pub message: Option<MessageId>,
     /// Compared ignoring ASCII case.
     pub recipient: Option<String>,
@@ -60,65 +64,125 @@ pub struct LogFilter {
     pub until_ms: Option<u64>,
 }
 
+/// How much of the log one data key holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub records: u64,
+    /// Time of the oldest record.
+    pub oldest_ms: Option<u64>,
+}
+
 /// Keys removed per flusher write by a purge, so that a large purge does not hold up
 /// the commits of new messages for long.
-const PURGE_CHUNK: usize = 10_000;
+pub(crate) const PURGE_CHUNK: usize = 10_000;
 
 impl Spool {
-    /// Seals `records` about message `id` into `write`.
+    /// Seals `records` about message `id` into `write`, under `key` (the data key of
+    /// the message's tenant).
     pub(crate) fn append_log(
         &self,
         write: &mut Write,
+        key: &DataKey,
         id: &MessageId,
         records: &[DeliveryRecord],
     ) -> Result<(), Error> {
         let inner = &*self.inner;
         for r in records {
             let seq = inner.log_seq.fetch_add(1, Ordering::Relaxed);
-            let key = keys::log(r.time_ms, id, seq);
-            write.insert(&key, record::seal_log(&inner.key, &key, r)?);
+            let sled_key = keys::log(key.id(), r.time_ms, id, seq);
+            write.insert(&sled_key, record::seal_log(key, &sled_key, r)?);
         }
         Ok(())
     }
 
-    /// Delivery log records in time order: a range scan over the time window, then
-    /// the message (by key, without opening other records) and recipient filters.
-    pub fn delivery_log(&self, filter: LogFilter) -> Result<Vec<DeliveryRecord>, Error> {
-        let inner = &*self.inner;
-        let start = keys::log_from(filter.since_ms.unwrap_or(0)).to_vec();
-        let end = match filter.until_ms {
-            Some(t) => keys::log_from(t).to_vec(),
-            None => vec![keys::LOG + 1],
-        };
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
+    /// The data keys whose records a filter asks for.
+    fn log_keys(&self, tenant: &Option<Option<String>>) -> Vec<KeyId> {
+        let keyring = &self.inner.keyring;
+        match tenant {
+            None => keyring.key_ids(),
+            Some(None) => vec![keyring.system().id()],
+            Some(Some(t)) => keyring.existing(t).map(|k| k.id()).into_iter().collect(),
         }
-        for item in inner.db.range(start..end) {
-            let (key, value) = item?;
-            let Some(Key::Log { id, .. }) = keys::parse(&key) else {
-                continue;
-            };
-            if filter.message.is_some_and(|m| m != id) {
-                continue;
-            }
-            let r = record::open_log(&inner.key, &key, &value)?;
-            if let Some(want) = &filter.recipient {
-                if !r.recipient.eq_ignore_ascii_case(want) {
-                    continue;
-                }
-            }
-            out.push(r);
-        }
-        Ok(out)
     }
 
-    /// Deletes every delivery log record older than `time_ms`, through the flusher,
-    /// and returns how many were deleted. Blocks the calling thread like `take_due`.
-    pub fn purge_delivery_log_before(&self, time_ms: u64) -> Result<usize, Error> {
+    /// Delivery log records in time order: per data key a range scan over the time
+    /// window, then the message (by key, without opening other records) and
+    /// recipient filters. Records of erased tenants (whose keys are gone) are not
+    /// returned.
+    pub fn delivery_log(&self, filter: LogFilter) -> Result<Vec<DeliveryRecord>, Error> {
         let inner = &*self.inner;
-        let start = vec![keys::LOG];
-        let end = keys::log_from(time_ms).to_vec();
+        let mut out = Vec::new();
+        for key_id in self.log_keys(&filter.tenant) {
+            let start = keys::log_from(key_id, filter.since_ms.unwrap_or(0)).to_vec();
+            let end = match filter.until_ms {
+                Some(t) => keys::log_from(key_id, t).to_vec(),
+                None => keys::log_end(key_id),
+            };
+            if start >= end {
+                continue;
+            }
+            for item in inner.db.range(start..end) {
+                let (key, value) = item?;
+                let Some(Key::Log { id, seq, .. }) = keys::parse(&key) else {
+                    continue;
+                };
+                if filter.message.is_some_and(|m| m != id) {
+                    continue;
+                }
+                let r = record::open_log(&inner.keyring, &key, &value)?;
+                if let Some(want) = &filter.recipient {
+                    if !r.recipient.eq_ignore_ascii_case(want) {
+                        continue;
+                    }
+                }
+                out.push(((r.time_ms, id, seq), r));
+            }
+        }
+        out.sort_by_key(|(order, _)| *order);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// How many log records `key_id` holds and the time of the oldest, counted from
+    /// the keys alone.
+    pub fn log_stats(&self, key_id: KeyId) -> Result<LogStats, Error> {
+        let mut stats = LogStats::default();
+        for item in self
+            .inner
+            .db
+            .range(keys::log_prefix(key_id).to_vec()..keys::log_end(key_id))
+        {
+            let (key, _) = item?;
+            if let Some(Key::Log { time_ms, .. }) = keys::parse(&key) {
+                stats.records += 1;
+                stats.oldest_ms = Some(stats.oldest_ms.map_or(time_ms, |o| o.min(time_ms)));
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Deletes every delivery log record older than `time_ms`, of every data key,
+    /// through the flusher, and returns how many were deleted. Blocks the calling
+    /// thread like `take_due`.
+    pub fn purge_delivery_log_before(&self, time_ms: u64) -> Result<usize, Error> {
+        let mut purged = 0;
+        for key_id in self.log_key_ids()? {
+            purged += self.purge_log_of(key_id, time_ms)?;
+        }
+        Ok(purged)
+    }
+
+    /// Deletes the delivery log records of `key_id` older than `time_ms` (one key
+    /// range), and returns how many were deleted.
+    pub fn purge_log_of(&self, key_id: KeyId, time_ms: u64) -> Result<usize, Error> {
+        let start = keys::log_prefix(key_id).to_vec();
+        let end = keys::log_from(key_id, time_ms).to_vec();
+        self.remove_range(start, end)
+    }
+
+    /// Removes every key in `[start, end)` through the flusher, [`PURGE_CHUNK`] keys
+    /// per write, and returns how many were removed.
+    pub(crate) fn remove_range(&self, start: Vec<u8>, end: Vec<u8>) -> Result<usize, Error> {
+        let inner = &*self.inner;
         let mut purged = 0;
         loop {
             let mut write = Write::default();
@@ -134,5 +198,31 @@ impl Spool {
             inner.committer.submit(write).wait_blocking()?;
             purged += n;
         }
+    }
+
+    /// Every data key id that has log records here, known to the keyring or not.
+    pub fn log_key_ids(&self) -> Result<Vec<KeyId>, Error> {
+        let mut ids = Vec::new();
+        let mut from = vec![keys::LOG];
+        while let Some(item) = self.inner.db.range(from..vec![keys::LOG + 1]).next() {
+            let (key, _) = item?;
+            match keys::parse(&key) {
+                Some(Key::Log { key_id, .. }) => {
+                    ids.push(key_id);
+                    from = keys::log_end(key_id);
+                    if from == [keys::LOG + 1] {
+                        break;
+                    }
+                }
+                // Not a key of this version (the migration handles legacy ones):
+                // step over it.
+                _ => {
+                    let mut next = key.to_vec();
+                    next.push(0);
+                    from = next;
+                }
+            }
+        }
+        Ok(ids)
     }
 }

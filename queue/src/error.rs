@@ -41,6 +41,22 @@ pub enum Error {
     /// Unhealthy because the spool's filesystem is full (`452 4.3.1`).
     #[error("spool filesystem full: {0}")]
     NoSpace(String),
+    /// The record was sealed with the data key of a tenant that was erased: it is
+    /// unreadable by design (crypto-shredding).
+    #[error("spool record {key} belongs to erased tenant {tenant}: its key was destroyed")]
+    Shredded { key: String, tenant: String },
+    /// The record names a data key this keyring never had (another node's record,
+    /// or the wrong keyring file).
+    #[error(
+        "spool record {key} is sealed with data key {key_id}, which this keyring does not hold"
+    )]
+    UnknownKey { key: String, key_id: crate::KeyId },
+    /// No data key is made for a tenant that was erased.
+    #[error("tenant {0} was erased; no new data is stored under that name")]
+    Erased(String),
+    /// The keyring file cannot be used.
+    #[error("keyring {}: {reason}", path.display())]
+    Keyring { path: PathBuf, reason: String },
     /// The AEAD primitive or the random generator failed.
     #[error("spool encryption failure")]
     Crypto,

@@ -1,4 +1,6 @@
-//! The spool key: 32 random bytes in a file only the MTA's user can read. Created on
+//! The node master key (historically "the spool key"): 32 random bytes in a file
+//! only the daemon's user can read. It wraps the keyring (`keyring.rs`), whose data
+//! keys seal every record. Created on
 //! first start (0600, `O_EXCL`, fsynced with its directory); on later starts a file
 //! that group or others can access, or that is not exactly 32 bytes, is refused
 //! rather than silently used or replaced.
@@ -45,15 +47,16 @@ impl SpoolKey {
         }
     }
 
-    /// Seals `data` as one record stored under `aad` (AES-256-GCM, fresh nonce;
-    /// see `seal.rs`). For stores outside the spool that keep the same format.
+    /// Seals `data` directly under this master key (`nonce || ciphertext || tag`,
+    /// AES-256-GCM, fresh nonce), for the few files it protects itself: the keyring.
+    /// Records are sealed with data keys instead (see `keyring.rs`).
     pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::seal(&self.aead, aad, data)
+        crate::seal::seal_master(&self.aead, aad, data)
     }
 
-    /// Opens a record sealed by [`SpoolKey::seal`] under the same `aad`.
+    /// Opens what [`SpoolKey::seal`] sealed under the same `aad`.
     pub fn open(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::open(&self.aead, aad, record)
+        crate::seal::open_master(&self.aead, aad, record)
     }
 
     /// A fresh random key that lives only in memory (tests, benchmarks, tools).

@@ -7,12 +7,17 @@
 //!   e <id:16>                  sealed envelope
 //!   b <id:16>                  sealed body
 //!   d <due_ms:8 BE> <id:16>    schedule entry (empty value), ordered by (due, id)
-//!   g <time_ms:8 BE> <id:16> <seq:4 BE>   sealed delivery log record, time order
+//!   g <key_id:8 BE> <time_ms:8 BE> <id:16> <seq:4 BE>
+//!                              sealed delivery log record: per data key (tenant),
+//!                              then time order, so that a tenant's log, or the part
+//!                              of it older than its retention, is one key range
 //!   l <expiry_ms:8 BE> <id:16> lease (empty value): the message is being delivered
 //!   q <original key>           quarantined record, value kept byte for byte
+//!   m <name>                   spool metadata (`m format` = `2`: no record left in
+//!                              the format before data keys)
 //! ```
 
-use crate::MessageId;
+use crate::{KeyId, MessageId};
 
 pub const ENVELOPE: u8 = b'e';
 pub const BODY: u8 = b'b';
@@ -20,6 +25,9 @@ pub const DUE: u8 = b'd';
 pub const QUARANTINE: u8 = b'q';
 pub const LEASE: u8 = b'l';
 pub const LOG: u8 = b'g';
+pub const META: u8 = b'm';
+/// The format marker (see `migrate.rs`).
+pub const FORMAT: &[u8] = b"mformat";
 
 /// Length of an envelope or body key.
 pub const RECORD_KEY_LEN: usize = 17;
@@ -28,7 +36,10 @@ pub const DUE_KEY_LEN: usize = 25;
 /// Length of a lease key (same layout as a schedule key).
 pub const LEASE_KEY_LEN: usize = 25;
 /// Length of a delivery log key.
-pub const LOG_KEY_LEN: usize = 29;
+pub const LOG_KEY_LEN: usize = 37;
+/// Length of a delivery log key of the version before data keys (no key id);
+/// only the migration meets them.
+pub const LEGACY_LOG_KEY_LEN: usize = 29;
 
 /// A parsed spool key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +55,21 @@ pub enum Key {
         id: MessageId,
     },
     Log {
+        key_id: KeyId,
+        time_ms: u64,
+        id: MessageId,
+        seq: u32,
+    },
+    /// A log record written before data keys existed (migrated at start-up).
+    LegacyLog {
         time_ms: u64,
         id: MessageId,
         seq: u32,
     },
     /// A quarantined record; holds the key it had before.
     Quarantine(Vec<u8>),
+    /// Spool metadata; holds its name.
+    Meta(Vec<u8>),
 }
 
 fn record(prefix: u8, id: &MessageId) -> [u8; RECORD_KEY_LEN] {
@@ -83,8 +103,26 @@ pub fn lease(expiry_ms: u64, id: &MessageId) -> [u8; LEASE_KEY_LEN] {
     timed(LEASE, expiry_ms, id)
 }
 
-pub fn log(time_ms: u64, id: &MessageId, seq: u32) -> [u8; LOG_KEY_LEN] {
+pub fn log(key_id: KeyId, time_ms: u64, id: &MessageId, seq: u32) -> [u8; LOG_KEY_LEN] {
     let mut k = [0u8; LOG_KEY_LEN];
+    k[..9].copy_from_slice(&log_prefix(key_id));
+    k[9..17].copy_from_slice(&time_ms.to_be_bytes());
+    k[17..33].copy_from_slice(id.as_bytes());
+    k[33..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of every delivery log key of one data key.
+pub fn log_prefix(key_id: KeyId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = LOG;
+    k[1..].copy_from_slice(&key_id.0.to_be_bytes());
+    k
+}
+
+/// A delivery log key of the version before data keys, for the migration's tests.
+pub fn legacy_log(time_ms: u64, id: &MessageId, seq: u32) -> [u8; LEGACY_LOG_KEY_LEN] {
+    let mut k = [0u8; LEGACY_LOG_KEY_LEN];
     k[..DUE_KEY_LEN].copy_from_slice(&timed(LOG, time_ms, id));
     k[DUE_KEY_LEN..].copy_from_slice(&seq.to_be_bytes());
     k
@@ -104,10 +142,18 @@ pub fn due_through(due_ms: u64) -> [u8; DUE_KEY_LEN] {
     due(due_ms, &MAX_ID)
 }
 
-/// First delivery log key at `time_ms` or later; every key of an earlier time sorts
-/// before it.
-pub fn log_from(time_ms: u64) -> [u8; LOG_KEY_LEN] {
-    log(time_ms, &MIN_ID, 0)
+/// First delivery log key of `key_id` at `time_ms` or later; every key of that
+/// data key with an earlier time sorts before it.
+pub fn log_from(key_id: KeyId, time_ms: u64) -> [u8; LOG_KEY_LEN] {
+    log(key_id, time_ms, &MIN_ID, 0)
+}
+
+/// The first key after every delivery log key of `key_id`.
+pub fn log_end(key_id: KeyId) -> Vec<u8> {
+    match key_id.0.checked_add(1) {
+        Some(next) => log_prefix(KeyId(next)).to_vec(),
+        None => vec![LOG + 1],
+    }
 }
 
 fn split_timed(rest: &[u8]) -> Option<(u64, MessageId, &[u8])> {
@@ -146,11 +192,24 @@ pub fn parse(key: &[u8]) -> Option<Key> {
             Some(Key::Lease { expiry_ms, id })
         }
         LOG if rest.len() == LOG_KEY_LEN - 1 => {
+            let (kid, rest) = rest.split_at(8);
+            let key_id = KeyId(u64::from_be_bytes(kid.try_into().ok()?));
             let (time_ms, id, seq) = split_timed(rest)?;
             let seq = u32::from_be_bytes(seq.try_into().ok()?);
-            Some(Key::Log { time_ms, id, seq })
+            Some(Key::Log {
+                key_id,
+                time_ms,
+                id,
+                seq,
+            })
+        }
+        LOG if rest.len() == LEGACY_LOG_KEY_LEN - 1 => {
+            let (time_ms, id, seq) = split_timed(rest)?;
+            let seq = u32::from_be_bytes(seq.try_into().ok()?);
+            Some(Key::LegacyLog { time_ms, id, seq })
         }
         QUARANTINE => Some(Key::Quarantine(rest.to_vec())),
+        META => Some(Key::Meta(rest.to_vec())),
         _ => None,
     }
 }
@@ -162,8 +221,17 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::Body(id)) => format!("body {id}"),
         Some(Key::Due { due_ms, id }) => format!("schedule {id} due {due_ms}"),
         Some(Key::Lease { expiry_ms, id }) => format!("lease {id} until {expiry_ms}"),
-        Some(Key::Log { time_ms, id, seq }) => format!("delivery log {id} at {time_ms} #{seq}"),
+        Some(Key::Log {
+            key_id,
+            time_ms,
+            id,
+            seq,
+        }) => format!("delivery log {id} at {time_ms} #{seq} (key {key_id})"),
+        Some(Key::LegacyLog { time_ms, id, seq }) => {
+            format!("delivery log {id} at {time_ms} #{seq} (before data keys)")
+        }
         Some(Key::Quarantine(orig)) => format!("quarantined {}", describe(&orig)),
+        Some(Key::Meta(name)) => format!("spool metadata {}", String::from_utf8_lossy(&name)),
         None => format!("unknown key of {} bytes", key.len()),
     }
 }
@@ -175,6 +243,10 @@ mod tests {
 
     fn id() -> impl Strategy<Value = MessageId> {
         any::<[u8; 16]>().prop_map(MessageId::from_bytes)
+    }
+
+    fn kid() -> impl Strategy<Value = KeyId> {
+        any::<u64>().prop_map(KeyId)
     }
 
     proptest! {
@@ -201,9 +273,10 @@ mod tests {
         }
 
         #[test]
-        fn lease_and_log_keys_round_trip(t in any::<u64>(), id in id(), seq in any::<u32>()) {
+        fn lease_and_log_keys_round_trip(k in kid(), t in any::<u64>(), id in id(), seq in any::<u32>()) {
             prop_assert_eq!(parse(&lease(t, &id)), Some(Key::Lease { expiry_ms: t, id }));
-            prop_assert_eq!(parse(&log(t, &id, seq)), Some(Key::Log { time_ms: t, id, seq }));
+            prop_assert_eq!(parse(&log(k, t, &id, seq)), Some(Key::Log { key_id: k, time_ms: t, id, seq }));
+            prop_assert_eq!(parse(&legacy_log(t, &id, seq)), Some(Key::LegacyLog { time_ms: t, id, seq }));
         }
 
         #[test]
@@ -216,26 +289,35 @@ mod tests {
         }
 
         #[test]
-        fn log_byte_order_is_time_then_id_then_seq_order(
-            a in (any::<u64>(), id(), any::<u32>()),
-            b in (any::<u64>(), id(), any::<u32>()),
+        fn log_byte_order_is_key_then_time_then_id_then_seq_order(
+            a in (kid(), any::<u64>(), id(), any::<u32>()),
+            b in (kid(), any::<u64>(), id(), any::<u32>()),
         ) {
-            let (ka, kb) = (log(a.0, &a.1, a.2), log(b.0, &b.1, b.2));
+            let (ka, kb) = (log(a.0, a.1, &a.2, a.3), log(b.0, b.1, &b.2, b.3));
             prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
         }
 
         #[test]
-        fn range_bounds_enclose_exactly_their_times(t in any::<u64>(), u in any::<u64>(), id in id(), seq in any::<u32>()) {
-            let k = due(u, &id);
-            prop_assert_eq!(k >= due_from(t), u >= t);
-            prop_assert_eq!(k <= due_through(t), u <= t);
-            prop_assert_eq!(log(u, &id, seq) >= log_from(t), u >= t);
+        fn range_bounds_enclose_exactly_their_times(
+            k in kid(), other in kid(), t in any::<u64>(), u in any::<u64>(), id in id(), seq in any::<u32>()
+        ) {
+            let d = due(u, &id);
+            prop_assert_eq!(d >= due_from(t), u >= t);
+            prop_assert_eq!(d <= due_through(t), u <= t);
+            let g = log(k, u, &id, seq);
+            prop_assert_eq!(g >= log_from(k, t), u >= t);
+            prop_assert!(g.as_slice() < log_end(k).as_slice());
+            prop_assert!(g.starts_with(&log_prefix(k)));
+            // Another data key's records are outside this one's range.
+            let h = log(other, u, &id, seq);
+            let inside = h.as_slice() >= log_from(k, 0).as_slice() && h.as_slice() < log_end(k).as_slice();
+            prop_assert_eq!(inside, other == k);
         }
 
         #[test]
-        fn prefixes_keep_kinds_apart(t in any::<u64>(), id in id(), seq in any::<u32>()) {
+        fn prefixes_keep_kinds_apart(k in kid(), t in any::<u64>(), id in id(), seq in any::<u32>()) {
             // A scan of one prefix never meets another kind of key.
-            let (d, l, g) = (due(t, &id), lease(t, &id), log(t, &id, seq));
+            let (d, l, g) = (due(t, &id), lease(t, &id), log(k, t, &id, seq));
             prop_assert!(d[0] != l[0] && l[0] != g[0] && g[0] != d[0]);
             prop_assert!(matches!(parse(&d), Some(Key::Due { .. })), "Due");
             prop_assert!(matches!(parse(&l), Some(Key::Lease { .. })), "Lease");
@@ -263,6 +345,7 @@ mod tests {
         assert_eq!(parse(&[LEASE; 26]), None);
         assert_eq!(parse(&[LOG; 25]), None);
         assert_eq!(parse(&[LOG; 30]), None);
+        assert_eq!(parse(&[LOG; 38]), None);
         assert_eq!(parse(b"x0000000000000000"), None);
     }
 }

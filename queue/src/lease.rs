@@ -53,12 +53,23 @@ impl Leases {
     pub(crate) fn clear(&self) {
         self.held().clear();
     }
+
+    /// Forgets a lease whose message was deleted (erasure, retention).
+    pub(crate) fn forget(&self, id: &MessageId) {
+        self.held().remove(id);
+    }
+
+    pub(crate) fn is_held(&self, id: &MessageId) -> bool {
+        self.held().contains_key(id)
+    }
 }
 
 /// Why a due entry was dropped instead of leased.
 enum Dropped {
     Missing,
     Corrupt,
+    /// Mail of an erased tenant: its records are deleted.
+    Erased,
 }
 
 impl Spool {
@@ -83,7 +94,7 @@ impl Spool {
         let mut write = Write::default();
         let mut taken: Vec<(Leased, u64)> = Vec::new();
         let mut seen = HashSet::new();
-        let (mut missing, mut corrupt) = (0usize, 0usize);
+        let (mut missing, mut corrupt, mut erased) = (0usize, 0usize, 0usize);
         for item in inner
             .db
             .range(keys::due_from(0)..=keys::due_through(now_ms))
@@ -108,13 +119,15 @@ impl Spool {
                 }
                 Err(Dropped::Missing) => missing += 1,
                 Err(Dropped::Corrupt) => corrupt += 1,
+                Err(Dropped::Erased) => erased += 1,
             }
         }
-        if missing + corrupt > 0 {
+        if missing + corrupt + erased > 0 {
             tracing::warn!(
                 missing,
                 corrupt,
-                "due entries dropped: message missing, or quarantined as corrupt"
+                erased,
+                "due entries dropped: message missing, quarantined as corrupt, or of an erased tenant"
             );
         }
         if write.is_empty() {
@@ -149,8 +162,14 @@ impl Spool {
         let Some(value) = inner.db.get(env_key)? else {
             return Ok(Err(Dropped::Missing));
         };
-        match record::open_envelope(&inner.key, &env_key, &value) {
+        match record::open_envelope(&inner.keyring, &env_key, &value) {
             Ok(found) => Ok(Ok(found)),
+            Err(Error::Shredded { .. }) => {
+                write.remove(&env_key);
+                write.remove(&keys::body(id));
+                write.count_messages(-1);
+                Ok(Err(Dropped::Erased))
+            }
             Err(e) => {
                 tracing::error!(record = %keys::describe(&env_key), reason = %e, "quarantining message");
                 write.remove(&env_key);
@@ -183,7 +202,7 @@ impl Spool {
         let inner = &*self.inner;
         let body_key = keys::body(id);
         match inner.db.get(body_key)? {
-            Some(value) => Ok(Some(record::open_body(&inner.key, &body_key, &value)?)),
+            Some(value) => Ok(Some(record::open_body(&inner.keyring, &body_key, &value)?)),
             None => Ok(None),
         }
     }
@@ -194,7 +213,9 @@ impl Spool {
     /// message at `next_due_ms`; enqueues `also_enqueue` (a bounce, say: id, envelope,
     /// body, due now); appends `log` to the delivery log under `id`. Await the
     /// returned [`Durable`] like an enqueue's. Fails with `UnknownMessage` when the
-    /// message is neither leased by this process nor in the spool.
+    /// message is neither leased by this process nor in the spool. When the
+    /// message's tenant was erased meanwhile, whatever is left of it is deleted and
+    /// nothing else is written (no new state, bounce or log record).
     pub fn complete(
         &self,
         id: MessageId,
@@ -215,6 +236,18 @@ impl Spool {
             write.remove(&keys::lease(expiry_ms, &id));
         }
         let env_key = keys::envelope(&id);
+        let data_key = match self.data_key(envelope.origin.tenant.as_deref()) {
+            Ok(k) => k,
+            Err(Error::Erased(_)) => {
+                if inner.db.contains_key(env_key)? {
+                    write.remove(&env_key);
+                    write.remove(&keys::body(&id));
+                    write.count_messages(-1);
+                }
+                return Ok(inner.committer.submit(write));
+            }
+            Err(e) => return Err(e),
+        };
         match next_due_ms {
             None => {
                 write.remove(&env_key);
@@ -222,7 +255,7 @@ impl Spool {
                 write.count_messages(-1);
             }
             Some(due_ms) => {
-                let sealed = record::seal_envelope(&inner.key, &env_key, envelope, body_len)?;
+                let sealed = record::seal_envelope(&data_key, &env_key, envelope, body_len)?;
                 write.insert(&env_key, sealed);
                 write.insert(&keys::due(due_ms, &id), Vec::new());
             }
@@ -230,7 +263,7 @@ impl Spool {
         if let Some((new_id, new_envelope, body)) = also_enqueue {
             self.seal_new_message(&mut write, new_id, &new_envelope, body)?;
         }
-        self.append_log(&mut write, &id, &log)?;
+        self.append_log(&mut write, &data_key, &id, &log)?;
         Ok(inner.committer.submit(write))
     }
 
@@ -242,7 +275,12 @@ impl Spool {
         let Some(value) = inner.db.get(env_key)? else {
             return Err(Error::UnknownMessage(*id));
         };
-        let (_, body_len) = record::open_envelope(&inner.key, &env_key, &value)?;
+        let body_len = match record::open_envelope(&inner.keyring, &env_key, &value) {
+            Ok((_, len)) => len,
+            // Erased while leased: `complete` deletes what is left.
+            Err(Error::Shredded { .. }) => 0,
+            Err(e) => return Err(e),
+        };
         for item in inner.db.scan_prefix([keys::LEASE]) {
             let (key, _) = item?;
             if let Some(Key::Lease {

@@ -4,9 +4,9 @@
 //! notice a body that does not belong to its envelope; `v` leaves room to evolve.
 //! A delivery log record holds JSON `{"v":1,"record":{...}}`.
 
-use aws_lc_rs::aead::LessSafeKey;
 use serde::{Deserialize, Serialize};
 
+use crate::keyring::{DataKey, Keyring};
 use crate::{keys, seal, DeliveryRecord, Envelope, Error};
 
 const VERSION: u32 = 1;
@@ -25,31 +25,6 @@ struct EnvelopeRecord {
     envelope: Envelope,
 }
 
-/// Seals an envelope record to be stored under `key`.
-pub(crate) fn seal_envelope(
-    aead: &LessSafeKey,
-    key: &[u8],
-    envelope: &Envelope,
-    body_len: u64,
-) -> Result<Vec<u8>, Error> {
-    let record = EnvelopeRecordRef {
-        v: VERSION,
-        body_len,
-        envelope,
-    };
-    seal_json(aead, key, &record)
-}
-
-fn seal_json<T: Serialize>(aead: &LessSafeKey, key: &[u8], value: &T) -> Result<Vec<u8>, Error> {
-    // Serializing plain data structures into a Vec cannot fail; map it anyway
-    // rather than assert it.
-    let json = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
-        key: keys::describe(key),
-        reason: format!("cannot encode record: {e}"),
-    })?;
-    seal::seal(aead, key, json)
-}
-
 #[derive(Serialize)]
 struct LogRecordRef<'a> {
     v: u32,
@@ -62,60 +37,103 @@ struct LogRecord {
     record: DeliveryRecord,
 }
 
+fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>, Error> {
+    // Serializing plain data structures into a Vec cannot fail; map it anyway
+    // rather than assert it.
+    serde_json::to_vec(value).map_err(|e| Error::Corrupt {
+        key: keys::describe(key),
+        reason: format!("cannot encode record: {e}"),
+    })
+}
+
+fn corrupt(key: &[u8], reason: String) -> Error {
+    Error::Corrupt {
+        key: keys::describe(key),
+        reason,
+    }
+}
+
+/// Seals an envelope record to be stored under `key`.
+pub(crate) fn seal_envelope(
+    data_key: &DataKey,
+    key: &[u8],
+    envelope: &Envelope,
+    body_len: u64,
+) -> Result<Vec<u8>, Error> {
+    let json = encode(
+        key,
+        &EnvelopeRecordRef {
+            v: VERSION,
+            body_len,
+            envelope,
+        },
+    )?;
+    seal::seal(data_key, key, json)
+}
+
 /// Seals a delivery log record to be stored under `key`.
 pub(crate) fn seal_log(
-    aead: &LessSafeKey,
+    data_key: &DataKey,
     key: &[u8],
     record: &DeliveryRecord,
 ) -> Result<Vec<u8>, Error> {
-    seal_json(aead, key, &LogRecordRef { v: VERSION, record })
+    let json = encode(key, &LogRecordRef { v: VERSION, record })?;
+    seal::seal(data_key, key, json)
 }
 
-/// Opens a delivery log record stored under `key`.
-pub(crate) fn open_log(
-    aead: &LessSafeKey,
-    key: &[u8],
-    value: &[u8],
-) -> Result<DeliveryRecord, Error> {
-    let json = seal::open(aead, key, value.to_vec())?;
-    let corrupt = |reason: String| Error::Corrupt {
-        key: keys::describe(key),
-        reason,
-    };
-    let record: LogRecord = serde_json::from_slice(&json)
-        .map_err(|e| corrupt(format!("delivery record does not parse: {e}")))?;
+/// Parses a delivery log record's plaintext.
+pub(crate) fn parse_log(key: &[u8], json: &[u8]) -> Result<DeliveryRecord, Error> {
+    let record: LogRecord = serde_json::from_slice(json)
+        .map_err(|e| corrupt(key, format!("delivery record does not parse: {e}")))?;
     if record.v != VERSION {
-        return Err(corrupt(format!(
-            "unknown delivery record version {}",
-            record.v
-        )));
+        return Err(corrupt(
+            key,
+            format!("unknown delivery record version {}", record.v),
+        ));
     }
     Ok(record.record)
 }
 
-/// Opens an envelope record stored under `key`: the envelope and its body length.
-pub(crate) fn open_envelope(
-    aead: &LessSafeKey,
+/// Opens a delivery log record stored under `key`.
+pub(crate) fn open_log(
+    keyring: &Keyring,
     key: &[u8],
     value: &[u8],
-) -> Result<(Envelope, u64), Error> {
-    let json = seal::open(aead, key, value.to_vec())?;
-    let corrupt = |reason: String| Error::Corrupt {
-        key: keys::describe(key),
-        reason,
-    };
-    let record: EnvelopeRecord = serde_json::from_slice(&json)
-        .map_err(|e| corrupt(format!("envelope does not parse: {e}")))?;
+) -> Result<DeliveryRecord, Error> {
+    let json = seal::open(keyring, key, value.to_vec())?;
+    parse_log(key, &json)
+}
+
+/// Parses an envelope record's plaintext: the envelope and its body length.
+pub(crate) fn parse_envelope(key: &[u8], json: &[u8]) -> Result<(Envelope, u64), Error> {
+    let record: EnvelopeRecord = serde_json::from_slice(json)
+        .map_err(|e| corrupt(key, format!("envelope does not parse: {e}")))?;
     if record.v != VERSION {
-        return Err(corrupt(format!(
-            "unknown envelope record version {}",
-            record.v
-        )));
+        return Err(corrupt(
+            key,
+            format!("unknown envelope record version {}", record.v),
+        ));
     }
     Ok((record.envelope, record.body_len))
 }
 
+/// Opens an envelope record stored under `key`: the envelope and its body length.
+pub(crate) fn open_envelope(
+    keyring: &Keyring,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(Envelope, u64), Error> {
+    let json = seal::open(keyring, key, value.to_vec())?;
+    parse_envelope(key, &json)
+}
+
 /// Opens a body record stored under `key`.
-pub(crate) fn open_body(aead: &LessSafeKey, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-    seal::open(aead, key, value.to_vec())
+pub(crate) fn open_body(keyring: &Keyring, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
+    seal::open(keyring, key, value.to_vec())
+}
+
+/// A delivery log record's plaintext, for tests that write records by hand.
+#[cfg(test)]
+pub(crate) fn log_plaintext(record: &DeliveryRecord) -> Result<Vec<u8>, Error> {
+    encode(b"test", &LogRecordRef { v: VERSION, record })
 }

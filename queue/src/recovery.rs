@@ -1,8 +1,10 @@
 //! Startup check. One pass over the tree (in key order: bodies, schedule,
 //! envelopes, leases, quarantine), reading every value once, then one atomic batch
 //! of repairs. Nothing holding client data is ever deleted: records that fail to
-//! authenticate or parse, bodies without an envelope and unknown keys are moved
-//! under the quarantine prefix. Only schedule entries and leases (empty values) are
+//! authenticate or parse, bodies without an envelope, records under a data key this
+//! keyring never had, and unknown keys are moved under the quarantine prefix. The
+//! one exception is mail of an erased tenant (its key was shredded: a restored
+//! backup can bring such records back), which is unreadable by design and deleted. Only schedule entries and leases (empty values) are
 //! removed. Every lease goes back to the schedule, due now: whatever delivery was
 //! doing when the process stopped is done again (at least once). The delivery log
 //! is skipped: it holds no queued mail and may be large; `delivery_log` reports a
@@ -10,8 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_lc_rs::aead::LessSafeKey;
-
+use crate::keyring::Keyring;
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId};
 
@@ -28,6 +29,10 @@ pub struct RecoveryReport {
     pub orphans_removed: usize,
     /// Leases of valid messages turned back into schedule entries, due now.
     pub leases_released: usize,
+    /// Records of erased tenants deleted (their data keys were shredded).
+    pub erased_removed: usize,
+    /// Records of the version before data keys re-sealed under data keys.
+    pub migrated: usize,
 }
 
 #[derive(Default)]
@@ -38,25 +43,31 @@ struct Pass {
     leased: Vec<(Vec<u8>, MessageId)>,
     valid: HashSet<MessageId>,
     to_quarantine: Vec<Vec<u8>>,
+    /// Records sealed with a shredded key.
+    erased: Vec<Vec<u8>>,
 }
 
 impl Pass {
-    fn visit(&mut self, aead: &LessSafeKey, key: &[u8], value: &[u8]) {
+    fn visit(&mut self, keyring: &Keyring, key: &[u8], value: &[u8]) {
         match keys::parse(key) {
-            Some(Key::Body(id)) => {
-                let len = record::open_body(aead, key, value)
-                    .ok()
-                    .map(|b| b.len() as u64);
-                self.bodies.insert(id, len);
-            }
+            Some(Key::Body(id)) => match record::open_body(keyring, key, value) {
+                Ok(b) => {
+                    self.bodies.insert(id, Some(b.len() as u64));
+                }
+                Err(Error::Shredded { .. }) => self.erased.push(key.to_vec()),
+                Err(_) => {
+                    self.bodies.insert(id, None);
+                }
+            },
             Some(Key::Due { id, .. }) => self.scheduled.push((key.to_vec(), id)),
             Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),
             Some(Key::Envelope(id)) => {
                 let body_len = self.bodies.get(&id).copied().flatten();
-                match record::open_envelope(aead, key, value) {
+                match record::open_envelope(keyring, key, value) {
                     Ok((_, len)) if Some(len) == body_len => {
                         self.valid.insert(id);
                     }
+                    Err(Error::Shredded { .. }) => self.erased.push(key.to_vec()),
                     outcome => {
                         let reason = match outcome {
                             Err(e) => e.to_string(),
@@ -67,7 +78,7 @@ impl Pass {
                     }
                 }
             }
-            Some(Key::Quarantine(_) | Key::Log { .. }) => {}
+            Some(Key::Quarantine(_) | Key::Log { .. } | Key::LegacyLog { .. } | Key::Meta(_)) => {}
             None => {
                 tracing::warn!(record = %keys::describe(key), "quarantining unknown record");
                 self.to_quarantine.push(key.to_vec());
@@ -80,7 +91,7 @@ impl Pass {
 /// was changed. The caller must keep writers out for the duration.
 pub(crate) fn run(
     db: &sled::Db,
-    aead: &LessSafeKey,
+    keyring: &Keyring,
     now_ms: u64,
 ) -> Result<(RecoveryReport, bool), Error> {
     let mut pass = Pass::default();
@@ -89,7 +100,7 @@ pub(crate) fn run(
     let after_log = db.range([keys::LOG + 1].as_slice()..);
     for item in before_log.chain(after_log) {
         let (key, value) = item?;
-        pass.visit(aead, &key, &value);
+        pass.visit(keyring, &key, &value);
     }
     // Every body not belonging to a valid message goes too: its envelope is broken
     // or missing.
@@ -103,6 +114,10 @@ pub(crate) fn run(
         ..RecoveryReport::default()
     };
     let mut batch = sled::Batch::default();
+    for key in &pass.erased {
+        batch.remove(key.as_slice());
+        report.erased_removed += 1;
+    }
     for key in &pass.to_quarantine {
         if let Some(value) = db.get(key)? {
             batch.remove(key.as_slice());
@@ -136,6 +151,7 @@ pub(crate) fn run(
         report.schedule_repaired += 1;
     }
     let changed = report.quarantined
+        + report.erased_removed
         + report.orphans_removed
         + report.schedule_repaired
         + report.leases_released

@@ -1,23 +1,130 @@
-//! Sealing at rest: every record value is `nonce(12) || ciphertext || tag(16)` under
-//! AES-256-GCM with a fresh random nonce, and the record's own sled key as AAD, so a
-//! value copied or moved under another key no longer authenticates.
+//! Sealing at rest: every record value is
+//!
+//! ```text
+//!   "W2" || key_id(8, BE) || nonce(12) || ciphertext || tag(16)
+//! ```
+//!
+//! under AES-256-GCM with the data key `key_id` of the keyring (a tenant's, or the
+//! node's own), a fresh random nonce, and as associated data the 10-byte header
+//! followed by the record's own sled key: a value copied or moved under another key,
+//! or relabelled with another key id, no longer authenticates. The header can be
+//! read without any key, which is how erasure and retention find a tenant's records.
+//!
+//! Records of the version before data keys (`nonce || ciphertext || tag` under the
+//! master key, AAD = sled key) are read only by the migration (`open_legacy`).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 
+use crate::keyring::{DataKey, KeyId, Keyring, Lookup};
 use crate::{keys, Error};
 
+const MAGIC: [u8; 2] = *b"W2";
+/// Magic and key id.
+pub(crate) const HEADER_LEN: usize = 10;
 pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a sealed record adds to its plaintext.
-pub(crate) const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+fn header(id: KeyId) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..2].copy_from_slice(&MAGIC);
+    h[2..].copy_from_slice(&id.0.to_be_bytes());
+    h
+}
+
+fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(header.len() + aad.len());
+    a.extend_from_slice(header);
+    a.extend_from_slice(aad);
+    a
+}
+
+/// The data key a record names, read from its header without opening it; `None`
+/// when the value is not a record of this format.
+pub fn key_id_of(record: &[u8]) -> Option<KeyId> {
+    if record.len() < OVERHEAD || record[..2] != MAGIC {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&record[2..HEADER_LEN]);
+    Some(KeyId(u64::from_be_bytes(b)))
+}
 
 /// Encrypts `data` in its own buffer and returns it as a record. The buffer grows
 /// by [`OVERHEAD`] bytes (no reallocation when the caller left that much spare
 /// capacity); the plaintext is never copied into a second buffer.
-pub(crate) fn seal(key: &LessSafeKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+pub(crate) fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let head = header(key.id());
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Crypto)?;
     data.reserve_exact(OVERHEAD);
     let tag = key
+        .aead
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(full_aad(&head, aad)),
+            &mut data,
+        )
+        .map_err(|_| Error::Crypto)?;
+    data.extend_from_slice(tag.as_ref());
+    // Shifts the ciphertext within the same allocation to make room in front.
+    let mut front = [0u8; HEADER_LEN + NONCE_LEN];
+    front[..HEADER_LEN].copy_from_slice(&head);
+    front[HEADER_LEN..].copy_from_slice(&nonce);
+    data.splice(0..0, front);
+    Ok(data)
+}
+
+/// Authenticates and decrypts a record stored under `aad` with the data key its
+/// header names. A shredded key gives [`Error::Shredded`], a key this keyring never
+/// had [`Error::UnknownKey`], anything else that does not open [`Error::Corrupt`].
+pub(crate) fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let corrupt = |reason: &str| Error::Corrupt {
+        key: keys::describe(aad),
+        reason: reason.to_owned(),
+    };
+    let Some(id) = key_id_of(&record) else {
+        return Err(corrupt("not a sealed record (no header)"));
+    };
+    let key = match keyring.lookup(id) {
+        Lookup::Key(k) => k,
+        Lookup::Erased(e) => {
+            return Err(Error::Shredded {
+                key: keys::describe(aad),
+                tenant: e.tenant,
+            })
+        }
+        Lookup::Unknown => {
+            return Err(Error::UnknownKey {
+                key: keys::describe(aad),
+                key_id: id,
+            })
+        }
+    };
+    let aad = full_aad(&record[..HEADER_LEN], aad);
+    let nonce = Nonce::try_assume_unique_for_key(&record[HEADER_LEN..HEADER_LEN + NONCE_LEN])
+        .map_err(|_| corrupt("bad nonce"))?;
+    let plain_len = key
+        .aead
+        .open_within(nonce, Aad::from(aad), &mut record, HEADER_LEN + NONCE_LEN..)
+        .map_err(|_| corrupt("authentication failed"))?
+        .len();
+    record.truncate(plain_len);
+    Ok(record)
+}
+
+/// Seals `data` directly under a master key: `nonce || ciphertext || tag`, AAD as
+/// given. This is the keyring file's format, and the format every record had
+/// before data keys existed.
+pub(crate) fn seal_master(
+    master: &LessSafeKey,
+    aad: &[u8],
+    mut data: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Crypto)?;
+    data.reserve_exact(NONCE_LEN + TAG_LEN);
+    let tag = master
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
@@ -25,23 +132,27 @@ pub(crate) fn seal(key: &LessSafeKey, aad: &[u8], mut data: Vec<u8>) -> Result<V
         )
         .map_err(|_| Error::Crypto)?;
     data.extend_from_slice(tag.as_ref());
-    // Shifts the ciphertext within the same allocation to make room for the nonce.
     data.splice(0..0, nonce);
     Ok(data)
 }
 
-/// Authenticates and decrypts a record stored under `aad`, returning the plaintext.
-pub(crate) fn open(key: &LessSafeKey, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// Opens what [`seal_master`] sealed (also the records of the version before data
+/// keys, which only the migration reads).
+pub(crate) fn open_master(
+    master: &LessSafeKey,
+    aad: &[u8],
+    mut record: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
     let corrupt = |reason: &str| Error::Corrupt {
         key: keys::describe(aad),
         reason: reason.to_owned(),
     };
-    if record.len() < OVERHEAD {
+    if record.len() < NONCE_LEN + TAG_LEN {
         return Err(corrupt("record shorter than nonce and tag"));
     }
     let nonce =
         Nonce::try_assume_unique_for_key(&record[..NONCE_LEN]).map_err(|_| corrupt("bad nonce"))?;
-    let plain_len = key
+    let plain_len = master
         .open_within(nonce, Aad::from(aad), &mut record, NONCE_LEN..)
         .map_err(|_| corrupt("authentication failed"))?
         .len();
@@ -52,34 +163,35 @@ pub(crate) fn open(key: &LessSafeKey, aad: &[u8], mut record: Vec<u8>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::aead::{UnboundKey, AES_256_GCM};
 
-    fn key() -> LessSafeKey {
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).expect("32-byte key"))
+    fn ring() -> Keyring {
+        Keyring::ephemeral().expect("keyring")
     }
 
     #[test]
     fn round_trip_and_layout() {
-        let k = key();
+        let k = ring();
         let plain = b"Subject: hello\r\n\r\nbody\r\n".to_vec();
-        let sealed = seal(&k, b"aad", plain.clone()).expect("seal");
+        let key = k.system();
+        let sealed = seal(&key, b"aad", plain.clone()).expect("seal");
         assert_eq!(sealed.len(), plain.len() + OVERHEAD);
+        assert_eq!(key_id_of(&sealed), Some(key.id()));
         assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_slice()));
         assert_eq!(open(&k, b"aad", sealed).expect("open"), plain);
     }
 
     #[test]
     fn nonces_differ() {
-        let k = key();
-        let a = seal(&k, b"k", vec![1, 2, 3]).expect("seal");
-        let b = seal(&k, b"k", vec![1, 2, 3]).expect("seal");
+        let k = ring();
+        let a = seal(&k.system(), b"k", vec![1, 2, 3]).expect("seal");
+        let b = seal(&k.system(), b"k", vec![1, 2, 3]).expect("seal");
         assert_ne!(a, b);
     }
 
     #[test]
-    fn wrong_aad_tamper_and_truncation_fail() {
-        let k = key();
-        let sealed = seal(&k, b"one", b"data".to_vec()).expect("seal");
+    fn wrong_aad_tamper_relabel_and_truncation_fail() {
+        let k = ring();
+        let sealed = seal(&k.system(), b"one", b"data".to_vec()).expect("seal");
         assert!(matches!(
             open(&k, b"two", sealed.clone()),
             Err(Error::Corrupt { .. })
@@ -87,20 +199,36 @@ mod tests {
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x01;
-            assert!(
-                matches!(open(&k, b"one", t), Err(Error::Corrupt { .. })),
-                "byte {i}"
-            );
+            assert!(open(&k, b"one", t).is_err(), "byte {i}");
         }
         for n in 0..sealed.len() {
             assert!(open(&k, b"one", sealed[..n].to_vec()).is_err());
         }
+        // Relabelled with another tenant's key id: that key cannot open it.
+        let other = k.tenant("other").expect("key");
+        let mut relabelled = sealed.clone();
+        relabelled[2..HEADER_LEN].copy_from_slice(&other.id().0.to_be_bytes());
+        assert!(matches!(
+            open(&k, b"one", relabelled),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_of_other_keyrings_are_unknown() {
+        let a = ring();
+        let b = ring();
+        let sealed = seal(&a.tenant("t").expect("key"), b"k", b"x".to_vec()).expect("seal");
+        assert!(matches!(
+            open(&b, b"k", sealed),
+            Err(Error::UnknownKey { .. })
+        ));
     }
 
     #[test]
     fn empty_plaintext() {
-        let k = key();
-        let sealed = seal(&k, b"x", Vec::new()).expect("seal");
+        let k = ring();
+        let sealed = seal(&k.system(), b"x", Vec::new()).expect("seal");
         assert_eq!(open(&k, b"x", sealed).expect("open"), Vec::<u8>::new());
     }
 }

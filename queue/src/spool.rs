@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::LessSafeKey;
 use rustix::fs::FlockOperation;
 
 use crate::commit::{Committer, Shared, Write};
+use crate::keyring::{DataKey, Keyring};
 use crate::lease::Leases;
 use crate::{
-    keys, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
-    RecipientState, RecoveryReport, SpoolKey,
+    keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
+    RecipientState, RecoveryReport,
 };
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
-const LOCK_FILE: &str = "way2mail.lock";
+pub(crate) const LOCK_FILE: &str = "way2mail.lock";
 /// Page cache for sled. Bodies are read back once for delivery, so a large cache
 /// buys little; this keeps the index and recent records hot.
 const CACHE_BYTES: u64 = 128 << 20;
@@ -32,6 +32,8 @@ const CACHE_BYTES: u64 = 128 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub id: MessageId,
+    /// The tenant whose mail it is (whose data key seals it).
+    pub tenant: Option<String>,
     pub sender: String,
     pub recipients: usize,
     /// Body size in bytes.
@@ -67,7 +69,7 @@ pub(crate) struct Inner {
     // its database handle released) before `db` and the lock file go.
     pub(crate) committer: Committer,
     pub(crate) db: sled::Db,
-    pub(crate) key: LessSafeKey,
+    pub(crate) keyring: Keyring,
     pub(crate) shared: Arc<Shared>,
     pub(crate) leases: Leases,
     /// Sequence numbers of delivery log keys: several records of one message in one
@@ -84,7 +86,7 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn lock(path: &Path) -> Result<File, Error> {
+pub(crate) fn lock(path: &Path) -> Result<File, Error> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -138,8 +140,9 @@ fn open_db(path: &Path) -> Result<sled::Db, Error> {
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool at `path` and starts its flusher thread.
-    pub fn open(path: &Path, key: SpoolKey) -> Result<Spool, Error> {
+    /// Opens (creating if needed) the spool at `path`, sealing with the data keys of
+    /// `keyring`, and starts its flusher thread.
+    pub fn open(path: &Path, keyring: Keyring) -> Result<Spool, Error> {
         DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         let lock_file = lock(path)?;
         let db = open_db(path)?;
@@ -151,7 +154,7 @@ impl Spool {
             inner: Arc::new(Inner {
                 committer,
                 db,
-                key: key.aead,
+                keyring,
                 shared,
                 leases: Leases::default(),
                 log_seq: AtomicU32::new(0),
@@ -161,7 +164,8 @@ impl Spool {
         })
     }
 
-    /// Startup check; see `docs/spool-format.md` ("Recovery").
+    /// Startup check; see `docs/spool-format.md` ("Recovery"). Records of the
+    /// version before data keys are migrated first.
     pub fn recover(&self) -> Result<RecoveryReport, Error> {
         let inner = &*self.inner;
         let _exclusive = inner
@@ -169,8 +173,15 @@ impl Spool {
             .writers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let (report, changed) = recovery::run(&inner.db, &inner.key, now_ms())
+        let migrated = migrate::run(&inner.db, &inner.keyring).inspect_err(|e| {
+            inner
+                .shared
+                .mark_unhealthy(format!("migration failed: {e}"))
+        })?;
+        let (mut report, changed) = recovery::run(&inner.db, &inner.keyring, now_ms())
             .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
+        report.migrated = migrated;
+        let changed = changed || migrated > 0;
         inner
             .shared
             .queued
@@ -205,7 +216,22 @@ impl Spool {
         }
     }
 
-    /// Adds a new message to `write`: sealed envelope and body, due now.
+    /// The data key sealing the records of mail of `tenant` (the node's own key for
+    /// mail of no tenant); a tenant's first message makes its key.
+    pub(crate) fn data_key(&self, tenant: Option<&str>) -> Result<Arc<DataKey>, Error> {
+        match tenant {
+            None => Ok(self.inner.keyring.system()),
+            Some(t) => self.inner.keyring.tenant(t),
+        }
+    }
+
+    /// The keyring whose data keys seal this spool's records.
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Adds a new message to `write`: sealed envelope and body, due now, under the
+    /// data key of the envelope's tenant.
     pub(crate) fn seal_new_message(
         &self,
         write: &mut Write,
@@ -213,7 +239,7 @@ impl Spool {
         envelope: &Envelope,
         body: Vec<u8>,
     ) -> Result<(), Error> {
-        let key = &self.inner.key;
+        let key = &*self.data_key(envelope.origin.tenant.as_deref())?;
         let env_key = keys::envelope(&id);
         let body_key = keys::body(&id);
         write.insert(
@@ -233,14 +259,14 @@ impl Spool {
         let Some(env_value) = inner.db.get(env_key)? else {
             return Ok(None);
         };
-        let (envelope, body_len) = record::open_envelope(&inner.key, &env_key, &env_value)?;
+        let (envelope, body_len) = record::open_envelope(&inner.keyring, &env_key, &env_value)?;
         let body_key = keys::body(id);
         let corrupt = |reason: &str| Error::Corrupt {
             key: keys::describe(&body_key),
             reason: reason.to_owned(),
         };
         let body_value = inner.db.get(body_key)?.ok_or_else(|| corrupt("missing"))?;
-        let body = record::open_body(&inner.key, &body_key, &body_value)?;
+        let body = record::open_body(&inner.keyring, &body_key, &body_value)?;
         if body.len() as u64 != body_len {
             return Err(corrupt("length differs from the envelope's"));
         }
@@ -260,13 +286,19 @@ impl Spool {
                     reason: "malformed key".into(),
                 });
             };
-            let (envelope, size) = record::open_envelope(&inner.key, &key, &value)?;
+            let (envelope, size) = match record::open_envelope(&inner.keyring, &key, &value) {
+                Ok(found) => found,
+                // Mail of an erased tenant, left for recovery or the sweep to delete.
+                Err(Error::Shredded { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             let (next_attempt_ms, leased) = match next.get(&id) {
                 Some(&(ms, leased)) => (Some(ms), leased),
                 None => (None, false),
             };
             out.push(Summary {
                 id,
+                tenant: envelope.origin.tenant,
                 sender: envelope.sender,
                 recipients: envelope.recipients.len(),
                 size,
@@ -388,13 +420,14 @@ mod tests {
         send_sync::<Spool>();
         send_sync::<Durable>();
         send_sync::<Error>();
-        send_sync::<SpoolKey>();
+        send_sync::<crate::SpoolKey>();
+        send_sync::<Keyring>();
     }
 
     #[test]
     fn unhealthy_refuses_until_a_flush_succeeds() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path(), SpoolKey::generate().expect("key")).expect("open");
+        let spool = Spool::open(dir.path(), Keyring::ephemeral().expect("key")).expect("open");
         spool.inner.shared.mark_unhealthy("disk on fire".into());
         assert_eq!(spool.health(), Health::Unhealthy("disk on fire".into()));
         match spool.enqueue(MessageId::generate(), &envelope(), b"x".to_vec()) {
@@ -417,7 +450,7 @@ mod tests {
     #[test]
     fn flusher_retries_on_its_own_while_unhealthy() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path(), SpoolKey::generate().expect("key")).expect("open");
+        let spool = Spool::open(dir.path(), Keyring::ephemeral().expect("key")).expect("open");
         // Nobody enqueues or flushes from here on: only the flusher's retry can heal.
         spool.inner.shared.mark_unhealthy("transient".into());
         let start = Instant::now();

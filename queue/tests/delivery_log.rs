@@ -43,6 +43,7 @@ fn delivery_log_filters_and_purge() {
     assert_eq!(times, vec![1_000, 1_000, 2_000, 3_000, 4_000], "time order");
     assert_eq!(
         query(LogFilter {
+            tenant: None,
             message: Some(b),
             ..LogFilter::default()
         })
@@ -50,6 +51,7 @@ fn delivery_log_filters_and_purge() {
         2
     );
     let by_rcpt = query(LogFilter {
+        tenant: None,
         recipient: Some("x@example.net".into()),
         ..LogFilter::default()
     });
@@ -58,6 +60,7 @@ fn delivery_log_filters_and_purge() {
         vec![1_000, 2_000, 3_000]
     );
     let window = query(LogFilter {
+        tenant: None,
         since_ms: Some(2_000),
         until_ms: Some(4_000),
         ..LogFilter::default()
@@ -67,6 +70,7 @@ fn delivery_log_filters_and_purge() {
         vec![2_000, 3_000]
     );
     let both = query(LogFilter {
+        tenant: None,
         message: Some(a),
         recipient: Some("x@example.net".into()),
         since_ms: Some(2_000),
@@ -74,6 +78,7 @@ fn delivery_log_filters_and_purge() {
     });
     assert_eq!(both, vec![(3_000, "x@example.net".to_owned())]);
     assert!(query(LogFilter {
+        tenant: None,
         since_ms: Some(5_000),
         until_ms: Some(1_000),
         ..LogFilter::default()

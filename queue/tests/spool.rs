@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use way2mail_queue::{
-    keys, BodyType, Envelope, Error, Health, MessageId, Notify, Origin, Recipient, Spool, SpoolKey,
+    keys, BodyType, Envelope, Error, Health, Keyring, MessageId, Notify, Origin, Recipient, Spool,
+    SpoolKey,
 };
 
 const CHILD_ENV: &str = "WAY2MAIL_QUEUE_TEST_CHILD";
@@ -72,9 +73,14 @@ impl Fixture {
     }
 
     fn open(&self) -> Spool {
-        let key = SpoolKey::load_or_create(&self.key_path).expect("key");
-        Spool::open(&self.spool_dir, key).expect("open spool")
+        Spool::open(&self.spool_dir, keyring_for(&self.key_path)).expect("open spool")
     }
+}
+
+/// The keyring beside a master key file (`spool.key` → `spool.keyring`).
+fn keyring_for(key_path: &Path) -> Keyring {
+    let master = SpoolKey::load_or_create(key_path).expect("key");
+    Keyring::open(&key_path.with_extension("keyring"), master).expect("keyring")
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -216,15 +222,15 @@ fn a_different_key_cannot_read() {
         let spool = fx.open();
         enqueue_durably(&spool, &envelope("k@example.org", 1), body("key", 300))
     };
-    let other = Spool::open(&fx.spool_dir, SpoolKey::generate().expect("key")).expect("open");
-    assert!(matches!(other.read(&id), Err(Error::Corrupt { .. })));
+    let other = Spool::open(&fx.spool_dir, Keyring::ephemeral().expect("key")).expect("open");
+    assert!(matches!(other.read(&id), Err(Error::UnknownKey { .. })));
 }
 
 #[test]
 fn second_open_in_process_is_locked() {
     let fx = Fixture::new();
     let spool = fx.open();
-    let again = Spool::open(&fx.spool_dir, SpoolKey::generate().expect("key"));
+    let again = Spool::open(&fx.spool_dir, Keyring::ephemeral().expect("key"));
     match again {
         Err(e @ Error::Locked { .. }) => {
             let msg = e.to_string();
@@ -262,7 +268,7 @@ fn child_entry() {
         PathBuf::from(parts.next().expect("dir")),
         PathBuf::from(parts.next().expect("key")),
     );
-    let key = SpoolKey::load_or_create(&key).expect("key");
+    let key = keyring_for(&key);
     match mode {
         "locked" => match Spool::open(&dir, key) {
             Err(Error::Locked { .. }) => println!("CHILD-LOCKED"),

@@ -108,6 +108,7 @@ impl TestConfig {
         base("tls", "self_signed", "true".into());
         base("spool", "path", path("spool"));
         base("spool", "key_file", path("spool.key"));
+        base("spool", "keyring_file", path("spool.keyring"));
         base("spool", "min_free_space", "1048576".into());
         base("log", "format", toml_string("text"));
         base("log", "level", toml_string("info"));

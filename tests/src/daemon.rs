@@ -170,6 +170,21 @@ impl Daemon {
         self.data_dir.join("spool.key")
     }
 
+    pub fn spool_keyring_path(&self) -> PathBuf {
+        self.data_dir.join("spool.keyring")
+    }
+
+    /// Opens the spool's files the way the daemon does (master key, keyring), once
+    /// the daemon has stopped.
+    pub fn open_spool(&self) -> anyhow::Result<way2mail_queue::Spool> {
+        use anyhow::Context as _;
+        let master = way2mail_queue::SpoolKey::load_or_create(&self.spool_key_path())
+            .context("loading the spool master key")?;
+        let keyring = way2mail_queue::Keyring::open_existing(&self.spool_keyring_path(), master)
+            .context("opening the spool keyring")?;
+        way2mail_queue::Spool::open(&self.spool_dir(), keyring).context("opening the spool")
+    }
+
     /// A TLS client config trusting the certificate the daemon generated.
     pub fn tls_config(&self) -> anyhow::Result<Arc<ClientConfig>> {
         tls::client_config(&tls::load_pem_cert(&self.cert_path())?)

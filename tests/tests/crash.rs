@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use way2mail_queue::{MessageId, Spool, SpoolKey};
+use way2mail_queue::MessageId;
 use way2mail_tests::{
     for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig,
 };
@@ -166,9 +166,7 @@ fn message_body(marker: &str, n: usize) -> String {
 
 /// Opens the spool the way delivery would and checks each acknowledged message.
 fn check_sealed_contents(daemon: &Daemon, acked: &[(String, String)]) -> anyhow::Result<()> {
-    let key =
-        SpoolKey::load_or_create(&daemon.spool_key_path()).context("loading the spool key")?;
-    let spool = Spool::open(&daemon.spool_dir(), key).context("opening the spool")?;
+    let spool = daemon.open_spool()?;
     for (id, marker) in acked {
         let message_id: MessageId = id.parse().with_context(|| format!("parsing id {id}"))?;
         let (envelope, content) = spool

@@ -137,6 +137,7 @@ fn config(backend: Backend, shared: &Path, sink_port: u16) -> TestConfig {
     TestConfig::new(backend)
         .set("spool", "path", &path("spool"))
         .set("spool", "key_file", &path("spool.key"))
+        .set("spool", "keyring_file", &path("spool.keyring"))
         .set("delivery", "enabled", "true")
         .set("delivery", "log_file", &path("delivery.log"))
         .raw(&format!(

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{ensure, Context};
-use way2mail_queue::{MessageId, Spool, SpoolKey};
+use way2mail_queue::{MessageId, Spool};
 use way2mail_tests::{for_each_backend, queued_id, Backend, Daemon, SmtpClient, TestConfig};
 
 for_each_backend!(pipelining_bdat_and_smuggling);
@@ -33,8 +33,7 @@ fn pipelining_bdat_and_smuggling(backend: Backend) -> anyhow::Result<()> {
         "a smuggled transaction was queued: {entries:?}"
     );
 
-    let key = SpoolKey::load_or_create(&daemon.spool_key_path())?;
-    let spool = Spool::open(&daemon.spool_dir(), key)?;
+    let spool = daemon.open_spool()?;
     let bdat_content = read_content(&spool, &bdat_id)?;
     ensure!(
         bdat_content.windows(12).any(|w| w == b"second chunk"),

@@ -64,6 +64,11 @@ fn full_spool_filesystem_defers_and_loses_nothing(backend: Backend) -> anyhow::R
             "key_file",
             &quoted(outside.path().join("spool.key")),
         )
+        .set(
+            "spool",
+            "keyring_file",
+            &quoted(outside.path().join("spool.keyring")),
+        )
         .set("spool", "min_free_space", "0");
     let mut daemon = Daemon::start(&config)?;
     let (mut client, _) = SmtpClient::connect(daemon.ports().mx)?;

@@ -546,7 +546,11 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
                 dkim: Vec::new(),
                 bimi_selector: None,
             }],
+            retention: None,
+            legal_hold: false,
+            suppressed: Vec::new(),
         }],
+        erased: Vec::new(),
     })
 }
 

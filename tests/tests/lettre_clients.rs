@@ -16,7 +16,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use mail_parser::MessageParser;
-use way2mail_queue::{MessageId, Spool, SpoolKey};
+use way2mail_queue::MessageId;
 use way2mail_tests::{
     for_each_backend, load_pem_cert, queued_id, Backend, Daemon, Reply, TestConfig,
 };
@@ -89,8 +89,7 @@ fn lettre_sends_on_every_listener(backend: Backend) -> anyhow::Result<()> {
 
 /// Reads every message back from the spool and parses it like a mail reader would.
 fn check_stored(daemon: &Daemon, via: &BTreeMap<String, &str>) -> anyhow::Result<()> {
-    let key = SpoolKey::load_or_create(&daemon.spool_key_path())?;
-    let spool = Spool::open(&daemon.spool_dir(), key)?;
+    let spool = daemon.open_spool()?;
     for (id, listener) in via {
         let message_id: MessageId = id.parse()?;
         let (envelope, body) = spool

@@ -116,6 +116,11 @@ fn rig(backend: Backend, max_failures: u32) -> anyhow::Result<Rig> {
             "key_file",
             &toml_str(&state.path().join("spool.key")),
         )
+        .set(
+            "spool",
+            "keyring_file",
+            &toml_str(&state.path().join("spool.keyring")),
+        )
         // Nobody is trusted: submission needs AUTH.
         .set("relay", "trusted_networks", "[]")
         .set("auth", "failure_delay_ms", &FAILURE_DELAY_MS.to_string())

@@ -52,6 +52,7 @@ pub const OPS: &[&str] = &[
     "audit.list",
     "audit.verify",
     "snapshot.get",
+    "retention.report",
 ];
 
 /// What the request log needs to know about one answered line.

@@ -19,6 +19,7 @@ mod credentials;
 mod domains;
 mod incidents;
 mod operators;
+mod retention;
 mod session;
 mod snapshot;
 mod tenants;
@@ -534,6 +535,7 @@ fn dispatch(
         } => audit_ops::list(ctx, tenant.as_deref(), *since_seq, *limit),
         Request::AuditVerify => audit_ops::verify(ctx),
         Request::SnapshotGet { .. } => snapshot::get(ctx),
+        Request::RetentionReport { report } => retention::report(ctx, report),
     }
 }
 
@@ -565,8 +567,8 @@ fn denial_message(who: &Identity, op: Op, name: &str, code: ErrorCode, caller: &
             "bootstrap is only for root on the control socket without a session, before the first admin exists".into()
         }
         (Op::Bootstrap, _) => format!("bootstrap is only for root on the control socket (you are uid {})", caller.uid),
-        (Op::SnapshotGet, _) => format!(
-            "snapshot.get is only for the MTA's service user without a session (you are uid {})",
+        (Op::SnapshotGet | Op::RetentionReport, _) => format!(
+            "{name} is only for the MTA's service user without a session (you are uid {})",
             caller.uid
         ),
         (_, ErrorCode::Forbidden) => format!("role {} may not {name}", who.role_name()),

@@ -30,6 +30,9 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
                 limits: t.limits,
                 smtp_users: Vec::new(),
                 sending: Vec::new(),
+                retention: None,
+                legal_hold: false,
+                suppressed: Vec::new(),
             };
             (t.tenant, entry)
         })
@@ -61,6 +64,7 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
         version,
         generated_at_ms: now_ms(),
         tenants,
+        erased: Vec::new(),
     })
 }
 

@@ -118,7 +118,13 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     pub path: PathBuf,
+    /// The node master key, which wraps the keyring.
     pub key_file: PathBuf,
+    /// Master keys being rotated out: a keyring sealed with one of them is
+    /// re-wrapped under `key_file` at start.
+    pub previous_key_files: Vec<PathBuf>,
+    /// The data keys (one per tenant, one for the node's own mail).
+    pub keyring_file: PathBuf,
     pub min_free_space: u64,
 }
 
@@ -213,6 +219,8 @@ impl Default for SpoolConfig {
         SpoolConfig {
             path: "./var/spool".into(),
             key_file: "./var/spool.key".into(),
+            previous_key_files: Vec::new(),
+            keyring_file: "./var/spool.keyring".into(),
             min_free_space: 100 * 1024 * 1024,
         }
     }
@@ -412,6 +420,27 @@ fn validate_hostname(name: &str) -> Result<(), ConfigError> {
             "hostname",
             format!("'{name}' is not a valid host name"),
         ))
+    }
+}
+
+impl SpoolConfig {
+    /// Opens the keyring (creating it, and the master key, on first start), re-wrapping
+    /// it when it is still sealed with one of `previous_key_files`.
+    pub fn open_keyring(&self) -> anyhow::Result<way2mail_queue::Keyring> {
+        use anyhow::Context as _;
+        use way2mail_queue::{Keyring, SpoolKey};
+        let master = SpoolKey::load_or_create(&self.key_file)
+            .with_context(|| format!("spool.key_file {}", self.key_file.display()))?;
+        let previous = self
+            .previous_key_files
+            .iter()
+            .map(|p| {
+                SpoolKey::load_or_create(p)
+                    .with_context(|| format!("spool.previous_key_files {}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Keyring::open_bound(&self.path, &self.keyring_file, master, previous)
+            .with_context(|| format!("spool.keyring_file {}", self.keyring_file.display()))
     }
 }
 

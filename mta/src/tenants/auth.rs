@@ -95,6 +95,7 @@ mod tests {
     fn snapshot(status: TenantStatus) -> Snapshot {
         Snapshot {
             version: 1,
+            erased: Vec::new(),
             generated_at_ms: 0,
             tenants: vec![SnapshotTenant {
                 tenant: "acme".into(),
@@ -107,6 +108,9 @@ mod tests {
                     password_hash: way2mail_control::password::hash("pw").expect("hash"),
                 }],
                 sending: Vec::new(),
+                retention: None,
+                legal_hold: false,
+                suppressed: Vec::new(),
             }],
         }
     }

@@ -412,12 +412,16 @@ pub(crate) mod tests {
                 password_hash: format!("$argon2id$hash-of-{name}"),
             }],
             sending: domains.iter().map(|d| sending(d)).collect(),
+            retention: None,
+            legal_hold: false,
+            suppressed: Vec::new(),
         }
     }
 
     pub(crate) fn snapshot(version: u64) -> Snapshot {
         Snapshot {
             version,
+            erased: Vec::new(),
             generated_at_ms: 1_700_000_000_000,
             tenants: vec![
                 tenant(

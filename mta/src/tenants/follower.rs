@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use way2mail_control::client::{Auth, Client, ClientError};
 use way2mail_control::protocol::{Request, Response};
 use way2mail_control::snapshot::Snapshot;
-use way2mail_queue::SpoolKey;
+use way2mail_queue::Keyring;
 
 use super::directory::Directory;
 use super::snapshot_file;
@@ -36,8 +36,8 @@ pub struct Source {
     pub snapshot_file: PathBuf,
     pub poll: Duration,
     pub timeout: Duration,
-    /// Seals the saved snapshot (the spool key).
-    pub key: SpoolKey,
+    /// Seals the saved snapshot (its system data key).
+    pub keyring: Keyring,
 }
 
 /// The running follower; [`Follower::stop`] ends its thread.
@@ -114,7 +114,7 @@ impl State {
     /// Control did not answer at start: the saved snapshot, or nothing.
     fn fall_back(&mut self, error: &ClientError) {
         let socket = self.source.socket.display().to_string();
-        match snapshot_file::load(&self.source.snapshot_file, &self.source.key) {
+        match snapshot_file::load(&self.source.snapshot_file, &self.source.keyring) {
             Ok(Some(saved)) => {
                 tracing::warn!(
                     error = %error,
@@ -216,7 +216,7 @@ impl State {
         self.tenants.install(directory);
         if save {
             if let Err(e) =
-                snapshot_file::save(&self.source.snapshot_file, &self.source.key, &snapshot)
+                snapshot_file::save(&self.source.snapshot_file, &self.source.keyring, &snapshot)
             {
                 tracing::error!(error = %e, "cannot save the control snapshot; a restart without control would run without it");
             }
@@ -348,8 +348,13 @@ mod tests {
             snapshot_file: dir.join("control-snapshot"),
             poll: Duration::from_millis(500),
             timeout: Duration::from_millis(2000),
-            key: SpoolKey::load_or_create(&dir.join("spool.key")).expect("key"),
+            keyring: keyring(dir),
         }
+    }
+
+    fn keyring(dir: &Path) -> Keyring {
+        let master = way2mail_queue::SpoolKey::load_or_create(&dir.join("spool.key")).expect("key");
+        Keyring::open(&dir.join("spool.keyring"), master).expect("keyring")
     }
 
     fn tenants() -> Arc<Tenants> {
@@ -410,7 +415,7 @@ mod tests {
         let follower = Follower::start(source(dir.path()), Arc::clone(&t)).expect("start");
         assert_eq!(t.version(), None);
         // A tampered saved file is refused, not trusted.
-        let key = SpoolKey::load_or_create(&dir.path().join("spool.key")).expect("key");
+        let key = keyring(dir.path());
         let file = dir.path().join("control-snapshot");
         snapshot_file::save(&file, &key, &snapshot(5)).expect("save");
         let mut raw = std::fs::read(&file).expect("read");

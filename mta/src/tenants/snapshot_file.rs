@@ -1,24 +1,27 @@
 //! The last control snapshot on disk, so that a restart while control is down still
 //! authenticates. It holds password hashes and tenant data, so it is sealed with the
-//! spool key (AES-256-GCM, the spool's record format, AAD `control-snapshot`) and
-//! written 0600 through a temporary file, fsync, rename and directory fsync: a
-//! crash leaves either the old file or the new one, never half of one.
+//! node's own data key (AES-256-GCM, the spool's record format, AAD
+//! `control-snapshot`) and written 0600 through a temporary file, fsync, rename and
+//! directory fsync: a crash leaves either the old file or the new one, never half of
+//! one. The replaced file's content is overwritten, so an erased tenant's data does
+//! not linger in it.
 //!
 //! ```text
-//!   "way2mail-control-snapshot 1\n" || seal(JSON {saved_at_ms, snapshot})
+//!   "way2mail-control-snapshot 2\n" || seal(JSON {saved_at_ms, snapshot})
 //! ```
+//!
+//! A file of version 1 (sealed with the master key itself) is still read once.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use way2mail_control::snapshot::Snapshot;
-use way2mail_queue::SpoolKey;
+use way2mail_queue::Keyring;
 
-const MAGIC: &[u8] = b"way2mail-control-snapshot 1\n";
+const MAGIC: &[u8] = b"way2mail-control-snapshot 2\n";
+const MAGIC_V1: &[u8] = b"way2mail-control-snapshot 1\n";
 const AAD: &[u8] = b"control-snapshot";
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +60,7 @@ fn now_ms() -> u64 {
 }
 
 /// Writes `snapshot` to `path`, replacing the previous one atomically.
-pub fn save(path: &Path, key: &SpoolKey, snapshot: &Snapshot) -> Result<(), SnapshotFileError> {
+pub fn save(path: &Path, keyring: &Keyring, snapshot: &Snapshot) -> Result<(), SnapshotFileError> {
     let io_err = |source| SnapshotFileError::Io {
         path: path.to_owned(),
         source,
@@ -71,46 +74,18 @@ pub fn save(path: &Path, key: &SpoolKey, snapshot: &Snapshot) -> Result<(), Snap
         snapshot: snapshot.clone(),
     })
     .map_err(|e| content(e.to_string()))?;
-    let sealed = key
+    let sealed = keyring
+        .system()
         .seal(AAD, json)
         .map_err(|e| content(format!("cannot seal: {e}")))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err)?;
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let write = || -> io::Result<()> {
-        // A leftover from a crash may carry another mode; `mode` applies only to a
-        // file this call creates.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(MAGIC)?;
-        file.write_all(&sealed)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(e)
-    })
+    let mut file = Vec::with_capacity(MAGIC.len() + sealed.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&sealed);
+    way2mail_queue::files::replace_wiping(path, &file).map_err(io_err)
 }
 
 /// Reads the snapshot saved at `path`; `Ok(None)` when there is none.
-pub fn load(path: &Path, key: &SpoolKey) -> Result<Option<Loaded>, SnapshotFileError> {
+pub fn load(path: &Path, keyring: &Keyring) -> Result<Option<Loaded>, SnapshotFileError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -121,16 +96,18 @@ pub fn load(path: &Path, key: &SpoolKey) -> Result<Option<Loaded>, SnapshotFileE
             })
         }
     };
-    let Some(sealed) = bytes.strip_prefix(MAGIC) else {
+    let opened = if let Some(sealed) = bytes.strip_prefix(MAGIC) {
+        keyring.open_record(AAD, sealed.to_vec())
+    } else if let Some(sealed) = bytes.strip_prefix(MAGIC_V1) {
+        keyring.open_with_master(AAD, sealed.to_vec())
+    } else {
         return Err(SnapshotFileError::NotASnapshot {
             path: path.to_owned(),
         });
     };
-    let json = key
-        .open(AAD, sealed.to_vec())
-        .map_err(|_| SnapshotFileError::Unsealed {
-            path: path.to_owned(),
-        })?;
+    let json = opened.map_err(|_| SnapshotFileError::Unsealed {
+        path: path.to_owned(),
+    })?;
     let saved: Saved = serde_json::from_slice(&json).map_err(|e| SnapshotFileError::Content {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -151,7 +128,7 @@ mod tests {
     fn round_trip_and_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("var/control-snapshot");
-        let key = SpoolKey::generate().expect("key");
+        let key = Keyring::ephemeral().expect("key");
         assert!(load(&path, &key).expect("absent is fine").is_none());
         save(&path, &key, &snapshot(3)).expect("save");
         save(&path, &key, &snapshot(4)).expect("replace");
@@ -172,7 +149,7 @@ mod tests {
     fn tampered_or_foreign_files_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("control-snapshot");
-        let key = SpoolKey::generate().expect("key");
+        let key = Keyring::ephemeral().expect("key");
         save(&path, &key, &snapshot(1)).expect("save");
         let mut raw = std::fs::read(&path).expect("read");
         let last = raw.len() - 5;
@@ -187,7 +164,7 @@ mod tests {
         );
 
         save(&path, &key, &snapshot(1)).expect("save");
-        let other = SpoolKey::generate().expect("key");
+        let other = Keyring::ephemeral().expect("key");
         assert!(matches!(
             load(&path, &other),
             Err(SnapshotFileError::Unsealed { .. })

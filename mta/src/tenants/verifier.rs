@@ -164,6 +164,7 @@ mod tests {
     fn directory(version: u64, password: &str) -> Directory {
         Directory::new(&Snapshot {
             version,
+            erased: Vec::new(),
             generated_at_ms: 0,
             tenants: vec![SnapshotTenant {
                 tenant: "acme".into(),
@@ -176,6 +177,9 @@ mod tests {
                     password_hash: way2mail_control::password::hash(password).expect("hash"),
                 }],
                 sending: Vec::new(),
+                retention: None,
+                legal_hold: false,
+                suppressed: Vec::new(),
             }],
         })
     }

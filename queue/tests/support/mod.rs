@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use way2mail_queue::{
-    keys, BodyType, DeliveryOutcome, DeliveryRecord, Envelope, Leased, MessageId, Notify, Origin,
-    Recipient, Spool, SpoolKey,
+    keys, BodyType, DeliveryOutcome, DeliveryRecord, Envelope, Keyring, Leased, MessageId, Notify,
+    Origin, Recipient, Spool, SpoolKey,
 };
 
 /// Long enough that no lease expires during a test.
@@ -96,7 +96,13 @@ impl Fixture {
 }
 
 pub fn open_at(dir: &Path, key: &Path) -> Spool {
-    Spool::open(dir, SpoolKey::load_or_create(key).expect("key")).expect("open spool")
+    Spool::open(dir, keyring_for(key)).expect("open spool")
+}
+
+/// The keyring beside a master key file (`spool.key` → `spool.keyring`).
+pub fn keyring_for(key: &Path) -> Keyring {
+    let master = SpoolKey::load_or_create(key).expect("key");
+    Keyring::open(&key.with_extension("keyring"), master).expect("keyring")
 }
 
 pub fn enqueue(spool: &Spool, env: &Envelope, tag: &str) -> MessageId {

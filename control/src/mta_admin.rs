@@ -1,0 +1,378 @@
+//! The MTA's admin socket: how control reaches the data only the MTA holds (the
+//! spool: queued messages and the delivery log) to export, count, erase or back it
+//! up, and runs the MTA's retention sweep on demand. JSON lines like the control
+//! socket, with streamed answers (`stream.rs`) for the export and the backup dump.
+//! Only control's uid may connect (`[admin] allowed_uids` in the MTA); operators go
+//! through control, which checks their role and writes the audit log.
+//!
+//! ```text
+//!   -> {"v":1,"id":1,"op":"tenant.erase","args":{"tenant":"acme"}}
+//!   <- {"v":1,"id":1,"ok":true,"result":{"kind":"erased","messages":3,…}}
+//! ```
+//!
+//! `tenant.export` streams items (`ExportItem`): each message's envelope, then its
+//! body, then every delivery log record of the tenant. `backup.dump` streams the
+//! spool dump format (docs/spool-format.md), whose records stay sealed throughout.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::ClientError;
+use crate::protocol::ErrorBody;
+use crate::stream::FrameReader;
+
+/// The admin protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Longest request line the MTA accepts.
+pub const MAX_REQUEST_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminRequest {
+    pub v: u32,
+    #[serde(default)]
+    pub id: u64,
+    #[serde(flatten)]
+    pub op: AdminOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args", deny_unknown_fields)]
+pub enum AdminOp {
+    #[serde(rename = "hello")]
+    Hello,
+    /// What the spool holds of a tenant, counted without opening a record.
+    #[serde(rename = "tenant.inventory")]
+    TenantInventory { tenant: String },
+    /// Streamed: the tenant's queued messages and delivery log ([`ExportItem`]s).
+    #[serde(rename = "tenant.export")]
+    TenantExport { tenant: String },
+    /// Shreds the tenant's data key and deletes its spool records.
+    #[serde(rename = "tenant.erase")]
+    TenantErase { tenant: String },
+    /// Runs the retention sweep now and answers what it removed.
+    #[serde(rename = "retention.run")]
+    RetentionRun,
+    /// Streamed: a consistent dump of every spool record, still sealed.
+    #[serde(rename = "backup.dump")]
+    BackupDump,
+    /// The configured smart-host routes (delivery partners), without credentials.
+    #[serde(rename = "routes")]
+    Routes,
+}
+
+impl AdminOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminOp::Hello => "hello",
+            AdminOp::TenantInventory { .. } => "tenant.inventory",
+            AdminOp::TenantExport { .. } => "tenant.export",
+            AdminOp::TenantErase { .. } => "tenant.erase",
+            AdminOp::RetentionRun => "retention.run",
+            AdminOp::BackupDump => "backup.dump",
+            AdminOp::Routes => "routes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminResponse {
+    pub v: u32,
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<AdminResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdminResult {
+    Hello {
+        daemon_version: String,
+        /// `uid:N` of the caller as the MTA saw it.
+        caller: String,
+    },
+    /// Frames follow, then the final response line.
+    Stream,
+    Inventory(MtaInventory),
+    /// The final line of `tenant.export`.
+    Exported {
+        messages: u64,
+        log_records: u64,
+    },
+    Erased(MtaErasure),
+    Swept(SweepReport),
+    /// The final line of `backup.dump`.
+    Dumped {
+        records: u64,
+        bytes: u64,
+    },
+    Routes {
+        routes: Vec<RouteInfo>,
+    },
+}
+
+/// What the spool holds of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtaInventory {
+    /// The tenant's data key id in the MTA's keyring (hex), when it has one.
+    pub key_id: Option<String>,
+    pub messages: u64,
+    /// Sealed size of the queued messages' bodies.
+    pub bytes: u64,
+    /// Unix milliseconds.
+    pub oldest_message_ms: Option<u64>,
+    pub log_records: u64,
+    pub oldest_log_ms: Option<u64>,
+    /// Set when the tenant was erased in the MTA (its key shredded).
+    pub erased_at_ms: Option<u64>,
+}
+
+/// What `tenant.erase` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtaErasure {
+    /// The shredded key id (hex); `None` when the tenant never stored anything.
+    pub key_id: Option<String>,
+    pub messages: u64,
+    pub log_records: u64,
+    pub erased_at_ms: u64,
+}
+
+/// What one retention sweep of the MTA removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// Unix milliseconds when the sweep started.
+    pub started_ms: u64,
+    /// One entry per tenant (`tenant: None`: mail of no tenant) that lost something.
+    pub entries: Vec<SweepEntry>,
+    /// Records of erased tenants still found and deleted.
+    pub erased_messages: u64,
+    pub erased_log_records: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepEntry {
+    pub tenant: Option<String>,
+    /// Queued messages older than the content period, removed.
+    pub messages_removed: u64,
+    /// Old enough but in delivery at that moment: left for the next sweep.
+    pub messages_in_delivery: u64,
+    /// Delivery log records older than the log period, removed.
+    pub log_records_removed: u64,
+}
+
+/// One `[[route]]` of the MTA: where mail for some domains is handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    /// The recipient domains it applies to, as configured (`*` for all).
+    pub domains: Vec<String>,
+    /// `host:port` of the next hops, in order.
+    pub hosts: Vec<String>,
+    /// `opportunistic`, `required`, `verified`, …: the route's TLS policy.
+    pub tls: String,
+    /// Whether the MTA authenticates to it.
+    pub authenticated: bool,
+}
+
+/// One item of a `tenant.export` stream: a kind byte, a u32 BE length, the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportItem {
+    /// `{"id":"…","envelope":{…}}` (the spool's envelope, delivery state included).
+    Message(Vec<u8>),
+    /// The body of the message announced just before, exactly as queued.
+    Body(Vec<u8>),
+    /// One delivery log record, JSON.
+    Log(Vec<u8>),
+}
+
+/// Largest export item accepted (a body is at most the MTA's message size limit).
+pub const MAX_EXPORT_ITEM: u32 = 1 << 30;
+
+pub fn write_export_item(out: &mut impl Write, item: &ExportItem) -> io::Result<()> {
+    let (kind, bytes) = match item {
+        ExportItem::Message(b) => (1u8, b),
+        ExportItem::Body(b) => (2, b),
+        ExportItem::Log(b) => (3, b),
+    };
+    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("export item too large"))?;
+    out.write_all(&[kind])?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(bytes)
+}
+
+/// The next item, or `None` at the end of the stream.
+pub fn read_export_item(input: &mut impl Read) -> io::Result<Option<ExportItem>> {
+    let mut kind = [0u8; 1];
+    if input.read(&mut kind)? == 0 {
+        return Ok(None);
+    }
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_EXPORT_ITEM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "export item too large",
+        ));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    input.read_exact(&mut bytes)?;
+    match kind[0] {
+        1 => Ok(Some(ExportItem::Message(bytes))),
+        2 => Ok(Some(ExportItem::Body(bytes))),
+        3 => Ok(Some(ExportItem::Log(bytes))),
+        k => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("export item of kind {k}"),
+        )),
+    }
+}
+
+/// A blocking client of the MTA's admin socket (used by control).
+#[derive(Debug)]
+pub struct AdminClient {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl AdminClient {
+    /// Connects, with `timeout` applied to every read and write.
+    pub fn connect(path: &Path, timeout: Duration) -> Result<AdminClient, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let writer = stream.try_clone()?;
+        Ok(AdminClient {
+            path: path.to_owned(),
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&mut self, op: AdminOp) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_vec(&AdminRequest { v: VERSION, id, op })
+            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
+        Ok(id)
+    }
+
+    fn answer(&mut self, id: u64) -> Result<AdminResult, ClientError> {
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(64 * 1024 * 1024)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        let response: AdminResponse = serde_json::from_slice(&line)
+            .map_err(|e| ClientError::Protocol(format!("cannot parse the MTA's answer: {e}")))?;
+        if response.id != id {
+            return Err(ClientError::Protocol(format!(
+                "answer for request {} while waiting for {id}",
+                response.id
+            )));
+        }
+        match (response.ok, response.result, response.error) {
+            (true, Some(result), _) => Ok(result),
+            (false, _, Some(error)) => Err(ClientError::Remote(error)),
+            _ => Err(ClientError::Protocol(
+                "answer without result or error".into(),
+            )),
+        }
+    }
+
+    /// One request, one answer.
+    pub fn call(&mut self, op: AdminOp) -> Result<AdminResult, ClientError> {
+        let id = self.send(op)?;
+        self.answer(id)
+    }
+
+    /// A streamed request: `consume` reads the frames (and should read them all;
+    /// what it leaves is drained), then the final answer is returned with its value.
+    pub fn call_stream<T>(
+        &mut self,
+        op: AdminOp,
+        consume: impl FnOnce(&mut dyn Read) -> io::Result<T>,
+    ) -> Result<(T, AdminResult), ClientError> {
+        let id = self.send(op)?;
+        match self.answer(id)? {
+            AdminResult::Stream => {}
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected a stream, got {other:?}"
+                )))
+            }
+        }
+        let mut frames = FrameReader::new(&mut self.reader);
+        let value = consume(&mut frames);
+        // The final line comes after the frames, whatever `consume` did.
+        let drained = frames.drain();
+        let value = value?;
+        drained?;
+        let last = self.answer(id)?;
+        Ok((value, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_forms() {
+        let r: AdminRequest =
+            serde_json::from_str(r#"{"v":1,"id":2,"op":"tenant.erase","args":{"tenant":"acme"}}"#)
+                .expect("parse");
+        assert_eq!(
+            r.op,
+            AdminOp::TenantErase {
+                tenant: "acme".into()
+            }
+        );
+        let r: AdminRequest = serde_json::from_str(r#"{"v":1,"op":"backup.dump"}"#).expect("unit");
+        assert_eq!(r.op, AdminOp::BackupDump);
+        assert!(serde_json::from_str::<AdminRequest>(r#"{"v":1,"op":"spool.drop"}"#).is_err());
+        let answer = serde_json::to_string(&AdminResult::Stream).expect("encode");
+        assert_eq!(answer, r#"{"kind":"stream"}"#);
+    }
+
+    #[test]
+    fn export_items_round_trip() {
+        let items = vec![
+            ExportItem::Message(b"{\"id\":\"X\"}".to_vec()),
+            ExportItem::Body(b"Subject: x\r\n\r\nbody\r\n".to_vec()),
+            ExportItem::Log(b"{}".to_vec()),
+        ];
+        let mut wire = Vec::new();
+        for i in &items {
+            write_export_item(&mut wire, i).expect("write");
+        }
+        let mut input = wire.as_slice();
+        let mut got = Vec::new();
+        while let Some(i) = read_export_item(&mut input).expect("read") {
+            got.push(i);
+        }
+        assert_eq!(got, items);
+        let mut bad = &[9u8, 0, 0, 0, 0][..];
+        assert!(read_export_item(&mut bad).is_err());
+    }
+}

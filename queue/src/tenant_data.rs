@@ -1,0 +1,160 @@
+//! One tenant's data in the spool: what there is (inventory, from record headers
+//! and keys alone), handing it out (export), and erasing it. A tenant's queued
+//! messages are the envelopes and bodies sealed with its data key; its delivery log
+//! is the key range `g<key_id>`.
+//!
+//! Erasure shreds the key first, so that from that moment nothing of the tenant can
+//! be read anywhere (here, in stale pages of the sled files, in backups), and then
+//! deletes the records, which are only ciphertext by then. A record a racing session
+//! writes under the old key after the scan is deleted by the next sweep
+//! (`purge_erased`) or recovery.
+
+use std::collections::HashSet;
+
+use crate::commit::Write;
+use crate::keyring::{Erasure, KeyId};
+use crate::keys::{self, Key};
+use crate::{seal, Envelope, Error, LogStats, MessageId, Spool};
+
+/// What the spool holds of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantInventory {
+    /// The tenant's data key here; `None` when it never stored anything.
+    pub key_id: Option<KeyId>,
+    pub messages: u64,
+    /// Sealed size of the messages' bodies.
+    pub bytes: u64,
+    /// When the oldest queued message was accepted.
+    pub oldest_message_ms: Option<u64>,
+    pub log: LogStats,
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantErasure {
+    pub erasure: Erasure,
+    pub messages: u64,
+    pub log_records: u64,
+}
+
+impl Spool {
+    /// Ids of the queued messages sealed with `key_id`, from the envelope headers.
+    pub(crate) fn messages_of(&self, key_id: KeyId) -> Result<Vec<MessageId>, Error> {
+        let mut out = Vec::new();
+        for item in self.inner.db.scan_prefix([keys::ENVELOPE]) {
+            let (key, value) = item?;
+            if let Some(Key::Envelope(id)) = keys::parse(&key) {
+                if seal::key_id_of(&value) == Some(key_id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts what the spool holds of `tenant` without opening a record.
+    pub fn tenant_inventory(&self, tenant: &str) -> Result<TenantInventory, Error> {
+        let Some(key) = self.inner.keyring.existing(tenant) else {
+            return Ok(TenantInventory::default());
+        };
+        let mut inv = TenantInventory {
+            key_id: Some(key.id()),
+            log: self.log_stats(key.id())?,
+            ..TenantInventory::default()
+        };
+        for id in self.messages_of(key.id())? {
+            inv.messages += 1;
+            let t = id.timestamp_ms();
+            inv.oldest_message_ms = Some(inv.oldest_message_ms.map_or(t, |o| o.min(t)));
+            if let Some(body) = self.inner.db.get(keys::body(&id))? {
+                inv.bytes += body.len() as u64;
+            }
+        }
+        Ok(inv)
+    }
+
+    /// Calls `each` with every queued message of `tenant` (id, envelope, body), in
+    /// id order; stops at the first error. Messages that leave the spool meanwhile
+    /// are skipped.
+    pub fn for_each_tenant_message<E: From<Error>>(
+        &self,
+        tenant: &str,
+        mut each: impl FnMut(MessageId, Envelope, Vec<u8>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let Some(key) = self.inner.keyring.existing(tenant) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for id in self.messages_of(key.id())? {
+            if let Some((envelope, body)) = self.read(&id)? {
+                each(id, envelope, body)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Erases `tenant` from the spool: shreds its data key, then deletes its queued
+    /// messages (envelope, body, schedule entry or lease) and its delivery log.
+    /// Blocks the calling thread for the writes. Idempotent.
+    pub fn erase_tenant(&self, tenant: &str) -> Result<TenantErasure, Error> {
+        let inner = &*self.inner;
+        let key_id = inner.keyring.existing(tenant).map(|k| k.id());
+        let erasure = inner.keyring.shred(tenant)?;
+        let key_id = key_id.or(erasure.key_id);
+        let Some(key_id) = key_id else {
+            return Ok(TenantErasure {
+                erasure,
+                messages: 0,
+                log_records: 0,
+            });
+        };
+        let (messages, log_records) = self.delete_key_data(key_id)?;
+        Ok(TenantErasure {
+            erasure,
+            messages,
+            log_records,
+        })
+    }
+
+    /// Deletes every record sealed with `key_id` (and the schedule entries and
+    /// leases of its messages): messages and log records removed.
+    pub(crate) fn delete_key_data(&self, key_id: KeyId) -> Result<(u64, u64), Error> {
+        let inner = &*self.inner;
+        let doomed: HashSet<MessageId> = self.messages_of(key_id)?.into_iter().collect();
+        let mut write = Write::default();
+        for id in &doomed {
+            write.remove(&keys::envelope(id));
+            write.remove(&keys::body(id));
+            write.count_messages(-1);
+            inner.leases.forget(id);
+        }
+        // Bodies whose envelope is already gone.
+        for item in inner.db.scan_prefix([keys::BODY]) {
+            let (key, value) = item?;
+            if let Some(Key::Body(id)) = keys::parse(&key) {
+                if seal::key_id_of(&value) == Some(key_id) && !doomed.contains(&id) {
+                    write.remove(&key);
+                }
+            }
+        }
+        for prefix in [keys::DUE, keys::LEASE] {
+            for item in inner.db.scan_prefix([prefix]) {
+                let (key, _) = item?;
+                let id = match keys::parse(&key) {
+                    Some(Key::Due { id, .. } | Key::Lease { id, .. }) => id,
+                    _ => continue,
+                };
+                if doomed.contains(&id) {
+                    write.remove(&key);
+                }
+            }
+        }
+        if !write.is_empty() {
+            inner.committer.submit(write).wait_blocking()?;
+        }
+        let log_records =
+            self.remove_range(keys::log_prefix(key_id).to_vec(), keys::log_end(key_id))? as u64;
+        Ok((doomed.len() as u64, log_records))
+    }
+}
