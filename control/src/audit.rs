@@ -8,6 +8,12 @@
 //!   prev_hash(1) = 64 × "0"
 //! ```
 //!
+//! The detail of an entry about a tenant is sealed with that tenant's data key
+//! (`sealed_detail`), and the hash covers the sealed form: erasing the tenant makes
+//! the detail unreadable without breaking the chain. The retention sweep prunes old
+//! entries: their content goes, their seq, time and hashes stay, so the chain still
+//! shows that nothing was removed or reordered.
+//!
 //! Appends happen only through an [`AuditWriter`], the one writer lock of the
 //! control store: the service holds it for the whole of a request, so each entry
 //! commits in the same batch as the change it records and the chain stays linear
@@ -15,6 +21,7 @@
 //! order and reports every problem it finds.
 
 use std::collections::{HashMap, VecDeque};
+
 use std::sync::{Mutex, MutexGuard};
 
 use aws_lc_rs::digest;
@@ -23,7 +30,14 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::protocol::{AuditEntry, AuditProblem, AuditReport, Outcome, Role};
 use crate::records::{AuditHead, META_AUDIT_HEAD};
-use crate::store::{audit_key, hex, seq_of_key, Batch, Store, TreeName};
+use crate::store::{audit_key, hex, seq_of_key, Batch, Opened, Store, TreeName};
+
+/// Binds a sealed detail to its entry.
+fn detail_aad(seq: u64) -> Vec<u8> {
+    let mut aad = b"audit-detail:".to_vec();
+    aad.extend_from_slice(&seq.to_be_bytes());
+    aad
+}
 
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -52,10 +66,13 @@ struct Hashed<'a> {
     outcome: Outcome,
     reason: Option<&'a str>,
     detail: Option<&'a str>,
+    // Absent from entries written before sealed details, so their hashes hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed_detail: Option<&'a str>,
     prev_hash: &'a str,
 }
 
-/// The hash `entry.hash` must have.
+/// The hash `entry.hash` must have (of the entry as stored, or as listed).
 pub fn entry_hash(entry: &AuditEntry) -> String {
     let fields = Hashed {
         seq: entry.seq,
@@ -66,7 +83,13 @@ pub fn entry_hash(entry: &AuditEntry) -> String {
         tenant: entry.tenant.as_deref(),
         outcome: entry.outcome,
         reason: entry.reason.as_deref(),
-        detail: entry.detail.as_deref(),
+        // A sealed detail is covered in its sealed form; the text a listing opens
+        // into `detail` is not part of the stored entry.
+        detail: match entry.sealed_detail {
+            Some(_) => None,
+            None => entry.detail.as_deref(),
+        },
+        sealed_detail: entry.sealed_detail.as_deref(),
         prev_hash: &entry.prev_hash,
     };
     // Serializing plain strings, integers and enums cannot fail.
@@ -127,9 +150,40 @@ impl AuditLog {
         store.seal_record(TreeName::Audit, &audit_key(seq), entry)
     }
 
-    /// Opens the sealed record stored at `seq`.
+    /// Opens the sealed record stored at `seq`, as stored (details still sealed).
     pub fn open_entry(store: &Store, seq: u64, sealed: &[u8]) -> Result<AuditEntry, Error> {
         store.open_value(TreeName::Audit, &audit_key(seq), sealed.to_vec())
+    }
+
+    /// An entry as listed: its sealed detail opened into `detail` (left empty when
+    /// the tenant's key was destroyed).
+    pub fn readable(store: &Store, mut entry: AuditEntry) -> AuditEntry {
+        if let Some(sealed) = &entry.sealed_detail {
+            entry.detail = match store.open_field(&detail_aad(entry.seq), sealed) {
+                Ok(Opened::Text(text)) => Some(text),
+                Ok(Opened::Erased) | Err(_) => None,
+            };
+        }
+        entry
+    }
+
+    /// The content-free stub the retention sweep leaves in place of `entry`.
+    pub fn pruned(entry: &AuditEntry) -> AuditEntry {
+        AuditEntry {
+            seq: entry.seq,
+            at_ms: entry.at_ms,
+            actor: String::new(),
+            role: None,
+            action: String::new(),
+            tenant: None,
+            outcome: Outcome::Ok,
+            reason: None,
+            detail: None,
+            sealed_detail: None,
+            pruned: true,
+            prev_hash: entry.prev_hash.clone(),
+            hash: entry.hash.clone(),
+        }
     }
 
     /// The newest entry as recorded in meta (zero and the genesis hash when empty).
@@ -170,7 +224,26 @@ impl AuditLog {
                 out.push_back(entry);
             }
         }
-        Ok(out.into())
+        Ok(out
+            .into_iter()
+            .map(|e| AuditLog::readable(store, e))
+            .collect())
+    }
+
+    /// Every stored entry in order, as stored, with unreadable records skipped
+    /// (the retention sweep and reports; verify reports the unreadable ones).
+    pub fn all(store: &Store) -> Result<Vec<AuditEntry>, Error> {
+        let mut out = Vec::new();
+        for item in store.raw_iter(TreeName::Audit) {
+            let (key, sealed) = item?;
+            let Some(seq) = seq_of_key(&key) else {
+                continue;
+            };
+            if let Ok(entry) = AuditLog::open_entry(store, seq, &sealed) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Walks the whole log and reports every broken link.
@@ -248,7 +321,8 @@ impl AuditLog {
                     format!("position {key} holds entry {}", entry.seq),
                 );
             }
-            if entry_hash(entry) != entry.hash {
+            // A pruned entry's content is gone; its links are still checked.
+            if !entry.pruned && entry_hash(entry) != entry.hash {
                 problem(
                     key,
                     "changed",
@@ -327,8 +401,19 @@ impl AuditWriter<'_> {
         let mut head = AuditLog::head(store)?;
         let mut out = Vec::with_capacity(drafts.len());
         for draft in drafts {
+            let seq = head.seq + 1;
+            // Sealed with the tenant's key when the tenant has one (or gets one in
+            // this batch); an entry about a name that holds no data stays readable.
+            let (detail, sealed_detail) = match (&draft.tenant, draft.detail) {
+                (Some(t), Some(d))
+                    if store.keyring().existing(t).is_some() || batch.writes_tenant(t) =>
+                {
+                    (None, Some(store.seal_field(t, &detail_aad(seq), &d)?))
+                }
+                (_, d) => (d, None),
+            };
             let mut entry = AuditEntry {
-                seq: head.seq + 1,
+                seq,
                 at_ms,
                 actor: draft.actor,
                 role: draft.role,
@@ -336,7 +421,9 @@ impl AuditWriter<'_> {
                 tenant: draft.tenant,
                 outcome: draft.outcome,
                 reason: draft.reason,
-                detail: draft.detail,
+                detail,
+                sealed_detail,
+                pruned: false,
                 prev_hash: head.hash,
                 hash: String::new(),
             };

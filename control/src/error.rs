@@ -24,6 +24,17 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// The record was sealed with the data key of an erased tenant: unreadable by
+    /// design (crypto-shredding).
+    #[error("control store record {tree}/{key} belongs to erased tenant {tenant}")]
+    Shredded {
+        tree: &'static str,
+        key: String,
+        tenant: String,
+    },
+    /// Nothing new is stored under the name of an erased tenant.
+    #[error("tenant {0} was erased; its name is not used again")]
+    Erased(String),
     /// The random generator, the AEAD or the password hash failed.
     #[error("cryptographic failure: {0}")]
     Crypto(String),

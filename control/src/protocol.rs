@@ -771,8 +771,19 @@ pub struct AuditEntry {
     pub tenant: Option<String>,
     pub outcome: Outcome,
     pub reason: Option<String>,
-    /// What changed or why it failed, without secrets.
+    /// What changed or why it failed, without secrets. For an entry about a tenant
+    /// the stored entry holds it only sealed (`sealed_detail`); listings put the
+    /// opened text here, and leave it empty once the tenant's key is destroyed.
     pub detail: Option<String>,
+    /// The detail of an entry about a tenant, sealed with that tenant's data key
+    /// (base64), so that erasing the tenant erases it too, while the chain still
+    /// verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_detail: Option<String>,
+    /// The retention sweep removed this entry's content; only its place in the
+    /// chain (seq, time, hashes) remains.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pruned: bool,
     /// Hex SHA-256 of the previous entry (`hash`), all zeros for the first.
     pub prev_hash: String,
     /// Hex SHA-256 over `prev_hash` and this entry's other fields (canonical JSON).

@@ -202,8 +202,7 @@ fn version_survives_a_restart() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let reopened = loop {
         match way2mail_control::service::Service::open(
-            &dir.path().join("store"),
-            &dir.path().join("key"),
+            &way2mail_control::store::StoreFiles::in_dir(dir.path()),
             support::settings(std::time::Duration::from_secs(60)),
         ) {
             Ok(service) => break service,

@@ -101,6 +101,20 @@ impl Control {
         self.dir.path().join("control.key")
     }
 
+    pub fn keyring_file(&self) -> PathBuf {
+        self.dir.path().join("control.keyring")
+    }
+
+    /// The store's files, for opening it directly once the daemon has stopped.
+    pub fn store_files(&self) -> way2mail_control::store::StoreFiles {
+        way2mail_control::store::StoreFiles {
+            dir: self.store_dir(),
+            key_file: self.key_file(),
+            keyring_file: self.keyring_file(),
+            previous_key_files: Vec::new(),
+        }
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.path().join("control.toml")
     }
@@ -109,10 +123,11 @@ impl Control {
         let quote = |p: PathBuf| format!("\"{}\"", p.display());
         let text = format!(
             // The top-level keys first, so `extra` may open tables (`[dns]`).
-            "socket = {}\nstore = {}\nkey_file = {}\n{extra}\n",
+            "socket = {}\nstore = {}\nkey_file = {}\nkeyring_file = {}\n{extra}\n",
             quote(self.socket()),
             quote(self.store_dir()),
             quote(self.key_file()),
+            quote(self.keyring_file()),
             extra = self.extra,
         );
         std::fs::write(self.config_path(), text).context("writing control.toml")?;

@@ -436,7 +436,7 @@ fn tampered_chain_is_detected(tamper: Tamper) -> anyhow::Result<()> {
     control.stop()?;
 
     {
-        let store = Store::open(&control.store_dir(), &control.key_file())?;
+        let store = Store::open(&control.store_files())?;
         let raw = store.audit_raw()?;
         ensure!(
             raw.len() >= 6,

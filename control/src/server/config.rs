@@ -34,7 +34,13 @@ pub struct Config {
     #[serde(deserialize_with = "octal_mode")]
     pub socket_mode: u32,
     pub store: PathBuf,
+    /// The node master key: it wraps the keyring.
     pub key_file: PathBuf,
+    /// Master keys being rotated out: a keyring sealed with one of them is
+    /// re-wrapped under `key_file` at start.
+    pub previous_key_files: Vec<PathBuf>,
+    /// The data keys: one per tenant, one for the node's own records.
+    pub keyring_file: PathBuf,
     /// Peer uids that may fetch the policy snapshot (the MTA's user).
     pub service_uids: Vec<u32>,
     pub session_ttl_secs: u64,
@@ -152,6 +158,8 @@ impl Default for Config {
             socket_mode: 0o660,
             store: "./var/control".into(),
             key_file: "./var/control.key".into(),
+            previous_key_files: Vec::new(),
+            keyring_file: "./var/control.keyring".into(),
             service_uids: vec![rustix::process::geteuid().as_raw()],
             session_ttl_secs: 8 * 3600,
             max_connections: 64,
@@ -182,8 +190,7 @@ impl Default for TenantDefaultsConfig {
 pub struct Settings {
     pub socket: PathBuf,
     pub socket_mode: u32,
-    pub store: PathBuf,
-    pub key_file: PathBuf,
+    pub store: crate::store::StoreFiles,
     pub service_uids: Vec<u32>,
     pub session_ttl: Duration,
     pub max_connections: usize,
@@ -244,6 +251,9 @@ impl Config {
         if self.key_file.as_os_str().is_empty() {
             return Err(err("key_file", "must not be empty"));
         }
+        if self.keyring_file.as_os_str().is_empty() {
+            return Err(err("keyring_file", "must not be empty"));
+        }
         if self.session_ttl_secs == 0 {
             return Err(err("session_ttl_secs", "must be at least 1"));
         }
@@ -274,8 +284,12 @@ impl Config {
         Ok(Settings {
             socket: self.socket,
             socket_mode: self.socket_mode,
-            store: self.store,
-            key_file: self.key_file,
+            store: crate::store::StoreFiles {
+                dir: self.store,
+                key_file: self.key_file,
+                keyring_file: self.keyring_file,
+                previous_key_files: self.previous_key_files,
+            },
             service_uids: self.service_uids,
             session_ttl: Duration::from_secs(self.session_ttl_secs),
             max_connections: self.max_connections,

@@ -109,11 +109,13 @@ fn open_service(settings: &Settings) -> Result<Service> {
         sending: settings.sending.clone(),
         notify: settings.notify.clone(),
     };
-    Service::open(&settings.store, &settings.key_file, service_settings).with_context(|| {
+    let files = &settings.store;
+    Service::open(files, service_settings).with_context(|| {
         format!(
-            "opening the control store {} (key file {})",
-            settings.store.display(),
-            settings.key_file.display()
+            "opening the control store {} (key file {}, keyring {})",
+            files.dir.display(),
+            files.key_file.display(),
+            files.keyring_file.display()
         )
     })
 }

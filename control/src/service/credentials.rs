@@ -70,8 +70,12 @@ pub(crate) fn add(
         created_at: ctx.now,
         revoked_at: None,
     };
-    ctx.batch
-        .put(TreeName::Credentials, record.id.as_bytes(), &record)?;
+    ctx.batch.put_tenant(
+        TreeName::Credentials,
+        &record.tenant,
+        record.id.as_bytes(),
+        &record,
+    )?;
     ctx.snapshot_changed = true;
     let info = record.info();
     ctx.detail = Some(format!(
@@ -126,8 +130,12 @@ pub(crate) fn revoke(ctx: &mut Ctx<'_>, id: &str) -> Result<Response, Failure> {
         )));
     }
     record.revoked_at = Some(ctx.now);
-    ctx.batch
-        .put(TreeName::Credentials, record.id.as_bytes(), &record)?;
+    ctx.batch.put_tenant(
+        TreeName::Credentials,
+        &record.tenant,
+        record.id.as_bytes(),
+        &record,
+    )?;
     ctx.snapshot_changed = true;
     ctx.detail = Some(format!(
         "revoked {} credential {id} ({})",

@@ -25,7 +25,7 @@ use crate::protocol::{
     BimiInfo, CheckStatus, DkimKeyState, DomainInfo, DomainRecords, DomainVerification,
     RecordPurpose, Response,
 };
-use crate::store::{self, TreeName};
+use crate::store::TreeName;
 
 /// Longest BIMI logo or VMC location accepted.
 const MAX_URL_CHARS: usize = 2048;
@@ -35,7 +35,7 @@ pub(crate) fn add(ctx: &mut Ctx<'_>, tenant: &str, domain: &str) -> Result<Respo
     let domain = validate::domain(domain)?;
     if let Some(existing) = ctx
         .store
-        .get::<DomainInfo>(TreeName::Domains, domain.as_bytes())?
+        .get::<DomainInfo>(TreeName::Domains, &ctx.store.domain_key(&domain))?
     {
         return Err(Failure::exists(if ctx.who.sees_owners() {
             format!(
@@ -88,7 +88,7 @@ pub(crate) fn remove(ctx: &mut Ctx<'_>, tenant: &str, domain: &str) -> Result<Re
     let domain = validate::domain(domain)?;
     let owned = ctx
         .store
-        .get::<DomainInfo>(TreeName::Domains, domain.as_bytes())?
+        .get::<DomainInfo>(TreeName::Domains, &ctx.store.domain_key(&domain))?
         .filter(|d| d.tenant == tenant);
     if owned.is_none() {
         return Err(Failure::not_found(format!(
@@ -96,7 +96,8 @@ pub(crate) fn remove(ctx: &mut Ctx<'_>, tenant: &str, domain: &str) -> Result<Re
             validate::shorten(tenant)
         )));
     }
-    ctx.batch.remove(TreeName::Domains, domain.as_bytes());
+    ctx.batch
+        .remove(TreeName::Domains, ctx.store.domain_key(&domain));
     let keys = remove_keys(ctx, &domain)?;
     ctx.snapshot_changed = true;
     ctx.detail = Some(format!("removed domain {domain} and its {keys} DKIM keys"));
@@ -324,8 +325,10 @@ pub(crate) fn retire_dkim(
     let before = info.clone();
     info.dkim.retain(|k| !targets.contains(&k.selector));
     for selector in &targets {
-        ctx.batch
-            .remove(TreeName::DkimKeys, store::dkim_key(&info.domain, selector));
+        ctx.batch.remove(
+            TreeName::DkimKeys,
+            ctx.store.dkim_key(&info.domain, selector),
+        );
     }
     save(ctx, Some(&before), &info)?;
     ctx.detail = Some(format!("deleted retired DKIM keys {}", targets.join(", ")));
@@ -466,9 +469,9 @@ fn bimi_selector(selector: &str) -> Result<String, Failure> {
 /// (`None` when the domain does not exist: the handler reports that).
 pub(crate) fn look_up(service: &super::Service, domain: &str) -> Option<DomainVerification> {
     let name = validate::domain(domain).ok()?;
-    let info = service
-        .store()
-        .get::<DomainInfo>(TreeName::Domains, name.as_bytes())
+    let store = service.store();
+    let info = store
+        .get::<DomainInfo>(TreeName::Domains, &store.domain_key(&name))
         .ok()??;
     let settings = service.settings();
     Some(crate::dnscheck::verify(
@@ -509,7 +512,7 @@ fn load(ctx: &mut Ctx<'_>, domain: &str) -> Result<DomainInfo, Failure> {
     let name = validate::domain(domain)?;
     let info = ctx
         .store
-        .get::<DomainInfo>(TreeName::Domains, name.as_bytes())?
+        .get::<DomainInfo>(TreeName::Domains, &ctx.store.domain_key(&name))?
         .ok_or_else(|| Failure::not_found(format!("domain {name} is not registered")))?;
     ctx.tenant = Some(info.tenant.clone());
     Ok(info)
@@ -525,8 +528,9 @@ fn load_live(ctx: &mut Ctx<'_>, domain: &str) -> Result<DomainInfo, Failure> {
 /// Stores `after`, and moves the snapshot version when what the MTA sees of the
 /// domain changed (`before` is `None` for a new domain).
 fn save(ctx: &mut Ctx<'_>, before: Option<&DomainInfo>, after: &DomainInfo) -> Result<(), Failure> {
+    let key = ctx.store.domain_key(&after.domain);
     ctx.batch
-        .put(TreeName::Domains, after.domain.as_bytes(), after)?;
+        .put_tenant(TreeName::Domains, &after.tenant, key, after)?;
     if before.is_none_or(|b| mta_view(b) != mta_view(after)) {
         ctx.snapshot_changed = true;
     }
@@ -549,9 +553,10 @@ fn mta_view(d: &DomainInfo) -> (bool, Vec<&str>, Option<&str>) {
 /// Puts the private keys into the batch and the public halves into `info`.
 fn store_keys(ctx: &mut Ctx<'_>, info: &mut DomainInfo, keys: [NewKey; 2]) -> Result<(), Failure> {
     for key in keys {
-        ctx.batch.put(
+        ctx.batch.put_tenant(
             TreeName::DkimKeys,
-            store::dkim_key(&info.domain, &key.info.selector),
+            &info.tenant,
+            ctx.store.dkim_key(&info.domain, &key.info.selector),
             &key.record,
         )?;
         info.dkim.push(key.info);
@@ -563,7 +568,7 @@ fn store_keys(ctx: &mut Ctx<'_>, info: &mut DomainInfo, keys: [NewKey; 2]) -> Re
 fn remove_keys(ctx: &mut Ctx<'_>, domain: &str) -> Result<usize, Failure> {
     let keys = ctx
         .store
-        .keys_with_prefix(TreeName::DkimKeys, &store::dkim_prefix(domain))?;
+        .keys_with_prefix(TreeName::DkimKeys, &ctx.store.dkim_prefix(domain))?;
     let count = keys.len();
     for key in keys {
         ctx.batch.remove(TreeName::DkimKeys, key);
@@ -612,7 +617,7 @@ mod tests {
     use crate::records::DkimKeyRecord;
     use crate::service::{Caller, SendingSettings, Service, ServiceSettings};
     use crate::snapshot::{SendingDomain, Snapshot, TenantLimits};
-    use crate::store::{dkim_key, dkim_prefix, Batch, TreeName};
+    use crate::store::{Batch, TreeName};
     use crate::totp;
 
     const ROOT: Caller = Caller {
@@ -700,9 +705,8 @@ mod tests {
                 },
                 notify: crate::notify::NotifySettings::default(),
             };
-            let service =
-                Service::open(&dir.path().join("store"), &dir.path().join("key"), settings)
-                    .expect("open");
+            let service = Service::open(&crate::store::StoreFiles::in_dir(dir.path()), settings)
+                .expect("open");
             let secret = match call(
                 &service,
                 &ROOT,
@@ -783,7 +787,10 @@ mod tests {
         fn private_keys(&self) -> Vec<DkimKeyRecord> {
             self.service
                 .store()
-                .scan_prefix::<DkimKeyRecord>(TreeName::DkimKeys, &dkim_prefix(DOMAIN))
+                .scan_prefix::<DkimKeyRecord>(
+                    TreeName::DkimKeys,
+                    &self.service.store().dkim_prefix(DOMAIN),
+                )
                 .expect("scan")
                 .into_iter()
                 .map(|(_, r)| r)
@@ -1116,9 +1123,10 @@ mod tests {
         // Stored as a domain record from before DKIM: without the new fields.
         let mut batch = Batch::new();
         batch
-            .put(
+            .put_tenant(
                 TreeName::Domains,
-                DOMAIN,
+                "shop",
+                h.service.store().domain_key(DOMAIN),
                 &serde_json::json!({"domain": DOMAIN, "tenant": "shop", "created_at": 1}),
             )
             .expect("put");
@@ -1193,7 +1201,12 @@ mod tests {
         verified.verified_at = Some(1_700_000_000);
         let mut batch = Batch::new();
         batch
-            .put(TreeName::Domains, DOMAIN, &verified)
+            .put_tenant(
+                TreeName::Domains,
+                &verified.tenant,
+                h.service.store().domain_key(DOMAIN),
+                &verified,
+            )
             .expect("put");
         h.service.store().commit(batch).expect("commit");
 
@@ -1344,7 +1357,10 @@ mod tests {
         // A missing private key of an active selector fails the snapshot rather than
         // handing the MTA a partial key set.
         let mut batch = Batch::new();
-        batch.remove(TreeName::DkimKeys, dkim_key(DOMAIN, &info.dkim[0].selector));
+        batch.remove(
+            TreeName::DkimKeys,
+            h.service.store().dkim_key(DOMAIN, &info.dkim[0].selector),
+        );
         h.service.store().commit(batch).expect("commit");
         let broken = call(
             &h.service,

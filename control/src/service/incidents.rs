@@ -20,7 +20,7 @@ use super::{tenants, validate, Service};
 use crate::notify::{self, Letter};
 use crate::protocol::{IncidentInfo, Notification, NotificationOutcome, Outcome, Response};
 use crate::records::META_INCIDENT_SEQ_PREFIX;
-use crate::store::TreeName;
+use crate::store::{Opened, Store, TreeName};
 
 /// How far in the future `detected_at` may lie (clock skew between hosts).
 const DETECTED_AT_SLACK_SECS: u64 = 300;
@@ -53,11 +53,38 @@ fn order_key(id: &str) -> (u64, u64) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
+/// Where a notification's sealed address belongs.
+fn contact_aad(incident: &str, tenant: &str) -> Vec<u8> {
+    format!("incident-contact:{incident}:{tenant}").into_bytes()
+}
+
+const SEALED: &str = "sealed:";
+/// What a notification's address reads once its tenant was erased.
+pub(crate) const ERASED_CONTACT: &str = "(erased with the tenant)";
+
+/// Reads an incident, opening each notification's address (sealed with the
+/// tenant's key, so that an erasure erases it from the register too).
+fn read(store: &Store, id: &str) -> Result<Option<IncidentInfo>, crate::error::Error> {
+    Ok(store
+        .get::<IncidentInfo>(TreeName::Incidents, id.as_bytes())?
+        .map(|i| opened(store, i)))
+}
+
+fn opened(store: &Store, mut info: IncidentInfo) -> IncidentInfo {
+    for n in &mut info.notifications {
+        if let Some(sealed) = n.contact.strip_prefix(SEALED) {
+            n.contact = match store.open_field(&contact_aad(&info.id, &n.tenant), sealed) {
+                Ok(Opened::Text(t)) => t,
+                Ok(Opened::Erased) | Err(_) => ERASED_CONTACT.into(),
+            };
+        }
+    }
+    info
+}
+
 fn load(ctx: &Ctx<'_>, id: &str) -> Result<IncidentInfo, Failure> {
     let id = normalize_id(id)?;
-    ctx.store
-        .get::<IncidentInfo>(TreeName::Incidents, id.as_bytes())?
-        .ok_or_else(|| Failure::not_found(format!("incident {id} does not exist")))
+    read(ctx.store, &id)?.ok_or_else(|| Failure::not_found(format!("incident {id} does not exist")))
 }
 
 fn load_open(ctx: &Ctx<'_>, id: &str, doing: &str) -> Result<IncidentInfo, Failure> {
@@ -72,8 +99,19 @@ fn load_open(ctx: &Ctx<'_>, id: &str, doing: &str) -> Result<IncidentInfo, Failu
 }
 
 fn save(ctx: &mut Ctx<'_>, info: &IncidentInfo) -> Result<(), Failure> {
+    let mut stored = info.clone();
+    for n in &mut stored.notifications {
+        let erased =
+            n.contact == ERASED_CONTACT || ctx.store.keyring().existing(&n.tenant).is_none();
+        if !erased && !n.contact.starts_with(SEALED) {
+            let sealed =
+                ctx.store
+                    .seal_field(&n.tenant, &contact_aad(&info.id, &n.tenant), &n.contact)?;
+            n.contact = format!("{SEALED}{sealed}");
+        }
+    }
     ctx.batch
-        .put(TreeName::Incidents, info.id.as_bytes(), info)?;
+        .put(TreeName::Incidents, info.id.as_bytes(), &stored)?;
     Ok(())
 }
 
@@ -253,7 +291,7 @@ pub(crate) fn list(ctx: &mut Ctx<'_>) -> Result<Response, Failure> {
         .store
         .scan::<IncidentInfo>(TreeName::Incidents)?
         .into_iter()
-        .map(|(_, i)| i)
+        .map(|(_, i)| opened(ctx.store, i))
         .collect();
     incidents.sort_by_key(|i| order_key(&i.id));
     ctx.detail = Some(format!("{} incidents", incidents.len()));
@@ -278,9 +316,7 @@ pub(crate) fn send_pending(
 ) -> Option<Vec<Notification>> {
     let id = normalize_id(id).ok()?;
     let store = service.store();
-    let incident = store
-        .get::<IncidentInfo>(TreeName::Incidents, id.as_bytes())
-        .ok()??;
+    let incident = read(store, &id).ok()??;
     if incident.closed_at.is_some() {
         return None;
     }

@@ -25,7 +25,6 @@ mod snapshot;
 mod tenants;
 mod validate;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use crate::protocol::{ErrorBody, ErrorCode, Outcome, Request, RequestEnvelope, R
 use crate::rbac::{self, Decision, Op};
 use crate::records::META_SNAPSHOT_VERSION;
 use crate::snapshot::TenantLimits;
-use crate::store::{Batch, Store, TreeName};
+use crate::store::{Batch, Store, StoreFiles, TreeName};
 
 use context::{now_ms, Ctx, Failure, Identity};
 
@@ -107,17 +106,9 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the store in `store_dir` with the key in `key_file` (created 0600 when
-    /// missing).
-    pub fn open(
-        store_dir: &Path,
-        key_file: &Path,
-        settings: ServiceSettings,
-    ) -> Result<Service, Error> {
-        Ok(Service::with_store(
-            Store::open(store_dir, key_file)?,
-            settings,
-        ))
+    /// Opens the store (its master key created 0600 when missing, its keyring).
+    pub fn open(files: &StoreFiles, settings: ServiceSettings) -> Result<Service, Error> {
+        Ok(Service::with_store(Store::open(files)?, settings))
     }
 
     pub fn with_store(store: Store, settings: ServiceSettings) -> Service {

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::protocol::{CredentialKind, DkimKeyState, DomainInfo, Response, TenantInfo};
 use crate::records::{CredentialRecord, DkimKeyRecord, META_SNAPSHOT_VERSION};
 use crate::snapshot::{SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant};
-use crate::store::{dkim_key, Store, TreeName};
+use crate::store::{Store, TreeName};
 
 /// The snapshot as the store holds it now. Call under the writer lock so the
 /// version matches the content.
@@ -78,7 +78,7 @@ fn sending(store: &Store, domain: &DomainInfo) -> Result<SendingDomain, Error> {
         .iter()
         .filter(|k| k.state == DkimKeyState::Active)
     {
-        let store_key = dkim_key(&domain.domain, &key.selector);
+        let store_key = store.dkim_key(&domain.domain, &key.selector);
         let record = store
             .get::<DkimKeyRecord>(TreeName::DkimKeys, &store_key)?
             .ok_or_else(|| Error::Corrupt {

@@ -32,8 +32,12 @@ pub(crate) fn load_live(ctx: &Ctx<'_>, tenant: &str) -> Result<TenantInfo, Failu
 }
 
 fn save(ctx: &mut Ctx<'_>, info: &TenantInfo) -> Result<(), Failure> {
-    ctx.batch
-        .put(TreeName::Tenants, info.tenant.as_bytes(), info)?;
+    ctx.batch.put_tenant(
+        TreeName::Tenants,
+        &info.tenant,
+        info.tenant.as_bytes(),
+        info,
+    )?;
     ctx.snapshot_changed = true;
     Ok(())
 }

@@ -36,10 +36,11 @@ impl Daemon {
         fs::write(
             &config,
             format!(
-                "socket = {:?}\nstore = {:?}\nkey_file = {:?}\n{extra}\n",
+                "socket = {:?}\nstore = {:?}\nkey_file = {:?}\nkeyring_file = {:?}\n{extra}\n",
                 socket,
                 dir.path().join("store"),
                 dir.path().join("control.key"),
+                dir.path().join("control.keyring"),
             ),
         )
         .expect("write config");

@@ -57,8 +57,11 @@ impl Harness {
 
     pub fn with_settings(settings: ServiceSettings) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let service = Service::open(&dir.path().join("store"), &dir.path().join("key"), settings)
-            .expect("open service");
+        let service = Service::open(
+            &way2mail_control::store::StoreFiles::in_dir(dir.path()),
+            settings,
+        )
+        .expect("open service");
         Harness { dir, service }
     }
 
