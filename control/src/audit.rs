@@ -52,6 +52,9 @@ pub struct AuditDraft {
     pub outcome: Outcome,
     pub reason: Option<String>,
     pub detail: Option<String>,
+    /// The detail holds nothing of the tenant's data (counts, ids): keep it
+    /// readable even after the tenant's key is destroyed (erasure records).
+    pub public_detail: bool,
 }
 
 /// The fields the hash covers, in a fixed order (serde keeps declaration order).
@@ -406,7 +409,8 @@ impl AuditWriter<'_> {
             // this batch); an entry about a name that holds no data stays readable.
             let (detail, sealed_detail) = match (&draft.tenant, draft.detail) {
                 (Some(t), Some(d))
-                    if store.keyring().existing(t).is_some() || batch.writes_tenant(t) =>
+                    if !draft.public_detail
+                        && (store.keyring().existing(t).is_some() || batch.writes_tenant(t)) =>
                 {
                     (None, Some(store.seal_field(t, &detail_aad(seq), &d)?))
                 }

@@ -63,6 +63,35 @@ impl Client {
 
     /// Sends one request and waits for its response.
     pub fn call(&mut self, request: Request, auth: &Auth) -> Result<Response, ClientError> {
+        let id = self.send(request, auth)?;
+        self.answer(id)
+    }
+
+    /// Sends a streamed request (`tenant.export`, `backup.create`), copies the
+    /// streamed bytes into `sink`, and returns the final answer. An error answer
+    /// before the stream leaves `sink` untouched; one after it means what `sink`
+    /// got is incomplete.
+    pub fn call_stream(
+        &mut self,
+        request: Request,
+        auth: &Auth,
+        sink: &mut dyn Write,
+    ) -> Result<Response, ClientError> {
+        let id = self.send(request, auth)?;
+        match self.answer(id)? {
+            Response::Stream => {}
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected a stream, got {other:?}"
+                )))
+            }
+        }
+        let mut frames = crate::stream::FrameReader::new(&mut self.reader);
+        std::io::copy(&mut frames, sink)?;
+        self.answer(id)
+    }
+
+    fn send(&mut self, request: Request, auth: &Auth) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let envelope = RequestEnvelope {
@@ -82,6 +111,10 @@ impl Client {
             )));
         }
         self.writer.write_all(&line)?;
+        Ok(id)
+    }
+
+    fn answer(&mut self, id: u64) -> Result<Response, ClientError> {
         let answer = self.read_line()?;
         let response: ResponseEnvelope = serde_json::from_slice(&answer)
             .map_err(|e| ClientError::Protocol(format!("cannot parse response: {e}")))?;

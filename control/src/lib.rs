@@ -20,6 +20,8 @@
 //!                 inventory, retention sweep, backup dump of the spool)
 //!   stream.rs     streamed answers (frames) on both sockets
 //!   duration.rs   retention periods as operators write them ("90d")
+//!   backup.rs     backup archives (sealed chunks of store and spool records) and
+//!                 their restore onto a stopped node
 //!   config_file.rs  TOML config files for both daemons, errors naming the key
 //!   logging.rs    the shared `[log]` table and subscriber set-up
 //!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
@@ -51,6 +53,7 @@
 //! before the response line is written.
 
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config_file;

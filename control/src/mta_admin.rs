@@ -207,7 +207,7 @@ pub fn write_export_item(out: &mut impl Write, item: &ExportItem) -> io::Result<
 }
 
 /// The next item, or `None` at the end of the stream.
-pub fn read_export_item(input: &mut impl Read) -> io::Result<Option<ExportItem>> {
+pub fn read_export_item<R: Read + ?Sized>(input: &mut R) -> io::Result<Option<ExportItem>> {
     let mut kind = [0u8; 1];
     if input.read(&mut kind)? == 0 {
         return Ok(None);

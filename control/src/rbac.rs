@@ -51,10 +51,23 @@ pub enum Op {
     AuditVerify,
     SnapshotGet,
     RetentionReport,
+    TenantRetention,
+    TenantHold,
+    TenantErase,
+    TenantReceipt,
+    TenantReport,
+    TenantExport,
+    RetentionRun,
+    RetentionShow,
+    SuppressionAdd,
+    SuppressionList,
+    SuppressionRemove,
+    BackupCreate,
+    ReceiptKey,
 }
 
 impl Op {
-    pub const ALL: [Op; 39] = [
+    pub const ALL: [Op; 52] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -94,6 +107,19 @@ impl Op {
         Op::AuditVerify,
         Op::SnapshotGet,
         Op::RetentionReport,
+        Op::TenantRetention,
+        Op::TenantHold,
+        Op::TenantErase,
+        Op::TenantReceipt,
+        Op::TenantReport,
+        Op::TenantExport,
+        Op::RetentionRun,
+        Op::RetentionShow,
+        Op::SuppressionAdd,
+        Op::SuppressionList,
+        Op::SuppressionRemove,
+        Op::BackupCreate,
+        Op::ReceiptKey,
     ];
 
     pub fn of(request: &Request) -> Op {
@@ -137,6 +163,19 @@ impl Op {
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
             Request::RetentionReport { .. } => Op::RetentionReport,
+            Request::TenantRetention { .. } => Op::TenantRetention,
+            Request::TenantHold { .. } => Op::TenantHold,
+            Request::TenantErase { .. } => Op::TenantErase,
+            Request::TenantReceipt { .. } => Op::TenantReceipt,
+            Request::TenantReport { .. } => Op::TenantReport,
+            Request::TenantExport { .. } => Op::TenantExport,
+            Request::RetentionRun => Op::RetentionRun,
+            Request::RetentionShow => Op::RetentionShow,
+            Request::SuppressionAdd { .. } => Op::SuppressionAdd,
+            Request::SuppressionList { .. } => Op::SuppressionList,
+            Request::SuppressionRemove { .. } => Op::SuppressionRemove,
+            Request::BackupCreate => Op::BackupCreate,
+            Request::ReceiptKey => Op::ReceiptKey,
         }
     }
 }
@@ -229,6 +268,46 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Admin | Role::Auditor => Allow,
                 Role::Operator | Role::Support => FORBIDDEN,
             },
+            // Retention per agreement and the suppression lists are tenant
+            // administration.
+            Op::TenantRetention | Op::RetentionRun | Op::SuppressionAdd | Op::SuppressionRemove => {
+                match role {
+                    Role::Admin | Role::Operator => Allow,
+                    Role::Support | Role::Auditor => FORBIDDEN,
+                }
+            }
+            Op::SuppressionList => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support => AllowWithReason,
+                Role::Auditor => FORBIDDEN,
+            },
+            // Irreversible, or a copy of every tenant's data: admins only, and a
+            // legal hold is always explained.
+            Op::TenantErase | Op::BackupCreate => match role {
+                Role::Admin => Allow,
+                Role::Operator | Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            Op::TenantHold => match role {
+                Role::Admin => AllowWithReason,
+                Role::Operator | Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            // All of a tenant's data, messages included: operators say why.
+            Op::TenantExport => match role {
+                Role::Admin => Allow,
+                Role::Operator => AllowWithReason,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            // What is held and who touched it: auditors review it too.
+            Op::TenantReport => match role {
+                Role::Admin | Role::Operator | Role::Auditor => Allow,
+                Role::Support => AllowWithReason,
+            },
+            Op::TenantReceipt => match role {
+                Role::Admin | Role::Operator | Role::Auditor => Allow,
+                Role::Support => FORBIDDEN,
+            },
+            // No client data.
+            Op::RetentionShow | Op::ReceiptKey => Allow,
         },
     }
 }
@@ -245,7 +324,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 39] = [
+    const TABLE: [(Op, [Decision; 7]); 52] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -285,6 +364,19 @@ mod tests {
         (Op::AuditVerify, [A, F, F, A, U, U, U]),
         (Op::SnapshotGet, [F, F, F, F, U, A, U]),
         (Op::RetentionReport, [F, F, F, F, U, A, U]),
+        (Op::TenantRetention, [A, A, F, F, U, U, U]),
+        (Op::TenantHold, [R, F, F, F, U, U, U]),
+        (Op::TenantErase, [A, F, F, F, U, U, U]),
+        (Op::TenantReceipt, [A, A, F, A, U, U, U]),
+        (Op::TenantReport, [A, A, R, A, U, U, U]),
+        (Op::TenantExport, [A, R, F, F, U, U, U]),
+        (Op::RetentionRun, [A, A, F, F, U, U, U]),
+        (Op::RetentionShow, [A, A, A, A, U, U, U]),
+        (Op::SuppressionAdd, [A, A, F, F, U, U, U]),
+        (Op::SuppressionList, [A, A, R, F, U, U, U]),
+        (Op::SuppressionRemove, [A, A, F, F, U, U, U]),
+        (Op::BackupCreate, [A, F, F, F, U, U, U]),
+        (Op::ReceiptKey, [A, A, A, A, U, U, U]),
     ];
 
     #[test]

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{CredentialInfo, CredentialKind, DkimAlgorithm, OperatorInfo, Role};
+use crate::protocol::{
+    CredentialInfo, CredentialKind, DkimAlgorithm, ErasureReceipt, OperatorInfo, Role,
+};
 
 /// Meta keys.
 pub const META_SNAPSHOT_VERSION: &[u8] = b"snapshot_version";
@@ -100,4 +102,36 @@ impl Drop for DkimKeyRecord {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.private_key);
     }
+}
+
+/// What is kept of a tenant for billing once its subscription ended, sealed with the
+/// node's key (so it outlives an erasure), until `delete_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingRecord {
+    pub tenant: String,
+    pub business_name: String,
+    pub billing_ref: Option<String>,
+    /// Unix seconds: the subscription's start and end.
+    pub subscribed_at: u64,
+    pub terminated_at: u64,
+    /// Unix seconds: the retention sweep deletes it then.
+    pub delete_after: u64,
+}
+
+/// A signed erasure receipt as kept, until `delete_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    pub receipt: ErasureReceipt,
+    pub delete_after: u64,
+}
+
+/// A tenant id that was erased: never used again, and listed in the MTA's snapshot
+/// so that an MTA that missed the erasure completes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedTenant {
+    pub tenant: String,
+    /// Unix seconds.
+    pub erased_at: u64,
+    /// The receipt's id.
+    pub receipt: String,
 }

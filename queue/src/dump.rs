@@ -172,6 +172,7 @@ pub fn restore_dump(
         db.apply_batch(batch)?;
         db.flush()?;
     }
+    keyring.bind(&staging)?;
     if dir.exists() {
         let now = crate::spool::now_ms() / 1000;
         let aside = sibling(dir, &format!("before-restore-{now}"));

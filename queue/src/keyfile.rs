@@ -22,6 +22,8 @@ const KEY_LEN: usize = 32;
 /// and the raw bytes are wiped after the key schedule is built.
 pub struct SpoolKey {
     pub(crate) aead: LessSafeKey,
+    /// Names the key without revealing it (see [`SpoolKey::fingerprint`]).
+    fingerprint: String,
 }
 
 impl fmt::Debug for SpoolKey {
@@ -59,6 +61,12 @@ impl SpoolKey {
         crate::seal::open_master(&self.aead, aad, record)
     }
 
+    /// 16 hex digits of a hash of the key: tells which key sealed something (a
+    /// backup) without revealing anything of the key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// A fresh random key that lives only in memory (tests, benchmarks, tools).
     pub fn generate() -> Result<SpoolKey, Error> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
@@ -69,8 +77,16 @@ impl SpoolKey {
 
 fn from_bytes(bytes: &[u8]) -> Result<SpoolKey, Error> {
     let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::Crypto)?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"way2mail key fingerprint\n");
+    ctx.update(bytes);
+    let fingerprint = ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(SpoolKey {
         aead: LessSafeKey::new(unbound),
+        fingerprint,
     })
 }
 

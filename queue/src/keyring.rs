@@ -384,20 +384,28 @@ impl Keyring {
                 ),
                 ))
             }
-            None => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(store_dir)
-                    .map_err(|e| keyring_error(store_dir, e.to_string()))?;
-                let text = format!(
-                    "{mine}\n# the system key id of the keyring {}\n",
-                    path.display()
-                );
-                files::replace_wiping(&marker, text.as_bytes())
-                    .map_err(|e| keyring_error(&marker, e.to_string()))?;
-            }
+            None => keyring.bind(store_dir)?,
         }
         Ok(keyring)
+    }
+
+    /// Marks `store_dir` as sealed with this keyring (`keyring.id`); restores write
+    /// it into the directory they build.
+    pub fn bind(&self, store_dir: &Path) -> Result<(), Error> {
+        let marker = store_dir.join(BOUND_FILE);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(store_dir)
+            .map_err(|e| keyring_error(store_dir, e.to_string()))?;
+        let where_ = self
+            .path()
+            .map_or_else(|| "in memory".to_owned(), |p| p.display().to_string());
+        let text = format!(
+            "{}\n# the system key id of the keyring {where_}\n",
+            self.system().id()
+        );
+        files::replace_wiping(&marker, text.as_bytes())
+            .map_err(|e| keyring_error(&marker, e.to_string()))
     }
 
     /// Opens an existing keyring without ever creating or rewriting one (tools run

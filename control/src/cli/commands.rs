@@ -20,7 +20,7 @@ const PRODUCTION_SOCKET: &str = "/run/way2mail/control.sock";
 /// Long enough for argon2 at login under load; a hung daemon still ends the wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Session {
+pub(super) struct Session {
     socket: PathBuf,
     client: Option<Client>,
     auth: Auth,
@@ -30,7 +30,7 @@ struct Session {
 }
 
 impl Session {
-    fn call(&mut self, request: Request) -> Result<Response, Failure> {
+    pub(super) fn call(&mut self, request: Request) -> Result<Response, Failure> {
         let client = match &mut self.client {
             Some(client) => client,
             None => self
@@ -48,8 +48,45 @@ impl Session {
         client.call(request, &self.auth).map_err(failure)
     }
 
+    fn client(&mut self) -> Result<&mut Client, Failure> {
+        if self.client.is_none() {
+            let client = Client::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
+                ClientError::Connect { source, .. } => Failure::Unreachable {
+                    path: self.socket.display().to_string(),
+                    reason: source.to_string(),
+                },
+                other => Failure::Failed(other.to_string()),
+            })?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| Failure::Failed("not connected".into()))
+    }
+
+    /// A streamed request: the streamed bytes go to `sink`; the final answer is
+    /// returned.
+    pub(super) fn call_stream(
+        &mut self,
+        request: Request,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<Response, Failure> {
+        let auth = self.auth.clone();
+        self.client()?
+            .call_stream(request, &auth, sink)
+            .map_err(failure)
+    }
+
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+
     /// Prints a result: the raw JSON with `--json`, else `human`.
-    fn show(&self, response: &Response, human: impl FnOnce() -> String) -> Result<(), Failure> {
+    pub(super) fn show(
+        &self,
+        response: &Response,
+        human: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
         if self.json {
             let text = serde_json::to_string_pretty(response)
                 .map_err(|e| Failure::Failed(format!("cannot print the result: {e}")))?;
@@ -61,7 +98,7 @@ impl Session {
     }
 
     /// Sends a request and prints `done`, then the result when there is more than `Done`.
-    fn simple(&mut self, request: Request, done: String) -> Result<(), Failure> {
+    pub(super) fn simple(&mut self, request: Request, done: String) -> Result<(), Failure> {
         let response = self.call(request)?;
         self.show(&response, || match &response {
             Response::Done => format!("{done}\n"),
@@ -154,6 +191,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Operator { command } => operator(&mut session, command),
         Command::Incident { command } => return incident(&mut session, command),
         Command::Audit { command } => return audit(&mut session, command),
+        Command::Retention { command } => super::data::retention(&mut session, command),
+        Command::Suppression { command } => super::data::suppression(&mut session, command),
+        Command::Backup { command } => return super::data::backup(&mut session, command),
+        Command::Receipt { command } => return super::data::receipt(&mut session, command),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -315,6 +356,7 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
             let done = format!("tenant {} terminated", super::table::clean(&tenant));
             session.simple(Request::TenantTerminate { tenant }, done)
         }
+        TenantCommand::Data(command) => super::data::tenant(session, command),
     }
 }
 

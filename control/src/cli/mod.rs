@@ -12,8 +12,10 @@
 //! 3 the daemon cannot be reached.
 
 pub mod commands;
+pub mod data;
 pub mod prompt;
 pub mod render;
+pub mod render_data;
 pub mod table;
 pub mod token;
 
@@ -103,6 +105,26 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Retention: the defaults, and a sweep now.
+    Retention {
+        #[command(subcommand)]
+        command: data::RetentionCommand,
+    },
+    /// Addresses a tenant's mail must not go to.
+    Suppression {
+        #[command(subcommand)]
+        command: data::SuppressionCommand,
+    },
+    /// Backups of the control store and the spool: create online, restore offline.
+    Backup {
+        #[command(subcommand)]
+        command: data::BackupCommand,
+    },
+    /// Erasure receipts: check a receipt's signature, show the signing key.
+    Receipt {
+        #[command(subcommand)]
+        command: data::ReceiptCommand,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -153,13 +175,17 @@ pub enum TenantCommand {
     Resume {
         tenant: String,
     },
-    /// End the tenant for good (asks for confirmation).
+    /// End the subscription: the tenant's mail stops at once (also what is
+    /// queued), and the tenant is erased after the grace period (asks for
+    /// confirmation).
     Terminate {
         tenant: String,
         /// Do not ask (required without a terminal).
         #[arg(long)]
         yes: bool,
     },
+    #[command(flatten)]
+    Data(data::TenantDataCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use crate::protocol::{
 };
 use crate::publish;
 
+use super::render_data;
 use super::table::{clean, opt, opt_rfc3339, record, rfc3339, Table};
 
 /// The TTL suggested in `domain dns` output.
@@ -40,6 +41,21 @@ pub fn human(response: &Response) -> String {
             ("expires", rfc3339(*expires_at)),
         ]),
         Response::Done => "done\n".into(),
+        Response::Stream => "(a stream)\n".into(),
+        Response::ErasureReceipt(r) => render_data::receipt(r),
+        Response::TenantReport(r) => render_data::report(r),
+        Response::TenantExported(m) => render_data::exported(m),
+        Response::RetentionRun(r) => render_data::run(r),
+        Response::RetentionDefaults(d) => render_data::defaults(d),
+        Response::Suppressions { entries } => render_data::suppressions(entries),
+        Response::BackupCreated(b) => render_data::backup(b),
+        Response::ReceiptKey {
+            algorithm,
+            public_key,
+        } => record(&[
+            ("algorithm", algorithm.clone()),
+            ("public key", public_key.clone()),
+        ]),
         Response::Domain(d) => domain(d),
         Response::DnsRecords(records) => zone(records),
         Response::Verification(v) => verification(v),
@@ -151,7 +167,12 @@ pub fn human(response: &Response) -> String {
                     opt(e.tenant.as_deref()),
                     outcome(e.outcome).into(),
                     opt(e.reason.as_deref()),
-                    opt(e.detail.as_deref()),
+                    match (&e.detail, &e.sealed_detail, e.pruned) {
+                        (_, _, true) => "(pruned by the retention sweep)".into(),
+                        (Some(d), _, _) => d.clone(),
+                        (None, Some(_), _) => "(erased with the tenant's key)".into(),
+                        (None, None, _) => "-".into(),
+                    },
                 ]);
             }
             table.render()
@@ -355,7 +376,35 @@ fn tenant(t: &TenantInfo) -> String {
         ),
         ("created", rfc3339(t.created_at)),
         ("updated", rfc3339(t.updated_at)),
+        ("terminated", opt_rfc3339(t.terminated_at)),
+        ("erasure scheduled", opt_rfc3339(t.erase_after)),
+        (
+            "legal hold",
+            match &t.legal_hold {
+                Some(h) => format!("since {} by {}: {}", rfc3339(h.since), h.by, h.reason),
+                None => "-".into(),
+            },
+        ),
+        ("retention", retention_overrides(&t.retention)),
     ])
+}
+
+/// The tenant's own periods, `default` for the rest.
+fn retention_overrides(r: &crate::protocol::RetentionSettings) -> String {
+    let own: Vec<String> = [
+        ("content", r.content_secs),
+        ("delivery log", r.delivery_log_secs),
+        ("security log", r.security_log_secs),
+        ("account", r.account_secs),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|s| format!("{k} {}", crate::duration::format(s))))
+    .collect();
+    if own.is_empty() {
+        "defaults".into()
+    } else {
+        format!("{} (others default)", own.join(", "))
+    }
 }
 
 /// One domain: its state as `key: value` lines, then its DKIM keys.

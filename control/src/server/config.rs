@@ -50,6 +50,9 @@ pub struct Config {
     pub dns: DnsConfig,
     pub sending: SendingConfig,
     pub notify: NotifyConfig,
+    pub retention: super::protection::RetentionConfig,
+    pub mta: super::protection::MtaConfig,
+    pub backup: super::protection::BackupConfig,
     pub log: LogConfig,
 }
 
@@ -168,6 +171,9 @@ impl Default for Config {
             dns: DnsConfig::default(),
             sending: SendingConfig::default(),
             notify: NotifyConfig::default(),
+            retention: Default::default(),
+            mta: Default::default(),
+            backup: Default::default(),
             log: LogConfig::default(),
         }
     }
@@ -199,6 +205,9 @@ pub struct Settings {
     pub dns: DnsSettings,
     pub sending: SendingSettings,
     pub notify: NotifySettings,
+    pub retention: crate::protocol::RetentionDefaults,
+    pub mta: super::protection::MtaSettings,
+    pub backup_key_file: PathBuf,
     pub log: LogConfig,
 }
 
@@ -281,6 +290,9 @@ impl Config {
         let dns = self.dns.validate()?;
         let sending = self.sending.validate()?;
         let notify = self.notify.validate()?;
+        let retention = self.retention.validate()?;
+        let mta = self.mta.validate()?;
+        let backup_key_file = self.backup.validate()?;
         Ok(Settings {
             socket: self.socket,
             socket_mode: self.socket_mode,
@@ -302,6 +314,9 @@ impl Config {
             dns,
             sending,
             notify,
+            retention,
+            mta,
+            backup_key_file,
             log: self.log,
         })
     }

@@ -12,8 +12,9 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{ErrorCode, ResponseEnvelope, MAX_REQUEST_BYTES};
-use crate::service::{Caller, Service};
+use crate::protocol::{ErrorCode, Response, ResponseEnvelope, MAX_REQUEST_BYTES};
+use crate::service::{Caller, Service, StreamOut};
+use crate::stream::FrameWriter;
 
 use super::request::{self, error_envelope};
 
@@ -79,12 +80,89 @@ pub fn serve(
             continue;
         }
         let started = Instant::now();
-        let answered = request::answer(service, caller, line);
+        let answered = match request::parse(line) {
+            Ok(parsed) if parsed.streamed() => {
+                match answer_streamed(service, caller, parsed, &writer, idle_timeout) {
+                    Ok(answered) => answered,
+                    Err(e) => return End::Io(e.kind()),
+                }
+            }
+            Ok(parsed) => request::answer_parsed(service, caller, parsed),
+            Err(answered) => answered,
+        };
         request::log(&answered, caller, service_uids, started);
         if let Err(e) = write_response(&mut writer, &answered.response) {
             return End::Io(e.kind());
         }
     }
+}
+
+/// A streamed answer's sink: the first line, then frames.
+struct Streaming {
+    line: UnixStream,
+    id: u64,
+    frames: Option<FrameWriter<UnixStream>>,
+}
+
+impl Write for Streaming {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.frames {
+            Some(f) => f.write(data),
+            None => Err(io::Error::other("the stream has not started")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.frames {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StreamOut for Streaming {
+    fn start(&mut self) -> io::Result<()> {
+        if self.frames.is_none() {
+            let first = request::response_envelope(self.id, Ok(Response::Stream));
+            write_response(&mut self.line, &first)?;
+            self.frames = Some(FrameWriter::new(self.line.try_clone()?));
+        }
+        Ok(())
+    }
+}
+
+/// Answers a streamed request. Returns the final line (written by the caller);
+/// the frames, when the stream started, are ended first. A large answer may take
+/// long to read: the peer gets the idle timeout per write, not for the whole.
+fn answer_streamed(
+    service: &Service,
+    caller: &Caller,
+    parsed: request::Parsed,
+    writer: &UnixStream,
+    idle_timeout: Duration,
+) -> io::Result<request::Answered> {
+    let request::Parsed {
+        id,
+        op,
+        has_token,
+        envelope,
+    } = parsed;
+    let line = writer.try_clone()?;
+    line.set_write_timeout(Some(idle_timeout))?;
+    let mut out = Streaming {
+        line,
+        id,
+        frames: None,
+    };
+    let result = service.handle_stream(caller, envelope, &mut out);
+    if let Some(frames) = out.frames.take() {
+        frames.finish()?;
+    }
+    Ok(request::Answered {
+        response: request::response_envelope(id, result),
+        op: Some(op),
+        has_token,
+    })
 }
 
 fn write_response(writer: &mut UnixStream, response: &ResponseEnvelope) -> io::Result<()> {

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod connection;
 pub mod peer;
+pub mod protection;
 pub mod request;
 pub mod socket;
 
@@ -73,6 +74,13 @@ pub fn run(settings: Settings) -> Result<()> {
             .spawn(move || accept_loop(&shared, &listener))
             .context("starting the accept thread")?
     };
+    let sweeper = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("control-retention".into())
+            .spawn(move || sweep_loop(&shared))
+            .context("starting the retention thread")?
+    };
     tracing::info!(
         socket = %bound.path().display(),
         mode = format_args!("{:04o}", shared.settings.socket_mode),
@@ -91,6 +99,10 @@ pub fn run(settings: Settings) -> Result<()> {
     if acceptor.join().is_err() {
         tracing::error!("the accept thread panicked");
     }
+    shared.drained.notify_all();
+    if sweeper.join().is_err() {
+        tracing::error!("the retention thread panicked");
+    }
     let unfinished = shared.drain(SHUTDOWN_GRACE);
     bound.remove_file();
     if unfinished > 0 {
@@ -108,6 +120,9 @@ fn open_service(settings: &Settings) -> Result<Service> {
         dns: settings.dns.clone(),
         sending: settings.sending.clone(),
         notify: settings.notify.clone(),
+        retention: settings.retention,
+        mta: settings.mta.clone(),
+        backup_key_file: settings.backup_key_file.clone(),
     };
     let files = &settings.store;
     Service::open(files, service_settings).with_context(|| {
@@ -118,6 +133,44 @@ fn open_service(settings: &Settings) -> Result<Service> {
             files.keyring_file.display()
         )
     })
+}
+
+/// Runs the retention sweep every `[retention] sweep_interval` (the first one a
+/// minute after start, so that a restart loop does not sweep in a loop), until
+/// the daemon stops.
+fn sweep_loop(shared: &Shared) {
+    let interval = Duration::from_secs(shared.settings.retention.sweep_interval_secs);
+    let mut next = Instant::now() + interval.min(Duration::from_secs(60));
+    loop {
+        {
+            let conns = shared.conns();
+            let wait = next.saturating_duration_since(Instant::now());
+            let _ = shared
+                .drained
+                .wait_timeout_while(conns, wait, |_| {
+                    !shared.stopping.load(Ordering::Acquire) && Instant::now() < next
+                })
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        if Instant::now() < next {
+            continue;
+        }
+        match shared.service.sweep_scheduled() {
+            Ok(r) => tracing::info!(
+                audit_entries_pruned = r.audit_entries_pruned,
+                billing_records_deleted = r.billing_records_deleted,
+                receipts_deleted = r.receipts_deleted,
+                erased = r.erased.len(),
+                held = r.held.len(),
+                "retention sweep"
+            ),
+            Err(e) => tracing::error!(error = %e.message, "retention sweep failed"),
+        }
+        next = Instant::now() + interval;
+    }
 }
 
 struct Shared {

@@ -25,6 +25,19 @@ pub const OPS: &[&str] = &[
     "tenant.suspend",
     "tenant.resume",
     "tenant.terminate",
+    "tenant.retention",
+    "tenant.hold",
+    "tenant.erase",
+    "tenant.receipt",
+    "tenant.report",
+    "tenant.export",
+    "retention.run",
+    "retention.show",
+    "suppression.add",
+    "suppression.list",
+    "suppression.remove",
+    "backup.create",
+    "receipt.key",
     "domain.add",
     "domain.list",
     "domain.remove",
@@ -77,78 +90,31 @@ pub fn error_envelope(id: u64, code: ErrorCode, message: impl Into<String>) -> R
     }
 }
 
-/// Answers one request line (without its newline). Never panics on any input.
-pub fn answer(service: &Service, caller: &Caller, line: &[u8]) -> Answered {
-    let refused = |id, code, message: String| Answered {
-        response: error_envelope(id, code, message),
-        op: None,
-        has_token: false,
-    };
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
-        Err(e) => return refused(0, ErrorCode::BadRequest, format!("malformed JSON: {e}")),
-    };
-    let Some(object) = value.as_object() else {
-        return refused(
-            0,
-            ErrorCode::BadRequest,
-            "a request must be a JSON object".into(),
-        );
-    };
-    let id = object.get("id").and_then(Value::as_u64).unwrap_or(0);
-    let has_token = object.get("token").is_some_and(|t| !t.is_null());
-    match object.get("v") {
-        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
-        Some(v) => {
-            return refused(
-                id,
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "protocol version {v} is not supported; this daemon speaks version {VERSION}"
-                ),
-            )
-        }
-        None => {
-            return refused(
-                id,
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "the request has no protocol version `v`; this daemon speaks version {VERSION}"
-                ),
-            )
-        }
+/// A request line that parsed.
+#[derive(Debug)]
+pub struct Parsed {
+    pub id: u64,
+    pub op: &'static str,
+    pub has_token: bool,
+    pub envelope: RequestEnvelope,
+}
+
+impl Parsed {
+    /// Whether the answer is a stream of frames (`tenant.export`, `backup.create`).
+    pub fn streamed(&self) -> bool {
+        matches!(
+            self.envelope.request,
+            crate::protocol::Request::TenantExport { .. } | crate::protocol::Request::BackupCreate
+        )
     }
-    let op = match object.get("op") {
-        Some(Value::String(name)) => match OPS.iter().find(|known| **known == name.as_str()) {
-            Some(known) => *known,
-            None => {
-                return refused(
-                    id,
-                    ErrorCode::UnknownOp,
-                    format!("unknown op `{}`", printable(name)),
-                )
-            }
-        },
-        Some(other) => {
-            return refused(
-                id,
-                ErrorCode::BadRequest,
-                format!("`op` must be a string, not {}", json_kind(other)),
-            )
-        }
-        None => return refused(id, ErrorCode::BadRequest, "missing field `op`".into()),
-    };
-    let envelope: RequestEnvelope = match serde_json::from_value(value) {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            return Answered {
-                response: error_envelope(id, ErrorCode::BadRequest, format!("{op}: {e}")),
-                op: Some(op),
-                has_token,
-            }
-        }
-    };
-    let response = match service.handle(caller, envelope) {
+}
+
+/// The response line for request `id`'s result.
+pub fn response_envelope(
+    id: u64,
+    result: Result<crate::protocol::Response, ErrorBody>,
+) -> ResponseEnvelope {
+    match result {
         Ok(result) => ResponseEnvelope {
             v: VERSION,
             id,
@@ -163,12 +129,124 @@ pub fn answer(service: &Service, caller: &Caller, line: &[u8]) -> Answered {
             result: None,
             error: Some(error),
         },
-    };
+    }
+}
+
+/// Answers one request line (without its newline). Never panics on any input.
+pub fn answer(service: &Service, caller: &Caller, line: &[u8]) -> Answered {
+    match parse(line) {
+        Ok(parsed) => answer_parsed(service, caller, parsed),
+        Err(answered) => answered,
+    }
+}
+
+/// Answers a parsed request (not a streamed one).
+pub fn answer_parsed(service: &Service, caller: &Caller, parsed: Parsed) -> Answered {
+    let Parsed {
+        id,
+        op,
+        has_token,
+        envelope,
+    } = parsed;
     Answered {
-        response,
+        response: response_envelope(id, service.handle(caller, envelope)),
         op: Some(op),
         has_token,
     }
+}
+
+/// Parses one request line; a line that is no request gets its error answer.
+// The error is the answer itself, built once and written once: boxing it would
+// only add an allocation to every refused line.
+#[allow(clippy::result_large_err)]
+pub fn parse(line: &[u8]) -> Result<Parsed, Answered> {
+    let refused = |id, code, message: String| Answered {
+        response: error_envelope(id, code, message),
+        op: None,
+        has_token: false,
+    };
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(e) => {
+            return Err(refused(
+                0,
+                ErrorCode::BadRequest,
+                format!("malformed JSON: {e}"),
+            ))
+        }
+    };
+    let Some(object) = value.as_object() else {
+        return Err(refused(
+            0,
+            ErrorCode::BadRequest,
+            "a request must be a JSON object".into(),
+        ));
+    };
+    let id = object.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let has_token = object.get("token").is_some_and(|t| !t.is_null());
+    match object.get("v") {
+        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        Some(v) => {
+            return Err(refused(
+                id,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this daemon speaks version {VERSION}"
+                ),
+            ))
+        }
+        None => {
+            return Err(refused(
+                id,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "the request has no protocol version `v`; this daemon speaks version {VERSION}"
+                ),
+            ))
+        }
+    }
+    let op = match object.get("op") {
+        Some(Value::String(name)) => match OPS.iter().find(|known| **known == name.as_str()) {
+            Some(known) => *known,
+            None => {
+                return Err(refused(
+                    id,
+                    ErrorCode::UnknownOp,
+                    format!("unknown op `{}`", printable(name)),
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(refused(
+                id,
+                ErrorCode::BadRequest,
+                format!("`op` must be a string, not {}", json_kind(other)),
+            ))
+        }
+        None => {
+            return Err(refused(
+                id,
+                ErrorCode::BadRequest,
+                "missing field `op`".into(),
+            ))
+        }
+    };
+    let envelope: RequestEnvelope = match serde_json::from_value(value) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return Err(Answered {
+                response: error_envelope(id, ErrorCode::BadRequest, format!("{op}: {e}")),
+                op: Some(op),
+                has_token,
+            })
+        }
+    };
+    Ok(Parsed {
+        id,
+        op,
+        has_token,
+        envelope,
+    })
 }
 
 /// Logs one answered request: op, actor kind, outcome, duration. Never the
@@ -200,6 +278,7 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::ReasonRequired => "reason_required",
         ErrorCode::LoginFailed => "login_failed",
         ErrorCode::NotFound => "not_found",
+        ErrorCode::Unavailable => "unavailable",
         ErrorCode::AlreadyExists => "already_exists",
         ErrorCode::Invalid => "invalid",
         ErrorCode::Conflict => "conflict",

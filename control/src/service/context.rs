@@ -59,6 +59,19 @@ impl Identity {
         }
     }
 
+    /// The daemon acting on its own (the retention sweep): `system:WHAT`.
+    pub fn system(what: &str) -> Identity {
+        Identity {
+            actor: format!("system:{what}"),
+            subject: Subject::Peer {
+                root: false,
+                service: false,
+            },
+            role: None,
+            session_key: None,
+        }
+    }
+
     pub fn role_name(&self) -> &'static str {
         self.role.map_or("none", Role::as_str)
     }
@@ -79,6 +92,10 @@ pub(crate) struct Ctx<'a> {
     pub batch: Batch,
     /// Set when tenants, domains or credentials change: bumps the snapshot version.
     pub snapshot_changed: bool,
+    /// The request's reason (also in its audit entry).
+    pub reason: Option<String>,
+    /// The audit detail carries no tenant data: do not seal it with the tenant's key.
+    pub public_detail: bool,
     /// Audit fields.
     pub tenant: Option<String>,
     pub detail: Option<String>,
@@ -89,6 +106,8 @@ pub(crate) struct Ctx<'a> {
     pub lookups: Option<crate::protocol::DomainVerification>,
     /// The notifications `incident.notify` sent before the writer lock was taken.
     pub notifications: Option<Vec<crate::protocol::Notification>>,
+    /// What the MTA holds of a tenant, asked before the writer lock (`tenant.report`).
+    pub mta_view: Option<super::report::MtaView>,
     /// Audit entries to chain after the request's own (same actor, action and
     /// reason), e.g. one per tenant notified. Dropped when the request fails.
     pub extra_audit: Vec<ExtraAudit>,
@@ -111,11 +130,14 @@ impl<'a> Ctx<'a> {
             now: now_secs(),
             batch: Batch::new(),
             snapshot_changed: false,
+            reason: None,
+            public_detail: false,
             tenant,
             detail: None,
             actor_override: None,
             lookups: None,
             notifications: None,
+            mta_view: None,
             extra_audit: Vec::new(),
         }
     }

@@ -704,6 +704,7 @@ mod tests {
                     dmarc_rua: None,
                 },
                 notify: crate::notify::NotifySettings::default(),
+                ..ServiceSettings::default()
             };
             let service = Service::open(&crate::store::StoreFiles::in_dir(dir.path()), settings)
                 .expect("open");

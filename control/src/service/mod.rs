@@ -13,15 +13,21 @@
 //! `hello` and a `snapshot.get` answered `unchanged` are the only requests not
 //! audited; refused ones are.
 
+mod archive;
 mod audit_ops;
+mod backup;
 mod context;
 mod credentials;
 mod domains;
+mod erasure;
+mod export;
 mod incidents;
 mod operators;
+mod report;
 mod retention;
 mod session;
 mod snapshot;
+mod suppression;
 mod tenants;
 mod validate;
 
@@ -60,6 +66,12 @@ pub struct ServiceSettings {
     pub sending: SendingSettings,
     /// Where incident notifications are handed to the MTA (`[notify]`).
     pub notify: crate::notify::NotifySettings,
+    /// `[retention]`: the default periods.
+    pub retention: crate::protocol::RetentionDefaults,
+    /// `[mta]`: the MTA's admin socket.
+    pub mta: crate::server::protection::MtaSettings,
+    /// `[backup] key_file`.
+    pub backup_key_file: std::path::PathBuf,
 }
 
 /// `[sending]`: the platform's side of the records tenant domains publish.
@@ -84,8 +96,18 @@ impl Default for ServiceSettings {
             dns: crate::dns::DnsSettings::default(),
             sending: SendingSettings::default(),
             notify: crate::notify::NotifySettings::default(),
+            retention: crate::protocol::RetentionDefaults::default(),
+            mta: crate::server::protection::MtaSettings::default(),
+            backup_key_file: "./var/backup.key".into(),
         }
     }
+}
+
+pub use erasure::{signed_bytes as receipt_signed_bytes, verify as verify_receipt};
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    context::now_secs()
 }
 
 /// Longest `reason` accepted.
@@ -131,6 +153,20 @@ impl Service {
         &self.settings
     }
 
+    /// One exchange with the MTA's admin socket (`[mta]`); the error says why the
+    /// MTA's part is missing.
+    pub(crate) fn mta<T>(
+        &self,
+        f: impl FnOnce(&mut crate::mta_admin::AdminClient) -> Result<T, crate::client::ClientError>,
+    ) -> Result<T, String> {
+        let Some(path) = &self.settings.mta.admin_socket else {
+            return Err("no MTA is configured ([mta] admin_socket is empty)".into());
+        };
+        let mut client = crate::mta_admin::AdminClient::connect(path, self.settings.mta.timeout)
+            .map_err(|e| format!("the MTA's admin socket: {e}"))?;
+        f(&mut client).map_err(|e| format!("the MTA answered: {e}"))
+    }
+
     /// The current policy snapshot version (0 before the first change).
     pub fn snapshot_version(&self) -> Result<u64, Error> {
         Ok(self
@@ -145,6 +181,96 @@ impl Service {
         caller: &Caller,
         envelope: RequestEnvelope,
     ) -> Result<Response, ErrorBody> {
+        let (who, request, reason) = self.admit(caller, envelope)?;
+
+        // Unaudited fast paths.
+        match &request {
+            Request::Hello => return Ok(session::hello(&who)),
+            Request::SnapshotGet {
+                known_version: Some(known),
+            } => match self.snapshot_version() {
+                Ok(current) if current == *known => {
+                    return Ok(Response::SnapshotUnchanged { version: current })
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Failure::from(e).body),
+            },
+            _ => {}
+        }
+
+        // Requests that talk to the MTA between steps under the writer lock.
+        match &request {
+            Request::TenantErase { tenant, confirm } => {
+                return erasure::erase(self, &who, tenant, confirm, reason)
+            }
+            Request::RetentionRun => return retention::run(self, &who, reason),
+            Request::TenantExport { .. } | Request::BackupCreate => {
+                let failure = Failure::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{} answers with a stream of frames; use `way2mail` or a client that reads streams",
+                        request.op()
+                    ),
+                );
+                return Err(self.refuse(&who, &request, reason, Outcome::Failed, failure));
+            }
+            _ => {}
+        }
+
+        // Argon2 for login runs before the writer lock, so password guessing
+        // cannot stall every other request.
+        let login_check = match &request {
+            Request::Login { name, password, .. } => {
+                Some(session::check_password(self, name, password))
+            }
+            _ => None,
+        };
+
+        // So do DNS lookups: a slow or silent resolver must not stall every other
+        // request. The handler re-reads the domain under the lock and uses these.
+        let lookups = match &request {
+            Request::DomainVerify { domain }
+            | Request::DomainRotateDkim {
+                domain,
+                activate: true,
+                force: false,
+            } => domains::look_up(self, domain),
+            _ => None,
+        };
+
+        // And the notification emails of `incident.notify`: sent first, recorded
+        // under the lock. Notify requests wait for each other, nothing else does.
+        let (_notifying, notifications) = match &request {
+            Request::IncidentNotify { id, again } => {
+                let guard = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let sent = incidents::send_pending(self, &who.actor, id, *again);
+                (Some(guard), sent)
+            }
+            _ => (None, None),
+        };
+
+        // And what the MTA holds of a tenant, for its report.
+        let mta_view = match &request {
+            Request::TenantReport { tenant } => Some(report::ask_mta(self, tenant)),
+            _ => None,
+        };
+
+        let prefetched = Prefetched {
+            login_check,
+            lookups,
+            notifications,
+            mta_view,
+        };
+        self.run(who, request, reason, prefetched)
+    }
+
+    /// Identifies the caller and checks the version, the role and the reason;
+    /// refusals are audited.
+    fn admit(
+        &self,
+        caller: &Caller,
+        envelope: RequestEnvelope,
+    ) -> Result<(Identity, Request, Option<String>), ErrorBody> {
         let RequestEnvelope {
             v,
             token,
@@ -206,60 +332,31 @@ impl Service {
             );
             return Err(self.refuse(&who, &request, None, Outcome::Failed, failure));
         }
+        Ok((who, request, reason))
+    }
 
-        // Unaudited fast paths.
+    /// Answers a streamed request (`tenant.export`, `backup.create`): refusals and
+    /// failures before the stream starts are an ordinary error answer; once
+    /// `out.start()` has sent the first line, the data goes to `out` as frames and
+    /// the returned result is the final line.
+    pub fn handle_stream(
+        &self,
+        caller: &Caller,
+        envelope: RequestEnvelope,
+        out: &mut dyn StreamOut,
+    ) -> Result<Response, ErrorBody> {
+        let (who, request, reason) = self.admit(caller, envelope)?;
         match &request {
-            Request::Hello => return Ok(session::hello(&who)),
-            Request::SnapshotGet {
-                known_version: Some(known),
-            } => match self.snapshot_version() {
-                Ok(current) if current == *known => {
-                    return Ok(Response::SnapshotUnchanged { version: current })
-                }
-                Ok(_) => {}
-                Err(e) => return Err(Failure::from(e).body),
-            },
-            _ => {}
+            Request::TenantExport { tenant } => export::run(self, &who, tenant, reason, out),
+            Request::BackupCreate => backup::create(self, &who, reason, out),
+            other => {
+                let failure = Failure::new(
+                    ErrorCode::BadRequest,
+                    format!("{} is not a streamed request", other.op()),
+                );
+                Err(self.refuse(&who, other, reason, Outcome::Failed, failure))
+            }
         }
-
-        // Argon2 for login runs before the writer lock, so password guessing
-        // cannot stall every other request.
-        let login_check = match &request {
-            Request::Login { name, password, .. } => {
-                Some(session::check_password(self, name, password))
-            }
-            _ => None,
-        };
-
-        // So do DNS lookups: a slow or silent resolver must not stall every other
-        // request. The handler re-reads the domain under the lock and uses these.
-        let lookups = match &request {
-            Request::DomainVerify { domain }
-            | Request::DomainRotateDkim {
-                domain,
-                activate: true,
-                force: false,
-            } => domains::look_up(self, domain),
-            _ => None,
-        };
-
-        // And the notification emails of `incident.notify`: sent first, recorded
-        // under the lock. Notify requests wait for each other, nothing else does.
-        let (_notifying, notifications) = match &request {
-            Request::IncidentNotify { id, again } => {
-                let guard = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
-                let sent = incidents::send_pending(self, &who.actor, id, *again);
-                (Some(guard), sent)
-            }
-            _ => (None, None),
-        };
-
-        let prefetched = Prefetched {
-            login_check,
-            lookups,
-            notifications,
-        };
-        self.run(who, request, reason, prefetched)
     }
 
     /// Runs an allowed request under the writer lock and commits its changes with
@@ -271,11 +368,41 @@ impl Service {
         reason: Option<String>,
         prefetched: Prefetched,
     ) -> Result<Response, ErrorBody> {
+        let Prefetched {
+            login_check,
+            lookups,
+            notifications,
+            mta_view,
+        } = prefetched;
+        self.locked(
+            &who,
+            request.op(),
+            request_tenant(&request),
+            reason,
+            |ctx| {
+                ctx.lookups = lookups;
+                ctx.notifications = notifications;
+                ctx.mta_view = mta_view;
+                dispatch(ctx, &request, login_check)
+            },
+        )
+    }
+
+    /// Runs `f` under the writer lock; its batch commits with its audit entry (and
+    /// any extra ones it noted). On failure nothing of the batch commits, but the
+    /// failure is audited.
+    pub(crate) fn locked(
+        &self,
+        who: &Identity,
+        action: &str,
+        tenant: Option<String>,
+        reason: Option<String>,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<Response, Failure>,
+    ) -> Result<Response, ErrorBody> {
         let writer = self.audit.writer();
-        let mut ctx = Ctx::new(self, &who, request_tenant(&request));
-        ctx.lookups = prefetched.lookups;
-        ctx.notifications = prefetched.notifications;
-        let result = dispatch(&mut ctx, &request, prefetched.login_check);
+        let mut ctx = Ctx::new(self, who, tenant);
+        ctx.reason = reason.clone();
+        let result = f(&mut ctx);
         let (outcome, answer) = match result {
             Ok(response) => (Outcome::Ok, Ok(response)),
             Err(failure) => {
@@ -296,11 +423,12 @@ impl Service {
         let draft = AuditDraft {
             actor,
             role,
-            action: request.op().to_owned(),
+            action: action.to_owned(),
             tenant: ctx.tenant.take(),
             outcome,
             reason,
             detail: ctx.detail.take(),
+            public_detail: ctx.public_detail,
         };
         // Facts recorded besides the request (emails sent): kept even when the
         // request failed, since they happened.
@@ -321,7 +449,7 @@ impl Service {
             self.store.commit(batch)
         })();
         if let Err(e) = committed {
-            tracing::error!(error = %e, op = request.op(), "control store commit failed");
+            tracing::error!(error = %e, op = action, "control store commit failed");
             // The change did not happen; still try to leave a trace of the attempt.
             let mut draft = draft;
             draft.outcome = Outcome::Failed;
@@ -358,6 +486,7 @@ impl Service {
             outcome,
             reason: reason.map(|r| r.chars().take(MAX_REASON_CHARS).collect()),
             detail: Some(failure.detail()),
+            public_detail: false,
         };
         let writer = self.audit.writer();
         let mut batch = Batch::new();
@@ -373,11 +502,19 @@ impl Service {
 }
 
 /// What `handle` worked out before the writer lock: the password check of a login,
-/// the DNS lookups of a verification, the emails of an incident notification.
+/// the DNS lookups of a verification, the emails of an incident notification, what
+/// the MTA holds of a tenant.
 struct Prefetched {
     login_check: Option<session::PasswordCheck>,
     lookups: Option<crate::protocol::DomainVerification>,
     notifications: Option<Vec<crate::protocol::Notification>>,
+    mta_view: Option<report::MtaView>,
+}
+
+/// Where a streamed answer goes: `start` sends its first line, then `write` sends
+/// frame bytes.
+pub trait StreamOut: std::io::Write {
+    fn start(&mut self) -> std::io::Result<()>;
 }
 
 fn dispatch(
@@ -426,6 +563,47 @@ fn dispatch(
         Request::TenantSuspend { tenant } => tenants::suspend(ctx, tenant),
         Request::TenantResume { tenant } => tenants::resume(ctx, tenant),
         Request::TenantTerminate { tenant } => tenants::terminate(ctx, tenant),
+        Request::TenantRetention {
+            tenant,
+            content_secs,
+            delivery_log_secs,
+            security_log_secs,
+            account_secs,
+            reset,
+        } => retention::set(
+            ctx,
+            tenant,
+            crate::protocol::RetentionSettings {
+                content_secs: *content_secs,
+                delivery_log_secs: *delivery_log_secs,
+                security_log_secs: *security_log_secs,
+                account_secs: *account_secs,
+            },
+            *reset,
+        ),
+        Request::TenantHold { tenant, hold } => tenants::hold(ctx, tenant, *hold),
+        Request::TenantReceipt { tenant } => erasure::receipt(ctx, tenant),
+        Request::TenantReport { tenant } => {
+            let mta = ctx.mta_view.take();
+            report::report(ctx, tenant, mta)
+        }
+        Request::RetentionShow => retention::show(ctx),
+        Request::SuppressionAdd {
+            tenant,
+            address,
+            note,
+        } => suppression::add(ctx, tenant, address, note.as_deref()),
+        Request::SuppressionList { tenant } => suppression::list(ctx, tenant),
+        Request::SuppressionRemove { tenant, address } => suppression::remove(ctx, tenant, address),
+        Request::ReceiptKey => erasure::public_key(ctx),
+        // Handled before the writer lock is taken (see `handle`).
+        Request::TenantErase { .. }
+        | Request::RetentionRun
+        | Request::TenantExport { .. }
+        | Request::BackupCreate => Err(Failure::internal(format!(
+            "{} reached the generic dispatcher",
+            request.op()
+        ))),
         Request::DomainAdd { tenant, domain } => domains::add(ctx, tenant, domain),
         Request::DomainList { tenant } => domains::list(ctx, tenant.as_deref()),
         Request::DomainRemove { tenant, domain } => domains::remove(ctx, tenant, domain),
@@ -539,6 +717,15 @@ fn request_tenant(request: &Request) -> Option<String> {
         | Request::TenantSuspend { tenant }
         | Request::TenantResume { tenant }
         | Request::TenantTerminate { tenant }
+        | Request::TenantRetention { tenant, .. }
+        | Request::TenantHold { tenant, .. }
+        | Request::TenantErase { tenant, .. }
+        | Request::TenantReceipt { tenant }
+        | Request::TenantReport { tenant }
+        | Request::TenantExport { tenant }
+        | Request::SuppressionAdd { tenant, .. }
+        | Request::SuppressionList { tenant }
+        | Request::SuppressionRemove { tenant, .. }
         | Request::DomainAdd { tenant, .. }
         | Request::DomainRemove { tenant, .. }
         | Request::CredentialAdd { tenant, .. }

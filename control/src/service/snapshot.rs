@@ -8,14 +8,21 @@ use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
 use crate::error::Error;
-use crate::protocol::{CredentialKind, DkimKeyState, DomainInfo, Response, TenantInfo};
-use crate::records::{CredentialRecord, DkimKeyRecord, META_SNAPSHOT_VERSION};
-use crate::snapshot::{SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant};
-use crate::store::{Store, TreeName};
+use crate::protocol::{
+    CredentialKind, DkimKeyState, DomainInfo, Response, SuppressionEntry, TenantInfo,
+};
+use crate::records::{CredentialRecord, DkimKeyRecord, ErasedTenant, META_SNAPSHOT_VERSION};
+use crate::snapshot::{
+    suppression_hash, SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant,
+};
+use crate::store::{suppression_prefix, Store, TreeName};
 
 /// The snapshot as the store holds it now. Call under the writer lock so the
 /// version matches the content.
-pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
+pub(crate) fn build(
+    store: &Store,
+    retention: &crate::protocol::RetentionDefaults,
+) -> Result<Snapshot, Error> {
     let version = store
         .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)?
         .unwrap_or(0);
@@ -23,6 +30,14 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
         .scan::<TenantInfo>(TreeName::Tenants)?
         .into_iter()
         .map(|(_, t)| {
+            let suppressed = store
+                .scan_prefix::<SuppressionEntry>(
+                    TreeName::Suppression,
+                    &suppression_prefix(&t.tenant),
+                )?
+                .into_iter()
+                .map(|(_, e)| suppression_hash(&e.address))
+                .collect();
             let entry = SnapshotTenant {
                 tenant: t.tenant.clone(),
                 status: t.status,
@@ -30,13 +45,13 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
                 limits: t.limits,
                 smtp_users: Vec::new(),
                 sending: Vec::new(),
-                retention: None,
-                legal_hold: false,
-                suppressed: Vec::new(),
+                retention: Some(super::retention::mta_view(retention, &t)),
+                legal_hold: t.legal_hold.is_some(),
+                suppressed,
             };
-            (t.tenant, entry)
+            Ok((t.tenant, entry))
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     // Trees iterate in key order, so domains come out sorted.
     for (_, domain) in store.scan::<DomainInfo>(TreeName::Domains)? {
         if let Some(t) = tenants.get_mut(&domain.tenant) {
@@ -64,7 +79,11 @@ pub(crate) fn build(store: &Store) -> Result<Snapshot, Error> {
         version,
         generated_at_ms: now_ms(),
         tenants,
-        erased: Vec::new(),
+        erased: store
+            .scan::<ErasedTenant>(TreeName::Erased)?
+            .into_iter()
+            .map(|(_, e)| e.tenant)
+            .collect(),
     })
 }
 
@@ -101,7 +120,7 @@ fn sending(store: &Store, domain: &DomainInfo) -> Result<SendingDomain, Error> {
 }
 
 pub(crate) fn get(ctx: &mut Ctx<'_>) -> Result<Response, Failure> {
-    let snapshot = build(ctx.store)?;
+    let snapshot = build(ctx.store, &ctx.settings.retention)?;
     ctx.detail = Some(format!(
         "snapshot version {} ({} tenants)",
         snapshot.version,

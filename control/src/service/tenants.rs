@@ -1,23 +1,40 @@
-//! Tenant operations: add, list, show, update, and the status moves
-//! (active ⇄ suspended, anything → terminated, which is final).
+//! Tenant operations: add, list, show, update, the status moves (active ⇄
+//! suspended, anything → terminated, which is final and schedules the erasure), and
+//! legal holds. An erased tenant's id is never used again.
 
 use serde_json::json;
 
 use super::context::{Ctx, Failure};
 use super::validate;
-use crate::protocol::{Request, Response, TenantInfo, TenantStatus};
+use crate::protocol::{LegalHold, Request, Response, RetentionSettings, TenantInfo, TenantStatus};
+use crate::records::{BillingRecord, ErasedTenant};
 use crate::snapshot::TenantLimits;
 use crate::store::TreeName;
 
 pub(crate) fn load(ctx: &Ctx<'_>, tenant: &str) -> Result<TenantInfo, Failure> {
-    ctx.store
+    if let Some(info) = ctx
+        .store
         .get::<TenantInfo>(TreeName::Tenants, tenant.as_bytes())?
-        .ok_or_else(|| {
-            Failure::not_found(format!(
-                "tenant {} does not exist",
-                validate::shorten(tenant)
-            ))
-        })
+    {
+        return Ok(info);
+    }
+    match erased(ctx, tenant)? {
+        Some(e) => Err(Failure::not_found(format!(
+            "tenant {tenant} was erased at unix {} (receipt {})",
+            e.erased_at, e.receipt
+        ))),
+        None => Err(Failure::not_found(format!(
+            "tenant {} does not exist",
+            validate::shorten(tenant)
+        ))),
+    }
+}
+
+/// The erasure of `tenant`, if it was erased.
+pub(crate) fn erased(ctx: &Ctx<'_>, tenant: &str) -> Result<Option<ErasedTenant>, Failure> {
+    Ok(ctx
+        .store
+        .get::<ErasedTenant>(TreeName::Erased, tenant.as_bytes())?)
 }
 
 /// Loads a tenant that may still be changed (not terminated).
@@ -31,12 +48,14 @@ pub(crate) fn load_live(ctx: &Ctx<'_>, tenant: &str) -> Result<TenantInfo, Failu
     Ok(info)
 }
 
-fn save(ctx: &mut Ctx<'_>, info: &TenantInfo) -> Result<(), Failure> {
+/// Stores the tenant (changed now) and moves the snapshot version.
+pub(crate) fn save(ctx: &mut Ctx<'_>, info: &mut TenantInfo) -> Result<(), Failure> {
+    info.updated_at = ctx.now;
     ctx.batch.put_tenant(
         TreeName::Tenants,
         &info.tenant,
         info.tenant.as_bytes(),
-        info,
+        &*info,
     )?;
     ctx.snapshot_changed = true;
     Ok(())
@@ -65,7 +84,12 @@ pub(crate) fn add(
     {
         return Err(Failure::exists(format!("tenant {tenant} already exists")));
     }
-    let info = TenantInfo {
+    if erased(ctx, tenant)?.is_some() || ctx.store.keyring().erasure(tenant).is_some() {
+        return Err(Failure::conflict(format!(
+            "tenant id {tenant} belonged to an erased tenant; ids are never reused, choose another"
+        )));
+    }
+    let mut info = TenantInfo {
         tenant: tenant.to_owned(),
         business_name,
         contact,
@@ -74,8 +98,12 @@ pub(crate) fn add(
         limits,
         created_at: ctx.now,
         updated_at: ctx.now,
+        retention: RetentionSettings::default(),
+        legal_hold: None,
+        terminated_at: None,
+        erase_after: None,
     };
-    save(ctx, &info)?;
+    save(ctx, &mut info)?;
     ctx.detail = Some(
         json!({
             "business_name": info.business_name,
@@ -197,8 +225,7 @@ pub(crate) fn update(
             "nothing to change: give at least one new value",
         ));
     }
-    info.updated_at = ctx.now;
-    save(ctx, &info)?;
+    save(ctx, &mut info)?;
     ctx.detail = Some(serde_json::Value::Object(diff).to_string());
     Ok(Response::Tenant(info))
 }
@@ -227,8 +254,77 @@ fn set_status(
         status_name(to)
     ));
     info.status = to;
-    info.updated_at = ctx.now;
-    save(ctx, &info)?;
+    if to == TenantStatus::Terminated {
+        schedule_erasure(ctx, &mut info)?;
+    }
+    save(ctx, &mut info)?;
+    Ok(Response::Tenant(info))
+}
+
+/// At termination: the erasure after the grace period, and the billing record that
+/// outlives it for the account period.
+fn schedule_erasure(ctx: &mut Ctx<'_>, info: &mut TenantInfo) -> Result<(), Failure> {
+    let d = ctx.settings.retention;
+    let account = info.retention.account_secs.unwrap_or(d.account_secs);
+    info.terminated_at = Some(ctx.now);
+    info.erase_after = Some(ctx.now.saturating_add(d.termination_grace_secs));
+    let billing = billing_record(info, ctx.now, account);
+    ctx.batch
+        .put(TreeName::Billing, info.tenant.as_bytes(), &billing)?;
+    if let Some(detail) = &mut ctx.detail {
+        detail.push_str(&format!(
+            "; erasure scheduled for unix {}, billing record kept until unix {}",
+            info.erase_after.unwrap_or(0),
+            billing.delete_after
+        ));
+    }
+    Ok(())
+}
+
+/// The billing record of a tenant whose subscription ends at `ended`.
+pub(crate) fn billing_record(info: &TenantInfo, ended: u64, account_secs: u64) -> BillingRecord {
+    BillingRecord {
+        tenant: info.tenant.clone(),
+        business_name: info.business_name.clone(),
+        billing_ref: info.billing_ref.clone(),
+        subscribed_at: info.created_at,
+        terminated_at: ended,
+        delete_after: ended.saturating_add(account_secs),
+    }
+}
+
+/// `tenant.hold`: places or lifts a legal hold (the reason is in the audit entry).
+pub(crate) fn hold(ctx: &mut Ctx<'_>, tenant: &str, hold: bool) -> Result<Response, Failure> {
+    let mut info = load(ctx, tenant)?;
+    match (hold, &info.legal_hold) {
+        (true, Some(h)) => {
+            return Err(Failure::conflict(format!(
+                "tenant {tenant} is under legal hold since unix {} ({})",
+                h.since, h.reason
+            )))
+        }
+        (false, None) => {
+            return Err(Failure::conflict(format!(
+                "tenant {tenant} is not under legal hold"
+            )))
+        }
+        _ => {}
+    }
+    info.legal_hold = if hold {
+        Some(LegalHold {
+            since: ctx.now,
+            by: ctx.who.actor.clone(),
+            reason: ctx.reason.clone().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+    ctx.detail = Some(if hold {
+        "legal hold placed: nothing of the tenant is deleted until it is lifted".into()
+    } else {
+        "legal hold lifted".into()
+    });
+    save(ctx, &mut info)?;
     Ok(Response::Tenant(info))
 }
 

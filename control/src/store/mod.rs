@@ -249,6 +249,7 @@ pub enum Opened {
 
 pub struct Store {
     db: sled::Db,
+    dir: PathBuf,
     keyring: Keyring,
     /// Indexed by `TreeName as usize`.
     trees: Vec<sled::Tree>,
@@ -280,13 +281,23 @@ impl Store {
             .iter()
             .map(|t| db.open_tree(t.as_str()))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store { db, keyring, trees };
+        let store = Store {
+            db,
+            dir: dir.to_owned(),
+            keyring,
+            trees,
+        };
         migrate::run(&store)?;
         Ok(store)
     }
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn tree(&self, tree: TreeName) -> &sled::Tree {

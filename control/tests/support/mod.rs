@@ -39,6 +39,11 @@ pub fn settings(session_ttl: Duration) -> ServiceSettings {
         service_uids: vec![MTA.uid],
         session_ttl,
         tenant_defaults: TenantLimits::default(),
+        // No MTA beside these services: the spool's part of an erasure stays pending.
+        mta: way2mail_control::server::protection::MtaSettings {
+            admin_socket: None,
+            timeout: Duration::from_secs(1),
+        },
         ..ServiceSettings::default()
     }
 }

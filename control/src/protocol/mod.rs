@@ -16,9 +16,13 @@
 //! Callers without a token are identified by their Unix peer credentials only:
 //! root may `bootstrap`, the MTA's user may read the policy snapshot.
 
+mod data;
+
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{Snapshot, TenantLimits};
+
+pub use data::*;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -90,6 +94,8 @@ pub enum ErrorCode {
     Internal,
     /// The daemon is at its connection limit; try again shortly.
     Busy,
+    /// Another daemon the request needs (the MTA's admin socket) cannot be reached.
+    Unavailable,
 }
 
 /// Operator roles, least privilege first in each pair:
@@ -197,8 +203,71 @@ pub enum Request {
     /// Lifts a suspension (not a termination).
     #[serde(rename = "tenant.resume")]
     TenantResume { tenant: String },
+    /// Ends the subscription: the MTA stops the tenant's mail at once (also what is
+    /// queued), and the tenant is erased when `[retention] termination_grace` is over.
     #[serde(rename = "tenant.terminate")]
     TenantTerminate { tenant: String },
+    /// Sets the tenant's own retention periods (seconds; those not given stay), or
+    /// with `reset` goes back to the defaults for all of them.
+    #[serde(rename = "tenant.retention")]
+    TenantRetention {
+        tenant: String,
+        #[serde(default)]
+        content_secs: Option<u64>,
+        #[serde(default)]
+        delivery_log_secs: Option<u64>,
+        #[serde(default)]
+        security_log_secs: Option<u64>,
+        #[serde(default)]
+        account_secs: Option<u64>,
+        #[serde(default)]
+        reset: bool,
+    },
+    /// Places (`hold`) or lifts a legal hold: while held nothing of the tenant is
+    /// deleted. Needs a reason.
+    #[serde(rename = "tenant.hold")]
+    TenantHold { tenant: String, hold: bool },
+    /// Erases the tenant: deletes what the retention rules allow, shreds its keys in
+    /// both daemons, and answers a signed receipt. `confirm` must repeat the tenant.
+    #[serde(rename = "tenant.erase")]
+    TenantErase { tenant: String, confirm: String },
+    /// The erasure receipt of an erased tenant.
+    #[serde(rename = "tenant.receipt")]
+    TenantReceipt { tenant: String },
+    /// The categories of data held, retention in force, delivery partners and the
+    /// accesses of the last 90 days.
+    #[serde(rename = "tenant.report")]
+    TenantReport { tenant: String },
+    /// Streamed: one archive (tar) of everything held about the tenant.
+    #[serde(rename = "tenant.export")]
+    TenantExport { tenant: String },
+
+    /// Runs the retention sweep now, in control and in the MTA.
+    #[serde(rename = "retention.run")]
+    RetentionRun,
+    /// Control's retention defaults.
+    #[serde(rename = "retention.show")]
+    RetentionShow,
+
+    #[serde(rename = "suppression.add")]
+    SuppressionAdd {
+        tenant: String,
+        address: String,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    #[serde(rename = "suppression.list")]
+    SuppressionList { tenant: String },
+    #[serde(rename = "suppression.remove")]
+    SuppressionRemove { tenant: String, address: String },
+
+    /// Streamed: a consistent backup of the control store and the spool, sealed
+    /// with the backup key.
+    #[serde(rename = "backup.create")]
+    BackupCreate,
+    /// The public key erasure receipts are signed with.
+    #[serde(rename = "receipt.key")]
+    ReceiptKey,
 
     #[serde(rename = "domain.add")]
     DomainAdd { tenant: String, domain: String },
@@ -380,6 +449,19 @@ impl Request {
             Request::TenantSuspend { .. } => "tenant.suspend",
             Request::TenantResume { .. } => "tenant.resume",
             Request::TenantTerminate { .. } => "tenant.terminate",
+            Request::TenantRetention { .. } => "tenant.retention",
+            Request::TenantHold { .. } => "tenant.hold",
+            Request::TenantErase { .. } => "tenant.erase",
+            Request::TenantReceipt { .. } => "tenant.receipt",
+            Request::TenantReport { .. } => "tenant.report",
+            Request::TenantExport { .. } => "tenant.export",
+            Request::RetentionRun => "retention.run",
+            Request::RetentionShow => "retention.show",
+            Request::SuppressionAdd { .. } => "suppression.add",
+            Request::SuppressionList { .. } => "suppression.list",
+            Request::SuppressionRemove { .. } => "suppression.remove",
+            Request::BackupCreate => "backup.create",
+            Request::ReceiptKey => "receipt.key",
             Request::DomainAdd { .. } => "domain.add",
             Request::DomainList { .. } => "domain.list",
             Request::DomainRemove { .. } => "domain.remove",
@@ -480,6 +562,24 @@ pub enum Response {
     SnapshotUnchanged {
         version: u64,
     },
+    /// The first line of a streamed answer: frames follow, then the final line.
+    Stream,
+    ErasureReceipt(ErasureReceipt),
+    TenantReport(TenantReport),
+    /// The final line of `tenant.export`.
+    TenantExported(ExportManifest),
+    RetentionRun(RetentionRunReport),
+    RetentionDefaults(RetentionDefaults),
+    Suppressions {
+        entries: Vec<SuppressionEntry>,
+    },
+    /// The final line of `backup.create`.
+    BackupCreated(BackupInfo),
+    ReceiptKey {
+        algorithm: String,
+        /// Base64 of the 32-byte Ed25519 public key.
+        public_key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +593,18 @@ pub struct TenantInfo {
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
+    /// The tenant's own retention periods (its agreement); unset ones follow the
+    /// defaults.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    #[serde(default)]
+    pub legal_hold: Option<LegalHold>,
+    /// When the subscription ended (`tenant.terminate`).
+    #[serde(default)]
+    pub terminated_at: Option<u64>,
+    /// When the scheduled erasure runs.
+    #[serde(default)]
+    pub erase_after: Option<u64>,
 }
 
 /// A domain as stored and as shown. Fields after `created_at` came with DKIM and

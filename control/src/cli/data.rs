@@ -1,0 +1,637 @@
+//! The CLI's data-protection commands: a tenant's retention, legal hold, erasure,
+//! receipt, report and export; retention runs; suppression lists; backups (made
+//! online through control, restored offline on a stopped node); receipt checks.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Subcommand};
+use serde::Deserialize;
+use way2mail_queue::{Keyring, SpoolKey};
+
+use crate::backup::{self, ArchiveReader, RestoreTarget};
+use crate::duration;
+use crate::protocol::{ErasureReceipt, Request, Response};
+use crate::server::config::Config as ControlConfig;
+use crate::store::{StoreFiles, TreeName};
+
+use super::commands::Session;
+use super::{prompt, render, Failure};
+
+#[derive(Debug, Subcommand)]
+pub enum TenantDataCommand {
+    /// Set the tenant's own retention periods (its agreement), e.g. --content 7d;
+    /// --reset goes back to the defaults.
+    #[command(group(ArgGroup::new("periods").required(true).multiple(true)
+        .args(["content", "delivery_log", "security_log", "account", "reset"])))]
+    Retention {
+        tenant: String,
+        /// Queued message content and recipient lists.
+        #[arg(long, value_name = "PERIOD")]
+        content: Option<String>,
+        #[arg(long, value_name = "PERIOD")]
+        delivery_log: Option<String>,
+        /// Audit entries about the tenant.
+        #[arg(long, value_name = "PERIOD")]
+        security_log: Option<String>,
+        /// Account and billing records, after the subscription ends.
+        #[arg(long, value_name = "PERIOD")]
+        account: Option<String>,
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Place a legal hold (nothing of the tenant is deleted), or --release it.
+    /// Needs --reason.
+    Hold {
+        tenant: String,
+        #[arg(long)]
+        release: bool,
+    },
+    /// Erase the tenant: delete what the retention rules allow, destroy its keys,
+    /// print the signed receipt. Asks for the tenant id unless --confirm gives it.
+    Erase {
+        tenant: String,
+        /// The tenant id again (required without a terminal).
+        #[arg(long, value_name = "TENANT")]
+        confirm: Option<String>,
+        /// Also write the receipt (JSON) to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The erasure receipt of an erased tenant.
+    Receipt {
+        tenant: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// What is held about the tenant, how long, where its mail may go, who
+    /// accessed it in the last 90 days.
+    Report { tenant: String },
+    /// Everything held about the tenant as one tar archive (JSON and .eml files,
+    /// with a manifest of counts and SHA-256 checksums).
+    Export {
+        tenant: String,
+        /// The archive to write (must not exist yet; created 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Sweep now, in control and in the MTA; prints what was removed.
+    Run,
+    /// The default periods.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressionCommand {
+    Add {
+        tenant: String,
+        address: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    List {
+        tenant: String,
+    },
+    Remove {
+        tenant: String,
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up the control store and the spool, online, sealed with the backup key.
+    Create {
+        /// The archive to write (must not exist yet; created 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup onto this node, with both daemons stopped (as root). The
+    /// stores there are moved aside, not deleted; erased tenants stay erased.
+    Restore {
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// The backup key [default: control's backup.key_file].
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// way2mail-control's configuration [default: the dev defaults].
+        #[arg(long, value_name = "FILE")]
+        control_config: Option<PathBuf>,
+        /// way2mail-mta's configuration [default: the dev defaults].
+        #[arg(long, value_name = "FILE")]
+        mta_config: Option<PathBuf>,
+        /// Do not ask (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check that a backup opens with the key and is whole, without restoring it.
+    Verify {
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        control_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Check an erasure receipt's signature (offline).
+    Verify {
+        file: PathBuf,
+        /// The expected signing key (base64) [default: the key the receipt names].
+        #[arg(long, value_name = "BASE64")]
+        public_key: Option<String>,
+    },
+    /// The key control signs receipts with.
+    Key,
+}
+
+fn failed(what: &str) -> impl Fn(std::io::Error) -> Failure + '_ {
+    move |e| Failure::Failed(format!("{what}: {e}"))
+}
+
+fn period(flag: &str, text: Option<String>) -> Result<Option<u64>, Failure> {
+    text.map(|t| duration::parse(&t).map_err(|e| Failure::Usage(format!("--{flag}: {e}"))))
+        .transpose()
+}
+
+/// A new private file; an existing one is never overwritten.
+fn create_private(path: &Path) -> Result<File, Failure> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
+}
+
+/// Streams a request's answer into a new file at `out`; a failed or cut stream
+/// removes the partial file.
+fn stream_to_file(
+    session: &mut Session,
+    request: Request,
+    out: &Path,
+) -> Result<Response, Failure> {
+    let file = create_private(out)?;
+    let mut sink = BufWriter::new(file);
+    let result = session.call_stream(request, &mut sink).and_then(|r| {
+        sink.flush().map_err(failed("writing"))?;
+        sink.get_ref().sync_all().map_err(failed("writing"))?;
+        Ok(r)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    result
+}
+
+fn write_receipt(path: &Path, receipt: &ErasureReceipt) -> Result<(), Failure> {
+    let text = serde_json::to_vec_pretty(receipt)
+        .map_err(|e| Failure::Failed(format!("encoding the receipt: {e}")))?;
+    let mut file = create_private(path)?;
+    file.write_all(&text)
+        .map_err(failed("writing the receipt"))?;
+    file.sync_all().map_err(failed("writing the receipt"))
+}
+
+fn confirm_erase(tenant: &str) -> Result<String, Failure> {
+    let mut tty = prompt::tty().ok_or_else(|| {
+        Failure::Usage("erasure needs confirmation: no terminal, so give --confirm TENANT".into())
+    })?;
+    prompt::ask(
+        &mut tty,
+        &format!(
+            "Erase tenant {0}? Its data is deleted and its keys destroyed: this cannot be undone. \
+             Type {0} to confirm: ",
+            super::table::clean(tenant)
+        ),
+    )
+    .map(|a| a.trim().to_owned())
+    .map_err(|e| Failure::Failed(format!("reading the confirmation: {e}")))
+}
+
+pub(super) fn tenant(session: &mut Session, command: TenantDataCommand) -> Result<(), Failure> {
+    match command {
+        TenantDataCommand::Retention {
+            tenant,
+            content,
+            delivery_log,
+            security_log,
+            account,
+            reset,
+        } => {
+            let request = Request::TenantRetention {
+                tenant,
+                content_secs: period("content", content)?,
+                delivery_log_secs: period("delivery-log", delivery_log)?,
+                security_log_secs: period("security-log", security_log)?,
+                account_secs: period("account", account)?,
+                reset,
+            };
+            let response = session.call(request)?;
+            session.show(&response, || render::human(&response))
+        }
+        TenantDataCommand::Hold { tenant, release } => {
+            let done = if release {
+                format!("legal hold on {} lifted", super::table::clean(&tenant))
+            } else {
+                format!(
+                    "tenant {} is under legal hold",
+                    super::table::clean(&tenant)
+                )
+            };
+            session.simple(
+                Request::TenantHold {
+                    tenant,
+                    hold: !release,
+                },
+                done,
+            )
+        }
+        TenantDataCommand::Erase {
+            tenant,
+            confirm,
+            out,
+        } => {
+            let confirm = match confirm {
+                Some(c) => c,
+                None => confirm_erase(&tenant)?,
+            };
+            if confirm != tenant {
+                return Err(Failure::Failed("not confirmed; nothing changed".into()));
+            }
+            let response = session.call(Request::TenantErase { tenant, confirm })?;
+            if let (Some(path), Response::ErasureReceipt(r)) = (&out, &response) {
+                write_receipt(path, r)?;
+            }
+            session.show(&response, || render::human(&response))
+        }
+        TenantDataCommand::Receipt { tenant, out } => {
+            let response = session.call(Request::TenantReceipt { tenant })?;
+            if let (Some(path), Response::ErasureReceipt(r)) = (&out, &response) {
+                write_receipt(path, r)?;
+            }
+            session.show(&response, || render::human(&response))
+        }
+        TenantDataCommand::Report { tenant } => {
+            let response = session.call(Request::TenantReport { tenant })?;
+            session.show(&response, || render::human(&response))
+        }
+        TenantDataCommand::Export { tenant, out } => {
+            let response = stream_to_file(session, Request::TenantExport { tenant }, &out)?;
+            session.show(&response, || {
+                format!(
+                    "export written to {}\n\n{}",
+                    out.display(),
+                    render::human(&response)
+                )
+            })
+        }
+    }
+}
+
+pub(super) fn retention(session: &mut Session, command: RetentionCommand) -> Result<(), Failure> {
+    let request = match command {
+        RetentionCommand::Run => Request::RetentionRun,
+        RetentionCommand::Show => Request::RetentionShow,
+    };
+    let response = session.call(request)?;
+    session.show(&response, || render::human(&response))
+}
+
+pub(super) fn suppression(
+    session: &mut Session,
+    command: SuppressionCommand,
+) -> Result<(), Failure> {
+    let request = match command {
+        SuppressionCommand::Add {
+            tenant,
+            address,
+            note,
+        } => Request::SuppressionAdd {
+            tenant,
+            address,
+            note,
+        },
+        SuppressionCommand::List { tenant } => Request::SuppressionList { tenant },
+        SuppressionCommand::Remove { tenant, address } => {
+            let done = format!(
+                "{} removed from the suppression list",
+                super::table::clean(&address)
+            );
+            return session.simple(Request::SuppressionRemove { tenant, address }, done);
+        }
+    };
+    let response = session.call(request)?;
+    session.show(&response, || render::human(&response))
+}
+
+pub(super) fn receipt(session: &mut Session, command: ReceiptCommand) -> Result<ExitCode, Failure> {
+    match command {
+        ReceiptCommand::Key => {
+            let response = session.call(Request::ReceiptKey)?;
+            session.show(&response, || render::human(&response))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ReceiptCommand::Verify { file, public_key } => {
+            let text = std::fs::read(&file).map_err(failed("reading the receipt"))?;
+            let receipt: ErasureReceipt = serde_json::from_slice(&text).map_err(|e| {
+                Failure::Failed(format!("{} is not a receipt: {e}", file.display()))
+            })?;
+            match crate::service::verify_receipt(&receipt, public_key.as_deref()) {
+                Ok(()) => {
+                    let key = receipt
+                        .signature
+                        .as_ref()
+                        .map(|s| s.public_key.clone())
+                        .unwrap_or_default();
+                    println!(
+                        "receipt {} for tenant {}: signature valid (ed25519 key {key})",
+                        receipt.receipt, receipt.tenant
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("receipt {}: signature INVALID: {e}", receipt.receipt);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn backup(session: &mut Session, command: BackupCommand) -> Result<ExitCode, Failure> {
+    match command {
+        BackupCommand::Create { out } => {
+            let response = stream_to_file(session, Request::BackupCreate, &out)?;
+            session.show(&response, || {
+                format!(
+                    "backup written to {}\n\n{}",
+                    out.display(),
+                    render::human(&response)
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Verify {
+            input,
+            key,
+            control_config,
+        } => {
+            let control = control_settings(control_config.as_deref())?;
+            let key = backup_key(key.as_deref(), &control)?;
+            let file = File::open(&input).map_err(failed("opening the backup"))?;
+            let mut reader = ArchiveReader::new(BufReader::new(file), &key)
+                .map_err(|e| Failure::Failed(format!("{}: {e}", input.display())))?;
+            let created = reader.header().created_at;
+            let bytes = std::io::copy(&mut reader, &mut std::io::sink())
+                .map_err(|e| Failure::Failed(format!("{}: {e}", input.display())))?;
+            println!(
+                "backup {} made {}: whole, opens with key {} ({bytes} bytes of records)",
+                input.display(),
+                super::table::rfc3339(created),
+                key.fingerprint()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Restore {
+            input,
+            key,
+            control_config,
+            mta_config,
+            yes,
+        } => {
+            restore(
+                &input,
+                key.as_deref(),
+                control_config.as_deref(),
+                mta_config.as_deref(),
+                yes,
+                session.json(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn control_settings(path: Option<&Path>) -> Result<crate::server::config::Settings, Failure> {
+    let config = match path {
+        Some(p) => ControlConfig::load(p).map_err(|e| Failure::Failed(e.to_string()))?,
+        None => ControlConfig::default(),
+    };
+    config
+        .validate()
+        .map_err(|e| Failure::Failed(e.to_string()))
+}
+
+fn backup_key(
+    flag: Option<&Path>,
+    control: &crate::server::config::Settings,
+) -> Result<SpoolKey, Failure> {
+    let path = flag.unwrap_or(&control.backup_key_file);
+    if !path.exists() {
+        return Err(Failure::Failed(format!(
+            "the backup key {} does not exist (give the key file the backup was made with: --key FILE)",
+            path.display()
+        )));
+    }
+    SpoolKey::load_or_create(path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
+}
+
+/// What a restore needs of the MTA's configuration: `[spool]`. Read leniently, so
+/// that a whole `mta.toml` parses; the defaults are the MTA's dev defaults.
+#[derive(Debug, Deserialize, Default)]
+struct MtaFile {
+    #[serde(default)]
+    spool: MtaSpool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct MtaSpool {
+    path: PathBuf,
+    key_file: PathBuf,
+    keyring_file: PathBuf,
+}
+
+impl Default for MtaSpool {
+    fn default() -> Self {
+        MtaSpool {
+            path: "./var/spool".into(),
+            key_file: "./var/spool.key".into(),
+            keyring_file: "./var/spool.keyring".into(),
+        }
+    }
+}
+
+fn open_keyring(key_file: &Path, keyring_file: &Path, what: &str) -> Result<Keyring, Failure> {
+    let master = SpoolKey::load_or_create(key_file)
+        .map_err(|e| Failure::Failed(format!("{what} master key {}: {e}", key_file.display())))?;
+    Keyring::open_existing(keyring_file, master).map_err(|e| {
+        Failure::Failed(format!(
+            "{what}: {e} (a restore needs this node's keyring: it is never in a backup)"
+        ))
+    })
+}
+
+fn restore(
+    input: &Path,
+    key: Option<&Path>,
+    control_config: Option<&Path>,
+    mta_config: Option<&Path>,
+    yes: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let control = control_settings(control_config)?;
+    let mta: MtaFile = match mta_config {
+        Some(p) => {
+            crate::config_file::load::<MtaFile>(p).map_err(|e| Failure::Failed(e.to_string()))?
+        }
+        None => MtaFile::default(),
+    };
+    let key = backup_key(key, &control)?;
+    let files = &control.store;
+    // sled holds an exclusive lock while a daemon has the store open.
+    match sled::Config::new().path(&files.dir).open() {
+        Ok(db) => drop(db),
+        Err(e) => {
+            return Err(Failure::Failed(format!(
+                "the control store {} cannot be opened ({e}): stop way2mail-control first",
+                files.dir.display()
+            )))
+        }
+    }
+    let target = RestoreTarget {
+        control_dir: files.dir.clone(),
+        control_keyring: open_keyring(&files.key_file, &files.keyring_file, "control")?,
+        spool_dir: mta.spool.path.clone(),
+        spool_keyring: open_keyring(&mta.spool.key_file, &mta.spool.keyring_file, "the MTA")?,
+    };
+    if !yes {
+        let mut tty = prompt::tty().ok_or_else(|| {
+            Failure::Usage("a restore needs confirmation: no terminal, so give --yes".into())
+        })?;
+        let answer = prompt::ask(
+            &mut tty,
+            &format!(
+                "Restore {} over {} and {}? Both are moved aside first. Type restore to confirm: ",
+                input.display(),
+                target.control_dir.display(),
+                target.spool_dir.display()
+            ),
+        )
+        .map_err(|e| Failure::Failed(format!("reading the confirmation: {e}")))?;
+        if answer.trim() != "restore" {
+            return Err(Failure::Failed("not confirmed; nothing changed".into()));
+        }
+    }
+    let file = File::open(input).map_err(failed("opening the backup"))?;
+    let report = backup::restore(BufReader::new(file), &key, &target).map_err(Failure::Failed)?;
+    record_restore(files, &target, &report)?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::Failed(format!("cannot print the result: {e}")))?;
+        println!("{text}");
+    } else {
+        print!(
+            "{}",
+            super::table::record(&[
+                ("backup", report.archive.clone()),
+                ("made", super::table::rfc3339(report.created_at)),
+                ("control records", report.control_records.to_string()),
+                (
+                    "control records of erased tenants dropped",
+                    report.control_erased_dropped.to_string()
+                ),
+                ("spool records", report.spool_records.to_string()),
+                ("queued messages", report.spool_messages.to_string()),
+                (
+                    "spool records of erased tenants dropped",
+                    report.spool_erased_dropped.to_string()
+                ),
+                (
+                    "control store moved aside to",
+                    report
+                        .control_moved_aside
+                        .as_ref()
+                        .map_or("-".into(), |p| p.display().to_string()),
+                ),
+                (
+                    "spool moved aside to",
+                    report
+                        .spool_moved_aside
+                        .as_ref()
+                        .map_or("-".into(), |p| p.display().to_string()),
+                ),
+            ])
+        );
+    }
+    Ok(())
+}
+
+/// After a restore: the restored store's snapshot version goes past anything the
+/// MTA may have seen, and the restore is written to its audit log.
+fn record_restore(
+    files: &StoreFiles,
+    target: &RestoreTarget,
+    report: &backup::RestoreReport,
+) -> Result<(), Failure> {
+    let store_error = |e: crate::Error| Failure::Failed(format!("recording the restore: {e}"));
+    let seen = match &report.control_moved_aside {
+        Some(aside) => {
+            crate::store::Store::open_with_keyring(aside, target.control_keyring.clone())
+                .and_then(|s| s.get::<u64>(TreeName::Meta, crate::records::META_SNAPSHOT_VERSION))
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        }
+        None => 0,
+    };
+    let store = crate::store::Store::open_with_keyring(&files.dir, target.control_keyring.clone())
+        .map_err(store_error)?;
+    let restored = store
+        .get::<u64>(TreeName::Meta, crate::records::META_SNAPSHOT_VERSION)
+        .map_err(store_error)?
+        .unwrap_or(0);
+    let mut batch = crate::store::Batch::new();
+    batch
+        .put(
+            TreeName::Meta,
+            crate::records::META_SNAPSHOT_VERSION,
+            &(seen.max(restored) + 1),
+        )
+        .map_err(store_error)?;
+    let log = crate::audit::AuditLog::new();
+    let draft = crate::audit::AuditDraft {
+        actor: format!("uid:{}", rustix::process::getuid().as_raw()),
+        role: None,
+        action: "backup.restore".into(),
+        tenant: None,
+        outcome: crate::protocol::Outcome::Ok,
+        reason: None,
+        detail: Some(format!(
+            "restored backup {} made at unix {}: {} control and {} spool records; {} + {} records of erased tenants dropped",
+            report.archive,
+            report.created_at,
+            report.control_records,
+            report.spool_records,
+            report.control_erased_dropped,
+            report.spool_erased_dropped
+        )),
+        public_detail: true,
+    };
+    log.writer()
+        .append(&store, &mut batch, draft, crate::service::unix_now() * 1000)
+        .map_err(store_error)?;
+    store.commit(batch).map_err(store_error)?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `tenant.export`, the right of access and portability: one tar archive of
+//! everything held about a tenant, streamed to the operator's CLI.
+//!
+//! ```text
+//!   <tenant>-export/account.json          the account record
+//!   <tenant>-export/domains.json          sending domains (public DKIM keys only)
+//!   <tenant>-export/credentials.json      credential metadata (never secrets or hashes)
+//!   <tenant>-export/suppression.json      the suppression list
+//!   <tenant>-export/retention.json        the periods in force, and the tenant's own
+//!   <tenant>-export/access-log.json       audit entries about the tenant
+//!   <tenant>-export/messages/<id>.eml     each queued message, as queued
+//!   <tenant>-export/messages/index.json   their envelopes (sender, recipients, state)
+//!   <tenant>-export/delivery-log/NNNN.jsonl   delivery log records, 10,000 per file
+//!   <tenant>-export/manifest.json         counts, and every file's size and SHA-256
+//! ```
+//!
+//! Control's part is read under the writer lock (the access is audited when it
+//! starts); the MTA's part streams from its admin socket one message at a time;
+//! a second audit entry records the outcome with the counts.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::archive::Tar;
+use super::context::{Failure, Identity};
+use super::{retention, suppression, tenants, Service, StreamOut};
+use crate::audit::AuditLog;
+use crate::client::ClientError;
+use crate::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
+use crate::protocol::{
+    AuditEntry, CredentialInfo, DomainInfo, ErrorBody, ErrorCode, ExportManifest, Response,
+    SuppressionEntry, TenantInfo,
+};
+use crate::records::CredentialRecord;
+use crate::store::TreeName;
+
+const FORMAT: &str = "way2mail-tenant-export 1";
+const LOG_RECORDS_PER_FILE: usize = 10_000;
+
+/// Control's part of an export.
+struct ControlPart {
+    info: TenantInfo,
+    domains: Vec<DomainInfo>,
+    credentials: Vec<CredentialInfo>,
+    suppression: Vec<SuppressionEntry>,
+    retention: Value,
+    access: Vec<AuditEntry>,
+}
+
+fn pretty(value: &impl Serialize) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec_pretty(value).map_err(|e| Failure::internal(format!("encoding: {e}")))
+}
+
+pub(crate) fn run(
+    service: &Service,
+    who: &Identity,
+    tenant: &str,
+    reason: Option<String>,
+    out: &mut dyn StreamOut,
+) -> Result<Response, ErrorBody> {
+    let unavailable = |why: String| {
+        Failure::new(
+            ErrorCode::Unavailable,
+            format!("the export needs the MTA's spool: {why}"),
+        )
+    };
+    let mta = match &service.settings().mta.admin_socket {
+        Some(path) => AdminClient::connect(path, service.settings().mta.timeout)
+            .map_err(|e| unavailable(e.to_string())),
+        None => Err(unavailable(
+            "no MTA is configured ([mta] admin_socket is empty)".into(),
+        )),
+    };
+    let mut part = None;
+    service.locked(
+        who,
+        "tenant.export",
+        Some(tenant.to_owned()),
+        reason.clone(),
+        |ctx| {
+            if let Err(f) = &mta {
+                return Err(Failure::new(f.body.code, f.body.message.clone()));
+            }
+            let info = tenants::load(ctx, tenant)?;
+            let domains = ctx
+                .store
+                .scan::<DomainInfo>(TreeName::Domains)?
+                .into_iter()
+                .map(|(_, d)| d)
+                .filter(|d| d.tenant == info.tenant)
+                .collect();
+            let credentials = ctx
+                .store
+                .scan::<CredentialRecord>(TreeName::Credentials)?
+                .into_iter()
+                .map(|(_, c)| c.info())
+                .filter(|c| c.tenant == info.tenant)
+                .collect();
+            let suppression = suppression::entries(ctx, &info.tenant)?;
+            let retention = json!({
+                "in_force": retention::effective(&ctx.settings.retention, &info),
+                "tenant_settings": info.retention,
+            });
+            let access = AuditLog::list(ctx.store, Some(&info.tenant), 0, usize::MAX)?;
+            ctx.detail = Some("export started".into());
+            part = Some(ControlPart {
+                info,
+                domains,
+                credentials,
+                suppression,
+                retention,
+                access,
+            });
+            Ok(Response::Done)
+        },
+    )?;
+    let (Some(part), Ok(mut client)) = (part, mta) else {
+        return Err(Failure::internal("export without its data").body);
+    };
+    let written = write_archive(&part, &mut client, out);
+    let outcome = match &written {
+        Ok(m) => Ok(format!(
+            "export finished: {} messages, {} delivery log records, {} files",
+            m.messages,
+            m.delivery_log_records,
+            m.files.len()
+        )),
+        Err(f) => Err(f.detail()),
+    };
+    service.locked(
+        who,
+        "tenant.export",
+        Some(tenant.to_owned()),
+        reason,
+        |ctx| {
+            ctx.public_detail = true;
+            match outcome {
+                Ok(detail) => {
+                    ctx.detail = Some(detail);
+                    Ok(Response::Done)
+                }
+                Err(detail) => Err(Failure::internal(format!("export cut short: {detail}"))),
+            }
+        },
+    )?;
+    written.map(Response::TenantExported).map_err(|f| f.body)
+}
+
+fn write_archive(
+    part: &ControlPart,
+    client: &mut AdminClient,
+    out: &mut dyn StreamOut,
+) -> Result<ExportManifest, Failure> {
+    let io = |e: std::io::Error| Failure::internal(format!("writing the archive: {e}"));
+    out.start().map_err(io)?;
+    let base = format!("{}-export", part.info.tenant);
+    let created_at = super::unix_now();
+    let mut tar = Tar::new(&mut *out, created_at);
+    for (name, data) in [
+        ("account.json", pretty(&part.info)?),
+        ("domains.json", pretty(&part.domains)?),
+        ("credentials.json", pretty(&part.credentials)?),
+        ("suppression.json", pretty(&part.suppression)?),
+        ("retention.json", pretty(&part.retention)?),
+        ("access-log.json", pretty(&part.access)?),
+    ] {
+        tar.file(&format!("{base}/{name}"), &data).map_err(io)?;
+    }
+    let mut envelopes: Vec<Value> = Vec::new();
+    let mut log_lines: Vec<u8> = Vec::new();
+    let (mut log_in_file, mut log_files, mut log_records) = (0usize, 0u32, 0u64);
+    let mut pending_id: Option<String> = None;
+    let streamed = client.call_stream(
+        AdminOp::TenantExport {
+            tenant: part.info.tenant.clone(),
+        },
+        |input| {
+            while let Some(item) = read_export_item(input)? {
+                match item {
+                    ExportItem::Message(json) => {
+                        let v: Value =
+                            serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+                        let id = v["id"].as_str().unwrap_or_default().to_owned();
+                        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                            return Err(std::io::Error::other("a message without a proper id"));
+                        }
+                        pending_id = Some(id);
+                        envelopes.push(v);
+                    }
+                    ExportItem::Body(body) => {
+                        let id = pending_id
+                            .take()
+                            .ok_or_else(|| std::io::Error::other("a body without its message"))?;
+                        tar.file(&format!("{base}/messages/{id}.eml"), &body)?;
+                    }
+                    ExportItem::Log(json) => {
+                        log_lines.extend_from_slice(&json);
+                        log_lines.push(b'\n');
+                        log_in_file += 1;
+                        log_records += 1;
+                        if log_in_file == LOG_RECORDS_PER_FILE {
+                            log_files += 1;
+                            tar.file(
+                                &format!("{base}/delivery-log/{log_files:04}.jsonl"),
+                                &log_lines,
+                            )?;
+                            log_lines.clear();
+                            log_in_file = 0;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    let messages = match streamed {
+        Ok(((), AdminResult::Exported { messages, .. })) => messages,
+        Ok((_, other)) => {
+            return Err(Failure::internal(format!(
+                "the MTA ended the export with {other:?}"
+            )))
+        }
+        Err(ClientError::Remote(e)) => {
+            return Err(Failure::new(e.code, format!("the MTA: {}", e.message)))
+        }
+        Err(e) => {
+            return Err(Failure::internal(format!(
+                "the MTA's part of the export: {e}"
+            )))
+        }
+    };
+    if log_in_file > 0 || log_files == 0 {
+        log_files += 1;
+        tar.file(
+            &format!("{base}/delivery-log/{log_files:04}.jsonl"),
+            &log_lines,
+        )
+        .map_err(io)?;
+    }
+    tar.file(&format!("{base}/messages/index.json"), &pretty(&envelopes)?)
+        .map_err(io)?;
+    let manifest = ExportManifest {
+        format: FORMAT.into(),
+        tenant: part.info.tenant.clone(),
+        created_at,
+        messages,
+        delivery_log_records: log_records,
+        domains: part.domains.len() as u64,
+        credentials: part.credentials.len() as u64,
+        suppression_entries: part.suppression.len() as u64,
+        access_log_entries: part.access.len() as u64,
+        files: tar.files().to_vec(),
+    };
+    tar.file(&format!("{base}/manifest.json"), &pretty(&manifest)?)
+        .map_err(io)?;
+    tar.finish().map_err(io)?;
+    Ok(manifest)
+}

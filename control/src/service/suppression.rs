@@ -1,0 +1,106 @@
+//! Suppression lists: addresses a tenant's mail must not go to (unsubscribed, known
+//! bad). Each entry is sealed with the tenant's key under a blind-index key, and
+//! the MTA receives only SHA-256 digests of the addresses in its snapshot, which it
+//! checks at `RCPT TO`.
+
+use super::context::{Ctx, Failure};
+use super::{tenants, validate};
+use crate::protocol::{Response, SuppressionEntry};
+use crate::store::{suppression_prefix, TreeName};
+
+/// Longest address accepted (RFC 5321 path limit).
+const MAX_ADDRESS: usize = 254;
+
+fn address(text: &str) -> Result<String, Failure> {
+    let a = text.trim().to_lowercase();
+    let well_formed = a.len() <= MAX_ADDRESS
+        && a.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c));
+    if well_formed {
+        Ok(a)
+    } else {
+        Err(Failure::invalid(format!(
+            "{:?} is not an email address",
+            validate::shorten(text)
+        )))
+    }
+}
+
+/// Every entry of a tenant's list, in key order.
+pub(crate) fn entries(ctx: &Ctx<'_>, tenant: &str) -> Result<Vec<SuppressionEntry>, Failure> {
+    let mut out: Vec<SuppressionEntry> = ctx
+        .store
+        .scan_prefix::<SuppressionEntry>(TreeName::Suppression, &suppression_prefix(tenant))?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    out.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok(out)
+}
+
+pub(crate) fn add(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    addr: &str,
+    note: Option<&str>,
+) -> Result<Response, Failure> {
+    let info = tenants::load_live(ctx, tenant)?;
+    let addr = address(addr)?;
+    let note = match note {
+        Some(n) => Some(validate::text("note", n, true)?).filter(|n| !n.is_empty()),
+        None => None,
+    };
+    let key = ctx.store.suppression_key(&info.tenant, &addr)?;
+    if ctx
+        .store
+        .get::<SuppressionEntry>(TreeName::Suppression, &key)?
+        .is_some()
+    {
+        return Err(Failure::exists(format!(
+            "{addr} is already on the suppression list of {tenant}"
+        )));
+    }
+    let entry = SuppressionEntry {
+        address: addr,
+        note,
+        added_at: ctx.now,
+        added_by: ctx.who.actor.clone(),
+    };
+    ctx.batch
+        .put_tenant(TreeName::Suppression, &info.tenant, key, &entry)?;
+    ctx.snapshot_changed = true;
+    ctx.detail = Some(format!("suppressed {}", entry.address));
+    Ok(Response::Suppressions {
+        entries: vec![entry],
+    })
+}
+
+pub(crate) fn list(ctx: &mut Ctx<'_>, tenant: &str) -> Result<Response, Failure> {
+    let info = tenants::load(ctx, tenant)?;
+    let entries = entries(ctx, &info.tenant)?;
+    ctx.detail = Some(format!("{} suppressed addresses", entries.len()));
+    Ok(Response::Suppressions { entries })
+}
+
+pub(crate) fn remove(ctx: &mut Ctx<'_>, tenant: &str, addr: &str) -> Result<Response, Failure> {
+    let info = tenants::load_live(ctx, tenant)?;
+    let addr = address(addr)?;
+    let key = ctx.store.suppression_key(&info.tenant, &addr)?;
+    if ctx
+        .store
+        .get::<SuppressionEntry>(TreeName::Suppression, &key)?
+        .is_none()
+    {
+        return Err(Failure::not_found(format!(
+            "{addr} is not on the suppression list of {tenant}"
+        )));
+    }
+    ctx.batch.remove(TreeName::Suppression, key);
+    ctx.snapshot_changed = true;
+    ctx.detail = Some(format!("no longer suppressed: {addr}"));
+    Ok(Response::Done)
+}
