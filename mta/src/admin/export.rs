@@ -202,6 +202,8 @@ pub(super) fn dump(
         records: stats.records,
         bytes: stats.bytes,
     });
+    // Gone before the final line: a peer that got its answer finds no copy left.
+    drop(tmp);
     finish(frames, id, result)
 }
 
