@@ -117,6 +117,9 @@ fn a_tenants_data_is_counted_exported_dumped_and_erased(backend: Backend) -> Res
         !log_text.contains("The content of"),
         "message content in the log"
     );
+    // No plaintext delivery log unless configured.
+    ensure!(!log_text.contains("holds recipient addresses in plaintext"));
+    ensure!(!daemon.dir().join("var/delivery.log").exists());
 
     // A backup dump restores into a fresh spool, where the same bodies read back.
     let (dump, answer) = daemon.admin()?.call_stream(AdminOp::BackupDump, |r| {

@@ -2,8 +2,8 @@
 //! queued, untouched, until the account is active again. The scheduler asks
 //! [`Hold::check`] for every message it leases; a held message goes back on the
 //! schedule `[delivery] hold_recheck_secs` later without counting an attempt,
-//! without a delivery log record and without moving towards expiry: holding is
-//! the platform's decision, not a delivery failure.
+//! without a delivery log record and without being expired: holding is the
+//! platform's decision, not a delivery failure.
 //!
 //! One INFO line per tenant per hour says mail is being held, so that a queue of
 //! a suspended tenant does not fill the log.
