@@ -190,21 +190,23 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         shutdown: stop_rx,
         tenants,
     });
-    let admin = match &shared.settings.admin {
-        Some(a) => Some(admin::AdminServer::start(
-            a.clone(),
-            admin::Ops {
+    let admin_settings = shared.settings.admin.clone();
+    let routes = admin::Ops::route_infos(&shared.settings.raw.routes);
+    let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
+    let admin = match admin_settings {
+        Some(a) => {
+            let ops = admin::Ops {
                 spool: spool.clone(),
                 sweeper,
-                routes: admin::Ops::route_infos(&shared.settings.raw.routes),
-            },
-        )?),
+                routes,
+            };
+            Some(admin::AdminServer::start(a, ops)?)
+        }
         None => {
             tracing::info!("admin.socket is empty: no admin socket");
             None
         }
     };
-    let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
     // The listening sockets are bound (connections queue in their backlog) and the
     // spool is recovered: systemd may start what is ordered after us.
     way2mail_control::sd_notify::ready();
