@@ -130,15 +130,17 @@ fn suppression_erasure_and_held_delivery_follow_the_snapshot(backend: Backend) -
             && record.attempt == 1,
         "{record:?}"
     );
-    // Every admin request had its log line, without message content.
-    let log = daemon.stderr();
+    // Every admin request has its log line (written just after the answer), without
+    // message content.
+    wait_for("the export's admin request line", WAIT, || {
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("admin request") && l.contains("tenant.export"))
+            .then_some(())
+    })?;
     ensure!(
-        log.lines()
-            .any(|l| l.contains("admin request") && l.contains("tenant.export")),
-        "no admin request line:\n{log}"
-    );
-    ensure!(
-        !log.contains("The content of"),
+        !daemon.stderr().contains("The content of"),
         "message content in the log"
     );
     Ok(())
