@@ -10,10 +10,11 @@
 #   sysusers   `systemd-sysusers --root` into an empty tree: both users, group way2mail
 #              with way2mail-control as member, nologin shells.
 #   tmpfiles   `systemd-tmpfiles --create --root` into that tree: modes and owners.
-#   configs    systemd/mta.toml and systemd/control.toml pass `--check`.
+#   configs    systemd/mta.toml and systemd/control.toml pass `--check`, also after the
+#              install's sed naming control's uid in [admin] allowed_uids.
 #   sd_notify  both daemons started by hand with $NOTIFY_SOCKET on a datagram socket must
 #              send READY=1 once serving and STOPPING=1 on SIGTERM (the Type=notify
-#              contract), and exit 0.
+#              contract), and exit 0; the MTA's admin socket is gone afterwards.
 # Builds nothing: the binaries come from $WAY2MAIL_BIN_DIR (default target/release;
 # .ci/run builds them). Installs Debian's systemd package when systemd-analyze is missing.
 set -euo pipefail
@@ -151,6 +152,11 @@ check_configs() {
     log "example configurations pass --check"
     "$MTA" --config "$ROOT/systemd/mta.toml" --check
     "$CONTROL" --config "$ROOT/systemd/control.toml" --check
+    # The install step of docs/operations.md that names control's uid in the MTA's file.
+    sed "s/^allowed_uids = .*/allowed_uids = [998]/" "$ROOT/systemd/mta.toml" >"$WORK/mta.toml"
+    grep -q '^allowed_uids = \[998\]$' "$WORK/mta.toml" ||
+        fail "systemd/mta.toml: the install's sed does not find allowed_uids"
+    "$MTA" --config "$WORK/mta.toml" --check
 }
 
 # A datagram socket like systemd's notify socket; prints each datagram on its own line
@@ -235,13 +241,16 @@ key = "$dir/mta/key.pem"
 [spool]
 path = "$dir/mta/spool"
 key_file = "$dir/mta/spool.key"
+keyring_file = "$dir/mta/spool.keyring"
 [delivery]
 enabled = false
-log_file = "$dir/mta/delivery.log"
 [control]
 socket = ""
+[admin]
+socket = "$dir/mta/mta.sock"
 EOF
     notify_roundtrip way2mail-mta "$dir/mta" "$MTA" --config "$dir/mta/mta.toml"
+    [[ ! -e $dir/mta/mta.sock ]] || fail "way2mail-mta left its admin socket behind"
 }
 
 install_tools

@@ -2,20 +2,26 @@
 //!
 //! Start-up order matters: configuration (fail fast, naming the key), logging, TLS
 //! material, the spool (its lock is what stops a second daemon from sharing our
-//! `SO_REUSEPORT` ports), recovery, then sockets and worker threads. Shutdown runs the
-//! other way: stop accepting, let sessions finish or answer `421`, flush, exit 0.
+//! `SO_REUSEPORT` ports), recovery, then sockets and worker threads, and last the
+//! admin socket. Shutdown runs the other way: close the admin socket, stop accepting,
+//! let sessions finish or answer `421`, flush, exit 0.
 //!
 //! ```text
 //! main ── config ── spool (sled, group-commit flusher) ── monitor thread
-//!   └── runtime::start_cores ── core N: accept ── session ── protocol (lib)
+//!   ├── tenants: follower thread (snapshot, data keys, erasures)
+//!   ├── retention: sweep thread (reports to control)
+//!   ├── runtime::start_cores ── core N: accept ── session ── protocol (lib)
+//!   └── admin: accept thread ── connection threads (inventory, export, erase, dump)
 //! ```
 
+mod admin;
 mod config;
 mod delivery;
 mod inbound;
 mod io;
 mod limits;
 mod monitor;
+mod retention;
 mod runtime;
 mod session;
 mod signer;
@@ -151,7 +157,14 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let settings = Arc::new(settings);
     let stop_scheduler = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let delivery = delivery::start(&settings, &spool, backend, Arc::clone(&stop_scheduler))?;
+    let delivery = delivery::start(
+        &settings,
+        &spool,
+        tenants.clone(),
+        backend,
+        Arc::clone(&stop_scheduler),
+    )?;
+    let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
     let (plans, scheduler) = match delivery {
         Some((plans, handle)) => (Some(plans), Some(handle)),
         None => (None, None),
@@ -177,13 +190,32 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         shutdown: stop_rx,
         tenants,
     });
+    let admin_settings = shared.settings.admin.clone();
+    let routes = admin::Ops::route_infos(&shared.settings.raw.routes);
     let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
+    let admin = match admin_settings {
+        Some(a) => {
+            let ops = admin::Ops {
+                spool: spool.clone(),
+                sweeper,
+                routes,
+            };
+            Some(admin::AdminServer::start(a, ops)?)
+        }
+        None => {
+            tracing::info!("admin.socket is empty: no admin socket");
+            None
+        }
+    };
     // The listening sockets are bound (connections queue in their backlog) and the
     // spool is recovered: systemd may start what is ordered after us.
     way2mail_control::sd_notify::ready();
     let signal = signals.forever().next();
     way2mail_control::sd_notify::stopping();
     tracing::info!(signal, "shutting down: no new connections");
+    if let Some(admin) = admin {
+        admin.stop();
+    }
     let _ = stop_tx.send(true);
     stop_scheduler.store(true, std::sync::atomic::Ordering::Release);
     let mut failed = false;
@@ -206,6 +238,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     if let Some(follower) = follower {
         follower.stop();
     }
+    sweep_thread.stop();
     spool.flush().context("final spool flush")?;
     let stats = spool.stats();
     tracing::info!(
@@ -241,9 +274,32 @@ fn start_tenants(
         snapshot_file: control.snapshot_file.clone(),
         poll: control.poll(),
         timeout: control.timeout(),
-        keyring: spool.keyring().clone(),
+        spool: spool.clone(),
     };
     let follower =
         Follower::start(source, Arc::clone(&tenants)).context("starting the control follower")?;
     Ok((Some(tenants), Some(follower)))
+}
+
+/// The retention sweeper (shared with the admin socket's `retention.run`) and its
+/// thread, which reports to control when there is one.
+fn start_retention(
+    settings: &Settings,
+    spool: &Spool,
+    tenants: Option<Arc<Tenants>>,
+) -> Result<(Arc<retention::Sweeper>, retention::SweepThread)> {
+    let r = &settings.raw.retention;
+    let defaults = retention::plan::Periods {
+        content_secs: r.content_secs,
+        log_secs: r.delivery_log_secs,
+    };
+    let sweeper = Arc::new(retention::Sweeper::new(spool.clone(), tenants, defaults));
+    let control = &settings.raw.control;
+    let report_to = control.enabled().then(|| retention::ReportTo {
+        socket: control.socket.clone(),
+        timeout: control.timeout(),
+    });
+    let thread = retention::SweepThread::start(Arc::clone(&sweeper), r.sweep_interval(), report_to)
+        .context("starting the retention thread")?;
+    Ok((sweeper, thread))
 }

@@ -294,6 +294,7 @@ impl Session {
     /// checked (SPF/DKIM/DMARC/ARC → `Authentication-Results:`), and tenant mail is
     /// DKIM-signed, the signature being the last header change.
     async fn commit(&mut self, id: MessageId, envelope: Envelope, body: Vec<u8>) {
+        let mut envelope = envelope;
         let mut body = body;
         let mut checks = None;
         if self.shared.inbound.applies(self.role, &envelope) {
@@ -320,6 +321,11 @@ impl Session {
         let dkim = match self.shared.signer.apply(&envelope, body) {
             Ok(outcome) => {
                 body = outcome.body;
+                // Trusted-network mail signed for a tenant domain is that tenant's:
+                // sealed with its key, part of its export, erasure and retention.
+                if envelope.origin.tenant.is_none() {
+                    envelope.origin.tenant = outcome.tenant;
+                }
                 outcome.dkim
             }
             Err(reply) => {
@@ -353,6 +359,7 @@ impl Session {
                     tls = self.tls.as_deref().unwrap_or("none"),
                     size,
                     recipients,
+                    tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
                     auth = checks.as_deref().unwrap_or(""),
                     dkim = dkim.as_deref().unwrap_or(""),
                     "message queued"

@@ -34,6 +34,11 @@ pub struct SignOutcome {
     /// For the log: `d=DOMAIN s=SEL1,SEL2` when signed, `unsigned d=DOMAIN (no key)`
     /// for tenant mail sent unsigned, `None` for mail that is not a tenant's.
     pub dkim: Option<String>,
+    /// The tenant whose mail this is: the authenticated one, or for a trusted
+    /// network the owner of the signing domain. The session puts it into the
+    /// envelope, so the message is sealed with that tenant's data key and is part
+    /// of its export and erasure.
+    pub tenant: Option<String>,
 }
 
 pub struct Signer {
@@ -60,7 +65,13 @@ impl Signer {
     /// network sending for a tenant domain); passes other mail unchanged. `Err` is the
     /// reply refusing a message that must be signed and cannot be.
     pub fn apply(&self, envelope: &Envelope, body: Vec<u8>) -> Result<SignOutcome, Reply> {
-        let unchanged = |body| Ok(SignOutcome { body, dkim: None });
+        let unchanged = |body| {
+            Ok(SignOutcome {
+                body,
+                dkim: None,
+                tenant: None,
+            })
+        };
         let Some(tenants) = &self.tenants else {
             return unchanged(body);
         };
@@ -85,13 +96,18 @@ impl Signer {
             Decision::Pass => return unchanged(body),
             Decision::Sign { domain } => domain,
         };
-        sign(
+        let mut outcome = sign(
             &directory,
             self.settings.raw.dkim.missing_keys,
             &domain,
             tenant,
             body,
-        )
+        )?;
+        outcome.tenant = match tenant {
+            Some(t) => Some(t.to_owned()),
+            None => directory.sending(&domain).map(|s| s.tenant.clone()),
+        };
+        Ok(outcome)
     }
 }
 
@@ -161,6 +177,7 @@ fn sign(
         return Ok(SignOutcome {
             body,
             dkim: Some(format!("unsigned d={domain} (no key)")),
+            tenant: None,
         });
     }
     match signing::sign_message(body, domain, keys, bimi) {
@@ -169,6 +186,7 @@ fn sign(
             Ok(SignOutcome {
                 body,
                 dkim: Some(format!("d={domain} s={}", selectors.join(","))),
+                tenant: None,
             })
         }
         Err(e) => {
@@ -410,8 +428,16 @@ mod tests {
         tenants.install(directory());
         let out = signer.apply(&internet, MESSAGE.to_vec()).expect("internet");
         assert_eq!((out.body.as_slice(), out.dkim), (MESSAGE, None));
+        assert_eq!(out.tenant, None);
+        let foreign = envelope("10.1.2.3", None, "a@relay.example");
+        let out = signer
+            .apply(&foreign, b"From: a@relay.example\r\n\r\nx\r\n".to_vec())
+            .expect("foreign");
+        assert_eq!((out.dkim, out.tenant), (None, None), "not a tenant's mail");
         for e in [&trusted, &tenant] {
             let out = signer.apply(e, MESSAGE.to_vec()).expect("signed");
+            // Trusted mail for acme's domain is acme's, like its authenticated mail.
+            assert_eq!(out.tenant.as_deref(), Some("acme"));
             assert!(
                 out.dkim
                     .as_deref()

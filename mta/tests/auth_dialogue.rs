@@ -426,6 +426,33 @@ fn tenant_cases() -> Vec<Case> {
         )
         .line("452 4.5.3 Tenant limit: 3 recipients per message")
         .queued(1),
+        // The suppressed recipient is refused, the rest of the transaction goes on
+        // and only the others are queued.
+        case(
+            "t_suppressed_recipient_refused",
+            AuthSubmissions,
+            &[&cat(&[
+                E,
+                &a,
+                M,
+                "RCPT TO:<Unsubscribed@Example.ORG>\r\n",
+                R,
+                MSG,
+            ])],
+            &[220, 250, 235, 250, 550, 250, 354, 250],
+        )
+        .line(
+            "550 5.7.1 Recipient <Unsubscribed@Example.ORG> is on this account's suppression list",
+        )
+        .queued(1),
+        // Without AUTH no tenant's list applies.
+        case(
+            "t_suppression_is_per_tenant_session",
+            AuthTrusted,
+            &[&cat(&[E, M, "RCPT TO:<unsubscribed@example.org>\r\n", MSG])],
+            &[220, 250, 250, 250, 354, 250],
+        )
+        .messages(1),
         case(
             "t_authenticated_may_relay",
             AuthSubmissions,

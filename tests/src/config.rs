@@ -110,6 +110,7 @@ impl TestConfig {
         base("spool", "key_file", path("spool.key"));
         base("spool", "keyring_file", path("spool.keyring"));
         base("spool", "min_free_space", "1048576".into());
+        base("admin", "socket", path("mta.sock"));
         base("log", "format", toml_string("text"));
         base("log", "level", toml_string("info"));
         // Issue-2 style tests check what stays queued; delivery tests turn it on.

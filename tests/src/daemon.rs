@@ -25,6 +25,8 @@ use crate::{daemon_binary, tls, Backend};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stop may take: above the default 10 s shutdown grace.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read and write timeout of admin socket clients (a dump or a sweep takes a while).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for the short CLI commands (`spool list`, `--check`).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -172,6 +174,22 @@ impl Daemon {
 
     pub fn spool_keyring_path(&self) -> PathBuf {
         self.data_dir.join("spool.keyring")
+    }
+
+    /// The admin socket: `mta.sock` in the temp dir (TestConfig's default), or the
+    /// dev default `./var/mta.sock`.
+    pub fn admin_socket(&self) -> PathBuf {
+        match self.config_path {
+            Some(_) => self.dir.path().join("mta.sock"),
+            None => self.data_dir.join("mta.sock"),
+        }
+    }
+
+    /// A client of the admin socket, as control connects to it.
+    pub fn admin(&self) -> anyhow::Result<way2mail_control::mta_admin::AdminClient> {
+        let path = self.admin_socket();
+        way2mail_control::mta_admin::AdminClient::connect(&path, ADMIN_TIMEOUT)
+            .with_context(|| format!("connecting to the admin socket {}", path.display()))
     }
 
     /// Opens the spool's files the way the daemon does (master key, keyring), once

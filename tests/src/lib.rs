@@ -8,9 +8,12 @@
 //!          test executable (built once per test process under cargo)
 //! control  Control: a way2mail-control daemon in a temp dir, the `way2mail` CLI against it,
 //!          operators bootstrapped and logged in with real TOTP codes
+//! fake_control  FakeControl: `snapshot.get` from a crafted snapshot, `retention.report`
+//!          recorded
 //! config   TestConfig: ephemeral 127.0.0.1 ports, a temp dir, TOML sections a test adds
 //! daemon   Daemon::start(config) -> process with stderr in a file, waits for every
-//!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs
+//!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs; `admin()`
+//!          connects to its admin socket
 //! process  child commands with a deadline (`--check`, `spool list`, python3)
 //! client   SmtpClient: a line-level SMTP client over TCP or TLS, Reply parsing
 //! sink     Sink: a receiving SMTP server on loopback that the daemon delivers to, with
@@ -27,6 +30,7 @@ mod config;
 pub mod control;
 mod daemon;
 pub mod dns;
+pub mod fake_control;
 mod process;
 pub mod sink;
 mod tls;
@@ -36,6 +40,7 @@ pub use client::{Reply, SmtpClient, SmtpStream};
 pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
+pub use fake_control::FakeControl;
 pub use process::{run_bounded, wait_timeout};
 pub use sink::{Behaviour, Received, Sink, SinkCounts, SinkOptions};
 pub use tls::{client_config, load_pem_cert};

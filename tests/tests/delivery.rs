@@ -83,6 +83,13 @@ fn retries_then_delivers(backend: Backend) -> Result<()> {
     let got = sink.wait_for(1, WAIT)?;
     assert_eq!(got[0].rcpt_to, ["user@dest.test"]);
     wait_log(&d, &id, "user@dest.test", "delivered")?;
+    // The file is a plaintext copy outside retention and erasure: said once at start.
+    assert_eq!(
+        d.stderr()
+            .matches("holds recipient addresses in plaintext")
+            .count(),
+        1
+    );
     let records: Vec<Value> = log_records(&d)
         .into_iter()
         .filter(|r| r["message_id"] == id.as_str())

@@ -17,13 +17,9 @@
 //! dkimpy and dnspython (.ci/interop.sh sets it up); without it the test says it was
 //! skipped.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
@@ -33,14 +29,12 @@ use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::Canonicalization;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use way2mail_control::dns::DnsSettings;
-use way2mail_control::protocol::{
-    Request, RequestEnvelope, Response, ResponseEnvelope, TenantStatus, VERSION,
-};
+use way2mail_control::protocol::TenantStatus;
 use way2mail_control::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 use way2mail_tests::control::{json_str, Control};
 use way2mail_tests::{
-    for_each_backend, queued_id, wait_for, Backend, Daemon, Received, Record, Reply, Sink,
-    SinkOptions, SmtpClient, StubDns, TestConfig,
+    for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Reply,
+    Sink, SinkOptions, SmtpClient, StubDns, TestConfig,
 };
 
 /// How long a change made with the CLI may take to reach the MTA.
@@ -423,103 +417,6 @@ fn tenant_mail_is_signed_and_verifies(backend: Backend) -> anyhow::Result<()> {
     );
     ensure!(!log.contains("is attached"), "message content in the log");
     Ok(())
-}
-
-/// A control daemon reduced to `snapshot.get`, serving one crafted snapshot on a real
-/// Unix socket (control itself never leaves a domain without keys).
-struct FakeControl {
-    path: PathBuf,
-    stopped: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl FakeControl {
-    fn start(path: &Path, snapshot: Snapshot) -> anyhow::Result<FakeControl> {
-        let listener = UnixListener::bind(path).context("bind the fake control socket")?;
-        listener.set_nonblocking(true)?;
-        let stopped = Arc::new(AtomicBool::new(false));
-        let stop = Arc::clone(&stopped);
-        let snapshot = Arc::new(snapshot);
-        let thread = std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let snapshot = Arc::clone(&snapshot);
-                        let stop = Arc::clone(&stop);
-                        std::thread::spawn(move || serve_snapshot(stream, &snapshot, &stop));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Ok(FakeControl {
-            path: path.to_owned(),
-            stopped,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for FakeControl {
-    fn drop(&mut self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn serve_snapshot(stream: UnixStream, snapshot: &Snapshot, stopped: &AtomicBool) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    while !stopped.load(Ordering::SeqCst) {
-        match reader.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        let Ok(req) = serde_json::from_str::<RequestEnvelope>(&line) else {
-            return;
-        };
-        line.clear();
-        let result = match req.request {
-            Request::SnapshotGet { known_version } if known_version == Some(snapshot.version) => {
-                Response::SnapshotUnchanged {
-                    version: snapshot.version,
-                }
-            }
-            Request::SnapshotGet { .. } => Response::Snapshot(snapshot.clone()),
-            _ => return,
-        };
-        let answer = ResponseEnvelope {
-            v: VERSION,
-            id: req.id,
-            ok: true,
-            result: Some(result),
-            error: None,
-        };
-        let Ok(mut out) = serde_json::to_vec(&answer) else {
-            return;
-        };
-        out.push(b'\n');
-        if writer.write_all(&out).is_err() {
-            return;
-        }
-    }
 }
 
 const NOKEYS: &str = "nokeys.example";

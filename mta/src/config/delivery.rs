@@ -34,7 +34,10 @@ pub struct DeliveryConfig {
     pub connect_timeout_secs: u64,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
-    /// One JSON line per delivery outcome is appended here.
+    /// Mail of a suspended or terminated tenant is looked at again this much later.
+    pub hold_recheck_secs: u64,
+    /// One JSON line per delivery outcome is appended here; empty (the default)
+    /// writes none: the sealed log in the spool is the delivery log of record.
     pub log_file: PathBuf,
 }
 
@@ -52,7 +55,8 @@ impl Default for DeliveryConfig {
             connect_timeout_secs: 30,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
-            log_file: "./var/delivery.log".into(),
+            hold_recheck_secs: 900,
+            log_file: PathBuf::new(),
         }
     }
 }
@@ -134,6 +138,7 @@ impl DeliveryConfig {
                 self.max_queue_lifetime_secs,
             ),
             ("delivery.lease_secs", self.lease_secs),
+            ("delivery.hold_recheck_secs", self.hold_recheck_secs),
             ("delivery.connect_timeout_secs", self.connect_timeout_secs),
             ("delivery.command_timeout_secs", self.command_timeout_secs),
             ("delivery.data_timeout_secs", self.data_timeout_secs),

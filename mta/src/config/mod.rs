@@ -5,9 +5,11 @@
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
 
+pub mod admin;
 pub mod authn;
 pub mod control;
 pub mod delivery;
+pub mod retention;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,9 +23,11 @@ use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::Routes;
 use way2mail_mta::relay::RelayPolicy;
 
+use self::admin::{AdminConfig, AdminSettings};
 use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
+use self::retention::RetentionConfig;
 use way2mail_control::dns::{DnsConfig, DnsSettings};
 use way2mail_mta::smtp::{Limits, Role};
 
@@ -57,6 +61,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub dkim: DkimConfig,
     pub inbound: InboundConfig,
+    pub admin: AdminConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -175,6 +181,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             dkim: DkimConfig::default(),
             inbound: InboundConfig::default(),
+            admin: AdminConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -285,6 +293,8 @@ pub struct Settings {
     pub routes: Arc<Routes>,
     /// Smart-host credentials by route key (see `delivery::route_key`).
     pub credentials: Arc<HashMap<String, Credentials>>,
+    /// `[admin]`, checked; `None` when the admin socket is off.
+    pub admin: Option<AdminSettings>,
 }
 
 impl Config {
@@ -329,6 +339,8 @@ impl Config {
         self.control.check()?;
         self.auth.check()?;
         self.inbound.check()?;
+        self.retention.check()?;
+        let admin = self.admin.check()?;
         let dns = self.dns.validate()?;
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
         let (routes, credentials) = delivery::check_routes(&self.routes)?;
@@ -341,6 +353,7 @@ impl Config {
             dns,
             routes: Arc::new(routes),
             credentials: Arc::new(credentials),
+            admin,
         })
     }
 

@@ -69,11 +69,75 @@ pub fn notice(
             listener: "dsn".into(),
             tls: None,
             auth: None,
-            tenant: None,
+            // The bounce quotes the tenant's message: it is the tenant's data, sealed
+            // with its key and erased with it.
+            tenant: envelope.origin.tenant.clone(),
         },
         received_at_ms: now_ms,
         attempts: 0,
         next_attempt_ms: None,
     };
     Some((MessageId::generate(), notice_envelope, dsn.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use way2mail_queue::Notify;
+
+    #[test]
+    fn a_bounce_belongs_to_the_bounced_messages_tenant() {
+        let mut envelope = Envelope {
+            sender: "app@acme.example".into(),
+            recipients: vec![Recipient::new(
+                "gone@remote.example".into(),
+                Notify::default(),
+                None,
+            )],
+            body_type: Default::default(),
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            origin: Origin {
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                helo: "client.test".into(),
+                listener: "submission".into(),
+                tls: None,
+                auth: Some("app@acme.example".into()),
+                tenant: Some("acme".into()),
+            },
+            received_at_ms: 1,
+            attempts: 1,
+            next_attempt_ms: None,
+        };
+        let failed = RecipientOutcome {
+            index: 0,
+            verdict: Verdict::Permanent,
+            reply: "550 5.1.1 no such user".into(),
+            status: "5.1.1".into(),
+            next_hop: Some("mx.remote.example".into()),
+            ip: None,
+            tls: None,
+            relayed: false,
+        };
+        let original = b"Subject: hi\r\n\r\nhello\r\n";
+        let id = MessageId::generate();
+        let (_, bounce, body) = notice(
+            "mx.test",
+            id,
+            &envelope,
+            original,
+            std::slice::from_ref(&failed),
+            2,
+        )
+        .expect("a bounce is due");
+        assert_eq!(bounce.origin.tenant.as_deref(), Some("acme"));
+        assert_eq!(bounce.sender, "");
+        assert_eq!(bounce.recipients[0].address, "app@acme.example");
+        assert!(String::from_utf8_lossy(&body).contains("gone@remote.example"));
+        envelope.origin.tenant = None;
+        let (_, bounce, _) =
+            notice("mx.test", id, &envelope, original, &[failed], 2).expect("bounce");
+        assert_eq!(bounce.origin.tenant, None);
+    }
 }

@@ -5,7 +5,9 @@
 //! delivers it over pooled connections (`connection.rs`) driving the sans-IO SMTP
 //! client. Results go back to the scheduler, which completes the message in one
 //! atomic spool write: recipients' states, the retry (`retry.rs`), a bounce if one is
-//! due (`bounce.rs`), and delivery-log records (`log.rs`).
+//! due (`bounce.rs`), and delivery-log records (in the spool; `log.rs` copies them to
+//! a file when `[delivery] log_file` is set). Mail of suspended and terminated
+//! tenants is held (`hold.rs`).
 //!
 //! ```text
 //!  spool ──take_due──► scheduler ──Job (by domain hash)──► core N worker ─► connection
@@ -15,6 +17,7 @@
 
 pub mod bounce;
 pub mod connection;
+pub mod hold;
 pub mod log;
 pub mod retry;
 pub mod scheduler;
@@ -152,6 +155,7 @@ impl CorePlan {
 pub fn start(
     settings: &Arc<crate::config::Settings>,
     spool: &way2mail_queue::Spool,
+    tenants: Option<Arc<crate::tenants::Tenants>>,
     backend: crate::runtime::Backend,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Option<(Vec<CorePlan>, std::thread::JoinHandle<()>)>> {
@@ -161,7 +165,16 @@ pub fn start(
         tracing::info!("delivery disabled ([delivery] enabled = false): mail stays queued");
         return Ok(None);
     }
-    let log = log::start(&d.log_file)?;
+    let log = if d.log_file.as_os_str().is_empty() {
+        None
+    } else {
+        tracing::warn!(
+            path = %d.log_file.display(),
+            "delivery.log_file is set: it holds recipient addresses in plaintext, outside \
+             retention and erasure (the sealed delivery log in the spool is the log of record)"
+        );
+        Some(log::start(&d.log_file)?)
+    };
     let (results_tx, results_rx) = crossbeam_channel::unbounded();
     let tls_opportunistic = crate::tls::client::opportunistic();
     let tls_verified = crate::tls::client::verified();
@@ -187,6 +200,7 @@ pub fn start(
         results: results_rx,
         log,
         stop,
+        tenants,
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())

@@ -2,21 +2,24 @@
 //! domain, gathers the per-recipient results and completes each message once all of
 //! its jobs have answered. It never blocks a core and never waits for a flush: a
 //! completion lost in a crash leaves the lease, which goes back to the schedule at
-//! the next start (at-least-once, never lost).
+//! the next start (at-least-once, never lost). Mail of a suspended or terminated
+//! tenant is put back unsent (`hold.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::mpsc::UnboundedSender;
 use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Envelope, MessageId, RecipientState, Spool};
 
+use super::hold::Hold;
 use super::{bounce, domain_of, retry, Job, JobResult, RecipientOutcome, Verdict};
 use crate::config::delivery::DeliveryConfig;
+use crate::tenants::Tenants;
 
 /// Messages leased per round; a full round means more are due right away.
 const BATCH: usize = 512;
@@ -32,8 +35,11 @@ pub struct Scheduler {
     pub hostname: String,
     pub cores: Vec<UnboundedSender<Job>>,
     pub results: Receiver<JobResult>,
-    pub log: Sender<DeliveryRecord>,
+    /// The delivery log file's writer, when `[delivery] log_file` is set.
+    pub log: Option<Sender<DeliveryRecord>>,
     pub stop: Arc<AtomicBool>,
+    /// Whose mail is held (suspended and terminated tenants); `None` without control.
+    pub tenants: Option<Arc<Tenants>>,
 }
 
 /// A leased message whose jobs are out.
@@ -54,9 +60,10 @@ impl Scheduler {
     pub fn run(self) {
         let mut inflight: HashMap<MessageId, InFlight> = HashMap::new();
         let mut rng = Rng::seeded();
+        let mut hold = Hold::default();
         while !self.stop.load(Ordering::Acquire) {
             let leased = if inflight.len() < MAX_IN_FLIGHT {
-                self.lease(&mut inflight)
+                self.lease(&mut inflight, &mut hold)
             } else {
                 0
             };
@@ -80,8 +87,9 @@ impl Scheduler {
         );
     }
 
-    /// Leases due messages and sends their jobs out; returns how many it leased.
-    fn lease(&self, inflight: &mut HashMap<MessageId, InFlight>) -> usize {
+    /// Leases due messages and sends their jobs out (or puts held ones back);
+    /// returns how many it leased.
+    fn lease(&self, inflight: &mut HashMap<MessageId, InFlight>, hold: &mut Hold) -> usize {
         let lease_ms = self.config.lease_secs * 1000;
         let room = BATCH.min(MAX_IN_FLIGHT.saturating_sub(inflight.len()));
         let leased = match self.spool.take_due(now_ms(), room, lease_ms) {
@@ -92,7 +100,14 @@ impl Scheduler {
             }
         };
         let count = leased.len();
+        let directory = self.tenants.as_ref().and_then(|t| t.directory());
+        let now = Instant::now();
         for l in leased {
+            let tenant = l.envelope.origin.tenant.as_deref();
+            if let Some(held) = hold.check(directory.as_deref(), tenant, now) {
+                self.put_back(l.id, l.envelope, &held);
+                continue;
+            }
             let body = match self.spool.read_body(&l.id) {
                 Ok(Some(body)) => Arc::new(body),
                 Ok(None) | Err(_) => {
@@ -118,6 +133,27 @@ impl Scheduler {
             }
         }
         count
+    }
+
+    /// Ends the lease of a held message without an attempt: same envelope, due again
+    /// `hold_recheck_secs` later, no log record, no bounce.
+    fn put_back(&self, id: MessageId, mut envelope: Envelope, held: &super::hold::Held) {
+        let due = now_ms() + self.config.hold_recheck_secs.saturating_mul(1000);
+        envelope.next_attempt_ms = Some(due);
+        if held.log {
+            tracing::info!(
+                tenant = %held.tenant,
+                status = ?held.status,
+                recheck_secs = self.config.hold_recheck_secs,
+                "delivery held: the tenant's account is not active; its mail stays queued"
+            );
+        }
+        if let Err(e) = self
+            .spool
+            .complete(id, &envelope, Some(due), None, Vec::new())
+        {
+            tracing::error!(%id, error = %e, "putting a held message back on the schedule");
+        }
     }
 
     /// One job per next-hop domain among the pending recipients.
@@ -238,8 +274,10 @@ impl Scheduler {
             .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
         envelope.next_attempt_ms = next_due;
         let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
-        for r in &records {
-            let _ = self.log.send(r.clone());
+        if let Some(log) = &self.log {
+            for r in &records {
+                let _ = log.send(r.clone());
+            }
         }
         // Not waited for: a completion lost in a crash leaves its lease behind,
         // which recovery turns back into a due entry (a duplicate, never a loss).

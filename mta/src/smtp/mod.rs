@@ -171,8 +171,14 @@ pub trait TenantPolicy: Send + Sync + fmt::Debug {
     /// `MAIL FROM` by `grant`: the sender's domain must be one of the tenant's
     /// (`553 5.7.1`), the tenant active, and its hourly/daily budget not spent.
     fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), reply::Reply>;
-    /// `RCPT TO` that would make the transaction's `count`th recipient.
-    fn check_recipients(&self, grant: &Grant, count: usize) -> Result<(), reply::Reply>;
+    /// `RCPT TO:<address>` that would make the transaction's `count`th recipient:
+    /// the tenant's recipient limit, and its suppression list (`550 5.7.1`).
+    fn check_recipient(
+        &self,
+        grant: &Grant,
+        address: &str,
+        count: usize,
+    ) -> Result<(), reply::Reply>;
     /// A message from `grant` was queued: it counts towards the tenant's budgets.
     fn message_queued(&self, grant: &Grant);
 }

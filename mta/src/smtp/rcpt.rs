@@ -2,8 +2,9 @@
 //! the parameter (`NOTIFY`, `ORCPT`), SMTPUTF8, limit and relay checks. Relay rule:
 //! our own domains (and bare `postmaster`) from anyone, any other domain only from
 //! a trusted network or an authenticated tenant; everything else is `550 5.7.1`, so
-//! we are never an open relay. An authenticated tenant's recipient limit is asked
-//! before the recipient is added, with the count the transaction would reach.
+//! we are never an open relay. An authenticated tenant's rules (its recipient limit,
+//! with the count the transaction would reach, and its suppression list) are asked
+//! before the recipient is added.
 
 use way2mail_queue::{Notify, Recipient};
 
@@ -35,7 +36,8 @@ impl SessionState {
         }
         let authenticated = match (&self.params.tenants, &self.auth) {
             (Some(policy), Some(grant)) => {
-                if let Err(r) = policy.check_recipients(grant, tx.recipients.len() + 1) {
+                if let Err(r) = policy.check_recipient(grant, path.address, tx.recipients.len() + 1)
+                {
                     return r;
                 }
                 true

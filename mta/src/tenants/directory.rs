@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use way2mail_control::protocol::{DkimAlgorithm, TenantStatus};
-use way2mail_control::snapshot::{Snapshot, TenantLimits};
+use way2mail_control::snapshot::{suppression_hash, MtaRetention, Snapshot, TenantLimits};
 use way2mail_mta::signing::Key;
 use way2mail_mta::smtp::reply::Reply;
 use way2mail_mta::smtp::Grant;
@@ -36,6 +36,19 @@ pub struct Tenant {
     /// Lower-case, exact names: a subdomain is not covered by its parent.
     pub domains: HashSet<String>,
     pub limits: TenantLimits,
+    /// How long the MTA keeps the tenant's data; `None`: the `[retention]` defaults.
+    pub retention: Option<MtaRetention>,
+    /// Under legal hold: the retention sweep deletes nothing of the tenant.
+    pub legal_hold: bool,
+    /// [`suppression_hash`] of every address the tenant may not send to.
+    suppressed: HashSet<String>,
+}
+
+impl Tenant {
+    /// Whether the tenant's suppression list holds `address` (any case).
+    pub fn suppresses(&self, address: &str) -> bool {
+        !self.suppressed.is_empty() && self.suppressed.contains(&suppression_hash(address))
+    }
 }
 
 /// One tenant domain as the signer sees it.
@@ -181,6 +194,14 @@ impl Directory {
                     status: t.status,
                     domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                     limits: t.limits,
+                    retention: t.retention,
+                    legal_hold: t.legal_hold,
+                    // Control sends lower-case hex; a list written by hand may not be.
+                    suppressed: t
+                        .suppressed
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
                 },
             );
         }
@@ -246,6 +267,28 @@ impl Directory {
         } else {
             Err(not_a_domain_of_this_account(address))
         }
+    }
+
+    /// `RCPT TO` by `grant`: the tenant is still active, and `address` is not on its
+    /// suppression list.
+    pub fn check_recipient(&self, grant: &Grant, address: &str) -> Result<&Tenant, Reply> {
+        let tenant = self.active_tenant(grant)?;
+        if tenant.suppresses(address) {
+            return Err(Reply::owned(
+                550,
+                "5.7.1",
+                format!("Recipient <{address}> is on this account's suppression list"),
+            ));
+        }
+        Ok(tenant)
+    }
+
+    /// Whether mail of `tenant` must wait: its account is suspended or terminated.
+    /// Mail of tenants the snapshot does not list goes out.
+    pub fn holds_delivery(&self, tenant: &str) -> Option<TenantStatus> {
+        self.tenant(tenant)
+            .map(|t| t.status)
+            .filter(|s| *s != TenantStatus::Active)
     }
 
     /// How the tenant domain `domain` (any case) sends; `None` for other domains.
@@ -690,6 +733,31 @@ pub(crate) mod tests {
         for (k, _) in test_keys() {
             assert!(!text.contains(&k.private_key), "private key in Debug");
         }
+    }
+
+    #[test]
+    fn retention_legal_hold_and_suppression_are_kept_per_tenant() {
+        let mut s = snapshot(1);
+        s.tenants[0].retention = Some(MtaRetention {
+            content_secs: 60,
+            delivery_log_secs: 3600,
+        });
+        s.tenants[0].legal_hold = true;
+        s.tenants[0].suppressed = vec![suppression_hash(" Bob@Remote.Example ")];
+        let d = Directory::new(&s);
+        let acme = d.tenant("acme").expect("acme");
+        assert_eq!(acme.retention.map(|r| r.content_secs), Some(60));
+        assert!(acme.legal_hold);
+        assert!(acme.suppresses("bob@remote.example"));
+        assert!(acme.suppresses("BOB@REMOTE.EXAMPLE"));
+        assert!(!acme.suppresses("bobby@remote.example"));
+        let sleepy = d.tenant("sleepy").expect("sleepy");
+        assert_eq!((sleepy.retention, sleepy.legal_hold), (None, false));
+        assert!(!sleepy.suppresses("bob@remote.example"));
+        assert_eq!(d.holds_delivery("acme"), None);
+        assert_eq!(d.holds_delivery("sleepy"), Some(TenantStatus::Suspended));
+        assert_eq!(d.holds_delivery("gone"), Some(TenantStatus::Terminated));
+        assert_eq!(d.holds_delivery("nobody"), None);
     }
 
     #[test]

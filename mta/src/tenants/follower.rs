@@ -11,6 +11,7 @@
 //!   start ── snapshot.get ──ok──► install + save
 //!                └──err──► load saved file ──► install (warn) | none (warn, 454)
 //!   thread: every poll_ms ── snapshot.get{known_version} ── unchanged | install + save
+//!   install: data keys made, missed erasures completed (data_keys.rs), directory swapped
 //! ```
 
 use std::path::PathBuf;
@@ -21,11 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use way2mail_control::client::{Auth, Client, ClientError};
 use way2mail_control::protocol::{Request, Response};
 use way2mail_control::snapshot::Snapshot;
-use way2mail_queue::Keyring;
+use way2mail_queue::Spool;
 
 use super::directory::Directory;
-use super::snapshot_file;
 use super::Tenants;
+use super::{data_keys, snapshot_file};
 
 /// How often idle lockout and counter entries are dropped.
 const MAINTENANCE: Duration = Duration::from_secs(60);
@@ -36,8 +37,9 @@ pub struct Source {
     pub snapshot_file: PathBuf,
     pub poll: Duration,
     pub timeout: Duration,
-    /// Seals the saved snapshot (its system data key).
-    pub keyring: Keyring,
+    /// Its keyring seals the saved snapshot (the system data key) and gets the
+    /// tenants' keys; erasures made in control are completed in it.
+    pub spool: Spool,
 }
 
 /// The running follower; [`Follower::stop`] ends its thread.
@@ -114,7 +116,7 @@ impl State {
     /// Control did not answer at start: the saved snapshot, or nothing.
     fn fall_back(&mut self, error: &ClientError) {
         let socket = self.source.socket.display().to_string();
-        match snapshot_file::load(&self.source.snapshot_file, &self.source.keyring) {
+        match snapshot_file::load(&self.source.snapshot_file, self.source.spool.keyring()) {
             Ok(Some(saved)) => {
                 tracing::warn!(
                     error = %error,
@@ -202,6 +204,9 @@ impl State {
     }
 
     fn install(&mut self, snapshot: Snapshot, save: bool) {
+        // Before the directory is swapped in: a tenant new in this snapshot has its
+        // key before its first session can ask for it.
+        data_keys::apply(&self.source.spool, &snapshot);
         let directory = Directory::new(&snapshot);
         let (tenants, domains, users) = directory.counts();
         tracing::info!(
@@ -215,9 +220,11 @@ impl State {
         self.known = Some(snapshot.version);
         self.tenants.install(directory);
         if save {
-            if let Err(e) =
-                snapshot_file::save(&self.source.snapshot_file, &self.source.keyring, &snapshot)
-            {
+            if let Err(e) = snapshot_file::save(
+                &self.source.snapshot_file,
+                self.source.spool.keyring(),
+                &snapshot,
+            ) {
                 tracing::error!(error = %e, "cannot save the control snapshot; a restart without control would run without it");
             }
         }
@@ -259,6 +266,7 @@ mod tests {
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
     use way2mail_control::protocol::{RequestEnvelope, ResponseEnvelope, VERSION};
+    use way2mail_queue::Keyring;
 
     /// A control daemon reduced to `snapshot.get`, on a real Unix socket.
     struct FakeControl {
@@ -342,13 +350,14 @@ mod tests {
         }
     }
 
+    /// The spool is opened once per follower, like the daemon's.
     fn source(dir: &Path) -> Source {
         Source {
             socket: dir.join("control.sock"),
             snapshot_file: dir.join("control-snapshot"),
             poll: Duration::from_millis(500),
             timeout: Duration::from_millis(2000),
-            keyring: keyring(dir),
+            spool: Spool::open(&dir.join("spool"), keyring(dir)).expect("spool"),
         }
     }
 
@@ -414,6 +423,8 @@ mod tests {
         let t = tenants();
         let follower = Follower::start(source(dir.path()), Arc::clone(&t)).expect("start");
         assert_eq!(t.version(), None);
+        // The spool is the follower's alone while it runs.
+        follower.stop();
         // A tampered saved file is refused, not trusted.
         let key = keyring(dir.path());
         let file = dir.path().join("control-snapshot");
@@ -425,7 +436,6 @@ mod tests {
         let t2 = tenants();
         let again = Follower::start(source(dir.path()), Arc::clone(&t2)).expect("start");
         assert_eq!(t2.version(), None);
-        follower.stop();
         again.stop();
     }
 }

@@ -5,10 +5,14 @@
 //!
 //! ```text
 //!   follower.rs      thread: control socket ── snapshot ──► Current (swap) + snapshot_file.rs
-//!   directory.rs     one snapshot indexed: username → user, tenant → status/domains/limits,
+//!   data_keys.rs     per snapshot: every tenant's data key made ahead of use, erasures
+//!                    made in control completed in the spool
+//!   directory.rs     one snapshot indexed: username → user, tenant → status/domains/limits/
+//!                    retention/legal hold/suppression hashes,
 //!                    domain → owner/may_send/DKIM keys (decoded once)/BIMI selector
 //!   policy.rs        TenantPolicy for the protocol: sender rules (own domain, may send,
-//!                    has a DKIM key) + hourly/daily counters
+//!                    has a DKIM key), recipient rules (limit, suppression list)
+//!                    + hourly/daily counters
 //!   auth.rs          one AUTH: lockout ─► verifier ─► tenant status ─► verdict (+ log line)
 //!   verifier.rs      argon2 on a small thread pool, successes cached per snapshot hash
 //!   lockout.rs       failures per client IP and per username, lockout windows
@@ -18,6 +22,7 @@
 //! take short locks and never do I/O, except awaiting the verifier.
 
 mod auth;
+mod data_keys;
 pub(crate) mod directory;
 mod follower;
 mod lockout;

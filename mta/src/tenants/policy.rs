@@ -191,7 +191,7 @@ impl TenantPolicy for Policy {
         self.check_sender_at(grant, sender, self.minute())
     }
 
-    fn check_recipients(&self, grant: &Grant, count: usize) -> Result<(), Reply> {
+    fn check_recipient(&self, grant: &Grant, address: &str, count: usize) -> Result<(), Reply> {
         let Some(directory) = self.directory.get() else {
             return Ok(());
         };
@@ -204,7 +204,7 @@ impl TenantPolicy for Policy {
                 format!("Too many recipients for this account (limit {limit})"),
             ));
         }
-        Ok(())
+        directory.check_recipient(grant, address).map(|_| ())
     }
 
     fn message_queued(&self, grant: &Grant) {
@@ -338,13 +338,52 @@ mod tests {
     fn recipients_per_message() {
         let p = policy(10, 10, 2);
         let g = grant("acme");
-        assert!(p.check_recipients(&g, 1).is_ok());
-        assert!(p.check_recipients(&g, 2).is_ok());
-        let (c, s, text) = refusal(p.check_recipients(&g, 3));
+        let to = "b@remote.example";
+        assert!(p.check_recipient(&g, to, 1).is_ok());
+        assert!(p.check_recipient(&g, to, 2).is_ok());
+        let (c, s, text) = refusal(p.check_recipient(&g, to, 3));
         assert_eq!((c, s), (452, "4.5.3"));
         assert_eq!(text, "Too many recipients for this account (limit 2)");
-        let (c, _, _) = refusal(p.check_recipients(&grant("gone"), 1));
+        let (c, _, _) = refusal(p.check_recipient(&grant("gone"), to, 1));
         assert_eq!(c, 550);
+    }
+
+    #[test]
+    fn suppressed_recipients_are_refused_for_their_tenant_only() {
+        let mut s = snapshot(1);
+        s.tenants[0].suppressed = vec![
+            way2mail_control::snapshot::suppression_hash("Gone@Remote.Example"),
+            // Upper-case hex, as a hand-made list might have it.
+            way2mail_control::snapshot::suppression_hash("old@remote.example").to_uppercase(),
+        ];
+        s.tenants[1].status = way2mail_control::protocol::TenantStatus::Active;
+        s.tenants[1].suppressed = vec![way2mail_control::snapshot::suppression_hash("x@y.example")];
+        let current = Arc::new(Current::default());
+        current.set(Directory::new(&s));
+        let p = Policy::new(current, MissingKeys::Refuse);
+        let acme = grant("acme");
+        for address in [
+            "gone@remote.example",
+            "GONE@remote.EXAMPLE",
+            "old@remote.example",
+        ] {
+            let (c, st, text) = refusal(p.check_recipient(&acme, address, 1));
+            assert_eq!((c, st), (550, "5.7.1"), "{address}");
+            assert_eq!(
+                text,
+                format!("Recipient <{address}> is on this account's suppression list")
+            );
+        }
+        assert!(p.check_recipient(&acme, "other@remote.example", 1).is_ok());
+        assert!(
+            p.check_recipient(&acme, "x@y.example", 1).is_ok(),
+            "another tenant's list"
+        );
+        let (c, _, _) = refusal(p.check_recipient(&grant("sleepy"), "x@y.example", 1));
+        assert_eq!(c, 550);
+        assert!(p
+            .check_recipient(&grant("sleepy"), "gone@remote.example", 1)
+            .is_ok());
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub fn verdict(username: &str, password: &str) -> AuthVerdict {
     }
 }
 
-/// Tenant `acme` owns `acme.example`, may send 3 recipients per message, and the
-/// fake records every `message_queued` call.
+/// Tenant `acme` owns `acme.example`, may send 3 recipients per message, has
+/// [`SUPPRESSED`] on its suppression list, and the fake records every
+/// `message_queued` call.
 #[derive(Debug, Default)]
 pub struct FakeTenants {
     pub queued: Mutex<Vec<Grant>>,
@@ -77,6 +78,8 @@ pub struct FakeTenants {
 
 pub const TENANT_DOMAIN: &str = "acme.example";
 pub const TENANT_MAX_RECIPIENTS: usize = 3;
+/// On acme's suppression list (compared ignoring case, as the daemon does).
+pub const SUPPRESSED: &str = "unsubscribed@example.org";
 
 impl TenantPolicy for FakeTenants {
     fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), Reply> {
@@ -94,12 +97,18 @@ impl TenantPolicy for FakeTenants {
         }
     }
 
-    fn check_recipients(&self, _grant: &Grant, count: usize) -> Result<(), Reply> {
+    fn check_recipient(&self, grant: &Grant, address: &str, count: usize) -> Result<(), Reply> {
         if count > TENANT_MAX_RECIPIENTS {
             Err(Reply::new(
                 452,
                 "4.5.3",
                 "Tenant limit: 3 recipients per message",
+            ))
+        } else if grant.tenant == "acme" && address.eq_ignore_ascii_case(SUPPRESSED) {
+            Err(Reply::owned(
+                550,
+                "5.7.1",
+                format!("Recipient <{address}> is on this account's suppression list"),
             ))
         } else {
             Ok(())

@@ -15,7 +15,7 @@ impl TenantPolicy for AllowAll {
     fn check_sender(&self, _: &Grant, _: &str) -> Result<(), Reply> {
         Ok(())
     }
-    fn check_recipients(&self, _: &Grant, _: usize) -> Result<(), Reply> {
+    fn check_recipient(&self, _: &Grant, _: &str, _: usize) -> Result<(), Reply> {
         Ok(())
     }
     fn message_queued(&self, _: &Grant) {}

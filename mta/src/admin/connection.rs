@@ -1,0 +1,243 @@
+//! One admin connection on its own thread: read a line, answer it, repeat.
+//!
+//! As on control's socket: a line may take at most `idle_timeout` to arrive,
+//! counted from the previous answer (a silent peer and one trickling bytes are
+//! closed alike); a line longer than [`MAX_REQUEST_BYTES`] is never buffered whole:
+//! the peer gets `request_too_large` and is closed, since the rest of that line
+//! cannot be told from the next request. Every other error is answered and the
+//! connection goes on.
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use way2mail_control::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
+use way2mail_control::protocol::{ErrorBody, ErrorCode};
+use way2mail_control::service::Caller;
+
+use super::ops::Ops;
+
+/// How long a refused peer has to send the request it came with, so that its
+/// answer can carry that request's id.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// How a connection ended, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    Closed,
+    IdleTimeout,
+    TooLarge,
+    Io(ErrorKind),
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    TooLarge,
+    Eof,
+}
+
+pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Duration) -> End {
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(e) => return End::Io(e.kind()),
+    };
+    // A peer that stops reading must not hold this thread forever either.
+    if let Err(e) = writer.set_write_timeout(Some(idle_timeout)) {
+        return End::Io(e.kind());
+    }
+    let mut reader = BufReader::with_capacity(8 * 1024, stream);
+    loop {
+        let deadline = Instant::now() + idle_timeout;
+        let line = match read_line(&mut reader, deadline) {
+            Ok(Line::Eof) => return End::Closed,
+            Ok(Line::TooLarge) => {
+                let line = error_line(
+                    0,
+                    ErrorCode::RequestTooLarge,
+                    format!(
+                        "request line exceeds {MAX_REQUEST_BYTES} bytes; closing the connection"
+                    ),
+                );
+                // The peer may already be gone; the connection closes either way.
+                let _ = writer.write_all(&line);
+                return End::TooLarge;
+            }
+            Ok(Line::Complete(line)) => line,
+            Err(e) if is_timeout(&e) => return End::IdleTimeout,
+            Err(e) => return End::Io(e.kind()),
+        };
+        let line = trim_line(&line);
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = ops.answer(line, caller, &mut writer) {
+            return End::Io(e.kind());
+        }
+    }
+}
+
+/// Answers a peer whose uid may not use the socket with one `forbidden` line (for
+/// the request it sent, if it sent one within a second) and closes.
+pub fn forbid(stream: UnixStream, caller: &Caller) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let _ = writer.set_write_timeout(Some(REFUSAL_WAIT));
+    let mut reader = BufReader::new(stream);
+    let id = match read_line(&mut reader, Instant::now() + REFUSAL_WAIT) {
+        Ok(Line::Complete(line)) => request_id(&line),
+        _ => 0,
+    };
+    let line = error_line(
+        id,
+        ErrorCode::Forbidden,
+        format!(
+            "uid {} may not use the MTA's admin socket (admin.allowed_uids)",
+            caller.uid
+        ),
+    );
+    let _ = writer.write_all(&line);
+}
+
+/// The `id` of a request line, when it has one.
+pub fn request_id(line: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
+/// A response line (with its newline) carrying an error.
+pub fn error_line(id: u64, code: ErrorCode, message: String) -> Vec<u8> {
+    response_line(&AdminResponse {
+        v: VERSION,
+        id,
+        ok: false,
+        result: None,
+        error: Some(ErrorBody { code, message }),
+    })
+}
+
+pub fn response_line(response: &AdminResponse) -> Vec<u8> {
+    // Plain data (strings, numbers, enums without maps keyed by non-strings):
+    // serializing it cannot fail.
+    let mut line = serde_json::to_vec(response).unwrap_or_else(|_| {
+        br#"{"v":1,"id":0,"ok":false,"error":{"code":"internal","message":"unencodable answer"}}"#
+            .to_vec()
+    });
+    line.push(b'\n');
+    line
+}
+
+/// Reads up to and including `\n`, never holding more than [`MAX_REQUEST_BYTES`].
+/// Bytes after the newline stay buffered for the next call (pipelined requests).
+fn read_line(reader: &mut BufReader<UnixStream>, deadline: Instant) -> io::Result<Line> {
+    let mut line = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        reader.get_ref().set_read_timeout(Some(remaining))?;
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            // A last line without its newline is still a request.
+            return Ok(if line.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete(line)
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        if line.len() + take > MAX_REQUEST_BYTES {
+            return Ok(Line::TooLarge);
+        }
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done {
+            return Ok(Line::Complete(line));
+        }
+    }
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(input: &[u8]) -> Vec<Result<Vec<u8>, &'static str>> {
+        let (mut a, b) = UnixStream::pair().expect("socketpair");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = a.write_all(&input);
+        });
+        let mut reader = BufReader::new(b);
+        let mut out = Vec::new();
+        loop {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            match read_line(&mut reader, deadline).expect("read") {
+                Line::Complete(l) => out.push(Ok(l)),
+                Line::TooLarge => {
+                    out.push(Err("too large"));
+                    break;
+                }
+                Line::Eof => break,
+            }
+        }
+        writer.join().expect("writer");
+        out
+    }
+
+    #[test]
+    fn lines_are_split_and_bounded() {
+        assert_eq!(
+            lines_of(b"a\nbc\n\nlast"),
+            vec![
+                Ok(b"a\n".to_vec()),
+                Ok(b"bc\n".to_vec()),
+                Ok(b"\n".to_vec()),
+                Ok(b"last".to_vec())
+            ]
+        );
+        let mut exact = vec![b'x'; MAX_REQUEST_BYTES - 1];
+        exact.push(b'\n');
+        assert_eq!(lines_of(&exact), vec![Ok(exact.clone())]);
+        let mut over = vec![b'x'; MAX_REQUEST_BYTES];
+        over.push(b'\n');
+        assert_eq!(lines_of(&over), vec![Err("too large")]);
+    }
+
+    #[test]
+    fn silence_times_out_and_ids_are_echoed() {
+        let (_a, b) = UnixStream::pair().expect("socketpair");
+        let mut reader = BufReader::new(b);
+        let e = read_line(&mut reader, Instant::now() + Duration::from_millis(50))
+            .err()
+            .expect("timeout");
+        assert!(is_timeout(&e), "{e}");
+        assert_eq!(request_id(br#"{"v":1,"id":7,"op":"hello"}"#), 7);
+        assert_eq!(request_id(b"not json"), 0);
+        let line = error_line(7, ErrorCode::Forbidden, "no".into());
+        let back: AdminResponse = serde_json::from_slice(&line).expect("parse");
+        assert_eq!((back.id, back.ok), (7, false));
+        assert_eq!(back.error.map(|e| e.code), Some(ErrorCode::Forbidden));
+    }
+}

@@ -1,0 +1,228 @@
+//! The streamed admin ops. Each answers a `stream` line, then frames, then a final
+//! line saying whether what came before is complete; a failure after the frames
+//! began still ends them properly, so the peer can tell a cut stream from a whole
+//! one.
+//!
+//! - `tenant.export`: for each queued message of the tenant an `ExportItem::Message`
+//!   (`{"id","envelope"}`) and its `Body` exactly as queued, then every delivery log
+//!   record of the tenant as `Log`; final `exported {messages, log_records}`.
+//! - `backup.dump`: the spool dump (records still sealed) is written to a private
+//!   temporary file beside the spool first, so that writers are held off only for a
+//!   local write, not for as long as the peer takes to read; then that file is
+//!   streamed and removed, also when anything fails. Final `dumped {records, bytes}`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use way2mail_control::mta_admin::{write_export_item, AdminResult, ExportItem};
+use way2mail_control::protocol::{ErrorBody, ErrorCode};
+use way2mail_control::stream::FrameWriter;
+use way2mail_queue::{LogFilter, Spool};
+
+use super::ops::{failure, internal, write};
+
+/// Why a stream stopped early.
+enum Stopped {
+    /// Writing to the peer failed: the connection is over.
+    Peer(io::Error),
+    /// Our side failed; the frames are ended and the final line says why.
+    Ours(ErrorBody),
+}
+
+impl From<way2mail_queue::Error> for Stopped {
+    fn from(e: way2mail_queue::Error) -> Stopped {
+        Stopped::Ours(internal("reading the spool", &e))
+    }
+}
+
+/// Ends the frames and writes the final line. `Ok(code)` is the outcome for the log
+/// line; `Err` means the peer is gone.
+fn finish(
+    frames: FrameWriter<&mut UnixStream>,
+    id: u64,
+    result: Result<AdminResult, Stopped>,
+) -> io::Result<Result<(), ErrorCode>> {
+    let answer = match result {
+        Err(Stopped::Peer(e)) => return Err(e),
+        Err(Stopped::Ours(e)) => Err(e),
+        Ok(done) => Ok(done),
+    };
+    let out = frames.finish()?;
+    let outcome = answer.as_ref().map(|_| ()).map_err(|e| e.code);
+    write(out, id, answer)?;
+    Ok(outcome)
+}
+
+/// `tenant.export`.
+pub(super) fn tenant(
+    spool: &Spool,
+    tenant: &str,
+    id: u64,
+    out: &mut UnixStream,
+) -> io::Result<Result<(), ErrorCode>> {
+    write(out, id, Ok(AdminResult::Stream))?;
+    let mut frames = FrameWriter::new(&mut *out);
+    let result = export_items(spool, tenant, &mut frames);
+    finish(frames, id, result)
+}
+
+fn item(frames: &mut impl Write, item: &ExportItem) -> Result<(), Stopped> {
+    write_export_item(frames, item).map_err(Stopped::Peer)
+}
+
+fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, Stopped> {
+    serde_json::to_vec(value)
+        .map_err(|e| Stopped::Ours(failure(ErrorCode::Internal, format!("encoding: {e}"))))
+}
+
+fn export_items(
+    spool: &Spool,
+    tenant: &str,
+    frames: &mut impl Write,
+) -> Result<AdminResult, Stopped> {
+    let messages = spool.for_each_tenant_message(tenant, |id, envelope, body| {
+        let head = encode(&serde_json::json!({
+            "id": id.to_string(),
+            "envelope": envelope,
+        }))?;
+        item(frames, &ExportItem::Message(head))?;
+        item(frames, &ExportItem::Body(body))
+    })?;
+    let log = spool.delivery_log(LogFilter {
+        tenant: Some(Some(tenant.to_owned())),
+        ..LogFilter::default()
+    })?;
+    for record in &log {
+        item(frames, &ExportItem::Log(encode(record)?))?;
+    }
+    Ok(AdminResult::Exported {
+        messages,
+        log_records: log.len() as u64,
+    })
+}
+
+/// Name prefix of the temporary dump files beside the spool directory `spool`.
+fn dump_prefix(spool: &Path) -> String {
+    let name = spool
+        .file_name()
+        .map_or_else(|| "spool".into(), |n| n.to_string_lossy().into_owned());
+    format!(".{name}.dump-")
+}
+
+/// A temporary dump file, removed when dropped.
+struct TempDump {
+    path: PathBuf,
+    file: File,
+}
+
+impl TempDump {
+    fn create(dir: &Path, spool: &Path) -> io::Result<TempDump> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}{}-{n}", dump_prefix(spool), std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(TempDump { path, file })
+    }
+}
+
+impl Drop for TempDump {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a temporary dump file");
+        }
+    }
+}
+
+/// Removes dump files a previous process left behind (it died while streaming).
+pub(super) fn remove_stale_dumps(dir: &Path, spool: &Path) {
+    let prefix = dump_prefix(spool);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a stale dump file")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale dump file")
+                }
+            }
+        }
+    }
+}
+
+/// `backup.dump`.
+pub(super) fn dump(
+    spool: &Spool,
+    dir: &Path,
+    id: u64,
+    out: &mut UnixStream,
+) -> io::Result<Result<(), ErrorCode>> {
+    let written = TempDump::create(dir, spool.path())
+        .map_err(|e| {
+            failure(
+                ErrorCode::Internal,
+                format!("creating a temporary dump file in {}: {e}", dir.display()),
+            )
+        })
+        .and_then(|mut tmp| {
+            let stats = {
+                let mut buffered = BufWriter::with_capacity(1 << 20, &mut tmp.file);
+                spool
+                    .dump(&mut buffered)
+                    .map_err(|e| internal("dumping the spool", &e))?
+            };
+            tmp.file
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| failure(ErrorCode::Internal, format!("rewinding the dump: {e}")))?;
+            Ok((tmp, stats))
+        });
+    let (mut tmp, stats) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let code = e.code;
+            write(out, id, Err(e))?;
+            return Ok(Err(code));
+        }
+    };
+    write(out, id, Ok(AdminResult::Stream))?;
+    let mut frames = FrameWriter::new(&mut *out);
+    let result = copy(&mut tmp.file, &mut frames).map(|()| AdminResult::Dumped {
+        records: stats.records,
+        bytes: stats.bytes,
+    });
+    // Gone before the final line: a peer that got its answer finds no copy left.
+    drop(tmp);
+    finish(frames, id, result)
+}
+
+/// Copies the dump file to the peer, telling a read failure (ours) from a write
+/// failure (the peer's).
+fn copy(file: &mut File, frames: &mut impl Write) -> Result<(), Stopped> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Stopped::Ours(failure(
+                    ErrorCode::Internal,
+                    format!("reading the temporary dump file: {e}"),
+                )))
+            }
+        };
+        frames.write_all(&buf[..n]).map_err(Stopped::Peer)?;
+    }
+}

@@ -1,0 +1,448 @@
+//! One admin request: parsed (version, known op, arguments), its tenant name
+//! checked, run against the spool or the sweeper, answered, and logged in one line
+//! (op, caller uid, tenant id, outcome, duration; never message data).
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use way2mail_control::mta_admin::{
+    AdminOp, AdminRequest, AdminResponse, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
+};
+use way2mail_control::protocol::{ErrorBody, ErrorCode};
+use way2mail_control::service::Caller;
+use way2mail_queue::Spool;
+
+use super::connection::response_line;
+use super::export;
+use crate::config::delivery::RouteConfig;
+use crate::retention::Sweeper;
+
+/// Every op name this build serves, as on the wire.
+const OPS: [&str; 7] = [
+    "hello",
+    "tenant.inventory",
+    "tenant.export",
+    "tenant.erase",
+    "retention.run",
+    "backup.dump",
+    "routes",
+];
+
+/// Longest tenant id (control's rule: `[a-z0-9][a-z0-9-]{0,62}`).
+const MAX_TENANT_CHARS: usize = 63;
+
+/// What the admin ops work on.
+pub struct Ops {
+    pub spool: Spool,
+    pub sweeper: Arc<Sweeper>,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// How a request ended, for its log line.
+pub(super) enum Outcome {
+    Ok,
+    Failed(ErrorCode),
+}
+
+pub(super) type Answer = Result<AdminResult, ErrorBody>;
+
+pub(super) fn failure(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A spool failure as the peer sees it: the request may have taken effect in part.
+pub(super) fn internal(what: &str, e: &way2mail_queue::Error) -> ErrorBody {
+    failure(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+impl Ops {
+    /// The `[[route]]`s as `routes` lists them: no credentials, only whether there are.
+    pub fn route_infos(routes: &[RouteConfig]) -> Vec<RouteInfo> {
+        routes
+            .iter()
+            .map(|r| RouteInfo {
+                domains: vec![r.domain.to_ascii_lowercase()],
+                hosts: vec![r.host.clone()],
+                tls: r.tls.to_ascii_lowercase(),
+                authenticated: r.auth.is_some(),
+            })
+            .collect()
+    }
+
+    /// Where `backup.dump` writes its temporary file: beside the spool directory, on
+    /// the same file system, private to the daemon's user.
+    pub(super) fn dump_dir(&self) -> PathBuf {
+        self.spool
+            .path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+    }
+
+    pub(super) fn remove_stale_dumps(&self) {
+        export::remove_stale_dumps(&self.dump_dir(), self.spool.path());
+    }
+
+    /// Answers one request line (several lines for streamed ops). `Err` only when
+    /// writing to the peer failed: the connection is over.
+    pub(super) fn answer(
+        &self,
+        line: &[u8],
+        caller: &Caller,
+        out: &mut UnixStream,
+    ) -> io::Result<()> {
+        let started = Instant::now();
+        let (id, op, tenant, outcome) = match parse(line) {
+            Err((id, error)) => {
+                let code = error.code;
+                write(out, id, Err(error))?;
+                (id, "(unparsed)", None, Outcome::Failed(code))
+            }
+            Ok(request) => {
+                let name = request.op.name();
+                let tenant = tenant_of(&request.op).map(str::to_owned);
+                let outcome = self.run(request.id, request.op, caller, out)?;
+                (request.id, name, tenant, outcome)
+            }
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let tenant = tenant.as_deref().filter(|t| valid_tenant(t)).unwrap_or("");
+        match outcome {
+            Outcome::Ok => tracing::info!(
+                target: "way2mail::admin",
+                id,
+                op,
+                uid = caller.uid,
+                tenant,
+                outcome = "ok",
+                duration_ms,
+                "admin request"
+            ),
+            Outcome::Failed(code) => tracing::warn!(
+                target: "way2mail::admin",
+                id,
+                op,
+                uid = caller.uid,
+                tenant,
+                outcome = ?code,
+                duration_ms,
+                "admin request failed"
+            ),
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        id: u64,
+        op: AdminOp,
+        caller: &Caller,
+        out: &mut UnixStream,
+    ) -> io::Result<Outcome> {
+        if let Some(t) = tenant_of(&op) {
+            if let Err(e) = check_tenant(t) {
+                let code = e.code;
+                write(out, id, Err(e))?;
+                return Ok(Outcome::Failed(code));
+            }
+        }
+        let answer = match op {
+            AdminOp::Hello => Ok(AdminResult::Hello {
+                daemon_version: env!("CARGO_PKG_VERSION").into(),
+                caller: format!("uid:{}", caller.uid),
+            }),
+            AdminOp::TenantInventory { tenant } => self.inventory(&tenant),
+            AdminOp::TenantErase { tenant } => self.erase(&tenant),
+            AdminOp::RetentionRun => self.sweep(),
+            AdminOp::Routes => Ok(AdminResult::Routes {
+                routes: self.routes.clone(),
+            }),
+            // The streamed ops write their own lines and frames.
+            AdminOp::TenantExport { tenant } => {
+                return export::tenant(&self.spool, &tenant, id, out).map(outcome_of)
+            }
+            AdminOp::BackupDump => {
+                return export::dump(&self.spool, &self.dump_dir(), id, out).map(outcome_of)
+            }
+        };
+        let outcome = outcome_of(answer.as_ref().map(|_| ()).map_err(|e| e.code));
+        write(out, id, answer)?;
+        Ok(outcome)
+    }
+
+    fn inventory(&self, tenant: &str) -> Answer {
+        let inv = self
+            .spool
+            .tenant_inventory(tenant)
+            .map_err(|e| internal("counting the tenant's spool data", &e))?;
+        Ok(AdminResult::Inventory(MtaInventory {
+            key_id: inv.key_id.map(|k| k.to_string()),
+            messages: inv.messages,
+            bytes: inv.bytes,
+            oldest_message_ms: inv.oldest_message_ms,
+            log_records: inv.log.records,
+            oldest_log_ms: inv.log.oldest_ms,
+            erased_at_ms: self.spool.keyring().erasure(tenant).map(|e| e.at_ms),
+        }))
+    }
+
+    fn erase(&self, tenant: &str) -> Answer {
+        let done = self
+            .spool
+            .erase_tenant(tenant)
+            .map_err(|e| internal("erasing the tenant", &e))?;
+        tracing::warn!(
+            %tenant,
+            messages = done.messages,
+            log_records = done.log_records,
+            "tenant erased through the admin socket"
+        );
+        Ok(AdminResult::Erased(MtaErasure {
+            key_id: done.erasure.key_id.map(|k| k.to_string()),
+            messages: done.messages,
+            log_records: done.log_records,
+            erased_at_ms: done.erasure.at_ms,
+        }))
+    }
+
+    fn sweep(&self) -> Answer {
+        match self.sweeper.sweep("admin") {
+            Ok(report) => Ok(AdminResult::Swept(report)),
+            Err(failed) => {
+                let (messages, records): (u64, u64) =
+                    failed.partial.entries.iter().fold((0, 0), |(m, r), e| {
+                        (m + e.messages_removed, r + e.log_records_removed)
+                    });
+                Err(failure(
+                    ErrorCode::Internal,
+                    format!(
+                        "the sweep stopped at a spool error after removing {messages} messages \
+                         and {records} log records: {}",
+                        failed.error
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+fn outcome_of<T>(result: Result<T, ErrorCode>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(code) => Outcome::Failed(code),
+    }
+}
+
+/// Writes one response line.
+pub(super) fn write(out: &mut impl Write, id: u64, answer: Answer) -> io::Result<()> {
+    let (ok, result, error) = match answer {
+        Ok(result) => (true, Some(result), None),
+        Err(error) => (false, None, Some(error)),
+    };
+    out.write_all(&response_line(&AdminResponse {
+        v: VERSION,
+        id,
+        ok,
+        result,
+        error,
+    }))
+}
+
+/// The request, or the id to answer with and why it is refused.
+fn parse(line: &[u8]) -> Result<AdminRequest, (u64, ErrorBody)> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| (0, failure(ErrorCode::BadRequest, format!("not JSON: {e}"))))?;
+    let id = value.get("id").and_then(Value::as_u64).unwrap_or(0);
+    let refuse = |code, message: String| Err((id, failure(code, message)));
+    match value.get("v").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return refuse(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {v}; this MTA speaks {VERSION}"),
+            )
+        }
+        None => return refuse(ErrorCode::BadRequest, "no protocol version \"v\"".into()),
+    }
+    let Some(op) = value.get("op").and_then(Value::as_str) else {
+        return refuse(ErrorCode::BadRequest, "no \"op\"".into());
+    };
+    if !OPS.contains(&op) {
+        return refuse(
+            ErrorCode::UnknownOp,
+            format!("unknown op {:?}; known: {}", shorten(op), OPS.join(", ")),
+        );
+    }
+    let op = op.to_owned();
+    serde_json::from_value(value).or_else(|e| {
+        refuse(
+            ErrorCode::BadRequest,
+            format!("bad arguments for {op}: {e}"),
+        )
+    })
+}
+
+fn tenant_of(op: &AdminOp) -> Option<&str> {
+    match op {
+        AdminOp::TenantInventory { tenant }
+        | AdminOp::TenantExport { tenant }
+        | AdminOp::TenantErase { tenant } => Some(tenant),
+        AdminOp::Hello | AdminOp::RetentionRun | AdminOp::BackupDump | AdminOp::Routes => None,
+    }
+}
+
+/// Control's tenant id rule: 1 to 63 of `[a-z0-9-]`, not starting with `-`.
+fn valid_tenant(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_TENANT_CHARS
+        && b[0] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn check_tenant(t: &str) -> Result<(), ErrorBody> {
+    if valid_tenant(t) {
+        return Ok(());
+    }
+    Err(failure(
+        ErrorCode::Invalid,
+        format!(
+            "invalid tenant id {:?}: use 1 to 63 lower-case letters, digits and '-', \
+             starting with a letter or digit",
+            shorten(t)
+        ),
+    ))
+}
+
+/// At most 64 characters of client input in an answer (escaped by `{:?}`).
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(line: &str) -> (u64, ErrorCode, String) {
+        let (id, e) = parse(line.as_bytes()).expect_err("refused");
+        (id, e.code, e.message)
+    }
+
+    #[test]
+    fn requests_are_parsed_or_refused_with_the_right_code() {
+        let r = parse(br#"{"v":1,"id":3,"op":"tenant.export","args":{"tenant":"acme"}}"#)
+            .expect("parse");
+        assert_eq!(
+            (r.id, r.op),
+            (
+                3,
+                AdminOp::TenantExport {
+                    tenant: "acme".into()
+                }
+            )
+        );
+        assert_eq!(refused("{").1, ErrorCode::BadRequest);
+        assert_eq!(refused(r#"{"id":4,"op":"hello"}"#).0, 4);
+        assert_eq!(
+            refused(r#"{"v":2,"id":5,"op":"hello"}"#).1,
+            ErrorCode::UnsupportedVersion
+        );
+        let (id, code, message) = refused(r#"{"v":1,"id":6,"op":"spool.drop"}"#);
+        assert_eq!((id, code), (6, ErrorCode::UnknownOp));
+        assert!(message.contains("tenant.export"), "{message}");
+        let (_, code, message) = refused(r#"{"v":1,"op":"tenant.erase","args":{}}"#);
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(message.contains("tenant"), "{message}");
+        assert_eq!(
+            refused(r#"{"v":1,"op":"tenant.erase","args":{"tenant":"a","all":true}}"#).1,
+            ErrorCode::BadRequest,
+            "unknown arguments"
+        );
+    }
+
+    #[test]
+    fn every_op_is_listed() {
+        let ops = [
+            AdminOp::Hello,
+            AdminOp::TenantInventory { tenant: "a".into() },
+            AdminOp::TenantExport { tenant: "a".into() },
+            AdminOp::TenantErase { tenant: "a".into() },
+            AdminOp::RetentionRun,
+            AdminOp::BackupDump,
+            AdminOp::Routes,
+        ];
+        for op in &ops {
+            assert!(OPS.contains(&op.name()), "{}", op.name());
+        }
+        assert_eq!(ops.len(), OPS.len());
+    }
+
+    #[test]
+    fn tenant_ids_follow_controls_rule() {
+        for ok in ["acme", "a", "0day", "acme-eu-2", &"a".repeat(63)] {
+            assert!(check_tenant(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "Acme",
+            "ac me",
+            "acme\n",
+            "acme\u{0}",
+            "a/../b",
+            "ünï",
+            &"a".repeat(64),
+        ] {
+            let e = check_tenant(bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::Invalid);
+            assert!(!e.message.contains('\n'), "{:?}", e.message);
+        }
+        let long = "x".repeat(4000);
+        assert!(check_tenant(&long).expect_err("long").message.len() < 300);
+    }
+
+    #[test]
+    fn routes_are_listed_without_credentials() {
+        let config = crate::config::Config::parse(
+            "[[route]]\ndomain = \"Partner.example\"\nhost = \"smtp.partner.example:587\"\n\
+             tls = \"Required\"\nauth = { user = \"u\", password_file = \"/secret\" }\n\
+             [[route]]\ndomain = \"*\"\nhost = \"[192.0.2.1]:25\"\n",
+        )
+        .expect("config");
+        let routes = config.routes;
+        let infos = Ops::route_infos(&routes);
+        assert_eq!(
+            infos,
+            vec![
+                RouteInfo {
+                    domains: vec!["partner.example".into()],
+                    hosts: vec!["smtp.partner.example:587".into()],
+                    tls: "required".into(),
+                    authenticated: true,
+                },
+                RouteInfo {
+                    domains: vec!["*".into()],
+                    hosts: vec!["[192.0.2.1]:25".into()],
+                    tls: "opportunistic".into(),
+                    authenticated: false,
+                },
+            ]
+        );
+        let text = serde_json::to_string(&infos).expect("json");
+        assert!(
+            !text.contains("secret") && !text.contains("\"u\""),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! `[retention]`: how long the MTA keeps mail of no tenant (and of tenants the
+//! control snapshot gives no retention for), and how often the sweep runs. Tenants'
+//! own periods come with the snapshot.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use way2mail_control::duration;
+
+use super::{err, ConfigError};
+
+/// Periods in seconds; written as `"30d"`, `"12h"`, … (`way2mail_control::duration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Queued content of mail of no tenant (and of tenants without a retention in
+    /// the snapshot), counted from acceptance.
+    #[serde(rename = "content", deserialize_with = "duration::deserialize_secs")]
+    pub content_secs: u64,
+    /// Delivery log records of that mail, counted from the outcome.
+    #[serde(
+        rename = "delivery_log",
+        deserialize_with = "duration::deserialize_secs"
+    )]
+    pub delivery_log_secs: u64,
+    /// How often the sweep runs (also once at start).
+    #[serde(
+        rename = "sweep_interval",
+        deserialize_with = "duration::deserialize_secs"
+    )]
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            content_secs: 30 * 86_400,
+            delivery_log_secs: 400 * 86_400,
+            sweep_interval_secs: 3_600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        // A zero period would delete mail the moment it is accepted.
+        for (key, value) in [
+            ("retention.content", self.content_secs),
+            ("retention.delivery_log", self.delivery_log_secs),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1s"));
+            }
+        }
+        if !(1..=7 * 86_400).contains(&self.sweep_interval_secs) {
+            return Err(err("retention.sweep_interval", "must be between 1s and 7d"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let r = Config::parse("").unwrap().validate().unwrap().raw.retention;
+        assert_eq!(r.content_secs, 30 * 86_400);
+        assert_eq!(r.delivery_log_secs, 400 * 86_400);
+        assert_eq!(r.sweep_interval_secs, 3_600);
+    }
+
+    #[test]
+    fn periods_are_parsed() {
+        let r = Config::parse(
+            "[retention]\ncontent = \"2s\"\ndelivery_log = \"7y\"\nsweep_interval = \"30m\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+        .raw
+        .retention;
+        assert_eq!(
+            (r.content_secs, r.delivery_log_secs, r.sweep_interval_secs),
+            (2, 7 * 365 * 86_400, 1_800)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[retention]\ncontent = \"0d\"\n", "retention.content"),
+            (
+                "[retention]\ndelivery_log = \"0s\"\n",
+                "retention.delivery_log",
+            ),
+            (
+                "[retention]\nsweep_interval = \"8d\"\n",
+                "retention.sweep_interval",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap().validate().unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        let e = Config::parse("[retention]\ncontent = \"30 days\"\n").unwrap_err();
+        assert_eq!(e.key, "retention.content");
+        assert!(e.reason.contains("is not a period"), "{e}");
+        // A bare number has no unit: seconds or days would be a guess.
+        let e = Config::parse("[retention]\nsweep_interval = 60\n").unwrap_err();
+        assert_eq!(e.key, "retention.sweep_interval", "{e}");
+    }
+}
