@@ -385,6 +385,8 @@ pub fn restore(
             .control_keyring
             .bind(&staging)
             .map_err(|e| e.to_string())?;
+        way2mail_queue::files::chown_tree_like(&staging, &target.control_dir)
+            .map_err(|e| format!("{}: {e}", staging.display()))?;
         if read_marker(&mut reader).map_err(|e| e.to_string())? != b'S' {
             return Err("the backup has no spool section".into());
         }

@@ -19,6 +19,7 @@
 //!   mta_admin.rs  the MTA's admin socket protocol and client (export, erase,
 //!                 inventory, retention sweep, backup dump of the spool)
 //!   stream.rs     streamed answers (frames) on both sockets
+//!   lines.rs      request lines on both sockets: bounded, within a deadline
 //!   duration.rs   retention periods as operators write them ("90d")
 //!   backup.rs     backup archives (sealed chunks of store and spool records) and
 //!                 their restore onto a stopped node
@@ -62,6 +63,7 @@ pub mod dns;
 pub mod dnscheck;
 pub mod duration;
 pub mod error;
+pub mod lines;
 pub mod logging;
 pub mod mta_admin;
 pub mod notify;

@@ -60,6 +60,38 @@ pub fn replace_wiping(path: &Path, content: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives `dir` and everything under it the owner and group of `like` — or, when
+/// `like` does not exist, of its parent directory (a restore, run as root, builds
+/// a store the daemon's user must own). Nothing changes where they already match.
+pub fn chown_tree_like(dir: &Path, like: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let reference = match std::fs::metadata(like) {
+        Ok(m) => m,
+        Err(_) => match like.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => std::fs::metadata(parent)?,
+            None => return Ok(()),
+        },
+    };
+    let (uid, gid) = (reference.uid(), reference.gid());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.uid() != uid || meta.gid() != gid {
+            rustix::fs::chown(
+                &path,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Overwrites an (unlinked) file's content with zeros and syncs it.
 fn wipe(mut file: File) -> io::Result<()> {
     let len = file.metadata()?.len();

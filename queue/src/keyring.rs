@@ -365,7 +365,8 @@ impl Keyring {
                 return Err(keyring_error(
                     path,
                     format!(
-                        "it is missing, but {} was sealed with the keyring whose system key is {id};                          restore that keyring file (a new one could open nothing stored)",
+                        "it is missing, but {} was sealed with the keyring whose system key is {id}; \
+                         restore that keyring file (a new one could open nothing stored)",
                         store_dir.display()
                     ),
                 ));
@@ -545,6 +546,46 @@ impl Keyring {
         *self.write() = next;
         tracing::info!(%tenant, key_id = %id, "created a tenant data key");
         Ok(key)
+    }
+
+    /// Makes the keys of every tenant in `tenants` that has none (and was not
+    /// erased), with one write of the file; returns how many were made.
+    pub fn ensure_tenants<'a>(
+        &self,
+        tenants: impl IntoIterator<Item = &'a str>,
+    ) -> Result<usize, Error> {
+        let wanted: Vec<&str> = tenants.into_iter().collect();
+        let missing = |state: &State| -> Vec<String> {
+            let mut m: Vec<String> = wanted
+                .iter()
+                .filter(|t| !state.tenants.contains_key(**t) && state.erased(t).is_none())
+                .map(|t| (*t).to_owned())
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        if missing(&self.read()).is_empty() {
+            return Ok(0);
+        }
+        let _changing = self
+            .inner
+            .changing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.copy();
+        let todo = missing(&next);
+        for tenant in &todo {
+            let id = next.fresh_id()?;
+            next.add(id, Owner::Tenant(tenant.clone()), now_ms(), random_key()?)?;
+        }
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        self.save_locked(&next)?;
+        *self.write() = next;
+        tracing::info!(made = todo.len(), "created tenant data keys");
+        Ok(todo.len())
     }
 
     /// The tenant's key if it has one.
@@ -871,6 +912,28 @@ mod tests {
         let e = Keyring::open_bound(&store, &path, master(dir.path(), "m"), vec![])
             .expect_err("foreign");
         assert!(e.to_string().contains("is not the keyring of"), "{e}");
+    }
+
+    #[test]
+    fn keys_for_many_tenants_are_made_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring");
+        let ring = Keyring::open(&path, master(dir.path(), "m")).expect("create");
+        ring.tenant("old").expect("old");
+        ring.shred("gone").expect("shred");
+        let made = ring
+            .ensure_tenants(["old", "a", "b", "a", "gone"])
+            .expect("ensure");
+        assert_eq!(made, 2);
+        assert!(ring.existing("a").is_some() && ring.existing("b").is_some());
+        assert!(
+            ring.existing("gone").is_none(),
+            "an erased name gets no key"
+        );
+        assert_eq!(ring.ensure_tenants(["a", "b"]).expect("again"), 0);
+        drop(ring);
+        let ring = Keyring::open(&path, master(dir.path(), "m")).expect("reopen");
+        assert_eq!(ring.tenants().len(), 3);
     }
 
     #[test]

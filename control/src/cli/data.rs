@@ -537,6 +537,14 @@ fn restore(
     let file = File::open(input).map_err(failed("opening the backup"))?;
     let report = backup::restore(BufReader::new(file), &key, &target).map_err(Failure::Failed)?;
     record_restore(files, &target, &report)?;
+    // Recording the restore may have made files as root: the daemon's user owns the store.
+    let like = match (&report.control_moved_aside, files.dir.parent()) {
+        (Some(aside), _) => aside.clone(),
+        (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        (None, _) => PathBuf::from("."),
+    };
+    way2mail_queue::files::chown_tree_like(&files.dir, &like)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", files.dir.display())))?;
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::Failed(format!("cannot print the result: {e}")))?;
@@ -578,38 +586,98 @@ fn restore(
     Ok(())
 }
 
-/// After a restore: the restored store's snapshot version goes past anything the
-/// MTA may have seen, and the restore is written to its audit log.
+/// After a restore: erasures made since the backup (their records in the store that
+/// was moved aside, and the keyring's list) are carried into the restored store, so
+/// an erased tenant stays known as erased, with its receipt; the snapshot version
+/// goes past anything the MTA may have seen; and the restore is written to the
+/// restored audit log.
 fn record_restore(
     files: &StoreFiles,
     target: &RestoreTarget,
     report: &backup::RestoreReport,
 ) -> Result<(), Failure> {
+    use crate::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
     let store_error = |e: crate::Error| Failure::Failed(format!("recording the restore: {e}"));
-    let seen = match &report.control_moved_aside {
-        Some(aside) => {
-            crate::store::Store::open_with_keyring(aside, target.control_keyring.clone())
-                .and_then(|s| s.get::<u64>(TreeName::Meta, crate::records::META_SNAPSHOT_VERSION))
+    let aside = match &report.control_moved_aside {
+        Some(dir) => {
+            crate::store::Store::open_with_keyring(dir, target.control_keyring.clone()).ok()
+        }
+        None => None,
+    };
+    let seen = aside
+        .as_ref()
+        .and_then(|s| {
+            s.get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
                 .ok()
                 .flatten()
-                .unwrap_or(0)
-        }
-        None => 0,
+        })
+        .unwrap_or(0);
+    let (erased_then, receipts_then) = match &aside {
+        Some(s) => (
+            s.scan::<ErasedTenant>(TreeName::Erased).unwrap_or_default(),
+            s.scan::<ReceiptRecord>(TreeName::Receipts)
+                .unwrap_or_default(),
+        ),
+        None => (Vec::new(), Vec::new()),
     };
+    drop(aside);
     let store = crate::store::Store::open_with_keyring(&files.dir, target.control_keyring.clone())
         .map_err(store_error)?;
     let restored = store
-        .get::<u64>(TreeName::Meta, crate::records::META_SNAPSHOT_VERSION)
+        .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
         .map_err(store_error)?
         .unwrap_or(0);
     let mut batch = crate::store::Batch::new();
     batch
         .put(
             TreeName::Meta,
-            crate::records::META_SNAPSHOT_VERSION,
+            META_SNAPSHOT_VERSION,
             &(seen.max(restored) + 1),
         )
         .map_err(store_error)?;
+    let mut carried = 0;
+    for (key, receipt) in receipts_then {
+        if store
+            .get::<ReceiptRecord>(TreeName::Receipts, &key)
+            .map_err(store_error)?
+            .is_none()
+        {
+            batch
+                .put(TreeName::Receipts, key, &receipt)
+                .map_err(store_error)?;
+        }
+    }
+    let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (key, erased) in erased_then {
+        known.insert(erased.tenant.clone());
+        if store
+            .get::<ErasedTenant>(TreeName::Erased, &key)
+            .map_err(store_error)?
+            .is_none()
+        {
+            batch
+                .put(TreeName::Erased, key, &erased)
+                .map_err(store_error)?;
+            carried += 1;
+        }
+    }
+    for e in target.control_keyring.erasures() {
+        let have = store
+            .get::<ErasedTenant>(TreeName::Erased, e.tenant.as_bytes())
+            .map_err(store_error)?
+            .is_some();
+        if !have && !known.contains(&e.tenant) {
+            let record = ErasedTenant {
+                tenant: e.tenant.clone(),
+                erased_at: e.at_ms / 1000,
+                receipt: "(not kept: the store was restored from an earlier backup)".into(),
+            };
+            batch
+                .put(TreeName::Erased, e.tenant.as_bytes(), &record)
+                .map_err(store_error)?;
+            carried += 1;
+        }
+    }
     let log = crate::audit::AuditLog::new();
     let draft = crate::audit::AuditDraft {
         actor: format!("uid:{}", rustix::process::getuid().as_raw()),
@@ -619,7 +687,7 @@ fn record_restore(
         outcome: crate::protocol::Outcome::Ok,
         reason: None,
         detail: Some(format!(
-            "restored backup {} made at unix {}: {} control and {} spool records; {} + {} records of erased tenants dropped",
+            "restored backup {} made at unix {}: {} control and {} spool records; {} + {} records of erased tenants dropped; {carried} erasures since the backup carried over",
             report.archive,
             report.created_at,
             report.control_records,

@@ -8,10 +8,11 @@
 //! the rest of that line cannot be told apart from the next request. Every other
 //! error is answered and the connection goes on.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use crate::lines::{is_timeout, read_line, trim_line, Line};
 use crate::protocol::{ErrorCode, Response, ResponseEnvelope, MAX_REQUEST_BYTES};
 use crate::service::{Caller, Service, StreamOut};
 use crate::stream::FrameWriter;
@@ -27,13 +28,6 @@ pub enum End {
     TooLarge,
     /// Reading or writing failed (the peer vanished, or stopped reading).
     Io(ErrorKind),
-}
-
-/// One line read from the peer.
-enum Line {
-    Complete(Vec<u8>),
-    TooLarge,
-    Eof,
 }
 
 pub fn serve(
@@ -54,7 +48,7 @@ pub fn serve(
     let mut reader = BufReader::with_capacity(8 * 1024, stream);
     loop {
         let deadline = Instant::now() + idle_timeout;
-        let line = match read_line(&mut reader, deadline) {
+        let line = match read_line(&mut reader, deadline, MAX_REQUEST_BYTES) {
             Ok(line) => line,
             Err(e) if is_timeout(&e) => return End::IdleTimeout,
             Err(e) => return End::Io(e.kind()),
@@ -169,116 +163,4 @@ fn write_response(writer: &mut UnixStream, response: &ResponseEnvelope) -> io::R
     let mut bytes = serde_json::to_vec(response).map_err(io::Error::other)?;
     bytes.push(b'\n');
     writer.write_all(&bytes)
-}
-
-/// Reads up to and including `\n`, never holding more than [`MAX_REQUEST_BYTES`].
-/// Bytes after the newline stay buffered for the next call (pipelined requests).
-fn read_line(reader: &mut BufReader<UnixStream>, deadline: Instant) -> io::Result<Line> {
-    let mut line = Vec::new();
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        reader.get_ref().set_read_timeout(Some(remaining))?;
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            // A last line without its newline is still a request.
-            return Ok(if line.is_empty() {
-                Line::Eof
-            } else {
-                Line::Complete(line)
-            });
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        if line.len() + take > MAX_REQUEST_BYTES {
-            return Ok(Line::TooLarge);
-        }
-        line.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if done {
-            return Ok(Line::Complete(line));
-        }
-    }
-}
-
-fn trim_line(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    &line[..end]
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines_of(input: &[u8]) -> Vec<Result<Vec<u8>, &'static str>> {
-        let (mut a, b) = UnixStream::pair().expect("socketpair");
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = a.write_all(&input);
-        });
-        let mut reader = BufReader::new(b);
-        let mut out = Vec::new();
-        loop {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            match read_line(&mut reader, deadline).expect("read") {
-                Line::Complete(l) => out.push(Ok(l)),
-                Line::TooLarge => {
-                    out.push(Err("too large"));
-                    break;
-                }
-                Line::Eof => break,
-            }
-        }
-        writer.join().expect("writer");
-        out
-    }
-
-    #[test]
-    fn lines_are_split_and_bounded() {
-        assert_eq!(
-            lines_of(b"a\nbc\n\nlast"),
-            vec![
-                Ok(b"a\n".to_vec()),
-                Ok(b"bc\n".to_vec()),
-                Ok(b"\n".to_vec()),
-                Ok(b"last".to_vec())
-            ]
-        );
-        let mut exact = vec![b'x'; MAX_REQUEST_BYTES - 1];
-        exact.push(b'\n');
-        assert_eq!(lines_of(&exact), vec![Ok(exact.clone())]);
-        let mut over = vec![b'x'; MAX_REQUEST_BYTES];
-        over.push(b'\n');
-        assert_eq!(lines_of(&over), vec![Err("too large")]);
-    }
-
-    #[test]
-    fn silence_times_out() {
-        let (_a, b) = UnixStream::pair().expect("socketpair");
-        let mut reader = BufReader::new(b);
-        let deadline = Instant::now() + Duration::from_millis(50);
-        let e = read_line(&mut reader, deadline).err().expect("timeout");
-        assert!(is_timeout(&e), "{e}");
-    }
-
-    #[test]
-    fn trims_line_ends() {
-        assert_eq!(trim_line(b"{}\r\n"), b"{}");
-        assert_eq!(trim_line(b" \n"), b"");
-    }
 }

@@ -82,10 +82,7 @@ fn remove_stale(path: &Path) -> Result<()> {
         );
     }
     match UnixStream::connect(path) {
-        Ok(_) => bail!(
-            "another way2mail-control is already listening on {}",
-            path.display()
-        ),
+        Ok(_) => bail!("another process is already listening on {}", path.display()),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
             tracing::info!(path = %path.display(), "removing a stale socket file");
             fs::remove_file(path)

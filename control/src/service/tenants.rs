@@ -18,12 +18,16 @@ pub(crate) fn load(ctx: &Ctx<'_>, tenant: &str) -> Result<TenantInfo, Failure> {
     {
         return Ok(info);
     }
-    match erased(ctx, tenant)? {
-        Some(e) => Err(Failure::not_found(format!(
+    match (erased(ctx, tenant)?, ctx.store.keyring().erasure(tenant)) {
+        (Some(e), _) => Err(Failure::not_found(format!(
             "tenant {tenant} was erased at unix {} (receipt {})",
             e.erased_at, e.receipt
         ))),
-        None => Err(Failure::not_found(format!(
+        (None, Some(e)) => Err(Failure::not_found(format!(
+            "tenant {tenant} was erased at unix {}",
+            e.at_ms / 1000
+        ))),
+        (None, None) => Err(Failure::not_found(format!(
             "tenant {} does not exist",
             validate::shorten(tenant)
         ))),

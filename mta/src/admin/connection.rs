@@ -7,10 +7,11 @@
 //! cannot be told from the next request. Every other error is answered and the
 //! connection goes on.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use way2mail_control::lines::{is_timeout, read_line, trim_line, Line};
 use way2mail_control::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
 use way2mail_control::protocol::{ErrorBody, ErrorCode};
 use way2mail_control::service::Caller;
@@ -30,12 +31,6 @@ pub enum End {
     Io(ErrorKind),
 }
 
-enum Line {
-    Complete(Vec<u8>),
-    TooLarge,
-    Eof,
-}
-
 pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Duration) -> End {
     let mut writer = match stream.try_clone() {
         Ok(writer) => writer,
@@ -48,7 +43,7 @@ pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Durat
     let mut reader = BufReader::with_capacity(8 * 1024, stream);
     loop {
         let deadline = Instant::now() + idle_timeout;
-        let line = match read_line(&mut reader, deadline) {
+        let line = match read_line(&mut reader, deadline, MAX_REQUEST_BYTES) {
             Ok(Line::Eof) => return End::Closed,
             Ok(Line::TooLarge) => {
                 let line = error_line(
@@ -84,7 +79,11 @@ pub fn forbid(stream: UnixStream, caller: &Caller) {
     };
     let _ = writer.set_write_timeout(Some(REFUSAL_WAIT));
     let mut reader = BufReader::new(stream);
-    let id = match read_line(&mut reader, Instant::now() + REFUSAL_WAIT) {
+    let id = match read_line(
+        &mut reader,
+        Instant::now() + REFUSAL_WAIT,
+        MAX_REQUEST_BYTES,
+    ) {
         Ok(Line::Complete(line)) => request_id(&line),
         _ => 0,
     };
@@ -129,109 +128,20 @@ pub fn response_line(response: &AdminResponse) -> Vec<u8> {
     line
 }
 
-/// Reads up to and including `\n`, never holding more than [`MAX_REQUEST_BYTES`].
-/// Bytes after the newline stay buffered for the next call (pipelined requests).
-fn read_line(reader: &mut BufReader<UnixStream>, deadline: Instant) -> io::Result<Line> {
-    let mut line = Vec::new();
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        reader.get_ref().set_read_timeout(Some(remaining))?;
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            // A last line without its newline is still a request.
-            return Ok(if line.is_empty() {
-                Line::Eof
-            } else {
-                Line::Complete(line)
-            });
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        if line.len() + take > MAX_REQUEST_BYTES {
-            return Ok(Line::TooLarge);
-        }
-        line.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if done {
-            return Ok(Line::Complete(line));
-        }
-    }
-}
-
-fn trim_line(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    &line[..end]
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lines_of(input: &[u8]) -> Vec<Result<Vec<u8>, &'static str>> {
-        let (mut a, b) = UnixStream::pair().expect("socketpair");
-        let input = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = a.write_all(&input);
-        });
-        let mut reader = BufReader::new(b);
-        let mut out = Vec::new();
-        loop {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            match read_line(&mut reader, deadline).expect("read") {
-                Line::Complete(l) => out.push(Ok(l)),
-                Line::TooLarge => {
-                    out.push(Err("too large"));
-                    break;
-                }
-                Line::Eof => break,
-            }
-        }
-        writer.join().expect("writer");
-        out
-    }
-
-    #[test]
-    fn lines_are_split_and_bounded() {
-        assert_eq!(
-            lines_of(b"a\nbc\n\nlast"),
-            vec![
-                Ok(b"a\n".to_vec()),
-                Ok(b"bc\n".to_vec()),
-                Ok(b"\n".to_vec()),
-                Ok(b"last".to_vec())
-            ]
-        );
-        let mut exact = vec![b'x'; MAX_REQUEST_BYTES - 1];
-        exact.push(b'\n');
-        assert_eq!(lines_of(&exact), vec![Ok(exact.clone())]);
-        let mut over = vec![b'x'; MAX_REQUEST_BYTES];
-        over.push(b'\n');
-        assert_eq!(lines_of(&over), vec![Err("too large")]);
-    }
 
     #[test]
     fn silence_times_out_and_ids_are_echoed() {
         let (_a, b) = UnixStream::pair().expect("socketpair");
         let mut reader = BufReader::new(b);
-        let e = read_line(&mut reader, Instant::now() + Duration::from_millis(50))
-            .err()
-            .expect("timeout");
+        let e = read_line(
+            &mut reader,
+            Instant::now() + Duration::from_millis(50),
+            MAX_REQUEST_BYTES,
+        )
+        .expect_err("timeout");
         assert!(is_timeout(&e), "{e}");
         assert_eq!(request_id(br#"{"v":1,"id":7,"op":"hello"}"#), 7);
         assert_eq!(request_id(b"not json"), 0);

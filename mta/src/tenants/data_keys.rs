@@ -8,22 +8,19 @@
 //!   control made while the MTA was down or unreachable.
 
 use way2mail_control::snapshot::Snapshot;
-use way2mail_queue::{Error, Spool};
+use way2mail_queue::Spool;
 
 /// Erasures first: a tenant listed both as erased and as a tenant (which control
 /// does not produce) stays erased.
 pub(super) fn apply(spool: &Spool, snapshot: &Snapshot) {
     complete_erasures(spool, &snapshot.erased);
-    let keyring = spool.keyring();
-    for t in &snapshot.tenants {
-        match keyring.tenant(&t.tenant) {
-            Ok(_) | Err(Error::Erased(_)) => {}
-            Err(e) => tracing::error!(
-                tenant = %t.tenant,
-                error = %e,
-                "cannot make the tenant's data key; its first message will try again"
-            ),
-        }
+    // One write of the keyring file for every tenant new in this snapshot.
+    let names = snapshot.tenants.iter().map(|t| t.tenant.as_str());
+    if let Err(e) = spool.keyring().ensure_tenants(names) {
+        tracing::error!(
+            error = %e,
+            "cannot make the tenants' data keys; each one's first message will try again"
+        );
     }
 }
 
