@@ -189,7 +189,9 @@ impl Spool {
         // Every lease went back to the schedule; none is held any more.
         inner.leases.clear();
         if changed {
-            self.flush()?;
+            // Not `flush()`: its barrier write would wait for the flusher, which
+            // waits for the writers' lock held here. Nothing is queued meanwhile.
+            inner.shared.flush(&inner.db).map_err(Error::Unhealthy)?;
         }
         Ok(report)
     }
@@ -365,9 +367,22 @@ impl Spool {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
-    /// Flushes now and waits for it (shutdown, tools). A success also clears an
-    /// earlier unhealthy state.
+    /// Applies every write handed to the flusher before this call, flushes, and
+    /// waits for it (shutdown, tools). A success also clears an earlier unhealthy
+    /// state.
+    ///
+    /// The writes first: completions are handed over without waiting, and a
+    /// shutdown that only flushed sled would leave one still in the flusher's queue
+    /// when the process exits (its message delivered again after the restart).
     pub fn flush(&self) -> Result<(), Error> {
+        // The flusher takes writes in order: once this empty one is answered, all
+        // before it are applied. Its answer is not the verdict (a write refused
+        // while unhealthy leaves a lease, which recovery releases); the flush is.
+        let _ = self
+            .inner
+            .committer
+            .submit(Write::default())
+            .wait_blocking();
         self.inner
             .shared
             .flush(&self.inner.db)
