@@ -71,6 +71,9 @@ role = "mx"
 path = "$E2E_WORK/var/spool"
 key_file = "$E2E_WORK/var/spool.key"
 
+[admin]
+socket = "$E2E_WORK/var/mta.sock"
+
 [tls]
 cert = "$E2E_WORK/var/tls/cert.pem"
 key = "$E2E_WORK/var/tls/key.pem"

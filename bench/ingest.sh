@@ -39,6 +39,9 @@ role = "mx"
 path = "$WORK/var/spool"
 key_file = "$WORK/var/spool.key"
 
+[admin]
+socket = "$WORK/var/mta.sock"
+
 [delivery]
 enabled = false
 

@@ -81,6 +81,9 @@ role = "submission"
 path = "$WORK/var/spool"
 key_file = "$WORK/var/spool.key"
 
+[admin]
+socket = "$WORK/var/mta.sock"
+
 [delivery]
 enabled = false
 

@@ -409,6 +409,27 @@ impl Keyring {
             .map_err(|e| keyring_error(&marker, e.to_string()))
     }
 
+    /// Where the keyring of the store in `store_dir` lives when its configuration
+    /// does not say: beside the directory, never inside it (`/var/spool/way2mail`
+    /// → `/var/spool/way2mail.keyring`). `None` when the directory has no name of
+    /// its own to add to (`.`, `/`).
+    pub fn beside(store_dir: &Path) -> Option<std::path::PathBuf> {
+        let normal: std::path::PathBuf = store_dir.components().collect();
+        match normal.file_name() {
+            Some(name)
+                if normal
+                    .components()
+                    .next_back()
+                    .is_some_and(|c| matches!(c, std::path::Component::Normal(_))) =>
+            {
+                let mut file = name.to_owned();
+                file.push(".keyring");
+                Some(normal.with_file_name(file))
+            }
+            _ => None,
+        }
+    }
+
     /// Opens an existing keyring without ever creating or rewriting one (tools run
     /// beside a stopped daemon).
     pub fn open_existing(path: &Path, master: SpoolKey) -> Result<Keyring, Error> {
@@ -784,6 +805,20 @@ fn unhex(text: &str, out: &mut [u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_place_is_beside_the_store() {
+        let beside = |p: &str| Keyring::beside(Path::new(p));
+        assert_eq!(beside("./var/spool"), Some("./var/spool.keyring".into()));
+        assert_eq!(
+            beside("/var/spool/way2mail/"),
+            Some("/var/spool/way2mail.keyring".into())
+        );
+        assert_eq!(beside("spool"), Some("spool.keyring".into()));
+        assert_eq!(beside("."), None);
+        assert_eq!(beside("/"), None);
+        assert_eq!(beside("a/.."), None);
+    }
 
     fn master(dir: &Path, name: &str) -> SpoolKey {
         SpoolKey::load_or_create(&dir.join(name)).expect("master")

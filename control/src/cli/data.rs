@@ -468,7 +468,8 @@ impl Default for MtaSpool {
         MtaSpool {
             path: "./var/spool".into(),
             key_file: "./var/spool.key".into(),
-            keyring_file: "./var/spool.keyring".into(),
+            // As the MTA: empty means beside the spool directory.
+            keyring_file: PathBuf::new(),
         }
     }
 }
@@ -510,11 +511,21 @@ fn restore(
             )))
         }
     }
+    let spool_keyring_file = if mta.spool.keyring_file.as_os_str().is_empty() {
+        Keyring::beside(&mta.spool.path).ok_or_else(|| {
+            Failure::Failed(format!(
+                "spool.keyring_file: cannot be put beside spool.path {}; set it",
+                mta.spool.path.display()
+            ))
+        })?
+    } else {
+        mta.spool.keyring_file.clone()
+    };
     let target = RestoreTarget {
         control_dir: files.dir.clone(),
         control_keyring: open_keyring(&files.key_file, &files.keyring_file, "control")?,
         spool_dir: mta.spool.path.clone(),
-        spool_keyring: open_keyring(&mta.spool.key_file, &mta.spool.keyring_file, "the MTA")?,
+        spool_keyring: open_keyring(&mta.spool.key_file, &spool_keyring_file, "the MTA")?,
     };
     if !yes {
         let mut tty = prompt::tty().ok_or_else(|| {

@@ -162,7 +162,7 @@ impl Default for Config {
             store: "./var/control".into(),
             key_file: "./var/control.key".into(),
             previous_key_files: Vec::new(),
-            keyring_file: "./var/control.keyring".into(),
+            keyring_file: PathBuf::new(),
             service_uids: vec![rustix::process::geteuid().as_raw()],
             session_ttl_secs: 8 * 3600,
             max_connections: 64,
@@ -260,9 +260,19 @@ impl Config {
         if self.key_file.as_os_str().is_empty() {
             return Err(err("key_file", "must not be empty"));
         }
-        if self.keyring_file.as_os_str().is_empty() {
-            return Err(err("keyring_file", "must not be empty"));
-        }
+        let keyring_file = if self.keyring_file.as_os_str().is_empty() {
+            way2mail_queue::Keyring::beside(&self.store).ok_or_else(|| {
+                err(
+                    "keyring_file",
+                    format!(
+                        "cannot be put beside store {}; set it",
+                        self.store.display()
+                    ),
+                )
+            })?
+        } else {
+            self.keyring_file
+        };
         if self.session_ttl_secs == 0 {
             return Err(err("session_ttl_secs", "must be at least 1"));
         }
@@ -299,7 +309,7 @@ impl Config {
             store: crate::store::StoreFiles {
                 dir: self.store,
                 key_file: self.key_file,
-                keyring_file: self.keyring_file,
+                keyring_file,
                 previous_key_files: self.previous_key_files,
             },
             service_uids: self.service_uids,
@@ -412,6 +422,12 @@ mod tests {
     fn empty_file_is_the_dev_defaults() {
         let s = Config::parse("").expect("parse").validate().expect("valid");
         assert_eq!(s.socket, PathBuf::from("./var/control.sock"));
+        assert_eq!(s.store.keyring_file, PathBuf::from("./var/control.keyring"));
+        let s = Config::parse("store = \"/srv/control\"")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.store.keyring_file, PathBuf::from("/srv/control.keyring"));
         assert_eq!(s.socket_mode, 0o660);
         assert_eq!(s.session_ttl, Duration::from_secs(28_800));
         assert_eq!(s.max_connections, 64);

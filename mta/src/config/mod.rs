@@ -129,7 +129,8 @@ pub struct SpoolConfig {
     /// Master keys being rotated out: a keyring sealed with one of them is
     /// re-wrapped under `key_file` at start.
     pub previous_key_files: Vec<PathBuf>,
-    /// The data keys (one per tenant, one for the node's own mail).
+    /// The data keys (one per tenant, one for the node's own mail). Empty (the
+    /// default): beside the spool directory, `<path>.keyring`; `validate` fills it in.
     pub keyring_file: PathBuf,
     pub min_free_space: u64,
 }
@@ -228,7 +229,7 @@ impl Default for SpoolConfig {
             path: "./var/spool".into(),
             key_file: "./var/spool.key".into(),
             previous_key_files: Vec::new(),
-            keyring_file: "./var/spool.keyring".into(),
+            keyring_file: PathBuf::new(),
             min_free_space: 100 * 1024 * 1024,
         }
     }
@@ -309,7 +310,8 @@ impl Config {
     }
 
     /// Checks what the types cannot and resolves the derived settings.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        self.spool.resolve_keyring()?;
         validate_hostname(&self.hostname)?;
         let listeners = self.check_listeners()?;
         let relay =
@@ -437,6 +439,22 @@ fn validate_hostname(name: &str) -> Result<(), ConfigError> {
 }
 
 impl SpoolConfig {
+    /// Gives an empty `keyring_file` its default, beside the spool directory.
+    pub fn resolve_keyring(&mut self) -> Result<(), ConfigError> {
+        if self.keyring_file.as_os_str().is_empty() {
+            self.keyring_file = way2mail_queue::Keyring::beside(&self.path).ok_or_else(|| {
+                err(
+                    "spool.keyring_file",
+                    format!(
+                        "cannot be put beside spool.path {}; set it",
+                        self.path.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Opens the keyring (creating it, and the master key, on first start), re-wrapping
     /// it when it is still sealed with one of `previous_key_files`.
     pub fn open_keyring(&self) -> anyhow::Result<way2mail_queue::Keyring> {
@@ -486,6 +504,32 @@ mod tests {
         assert_eq!(l.max_message_size, 26_214_400);
         assert_eq!((l.max_errors, l.tarpit_after_errors), (10, 3));
         assert_eq!((l.tarpit_delay_ms, l.max_received_headers), (1000, 30));
+        assert_eq!(
+            s.raw.spool.keyring_file,
+            PathBuf::from("./var/spool.keyring")
+        );
+    }
+
+    #[test]
+    fn the_keyring_follows_the_spool_unless_set() {
+        let s = Config::parse("[spool]\npath = \"/srv/mail/spool/\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            s.raw.spool.keyring_file,
+            PathBuf::from("/srv/mail/spool.keyring")
+        );
+        let s = Config::parse("[spool]\npath = \"/srv/q\"\nkeyring_file = \"/k/ring\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.raw.spool.keyring_file, PathBuf::from("/k/ring"));
+        let e = Config::parse("[spool]\npath = \"/\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "spool.keyring_file");
     }
 
     #[test]
