@@ -227,6 +227,11 @@ check_sd_notify() {
 socket = "$dir/control/control.sock"
 store = "$dir/control/store"
 key_file = "$dir/control/control.key"
+keyring_file = "$dir/control/keyring"
+[mta]
+admin_socket = "$dir/mta/mta.sock"
+[backup]
+key_file = "$dir/control/backup.key"
 EOF
     notify_roundtrip way2mail-control "$dir/control" \
         "$CONTROL" --config "$dir/control/control.toml"

@@ -7,9 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::protocol::{
-    ErrorBody, Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, VERSION,
-};
+use crate::protocol::{ErrorBody, Request, RequestEnvelope, Response, MAX_REQUEST_BYTES, VERSION};
 
 /// Responses can be much larger than requests (audit lists, snapshots).
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
@@ -44,18 +42,28 @@ pub struct Client {
     next_id: u64,
 }
 
+/// Connects to a JSON-lines socket: a buffered reader and a writer on one stream,
+/// with `timeout` applied to every read and write.
+pub(crate) fn connect_lines(
+    path: &Path,
+    timeout: Duration,
+) -> Result<(BufReader<UnixStream>, UnixStream), ClientError> {
+    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let writer = stream.try_clone()?;
+    Ok((BufReader::new(stream), writer))
+}
+
 impl Client {
     /// Connects, with `timeout` applied to every later read and write.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let writer = stream.try_clone()?;
+        let (reader, writer) = connect_lines(path, timeout)?;
         Ok(Client {
-            reader: BufReader::new(stream),
+            reader,
             writer,
             next_id: 1,
         })
@@ -115,37 +123,52 @@ impl Client {
     }
 
     fn answer(&mut self, id: u64) -> Result<Response, ClientError> {
-        let answer = self.read_line()?;
-        let response: ResponseEnvelope = serde_json::from_slice(&answer)
-            .map_err(|e| ClientError::Protocol(format!("cannot parse response: {e}")))?;
-        if response.id != id {
-            return Err(ClientError::Protocol(format!(
-                "response for request {} while waiting for {id}",
-                response.id
-            )));
-        }
-        match (response.ok, response.result, response.error) {
-            (true, Some(result), _) => Ok(result),
-            (false, _, Some(error)) => Err(ClientError::Remote(error)),
-            _ => Err(ClientError::Protocol(
-                "response without result or error".into(),
-            )),
-        }
+        read_answer(&mut self.reader, id)
     }
+}
 
-    fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
-        let mut line = Vec::new();
-        let n = (&mut self.reader)
-            .take(MAX_RESPONSE_BYTES)
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(ClientError::Protocol(
-                "response line too long or cut".into(),
-            ));
-        }
-        Ok(line)
+/// A response line of either socket (control's `ResponseEnvelope`, the MTA's
+/// `AdminResponse`): the same fields around a different `result`.
+#[derive(serde::Deserialize)]
+struct Answer<T> {
+    id: u64,
+    ok: bool,
+    // A missing `result` or `error` is `None` (serde's rule for `Option`).
+    result: Option<T>,
+    error: Option<ErrorBody>,
+}
+
+/// Reads one response line and returns the result it carries for request `id`, or
+/// the daemon's error.
+pub(crate) fn read_answer<T: serde::de::DeserializeOwned>(
+    reader: &mut BufReader<UnixStream>,
+    id: u64,
+) -> Result<T, ClientError> {
+    let mut line = Vec::new();
+    let n = reader
+        .take(MAX_RESPONSE_BYTES)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Err(ClientError::Closed);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(ClientError::Protocol(
+            "response line too long or cut".into(),
+        ));
+    }
+    let answer: Answer<T> = serde_json::from_slice(&line)
+        .map_err(|e| ClientError::Protocol(format!("cannot parse the answer: {e}")))?;
+    if answer.id != id {
+        return Err(ClientError::Protocol(format!(
+            "answer for request {} while waiting for {id}",
+            answer.id
+        )));
+    }
+    match (answer.ok, answer.result, answer.error) {
+        (true, Some(result), _) => Ok(result),
+        (false, _, Some(error)) => Err(ClientError::Remote(error)),
+        _ => Err(ClientError::Protocol(
+            "answer without result or error".into(),
+        )),
     }
 }

@@ -14,7 +14,7 @@
 //! body, then every delivery log record of the tenant. `backup.dump` streams the
 //! spool dump format (docs/spool-format.md), whose records stay sealed throughout.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -246,16 +246,10 @@ pub struct AdminClient {
 impl AdminClient {
     /// Connects, with `timeout` applied to every read and write.
     pub fn connect(path: &Path, timeout: Duration) -> Result<AdminClient, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let writer = stream.try_clone()?;
+        let (reader, writer) = crate::client::connect_lines(path, timeout)?;
         Ok(AdminClient {
             path: path.to_owned(),
-            reader: BufReader::new(stream),
+            reader,
             writer,
             next_id: 1,
         })
@@ -276,28 +270,7 @@ impl AdminClient {
     }
 
     fn answer(&mut self, id: u64) -> Result<AdminResult, ClientError> {
-        let mut line = Vec::new();
-        let n = (&mut self.reader)
-            .take(64 * 1024 * 1024)
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        let response: AdminResponse = serde_json::from_slice(&line)
-            .map_err(|e| ClientError::Protocol(format!("cannot parse the MTA's answer: {e}")))?;
-        if response.id != id {
-            return Err(ClientError::Protocol(format!(
-                "answer for request {} while waiting for {id}",
-                response.id
-            )));
-        }
-        match (response.ok, response.result, response.error) {
-            (true, Some(result), _) => Ok(result),
-            (false, _, Some(error)) => Err(ClientError::Remote(error)),
-            _ => Err(ClientError::Protocol(
-                "answer without result or error".into(),
-            )),
-        }
+        crate::client::read_answer(&mut self.reader, id)
     }
 
     /// One request, one answer.

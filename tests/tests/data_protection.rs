@@ -356,28 +356,7 @@ fn erasure_leaves_nothing_readable_in_spool_store_or_earlier_backup() -> Result<
     }
 
     // Restoring that earlier backup brings globex back and leaves acme erased.
-    let restored = rig
-        .control
-        .cli(
-            None,
-            &[
-                "--json",
-                "backup",
-                "restore",
-                "--in",
-                &before.display().to_string(),
-                "--key",
-                &state.join("backup.key").display().to_string(),
-                "--control-config",
-                &rig.control_config().display().to_string(),
-                "--mta-config",
-                &rig.mta_config_path()?.display().to_string(),
-                "--yes",
-            ],
-            None,
-        )?
-        .ok()?
-        .json()?;
+    let restored = rig.restore(&before, &state.join("backup.key"))?;
     ensure!(restored["spool_messages"] == 2, "{restored}");
     ensure!(
         restored["spool_erased_dropped"].as_u64() >= Some(4),
@@ -449,25 +428,7 @@ fn backup_then_restore_gives_back_every_queued_message() -> Result<()> {
     rig.control.stop()?;
     std::fs::remove_dir_all(state.join("spool"))?;
     std::fs::remove_dir_all(rig.control.store_dir())?;
-    rig.control
-        .cli(
-            None,
-            &[
-                "backup",
-                "restore",
-                "--in",
-                &file.display().to_string(),
-                "--key",
-                &state.join("backup.key").display().to_string(),
-                "--control-config",
-                &rig.control_config().display().to_string(),
-                "--mta-config",
-                &rig.mta_config_path()?.display().to_string(),
-                "--yes",
-            ],
-            None,
-        )?
-        .ok()?;
+    rig.restore(&file, &state.join("backup.key"))?;
     rig.control.restart()?;
     rig.mta = Daemon::start(&rig.mta_config)?;
     // The admin's session came back with the store; every queued message is back.

@@ -8,27 +8,18 @@
 //! the rest of that line cannot be told apart from the next request. Every other
 //! error is answered and the connection goes on.
 
-use std::io::{self, BufReader, ErrorKind, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::lines::{is_timeout, read_line, trim_line, Line};
 use crate::protocol::{ErrorCode, Response, ResponseEnvelope, MAX_REQUEST_BYTES};
 use crate::service::{Caller, Service, StreamOut};
 use crate::stream::FrameWriter;
 
 use super::request::{self, error_envelope};
 
-/// How a connection ended, for the log.
-#[derive(Debug, PartialEq, Eq)]
-pub enum End {
-    /// The peer closed its side (or the daemon is stopping and shut ours).
-    Closed,
-    IdleTimeout,
-    TooLarge,
-    /// Reading or writing failed (the peer vanished, or stopped reading).
-    Io(ErrorKind),
-}
+use super::threads::serve_lines;
+pub use super::threads::End;
 
 pub fn serve(
     stream: UnixStream,
@@ -37,58 +28,32 @@ pub fn serve(
     service_uids: &[u32],
     idle_timeout: Duration,
 ) -> End {
-    let mut writer = match stream.try_clone() {
-        Ok(writer) => writer,
-        Err(e) => return End::Io(e.kind()),
+    let too_large = || {
+        let response = error_envelope(
+            0,
+            ErrorCode::RequestTooLarge,
+            format!("request line exceeds {MAX_REQUEST_BYTES} bytes; closing the connection"),
+        );
+        response_bytes(&response)
     };
-    // A peer that stops reading must not hold this thread forever either.
-    if let Err(e) = writer.set_write_timeout(Some(idle_timeout)) {
-        return End::Io(e.kind());
-    }
-    let mut reader = BufReader::with_capacity(8 * 1024, stream);
-    loop {
-        let deadline = Instant::now() + idle_timeout;
-        let line = match read_line(&mut reader, deadline, MAX_REQUEST_BYTES) {
-            Ok(line) => line,
-            Err(e) if is_timeout(&e) => return End::IdleTimeout,
-            Err(e) => return End::Io(e.kind()),
-        };
-        let line = match line {
-            Line::Eof => return End::Closed,
-            Line::TooLarge => {
-                let response = error_envelope(
-                    0,
-                    ErrorCode::RequestTooLarge,
-                    format!(
-                        "request line exceeds {MAX_REQUEST_BYTES} bytes; closing the connection"
-                    ),
-                );
-                // The peer may already be gone; the connection closes either way.
-                let _ = write_response(&mut writer, &response);
-                return End::TooLarge;
-            }
-            Line::Complete(line) => line,
-        };
-        let line = trim_line(&line);
-        if line.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let answered = match request::parse(line) {
-            Ok(parsed) if parsed.streamed() => {
-                match answer_streamed(service, caller, parsed, &writer, idle_timeout) {
-                    Ok(answered) => answered,
-                    Err(e) => return End::Io(e.kind()),
+    serve_lines(
+        stream,
+        idle_timeout,
+        MAX_REQUEST_BYTES,
+        too_large,
+        |line, writer| {
+            let started = Instant::now();
+            let answered = match request::parse(line) {
+                Ok(parsed) if parsed.streamed() => {
+                    answer_streamed(service, caller, parsed, writer, idle_timeout)?
                 }
-            }
-            Ok(parsed) => request::answer_parsed(service, caller, parsed),
-            Err(answered) => answered,
-        };
-        request::log(&answered, caller, service_uids, started);
-        if let Err(e) = write_response(&mut writer, &answered.response) {
-            return End::Io(e.kind());
-        }
-    }
+                Ok(parsed) => request::answer_parsed(service, caller, parsed),
+                Err(answered) => answered,
+            };
+            request::log(&answered, caller, service_uids, started);
+            write_response(writer, &answered.response)
+        },
+    )
 }
 
 /// A streamed answer's sink: the first line, then frames.
@@ -160,7 +125,16 @@ fn answer_streamed(
 }
 
 fn write_response(writer: &mut UnixStream, response: &ResponseEnvelope) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(response).map_err(io::Error::other)?;
+    writer.write_all(&response_bytes(response))
+}
+
+/// A response line with its newline.
+fn response_bytes(response: &ResponseEnvelope) -> Vec<u8> {
+    // Plain data: serializing it cannot fail; should it, the peer still gets a line.
+    let mut bytes = serde_json::to_vec(response).unwrap_or_else(|_| {
+        br#"{"v":1,"id":0,"ok":false,"error":{"code":"internal","message":"unencodable answer"}}"#
+            .to_vec()
+    });
     bytes.push(b'\n');
-    writer.write_all(&bytes)
+    bytes
 }

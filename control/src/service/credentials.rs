@@ -8,7 +8,7 @@ use super::{tenants, validate};
 use crate::password;
 use crate::protocol::{CredentialInfo, CredentialKind, Response};
 use crate::records::CredentialRecord;
-use crate::store::{hex, TreeName};
+use crate::store::{hex, Store, TreeName};
 
 pub(crate) fn add(
     ctx: &mut Ctx<'_>,
@@ -101,16 +101,24 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, tenant: Option<&str>) -> Result<Response, 
     if let Some(t) = tenant {
         tenants::load(ctx, t)?;
     }
-    let credentials: Vec<CredentialInfo> = ctx
-        .store
+    let credentials = owned_by(ctx.store, tenant)?;
+    ctx.detail = Some(format!("{} credentials", credentials.len()));
+    Ok(Response::Credentials { credentials })
+}
+
+/// What is known of the credentials of `tenant` (of every tenant with `None`),
+/// secrets aside.
+pub(crate) fn owned_by(
+    store: &Store,
+    tenant: Option<&str>,
+) -> Result<Vec<CredentialInfo>, Failure> {
+    Ok(store
         .scan::<CredentialRecord>(TreeName::Credentials)?
         .into_iter()
         .map(|(_, c)| c)
         .filter(|c| tenant.is_none_or(|t| c.tenant == t))
         .map(|c| c.info())
-        .collect();
-    ctx.detail = Some(format!("{} credentials", credentials.len()));
-    Ok(Response::Credentials { credentials })
+        .collect())
 }
 
 pub(crate) fn revoke(ctx: &mut Ctx<'_>, id: &str) -> Result<Response, Failure> {

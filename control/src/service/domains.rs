@@ -25,7 +25,7 @@ use crate::protocol::{
     BimiInfo, CheckStatus, DkimKeyState, DomainInfo, DomainRecords, DomainVerification,
     RecordPurpose, Response,
 };
-use crate::store::TreeName;
+use crate::store::{Store, TreeName};
 
 /// Longest BIMI logo or VMC location accepted.
 const MAX_URL_CHARS: usize = 2048;
@@ -73,15 +73,19 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, tenant: Option<&str>) -> Result<Response, 
     if let Some(t) = tenant {
         tenants::load(ctx, t)?;
     }
-    let domains: Vec<DomainInfo> = ctx
-        .store
+    let domains = owned_by(ctx.store, tenant)?;
+    ctx.detail = Some(format!("{} domains", domains.len()));
+    Ok(Response::Domains { domains })
+}
+
+/// The domains of `tenant` (of every tenant with `None`).
+pub(crate) fn owned_by(store: &Store, tenant: Option<&str>) -> Result<Vec<DomainInfo>, Failure> {
+    Ok(store
         .scan::<DomainInfo>(TreeName::Domains)?
         .into_iter()
         .map(|(_, d)| d)
         .filter(|d| tenant.is_none_or(|t| d.tenant == t))
-        .collect();
-    ctx.detail = Some(format!("{} domains", domains.len()));
-    Ok(Response::Domains { domains })
+        .collect())
 }
 
 pub(crate) fn remove(ctx: &mut Ctx<'_>, tenant: &str, domain: &str) -> Result<Response, Failure> {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::archive::Tar;
 use super::context::{Failure, Identity};
-use super::{retention, suppression, tenants, Service, StreamOut};
+use super::{credentials, domains, retention, suppression, tenants, Service, StreamOut};
 use crate::audit::AuditLog;
 use crate::client::ClientError;
 use crate::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
@@ -31,8 +31,6 @@ use crate::protocol::{
     AuditEntry, CredentialInfo, DomainInfo, ErrorBody, ErrorCode, ExportManifest, Response,
     SuppressionEntry, TenantInfo,
 };
-use crate::records::CredentialRecord;
-use crate::store::TreeName;
 
 const FORMAT: &str = "way2mail-tenant-export 1";
 const LOG_RECORDS_PER_FILE: usize = 10_000;
@@ -82,20 +80,8 @@ pub(crate) fn run(
                 return Err(Failure::new(f.body.code, f.body.message.clone()));
             }
             let info = tenants::load(ctx, tenant)?;
-            let domains = ctx
-                .store
-                .scan::<DomainInfo>(TreeName::Domains)?
-                .into_iter()
-                .map(|(_, d)| d)
-                .filter(|d| d.tenant == info.tenant)
-                .collect();
-            let credentials = ctx
-                .store
-                .scan::<CredentialRecord>(TreeName::Credentials)?
-                .into_iter()
-                .map(|(_, c)| c.info())
-                .filter(|c| c.tenant == info.tenant)
-                .collect();
+            let domains = domains::owned_by(ctx.store, Some(&info.tenant))?;
+            let credentials = credentials::owned_by(ctx.store, Some(&info.tenant))?;
             let suppression = suppression::entries(ctx, &info.tenant)?;
             let retention = json!({
                 "in_force": retention::effective(&ctx.settings.retention, &info),

@@ -7,14 +7,11 @@
 use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
-use super::{retention, suppression, tenants, Service};
+use super::{credentials, domains, retention, suppression, tenants, Service};
 use crate::audit::AuditLog;
 use crate::mta_admin::{AdminOp, AdminResult, MtaInventory, RouteInfo};
-use crate::protocol::{
-    AccessSummary, CredentialInfo, DataCategory, DomainInfo, IncidentInfo, Outcome, Response,
-    TenantReport,
-};
-use crate::records::{BillingRecord, CredentialRecord};
+use crate::protocol::{AccessSummary, DataCategory, IncidentInfo, Outcome, Response, TenantReport};
+use crate::records::BillingRecord;
 use crate::store::TreeName;
 
 /// How far back accesses are listed.
@@ -87,13 +84,7 @@ pub(crate) fn report(
             retention::describe(&e.account)
         ),
     );
-    let domains: Vec<DomainInfo> = ctx
-        .store
-        .scan::<DomainInfo>(TreeName::Domains)?
-        .into_iter()
-        .map(|(_, d)| d)
-        .filter(|d| d.tenant == info.tenant)
-        .collect();
+    let domains = domains::owned_by(ctx.store, Some(&info.tenant))?;
     control(
         "sending domains (with DKIM public keys, verification, BIMI)",
         domains.len() as u64,
@@ -110,13 +101,7 @@ pub(crate) fn report(
         oldest(keys.into_iter()),
         while_account.clone(),
     );
-    let credentials: Vec<CredentialInfo> = ctx
-        .store
-        .scan::<CredentialRecord>(TreeName::Credentials)?
-        .into_iter()
-        .map(|(_, c)| c.info())
-        .filter(|c| c.tenant == info.tenant)
-        .collect();
+    let credentials = credentials::owned_by(ctx.store, Some(&info.tenant))?;
     control(
         "SMTP credentials and API keys (argon2id hashes and metadata)",
         credentials.len() as u64,

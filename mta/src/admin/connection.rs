@@ -7,11 +7,11 @@
 //! cannot be told from the next request. Every other error is answered and the
 //! connection goes on.
 
-use std::io::{BufReader, ErrorKind, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use way2mail_control::lines::{is_timeout, read_line, trim_line, Line};
+use way2mail_control::lines::{read_line, Line};
 use way2mail_control::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
 use way2mail_control::protocol::{ErrorBody, ErrorCode};
 use way2mail_control::service::Caller;
@@ -22,53 +22,24 @@ use super::ops::Ops;
 /// answer can carry that request's id.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
-/// How a connection ended, for the log.
-#[derive(Debug, PartialEq, Eq)]
-pub enum End {
-    Closed,
-    IdleTimeout,
-    TooLarge,
-    Io(ErrorKind),
-}
+use way2mail_control::server::threads::serve_lines;
+pub use way2mail_control::server::threads::End;
 
 pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Duration) -> End {
-    let mut writer = match stream.try_clone() {
-        Ok(writer) => writer,
-        Err(e) => return End::Io(e.kind()),
+    let too_large = || {
+        error_line(
+            0,
+            ErrorCode::RequestTooLarge,
+            format!("request line exceeds {MAX_REQUEST_BYTES} bytes; closing the connection"),
+        )
     };
-    // A peer that stops reading must not hold this thread forever either.
-    if let Err(e) = writer.set_write_timeout(Some(idle_timeout)) {
-        return End::Io(e.kind());
-    }
-    let mut reader = BufReader::with_capacity(8 * 1024, stream);
-    loop {
-        let deadline = Instant::now() + idle_timeout;
-        let line = match read_line(&mut reader, deadline, MAX_REQUEST_BYTES) {
-            Ok(Line::Eof) => return End::Closed,
-            Ok(Line::TooLarge) => {
-                let line = error_line(
-                    0,
-                    ErrorCode::RequestTooLarge,
-                    format!(
-                        "request line exceeds {MAX_REQUEST_BYTES} bytes; closing the connection"
-                    ),
-                );
-                // The peer may already be gone; the connection closes either way.
-                let _ = writer.write_all(&line);
-                return End::TooLarge;
-            }
-            Ok(Line::Complete(line)) => line,
-            Err(e) if is_timeout(&e) => return End::IdleTimeout,
-            Err(e) => return End::Io(e.kind()),
-        };
-        let line = trim_line(&line);
-        if line.is_empty() {
-            continue;
-        }
-        if let Err(e) = ops.answer(line, caller, &mut writer) {
-            return End::Io(e.kind());
-        }
-    }
+    serve_lines(
+        stream,
+        idle_timeout,
+        MAX_REQUEST_BYTES,
+        too_large,
+        |line, writer| ops.answer(line, caller, writer),
+    )
 }
 
 /// Answers a peer whose uid may not use the socket with one `forbidden` line (for
@@ -133,16 +104,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn silence_times_out_and_ids_are_echoed() {
-        let (_a, b) = UnixStream::pair().expect("socketpair");
-        let mut reader = BufReader::new(b);
-        let e = read_line(
-            &mut reader,
-            Instant::now() + Duration::from_millis(50),
-            MAX_REQUEST_BYTES,
-        )
-        .expect_err("timeout");
-        assert!(is_timeout(&e), "{e}");
+    fn ids_are_echoed() {
         assert_eq!(request_id(br#"{"v":1,"id":7,"op":"hello"}"#), 7);
         assert_eq!(request_id(b"not json"), 0);
         let line = error_line(7, ErrorCode::Forbidden, "no".into());

@@ -4,8 +4,8 @@
 //! (JSON lines, streamed answers in `stream.rs` frames).
 //!
 //! ```text
-//!   server.rs      bind (control's socket code: mode, stale file), accept thread,
-//!                  admission (peer uid in allowed_uids, max_connections), shutdown
+//!   server.rs      bind (control's socket code: mode, stale file), control's thread
+//!                  server (accept, max_connections, shutdown), admission by uid
 //!   connection.rs  one connection on its own thread: bounded lines, idle timeout,
 //!                  one log line per request
 //!   ops.rs         parse a request, check its arguments, run the op, answer

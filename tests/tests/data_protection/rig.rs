@@ -230,6 +230,31 @@ impl Rig {
         Ok(ids)
     }
 
+    /// Restores a backup archive onto this (stopped) node with the CLI; its JSON summary.
+    pub fn restore(&self, archive: &Path, key: &Path) -> Result<Value> {
+        self.control
+            .cli(
+                None,
+                &[
+                    "--json",
+                    "backup",
+                    "restore",
+                    "--in",
+                    &archive.display().to_string(),
+                    "--key",
+                    &key.display().to_string(),
+                    "--control-config",
+                    &self.control_config().display().to_string(),
+                    "--mta-config",
+                    &self.mta_config_path()?.display().to_string(),
+                    "--yes",
+                ],
+                None,
+            )?
+            .ok()?
+            .json()
+    }
+
     pub fn control_config(&self) -> PathBuf {
         self.control.dir().join("control.toml")
     }

@@ -1,0 +1,333 @@
+//! The thread-per-connection server of both JSON-lines sockets (control's socket
+//! and the MTA's admin socket): an accept thread admits peers by their
+//! `SO_PEERCRED` credentials up to a connection limit, a thread serves each
+//! connection, and a shutdown lets every connection finish the request in hand.
+//!
+//! ```text
+//!   start ── accept thread ── admit (peer credentials, max_connections)
+//!              │                └── connection thread ── Handler::serve ── End (logged)
+//!   stop ── shut the listener's read side (wakes accept) ── join ── drain (grace)
+//! ```
+//!
+//! Threads, not async: both sockets see a handful of peers, and the limit bounds
+//! the threads.
+
+use std::collections::HashMap;
+use std::io::{BufReader, ErrorKind, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::lines::{is_timeout, read_line, trim_line, Line};
+use crate::service::Caller;
+
+use super::peer;
+
+/// How a connection ended, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The peer closed its side (or the daemon is stopping and shut ours).
+    Closed,
+    IdleTimeout,
+    TooLarge,
+    /// Reading or writing failed (the peer vanished, or stopped reading).
+    Io(ErrorKind),
+}
+
+/// What a socket does with its connections.
+pub trait Handler: Send + Sync + 'static {
+    /// Serves one admitted connection to its end.
+    fn serve(&self, stream: UnixStream, caller: &Caller) -> End;
+
+    /// The whole line (newline included) a peer over the connection limit gets.
+    fn busy_line(&self, max_connections: usize) -> Vec<u8>;
+}
+
+/// Open connections, each with a handle to shut its read side at shutdown.
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    open: HashMap<u64, UnixStream>,
+}
+
+struct Shared<H> {
+    /// Names the socket in threads and log lines (`control`, `admin`).
+    name: &'static str,
+    handler: H,
+    max_connections: usize,
+    stopping: AtomicBool,
+    conns: Mutex<Conns>,
+    /// Signalled whenever a connection ends, and at stop.
+    changed: Condvar,
+}
+
+/// A running server; [`ThreadServer::stop`] ends it.
+pub struct ThreadServer<H> {
+    shared: Arc<Shared<H>>,
+    listener: UnixListener,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl<H: Handler> ThreadServer<H> {
+    /// Starts accepting on `listener`.
+    pub fn start(
+        name: &'static str,
+        listener: &UnixListener,
+        max_connections: usize,
+        handler: H,
+    ) -> std::io::Result<ThreadServer<H>> {
+        let shared = Arc::new(Shared {
+            name,
+            handler,
+            max_connections,
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(Conns::default()),
+            changed: Condvar::new(),
+        });
+        let accepting = listener.try_clone()?;
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("{name}-accept"))
+                .spawn(move || accept_loop(&shared, &accepting))?
+        };
+        Ok(ThreadServer {
+            shared,
+            listener: listener.try_clone()?,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.shared.handler
+    }
+
+    /// A handle for threads beside the server (control's retention sweep) to sleep on.
+    pub fn sleeper(&self) -> Sleeper<H> {
+        Sleeper {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops accepting, lets each connection finish the request it is answering
+    /// (up to `grace`), and returns how many were still open then.
+    pub fn stop(mut self, grace: Duration) -> usize {
+        let s = &*self.shared;
+        s.stopping.store(true, Ordering::Release);
+        s.changed.notify_all();
+        // Wakes the blocked accept(): on Linux it fails once the listening
+        // socket's receive side is shut.
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read);
+        if let Some(acceptor) = self.acceptor.take() {
+            if acceptor.join().is_err() {
+                tracing::error!(socket = s.name, "the accept thread panicked");
+            }
+        }
+        s.drain(grace)
+    }
+}
+
+/// Lets another thread sleep until a deadline or the server's stop.
+pub struct Sleeper<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H> Sleeper<H> {
+    /// Sleeps until `deadline`; true when the server began stopping meanwhile.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        let s = &*self.shared;
+        let conns = s.conns();
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let _ = s
+            .changed
+            .wait_timeout_while(conns, wait, |_| {
+                !s.stopping.load(Ordering::Acquire) && Instant::now() < deadline
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        s.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.shared.handler
+    }
+}
+
+impl<H> Shared<H> {
+    fn conns(&self) -> MutexGuard<'_, Conns> {
+        // Only a map of handles is behind this lock; a panic cannot leave it half-made.
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finished(&self, id: u64) {
+        self.conns().open.remove(&id);
+        self.changed.notify_all();
+    }
+
+    /// Shuts the read side of every connection (each finishes the request in hand)
+    /// and waits for them; returns how many were left when `grace` ran out.
+    fn drain(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        let mut conns = self.conns();
+        for stream in conns.open.values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        while !conns.open.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            conns = self
+                .changed
+                .wait_timeout(conns, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        conns.open.len()
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    fn admit(self: &Arc<Self>, stream: UnixStream) {
+        let name = self.name;
+        let caller = match peer::caller(&stream) {
+            Ok(caller) => caller,
+            Err(e) => {
+                tracing::warn!(socket = name, error = %e, "no peer credentials; closing");
+                return;
+            }
+        };
+        let id = {
+            let mut conns = self.conns();
+            if conns.open.len() >= self.max_connections {
+                drop(conns);
+                tracing::warn!(
+                    socket = name,
+                    uid = caller.uid,
+                    pid = caller.pid,
+                    max_connections = self.max_connections,
+                    "connection refused: too many connections"
+                );
+                let mut stream = stream;
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = stream.write_all(&self.handler.busy_line(self.max_connections));
+                return;
+            }
+            let handle = match stream.try_clone() {
+                Ok(handle) => handle,
+                Err(e) => {
+                    tracing::warn!(socket = name, error = %e, "cannot clone a connection; closing");
+                    return;
+                }
+            };
+            conns.next_id += 1;
+            let id = conns.next_id;
+            conns.open.insert(id, handle);
+            id
+        };
+        let shared = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-conn"))
+            .spawn(move || shared.connection(id, stream, caller));
+        if let Err(e) = spawned {
+            tracing::error!(socket = name, error = %e, "cannot start a connection thread");
+            self.finished(id);
+        }
+    }
+
+    fn connection(&self, id: u64, stream: UnixStream, caller: Caller) {
+        let started = Instant::now();
+        let end = self.handler.serve(stream, &caller);
+        let secs = started.elapsed().as_secs_f64();
+        let (name, uid, pid) = (self.name, caller.uid, caller.pid);
+        match end {
+            End::Closed => tracing::debug!(socket = name, uid, pid, secs, "connection closed"),
+            End::IdleTimeout => {
+                tracing::info!(
+                    socket = name,
+                    uid,
+                    pid,
+                    secs,
+                    "connection closed: idle timeout"
+                )
+            }
+            End::TooLarge => {
+                tracing::warn!(
+                    socket = name,
+                    uid,
+                    pid,
+                    secs,
+                    "connection closed: request too large"
+                )
+            }
+            End::Io(kind) => tracing::info!(
+                socket = name, uid, pid, secs, error = %kind,
+                "connection closed: I/O error"
+            ),
+        }
+        self.finished(id);
+    }
+}
+
+fn accept_loop<H: Handler>(shared: &Arc<Shared<H>>, listener: &UnixListener) {
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((stream, _)) => shared.admit(stream),
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(socket = shared.name, error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The request loop of a connection on either socket: reads a line (within
+/// `idle_timeout` of the previous answer, never more than `max` bytes), skips
+/// blank ones, and hands each to `answer` with the connection's writer. A line
+/// over `max` gets `too_large` (the whole line to send) and closes the
+/// connection: the rest of it cannot be told apart from the next request.
+pub fn serve_lines(
+    stream: UnixStream,
+    idle_timeout: Duration,
+    max: usize,
+    too_large: impl FnOnce() -> Vec<u8>,
+    mut answer: impl FnMut(&[u8], &mut UnixStream) -> std::io::Result<()>,
+) -> End {
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(e) => return End::Io(e.kind()),
+    };
+    // A peer that stops reading must not hold this thread forever either.
+    if let Err(e) = writer.set_write_timeout(Some(idle_timeout)) {
+        return End::Io(e.kind());
+    }
+    let mut reader = BufReader::with_capacity(8 * 1024, stream);
+    loop {
+        let deadline = Instant::now() + idle_timeout;
+        let line = match read_line(&mut reader, deadline, max) {
+            Ok(Line::Eof) => return End::Closed,
+            Ok(Line::TooLarge) => {
+                // The peer may already be gone; the connection closes either way.
+                let _ = writer.write_all(&too_large());
+                return End::TooLarge;
+            }
+            Ok(Line::Complete(line)) => line,
+            Err(e) if is_timeout(&e) => return End::IdleTimeout,
+            Err(e) => return End::Io(e.kind()),
+        };
+        let line = trim_line(&line);
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = answer(line, &mut writer) {
+            return End::Io(e.kind());
+        }
+    }
+}
