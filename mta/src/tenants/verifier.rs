@@ -260,15 +260,20 @@ mod tests {
         let v = Verifier::start(1).expect("start");
         let d = directory(1, "s3cret");
         block_on(async {
-            let t = Instant::now();
-            assert_eq!(
-                v.check(&d, "bob@acme.example", pw("wrong")).await,
-                Ok(false)
-            );
-            let known = t.elapsed();
-            let t = Instant::now();
-            assert_eq!(v.check(&d, "nobody", pw("wrong")).await, Ok(false));
-            let unknown = t.elapsed();
+            // The fastest of a few interleaved tries of each: a busy machine only
+            // ever adds time, so the minimum is the cost of the work itself.
+            let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+            for _ in 0..3 {
+                let t = Instant::now();
+                assert_eq!(
+                    v.check(&d, "bob@acme.example", pw("wrong")).await,
+                    Ok(false)
+                );
+                known = known.min(t.elapsed());
+                let t = Instant::now();
+                assert_eq!(v.check(&d, "nobody", pw("wrong")).await, Ok(false));
+                unknown = unknown.min(t.elapsed());
+            }
             assert!(unknown * 3 > known, "known {known:?} unknown {unknown:?}");
         });
     }
