@@ -23,27 +23,10 @@ OTHER=$((MESSAGES / 10))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 cargo build --release -q -p way2mail-mta -p way2mail-control -p way2mail-bench
-BIN=$ROOT/target/release
-WORK=$(mktemp -d "$ROOT/target/dp-bench.XXXXXX")
-PIDS=()
-stop() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap stop EXIT
+BENCH_NAME=dp-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-totp() {
-    python3 - "$1" <<'PY'
-import base64, hashlib, hmac, struct, sys, time
-secret = sys.argv[1]
-key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-digest = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
-offset = digest[-1] & 15
-print("%06d" % ((struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1000000))
-PY
-}
 # Runs a command (its output kept in last.out) and prints its wall time after its label.
 timed() {
     local label=$1 start end
@@ -68,27 +51,11 @@ timeout_ms = 600000
 [backup]
 key_file = "$WORK/backup.key"
 TOML
-"$BIN/way2mail-control" --config "$WORK/control.toml" 2>"$WORK/control.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [[ -S $WORK/control.sock ]] && break; sleep 0.1; done
-
-export WAY2MAIL_SOCKET=$WORK/control.sock WAY2MAIL_TOKEN_FILE=$WORK/token
-cli() { "$BIN/way2mail" "$@"; }
-secret=$(echo "bench-admin-password" | cli --json bootstrap --name admin --password-stdin |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["totp_secret"])')
-echo "bench-admin-password" | cli login --name admin --password-stdin --totp "$(totp "$secret")" >/dev/null
-for t in bench other; do
-    cli tenant add $t --business-name "$t Ltd" --contact ops@$t.example \
-        --messages-per-hour 10000000 --messages-per-day 100000000 >/dev/null
-    cli domain add $t $t.example >/dev/null
-    cli domain override $t.example --allow --reason "benchmark on loopback" >/dev/null
-done
-password() {
-    cli --json credential add "$1" --smtp "app@$1.example" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
-}
-bench_password=$(password bench)
-other_password=$(password other)
+start_control
+add_tenant bench
+add_tenant other
+bench_password=$(smtp_password bench)
+other_password=$(smtp_password other)
 
 port=$(free_port)
 cat >"$WORK/mta.toml" <<TOML
@@ -114,13 +81,7 @@ key = "$WORK/var/tls/key.pem"
 socket = "$WORK/control.sock"
 snapshot_file = "$WORK/var/control-snapshot"
 TOML
-"$BIN/way2mail-mta" --config "$WORK/mta.toml" 2>"$WORK/mta.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-    sleep 0.1
-done
-for _ in $(seq 50); do grep -q "users=2" "$WORK/mta.log" && break; sleep 0.1; done
+start_mta "$port" 2
 
 submit() {
     WAY2MAIL_BENCH_PASSWORD=$2 "$BIN/way2mail-bench" smtp --server "127.0.0.1:$port" \

@@ -25,51 +25,18 @@ SIZE=${3:-5120}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 cargo build --release -q -p way2mail-mta -p way2mail-control -p way2mail-bench
-BIN=$ROOT/target/release
-WORK=$(mktemp -d "$ROOT/target/auth-bench.XXXXXX")
-PIDS=()
-stop() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap stop EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# The current RFC 6238 code for a base32 secret (what an authenticator app shows).
-totp() {
-    python3 - "$1" <<'PY'
-import base64, hashlib, hmac, struct, sys, time
-secret = sys.argv[1]
-key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-digest = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
-offset = digest[-1] & 15
-print("%06d" % ((struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 1000000))
-PY
-}
+BENCH_NAME=auth-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cat >"$WORK/control.toml" <<TOML
 socket = "$WORK/control.sock"
 store = "$WORK/control"
 key_file = "$WORK/control.key"
 TOML
-"$BIN/way2mail-control" --config "$WORK/control.toml" 2>"$WORK/control.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [[ -S $WORK/control.sock ]] && break; sleep 0.1; done
-
-export WAY2MAIL_SOCKET=$WORK/control.sock WAY2MAIL_TOKEN_FILE=$WORK/token
-cli() { "$BIN/way2mail" "$@"; }
-secret=$(echo "bench-admin-password" | cli --json bootstrap --name admin --password-stdin |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["totp_secret"])')
-echo "bench-admin-password" | cli login --name admin --password-stdin --totp "$(totp "$secret")" >/dev/null
-cli tenant add bench --business-name "Bench Ltd" --contact ops@bench.example \
-    --messages-per-hour 1000000 --messages-per-day 10000000 >/dev/null
-cli domain add bench bench.example >/dev/null
-# No DNS here to verify it: let it send (every message is still DKIM-signed, so the
-# figures include signing with both keys).
-cli domain override bench.example --allow --reason "benchmark on loopback" >/dev/null
-password=$(cli --json credential add bench --smtp app@bench.example |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+start_control
+add_tenant bench
+password=$(smtp_password bench)
 
 port=$(free_port)
 cat >"$WORK/mta.toml" <<TOML
@@ -95,13 +62,7 @@ key = "$WORK/var/tls/key.pem"
 socket = "$WORK/control.sock"
 snapshot_file = "$WORK/var/control-snapshot"
 TOML
-"$BIN/way2mail-mta" --config "$WORK/mta.toml" 2>"$WORK/mta.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-    sleep 0.1
-done
-for _ in $(seq 50); do grep -q "users=1" "$WORK/mta.log" && break; sleep 0.1; done
+start_mta "$port" 1
 
 run() {
     echo "== $1"
