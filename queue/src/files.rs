@@ -1,5 +1,6 @@
 //! Small files holding secrets (the keyring, the MTA's saved control snapshot):
-//! replaced whole and atomically, and the replaced content overwritten.
+//! replaced whole and atomically, and the replaced content overwritten. And the
+//! scratch copies a backup makes beside a store.
 //!
 //! `replace_wiping` writes the new content to a temporary file (0600, fsync), renames
 //! it over the old one and syncs the directory, so a crash leaves either the old file
@@ -13,6 +14,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `content` to `path` (mode 0600), replacing any previous file atomically and
 /// zeroing the previous content.
@@ -92,6 +94,86 @@ pub fn chown_tree_like(dir: &Path, like: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A private (0600) scratch file beside a store directory, removed when dropped:
+/// the copy a backup takes under the store's lock, so that writers wait for a
+/// local write rather than for the peer that reads it. Named
+/// `.<store name>.<purpose>-<pid>-<n>` in the store's parent directory, so that
+/// [`Scratch::remove_stale`] finds those a crashed process left.
+pub struct Scratch {
+    path: PathBuf,
+    pub file: File,
+}
+
+impl Scratch {
+    pub fn beside(store: &Path, purpose: &str) -> io::Result<Scratch> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!(
+            "{}{}-{n}",
+            scratch_prefix(store, purpose),
+            std::process::id()
+        );
+        let path = scratch_dir(store).join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(Scratch { path, file })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the scratch files of `purpose` that an earlier process left beside
+    /// `store` (it died while a backup was read); call it at start.
+    pub fn remove_stale(store: &Path, purpose: &str) {
+        let prefix = scratch_prefix(store, purpose);
+        let Ok(entries) = std::fs::read_dir(scratch_dir(store)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a stale scratch file")
+                }
+                Err(e) => tracing::warn!(
+                    path = %entry.path().display(), error = %e,
+                    "cannot remove a stale scratch file"
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a scratch file");
+        }
+    }
+}
+
+/// The directory that holds `store`, where its scratch files go.
+fn scratch_dir(store: &Path) -> PathBuf {
+    store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn scratch_prefix(store: &Path, purpose: &str) -> String {
+    let name = store
+        .file_name()
+        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    format!(".{name}.{purpose}-")
+}
+
 /// Overwrites an (unlinked) file's content with zeros and syncs it.
 fn wipe(mut file: File) -> io::Result<()> {
     let len = file.metadata()?.len();
@@ -125,5 +207,37 @@ mod tests {
         let old = std::io::read_to_string(first).expect("read old inode");
         assert_eq!(old.as_bytes(), &[0u8; 12], "the replaced content is zeroed");
         assert!(!dir.path().join("sub/secret.tmp").exists());
+    }
+
+    #[test]
+    fn scratch_files_are_private_and_leave_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("spool");
+        let listing = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let scratch = Scratch::beside(&store, "dump").expect("create");
+        let mode = scratch.file.metadata().expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(scratch.path().parent(), Some(dir.path()));
+        drop(scratch);
+        assert!(listing().is_empty(), "{:?}", listing());
+        // A crashed process's file goes at the next start; others' files stay.
+        let left = Scratch::beside(&store, "dump").expect("create");
+        std::mem::forget(left);
+        std::fs::write(dir.path().join("unrelated"), b"x").expect("write");
+        Scratch::beside(&store, "backup")
+            .map(std::mem::forget)
+            .expect("create");
+        Scratch::remove_stale(&store, "dump");
+        let names = listing();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"unrelated".to_owned()));
+        assert!(names[0].starts_with(".spool.backup-"), "{names:?}");
     }
 }

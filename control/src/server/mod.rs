@@ -134,14 +134,17 @@ fn open_service(settings: &Settings) -> Result<Service> {
         backup_key_file: settings.backup_key_file.clone(),
     };
     let files = &settings.store;
-    Service::open(files, service_settings).with_context(|| {
+    let service = Service::open(files, service_settings).with_context(|| {
         format!(
             "opening the control store {} (key file {}, keyring {})",
             files.dir.display(),
             files.key_file.display(),
             files.keyring_file.display()
         )
-    })
+    })?;
+    // Only now, with the store's lock held: no other daemon is copying beside it.
+    way2mail_queue::files::Scratch::remove_stale(&files.dir, crate::service::BACKUP_SCRATCH);
+    Ok(service)
 }
 
 /// Runs the retention sweep every `[retention] sweep_interval` (the first one a

@@ -8,12 +8,10 @@
 //! (`backup.dump`). Both copies are points in time; the MTA's is taken a moment
 //! after control's.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use way2mail_queue::files::Scratch;
 use way2mail_queue::SpoolKey;
 
 use super::context::{Failure, Identity};
@@ -23,37 +21,8 @@ use crate::client::ClientError;
 use crate::mta_admin::{AdminClient, AdminOp, AdminResult};
 use crate::protocol::{BackupInfo, ErrorBody, ErrorCode, Response};
 
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A private temporary file, removed when dropped.
-struct TempFile {
-    path: PathBuf,
-}
-
-impl TempFile {
-    fn create(service: &Service) -> std::io::Result<(TempFile, File)> {
-        let mut name = service.store().dir().as_os_str().to_owned();
-        name.push(format!(
-            ".backup-{}-{}",
-            std::process::id(),
-            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let path = PathBuf::from(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        Ok((TempFile { path }, file))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
+/// What the store copies beside control's store are called (`.control.backup-…`).
+pub(crate) const BACKUP_SCRATCH: &str = "backup";
 
 pub(crate) fn create(
     service: &Service,
@@ -80,14 +49,14 @@ pub(crate) fn create(
             Failure::internal(format!("backup.key_file {}: {e}", key_file.display()))
         })?;
         let io = |e: std::io::Error| Failure::internal(format!("copying the control store: {e}"));
-        let (temp, file) = TempFile::create(service).map_err(io)?;
-        let mut w = BufWriter::new(file);
+        let mut temp = Scratch::beside(service.store().dir(), BACKUP_SCRATCH).map_err(io)?;
+        let mut w = BufWriter::new(&mut temp.file);
         let records = ctx.store.for_each_raw(|tree, k, v| {
             write_control_record(&mut w, tree, k, v)
                 .map_err(|e| crate::error::Error::Crypto(format!("writing the control copy: {e}")))
         })?;
         end_control(&mut w).map_err(io)?;
-        w.flush().map_err(io)?;
+        w.into_inner().map_err(|e| io(e.into_error()))?;
         ctx.detail = Some(format!(
             "backup started: {records} control store records copied"
         ));
@@ -118,7 +87,7 @@ pub(crate) fn create(
 
 fn write(
     key_file: &std::path::Path,
-    temp: &TempFile,
+    temp: &Scratch,
     control_records: u64,
     client: &mut AdminClient,
     out: &mut dyn StreamOut,
@@ -130,7 +99,7 @@ fn write(
     let created_at = super::unix_now();
     let mut archive = ArchiveWriter::new(&mut *out, &key, created_at).map_err(io)?;
     archive.write_all(b"C").map_err(io)?;
-    let mut copy = BufReader::new(File::open(&temp.path).map_err(io)?);
+    let mut copy = BufReader::new(File::open(temp.path()).map_err(io)?);
     std::io::copy(&mut copy, &mut archive).map_err(io)?;
     archive.write_all(b"S").map_err(io)?;
     let dumped = client.call_stream(AdminOp::BackupDump, |input| {

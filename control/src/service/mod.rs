@@ -16,6 +16,7 @@
 mod archive;
 mod audit_ops;
 mod backup;
+pub(crate) use backup::BACKUP_SCRATCH;
 mod context;
 mod credentials;
 mod domains;

@@ -11,17 +11,18 @@
 //!   local write, not for as long as the peer takes to read; then that file is
 //!   streamed and removed, also when anything fails. Final `dumped {records, bytes}`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use way2mail_control::mta_admin::{write_export_item, AdminResult, ExportItem};
 use way2mail_control::protocol::{ErrorBody, ErrorCode};
 use way2mail_control::stream::FrameWriter;
+use way2mail_queue::files::Scratch;
 use way2mail_queue::{LogFilter, Spool};
+
+/// What the dump's scratch files beside the spool are called (`.spool.dump-…`).
+pub(super) const DUMP_SCRATCH: &str = "dump";
 
 use super::ops::{failure, internal, write};
 
@@ -105,75 +106,17 @@ fn export_items(
     })
 }
 
-/// Name prefix of the temporary dump files beside the spool directory `spool`.
-fn dump_prefix(spool: &Path) -> String {
-    let name = spool
-        .file_name()
-        .map_or_else(|| "spool".into(), |n| n.to_string_lossy().into_owned());
-    format!(".{name}.dump-")
-}
-
-/// A temporary dump file, removed when dropped.
-struct TempDump {
-    path: PathBuf,
-    file: File,
-}
-
-impl TempDump {
-    fn create(dir: &Path, spool: &Path) -> io::Result<TempDump> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{}{}-{n}", dump_prefix(spool), std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        Ok(TempDump { path, file })
-    }
-}
-
-impl Drop for TempDump {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a temporary dump file");
-        }
-    }
-}
-
-/// Removes dump files a previous process left behind (it died while streaming).
-pub(super) fn remove_stale_dumps(dir: &Path, spool: &Path) {
-    let prefix = dump_prefix(spool);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(path = %entry.path().display(), "removed a stale dump file")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale dump file")
-                }
-            }
-        }
-    }
-}
-
 /// `backup.dump`.
 pub(super) fn dump(
     spool: &Spool,
-    dir: &Path,
     id: u64,
     out: &mut UnixStream,
 ) -> io::Result<Result<(), ErrorCode>> {
-    let written = TempDump::create(dir, spool.path())
+    let written = Scratch::beside(spool.path(), DUMP_SCRATCH)
         .map_err(|e| {
             failure(
                 ErrorCode::Internal,
-                format!("creating a temporary dump file in {}: {e}", dir.display()),
+                format!("creating a temporary dump file beside the spool: {e}"),
             )
         })
         .and_then(|mut tmp| {

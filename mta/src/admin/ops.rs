@@ -4,7 +4,6 @@
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -78,16 +77,8 @@ impl Ops {
 
     /// Where `backup.dump` writes its temporary file: beside the spool directory, on
     /// the same file system, private to the daemon's user.
-    pub(super) fn dump_dir(&self) -> PathBuf {
-        self.spool
-            .path()
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from)
-    }
-
     pub(super) fn remove_stale_dumps(&self) {
-        export::remove_stale_dumps(&self.dump_dir(), self.spool.path());
+        way2mail_queue::files::Scratch::remove_stale(self.spool.path(), export::DUMP_SCRATCH);
     }
 
     /// Answers one request line (several lines for streamed ops). `Err` only when
@@ -168,9 +159,7 @@ impl Ops {
             AdminOp::TenantExport { tenant } => {
                 return export::tenant(&self.spool, &tenant, id, out).map(outcome_of)
             }
-            AdminOp::BackupDump => {
-                return export::dump(&self.spool, &self.dump_dir(), id, out).map(outcome_of)
-            }
+            AdminOp::BackupDump => return export::dump(&self.spool, id, out).map(outcome_of),
         };
         let outcome = outcome_of(answer.as_ref().map(|_| ()).map_err(|e| e.code));
         write(out, id, answer)?;
