@@ -9,8 +9,6 @@
 //!   moment are left for the next sweep rather than pulled from under it.
 //! - `purge_erased()`: whatever is left under keys of erased tenants.
 
-use std::collections::HashMap;
-
 use crate::commit::Write;
 use crate::keyring::{KeyId, Lookup};
 use crate::keys::{self, Key};
@@ -28,20 +26,6 @@ pub struct ContentPurge {
 }
 
 impl Spool {
-    /// Schedule and lease keys by message.
-    fn schedule_keys(&self) -> Result<HashMap<MessageId, Vec<Vec<u8>>>, Error> {
-        let mut out: HashMap<MessageId, Vec<Vec<u8>>> = HashMap::new();
-        for prefix in [keys::DUE, keys::LEASE] {
-            for item in self.inner.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                if let Some(Key::Due { id, .. } | Key::Lease { id, .. }) = keys::parse(&key) {
-                    out.entry(id).or_default().push(key.to_vec());
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Removes the queued messages sealed with `key_id` that were accepted before
     /// `before_ms`; each pending recipient gets an `expired` log record with
     /// `reason`. Blocks the calling thread for the write.

@@ -9,7 +9,7 @@
 //! writes under the old key after the scan is deleted by the next sweep
 //! (`purge_erased`) or recovery.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::commit::Write;
 use crate::keyring::{Erasure, KeyId};
@@ -46,6 +46,20 @@ impl Spool {
             if let Some(Key::Envelope(id)) = keys::parse(&key) {
                 if seal::key_id_of(&value) == Some(key_id) {
                     out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Schedule entries and leases (their whole keys) by message.
+    pub(crate) fn schedule_keys(&self) -> Result<HashMap<MessageId, Vec<Vec<u8>>>, Error> {
+        let mut out: HashMap<MessageId, Vec<Vec<u8>>> = HashMap::new();
+        for prefix in [keys::DUE, keys::LEASE] {
+            for item in self.inner.db.scan_prefix([prefix]) {
+                let (key, _) = item?;
+                if let Some(Key::Due { id, .. } | Key::Lease { id, .. }) = keys::parse(&key) {
+                    out.entry(id).or_default().push(key.to_vec());
                 }
             }
         }
@@ -138,16 +152,10 @@ impl Spool {
                 }
             }
         }
-        for prefix in [keys::DUE, keys::LEASE] {
-            for item in inner.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                let id = match keys::parse(&key) {
-                    Some(Key::Due { id, .. } | Key::Lease { id, .. }) => id,
-                    _ => continue,
-                };
-                if doomed.contains(&id) {
-                    write.remove(&key);
-                }
+        let mut schedule = self.schedule_keys()?;
+        for id in &doomed {
+            for key in schedule.remove(id).unwrap_or_default() {
+                write.remove(&key);
             }
         }
         if !write.is_empty() {
