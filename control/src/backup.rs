@@ -385,7 +385,7 @@ pub fn restore(
             .control_keyring
             .bind(&staging)
             .map_err(|e| e.to_string())?;
-        way2mail_queue::files::chown_tree_like(&staging, &target.control_dir)
+        way2mail_daemon::files::chown_tree_like(&staging, &target.control_dir)
             .map_err(|e| format!("{}: {e}", staging.display()))?;
         if read_marker(&mut reader).map_err(|e| e.to_string())? != b'S' {
             return Err("the backup has no spool section".into());
@@ -414,7 +414,7 @@ pub fn restore(
     if target.control_dir.exists() {
         let aside = sibling(
             &target.control_dir,
-            &format!("before-restore-{}", crate::service::unix_now()),
+            &format!("before-restore-{}", way2mail_daemon::time::now_secs()),
         );
         std::fs::rename(&target.control_dir, &aside).map_err(|e| e.to_string())?;
         report.control_moved_aside = Some(aside);

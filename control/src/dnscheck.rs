@@ -38,13 +38,13 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 use mail_auth::{MessageAuthenticator, Parameters, SpfResult};
 
-use crate::dns::DnsSettings;
 use crate::protocol::{
     BimiInfo, CheckStatus, DkimKeyInfo, DkimKeyState, DomainInfo, DomainVerification, RecordCheck,
     RecordPurpose,
 };
 use crate::service::SendingSettings;
 use crate::{dkim, publish};
+use way2mail_daemon::dns::DnsSettings;
 
 /// The longest one check may take, however slow `[dns]` is configured to be; below the
 /// CLI's request timeout, so a slow verify still gets its answer to the operator.
@@ -231,7 +231,7 @@ fn run(
         .build()
         .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
     runtime.block_on(async {
-        let resolver = crate::dns::resolver(dns).map_err(|e| e.to_string())?;
+        let resolver = way2mail_daemon::dns::resolver(dns).map_err(|e| e.to_string())?;
         let auth = Arc::new(MessageAuthenticator(resolver));
         Ok(run_checks(&auth, target, budget).await)
     })

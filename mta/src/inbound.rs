@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_auth::MessageAuthenticator;
-use way2mail_control::dns::DnsSettings;
+use way2mail_daemon::dns::DnsSettings;
 use way2mail_mta::smtp::reply::Reply;
 use way2mail_mta::smtp::Role;
 use way2mail_mta::verification::{self, Client, DmarcPolicy, Report};
@@ -61,7 +61,7 @@ fn authenticator(dns: &DnsSettings) -> std::io::Result<MessageAuthenticator> {
         if let Some(authenticator) = cell.borrow().as_ref() {
             return Ok(authenticator.clone());
         }
-        let authenticator = MessageAuthenticator(way2mail_control::dns::resolver(dns)?);
+        let authenticator = MessageAuthenticator(way2mail_daemon::dns::resolver(dns)?);
         *cell.borrow_mut() = Some(authenticator.clone());
         Ok(authenticator)
     })

@@ -130,7 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn serve(settings: Settings) -> Result<ExitCode> {
-    way2mail_control::logging::init(&settings.raw.log);
+    way2mail_daemon::logging::init(&settings.raw.log);
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
     let spool_cfg = &settings.raw.spool;
     let keyring = spool_cfg.open_keyring()?;
@@ -209,9 +209,9 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     };
     // The listening sockets are bound (connections queue in their backlog) and the
     // spool is recovered: systemd may start what is ordered after us.
-    way2mail_control::sd_notify::ready();
+    way2mail_daemon::systemd::ready();
     let signal = signals.forever().next();
-    way2mail_control::sd_notify::stopping();
+    way2mail_daemon::systemd::stopping();
     tracing::info!(signal, "shutting down: no new connections");
     if let Some(admin) = admin {
         admin.stop();

@@ -1173,7 +1173,7 @@ mod tests {
     #[test]
     fn bounded_by_the_limit_when_dns_is_silent() {
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let dns = way2mail_control::dns::DnsSettings {
+        let dns = way2mail_daemon::dns::DnsSettings {
             nameservers: vec![silent.local_addr().unwrap()],
             timeout: Duration::from_secs(10),
             attempts: 1,
@@ -1183,8 +1183,7 @@ mod tests {
             .build()
             .unwrap();
         let report = runtime.block_on(async {
-            let authenticator =
-                MessageAuthenticator(way2mail_control::dns::resolver(&dns).unwrap());
+            let authenticator = MessageAuthenticator(way2mail_daemon::dns::resolver(&dns).unwrap());
             let client = Client {
                 ip: "::ffff:192.0.2.1".parse().unwrap(),
                 helo: "client.example.com",

@@ -174,7 +174,7 @@ pub fn restore_dump(
     }
     keyring.bind(&staging)?;
     // Run as root, a restore must leave the daemon's user owning its spool.
-    crate::files::chown_tree_like(&staging, dir)?;
+    way2mail_daemon::files::chown_tree_like(&staging, dir)?;
     if dir.exists() {
         let now = crate::spool::now_ms() / 1000;
         let aside = sibling(dir, &format!("before-restore-{now}"));

@@ -23,14 +23,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{files, Error, SpoolKey};
+use way2mail_daemon::files;
+
+use crate::{Error, SpoolKey};
+use way2mail_daemon::time::now_ms;
 
 const MAGIC: &[u8] = b"way2mail-keyring 1\n";
 const AAD: &[u8] = b"way2mail-keyring";
@@ -293,12 +295,6 @@ impl fmt::Debug for Keyring {
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {

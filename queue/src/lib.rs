@@ -42,7 +42,6 @@ mod delivery_log;
 mod dump;
 pub mod envelope;
 mod error;
-pub mod files;
 mod id;
 mod keyfile;
 pub mod keyring;

@@ -10,9 +10,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
+pub(crate) use way2mail_daemon::time::now_ms;
 
 use crate::commit::{Committer, Shared, Write};
 use crate::keyring::{DataKey, Keyring};
@@ -77,13 +78,6 @@ pub(crate) struct Inner {
     pub(crate) log_seq: AtomicU32,
     path: PathBuf,
     _lock: File,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 pub(crate) fn lock(path: &Path) -> Result<File, Error> {

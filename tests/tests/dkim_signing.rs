@@ -28,9 +28,9 @@ use base64::Engine as _;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::Canonicalization;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
-use way2mail_control::dns::DnsSettings;
 use way2mail_control::protocol::TenantStatus;
 use way2mail_control::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
+use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::control::{json_str, Control};
 use way2mail_tests::{
     for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Reply,
@@ -126,7 +126,7 @@ fn verdicts(dns: &StubDns, message: &[u8]) -> anyhow::Result<Vec<DkimResult>> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let resolver = way2mail_control::dns::resolver(&DnsSettings {
+        let resolver = way2mail_daemon::dns::resolver(&DnsSettings {
             nameservers: vec![dns.addr()],
             ..DnsSettings::default()
         })?;

@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use way2mail_control::dkim;
-use way2mail_control::dns::DnsSettings;
 use way2mail_control::dnscheck::{check_budget, verify};
 use way2mail_control::protocol::{
     BimiInfo, CheckStatus, DkimAlgorithm, DkimKeyInfo, DkimKeyState, DomainInfo,
@@ -15,6 +14,7 @@ use way2mail_control::protocol::{
 };
 use way2mail_control::publish;
 use way2mail_control::service::SendingSettings;
+use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::{Record, RecordType, StubDns};
 
 const DOMAIN: &str = "shop.example";

@@ -45,6 +45,6 @@ fn run(cli: Cli) -> Result<()> {
         println!("configuration OK");
         return Ok(());
     }
-    way2mail_control::logging::init(&settings.log);
+    way2mail_daemon::logging::init(&settings.log);
     server::run(settings)
 }

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use way2mail_queue::{Keyring, SpoolKey};
 
 use crate::backup::{self, ArchiveReader, RestoreTarget};
-use crate::duration;
 use crate::protocol::{ErasureReceipt, Request, Response};
 use crate::server::config::Config as ControlConfig;
 use crate::store::{StoreFiles, TreeName};
+use way2mail_daemon::duration;
 
 use super::commands::Session;
 use super::{prompt, render, Failure};
@@ -494,9 +494,8 @@ fn restore(
 ) -> Result<(), Failure> {
     let control = control_settings(control_config)?;
     let mta: MtaFile = match mta_config {
-        Some(p) => {
-            crate::config_file::load::<MtaFile>(p).map_err(|e| Failure::Failed(e.to_string()))?
-        }
+        Some(p) => way2mail_daemon::config::load::<MtaFile>(p)
+            .map_err(|e| Failure::Failed(e.to_string()))?,
         None => MtaFile::default(),
     };
     let key = backup_key(key, &control)?;
@@ -554,7 +553,7 @@ fn restore(
         (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         (None, _) => PathBuf::from("."),
     };
-    way2mail_queue::files::chown_tree_like(&files.dir, &like)
+    way2mail_daemon::files::chown_tree_like(&files.dir, &like)
         .map_err(|e| Failure::Failed(format!("{}: {e}", files.dir.display())))?;
     if json {
         let text = serde_json::to_string_pretty(&report)
@@ -709,7 +708,12 @@ fn record_restore(
         public_detail: true,
     };
     log.writer()
-        .append(&store, &mut batch, draft, crate::service::unix_now() * 1000)
+        .append(
+            &store,
+            &mut batch,
+            draft,
+            way2mail_daemon::time::now_secs() * 1000,
+        )
         .map_err(store_error)?;
     store.commit(batch).map_err(store_error)?;
     Ok(())

@@ -398,7 +398,7 @@ fn retention_overrides(r: &crate::protocol::RetentionSettings) -> String {
         ("account", r.account_secs),
     ]
     .into_iter()
-    .filter_map(|(k, v)| v.map(|s| format!("{k} {}", crate::duration::format(s))))
+    .filter_map(|(k, v)| v.map(|s| format!("{k} {}", way2mail_daemon::duration::format(s))))
     .collect();
     if own.is_empty() {
         "defaults".into()

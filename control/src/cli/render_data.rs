@@ -1,11 +1,11 @@
 //! Human output for the data-protection results: receipts, reports, exports,
 //! retention runs, suppression lists, backups.
 
-use crate::duration;
 use crate::protocol::{
     BackupInfo, EffectiveRetention, ErasureReceipt, ExportManifest, ReceiptItem, RetentionDefaults,
     RetentionRunReport, SuppressionEntry, TenantReport,
 };
+use way2mail_daemon::duration;
 
 use super::table::{opt, opt_rfc3339, record, rfc3339, Table};
 

@@ -27,6 +27,38 @@ pub use data::*;
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
+/// Longest tenant id.
+pub const MAX_TENANT_CHARS: usize = 63;
+
+/// The tenant id rule, `[a-z0-9][a-z0-9-]{0,62}`, on every socket that names a
+/// tenant (control's and the MTA's admin socket). `Err` says the rule in plain words.
+pub fn check_tenant_id(id: &str) -> Result<(), String> {
+    let b = id.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_TENANT_CHARS
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid tenant id {:?}: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit",
+            shorten(id)
+        ))
+    }
+}
+
+/// Client input as quoted back in an answer: at most 64 characters, control
+/// characters replaced.
+pub fn shorten(value: &str) -> String {
+    value
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Longest request line accepted, newline included; longer lines get
 /// `request_too_large` and the connection is closed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;

@@ -14,13 +14,13 @@ use serde::Deserialize;
 
 use std::net::IpAddr;
 
-use crate::dns::{DnsConfig, DnsSettings};
 use crate::notify::NotifySettings;
 use crate::service::SendingSettings;
 use crate::snapshot::TenantLimits;
+use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 
-pub use crate::config_file::ConfigError;
-pub use crate::logging::{LogConfig, LogFormat};
+pub use way2mail_daemon::config::ConfigError;
+pub use way2mail_daemon::logging::{LogConfig, LogFormat};
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -214,11 +214,11 @@ pub struct Settings {
 impl Config {
     /// Reads and parses a file; the error names the key and the reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        crate::config_file::load(path)
+        way2mail_daemon::config::load(path)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        crate::config_file::parse(text)
+        way2mail_daemon::config::parse(text)
     }
 
     /// Checks what the types cannot.

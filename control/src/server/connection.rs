@@ -18,8 +18,8 @@ use crate::stream::FrameWriter;
 
 use super::request::{self, error_envelope};
 
-use super::threads::serve_lines;
-pub use super::threads::End;
+use way2mail_daemon::thread_server::serve_lines;
+pub use way2mail_daemon::thread_server::End;
 
 pub fn serve(
     stream: UnixStream,

@@ -17,11 +17,8 @@
 
 pub mod config;
 pub mod connection;
-pub mod peer;
 pub mod protection;
 pub mod request;
-pub mod socket;
-pub mod threads;
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -33,7 +30,7 @@ use crate::protocol::ErrorCode;
 use crate::service::{Caller, Service, ServiceSettings};
 
 use self::config::Settings;
-use self::threads::{End, Handler, Sleeper, ThreadServer};
+use way2mail_daemon::thread_server::{End, Handler, Sleeper, ThreadServer};
 
 /// How long connections may take to finish the request in hand at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -75,7 +72,7 @@ pub fn run(settings: Settings) -> Result<()> {
         .context("installing signal handlers")?;
     // The socket first: its liveness check is what tells a second daemon that
     // one is already running, more clearly than the store's lock would.
-    let bound = socket::bind(&settings.socket, settings.socket_mode)?;
+    let bound = way2mail_daemon::socket::bind(&settings.socket, settings.socket_mode)?;
     let service = match open_service(&settings) {
         Ok(service) => service,
         Err(e) => {
@@ -105,9 +102,9 @@ pub fn run(settings: Settings) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "way2mail-control listening"
     );
-    crate::sd_notify::ready();
+    way2mail_daemon::systemd::ready();
     let signal = signals.forever().next();
-    crate::sd_notify::stopping();
+    way2mail_daemon::systemd::stopping();
     tracing::info!(signal, "shutting down: no new connections");
     let unfinished = server.stop(SHUTDOWN_GRACE);
     if sweeper.join().is_err() {
@@ -143,7 +140,7 @@ fn open_service(settings: &Settings) -> Result<Service> {
         )
     })?;
     // Only now, with the store's lock held: no other daemon is copying beside it.
-    way2mail_queue::files::Scratch::remove_stale(&files.dir, crate::service::BACKUP_SCRATCH);
+    way2mail_daemon::files::Scratch::remove_stale(&files.dir, crate::service::BACKUP_SCRATCH);
     Ok(service)
 }
 

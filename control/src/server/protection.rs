@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config_file::ConfigError;
-use crate::duration;
 use crate::protocol::RetentionDefaults;
+use way2mail_daemon::config::ConfigError;
+use way2mail_daemon::duration;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn periods_parse_and_are_checked() {
-        let c: RetentionConfig = crate::config_file::parse(
+        let c: RetentionConfig = way2mail_daemon::config::parse(
             "content = \"7d\"\ndelivery_log = \"13h\"\nsweep_interval = \"10m\"\n",
         )
         .expect("parse");
@@ -162,11 +162,11 @@ mod tests {
             (7 * 86_400, 13 * 3_600, 600)
         );
         assert_eq!(d.account_secs, 3_650 * 86_400);
-        let e = crate::config_file::parse::<RetentionConfig>("content = \"a week\"\n")
+        let e = way2mail_daemon::config::parse::<RetentionConfig>("content = \"a week\"\n")
             .expect_err("bad");
         assert!(e.to_string().contains("content"), "{e}");
         let zero: RetentionConfig =
-            crate::config_file::parse("security_log = \"0d\"\n").expect("parse");
+            way2mail_daemon::config::parse("security_log = \"0d\"\n").expect("parse");
         assert_eq!(
             zero.validate().expect_err("zero").key,
             "retention.security_log"

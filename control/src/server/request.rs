@@ -258,13 +258,26 @@ pub fn log(answered: &Answered, caller: &Caller, service_uids: &[u32], started: 
     };
     tracing::info!(
         op = answered.op.unwrap_or("-"),
-        actor = super::peer::actor_kind(caller, answered.has_token, service_uids),
+        actor = actor_kind(caller, answered.has_token, service_uids),
         uid = caller.uid,
         pid = caller.pid,
         outcome,
         duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
+}
+
+/// For the request log: what kind of actor sent a request, without its token.
+pub fn actor_kind(caller: &Caller, has_token: bool, service_uids: &[u32]) -> &'static str {
+    if has_token {
+        "operator"
+    } else if caller.uid == 0 {
+        "root"
+    } else if service_uids.contains(&caller.uid) {
+        "service"
+    } else {
+        "uid"
+    }
 }
 
 fn code_name(code: ErrorCode) -> &'static str {

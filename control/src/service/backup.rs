@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 
-use way2mail_queue::files::Scratch;
+use way2mail_daemon::files::Scratch;
 use way2mail_queue::SpoolKey;
 
 use super::context::{Failure, Identity};
@@ -96,7 +96,7 @@ fn write(
     let key = SpoolKey::load_or_create(key_file)
         .map_err(|e| Failure::internal(format!("backup.key_file {}: {e}", key_file.display())))?;
     out.start().map_err(io)?;
-    let created_at = super::unix_now();
+    let created_at = way2mail_daemon::time::now_secs();
     let mut archive = ArchiveWriter::new(&mut *out, &key, created_at).map_err(io)?;
     archive.write_all(b"C").map_err(io)?;
     let mut copy = BufReader::new(File::open(temp.path()).map_err(io)?);

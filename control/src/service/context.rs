@@ -3,8 +3,6 @@
 //! [`Failure`], the error a handler returns, which becomes both the caller's error
 //! body and the audit entry's detail.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::error::Error;
 use crate::protocol::{ErrorBody, ErrorCode, Role};
 use crate::rbac::Subject;
@@ -12,15 +10,7 @@ use crate::store::{Batch, Store};
 
 use super::{Caller, Service, ServiceSettings};
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub(crate) fn now_secs() -> u64 {
-    now_ms() / 1000
-}
+pub(crate) use way2mail_daemon::time::{now_ms, now_secs};
 
 /// Who is asking, once the token (if any) has been checked.
 #[derive(Debug, Clone)]

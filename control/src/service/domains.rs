@@ -613,7 +613,6 @@ mod tests {
     use std::time::Duration;
 
     use crate::audit::AuditLog;
-    use crate::dns::DnsSettings;
     use crate::protocol::{
         AuditEntry, DkimAlgorithm, DkimKeyState, DomainInfo, ErrorBody, ErrorCode, Outcome,
         RecordPurpose, Request, RequestEnvelope, Response, Role, VERSION,
@@ -623,6 +622,7 @@ mod tests {
     use crate::snapshot::{SendingDomain, Snapshot, TenantLimits};
     use crate::store::{Batch, TreeName};
     use crate::totp;
+    use way2mail_daemon::dns::DnsSettings;
 
     const ROOT: Caller = Caller {
         uid: 0,

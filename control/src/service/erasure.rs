@@ -356,7 +356,7 @@ fn build(
         Some(done.billing.delete_after),
         &format!(
             "accounting and tax obligations: kept {} after the subscription ended",
-            crate::duration::format(
+            way2mail_daemon::duration::format(
                 done.billing
                     .delete_after
                     .saturating_sub(done.billing.terminated_at)
@@ -370,7 +370,7 @@ fn build(
             Some(done.newest_audit_ms / 1000 + security),
             &format!(
                 "security and access log retention ({}): accountability for every access to the tenant's data",
-                crate::duration::format(security)
+                way2mail_daemon::duration::format(security)
             ),
         ));
     }

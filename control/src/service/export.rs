@@ -140,7 +140,7 @@ fn write_archive(
     let io = |e: std::io::Error| Failure::internal(format!("writing the archive: {e}"));
     out.start().map_err(io)?;
     let base = format!("{}-export", part.info.tenant);
-    let created_at = super::unix_now();
+    let created_at = way2mail_daemon::time::now_secs();
     let mut tar = Tar::new(&mut *out, created_at);
     for (name, data) in [
         ("account.json", pretty(&part.info)?),

@@ -45,13 +45,7 @@ use crate::store::{Batch, Store, StoreFiles, TreeName};
 
 use context::{now_ms, Ctx, Failure, Identity};
 
-/// Who is on the other end of the socket, from `SO_PEERCRED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: i32,
-}
+pub use way2mail_daemon::Caller;
 
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -62,7 +56,7 @@ pub struct ServiceSettings {
     /// Limits of a tenant added without explicit ones.
     pub tenant_defaults: TenantLimits,
     /// Where `domain.verify` sends its lookups.
-    pub dns: crate::dns::DnsSettings,
+    pub dns: way2mail_daemon::dns::DnsSettings,
     /// What tenant domains must publish to authorise our mail (`[sending]`).
     pub sending: SendingSettings,
     /// Where incident notifications are handed to the MTA (`[notify]`).
@@ -94,7 +88,7 @@ impl Default for ServiceSettings {
             service_uids: vec![rustix::process::geteuid().as_raw()],
             session_ttl: Duration::from_secs(8 * 3600),
             tenant_defaults: TenantLimits::default(),
-            dns: crate::dns::DnsSettings::default(),
+            dns: way2mail_daemon::dns::DnsSettings::default(),
             sending: SendingSettings::default(),
             notify: crate::notify::NotifySettings::default(),
             retention: crate::protocol::RetentionDefaults::default(),
@@ -105,11 +99,6 @@ impl Default for ServiceSettings {
 }
 
 pub use erasure::{signed_bytes as receipt_signed_bytes, verify as verify_receipt};
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    context::now_secs()
-}
 
 /// Longest `reason` accepted.
 const MAX_REASON_CHARS: usize = 500;

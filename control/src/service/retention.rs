@@ -12,7 +12,6 @@ use serde_json::json;
 use super::context::{now_ms, Ctx, ExtraAudit, Failure, Identity};
 use super::{erasure, tenants, Service};
 use crate::audit::AuditLog;
-use crate::duration;
 use crate::mta_admin::{AdminOp, AdminResult, SweepReport};
 use crate::protocol::{
     EffectiveRetention, ErrorBody, Outcome, Period, Response, RetentionDefaults,
@@ -21,6 +20,7 @@ use crate::protocol::{
 use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
 use crate::snapshot::MtaRetention;
 use crate::store::{audit_key, TreeName};
+use way2mail_daemon::duration;
 
 /// Longest period accepted for a tenant (as for the defaults).
 const MAX_SECS: u64 = 1000 * 365 * 86_400;

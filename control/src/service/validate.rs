@@ -5,25 +5,13 @@
 use super::context::Failure;
 use crate::snapshot::TenantLimits;
 
-pub(crate) const MAX_TENANT_CHARS: usize = 63;
+pub(crate) use crate::protocol::{shorten, MAX_TENANT_CHARS};
 const MAX_TEXT_CHARS: usize = 200;
 
 /// `[a-z0-9][a-z0-9-]{0,62}`.
 pub(crate) fn tenant_id(id: &str) -> Result<&str, Failure> {
-    let b = id.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= MAX_TENANT_CHARS
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    if ok {
-        Ok(id)
-    } else {
-        Err(Failure::invalid(format!(
-            "invalid tenant id {:?}: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit",
-            shorten(id)
-        )))
-    }
+    crate::protocol::check_tenant_id(id).map_err(Failure::invalid)?;
+    Ok(id)
 }
 
 /// A DNS name, lower-cased, without a trailing dot: labels of 1 to 63 letters,
@@ -151,15 +139,6 @@ pub(crate) fn limits(limits: &TenantLimits) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// A bounded, printable copy of hostile input for messages and audit details.
-pub(crate) fn shorten(value: &str) -> String {
-    value
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

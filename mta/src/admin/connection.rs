@@ -11,10 +11,10 @@ use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use way2mail_control::lines::{read_line, Line};
 use way2mail_control::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
 use way2mail_control::protocol::{ErrorBody, ErrorCode};
-use way2mail_control::service::Caller;
+use way2mail_daemon::lines::{read_line, Line};
+use way2mail_daemon::Caller;
 
 use super::ops::Ops;
 
@@ -22,8 +22,8 @@ use super::ops::Ops;
 /// answer can carry that request's id.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
-use way2mail_control::server::threads::serve_lines;
-pub use way2mail_control::server::threads::End;
+use way2mail_daemon::thread_server::serve_lines;
+pub use way2mail_daemon::thread_server::End;
 
 pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Duration) -> End {
     let too_large = || {

@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use way2mail_control::mta_admin::{write_export_item, AdminResult, ExportItem};
 use way2mail_control::protocol::{ErrorBody, ErrorCode};
 use way2mail_control::stream::FrameWriter;
-use way2mail_queue::files::Scratch;
+use way2mail_daemon::files::Scratch;
 use way2mail_queue::{LogFilter, Spool};
 
 /// What the dump's scratch files beside the spool are called (`.spool.dump-…`).

@@ -11,8 +11,8 @@ use serde_json::Value;
 use way2mail_control::mta_admin::{
     AdminOp, AdminRequest, AdminResponse, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
 };
-use way2mail_control::protocol::{ErrorBody, ErrorCode};
-use way2mail_control::service::Caller;
+use way2mail_control::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
+use way2mail_daemon::Caller;
 use way2mail_queue::Spool;
 
 use super::connection::response_line;
@@ -30,9 +30,6 @@ const OPS: [&str; 7] = [
     "backup.dump",
     "routes",
 ];
-
-/// Longest tenant id (control's rule: `[a-z0-9][a-z0-9-]{0,62}`).
-const MAX_TENANT_CHARS: usize = 63;
 
 /// What the admin ops work on.
 pub struct Ops {
@@ -75,10 +72,9 @@ impl Ops {
             .collect()
     }
 
-    /// Where `backup.dump` writes its temporary file: beside the spool directory, on
-    /// the same file system, private to the daemon's user.
+    /// Removes the dump scratch files a crashed process left beside the spool.
     pub(super) fn remove_stale_dumps(&self) {
-        way2mail_queue::files::Scratch::remove_stale(self.spool.path(), export::DUMP_SCRATCH);
+        way2mail_daemon::files::Scratch::remove_stale(self.spool.path(), export::DUMP_SCRATCH);
     }
 
     /// Answers one request line (several lines for streamed ops). `Err` only when
@@ -104,7 +100,10 @@ impl Ops {
             }
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let tenant = tenant.as_deref().filter(|t| valid_tenant(t)).unwrap_or("");
+        let tenant = tenant
+            .as_deref()
+            .filter(|t| check_tenant_id(t).is_ok())
+            .unwrap_or("");
         match outcome {
             Outcome::Ok => tracing::info!(
                 target: "way2mail::admin",
@@ -287,36 +286,8 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
     }
 }
 
-/// Control's tenant id rule: 1 to 63 of `[a-z0-9-]`, not starting with `-`.
-fn valid_tenant(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_TENANT_CHARS
-        && b[0] != b'-'
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
 fn check_tenant(t: &str) -> Result<(), ErrorBody> {
-    if valid_tenant(t) {
-        return Ok(());
-    }
-    Err(failure(
-        ErrorCode::Invalid,
-        format!(
-            "invalid tenant id {:?}: use 1 to 63 lower-case letters, digits and '-', \
-             starting with a letter or digit",
-            shorten(t)
-        ),
-    ))
-}
-
-/// At most 64 characters of client input in an answer (escaped by `{:?}`).
-fn shorten(s: &str) -> String {
-    match s.char_indices().nth(64) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
-    }
+    check_tenant_id(t).map_err(|message| failure(ErrorCode::Invalid, message))
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use way2mail_control::protocol::ErrorCode;
-use way2mail_control::server::socket;
-use way2mail_control::server::threads::{End, Handler, ThreadServer};
-use way2mail_control::service::Caller;
+use way2mail_daemon::socket;
+use way2mail_daemon::thread_server::{End, Handler, ThreadServer};
+use way2mail_daemon::Caller;
 
 use super::connection;
 use super::ops::Ops;

@@ -1,5 +1,5 @@
 //! The daemon's configuration: TOML, every key with a documented default (the dev
-//! defaults), validated once at start. Parsing goes through `way2mail_control::config_file` so
+//! defaults), validated once at start. Parsing goes through `way2mail_daemon::config` so
 //! that an error names the key (`limits.max_recipients: invalid type ...`), and
 //! [`Config::validate`] checks what types cannot (addresses, CIDRs, ranges).
 //!
@@ -28,11 +28,11 @@ use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::retention::RetentionConfig;
-use way2mail_control::dns::{DnsConfig, DnsSettings};
+use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 use way2mail_mta::smtp::{Limits, Role};
 
-pub use way2mail_control::config_file::ConfigError;
-pub use way2mail_control::logging::LogConfig;
+pub use way2mail_daemon::config::ConfigError;
+pub use way2mail_daemon::logging::LogConfig;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -301,12 +301,12 @@ pub struct Settings {
 impl Config {
     /// Reads and parses a file; the error names the key and the reason.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        way2mail_control::config_file::load(path)
+        way2mail_daemon::config::load(path)
     }
 
     #[cfg(test)]
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        way2mail_control::config_file::parse(text)
+        way2mail_daemon::config::parse(text)
     }
 
     /// Checks what the types cannot and resolves the derived settings.

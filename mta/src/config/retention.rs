@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use way2mail_control::duration;
+use way2mail_daemon::duration;
 
 use super::{err, ConfigError};
 
-/// Periods in seconds; written as `"30d"`, `"12h"`, … (`way2mail_control::duration`).
+/// Periods in seconds; written as `"30d"`, `"12h"`, … (`way2mail_daemon::duration`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::mpsc::UnboundedSender;
@@ -20,6 +20,7 @@ use super::hold::Hold;
 use super::{bounce, domain_of, retry, Job, JobResult, RecipientOutcome, Verdict};
 use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
+pub use way2mail_daemon::time::now_ms;
 
 /// Messages leased per round; a full round means more are due right away.
 const BATCH: usize = 512;
@@ -48,12 +49,6 @@ struct InFlight {
     body: Arc<Vec<u8>>,
     remaining: usize,
     outcomes: Vec<RecipientOutcome>,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Scheduler {

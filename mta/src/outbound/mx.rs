@@ -30,7 +30,7 @@ use crate::outbound::route::{Route, RouteHost, Routes};
 use crate::outbound::TlsPolicy;
 
 /// `[dns]`: the one settings type for every lookup, shared with control.
-pub use way2mail_control::dns::DnsSettings;
+pub use way2mail_daemon::dns::DnsSettings;
 
 /// One host to try, with every address found for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl MxResolver {
     /// system configuration (resolv.conf) cannot be read.
     pub fn new(settings: &DnsSettings) -> std::io::Result<MxResolver> {
         Ok(MxResolver {
-            resolver: way2mail_control::dns::resolver(settings)?,
+            resolver: way2mail_daemon::dns::resolver(settings)?,
         })
     }
 

@@ -18,16 +18,17 @@ pub mod report;
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use way2mail_control::duration;
 use way2mail_control::mta_admin::{SweepEntry, SweepReport};
+use way2mail_daemon::duration;
 use way2mail_queue::Spool;
 
 use crate::tenants::Tenants;
 
 use self::plan::{Periods, Rules, Step};
 use self::report::Reports;
+use way2mail_daemon::time::now_ms;
 
 /// A sweep that stopped at a spool error; what it removed before is in `partial`.
 #[derive(Debug)]
@@ -43,12 +44,6 @@ pub struct Sweeper {
     defaults: Periods,
     /// One sweep at a time: a `retention.run` waits for a scheduled sweep in progress.
     running: Mutex<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Sweeper {

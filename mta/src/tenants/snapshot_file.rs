@@ -14,10 +14,10 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use way2mail_control::snapshot::Snapshot;
+use way2mail_daemon::time::now_ms;
 use way2mail_queue::Keyring;
 
 const MAGIC: &[u8] = b"way2mail-control-snapshot 2\n";
@@ -53,12 +53,6 @@ pub struct Loaded {
     pub snapshot: Snapshot,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Writes `snapshot` to `path`, replacing the previous one atomically.
 pub fn save(path: &Path, keyring: &Keyring, snapshot: &Snapshot) -> Result<(), SnapshotFileError> {
     let io_err = |source| SnapshotFileError::Io {
@@ -81,7 +75,7 @@ pub fn save(path: &Path, keyring: &Keyring, snapshot: &Snapshot) -> Result<(), S
     let mut file = Vec::with_capacity(MAGIC.len() + sealed.len());
     file.extend_from_slice(MAGIC);
     file.extend_from_slice(&sealed);
-    way2mail_queue::files::replace_wiping(path, &file).map_err(io_err)
+    way2mail_daemon::files::replace_wiping(path, &file).map_err(io_err)
 }
 
 /// Reads the snapshot saved at `path`; `Ok(None)` when there is none.

@@ -6,7 +6,13 @@
 use std::io;
 use std::os::unix::net::UnixStream;
 
-use crate::service::Caller;
+/// Who is on the other end of the socket, from `SO_PEERCRED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
 
 pub fn caller(stream: &UnixStream) -> io::Result<Caller> {
     let cred = rustix::net::sockopt::socket_peercred(stream)?;
@@ -15,19 +21,6 @@ pub fn caller(stream: &UnixStream) -> io::Result<Caller> {
         gid: cred.gid.as_raw(),
         pid: cred.pid.as_raw_nonzero().get(),
     })
-}
-
-/// For the request log: what kind of actor sent a request, without its token.
-pub fn actor_kind(caller: &Caller, has_token: bool, service_uids: &[u32]) -> &'static str {
-    if has_token {
-        "operator"
-    } else if caller.uid == 0 {
-        "root"
-    } else if service_uids.contains(&caller.uid) {
-        "service"
-    } else {
-        "uid"
-    }
 }
 
 #[cfg(test)]

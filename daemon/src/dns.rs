@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config_file::ConfigError;
+use crate::config::ConfigError;
 
 /// `[dns]` as written in either daemon's TOML; [`DnsConfig::validate`] checks it.
 #[derive(Debug, Clone, Deserialize)]

@@ -22,9 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::lines::{is_timeout, read_line, trim_line, Line};
-use crate::service::Caller;
-
-use super::peer;
+use crate::peer::{self, Caller};
 
 /// How a connection ended, for the log.
 #[derive(Debug, PartialEq, Eq)]
