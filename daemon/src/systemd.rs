@@ -1,4 +1,6 @@
-//! The systemd readiness protocol (sd_notify(3)) without libsystemd: one datagram of
+//! The systemd readiness protocol (sd_notify(3)) without libsystemd or a crate (the
+//! `sd-notify` crate, 0.4 and 0.5, connects to `$NOTIFY_SOCKET` as a path only and so
+//! misses the abstract names sd_notify(3) allows): one datagram of
 //! `KEY=VALUE` lines to the Unix socket named by `$NOTIFY_SOCKET`, a path or an
 //! abstract name written `@name`. Both daemons use it (`Type=notify` units): `READY=1`
 //! once they serve, `STOPPING=1` when a graceful stop begins, `STATUS=` for
@@ -148,7 +150,7 @@ mod tests {
         let output = Command::new(exe)
             .args([
                 "--exact",
-                "sd_notify::tests::child_sends_ready_status_stopping",
+                "systemd::tests::child_sends_ready_status_stopping",
                 "--ignored",
                 "--test-threads=1",
             ])
