@@ -28,9 +28,9 @@ use aws_lc_rs::digest;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::protocol::{AuditEntry, AuditProblem, AuditReport, Outcome, Role};
 use crate::records::{AuditHead, META_AUDIT_HEAD};
 use crate::store::{audit_key, hex, seq_of_key, Batch, Opened, Store, TreeName};
+use way2mail_wire::protocol::{AuditEntry, AuditProblem, AuditReport, Outcome, Role};
 
 /// Binds a sealed detail to its entry.
 fn detail_aad(seq: u64) -> Vec<u8> {

@@ -21,8 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::error::Error;
-use crate::protocol::{DkimAlgorithm, DkimKeyInfo, DkimKeyState};
 use crate::records::DkimKeyRecord;
+use way2mail_wire::protocol::{DkimAlgorithm, DkimKeyInfo, DkimKeyState};
 
 /// Every selector this module makes starts with this.
 pub const SELECTOR_PREFIX: &str = "w2m-";

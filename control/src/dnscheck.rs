@@ -38,13 +38,13 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 use mail_auth::{MessageAuthenticator, Parameters, SpfResult};
 
-use crate::protocol::{
-    BimiInfo, CheckStatus, DkimKeyInfo, DkimKeyState, DomainInfo, DomainVerification, RecordCheck,
-    RecordPurpose,
-};
 use crate::service::SendingSettings;
 use crate::{dkim, publish};
 use way2mail_daemon::dns::DnsSettings;
+use way2mail_wire::protocol::{
+    BimiInfo, CheckStatus, DkimKeyInfo, DkimKeyState, DomainInfo, DomainVerification, RecordCheck,
+    RecordPurpose,
+};
 
 /// The longest one check may take, however slow `[dns]` is configured to be; below the
 /// CLI's request timeout, so a slow verify still gets its answer to the operator.

@@ -56,22 +56,17 @@
 pub mod audit;
 pub mod backup;
 pub mod cli;
-pub mod client;
 pub mod dkim;
 pub mod dnscheck;
 pub mod error;
-pub mod mta_admin;
 pub mod notify;
 pub mod password;
-pub mod protocol;
 pub mod publish;
 pub mod rbac;
 pub mod records;
 pub mod server;
 pub mod service;
-pub mod snapshot;
 pub mod store;
-pub mod stream;
 pub mod totp;
 
 pub use error::Error;

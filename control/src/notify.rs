@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use crate::protocol::IncidentInfo;
+use way2mail_wire::protocol::IncidentInfo;
 
 /// Longest reply line read from the server (RFC 5321 allows 512).
 pub const MAX_REPLY_LINE: usize = 2048;

@@ -15,8 +15,8 @@
 //! join ([`split_txt`]).
 
 use crate::dkim;
-use crate::protocol::{DkimKeyState, DnsRecord, DomainInfo, RecordPurpose};
 use crate::service::SendingSettings;
+use way2mail_wire::protocol::{DkimKeyState, DnsRecord, DomainInfo, RecordPurpose};
 
 /// Longest string inside one TXT record (RFC 1035 character-string).
 pub const TXT_STRING_MAX: usize = 255;
@@ -176,7 +176,7 @@ mod tests {
     use mail_auth::spf::{Mechanism, Qualifier, Spf};
 
     use super::*;
-    use crate::protocol::{BimiInfo, DkimKeyInfo};
+    use way2mail_wire::protocol::{BimiInfo, DkimKeyInfo};
 
     const NOW: u64 = 1_795_953_600;
 

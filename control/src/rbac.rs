@@ -7,7 +7,7 @@
 //! MTA's user (a configured service uid) may read the policy snapshot, anyone may
 //! say hello and log in.
 
-use crate::protocol::{ErrorCode, Request, Role};
+use way2mail_wire::protocol::{ErrorCode, Request, Role};
 
 /// An operation without its arguments, one per [`Request`] variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

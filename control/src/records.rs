@@ -1,11 +1,11 @@
 //! The records kept in the store's trees, besides those the protocol already
 //! defines (tenants are stored as [`TenantInfo`], domains as [`DomainInfo`], audit
-//! entries as [`AuditEntry`](crate::protocol::AuditEntry)). Records holding secrets
+//! entries as [`AuditEntry`](way2mail_wire::protocol::AuditEntry)). Records holding secrets
 //! or their hashes do not implement `Debug`, so they cannot end up in a log.
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{
+use way2mail_wire::protocol::{
     CredentialInfo, CredentialKind, DkimAlgorithm, ErasureReceipt, OperatorInfo, Role,
 };
 
@@ -85,7 +85,7 @@ pub struct AuditHead {
 }
 
 /// A DKIM private key, in the `dkim_keys` tree under `domain \0 selector`. Its public
-/// half, state and dates are in the domain's [`DomainInfo`](crate::protocol::DomainInfo);
+/// half, state and dates are in the domain's [`DomainInfo`](way2mail_wire::protocol::DomainInfo);
 /// this record is read only to build the MTA's snapshot. No `Debug`, and the key is
 /// wiped from memory when the record is dropped.
 #[derive(Clone, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ mod support;
 
 use support::Harness;
 use way2mail_control::audit::{entry_hash, AuditLog};
-use way2mail_control::protocol::{AuditProblem, Request, Response, Role};
 use way2mail_control::store::Store;
+use way2mail_wire::protocol::{AuditProblem, Request, Response, Role};
 
 /// A service with a few dozen audited requests, and an auditor's token.
 fn populated() -> (Harness, String) {

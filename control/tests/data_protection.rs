@@ -7,15 +7,15 @@ mod support;
 use std::time::Duration;
 
 use support::{code_of, settings, Harness, MTA};
-use way2mail_control::protocol::{
+use way2mail_control::service::verify_receipt;
+use way2mail_control::store::TreeName;
+use way2mail_wire::protocol::{
     CredentialKind, ErrorCode, Outcome, Request, Response, RetentionDefaults, TenantInfo,
     TenantStatus,
 };
-use way2mail_control::service::verify_receipt;
-use way2mail_control::snapshot::{suppression_hash, Snapshot};
-use way2mail_control::store::TreeName;
+use way2mail_wire::snapshot::{suppression_hash, Snapshot};
 
-fn tenant_of(r: Result<Response, way2mail_control::protocol::ErrorBody>) -> TenantInfo {
+fn tenant_of(r: Result<Response, way2mail_wire::protocol::ErrorBody>) -> TenantInfo {
     match r {
         Ok(Response::Tenant(t)) => t,
         other => panic!("expected a tenant: {other:?}"),
@@ -68,7 +68,7 @@ fn populated(h: &Harness, admin: &str, tenant: &str) {
     .expect("suppression");
 }
 
-fn erase(h: &Harness, admin: &str, tenant: &str) -> way2mail_control::protocol::ErasureReceipt {
+fn erase(h: &Harness, admin: &str, tenant: &str) -> way2mail_wire::protocol::ErasureReceipt {
     match h.op(
         admin,
         Request::TenantErase {

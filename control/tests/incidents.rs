@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::{code_of, settings, Harness, USER};
 use way2mail_control::notify::NotifySettings;
-use way2mail_control::protocol::{
+use way2mail_wire::protocol::{
     ErrorCode, IncidentInfo, Notification, NotificationOutcome, Outcome, Request, Response, Role,
 };
 

@@ -6,15 +6,15 @@ mod support;
 use std::time::Duration;
 
 use support::{code_of, settings, Harness, ADMIN_PASSWORD, ROOT, USER};
-use way2mail_control::protocol::{ErrorCode, Outcome, Request, Response, Role};
 use way2mail_control::totp;
+use way2mail_wire::protocol::{ErrorCode, Outcome, Request, Response, Role};
 
 fn login_with(
     h: &Harness,
     name: &str,
     password: &str,
     code: &str,
-) -> Result<Response, way2mail_control::protocol::ErrorBody> {
+) -> Result<Response, way2mail_wire::protocol::ErrorBody> {
     h.call(
         &USER,
         None,

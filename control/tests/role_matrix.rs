@@ -4,8 +4,8 @@
 mod support;
 
 use support::{code_of, Harness, MTA, ROOT, USER};
-use way2mail_control::protocol::{CredentialKind, ErrorCode, Outcome, Request, Response, Role};
 use way2mail_daemon::Caller;
+use way2mail_wire::protocol::{CredentialKind, ErrorCode, Outcome, Request, Response, Role};
 
 /// One request of every kind; `tag` keeps names unique between callers.
 fn every_request(tag: &str) -> Vec<Request> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use support::{code_of, Harness, USER};
 use way2mail_control::audit::AuditLog;
-use way2mail_control::protocol::{
+use way2mail_wire::protocol::{
     CredentialKind, ErrorCode, Outcome, Request, RequestEnvelope, Response, Role, TenantStatus,
 };
 
@@ -93,10 +93,7 @@ fn tenant_rules() {
 
     match h.op(&admin, tenant_add("acme")) {
         Ok(Response::Tenant(t)) => {
-            assert_eq!(
-                t.limits,
-                way2mail_control::snapshot::TenantLimits::default()
-            );
+            assert_eq!(t.limits, way2mail_wire::snapshot::TenantLimits::default());
             assert_eq!(t.billing_ref.as_deref(), Some("INV-1"));
         }
         other => panic!("{other:?}"),

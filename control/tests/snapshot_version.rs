@@ -5,8 +5,8 @@ mod support;
 
 use support::{code_of, Harness, MTA};
 use way2mail_control::password;
-use way2mail_control::protocol::{CredentialKind, ErrorCode, Request, Response, TenantStatus};
-use way2mail_control::snapshot::Snapshot;
+use way2mail_wire::protocol::{CredentialKind, ErrorCode, Request, Response, TenantStatus};
+use way2mail_wire::snapshot::Snapshot;
 
 fn snapshot(h: &Harness, known: Option<u64>) -> Response {
     h.call(
@@ -185,7 +185,7 @@ fn version_follows_changes_and_content_is_complete() {
     assert!(s8.version > s7.version);
     assert!(s8.tenants[0].domains.is_empty());
     // Operator changes are not policy.
-    h.operator(&admin, "olivia", way2mail_control::protocol::Role::Operator);
+    h.operator(&admin, "olivia", way2mail_wire::protocol::Role::Operator);
     assert_eq!(full(&h).version, s8.version);
 }
 

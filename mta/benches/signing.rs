@@ -9,8 +9,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::Ed25519KeyPair;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use way2mail_control::protocol::DkimAlgorithm;
 use way2mail_mta::signing::{sign_message, Key};
+use way2mail_wire::protocol::DkimAlgorithm;
 
 /// PKCS#8 DER of one RSA-2048 and one Ed25519 key.
 fn key_material() -> (Vec<u8>, Vec<u8>) {

@@ -27,7 +27,7 @@ use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use mail_parser::parsers::MessageStream;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use way2mail_control::protocol::DkimAlgorithm;
+use way2mail_wire::protocol::DkimAlgorithm;
 use zeroize::Zeroizing;
 
 /// The fields signed when present: RFC 6376 §5.4.1's recommendation, then
@@ -377,7 +377,7 @@ mod tests {
     use std::hash::Hash;
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
-    use way2mail_control::protocol::DkimKeyState;
+    use way2mail_wire::protocol::DkimKeyState;
 
     const DOMAIN: &str = "acme.example";
 

@@ -186,9 +186,9 @@ impl Daemon {
     }
 
     /// A client of the admin socket, as control connects to it.
-    pub fn admin(&self) -> anyhow::Result<way2mail_control::mta_admin::AdminClient> {
+    pub fn admin(&self) -> anyhow::Result<way2mail_wire::mta_admin::AdminClient> {
         let path = self.admin_socket();
-        way2mail_control::mta_admin::AdminClient::connect(&path, ADMIN_TIMEOUT)
+        way2mail_wire::mta_admin::AdminClient::connect(&path, ADMIN_TIMEOUT)
             .with_context(|| format!("connecting to the admin socket {}", path.display()))
     }
 

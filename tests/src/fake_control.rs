@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use way2mail_control::mta_admin::SweepReport;
-use way2mail_control::protocol::{Request, RequestEnvelope, Response, ResponseEnvelope, VERSION};
-use way2mail_control::snapshot::Snapshot;
+use way2mail_wire::mta_admin::SweepReport;
+use way2mail_wire::protocol::{Request, RequestEnvelope, Response, ResponseEnvelope, VERSION};
+use way2mail_wire::snapshot::Snapshot;
 
 #[derive(Default)]
 struct State {

@@ -28,14 +28,14 @@ use base64::Engine as _;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::Canonicalization;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
-use way2mail_control::protocol::TenantStatus;
-use way2mail_control::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::control::{json_str, Control};
 use way2mail_tests::{
     for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Reply,
     Sink, SinkOptions, SmtpClient, StubDns, TestConfig,
 };
+use way2mail_wire::protocol::TenantStatus;
+use way2mail_wire::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 
 /// How long a change made with the CLI may take to reach the MTA.
 const FOLLOW: Duration = Duration::from_secs(5);

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use way2mail_control::dkim;
 use way2mail_control::dnscheck::{check_budget, verify};
-use way2mail_control::protocol::{
-    BimiInfo, CheckStatus, DkimAlgorithm, DkimKeyInfo, DkimKeyState, DomainInfo,
-    DomainVerification, RecordCheck, RecordPurpose,
-};
 use way2mail_control::publish;
 use way2mail_control::service::SendingSettings;
 use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::{Record, RecordType, StubDns};
+use way2mail_wire::protocol::{
+    BimiInfo, CheckStatus, DkimAlgorithm, DkimKeyInfo, DkimKeyState, DomainInfo,
+    DomainVerification, RecordCheck, RecordPurpose,
+};
 
 const DOMAIN: &str = "shop.example";
 const DMARC: &str = "_dmarc.shop.example";

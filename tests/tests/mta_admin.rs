@@ -21,11 +21,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use way2mail_control::client::ClientError;
-use way2mail_control::mta_admin::{AdminOp, AdminResponse, AdminResult, MAX_REQUEST_BYTES};
-use way2mail_control::protocol::{ErrorCode, TenantStatus};
 use way2mail_queue::{restore_dump, DeliveryOutcome, Keyring, MessageId, Spool, SpoolKey};
 use way2mail_tests::{for_each_backend, Backend, Daemon, FakeControl, TestConfig};
+use way2mail_wire::client::ClientError;
+use way2mail_wire::mta_admin::{AdminOp, AdminResponse, AdminResult, MAX_REQUEST_BYTES};
+use way2mail_wire::protocol::{ErrorCode, TenantStatus};
 
 use rig::{
     export, inventory, inventory_until, snapshot, submit_as, submit_trusted, tenant, Rig, WAIT,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::client::{Auth, Client, ClientError};
-use crate::protocol::{CredentialKind, ErrorCode, Request, Response};
+use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::protocol::{CredentialKind, ErrorCode, Request, Response};
 
 use super::{
     prompt, render, token, AuditCommand, Cli, Command, CredentialCommand, DomainCommand, Failure,
@@ -602,7 +602,7 @@ fn operator(session: &mut Session, command: OperatorCommand) -> Result<(), Failu
             session.show(&response, || render::human(&response))
         }
         OperatorCommand::Role { name, role } => {
-            let role: crate::protocol::Role = role.into();
+            let role: way2mail_wire::protocol::Role = role.into();
             let done = format!(
                 "operator {} now has role {}",
                 super::table::clean(&name),
@@ -733,7 +733,7 @@ next: way2mail incident add-tenant {0} TENANT, then \
             session.show(&response, || render::human(&response))?;
             let failed = sent
                 .iter()
-                .filter(|n| n.outcome == crate::protocol::NotificationOutcome::Failed)
+                .filter(|n| n.outcome == way2mail_wire::protocol::NotificationOutcome::Failed)
                 .count();
             if failed > 0 {
                 eprintln!(

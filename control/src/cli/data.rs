@@ -13,10 +13,10 @@ use serde::Deserialize;
 use way2mail_queue::{Keyring, SpoolKey};
 
 use crate::backup::{self, ArchiveReader, RestoreTarget};
-use crate::protocol::{ErasureReceipt, Request, Response};
 use crate::server::config::Config as ControlConfig;
 use crate::store::{StoreFiles, TreeName};
 use way2mail_daemon::duration;
+use way2mail_wire::protocol::{ErasureReceipt, Request, Response};
 
 use super::commands::Session;
 use super::{prompt, render, Failure};
@@ -694,7 +694,7 @@ fn record_restore(
         role: None,
         action: "backup.restore".into(),
         tenant: None,
-        outcome: crate::protocol::Outcome::Ok,
+        outcome: way2mail_wire::protocol::Outcome::Ok,
         reason: None,
         detail: Some(format!(
             "restored backup {} made at unix {}: {} control and {} spool records; {} + {} records of erased tenants dropped; {carried} erasures since the backup carried over",

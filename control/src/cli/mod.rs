@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::protocol::Role;
+use way2mail_wire::protocol::Role;
 
 #[derive(Debug, Parser)]
 #[command(

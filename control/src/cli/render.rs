@@ -2,12 +2,12 @@
 //! secrets framed by a plain note that they are shown this once. DNS records come
 //! as zone-file lines that can be pasted into a zone.
 
-use crate::protocol::{
+use crate::publish;
+use way2mail_wire::protocol::{
     CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo, DomainRecords,
     DomainVerification, IncidentInfo, Notification, NotificationOutcome, Outcome, Response,
     TenantInfo, TenantStatus,
 };
-use crate::publish;
 
 use super::render_data;
 use super::table::{clean, opt, opt_rfc3339, record, rfc3339, Table};
@@ -390,7 +390,7 @@ fn tenant(t: &TenantInfo) -> String {
 }
 
 /// The tenant's own periods, `default` for the rest.
-fn retention_overrides(r: &crate::protocol::RetentionSettings) -> String {
+fn retention_overrides(r: &way2mail_wire::protocol::RetentionSettings) -> String {
     let own: Vec<String> = [
         ("content", r.content_secs),
         ("delivery log", r.delivery_log_secs),
@@ -649,7 +649,7 @@ fn outcome(o: Outcome) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{DnsRecord, RecordCheck, RecordPurpose};
+    use way2mail_wire::protocol::{DnsRecord, RecordCheck, RecordPurpose};
 
     #[test]
     fn zone_lines_split_long_values_and_comment_notes() {

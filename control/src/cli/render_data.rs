@@ -1,15 +1,15 @@
 //! Human output for the data-protection results: receipts, reports, exports,
 //! retention runs, suppression lists, backups.
 
-use crate::protocol::{
+use way2mail_daemon::duration;
+use way2mail_wire::protocol::{
     BackupInfo, EffectiveRetention, ErasureReceipt, ExportManifest, ReceiptItem, RetentionDefaults,
     RetentionRunReport, SuppressionEntry, TenantReport,
 };
-use way2mail_daemon::duration;
 
 use super::table::{opt, opt_rfc3339, record, rfc3339, Table};
 
-fn period(p: &crate::protocol::Period) -> String {
+fn period(p: &way2mail_wire::protocol::Period) -> String {
     format!("{} ({})", duration::format(p.secs), p.source)
 }
 

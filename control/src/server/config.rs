@@ -16,8 +16,8 @@ use std::net::IpAddr;
 
 use crate::notify::NotifySettings;
 use crate::service::SendingSettings;
-use crate::snapshot::TenantLimits;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
+use way2mail_wire::snapshot::TenantLimits;
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::{LogConfig, LogFormat};
@@ -205,7 +205,7 @@ pub struct Settings {
     pub dns: DnsSettings,
     pub sending: SendingSettings,
     pub notify: NotifySettings,
-    pub retention: crate::protocol::RetentionDefaults,
+    pub retention: way2mail_wire::protocol::RetentionDefaults,
     pub mta: super::protection::MtaSettings,
     pub backup_key_file: PathBuf,
     pub log: LogConfig,

@@ -3,7 +3,7 @@
 //! A line may take at most `idle_timeout` to arrive, counted from the moment the
 //! previous answer was written: that closes a peer that never speaks and one that
 //! trickles a byte at a time alike. A line longer than
-//! [`MAX_REQUEST_BYTES`](crate::protocol::MAX_REQUEST_BYTES) is never buffered in
+//! [`MAX_REQUEST_BYTES`](way2mail_wire::protocol::MAX_REQUEST_BYTES) is never buffered in
 //! full: the peer gets `request_too_large` and the connection is closed, because
 //! the rest of that line cannot be told apart from the next request. Every other
 //! error is answered and the connection goes on.
@@ -12,9 +12,9 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{ErrorCode, Response, ResponseEnvelope, MAX_REQUEST_BYTES};
 use crate::service::{Caller, Service, StreamOut};
-use crate::stream::FrameWriter;
+use way2mail_wire::protocol::{ErrorCode, Response, ResponseEnvelope, MAX_REQUEST_BYTES};
+use way2mail_wire::stream::FrameWriter;
 
 use super::request::{self, error_envelope};
 

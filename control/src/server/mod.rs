@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::protocol::ErrorCode;
 use crate::service::{Caller, Service, ServiceSettings};
+use way2mail_wire::protocol::ErrorCode;
 
 use self::config::Settings;
 use way2mail_daemon::thread_server::{End, Handler, Sleeper, ThreadServer};

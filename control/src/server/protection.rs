@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::protocol::RetentionDefaults;
 use way2mail_daemon::config::ConfigError;
 use way2mail_daemon::duration;
+use way2mail_wire::protocol::RetentionDefaults;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)

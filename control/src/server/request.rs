@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::protocol::{ErrorBody, ErrorCode, RequestEnvelope, ResponseEnvelope, VERSION};
 use crate::service::{Caller, Service};
+use way2mail_wire::protocol::{ErrorBody, ErrorCode, RequestEnvelope, ResponseEnvelope, VERSION};
 
 /// Every operation name on the wire. `protocol::Request` is the definition; a
 /// unit test keeps this list equal to it.
@@ -104,7 +104,8 @@ impl Parsed {
     pub fn streamed(&self) -> bool {
         matches!(
             self.envelope.request,
-            crate::protocol::Request::TenantExport { .. } | crate::protocol::Request::BackupCreate
+            way2mail_wire::protocol::Request::TenantExport { .. }
+                | way2mail_wire::protocol::Request::BackupCreate
         )
     }
 }
@@ -112,7 +113,7 @@ impl Parsed {
 /// The response line for request `id`'s result.
 pub fn response_envelope(
     id: u64,
-    result: Result<crate::protocol::Response, ErrorBody>,
+    result: Result<way2mail_wire::protocol::Response, ErrorBody>,
 ) -> ResponseEnvelope {
     match result {
         Ok(result) => ResponseEnvelope {
@@ -328,7 +329,7 @@ fn printable(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Request;
+    use way2mail_wire::protocol::Request;
 
     #[test]
     fn ops_list_matches_the_protocol() {

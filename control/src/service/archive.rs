@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use aws_lc_rs::digest;
 
-use crate::protocol::ExportFile;
+use way2mail_wire::protocol::ExportFile;
 
 const BLOCK: usize = 512;
 

@@ -2,7 +2,7 @@
 
 use super::context::{Ctx, Failure};
 use crate::audit::AuditLog;
-use crate::protocol::Response;
+use way2mail_wire::protocol::Response;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;

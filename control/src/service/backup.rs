@@ -17,9 +17,9 @@ use way2mail_queue::SpoolKey;
 use super::context::{Failure, Identity};
 use super::{Service, StreamOut};
 use crate::backup::{end_control, write_control_record, ArchiveWriter};
-use crate::client::ClientError;
-use crate::mta_admin::{AdminClient, AdminOp, AdminResult};
-use crate::protocol::{BackupInfo, ErrorBody, ErrorCode, Response};
+use way2mail_wire::client::ClientError;
+use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult};
+use way2mail_wire::protocol::{BackupInfo, ErrorBody, ErrorCode, Response};
 
 /// What the store copies beside control's store are called (`.control.backup-…`).
 pub(crate) const BACKUP_SCRATCH: &str = "backup";

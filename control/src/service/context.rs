@@ -4,9 +4,9 @@
 //! body and the audit entry's detail.
 
 use crate::error::Error;
-use crate::protocol::{ErrorBody, ErrorCode, Role};
 use crate::rbac::Subject;
 use crate::store::{Batch, Store};
+use way2mail_wire::protocol::{ErrorBody, ErrorCode, Role};
 
 use super::{Caller, Service, ServiceSettings};
 
@@ -93,9 +93,9 @@ pub(crate) struct Ctx<'a> {
     pub actor_override: Option<(String, Option<Role>)>,
     /// DNS lookups for `domain.verify` / `domain.rotate_dkim --activate`, made before
     /// the writer lock was taken (see `Service::handle`).
-    pub lookups: Option<crate::protocol::DomainVerification>,
+    pub lookups: Option<way2mail_wire::protocol::DomainVerification>,
     /// The notifications `incident.notify` sent before the writer lock was taken.
-    pub notifications: Option<Vec<crate::protocol::Notification>>,
+    pub notifications: Option<Vec<way2mail_wire::protocol::Notification>>,
     /// What the MTA holds of a tenant, asked before the writer lock (`tenant.report`).
     pub mta_view: Option<super::report::MtaView>,
     /// Audit entries to chain after the request's own (same actor, action and
@@ -107,7 +107,7 @@ pub(crate) struct Ctx<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct ExtraAudit {
     pub tenant: Option<String>,
-    pub outcome: crate::protocol::Outcome,
+    pub outcome: way2mail_wire::protocol::Outcome,
     pub detail: String,
 }
 

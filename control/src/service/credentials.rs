@@ -6,9 +6,9 @@
 use super::context::{Ctx, Failure};
 use super::{tenants, validate};
 use crate::password;
-use crate::protocol::{CredentialInfo, CredentialKind, Response};
 use crate::records::CredentialRecord;
 use crate::store::{hex, Store, TreeName};
+use way2mail_wire::protocol::{CredentialInfo, CredentialKind, Response};
 
 pub(crate) fn add(
     ctx: &mut Ctx<'_>,

@@ -21,11 +21,11 @@ use serde_json::json;
 use super::context::{Ctx, Failure};
 use super::{tenants, validate};
 use crate::dkim::{self, NewKey};
-use crate::protocol::{
+use crate::store::{Store, TreeName};
+use way2mail_wire::protocol::{
     BimiInfo, CheckStatus, DkimKeyState, DomainInfo, DomainRecords, DomainVerification,
     RecordPurpose, Response,
 };
-use crate::store::{Store, TreeName};
 
 /// Longest BIMI logo or VMC location accepted.
 const MAX_URL_CHARS: usize = 2048;
@@ -613,16 +613,16 @@ mod tests {
     use std::time::Duration;
 
     use crate::audit::AuditLog;
-    use crate::protocol::{
-        AuditEntry, DkimAlgorithm, DkimKeyState, DomainInfo, ErrorBody, ErrorCode, Outcome,
-        RecordPurpose, Request, RequestEnvelope, Response, Role, VERSION,
-    };
     use crate::records::DkimKeyRecord;
     use crate::service::{Caller, SendingSettings, Service, ServiceSettings};
-    use crate::snapshot::{SendingDomain, Snapshot, TenantLimits};
     use crate::store::{Batch, TreeName};
     use crate::totp;
     use way2mail_daemon::dns::DnsSettings;
+    use way2mail_wire::protocol::{
+        AuditEntry, DkimAlgorithm, DkimKeyState, DomainInfo, ErrorBody, ErrorCode, Outcome,
+        RecordPurpose, Request, RequestEnvelope, Response, Role, VERSION,
+    };
+    use way2mail_wire::snapshot::{SendingDomain, Snapshot, TenantLimits};
 
     const ROOT: Caller = Caller {
         uid: 0,
@@ -1228,7 +1228,7 @@ mod tests {
         assert!(verification
             .checks
             .iter()
-            .all(|c| c.status == crate::protocol::CheckStatus::Error));
+            .all(|c| c.status == way2mail_wire::protocol::CheckStatus::Error));
         assert_eq!(h.show().verified_at, Some(1_700_000_000));
         let entry = h.last_audit("domain.verify");
         assert_eq!(entry.outcome, Outcome::Ok);

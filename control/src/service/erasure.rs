@@ -22,12 +22,12 @@ use base64::Engine as _;
 use super::context::{Ctx, Failure, Identity};
 use super::{tenants, Service};
 use crate::audit::AuditLog;
-use crate::mta_admin::{AdminOp, AdminResult, MtaErasure};
-use crate::protocol::{
-    ErasureReceipt, ErrorBody, ReceiptItem, ReceiptSignature, Response, ShreddedKey, TenantInfo,
-};
 use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
 use crate::store::{audit_key, TreeName};
+use way2mail_wire::mta_admin::{AdminOp, AdminResult, MtaErasure};
+use way2mail_wire::protocol::{
+    ErasureReceipt, ErrorBody, ReceiptItem, ReceiptSignature, Response, ShreddedKey, TenantInfo,
+};
 
 const FORMAT: &str = "way2mail-erasure-receipt 1";
 const SIGNING_KEY: &[u8] = b"receipt_signing_key";
@@ -238,7 +238,7 @@ fn remove_control_data(ctx: &mut Ctx<'_>, tenant: &str) -> Result<Done, Failure>
     }
     let incidents = ctx
         .store
-        .scan::<crate::protocol::IncidentInfo>(TreeName::Incidents)?
+        .scan::<way2mail_wire::protocol::IncidentInfo>(TreeName::Incidents)?
         .into_iter()
         .filter(|(_, i)| i.tenants.iter().any(|t| t == tenant))
         .count() as u64;

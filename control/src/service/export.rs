@@ -25,9 +25,9 @@ use super::archive::Tar;
 use super::context::{Failure, Identity};
 use super::{credentials, domains, retention, suppression, tenants, Service, StreamOut};
 use crate::audit::AuditLog;
-use crate::client::ClientError;
-use crate::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
-use crate::protocol::{
+use way2mail_wire::client::ClientError;
+use way2mail_wire::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
+use way2mail_wire::protocol::{
     AuditEntry, CredentialInfo, DomainInfo, ErrorBody, ErrorCode, ExportManifest, Response,
     SuppressionEntry, TenantInfo,
 };

@@ -18,9 +18,9 @@ use serde_json::json;
 use super::context::{Ctx, Failure};
 use super::{tenants, validate, Service};
 use crate::notify::{self, Letter};
-use crate::protocol::{IncidentInfo, Notification, NotificationOutcome, Outcome, Response};
 use crate::records::META_INCIDENT_SEQ_PREFIX;
 use crate::store::{Opened, Store, TreeName};
+use way2mail_wire::protocol::{IncidentInfo, Notification, NotificationOutcome, Outcome, Response};
 
 /// How far in the future `detected_at` may lie (clock skew between hosts).
 const DETECTED_AT_SLACK_SECS: u64 = 300;
@@ -327,7 +327,7 @@ pub(crate) fn send_pending(
             continue;
         }
         let Ok(Some(info)) =
-            store.get::<crate::protocol::TenantInfo>(TreeName::Tenants, tenant.as_bytes())
+            store.get::<way2mail_wire::protocol::TenantInfo>(TreeName::Tenants, tenant.as_bytes())
         else {
             continue;
         };

@@ -37,11 +37,13 @@ use std::time::Duration;
 
 use crate::audit::{AuditDraft, AuditLog};
 use crate::error::Error;
-use crate::protocol::{ErrorBody, ErrorCode, Outcome, Request, RequestEnvelope, Response, VERSION};
 use crate::rbac::{self, Decision, Op};
 use crate::records::META_SNAPSHOT_VERSION;
-use crate::snapshot::TenantLimits;
 use crate::store::{Batch, Store, StoreFiles, TreeName};
+use way2mail_wire::protocol::{
+    ErrorBody, ErrorCode, Outcome, Request, RequestEnvelope, Response, VERSION,
+};
+use way2mail_wire::snapshot::TenantLimits;
 
 use context::{now_ms, Ctx, Failure, Identity};
 
@@ -62,7 +64,7 @@ pub struct ServiceSettings {
     /// Where incident notifications are handed to the MTA (`[notify]`).
     pub notify: crate::notify::NotifySettings,
     /// `[retention]`: the default periods.
-    pub retention: crate::protocol::RetentionDefaults,
+    pub retention: way2mail_wire::protocol::RetentionDefaults,
     /// `[mta]`: the MTA's admin socket.
     pub mta: crate::server::protection::MtaSettings,
     /// `[backup] key_file`.
@@ -91,7 +93,7 @@ impl Default for ServiceSettings {
             dns: way2mail_daemon::dns::DnsSettings::default(),
             sending: SendingSettings::default(),
             notify: crate::notify::NotifySettings::default(),
-            retention: crate::protocol::RetentionDefaults::default(),
+            retention: way2mail_wire::protocol::RetentionDefaults::default(),
             mta: crate::server::protection::MtaSettings::default(),
             backup_key_file: "./var/backup.key".into(),
         }
@@ -147,13 +149,16 @@ impl Service {
     /// MTA's part is missing.
     pub(crate) fn mta<T>(
         &self,
-        f: impl FnOnce(&mut crate::mta_admin::AdminClient) -> Result<T, crate::client::ClientError>,
+        f: impl FnOnce(
+            &mut way2mail_wire::mta_admin::AdminClient,
+        ) -> Result<T, way2mail_wire::client::ClientError>,
     ) -> Result<T, String> {
         let Some(path) = &self.settings.mta.admin_socket else {
             return Err("no MTA is configured ([mta] admin_socket is empty)".into());
         };
-        let mut client = crate::mta_admin::AdminClient::connect(path, self.settings.mta.timeout)
-            .map_err(|e| format!("the MTA's admin socket: {e}"))?;
+        let mut client =
+            way2mail_wire::mta_admin::AdminClient::connect(path, self.settings.mta.timeout)
+                .map_err(|e| format!("the MTA's admin socket: {e}"))?;
         f(&mut client).map_err(|e| format!("the MTA answered: {e}"))
     }
 
@@ -496,8 +501,8 @@ impl Service {
 /// the MTA holds of a tenant.
 struct Prefetched {
     login_check: Option<session::PasswordCheck>,
-    lookups: Option<crate::protocol::DomainVerification>,
-    notifications: Option<Vec<crate::protocol::Notification>>,
+    lookups: Option<way2mail_wire::protocol::DomainVerification>,
+    notifications: Option<Vec<way2mail_wire::protocol::Notification>>,
     mta_view: Option<report::MtaView>,
 }
 
@@ -563,7 +568,7 @@ fn dispatch(
         } => retention::set(
             ctx,
             tenant,
-            crate::protocol::RetentionSettings {
+            way2mail_wire::protocol::RetentionSettings {
                 content_secs: *content_secs,
                 delivery_log_secs: *delivery_log_secs,
                 security_log_secs: *security_log_secs,

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use super::context::{now_ms, Ctx, Failure};
 use super::{credentials, domains, retention, suppression, tenants, Service};
 use crate::audit::AuditLog;
-use crate::mta_admin::{AdminOp, AdminResult, MtaInventory, RouteInfo};
-use crate::protocol::{AccessSummary, DataCategory, IncidentInfo, Outcome, Response, TenantReport};
 use crate::records::BillingRecord;
 use crate::store::TreeName;
+use way2mail_wire::mta_admin::{AdminOp, AdminResult, MtaInventory, RouteInfo};
+use way2mail_wire::protocol::{
+    AccessSummary, DataCategory, IncidentInfo, Outcome, Response, TenantReport,
+};
 
 /// How far back accesses are listed.
 const ACCESS_WINDOW_MS: u64 = 90 * 86_400_000;
@@ -28,7 +30,7 @@ pub(crate) fn ask_mta(service: &Service, tenant: &str) -> MtaView {
         })? {
             AdminResult::Inventory(i) => i,
             other => {
-                return Err(crate::client::ClientError::Protocol(format!(
+                return Err(way2mail_wire::client::ClientError::Protocol(format!(
                     "unexpected answer {other:?}"
                 )))
             }
@@ -36,7 +38,7 @@ pub(crate) fn ask_mta(service: &Service, tenant: &str) -> MtaView {
         let routes = match c.call(AdminOp::Routes)? {
             AdminResult::Routes { routes } => routes,
             other => {
-                return Err(crate::client::ClientError::Protocol(format!(
+                return Err(way2mail_wire::client::ClientError::Protocol(format!(
                     "unexpected answer {other:?}"
                 )))
             }

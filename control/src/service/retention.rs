@@ -12,15 +12,15 @@ use serde_json::json;
 use super::context::{now_ms, Ctx, ExtraAudit, Failure, Identity};
 use super::{erasure, tenants, Service};
 use crate::audit::AuditLog;
-use crate::mta_admin::{AdminOp, AdminResult, SweepReport};
-use crate::protocol::{
+use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
+use crate::store::{audit_key, TreeName};
+use way2mail_daemon::duration;
+use way2mail_wire::mta_admin::{AdminOp, AdminResult, SweepReport};
+use way2mail_wire::protocol::{
     EffectiveRetention, ErrorBody, Outcome, Period, Response, RetentionDefaults,
     RetentionRunReport, RetentionSettings, TenantInfo, TenantStatus,
 };
-use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
-use crate::snapshot::MtaRetention;
-use crate::store::{audit_key, TreeName};
-use way2mail_daemon::duration;
+use way2mail_wire::snapshot::MtaRetention;
 
 /// Longest period accepted for a tenant (as for the defaults).
 const MAX_SECS: u64 = 1000 * 365 * 86_400;

@@ -8,20 +8,20 @@ use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
 use crate::error::Error;
-use crate::protocol::{
+use crate::records::{CredentialRecord, DkimKeyRecord, ErasedTenant, META_SNAPSHOT_VERSION};
+use crate::store::{suppression_prefix, Store, TreeName};
+use way2mail_wire::protocol::{
     CredentialKind, DkimKeyState, DomainInfo, Response, SuppressionEntry, TenantInfo,
 };
-use crate::records::{CredentialRecord, DkimKeyRecord, ErasedTenant, META_SNAPSHOT_VERSION};
-use crate::snapshot::{
+use way2mail_wire::snapshot::{
     suppression_hash, SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant,
 };
-use crate::store::{suppression_prefix, Store, TreeName};
 
 /// The snapshot as the store holds it now. Call under the writer lock so the
 /// version matches the content.
 pub(crate) fn build(
     store: &Store,
-    retention: &crate::protocol::RetentionDefaults,
+    retention: &way2mail_wire::protocol::RetentionDefaults,
 ) -> Result<Snapshot, Error> {
     let version = store
         .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)?

@@ -5,8 +5,8 @@
 
 use super::context::{Ctx, Failure};
 use super::{tenants, validate};
-use crate::protocol::{Response, SuppressionEntry};
 use crate::store::{suppression_prefix, TreeName};
+use way2mail_wire::protocol::{Response, SuppressionEntry};
 
 /// Longest address accepted (RFC 5321 path limit).
 const MAX_ADDRESS: usize = 254;

@@ -6,10 +6,12 @@ use serde_json::json;
 
 use super::context::{Ctx, Failure};
 use super::validate;
-use crate::protocol::{LegalHold, Request, Response, RetentionSettings, TenantInfo, TenantStatus};
 use crate::records::{BillingRecord, ErasedTenant};
-use crate::snapshot::TenantLimits;
 use crate::store::TreeName;
+use way2mail_wire::protocol::{
+    LegalHold, Request, Response, RetentionSettings, TenantInfo, TenantStatus,
+};
+use way2mail_wire::snapshot::TenantLimits;
 
 pub(crate) fn load(ctx: &Ctx<'_>, tenant: &str) -> Result<TenantInfo, Failure> {
     if let Some(info) = ctx

@@ -3,14 +3,14 @@
 //! store (normalized) or a `Failure` with the rule in plain words.
 
 use super::context::Failure;
-use crate::snapshot::TenantLimits;
+use way2mail_wire::snapshot::TenantLimits;
 
-pub(crate) use crate::protocol::{shorten, MAX_TENANT_CHARS};
+pub(crate) use way2mail_wire::protocol::{shorten, MAX_TENANT_CHARS};
 const MAX_TEXT_CHARS: usize = 200;
 
 /// `[a-z0-9][a-z0-9-]{0,62}`.
 pub(crate) fn tenant_id(id: &str) -> Result<&str, Failure> {
-    crate::protocol::check_tenant_id(id).map_err(Failure::invalid)?;
+    way2mail_wire::protocol::check_tenant_id(id).map_err(Failure::invalid)?;
     Ok(id)
 }
 

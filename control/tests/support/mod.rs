@@ -5,12 +5,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use way2mail_control::audit::AuditLog;
-use way2mail_control::protocol::{
+use way2mail_control::service::{Caller, Service, ServiceSettings};
+use way2mail_control::totp;
+use way2mail_wire::protocol::{
     AuditEntry, ErrorBody, ErrorCode, Request, RequestEnvelope, Response, Role, VERSION,
 };
-use way2mail_control::service::{Caller, Service, ServiceSettings};
-use way2mail_control::snapshot::TenantLimits;
-use way2mail_control::totp;
+use way2mail_wire::snapshot::TenantLimits;
 
 pub const ROOT: Caller = Caller {
     uid: 0,

@@ -11,10 +11,10 @@ use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use way2mail_control::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
-use way2mail_control::protocol::{ErrorBody, ErrorCode};
 use way2mail_daemon::lines::{read_line, Line};
 use way2mail_daemon::Caller;
+use way2mail_wire::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
+use way2mail_wire::protocol::{ErrorBody, ErrorCode};
 
 use super::ops::Ops;
 

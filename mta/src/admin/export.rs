@@ -15,11 +15,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
 
-use way2mail_control::mta_admin::{write_export_item, AdminResult, ExportItem};
-use way2mail_control::protocol::{ErrorBody, ErrorCode};
-use way2mail_control::stream::FrameWriter;
 use way2mail_daemon::files::Scratch;
 use way2mail_queue::{LogFilter, Spool};
+use way2mail_wire::mta_admin::{write_export_item, AdminResult, ExportItem};
+use way2mail_wire::protocol::{ErrorBody, ErrorCode};
+use way2mail_wire::stream::FrameWriter;
 
 /// What the dump's scratch files beside the spool are called (`.spool.dump-…`).
 pub(super) const DUMP_SCRATCH: &str = "dump";

@@ -1,6 +1,6 @@
 //! The MTA's admin socket: how control reaches what only the MTA holds (the spool:
 //! queued messages and the delivery log) to count, export, erase or back it up, and
-//! runs the retention sweep on demand. The protocol is `way2mail_control::mta_admin`
+//! runs the retention sweep on demand. The protocol is `way2mail_wire::mta_admin`
 //! (JSON lines, streamed answers in `stream.rs` frames).
 //!
 //! ```text

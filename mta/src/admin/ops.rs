@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use way2mail_control::mta_admin::{
-    AdminOp, AdminRequest, AdminResponse, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
-};
-use way2mail_control::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 use way2mail_daemon::Caller;
 use way2mail_queue::Spool;
+use way2mail_wire::mta_admin::{
+    AdminOp, AdminRequest, AdminResponse, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
+};
+use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 
 use super::connection::response_line;
 use super::export;

@@ -8,10 +8,10 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use way2mail_control::protocol::ErrorCode;
 use way2mail_daemon::socket;
 use way2mail_daemon::thread_server::{End, Handler, ThreadServer};
 use way2mail_daemon::Caller;
+use way2mail_wire::protocol::ErrorCode;
 
 use super::connection;
 use super::ops::Ops;

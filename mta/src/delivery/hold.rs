@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use way2mail_control::protocol::TenantStatus;
+use way2mail_wire::protocol::TenantStatus;
 
 use crate::tenants::Directory;
 

@@ -20,9 +20,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use way2mail_control::mta_admin::{SweepEntry, SweepReport};
 use way2mail_daemon::duration;
 use way2mail_queue::Spool;
+use way2mail_wire::mta_admin::{SweepEntry, SweepReport};
 
 use crate::tenants::Tenants;
 

@@ -87,7 +87,7 @@ pub fn plan(system: KeyId, tenants: &[TenantKey], rules: Rules<'_>, defaults: Pe
 mod tests {
     use super::*;
     use crate::tenants::directory::tests::snapshot;
-    use way2mail_control::snapshot::MtaRetention;
+    use way2mail_wire::snapshot::MtaRetention;
 
     const DEFAULTS: Periods = Periods {
         content_secs: 30,

@@ -8,9 +8,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use way2mail_control::client::{Auth, Client, ClientError};
-use way2mail_control::mta_admin::SweepReport;
-use way2mail_control::protocol::{Request, Response};
+use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::mta_admin::SweepReport;
+use way2mail_wire::protocol::{Request, Response};
 
 /// Reports kept while control does not answer.
 pub const MAX_PENDING: usize = 100;
@@ -96,7 +96,7 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use way2mail_control::mta_admin::SweepEntry;
+    use way2mail_wire::mta_admin::SweepEntry;
 
     fn report(at: u64, removed: u64) -> SweepReport {
         SweepReport {

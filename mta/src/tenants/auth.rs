@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use way2mail_control::protocol::TenantStatus;
 use way2mail_mta::smtp::{AuthMechanism, AuthVerdict, Grant};
+use way2mail_wire::protocol::TenantStatus;
 use zeroize::Zeroizing;
 
 use super::lockout::{user_key, user_tag};
@@ -81,7 +81,7 @@ mod tests {
     use crate::config::control::AuthConfig;
     use crate::tenants::directory::Directory;
     use std::time::Duration;
-    use way2mail_control::snapshot::{SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
+    use way2mail_wire::snapshot::{SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 
     fn tenants(max_failures: u32) -> Tenants {
         let auth = AuthConfig {

@@ -7,8 +7,8 @@
 //!   key shredded, its messages and delivery log deleted. That completes an erasure
 //!   control made while the MTA was down or unreachable.
 
-use way2mail_control::snapshot::Snapshot;
 use way2mail_queue::Spool;
+use way2mail_wire::snapshot::Snapshot;
 
 /// Erasures first: a tenant listed both as erased and as a tenant (which control
 /// does not produce) stays erased.

@@ -12,11 +12,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use way2mail_control::protocol::{DkimAlgorithm, TenantStatus};
-use way2mail_control::snapshot::{suppression_hash, MtaRetention, Snapshot, TenantLimits};
 use way2mail_mta::signing::Key;
 use way2mail_mta::smtp::reply::Reply;
 use way2mail_mta::smtp::Grant;
+use way2mail_wire::protocol::{DkimAlgorithm, TenantStatus};
+use way2mail_wire::snapshot::{suppression_hash, MtaRetention, Snapshot, TenantLimits};
 use zeroize::Zeroizing;
 
 use crate::config::authn::MissingKeys;
@@ -408,8 +408,8 @@ impl Current {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use way2mail_control::protocol::DkimKeyState;
-    use way2mail_control::snapshot::{SendingDomain, SigningKey, SmtpUser, SnapshotTenant};
+    use way2mail_wire::protocol::DkimKeyState;
+    use way2mail_wire::snapshot::{SendingDomain, SigningKey, SmtpUser, SnapshotTenant};
 
     /// An RSA-2048 and an Ed25519 key from control's generator with their `p=`
     /// values, made once per test binary (RSA generation is slow).

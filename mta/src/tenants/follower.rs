@@ -19,10 +19,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use way2mail_control::client::{Auth, Client, ClientError};
-use way2mail_control::protocol::{Request, Response};
-use way2mail_control::snapshot::Snapshot;
 use way2mail_queue::Spool;
+use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::protocol::{Request, Response};
+use way2mail_wire::snapshot::Snapshot;
 
 use super::directory::Directory;
 use super::Tenants;
@@ -265,8 +265,8 @@ mod tests {
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use way2mail_control::protocol::{RequestEnvelope, ResponseEnvelope, VERSION};
     use way2mail_queue::Keyring;
+    use way2mail_wire::protocol::{RequestEnvelope, ResponseEnvelope, VERSION};
 
     /// A control daemon reduced to `snapshot.get`, on a real Unix socket.
     struct FakeControl {

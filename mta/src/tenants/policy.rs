@@ -352,12 +352,12 @@ mod tests {
     fn suppressed_recipients_are_refused_for_their_tenant_only() {
         let mut s = snapshot(1);
         s.tenants[0].suppressed = vec![
-            way2mail_control::snapshot::suppression_hash("Gone@Remote.Example"),
+            way2mail_wire::snapshot::suppression_hash("Gone@Remote.Example"),
             // Upper-case hex, as a hand-made list might have it.
-            way2mail_control::snapshot::suppression_hash("old@remote.example").to_uppercase(),
+            way2mail_wire::snapshot::suppression_hash("old@remote.example").to_uppercase(),
         ];
-        s.tenants[1].status = way2mail_control::protocol::TenantStatus::Active;
-        s.tenants[1].suppressed = vec![way2mail_control::snapshot::suppression_hash("x@y.example")];
+        s.tenants[1].status = way2mail_wire::protocol::TenantStatus::Active;
+        s.tenants[1].suppressed = vec![way2mail_wire::snapshot::suppression_hash("x@y.example")];
         let current = Arc::new(Current::default());
         current.set(Directory::new(&s));
         let p = Policy::new(current, MissingKeys::Refuse);

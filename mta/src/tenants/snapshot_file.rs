@@ -16,9 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use way2mail_control::snapshot::Snapshot;
 use way2mail_daemon::time::now_ms;
 use way2mail_queue::Keyring;
+use way2mail_wire::snapshot::Snapshot;
 
 const MAGIC: &[u8] = b"way2mail-control-snapshot 2\n";
 const MAGIC_V1: &[u8] = b"way2mail-control-snapshot 1\n";

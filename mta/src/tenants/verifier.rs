@@ -158,8 +158,8 @@ impl Verifier {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-    use way2mail_control::protocol::TenantStatus;
-    use way2mail_control::snapshot::{SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
+    use way2mail_wire::protocol::TenantStatus;
+    use way2mail_wire::snapshot::{SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 
     fn directory(version: u64, password: &str) -> Directory {
         Directory::new(&Snapshot {

@@ -11,11 +11,11 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::Value;
-use way2mail_control::mta_admin::{AdminClient, AdminOp, AdminResult, MtaInventory};
 use way2mail_tests::control::{json_str, Control, Operator};
 use way2mail_tests::{
     free_port, queued_id, wait_for, Backend, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
 };
+use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult, MtaInventory};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use way2mail_control::mta_admin::{AdminOp, AdminResult, SweepEntry};
-use way2mail_control::protocol::TenantStatus;
-use way2mail_control::snapshot::MtaRetention;
 use way2mail_queue::DeliveryOutcome;
 use way2mail_tests::control::Control;
 use way2mail_tests::{for_each_backend, wait_for, Backend, Daemon, FakeControl};
+use way2mail_wire::mta_admin::{AdminOp, AdminResult, SweepEntry};
+use way2mail_wire::protocol::TenantStatus;
+use way2mail_wire::snapshot::MtaRetention;
 
 use super::rig::{
     export, inventory, inventory_until, snapshot, submit_as, submit_trusted, tenant, toml_str, Rig,

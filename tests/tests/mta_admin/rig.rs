@@ -12,15 +12,13 @@ use anyhow::{bail, ensure, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::Value;
-use way2mail_control::mta_admin::{
-    read_export_item, AdminOp, AdminResult, ExportItem, MtaInventory,
-};
-use way2mail_control::protocol::TenantStatus;
-use way2mail_control::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 use way2mail_queue::DeliveryRecord;
 use way2mail_tests::{
     free_port, queued_id, wait_for, Backend, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
 };
+use way2mail_wire::mta_admin::{read_export_item, AdminOp, AdminResult, ExportItem, MtaInventory};
+use way2mail_wire::protocol::TenantStatus;
+use way2mail_wire::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
 
 /// How long a snapshot change may take to reach the MTA (poll_ms = 100).
 pub const FOLLOW: Duration = Duration::from_secs(5);

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
-use way2mail_control::protocol::TenantStatus;
-use way2mail_control::snapshot::suppression_hash;
 use way2mail_queue::DeliveryOutcome;
 use way2mail_tests::{for_each_backend, wait_for, Backend, Daemon, FakeControl, SmtpClient};
+use way2mail_wire::protocol::TenantStatus;
+use way2mail_wire::snapshot::suppression_hash;
 
 use super::rig::{
     authenticated, export, inventory, inventory_until, snapshot, submit_as, submit_trusted, tenant,

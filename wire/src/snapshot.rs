@@ -62,7 +62,7 @@ pub struct MtaRetention {
 pub fn suppression_hash(address: &str) -> String {
     let normal = address.trim().to_lowercase();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, normal.as_bytes());
-    crate::store::hex(digest.as_ref())
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the MTA needs to send mail from one tenant domain.
