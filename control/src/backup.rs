@@ -22,7 +22,7 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use way2mail_queue::{Keyring, Lookup, SpoolKey};
+use way2mail_seal::{Keyring, Lookup, MasterKey};
 
 use crate::store::TreeName;
 
@@ -39,7 +39,7 @@ pub struct Header {
     pub archive: String,
     /// Unix seconds.
     pub created_at: u64,
-    /// Which backup key opens it (`SpoolKey::fingerprint`).
+    /// Which backup key opens it (`MasterKey::fingerprint`).
     pub key_fingerprint: String,
 }
 
@@ -58,7 +58,7 @@ fn invalid(reason: impl Into<String>) -> io::Error {
 /// Seals what is written to it into chunks.
 pub struct ArchiveWriter<'k, W: Write> {
     out: W,
-    key: &'k SpoolKey,
+    key: &'k MasterKey,
     header: Header,
     index: u64,
     buf: Vec<u8>,
@@ -68,7 +68,11 @@ pub struct ArchiveWriter<'k, W: Write> {
 
 impl<'k, W: Write> ArchiveWriter<'k, W> {
     /// Writes the magic and header line.
-    pub fn new(mut out: W, key: &'k SpoolKey, created_at: u64) -> io::Result<ArchiveWriter<'k, W>> {
+    pub fn new(
+        mut out: W,
+        key: &'k MasterKey,
+        created_at: u64,
+    ) -> io::Result<ArchiveWriter<'k, W>> {
         let mut id = [0u8; 8];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| io::Error::other("random generator failed"))?;
         let header = Header {
@@ -135,7 +139,7 @@ impl<W: Write> Write for ArchiveWriter<'_, W> {
 /// Opens an archive's chunks as one plaintext stream.
 pub struct ArchiveReader<'k, R: BufRead> {
     input: R,
-    key: &'k SpoolKey,
+    key: &'k MasterKey,
     header: Header,
     index: u64,
     plain: Vec<u8>,
@@ -145,7 +149,7 @@ pub struct ArchiveReader<'k, R: BufRead> {
 
 impl<'k, R: BufRead> ArchiveReader<'k, R> {
     /// Reads the header; fails when the archive is not one, or not for this key.
-    pub fn new(mut input: R, key: &'k SpoolKey) -> io::Result<ArchiveReader<'k, R>> {
+    pub fn new(mut input: R, key: &'k MasterKey) -> io::Result<ArchiveReader<'k, R>> {
         let mut magic = vec![0u8; MAGIC.len()];
         input
             .read_exact(&mut magic)
@@ -333,7 +337,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 fn erased_record(keyring: &Keyring, value: &[u8]) -> bool {
-    way2mail_queue::key_id_of(value)
+    way2mail_seal::key_id_of(value)
         .is_some_and(|id| matches!(keyring.lookup(id), Lookup::Erased(_)))
 }
 
@@ -344,7 +348,7 @@ fn erased_record(keyring: &Keyring, value: &[u8]) -> bool {
 /// are dropped: the node's keyrings decide what can come back.
 pub fn restore(
     input: impl BufRead,
-    key: &SpoolKey,
+    key: &MasterKey,
     target: &RestoreTarget,
 ) -> Result<RestoreReport, String> {
     let mut reader = ArchiveReader::new(input, key).map_err(|e| e.to_string())?;
@@ -427,13 +431,13 @@ pub fn restore(
 mod tests {
     use super::*;
 
-    fn sealed(key: &SpoolKey, plain: &[u8]) -> Vec<u8> {
+    fn sealed(key: &MasterKey, plain: &[u8]) -> Vec<u8> {
         let mut w = ArchiveWriter::new(Vec::new(), key, 1).expect("writer");
         w.write_all(plain).expect("write");
         w.finish().expect("finish").0
     }
 
-    fn opened(key: &SpoolKey, archive: &[u8]) -> io::Result<Vec<u8>> {
+    fn opened(key: &MasterKey, archive: &[u8]) -> io::Result<Vec<u8>> {
         let mut r = ArchiveReader::new(archive, key)?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)?;
@@ -442,7 +446,7 @@ mod tests {
 
     #[test]
     fn archives_round_trip_and_hold_no_plaintext() {
-        let key = SpoolKey::generate().expect("key");
+        let key = MasterKey::generate().expect("key");
         let plain: Vec<u8> = (0..(CHUNK * 2 + 99)).map(|i| (i % 241) as u8).collect();
         let archive = sealed(&key, &plain);
         assert_eq!(opened(&key, &archive).expect("open"), plain);
@@ -453,10 +457,10 @@ mod tests {
 
     #[test]
     fn damaged_cut_extended_or_foreign_archives_are_refused() {
-        let key = SpoolKey::generate().expect("key");
+        let key = MasterKey::generate().expect("key");
         let plain = vec![7u8; CHUNK + 10];
         let archive = sealed(&key, &plain);
-        let other = SpoolKey::generate().expect("other");
+        let other = MasterKey::generate().expect("other");
         let e = opened(&other, &archive).expect_err("other key");
         assert!(e.to_string().contains("sealed with the backup key"), "{e}");
         let mut flipped = archive.clone();

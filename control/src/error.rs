@@ -15,7 +15,7 @@ pub enum Error {
     Storage(#[from] sled::Error),
     /// The key file is missing, unreadable, has loose permissions or a wrong size.
     #[error("control store key: {0}")]
-    Key(#[source] way2mail_queue::Error),
+    Key(#[source] way2mail_seal::Error),
     /// A record fails authentication (changed without the key, or moved to another
     /// key) or does not parse.
     #[error("control store record {tree}/{key} is corrupt: {reason}")]
@@ -41,4 +41,16 @@ pub enum Error {
     /// A TOTP secret that is not base32.
     #[error("invalid TOTP secret: {0}")]
     TotpSecret(String),
+}
+
+/// Key and keyring failures keep their meaning: an erased tenant stays
+/// [`Error::Erased`], a failed primitive [`Error::Crypto`].
+impl From<way2mail_seal::Error> for Error {
+    fn from(e: way2mail_seal::Error) -> Error {
+        match e {
+            way2mail_seal::Error::Erased(tenant) => Error::Erased(tenant),
+            way2mail_seal::Error::Crypto(what) => Error::Crypto(what),
+            e => Error::Key(e),
+        }
+    }
 }

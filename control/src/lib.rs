@@ -60,7 +60,6 @@ pub mod dkim;
 pub mod dnscheck;
 pub mod error;
 pub mod notify;
-pub mod password;
 pub mod publish;
 pub mod rbac;
 pub mod records;

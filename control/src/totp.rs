@@ -8,7 +8,7 @@ use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::password::secrets_equal;
+use way2mail_seal::password::secrets_equal;
 
 pub const STEP_SECS: u64 = 30;
 pub const DIGITS: u32 = 6;

@@ -304,7 +304,7 @@ fn domain_and_credential_rules() {
     );
     let id = match cred("acme", CredentialKind::Smtp, Some("sender")) {
         Ok(Response::CredentialCreated { credential, secret }) => {
-            assert_eq!(secret.len(), way2mail_control::password::PASSWORD_LEN);
+            assert_eq!(secret.len(), way2mail_seal::password::PASSWORD_LEN);
             credential.id
         }
         other => panic!("{other:?}"),
@@ -316,7 +316,7 @@ fn domain_and_credential_rules() {
     match cred("acme", CredentialKind::Api, None) {
         Ok(Response::CredentialCreated { credential, secret }) => {
             let (prefix, _) =
-                way2mail_control::password::parse_api_key(&secret).expect("api key shape");
+                way2mail_seal::password::parse_api_key(&secret).expect("api key shape");
             assert_eq!(prefix, credential.username);
         }
         other => panic!("{other:?}"),

@@ -4,7 +4,7 @@
 mod support;
 
 use support::{code_of, Harness, MTA};
-use way2mail_control::password;
+use way2mail_seal::password;
 use way2mail_wire::protocol::{CredentialKind, ErrorCode, Request, Response, TenantStatus};
 use way2mail_wire::snapshot::Snapshot;
 

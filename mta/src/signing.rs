@@ -377,7 +377,6 @@ mod tests {
     use std::hash::Hash;
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
-    use way2mail_wire::protocol::DkimKeyState;
 
     const DOMAIN: &str = "acme.example";
 
@@ -411,36 +410,23 @@ mod tests {
         records: Records,
     }
 
-    /// An RSA-2048 and an Ed25519 key made by control's generator (RSA generation is
-    /// slow, so once per test binary), with their DNS records in a cache.
+    include!("../testdata/dkim/keys.rs");
+
+    /// The test keys (an RSA-2048 and an Ed25519 key), with their DNS records in a
+    /// cache.
     fn fixture() -> &'static Fixture {
         static FIXTURE: OnceLock<Fixture> = OnceLock::new();
         FIXTURE.get_or_init(|| {
-            let pair = way2mail_control::dkim::generate_pair(
-                DOMAIN,
-                &[],
-                1_700_000_000,
-                DkimKeyState::Active,
-            )
-            .expect("generate");
             let records = Records(Mutex::new(HashMap::new()));
             let mut keys = Vec::new();
-            for k in &pair {
-                let info = &k.info;
-                let txt = format!(
-                    "v=DKIM1; k={}; p={}",
-                    info.algorithm.key_type(),
-                    info.public_key
-                );
+            for (selector, algorithm, private, public) in TEST_KEYS {
+                let txt = format!("v=DKIM1; k={}; p={}", algorithm.key_type(), public.trim());
                 records.insert(
-                    format!("{}._domainkey.{DOMAIN}.", info.selector).into(),
+                    format!("{selector}._domainkey.{DOMAIN}.").into(),
                     Txt::from(DomainKey::parse(txt.as_bytes()).expect("record")),
                     Instant::now(),
                 );
-                keys.push(
-                    Key::from_base64(&info.selector, info.algorithm, &k.record.private_key)
-                        .expect("key"),
-                );
+                keys.push(Key::from_base64(selector, algorithm, private).expect("key"));
             }
             Fixture { keys, records }
         })

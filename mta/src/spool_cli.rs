@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use way2mail_queue::{
-    Keyring, LogFilter, MessageId, RecipientState, RecipientSummary, Spool, SpoolKey,
-};
+use way2mail_queue::{LogFilter, MessageId, RecipientState, RecipientSummary, Spool};
+use way2mail_seal::{Keyring, MasterKey};
 
 use crate::config::Settings;
 
@@ -22,7 +21,7 @@ fn open(settings: &Settings) -> Result<Spool> {
             cfg.key_file.display()
         );
     }
-    let master = SpoolKey::load_or_create(&cfg.key_file)
+    let master = MasterKey::load_or_create(&cfg.key_file)
         .with_context(|| format!("spool.key_file {}", cfg.key_file.display()))?;
     let keyring = Keyring::open_existing(&cfg.keyring_file, master)
         .with_context(|| format!("spool.keyring_file {}", cfg.keyring_file.display()))?;

@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     .expect("tempdir");
     let spool = Spool::open(
         dir.path(),
-        way2mail_queue::Keyring::ephemeral().expect("key"),
+        way2mail_seal::Keyring::ephemeral().expect("key"),
     )
     .expect("open");
     let env = envelope();

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::Write;
-use crate::keyring::{DataKey, KeyId};
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId, Spool};
+use way2mail_seal::keyring::{DataKey, KeyId};
 
 /// What one attempt meant for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,9 +23,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
-use crate::keyring::{Keyring, Lookup};
 use crate::keys::{self, Key};
-use crate::{seal, Error, Spool};
+use way2mail_seal::keyring::{Keyring, Lookup};
+use way2mail_seal::record as seal;
+
+use crate::{Error, Spool};
 
 const MAGIC: &[u8] = b"way2mail-spool-dump 1\n";
 const END: u32 = u32::MAX;

@@ -50,7 +50,10 @@ pub enum Error {
     #[error(
         "spool record {key} is sealed with data key {key_id}, which this keyring does not hold"
     )]
-    UnknownKey { key: String, key_id: crate::KeyId },
+    UnknownKey {
+        key: String,
+        key_id: way2mail_seal::KeyId,
+    },
     /// No data key is made for a tenant that was erased.
     #[error("tenant {0} was erased; no new data is stored under that name")]
     Erased(String),
@@ -66,4 +69,34 @@ pub enum Error {
     /// Text that is not a message id.
     #[error("invalid message id {0:?}")]
     InvalidId(String),
+}
+
+/// Sealing's errors in the spool's terms: a record that does not open is named by
+/// its sled key.
+impl From<way2mail_seal::Error> for Error {
+    fn from(e: way2mail_seal::Error) -> Error {
+        use way2mail_seal::Error as Seal;
+        match e {
+            Seal::Io(e) => Error::Io(e),
+            Seal::KeyPermissions { path, mode } => Error::KeyPermissions { path, mode },
+            Seal::KeyFormat { path, reason } => Error::KeyFormat { path, reason },
+            Seal::Keyring { path, reason } => Error::Keyring { path, reason },
+            Seal::Erased(tenant) => Error::Erased(tenant),
+            Seal::Corrupt { aad, reason } => Error::Corrupt {
+                key: crate::keys::describe(&aad),
+                reason: reason.to_owned(),
+            },
+            Seal::Shredded { aad, tenant } => Error::Shredded {
+                key: crate::keys::describe(&aad),
+                tenant,
+            },
+            Seal::UnknownKey { aad, key_id } => Error::UnknownKey {
+                key: crate::keys::describe(&aad),
+                key_id,
+            },
+            Seal::Crypto(_) => Error::Crypto,
+            // `Error` is non-exhaustive; anything new is a sealing failure.
+            _ => Error::Crypto,
+        }
+    }
 }

@@ -17,7 +17,9 @@
 //!                              the format before data keys)
 //! ```
 
-use crate::{KeyId, MessageId};
+use way2mail_seal::KeyId;
+
+use crate::MessageId;
 
 pub const ENVELOPE: u8 = b'e';
 pub const BODY: u8 = b'b';

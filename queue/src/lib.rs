@@ -8,12 +8,6 @@
 //!   calendar.rs  UTC dates from Unix time (RFC 5322, RFC 3339), for every binary
 //!   id.rs        MessageId: time-ordered 128-bit ids, Crockford base32 text form
 //!   keys.rs      every sled key, built and parsed in one place
-//!   keyfile.rs   SpoolKey: the node master key file (0600, exactly 32 bytes)
-//!   keyring.rs   Keyring: one data key per tenant (and the node's own), wrapped
-//!                under the master key; shredding a key erases a tenant's records
-//!   files.rs     secret files replaced atomically, the old content zeroed
-//!   seal.rs      AES-256-GCM records: "W2" || key id || nonce || ciphertext || tag,
-//!                AAD = header || sled key
 //!   record.rs    what is inside a sealed envelope record (versioned JSON)
 //!   spool.rs     Spool: open (lock), enqueue (one atomic batch), read, list
 //!   lease.rs     delivery's side: take_due (leases), read_body, complete
@@ -43,15 +37,12 @@ mod dump;
 pub mod envelope;
 mod error;
 mod id;
-mod keyfile;
-pub mod keyring;
 pub mod keys;
 mod lease;
 mod migrate;
 mod record;
 mod recovery;
 mod retention;
-mod seal;
 mod spool;
 mod tenant_data;
 
@@ -61,11 +52,8 @@ pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 pub use error::Error;
 pub use id::MessageId;
-pub use keyfile::SpoolKey;
-pub use keyring::{DataKey, Erasure, KeyId, Keyring, Lookup, Owner, TenantKey};
 pub use lease::Leased;
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
-pub use seal::key_id_of;
 pub use spool::{RecipientSummary, Spool, Summary};
 pub use tenant_data::{TenantErasure, TenantInventory};

@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 
-use crate::keyring::Keyring;
 use crate::keys::{self, Key};
-use crate::{record, seal, Error, MessageId};
+use way2mail_seal::keyring::Keyring;
+use way2mail_seal::record as seal;
+
+use crate::{record, Error, MessageId};
 
 /// The key and value that mark a spool as fully in the current format.
 const FORMAT_VALUE: &[u8] = b"2";
@@ -23,7 +25,7 @@ fn is_legacy(keyring: &Keyring, value: &[u8]) -> bool {
         None => true,
         // A legacy record whose random nonce happens to start like a header names a
         // key id this keyring does not have.
-        Some(id) => matches!(keyring.lookup(id), crate::keyring::Lookup::Unknown),
+        Some(id) => matches!(keyring.lookup(id), way2mail_seal::keyring::Lookup::Unknown),
     }
 }
 
@@ -32,7 +34,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
     if db.get(keys::FORMAT)?.as_deref() == Some(FORMAT_VALUE) {
         return Ok(0);
     }
-    let master = &keyring.master().aead;
+    let master = keyring.master();
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;
     let mut migrated = 0usize;
@@ -54,7 +56,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
             continue;
         }
         // One that does not open is recovery's to quarantine.
-        let Ok(json) = seal::open_master(master, &key, value.to_vec()) else {
+        let Ok(json) = master.open(&key, value.to_vec()) else {
             continue;
         };
         let Ok((envelope, body_len)) = record::parse_envelope(&key, &json) else {
@@ -84,7 +86,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
         if !is_legacy(keyring, &value) {
             continue;
         }
-        let Ok(body) = seal::open_master(master, &key, value.to_vec()) else {
+        let Ok(body) = master.open(&key, value.to_vec()) else {
             continue;
         };
         let data_key = match owners.get(&id).cloned().flatten() {
@@ -104,7 +106,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
         let Some(Key::LegacyLog { time_ms, id, seq }) = keys::parse(&key) else {
             continue;
         };
-        let Ok(json) = seal::open_master(master, &key, value.to_vec()) else {
+        let Ok(json) = master.open(&key, value.to_vec()) else {
             continue;
         };
         let Ok(log) = record::parse_log(&key, &json) else {
@@ -134,10 +136,9 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        BodyType, DeliveryOutcome, DeliveryRecord, Envelope, LogFilter, Origin, Spool, SpoolKey,
-    };
+    use crate::{BodyType, DeliveryOutcome, DeliveryRecord, Envelope, LogFilter, Origin, Spool};
     use std::net::{IpAddr, Ipv4Addr};
+    use way2mail_seal::MasterKey;
 
     fn envelope(tenant: Option<&str>) -> Envelope {
         Envelope {
@@ -166,7 +167,7 @@ mod tests {
     }
 
     /// Writes a message as the version before data keys did.
-    fn legacy_message(db: &sled::Db, master: &SpoolKey, env: &Envelope, body: &[u8]) -> MessageId {
+    fn legacy_message(db: &sled::Db, master: &MasterKey, env: &Envelope, body: &[u8]) -> MessageId {
         let id = MessageId::generate();
         let ek = keys::envelope(&id);
         let json =
@@ -186,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool_dir = dir.path().join("spool");
         let master_path = dir.path().join("spool.key");
-        let master = SpoolKey::load_or_create(&master_path).expect("master");
+        let master = MasterKey::load_or_create(&master_path).expect("master");
         let (plain, tenant, log_id) = {
             let db = sled::open(&spool_dir).expect("sled");
             let plain = legacy_message(&db, &master, &envelope(None), b"Subject: a\r\n\r\nA\r\n");
@@ -218,7 +219,7 @@ mod tests {
         };
         let keyring = Keyring::open(
             &dir.path().join("keyring"),
-            SpoolKey::load_or_create(&master_path).expect("m"),
+            MasterKey::load_or_create(&master_path).expect("m"),
         )
         .expect("keyring");
         let spool = Spool::open(&spool_dir, keyring.clone()).expect("open");

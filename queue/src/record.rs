@@ -6,8 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keyring::{DataKey, Keyring};
-use crate::{keys, seal, DeliveryRecord, Envelope, Error};
+use way2mail_seal::keyring::{DataKey, Keyring};
+use way2mail_seal::record as seal;
+
+use crate::{keys, DeliveryRecord, Envelope, Error};
 
 const VERSION: u32 = 1;
 
@@ -68,7 +70,7 @@ pub(crate) fn seal_envelope(
             envelope,
         },
     )?;
-    seal::seal(data_key, key, json)
+    Ok(seal::seal(data_key, key, json)?)
 }
 
 /// Seals a delivery log record to be stored under `key`.
@@ -78,7 +80,7 @@ pub(crate) fn seal_log(
     record: &DeliveryRecord,
 ) -> Result<Vec<u8>, Error> {
     let json = encode(key, &LogRecordRef { v: VERSION, record })?;
-    seal::seal(data_key, key, json)
+    Ok(seal::seal(data_key, key, json)?)
 }
 
 /// Parses a delivery log record's plaintext.
@@ -129,7 +131,7 @@ pub(crate) fn open_envelope(
 
 /// Opens a body record stored under `key`.
 pub(crate) fn open_body(keyring: &Keyring, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-    seal::open(keyring, key, value.to_vec())
+    Ok(seal::open(keyring, key, value.to_vec())?)
 }
 
 /// A delivery log record's plaintext, for tests that write records by hand.

@@ -12,9 +12,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::keyring::Keyring;
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId};
+use way2mail_seal::keyring::Keyring;
 
 /// What `Spool::recover` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

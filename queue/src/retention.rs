@@ -10,11 +10,10 @@
 //! - `purge_erased()`: whatever is left under keys of erased tenants.
 
 use crate::commit::Write;
-use crate::keyring::{KeyId, Lookup};
 use crate::keys::{self, Key};
-use crate::{
-    record, seal, DeliveryOutcome, DeliveryRecord, Error, MessageId, RecipientState, Spool,
-};
+use crate::{record, DeliveryOutcome, DeliveryRecord, Error, MessageId, RecipientState, Spool};
+use way2mail_seal::keyring::{KeyId, Lookup};
+use way2mail_seal::record as seal;
 
 /// What `purge_content_of` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

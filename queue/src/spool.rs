@@ -16,12 +16,12 @@ use rustix::fs::FlockOperation;
 pub(crate) use way2mail_daemon::time::now_ms;
 
 use crate::commit::{Committer, Shared, Write};
-use crate::keyring::{DataKey, Keyring};
 use crate::lease::Leases;
 use crate::{
     keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
     RecipientState, RecoveryReport,
 };
+use way2mail_seal::keyring::{DataKey, Keyring};
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
 pub(crate) const LOCK_FILE: &str = "way2mail.lock";
@@ -217,7 +217,7 @@ impl Spool {
     pub(crate) fn data_key(&self, tenant: Option<&str>) -> Result<Arc<DataKey>, Error> {
         match tenant {
             None => Ok(self.inner.keyring.system()),
-            Some(t) => self.inner.keyring.tenant(t),
+            Some(t) => Ok(self.inner.keyring.tenant(t)?),
         }
     }
 
@@ -242,7 +242,10 @@ impl Spool {
             &env_key,
             record::seal_envelope(key, &env_key, envelope, body.len() as u64)?,
         );
-        write.insert(&body_key, crate::seal::seal(key, &body_key, body)?);
+        write.insert(
+            &body_key,
+            way2mail_seal::record::seal(key, &body_key, body)?,
+        );
         write.insert(&keys::due(now_ms(), &id), Vec::new());
         write.count_messages(1);
         Ok(())
@@ -429,7 +432,7 @@ mod tests {
         send_sync::<Spool>();
         send_sync::<Durable>();
         send_sync::<Error>();
-        send_sync::<crate::SpoolKey>();
+        send_sync::<way2mail_seal::MasterKey>();
         send_sync::<Keyring>();
     }
 

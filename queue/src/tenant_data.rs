@@ -12,9 +12,11 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::commit::Write;
-use crate::keyring::{Erasure, KeyId};
 use crate::keys::{self, Key};
-use crate::{seal, Envelope, Error, LogStats, MessageId, Spool};
+use way2mail_seal::keyring::{Erasure, KeyId};
+use way2mail_seal::record as seal;
+
+use crate::{Envelope, Error, LogStats, MessageId, Spool};
 
 /// What the spool holds of one tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

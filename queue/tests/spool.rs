@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use way2mail_queue::{
-    keys, BodyType, Envelope, Error, Health, Keyring, MessageId, Notify, Origin, Recipient, Spool,
-    SpoolKey,
+    keys, BodyType, Envelope, Error, Health, MessageId, Notify, Origin, Recipient, Spool,
 };
+use way2mail_seal::{Keyring, MasterKey};
 
 const CHILD_ENV: &str = "WAY2MAIL_QUEUE_TEST_CHILD";
 
@@ -79,7 +79,7 @@ impl Fixture {
 
 /// The keyring beside a master key file (`spool.key` → `spool.keyring`).
 fn keyring_for(key_path: &Path) -> Keyring {
-    let master = SpoolKey::load_or_create(key_path).expect("key");
+    let master = MasterKey::load_or_create(key_path).expect("key");
     Keyring::open(&key_path.with_extension("keyring"), master).expect("keyring")
 }
 
@@ -307,7 +307,7 @@ fn open_from_another_process_is_locked() {
 #[test]
 fn durable_messages_survive_a_crash() {
     let fx = Fixture::new();
-    SpoolKey::load_or_create(&fx.key_path).expect("key");
+    MasterKey::load_or_create(&fx.key_path).expect("key");
     let out = run_child("crash", &fx.spool_dir, &fx.key_path);
     assert!(!out.status.success(), "the child must have aborted");
     let ids: Vec<MessageId> = String::from_utf8_lossy(&out.stdout)

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use support::*;
 use way2mail_queue::{
-    keys, restore_dump, DeliveryOutcome, Envelope, Error, Keyring, LogFilter, MessageId, Spool,
+    keys, restore_dump, DeliveryOutcome, Envelope, Error, LogFilter, MessageId, Spool,
 };
+use way2mail_seal::Keyring;
 
 fn tenant_envelope(tenant: &str, rcpts: usize) -> Envelope {
     let mut env = envelope(&format!("app@{tenant}.example"), rcpts);

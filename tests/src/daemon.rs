@@ -196,9 +196,9 @@ impl Daemon {
     /// the daemon has stopped.
     pub fn open_spool(&self) -> anyhow::Result<way2mail_queue::Spool> {
         use anyhow::Context as _;
-        let master = way2mail_queue::SpoolKey::load_or_create(&self.spool_key_path())
+        let master = way2mail_seal::MasterKey::load_or_create(&self.spool_key_path())
             .context("loading the spool master key")?;
-        let keyring = way2mail_queue::Keyring::open_existing(&self.spool_keyring_path(), master)
+        let keyring = way2mail_seal::Keyring::open_existing(&self.spool_keyring_path(), master)
             .context("opening the spool keyring")?;
         way2mail_queue::Spool::open(&self.spool_dir(), keyring).context("opening the spool")
     }

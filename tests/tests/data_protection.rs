@@ -302,9 +302,9 @@ fn erasure_leaves_nothing_readable_in_spool_store_or_earlier_backup() -> Result<
     ensure!(checked > 5, "files checked: {checked}");
     // Nor with every key the node still has: each spool record opened...
     let db_dir = state.join("spool");
-    let keyring = way2mail_queue::Keyring::open_existing(
+    let keyring = way2mail_seal::Keyring::open_existing(
         &state.join("spool.keyring"),
-        way2mail_queue::SpoolKey::load_or_create(&state.join("spool.key"))?,
+        way2mail_seal::MasterKey::load_or_create(&state.join("spool.key"))?,
     )?;
     let mut opened = 0;
     {
@@ -348,7 +348,7 @@ fn erasure_leaves_nothing_readable_in_spool_store_or_earlier_backup() -> Result<
     }
     // ...and the backup, opened with the backup key: still only sealed records.
     {
-        let key = way2mail_queue::SpoolKey::load_or_create(&state.join("backup.key"))?;
+        let key = way2mail_seal::MasterKey::load_or_create(&state.join("backup.key"))?;
         let file = std::io::BufReader::new(std::fs::File::open(&before)?);
         let mut plain = Vec::new();
         way2mail_control::backup::ArchiveReader::new(file, &key)?.read_to_end(&mut plain)?;

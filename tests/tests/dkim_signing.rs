@@ -434,7 +434,7 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
             smtp_users: vec![SmtpUser {
                 username: format!("app@{NOKEYS}"),
                 credential_id: "cred-1".into(),
-                password_hash: way2mail_control::password::hash(password)
+                password_hash: way2mail_seal::password::hash(password)
                     .map_err(|e| anyhow::anyhow!("hash: {e}"))?,
             }],
             sending: vec![SendingDomain {

@@ -21,7 +21,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use way2mail_queue::{restore_dump, DeliveryOutcome, Keyring, MessageId, Spool, SpoolKey};
+use way2mail_queue::{restore_dump, DeliveryOutcome, MessageId, Spool};
+use way2mail_seal::{Keyring, MasterKey};
 use way2mail_tests::{for_each_backend, Backend, Daemon, FakeControl, TestConfig};
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminOp, AdminResponse, AdminResult, MAX_REQUEST_BYTES};
@@ -144,7 +145,7 @@ fn a_tenants_data_is_counted_exported_dumped_and_erased(backend: Backend) -> Res
     );
     // The node's keyring, as an operator restoring onto this node would use it.
     let keyring = || -> Result<Keyring> {
-        let master = SpoolKey::load_or_create(&rig.state.path().join("spool.key"))?;
+        let master = MasterKey::load_or_create(&rig.state.path().join("spool.key"))?;
         Ok(Keyring::open_existing(
             &rig.state.path().join("spool.keyring"),
             master,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Subcommand};
 use serde::Deserialize;
-use way2mail_queue::{Keyring, SpoolKey};
+use way2mail_seal::{Keyring, MasterKey};
 
 use crate::backup::{self, ArchiveReader, RestoreTarget};
 use crate::server::config::Config as ControlConfig;
@@ -436,7 +436,7 @@ fn control_settings(path: Option<&Path>) -> Result<crate::server::config::Settin
 fn backup_key(
     flag: Option<&Path>,
     control: &crate::server::config::Settings,
-) -> Result<SpoolKey, Failure> {
+) -> Result<MasterKey, Failure> {
     let path = flag.unwrap_or(&control.backup_key_file);
     if !path.exists() {
         return Err(Failure::Failed(format!(
@@ -444,7 +444,7 @@ fn backup_key(
             path.display()
         )));
     }
-    SpoolKey::load_or_create(path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
+    MasterKey::load_or_create(path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
 }
 
 /// What a restore needs of the MTA's configuration: `[spool]`. Read leniently, so
@@ -475,7 +475,7 @@ impl Default for MtaSpool {
 }
 
 fn open_keyring(key_file: &Path, keyring_file: &Path, what: &str) -> Result<Keyring, Failure> {
-    let master = SpoolKey::load_or_create(key_file)
+    let master = MasterKey::load_or_create(key_file)
         .map_err(|e| Failure::Failed(format!("{what} master key {}: {e}", key_file.display())))?;
     Keyring::open_existing(keyring_file, master).map_err(|e| {
         Failure::Failed(format!(

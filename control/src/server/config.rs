@@ -261,7 +261,7 @@ impl Config {
             return Err(err("key_file", "must not be empty"));
         }
         let keyring_file = if self.keyring_file.as_os_str().is_empty() {
-            way2mail_queue::Keyring::beside(&self.store).ok_or_else(|| {
+            way2mail_seal::Keyring::beside(&self.store).ok_or_else(|| {
                 err(
                     "keyring_file",
                     format!(

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 
 use way2mail_daemon::files::Scratch;
-use way2mail_queue::SpoolKey;
+use way2mail_seal::MasterKey;
 
 use super::context::{Failure, Identity};
 use super::{Service, StreamOut};
@@ -45,7 +45,7 @@ pub(crate) fn create(
                 format!("a backup holds the spool too: {why}"),
             ));
         }
-        SpoolKey::load_or_create(&key_file).map_err(|e| {
+        MasterKey::load_or_create(&key_file).map_err(|e| {
             Failure::internal(format!("backup.key_file {}: {e}", key_file.display()))
         })?;
         let io = |e: std::io::Error| Failure::internal(format!("copying the control store: {e}"));
@@ -93,7 +93,7 @@ fn write(
     out: &mut dyn StreamOut,
 ) -> Result<BackupInfo, Failure> {
     let io = |e: std::io::Error| Failure::internal(format!("writing the backup: {e}"));
-    let key = SpoolKey::load_or_create(key_file)
+    let key = MasterKey::load_or_create(key_file)
         .map_err(|e| Failure::internal(format!("backup.key_file {}: {e}", key_file.display())))?;
     out.start().map_err(io)?;
     let created_at = way2mail_daemon::time::now_secs();

@@ -185,3 +185,9 @@ impl From<Error> for Failure {
         Failure::internal(format!("control store failure: {e}"))
     }
 }
+
+impl From<way2mail_seal::Error> for Failure {
+    fn from(e: way2mail_seal::Error) -> Failure {
+        Failure::from(Error::from(e))
+    }
+}

@@ -5,9 +5,9 @@
 
 use super::context::{Ctx, Failure};
 use super::{tenants, validate};
-use crate::password;
 use crate::records::CredentialRecord;
 use crate::store::{hex, Store, TreeName};
+use way2mail_seal::password;
 use way2mail_wire::protocol::{CredentialInfo, CredentialKind, Response};
 
 pub(crate) fn add(

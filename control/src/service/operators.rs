@@ -4,10 +4,10 @@
 
 use super::context::{Ctx, Failure};
 use super::validate;
-use crate::password;
 use crate::records::{OperatorRecord, SessionRecord};
 use crate::store::TreeName;
 use crate::totp;
+use way2mail_seal::password;
 use way2mail_wire::protocol::{OperatorInfo, Response, Role};
 
 fn load(ctx: &Ctx<'_>, name: &str) -> Result<OperatorRecord, Failure> {

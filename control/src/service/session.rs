@@ -8,11 +8,11 @@ use super::context::{now_secs, Ctx, Failure, Identity};
 use super::validate;
 use super::{Caller, Service};
 use crate::error::Error;
-use crate::password;
 use crate::rbac::{Op, Subject};
 use crate::records::{OperatorRecord, SessionRecord};
 use crate::store::{hex, TreeName};
 use crate::totp;
+use way2mail_seal::password;
 use way2mail_wire::protocol::{ErrorCode, Response, Role, VERSION};
 
 /// Longest token looked up; real ones are 64 hex characters.

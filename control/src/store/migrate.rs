@@ -18,8 +18,8 @@ const FORMAT: u32 = 2;
 
 /// A value of the old format, opened: its JSON (`{"v":1,"data":…}`).
 fn open_legacy(store: &Store, tree: TreeName, key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
-    let fresh = way2mail_queue::key_id_of(value)
-        .is_some_and(|id| !matches!(store.keyring.lookup(id), way2mail_queue::Lookup::Unknown));
+    let fresh = way2mail_seal::key_id_of(value)
+        .is_some_and(|id| !matches!(store.keyring.lookup(id), way2mail_seal::Lookup::Unknown));
     if fresh {
         return None;
     }
@@ -143,10 +143,10 @@ pub(super) fn run(store: &Store) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::store::StoreFiles;
-    use way2mail_queue::SpoolKey;
+    use way2mail_seal::MasterKey;
 
     /// Writes `data` as the version before data keys did.
-    fn legacy(db: &sled::Db, master: &SpoolKey, tree: TreeName, key: &[u8], data: Value) {
+    fn legacy(db: &sled::Db, master: &MasterKey, tree: TreeName, key: &[u8], data: Value) {
         let json = serde_json::to_vec(&serde_json::json!({"v":1,"data":data})).expect("json");
         let sealed = master.seal(&aad(tree, key), json).expect("seal");
         db.open_tree(tree.as_str())
@@ -159,7 +159,7 @@ mod tests {
     fn an_old_store_is_resealed_under_data_keys_and_blind_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = StoreFiles::in_dir(dir.path());
-        let master = SpoolKey::load_or_create(&files.key_file).expect("master");
+        let master = MasterKey::load_or_create(&files.key_file).expect("master");
         {
             let db = sled::open(&files.dir).expect("sled");
             legacy(
@@ -203,7 +203,7 @@ mod tests {
         let acme = store.keyring().existing("acme").expect("acme key").id();
         let system = store.keyring().system().id();
         let header = |tree: TreeName, key: &[u8]| {
-            way2mail_queue::key_id_of(&store.tree(tree).get(key).expect("get").expect("present"))
+            way2mail_seal::key_id_of(&store.tree(tree).get(key).expect("get").expect("present"))
         };
         assert_eq!(header(TreeName::Tenants, b"acme"), Some(acme));
         assert_eq!(

@@ -47,7 +47,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use way2mail_queue::{DataKey, KeyId, Keyring, SpoolKey};
+use way2mail_seal::{DataKey, KeyId, Keyring, MasterKey};
 
 use crate::error::Error;
 
@@ -230,11 +230,11 @@ impl StoreFiles {
 
     /// Loads the master keys and opens the keyring bound to the store directory.
     pub fn open_keyring(&self) -> Result<Keyring, Error> {
-        let master = SpoolKey::load_or_create(&self.key_file).map_err(Error::Key)?;
+        let master = MasterKey::load_or_create(&self.key_file).map_err(Error::Key)?;
         let previous = self
             .previous_key_files
             .iter()
-            .map(|p| SpoolKey::load_or_create(p).map_err(Error::Key))
+            .map(|p| MasterKey::load_or_create(p).map_err(Error::Key))
             .collect::<Result<Vec<_>, _>>()?;
         Keyring::open_bound(&self.dir, &self.keyring_file, master, previous).map_err(Error::Key)
     }
@@ -356,7 +356,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.tree(tree).iter() {
             let (k, v) = item?;
-            if way2mail_queue::key_id_of(&v) == Some(key_id) {
+            if way2mail_seal::key_id_of(&v) == Some(key_id) {
                 out.push(k.to_vec());
             }
         }
@@ -409,7 +409,7 @@ impl Store {
         match sealing {
             Sealing::System => Ok(self.keyring.system()),
             Sealing::Tenant(t) => self.keyring.tenant(t).map_err(|e| match e {
-                way2mail_queue::Error::Erased(t) => Error::Erased(t),
+                way2mail_seal::Error::Erased(t) => Error::Erased(t),
                 e => Error::Key(e),
             }),
         }
@@ -439,14 +439,14 @@ impl Store {
         };
         let json = match self.keyring.open_record(&aad(tree, key), sealed) {
             Ok(json) => json,
-            Err(way2mail_queue::Error::Shredded { tenant, .. }) => {
+            Err(way2mail_seal::Error::Shredded { tenant, .. }) => {
                 return Err(Error::Shredded {
                     tree: tree.as_str(),
                     key: describe_key(tree, key),
                     tenant,
                 })
             }
-            Err(way2mail_queue::Error::UnknownKey { key_id, .. }) => {
+            Err(way2mail_seal::Error::UnknownKey { key_id, .. }) => {
                 return Err(corrupt(format!(
                     "sealed with data key {key_id}, which this keyring does not hold"
                 )))
@@ -502,7 +502,7 @@ impl Store {
             Ok(plain) => String::from_utf8(plain)
                 .map(Opened::Text)
                 .map_err(|_| corrupt("not UTF-8")),
-            Err(way2mail_queue::Error::Shredded { .. }) => Ok(Opened::Erased),
+            Err(way2mail_seal::Error::Shredded { .. }) => Ok(Opened::Erased),
             Err(_) => Err(corrupt("does not open with its data key")),
         }
     }
@@ -687,10 +687,10 @@ mod tests {
         let sealed = raw(&store, TreeName::Tenants, b"acme");
         assert!(!sealed.windows(4).any(|w| w == b"Acme"), "stored in clear");
         let acme = store.keyring().existing("acme").expect("acme's key");
-        assert_eq!(way2mail_queue::key_id_of(&sealed), Some(acme.id()));
+        assert_eq!(way2mail_seal::key_id_of(&sealed), Some(acme.id()));
         let alice = raw(&store, TreeName::Operators, b"alice");
         assert_eq!(
-            way2mail_queue::key_id_of(&alice),
+            way2mail_seal::key_id_of(&alice),
             Some(store.keyring().system().id())
         );
 

@@ -442,7 +442,7 @@ impl SpoolConfig {
     /// Gives an empty `keyring_file` its default, beside the spool directory.
     pub fn resolve_keyring(&mut self) -> Result<(), ConfigError> {
         if self.keyring_file.as_os_str().is_empty() {
-            self.keyring_file = way2mail_queue::Keyring::beside(&self.path).ok_or_else(|| {
+            self.keyring_file = way2mail_seal::Keyring::beside(&self.path).ok_or_else(|| {
                 err(
                     "spool.keyring_file",
                     format!(
@@ -457,16 +457,16 @@ impl SpoolConfig {
 
     /// Opens the keyring (creating it, and the master key, on first start), re-wrapping
     /// it when it is still sealed with one of `previous_key_files`.
-    pub fn open_keyring(&self) -> anyhow::Result<way2mail_queue::Keyring> {
+    pub fn open_keyring(&self) -> anyhow::Result<way2mail_seal::Keyring> {
         use anyhow::Context as _;
-        use way2mail_queue::{Keyring, SpoolKey};
-        let master = SpoolKey::load_or_create(&self.key_file)
+        use way2mail_seal::{Keyring, MasterKey};
+        let master = MasterKey::load_or_create(&self.key_file)
             .with_context(|| format!("spool.key_file {}", self.key_file.display()))?;
         let previous = self
             .previous_key_files
             .iter()
             .map(|p| {
-                SpoolKey::load_or_create(p)
+                MasterKey::load_or_create(p)
                     .with_context(|| format!("spool.previous_key_files {}", p.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

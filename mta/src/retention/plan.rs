@@ -6,7 +6,7 @@
 //! - with control configured but no snapshot yet, legal holds are unknown, so tenant
 //!   keys are left for a later sweep rather than swept on defaults.
 
-use way2mail_queue::{KeyId, TenantKey};
+use way2mail_seal::{KeyId, TenantKey};
 
 use crate::tenants::Directory;
 

@@ -105,7 +105,7 @@ mod tests {
                 smtp_users: vec![SmtpUser {
                     username: "bob@acme.example".into(),
                     credential_id: "c1".into(),
-                    password_hash: way2mail_control::password::hash("pw").expect("hash"),
+                    password_hash: way2mail_seal::password::hash("pw").expect("hash"),
                 }],
                 sending: Vec::new(),
                 retention: None,

@@ -50,7 +50,8 @@ fn complete_erasures(spool: &Spool, erased: &[String]) {
 mod tests {
     use super::*;
     use crate::tenants::directory::tests::snapshot;
-    use way2mail_queue::{Envelope, Keyring, MessageId, Origin};
+    use way2mail_queue::{Envelope, MessageId, Origin};
+    use way2mail_seal::Keyring;
 
     fn envelope(tenant: &str) -> Envelope {
         Envelope {

@@ -408,26 +408,23 @@ impl Current {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use way2mail_wire::protocol::DkimKeyState;
     use way2mail_wire::snapshot::{SendingDomain, SigningKey, SmtpUser, SnapshotTenant};
 
-    /// An RSA-2048 and an Ed25519 key from control's generator with their `p=`
-    /// values, made once per test binary (RSA generation is slow).
+    include!("../../testdata/dkim/keys.rs");
+
+    /// The test keys (an RSA-2048 and an Ed25519 key) with their `p=` values.
     pub(crate) fn test_keys() -> &'static [(SigningKey, String)] {
         static KEYS: OnceLock<Vec<(SigningKey, String)>> = OnceLock::new();
         KEYS.get_or_init(|| {
-            way2mail_control::dkim::generate_pair("test.example", &[], 0, DkimKeyState::Active)
-                .expect("generate")
+            TEST_KEYS
                 .iter()
-                .map(|k| {
-                    (
-                        SigningKey {
-                            selector: k.info.selector.clone(),
-                            algorithm: k.info.algorithm,
-                            private_key: k.record.private_key.clone(),
-                        },
-                        k.info.public_key.clone(),
-                    )
+                .map(|&(selector, algorithm, private, public)| {
+                    let key = SigningKey {
+                        selector: selector.to_owned(),
+                        algorithm,
+                        private_key: private.trim().to_owned(),
+                    };
+                    (key, public.trim().to_owned())
                 })
                 .collect()
         })

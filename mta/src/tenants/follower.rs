@@ -265,7 +265,7 @@ mod tests {
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use way2mail_queue::Keyring;
+    use way2mail_seal::Keyring;
     use way2mail_wire::protocol::{RequestEnvelope, ResponseEnvelope, VERSION};
 
     /// A control daemon reduced to `snapshot.get`, on a real Unix socket.
@@ -362,7 +362,7 @@ mod tests {
     }
 
     fn keyring(dir: &Path) -> Keyring {
-        let master = way2mail_queue::SpoolKey::load_or_create(&dir.join("spool.key")).expect("key");
+        let master = way2mail_seal::MasterKey::load_or_create(&dir.join("spool.key")).expect("key");
         Keyring::open(&dir.join("spool.keyring"), master).expect("keyring")
     }
 

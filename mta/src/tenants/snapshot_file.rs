@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use way2mail_daemon::time::now_ms;
-use way2mail_queue::Keyring;
+use way2mail_seal::Keyring;
 use way2mail_wire::snapshot::Snapshot;
 
 const MAGIC: &[u8] = b"way2mail-control-snapshot 2\n";

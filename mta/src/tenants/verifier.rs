@@ -58,7 +58,7 @@ impl Verifier {
                 .name(format!("auth-verify-{n}"))
                 .spawn(move || {
                     for job in rx {
-                        let ok = way2mail_control::password::verify(&job.password, &job.phc);
+                        let ok = way2mail_seal::password::verify(&job.password, &job.phc);
                         // The session may have gone away meanwhile; nothing to tell.
                         let _ = job.answer.send(ok);
                     }
@@ -68,10 +68,10 @@ impl Verifier {
         let mut salt = [0u8; 32];
         aws_lc_rs::rand::fill(&mut salt)
             .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
-        let decoy_password = way2mail_control::password::generate_password()
+        let decoy_password = way2mail_seal::password::generate_password()
             .context("generating the decoy password")?;
-        let decoy = way2mail_control::password::hash(&decoy_password)
-            .context("hashing the decoy password")?;
+        let decoy =
+            way2mail_seal::password::hash(&decoy_password).context("hashing the decoy password")?;
         Ok(Verifier {
             jobs,
             salt,
@@ -174,7 +174,7 @@ mod tests {
                 smtp_users: vec![SmtpUser {
                     username: "bob@acme.example".into(),
                     credential_id: "c1".into(),
-                    password_hash: way2mail_control::password::hash(password).expect("hash"),
+                    password_hash: way2mail_seal::password::hash(password).expect("hash"),
                 }],
                 sending: Vec::new(),
                 retention: None,

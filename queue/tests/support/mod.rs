@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use way2mail_queue::{
-    keys, BodyType, DeliveryOutcome, DeliveryRecord, Envelope, Keyring, Leased, MessageId, Notify,
-    Origin, Recipient, Spool, SpoolKey,
+    keys, BodyType, DeliveryOutcome, DeliveryRecord, Envelope, Leased, MessageId, Notify, Origin,
+    Recipient, Spool,
 };
+use way2mail_seal::{Keyring, MasterKey};
 
 /// Long enough that no lease expires during a test.
 pub const LEASE_MS: u64 = 3_600_000;
@@ -82,7 +83,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool_dir = dir.path().join("spool");
         let key_path = dir.path().join("spool.key");
-        SpoolKey::load_or_create(&key_path).expect("key");
+        MasterKey::load_or_create(&key_path).expect("key");
         Fixture {
             _dir: dir,
             spool_dir,
@@ -101,7 +102,7 @@ pub fn open_at(dir: &Path, key: &Path) -> Spool {
 
 /// The keyring beside a master key file (`spool.key` → `spool.keyring`).
 pub fn keyring_for(key: &Path) -> Keyring {
-    let master = SpoolKey::load_or_create(key).expect("key");
+    let master = MasterKey::load_or_create(key).expect("key");
     Keyring::open(&key.with_extension("keyring"), master).expect("keyring")
 }
 

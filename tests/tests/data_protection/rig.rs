@@ -302,7 +302,7 @@ pub fn raw_tenant_key(keyring: &Path, master: &Path, tenant: &str) -> Result<Opt
     let bytes = std::fs::read(keyring)?;
     let magic = b"way2mail-keyring 1\n";
     let sealed = bytes.strip_prefix(&magic[..]).context("keyring header")?;
-    let master = way2mail_queue::SpoolKey::load_or_create(master)?;
+    let master = way2mail_seal::MasterKey::load_or_create(master)?;
     let json = master
         .open(b"way2mail-keyring", sealed.to_vec())
         .map_err(|e| anyhow::anyhow!("opening the keyring: {e}"))?;

@@ -36,7 +36,7 @@ fn password_hash() -> Result<String> {
     if let Some(h) = HASH.get() {
         return Ok(h.clone());
     }
-    let h = way2mail_control::password::hash(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let h = way2mail_seal::password::hash(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(HASH.get_or_init(|| h).clone())
 }
 

@@ -14,27 +14,29 @@ use std::path::Path;
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use zeroize::Zeroizing;
 
+use crate::record::crypto;
 use crate::Error;
 
 const KEY_LEN: usize = 32;
 
-/// An AES-256-GCM key for sealing spool records. Opaque: `Debug` does not show it,
+/// The node master key: an AES-256-GCM key that seals the keyring file (and, before
+/// data keys, sealed records directly). Opaque: `Debug` does not show it,
 /// and the raw bytes are wiped after the key schedule is built.
-pub struct SpoolKey {
+pub struct MasterKey {
     pub(crate) aead: LessSafeKey,
-    /// Names the key without revealing it (see [`SpoolKey::fingerprint`]).
+    /// Names the key without revealing it (see [`MasterKey::fingerprint`]).
     fingerprint: String,
 }
 
-impl fmt::Debug for SpoolKey {
+impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SpoolKey(<redacted>)")
+        f.write_str("MasterKey(<redacted>)")
     }
 }
 
-impl SpoolKey {
+impl MasterKey {
     /// Loads the key at `path`, or creates it when the file does not exist.
-    pub fn load_or_create(path: &Path) -> Result<SpoolKey, Error> {
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, Error> {
         match OpenOptions::new().read(true).open(path) {
             Ok(file) => load(path, file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match create(path) {
@@ -53,12 +55,12 @@ impl SpoolKey {
     /// AES-256-GCM, fresh nonce), for the few files it protects itself: the keyring.
     /// Records are sealed with data keys instead (see `keyring.rs`).
     pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::seal_master(&self.aead, aad, data)
+        crate::record::seal_master(&self.aead, aad, data)
     }
 
-    /// Opens what [`SpoolKey::seal`] sealed under the same `aad`.
+    /// Opens what [`MasterKey::seal`] sealed under the same `aad`.
     pub fn open(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::open_master(&self.aead, aad, record)
+        crate::record::open_master(&self.aead, aad, record)
     }
 
     /// 16 hex digits of a hash of the key: tells which key sealed something (a
@@ -68,15 +70,15 @@ impl SpoolKey {
     }
 
     /// A fresh random key that lives only in memory (tests, benchmarks, tools).
-    pub fn generate() -> Result<SpoolKey, Error> {
+    pub fn generate() -> Result<MasterKey, Error> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
+        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
         from_bytes(bytes.as_ref())
     }
 }
 
-fn from_bytes(bytes: &[u8]) -> Result<SpoolKey, Error> {
-    let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::Crypto)?;
+fn from_bytes(bytes: &[u8]) -> Result<MasterKey, Error> {
+    let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| crypto("AES-256-GCM key"))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(b"way2mail key fingerprint\n");
     ctx.update(bytes);
@@ -84,13 +86,13 @@ fn from_bytes(bytes: &[u8]) -> Result<SpoolKey, Error> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(SpoolKey {
+    Ok(MasterKey {
         aead: LessSafeKey::new(unbound),
         fingerprint,
     })
 }
 
-fn load(path: &Path, mut file: File) -> Result<SpoolKey, Error> {
+fn load(path: &Path, mut file: File) -> Result<MasterKey, Error> {
     // Checked on the open descriptor, so the file we judge is the file we read.
     let meta = file.metadata()?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -131,13 +133,13 @@ fn load(path: &Path, mut file: File) -> Result<SpoolKey, Error> {
     from_bytes(&buf[..KEY_LEN])
 }
 
-fn create(path: &Path) -> Result<SpoolKey, Error> {
+fn create(path: &Path) -> Result<MasterKey, Error> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(dir) = parent {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -150,6 +152,6 @@ fn create(path: &Path) -> Result<SpoolKey, Error> {
     if let Some(dir) = parent {
         File::open(dir)?.sync_all()?;
     }
-    tracing::info!(path = %path.display(), "created a new spool key");
+    tracing::info!(path = %path.display(), "created a new master key");
     from_bytes(bytes.as_ref())
 }

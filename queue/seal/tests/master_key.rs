@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use way2mail_queue::{Error, SpoolKey};
+use way2mail_seal::{Error, MasterKey};
 
 fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).expect("metadata").permissions().mode() & 0o777
@@ -14,14 +14,14 @@ fn mode(path: &std::path::Path) -> u32 {
 fn created_with_mode_0600_in_private_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("keys/nested/spool.key");
-    let key = SpoolKey::load_or_create(&path).expect("create");
+    let key = MasterKey::load_or_create(&path).expect("create");
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().expect("parent")), 0o700);
     assert_eq!(fs::read(&path).expect("read").len(), 32);
-    assert_eq!(format!("{key:?}"), "SpoolKey(<redacted>)");
+    assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
     // A second call loads the same file rather than replacing it.
     let before = fs::read(&path).expect("read");
-    SpoolKey::load_or_create(&path).expect("load");
+    MasterKey::load_or_create(&path).expect("load");
     assert_eq!(fs::read(&path).expect("read"), before);
 }
 
@@ -29,8 +29,8 @@ fn created_with_mode_0600_in_private_directory() {
 fn two_created_keys_differ() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = (dir.path().join("a.key"), dir.path().join("b.key"));
-    SpoolKey::load_or_create(&a).expect("a");
-    SpoolKey::load_or_create(&b).expect("b");
+    MasterKey::load_or_create(&a).expect("a");
+    MasterKey::load_or_create(&b).expect("b");
     assert_ne!(fs::read(a).expect("a"), fs::read(b).expect("b"));
 }
 
@@ -38,10 +38,10 @@ fn two_created_keys_differ() {
 fn refused_when_group_or_others_have_access() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("spool.key");
-    SpoolKey::load_or_create(&path).expect("create");
+    MasterKey::load_or_create(&path).expect("create");
     for bad in [0o644, 0o640, 0o604, 0o610, 0o601] {
         fs::set_permissions(&path, fs::Permissions::from_mode(bad)).expect("chmod");
-        match SpoolKey::load_or_create(&path) {
+        match MasterKey::load_or_create(&path) {
             Err(e @ Error::KeyPermissions { .. }) => {
                 let msg = e.to_string();
                 assert!(msg.contains(&format!("{bad:04o}")), "{msg}");
@@ -51,7 +51,7 @@ fn refused_when_group_or_others_have_access() {
         }
     }
     fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).expect("chmod");
-    SpoolKey::load_or_create(&path).expect("0400 is fine");
+    MasterKey::load_or_create(&path).expect("0400 is fine");
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn refused_when_not_exactly_32_bytes() {
         let path = dir.path().join(format!("k{len}"));
         fs::write(&path, vec![0x5a; len]).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let res = SpoolKey::load_or_create(&path);
+        let res = MasterKey::load_or_create(&path);
         assert!(
             matches!(res, Err(Error::KeyFormat { .. })),
             "{len}: {res:?}"
@@ -77,5 +77,5 @@ fn a_directory_is_not_a_key() {
     let path = dir.path().join("k");
     fs::create_dir(&path).expect("mkdir");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
-    assert!(SpoolKey::load_or_create(&path).is_err());
+    assert!(MasterKey::load_or_create(&path).is_err());
 }

@@ -9,7 +9,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use crate::Error;
 
 /// Alphanumeric: URL-safe, shell-safe and unambiguous to copy.
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -1,6 +1,6 @@
 //! The keyring: one AES-256-GCM data key per tenant (and one for the node's own
 //! records), wrapped under the node master key. Every sealed record names the data
-//! key that sealed it (see `seal.rs`), so destroying one tenant's key makes all of
+//! key that sealed it (see `record.rs`), so destroying one tenant's key makes all of
 //! that tenant's records unreadable at once, wherever copies of them are: in the
 //! store, in stale pages of its files, in backups (crypto-shredding). Backups never
 //! carry the keyring; that is what lets an erasure reach into them.
@@ -31,7 +31,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use way2mail_daemon::files;
 
-use crate::{Error, SpoolKey};
+use crate::record::crypto;
+use crate::{Error, MasterKey};
 use way2mail_daemon::time::now_ms;
 
 const MAGIC: &[u8] = b"way2mail-keyring 1\n";
@@ -104,7 +105,8 @@ impl DataKey {
         created_ms: u64,
         bytes: &[u8],
     ) -> Result<DataKey, Error> {
-        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::Crypto)?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| crypto("AES-256-GCM key"))?;
         let derived = Zeroizing::new(
             hmac::sign(
                 &hmac::Key::new(hmac::HMAC_SHA256, bytes),
@@ -134,9 +136,9 @@ impl DataKey {
         self.created_ms
     }
 
-    /// Seals `data` as one record stored under `aad` (see `seal.rs`).
+    /// Seals `data` as one record stored under `aad` (see `record.rs`).
     pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::seal(self, aad, data)
+        crate::record::seal(self, aad, data)
     }
 
     /// A keyed hash of `name`, to use as a store key instead of the name itself:
@@ -241,7 +243,7 @@ impl State {
     fn fresh_id(&self) -> Result<KeyId, Error> {
         loop {
             let mut b = [0u8; 8];
-            aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Crypto)?;
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| crypto("random generator"))?;
             let id = KeyId(u64::from_be_bytes(b));
             let used = id.0 == 0
                 || self.keys.contains_key(&id)
@@ -275,7 +277,7 @@ impl State {
 struct Inner {
     /// `None`: in memory only (tests, benchmarks).
     path: Option<PathBuf>,
-    master: SpoolKey,
+    master: MasterKey,
     /// Made with the keyring and never changed.
     system: Arc<DataKey>,
     state: RwLock<State>,
@@ -299,13 +301,13 @@ impl fmt::Debug for Keyring {
 
 fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::Crypto)?;
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
     Ok(bytes)
 }
 
 impl Keyring {
     /// Opens the keyring at `path`, creating it (with a system key) when missing.
-    pub fn open(path: &Path, master: SpoolKey) -> Result<Keyring, Error> {
+    pub fn open(path: &Path, master: MasterKey) -> Result<Keyring, Error> {
         Keyring::open_rotating(path, master, Vec::new())
     }
 
@@ -314,8 +316,8 @@ impl Keyring {
     /// once (only this file is rewritten). Creates it when missing.
     pub fn open_rotating(
         path: &Path,
-        master: SpoolKey,
-        previous: Vec<SpoolKey>,
+        master: MasterKey,
+        previous: Vec<MasterKey>,
     ) -> Result<Keyring, Error> {
         let keyring = match std::fs::read(path) {
             Ok(bytes) => {
@@ -347,8 +349,8 @@ impl Keyring {
     pub fn open_bound(
         store_dir: &Path,
         path: &Path,
-        master: SpoolKey,
-        previous: Vec<SpoolKey>,
+        master: MasterKey,
+        previous: Vec<MasterKey>,
     ) -> Result<Keyring, Error> {
         let marker = store_dir.join(BOUND_FILE);
         let bound = match std::fs::read_to_string(&marker) {
@@ -428,7 +430,7 @@ impl Keyring {
 
     /// Opens an existing keyring without ever creating or rewriting one (tools run
     /// beside a stopped daemon).
-    pub fn open_existing(path: &Path, master: SpoolKey) -> Result<Keyring, Error> {
+    pub fn open_existing(path: &Path, master: MasterKey) -> Result<Keyring, Error> {
         let bytes = std::fs::read(path).map_err(|e| keyring_error(path, e.to_string()))?;
         let (content, _) = read(path, &bytes, &master, &[])?;
         Keyring::from_content(Some(path.to_owned()), master, content)
@@ -436,10 +438,10 @@ impl Keyring {
 
     /// A keyring that lives only in memory, with a fresh master and system key.
     pub fn ephemeral() -> Result<Keyring, Error> {
-        Keyring::new_with_system(None, SpoolKey::generate()?)
+        Keyring::new_with_system(None, MasterKey::generate()?)
     }
 
-    fn new_with_system(path: Option<PathBuf>, master: SpoolKey) -> Result<Keyring, Error> {
+    fn new_with_system(path: Option<PathBuf>, master: MasterKey) -> Result<Keyring, Error> {
         let mut state = State::default();
         let id = state.fresh_id()?;
         let system = state.add(id, Owner::System, now_ms(), random_key()?)?;
@@ -448,7 +450,7 @@ impl Keyring {
 
     fn with_state(
         path: Option<PathBuf>,
-        master: SpoolKey,
+        master: MasterKey,
         system: Arc<DataKey>,
         state: State,
     ) -> Keyring {
@@ -465,7 +467,7 @@ impl Keyring {
 
     fn from_content(
         path: Option<PathBuf>,
-        master: SpoolKey,
+        master: MasterKey,
         content: FileContent,
     ) -> Result<Keyring, Error> {
         let where_ = path.clone().unwrap_or_default();
@@ -692,18 +694,18 @@ impl Keyring {
 
     /// Opens a record sealed by a key of this keyring under `aad` (`seal.rs`).
     pub fn open_record(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::seal::open(self, aad, record)
+        crate::record::open(self, aad, record)
     }
 
     /// Opens what was sealed with the master key itself before data keys existed
-    /// (`SpoolKey::seal` format): files of that version, read once while upgrading.
+    /// (`MasterKey::seal` format): files of that version, read once while upgrading.
     pub fn open_with_master(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.inner.master.open(aad, record)
     }
 
     /// The master key, for records of the version before data keys (read once by
     /// the migration, never written).
-    pub(crate) fn master(&self) -> &SpoolKey {
+    pub fn master(&self) -> &MasterKey {
         &self.inner.master
     }
 
@@ -728,8 +730,8 @@ impl Keyring {
 fn read(
     path: &Path,
     bytes: &[u8],
-    master: &SpoolKey,
-    previous: &[SpoolKey],
+    master: &MasterKey,
+    previous: &[MasterKey],
 ) -> Result<(FileContent, bool), Error> {
     let Some(sealed) = bytes.strip_prefix(MAGIC) else {
         return Err(keyring_error(
@@ -816,8 +818,8 @@ mod tests {
         assert_eq!(beside("a/.."), None);
     }
 
-    fn master(dir: &Path, name: &str) -> SpoolKey {
-        SpoolKey::load_or_create(&dir.join(name)).expect("master")
+    fn master(dir: &Path, name: &str) -> MasterKey {
+        MasterKey::load_or_create(&dir.join(name)).expect("master")
     }
 
     #[test]

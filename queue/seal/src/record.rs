@@ -16,14 +16,18 @@
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 
 use crate::keyring::{DataKey, KeyId, Keyring, Lookup};
-use crate::{keys, Error};
+use crate::Error;
 
 const MAGIC: [u8; 2] = *b"W2";
 /// Magic and key id.
-pub(crate) const HEADER_LEN: usize = 10;
-pub(crate) const TAG_LEN: usize = 16;
+pub const HEADER_LEN: usize = 10;
+pub const TAG_LEN: usize = 16;
 /// Bytes a sealed record adds to its plaintext.
-pub(crate) const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+pub(crate) fn crypto(what: &str) -> Error {
+    Error::Crypto(what.to_owned())
+}
 
 fn header(id: KeyId) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -53,10 +57,10 @@ pub fn key_id_of(record: &[u8]) -> Option<KeyId> {
 /// Encrypts `data` in its own buffer and returns it as a record. The buffer grows
 /// by [`OVERHEAD`] bytes (no reallocation when the caller left that much spare
 /// capacity); the plaintext is never copied into a second buffer.
-pub(crate) fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+pub fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
     let head = header(key.id());
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Crypto)?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| crypto("random generator"))?;
     data.reserve_exact(OVERHEAD);
     let tag = key
         .aead
@@ -65,7 +69,7 @@ pub(crate) fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u
             Aad::from(full_aad(&head, aad)),
             &mut data,
         )
-        .map_err(|_| Error::Crypto)?;
+        .map_err(|_| crypto("AES-256-GCM"))?;
     data.extend_from_slice(tag.as_ref());
     // Shifts the ciphertext within the same allocation to make room in front.
     let mut front = [0u8; HEADER_LEN + NONCE_LEN];
@@ -78,10 +82,10 @@ pub(crate) fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u
 /// Authenticates and decrypts a record stored under `aad` with the data key its
 /// header names. A shredded key gives [`Error::Shredded`], a key this keyring never
 /// had [`Error::UnknownKey`], anything else that does not open [`Error::Corrupt`].
-pub(crate) fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8>, Error> {
-    let corrupt = |reason: &str| Error::Corrupt {
-        key: keys::describe(aad),
-        reason: reason.to_owned(),
+pub fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let corrupt = |reason: &'static str| Error::Corrupt {
+        aad: aad.to_vec(),
+        reason,
     };
     let Some(id) = key_id_of(&record) else {
         return Err(corrupt("not a sealed record (no header)"));
@@ -90,13 +94,13 @@ pub(crate) fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result
         Lookup::Key(k) => k,
         Lookup::Erased(e) => {
             return Err(Error::Shredded {
-                key: keys::describe(aad),
+                aad: aad.to_vec(),
                 tenant: e.tenant,
             })
         }
         Lookup::Unknown => {
             return Err(Error::UnknownKey {
-                key: keys::describe(aad),
+                aad: aad.to_vec(),
                 key_id: id,
             })
         }
@@ -116,13 +120,9 @@ pub(crate) fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result
 /// Seals `data` directly under a master key: `nonce || ciphertext || tag`, AAD as
 /// given. This is the keyring file's format, and the format every record had
 /// before data keys existed.
-pub(crate) fn seal_master(
-    master: &LessSafeKey,
-    aad: &[u8],
-    mut data: Vec<u8>,
-) -> Result<Vec<u8>, Error> {
+pub fn seal_master(master: &LessSafeKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Crypto)?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| crypto("random generator"))?;
     data.reserve_exact(NONCE_LEN + TAG_LEN);
     let tag = master
         .seal_in_place_separate_tag(
@@ -130,7 +130,7 @@ pub(crate) fn seal_master(
             Aad::from(aad),
             &mut data,
         )
-        .map_err(|_| Error::Crypto)?;
+        .map_err(|_| crypto("AES-256-GCM"))?;
     data.extend_from_slice(tag.as_ref());
     data.splice(0..0, nonce);
     Ok(data)
@@ -138,14 +138,14 @@ pub(crate) fn seal_master(
 
 /// Opens what [`seal_master`] sealed (also the records of the version before data
 /// keys, which only the migration reads).
-pub(crate) fn open_master(
+pub fn open_master(
     master: &LessSafeKey,
     aad: &[u8],
     mut record: Vec<u8>,
 ) -> Result<Vec<u8>, Error> {
-    let corrupt = |reason: &str| Error::Corrupt {
-        key: keys::describe(aad),
-        reason: reason.to_owned(),
+    let corrupt = |reason: &'static str| Error::Corrupt {
+        aad: aad.to_vec(),
+        reason,
     };
     if record.len() < NONCE_LEN + TAG_LEN {
         return Err(corrupt("record shorter than nonce and tag"));
