@@ -116,7 +116,7 @@ pub fn pair_selectors<'a>(
     existing: impl IntoIterator<Item = &'a str>,
     now: u64,
 ) -> (String, String) {
-    let date: String = way2mail_queue::calendar::rfc3339(now)
+    let date: String = way2mail_smtp::date::rfc3339(now)
         .chars()
         .take(10)
         .filter(|c| *c != '-')

@@ -160,7 +160,7 @@ pub struct Letter<'a> {
 /// The whole message, CRLF line ends, not dot-stuffed.
 pub fn compose(letter: &Letter<'_>) -> Vec<u8> {
     let i = letter.incident;
-    let rfc3339 = way2mail_queue::calendar::rfc3339;
+    let rfc3339 = way2mail_smtp::date::rfc3339;
     let mut body = String::new();
     let mut para = |text: &str| {
         body.push_str(text);
@@ -212,7 +212,7 @@ pub fn compose(letter: &Letter<'_>) -> Vec<u8> {
         out.push_str(value);
         out.push_str("\r\n");
     };
-    field("Date", &way2mail_queue::calendar::rfc5322(letter.date_ms));
+    field("Date", &way2mail_smtp::date::rfc5322(letter.date_ms));
     field("From", letter.from);
     field("To", letter.to);
     field("Subject", &header_text("Subject", &subject));

@@ -176,7 +176,7 @@ fn ids_are_sequential_and_the_register_lists_and_shows() {
     let mta = FakeMta::start(Mode::Accept);
     let h = harness(mta.addr, Duration::from_secs(5));
     let (admin, _) = h.admin();
-    let year = way2mail_queue::calendar::rfc3339(support::now())[..4].to_string();
+    let year = way2mail_smtp::date::rfc3339(support::now())[..4].to_string();
     let first = open(&h, &admin, "First");
     let second = open(&h, &admin, "Second");
     assert_eq!(first.id, format!("INC-{year}-0001"));

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use mail_auth::MessageAuthenticator;
 use way2mail_daemon::dns::DnsSettings;
-use way2mail_mta::smtp::reply::Reply;
-use way2mail_mta::smtp::Role;
 use way2mail_mta::verification::{self, Client, DmarcPolicy, Report};
-use way2mail_queue::Envelope;
+use way2mail_smtp::reply::Reply;
+use way2mail_smtp::server::Role;
+use way2mail_smtp::Envelope;
 
 use crate::config::authn::DmarcAction;
 use crate::config::Settings;

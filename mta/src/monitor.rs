@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use way2mail_mta::smtp::SpoolState;
 use way2mail_queue::{Health, Spool};
+use way2mail_smtp::server::SpoolState;
 
 const READY: u8 = 0;
 const DISK_LOW: u8 = 1;

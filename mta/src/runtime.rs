@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::sync::Notify;
-use way2mail_mta::smtp::Role;
+use way2mail_smtp::server::Role;
 
 use crate::config::{IoChoice, Listener};
 use crate::delivery::CorePlan;
@@ -168,7 +168,7 @@ impl Worker {
     async fn handle<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
         let refusal = match self.limiter.try_acquire(peer.ip()) {
             Ok(slot) => {
-                if self.shared.monitor.state() == way2mail_mta::smtp::SpoolState::Unhealthy {
+                if self.shared.monitor.state() == way2mail_smtp::server::SpoolState::Unhealthy {
                     drop(slot);
                     Some("spool unavailable")
                 } else {

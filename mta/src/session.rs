@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use tokio::sync::watch;
-use way2mail_mta::smtp::{
+use way2mail_queue::Spool;
+use way2mail_smtp::server::{
     AuthMechanism, AuthVerdict, Event, Protocol, QueueFailure, Role, SessionParams,
 };
-use way2mail_queue::{Envelope, MessageId, Spool};
+use way2mail_smtp::{Envelope, MessageId};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;

@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use way2mail_mta::signing;
-use way2mail_mta::smtp::reply::Reply;
-use way2mail_queue::Envelope;
+use way2mail_smtp::reply::Reply;
+use way2mail_smtp::Envelope;
 
 use crate::config::authn::MissingKeys;
 use crate::config::Settings;
@@ -377,7 +377,7 @@ mod tests {
             smtputf8: false,
             ret: None,
             envid: None,
-            origin: way2mail_queue::Origin {
+            origin: way2mail_smtp::Origin {
                 client_ip: ip.parse().expect("ip"),
                 helo: "client.test".into(),
                 listener: "mx".into(),

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use way2mail_queue::{LogFilter, MessageId, RecipientState, RecipientSummary, Spool};
+use way2mail_queue::{LogFilter, RecipientSummary, Spool};
 use way2mail_seal::{Keyring, MasterKey};
+use way2mail_smtp::{MessageId, RecipientState};
 
 use crate::config::Settings;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use way2mail_mta::outbound::mx::{DnsSettings, MxResolver, ResolveError};
 use way2mail_mta::outbound::route::{Route, RouteHost, Routes};
-use way2mail_mta::outbound::TlsPolicy;
+use way2mail_smtp::client::TlsPolicy;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

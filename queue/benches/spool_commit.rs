@@ -7,9 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use way2mail_queue::{
-    BodyType, CommitStats, Envelope, MessageId, Notify, Origin, Recipient, Spool,
-};
+use way2mail_queue::{CommitStats, Spool};
+use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
 
 const BODY_LEN: usize = 5 * 1024;
 const WAITERS: usize = 50;

@@ -65,7 +65,7 @@ pub enum Error {
     Crypto,
     /// `complete` was called for a message that is neither leased nor queued.
     #[error("message {0} is not in the spool")]
-    UnknownMessage(crate::MessageId),
+    UnknownMessage(way2mail_smtp::MessageId),
     /// Text that is not a message id.
     #[error("invalid message id {0:?}")]
     InvalidId(String),
@@ -98,5 +98,11 @@ impl From<way2mail_seal::Error> for Error {
             // `Error` is non-exhaustive; anything new is a sealing failure.
             _ => Error::Crypto,
         }
+    }
+}
+
+impl From<way2mail_smtp::InvalidId> for Error {
+    fn from(e: way2mail_smtp::InvalidId) -> Error {
+        Error::InvalidId(e.0)
     }
 }

@@ -5,8 +5,6 @@
 //! Layout and flow:
 //!
 //! ```text
-//!   calendar.rs  UTC dates from Unix time (RFC 5322, RFC 3339), for every binary
-//!   id.rs        MessageId: time-ordered 128-bit ids, Crockford base32 text form
 //!   keys.rs      every sled key, built and parsed in one place
 //!   record.rs    what is inside a sealed envelope record (versioned JSON)
 //!   spool.rs     Spool: open (lock), enqueue (one atomic batch), read, list
@@ -30,13 +28,10 @@
 //! outcome (new state and schedule, or deletion, a bounce, log records) in one batch.
 //! The on-disk format is described in `docs/spool-format.md`.
 
-pub mod calendar;
 mod commit;
 mod delivery_log;
 mod dump;
-pub mod envelope;
 mod error;
-mod id;
 pub mod keys;
 mod lease;
 mod migrate;
@@ -49,11 +44,13 @@ mod tenant_data;
 pub use commit::{CommitStats, Durable, Health};
 pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
 pub use dump::{restore_dump, DumpStats, RestoreStats};
-pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 pub use error::Error;
-pub use id::MessageId;
 pub use lease::Leased;
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
 pub use spool::{RecipientSummary, Spool, Summary};
 pub use tenant_data::{TenantErasure, TenantInventory};
+
+// The spool stores what SMTP said about a message: the envelope and id types are
+// the SMTP crate's, so a session hands its message over without conversion.
+pub(crate) use way2mail_smtp::{Envelope, MessageId, RecipientState};

@@ -136,16 +136,17 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BodyType, DeliveryOutcome, DeliveryRecord, Envelope, LogFilter, Origin, Spool};
+    use crate::{DeliveryOutcome, DeliveryRecord, Envelope, LogFilter, Spool};
     use std::net::{IpAddr, Ipv4Addr};
     use way2mail_seal::MasterKey;
+    use way2mail_smtp::{BodyType, Origin};
 
     fn envelope(tenant: Option<&str>) -> Envelope {
         Envelope {
             sender: "a@example.org".into(),
-            recipients: vec![crate::Recipient::new(
+            recipients: vec![way2mail_smtp::Recipient::new(
                 "b@example.net".into(),
-                crate::Notify::default(),
+                way2mail_smtp::Notify::default(),
                 None,
             )],
             body_type: BodyType::SevenBit,

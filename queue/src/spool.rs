@@ -408,11 +408,11 @@ mod tests {
         Envelope {
             sender: "h@example.org".into(),
             recipients: Vec::new(),
-            body_type: crate::BodyType::SevenBit,
+            body_type: way2mail_smtp::BodyType::SevenBit,
             smtputf8: false,
             ret: None,
             envid: None,
-            origin: crate::Origin {
+            origin: way2mail_smtp::Origin {
                 client_ip: std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
                 helo: "h".into(),
                 listener: "mx".into(),

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use support::*;
-use way2mail_queue::{keys, DeliveryOutcome, Error, LogFilter, MessageId, RecipientState};
+use way2mail_queue::{keys, DeliveryOutcome, Error, LogFilter};
+use way2mail_smtp::{MessageId, RecipientState};
 
 const CHILD_ENV: &str = "WAY2MAIL_QUEUE_DELIVERY_CHILD";
 

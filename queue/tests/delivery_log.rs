@@ -4,7 +4,8 @@
 mod support;
 
 use support::*;
-use way2mail_queue::{DeliveryOutcome, LogFilter, RecipientState};
+use way2mail_queue::{DeliveryOutcome, LogFilter};
+use way2mail_smtp::RecipientState;
 
 #[test]
 fn delivery_log_filters_and_purge() {

@@ -6,10 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use way2mail_queue::{
-    keys, BodyType, Envelope, Error, Health, MessageId, Notify, Origin, Recipient, Spool,
-};
+use way2mail_queue::{keys, Error, Health, Spool};
 use way2mail_seal::{Keyring, MasterKey};
+use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
 
 const CHILD_ENV: &str = "WAY2MAIL_QUEUE_TEST_CHILD";
 

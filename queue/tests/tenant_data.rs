@@ -7,10 +7,9 @@ mod support;
 use std::path::Path;
 
 use support::*;
-use way2mail_queue::{
-    keys, restore_dump, DeliveryOutcome, Envelope, Error, LogFilter, MessageId, Spool,
-};
+use way2mail_queue::{keys, restore_dump, DeliveryOutcome, Error, LogFilter, Spool};
 use way2mail_seal::Keyring;
+use way2mail_smtp::{Envelope, MessageId};
 
 fn tenant_envelope(tenant: &str, rcpts: usize) -> Envelope {
     let mut env = envelope(&format!("app@{tenant}.example"), rcpts);

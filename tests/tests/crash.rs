@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use way2mail_queue::MessageId;
+use way2mail_smtp::MessageId;
 use way2mail_tests::{
     for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig,
 };

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{ensure, Context};
-use way2mail_queue::{MessageId, Spool};
+use way2mail_queue::Spool;
+use way2mail_smtp::MessageId;
 use way2mail_tests::{for_each_backend, queued_id, Backend, Daemon, SmtpClient, TestConfig};
 
 for_each_backend!(pipelining_bdat_and_smuggling);

@@ -16,7 +16,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use mail_parser::MessageParser;
-use way2mail_queue::MessageId;
+use way2mail_smtp::MessageId;
 use way2mail_tests::{
     for_each_backend, load_pem_cert, queued_id, Backend, Daemon, Reply, TestConfig,
 };

@@ -21,8 +21,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use way2mail_queue::{restore_dump, DeliveryOutcome, MessageId, Spool};
+use way2mail_queue::{restore_dump, DeliveryOutcome, Spool};
 use way2mail_seal::{Keyring, MasterKey};
+use way2mail_smtp::MessageId;
 use way2mail_tests::{for_each_backend, Backend, Daemon, FakeControl, TestConfig};
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminOp, AdminResponse, AdminResult, MAX_REQUEST_BYTES};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use way2mail_mta::outbound::mx::{DnsSettings, MxResolver, NextHop, ResolveError};
 use way2mail_mta::outbound::route::{Route, Routes};
-use way2mail_mta::outbound::TlsPolicy;
+use way2mail_smtp::client::TlsPolicy;
 use way2mail_tests::{Record, RecordType, StubDns};
 
 const PORT: u16 = 2525;

@@ -74,7 +74,7 @@ pub fn opt(value: Option<&str>) -> String {
     value.unwrap_or("-").to_string()
 }
 
-pub use way2mail_queue::calendar::rfc3339;
+pub use way2mail_smtp::date::rfc3339;
 
 pub fn opt_rfc3339(unix_secs: Option<u64>) -> String {
     unix_secs.map_or_else(|| "-".to_string(), rfc3339)

@@ -287,7 +287,7 @@ fn remove_control_data(ctx: &mut Ctx<'_>, tenant: &str) -> Result<Done, Failure>
 /// `ER-YYYY-NNNN`, numbered per year.
 fn next_receipt_id(ctx: &mut Ctx<'_>) -> Result<String, Failure> {
     // RFC 3339 starts with the four-digit year.
-    let year: String = way2mail_queue::calendar::rfc3339(ctx.now)
+    let year: String = way2mail_smtp::date::rfc3339(ctx.now)
         .chars()
         .take(4)
         .collect();

@@ -135,7 +135,7 @@ pub(crate) fn open(ctx: &mut Ctx<'_>, o: Opening<'_>) -> Result<Response, Failur
     if detected_at > ctx.now + DETECTED_AT_SLACK_SECS {
         return Err(Failure::invalid("detected_at lies in the future"));
     }
-    let year = way2mail_queue::calendar::rfc3339(ctx.now)
+    let year = way2mail_smtp::date::rfc3339(ctx.now)
         .get(..4)
         .unwrap_or("0000")
         .to_owned();

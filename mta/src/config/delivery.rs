@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::{DomainMatch, Route, RouteAuth, Routes};
+use way2mail_smtp::client::Credentials;
 
 use super::{err, ConfigError};
 

@@ -19,9 +19,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::route::Routes;
-use way2mail_mta::relay::RelayPolicy;
+use way2mail_smtp::client::Credentials;
+use way2mail_smtp::relay::RelayPolicy;
 
 use self::admin::{AdminConfig, AdminSettings};
 use self::authn::{DkimConfig, InboundConfig};
@@ -29,7 +29,7 @@ use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::retention::RetentionConfig;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
-use way2mail_mta::smtp::{Limits, Role};
+use way2mail_smtp::server::{Limits, Role};
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::LogConfig;
@@ -317,7 +317,7 @@ impl Config {
         let relay =
             RelayPolicy::new(&self.relay.domains, &self.relay.trusted_networks).map_err(|e| {
                 let key = match e {
-                    way2mail_mta::RelayError::InvalidDomain { .. } => "relay.domains",
+                    way2mail_smtp::RelayError::InvalidDomain { .. } => "relay.domains",
                     _ => "relay.trusted_networks",
                 };
                 err(key, e.to_string())

@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use way2mail_mta::outbound::dsn::{self, Action, DsnRecipient, DsnRequest};
-use way2mail_queue::{Envelope, MessageId, Origin, Recipient};
+use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
+use way2mail_smtp::{Envelope, MessageId, Origin, Recipient};
 
 use super::{RecipientOutcome, Verdict};
 
@@ -83,7 +83,7 @@ pub fn notice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use way2mail_queue::Notify;
+    use way2mail_smtp::Notify;
 
     #[test]
     fn a_bounce_belongs_to_the_bounced_messages_tenant() {

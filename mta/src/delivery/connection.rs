@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use way2mail_mta::outbound::client::{
+use way2mail_smtp::client::TlsPolicy;
+use way2mail_smtp::client::{
     Client, ClientEvent, ClientParams, Credentials, DeliveryResult, OutboundMessage,
     OutboundRecipient, Outcome,
 };
-use way2mail_mta::outbound::TlsPolicy;
 
 use super::{Job, JobResult, RecipientOutcome, Verdict};
 use crate::io::Io;

@@ -27,7 +27,7 @@ pub mod worker;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use way2mail_queue::{Envelope, MessageId};
+use way2mail_smtp::{Envelope, MessageId};
 
 /// One message's recipients at one next-hop domain, on its way to a core.
 #[derive(Debug)]

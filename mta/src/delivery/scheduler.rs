@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::mpsc::UnboundedSender;
-use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Envelope, MessageId, RecipientState, Spool};
+use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Spool};
+use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::hold::Hold;
 use super::{bounce, domain_of, retry, Job, JobResult, RecipientOutcome, Verdict};

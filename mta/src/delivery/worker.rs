@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tokio::sync::mpsc::UnboundedReceiver;
-use way2mail_mta::outbound::client::Credentials;
 use way2mail_mta::outbound::mx::{MxResolver, NextHop};
 use way2mail_mta::outbound::route::Routes;
+use way2mail_smtp::client::Credentials;
 
 use super::connection::{self, Ended, JobSource, Peer};
 use super::shaping::{Change, Shaper};

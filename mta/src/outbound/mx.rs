@@ -27,7 +27,7 @@ use hickory_resolver::proto::rr::{Name, RData};
 use hickory_resolver::TokioResolver;
 
 use crate::outbound::route::{Route, RouteHost, Routes};
-use crate::outbound::TlsPolicy;
+use way2mail_smtp::client::TlsPolicy;
 
 /// `[dns]`: the one settings type for every lookup, shared with control.
 pub use way2mail_daemon::dns::DnsSettings;

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
-use crate::outbound::TlsPolicy;
+use way2mail_smtp::client::TlsPolicy;
 
 /// A `[[route]]` entry that cannot be used, with the value at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use way2mail_mta::smtp::{AuthMechanism, AuthVerdict, Grant};
+use way2mail_smtp::server::{AuthMechanism, AuthVerdict, Grant};
 use way2mail_wire::protocol::TenantStatus;
 use zeroize::Zeroizing;
 

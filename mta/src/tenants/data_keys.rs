@@ -50,13 +50,13 @@ fn complete_erasures(spool: &Spool, erased: &[String]) {
 mod tests {
     use super::*;
     use crate::tenants::directory::tests::snapshot;
-    use way2mail_queue::{Envelope, MessageId, Origin};
     use way2mail_seal::Keyring;
+    use way2mail_smtp::{Envelope, MessageId, Origin};
 
     fn envelope(tenant: &str) -> Envelope {
         Envelope {
             sender: format!("a@{tenant}.example"),
-            recipients: vec![way2mail_queue::Recipient::new(
+            recipients: vec![way2mail_smtp::Recipient::new(
                 "b@remote.example".into(),
                 Default::default(),
                 None,

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use way2mail_mta::signing::Key;
-use way2mail_mta::smtp::reply::Reply;
-use way2mail_mta::smtp::Grant;
+use way2mail_smtp::reply::Reply;
+use way2mail_smtp::server::Grant;
 use way2mail_wire::protocol::{DkimAlgorithm, TenantStatus};
 use way2mail_wire::snapshot::{suppression_hash, MtaRetention, Snapshot, TenantLimits};
 use zeroize::Zeroizing;

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use way2mail_mta::smtp::TenantPolicy;
+use way2mail_smtp::server::TenantPolicy;
 
 use crate::config::authn::MissingKeys;
 use crate::config::control::AuthConfig;

@@ -12,8 +12,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use way2mail_mta::smtp::reply::Reply;
-use way2mail_mta::smtp::{Grant, TenantPolicy};
+use way2mail_smtp::reply::Reply;
+use way2mail_smtp::server::{Grant, TenantPolicy};
 
 use super::directory::{sender_domain, Current};
 use crate::config::authn::MissingKeys;

@@ -8,11 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use way2mail_queue::{
-    keys, BodyType, DeliveryOutcome, DeliveryRecord, Envelope, Leased, MessageId, Notify, Origin,
-    Recipient, Spool,
-};
+use way2mail_queue::{keys, DeliveryOutcome, DeliveryRecord, Leased, Spool};
 use way2mail_seal::{Keyring, MasterKey};
+use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
 
 /// Long enough that no lease expires during a test.
 pub const LEASE_MS: u64 = 3_600_000;

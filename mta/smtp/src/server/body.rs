@@ -1,0 +1,157 @@
+//! The message buffer: the `Received:` header we prepend, then the content as it
+//! arrives (DATA already unstuffed, BDAT as is). Writing the header first means the
+//! stored body is built once and never copied.
+//!
+//! It enforces the size limit (past it, nothing more is stored but the count goes on,
+//! so the reply can come after the end of data) and counts `Received:` headers in the
+//! header section for loop detection, both incrementally, whatever the chunking.
+
+use crate::MessageId;
+
+/// A lying `SIZE=` must not make us allocate: the first reservation is capped.
+const MAX_INITIAL_RESERVE: u64 = 256 * 1024;
+
+#[derive(Debug)]
+pub(super) struct Body {
+    pub id: MessageId,
+    buf: Vec<u8>,
+    header_len: usize,
+    content_len: u64,
+    max: u64,
+    oversize: bool,
+    scan: HeaderScan,
+}
+
+impl Body {
+    pub fn new(id: MessageId, received: String, max: u64, size_hint: Option<u64>) -> Body {
+        let header_len = received.len();
+        let mut buf = received.into_bytes();
+        let reserve = size_hint.unwrap_or(0).min(max).min(MAX_INITIAL_RESERVE);
+        buf.reserve(usize::try_from(reserve).unwrap_or(0));
+        Body {
+            id,
+            buf,
+            header_len,
+            content_len: 0,
+            max,
+            oversize: false,
+            scan: HeaderScan::default(),
+        }
+    }
+
+    /// Appends content; past the limit the stored content is dropped and only counted.
+    pub fn store(&mut self, bytes: &[u8]) {
+        self.content_len = self.content_len.saturating_add(bytes.len() as u64);
+        if self.oversize {
+            return;
+        }
+        if self.content_len > self.max {
+            self.oversize = true;
+            self.buf.truncate(self.header_len);
+            self.buf.shrink_to_fit();
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        self.scan.push(bytes);
+    }
+
+    pub fn oversize(&self) -> bool {
+        self.oversize
+    }
+
+    /// `Received:` headers the client sent (ours is not counted).
+    pub fn received_headers(&self) -> usize {
+        self.scan.received
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Incremental scan of the header section: counts lines starting with `Received:`
+/// (case-insensitive) until the first empty line. Lines end at LF, so a header
+/// section with bare LFs is still counted: loop detection errs on the side of seeing.
+#[derive(Debug, Default)]
+struct HeaderScan {
+    done: bool,
+    /// Octets seen in the current line.
+    col: usize,
+    /// The current line so far is a prefix of `received:`.
+    matching: bool,
+    /// The current line so far is just `\r`.
+    only_cr: bool,
+    received: usize,
+}
+
+const RECEIVED: &[u8] = b"received:";
+
+impl HeaderScan {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.done {
+                return;
+            }
+            if b == b'\n' {
+                self.done = self.col == 0 || (self.col == 1 && self.only_cr);
+                self.col = 0;
+                continue;
+            }
+            if self.col == 0 {
+                self.matching = true;
+                self.only_cr = b == b'\r';
+            } else {
+                self.only_cr = false;
+            }
+            if self.matching && self.col < RECEIVED.len() {
+                if b.to_ascii_lowercase() != RECEIVED[self.col] {
+                    self.matching = false;
+                } else if self.col + 1 == RECEIVED.len() {
+                    self.received += 1;
+                    self.matching = false;
+                }
+            }
+            self.col += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(chunks: &[&[u8]]) -> usize {
+        let mut s = HeaderScan::default();
+        for c in chunks {
+            s.push(c);
+        }
+        s.received
+    }
+
+    #[test]
+    fn counts_only_the_header_section() {
+        let msg = b"Received: a\r\nRECEIVED: b\r\n\tReceived: folded\r\nX-Received: c\r\nreceived:d\r\n\r\nReceived: body\r\n";
+        assert_eq!(count(&[msg]), 3);
+        for split in 0..msg.len() {
+            assert_eq!(
+                count(&[&msg[..split], &msg[split..]]),
+                3,
+                "split at {split}"
+            );
+        }
+        assert_eq!(count(&[b"Received: a\n\nReceived: b\n"]), 1);
+        assert_eq!(count(&[b"Receive: a\r\n"]), 0);
+    }
+
+    #[test]
+    fn size_limit_stops_storing() {
+        let mut b = Body::new(MessageId::generate(), "R\r\n".into(), 5, Some(u64::MAX));
+        b.store(b"abc");
+        b.store(b"de");
+        assert!(!b.oversize());
+        b.store(b"f");
+        assert!(b.oversize());
+        b.store(b"more");
+        assert_eq!(b.into_bytes(), b"R\r\n");
+    }
+}
