@@ -260,7 +260,7 @@ EOF
 
 install_tools
 for bin in "$MTA" "$CONTROL"; do
-    [[ -x $bin ]] || fail "$bin missing: build it first (cargo build --release --bins -p way2mail-mta -p way2mail-control)"
+    [[ -x $bin ]] || fail "$bin missing: build it first (cargo build --release --bins -p way2mail-mta -p way2mail-control -p way2mail-cli)"
 done
 WORK=$(mktemp -d /tmp/way2mail-systemd.XXXXXX)
 log "$(systemd-analyze --version | head -n 1)"

@@ -24,7 +24,7 @@ SIZE=${3:-5120}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release -q -p way2mail-mta -p way2mail-control -p way2mail-bench
+cargo build --release -q -p way2mail-mta -p way2mail-control -p way2mail-cli -p way2mail-bench
 BENCH_NAME=auth-bench
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"

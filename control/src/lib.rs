@@ -55,7 +55,6 @@
 
 pub mod audit;
 pub mod backup;
-pub mod cli;
 pub mod dkim;
 pub mod dnscheck;
 pub mod error;

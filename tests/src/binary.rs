@@ -17,7 +17,12 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 
 /// The packages whose binaries the tests run, built together.
-const PACKAGES: [&str; 3] = ["way2mail-mta", "way2mail-control", "way2mail-bench"];
+const PACKAGES: [&str; 4] = [
+    "way2mail-mta",
+    "way2mail-control",
+    "way2mail-cli",
+    "way2mail-bench",
+];
 
 /// The path of the MTA daemon binary, built if needed. Computed once per test process;
 /// every caller sees the same result (or the same error).

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_way2mail-control");
-pub const CLI: &str = env!("CARGO_BIN_EXE_way2mail");
 
 pub struct Daemon {
     child: Option<Child>,
@@ -130,36 +129,6 @@ impl Daemon {
     pub fn restart(&mut self) {
         self.spawn();
     }
-
-    /// Runs the `way2mail` CLI against this daemon.
-    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(CLI)
-            .args(args)
-            .env("WAY2MAIL_SOCKET", &self.socket)
-            .env("WAY2MAIL_TOKEN_FILE", self.token_file())
-            .env_remove("WAY2MAIL_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn way2mail");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("wait");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn token_file(&self) -> PathBuf {
-        self.dir.path().join("cli/token")
-    }
 }
 
 impl Drop for Daemon {
@@ -169,13 +138,6 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
-}
-
-#[derive(Debug)]
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 pub struct Conn {

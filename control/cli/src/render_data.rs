@@ -55,7 +55,7 @@ fn items(items: &[ReceiptItem], kept: bool) -> String {
 }
 
 pub fn receipt(r: &ErasureReceipt) -> String {
-    let signed = match crate::service::verify_receipt(r, None) {
+    let signed = match way2mail_control::service::verify_receipt(r, None) {
         Ok(()) => "ed25519, valid".to_string(),
         Err(e) => format!("INVALID: {e}"),
     };

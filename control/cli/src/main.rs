@@ -11,13 +11,13 @@
 //! Exit codes: 0 done, 1 refused or failed (`error: …` on stderr), 2 usage,
 //! 3 the daemon cannot be reached.
 
-pub mod commands;
-pub mod data;
-pub mod prompt;
-pub mod render;
-pub mod render_data;
-pub mod table;
-pub mod token;
+mod commands;
+mod data;
+mod prompt;
+mod render;
+mod render_data;
+mod table;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -414,7 +414,7 @@ impl Failure {
     }
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

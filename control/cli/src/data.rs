@@ -12,9 +12,9 @@ use clap::{ArgGroup, Subcommand};
 use serde::Deserialize;
 use way2mail_seal::{Keyring, MasterKey};
 
-use crate::backup::{self, ArchiveReader, RestoreTarget};
-use crate::server::config::Config as ControlConfig;
-use crate::store::{StoreFiles, TreeName};
+use way2mail_control::backup::{self, ArchiveReader, RestoreTarget};
+use way2mail_control::server::config::Config as ControlConfig;
+use way2mail_control::store::{StoreFiles, TreeName};
 use way2mail_daemon::duration;
 use way2mail_wire::protocol::{ErasureReceipt, Request, Response};
 
@@ -347,7 +347,7 @@ pub(super) fn receipt(session: &mut Session, command: ReceiptCommand) -> Result<
             let receipt: ErasureReceipt = serde_json::from_slice(&text).map_err(|e| {
                 Failure::Failed(format!("{} is not a receipt: {e}", file.display()))
             })?;
-            match crate::service::verify_receipt(&receipt, public_key.as_deref()) {
+            match way2mail_control::service::verify_receipt(&receipt, public_key.as_deref()) {
                 Ok(()) => {
                     let key = receipt
                         .signature
@@ -423,7 +423,9 @@ pub(super) fn backup(session: &mut Session, command: BackupCommand) -> Result<Ex
     }
 }
 
-fn control_settings(path: Option<&Path>) -> Result<crate::server::config::Settings, Failure> {
+fn control_settings(
+    path: Option<&Path>,
+) -> Result<way2mail_control::server::config::Settings, Failure> {
     let config = match path {
         Some(p) => ControlConfig::load(p).map_err(|e| Failure::Failed(e.to_string()))?,
         None => ControlConfig::default(),
@@ -435,7 +437,7 @@ fn control_settings(path: Option<&Path>) -> Result<crate::server::config::Settin
 
 fn backup_key(
     flag: Option<&Path>,
-    control: &crate::server::config::Settings,
+    control: &way2mail_control::server::config::Settings,
 ) -> Result<MasterKey, Failure> {
     let path = flag.unwrap_or(&control.backup_key_file);
     if !path.exists() {
@@ -606,11 +608,13 @@ fn record_restore(
     target: &RestoreTarget,
     report: &backup::RestoreReport,
 ) -> Result<(), Failure> {
-    use crate::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
-    let store_error = |e: crate::Error| Failure::Failed(format!("recording the restore: {e}"));
+    use way2mail_control::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
+    let store_error =
+        |e: way2mail_control::Error| Failure::Failed(format!("recording the restore: {e}"));
     let aside = match &report.control_moved_aside {
         Some(dir) => {
-            crate::store::Store::open_with_keyring(dir, target.control_keyring.clone()).ok()
+            way2mail_control::store::Store::open_with_keyring(dir, target.control_keyring.clone())
+                .ok()
         }
         None => None,
     };
@@ -631,13 +635,16 @@ fn record_restore(
         None => (Vec::new(), Vec::new()),
     };
     drop(aside);
-    let store = crate::store::Store::open_with_keyring(&files.dir, target.control_keyring.clone())
-        .map_err(store_error)?;
+    let store = way2mail_control::store::Store::open_with_keyring(
+        &files.dir,
+        target.control_keyring.clone(),
+    )
+    .map_err(store_error)?;
     let restored = store
         .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
         .map_err(store_error)?
         .unwrap_or(0);
-    let mut batch = crate::store::Batch::new();
+    let mut batch = way2mail_control::store::Batch::new();
     batch
         .put(
             TreeName::Meta,
@@ -688,8 +695,8 @@ fn record_restore(
             carried += 1;
         }
     }
-    let log = crate::audit::AuditLog::new();
-    let draft = crate::audit::AuditDraft {
+    let log = way2mail_control::audit::AuditLog::new();
+    let draft = way2mail_control::audit::AuditDraft {
         actor: format!("uid:{}", rustix::process::getuid().as_raw()),
         role: None,
         action: "backup.restore".into(),

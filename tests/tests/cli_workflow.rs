@@ -1,13 +1,48 @@
 //! The `way2mail` CLI against the real daemon: bootstrap as root, login with a
-//! TOTP code, tenant/domain/credential/operator/audit commands, the token file,
-//! and the exit codes (1 refused, 2 usage, 3 unreachable).
-
-mod daemon_harness;
+//! TOTP code, tenant/domain/credential/operator/audit commands and the token file.
+//! (Exit codes without a daemon: `control/cli/tests/exit_codes.rs`.)
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use daemon_harness::{Daemon, Output, CLI};
+use way2mail_tests::control::Control;
+
+/// One operator's CLI against one daemon: its token file is kept between commands.
+struct Daemon {
+    control: Control,
+}
+
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Daemon {
+    fn start(extra: &str) -> Daemon {
+        Daemon {
+            control: Control::start_with(extra).expect("start way2mail-control"),
+        }
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.control.dir().join("cli/token")
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        let out = self
+            .control
+            .cli(Some(&self.token_file()), args, Some(stdin))
+            .expect("run way2mail");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+}
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -195,56 +230,4 @@ fn operator_workflow() {
         out.stderr.contains("way2mail login"),
         "hint to log in: {out:#?}"
     );
-}
-
-#[test]
-fn exit_codes_for_usage_and_unreachable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("nothing.sock");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(CLI)
-            .args(args)
-            .env("WAY2MAIL_SOCKET", &socket)
-            .env("WAY2MAIL_TOKEN_FILE", dir.path().join("token"))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, stderr) = run(&["tenant", "list"]);
-    assert_eq!(code, Some(3), "{stderr}");
-    assert!(
-        stderr.starts_with(&format!(
-            "error: cannot reach way2mail-control at {}",
-            socket.display()
-        )),
-        "{stderr}"
-    );
-    assert!(stderr.contains("is the daemon running?"), "{stderr}");
-    // --socket wins over the environment.
-    let (code, stderr) = run(&["--socket", "/nonexistent/x.sock", "whoami"]);
-    assert_eq!(code, Some(3));
-    assert!(stderr.contains("/nonexistent/x.sock"), "{stderr}");
-
-    let (code, _) = run(&["credential", "add", "acme"]);
-    assert_eq!(code, Some(2), "--smtp or --api is required");
-    let (code, _) = run(&["credential", "add", "acme", "--smtp", "u", "--api"]);
-    assert_eq!(code, Some(2), "--smtp and --api exclude each other");
-    let (code, _) = run(&["operator", "add", "x", "--role", "king"]);
-    assert_eq!(code, Some(2));
-    let (code, _) = run(&["frobnicate"]);
-    assert_eq!(code, Some(2));
-    // Without a terminal or --password-stdin there is nobody to ask.
-    // (Only checkable where the test itself has no controlling terminal, as in CI.)
-    if std::fs::File::open("/dev/tty").is_err() {
-        let (code, stderr) = run(&["login", "--name", "admin", "--totp", "123456"]);
-        assert_eq!(code, Some(2), "{stderr}");
-        assert!(stderr.contains("--password-stdin"), "{stderr}");
-        let (code, stderr) = run(&["tenant", "terminate", "acme"]);
-        assert_eq!(code, Some(2), "{stderr}");
-        assert!(stderr.contains("--yes"), "{stderr}");
-    }
 }

@@ -2,7 +2,7 @@
 //! secrets framed by a plain note that they are shown this once. DNS records come
 //! as zone-file lines that can be pasted into a zone.
 
-use crate::publish;
+use way2mail_control::publish;
 use way2mail_wire::protocol::{
     CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo, DomainRecords,
     DomainVerification, IncidentInfo, Notification, NotificationOutcome, Outcome, Response,
