@@ -14,15 +14,17 @@ use crate::conn::Conn;
 /// stay far below this; anything bigger is a broken or hostile server.
 const MAX_REPLY: usize = 32 * 1024;
 
-/// One complete server reply.
+/// One complete server reply, line by line: the load generator looks at EHLO keywords
+/// and codes only, so it keeps the lines as sent rather than the MTA's joined
+/// `way2mail_smtp::Reply`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct ServerReply {
     pub code: u16,
     /// Text of each line after the code and separator, without the line ending.
     pub lines: Vec<String>,
 }
 
-impl Reply {
+impl ServerReply {
     pub fn is_positive(&self) -> bool {
         (200..300).contains(&self.code)
     }
@@ -49,7 +51,7 @@ pub enum ReplyError {
 ///
 /// Returns `Ok(None)` when more input is needed, `Ok(Some((reply, used)))` when a
 /// whole reply is present. Lines end in LF with an optional CR before it.
-pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(ServerReply, usize)>, ReplyError> {
     let mut pos = 0;
     let mut code = None;
     let mut lines = Vec::new();
@@ -74,7 +76,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         lines.push(String::from_utf8_lossy(text).into_owned());
         if last {
             return Ok(Some((
-                Reply {
+                ServerReply {
                     code: line_code,
                     lines,
                 },
@@ -105,7 +107,7 @@ fn split_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
 }
 
 /// Reads one reply, pulling more input from the connection as needed.
-pub async fn read_reply(conn: &mut Conn) -> io::Result<Reply> {
+pub async fn read_reply(conn: &mut Conn) -> io::Result<ServerReply> {
     loop {
         match parse_reply(conn.buffered()) {
             Ok(Some((reply, used))) => {

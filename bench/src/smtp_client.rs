@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::conn::Conn;
 use crate::message::MessageTemplate;
-use crate::reply::{read_reply, Reply};
+use crate::reply::{read_reply, ServerReply};
 use crate::stats::{ClientStats, ClientSummary};
 
 /// What the load generator is asked to do.
@@ -69,7 +69,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn reply(reply: &Reply) -> Self {
+    fn reply(reply: &ServerReply) -> Self {
         // 421 means the server is closing the channel.
         Self {
             key: reply.code.to_string(),
@@ -237,13 +237,13 @@ impl Session {
         Ok(session)
     }
 
-    async fn ehlo(&mut self, name: &str) -> Result<Reply, Failure> {
+    async fn ehlo(&mut self, name: &str) -> Result<ServerReply, Failure> {
         let reply = self.command(&format!("EHLO {name}")).await?;
         expect_setup(&reply, 250)?;
         Ok(reply)
     }
 
-    async fn read(&mut self) -> Result<Reply, Failure> {
+    async fn read(&mut self) -> Result<ServerReply, Failure> {
         timed(self.limit, read_reply(&mut self.conn)).await
     }
 
@@ -252,7 +252,7 @@ impl Session {
     }
 
     /// Sends one command line and waits for its reply.
-    async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
+    async fn command(&mut self, line: &str) -> Result<ServerReply, Failure> {
         push_line(self.conn.output(), line);
         self.flush().await?;
         self.read().await
@@ -363,7 +363,7 @@ enum Envelope {
 }
 
 impl Envelope {
-    fn refused(reply: &Reply, needs_reset: bool) -> Self {
+    fn refused(reply: &ServerReply, needs_reset: bool) -> Self {
         Self::Refused {
             failure: Failure::reply(reply),
             needs_reset,
@@ -372,7 +372,7 @@ impl Envelope {
 }
 
 /// Records the first refusal of a pipelined batch; a 421 ends the session at once.
-fn note(rejected: &mut Option<Failure>, reply: &Reply) -> Result<(), Failure> {
+fn note(rejected: &mut Option<Failure>, reply: &ServerReply) -> Result<(), Failure> {
     if reply.is_positive() {
         return Ok(());
     }
@@ -385,7 +385,7 @@ fn note(rejected: &mut Option<Failure>, reply: &Reply) -> Result<(), Failure> {
 }
 
 /// Checks a greeting/EHLO/STARTTLS reply; any other code makes the session unusable.
-fn expect_setup(reply: &Reply, code: u16) -> Result<(), Failure> {
+fn expect_setup(reply: &ServerReply, code: u16) -> Result<(), Failure> {
     if reply.code == code {
         Ok(())
     } else {

@@ -1,5 +1,5 @@
-//! Incident notifications: the email to an affected tenant's contact and the small
-//! blocking SMTP client that hands it to the local MTA (`[notify] smtp_server`), which
+//! Incident notifications: the email to an affected tenant's contact (this file) and
+//! its hand-over to the local MTA (`[notify] smtp_server`, `handover.rs`), which
 //! delivers it onwards like any other mail (STARTTLS to the recipient's MX).
 //!
 //! ```text
@@ -11,28 +11,25 @@
 //! The hop is plain SMTP over loopback: `[notify] smtp_server` must be a loopback
 //! address (checked when the configuration is loaded), so the message never crosses
 //! a network unencrypted. Every read and write is bounded (one deadline for the
-//! whole exchange, reply lines of at most [`MAX_REPLY_LINE`] bytes, at most
-//! [`MAX_REPLY_LINES`] lines per reply). Header values that come from operators
-//! (the incident's title) are stripped of control characters and encoded (RFC 2047)
-//! or folded, so no input can add a header field.
+//! whole exchange; replies go through `way2mail_smtp`'s reply reader, which bounds
+//! lines and replies). Header values that come from operators (the incident's title)
+//! are stripped of control characters and encoded (RFC 2047) or folded, so no input
+//! can add a header field.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+mod handover;
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use way2mail_wire::protocol::IncidentInfo;
 
-/// Longest reply line read from the server (RFC 5321 allows 512).
-pub const MAX_REPLY_LINE: usize = 2048;
-/// Most lines in one (multi-line) reply.
-pub const MAX_REPLY_LINES: usize = 64;
+pub use self::handover::{dot_stuffed, queue_id, send, Delivery};
+
 /// Body lines are wrapped at this many characters (at spaces where there are some).
 const WRAP: usize = 76;
-/// Longest reply text kept in a notification record.
-const MAX_RECORDED_REPLY: usize = 500;
 
 /// `[notify]`, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,269 +341,9 @@ fn quoted_printable(line: &str) -> String {
     out
 }
 
-/// The outcome of one hand-over to the MTA.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The server took the message (2xx after the data).
-    pub ok: bool,
-    /// The final reply (`250 2.0.0 <id> queued`), or the step that failed and why.
-    pub reply: String,
-    /// The queue id named by an accepting reply.
-    pub queue_id: Option<String>,
-}
-
-/// Sends `message` from `settings.from` to `to` through `settings.smtp_server`.
-/// Never panics; every failure is a `Delivery` with `ok: false`.
-pub fn send(settings: &NotifySettings, to: &str, message: &[u8]) -> Delivery {
-    match exchange(settings, to, message) {
-        Ok(reply) => Delivery {
-            ok: true,
-            queue_id: queue_id(&reply),
-            reply: recorded(&reply.to_string()),
-        },
-        Err(e) => Delivery {
-            ok: false,
-            reply: recorded(&e),
-            queue_id: None,
-        },
-    }
-}
-
-fn recorded(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_RECORDED_REPLY)
-        .collect();
-    if text.chars().count() > MAX_RECORDED_REPLY {
-        out.push('…');
-    }
-    out
-}
-
-/// A server reply: its code and its lines' texts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.code)?;
-        for line in &self.lines {
-            if !line.is_empty() {
-                write!(f, " {line}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The queue id in an accepting reply: `250 2.0.0 <id> queued` (Way2Mail) or
-/// `… queued as <id>` (Postfix and others).
-pub fn queue_id(reply: &Reply) -> Option<String> {
-    let text = reply.lines.join(" ");
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let id_like =
-        |w: &str| !w.is_empty() && w.len() <= 64 && w.bytes().all(|b| b.is_ascii_alphanumeric());
-    if let Some(at) = words
-        .windows(2)
-        .position(|w| w[0].eq_ignore_ascii_case("queued") && w[1].eq_ignore_ascii_case("as"))
-    {
-        let id = words
-            .get(at + 2)?
-            .trim_matches(|c: char| !c.is_ascii_alphanumeric());
-        return id_like(id).then(|| id.to_owned());
-    }
-    match words.as_slice() {
-        [enhanced, id, queued, ..]
-            if enhanced.starts_with("2.") && queued.eq_ignore_ascii_case("queued") =>
-        {
-            id_like(id).then(|| (*id).to_owned())
-        }
-        _ => None,
-    }
-}
-
-/// The connection with one deadline for everything.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    deadline: Instant,
-}
-
-impl Conn {
-    fn remaining(&self) -> io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
-        } else {
-            Ok(left)
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let left = self.remaining()?;
-        let stream = self.reader.get_mut();
-        stream.set_write_timeout(Some(left))?;
-        stream.write_all(bytes)?;
-        stream.flush()
-    }
-
-    /// One reply, every line bounded.
-    fn reply(&mut self) -> io::Result<Reply> {
-        let mut lines = Vec::new();
-        loop {
-            let left = self.remaining()?;
-            self.reader.get_ref().set_read_timeout(Some(left))?;
-            let line = read_line(&mut self.reader)?;
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\r', '\n']);
-            let bytes = text.as_bytes();
-            let code = (bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit))
-                .then(|| text[..3].parse::<u16>().ok())
-                .flatten()
-                .filter(|c| (200..600).contains(c))
-                .ok_or_else(|| bad(format!("not an SMTP reply: {:?}", recorded(text))))?;
-            let more = match bytes.get(3) {
-                None | Some(b' ') => false,
-                Some(b'-') => true,
-                Some(_) => return Err(bad(format!("not an SMTP reply: {:?}", recorded(text)))),
-            };
-            lines.push((code, text.get(4..).unwrap_or("").to_owned()));
-            if lines.iter().any(|(c, _)| *c != code) {
-                return Err(bad("a multi-line reply changed its code".into()));
-            }
-            if !more {
-                return Ok(Reply {
-                    code,
-                    lines: lines.into_iter().map(|(_, t)| t).collect(),
-                });
-            }
-            if lines.len() >= MAX_REPLY_LINES {
-                return Err(bad(format!("a reply longer than {MAX_REPLY_LINES} lines")));
-            }
-        }
-    }
-}
-
-fn bad(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// One line up to LF, at most [`MAX_REPLY_LINE`] bytes; the connection's end is an
-/// error.
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    loop {
-        let available = reader.fill_buf()?;
-        if available.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection",
-            ));
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        if line.len() + take > MAX_REPLY_LINE {
-            return Err(bad(format!(
-                "a reply line longer than {MAX_REPLY_LINE} bytes"
-            )));
-        }
-        line.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if done {
-            return Ok(line);
-        }
-    }
-}
-
-/// Turns an I/O error at `step` into the recorded failure.
-fn io(step: &'static str) -> impl Fn(io::Error) -> String {
-    move |e| format!("{step}: {e}")
-}
-
-/// The SMTP dialogue; the final reply on success, else what failed.
-fn exchange(settings: &NotifySettings, to: &str, message: &[u8]) -> Result<Reply, String> {
-    let server = settings.smtp_server;
-    let deadline = Instant::now() + settings.timeout;
-    let stream = TcpStream::connect_timeout(&server, settings.timeout)
-        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut conn = Conn {
-        reader: BufReader::new(stream),
-        deadline,
-    };
-    let expect = |step: &str, reply: Reply, ok: &[u16]| -> Result<Reply, String> {
-        if ok.contains(&reply.code) || ok.is_empty() && (200..300).contains(&reply.code) {
-            Ok(reply)
-        } else {
-            Err(format!("{step}: {reply}"))
-        }
-    };
-
-    let greeting = conn.reply().map_err(io("greeting"))?;
-    expect("greeting", greeting, &[220])?;
-    conn.write(format!("EHLO {}\r\n", settings.helo).as_bytes())
-        .map_err(io("EHLO"))?;
-    let ehlo = conn.reply().map_err(io("EHLO"))?;
-    if ehlo.code != 250 {
-        conn.write(format!("HELO {}\r\n", settings.helo).as_bytes())
-            .map_err(io("HELO"))?;
-        let helo = conn.reply().map_err(io("HELO"))?;
-        expect("HELO", helo, &[250])?;
-    }
-    conn.write(format!("MAIL FROM:<{}>\r\n", settings.from).as_bytes())
-        .map_err(io("MAIL FROM"))?;
-    expect("MAIL FROM", conn.reply().map_err(io("MAIL FROM"))?, &[250])?;
-    conn.write(format!("RCPT TO:<{to}>\r\n").as_bytes())
-        .map_err(io("RCPT TO"))?;
-    expect("RCPT TO", conn.reply().map_err(io("RCPT TO"))?, &[250, 251])?;
-    conn.write(b"DATA\r\n").map_err(io("DATA"))?;
-    expect("DATA", conn.reply().map_err(io("DATA"))?, &[354])?;
-    conn.write(&dot_stuffed(message))
-        .map_err(io("end of data"))?;
-    let last = conn.reply().map_err(io("end of data"))?;
-    let last = expect("end of data", last, &[])?;
-    // The message is the server's now; a failed QUIT changes nothing.
-    if conn.write(b"QUIT\r\n").is_ok() {
-        let _ = conn.reply();
-    }
-    let mut rest = [0u8; 64];
-    let _ = conn.reader.get_mut().read(&mut rest);
-    Ok(last)
-}
-
-/// The message with every line starting with `.` doubled, CRLF line ends (a bare
-/// LF becomes CRLF) and the final `.` line.
-pub fn dot_stuffed(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
 
     fn incident(title: &str, nature: &str) -> IncidentInfo {
         IncidentInfo {
@@ -757,149 +494,5 @@ mod tests {
         for line in text.split("\r\n") {
             assert!(line.chars().count() <= 78, "{line:?}");
         }
-    }
-
-    #[test]
-    fn queue_ids_from_replies() {
-        let r = |text: &str| Reply {
-            code: 250,
-            lines: vec![text.into()],
-        };
-        assert_eq!(
-            queue_id(&r("2.0.0 01JD5K2M3N4P5Q6R7S8T9V0W1X queued")).as_deref(),
-            Some("01JD5K2M3N4P5Q6R7S8T9V0W1X")
-        );
-        assert_eq!(
-            queue_id(&r("2.0.0 Ok: queued as 4Bq1Xy0sZQz9")).as_deref(),
-            Some("4Bq1Xy0sZQz9")
-        );
-        assert_eq!(queue_id(&r("2.0.0 Ok")), None);
-    }
-
-    /// A scripted SMTP server: the greeting, then one reply per command (the data
-    /// after a 354 up to its final dot counts as one); returns what the client sent.
-    fn server(replies: Vec<&'static str>) -> (SocketAddr, std::thread::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let handle = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut writer = stream;
-            let mut transcript = String::new();
-            let mut replies = replies.into_iter();
-            if let Some(greeting) = replies.next() {
-                writer.write_all(greeting.as_bytes()).expect("greet");
-            }
-            let mut in_data = false;
-            for reply in replies {
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line) {
-                        Ok(0) | Err(_) => return transcript,
-                        Ok(_) => {}
-                    }
-                    transcript.push_str(&line);
-                    if !in_data || line == ".\r\n" {
-                        in_data = false;
-                        in_data |=
-                            line.eq_ignore_ascii_case("DATA\r\n") && reply.starts_with("354");
-                        break;
-                    }
-                }
-                if writer.write_all(reply.as_bytes()).is_err() {
-                    return transcript;
-                }
-            }
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            transcript.push_str(&rest);
-            transcript
-        });
-        (addr, handle)
-    }
-
-    fn settings(addr: SocketAddr) -> NotifySettings {
-        NotifySettings {
-            smtp_server: addr,
-            from: "security@way2mail.test".into(),
-            helo: "control.test".into(),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    #[test]
-    fn a_whole_exchange_and_the_final_reply() {
-        let (addr, server) = server(vec![
-            "220 mx.test ESMTP\r\n",
-            "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
-            "250 2.1.0 ok\r\n",
-            "250 2.1.5 ok\r\n",
-            "354 go ahead\r\n",
-            "250 2.0.0 01JD5K2M3N4P5Q6R7S8T9V0W1X queued\r\n",
-            "221 2.0.0 bye\r\n",
-        ]);
-        let d = send(
-            &settings(addr),
-            "ops@acme.test",
-            b"Subject: x\r\n\r\n.dot\r\nbody\r\n",
-        );
-        assert!(d.ok, "{d:?}");
-        assert_eq!(d.reply, "250 2.0.0 01JD5K2M3N4P5Q6R7S8T9V0W1X queued");
-        assert_eq!(d.queue_id.as_deref(), Some("01JD5K2M3N4P5Q6R7S8T9V0W1X"));
-        let text = server.join().expect("server");
-        assert!(text.starts_with(
-            "EHLO control.test\r\nMAIL FROM:<security@way2mail.test>\r\nRCPT TO:<ops@acme.test>\r\nDATA\r\n"
-        ), "{text}");
-        assert!(
-            text.contains("\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn refusals_and_dead_servers_are_failures() {
-        let (addr, _server) = server(vec![
-            "220 mx.test ESMTP\r\n",
-            "250 mx.test\r\n",
-            "250 2.1.0 ok\r\n",
-            "554 5.7.1 relay denied\r\n",
-        ]);
-        let d = send(&settings(addr), "ops@acme.test", b"x\r\n");
-        assert!(!d.ok);
-        assert_eq!(d.reply, "RCPT TO: 554 5.7.1 relay denied");
-        assert_eq!(d.queue_id, None);
-
-        let (addr, _server) = server(vec!["554 5.3.2 no service\r\n"]);
-        let d = send(&settings(addr), "ops@acme.test", b"x\r\n");
-        assert!(
-            !d.ok && d.reply == "greeting: 554 5.3.2 no service",
-            "{d:?}"
-        );
-
-        // Nothing listening.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr");
-        let d = send(&settings(port), "ops@acme.test", b"x\r\n");
-        assert!(
-            !d.ok && d.reply.starts_with("cannot connect to 127.0.0.1:"),
-            "{d:?}"
-        );
-
-        // Garbage and silence are bounded.
-        let (addr, _server) = server(vec!["hello there\r\n"]);
-        let d = send(&settings(addr), "ops@acme.test", b"x\r\n");
-        assert!(!d.ok && d.reply.contains("not an SMTP reply"), "{d:?}");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut quiet = settings(listener.local_addr().expect("addr"));
-        quiet.timeout = Duration::from_millis(300);
-        let started = Instant::now();
-        let d = send(&quiet, "ops@acme.test", b"x\r\n");
-        assert!(!d.ok && d.reply.starts_with("greeting:"), "{d:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

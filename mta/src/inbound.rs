@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use mail_auth::MessageAuthenticator;
 use way2mail_daemon::dns::DnsSettings;
-use way2mail_mta::verification::{self, Client, DmarcPolicy, Report};
-use way2mail_smtp::reply::Reply;
+use way2mail_mta::verification::{self, DmarcPolicy, PeerIdentity, Report};
+use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::Role;
 use way2mail_smtp::Envelope;
 
@@ -98,7 +98,7 @@ impl Inbound {
         let raw = &self.settings.raw;
         let config = &raw.inbound;
         let authserv_id = config.authserv_id(&raw.hostname);
-        let client = Client {
+        let client = PeerIdentity {
             ip: envelope.origin.client_ip,
             helo: &envelope.origin.helo,
             mail_from: &envelope.sender,
@@ -140,7 +140,7 @@ impl Inbound {
                     DmarcAction::Reject => {
                         let reply = Reply::owned(
                             550,
-                            "5.7.1",
+                            EnhancedCode::new(5, 7, 1),
                             format!("Message refused: {problem}, so DMARC cannot be applied"),
                         );
                         return Err((reply, format!("{summary} from=ambiguous")));
@@ -182,7 +182,7 @@ fn refusal(policy: DmarcPolicy, domain: &str) -> Reply {
         .collect();
     Reply::owned(
         550,
-        "5.7.1",
+        EnhancedCode::new(5, 7, 1),
         format!(
             "Message refused: DMARC check failed and the policy of {domain} is p={}",
             policy.as_str()
@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn refusal_names_domain_and_policy_and_stays_one_line() {
         let r = refusal(DmarcPolicy::Reject, "example.com");
-        assert_eq!((r.code, r.status), (550, "5.7.1"));
+        assert_eq!(
+            (r.code, r.enhanced),
+            (550, Some(EnhancedCode::new(5, 7, 1)))
+        );
         assert_eq!(
             r.text,
             "Message refused: DMARC check failed and the policy of example.com is p=reject"

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::ServerConfig;
 use tokio::sync::watch;
@@ -24,7 +24,6 @@ use zeroize::Zeroizing;
 use crate::config::Settings;
 use crate::inbound::Inbound;
 use crate::io::Io;
-use crate::limits::ConnectionSlot;
 use crate::monitor::SpoolMonitor;
 use crate::signer::Signer;
 use crate::tenants::Tenants;
@@ -69,13 +68,7 @@ struct Session {
 }
 
 /// Serves one accepted connection to its end and logs one line about it.
-pub async fn serve<I: Io>(
-    shared: Arc<Shared>,
-    io: I,
-    peer: SocketAddr,
-    role: Role,
-    _slot: ConnectionSlot,
-) {
+pub async fn serve<I: Io>(shared: Arc<Shared>, io: I, peer: SocketAddr, role: Role) {
     let started = Instant::now();
     let settings = &shared.settings;
     let params = SessionParams {
@@ -84,7 +77,7 @@ pub async fn serve<I: Io>(
         client_ip: peer.ip(),
         tls_active: role == Role::Submissions,
         tls_available: true,
-        limits: settings.limits(),
+        limits: settings.limits.clone(),
         relay: Arc::clone(&settings.relay),
         tenants: shared.tenants.as_ref().map(|t| t.policy()),
     };
@@ -147,7 +140,7 @@ impl Session {
 
     /// The TLS handshake, bounded by `timeouts.tls_handshake_secs`.
     async fn start_tls<I: Io>(&mut self, io: I) -> Option<tls::TlsStream<I>> {
-        let limit = Duration::from_secs(self.shared.settings.raw.timeouts.tls_handshake_secs);
+        let limit = self.shared.settings.raw.timeouts.tls_handshake;
         let config = Arc::clone(&self.shared.tls);
         match tokio::time::timeout(limit, tls::handshake(io, config)).await {
             Ok(Ok(stream)) => {
@@ -221,7 +214,7 @@ impl Session {
         out.clear();
         out.extend_from_slice(self.protocol.output());
         self.protocol.clear_output();
-        let limit = Duration::from_secs(self.shared.settings.raw.timeouts.command_secs);
+        let limit = self.shared.settings.raw.timeouts.command;
         match tokio::time::timeout(limit, io.write_all(out)).await {
             Ok((res, out)) => {
                 self.wbuf = out;
@@ -236,14 +229,14 @@ impl Session {
     async fn read<S: Io>(&mut self, io: &mut S) -> io::Result<bool> {
         let timeouts = &self.shared.settings.raw.timeouts;
         let in_data = self.protocol.in_data();
-        let mut limit = Duration::from_secs(if in_data {
-            timeouts.data_secs
+        let mut limit = if in_data {
+            timeouts.data
         } else {
-            timeouts.command_secs
-        });
+            timeouts.command
+        };
         let shutting_down = *self.shutdown.borrow();
         if shutting_down {
-            let grace = Duration::from_secs(timeouts.shutdown_grace_secs);
+            let grace = timeouts.shutdown_grace;
             let until = *self
                 .grace_until
                 .get_or_insert_with(|| Instant::now() + grace);

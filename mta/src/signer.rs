@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use way2mail_mta::signing;
-use way2mail_smtp::reply::Reply;
+use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::Envelope;
 
 use crate::config::authn::MissingKeys;
@@ -85,7 +85,7 @@ impl Signer {
                 // AUTH succeeded on a directory, which is never taken away again.
                 return Err(Reply::new(
                     451,
-                    "4.7.0",
+                    EnhancedCode::new(4, 7, 0),
                     "Account data unavailable, try again later",
                 ));
             }
@@ -193,7 +193,7 @@ fn sign(
             tracing::error!(domain, error = %e, "DKIM signing failed");
             Err(Reply::new(
                 451,
-                "4.3.0",
+                EnhancedCode::new(4, 3, 0),
                 "Message could not be signed, try again later",
             ))
         }
@@ -269,7 +269,10 @@ mod tests {
         }
         // The envelope domain is no longer the tenant's (a snapshot changed since MAIL).
         let e = decide(&d, acme, "a@other.example", None).expect_err("refused");
-        assert_eq!((e.code, e.status), (553, "5.7.1"));
+        assert_eq!(
+            (e.code, e.enhanced),
+            (553, Some(EnhancedCode::new(5, 7, 1)))
+        );
         // But a From: of the tenant's own still signs.
         assert_eq!(
             decide(&d, acme, "a@other.example", Some("acme.example")),

@@ -53,7 +53,7 @@ pub const AUTHENTICATION_RESULTS: &str = "Authentication-Results";
 
 /// An RFC 8601 result keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AuthResult {
     Pass,
     Fail,
     SoftFail,
@@ -63,16 +63,16 @@ pub enum Outcome {
     PermError,
 }
 
-impl Outcome {
+impl AuthResult {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "fail",
-            Outcome::SoftFail => "softfail",
-            Outcome::Neutral => "neutral",
-            Outcome::None => "none",
-            Outcome::TempError => "temperror",
-            Outcome::PermError => "permerror",
+            AuthResult::Pass => "pass",
+            AuthResult::Fail => "fail",
+            AuthResult::SoftFail => "softfail",
+            AuthResult::Neutral => "neutral",
+            AuthResult::None => "none",
+            AuthResult::TempError => "temperror",
+            AuthResult::PermError => "permerror",
         }
     }
 }
@@ -95,9 +95,10 @@ impl DmarcPolicy {
     }
 }
 
-/// Who sent the message, from the SMTP session.
+/// The connecting peer as the SMTP session knows it: who it says it is and what it
+/// asks to send as, which SPF, DMARC and the header are evaluated for.
 #[derive(Debug, Clone, Copy)]
-pub struct Client<'a> {
+pub struct PeerIdentity<'a> {
     /// The IP address of the connection.
     pub ip: IpAddr,
     /// The EHLO/HELO argument.
@@ -111,7 +112,7 @@ pub struct Client<'a> {
 /// One SPF evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpfCheck {
-    pub result: Outcome,
+    pub result: AuthResult,
     /// A comment for the header (`timed out`), if any.
     pub reason: Option<String>,
 }
@@ -119,7 +120,7 @@ pub struct SpfCheck {
 /// One DKIM signature's evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimCheck {
-    pub result: Outcome,
+    pub result: AuthResult,
     /// Why it did not pass (`body hash did not verify`), if it did not.
     pub reason: Option<String>,
     /// `d=`, `s=` and the first 8 characters of `b=` (RFC 6008); empty when the
@@ -132,14 +133,14 @@ pub struct DkimCheck {
 /// The ARC chain's evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArcCheck {
-    pub result: Outcome,
+    pub result: AuthResult,
     pub reason: Option<String>,
 }
 
 /// The DMARC evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmarcCheck {
-    pub result: Outcome,
+    pub result: AuthResult,
     /// `p=reject` when a record applied; the error for temperror/permerror.
     pub reason: Option<String>,
     /// The RFC 5322.From domain; empty when there is none to check (no From, or
@@ -181,12 +182,12 @@ pub fn time_limit(lookup: Duration) -> Duration {
 pub async fn authenticate(
     authenticator: &MessageAuthenticator,
     message: &[u8],
-    client: &Client<'_>,
+    client: &PeerIdentity<'_>,
     limit: Duration,
 ) -> Report {
     // An IPv4 client seen through a dual-stack socket (::ffff:192.0.2.1) is checked,
     // and reported, as the IPv4 address it is.
-    let client = &Client {
+    let client = &PeerIdentity {
         ip: client.ip.to_canonical(),
         ..*client
     };
@@ -261,7 +262,7 @@ pub async fn authenticate(
         }
         (Some(m), None) => timed_out_dmarc(m),
         (None, _) => DmarcCheck {
-            result: Outcome::None,
+            result: AuthResult::None,
             reason: None,
             domain: String::new(),
             policy: DmarcPolicy::None,
@@ -277,7 +278,7 @@ pub async fn authenticate(
         dkim: match &dkim {
             Some(outputs) => dkim_checks(outputs),
             None => vec![DkimCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some(TIMED_OUT.to_string()),
                 domain: String::new(),
                 selector: String::new(),
@@ -287,7 +288,7 @@ pub async fn authenticate(
         arc: match &arc {
             Some(output) => arc_check(output),
             None => ArcCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some(TIMED_OUT.to_string()),
             },
         },
@@ -303,7 +304,7 @@ fn timed_out_spf(domain: &str) -> SpfOutput {
 
 fn timed_out_dmarc(message: &AuthenticatedMessage<'_>) -> DmarcCheck {
     DmarcCheck {
-        result: Outcome::TempError,
+        result: AuthResult::TempError,
         reason: Some(TIMED_OUT.to_string()),
         domain: message
             .from
@@ -322,18 +323,18 @@ fn domain_of(address: &str) -> &str {
 fn spf_outcome(output: Option<&SpfOutput>) -> SpfCheck {
     let Some(output) = output else {
         return SpfCheck {
-            result: Outcome::TempError,
+            result: AuthResult::TempError,
             reason: Some(TIMED_OUT.to_string()),
         };
     };
     let (result, reason) = match output.result() {
-        SpfResult::Pass => (Outcome::Pass, None),
-        SpfResult::Fail => (Outcome::Fail, None),
-        SpfResult::SoftFail => (Outcome::SoftFail, None),
-        SpfResult::Neutral => (Outcome::Neutral, None),
-        SpfResult::None => (Outcome::None, None),
-        SpfResult::TempError => (Outcome::TempError, Some("dns error")),
-        SpfResult::PermError => (Outcome::PermError, Some("invalid SPF record")),
+        SpfResult::Pass => (AuthResult::Pass, None),
+        SpfResult::Fail => (AuthResult::Fail, None),
+        SpfResult::SoftFail => (AuthResult::SoftFail, None),
+        SpfResult::Neutral => (AuthResult::Neutral, None),
+        SpfResult::None => (AuthResult::None, None),
+        SpfResult::TempError => (AuthResult::TempError, Some("dns error")),
+        SpfResult::PermError => (AuthResult::PermError, Some("invalid SPF record")),
     };
     SpfCheck {
         result,
@@ -354,17 +355,17 @@ fn reason_of(error: &Error) -> String {
 /// mail-auth's result as an RFC 8601 keyword, with one change: a body hash that does
 /// not match is `fail` (RFC 6376 §3.7: PERMFAIL, the verification failed; RFC 8601
 /// §2.7.1 `fail`), where mail-auth, like OpenDKIM, says `neutral`.
-fn dkim_outcome(result: &DkimResult) -> (Outcome, Option<String>) {
+fn dkim_outcome(result: &DkimResult) -> (AuthResult, Option<String>) {
     match result {
-        DkimResult::Pass => (Outcome::Pass, None),
+        DkimResult::Pass => (AuthResult::Pass, None),
         DkimResult::Neutral(e @ Error::Dkim(DkimError::FailedBodyHashMatch)) => {
-            (Outcome::Fail, Some(reason_of(e)))
+            (AuthResult::Fail, Some(reason_of(e)))
         }
-        DkimResult::Neutral(e) => (Outcome::Neutral, Some(reason_of(e))),
-        DkimResult::Fail(e) => (Outcome::Fail, Some(reason_of(e))),
-        DkimResult::PermError(e) => (Outcome::PermError, Some(reason_of(e))),
-        DkimResult::TempError(e) => (Outcome::TempError, Some(reason_of(e))),
-        DkimResult::None => (Outcome::None, None),
+        DkimResult::Neutral(e) => (AuthResult::Neutral, Some(reason_of(e))),
+        DkimResult::Fail(e) => (AuthResult::Fail, Some(reason_of(e))),
+        DkimResult::PermError(e) => (AuthResult::PermError, Some(reason_of(e))),
+        DkimResult::TempError(e) => (AuthResult::TempError, Some(reason_of(e))),
+        DkimResult::None => (AuthResult::None, None),
     }
 }
 
@@ -416,11 +417,11 @@ fn dmarc_check(output: &DmarcOutput) -> DmarcCheck {
     };
     let found = output.dmarc_record().is_some();
     let (result, reason) = match output.result() {
-        DmarcResult::Pass => (Outcome::Pass, None),
-        DmarcResult::Fail(_) => (Outcome::Fail, None),
-        DmarcResult::TempError(e) => (Outcome::TempError, Some(reason_of(&e))),
-        DmarcResult::PermError(e) => (Outcome::PermError, Some(reason_of(&e))),
-        DmarcResult::None => (Outcome::None, None),
+        DmarcResult::Pass => (AuthResult::Pass, None),
+        DmarcResult::Fail(_) => (AuthResult::Fail, None),
+        DmarcResult::TempError(e) => (AuthResult::TempError, Some(reason_of(&e))),
+        DmarcResult::PermError(e) => (AuthResult::PermError, Some(reason_of(&e))),
+        DmarcResult::None => (AuthResult::None, None),
     };
     let reason = match reason {
         Some(reason) => Some(reason),
@@ -438,13 +439,13 @@ fn dmarc_check(output: &DmarcOutput) -> DmarcCheck {
 impl Report {
     /// The report when the checks could not run at all (no resolver): every method
     /// `temperror` with `reason`.
-    pub fn unavailable(client: &Client<'_>, reason: &str) -> Report {
-        let client = &Client {
+    pub fn unavailable(client: &PeerIdentity<'_>, reason: &str) -> Report {
+        let client = &PeerIdentity {
             ip: client.ip.to_canonical(),
             ..*client
         };
         let spf = SpfCheck {
-            result: Outcome::TempError,
+            result: AuthResult::TempError,
             reason: Some(reason.to_string()),
         };
         Report {
@@ -454,18 +455,18 @@ impl Report {
             spf_helo: spf.clone(),
             spf_mail_from: (!client.mail_from.is_empty()).then(|| spf.clone()),
             dkim: vec![DkimCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some(reason.to_string()),
                 domain: String::new(),
                 selector: String::new(),
                 b: String::new(),
             }],
             arc: ArcCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some(reason.to_string()),
             },
             dmarc: DmarcCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some(reason.to_string()),
                 domain: String::new(),
                 policy: DmarcPolicy::None,
@@ -474,24 +475,24 @@ impl Report {
     }
 
     /// The SPF result that counts: MAIL FROM's, or HELO's for the null sender.
-    pub fn spf(&self) -> Outcome {
+    pub fn spf(&self) -> AuthResult {
         self.spf_mail_from.as_ref().unwrap_or(&self.spf_helo).result
     }
 
     /// One DKIM result for the message: `pass` if any signature passed, else the most
     /// telling failure (fail, permerror, temperror, neutral), `none` without signatures.
-    pub fn dkim(&self) -> Outcome {
-        const ORDER: [Outcome; 5] = [
-            Outcome::Pass,
-            Outcome::Fail,
-            Outcome::PermError,
-            Outcome::TempError,
-            Outcome::Neutral,
+    pub fn dkim(&self) -> AuthResult {
+        const ORDER: [AuthResult; 5] = [
+            AuthResult::Pass,
+            AuthResult::Fail,
+            AuthResult::PermError,
+            AuthResult::TempError,
+            AuthResult::Neutral,
         ];
         ORDER
             .into_iter()
             .find(|o| self.dkim.iter().any(|c| c.result == *o))
-            .unwrap_or(Outcome::None)
+            .unwrap_or(AuthResult::None)
     }
 
     /// For the log: `spf=pass dkim=pass dmarc=pass arc=none`.
@@ -508,7 +509,7 @@ impl Report {
     /// The From domain and the policy that applies to it, when DMARC failed (not for
     /// temperror or permerror: those are not failures of the domain's policy).
     pub fn dmarc_failure(&self) -> Option<(DmarcPolicy, &str)> {
-        (self.dmarc.result == Outcome::Fail).then_some((self.dmarc.policy, &*self.dmarc.domain))
+        (self.dmarc.result == AuthResult::Fail).then_some((self.dmarc.policy, &*self.dmarc.domain))
     }
 
     /// The `Authentication-Results:` field (RFC 8601) with `authserv_id`, one method
@@ -541,7 +542,7 @@ impl Report {
         h.push_str(" smtp.helo=");
         push_pvalue(&mut h, &self.helo);
         if self.dkim.is_empty() {
-            method(&mut h, "dkim", Outcome::None, None);
+            method(&mut h, "dkim", AuthResult::None, None);
         }
         for dkim in &self.dkim {
             method(&mut h, "dkim", dkim.result, dkim.reason.as_deref());
@@ -575,7 +576,7 @@ impl Report {
 }
 
 /// `;CRLF TAB name=result (reason)`.
-fn method(h: &mut String, name: &str, result: Outcome, reason: Option<&str>) {
+fn method(h: &mut String, name: &str, result: AuthResult, reason: Option<&str>) {
     h.push_str(";\r\n\t");
     h.push_str(name);
     h.push('=');
@@ -938,26 +939,26 @@ mod tests {
             helo: "client.example.com".into(),
             mail_from: "alice@example.com".into(),
             spf_helo: SpfCheck {
-                result: Outcome::None,
+                result: AuthResult::None,
                 reason: None,
             },
             spf_mail_from: Some(SpfCheck {
-                result: Outcome::Pass,
+                result: AuthResult::Pass,
                 reason: None,
             }),
             dkim: vec![DkimCheck {
-                result: Outcome::Pass,
+                result: AuthResult::Pass,
                 reason: None,
                 domain: "example.com".into(),
                 selector: "sel".into(),
                 b: "AbCdEfGh".into(),
             }],
             arc: ArcCheck {
-                result: Outcome::None,
+                result: AuthResult::None,
                 reason: None,
             },
             dmarc: DmarcCheck {
-                result: Outcome::Pass,
+                result: AuthResult::Pass,
                 reason: Some("p=reject".into()),
                 domain: "example.com".into(),
                 policy: DmarcPolicy::Reject,
@@ -989,19 +990,19 @@ mod tests {
         r.helo = "[192.0.2.1]".into();
         r.remote_ip = "2001:db8::1".parse().unwrap();
         r.spf_helo = SpfCheck {
-            result: Outcome::TempError,
+            result: AuthResult::TempError,
             reason: Some("timed out".into()),
         };
         r.dkim = vec![
             DkimCheck {
-                result: Outcome::Neutral,
+                result: AuthResult::Neutral,
                 reason: Some("unsupported (version)".into()),
                 domain: String::new(),
                 selector: String::new(),
                 b: String::new(),
             },
             DkimCheck {
-                result: Outcome::Fail,
+                result: AuthResult::Fail,
                 reason: Some("body hash did not verify".into()),
                 domain: "ex\"ample.com".into(),
                 selector: "s 1".into(),
@@ -1009,11 +1010,11 @@ mod tests {
             },
         ];
         r.arc = ArcCheck {
-            result: Outcome::Fail,
+            result: AuthResult::Fail,
             reason: Some("broken ARC chain".into()),
         };
         r.dmarc = DmarcCheck {
-            result: Outcome::Fail,
+            result: AuthResult::Fail,
             reason: Some("p=quarantine".into()),
             domain: "example.com".into(),
             policy: DmarcPolicy::Quarantine,
@@ -1047,7 +1048,7 @@ mod tests {
         let mut r = report();
         r.dkim.clear();
         r.dmarc = DmarcCheck {
-            result: Outcome::None,
+            result: AuthResult::None,
             reason: None,
             domain: String::new(),
             policy: DmarcPolicy::None,
@@ -1063,12 +1064,12 @@ mod tests {
             selector: "s".into(),
             b: String::new(),
         };
-        r.dkim = vec![check(Outcome::Neutral), check(Outcome::TempError)];
-        assert_eq!(r.dkim(), Outcome::TempError);
-        r.dkim.push(check(Outcome::Fail));
-        assert_eq!(r.dkim(), Outcome::Fail);
-        r.dkim.push(check(Outcome::Pass));
-        assert_eq!(r.dkim(), Outcome::Pass);
+        r.dkim = vec![check(AuthResult::Neutral), check(AuthResult::TempError)];
+        assert_eq!(r.dkim(), AuthResult::TempError);
+        r.dkim.push(check(AuthResult::Fail));
+        assert_eq!(r.dkim(), AuthResult::Fail);
+        r.dkim.push(check(AuthResult::Pass));
+        assert_eq!(r.dkim(), AuthResult::Pass);
     }
 
     #[test]
@@ -1076,28 +1077,31 @@ mod tests {
         let body = DkimResult::Neutral(Error::Dkim(DkimError::FailedBodyHashMatch));
         assert_eq!(
             dkim_outcome(&body),
-            (Outcome::Fail, Some("body hash did not verify".to_string()))
+            (
+                AuthResult::Fail,
+                Some("body hash did not verify".to_string())
+            )
         );
         let expired = DkimResult::Neutral(Error::Dkim(DkimError::SignatureExpired));
-        assert_eq!(dkim_outcome(&expired).0, Outcome::Neutral);
+        assert_eq!(dkim_outcome(&expired).0, AuthResult::Neutral);
         let crypto = DkimResult::Fail(Error::Crypto(
             mail_auth::common::crypto::CryptoError::FailedVerification,
         ));
         assert_eq!(
             dkim_outcome(&crypto),
-            (Outcome::Fail, Some("verification failed".to_string()))
+            (AuthResult::Fail, Some("verification failed".to_string()))
         );
         let dns = DkimResult::TempError(Error::Dns(mail_auth::DnsError::Resolver("x".into())));
         assert_eq!(
             dkim_outcome(&dns),
-            (Outcome::TempError, Some("dns error".to_string()))
+            (AuthResult::TempError, Some("dns error".to_string()))
         );
-        assert_eq!(dkim_outcome(&DkimResult::None), (Outcome::None, None));
+        assert_eq!(dkim_outcome(&DkimResult::None), (AuthResult::None, None));
     }
 
     #[test]
     fn unavailable_is_temperror_everywhere() {
-        let client = Client {
+        let client = PeerIdentity {
             ip: "::ffff:192.0.2.9".parse().unwrap(),
             helo: "h.example",
             mail_from: "",
@@ -1135,7 +1139,7 @@ mod tests {
         outputs.insert(40, DkimOutput::pass().with_signature(&long));
         r.dkim = dkim_checks(&outputs);
         assert_eq!(r.dkim.len(), MAX_DKIM_SIGNATURES);
-        assert_eq!(r.dkim[0].result, Outcome::Pass, "signed ones first");
+        assert_eq!(r.dkim[0].result, AuthResult::Pass, "signed ones first");
         assert_eq!(r.dkim[0].b, "MTIzNDU2");
         let header = r.header("mx.example.org");
         assert!(
@@ -1184,7 +1188,7 @@ mod tests {
             .unwrap();
         let report = runtime.block_on(async {
             let authenticator = MessageAuthenticator(way2mail_daemon::dns::resolver(&dns).unwrap());
-            let client = Client {
+            let client = PeerIdentity {
                 ip: "::ffff:192.0.2.1".parse().unwrap(),
                 helo: "client.example.com",
                 mail_from: "alice@example.com",
@@ -1201,19 +1205,19 @@ mod tests {
         assert_eq!(
             report.spf_helo,
             SpfCheck {
-                result: Outcome::TempError,
+                result: AuthResult::TempError,
                 reason: Some("timed out".into())
             }
         );
         assert_eq!(report.dmarc.reason.as_deref(), Some("timed out"));
-        assert_eq!(report.spf(), Outcome::TempError);
+        assert_eq!(report.spf(), AuthResult::TempError);
         assert_eq!(report.remote_ip.to_string(), "192.0.2.1");
-        assert_eq!(report.dmarc.result, Outcome::TempError);
+        assert_eq!(report.dmarc.result, AuthResult::TempError);
         assert_eq!(report.dmarc.domain, "example.com");
         assert_eq!(report.dmarc_failure(), None);
         // No signature, no ARC set: nothing to look up, so these are known at once.
-        assert_eq!(report.dkim(), Outcome::None);
-        assert_eq!(report.arc.result, Outcome::None);
+        assert_eq!(report.dkim(), AuthResult::None);
+        assert_eq!(report.arc.result, AuthResult::None);
         assert_eq!(
             report.summary(),
             "spf=temperror dkim=none dmarc=temperror arc=none"

@@ -59,14 +59,16 @@ impl Write for SmtpStream {
     }
 }
 
-/// One SMTP reply: the code and the text of each line (without `ddd-`/`ddd `).
+/// One SMTP reply as this client reads it: the code and the text of each line (without
+/// `ddd-`/`ddd `), kept line by line so that tests can look at every line the server
+/// sent, unlike the MTA's own `way2mail_smtp::Reply`, which joins them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct TestReply {
     pub code: u16,
     pub lines: Vec<String>,
 }
 
-impl Reply {
+impl TestReply {
     /// All lines joined with newlines.
     pub fn text(&self) -> String {
         self.lines.join("\n")
@@ -90,7 +92,7 @@ impl Reply {
     }
 }
 
-impl fmt::Display for Reply {
+impl fmt::Display for TestReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.code, self.lines.join(" | "))
     }
@@ -112,7 +114,7 @@ impl SmtpClient {
     }
 
     /// Connects in plain text and reads the greeting, whatever its code.
-    pub fn connect(port: u16) -> anyhow::Result<(SmtpClient, Reply)> {
+    pub fn connect(port: u16) -> anyhow::Result<(SmtpClient, TestReply)> {
         SmtpClient::over_plain(SmtpClient::tcp(port)?)
     }
 
@@ -120,12 +122,12 @@ impl SmtpClient {
     pub fn connect_tls(
         port: u16,
         config: Arc<ClientConfig>,
-    ) -> anyhow::Result<(SmtpClient, Reply)> {
+    ) -> anyhow::Result<(SmtpClient, TestReply)> {
         SmtpClient::over_tls(SmtpClient::tcp(port)?, config)
     }
 
     /// Reads the greeting on an already connected socket.
-    pub fn over_plain(tcp: TcpStream) -> anyhow::Result<(SmtpClient, Reply)> {
+    pub fn over_plain(tcp: TcpStream) -> anyhow::Result<(SmtpClient, TestReply)> {
         let mut client = SmtpClient::from_stream(SmtpStream::Plain(tcp));
         let greeting = client.read_reply().context("reading the greeting")?;
         Ok((client, greeting))
@@ -135,7 +137,7 @@ impl SmtpClient {
     pub fn over_tls(
         tcp: TcpStream,
         config: Arc<ClientConfig>,
-    ) -> anyhow::Result<(SmtpClient, Reply)> {
+    ) -> anyhow::Result<(SmtpClient, TestReply)> {
         let mut tls = handshake_stream(tcp, config)?;
         while tls.conn.is_handshaking() {
             tls.conn
@@ -168,7 +170,7 @@ impl SmtpClient {
     }
 
     /// Sends `line` + CRLF and reads one reply.
-    pub fn command(&mut self, line: &str) -> anyhow::Result<Reply> {
+    pub fn command(&mut self, line: &str) -> anyhow::Result<TestReply> {
         self.send(format!("{line}\r\n").as_bytes())
             .with_context(|| format!("sending {line:?}"))?;
         self.read_reply()
@@ -176,7 +178,7 @@ impl SmtpClient {
     }
 
     /// Like [`SmtpClient::command`] but fails unless the reply has code `expected`.
-    pub fn expect(&mut self, line: &str, expected: u16) -> anyhow::Result<Reply> {
+    pub fn expect(&mut self, line: &str, expected: u16) -> anyhow::Result<TestReply> {
         let reply = self.command(line)?;
         ensure!(
             reply.code == expected,
@@ -186,7 +188,7 @@ impl SmtpClient {
     }
 
     /// Reads one (possibly multi-line) reply.
-    pub fn read_reply(&mut self) -> anyhow::Result<Reply> {
+    pub fn read_reply(&mut self) -> anyhow::Result<TestReply> {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
@@ -203,7 +205,7 @@ impl SmtpClient {
             };
             lines.push(line.get(4..).unwrap_or("").to_string());
             if !more {
-                return Ok(Reply { code, lines });
+                return Ok(TestReply { code, lines });
             }
         }
     }
@@ -257,7 +259,12 @@ impl SmtpClient {
 
     /// EHLO, MAIL, RCPT for each recipient, DATA and `body` (which must already be
     /// dot-stuffed and end in CRLF). Returns the reply to the final dot.
-    pub fn send_message(&mut self, from: &str, to: &[&str], body: &str) -> anyhow::Result<Reply> {
+    pub fn send_message(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        body: &str,
+    ) -> anyhow::Result<TestReply> {
         self.expect(&format!("MAIL FROM:<{from}>"), 250)?;
         for rcpt in to {
             self.expect(&format!("RCPT TO:<{rcpt}>"), 250)?;

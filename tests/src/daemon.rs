@@ -359,7 +359,11 @@ impl Drop for Daemon {
     }
 }
 
-fn finish_probe(port: u16, mut client: SmtpClient, greeting: crate::Reply) -> anyhow::Result<()> {
+fn finish_probe(
+    port: u16,
+    mut client: SmtpClient,
+    greeting: crate::TestReply,
+) -> anyhow::Result<()> {
     if greeting.code != 220 {
         bail!("port {port} greeted with {greeting}");
     }

@@ -15,7 +15,7 @@
 //!          listener's 220, SIGTERM then SIGKILL on drop; `spool list` runs; `admin()`
 //!          connects to its admin socket
 //! process  child commands with a deadline (`--check`, `spool list`, python3)
-//! client   SmtpClient: a line-level SMTP client over TCP or TLS, Reply parsing
+//! client   SmtpClient: a line-level SMTP client over TCP or TLS, TestReply parsing
 //! sink     Sink: a receiving SMTP server on loopback that the daemon delivers to, with
 //!          scripted failures
 //! tls      rustls client configs trusting the daemon's generated certificate
@@ -36,7 +36,7 @@ pub mod sink;
 mod tls;
 
 pub use binary::{bench_binary, cli_binary, control_binary, daemon_binary};
-pub use client::{Reply, SmtpClient, SmtpStream};
+pub use client::{SmtpClient, SmtpStream, TestReply};
 pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
@@ -87,7 +87,7 @@ pub fn wait_for<T>(
 
 /// Checks that a reply to the end of DATA is `250 2.0.0 <26-char id> queued` and returns
 /// the id.
-pub fn queued_id(reply: &Reply) -> anyhow::Result<String> {
+pub fn queued_id(reply: &TestReply) -> anyhow::Result<String> {
     let text = reply.text();
     let words: Vec<&str> = text.split_whitespace().collect();
     match (reply.code, words.as_slice()) {

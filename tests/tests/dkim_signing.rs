@@ -31,8 +31,8 @@ use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::control::{json_str, Control};
 use way2mail_tests::{
-    for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Reply,
-    Sink, SinkOptions, SmtpClient, StubDns, TestConfig,
+    for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Sink,
+    SinkOptions, SmtpClient, StubDns, TestConfig, TestReply,
 };
 use way2mail_wire::protocol::TenantStatus;
 use way2mail_wire::snapshot::{SendingDomain, SmtpUser, Snapshot, SnapshotTenant, TenantLimits};
@@ -316,7 +316,7 @@ fn submit_authenticated(rig: &Rig, marker: &str) -> anyhow::Result<String> {
 }
 
 /// A message from a trusted network (loopback, on the mx listener, no AUTH).
-fn submit_trusted(rig: &Rig, sender: &str, from: &str, marker: &str) -> anyhow::Result<Reply> {
+fn submit_trusted(rig: &Rig, sender: &str, from: &str, marker: &str) -> anyhow::Result<TestReply> {
     let (mut c, _) = SmtpClient::connect(rig.daemon.ports().mx)?;
     c.expect("EHLO relay.client.test", 250)?;
     c.send_message(sender, &["customer@remote.example"], &message(from, marker))

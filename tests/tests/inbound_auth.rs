@@ -19,8 +19,8 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{DkimSigner, Done};
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, SpfOutput, SpfResult};
 use way2mail_tests::{
-    for_each_backend, queued_id, Backend, Daemon, Record, Reply, Sink, SinkOptions, SmtpClient,
-    StubDns, TestConfig,
+    for_each_backend, queued_id, Backend, Daemon, Record, Sink, SinkOptions, SmtpClient, StubDns,
+    TestConfig, TestReply,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -150,7 +150,7 @@ fn message(from: &str, subject: &str, extra_headers: &str) -> String {
 }
 
 /// One transaction on a fresh connection; returns the reply to the final dot.
-fn send(d: &Daemon, helo: &str, mail_from: &str, body: &str) -> Result<Reply> {
+fn send(d: &Daemon, helo: &str, mail_from: &str, body: &str) -> Result<TestReply> {
     let (mut c, _) = SmtpClient::connect(d.ports().mx)?;
     c.expect(&format!("EHLO {helo}"), 250)?;
     c.expect(&format!("MAIL FROM:<{mail_from}>"), 250)?;

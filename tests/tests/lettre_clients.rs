@@ -18,7 +18,7 @@ use lettre::{Message, SmtpTransport, Transport};
 use mail_parser::MessageParser;
 use way2mail_smtp::MessageId;
 use way2mail_tests::{
-    for_each_backend, load_pem_cert, queued_id, Backend, Daemon, Reply, TestConfig,
+    for_each_backend, load_pem_cert, queued_id, Backend, Daemon, TestConfig, TestReply,
 };
 
 const SENDER: &str = "sender@example.org";
@@ -57,7 +57,7 @@ fn lettre_sends_on_every_listener(backend: Backend) -> anyhow::Result<()> {
             let response = transport
                 .send(&message)
                 .with_context(|| format!("lettre send to the {listener} listener ({backend:?})"))?;
-            let reply = Reply {
+            let reply = TestReply {
                 code: response.code().to_string().parse()?,
                 lines: response.message().map(str::to_string).collect(),
             };

@@ -164,7 +164,7 @@ async fn null_mx_and_nxdomain_are_permanent() {
         }
     );
     assert!(err.is_permanent());
-    assert_eq!(err.enhanced_status(), "5.1.10");
+    assert_eq!(err.enhanced_code().to_string(), "5.1.10");
     assert_eq!(
         dns.queries("nomail.test", RecordType::A),
         0,
@@ -179,7 +179,7 @@ async fn null_mx_and_nxdomain_are_permanent() {
         }
     );
     assert!(err.is_permanent());
-    assert_eq!(err.enhanced_status(), "5.1.2");
+    assert_eq!(err.enhanced_code().to_string(), "5.1.2");
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ async fn servfail_is_temporary() {
             "{domain}: {err:?}"
         );
         assert!(!err.is_permanent());
-        assert_eq!(err.enhanced_status(), "4.4.3");
+        assert_eq!(err.enhanced_code().to_string(), "4.4.3");
     }
 }
 

@@ -21,8 +21,8 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use way2mail_tests::control::{json_str, Control, Operator};
 use way2mail_tests::{
-    for_each_backend, load_pem_cert, run_bounded, wait_for, Backend, Daemon, Reply, SmtpClient,
-    TestConfig,
+    for_each_backend, load_pem_cert, run_bounded, wait_for, Backend, Daemon, SmtpClient,
+    TestConfig, TestReply,
 };
 
 /// How long a change made with the CLI may take to reach the MTA (the issue says
@@ -148,7 +148,7 @@ fn plain_token(user: &str, password: &str) -> String {
 }
 
 /// A fresh TLS session that tries AUTH PLAIN; returns the reply.
-fn auth_plain(rig: &Rig, user: &str, password: &str) -> anyhow::Result<Reply> {
+fn auth_plain(rig: &Rig, user: &str, password: &str) -> anyhow::Result<TestReply> {
     let mut c = rig.daemon.submission_tls()?;
     c.command(&format!("AUTH PLAIN {}", plain_token(user, password)))
 }

@@ -312,7 +312,7 @@ impl DotScanner {
 
 /// What the sink answers at the end of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SinkAnswer {
     Accept,
     TempFail,
     PermFail,
@@ -327,10 +327,10 @@ pub struct Rates {
     pub drop: f64,
 }
 
-/// Outcome of the `n`th completed message. The random number comes from position
+/// The answer to the `n`th completed message. The random number comes from position
 /// `n` of a splitmix64 stream seeded with `seed`, not from a shared generator, so
 /// the sequence is reproducible whatever the interleaving of sessions and needs no lock.
-pub fn decide(seed: u64, n: u64, rates: Rates) -> Outcome {
+pub fn decide(seed: u64, n: u64, rates: Rates) -> SinkAnswer {
     let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -338,13 +338,13 @@ pub fn decide(seed: u64, n: u64, rates: Rates) -> Outcome {
     // 53 random bits give a uniform f64 in [0, 1).
     let u = (z >> 11) as f64 / (1u64 << 53) as f64;
     if u < rates.drop {
-        Outcome::Drop
+        SinkAnswer::Drop
     } else if u < rates.drop + rates.tempfail {
-        Outcome::TempFail
+        SinkAnswer::TempFail
     } else if u < rates.drop + rates.tempfail + rates.permfail {
-        Outcome::PermFail
+        SinkAnswer::PermFail
     } else {
-        Outcome::Accept
+        SinkAnswer::Accept
     }
 }
 

@@ -256,10 +256,10 @@ fn outcomes_follow_rates() {
     let mut counts = [0u32; 4];
     for n in 0..100_000 {
         let i = match decide(1, n, rates) {
-            Outcome::Accept => 0,
-            Outcome::TempFail => 1,
-            Outcome::PermFail => 2,
-            Outcome::Drop => 3,
+            SinkAnswer::Accept => 0,
+            SinkAnswer::TempFail => 1,
+            SinkAnswer::PermFail => 2,
+            SinkAnswer::Drop => 3,
         };
         counts[i] += 1;
     }
@@ -271,6 +271,6 @@ fn outcomes_follow_rates() {
         tempfail: 1.0,
         ..Rates::default()
     };
-    assert!((0..1000).all(|n| decide(3, n, all_temp) == Outcome::TempFail));
-    assert!((0..1000).all(|n| decide(3, n, Rates::default()) == Outcome::Accept));
+    assert!((0..1000).all(|n| decide(3, n, all_temp) == SinkAnswer::TempFail));
+    assert!((0..1000).all(|n| decide(3, n, Rates::default()) == SinkAnswer::Accept));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::protocol::{self, Action, DotScanner, Outcome, Settings, State};
+use super::protocol::{self, Action, DotScanner, Settings, SinkAnswer, State};
 use super::SinkContext;
 use crate::conn::Conn;
 
@@ -229,21 +229,21 @@ async fn finish_message(
         tokio::time::sleep(ctx.cfg.delay).await;
     }
     let reply = match outcome {
-        Outcome::Accept => {
+        SinkAnswer::Accept => {
             counters.messages.fetch_add(1, Relaxed);
             counters.recipients.fetch_add(recipients, Relaxed);
             counters.bytes.fetch_add(bytes, Relaxed);
             format!("250 2.0.0 Ok: queued as {n:016X}")
         }
-        Outcome::TempFail => {
+        SinkAnswer::TempFail => {
             counters.tempfails.fetch_add(1, Relaxed);
             "451 4.3.0 Temporary failure (sink)".to_string()
         }
-        Outcome::PermFail => {
+        SinkAnswer::PermFail => {
             counters.permfails.fetch_add(1, Relaxed);
             "554 5.0.0 Permanent failure (sink)".to_string()
         }
-        Outcome::Drop => {
+        SinkAnswer::Drop => {
             counters.drops.fetch_add(1, Relaxed);
             ctx.message_completed(n);
             return Ok(false);

@@ -1,19 +1,21 @@
 //! The SMTP client for outbound delivery, sans-IO like the server in `crate::server`:
-//! bytes from the peer go in through [`Client::feed`], commands come out through
-//! [`Client::output`], and what the caller must do next is a [`ClientEvent`] from
-//! [`Client::next_event`]. It never touches a socket and never waits.
+//! bytes from the peer go in through [`ClientSession::feed`], commands come out
+//! through [`ClientSession::output`], and what the caller must do next is a
+//! [`ClientEvent`] from [`ClientSession::next_event`]. It never touches a socket and
+//! never waits.
 //!
-//! Layout: `reply` reads the peer's replies (incrementally, bounded), `ehlo` turns
-//! the EHLO answer into [`Extensions`], `transaction` runs one message (checks
-//! against the peer's extensions, MAIL, RCPT, DATA or BDAT, one result per
-//! recipient), `body` puts the content on the wire. This file holds the session:
-//! greeting, EHLO with HELO fallback, STARTTLS, RSET, QUIT and failures.
+//! Layout: `reply` reads the peer's replies (incrementally, bounded) into
+//! [`crate::Reply`], `ehlo` turns the EHLO answer into [`Extensions`], `auth` logs in
+//! to a smart host, `transaction` runs one message (checks against the peer's
+//! extensions, MAIL, RCPT, DATA or BDAT, one [`Disposition`] per recipient), `body`
+//! puts the content on the wire. This file holds the session: greeting, EHLO with
+//! HELO fallback, STARTTLS, RSET, QUIT and failures.
 //!
 //! Every command sent queues what its reply will answer (`Expect`), so pipelined
 //! replies are matched in order by one mechanism, with or without PIPELINING.
 //!
 //! ```text
-//!   let mut c = Client::new(params);
+//!   let mut c = ClientSession::new(params);
 //!   loop {
 //!       match c.next_event() {
 //!           NeedInput  => { write(c.output()); c.clear_output(); c.feed(read()?) }
@@ -26,7 +28,9 @@
 //!   }
 //! ```
 
+mod auth;
 mod body;
+mod disposition;
 mod ehlo;
 mod reply;
 mod transaction;
@@ -34,13 +38,16 @@ mod transaction;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::reply::Reply;
 use crate::{BodyType, Notify, Ret};
 
-use self::reply::{RawReply, ReplyReader};
+use self::reply::RawReply;
 use self::transaction::Transaction;
 
+pub use self::auth::Credentials;
+pub use self::disposition::{Disposition, Interruption, Unsendable};
 pub use self::ehlo::Extensions;
-pub use self::reply::{Reply, MAX_LINE, MAX_REPLY};
+pub use self::reply::{ReplyError, ReplyReader, MAX_LINE, MAX_REPLY};
 
 /// How a next hop is to be secured (`[[route]] tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,27 +96,15 @@ pub struct OutboundMessage {
     pub body: Arc<Vec<u8>>,
 }
 
-/// What became of one recipient on this attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    /// Try again later (4xx, lost connection, ...).
-    Temporary,
-    /// Bounce (5xx, or a message this peer can never take).
-    Permanent,
-}
-
+/// What became of one recipient of the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientResult {
     /// Index into the message's `recipients`.
     pub index: usize,
-    pub outcome: Outcome,
-    /// The peer's reply, or one made up for the same meaning (`552 5.3.4` for a
-    /// message over the peer's SIZE limit, ...).
-    pub reply: Reply,
+    pub disposition: Disposition,
 }
 
-/// The result of one [`Client::send`]: one entry per recipient, in index order.
+/// The result of one [`ClientSession::send`]: one entry per recipient, in index order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryResult {
     pub recipients: Vec<RecipientResult>,
@@ -131,6 +126,16 @@ pub struct SessionFailure {
     /// The peer's reply, when the failure is one.
     pub reply: Option<Reply>,
     pub reason: String,
+}
+
+/// `stage: reply`, or `stage: reason` when the peer gave no reply.
+impl std::fmt::Display for SessionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reply {
+            Some(reply) => write!(f, "{}: {reply}", self.stage),
+            None => write!(f, "{}: {}", self.stage, self.reason),
+        }
+    }
 }
 
 /// What the caller must do next.
@@ -195,7 +200,7 @@ impl Expect {
 
 /// One SMTP client session, sans-IO.
 #[derive(Debug)]
-pub struct Client {
+pub struct ClientSession {
     params: ClientParams,
     input: Vec<u8>,
     /// How much of `input` has been read as replies.
@@ -217,27 +222,10 @@ pub struct Client {
     credentials: Option<Credentials>,
 }
 
-/// A smart host's user name and password (RFC 4954 AUTH PLAIN or LOGIN).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The password never reaches a log line.
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Client {
+impl ClientSession {
     /// A session that starts by waiting for the peer's greeting.
-    pub fn new(params: ClientParams) -> Client {
-        Client {
+    pub fn new(params: ClientParams) -> ClientSession {
+        ClientSession {
             params,
             input: Vec::new(),
             input_pos: 0,
@@ -257,7 +245,7 @@ impl Client {
 
     /// Authenticates with these credentials after EHLO (and STARTTLS), before the
     /// first message. Credentials are never sent over a connection without TLS.
-    pub fn with_credentials(mut self, credentials: Credentials) -> Client {
+    pub fn with_credentials(mut self, credentials: Credentials) -> ClientSession {
         self.credentials = Some(credentials);
         self
     }
@@ -295,10 +283,10 @@ impl Client {
                 }
                 return ClientEvent::Ready;
             }
-            match self.reader.read(&self.input, &mut self.input_pos) {
+            match self.reader.read_raw(&self.input, &mut self.input_pos) {
                 Ok(Some(raw)) => self.on_reply(raw),
                 Ok(None) => return ClientEvent::NeedInput,
-                Err(reason) => self.fail_protocol(reason),
+                Err(e) => self.fail_protocol(e.as_str()),
             }
         }
     }
@@ -331,8 +319,8 @@ impl Client {
     /// the message comes straight back as a `Done` with every recipient temporary.
     pub fn send(&mut self, message: OutboundMessage) {
         if self.closed || self.await_tls || !self.ready || !self.expect.is_empty() {
-            let reply = Reply::local(451, "4.4.0", "connection not ready for a message");
-            let result = Transaction::all(&message, Outcome::Temporary, &reply);
+            let not_ready = Disposition::Interrupted(Interruption::NotReady);
+            let result = Transaction::all(&message, &not_ready);
             self.done(result);
             return;
         }
@@ -344,7 +332,7 @@ impl Client {
         if self.closed {
             return;
         }
-        self.abort_transaction(Reply::local(451, "4.4.0", "delivery abandoned"));
+        self.abort_transaction(Interruption::Abandoned);
         self.output.extend_from_slice(b"QUIT\r\n");
         self.close();
     }
@@ -359,11 +347,7 @@ impl Client {
                 reply: None,
                 reason: "connection lost".to_string(),
             };
-            self.fail(
-                failure,
-                Reply::local(421, "4.4.2", "connection lost"),
-                false,
-            );
+            self.fail(failure, Interruption::ConnectionLost, false);
         }
         self.next_event()
     }
@@ -406,7 +390,7 @@ impl Client {
 
     /// Ends the session: a message in flight gets `in_flight` for its undecided
     /// recipients, then `Failed`. QUIT only to a peer that still talks SMTP.
-    fn fail(&mut self, failure: SessionFailure, in_flight: Reply, quit: bool) {
+    fn fail(&mut self, failure: SessionFailure, in_flight: Interruption, quit: bool) {
         if self.closed {
             return;
         }
@@ -418,15 +402,14 @@ impl Client {
         self.events.push_back(ClientEvent::Failed(failure));
     }
 
-    fn fail_protocol(&mut self, reason: &str) {
+    fn fail_protocol(&mut self, reason: &'static str) {
         let failure = SessionFailure {
             temporary: true,
             stage: "protocol",
             reply: None,
             reason: format!("protocol error ({}): {reason}", self.stage()),
         };
-        let reply = Reply::local(451, "4.5.0", format!("protocol error: {reason}"));
-        self.fail(failure, reply, true);
+        self.fail(failure, Interruption::Protocol(reason), true);
     }
 
     /// A connection-level refusal from the peer; `permanent` when a 5xx means
@@ -438,7 +421,7 @@ impl Client {
             reply: Some(reply.clone()),
             reason: reason.to_string(),
         };
-        self.fail(failure, reply, true);
+        self.fail(failure, Interruption::Peer(reply), true);
     }
 
     /// Input while no reply is due: a 421 (idle timeout, shutdown) or garbage.
@@ -446,17 +429,17 @@ impl Client {
     fn unsolicited(&mut self) -> bool {
         match self.reader.read(&self.input, &mut self.input_pos) {
             Ok(None) => return false,
-            Ok(Some(raw)) if raw.code == 421 => {
+            Ok(Some(reply)) if reply.code == 421 => {
                 let failure = SessionFailure {
                     temporary: true,
                     stage: self.stage(),
-                    reply: Some(raw.to_reply()),
+                    reply: Some(reply.clone()),
                     reason: "peer closed the connection".to_string(),
                 };
-                self.fail(failure, raw.to_reply(), false);
+                self.fail(failure, Interruption::Peer(reply), false);
             }
             Ok(Some(_)) => self.fail_protocol("data from the peer when no reply was due"),
-            Err(reason) => self.fail_protocol(reason),
+            Err(e) => self.fail_protocol(e.as_str()),
         }
         true
     }
@@ -474,7 +457,7 @@ impl Client {
                 reply: Some(reply.clone()),
                 reason: "peer closed the connection".to_string(),
             };
-            return self.fail(failure, reply, false);
+            return self.fail(failure, Interruption::Peer(reply), false);
         }
         match expect {
             Expect::Greeting => self.on_greeting(reply),
@@ -532,57 +515,9 @@ impl Client {
                 reply: None,
                 reason: "TLS required but the peer does not offer STARTTLS".to_string(),
             };
-            self.fail(failure, Reply::local(451, "4.7.5", "TLS unavailable"), true);
+            self.fail(failure, Interruption::TlsUnavailable, true);
         } else {
             self.become_ready();
-        }
-    }
-
-    /// Ready for messages, after authenticating first when credentials are set.
-    fn become_ready(&mut self) {
-        let Some(c) = self.credentials.clone() else {
-            self.ready = true;
-            return;
-        };
-        let refuse = |reason: &str| SessionFailure {
-            temporary: true,
-            stage: "auth",
-            reply: None,
-            reason: reason.to_string(),
-        };
-        if !self.tls_active {
-            let failure =
-                refuse("credentials are only sent over TLS, and this connection has none");
-            return self.fail(failure, Reply::local(451, "4.7.5", "no TLS for AUTH"), true);
-        }
-        if self.extensions.auth_plain {
-            let token = base64(format!("\0{}\0{}", c.user, c.password).as_bytes());
-            self.command(&format!("AUTH PLAIN {token}"), Expect::AuthPlain);
-        } else if self.extensions.auth_login {
-            self.command("AUTH LOGIN", Expect::AuthLogin(0));
-        } else {
-            let failure = refuse("the smart host offers neither AUTH PLAIN nor AUTH LOGIN");
-            self.fail(failure, Reply::local(451, "4.7.0", "no usable AUTH"), true);
-        }
-    }
-
-    fn on_auth(&mut self, expect: Expect, reply: Reply) {
-        match (expect, reply.code) {
-            (_, 235) => self.ready = true,
-            (Expect::AuthLogin(step), 334) if step < 2 => {
-                let Some(c) = &self.credentials else { return };
-                let value = if step == 0 { &c.user } else { &c.password };
-                let line = base64(value.as_bytes());
-                self.command(&line, Expect::AuthLogin(step + 1));
-            }
-            // A refused login is the operator's to fix, not the recipients' fault:
-            // the mail waits (4xx) rather than bounces.
-            _ => self.fail_reply(
-                "auth",
-                reply,
-                "the smart host refused our credentials",
-                false,
-            ),
         }
     }
 
@@ -611,112 +546,5 @@ impl Client {
         if reply.class() != 2 {
             self.fail_reply("rset", reply, "peer refused RSET", false);
         }
-    }
-}
-
-/// Standard base64 (RFC 4648) for AUTH exchanges.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod auth_tests {
-    use super::*;
-
-    #[test]
-    fn base64_vectors() {
-        // RFC 4648 §10.
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-    }
-
-    fn ready_client(auth_line: &str, tls: bool) -> Client {
-        let mut c = Client::new(ClientParams {
-            ehlo_name: "me.example".into(),
-            tls: TlsPolicy::Opportunistic,
-        })
-        .with_credentials(Credentials {
-            user: "u".into(),
-            password: "p".into(),
-        });
-        c.feed(b"220 hi\r\n");
-        let _ = c.next_event();
-        c.clear_output();
-        if tls {
-            c.feed(b"250-hi\r\n250 STARTTLS\r\n");
-            assert!(matches!(c.next_event(), ClientEvent::NeedInput));
-            c.clear_output();
-            c.feed(b"220 go\r\n");
-            assert!(matches!(c.next_event(), ClientEvent::StartTls));
-            c.tls_established();
-            c.clear_output();
-        }
-        c.feed(format!("250-hi\r\n{auth_line}\r\n").as_bytes());
-        c
-    }
-
-    #[test]
-    fn plain_after_tls() {
-        let mut c = ready_client("250 AUTH PLAIN LOGIN", true);
-        assert!(matches!(c.next_event(), ClientEvent::NeedInput));
-        assert_eq!(c.output(), b"AUTH PLAIN AHUAcA==\r\n");
-        c.clear_output();
-        c.feed(b"235 2.7.0 ok\r\n");
-        assert!(matches!(c.next_event(), ClientEvent::Ready));
-    }
-
-    #[test]
-    fn login_steps_and_refusal_defers() {
-        let mut c = ready_client("250 AUTH LOGIN", true);
-        assert!(matches!(c.next_event(), ClientEvent::NeedInput));
-        assert_eq!(c.output(), b"AUTH LOGIN\r\n");
-        c.clear_output();
-        c.feed(b"334 VXNlcm5hbWU6\r\n");
-        let _ = c.next_event();
-        assert_eq!(c.output(), b"dQ==\r\n");
-        c.clear_output();
-        c.feed(b"334 UGFzc3dvcmQ6\r\n");
-        let _ = c.next_event();
-        assert_eq!(c.output(), b"cA==\r\n");
-        c.clear_output();
-        c.feed(b"535 5.7.8 bad\r\n");
-        match c.next_event() {
-            ClientEvent::Failed(f) => assert!(f.temporary && f.stage == "auth", "{f:?}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn never_without_tls() {
-        let mut c = ready_client("250 AUTH PLAIN", false);
-        match c.next_event() {
-            ClientEvent::Failed(f) => assert!(f.temporary && f.stage == "auth", "{f:?}"),
-            other => panic!("{other:?}"),
-        }
-        assert!(!String::from_utf8_lossy(c.output()).contains("AUTH"));
     }
 }

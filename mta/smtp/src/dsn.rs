@@ -25,6 +25,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::reply::EnhancedCode;
 use crate::{BodyType, Envelope, Notify, Ret};
 
 use self::field::clean;
@@ -75,9 +76,9 @@ pub struct DsnRecipient {
     /// An index out of range is ignored.
     pub index: usize,
     pub action: Action,
-    /// RFC 3463 status code (`5.1.1`, `4.4.1`, `2.0.0`). A malformed one, or one of a
-    /// class that does not match `action`, is reported as `5.0.0`/`4.0.0`/`2.0.0`.
-    pub status: String,
+    /// RFC 3463 status code (`5.1.1`, `4.4.1`, `2.0.0`). One of a class that does
+    /// not match `action` is reported as `5.0.0`/`4.0.0`/`2.0.0`.
+    pub status: EnhancedCode,
     /// `dns; mx1.example.net`; a bare host name gets the `dns;` prefix.
     pub remote_mta: Option<String>,
     /// `smtp; 550 5.1.1 No such user`; bare text gets the `smtp;` prefix.

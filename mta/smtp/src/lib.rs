@@ -8,9 +8,11 @@
 //!   server.rs     Protocol: bytes in -> replies out + Events (message, AUTH, STARTTLS)
 //!   server/       one file per verb, the command parser, the message buffer,
 //!                 the Received: header
-//!   client.rs     Client: the outbound session (EHLO, STARTTLS, AUTH, pipelined
-//!   client/       MAIL/RCPT/DATA or BDAT), one result per recipient
-//!   reply.rs      Reply: code, enhanced status code, text; the wire form
+//!   client.rs     ClientSession: the outbound session (EHLO, STARTTLS, AUTH,
+//!   client/       pipelined MAIL/RCPT/DATA or BDAT), one Disposition per recipient;
+//!                 the bounded reader of a peer's replies
+//!   reply.rs      Reply and EnhancedCode, shared by server and client: code, typed
+//!                 enhanced status code, text; the wire form and the one-line form
 //!   path.rs       reverse/forward paths, mailboxes, domains, address literals
 //!   relay.rs      RelayPolicy: local domains and trusted networks (never an open relay)
 //!   envelope.rs   Envelope: what SMTP said about a message, and per-recipient state
@@ -39,4 +41,4 @@ pub mod server;
 pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 pub use id::{InvalidId, MessageId};
 pub use relay::{RelayError, RelayPolicy};
-pub use reply::Reply;
+pub use reply::{EnhancedCode, Reply};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
-    Client, ClientEvent, ClientParams, DeliveryResult, OutboundMessage, OutboundRecipient, Outcome,
+    ClientEvent, ClientParams, ClientSession, DeliveryResult, Disposition, Interruption,
+    OutboundMessage, OutboundRecipient,
 };
 use way2mail_smtp::{BodyType, Notify, Ret};
 
@@ -66,7 +67,7 @@ fn with(mut first: Vec<Step>, rest: Vec<Step>) -> Vec<Step> {
 
 /// Takes events until the client waits on the caller; NeedInput is not recorded,
 /// nor a waiting event that repeats the one before.
-fn settle(c: &mut Client, events: &mut Vec<ClientEvent>, out: &mut Vec<u8>) {
+fn settle(c: &mut ClientSession, events: &mut Vec<ClientEvent>, out: &mut Vec<u8>) {
     loop {
         let event = c.next_event();
         out.extend_from_slice(c.output());
@@ -87,8 +88,8 @@ fn settle(c: &mut Client, events: &mut Vec<ClientEvent>, out: &mut Vec<u8>) {
     }
 }
 
-fn run(tls: TlsPolicy, steps: &[Step], split: bool) -> (Vec<ClientEvent>, Client) {
-    let mut c = Client::new(params(tls));
+fn run(tls: TlsPolicy, steps: &[Step], split: bool) -> (Vec<ClientEvent>, ClientSession) {
+    let mut c = ClientSession::new(params(tls));
     let (mut events, mut out) = (Vec::new(), Vec::new());
     settle(&mut c, &mut events, &mut out);
     for step in steps {
@@ -138,14 +139,14 @@ fn run(tls: TlsPolicy, steps: &[Step], split: bool) -> (Vec<ClientEvent>, Client
 }
 
 /// Runs the script whole and split at every byte; both must agree.
-fn check_with(tls: TlsPolicy, steps: Vec<Step>) -> (Vec<ClientEvent>, Client) {
+fn check_with(tls: TlsPolicy, steps: Vec<Step>) -> (Vec<ClientEvent>, ClientSession) {
     let (split, _) = run(tls, &steps, true);
     let (whole, client) = run(tls, &steps, false);
     assert_eq!(whole, split);
     (whole, client)
 }
 
-fn check(steps: Vec<Step>) -> (Vec<ClientEvent>, Client) {
+fn check(steps: Vec<Step>) -> (Vec<ClientEvent>, ClientSession) {
     check_with(TlsPolicy::Opportunistic, steps)
 }
 
@@ -159,8 +160,8 @@ fn results(events: &[ClientEvent]) -> Vec<&DeliveryResult> {
         .collect()
 }
 
-/// Each recipient's outcome and reply (`"Permanent 550 5.1.1 text"`), for the
-/// n-th Done.
+/// Each recipient's fate and reply (`"Permanent 550 5.1.1 text"`), for the n-th
+/// Done.
 fn outcomes(events: &[ClientEvent], n: usize) -> Vec<String> {
     let result = results(events)[n];
     for (i, r) in result.recipients.iter().enumerate() {
@@ -168,7 +169,17 @@ fn outcomes(events: &[ClientEvent], n: usize) -> Vec<String> {
     }
     let pairs = result.recipients.iter();
     pairs
-        .map(|r| format!("{:?} {}", r.outcome, r.reply))
+        .map(|r| {
+            let d = &r.disposition;
+            let fate = if d.is_delivered() {
+                "Delivered"
+            } else if d.is_permanent() {
+                "Permanent"
+            } else {
+                "Temporary"
+            };
+            format!("{fate} {}", d.reply())
+        })
         .collect()
 }
 
@@ -738,11 +749,14 @@ fn idle_421_and_connection_lost() {
 
 #[test]
 fn send_when_not_ready_gives_the_message_back() {
-    let mut c = Client::new(params(TlsPolicy::Opportunistic));
+    let mut c = ClientSession::new(params(TlsPolicy::Opportunistic));
     assert_eq!(c.next_event(), ClientEvent::NeedInput);
     c.send(message(&["b@x.net"], b"x"));
     match c.next_event() {
-        ClientEvent::Done(r) => assert_eq!(r.recipients[0].outcome, Outcome::Temporary),
+        ClientEvent::Done(r) => assert_eq!(
+            r.recipients[0].disposition,
+            Disposition::Interrupted(Interruption::NotReady)
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(c.output(), b"");
@@ -754,7 +768,7 @@ proptest! {
         chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
         prefix in 0usize..4,
     ) {
-        let mut c = Client::new(params(TlsPolicy::Opportunistic));
+        let mut c = ClientSession::new(params(TlsPolicy::Opportunistic));
         // Sometimes start from a sane session so that later stages see garbage too.
         let sane: [&[u8]; 3] = [b"220 x\r\n", b"250-x\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 STARTTLS\r\n", b"220 go\r\n"];
         let feeds = sane.iter().take(prefix).map(|s| s.to_vec()).chain(chunks);

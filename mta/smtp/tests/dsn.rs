@@ -74,7 +74,7 @@ fn outcome(index: usize, action: Action, status: &str) -> DsnRecipient {
     DsnRecipient {
         index,
         action,
-        status: status.into(),
+        status: status.parse().expect("an enhanced status code"),
         remote_mta: None,
         diagnostic: None,
         last_attempt_ms: None,

@@ -5,10 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
+use way2mail_smtp::dsn::{self, DsnRecipient, DsnRequest};
 use way2mail_smtp::{Envelope, MessageId, Origin, Recipient};
 
-use super::{RecipientOutcome, Verdict};
+use super::attempt::RecipientAttempt;
 
 /// The DSN for `reported` outcomes of message `id`, if one is due.
 pub fn notice(
@@ -16,7 +16,7 @@ pub fn notice(
     id: MessageId,
     envelope: &Envelope,
     original: &[u8],
-    reported: &[RecipientOutcome],
+    reported: &[RecipientAttempt],
     now_ms: u64,
 ) -> Option<(MessageId, Envelope, Vec<u8>)> {
     if reported.is_empty() || envelope.sender.is_empty() {
@@ -26,18 +26,14 @@ pub fn notice(
         .iter()
         .map(|o| DsnRecipient {
             index: o.index,
-            action: match (o.verdict, o.relayed) {
-                (Verdict::Delivered, true) => Action::Relayed,
-                (Verdict::Delivered, false) => Action::Delivered,
-                _ => Action::Failed,
-            },
-            status: o.status.clone(),
-            remote_mta: o.next_hop.as_ref().map(|h| format!("dns; {h}")),
-            diagnostic: o
-                .next_hop
-                .as_ref()
-                .map(|_| format!("smtp; {}", o.reply))
-                .or_else(|| Some(format!("x-way2mail; {}", o.reply))),
+            action: o.attempt.dsn_action(),
+            status: o.attempt.enhanced_code(),
+            remote_mta: o.hop.as_ref().map(|h| format!("dns; {}", h.host)),
+            // An SMTP reply when a host answered, else our own diagnostic.
+            diagnostic: Some(match &o.hop {
+                Some(_) => format!("smtp; {}", o.attempt),
+                None => format!("x-way2mail; {}", o.attempt),
+            }),
             last_attempt_ms: Some(now_ms),
             will_retry_until_ms: None,
         })
@@ -83,7 +79,8 @@ pub fn notice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use way2mail_smtp::Notify;
+    use crate::delivery::attempt::{Attempt, DeliveryError, Hop};
+    use way2mail_smtp::{EnhancedCode, Notify, Reply};
 
     #[test]
     fn a_bounce_belongs_to_the_bounced_messages_tenant() {
@@ -110,15 +107,15 @@ mod tests {
             attempts: 1,
             next_attempt_ms: None,
         };
-        let failed = RecipientOutcome {
+        let refused = Reply::new(550, EnhancedCode::new(5, 1, 1), "no such user");
+        let failed = RecipientAttempt {
             index: 0,
-            verdict: Verdict::Permanent,
-            reply: "550 5.1.1 no such user".into(),
-            status: "5.1.1".into(),
-            next_hop: Some("mx.remote.example".into()),
-            ip: None,
-            tls: None,
-            relayed: false,
+            attempt: Attempt::Failed(DeliveryError::Rejected(refused)),
+            hop: Some(Hop {
+                host: "mx.remote.example".into(),
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 25)),
+                tls: None,
+            }),
         };
         let original = b"Subject: hi\r\n\r\nhello\r\n";
         let id = MessageId::generate();
@@ -134,7 +131,17 @@ mod tests {
         assert_eq!(bounce.origin.tenant.as_deref(), Some("acme"));
         assert_eq!(bounce.sender, "");
         assert_eq!(bounce.recipients[0].address, "app@acme.example");
-        assert!(String::from_utf8_lossy(&body).contains("gone@remote.example"));
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("gone@remote.example"));
+        assert!(text.contains("Status: 5.1.1\r\n"), "{text}");
+        assert!(
+            text.contains("Remote-MTA: dns; mx.remote.example\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"),
+            "{text}"
+        );
         envelope.origin.tenant = None;
         let (_, bounce, _) =
             notice("mx.test", id, &envelope, original, &[failed], 2).expect("bounce");

@@ -13,11 +13,12 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
-    Client, ClientEvent, ClientParams, Credentials, DeliveryResult, OutboundMessage,
-    OutboundRecipient, Outcome,
+    ClientEvent, ClientParams, ClientSession, Credentials, DeliveryResult, OutboundMessage,
+    OutboundRecipient,
 };
 
-use super::{Job, JobResult, RecipientOutcome, Verdict};
+use super::attempt::{Attempt, DeliveryError, Hop, HostError, RecipientAttempt};
+use super::{Job, JobResult};
 use crate::io::Io;
 use crate::tls;
 
@@ -60,7 +61,7 @@ pub enum Ended {
     /// a success nor a failure of the destination.
     Idle,
     /// It could not be used at all: try the next address.
-    Unusable { reason: String },
+    Unusable(HostError),
 }
 
 enum Phase {
@@ -71,7 +72,7 @@ enum Phase {
 struct Conn<'a> {
     settings: &'a Settings,
     peer: &'a Peer<'a>,
-    client: Client,
+    client: ClientSession,
     rbuf: Vec<u8>,
     tls: Option<String>,
     used: bool,
@@ -87,7 +88,7 @@ pub async fn run<I: Io>(
     peer: &Peer<'_>,
     jobs: &impl JobSource,
 ) -> Ended {
-    let mut client = Client::new(ClientParams {
+    let mut client = ClientSession::new(ClientParams {
         ehlo_name: settings.ehlo.clone(),
         tls: peer.tls,
     });
@@ -112,27 +113,30 @@ pub async fn run<I: Io>(
                 TlsPolicy::Required => Arc::clone(&settings.tls_verified),
                 _ => Arc::clone(&settings.tls_opportunistic),
             };
-            let Ok(name) = ServerName::try_from(peer.host.to_string()) else {
-                return c.unusable(
-                    jobs,
-                    format!("{} is not a valid TLS server name", peer.host),
-                );
+            let host = || peer.host.to_string();
+            let Ok(name) = ServerName::try_from(host()) else {
+                return c.unusable(jobs, HostError::TlsName { host: host() });
             };
             let handshake = tls::connect(io, config, name);
             let mut stream = match tokio::time::timeout(settings.tls_timeout, handshake).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return c.unusable(jobs, format!("TLS handshake with {}: {e}", peer.host))
+                    let error = Arc::new(e);
+                    return c.unusable(
+                        jobs,
+                        HostError::Tls {
+                            host: host(),
+                            error,
+                        },
+                    );
                 }
-                Err(_) => {
-                    return c.unusable(jobs, format!("TLS handshake with {} timed out", peer.host))
-                }
+                Err(_) => return c.unusable(jobs, HostError::TlsTimeout { host: host() }),
             };
             c.tls = Some(stream.description());
             c.client.tls_established();
             match c.drive(&mut stream, jobs).await {
                 Phase::Ended(ended) => ended,
-                Phase::StartTls => c.unusable(jobs, "STARTTLS asked twice".into()),
+                Phase::StartTls => c.unusable(jobs, HostError::StartTlsTwice),
             }
         }
     }
@@ -157,15 +161,10 @@ impl Conn<'_> {
                 },
                 ClientEvent::Done(result) => self.done(result, jobs),
                 ClientEvent::Failed(failure) => {
-                    let reason = match &failure.reply {
-                        Some(reply) => format!("{} at {}: {reply}", self.peer.host, failure.stage),
-                        None => format!(
-                            "{} at {}: {}",
-                            self.peer.host, failure.stage, failure.reason
-                        ),
-                    };
+                    let host = self.peer.host.to_string();
                     let _ = self.flush(io).await;
                     io.shutdown().await;
+                    let reason = HostError::Session { host, failure };
                     return Phase::Ended(self.unusable(jobs, reason));
                 }
                 ClientEvent::Closed => {
@@ -176,9 +175,9 @@ impl Conn<'_> {
                     } else if self.idle {
                         Ended::Idle
                     } else {
-                        Ended::Unusable {
-                            reason: format!("{} closed the connection", self.peer.host),
-                        }
+                        Ended::Unusable(HostError::Closed {
+                            host: self.peer.host.to_string(),
+                        })
                     });
                 }
             }
@@ -267,52 +266,45 @@ impl Conn<'_> {
             return;
         };
         self.used = true;
-        let mut outcomes = Vec::with_capacity(result.recipients.len());
-        for r in &result.recipients {
+        let hop = Hop {
+            host: self.peer.host.to_string(),
+            ip: self.peer.addr,
+            tls: self.tls.clone(),
+        };
+        let mut recipients = Vec::with_capacity(result.recipients.len());
+        for r in result.recipients {
             let Some(&index) = job.recipients.get(r.index) else {
                 continue;
             };
-            let verdict = match r.outcome {
-                Outcome::Delivered => Verdict::Delivered,
-                Outcome::Temporary => Verdict::Temporary,
-                Outcome::Permanent => Verdict::Permanent,
-            };
             let wants_success = job.envelope.recipients[index].notify.success;
-            outcomes.push(RecipientOutcome {
+            let no_dsn_beyond = wants_success && !result.dsn_supported;
+            recipients.push(RecipientAttempt {
                 index,
-                verdict,
-                reply: r.reply.to_string(),
-                status: r
-                    .reply
-                    .enhanced
-                    .clone()
-                    .unwrap_or_else(|| default_status(r.reply.code)),
-                next_hop: Some(self.peer.host.to_string()),
-                ip: Some(self.peer.addr),
-                tls: self.tls.clone(),
-                relayed: verdict == Verdict::Delivered && wants_success && !result.dsn_supported,
+                attempt: Attempt::of_disposition(r.disposition, no_dsn_beyond),
+                hop: Some(hop.clone()),
             });
         }
-        let peer_ok = outcomes.iter().any(|o| o.verdict != Verdict::Temporary);
+        let peer_ok = recipients.iter().any(|r| !r.attempt.is_deferred());
         jobs.report(
             JobResult {
                 id: job.id,
-                outcomes,
+                recipients,
             },
             peer_ok,
         );
     }
 
     /// Ends a connection that failed; a job caught in flight goes back as deferred.
-    fn unusable(&mut self, jobs: &impl JobSource, reason: String) -> Ended {
+    fn unusable(&mut self, jobs: &impl JobSource, reason: HostError) -> Ended {
         if let Some(job) = self.in_flight.take() {
-            jobs.report(job.all(Verdict::Temporary, &reason, "4.4.2"), false);
+            let broken = DeliveryError::ConnectionBroken(reason.clone());
+            jobs.report(job.all(&Attempt::Deferred(broken)), false);
             self.used = true;
         }
         if self.used {
             Ended::Used
         } else {
-            Ended::Unusable { reason }
+            Ended::Unusable(reason)
         }
     }
 }
@@ -320,13 +312,4 @@ impl Conn<'_> {
 /// `step` never returns `NeedInput`.
 fn unreachable_need_input() {
     tracing::error!("outbound client returned NeedInput out of step");
-}
-
-fn default_status(code: u16) -> String {
-    match code / 100 {
-        2 => "2.0.0",
-        4 => "4.0.0",
-        _ => "5.0.0",
-    }
-    .to_string()
 }

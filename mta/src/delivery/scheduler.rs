@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::mpsc::UnboundedSender;
-use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Spool};
+use way2mail_queue::{DeliveryRecord, Spool};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
+use super::attempt::{Attempt, RecipientAttempt};
 use super::hold::Hold;
-use super::{bounce, domain_of, retry, Job, JobResult, RecipientOutcome, Verdict};
+use super::{bounce, domain_of, retry, Job, JobResult};
 use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
-pub use way2mail_daemon::time::now_ms;
+use way2mail_daemon::time::now_ms;
 
 /// Messages leased per round; a full round means more are due right away.
 const BATCH: usize = 512;
@@ -49,7 +50,7 @@ struct InFlight {
     envelope: Envelope,
     body: Arc<Vec<u8>>,
     remaining: usize,
-    outcomes: Vec<RecipientOutcome>,
+    results: Vec<RecipientAttempt>,
 }
 
 impl Scheduler {
@@ -188,7 +189,7 @@ impl Scheduler {
         let Some(entry) = inflight.get_mut(&result.id) else {
             return;
         };
-        entry.outcomes.extend(result.outcomes);
+        entry.results.extend(result.recipients);
         entry.remaining = entry.remaining.saturating_sub(1);
         if entry.remaining == 0 {
             if let Some(done) = inflight.remove(&result.id) {
@@ -204,36 +205,32 @@ impl Scheduler {
         envelope.attempts += 1;
         let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
         let mut records = Vec::new();
-        let mut reported: Vec<RecipientOutcome> = Vec::new();
-        for o in &done.outcomes {
+        let mut reported: Vec<RecipientAttempt> = Vec::new();
+        for o in &done.results {
             let Some(r) = envelope.recipients.get_mut(o.index) else {
                 continue;
             };
             r.attempts += 1;
-            let outcome = match o.verdict {
-                Verdict::Delivered => {
+            let text = o.attempt.to_string();
+            match &o.attempt {
+                Attempt::Delivered { .. } => {
                     r.state = RecipientState::Delivered;
                     r.last_error = None;
-                    DeliveryOutcome::Delivered
                 }
-                Verdict::Permanent => {
+                Attempt::Failed(_) => {
                     r.state = RecipientState::Failed;
-                    r.last_error = Some(o.reply.clone());
-                    DeliveryOutcome::Bounced
+                    r.last_error = Some(text.clone());
                 }
-                Verdict::Temporary => {
-                    r.last_error = Some(o.reply.clone());
-                    DeliveryOutcome::Deferred
-                }
-            };
-            if o.verdict != Verdict::Temporary {
+                Attempt::Deferred(_) => r.last_error = Some(text.clone()),
+            }
+            if !o.attempt.is_deferred() {
                 reported.push(o.clone());
             }
             records.push(record(
                 id,
                 &r.address,
                 o,
-                outcome,
+                text,
                 envelope.attempts,
                 now,
                 queue_time_ms,
@@ -247,13 +244,13 @@ impl Scheduler {
             for (index, r) in envelope.recipients.iter_mut().enumerate() {
                 if r.state == RecipientState::Pending {
                     r.state = RecipientState::Failed;
-                    let last = r.last_error.clone().unwrap_or_default();
-                    let o = RecipientOutcome::expired(index, &last);
+                    let o = RecipientAttempt::expired(index, r.last_error.clone());
+                    let text = o.attempt.to_string();
                     records.push(record(
                         id,
                         &r.address,
                         &o,
-                        DeliveryOutcome::Expired,
+                        text,
                         envelope.attempts,
                         now,
                         queue_time_ms,
@@ -292,49 +289,32 @@ impl InFlight {
             envelope,
             body,
             remaining,
-            outcomes: Vec::new(),
+            results: Vec::new(),
         }
     }
 }
 
-impl RecipientOutcome {
-    fn expired(index: usize, last_error: &str) -> RecipientOutcome {
-        let reply = if last_error.is_empty() {
-            "delivery time expired".to_string()
-        } else {
-            format!("delivery time expired; last error: {last_error}")
-        };
-        RecipientOutcome {
-            index,
-            verdict: Verdict::Permanent,
-            reply,
-            status: "4.4.7".into(),
-            next_hop: None,
-            ip: None,
-            tls: None,
-            relayed: false,
-        }
-    }
-}
-
+/// The delivery log's record of one recipient's attempt; `reply` is the attempt's
+/// text, as `last_error` keeps it.
 fn record(
     id: MessageId,
     recipient: &str,
-    o: &RecipientOutcome,
-    outcome: DeliveryOutcome,
+    o: &RecipientAttempt,
+    reply: String,
     attempt: u32,
     now: u64,
     queue_time_ms: u64,
 ) -> DeliveryRecord {
+    let hop = o.hop.as_ref();
     DeliveryRecord {
         time_ms: now,
-        outcome,
+        outcome: o.attempt.log_outcome(),
         message_id: id.to_string(),
         recipient: recipient.to_string(),
-        next_hop: o.next_hop.clone(),
-        ip: o.ip,
-        tls: o.tls.clone(),
-        reply: Some(o.reply.clone()),
+        next_hop: hop.map(|h| h.host.clone()),
+        ip: hop.map(|h| h.ip),
+        tls: hop.and_then(|h| h.tls.clone()),
+        reply: Some(reply),
         attempt,
         queue_time_ms,
     }

@@ -17,13 +17,14 @@ use way2mail_mta::outbound::mx::{MxResolver, NextHop};
 use way2mail_mta::outbound::route::Routes;
 use way2mail_smtp::client::Credentials;
 
+use super::attempt::{Attempt, DeliveryError, HostError};
 use super::connection::{self, Ended, JobSource, Peer};
 use super::shaping::{Change, Shaper};
-use super::{Job, JobResult, Verdict};
+use super::{Job, JobResult};
 use crate::config::delivery::{route_key, ShapingConfig};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
-use crate::runtime::Backend;
+use crate::io::Backend;
 
 /// Everything a core's worker shares with its connections.
 pub struct Context {
@@ -117,14 +118,7 @@ impl Worker {
         let ctx = &self.ctx;
         match ctx.resolver.next_hops(&domain, ctx.port, &ctx.routes).await {
             Ok(hops) => self.try_hops(&domain, &hops).await,
-            Err(e) => {
-                let (verdict, status) = if e.is_permanent() {
-                    (Verdict::Permanent, e.enhanced_status())
-                } else {
-                    (Verdict::Temporary, e.enhanced_status())
-                };
-                self.fail_queue(&domain, verdict, &e.to_string(), status);
-            }
+            Err(e) => self.fail_queue(&domain, &Attempt::of_dns(e)),
         }
         let reopen = {
             let mut dests = self.destinations.borrow_mut();
@@ -148,7 +142,7 @@ impl Worker {
     /// MX hosts in order, each of their addresses in turn, until one connection is
     /// used; if none is, every queued job of the destination is deferred.
     async fn try_hops(&self, domain: &str, hops: &[NextHop]) {
-        let mut last = String::from("no next hop");
+        let mut last = HostError::NoHop;
         for hop in hops {
             for &addr in &hop.addrs {
                 if self.queue_empty(domain) {
@@ -170,14 +164,15 @@ impl Worker {
                     .await
                 {
                     Ok(Ended::Used | Ended::Idle) => return,
-                    Ok(Ended::Unusable { reason }) | Err(reason) => {
+                    Ok(Ended::Unusable(reason)) | Err(reason) => {
                         self.note(domain, false);
                         last = reason;
                     }
                 }
             }
         }
-        self.fail_queue(domain, Verdict::Temporary, &last, "4.4.1");
+        let unreachable = DeliveryError::Unreachable(last);
+        self.fail_queue(domain, &Attempt::Deferred(unreachable));
     }
 
     async fn connect(
@@ -185,18 +180,25 @@ impl Worker {
         addr: SocketAddr,
         peer: &Peer<'_>,
         jobs: &DestinationJobs<'_>,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, HostError> {
         let ctx = &self.ctx;
+        let host = || peer.host.to_string();
         let stream = tokio::time::timeout(ctx.connect_timeout, tcp_connect(addr, ctx.source))
             .await
-            .map_err(|_| format!("connect to {}[{addr}]: timed out", peer.host))?
-            .map_err(|e| format!("connect to {}[{addr}]: {e}", peer.host))?;
+            .map_err(|_| HostError::ConnectTimeout { host: host(), addr })?
+            .map_err(|e| HostError::Connect {
+                host: host(),
+                addr,
+                error: Arc::new(e),
+            })?;
         let _ = stream.set_nodelay(true);
         let settings = &ctx.connection;
         Ok(match ctx.backend {
             Backend::Epoll => connection::run(EpollStream(stream), settings, peer, jobs).await,
             Backend::IoUring => {
-                let std = stream.into_std().map_err(|e| e.to_string())?;
+                let std = stream
+                    .into_std()
+                    .map_err(|e| HostError::Socket { error: Arc::new(e) })?;
                 let uring = tokio_uring::net::TcpStream::from_std(std);
                 connection::run(UringStream(uring), settings, peer, jobs).await
             }
@@ -216,14 +218,14 @@ impl Worker {
             .is_none_or(|d| d.queue.is_empty())
     }
 
-    /// Reports every queued job of a destination with one verdict.
-    fn fail_queue(&self, domain: &str, verdict: Verdict, reason: &str, status: &str) {
+    /// Reports every queued job of a destination with one attempt.
+    fn fail_queue(&self, domain: &str, attempt: &Attempt) {
         let jobs: Vec<Job> = match self.destinations.borrow_mut().get_mut(domain) {
             Some(d) => d.queue.drain(..).collect(),
             None => Vec::new(),
         };
         for job in jobs {
-            let _ = self.ctx.results.send(job.all(verdict, reason, status));
+            let _ = self.ctx.results.send(job.all(attempt));
         }
     }
 

@@ -28,6 +28,7 @@ use hickory_resolver::TokioResolver;
 
 use crate::outbound::route::{Route, RouteHost, Routes};
 use way2mail_smtp::client::TlsPolicy;
+use way2mail_smtp::EnhancedCode;
 
 /// `[dns]`: the one settings type for every lookup, shared with control.
 pub use way2mail_daemon::dns::DnsSettings;
@@ -75,12 +76,12 @@ impl ResolveError {
     }
 
     /// The RFC 3463 enhanced status code for the DSN or the log.
-    pub fn enhanced_status(&self) -> &'static str {
+    pub fn enhanced_code(&self) -> EnhancedCode {
         match self {
-            ResolveError::NullMx { .. } => "5.1.10",
-            ResolveError::NoSuchDomain { .. } => "5.1.2",
-            ResolveError::NoAddress { .. } => "5.4.4",
-            ResolveError::Temporary { .. } => "4.4.3",
+            ResolveError::NullMx { .. } => EnhancedCode::new(5, 1, 10),
+            ResolveError::NoSuchDomain { .. } => EnhancedCode::new(5, 1, 2),
+            ResolveError::NoAddress { .. } => EnhancedCode::new(5, 4, 4),
+            ResolveError::Temporary { .. } => EnhancedCode::new(4, 4, 3),
         }
     }
 
@@ -441,7 +442,7 @@ mod tests {
         ];
         for (err, permanent, status, code) in cases {
             assert_eq!(err.is_permanent(), permanent, "{err}");
-            assert_eq!(err.enhanced_status(), status, "{err}");
+            assert_eq!(err.enhanced_code().to_string(), status, "{err}");
             assert_eq!(err.reply_code(), code, "{err}");
             assert!(err.to_string().contains("example.net"));
         }

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use way2mail_mta::signing::Key;
-use way2mail_smtp::reply::Reply;
+use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::Grant;
 use way2mail_wire::protocol::{DkimAlgorithm, TenantStatus};
 use way2mail_wire::snapshot::{suppression_hash, MtaRetention, Snapshot, TenantLimits};
@@ -276,7 +276,7 @@ impl Directory {
         if tenant.suppresses(address) {
             return Err(Reply::owned(
                 550,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 format!("Recipient <{address}> is on this account's suppression list"),
             ));
         }
@@ -314,21 +314,21 @@ impl Directory {
         let Some(s) = self.sending(domain) else {
             return Err(Reply::owned(
                 550,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 format!("Sender domain {domain} is not a domain of this system"),
             ));
         };
         if !s.may_send {
             return Err(Reply::owned(
                 550,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 format!("Sender domain {domain} is not verified for sending"),
             ));
         }
         if missing_keys == MissingKeys::Refuse && s.keys(domain).is_empty() {
             return Err(Reply::owned(
                 550,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 format!("Sender domain {domain} has no DKIM key"),
             ));
         }
@@ -357,7 +357,7 @@ pub fn sender_domain(sender: &str) -> Option<&str> {
 pub fn not_a_domain_of_this_account(address: &str) -> Reply {
     Reply::owned(
         553,
-        "5.7.1",
+        EnhancedCode::new(5, 7, 1),
         format!("Sender address <{address}> is not in a domain of this account"),
     )
 }
@@ -375,9 +375,10 @@ fn is_selector(s: &str) -> bool {
         })
 }
 
-const CREDENTIALS_REVOKED: Reply = Reply::new(550, "5.7.1", "Credentials revoked");
-const SUSPENDED: Reply = Reply::new(550, "5.7.1", "Account suspended");
-const TERMINATED: Reply = Reply::new(550, "5.7.1", "Account terminated");
+const CREDENTIALS_REVOKED: Reply =
+    Reply::new(550, EnhancedCode::new(5, 7, 1), "Credentials revoked");
+const SUSPENDED: Reply = Reply::new(550, EnhancedCode::new(5, 7, 1), "Account suspended");
+const TERMINATED: Reply = Reply::new(550, EnhancedCode::new(5, 7, 1), "Account terminated");
 
 /// The directory sessions read now; `None` until a first snapshot arrived. The
 /// follower replaces the `Arc` whole, so a reader keeps a consistent snapshot for
@@ -483,9 +484,9 @@ pub(crate) mod tests {
         }
     }
 
-    fn code(r: Result<&Tenant, Reply>) -> (u16, &'static str, String) {
+    fn code(r: Result<&Tenant, Reply>) -> (u16, Option<EnhancedCode>, String) {
         let e = r.expect_err("expected a refusal");
-        (e.code, e.status, e.text.into_owned())
+        (e.code, e.enhanced, e.text.into_owned())
     }
 
     #[test]
@@ -526,7 +527,7 @@ pub(crate) mod tests {
             "a@",
         ] {
             let (c, s, text) = code(d.check_sender(&g, bad));
-            assert_eq!((c, s), (553, "5.7.1"), "{bad}");
+            assert_eq!((c, s), (553, Some(EnhancedCode::new(5, 7, 1))), "{bad}");
             assert!(
                 text.contains("is not in a domain of this account"),
                 "{text}"
@@ -543,7 +544,10 @@ pub(crate) mod tests {
     fn disabled_and_revoked_accounts() {
         let d = Directory::new(&snapshot(1));
         let (c, s, text) = code(d.check_sender(&grant("sleepy"), "a@sleepy.example"));
-        assert_eq!((c, s, text.as_str()), (550, "5.7.1", "Account suspended"));
+        assert_eq!(
+            (c, s, text.as_str()),
+            (550, Some(EnhancedCode::new(5, 7, 1)), "Account suspended")
+        );
         let (c, _, text) = code(d.check_sender(&grant("gone"), "a@gone.example"));
         assert_eq!((c, text.as_str()), (550, "Account terminated"));
         let stranger = Grant {
@@ -552,7 +556,10 @@ pub(crate) mod tests {
             credential_id: "deleted-user-cred".into(),
         };
         let (c, s, text) = code(d.check_sender(&stranger, "a@acme.example"));
-        assert_eq!((c, s, text.as_str()), (550, "5.7.1", "Credentials revoked"));
+        assert_eq!(
+            (c, s, text.as_str()),
+            (550, Some(EnhancedCode::new(5, 7, 1)), "Credentials revoked")
+        );
         // A username that moved to another tenant is not the grant's any more.
         let moved = Grant {
             tenant: "sleepy".into(),
@@ -625,14 +632,14 @@ pub(crate) mod tests {
             let e = d
                 .check_sending(domain, missing)
                 .expect_err("expected a refusal");
-            (e.code, e.status, e.text.into_owned())
+            (e.code, e.enhanced, e.text.into_owned())
         };
         for missing in [MissingKeys::Refuse, MissingKeys::Unsigned] {
             assert_eq!(
                 refusal("unverified.example", missing),
                 (
                     550,
-                    "5.7.1",
+                    Some(EnhancedCode::new(5, 7, 1)),
                     "Sender domain unverified.example is not verified for sending".into()
                 )
             );
@@ -642,7 +649,7 @@ pub(crate) mod tests {
             refusal("nokeys.example", MissingKeys::Refuse),
             (
                 550,
-                "5.7.1",
+                Some(EnhancedCode::new(5, 7, 1)),
                 "Sender domain nokeys.example has no DKIM key".into()
             )
         );

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use way2mail_smtp::reply::Reply;
+use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{Grant, TenantPolicy};
 
 use super::directory::{sender_domain, Current};
@@ -120,7 +120,7 @@ impl Policy {
             // the follower never does; refuse softly rather than guess.
             return Err(Reply::new(
                 451,
-                "4.7.0",
+                EnhancedCode::new(4, 7, 0),
                 "Account data unavailable, try again later",
             ));
         };
@@ -143,7 +143,7 @@ impl Policy {
         if day >= u64::from(limits.messages_per_day) {
             return Err(Reply::owned(
                 550,
-                "5.7.0",
+                EnhancedCode::new(5, 7, 0),
                 format!(
                     "Tenant daily message limit ({}) reached",
                     limits.messages_per_day
@@ -153,7 +153,7 @@ impl Policy {
         if hour >= u64::from(limits.messages_per_hour) {
             return Err(Reply::owned(
                 452,
-                "4.7.0",
+                EnhancedCode::new(4, 7, 0),
                 format!(
                     "Tenant hourly message limit ({}) reached, try again later",
                     limits.messages_per_hour
@@ -200,7 +200,7 @@ impl TenantPolicy for Policy {
         if count > limit as usize {
             return Err(Reply::owned(
                 452,
-                "4.5.3",
+                EnhancedCode::new(4, 5, 3),
                 format!("Too many recipients for this account (limit {limit})"),
             ));
         }
@@ -230,9 +230,9 @@ mod tests {
         Policy::new(current, MissingKeys::Refuse)
     }
 
-    fn refusal(r: Result<(), Reply>) -> (u16, &'static str, String) {
+    fn refusal(r: Result<(), Reply>) -> (u16, Option<EnhancedCode>, String) {
         let e = r.expect_err("expected a refusal");
-        (e.code, e.status, e.text.into_owned())
+        (e.code, e.enhanced, e.text.into_owned())
     }
 
     #[test]
@@ -245,7 +245,7 @@ mod tests {
             p.message_queued_at(&g, minute);
         }
         let (c, s, text) = refusal(p.check_sender_at(&g, from, 30));
-        assert_eq!((c, s), (452, "4.7.0"));
+        assert_eq!((c, s), (452, Some(EnhancedCode::new(4, 7, 0))));
         assert_eq!(
             text,
             "Tenant hourly message limit (3) reached, try again later"
@@ -267,7 +267,7 @@ mod tests {
             p.message_queued_at(&g, minute);
         }
         let (c, s, text) = refusal(p.check_sender_at(&g, from, 1200));
-        assert_eq!((c, s), (550, "5.7.0"));
+        assert_eq!((c, s), (550, Some(EnhancedCode::new(5, 7, 0))));
         assert_eq!(text, "Tenant daily message limit (4) reached");
         assert!(p.check_sender_at(&g, from, 1439).is_err());
         assert!(
@@ -311,7 +311,7 @@ mod tests {
                 (c, st, text.as_str()),
                 (
                     550,
-                    "5.7.1",
+                    Some(EnhancedCode::new(5, 7, 1)),
                     "Sender domain acme.example is not verified for sending"
                 )
             );
@@ -322,7 +322,7 @@ mod tests {
                     (c, st, text.as_str()),
                     (
                         550,
-                        "5.7.1",
+                        Some(EnhancedCode::new(5, 7, 1)),
                         "Sender domain MAIL.acme.example has no DKIM key"
                     )
                 );
@@ -342,7 +342,7 @@ mod tests {
         assert!(p.check_recipient(&g, to, 1).is_ok());
         assert!(p.check_recipient(&g, to, 2).is_ok());
         let (c, s, text) = refusal(p.check_recipient(&g, to, 3));
-        assert_eq!((c, s), (452, "4.5.3"));
+        assert_eq!((c, s), (452, Some(EnhancedCode::new(4, 5, 3))));
         assert_eq!(text, "Too many recipients for this account (limit 2)");
         let (c, _, _) = refusal(p.check_recipient(&grant("gone"), to, 1));
         assert_eq!(c, 550);
@@ -368,7 +368,11 @@ mod tests {
             "old@remote.example",
         ] {
             let (c, st, text) = refusal(p.check_recipient(&acme, address, 1));
-            assert_eq!((c, st), (550, "5.7.1"), "{address}");
+            assert_eq!(
+                (c, st),
+                (550, Some(EnhancedCode::new(5, 7, 1))),
+                "{address}"
+            );
             assert_eq!(
                 text,
                 format!("Recipient <{address}> is on this account's suppression list")

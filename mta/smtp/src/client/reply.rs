@@ -7,53 +7,13 @@
 //! end. Text is kept as (lossy) UTF-8 with control characters blanked, because it
 //! ends up in logs and in the Diagnostic-Code of delivery status notifications.
 
-use std::fmt;
+use crate::reply::{EnhancedCode, Reply};
 
 /// RFC 5321 §4.5.3.1.5 allows 512 octets per reply line; real servers send longer
 /// ones, so we take up to 4 KB before calling it hostile.
 pub const MAX_LINE: usize = 4096;
 /// The EHLO answer is the longest legitimate reply; 64 KB is far beyond any.
 pub const MAX_REPLY: usize = 64 * 1024;
-
-/// One reply from the peer, or one we made up for the same purpose (a message the
-/// peer cannot take, a lost connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    /// Enhanced status code (RFC 3463) such as `"5.1.1"`, when the reply has one.
-    pub enhanced: Option<String>,
-    /// The text of every line, without codes, joined with single spaces.
-    pub text: String,
-}
-
-impl Reply {
-    /// A reply made up locally, in the same shape as one from the peer.
-    pub fn local(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: Some(enhanced.to_string()),
-            text: text.into(),
-        }
-    }
-
-    /// The first digit: 2 success, 3 go on, 4 temporary, 5 permanent.
-    pub fn class(&self) -> u16 {
-        self.code / 100
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.code)?;
-        if let Some(enhanced) = &self.enhanced {
-            write!(f, " {enhanced}")?;
-        }
-        if !self.text.is_empty() {
-            write!(f, " {}", self.text)?;
-        }
-        Ok(())
-    }
-}
 
 /// A complete reply as read: its code and the text of each line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +26,13 @@ impl RawReply {
     /// The reply with its enhanced status code split off every line (RFC 2034 puts
     /// it on each one). Only a code of the reply's own class counts as one.
     pub fn to_reply(&self) -> Reply {
-        let class = (self.code / 100).to_string();
         let mut enhanced = None;
         let mut text = String::new();
         for (n, line) in self.lines.iter().enumerate() {
-            let rest = match split_enhanced(line, &class) {
-                Some((status, rest)) => {
+            let rest = match split_enhanced(line, self.code / 100) {
+                Some((code, rest)) => {
                     if n == 0 {
-                        enhanced = Some(status.to_string());
+                        enhanced = Some(code);
                     }
                     rest
                 }
@@ -87,32 +46,52 @@ impl RawReply {
         Reply {
             code: self.code,
             enhanced,
-            text,
+            text: text.into(),
         }
     }
 }
 
-/// `"5.1.1 rest"` → `("5.1.1", "rest")` when the class digit matches.
-fn split_enhanced<'a>(line: &'a str, class: &str) -> Option<(&'a str, &'a str)> {
+/// `"5.1.1 rest"` → `(5.1.1, "rest")` when the class matches the reply's.
+fn split_enhanced(line: &str, class: u16) -> Option<(EnhancedCode, &str)> {
     let (status, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let mut parts = status.split('.');
-    let valid = parts.next() == Some(class)
-        && parts.next().is_some_and(is_number)
-        && parts.next().is_some_and(is_number)
-        && parts.next().is_none();
-    valid.then_some((status, rest.trim_start()))
-}
-
-fn is_number(part: &str) -> bool {
-    (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    let code: EnhancedCode = status.parse().ok()?;
+    (u16::from(code.class()) == class).then_some((code, rest.trim_start()))
 }
 
 /// Why the peer's bytes are not a reply.
-pub(super) type ProtocolError = &'static str;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyError {
+    LineTooLong,
+    TooLong,
+    MixedCodes,
+    Malformed,
+}
 
-/// Incremental reader of one reply at a time.
+impl ReplyError {
+    /// The reason as logs and the session's protocol failures name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyError::LineTooLong => "reply line too long",
+            ReplyError::TooLong => "reply too long",
+            ReplyError::MixedCodes => "multi-line reply with different codes",
+            ReplyError::Malformed => "malformed reply line",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+/// Incremental reader of one reply at a time, for the session here and for any
+/// other client of ours that talks SMTP to a peer (control's notifications).
 #[derive(Debug, Default)]
-pub(super) struct ReplyReader {
+pub struct ReplyReader {
     code: Option<u16>,
     lines: Vec<String>,
     size: usize,
@@ -121,31 +100,37 @@ pub(super) struct ReplyReader {
 impl ReplyReader {
     /// Reads the complete lines of `input[*pos..]`, advancing `pos` past them, until
     /// a reply is complete. `Ok(None)`: more input is needed.
-    pub fn read(
+    pub fn read(&mut self, input: &[u8], pos: &mut usize) -> Result<Option<Reply>, ReplyError> {
+        Ok(self.read_raw(input, pos)?.map(|raw| raw.to_reply()))
+    }
+
+    /// [`ReplyReader::read`], keeping each line's text (the EHLO answer is read
+    /// line by line).
+    pub(super) fn read_raw(
         &mut self,
         input: &[u8],
         pos: &mut usize,
-    ) -> Result<Option<RawReply>, ProtocolError> {
+    ) -> Result<Option<RawReply>, ReplyError> {
         loop {
             let rest = input.get(*pos..).unwrap_or_default();
             let Some(end) = rest.iter().position(|&b| b == b'\n') else {
                 if rest.len() >= MAX_LINE {
-                    return Err("reply line too long");
+                    return Err(ReplyError::LineTooLong);
                 }
                 return Ok(None);
             };
             if end + 1 > MAX_LINE {
-                return Err("reply line too long");
+                return Err(ReplyError::LineTooLong);
             }
             *pos += end + 1;
             self.size += end + 1;
             if self.size > MAX_REPLY {
-                return Err("reply too long");
+                return Err(ReplyError::TooLong);
             }
             let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
             let (code, last, text) = parse_line(line)?;
             if self.code.is_some_and(|c| c != code) {
-                return Err("multi-line reply with different codes");
+                return Err(ReplyError::MixedCodes);
             }
             self.code = Some(code);
             self.lines.push(text);
@@ -162,8 +147,8 @@ impl ReplyReader {
 }
 
 /// One line: its code, whether it is the last, and its text.
-fn parse_line(line: &[u8]) -> Result<(u16, bool, String), ProtocolError> {
-    let malformed = "malformed reply line";
+fn parse_line(line: &[u8]) -> Result<(u16, bool, String), ReplyError> {
+    let malformed = ReplyError::Malformed;
     let digits = line.get(..3).ok_or(malformed)?;
     // RFC 5321 §4.2: first digit 2..5, second 0..5, third any.
     let valid = (b'2'..=b'5').contains(&digits[0])
@@ -193,9 +178,9 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, String), ProtocolError> {
 mod tests {
     use super::*;
 
-    fn read_all(input: &[u8]) -> Result<Option<RawReply>, ProtocolError> {
+    fn read_all(input: &[u8]) -> Result<Option<RawReply>, ReplyError> {
         let mut pos = 0;
-        ReplyReader::default().read(input, &mut pos)
+        ReplyReader::default().read_raw(input, &mut pos)
     }
 
     #[test]
@@ -203,7 +188,7 @@ mod tests {
         let r = read_all(b"250 2.1.0 Sender ok\r\n").unwrap().unwrap();
         assert_eq!(r.code, 250);
         let reply = r.to_reply();
-        assert_eq!(reply.enhanced.as_deref(), Some("2.1.0"));
+        assert_eq!(reply.enhanced, Some(EnhancedCode::new(2, 1, 0)));
         assert_eq!(reply.text, "Sender ok");
         assert_eq!(reply.to_string(), "250 2.1.0 Sender ok");
 
@@ -227,8 +212,22 @@ mod tests {
         assert_eq!(r.enhanced, None);
         assert_eq!(r.text, "2.0.0 odd");
         let r = read_all(b"451 4.3.0\r\n").unwrap().unwrap().to_reply();
-        assert_eq!(r.enhanced.as_deref(), Some("4.3.0"));
+        assert_eq!(r.enhanced, Some(EnhancedCode::new(4, 3, 0)));
         assert_eq!(r.text, "");
+    }
+
+    #[test]
+    fn odd_codes() {
+        // A class an enhanced code cannot have: the text keeps it, so the reply reads
+        // as the peer sent it.
+        let line = b"354 3.0.0 go on\r\n";
+        let r = read_all(line).unwrap().unwrap().to_reply();
+        assert_eq!(r.enhanced, None);
+        assert_eq!(r.to_string(), "354 3.0.0 go on");
+        // Leading zeros, which RFC 3463's grammar allows: the code keeps its meaning.
+        let r = read_all(b"550 5.01.1 odd\r\n").unwrap().unwrap().to_reply();
+        assert_eq!(r.enhanced, Some(EnhancedCode::new(5, 1, 1)));
+        assert_eq!(r.text, "odd");
     }
 
     #[test]
@@ -242,7 +241,7 @@ mod tests {
                 assert_eq!(reader.read(&input[..end], &mut pos), Ok(None));
             }
         }
-        let first = reader.read(input, &mut pos).unwrap().unwrap();
+        let first = reader.read_raw(input, &mut pos).unwrap().unwrap();
         assert_eq!(first.lines, ["a", "b"]);
         let second = reader.read(input, &mut pos).unwrap().unwrap();
         assert_eq!(second.code, 354);
@@ -268,12 +267,12 @@ mod tests {
     #[test]
     fn bounds() {
         let long = vec![b'2'; MAX_LINE];
-        assert_eq!(read_all(&long), Err("reply line too long"));
+        assert_eq!(read_all(&long), Err(ReplyError::LineTooLong));
         let mut many = Vec::new();
         while many.len() <= MAX_REPLY {
             many.extend_from_slice(b"250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n");
         }
-        assert_eq!(read_all(&many), Err("reply too long"));
+        assert_eq!(read_all(&many), Err(ReplyError::TooLong));
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! replies are matched in order through the session's `Expect` queue either way.
 //!
 //! Results: a recipient refused at RCPT (or all of them, when MAIL is refused) keeps
-//! that reply; the reply after the content decides for every accepted recipient.
+//! that reply; the reply after the content decides for every accepted recipient. A
+//! message this peer cannot take is not sent at all ([`Unsendable`]).
 
 use std::fmt::Write as _;
 
 use crate::{BodyType, Notify, Ret};
 
+use crate::reply::Reply;
+
 use super::{
-    body, Client, DeliveryResult, Expect, OutboundMessage, Outcome, RecipientResult, Reply,
+    body, ClientSession, DeliveryResult, Disposition, Expect, Interruption, OutboundMessage,
+    RecipientResult, Unsendable,
 };
 
 /// Longest forward- or reverse-path we put on a command line; RFC 5321 allows 256.
@@ -26,7 +30,7 @@ const MAX_DSN_PARAM: usize = 600;
 #[derive(Debug)]
 pub(super) struct Transaction {
     message: OutboundMessage,
-    results: Vec<Option<(Outcome, Reply)>>,
+    results: Vec<Option<Disposition>>,
     /// Recipients given to RCPT, in order.
     rcpts: Vec<usize>,
     /// Without PIPELINING: how many of `rcpts` have been sent.
@@ -45,18 +49,13 @@ enum Step {
 }
 
 impl Transaction {
-    /// Every recipient with the same outcome and reply.
-    pub(super) fn all(
-        message: &OutboundMessage,
-        outcome: Outcome,
-        reply: &Reply,
-    ) -> DeliveryResult {
+    /// Every recipient with the same disposition.
+    pub(super) fn all(message: &OutboundMessage, disposition: &Disposition) -> DeliveryResult {
         DeliveryResult {
             recipients: (0..message.recipients.len())
                 .map(|index| RecipientResult {
                     index,
-                    outcome,
-                    reply: reply.clone(),
+                    disposition: disposition.clone(),
                 })
                 .collect(),
             dsn_supported: false,
@@ -64,16 +63,16 @@ impl Transaction {
     }
 
     /// Gives every recipient without a result this one.
-    fn decide_rest(&mut self, outcome: Outcome, reply: &Reply) {
+    fn decide_rest(&mut self, disposition: &Disposition) {
         for result in self.results.iter_mut().filter(|r| r.is_none()) {
-            *result = Some((outcome, reply.clone()));
+            *result = Some(disposition.clone());
         }
     }
 
     /// Gives every accepted recipient the reply to the content (or to DATA).
     fn decide_accepted(&mut self, reply: &Reply) {
         for &i in &self.accepted {
-            self.results[i] = Some((outcome(reply), reply.clone()));
+            self.results[i] = Some(Disposition::of_reply(reply));
         }
     }
 
@@ -82,17 +81,10 @@ impl Transaction {
             .results
             .into_iter()
             .enumerate()
-            .map(|(index, result)| {
-                // Every path to `finish` decides all recipients; this is a safe net.
-                let (outcome, reply) = result.unwrap_or_else(|| {
-                    let reply = Reply::local(451, "4.4.0", "no result for recipient");
-                    (Outcome::Temporary, reply)
-                });
-                RecipientResult {
-                    index,
-                    outcome,
-                    reply,
-                }
+            .map(|(index, result)| RecipientResult {
+                index,
+                // Every path to `finish` decides all recipients; this is a safety net.
+                disposition: result.unwrap_or(Disposition::Interrupted(Interruption::Undecided)),
             })
             .collect();
         DeliveryResult {
@@ -102,19 +94,10 @@ impl Transaction {
     }
 }
 
-/// 2xx delivered, 5xx permanent, anything else temporary.
-fn outcome(reply: &Reply) -> Outcome {
-    match reply.class() {
-        2 => Outcome::Delivered,
-        5 => Outcome::Permanent,
-        _ => Outcome::Temporary,
-    }
-}
-
-impl Client {
+impl ClientSession {
     pub(super) fn start_transaction(&mut self, message: OutboundMessage) {
-        if let Some(reply) = self.refusal(&message) {
-            let result = Transaction::all(&message, Outcome::Permanent, &reply);
+        if let Some(why) = self.unsendable(&message) {
+            let result = Transaction::all(&message, &Disposition::Unsendable(why));
             return self.done(DeliveryResult {
                 dsn_supported: self.extensions.dsn,
                 ..result
@@ -126,8 +109,7 @@ impl Client {
             if valid_path(&rcpt.address) {
                 rcpts.push(i);
             } else {
-                let reply = Reply::local(501, "5.1.3", "invalid recipient address");
-                results[i] = Some((Outcome::Permanent, reply));
+                results[i] = Some(Disposition::Unsendable(Unsendable::BadRecipient));
             }
         }
         let mut tx = Transaction {
@@ -156,28 +138,26 @@ impl Client {
         self.tx = Some(tx);
     }
 
-    /// A reply the peer gives for the whole message before anything is sent: the
-    /// message is over its SIZE, or needs an extension it lacks.
-    fn refusal(&self, message: &OutboundMessage) -> Option<Reply> {
+    /// Why the whole message cannot go to this peer before anything is sent: it is
+    /// over the peer's SIZE, needs an extension the peer lacks, or has a sender we
+    /// will not write.
+    fn unsendable(&self, message: &OutboundMessage) -> Option<Unsendable> {
         let ext = &self.extensions;
-        let len = message.body.len();
-        if let Some(limit) = ext.size_limit().filter(|&limit| len as u64 > limit) {
-            let text = format!("message of {len} octets exceeds the peer's limit of {limit}");
-            return Some(Reply::local(552, "5.3.4", text));
+        let size = message.body.len();
+        if let Some(limit) = ext.size_limit().filter(|&limit| size as u64 > limit) {
+            return Some(Unsendable::TooBig { size, limit });
         }
         if needs_smtputf8(message) && !ext.smtputf8 {
-            let text = "message needs SMTPUTF8, which the peer does not support";
-            return Some(Reply::local(553, "5.6.7", text));
+            return Some(Unsendable::NeedsSmtputf8);
         }
         if message.body_type == BodyType::EightBitMime
             && !ext.eightbitmime
             && !body::is_seven_bit(&message.body)
         {
-            let text = "8-bit content and the peer does not support 8BITMIME";
-            return Some(Reply::local(554, "5.6.3", text));
+            return Some(Unsendable::NeedsEightBitMime);
         }
         if !valid_path(&message.sender) {
-            return Some(Reply::local(501, "5.1.7", "invalid sender address"));
+            return Some(Unsendable::BadSender);
         }
         None
     }
@@ -254,10 +234,10 @@ impl Client {
         self.done(result);
     }
 
-    /// The session ends with a message in flight: undecided recipients get `reply`.
-    pub(super) fn abort_transaction(&mut self, reply: Reply) {
+    /// The session ends with a message in flight: undecided recipients get `why`.
+    pub(super) fn abort_transaction(&mut self, why: Interruption) {
         if let Some(mut tx) = self.tx.take() {
-            tx.decide_rest(Outcome::Temporary, &reply);
+            tx.decide_rest(&Disposition::Interrupted(why));
             self.finish(tx);
         }
     }
@@ -273,7 +253,7 @@ impl Client {
                 }
             }
             4 | 5 => {
-                tx.decide_rest(outcome(reply), reply);
+                tx.decide_rest(&Disposition::Refused(reply.clone()));
                 // Pipelined RCPT and DATA replies are still to come and are skipped.
                 if tx.pipelined {
                     Step::Continue
@@ -289,7 +269,7 @@ impl Client {
         if tx.results[index].is_none() {
             match reply.class() {
                 2 => tx.accepted.push(index),
-                4 | 5 => tx.results[index] = Some((outcome(reply), reply.clone())),
+                4 | 5 => tx.results[index] = Some(Disposition::Refused(reply.clone())),
                 _ => return Step::Protocol("unexpected reply to RCPT"),
             }
         }

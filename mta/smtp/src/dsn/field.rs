@@ -115,16 +115,6 @@ pub(super) fn xtext_decode(s: &str) -> Option<String> {
     (!decoded.chars().any(char::is_control)).then_some(decoded)
 }
 
-/// True for an RFC 3463 status code `class.subject.detail` with class 2, 4 or 5.
-pub(super) fn is_status_code(s: &str) -> bool {
-    let mut parts = s.split('.');
-    let class_ok = matches!(parts.next(), Some("2" | "4" | "5"));
-    let number = |p: Option<&str>| {
-        p.is_some_and(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    class_ok && number(parts.next()) && number(parts.next()) && parts.next().is_none()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,15 +171,5 @@ mod tests {
         assert_eq!(xtext_decode("bad+ZZ"), None);
         assert_eq!(xtext_decode("inject+0D+0AX: y"), None);
         assert_eq!(xtext_decode("+FF"), None);
-    }
-
-    #[test]
-    fn status_codes() {
-        for ok in ["2.0.0", "4.4.1", "5.1.1", "5.7.123"] {
-            assert!(is_status_code(ok), "{ok}");
-        }
-        for bad in ["", "3.0.0", "5.1", "5.1.1.1", "5..1", "5.1.1234", "5.a.1"] {
-            assert!(!is_status_code(bad), "{bad}");
-        }
     }
 }

@@ -2,9 +2,10 @@
 //! 3464 §2, one group of per-message fields, then one group per reported recipient,
 //! groups separated by a blank line.
 
+use crate::reply::EnhancedCode;
 use crate::Recipient;
 
-use super::field::{clean, is_status_code, push_field, xtext_decode};
+use super::field::{clean, push_field, xtext_decode};
 use super::{Action, DsnRecipient, DsnRequest};
 use crate::date::rfc5322;
 
@@ -22,26 +23,22 @@ pub(super) struct Reported<'a> {
 }
 
 impl Reported<'_> {
-    /// The status code to report: the one given when it is well-formed and of a
-    /// class the action allows, otherwise the action's generic code, so that a
-    /// malformed code can never make a `failed` look like a success. A `failed`
-    /// recipient may carry a 4.x.x code: a message given up after its queue lifetime
-    /// failed for a reason that was itself transient (4.4.7, as Postfix reports it).
-    pub(super) fn status(&self) -> &str {
-        let given = self.outcome.status.as_str();
-        let allowed: &[&str] = match self.outcome.action {
-            Action::Failed => &["5.", "4."],
-            Action::Delayed => &["4."],
-            Action::Delivered | Action::Relayed => &["2."],
+    /// The status code to report: the one given when it is of a class the action
+    /// allows, otherwise the action's generic code, so that a code can never make a
+    /// `failed` look like a success. A `failed` recipient may carry a 4.x.x code: a
+    /// message given up after its queue lifetime failed for a reason that was itself
+    /// transient (4.4.7, as Postfix reports it).
+    pub(super) fn status(&self) -> EnhancedCode {
+        let given = self.outcome.status;
+        let (allowed, generic): (&[u8], _) = match self.outcome.action {
+            Action::Failed => (&[5, 4], EnhancedCode::PERMANENT),
+            Action::Delayed => (&[4], EnhancedCode::TRANSIENT),
+            Action::Delivered | Action::Relayed => (&[2], EnhancedCode::SUCCESS),
         };
-        if is_status_code(given) && allowed.iter().any(|class| given.starts_with(class)) {
+        if allowed.contains(&given.class()) {
             given
         } else {
-            match self.outcome.action {
-                Action::Failed => "5.0.0",
-                Action::Delayed => "4.0.0",
-                Action::Delivered | Action::Relayed => "2.0.0",
-            }
+            generic
         }
     }
 
@@ -118,7 +115,7 @@ fn push_recipient(out: &mut String, r: &Reported<'_>) {
     };
     push_field(out, "Final-Recipient", &format!("{kind};{address}"));
     push_field(out, "Action", r.outcome.action.as_str());
-    push_field(out, "Status", r.status());
+    push_field(out, "Status", &r.status().to_string());
     if let Some(remote) = r.remote_mta().filter(|v| !v.is_empty()) {
         push_field(out, "Remote-MTA", &remote);
     }

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::state::SessionState;
 use super::{AuthMechanism, AuthVerdict, Grant, Role};
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// RFC 4954 §4: servers accept AUTH command and response lines of up to 12288 octets
 /// (room for large SASL tokens); longer lines are refused without being buffered.
@@ -28,32 +28,58 @@ pub(super) const EHLO_KEYWORD: &str = "AUTH PLAIN LOGIN";
 const LOGIN_USERNAME: &str = "VXNlcm5hbWU6";
 const LOGIN_PASSWORD: &str = "UGFzc3dvcmQ6";
 
-const SUCCEEDED: Reply = Reply::new(235, "2.7.0", "Authentication successful");
-const UNAVAILABLE: Reply = Reply::new(454, "4.7.0", "Temporary authentication failure");
-pub(super) const LINE_TOO_LONG: Reply =
-    Reply::new(500, "5.5.6", "Authentication Exchange line is too long");
-const CANCELED: Reply = Reply::new(501, "5.0.0", "Authentication canceled");
-const MALFORMED: Reply = Reply::new(501, "5.5.2", "Malformed authentication response");
-const USAGE: Reply = Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-const NEED_EHLO: Reply = Reply::new(503, "5.5.1", "Send EHLO first");
-const ALREADY: Reply = Reply::new(503, "5.5.1", "Already authenticated");
-const IN_TRANSACTION: Reply =
-    Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction");
-const UNKNOWN_MECHANISM: Reply = Reply::new(504, "5.5.4", "Unrecognized authentication mechanism");
-const INVALID: Reply = Reply::new(535, "5.7.8", "Authentication credentials invalid");
+const SUCCEEDED: Reply = Reply::new(235, EnhancedCode::new(2, 7, 0), "Authentication successful");
+const UNAVAILABLE: Reply = Reply::new(
+    454,
+    EnhancedCode::new(4, 7, 0),
+    "Temporary authentication failure",
+);
+pub(super) const LINE_TOO_LONG: Reply = Reply::new(
+    500,
+    EnhancedCode::new(5, 5, 6),
+    "Authentication Exchange line is too long",
+);
+const CANCELED: Reply = Reply::new(501, EnhancedCode::new(5, 0, 0), "Authentication canceled");
+const MALFORMED: Reply = Reply::new(
+    501,
+    EnhancedCode::new(5, 5, 2),
+    "Malformed authentication response",
+);
+const USAGE: Reply = Reply::new(
+    501,
+    EnhancedCode::new(5, 5, 4),
+    "Syntax: AUTH mechanism [initial-response]",
+);
+const NEED_EHLO: Reply = Reply::new(503, EnhancedCode::new(5, 5, 1), "Send EHLO first");
+const ALREADY: Reply = Reply::new(503, EnhancedCode::new(5, 5, 1), "Already authenticated");
+const IN_TRANSACTION: Reply = Reply::new(
+    503,
+    EnhancedCode::new(5, 5, 1),
+    "AUTH not allowed during a mail transaction",
+);
+const UNKNOWN_MECHANISM: Reply = Reply::new(
+    504,
+    EnhancedCode::new(5, 5, 4),
+    "Unrecognized authentication mechanism",
+);
+const INVALID: Reply = Reply::new(
+    535,
+    EnhancedCode::new(5, 7, 8),
+    "Authentication credentials invalid",
+);
 const PROXY: Reply = Reply::new(
     535,
-    "5.7.8",
+    EnhancedCode::new(5, 7, 8),
     "Authorization identity must be empty or equal the authentication identity",
 );
 const DISABLED: Reply = Reply::new(
     535,
-    "5.7.8",
+    EnhancedCode::new(5, 7, 8),
     "Account disabled: the tenant is suspended or terminated",
 );
 const ENCRYPTION_REQUIRED: Reply = Reply::new(
     538,
-    "5.7.11",
+    EnhancedCode::new(5, 7, 11),
     "Encryption required for requested authentication mechanism",
 );
 
@@ -152,7 +178,7 @@ impl SessionState {
             AuthVerdict::TenantDisabled => DISABLED,
             AuthVerdict::LockedOut => Reply::owned(
                 421,
-                "4.7.0",
+                EnhancedCode::new(4, 7, 0),
                 format!(
                     "{} Too many authentication failures, try again later",
                     self.params.hostname
@@ -282,7 +308,7 @@ mod tests {
                 username,
                 password,
             } => format!("{mechanism:?} {username} {}", password.as_str()),
-            AuthStep::Done(r) => format!("{} {}", r.code, r.status),
+            AuthStep::Done(r) => format!("{} {}", r.code, r.enhanced_or_generic()),
         }
     }
 

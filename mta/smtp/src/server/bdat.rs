@@ -7,7 +7,7 @@
 //! chunks; those already pipelined get `503` and are consumed like any other).
 
 use super::state::SessionState;
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// What to do with the octets of one chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,10 @@ impl SessionState {
             self.reset();
             return reply::TOO_BIG;
         }
-        Reply::owned(250, "2.0.0", format!("{size} octets received"))
+        Reply::owned(
+            250,
+            EnhancedCode::new(2, 0, 0),
+            format!("{size} octets received"),
+        )
     }
 }

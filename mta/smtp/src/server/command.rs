@@ -6,7 +6,7 @@
 //! sit together.
 
 use crate::path::{self, Path, PathError, PathKind};
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
         if args.is_empty() {
             Ok(cmd)
         } else {
-            Err(Reply::new(501, "5.5.4", usage))
+            Err(Reply::new(501, EnhancedCode::new(5, 5, 4), usage))
         }
     };
     if is("EHLO") {
@@ -142,7 +142,11 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
         Ok(Command::Quit)
     } else if is("VRFY") {
         if args.is_empty() {
-            Err(Reply::new(501, "5.5.4", "Syntax: VRFY address"))
+            Err(Reply::new(
+                501,
+                EnhancedCode::new(5, 5, 4),
+                "Syntax: VRFY address",
+            ))
         } else {
             Ok(Command::Vrfy)
         }
@@ -166,11 +170,15 @@ fn helo_name<'a>(args: &'a str, usage: &'static str) -> Result<&'a str, Reply> {
     // Some clients add a comment after the name; only the first word is the name.
     let name = args.split(' ').next().unwrap_or("");
     if name.is_empty() {
-        Err(Reply::new(501, "5.5.4", usage))
+        Err(Reply::new(501, EnhancedCode::new(5, 5, 4), usage))
     } else if path::valid_helo(name) {
         Ok(name)
     } else {
-        Err(Reply::new(501, "5.5.4", "Invalid domain name"))
+        Err(Reply::new(
+            501,
+            EnhancedCode::new(5, 5, 4),
+            "Invalid domain name",
+        ))
     }
 }
 
@@ -184,26 +192,33 @@ fn strip_keyword<'a>(args: &'a str, keyword: &str) -> Option<&'a str> {
 fn mail(args: &str) -> Result<Command<'_>, Reply> {
     let rest = strip_keyword(args, "FROM:").ok_or(Reply::new(
         501,
-        "5.5.4",
+        EnhancedCode::new(5, 5, 4),
         "Syntax: MAIL FROM:<address>",
     ))?;
     let (path, params) = path_and_params(
         rest,
         PathKind::Reverse,
-        Reply::new(501, "5.1.7", "Bad sender address syntax"),
-        Reply::new(501, "5.1.7", "Sender path too long"),
+        Reply::new(501, EnhancedCode::new(5, 1, 7), "Bad sender address syntax"),
+        Reply::new(501, EnhancedCode::new(5, 1, 7), "Sender path too long"),
     )?;
     Ok(Command::Mail { path, params })
 }
 
 fn rcpt(args: &str) -> Result<Command<'_>, Reply> {
-    let rest =
-        strip_keyword(args, "TO:").ok_or(Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"))?;
+    let rest = strip_keyword(args, "TO:").ok_or(Reply::new(
+        501,
+        EnhancedCode::new(5, 5, 4),
+        "Syntax: RCPT TO:<address>",
+    ))?;
     let (path, params) = path_and_params(
         rest,
         PathKind::Forward,
-        Reply::new(501, "5.1.3", "Bad recipient address syntax"),
-        Reply::new(501, "5.1.3", "Recipient path too long"),
+        Reply::new(
+            501,
+            EnhancedCode::new(5, 1, 3),
+            "Bad recipient address syntax",
+        ),
+        Reply::new(501, EnhancedCode::new(5, 1, 3), "Recipient path too long"),
     )?;
     Ok(Command::Rcpt { path, params })
 }

@@ -9,7 +9,7 @@
 
 use super::body::Body;
 use super::state::SessionState;
-use crate::reply::Reply;
+use crate::reply::{EnhancedCode, Reply};
 
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF.
 pub const MAX_TEXT_LINE: usize = 1000;
@@ -19,7 +19,11 @@ impl SessionState {
     pub(super) fn data(&mut self) -> Result<Body, Reply> {
         self.content_allowed()?;
         if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) {
-            return Err(Reply::new(503, "5.5.1", "DATA not allowed after BDAT"));
+            return Err(Reply::new(
+                503,
+                EnhancedCode::new(5, 5, 1),
+                "DATA not allowed after BDAT",
+            ));
         }
         Ok(self.new_body())
     }

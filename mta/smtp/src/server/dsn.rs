@@ -4,7 +4,7 @@
 
 use crate::{Notify, Ret};
 
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// RFC 3461 §4.4: ENVID is at most 100 characters.
 const MAX_ENVID: usize = 100;
@@ -15,7 +15,11 @@ pub(super) fn parse_ret(value: Option<&str>) -> Result<Ret, Reply> {
     match value {
         Some(v) if v.eq_ignore_ascii_case("FULL") => Ok(Ret::Full),
         Some(v) if v.eq_ignore_ascii_case("HDRS") => Ok(Ret::Headers),
-        _ => Err(Reply::new(501, "5.5.4", "RET must be FULL or HDRS")),
+        _ => Err(Reply::new(
+            501,
+            EnhancedCode::new(5, 5, 4),
+            "RET must be FULL or HDRS",
+        )),
     }
 }
 
@@ -24,7 +28,7 @@ pub(super) fn parse_envid(value: Option<&str>) -> Result<String, Reply> {
         Some(v) if v.len() <= MAX_ENVID && is_xtext(v) => Ok(v.to_string()),
         _ => Err(Reply::new(
             501,
-            "5.5.4",
+            EnhancedCode::new(5, 5, 4),
             "ENVID must be xtext of at most 100 characters",
         )),
     }
@@ -34,7 +38,7 @@ pub(super) fn parse_notify(value: Option<&str>) -> Result<Notify, Reply> {
     let bad = || {
         Reply::new(
             501,
-            "5.5.4",
+            EnhancedCode::new(5, 5, 4),
             "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY",
         )
     };
@@ -55,7 +59,7 @@ pub(super) fn parse_notify(value: Option<&str>) -> Result<Notify, Reply> {
     if n.never && (n.success || n.failure || n.delay) {
         return Err(Reply::new(
             501,
-            "5.5.4",
+            EnhancedCode::new(5, 5, 4),
             "NOTIFY=NEVER excludes other values",
         ));
     }
@@ -64,7 +68,13 @@ pub(super) fn parse_notify(value: Option<&str>) -> Result<Notify, Reply> {
 
 /// `ORCPT=addr-type;xtext`. For `utf-8` (RFC 6533) the address may hold UTF-8.
 pub(super) fn parse_orcpt(value: Option<&str>) -> Result<String, Reply> {
-    let bad = || Reply::new(501, "5.5.4", "ORCPT must be addr-type;xtext");
+    let bad = || {
+        Reply::new(
+            501,
+            EnhancedCode::new(5, 5, 4),
+            "ORCPT must be addr-type;xtext",
+        )
+    };
     let v = value.ok_or_else(bad)?;
     let (kind, addr) = v.split_once(';').ok_or_else(bad)?;
     let kind_ok = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');

@@ -19,7 +19,7 @@ impl SessionState {
         });
         let host = &self.params.hostname;
         if !extended {
-            return Reply::owned(250, "", host.clone());
+            return Reply::without_enhanced(250, host.clone());
         }
         let mut text = format!(
             "{host} Hello {name}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES\nCHUNKING\nSMTPUTF8\nDSN",
@@ -32,6 +32,6 @@ impl SessionState {
             text.push('\n');
             text.push_str(auth::EHLO_KEYWORD);
         }
-        Reply::owned(250, "", text)
+        Reply::without_enhanced(250, text)
     }
 }

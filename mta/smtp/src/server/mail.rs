@@ -12,7 +12,7 @@ use super::dsn;
 use super::state::{SessionState, Transaction};
 use super::{Role, SpoolState};
 use crate::path::Path;
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// The parameters of one MAIL command.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ impl SessionState {
                     "{} Service not available, closing channel",
                     self.params.hostname
                 );
-                return Reply::owned(421, "4.3.2", text);
+                return Reply::owned(421, EnhancedCode::new(4, 3, 2), text);
             }
         }
         let p = match mail_params(params, greeting.extended) {
@@ -99,12 +99,22 @@ fn mail_params(params: Params<'_>, extended: bool) -> Result<MailParams, Reply> 
             p.body = Some(match v {
                 Some(v) if v.eq_ignore_ascii_case("7BIT") => BodyType::SevenBit,
                 Some(v) if v.eq_ignore_ascii_case("8BITMIME") => BodyType::EightBitMime,
-                _ => return Err(Reply::new(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")),
+                _ => {
+                    return Err(Reply::new(
+                        501,
+                        EnhancedCode::new(5, 5, 4),
+                        "BODY must be 7BIT or 8BITMIME",
+                    ))
+                }
             });
         } else if k.eq_ignore_ascii_case("SMTPUTF8") {
             dsn::once(&mut utf8)?;
             if v.is_some() {
-                return Err(Reply::new(501, "5.5.4", "SMTPUTF8 takes no value"));
+                return Err(Reply::new(
+                    501,
+                    EnhancedCode::new(5, 5, 4),
+                    "SMTPUTF8 takes no value",
+                ));
             }
             p.smtputf8 = true;
         } else if k.eq_ignore_ascii_case("RET") {
@@ -124,6 +134,10 @@ fn mail_params(params: Params<'_>, extended: bool) -> Result<MailParams, Reply> 
 fn parse_size(v: Option<&str>) -> Result<u64, Reply> {
     match v {
         Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(v.parse().unwrap_or(u64::MAX)),
-        _ => Err(Reply::new(501, "5.5.4", "SIZE must be a number")),
+        _ => Err(Reply::new(
+            501,
+            EnhancedCode::new(5, 5, 4),
+            "SIZE must be a number",
+        )),
     }
 }

@@ -13,10 +13,13 @@ use crate::{Envelope, MessageId, Origin};
 use super::body::Body;
 use super::state::SessionState;
 use super::Event;
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
-const DATA_LINE_TOO_LONG: Reply =
-    Reply::new(500, "5.5.2", "Message has a line longer than 1000 octets");
+const DATA_LINE_TOO_LONG: Reply = Reply::new(
+    500,
+    EnhancedCode::new(5, 5, 2),
+    "Message has a line longer than 1000 octets",
+);
 
 impl SessionState {
     /// A transaction exists and has at least one recipient.

@@ -26,7 +26,7 @@ use super::command::{self, BdatArgs, Command};
 use super::data::DataReceiver;
 use super::state::SessionState;
 use super::{AuthVerdict, Event, QueueFailure, SessionParams, SpoolState};
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -100,7 +100,7 @@ impl Protocol {
     /// Queues `220 <hostname> ESMTP Way2Mail`.
     pub fn greeting(&mut self) {
         let text = format!("{} ESMTP Way2Mail", self.state.params.hostname);
-        Reply::owned(220, "", text).write_to(&mut self.output);
+        Reply::without_enhanced(220, text).write_to(&mut self.output);
     }
 
     /// Appends client input. Input arriving while the session waits for a TLS
@@ -173,7 +173,7 @@ impl Protocol {
             }
         }
         let r = match result {
-            Ok(()) => Reply::owned(250, "2.0.0", format!("{id} queued")),
+            Ok(()) => Reply::owned(250, EnhancedCode::new(2, 0, 0), format!("{id} queued")),
             Err(QueueFailure::DiskFull) => reply::DISK_LOW,
             Err(QueueFailure::Unhealthy | QueueFailure::Other) => reply::QUEUE_FAILED,
         };
@@ -208,13 +208,13 @@ impl Protocol {
     /// The caller's idle timer fired: `421 4.4.2`, then [`Event::Close`].
     pub fn timeout(&mut self) {
         let text = format!("{} timeout exceeded", self.state.params.hostname);
-        self.close_with(Reply::owned(421, "4.4.2", text));
+        self.close_with(Reply::owned(421, EnhancedCode::new(4, 4, 2), text));
     }
 
     /// The server is stopping: `421 4.3.2`, then [`Event::Close`].
     pub fn shutdown(&mut self) {
         let text = format!("{} service shutting down", self.state.params.hostname);
-        self.close_with(Reply::owned(421, "4.3.2", text));
+        self.close_with(Reply::owned(421, EnhancedCode::new(4, 3, 2), text));
     }
 
     pub fn tls_active(&self) -> bool {
@@ -354,7 +354,7 @@ impl Protocol {
     fn auth_step(&mut self, step: AuthStep) -> Step {
         match step {
             AuthStep::Challenge(challenge, sasl) => {
-                Reply::new(334, "", challenge).write_to(&mut self.output);
+                Reply::without_enhanced(334, challenge).write_to(&mut self.output);
                 self.mode = Mode::Auth(sasl);
                 Step::Continue
             }
@@ -412,7 +412,7 @@ impl Protocol {
             Command::Noop => reply::OK,
             Command::Quit => {
                 let text = format!("{} closing connection", s.params.hostname);
-                self.close_with(Reply::owned(221, "2.0.0", text));
+                self.close_with(Reply::owned(221, EnhancedCode::new(2, 0, 0), text));
                 return Step::Continue;
             }
             Command::Vrfy => reply::VRFY,
@@ -450,7 +450,7 @@ impl Protocol {
         let delay = limits.tarpit_delay;
         if self.errors >= limits.max_errors {
             let text = format!("{} too many errors", self.state.params.hostname);
-            self.close_with(Reply::owned(421, "4.7.0", text));
+            self.close_with(Reply::owned(421, EnhancedCode::new(4, 7, 0), text));
         }
         if tarpit {
             Step::Emit(Event::Tarpit(delay))
@@ -488,7 +488,7 @@ impl Protocol {
     }
 
     fn bdat_command(&mut self, args: BdatArgs) -> Step {
-        let usage = Reply::new(501, "5.5.4", "Syntax: BDAT size [LAST]");
+        let usage = Reply::new(501, EnhancedCode::new(5, 5, 4), "Syntax: BDAT size [LAST]");
         let (size, last, plan) = match args {
             BdatArgs::Unsynced => {
                 // The chunk's length is unknown, so its octets would be read as
@@ -498,7 +498,7 @@ impl Protocol {
                     "{} BDAT size unreadable, closing",
                     self.state.params.hostname
                 );
-                self.close_with(Reply::owned(421, "4.5.0", text));
+                self.close_with(Reply::owned(421, EnhancedCode::new(4, 5, 0), text));
                 return step;
             }
             BdatArgs::BadSyntax { size } => (size, false, ChunkPlan::Discard(usage)),

@@ -12,7 +12,7 @@ use super::command::Params;
 use super::dsn;
 use super::state::SessionState;
 use crate::path::Path;
-use crate::reply::{self, Reply};
+use crate::reply::{self, EnhancedCode, Reply};
 
 impl SessionState {
     pub(super) fn rcpt(&mut self, path: Path<'_>, params: Params<'_>) -> Reply {
@@ -21,7 +21,11 @@ impl SessionState {
             return reply::BAD_SEQUENCE_MAIL;
         };
         if tx.chunks.is_some() {
-            return Reply::new(503, "5.5.1", "RCPT not allowed after BDAT");
+            return Reply::new(
+                503,
+                EnhancedCode::new(5, 5, 1),
+                "RCPT not allowed after BDAT",
+            );
         }
         tx.rcpt_attempted = true;
         let (notify, orcpt) = match rcpt_params(params, extended) {

@@ -5,15 +5,23 @@
 //! and any authentication (RFC 4954 §4; AUTH is only offered inside TLS anyway).
 
 use super::state::SessionState;
-use crate::reply::Reply;
+use crate::reply::{EnhancedCode, Reply};
 
 impl SessionState {
     /// `Ok` when the handshake may start.
     pub(super) fn starttls(&mut self) -> Result<(), Reply> {
         if self.tls_active {
-            Err(Reply::new(503, "5.5.1", "TLS already active"))
+            Err(Reply::new(
+                503,
+                EnhancedCode::new(5, 5, 1),
+                "TLS already active",
+            ))
         } else if !self.params.tls_available {
-            Err(Reply::new(502, "5.5.1", "STARTTLS not available"))
+            Err(Reply::new(
+                502,
+                EnhancedCode::new(5, 5, 1),
+                "STARTTLS not available",
+            ))
         } else {
             Ok(())
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use way2mail_smtp::relay::RelayPolicy;
-use way2mail_smtp::reply::Reply;
+use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{
     AuthVerdict, Event, Grant, Limits, Protocol, Role, SessionParams, TenantPolicy,
 };
@@ -91,7 +91,7 @@ impl TenantPolicy for FakeTenants {
         } else {
             Err(Reply::new(
                 553,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 "Sender address not owned by tenant",
             ))
         }
@@ -101,13 +101,13 @@ impl TenantPolicy for FakeTenants {
         if count > TENANT_MAX_RECIPIENTS {
             Err(Reply::new(
                 452,
-                "4.5.3",
+                EnhancedCode::new(4, 5, 3),
                 "Tenant limit: 3 recipients per message",
             ))
         } else if grant.tenant == "acme" && address.eq_ignore_ascii_case(SUPPRESSED) {
             Err(Reply::owned(
                 550,
-                "5.7.1",
+                EnhancedCode::new(5, 7, 1),
                 format!("Recipient <{address}> is on this account's suppression list"),
             ))
         } else {
