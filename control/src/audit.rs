@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::records::{AuditHead, META_AUDIT_HEAD};
 use crate::store::{audit_key, hex, seq_of_key, Batch, Opened, Store, TreeName};
-use way2mail_wire::protocol::{AuditEntry, AuditProblem, AuditReport, Outcome, Role};
+use way2mail_wire::protocol::{AuditEntry, AuditOutcome, AuditProblem, AuditReport, Role};
 
 /// Binds a sealed detail to its entry.
 fn detail_aad(seq: u64) -> Vec<u8> {
@@ -49,7 +49,7 @@ pub struct AuditDraft {
     pub role: Option<Role>,
     pub action: String,
     pub tenant: Option<String>,
-    pub outcome: Outcome,
+    pub outcome: AuditOutcome,
     pub reason: Option<String>,
     pub detail: Option<String>,
     /// The detail holds nothing of the tenant's data (counts, ids): keep it
@@ -66,7 +66,7 @@ struct Hashed<'a> {
     role: Option<Role>,
     action: &'a str,
     tenant: Option<&'a str>,
-    outcome: Outcome,
+    outcome: AuditOutcome,
     reason: Option<&'a str>,
     detail: Option<&'a str>,
     // Absent from entries written before sealed details, so their hashes hold.
@@ -179,7 +179,7 @@ impl AuditLog {
             role: None,
             action: String::new(),
             tenant: None,
-            outcome: Outcome::Ok,
+            outcome: AuditOutcome::Ok,
             reason: None,
             detail: None,
             sealed_detail: None,

@@ -341,6 +341,37 @@ fn erased_record(keyring: &Keyring, value: &[u8]) -> bool {
         .is_some_and(|id| matches!(keyring.lookup(id), Lookup::Erased(_)))
 }
 
+/// Why a restore stopped. Until the last step (the swap) the node is as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The archive does not open or read (another key, damaged, cut short).
+    #[error("{0}")]
+    Archive(io::Error),
+    #[error("the backup does not start with the control store")]
+    NoControlStore,
+    #[error("the backup has no spool section")]
+    NoSpool,
+    #[error("the backup does not end where it should")]
+    NoEnd,
+    #[error("data after the end of the backup")]
+    TrailingData,
+    /// The staging copy of the control store.
+    #[error("{}: {source}", path.display())]
+    Staging { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    StagingStore { path: PathBuf, source: sled::Error },
+    #[error("{0}")]
+    Store(sled::Error),
+    #[error("{0}")]
+    Keyring(way2mail_seal::Error),
+    #[error("restoring the spool: {0}")]
+    Spool(way2mail_queue::Error),
+    /// Moving the current control store aside or the restored one in.
+    #[error("{0}")]
+    Swap(io::Error),
+}
+
 /// Restores an archive onto a stopped node: the control store is built beside the
 /// current one, the spool is restored (`way2mail_queue::restore_dump`), then the
 /// control store is swapped in. The directories that were there are moved aside,
@@ -350,27 +381,34 @@ pub fn restore(
     input: impl BufRead,
     key: &MasterKey,
     target: &RestoreTarget,
-) -> Result<RestoreReport, String> {
-    let mut reader = ArchiveReader::new(input, key).map_err(|e| e.to_string())?;
+) -> Result<RestoreReport, RestoreError> {
+    let mut reader = ArchiveReader::new(input, key).map_err(RestoreError::Archive)?;
     let mut report = RestoreReport {
         archive: reader.header().archive.clone(),
         created_at: reader.header().created_at,
         ..RestoreReport::default()
     };
-    if read_marker(&mut reader).map_err(|e| e.to_string())? != b'C' {
-        return Err("the backup does not start with the control store".into());
+    if read_marker(&mut reader).map_err(RestoreError::Archive)? != b'C' {
+        return Err(RestoreError::NoControlStore);
     }
     let staging = sibling(&target.control_dir, "restoring");
+    let staging_error = |source| RestoreError::Staging {
+        path: staging.clone(),
+        source,
+    };
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        std::fs::remove_dir_all(&staging).map_err(staging_error)?;
     }
-    let built = (|| -> Result<(), String> {
+    let built = (|| {
         let db = sled::Config::new()
             .path(&staging)
             .open()
-            .map_err(|e| format!("{}: {e}", staging.display()))?;
+            .map_err(|source| RestoreError::StagingStore {
+                path: staging.clone(),
+                source,
+            })?;
         while let Some((tree, k, v)) =
-            read_control_record(&mut reader).map_err(|e| e.to_string())?
+            read_control_record(&mut reader).map_err(RestoreError::Archive)?
         {
             if tree.is_tenant_owned() && erased_record(&target.control_keyring, &v) {
                 report.control_erased_dropped += 1;
@@ -378,36 +416,38 @@ pub fn restore(
             }
             db.open_tree(tree.as_str())
                 .and_then(|t| t.insert(k, v))
-                .map_err(|e| e.to_string())?;
+                .map_err(RestoreError::Store)?;
             report.control_records += 1;
         }
-        db.flush().map_err(|e| e.to_string())?;
+        db.flush().map_err(RestoreError::Store)?;
         Ok(())
     })();
     let restored = built.and_then(|()| {
         target
             .control_keyring
             .bind(&staging)
-            .map_err(|e| e.to_string())?;
+            .map_err(RestoreError::Keyring)?;
         way2mail_daemon::files::chown_tree_like(&staging, &target.control_dir)
-            .map_err(|e| format!("{}: {e}", staging.display()))?;
-        if read_marker(&mut reader).map_err(|e| e.to_string())? != b'S' {
-            return Err("the backup has no spool section".into());
+            .map_err(staging_error)?;
+        if read_marker(&mut reader).map_err(RestoreError::Archive)? != b'S' {
+            return Err(RestoreError::NoSpool);
         }
         let spool =
             way2mail_queue::restore_dump(&target.spool_dir, &target.spool_keyring, &mut reader)
-                .map_err(|e| format!("restoring the spool: {e}"))?;
+                .map_err(RestoreError::Spool)?;
         report.spool_records = spool.records;
         report.spool_messages = spool.messages;
         report.spool_erased_dropped = spool.erased_dropped;
         report.spool_moved_aside = spool.moved_aside;
-        if read_marker(&mut reader).map_err(|e| e.to_string())? != b'E' {
-            return Err("the backup does not end where it should".into());
+        if read_marker(&mut reader).map_err(RestoreError::Archive)? != b'E' {
+            return Err(RestoreError::NoEnd);
         }
         let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+        reader
+            .read_to_end(&mut rest)
+            .map_err(RestoreError::Archive)?;
         if !rest.is_empty() {
-            return Err("data after the end of the backup".into());
+            return Err(RestoreError::TrailingData);
         }
         Ok(())
     });
@@ -420,10 +460,10 @@ pub fn restore(
             &target.control_dir,
             &format!("before-restore-{}", way2mail_daemon::time::now_secs()),
         );
-        std::fs::rename(&target.control_dir, &aside).map_err(|e| e.to_string())?;
+        std::fs::rename(&target.control_dir, &aside).map_err(RestoreError::Swap)?;
         report.control_moved_aside = Some(aside);
     }
-    std::fs::rename(&staging, &target.control_dir).map_err(|e| e.to_string())?;
+    std::fs::rename(&staging, &target.control_dir).map_err(RestoreError::Swap)?;
     Ok(report)
 }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::ProtoError;
 use hickory_resolver::TokioResolver;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
@@ -67,7 +68,7 @@ pub fn verify(
             scope
                 .spawn(|| run(dns, &target, budget))
                 .join()
-                .unwrap_or_else(|_| Err("the DNS checks failed unexpectedly".into()))
+                .unwrap_or(Err(SetupError::Panicked))
         })
     } else {
         run(dns, &target, budget)
@@ -213,25 +214,35 @@ impl Base {
         }
     }
 
-    fn error(self, reason: &str) -> RecordCheck {
+    fn error(self, reason: impl std::fmt::Display) -> RecordCheck {
         let detail = format!("Looking up {} failed: {reason}.", self.name);
         self.judge(CheckStatus::Error, Vec::new(), detail)
     }
 }
 
-/// Builds the runtime and the resolver and runs every check; `Err` when neither can
-/// be set up (every check is then an error with that reason).
+/// Why no check could run (every check is then an error with this reason).
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot start the DNS runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Resolver(std::io::Error),
+    #[error("the DNS checks failed unexpectedly")]
+    Panicked,
+}
+
+/// Builds the runtime and the resolver and runs every check.
 fn run(
     dns: &DnsSettings,
     target: &Arc<Target>,
     budget: Duration,
-) -> Result<Vec<RecordCheck>, String> {
+) -> Result<Vec<RecordCheck>, SetupError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
+        .map_err(SetupError::Runtime)?;
     runtime.block_on(async {
-        let resolver = way2mail_daemon::dns::resolver(dns).map_err(|e| e.to_string())?;
+        let resolver = way2mail_daemon::dns::resolver(dns).map_err(SetupError::Resolver)?;
         let auth = Arc::new(MessageAuthenticator(resolver));
         Ok(run_checks(&auth, target, budget).await)
     })
@@ -332,11 +343,41 @@ impl Txts {
     }
 }
 
-/// Looks up the TXT records at `name`; `Err` is why the lookup failed (timeout,
-/// SERVFAIL, …), never NXDOMAIN or NODATA.
-async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Txts, String> {
-    let fqdn = Name::from_str_relaxed(format!("{name}."))
-        .map_err(|e| format!("{name} is not a valid DNS name ({e})"))?;
+/// Why a lookup says nothing about the record, in a few words. NXDOMAIN and NODATA
+/// are answers ([`Txts::absent`]), never this.
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    #[error("{name} is not a valid DNS name ({why})")]
+    Name { name: String, why: ProtoError },
+    #[error("the DNS server did not answer in time")]
+    Timeout,
+    /// The response code, as DNS people write it (`SERVFAIL`).
+    #[error("the DNS server answered {0}")]
+    Answered(&'static str),
+    #[error("{0}")]
+    Other(NetError),
+}
+
+impl From<NetError> for LookupError {
+    fn from(e: NetError) -> LookupError {
+        match e {
+            NetError::Timeout => LookupError::Timeout,
+            NetError::Dns(DnsError::ResponseCode(code)) => LookupError::Answered(match code {
+                ResponseCode::ServFail => "SERVFAIL",
+                ResponseCode::Refused => "REFUSED",
+                other => other.to_str(),
+            }),
+            other => LookupError::Other(other),
+        }
+    }
+}
+
+/// Looks up the TXT records at `name`.
+async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Txts, LookupError> {
+    let fqdn = Name::from_str_relaxed(format!("{name}.")).map_err(|why| LookupError::Name {
+        name: name.to_owned(),
+        why,
+    })?;
     match resolver.txt_lookup(fqdn).await {
         Ok(lookup) => {
             let records: Vec<String> = lookup
@@ -365,20 +406,7 @@ async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Txts, String
                 "NODATA"
             }),
         }),
-        Err(e) => Err(lookup_error(&e)),
-    }
-}
-
-/// A failed lookup in a few words.
-fn lookup_error(e: &NetError) -> String {
-    match e {
-        NetError::Timeout => "the DNS server did not answer in time".into(),
-        NetError::Dns(DnsError::ResponseCode(code)) => match code {
-            ResponseCode::ServFail => "the DNS server answered SERVFAIL".into(),
-            ResponseCode::Refused => "the DNS server answered REFUSED".into(),
-            other => format!("the DNS server answered {}", other.to_str()),
-        },
-        other => other.to_string(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -458,7 +486,7 @@ async fn spf_check(auth: &MessageAuthenticator, target: &Target) -> RecordCheck 
     let domain = target.domain.as_str();
     let txts = match lookup_txt(auth.resolver(), domain).await {
         Ok(txts) => txts,
-        Err(reason) => return base.error(&reason),
+        Err(reason) => return base.error(reason),
     };
     let found: Vec<String> = txts.records.iter().filter(|r| is_spf(r)).cloned().collect();
     let unconfigured = " [sending] names no ips or spf_include, so SPF is not required";
@@ -580,7 +608,7 @@ async fn dkim_check(auth: &MessageAuthenticator, target: &Target, index: usize) 
     };
     let txts = match lookup_txt(auth.resolver(), &name).await {
         Ok(txts) => txts,
-        Err(reason) => return base.error(&reason),
+        Err(reason) => return base.error(reason),
     };
     let found = txts.records.clone();
     let record = match found.len() {
@@ -610,42 +638,43 @@ async fn dkim_check(auth: &MessageAuthenticator, target: &Target, index: usize) 
 }
 
 /// `Ok(note)` when `record` publishes `key` usably for rsa-sha256 / ed25519-sha256
-/// mail signatures; `Err` says what is wrong (a predicate for "NAME …").
-fn judge_dkim(record: &str, key: &DkimKeyInfo) -> Result<&'static str, String> {
+/// mail signatures.
+fn judge_dkim(record: &str, key: &DkimKeyInfo) -> Result<&'static str, DkimProblem> {
     let parsed = DomainKey::parse(record.as_bytes());
     if let Err(mail_auth::Error::Dkim(DkimError::RevokedPublicKey)) = parsed {
-        return Err("has an empty p=, which revokes the key".into());
+        return Err(DkimProblem::Revoked);
     }
     let Some(tags) = tags(record) else {
-        return Err("does not parse as a DKIM key record (tag=value; …)".into());
+        return Err(DkimProblem::NotTagList);
     };
     if let Some(version) = tag(&tags, "v") {
         if version != "DKIM1" || tags.first().is_some_and(|(t, _)| t != "v") {
-            return Err(format!(
-                "is not a DKIM key record: it has v={version} where v=DKIM1 belongs first"
-            ));
+            return Err(DkimProblem::NotDkim(version.to_owned()));
         }
     }
     let Some(p) = tag(&tags, "p") else {
-        return Err("has no p= tag".into());
+        return Err(DkimProblem::NoKey);
     };
     if without_whitespace(p) != without_whitespace(&key.public_key) {
-        return Err("publishes another public key than this selector's".into());
+        return Err(DkimProblem::OtherKey);
     }
-    let want_k = key.algorithm.key_type();
+    let want = key.algorithm.key_type();
     let k = tag(&tags, "k").unwrap_or("rsa");
-    if !k.eq_ignore_ascii_case(want_k) {
-        return Err(format!("says k={k}, but the key is {want_k}"));
+    if !k.eq_ignore_ascii_case(want) {
+        return Err(DkimProblem::KeyType {
+            k: k.to_owned(),
+            want,
+        });
     }
     if let Err(e) = parsed {
-        return Err(format!("does not parse as a DKIM key record ({e})"));
+        return Err(DkimProblem::Unparsable(e));
     }
     if let Some(h) = tag(&tags, "h") {
         if !h
             .split(':')
             .any(|a| a.trim().eq_ignore_ascii_case("sha256"))
         {
-            return Err(format!("allows only h={h}, but the signatures use sha256"));
+            return Err(DkimProblem::Hashes(h.to_owned()));
         }
     }
     if let Some(s) = tag(&tags, "s") {
@@ -653,7 +682,7 @@ fn judge_dkim(record: &str, key: &DkimKeyInfo) -> Result<&'static str, String> {
             .split(':')
             .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("email"))
         {
-            return Err(format!("limits the key to s={s}, not email"));
+            return Err(DkimProblem::Services(s.to_owned()));
         }
     }
     let testing =
@@ -663,6 +692,29 @@ fn judge_dkim(record: &str, key: &DkimKeyInfo) -> Result<&'static str, String> {
     } else {
         ""
     })
+}
+
+/// What is wrong with a DKIM key record: a predicate for "NAME …".
+#[derive(Debug, thiserror::Error)]
+enum DkimProblem {
+    #[error("has an empty p=, which revokes the key")]
+    Revoked,
+    #[error("does not parse as a DKIM key record (tag=value; …)")]
+    NotTagList,
+    #[error("is not a DKIM key record: it has v={0} where v=DKIM1 belongs first")]
+    NotDkim(String),
+    #[error("has no p= tag")]
+    NoKey,
+    #[error("publishes another public key than this selector's")]
+    OtherKey,
+    #[error("says k={k}, but the key is {want}")]
+    KeyType { k: String, want: &'static str },
+    #[error("does not parse as a DKIM key record ({0})")]
+    Unparsable(mail_auth::Error),
+    #[error("allows only h={0}, but the signatures use sha256")]
+    Hashes(String),
+    #[error("limits the key to s={0}, not email")]
+    Services(String),
 }
 
 /// What the DMARC check saw, for BIMI's prerequisites.
@@ -688,8 +740,8 @@ async fn dmarc_check(auth: &MessageAuthenticator, target: &Target) -> (RecordChe
     let txts = match lookup_txt(auth.resolver(), &name).await {
         Ok(txts) => txts,
         Err(reason) => {
-            let seen = DmarcSeen::Failed(reason.clone());
-            return (base.error(&reason), seen);
+            let seen = DmarcSeen::Failed(reason.to_string());
+            return (base.error(reason), seen);
         }
     };
     let found: Vec<String> = txts
@@ -773,7 +825,7 @@ async fn bimi_check(auth: &MessageAuthenticator, target: &Target, bimi: &BimiInf
     let name = base.name.clone();
     let txts = match lookup_txt(auth.resolver(), &name).await {
         Ok(txts) => txts,
-        Err(reason) => return base.error(&reason),
+        Err(reason) => return base.error(reason),
     };
     let found: Vec<String> = txts
         .records
@@ -806,33 +858,53 @@ async fn bimi_check(auth: &MessageAuthenticator, target: &Target, bimi: &BimiInf
     base.judge(status, found, detail)
 }
 
-fn judge_bimi(record: &str, bimi: &BimiInfo) -> Result<(), String> {
+fn judge_bimi(record: &str, bimi: &BimiInfo) -> Result<(), BimiProblem> {
     let Some(tags) = tags(record) else {
-        return Err("does not parse as a BIMI record (tag=value; …)".into());
+        return Err(BimiProblem::NotTagList);
     };
     if tags.first().is_none_or(|(t, _)| t != "v") {
-        return Err("does not start with v=BIMI1".into());
+        return Err(BimiProblem::NoVersion);
     }
     match tag(&tags, "l") {
-        None => return Err(format!("has no l= where {} belongs", bimi.logo_url)),
+        None => return Err(BimiProblem::NoLogo(bimi.logo_url.clone())),
         Some(l) if l != bimi.logo_url => {
-            return Err(format!(
-                "has l={l}, but the logo is set to {}",
-                bimi.logo_url
-            ))
+            return Err(BimiProblem::OtherLogo {
+                found: l.to_owned(),
+                set: bimi.logo_url.clone(),
+            })
         }
         Some(_) => {}
     }
     if let Some(vmc) = &bimi.vmc_url {
         match tag(&tags, "a") {
-            None | Some("") => return Err(format!("has no a= where {vmc} belongs")),
+            None | Some("") => return Err(BimiProblem::NoCertificate(vmc.clone())),
             Some(a) if a != vmc => {
-                return Err(format!("has a={a}, but the certificate is set to {vmc}"))
+                return Err(BimiProblem::OtherCertificate {
+                    found: a.to_owned(),
+                    set: vmc.clone(),
+                })
             }
             Some(_) => {}
         }
     }
     Ok(())
+}
+
+/// What is wrong with a BIMI record: a predicate for "NAME …".
+#[derive(Debug, thiserror::Error)]
+enum BimiProblem {
+    #[error("does not parse as a BIMI record (tag=value; …)")]
+    NotTagList,
+    #[error("does not start with v=BIMI1")]
+    NoVersion,
+    #[error("has no l= where {0} belongs")]
+    NoLogo(String),
+    #[error("has l={found}, but the logo is set to {set}")]
+    OtherLogo { found: String, set: String },
+    #[error("has no a= where {0} belongs")]
+    NoCertificate(String),
+    #[error("has a={found}, but the certificate is set to {set}")]
+    OtherCertificate { found: String, set: String },
 }
 
 /// Receivers show a BIMI logo only for mail that passes DMARC under an enforcing

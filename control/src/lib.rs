@@ -1,57 +1,59 @@
-//! The Way2Mail control plane as a library: the wire protocol, the sealed store,
-//! accounts, roles, TOTP, the hash-chained audit log, and the service that ties
-//! them together. Two binaries sit on it: the `way2mail-control` daemon (the
-//! socket server) and the `way2mail` operator CLI; the MTA uses the client and the
-//! snapshot types.
+//! The Way2Mail control plane as a library: the sealed store, accounts, roles,
+//! TOTP, the hash-chained audit log, domains and their DNS, data protection
+//! (exports, erasure, retention, backups), and the service that ties them together.
+//! The `way2mail-control` daemon (`bin/`, `server/`) serves it on a Unix socket; the
+//! `way2mail` CLI (`control/cli`) uses its store, backup and receipt code offline.
+//! What goes over the sockets is `way2mail-wire`'s; the process around the work
+//! (config files, logging, the thread server, DNS settings) is `way2mail-daemon`'s;
+//! keys and sealed records are `way2mail-seal`'s.
 //!
-//! Layout and flow:
+//! Layout, in the order a request flows:
 //!
 //! ```text
-//!   protocol.rs   the JSON-lines wire format: request/response envelopes, every op
-//!   snapshot.rs   the policy snapshot the MTA loads (tenants, domains, SMTP users)
-//!   client.rs     a blocking client for the socket (CLI, MTA, tests)
-//!   dns.rs        `[dns]` settings and the one resolver builder (MTA and control)
-//!   dkim.rs       DKIM key pairs: generation, selectors, record values
-//!   publish.rs    the records a tenant domain should publish (SPF, DKIM, DMARC, BIMI)
-//!   dnscheck.rs   `domain.verify`: look the records up and judge each one
-//!   notify.rs     incident notification emails and the SMTP client handing them
-//!                 to the local MTA (`[notify]`)
-//!   mta_admin.rs  the MTA's admin socket protocol and client (export, erase,
-//!                 inventory, retention sweep, backup dump of the spool)
-//!   stream.rs     streamed answers (frames) on both sockets
-//!   lines.rs      request lines on both sockets: bounded, within a deadline
-//!   duration.rs   retention periods as operators write them ("90d")
-//!   backup.rs     backup archives (sealed chunks of store and spool records) and
-//!                 their restore onto a stopped node
-//!   config_file.rs  TOML config files for both daemons, errors naming the key
-//!   logging.rs    the shared `[log]` table and subscriber set-up
-//!   sd_notify.rs  READY=1 / STOPPING=1 to systemd ($NOTIFY_SOCKET), for both daemons
-//!   error.rs      the library's error type (store, keys, crypto)
-//!   store.rs      the sled store: trees, sealed versioned records, atomic batches
-//!   records.rs    stored records that are not protocol types (operators, sessions, …)
-//!   password.rs   argon2id hashing and verification, generated passwords and API keys
-//!   totp.rs       RFC 6238 codes, base32 secrets, replay-safe verification
-//!   rbac.rs       the role × operation table
-//!   audit.rs      the hash-chained audit log: append, list, verify, tamper API
+//!   server/       the way2mail-control daemon
+//!     config.rs       the TOML configuration, defaults for every key
+//!     protection.rs   [retention], [mta] and [backup]
+//!     mod.rs          socket, a thread per connection, the retention thread, shutdown
+//!     connection.rs   one connection: bounded lines in, answers (or frames) out
+//!     request.rs      one line: JSON, version, op, arguments, then the service
 //!   service/      Service::handle: identify, authorize, run, audit, answer
-//!     mod.rs          the request flow and the writer lock
-//!     context.rs      Identity, the handler context, Failure
+//!     mod.rs          admit (version, identity, role, reason), run: the slow step
+//!                     (argon2, DNS, the MTA, emails) without the writer lock, then
+//!                     the handler under it; audit entry and commit
+//!     context.rs      Identity, the handler context Ctx, Failure
 //!     session.rs      tokens, hello, bootstrap, login, logout
-//!     tenants.rs  domains.rs  credentials.rs  operators.rs   one area each
-//!     incidents.rs    the incident register and its notifications
+//!     tenants.rs  domains.rs  credentials.rs  operators.rs  suppression.rs
+//!                     one area each
+//!     validate.rs     names, domains and text rules
+//!     incidents.rs    the incident register and its notification emails
 //!     snapshot.rs     the MTA's policy snapshot
 //!     audit_ops.rs    audit.list / audit.verify
-//!     validate.rs     names, domains and text rules
-//!   server/       the way2mail-control daemon: config, socket (mode, stale files),
-//!                 a thread per connection, peer credentials, line framing and limits
-//!   cli/          the way2mail operator CLI: commands, tables / --json, token file,
-//!                 password and TOTP prompts
+//!     retention.rs    periods in force, the sweep, retention.run
+//!     report.rs       tenant.report (right to information)
+//!     erasure.rs      tenant.erase and its signed receipt
+//!     export.rs       tenant.export (streamed), written by archive.rs as tar
+//!     backup.rs       backup.create (streamed)
+//!     mta.rs          the MTA's admin socket, for the spool's part of the above
+//!   rbac.rs       the role × operation table
+//!   store/        the sled store: trees, sealed versioned records, atomic batches;
+//!                 migrate.rs upgrades stores from before data keys
+//!   records.rs    stored records that are not protocol types (operators, sessions, …)
+//!   audit.rs      the hash-chained audit log: append, list, verify, tamper API
+//!   totp.rs       RFC 6238 codes, base32 secrets, replay-safe verification
+//!   dkim.rs       DKIM key pairs: generation, selectors, record values
+//!   publish.rs    the records a tenant domain should publish (SPF, DKIM, DMARC, BIMI)
+//!   dnscheck.rs   domain.verify: look the records up and judge each one
+//!   notify.rs     incident notification emails and their SMTP hand-off to the MTA
+//!   backup.rs     backup archives (sealed chunks of store and spool records) and
+//!                 their restore onto a stopped node
+//!   error.rs      the library's error type (store, keys, crypto)
 //! ```
 //!
-//! A request line is parsed into a [`protocol::RequestEnvelope`], the caller is
-//! identified (peer credentials, session token), the role is checked, the
-//! operation runs against the store, and the outcome is appended to the audit log
-//! before the response line is written.
+//! A request line is parsed into a
+//! [`RequestEnvelope`](way2mail_wire::protocol::RequestEnvelope), the caller is
+//! identified (peer credentials, session token), the role is checked, the operation
+//! runs against the store, and the outcome is appended to the audit log in the same
+//! commit before the response line is written.
 
 pub mod audit;
 pub mod backup;

@@ -1,17 +1,18 @@
 //! RFC 6238 time-based one-time passwords for operator login: HMAC-SHA1, 30-second
 //! steps, 6 digits, base32 secrets (RFC 4648, no padding) as authenticator apps
-//! expect. A code is accepted for the current step or one step either side, and
-//! only for a step later than the last one used to log in, so a code seen over a
-//! shoulder cannot be replayed.
+//! expect. The codes are totp-rs's; the rules are ours: a code is accepted for the
+//! current step or one step either side, and only for a step later than the last
+//! one used to log in, so a code seen over a shoulder cannot be replayed. Secrets
+//! come from aws-lc's generator and are wiped from memory after use.
 
-use aws_lc_rs::hmac;
+use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
 use way2mail_seal::password::secrets_equal;
 
 pub const STEP_SECS: u64 = 30;
-pub const DIGITS: u32 = 6;
+pub const DIGITS: u8 = 6;
 const SECRET_BYTES: usize = 20;
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -29,8 +30,8 @@ pub fn uri(name: &str, secret_b32: &str) -> String {
 
 /// The 6-digit code for `unix_secs`.
 pub fn code(secret_b32: &str, unix_secs: u64) -> Result<String, Error> {
-    let key = base32_decode(secret_b32)?;
-    Ok(hotp(&key, unix_secs / STEP_SECS, DIGITS))
+    let totp = generator(&base32_decode(secret_b32)?, DIGITS)?;
+    Ok(totp.generate(unix_secs).to_string())
 }
 
 /// The step a valid `code` belongs to: the current one or one either side, and
@@ -41,12 +42,13 @@ pub fn verify(
     unix_secs: u64,
     last_used_step: Option<u64>,
 ) -> Result<Option<u64>, Error> {
-    let key = base32_decode(secret_b32)?;
+    let totp = generator(&base32_decode(secret_b32)?, DIGITS)?;
     let now = unix_secs / STEP_SECS;
     let mut found = None;
-    // All candidates are computed and compared, so timing does not say which matched.
+    // All candidates are computed and compared, so timing does not say which matched
+    // (totp-rs's own check stops at the first match and does not know the replay rule).
     for step in [now.saturating_sub(1), now, now + 1] {
-        let expected = hotp(&key, step, DIGITS);
+        let expected = totp.generate(step.saturating_mul(STEP_SECS)).to_string();
         if secrets_equal(expected.as_bytes(), code.as_bytes())
             && last_used_step.is_none_or(|last| step > last)
         {
@@ -56,21 +58,15 @@ pub fn verify(
     Ok(found)
 }
 
-/// RFC 4226 HOTP with dynamic truncation.
-fn hotp(key: &[u8], counter: u64, digits: u32) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
-    let tag = hmac::sign(&key, &counter.to_be_bytes());
-    let mac = tag.as_ref();
-    // SHA-1 tags are 20 bytes and offset is at most 15, so offset + 3 is in range.
-    let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let binary = u32::from_be_bytes([
-        mac[offset],
-        mac[offset + 1],
-        mac[offset + 2],
-        mac[offset + 3],
-    ]) & 0x7fff_ffff;
-    let value = binary % 10u32.pow(digits);
-    format!("{value:0width$}", width = digits as usize)
+/// RFC 6238 with our parameters over `key` (at least 128 bits, as RFC 4226 asks).
+fn generator(key: &[u8], digits: u8) -> Result<Totp, Error> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(digits)
+        .with_step_duration(STEP_SECS)
+        .with_secret(Secret::from(key))
+        .build()
+        .map_err(|e| Error::TotpSecret(e.to_string()))
 }
 
 pub fn base32_encode(bytes: &[u8]) -> String {
@@ -132,12 +128,15 @@ mod tests {
             (2_000_000_000, "69279037"),
             (20_000_000_000, "65353130"),
         ] {
-            assert_eq!(hotp(key, time / STEP_SECS, 8), expected, "T={time}");
+            let totp = generator(key, 8).expect("generator");
+            assert_eq!(totp.generate(time).to_string(), expected, "T={time}");
         }
         let secret = base32_encode(key);
         assert_eq!(secret, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
         // The 6-digit code is the low six digits of the same value.
         assert_eq!(code(&secret, 59).expect("code"), "287082");
+        // Below RFC 4226's 128 bits a secret is refused, never used.
+        assert!(code(&base32_encode(&key[..15]), 59).is_err());
     }
 
     #[test]

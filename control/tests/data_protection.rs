@@ -10,7 +10,7 @@ use support::{code_of, settings, Harness, MTA};
 use way2mail_control::service::verify_receipt;
 use way2mail_control::store::TreeName;
 use way2mail_wire::protocol::{
-    CredentialKind, ErrorCode, Outcome, Request, Response, RetentionDefaults, TenantInfo,
+    AuditOutcome, CredentialKind, ErrorCode, Request, Response, RetentionDefaults, TenantInfo,
     TenantStatus,
 };
 use way2mail_wire::snapshot::{suppression_hash, Snapshot};
@@ -147,7 +147,7 @@ fn retention_periods_follow_the_agreement_and_reach_the_mta() {
         .audit()
         .into_iter()
         .rev()
-        .find(|e| e.action == "tenant.retention" && e.outcome == Outcome::Ok)
+        .find(|e| e.action == "tenant.retention" && e.outcome == AuditOutcome::Ok)
         .expect("audited");
     assert!(entry.sealed_detail.is_some());
     assert!(entry
@@ -404,7 +404,7 @@ fn erasure_removes_shreds_and_signs_a_receipt() {
         .any(|e| e.action == "tenant.add" && e.detail.is_none() && e.sealed_detail.is_some()));
     assert!(about
         .iter()
-        .filter(|e| e.action == "tenant.erase" && e.outcome == Outcome::Ok)
+        .filter(|e| e.action == "tenant.erase" && e.outcome == AuditOutcome::Ok)
         .all(|e| e
             .detail
             .as_deref()

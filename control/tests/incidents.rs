@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use support::{code_of, settings, Harness, USER};
 use way2mail_control::notify::NotifySettings;
 use way2mail_wire::protocol::{
-    ErrorCode, IncidentInfo, Notification, NotificationOutcome, Outcome, Request, Response, Role,
+    AuditOutcome, ErrorCode, IncidentInfo, Notification, NotificationOutcome, Request, Response,
+    Role,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -301,7 +302,7 @@ fn roles_keep_the_register_to_admins_and_auditors() {
                 let entry = h.audit().pop().expect("audited");
                 assert_eq!(
                     (entry.seq, entry.action.as_str(), entry.outcome),
-                    (before + 1, op, Outcome::Denied)
+                    (before + 1, op, AuditOutcome::Denied)
                 );
             }
         }
@@ -511,9 +512,9 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
         let detail = e.detail.as_deref().expect("detail");
         assert!(detail.starts_with(&i.id), "{detail}");
         if t == "gamma" {
-            assert_eq!(e.outcome, Outcome::Failed);
+            assert_eq!(e.outcome, AuditOutcome::Failed);
         } else {
-            assert_eq!(e.outcome, Outcome::Ok);
+            assert_eq!(e.outcome, AuditOutcome::Ok);
             assert!(detail.contains(&format!("ops@{t}.example")), "{detail}");
             assert!(detail.contains(by(t).queue_id.as_deref().expect("id")));
         }
@@ -522,7 +523,7 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
         .expect("list");
     assert!(acme
         .iter()
-        .any(|e| e.action == "incident.notify" && e.outcome == Outcome::Ok));
+        .any(|e| e.action == "incident.notify" && e.outcome == AuditOutcome::Ok));
 
     // Again without `again`: only gamma, still failing; nothing new at the MTA.
     let (_, sent) = notify(&h, &admin, &i.id, false);
@@ -578,7 +579,7 @@ fn refused_and_unreachable_mtas_are_recorded_as_failed() {
     let entry = h.audit().pop().expect("entry");
     assert_eq!(
         (entry.tenant.as_deref(), entry.outcome),
-        (Some("acme"), Outcome::Failed)
+        (Some("acme"), AuditOutcome::Failed)
     );
     assert!(entry
         .detail

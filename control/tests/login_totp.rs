@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::{code_of, settings, Harness, ADMIN_PASSWORD, ROOT, USER};
 use way2mail_control::totp;
-use way2mail_wire::protocol::{ErrorCode, Outcome, Request, Response, Role};
+use way2mail_wire::protocol::{AuditOutcome, ErrorCode, Request, Response, Role};
 
 fn login_with(
     h: &Harness,
@@ -88,13 +88,16 @@ fn totp_right_wrong_outside_window_and_replay() {
     let logins: Vec<_> = entries.iter().filter(|e| e.action == "login").collect();
     let failed: Vec<_> = logins
         .iter()
-        .filter(|e| e.outcome == Outcome::Failed)
+        .filter(|e| e.outcome == AuditOutcome::Failed)
         .collect();
     assert!(failed.len() >= 5, "{failed:?}");
     assert!(failed
         .iter()
         .any(|e| e.detail.as_deref().unwrap_or("").contains("\"mallory\"")));
-    let ok: Vec<_> = logins.iter().filter(|e| e.outcome == Outcome::Ok).collect();
+    let ok: Vec<_> = logins
+        .iter()
+        .filter(|e| e.outcome == AuditOutcome::Ok)
+        .collect();
     assert_eq!(ok.len(), 2);
     assert_eq!(ok[0].actor, "operator:admin");
     let text = serde_json::to_string(&entries).expect("json");
@@ -124,7 +127,7 @@ fn sessions_expire_and_logout_ends_them() {
     let entry = h.audit().pop().expect("audited");
     assert_eq!(
         (entry.actor.as_str(), entry.outcome),
-        ("uid:1000", Outcome::Denied)
+        ("uid:1000", AuditOutcome::Denied)
     );
 
     // A new login works (next step's code: this step's is used), and logout ends it.

@@ -5,7 +5,7 @@ mod support;
 
 use support::{code_of, Harness, MTA, ROOT, USER};
 use way2mail_daemon::Caller;
-use way2mail_wire::protocol::{CredentialKind, ErrorCode, Outcome, Request, Response, Role};
+use way2mail_wire::protocol::{AuditOutcome, CredentialKind, ErrorCode, Request, Response, Role};
 
 /// One request of every kind; `tag` keeps names unique between callers.
 fn every_request(tag: &str) -> Vec<Request> {
@@ -268,12 +268,12 @@ fn check(h: &Harness, who: &str, caller: &Caller, token: Option<&str>) {
         let entry = &new[0];
         assert_eq!(entry.action, op);
         if expect != Expect::Allowed {
-            assert_eq!(entry.outcome, Outcome::Denied, "{who} {op}");
+            assert_eq!(entry.outcome, AuditOutcome::Denied, "{who} {op}");
             assert_eq!(entry.actor, actor, "{who} {op}");
             assert!(!message.is_empty(), "{who} {op}: refusals say why");
         } else if op != "login" {
             assert_eq!(entry.actor, actor, "{who} {op}");
-            assert_ne!(entry.outcome, Outcome::Denied, "{who} {op}");
+            assert_ne!(entry.outcome, AuditOutcome::Denied, "{who} {op}");
         }
         if expect == Expect::NeedsReason {
             let with = h.call(caller, token, Some("ticket 4711"), request);
@@ -282,10 +282,10 @@ fn check(h: &Harness, who: &str, caller: &Caller, token: Option<&str>) {
             if op == "tenant.export" {
                 // Allowed, but only over a stream (see the daemon tests).
                 assert_eq!(code_of(&with), Some(ErrorCode::BadRequest), "{who} {op}");
-                assert_eq!(last.outcome, Outcome::Failed);
+                assert_eq!(last.outcome, AuditOutcome::Failed);
             } else {
                 assert!(with.is_ok(), "{who} {op} with a reason: {with:?}");
-                assert_eq!(last.outcome, Outcome::Ok);
+                assert_eq!(last.outcome, AuditOutcome::Ok);
             }
         }
     }
@@ -344,6 +344,6 @@ fn root_bootstrap_is_refused_once_an_admin_exists() {
     let entry = h.audit().pop().expect("audited");
     assert_eq!(
         (entry.actor.as_str(), entry.outcome),
-        ("root", Outcome::Failed)
+        ("root", AuditOutcome::Failed)
     );
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use support::{code_of, Harness, USER};
 use way2mail_control::audit::AuditLog;
 use way2mail_wire::protocol::{
-    CredentialKind, ErrorCode, Outcome, Request, RequestEnvelope, Response, Role, TenantStatus,
+    AuditOutcome, CredentialKind, ErrorCode, Request, RequestEnvelope, Response, Role, TenantStatus,
 };
 
 fn tenant_add(tenant: &str) -> Request {
@@ -61,7 +61,7 @@ fn unsupported_version_is_refused_and_audited() {
         let entry = h.audit().pop().expect("audited");
         assert_eq!(
             (entry.action.as_str(), entry.outcome),
-            ("tenant.list", Outcome::Failed)
+            ("tenant.list", AuditOutcome::Failed)
         );
     }
 }

@@ -13,12 +13,13 @@ const UNITS: [(char, u64); 5] = [
     ('s', 1),
 ];
 
+/// The longest period accepted: 1000 years.
+const MAX_SECS: u64 = 1000 * 365 * 86_400;
+
 /// Parses `N` followed by one unit (`s`, `m`, `h`, `d`, `y`) into seconds.
-pub fn parse(text: &str) -> Result<u64, String> {
+pub fn parse(text: &str) -> Result<u64, PeriodError> {
     let t = text.trim();
-    let bad = || {
-        format!("{text:?} is not a period: a whole number and a unit, e.g. \"90d\", \"12h\", \"30m\", \"45s\", \"7y\"")
-    };
+    let bad = || PeriodError::NotAPeriod(text.to_owned());
     let unit = t.chars().last().ok_or_else(bad)?;
     let factor = UNITS
         .iter()
@@ -31,8 +32,18 @@ pub fn parse(text: &str) -> Result<u64, String> {
     }
     let n: u64 = number.parse().map_err(|_| bad())?;
     n.checked_mul(factor)
-        .filter(|&s| s <= 1000 * 365 * 86_400)
-        .ok_or_else(|| format!("{text:?} is longer than 1000 years"))
+        .filter(|&s| s <= MAX_SECS)
+        .ok_or_else(|| PeriodError::TooLong(text.to_owned()))
+}
+
+/// Why a text is not a period; each names the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeriodError {
+    #[error("{0:?} is not a period: a whole number and a unit, e.g. \"90d\", \"12h\", \"30m\", \"45s\", \"7y\"")]
+    NotAPeriod(String),
+    #[error("{0:?} is longer than 1000 years")]
+    TooLong(String),
 }
 
 /// The shortest exact form: `90d`, `36h`, `90s`.
@@ -72,7 +83,15 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         assert!(parse("99999999999999y").is_err());
-        assert!(parse("2000y").unwrap_err().contains("1000 years"));
+        assert_eq!(
+            parse("2000y").expect_err("too long").to_string(),
+            "\"2000y\" is longer than 1000 years"
+        );
+        assert_eq!(
+            parse("90 d").expect_err("not a period").to_string(),
+            "\"90 d\" is not a period: a whole number and a unit, e.g. \"90d\", \"12h\", \
+             \"30m\", \"45s\", \"7y\""
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Auth {
 }
 
 #[derive(Debug)]
-pub struct Client {
+pub struct ControlClient {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
@@ -58,11 +58,11 @@ pub(crate) fn connect_lines(
     Ok((BufReader::new(stream), writer))
 }
 
-impl Client {
+impl ControlClient {
     /// Connects, with `timeout` applied to every later read and write.
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
+    pub fn connect(path: &Path, timeout: Duration) -> Result<ControlClient, ClientError> {
         let (reader, writer) = connect_lines(path, timeout)?;
-        Ok(Client {
+        Ok(ControlClient {
             reader,
             writer,
             next_id: 1,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::client::{Auth, ClientError, ControlClient};
 use way2mail_wire::protocol::{CredentialKind, ErrorCode, Request, Response};
 
 use super::{
@@ -22,7 +22,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) struct Session {
     socket: PathBuf,
-    client: Option<Client>,
+    client: Option<ControlClient>,
     auth: Auth,
     /// Where the token came from, when it came from the token file.
     token_file: Option<PathBuf>,
@@ -33,30 +33,29 @@ impl Session {
     pub(super) fn call(&mut self, request: Request) -> Result<Response, Failure> {
         let client = match &mut self.client {
             Some(client) => client,
-            None => self
-                .client
-                .insert(
-                    Client::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
-                        ClientError::Connect { source, .. } => Failure::Unreachable {
-                            path: self.socket.display().to_string(),
-                            reason: source.to_string(),
-                        },
-                        other => Failure::Failed(other.to_string()),
-                    })?,
-                ),
+            None => self.client.insert(
+                ControlClient::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
+                    ClientError::Connect { source, .. } => Failure::Unreachable {
+                        path: self.socket.display().to_string(),
+                        reason: source.to_string(),
+                    },
+                    other => Failure::Failed(other.to_string()),
+                })?,
+            ),
         };
         client.call(request, &self.auth).map_err(failure)
     }
 
-    fn client(&mut self) -> Result<&mut Client, Failure> {
+    fn client(&mut self) -> Result<&mut ControlClient, Failure> {
         if self.client.is_none() {
-            let client = Client::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
-                ClientError::Connect { source, .. } => Failure::Unreachable {
-                    path: self.socket.display().to_string(),
-                    reason: source.to_string(),
-                },
-                other => Failure::Failed(other.to_string()),
-            })?;
+            let client =
+                ControlClient::connect(&self.socket, REQUEST_TIMEOUT).map_err(|e| match e {
+                    ClientError::Connect { source, .. } => Failure::Unreachable {
+                        path: self.socket.display().to_string(),
+                        reason: source.to_string(),
+                    },
+                    other => Failure::Failed(other.to_string()),
+                })?;
             self.client = Some(client);
         }
         self.client

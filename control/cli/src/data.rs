@@ -547,7 +547,8 @@ fn restore(
         }
     }
     let file = File::open(input).map_err(failed("opening the backup"))?;
-    let report = backup::restore(BufReader::new(file), &key, &target).map_err(Failure::Failed)?;
+    let report = backup::restore(BufReader::new(file), &key, &target)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     record_restore(files, &target, &report)?;
     // Recording the restore may have made files as root: the daemon's user owns the store.
     let like = match (&report.control_moved_aside, files.dir.parent()) {
@@ -701,7 +702,7 @@ fn record_restore(
         role: None,
         action: "backup.restore".into(),
         tenant: None,
-        outcome: way2mail_wire::protocol::Outcome::Ok,
+        outcome: way2mail_wire::protocol::AuditOutcome::Ok,
         reason: None,
         detail: Some(format!(
             "restored backup {} made at unix {}: {} control and {} spool records; {} + {} records of erased tenants dropped; {carried} erasures since the backup carried over",

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   main ── Cli::parse (clap; usage errors exit 2)
-//!    └── commands::run ── Session (socket, token, reason) ── client::Client
+//!    └── commands::run ── Session (socket, token, reason) ── client::ControlClient
 //!         └── render (tables, records, "shown once" secrets)
 //! ```
 //!

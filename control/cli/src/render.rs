@@ -4,8 +4,8 @@
 
 use way2mail_control::publish;
 use way2mail_wire::protocol::{
-    CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo, DomainRecords,
-    DomainVerification, IncidentInfo, Notification, NotificationOutcome, Outcome, Response,
+    AuditOutcome, CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo,
+    DomainRecords, DomainVerification, IncidentInfo, Notification, NotificationOutcome, Response,
     TenantInfo, TenantStatus,
 };
 
@@ -638,11 +638,11 @@ fn kind(k: CredentialKind) -> &'static str {
     }
 }
 
-fn outcome(o: Outcome) -> &'static str {
+fn outcome(o: AuditOutcome) -> &'static str {
     match o {
-        Outcome::Ok => "ok",
-        Outcome::Denied => "denied",
-        Outcome::Failed => "failed",
+        AuditOutcome::Ok => "ok",
+        AuditOutcome::Denied => "denied",
+        AuditOutcome::Failed => "failed",
     }
 }
 

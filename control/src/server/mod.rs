@@ -1,11 +1,12 @@
 //! The `way2mail-control` daemon's socket server: it frames JSON lines and
-//! identifies peers; every decision is the [`Service`]'s.
+//! identifies peers; every decision is the [`Service`]'s. The socket file and the
+//! threads are `way2mail-daemon`'s, shared with the MTA's admin socket.
 //!
 //! ```text
-//!   run ── socket::bind (stale file, mode, parent dir)
-//!    ├── threads::ThreadServer: accept thread ── admit (peer::caller, max_connections)
-//!    │                     └── connection thread ── connection::serve
-//!    │                           └── request::answer ── Service::handle
+//!   run ── way2mail_daemon::socket::bind (stale file, mode, parent dir)
+//!    ├── way2mail_daemon::thread_server::ThreadServer: accept thread ── admit (peer
+//!    │     credentials, max_connections) ── connection thread ── Control::serve
+//!    │       └── connection::serve ── request::answer ── Service::handle
 //!    ├── retention thread: the sweep every [retention] sweep_interval
 //!    └── main thread: waits for SIGTERM/SIGINT, then stops accepting, shuts the
 //!        read side of every connection (a request being answered still gets its

@@ -1,76 +1,34 @@
-//! Tar (POSIX ustar) archives, for exports: a format every system reads (`tar`,
-//! Python's tarfile, 7-Zip) without a library of ours. Each file's SHA-256 is taken
-//! as it is written, for the manifest.
+//! Tar (POSIX ustar) archives for exports, written by the `tar` crate: a format every
+//! system reads (`tar`, Python's tarfile, 7-Zip). Every member is a plain file owned
+//! by `way2mail`, mode 0600, dated when the export started; each one's SHA-256 is
+//! taken as it is written, for the manifest. Members go out one by one: an archive
+//! is never whole in memory.
 
 use std::io::{self, Write};
+use std::mem::ManuallyDrop;
 
 use aws_lc_rs::digest;
+use tar::{Builder, EntryType, Header};
 
 use way2mail_wire::protocol::ExportFile;
 
-const BLOCK: usize = 512;
+/// The user and group named in every member.
+const OWNER: &str = "way2mail";
 
 /// Writes files one after the other; `finish` writes the end-of-archive blocks.
-pub(crate) struct Tar<W: Write> {
-    out: W,
+pub(crate) struct Tar<'a> {
+    /// Never dropped: `tar::Builder`'s drop writes the end-of-archive blocks, which
+    /// would make an export cut short by an error look complete. It only borrows its
+    /// writer, so not dropping it leaks nothing.
+    builder: ManuallyDrop<Builder<&'a mut dyn Write>>,
     mtime: u64,
     files: Vec<ExportFile>,
 }
 
-fn octal(field: &mut [u8], value: u64) -> io::Result<()> {
-    // Digits, then a NUL: the width minus one digit.
-    let text = format!("{value:0width$o}", width = field.len() - 1);
-    if text.len() != field.len() - 1 {
-        return Err(io::Error::other("value too large for a tar header"));
-    }
-    field[..text.len()].copy_from_slice(text.as_bytes());
-    field[text.len()] = 0;
-    Ok(())
-}
-
-/// Splits `path` into ustar's prefix (≤ 155) and name (≤ 100) fields.
-fn split(path: &str) -> io::Result<(&str, &str)> {
-    if path.len() <= 100 {
-        return Ok(("", path));
-    }
-    for (at, _) in path.match_indices('/') {
-        let (prefix, name) = (&path[..at], &path[at + 1..]);
-        if prefix.len() <= 155 && name.len() <= 100 && !name.is_empty() {
-            return Ok((prefix, name));
-        }
-    }
-    Err(io::Error::other(format!(
-        "path too long for a tar archive: {path}"
-    )))
-}
-
-fn header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; BLOCK]> {
-    let mut h = [0u8; BLOCK];
-    let (prefix, name) = split(path)?;
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    octal(&mut h[100..108], 0o600)?;
-    octal(&mut h[108..116], 0)?;
-    octal(&mut h[116..124], 0)?;
-    octal(&mut h[124..136], size)?;
-    octal(&mut h[136..148], mtime)?;
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[265..273].copy_from_slice(b"way2mail");
-    h[297..305].copy_from_slice(b"way2mail");
-    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
-    // The checksum is computed with its own field read as spaces.
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    let text = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(text.as_bytes());
-    Ok(h)
-}
-
-impl<W: Write> Tar<W> {
-    pub(crate) fn new(out: W, mtime: u64) -> Tar<W> {
+impl<'a> Tar<'a> {
+    pub(crate) fn new(out: &'a mut dyn Write, mtime: u64) -> Tar<'a> {
         Tar {
-            out,
+            builder: ManuallyDrop::new(Builder::new(out)),
             mtime,
             files: Vec::new(),
         }
@@ -78,11 +36,17 @@ impl<W: Write> Tar<W> {
 
     /// Adds one file.
     pub(crate) fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        self.out
-            .write_all(&header(path, data.len() as u64, self.mtime)?)?;
-        self.out.write_all(data)?;
-        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-        self.out.write_all(&[0u8; BLOCK][..pad])?;
+        let mut header = Header::new_ustar();
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(self.mtime);
+        header.set_username(OWNER)?;
+        header.set_groupname(OWNER)?;
+        // Sets the path (split into ustar's prefix and name when long) and the checksum.
+        self.builder.append_data(&mut header, path, data)?;
         self.files.push(ExportFile {
             path: path.to_owned(),
             bytes: data.len() as u64,
@@ -96,38 +60,67 @@ impl<W: Write> Tar<W> {
         &self.files
     }
 
-    pub(crate) fn finish(mut self) -> io::Result<W> {
-        self.out.write_all(&[0u8; 2 * BLOCK])?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub(crate) fn finish(self) -> io::Result<()> {
+        let Tar { builder, .. } = self;
+        let out = ManuallyDrop::into_inner(builder).into_inner()?;
+        out.flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
+    const BLOCK: usize = 512;
+
     #[test]
-    fn headers_are_ustar() {
+    fn members_read_back_as_written() {
         let mut buf = Vec::new();
+        let long = format!("{}/messages/{}.eml", "t".repeat(63), "0".repeat(26));
         let mut tar = Tar::new(&mut buf, 1_700_000_000);
         tar.file("a/b.txt", b"hello").expect("file");
-        let long = format!("{}/messages/{}.eml", "t".repeat(63), "0".repeat(26));
         tar.file(&long, b"").expect("long path");
         assert_eq!(tar.files()[0].sha256.len(), 64);
+        assert_eq!(tar.files()[1].path, long);
         tar.finish().expect("finish");
         assert_eq!(buf.len() % BLOCK, 0);
         assert_eq!(&buf[257..263], b"ustar\0");
-        assert_eq!(&buf[..7], b"a/b.txt");
-        assert_eq!(&buf[124..135], b"00000000005");
-        assert_eq!(&buf[BLOCK..BLOCK + 5], b"hello");
-        let second = &buf[2 * BLOCK..3 * BLOCK];
-        // The first split that fits: the name part keeps `messages/…`.
+        // Two members of one block (and one of data), then the two end blocks.
+        assert_eq!(buf.len(), 5 * BLOCK);
+
+        let mut archive = tar::Archive::new(buf.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let header = entry.header();
+            assert_eq!(header.entry_type(), EntryType::Regular);
+            assert_eq!(header.mode().expect("mode"), 0o600);
+            assert_eq!(header.mtime().expect("mtime"), 1_700_000_000);
+            assert_eq!(header.username().expect("user"), Some(OWNER));
+            assert_eq!(header.groupname().expect("group"), Some(OWNER));
+            let path = entry.path().expect("path").to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("data");
+            seen.push((path, data));
+        }
         assert_eq!(
-            &second[345..345 + 64],
-            format!("{}\0", "t".repeat(63)).as_bytes()
+            seen,
+            [
+                ("a/b.txt".to_owned(), b"hello".to_vec()),
+                (long, Vec::new())
+            ]
         );
-        assert_eq!(&second[..9], b"messages/");
-        assert!(split(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn an_unfinished_archive_has_no_end() {
+        let mut buf = Vec::new();
+        let mut tar = Tar::new(&mut buf, 1_700_000_000);
+        tar.file("a/b.txt", b"hello").expect("file");
+        drop(tar);
+        // The header and the data block, without the end-of-archive blocks.
+        assert_eq!(buf.len(), 2 * BLOCK);
     }
 }

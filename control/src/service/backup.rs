@@ -30,13 +30,8 @@ pub(crate) fn create(
     reason: Option<String>,
     out: &mut dyn StreamOut,
 ) -> Result<Response, ErrorBody> {
-    let settings = service.settings();
-    let key_file = settings.backup_key_file.clone();
-    let mta = match &settings.mta.admin_socket {
-        Some(path) => AdminClient::connect(path, settings.mta.timeout)
-            .map_err(|e| format!("the MTA's admin socket: {e}")),
-        None => Err("no MTA is configured ([mta] admin_socket is empty)".into()),
-    };
+    let key_file = service.settings().backup_key_file.clone();
+    let mta = service.mta_client();
     let mut copied = None;
     service.locked(who, "backup.create", None, reason.clone(), |ctx| {
         if let Err(why) = &mta {

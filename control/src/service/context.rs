@@ -91,15 +91,9 @@ pub(crate) struct Ctx<'a> {
     pub detail: Option<String>,
     /// For login and bootstrap, whose action it was once known.
     pub actor_override: Option<(String, Option<Role>)>,
-    /// DNS lookups for `domain.verify` / `domain.rotate_dkim --activate`, made before
-    /// the writer lock was taken (see `Service::handle`).
-    pub lookups: Option<way2mail_wire::protocol::DomainVerification>,
-    /// The notifications `incident.notify` sent before the writer lock was taken.
-    pub notifications: Option<Vec<way2mail_wire::protocol::Notification>>,
-    /// What the MTA holds of a tenant, asked before the writer lock (`tenant.report`).
-    pub mta_view: Option<super::report::MtaView>,
     /// Audit entries to chain after the request's own (same actor, action and
-    /// reason), e.g. one per tenant notified. Dropped when the request fails.
+    /// reason) for facts besides the request, e.g. one per email sent. Kept when
+    /// the request fails: the facts happened.
     pub extra_audit: Vec<ExtraAudit>,
 }
 
@@ -107,7 +101,7 @@ pub(crate) struct Ctx<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct ExtraAudit {
     pub tenant: Option<String>,
-    pub outcome: way2mail_wire::protocol::Outcome,
+    pub outcome: way2mail_wire::protocol::AuditOutcome,
     pub detail: String,
 }
 
@@ -125,9 +119,6 @@ impl<'a> Ctx<'a> {
             tenant,
             detail: None,
             actor_override: None,
-            lookups: None,
-            notifications: None,
-            mta_view: None,
             extra_audit: Vec::new(),
         }
     }

@@ -6,12 +6,15 @@
 //!
 //! ```text
 //!   add ───────── RSA + Ed25519 pair, active
-//!   rotate_dkim ─ new pair, pending ── (publish; verify) ── rotate_dkim activate:
+//!   rotate_dkim ─ new pair, pending ── (publish; verify) ── activate_dkim:
 //!                 pending → active, active → retired ── retire_dkim: deleted
 //!   verify ────── dnscheck: verified_at set (all required records right) or cleared
 //!                 (one missing or wrong); lookup failures change nothing
 //!   may_send = verified or send_unverified (override, with a reason)
 //! ```
+//!
+//! `verify` and `activate_dkim` judge [`Lookups`] made before the writer lock
+//! ([`look_up`]), so a slow resolver stalls only their own caller.
 //!
 //! The snapshot version moves only when what the MTA sees changes: whether the
 //! domain may send, its active keys, its BIMI selector.
@@ -19,7 +22,7 @@
 use serde_json::json;
 
 use super::context::{Ctx, Failure};
-use super::{tenants, validate};
+use super::{tenants, validate, Service};
 use crate::dkim::{self, NewKey};
 use crate::store::{Store, TreeName};
 use way2mail_wire::protocol::{
@@ -123,13 +126,17 @@ pub(crate) fn dns(ctx: &mut Ctx<'_>, domain: &str) -> Result<Response, Failure> 
     }))
 }
 
-/// Looks the records up and keeps the result: `verified_at` is set when every
-/// required record is right, cleared when one is missing or wrong, and left as it
-/// was when the only problems are failed lookups (nothing can be said then).
-pub(crate) fn verify(ctx: &mut Ctx<'_>, domain: &str) -> Result<Response, Failure> {
+/// Keeps what the lookups found: `verified_at` is set when every required record
+/// is right, cleared when one is missing or wrong, and left as it was when the only
+/// problems are failed lookups (nothing can be said then).
+pub(crate) fn verify(
+    ctx: &mut Ctx<'_>,
+    domain: &str,
+    lookups: Lookups,
+) -> Result<Response, Failure> {
     let mut info = load(ctx, domain)?;
     let before = info.clone();
-    let verification = lookups(ctx, &info);
+    let verification = lookups.for_domain(ctx, &info);
     let required_ok = verification
         .checks
         .iter()
@@ -184,52 +191,65 @@ pub(crate) fn verify(ctx: &mut Ctx<'_>, domain: &str) -> Result<Response, Failur
     Ok(Response::Verification(verification))
 }
 
-/// Without `activate`: a new pair, pending (or active at once when the domain has no
-/// active key). With it: the pending pair becomes active and the active one retired,
-/// after checking (unless `force`) that the pending records are published.
-pub(crate) fn rotate_dkim(
+/// A new pair, pending (or active at once when the domain has no active key).
+pub(crate) fn rotate_dkim(ctx: &mut Ctx<'_>, domain: &str) -> Result<Response, Failure> {
+    let mut info = load_live(ctx, domain)?;
+    let before = info.clone();
+    let state = if !has(&info, DkimKeyState::Active) {
+        DkimKeyState::Active
+    } else if has(&info, DkimKeyState::Pending) {
+        return Err(Failure::conflict(format!(
+            "a rotation is already pending for {}: publish its records and activate it \
+             (rotate-dkim --activate)",
+            info.domain
+        )));
+    } else {
+        DkimKeyState::Pending
+    };
+    let keys = dkim::generate_pair(&info.domain, &info.dkim, ctx.now, state)?;
+    store_keys(ctx, &mut info, keys)?;
+    ctx.detail = Some(if state == DkimKeyState::Active {
+        format!(
+            "new DKIM keys {}, active at once (the domain had no active keys)",
+            selectors_of(&info, |s| s == DkimKeyState::Active)
+        )
+    } else {
+        format!(
+            "new DKIM keys {}, pending until activated",
+            selectors_of(&info, |s| s == DkimKeyState::Pending)
+        )
+    });
+    save(ctx, Some(&before), &info)?;
+    Ok(Response::Domain(info))
+}
+
+/// How `rotate-dkim --activate` knows the pending selectors are published.
+pub(crate) enum Publication {
+    /// Their records, looked up before the writer lock.
+    Checked(Lookups),
+    /// `--force`: not checked.
+    Forced,
+}
+
+/// The pending pair becomes active and the active one retired, once the pending
+/// records are published (unless forced).
+pub(crate) fn activate_dkim(
     ctx: &mut Ctx<'_>,
     domain: &str,
-    activate: bool,
-    force: bool,
+    published: Publication,
 ) -> Result<Response, Failure> {
     let mut info = load_live(ctx, domain)?;
     let before = info.clone();
-    let has = |info: &DomainInfo, state: DkimKeyState| info.dkim.iter().any(|k| k.state == state);
-    if !activate {
-        let state = if !has(&info, DkimKeyState::Active) {
-            DkimKeyState::Active
-        } else if has(&info, DkimKeyState::Pending) {
-            return Err(Failure::conflict(format!(
-                "a rotation is already pending for {}: publish its records and activate it \
-                 (rotate-dkim --activate)",
-                info.domain
-            )));
-        } else {
-            DkimKeyState::Pending
-        };
-        let keys = dkim::generate_pair(&info.domain, &info.dkim, ctx.now, state)?;
-        store_keys(ctx, &mut info, keys)?;
-        ctx.detail = Some(if state == DkimKeyState::Active {
-            format!(
-                "new DKIM keys {}, active at once (the domain had no active keys)",
-                selectors_of(&info, |s| s == DkimKeyState::Active)
-            )
-        } else {
-            format!(
-                "new DKIM keys {}, pending until activated",
-                selectors_of(&info, |s| s == DkimKeyState::Pending)
-            )
-        });
-    } else {
-        if !has(&info, DkimKeyState::Pending) {
-            return Err(Failure::conflict(format!(
-                "{} has no pending DKIM keys to activate: run rotate-dkim without --activate first",
-                info.domain
-            )));
-        }
-        if !force {
-            let unpublished = unpublished_pending(ctx, &info);
+    if !has(&info, DkimKeyState::Pending) {
+        return Err(Failure::conflict(format!(
+            "{} has no pending DKIM keys to activate: run rotate-dkim without --activate first",
+            info.domain
+        )));
+    }
+    let forced = match published {
+        Publication::Forced => true,
+        Publication::Checked(lookups) => {
+            let unpublished = unpublished_pending(ctx, &info, lookups);
             if !unpublished.is_empty() {
                 return Err(Failure::conflict(format!(
                     "the pending DKIM selectors are not published yet: {}; publish the records \
@@ -239,32 +259,37 @@ pub(crate) fn rotate_dkim(
                     info.domain
                 )));
             }
+            false
         }
-        let activated = selectors_of(&info, |s| s == DkimKeyState::Pending);
-        let retired = selectors_of(&info, |s| s == DkimKeyState::Active);
-        for key in &mut info.dkim {
-            key.state = match key.state {
-                DkimKeyState::Pending => DkimKeyState::Active,
-                DkimKeyState::Active | DkimKeyState::Retired => DkimKeyState::Retired,
-            };
-        }
-        ctx.detail = Some(format!(
-            "activated DKIM keys {activated}; retired {}{}",
-            if retired.is_empty() { "none" } else { &retired },
-            if force {
-                " (forced: DNS not checked)"
-            } else {
-                ""
-            }
-        ));
+    };
+    let activated = selectors_of(&info, |s| s == DkimKeyState::Pending);
+    let retired = selectors_of(&info, |s| s == DkimKeyState::Active);
+    for key in &mut info.dkim {
+        key.state = match key.state {
+            DkimKeyState::Pending => DkimKeyState::Active,
+            DkimKeyState::Active | DkimKeyState::Retired => DkimKeyState::Retired,
+        };
     }
+    ctx.detail = Some(format!(
+        "activated DKIM keys {activated}; retired {}{}",
+        if retired.is_empty() { "none" } else { &retired },
+        if forced {
+            " (forced: DNS not checked)"
+        } else {
+            ""
+        }
+    ));
     save(ctx, Some(&before), &info)?;
     Ok(Response::Domain(info))
 }
 
+fn has(info: &DomainInfo, state: DkimKeyState) -> bool {
+    info.dkim.iter().any(|k| k.state == state)
+}
+
 /// The pending selectors whose record `dnscheck` did not find right, each with why.
-fn unpublished_pending(ctx: &mut Ctx<'_>, info: &DomainInfo) -> Vec<String> {
-    let verification = lookups(ctx, info);
+fn unpublished_pending(ctx: &Ctx<'_>, info: &DomainInfo, lookups: Lookups) -> Vec<String> {
+    let verification = lookups.for_domain(ctx, info);
     info.dkim
         .iter()
         .filter(|k| k.state == DkimKeyState::Pending)
@@ -469,45 +494,50 @@ fn bimi_selector(selector: &str) -> Result<String, Failure> {
     }
 }
 
-/// The DNS lookups for a domain, made by [`Service::handle`] before the writer lock
-/// (`None` when the domain does not exist: the handler reports that).
-pub(crate) fn look_up(service: &super::Service, domain: &str) -> Option<DomainVerification> {
-    let name = validate::domain(domain).ok()?;
-    let store = service.store();
-    let info = store
-        .get::<DomainInfo>(TreeName::Domains, &store.domain_key(&name))
-        .ok()??;
+/// What a domain's records looked like in DNS, looked up before the writer lock
+/// ([`look_up`]); empty when the domain was not registered then.
+pub(crate) struct Lookups(Option<DomainVerification>);
+
+/// Looks a domain's records up: the slow step of `domain.verify` and of
+/// `rotate-dkim --activate`, taken without the writer lock.
+pub(crate) fn look_up(service: &Service, domain: &str) -> Lookups {
+    let registered = validate::domain(domain).ok().and_then(|name| {
+        let store = service.store();
+        store
+            .get::<DomainInfo>(TreeName::Domains, &store.domain_key(&name))
+            .ok()
+            .flatten()
+    });
     let settings = service.settings();
-    Some(crate::dnscheck::verify(
-        &settings.dns,
-        &info,
-        &settings.sending,
-    ))
+    Lookups(registered.map(|info| crate::dnscheck::verify(&settings.dns, &info, &settings.sending)))
 }
 
-/// The lookups made before the lock when they are for this domain; made now
-/// otherwise (direct library callers).
-fn lookups(ctx: &mut Ctx<'_>, info: &DomainInfo) -> DomainVerification {
-    // Made for this domain with the same keys (a rotation may have come in between).
-    let same_keys = |v: &DomainVerification| {
-        let mut checked: Vec<String> = v
-            .checks
-            .iter()
-            .filter(|c| c.purpose == RecordPurpose::Dkim)
-            .map(|c| c.name.to_ascii_lowercase())
-            .collect();
-        let mut keys: Vec<String> = info
-            .dkim
-            .iter()
-            .map(|k| dkim::record_name(&k.selector, &info.domain).to_ascii_lowercase())
-            .collect();
-        checked.sort();
-        keys.sort();
-        checked == keys
-    };
-    match ctx.lookups.take() {
-        Some(v) if v.domain.eq_ignore_ascii_case(&info.domain) && same_keys(&v) => v,
-        _ => crate::dnscheck::verify(&ctx.settings.dns, info, &ctx.settings.sending),
+impl Lookups {
+    /// The lookups when they were made for `info` as it is now; made again
+    /// otherwise, under the lock: only when the domain was added or its keys
+    /// rotated between the lookups and the lock.
+    fn for_domain(self, ctx: &Ctx<'_>, info: &DomainInfo) -> DomainVerification {
+        // Made for this domain with the same keys (a rotation may have come in between).
+        let same_keys = |v: &DomainVerification| {
+            let mut checked: Vec<String> = v
+                .checks
+                .iter()
+                .filter(|c| c.purpose == RecordPurpose::Dkim)
+                .map(|c| c.name.to_ascii_lowercase())
+                .collect();
+            let mut keys: Vec<String> = info
+                .dkim
+                .iter()
+                .map(|k| dkim::record_name(&k.selector, &info.domain).to_ascii_lowercase())
+                .collect();
+            checked.sort();
+            keys.sort();
+            checked == keys
+        };
+        match self.0 {
+            Some(v) if v.domain.eq_ignore_ascii_case(&info.domain) && same_keys(&v) => v,
+            _ => crate::dnscheck::verify(&ctx.settings.dns, info, &ctx.settings.sending),
+        }
     }
 }
 
@@ -619,7 +649,7 @@ mod tests {
     use crate::totp;
     use way2mail_daemon::dns::DnsSettings;
     use way2mail_wire::protocol::{
-        AuditEntry, DkimAlgorithm, DkimKeyState, DomainInfo, ErrorBody, ErrorCode, Outcome,
+        AuditEntry, AuditOutcome, DkimAlgorithm, DkimKeyState, DomainInfo, ErrorBody, ErrorCode,
         RecordPurpose, Request, RequestEnvelope, Response, Role, VERSION,
     };
     use way2mail_wire::snapshot::{SendingDomain, Snapshot, TenantLimits};
@@ -1157,7 +1187,10 @@ mod tests {
             allow: true,
         });
         assert_eq!(code(&refused), Some(ErrorCode::ReasonRequired));
-        assert_eq!(h.last_audit("domain.override").outcome, Outcome::Denied);
+        assert_eq!(
+            h.last_audit("domain.override").outcome,
+            AuditOutcome::Denied
+        );
         assert!(!h.show().send_unverified);
 
         let info = domain_of(h.op_with_reason(
@@ -1171,7 +1204,7 @@ mod tests {
         assert!(h.sending().may_send);
         assert!(h.snapshot().version > version);
         let entry = h.last_audit("domain.override");
-        assert_eq!(entry.outcome, Outcome::Ok);
+        assert_eq!(entry.outcome, AuditOutcome::Ok);
         assert_eq!(entry.tenant.as_deref(), Some("shop"));
         assert_eq!(
             entry.reason.as_deref(),
@@ -1231,7 +1264,7 @@ mod tests {
             .all(|c| c.status == way2mail_wire::protocol::CheckStatus::Error));
         assert_eq!(h.show().verified_at, Some(1_700_000_000));
         let entry = h.last_audit("domain.verify");
-        assert_eq!(entry.outcome, Outcome::Ok);
+        assert_eq!(entry.outcome, AuditOutcome::Ok);
         assert!(
             entry
                 .detail

@@ -20,6 +20,7 @@ use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 
 use super::context::{Ctx, Failure, Identity};
+use super::mta::MtaError;
 use super::{tenants, Service};
 use crate::audit::AuditLog;
 use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
@@ -116,7 +117,7 @@ pub(crate) fn erase_tenant(
     });
     let mta = match mta {
         Ok(AdminResult::Erased(e)) => Ok(e),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(other) => Err(MtaError::Unexpected(format!("{other:?}"))),
         Err(e) => Err(e),
     };
     if let Err(e) = &mta {
@@ -305,7 +306,7 @@ fn build(
     ctx: &Ctx<'_>,
     done: &Done,
     control_key: ShreddedKey,
-    mta: &Result<MtaErasure, String>,
+    mta: &Result<MtaErasure, MtaError>,
     pending: Vec<String>,
     reason: Option<String>,
 ) -> Result<ErasureReceipt, Failure> {
@@ -451,33 +452,47 @@ fn sign(ctx: &mut Ctx<'_>, mut receipt: ErasureReceipt) -> Result<ErasureReceipt
 }
 
 /// Checks a receipt's signature, with `public_key` (base64) when given, else the key
-/// the receipt names. The error says what is wrong.
-pub fn verify(receipt: &ErasureReceipt, public_key: Option<&str>) -> Result<(), String> {
+/// the receipt names.
+pub fn verify(receipt: &ErasureReceipt, public_key: Option<&str>) -> Result<(), ReceiptError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let sig = receipt
-        .signature
-        .as_ref()
-        .ok_or("the receipt is not signed")?;
+    let sig = receipt.signature.as_ref().ok_or(ReceiptError::NotSigned)?;
     if sig.algorithm != "ed25519" {
-        return Err(format!("unknown signature algorithm {:?}", sig.algorithm));
+        return Err(ReceiptError::UnknownAlgorithm(sig.algorithm.clone()));
     }
     if let Some(expected) = public_key {
         if expected.trim() != sig.public_key {
-            return Err("signed with another key than the one given".into());
+            return Err(ReceiptError::OtherKey);
         }
     }
     let key = b64
         .decode(&sig.public_key)
-        .map_err(|_| "the public key is not base64")?;
+        .map_err(|_| ReceiptError::KeyNotBase64)?;
     let value = b64
         .decode(&sig.value)
-        .map_err(|_| "the signature is not base64")?;
+        .map_err(|_| ReceiptError::SignatureNotBase64)?;
     signature::UnparsedPublicKey::new(&signature::ED25519, key)
         .verify(&signed_bytes(receipt), &value)
-        .map_err(|_| {
-            "the signature does not match the receipt: it was changed, or not issued with this key"
-                .to_owned()
-        })
+        .map_err(|_| ReceiptError::Mismatch)
+}
+
+/// What is wrong with a receipt's signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    #[error("the receipt is not signed")]
+    NotSigned,
+    #[error("unknown signature algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    #[error("signed with another key than the one given")]
+    OtherKey,
+    #[error("the public key is not base64")]
+    KeyNotBase64,
+    #[error("the signature is not base64")]
+    SignatureNotBase64,
+    #[error(
+        "the signature does not match the receipt: it was changed, or not issued with this key"
+    )]
+    Mismatch,
 }
 
 /// `tenant.receipt`.

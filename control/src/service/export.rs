@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::archive::Tar;
 use super::context::{Failure, Identity};
+use super::mta::MtaError;
 use super::{credentials, domains, retention, suppression, tenants, Service, StreamOut};
 use crate::audit::AuditLog;
 use way2mail_wire::client::ClientError;
@@ -56,19 +57,17 @@ pub(crate) fn run(
     reason: Option<String>,
     out: &mut dyn StreamOut,
 ) -> Result<Response, ErrorBody> {
-    let unavailable = |why: String| {
+    let mta = service.mta_client().map_err(|e| {
+        let why = match e {
+            // Already names the socket.
+            MtaError::Connect(e) => e.to_string(),
+            other => other.to_string(),
+        };
         Failure::new(
             ErrorCode::Unavailable,
             format!("the export needs the MTA's spool: {why}"),
         )
-    };
-    let mta = match &service.settings().mta.admin_socket {
-        Some(path) => AdminClient::connect(path, service.settings().mta.timeout)
-            .map_err(|e| unavailable(e.to_string())),
-        None => Err(unavailable(
-            "no MTA is configured ([mta] admin_socket is empty)".into(),
-        )),
-    };
+    });
     let mut part = None;
     service.locked(
         who,

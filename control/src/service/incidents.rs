@@ -8,10 +8,10 @@
 //!   the MTA, each attempt recorded ─ close (resolution; no more tenants or emails)
 //! ```
 //!
-//! `notify` sends before the writer lock is taken ([`send_pending`], called from
-//! `Service::handle`), so a slow MTA delays only that request; the handler then
-//! records what was sent under the lock. Notify requests are serialized among
-//! themselves so that two at once cannot both email the same tenant.
+//! `incident.notify` sends before the writer lock is taken ([`send_pending`]), so a
+//! slow MTA delays only that request; [`notify`] then records what was sent under
+//! the lock. Notify requests are serialized among themselves (`Service::run`) so
+//! that two at once cannot both email the same tenant.
 
 use serde_json::json;
 
@@ -20,7 +20,9 @@ use super::{tenants, validate, Service};
 use crate::notify::{self, Letter};
 use crate::records::META_INCIDENT_SEQ_PREFIX;
 use crate::store::{Opened, Store, TreeName};
-use way2mail_wire::protocol::{IncidentInfo, Notification, NotificationOutcome, Outcome, Response};
+use way2mail_wire::protocol::{
+    AuditOutcome, IncidentInfo, Notification, NotificationOutcome, Response,
+};
 
 /// How far in the future `detected_at` may lie (clock skew between hosts).
 const DETECTED_AT_SLACK_SECS: u64 = 300;
@@ -306,20 +308,22 @@ pub(crate) fn show(ctx: &mut Ctx<'_>, id: &str) -> Result<Response, Failure> {
 
 /// Before the writer lock: emails every affected tenant of incident `id` that has
 /// no successful notification yet (every affected tenant with `again`), and returns
-/// the records to keep. Nothing is sent (`None` or empty) when the incident does not
-/// exist or is closed; the handler then answers why.
+/// the records to keep. Nothing is sent when the incident does not exist or is
+/// closed; [`notify`] then answers why.
 pub(crate) fn send_pending(
     service: &Service,
     actor: &str,
     id: &str,
     again: bool,
-) -> Option<Vec<Notification>> {
-    let id = normalize_id(id).ok()?;
+) -> Vec<Notification> {
+    let Ok(id) = normalize_id(id) else {
+        return Vec::new();
+    };
     let store = service.store();
-    let incident = read(store, &id).ok()??;
-    if incident.closed_at.is_some() {
-        return None;
-    }
+    let incident = match read(store, &id) {
+        Ok(Some(incident)) if incident.closed_at.is_none() => incident,
+        _ => return Vec::new(),
+    };
     let settings = &service.settings().notify;
     let mut sent = Vec::new();
     for tenant in &incident.tenants {
@@ -381,7 +385,7 @@ pub(crate) fn send_pending(
             ..base
         });
     }
-    Some(sent)
+    sent
 }
 
 /// Records what [`send_pending`] sent: the incident keeps every attempt, and each
@@ -390,10 +394,11 @@ pub(crate) fn notify(
     ctx: &mut Ctx<'_>,
     id: &str,
     again: bool,
-    sent: Option<Vec<Notification>>,
+    sent: Vec<Notification>,
 ) -> Result<Response, Failure> {
+    // The emails are out: they are audited even if recording them fails.
+    audit_sent(ctx, id, &sent);
     let mut info = load(ctx, id)?;
-    let sent = sent.unwrap_or_default();
     if sent.is_empty() {
         if info.closed_at.is_some() {
             return Err(Failure::conflict(format!(
@@ -419,26 +424,6 @@ pub(crate) fn notify(
         return Ok(Response::IncidentNotified {
             incident: info,
             sent: Vec::new(),
-        });
-    }
-    for n in &sent {
-        ctx.extra_audit.push(super::context::ExtraAudit {
-            tenant: Some(n.tenant.clone()),
-            outcome: match n.outcome {
-                NotificationOutcome::Ok => Outcome::Ok,
-                NotificationOutcome::Failed => Outcome::Failed,
-            },
-            detail: format!(
-                "{}: notification to {} {}: {}; message-id <{}>",
-                info.id,
-                validate::shorten(&n.contact),
-                match n.outcome {
-                    NotificationOutcome::Ok => "handed to the MTA",
-                    NotificationOutcome::Failed => "failed",
-                },
-                n.reply,
-                n.message_id
-            ),
         });
     }
     let summary: Vec<String> = sent
@@ -468,4 +453,29 @@ pub(crate) fn notify(
         incident: info,
         sent,
     })
+}
+
+/// One audit entry per email sent, under its tenant.
+fn audit_sent(ctx: &mut Ctx<'_>, id: &str, sent: &[Notification]) {
+    // Emails went out only for a well-formed id: the incident's own.
+    let incident = normalize_id(id).unwrap_or_else(|_| id.to_owned());
+    for n in sent {
+        ctx.extra_audit.push(super::context::ExtraAudit {
+            tenant: Some(n.tenant.clone()),
+            outcome: match n.outcome {
+                NotificationOutcome::Ok => AuditOutcome::Ok,
+                NotificationOutcome::Failed => AuditOutcome::Failed,
+            },
+            detail: format!(
+                "{incident}: notification to {} {}: {}; message-id <{}>",
+                validate::shorten(&n.contact),
+                match n.outcome {
+                    NotificationOutcome::Ok => "handed to the MTA",
+                    NotificationOutcome::Failed => "failed",
+                },
+                n.reply,
+                n.message_id
+            ),
+        });
+    }
 }

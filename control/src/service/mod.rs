@@ -4,14 +4,19 @@
 //! only frames lines and never decides anything.
 //!
 //! ```text
-//!   handle ─ version ─ identify (session.rs) ─ rbac::decide ─ reason
-//!        └─ writer lock ─ op handler (tenants.rs, domains.rs, credentials.rs,
-//!           operators.rs, incidents.rs, session.rs, snapshot.rs, audit_ops.rs) fills a Batch
-//!           ─ audit entry + snapshot version into the same Batch ─ commit+flush ─ answer
+//!   handle ─ admit: version ─ identify (session.rs) ─ rbac::decide ─ reason
+//!        └─ run ─ slow step without the lock, for the few that have one:
+//!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
+//!           │       incident.notify: emails ─ tenant.report: the MTA
+//!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
+//!              step's result passed in) fills a Batch ─ audit entry + snapshot
+//!              version into the same Batch ─ commit+flush ─ answer
 //! ```
 //!
-//! `hello` and a `snapshot.get` answered `unchanged` are the only requests not
-//! audited; refused ones are.
+//! `tenant.erase`, `retention.run` and the streamed requests (`handle_stream`:
+//! `tenant.export`, `backup.create`) alternate: a step under the lock, the MTA
+//! without it, another step under it. `hello` and a `snapshot.get` answered
+//! `unchanged` are the only requests not audited; refused ones are.
 
 mod archive;
 mod audit_ops;
@@ -23,6 +28,7 @@ mod domains;
 mod erasure;
 mod export;
 mod incidents;
+mod mta;
 mod operators;
 mod report;
 mod retention;
@@ -41,7 +47,7 @@ use crate::rbac::{self, Decision, Op};
 use crate::records::META_SNAPSHOT_VERSION;
 use crate::store::{Batch, Store, StoreFiles, TreeName};
 use way2mail_wire::protocol::{
-    ErrorBody, ErrorCode, Outcome, Request, RequestEnvelope, Response, VERSION,
+    AuditOutcome, ErrorBody, ErrorCode, Request, RequestEnvelope, Response, VERSION,
 };
 use way2mail_wire::snapshot::TenantLimits;
 
@@ -100,7 +106,7 @@ impl Default for ServiceSettings {
     }
 }
 
-pub use erasure::{signed_bytes as receipt_signed_bytes, verify as verify_receipt};
+pub use erasure::{signed_bytes as receipt_signed_bytes, verify as verify_receipt, ReceiptError};
 
 /// Longest `reason` accepted.
 const MAX_REASON_CHARS: usize = 500;
@@ -145,23 +151,6 @@ impl Service {
         &self.settings
     }
 
-    /// One exchange with the MTA's admin socket (`[mta]`); the error says why the
-    /// MTA's part is missing.
-    pub(crate) fn mta<T>(
-        &self,
-        f: impl FnOnce(
-            &mut way2mail_wire::mta_admin::AdminClient,
-        ) -> Result<T, way2mail_wire::client::ClientError>,
-    ) -> Result<T, String> {
-        let Some(path) = &self.settings.mta.admin_socket else {
-            return Err("no MTA is configured ([mta] admin_socket is empty)".into());
-        };
-        let mut client =
-            way2mail_wire::mta_admin::AdminClient::connect(path, self.settings.mta.timeout)
-                .map_err(|e| format!("the MTA's admin socket: {e}"))?;
-        f(&mut client).map_err(|e| format!("the MTA answered: {e}"))
-    }
-
     /// The current policy snapshot version (0 before the first change).
     pub fn snapshot_version(&self) -> Result<u64, Error> {
         Ok(self
@@ -192,71 +181,83 @@ impl Service {
             },
             _ => {}
         }
+        self.run(&who, request, reason)
+    }
 
-        // Requests that talk to the MTA between steps under the writer lock.
-        match &request {
-            Request::TenantErase { tenant, confirm } => {
-                return erasure::erase(self, &who, tenant, confirm, reason)
+    /// Runs an allowed request. Most run whole under the writer lock. Those with a
+    /// slow step (argon2, DNS, the MTA, emails) take it first, without the lock, so
+    /// that it stalls only their own caller, and hand what it found to their apply
+    /// step under the lock, which re-reads what it changes.
+    fn run(
+        &self,
+        who: &Identity,
+        request: Request,
+        reason: Option<String>,
+    ) -> Result<Response, ErrorBody> {
+        let op = request.op();
+        let tenant = request_tenant(&request);
+        match request {
+            Request::Login {
+                name,
+                password,
+                totp,
+            } => {
+                let check = session::check_password(self, &name, &password);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    session::login(ctx, &name, &totp, check)
+                })
             }
-            Request::RetentionRun => return retention::run(self, &who, reason),
-            Request::TenantExport { .. } | Request::BackupCreate => {
+            Request::DomainVerify { domain } => {
+                let lookups = domains::look_up(self, &domain);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    domains::verify(ctx, &domain, lookups)
+                })
+            }
+            Request::DomainRotateDkim {
+                domain,
+                activate: true,
+                force,
+            } => {
+                let published = if force {
+                    domains::Publication::Forced
+                } else {
+                    domains::Publication::Checked(domains::look_up(self, &domain))
+                };
+                self.locked(who, op, tenant, reason, |ctx| {
+                    domains::activate_dkim(ctx, &domain, published)
+                })
+            }
+            Request::IncidentNotify { id, again } => {
+                // Held from sending to recording: two notify requests at once cannot
+                // email the same tenants twice. Nothing else waits on it.
+                let _notifying = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let sent = incidents::send_pending(self, &who.actor, &id, again);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    incidents::notify(ctx, &id, again, sent)
+                })
+            }
+            Request::TenantReport { tenant: name } => {
+                let mta = report::ask_mta(self, &name);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    report::report(ctx, &name, mta)
+                })
+            }
+            // These talk to the MTA between steps under the writer lock.
+            Request::TenantErase { tenant, confirm } => {
+                erasure::erase(self, who, &tenant, &confirm, reason)
+            }
+            Request::RetentionRun => retention::run(self, who, reason),
+            request @ (Request::TenantExport { .. } | Request::BackupCreate) => {
                 let failure = Failure::new(
                     ErrorCode::BadRequest,
                     format!(
-                        "{} answers with a stream of frames; use `way2mail` or a client that reads streams",
-                        request.op()
+                        "{op} answers with a stream of frames; use `way2mail` or a client that reads streams"
                     ),
                 );
-                return Err(self.refuse(&who, &request, reason, Outcome::Failed, failure));
+                Err(self.refuse(who, &request, reason, AuditOutcome::Failed, failure))
             }
-            _ => {}
+            request => self.locked(who, op, tenant, reason, |ctx| dispatch(ctx, &request)),
         }
-
-        // Argon2 for login runs before the writer lock, so password guessing
-        // cannot stall every other request.
-        let login_check = match &request {
-            Request::Login { name, password, .. } => {
-                Some(session::check_password(self, name, password))
-            }
-            _ => None,
-        };
-
-        // So do DNS lookups: a slow or silent resolver must not stall every other
-        // request. The handler re-reads the domain under the lock and uses these.
-        let lookups = match &request {
-            Request::DomainVerify { domain }
-            | Request::DomainRotateDkim {
-                domain,
-                activate: true,
-                force: false,
-            } => domains::look_up(self, domain),
-            _ => None,
-        };
-
-        // And the notification emails of `incident.notify`: sent first, recorded
-        // under the lock. Notify requests wait for each other, nothing else does.
-        let (_notifying, notifications) = match &request {
-            Request::IncidentNotify { id, again } => {
-                let guard = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
-                let sent = incidents::send_pending(self, &who.actor, id, *again);
-                (Some(guard), sent)
-            }
-            _ => (None, None),
-        };
-
-        // And what the MTA holds of a tenant, for its report.
-        let mta_view = match &request {
-            Request::TenantReport { tenant } => Some(report::ask_mta(self, tenant)),
-            _ => None,
-        };
-
-        let prefetched = Prefetched {
-            login_check,
-            lookups,
-            notifications,
-            mta_view,
-        };
-        self.run(who, request, reason, prefetched)
     }
 
     /// Identifies the caller and checks the version, the role and the reason;
@@ -286,13 +287,13 @@ impl Service {
                     "protocol version {v} is not supported; this daemon speaks version {VERSION}"
                 ),
             );
-            return Err(self.refuse(&peer, &request, reason, Outcome::Failed, failure));
+            return Err(self.refuse(&peer, &request, reason, AuditOutcome::Failed, failure));
         }
 
         let who = match session::identify(self, caller, token.as_deref(), op) {
             Ok(who) => who,
             Err(failure) => {
-                return Err(self.refuse(&peer, &request, reason, Outcome::Denied, failure))
+                return Err(self.refuse(&peer, &request, reason, AuditOutcome::Denied, failure))
             }
         };
 
@@ -308,12 +309,12 @@ impl Service {
                         request.op()
                     ),
                 );
-                return Err(self.refuse(&who, &request, reason, Outcome::Denied, failure));
+                return Err(self.refuse(&who, &request, reason, AuditOutcome::Denied, failure));
             }
             Decision::Deny(code) => {
                 let message = denial_message(&who, op, request.op(), code, caller);
                 let failure = Failure::new(code, message);
-                return Err(self.refuse(&who, &request, reason, Outcome::Denied, failure));
+                return Err(self.refuse(&who, &request, reason, AuditOutcome::Denied, failure));
             }
         }
 
@@ -325,7 +326,7 @@ impl Service {
                 ErrorCode::Invalid,
                 format!("reason is longer than {MAX_REASON_CHARS} characters"),
             );
-            return Err(self.refuse(&who, &request, None, Outcome::Failed, failure));
+            return Err(self.refuse(&who, &request, None, AuditOutcome::Failed, failure));
         }
         Ok((who, request, reason))
     }
@@ -349,38 +350,9 @@ impl Service {
                     ErrorCode::BadRequest,
                     format!("{} is not a streamed request", other.op()),
                 );
-                Err(self.refuse(&who, other, reason, Outcome::Failed, failure))
+                Err(self.refuse(&who, other, reason, AuditOutcome::Failed, failure))
             }
         }
-    }
-
-    /// Runs an allowed request under the writer lock and commits its changes with
-    /// its audit entry.
-    fn run(
-        &self,
-        who: Identity,
-        request: Request,
-        reason: Option<String>,
-        prefetched: Prefetched,
-    ) -> Result<Response, ErrorBody> {
-        let Prefetched {
-            login_check,
-            lookups,
-            notifications,
-            mta_view,
-        } = prefetched;
-        self.locked(
-            &who,
-            request.op(),
-            request_tenant(&request),
-            reason,
-            |ctx| {
-                ctx.lookups = lookups;
-                ctx.notifications = notifications;
-                ctx.mta_view = mta_view;
-                dispatch(ctx, &request, login_check)
-            },
-        )
     }
 
     /// Runs `f` under the writer lock; its batch commits with its audit entry (and
@@ -399,7 +371,7 @@ impl Service {
         ctx.reason = reason.clone();
         let result = f(&mut ctx);
         let (outcome, answer) = match result {
-            Ok(response) => (Outcome::Ok, Ok(response)),
+            Ok(response) => (AuditOutcome::Ok, Ok(response)),
             Err(failure) => {
                 ctx.batch = Batch::new();
                 ctx.snapshot_changed = false;
@@ -408,7 +380,7 @@ impl Service {
                     Some(context) => format!("{}; {context}", failure.detail()),
                     None => failure.detail(),
                 });
-                (Outcome::Failed, Err(failure))
+                (AuditOutcome::Failed, Err(failure))
             }
         };
         let (actor, role) = ctx
@@ -447,7 +419,7 @@ impl Service {
             tracing::error!(error = %e, op = action, "control store commit failed");
             // The change did not happen; still try to leave a trace of the attempt.
             let mut draft = draft;
-            draft.outcome = Outcome::Failed;
+            draft.outcome = AuditOutcome::Failed;
             draft.detail = Some(format!("internal: store commit failed: {e}"));
             let mut batch = Batch::new();
             if writer
@@ -467,7 +439,7 @@ impl Service {
         who: &Identity,
         request: &Request,
         reason: Option<String>,
-        outcome: Outcome,
+        outcome: AuditOutcome,
         failure: Failure,
     ) -> ErrorBody {
         if matches!(request, Request::Hello) {
@@ -496,34 +468,17 @@ impl Service {
     }
 }
 
-/// What `handle` worked out before the writer lock: the password check of a login,
-/// the DNS lookups of a verification, the emails of an incident notification, what
-/// the MTA holds of a tenant.
-struct Prefetched {
-    login_check: Option<session::PasswordCheck>,
-    lookups: Option<way2mail_wire::protocol::DomainVerification>,
-    notifications: Option<Vec<way2mail_wire::protocol::Notification>>,
-    mta_view: Option<report::MtaView>,
-}
-
 /// Where a streamed answer goes: `start` sends its first line, then `write` sends
 /// frame bytes.
 pub trait StreamOut: std::io::Write {
     fn start(&mut self) -> std::io::Result<()>;
 }
 
-fn dispatch(
-    ctx: &mut Ctx<'_>,
-    request: &Request,
-    login_check: Option<session::PasswordCheck>,
-) -> Result<Response, Failure> {
+/// The requests that run whole under the writer lock, each to its handler.
+fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
     match request {
         Request::Hello => Ok(session::hello(ctx.who)),
         Request::Bootstrap { name, password } => session::bootstrap(ctx, name, password),
-        Request::Login { name, totp, .. } => match login_check {
-            Some(check) => session::login(ctx, name, totp, check),
-            None => Err(Failure::internal("login without a password check")),
-        },
         Request::Logout => session::logout(ctx),
         Request::TenantAdd {
             tenant,
@@ -578,10 +533,6 @@ fn dispatch(
         ),
         Request::TenantHold { tenant, hold } => tenants::hold(ctx, tenant, *hold),
         Request::TenantReceipt { tenant } => erasure::receipt(ctx, tenant),
-        Request::TenantReport { tenant } => {
-            let mta = ctx.mta_view.take();
-            report::report(ctx, tenant, mta)
-        }
         Request::RetentionShow => retention::show(ctx),
         Request::SuppressionAdd {
             tenant,
@@ -591,8 +542,13 @@ fn dispatch(
         Request::SuppressionList { tenant } => suppression::list(ctx, tenant),
         Request::SuppressionRemove { tenant, address } => suppression::remove(ctx, tenant, address),
         Request::ReceiptKey => erasure::public_key(ctx),
-        // Handled before the writer lock is taken (see `handle`).
-        Request::TenantErase { .. }
+        // Their slow step comes first, without the lock (see `Service::run`).
+        Request::Login { .. }
+        | Request::DomainVerify { .. }
+        | Request::DomainRotateDkim { activate: true, .. }
+        | Request::IncidentNotify { .. }
+        | Request::TenantReport { .. }
+        | Request::TenantErase { .. }
         | Request::RetentionRun
         | Request::TenantExport { .. }
         | Request::BackupCreate => Err(Failure::internal(format!(
@@ -604,12 +560,11 @@ fn dispatch(
         Request::DomainRemove { tenant, domain } => domains::remove(ctx, tenant, domain),
         Request::DomainShow { domain } => domains::show(ctx, domain),
         Request::DomainDns { domain } => domains::dns(ctx, domain),
-        Request::DomainVerify { domain } => domains::verify(ctx, domain),
         Request::DomainRotateDkim {
             domain,
-            activate,
-            force,
-        } => domains::rotate_dkim(ctx, domain, *activate, *force),
+            activate: false,
+            ..
+        } => domains::rotate_dkim(ctx, domain),
         Request::DomainRetireDkim { domain, selector } => {
             domains::retire_dkim(ctx, domain, selector.as_deref())
         }
@@ -685,10 +640,6 @@ fn dispatch(
                 measures: measures.as_deref(),
             },
         ),
-        Request::IncidentNotify { id, again } => {
-            let sent = ctx.notifications.take();
-            incidents::notify(ctx, id, *again, sent)
-        }
         Request::IncidentClose { id, resolution } => incidents::close(ctx, id, resolution),
         Request::IncidentList => incidents::list(ctx),
         Request::IncidentShow { id } => incidents::show(ctx, id),

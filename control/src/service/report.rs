@@ -7,22 +7,24 @@
 use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
+use super::mta::MtaError;
 use super::{credentials, domains, retention, suppression, tenants, Service};
 use crate::audit::AuditLog;
 use crate::records::BillingRecord;
 use crate::store::TreeName;
+use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminOp, AdminResult, MtaInventory, RouteInfo};
 use way2mail_wire::protocol::{
-    AccessSummary, DataCategory, IncidentInfo, Outcome, Response, TenantReport,
+    AccessSummary, AuditOutcome, DataCategory, IncidentInfo, Response, TenantReport,
 };
 
 /// How far back accesses are listed.
 const ACCESS_WINDOW_MS: u64 = 90 * 86_400_000;
 
 /// What the MTA said about a tenant: its spool inventory and routes, or why not.
-pub(crate) type MtaView = Result<(MtaInventory, Vec<RouteInfo>), String>;
+pub(crate) type MtaView = Result<(MtaInventory, Vec<RouteInfo>), MtaError>;
 
-/// Asks the MTA (before the writer lock: it may be slow or away).
+/// Asks the MTA: the slow step of `tenant.report`, taken without the writer lock.
 pub(crate) fn ask_mta(service: &Service, tenant: &str) -> MtaView {
     service.mta(|c| {
         let inventory = match c.call(AdminOp::TenantInventory {
@@ -30,7 +32,7 @@ pub(crate) fn ask_mta(service: &Service, tenant: &str) -> MtaView {
         })? {
             AdminResult::Inventory(i) => i,
             other => {
-                return Err(way2mail_wire::client::ClientError::Protocol(format!(
+                return Err(ClientError::Protocol(format!(
                     "unexpected answer {other:?}"
                 )))
             }
@@ -38,7 +40,7 @@ pub(crate) fn ask_mta(service: &Service, tenant: &str) -> MtaView {
         let routes = match c.call(AdminOp::Routes)? {
             AdminResult::Routes { routes } => routes,
             other => {
-                return Err(way2mail_wire::client::ClientError::Protocol(format!(
+                return Err(ClientError::Protocol(format!(
                     "unexpected answer {other:?}"
                 )))
             }
@@ -51,19 +53,16 @@ fn oldest(times: impl Iterator<Item = u64>) -> Option<u64> {
     times.min()
 }
 
-fn outcome_name(o: Outcome) -> &'static str {
+fn outcome_name(o: AuditOutcome) -> &'static str {
     match o {
-        Outcome::Ok => "ok",
-        Outcome::Denied => "denied",
-        Outcome::Failed => "failed",
+        AuditOutcome::Ok => "ok",
+        AuditOutcome::Denied => "denied",
+        AuditOutcome::Failed => "failed",
     }
 }
 
-pub(crate) fn report(
-    ctx: &mut Ctx<'_>,
-    tenant: &str,
-    mta: Option<MtaView>,
-) -> Result<Response, Failure> {
+/// The report, with what [`ask_mta`] found.
+pub(crate) fn report(ctx: &mut Ctx<'_>, tenant: &str, mta: MtaView) -> Result<Response, Failure> {
     let info = tenants::load(ctx, tenant)?;
     let e = retention::effective(&ctx.settings.retention, &info);
     let mut categories = Vec::new();
@@ -174,7 +173,7 @@ pub(crate) fn report(
         );
     }
     let (delivery_partners, mta_unavailable) = match mta {
-        Some(Ok((inv, routes))) => {
+        Ok((inv, routes)) => {
             for (category, count, oldest_ms, kept) in [
                 (
                     "queued messages (content and recipient lists)",
@@ -199,8 +198,7 @@ pub(crate) fn report(
             }
             (routes, None)
         }
-        Some(Err(why)) => (Vec::new(), Some(why)),
-        None => (Vec::new(), Some("the MTA was not asked".into())),
+        Err(why) => (Vec::new(), Some(why.to_string())),
     };
     ctx.detail = Some(format!(
         "report: {} categories, {} accesses in 90 days",

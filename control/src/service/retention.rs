@@ -17,7 +17,7 @@ use crate::store::{audit_key, TreeName};
 use way2mail_daemon::duration;
 use way2mail_wire::mta_admin::{AdminOp, AdminResult, SweepReport};
 use way2mail_wire::protocol::{
-    EffectiveRetention, ErrorBody, Outcome, Period, Response, RetentionDefaults,
+    AuditOutcome, EffectiveRetention, ErrorBody, Period, Response, RetentionDefaults,
     RetentionRunReport, RetentionSettings, TenantInfo, TenantStatus,
 };
 use way2mail_wire::snapshot::MtaRetention;
@@ -150,7 +150,7 @@ fn record_sweep(ctx: &mut Ctx<'_>, report: &SweepReport) -> String {
         }
         ctx.extra_audit.push(ExtraAudit {
             tenant: e.tenant.clone(),
-            outcome: Outcome::Ok,
+            outcome: AuditOutcome::Ok,
             detail,
         });
     }
@@ -311,7 +311,7 @@ pub(crate) fn sweep(
                 report.mta = Some(swept);
             }
             Ok(other) => report.mta_unavailable = Some(format!("unexpected answer {other:?}")),
-            Err(e) => report.mta_unavailable = Some(e),
+            Err(e) => report.mta_unavailable = Some(e.to_string()),
         }
     }
     Ok(report)

@@ -10,7 +10,7 @@ const MAX_TEXT_CHARS: usize = 200;
 
 /// `[a-z0-9][a-z0-9-]{0,62}`.
 pub(crate) fn tenant_id(id: &str) -> Result<&str, Failure> {
-    way2mail_wire::protocol::check_tenant_id(id).map_err(Failure::invalid)?;
+    way2mail_wire::protocol::check_tenant_id(id).map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(id)
 }
 

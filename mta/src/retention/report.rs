@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::client::{Auth, ClientError, ControlClient};
 use way2mail_wire::mta_admin::SweepReport;
 use way2mail_wire::protocol::{Request, Response};
 
@@ -57,7 +57,7 @@ impl Reports {
         if self.pending.is_empty() {
             return;
         }
-        let mut client = match Client::connect(&self.socket, self.timeout) {
+        let mut client = match ControlClient::connect(&self.socket, self.timeout) {
             Ok(c) => c,
             Err(e) => return self.keep(&e),
         };

@@ -31,8 +31,8 @@ pub const VERSION: u32 = 1;
 pub const MAX_TENANT_CHARS: usize = 63;
 
 /// The tenant id rule, `[a-z0-9][a-z0-9-]{0,62}`, on every socket that names a
-/// tenant (control's and the MTA's admin socket). `Err` says the rule in plain words.
-pub fn check_tenant_id(id: &str) -> Result<(), String> {
+/// tenant (control's and the MTA's admin socket).
+pub fn check_tenant_id(id: &str) -> Result<(), InvalidTenantId> {
     let b = id.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= MAX_TENANT_CHARS
@@ -42,11 +42,18 @@ pub fn check_tenant_id(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid tenant id {:?}: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit",
-            shorten(id)
-        ))
+        Err(InvalidTenantId { shown: shorten(id) })
     }
+}
+
+/// A tenant id that breaks the rule; says the rule in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid tenant id {shown:?}: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit"
+)]
+pub struct InvalidTenantId {
+    /// The id as quoted back ([`shorten`]): a hostile one may be a megabyte long.
+    shown: String,
 }
 
 /// Client input as quoted back in an answer: at most 64 characters, control
@@ -892,7 +899,7 @@ pub struct Notification {
 /// Whether the audited request succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum AuditOutcome {
     Ok,
     /// Refused by the role check, a missing token or a missing reason.
     Denied,
@@ -913,7 +920,7 @@ pub struct AuditEntry {
     /// The operation name (`tenant.show`).
     pub action: String,
     pub tenant: Option<String>,
-    pub outcome: Outcome,
+    pub outcome: AuditOutcome,
     pub reason: Option<String>,
     /// What changed or why it failed, without secrets. For an entry about a tenant
     /// the stored entry holds it only sealed (`sealed_detail`); listings put the
@@ -986,6 +993,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tenant_id_rule() {
+        for good in ["acme", "0day", "a-b-c", &"a".repeat(MAX_TENANT_CHARS)] {
+            assert_eq!(check_tenant_id(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "Acme",
+            "ac me",
+            &"a".repeat(MAX_TENANT_CHARS + 1),
+        ] {
+            assert!(check_tenant_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_tenant_id("Acme\n")
+                .expect_err("upper case")
+                .to_string(),
+            "invalid tenant id \"Acme?\": use 1 to 63 lower-case letters, digits and '-', \
+             starting with a letter or digit"
+        );
     }
 
     #[test]
