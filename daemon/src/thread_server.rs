@@ -197,7 +197,7 @@ impl<H: Handler> Shared<H> {
                 return;
             }
         };
-        let id = {
+        let open = {
             let mut conns = self.conns();
             if conns.open.len() >= self.max_connections {
                 drop(conns);
@@ -223,19 +223,24 @@ impl<H: Handler> Shared<H> {
             conns.next_id += 1;
             let id = conns.next_id;
             conns.open.insert(id, handle);
-            id
+            Open {
+                shared: Arc::clone(self),
+                id,
+            }
         };
-        let shared = Arc::clone(self);
+        // A thread that cannot start drops its closure, and with it `open`.
         let spawned = std::thread::Builder::new()
             .name(format!("{name}-conn"))
-            .spawn(move || shared.connection(id, stream, caller));
+            .spawn(move || {
+                let open = open;
+                open.shared.connection(stream, caller);
+            });
         if let Err(e) = spawned {
             tracing::error!(socket = name, error = %e, "cannot start a connection thread");
-            self.finished(id);
         }
     }
 
-    fn connection(&self, id: u64, stream: UnixStream, caller: Caller) {
+    fn connection(&self, stream: UnixStream, caller: Caller) {
         let started = Instant::now();
         let end = self.handler.serve(stream, &caller);
         let secs = started.elapsed().as_secs_f64();
@@ -265,7 +270,20 @@ impl<H: Handler> Shared<H> {
                 "connection closed: I/O error"
             ),
         }
-        self.finished(id);
+    }
+}
+
+/// One connection's place among the open ones, given back when dropped: when the
+/// connection ends, and also when its handler panics or its thread never starts,
+/// so that neither `max_connections` nor the drain at stop counts it forever.
+struct Open<H> {
+    shared: Arc<Shared<H>>,
+    id: u64,
+}
+
+impl<H> Drop for Open<H> {
+    fn drop(&mut self) {
+        self.shared.finished(self.id);
     }
 }
 
@@ -327,5 +345,65 @@ pub fn serve_lines(
         if let Err(e) = answer(line, &mut writer) {
             return End::Io(e.kind());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// Panics while serving its first connection, answers `ok` on later ones.
+    struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+    impl Handler for PanicsOnce {
+        fn serve(&self, mut stream: UnixStream, _caller: &Caller) -> End {
+            if !self.0.swap(true, Ordering::AcqRel) {
+                panic!("a handler bug");
+            }
+            let _ = stream.write_all(b"ok\n");
+            End::Closed
+        }
+
+        fn busy_line(&self, _max: usize) -> Vec<u8> {
+            b"busy\n".to_vec()
+        }
+    }
+
+    fn answer(path: &std::path::Path) -> String {
+        let mut stream = UnixStream::connect(path).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    }
+
+    #[test]
+    fn a_panicking_handler_gives_its_place_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let handler = PanicsOnce(AtomicBool::new(false));
+        let server = ThreadServer::start("test", &listener, 1, handler).expect("start");
+        // The first connection's thread panics: the peer sees the connection close.
+        assert_eq!(answer(&path), "");
+        // With its place given back, the one allowed connection is served, not `busy`.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = answer(&path);
+            if text == "ok\n" {
+                break;
+            }
+            assert_eq!(text, "busy\n");
+            assert!(
+                Instant::now() < deadline,
+                "the panicked connection kept its place"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(server.stop(Duration::from_secs(1)), 0);
     }
 }

@@ -9,10 +9,16 @@
 //! ```text
 //! main ── config ── spool (sled, group-commit flusher) ── monitor thread
 //!   ├── tenants: follower thread (snapshot, data keys, erasures)
+//!   ├── delivery: scheduler thread, and one CorePlan per core
 //!   ├── retention: sweep thread (reports to control)
-//!   ├── runtime::start_cores ── core N: accept ── session ── protocol (lib)
+//!   ├── runtime::start_cores ── core N: delivery worker (its CorePlan)
+//!   │                           accept ── session ── protocol (way2mail_smtp)
 //!   └── admin: accept thread ── connection threads (inventory, export, erase, dump)
 //! ```
+//!
+//! This file is the only one that knows every part. The runtime is handed what each
+//! core starts besides its listeners (a `CoreStart`), so that neither the runtime
+//! nor delivery knows the other and no two modules depend on each other.
 
 mod admin;
 mod config;
@@ -39,9 +45,10 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use way2mail_queue::Spool;
 
 use crate::config::{Config, Settings};
+use crate::io::Backend;
 use crate::limits::ConnectionLimiter;
 use crate::monitor::SpoolMonitor;
-use crate::runtime::Backend;
+use crate::runtime::CoreStart;
 use crate::session::Shared;
 use crate::tenants::{Follower, Source, Tenants};
 
@@ -166,9 +173,13 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     )?;
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
     let (plans, scheduler) = match delivery {
-        Some((plans, handle)) => (Some(plans), Some(handle)),
-        None => (None, None),
+        Some((plans, handle)) => (plans, Some(handle)),
+        None => (Vec::new(), None),
     };
+    let starts: Vec<CoreStart> = plans
+        .into_iter()
+        .map(|plan| Box::new(move || plan.start()) as CoreStart)
+        .collect();
     // Registered before the workers start so that no signal is missed.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
@@ -192,7 +203,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     });
     let admin_settings = shared.settings.admin.clone();
     let routes = admin::Ops::route_infos(&shared.settings.raw.routes);
-    let cores = runtime::start_cores(shared, limiter, backend, sockets, plans)?;
+    let cores = runtime::start_cores(shared, limiter, backend, sockets, starts)?;
     let admin = match admin_settings {
         Some(a) => {
             let ops = admin::Ops {
@@ -272,8 +283,8 @@ fn start_tenants(
     let source = Source {
         socket: control.socket.clone(),
         snapshot_file: control.snapshot_file.clone(),
-        poll: control.poll(),
-        timeout: control.timeout(),
+        poll: control.poll,
+        timeout: control.timeout,
         spool: spool.clone(),
     };
     let follower =
@@ -297,9 +308,9 @@ fn start_retention(
     let control = &settings.raw.control;
     let report_to = control.enabled().then(|| retention::ReportTo {
         socket: control.socket.clone(),
-        timeout: control.timeout(),
+        timeout: control.timeout,
     });
-    let thread = retention::SweepThread::start(Arc::clone(&sweeper), r.sweep_interval(), report_to)
+    let thread = retention::SweepThread::start(Arc::clone(&sweeper), r.sweep_interval, report_to)
         .context("starting the retention thread")?;
     Ok((sweeper, thread))
 }

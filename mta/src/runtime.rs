@@ -1,76 +1,45 @@
 //! Thread per core: each worker thread runs its own single-threaded runtime (io_uring
-//! or epoll) with its own `SO_REUSEPORT` socket for every listener, so the kernel
-//! spreads connections over the cores and a session never leaves the core that
-//! accepted it. Nothing on the data path is shared between cores except the spool
-//! (sled, internally concurrent) and the group-commit flusher.
+//! or epoll, as [`Backend`] says) with its own `SO_REUSEPORT` socket for every
+//! listener, so the kernel spreads connections over the cores and a session never
+//! leaves the core that accepted it. Nothing on the data path is shared between
+//! cores except the spool (sled, internally concurrent), the group-commit flusher
+//! and the connection caps (`limits.rs`).
 //!
 //! ```text
 //!  main thread: config, spool, sockets, signals ──shutdown (watch)──┐
-//!  core 0: runtime ─ accept loop per listener ─ spawn_local(session) ◄┤
-//!  core 1: runtime ─ accept loop per listener ─ spawn_local(session) ◄┘
+//!  core 0: runtime ─ CoreStart (delivery worker) ─ accept loop per listener
+//!          ─ admit (caps, spool health) ─ spawn_local(session) ◄──┤
+//!  core 1: runtime ─ ...                                          ◄┘
 //! ```
+//!
+//! What else a core runs beside its listeners is handed in by `main.rs` as a
+//! [`CoreStart`], so this file knows sessions but not delivery.
 
-use std::cell::Cell;
 use std::net::{SocketAddr, TcpListener};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use tokio::sync::Notify;
-use way2mail_smtp::server::Role;
+use way2mail_smtp::server::{Role, SpoolState};
 
-use crate::config::{IoChoice, Listener};
-use crate::delivery::CorePlan;
+use crate::config::Listener;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
-use crate::io::Io;
-use crate::limits::{ConnectionLimiter, Refusal};
+use crate::io::{Backend, Io};
+use crate::limits::{ConnectionLimiter, LiveSessions, Refusal};
 use crate::session::{self, Shared};
 
 /// Listen backlog: enough for a burst of benchmark or MX connections.
 const BACKLOG: i32 = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    IoUring,
-    Epoll,
-}
+/// How long a closing connection gets to write its last reply.
+const GOODBYE: Duration = Duration::from_secs(5);
 
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::IoUring => "io_uring",
-            Backend::Epoll => "epoll",
-        }
-    }
-
-    /// Picks the backend; `auto` falls back to epoll with one line saying why.
-    pub fn choose(choice: IoChoice) -> Result<Backend> {
-        match choice {
-            IoChoice::Epoll => Ok(Backend::Epoll),
-            IoChoice::IoUring => probe_io_uring()
-                .map(|()| Backend::IoUring)
-                .context("runtime.io = \"io_uring\", but the kernel refuses io_uring"),
-            IoChoice::Auto => match probe_io_uring() {
-                Ok(()) => Ok(Backend::IoUring),
-                Err(e) => {
-                    tracing::info!(reason = %e, "io_uring unavailable, using epoll");
-                    Ok(Backend::Epoll)
-                }
-            },
-        }
-    }
-}
-
-/// Creates a ring and runs one no-op through it: containers and hardened kernels
-/// refuse one or the other (EPERM, ENOSYS, or io_uring_disabled).
-fn probe_io_uring() -> std::io::Result<()> {
-    let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
-    rt.block_on(tokio_uring::no_op())
-}
+/// Work a core starts on its own runtime before it accepts (its delivery worker):
+/// built on the main thread, run on the core, where `spawn_local` is allowed.
+pub type CoreStart = Box<dyn FnOnce() + Send>;
 
 /// Binds one `SO_REUSEPORT` socket per core for every listener. Port 0 is resolved
 /// by the first socket and reused for the others.
@@ -106,18 +75,19 @@ fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Starts one worker thread per core; each returns when shutdown is done.
+/// Starts one worker thread per core; each returns when shutdown is done. Core `n`
+/// runs `starts[n]` first, when there is one.
 pub fn start_cores(
     shared: Arc<Shared>,
     limiter: Arc<ConnectionLimiter>,
     backend: Backend,
     sockets: Vec<Vec<(TcpListener, Role)>>,
-    delivery: Option<Vec<CorePlan>>,
+    starts: Vec<CoreStart>,
 ) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
-    let mut plans = delivery.map(Vec::into_iter);
+    let mut starts = starts.into_iter();
     for (core, listeners) in sockets.into_iter().enumerate() {
-        let plan = plans.as_mut().and_then(Iterator::next);
+        let start = starts.next();
         let shared = Arc::clone(&shared);
         let limiter = Arc::clone(&limiter);
         let handle = std::thread::Builder::new()
@@ -126,8 +96,8 @@ pub fn start_cores(
                 pin_to_cpu(core);
                 let worker = Worker::new(shared, limiter);
                 match backend {
-                    Backend::IoUring => run_uring(worker, listeners, plan),
-                    Backend::Epoll => run_epoll(worker, listeners, plan),
+                    Backend::IoUring => run_uring(worker, listeners, start),
+                    Backend::Epoll => run_epoll(worker, listeners, start),
                 }
             })
             .context("spawning a worker thread")?;
@@ -144,14 +114,13 @@ fn pin_to_cpu(core: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
-/// Per-core state: the shared context plus a count of live sessions, so that
-/// shutdown can wait for them.
+/// Per-core state: the shared context, the caps, and the core's live sessions,
+/// so that shutdown can wait for them.
 #[derive(Clone)]
 struct Worker {
     shared: Arc<Shared>,
     limiter: Arc<ConnectionLimiter>,
-    live: Rc<Cell<usize>>,
-    idle: Rc<Notify>,
+    live: LiveSessions,
 }
 
 impl Worker {
@@ -159,55 +128,42 @@ impl Worker {
         Worker {
             shared,
             limiter,
-            live: Rc::new(Cell::new(0)),
-            idle: Rc::new(Notify::new()),
+            live: LiveSessions::default(),
         }
     }
 
-    /// Admits or refuses an accepted connection, then serves it to its end.
+    /// Admits or refuses an accepted connection, then serves it to its end. The
+    /// connection's places (caps, live count) are guards: however the session ends,
+    /// even by a panic, they are given back.
     async fn handle<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
-        let refusal = match self.limiter.try_acquire(peer.ip()) {
-            Ok(slot) => {
-                if self.shared.monitor.state() == way2mail_smtp::server::SpoolState::Unhealthy {
-                    drop(slot);
-                    Some("spool unavailable")
-                } else {
-                    self.live.set(self.live.get() + 1);
-                    session::serve(Arc::clone(&self.shared), io, peer, role, slot).await;
-                    self.live.set(self.live.get() - 1);
-                    self.idle.notify_waiters();
-                    return;
-                }
+        let reason = match self.limiter.try_acquire(peer.ip()) {
+            Err(Refusal::Total) => "too many connections",
+            Err(Refusal::PerIp) => "too many connections from your address",
+            Ok(_) if self.shared.monitor.state() == SpoolState::Unhealthy => "spool unavailable",
+            Ok(_slot) => {
+                let _live = self.live.enter();
+                session::serve(Arc::clone(&self.shared), io, peer, role).await;
+                return;
             }
-            Err(Refusal::Total) => Some("too many connections"),
-            Err(Refusal::PerIp) => Some("too many connections from your address"),
         };
-        if let Some(reason) = refusal {
-            tracing::info!(peer = %peer, reason, "connection refused");
-            // Implicit TLS clients would not understand a plaintext reply.
-            if role != Role::Submissions {
-                let host = &self.shared.settings.raw.hostname;
-                let line = format!("421 4.3.2 {host} {reason}, try again later\r\n");
-                let write = io.write_all(line.into_bytes());
-                let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
-            }
-            io.shutdown().await;
+        tracing::info!(peer = %peer, reason, "connection refused");
+        // Implicit TLS clients would not understand a plaintext reply.
+        if role != Role::Submissions {
+            let host = &self.shared.settings.raw.hostname;
+            let line = format!("421 4.3.2 {host} {reason}, try again later\r\n");
+            let _ = tokio::time::timeout(GOODBYE, io.write_all(line.into_bytes())).await;
         }
+        io.shutdown().await;
     }
 
     /// After the accept loops stopped: wait for the sessions, at most the grace
     /// period plus the time a session needs to say goodbye.
     async fn drain(&self) {
-        let grace = self.shared.settings.raw.timeouts.shutdown_grace_secs;
-        let limit = Duration::from_secs(grace + 5);
-        let wait = async {
-            while self.live.get() > 0 {
-                self.idle.notified().await;
-            }
-        };
-        if tokio::time::timeout(limit, wait).await.is_err() {
+        let grace = self.shared.settings.raw.timeouts.shutdown_grace;
+        let limit = grace.saturating_add(GOODBYE);
+        if tokio::time::timeout(limit, self.live.idle()).await.is_err() {
             tracing::warn!(
-                sessions = self.live.get(),
+                sessions = self.live.count(),
                 "sessions still open after the grace period"
             );
         }
@@ -223,12 +179,12 @@ impl Worker {
 fn run_uring(
     worker: Worker,
     listeners: Vec<(TcpListener, Role)>,
-    plan: Option<CorePlan>,
+    start: Option<CoreStart>,
 ) -> Result<()> {
     let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).context("starting io_uring")?;
     rt.block_on(async move {
-        if let Some(plan) = plan {
-            plan.start();
+        if let Some(start) = start {
+            start();
         }
         for (socket, role) in listeners {
             let listener = tokio_uring::net::TcpListener::from_std(socket);
@@ -258,7 +214,7 @@ fn run_uring(
 fn run_epoll(
     worker: Worker,
     listeners: Vec<(TcpListener, Role)>,
-    plan: Option<CorePlan>,
+    start: Option<CoreStart>,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -266,8 +222,8 @@ fn run_epoll(
         .context("starting the epoll runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        if let Some(plan) = plan {
-            plan.start();
+        if let Some(start) = start {
+            start();
         }
         for (socket, role) in listeners {
             let listener = tokio::net::TcpListener::from_std(socket)?;

@@ -4,9 +4,9 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use way2mail_daemon::time::now_ms;
 use way2mail_queue::{LogFilter, RecipientSummary, Spool};
 use way2mail_seal::{Keyring, MasterKey};
 use way2mail_smtp::{MessageId, RecipientState};
@@ -41,9 +41,7 @@ pub fn log(
         .transpose()
         .context("--message: not a queue id")?;
     let spool = open(settings)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = now_ms();
     let filter = LogFilter {
         tenant: None,
         message,
@@ -60,9 +58,7 @@ pub fn log(
 
 pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
     let spool = open(settings)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = now_ms();
     let mut out = std::io::stdout().lock();
     if !json {
         writeln!(

@@ -235,9 +235,9 @@ impl Shared {
     }
 
     /// Applies every write of a round as one atomic sled batch.
-    fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), String> {
+    fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), Failure> {
         if self.unhealthy.load(Ordering::Acquire) {
-            return Err(self.refusal().to_string());
+            return Err(Failure::Refused);
         }
         let mut batch = sled::Batch::default();
         let mut delta = 0isize;
@@ -258,12 +258,15 @@ impl Shared {
                 self.adjust_queued(delta);
                 Ok(())
             }
-            Err(e) => {
-                let reason = format!("write failed: {e}");
-                self.mark_failed(reason.clone(), is_no_space(&e));
-                Err(reason)
-            }
+            Err(e) => Err(self.failed(Failure::Write(e))),
         }
+    }
+
+    /// Latches a write or flush failure: the spool is unhealthy from here on, until
+    /// a later flush succeeds.
+    fn failed(&self, failure: Failure) -> Failure {
+        self.mark_failed(failure.to_string(), failure.is_no_space());
+        failure
     }
 
     fn adjust_queued(&self, delta: isize) {
@@ -278,14 +281,12 @@ impl Shared {
 
     /// One sled flush with health bookkeeping; used by the flusher and by
     /// `Spool::flush`. The error is the reason the spool is now unhealthy.
-    pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), String> {
+    pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), Failure> {
         let generation = self.state().generation;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         let outcome = match db.flush() {
-            Ok(_) => self
-                .sync_files()
-                .map_err(|e| (format!("syncing the spool files: {e}"), is_full(&e))),
-            Err(e) => Err((e.to_string(), is_no_space(&e))),
+            Ok(_) => self.sync_files().map_err(Failure::Sync),
+            Err(e) => Err(Failure::Flush(e)),
         };
         match outcome {
             Ok(()) => {
@@ -296,21 +297,45 @@ impl Shared {
                 }
                 Ok(())
             }
-            Err((e, no_space)) => {
-                let reason = format!("flush failed: {e}");
-                self.mark_failed(reason.clone(), no_space);
-                Err(reason)
-            }
+            Err(failure) => Err(self.failed(failure)),
         }
     }
 }
 
-fn is_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
+/// Why a round of writes or a flush did not reach the disk. Its text is the reason
+/// the spool gives while unhealthy (in logs, `Error::Unhealthy` and `NoSpace`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    /// Not tried: the spool was already unhealthy.
+    #[error("refused: the spool is unhealthy")]
+    Refused,
+    #[error("write failed: {0}")]
+    Write(sled::Error),
+    #[error("flush failed: {0}")]
+    Flush(sled::Error),
+    #[error("flush failed: syncing the spool files: {0}")]
+    Sync(std::io::Error),
 }
 
-fn is_no_space(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if is_full(io))
+impl Failure {
+    /// The filesystem is full: clients hear `452 4.3.1` rather than `421`.
+    fn is_no_space(&self) -> bool {
+        let full = |e: &std::io::Error| e.kind() == std::io::ErrorKind::StorageFull;
+        match self {
+            Failure::Refused => false,
+            Failure::Write(sled::Error::Io(e)) | Failure::Flush(sled::Error::Io(e)) => full(e),
+            Failure::Write(_) | Failure::Flush(_) => false,
+            Failure::Sync(e) => full(e),
+        }
+    }
+}
+
+impl From<Failure> for Error {
+    /// A failed flush as `Spool::flush` reports it: always `Unhealthy`, with the
+    /// reason the spool now gives.
+    fn from(failure: Failure) -> Error {
+        Error::Unhealthy(failure.to_string())
+    }
 }
 
 /// Owns the flusher thread; dropping it stops and joins the thread.
@@ -409,5 +434,56 @@ fn gather_more(rx: &mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, window: D
             Ok(w) => batch.push(w),
             Err(_) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn failures_keep_their_reasons_and_tell_a_full_disk() {
+        let full = || io::Error::from(io::ErrorKind::StorageFull);
+        let cases = [
+            (
+                Failure::Sync(full()),
+                "flush failed: syncing the spool files: ",
+                true,
+            ),
+            (
+                Failure::Flush(sled::Error::Io(full())),
+                "flush failed: ",
+                true,
+            ),
+            (
+                Failure::Write(sled::Error::Io(full())),
+                "write failed: ",
+                true,
+            ),
+            (
+                Failure::Write(sled::Error::Unsupported("x".into())),
+                "write failed: ",
+                false,
+            ),
+            (
+                Failure::Sync(io::Error::other("gone")),
+                "flush failed: ",
+                false,
+            ),
+        ];
+        for (failure, prefix, no_space) in cases {
+            assert!(failure.to_string().starts_with(prefix), "{failure}");
+            assert_eq!(failure.is_no_space(), no_space, "{failure}");
+        }
+        // A failure latched by the flusher is what new messages are refused with.
+        let shared = Shared::default();
+        let reason = shared.failed(Failure::Sync(full())).to_string();
+        assert!(matches!(shared.refusal(), Error::NoSpace(r) if r == reason));
+        let reason = shared
+            .failed(Failure::Sync(io::Error::other("gone")))
+            .to_string();
+        assert!(matches!(shared.refusal(), Error::Unhealthy(r) if r == reason));
     }
 }

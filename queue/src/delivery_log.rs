@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::commit::Write;
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId, Spool};
-use way2mail_seal::keyring::{DataKey, KeyId};
+use way2mail_seal::{DataKey, KeyId};
 
 /// What one attempt meant for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
 use crate::keys::{self, Key};
-use way2mail_seal::keyring::{Keyring, Lookup};
 use way2mail_seal::record as seal;
+use way2mail_seal::{Keyring, Lookup};
 
 use crate::{Error, Spool};
 
@@ -178,7 +178,7 @@ pub fn restore_dump(
     // Run as root, a restore must leave the daemon's user owning its spool.
     way2mail_daemon::files::chown_tree_like(&staging, dir)?;
     if dir.exists() {
-        let now = crate::spool::now_ms() / 1000;
+        let now = way2mail_daemon::time::now_secs();
         let aside = sibling(dir, &format!("before-restore-{now}"));
         std::fs::rename(dir, &aside)?;
         stats.moved_aside = Some(aside);

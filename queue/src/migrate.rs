@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use crate::keys::{self, Key};
-use way2mail_seal::keyring::Keyring;
 use way2mail_seal::record as seal;
+use way2mail_seal::Keyring;
 
 use crate::{record, Error, MessageId};
 
@@ -25,7 +25,7 @@ fn is_legacy(keyring: &Keyring, value: &[u8]) -> bool {
         None => true,
         // A legacy record whose random nonce happens to start like a header names a
         // key id this keyring does not have.
-        Some(id) => matches!(keyring.lookup(id), way2mail_seal::keyring::Lookup::Unknown),
+        Some(id) => matches!(keyring.lookup(id), way2mail_seal::Lookup::Unknown),
     }
 }
 

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use way2mail_seal::keyring::{DataKey, Keyring};
 use way2mail_seal::record as seal;
+use way2mail_seal::{DataKey, Keyring};
 
 use crate::{keys, DeliveryRecord, Envelope, Error};
 
@@ -102,7 +102,7 @@ pub(crate) fn open_log(
     key: &[u8],
     value: &[u8],
 ) -> Result<DeliveryRecord, Error> {
-    let json = seal::open(keyring, key, value.to_vec())?;
+    let json = keyring.open_record(key, value.to_vec())?;
     parse_log(key, &json)
 }
 
@@ -125,13 +125,13 @@ pub(crate) fn open_envelope(
     key: &[u8],
     value: &[u8],
 ) -> Result<(Envelope, u64), Error> {
-    let json = seal::open(keyring, key, value.to_vec())?;
+    let json = keyring.open_record(key, value.to_vec())?;
     parse_envelope(key, &json)
 }
 
 /// Opens a body record stored under `key`.
 pub(crate) fn open_body(keyring: &Keyring, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-    Ok(seal::open(keyring, key, value.to_vec())?)
+    Ok(keyring.open_record(key, value.to_vec())?)
 }
 
 /// A delivery log record's plaintext, for tests that write records by hand.

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId};
-use way2mail_seal::keyring::Keyring;
+use way2mail_seal::Keyring;
 
 /// What `Spool::recover` found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

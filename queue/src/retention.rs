@@ -12,8 +12,8 @@
 use crate::commit::Write;
 use crate::keys::{self, Key};
 use crate::{record, DeliveryOutcome, DeliveryRecord, Error, MessageId, RecipientState, Spool};
-use way2mail_seal::keyring::{KeyId, Lookup};
 use way2mail_seal::record as seal;
+use way2mail_seal::{KeyId, Lookup};
 
 /// What `purge_content_of` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl Spool {
             return Ok(purge);
         }
         let schedule = self.schedule_keys()?;
-        let now = crate::spool::now_ms();
+        let now = way2mail_daemon::time::now_ms();
         let mut write = Write::default();
         for id in old {
             let entries = schedule.get(&id).map(Vec::as_slice).unwrap_or_default();

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use support::*;
+use way2mail_daemon::time::now_ms;
 use way2mail_queue::{keys, DeliveryOutcome, Error, LogFilter};
 use way2mail_smtp::{MessageId, RecipientState};
 

@@ -4,6 +4,7 @@
 mod support;
 
 use support::*;
+use way2mail_daemon::time::now_ms;
 use way2mail_queue::{DeliveryOutcome, LogFilter};
 use way2mail_smtp::RecipientState;
 

@@ -12,18 +12,17 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use way2mail_daemon::lines::{read_line, Line};
+use way2mail_daemon::thread_server::{serve_lines, End};
 use way2mail_daemon::Caller;
-use way2mail_wire::mta_admin::{AdminResponse, MAX_REQUEST_BYTES, VERSION};
-use way2mail_wire::protocol::{ErrorBody, ErrorCode};
+use way2mail_wire::mta_admin::MAX_REQUEST_BYTES;
+use way2mail_wire::protocol::ErrorCode;
 
+use super::answer::error_line;
 use super::ops::Ops;
 
 /// How long a refused peer has to send the request it came with, so that its
 /// answer can carry that request's id.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
-
-use way2mail_daemon::thread_server::serve_lines;
-pub use way2mail_daemon::thread_server::End;
 
 pub fn serve(stream: UnixStream, ops: &Ops, caller: &Caller, idle_timeout: Duration) -> End {
     let too_large = || {
@@ -70,33 +69,11 @@ pub fn forbid(stream: UnixStream, caller: &Caller) {
 }
 
 /// The `id` of a request line, when it has one.
-pub fn request_id(line: &[u8]) -> u64 {
+fn request_id(line: &[u8]) -> u64 {
     serde_json::from_slice::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
         .unwrap_or(0)
-}
-
-/// A response line (with its newline) carrying an error.
-pub fn error_line(id: u64, code: ErrorCode, message: String) -> Vec<u8> {
-    response_line(&AdminResponse {
-        v: VERSION,
-        id,
-        ok: false,
-        result: None,
-        error: Some(ErrorBody { code, message }),
-    })
-}
-
-pub fn response_line(response: &AdminResponse) -> Vec<u8> {
-    // Plain data (strings, numbers, enums without maps keyed by non-strings):
-    // serializing it cannot fail.
-    let mut line = serde_json::to_vec(response).unwrap_or_else(|_| {
-        br#"{"v":1,"id":0,"ok":false,"error":{"code":"internal","message":"unencodable answer"}}"#
-            .to_vec()
-    });
-    line.push(b'\n');
-    line
 }
 
 #[cfg(test)]
@@ -107,9 +84,5 @@ mod tests {
     fn ids_are_echoed() {
         assert_eq!(request_id(br#"{"v":1,"id":7,"op":"hello"}"#), 7);
         assert_eq!(request_id(b"not json"), 0);
-        let line = error_line(7, ErrorCode::Forbidden, "no".into());
-        let back: AdminResponse = serde_json::from_slice(&line).expect("parse");
-        assert_eq!((back.id, back.ok), (7, false));
-        assert_eq!(back.error.map(|e| e.code), Some(ErrorCode::Forbidden));
     }
 }

@@ -21,10 +21,10 @@ use way2mail_wire::mta_admin::{write_export_item, AdminResult, ExportItem};
 use way2mail_wire::protocol::{ErrorBody, ErrorCode};
 use way2mail_wire::stream::FrameWriter;
 
+use super::answer::{failure, internal, write};
+
 /// What the dump's scratch files beside the spool are called (`.spool.dump-…`).
 pub(super) const DUMP_SCRATCH: &str = "dump";
-
-use super::ops::{failure, internal, write};
 
 /// Why a stream stopped early.
 enum Stopped {

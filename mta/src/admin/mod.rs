@@ -4,19 +4,23 @@
 //! (JSON lines, streamed answers in `stream.rs` frames).
 //!
 //! ```text
-//!   server.rs      bind (control's socket code: mode, stale file), control's thread
-//!                  server (accept, max_connections, shutdown), admission by uid
-//!   connection.rs  one connection on its own thread: bounded lines, idle timeout,
+//!   server.rs      bind (the daemon crate's socket code: mode, stale file), its
+//!                  thread server (accept, max_connections, shutdown), admission by uid
+//!   connection.rs  one connection on its own thread: bounded lines, idle timeout
+//!   ops.rs         parse a request, check its arguments, run the op, answer, and
 //!                  one log line per request
-//!   ops.rs         parse a request, check its arguments, run the op, answer
 //!   export.rs      the streamed ops: tenant.export and backup.dump
+//!   answer.rs      the response line every layer above writes
 //! ```
+//!
+//! Each file uses only those listed below it.
 //!
 //! Threads, not async, like control's daemon: one or two peers (control, an
 //! operator's root shell), and `max_connections` bounds the threads. Only uids in
 //! `[admin] allowed_uids` are served; operators go through control, which checks
 //! their role and writes the audit log.
 
+mod answer;
 mod connection;
 mod export;
 mod ops;

@@ -2,7 +2,7 @@
 //! checked, run against the spool or the sweeper, answered, and logged in one line
 //! (op, caller uid, tenant id, outcome, duration; never message data).
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,11 +11,11 @@ use serde_json::Value;
 use way2mail_daemon::Caller;
 use way2mail_queue::Spool;
 use way2mail_wire::mta_admin::{
-    AdminOp, AdminRequest, AdminResponse, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
+    AdminOp, AdminRequest, AdminResult, MtaErasure, MtaInventory, RouteInfo, VERSION,
 };
 use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 
-use super::connection::response_line;
+use super::answer::{failure, internal, write, Answer};
 use super::export;
 use crate::config::delivery::RouteConfig;
 use crate::retention::Sweeper;
@@ -39,23 +39,9 @@ pub struct Ops {
 }
 
 /// How a request ended, for its log line.
-pub(super) enum Outcome {
+enum RequestOutcome {
     Ok,
     Failed(ErrorCode),
-}
-
-pub(super) type Answer = Result<AdminResult, ErrorBody>;
-
-pub(super) fn failure(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody {
-        code,
-        message: message.into(),
-    }
-}
-
-/// A spool failure as the peer sees it: the request may have taken effect in part.
-pub(super) fn internal(what: &str, e: &way2mail_queue::Error) -> ErrorBody {
-    failure(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
 impl Ops {
@@ -90,7 +76,7 @@ impl Ops {
             Err((id, error)) => {
                 let code = error.code;
                 write(out, id, Err(error))?;
-                (id, "(unparsed)", None, Outcome::Failed(code))
+                (id, "(unparsed)", None, RequestOutcome::Failed(code))
             }
             Ok(request) => {
                 let name = request.op.name();
@@ -105,7 +91,7 @@ impl Ops {
             .filter(|t| check_tenant_id(t).is_ok())
             .unwrap_or("");
         match outcome {
-            Outcome::Ok => tracing::info!(
+            RequestOutcome::Ok => tracing::info!(
                 target: "way2mail::admin",
                 id,
                 op,
@@ -115,7 +101,7 @@ impl Ops {
                 duration_ms,
                 "admin request"
             ),
-            Outcome::Failed(code) => tracing::warn!(
+            RequestOutcome::Failed(code) => tracing::warn!(
                 target: "way2mail::admin",
                 id,
                 op,
@@ -135,12 +121,12 @@ impl Ops {
         op: AdminOp,
         caller: &Caller,
         out: &mut UnixStream,
-    ) -> io::Result<Outcome> {
+    ) -> io::Result<RequestOutcome> {
         if let Some(t) = tenant_of(&op) {
             if let Err(e) = check_tenant(t) {
                 let code = e.code;
                 write(out, id, Err(e))?;
-                return Ok(Outcome::Failed(code));
+                return Ok(RequestOutcome::Failed(code));
             }
         }
         let answer = match op {
@@ -221,26 +207,11 @@ impl Ops {
     }
 }
 
-fn outcome_of<T>(result: Result<T, ErrorCode>) -> Outcome {
+fn outcome_of<T>(result: Result<T, ErrorCode>) -> RequestOutcome {
     match result {
-        Ok(_) => Outcome::Ok,
-        Err(code) => Outcome::Failed(code),
+        Ok(_) => RequestOutcome::Ok,
+        Err(code) => RequestOutcome::Failed(code),
     }
-}
-
-/// Writes one response line.
-pub(super) fn write(out: &mut impl Write, id: u64, answer: Answer) -> io::Result<()> {
-    let (ok, result, error) = match answer {
-        Ok(result) => (true, Some(result), None),
-        Err(error) => (false, None, Some(error)),
-    };
-    out.write_all(&response_line(&AdminResponse {
-        v: VERSION,
-        id,
-        ok,
-        result,
-        error,
-    }))
 }
 
 /// The request, or the id to answer with and why it is refused.
@@ -287,7 +258,7 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
 }
 
 fn check_tenant(t: &str) -> Result<(), ErrorBody> {
-    check_tenant_id(t).map_err(|message| failure(ErrorCode::Invalid, message))
+    check_tenant_id(t).map_err(|e| failure(ErrorCode::Invalid, e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! The admin socket's listener: bound with control's socket code (the mode set
-//! before anyone can connect, a stale file replaced, a live one never), and served
-//! by control's thread server (`way2mail_control::server::threads`): an accept
-//! thread, a thread per connection, a shutdown that lets the request in hand finish
-//! before the socket file goes. Admission by `SO_PEERCRED` uid is this file's.
+//! The admin socket's listener: bound with the socket code both daemons share
+//! (`way2mail_daemon::socket`: the mode set before anyone can connect, a stale file
+//! replaced, a live one never), and served by their thread server
+//! (`way2mail_daemon::thread_server`): an accept thread, a thread per connection, a
+//! shutdown that lets the request in hand finish before the socket file goes.
+//! Admission by `SO_PEERCRED` uid is this file's.
 
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use way2mail_daemon::thread_server::{End, Handler, ThreadServer};
 use way2mail_daemon::Caller;
 use way2mail_wire::protocol::ErrorCode;
 
+use super::answer::error_line;
 use super::connection;
 use super::ops::Ops;
 use crate::config::admin::AdminSettings;
@@ -41,7 +43,7 @@ impl Handler for Admin {
     }
 
     fn busy_line(&self, max: usize) -> Vec<u8> {
-        connection::error_line(
+        error_line(
             0,
             ErrorCode::Busy,
             format!("too many connections (the limit is {max}); try again later"),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use super::{err, ConfigError};
+use way2mail_daemon::config::secs;
+use way2mail_daemon::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,7 +19,8 @@ pub struct AdminConfig {
     /// Peer uids that may connect (control's user).
     pub allowed_uids: Vec<u32>,
     pub max_connections: usize,
-    pub idle_timeout_secs: u64,
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "secs")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for AdminConfig {
@@ -29,7 +30,7 @@ impl Default for AdminConfig {
             socket_mode: "0660".into(),
             allowed_uids: vec![rustix::process::geteuid().as_raw()],
             max_connections: 8,
-            idle_timeout_secs: 60,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -51,46 +52,52 @@ impl AdminConfig {
             return Ok(None);
         }
         if self.socket.file_name().is_none() {
-            return Err(err("admin.socket", "must name a file"));
+            return Err(ConfigError::new("admin.socket", "must name a file"));
         }
         // sun_path holds 108 bytes including the terminating NUL.
         if self.socket.as_os_str().len() > 107 {
-            return Err(err(
+            return Err(ConfigError::new(
                 "admin.socket",
                 "longer than the 107 bytes a Unix socket path may have",
             ));
         }
         let socket_mode = octal_mode(&self.socket_mode)?;
         if socket_mode & 0o600 != 0o600 {
-            return Err(err(
+            return Err(ConfigError::new(
                 "admin.socket_mode",
                 format!("{socket_mode:04o} does not let the daemon's own user read and write the socket"),
             ));
         }
         if socket_mode & 0o007 != 0 {
-            return Err(err(
+            return Err(ConfigError::new(
                 "admin.socket_mode",
                 format!("{socket_mode:04o} gives other users access; use group access (0660)"),
             ));
         }
         if self.allowed_uids.is_empty() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "admin.allowed_uids",
                 "must name at least one uid (set admin.socket = \"\" to turn the socket off)",
             ));
         }
         if !(1..=256).contains(&self.max_connections) {
-            return Err(err("admin.max_connections", "must be between 1 and 256"));
+            return Err(ConfigError::new(
+                "admin.max_connections",
+                "must be between 1 and 256",
+            ));
         }
-        if !(1..=3600).contains(&self.idle_timeout_secs) {
-            return Err(err("admin.idle_timeout_secs", "must be between 1 and 3600"));
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.idle_timeout) {
+            return Err(ConfigError::new(
+                "admin.idle_timeout_secs",
+                "must be between 1 and 3600",
+            ));
         }
         Ok(Some(AdminSettings {
             socket: self.socket.clone(),
             socket_mode,
             allowed_uids: self.allowed_uids.clone(),
             max_connections: self.max_connections,
-            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            idle_timeout: self.idle_timeout,
         }))
     }
 }
@@ -100,7 +107,7 @@ fn octal_mode(text: &str) -> Result<u32, ConfigError> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(mode),
-        _ => Err(err(
+        _ => Err(ConfigError::new(
             "admin.socket_mode",
             format!("{text:?} is not an octal permission mode such as \"0660\""),
         )),

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{err, ConfigError};
+use way2mail_daemon::ConfigError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,7 +75,7 @@ impl InboundConfig {
                 .any(|b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'))
             || id.len() > 253
         {
-            return Err(err(
+            return Err(ConfigError::new(
                 "inbound.authserv_id",
                 format!("{id:?} is not a host name (letters, digits, '.', '-')"),
             ));

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use super::{err, ConfigError};
+use way2mail_daemon::config::{millis, secs};
+use way2mail_daemon::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,8 +16,12 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// The last snapshot received, sealed with the spool key, for starts without control.
     pub snapshot_file: PathBuf,
-    pub poll_ms: u64,
-    pub timeout_ms: u64,
+    /// How often control is asked for a newer snapshot.
+    #[serde(rename = "poll_ms", deserialize_with = "millis")]
+    pub poll: Duration,
+    /// For each exchange with control (connect, request, answer).
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
 }
 
 impl Default for ControlConfig {
@@ -25,8 +29,8 @@ impl Default for ControlConfig {
         ControlConfig {
             socket: "./var/control.sock".into(),
             snapshot_file: "./var/control-snapshot".into(),
-            poll_ms: 500,
-            timeout_ms: 2000,
+            poll: Duration::from_millis(500),
+            timeout: Duration::from_millis(2000),
         }
     }
 }
@@ -37,31 +41,29 @@ impl ControlConfig {
         !self.socket.as_os_str().is_empty()
     }
 
-    pub fn poll(&self) -> Duration {
-        Duration::from_millis(self.poll_ms)
-    }
-
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         if !self.enabled() {
             return Ok(());
         }
         if self.snapshot_file.as_os_str().is_empty() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "control.snapshot_file",
                 "must name a file when control.socket is set",
             ));
         }
         // Below 10 ms the poll is a busy loop against control; above a minute the
         // MTA would keep accepting revoked credentials for too long.
-        if !(10..=60_000).contains(&self.poll_ms) {
-            return Err(err("control.poll_ms", "must be between 10 and 60000"));
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&self.poll) {
+            return Err(ConfigError::new(
+                "control.poll_ms",
+                "must be between 10 and 60000",
+            ));
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            return Err(err("control.timeout_ms", "must be between 1 and 60000"));
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.timeout) {
+            return Err(ConfigError::new(
+                "control.timeout_ms",
+                "must be between 1 and 60000",
+            ));
         }
         Ok(())
     }
@@ -71,11 +73,15 @@ impl ControlConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Wait before answering a failed AUTH with `535`.
-    pub failure_delay_ms: u64,
+    #[serde(rename = "failure_delay_ms", deserialize_with = "millis")]
+    pub failure_delay: Duration,
     /// Failures per client IP, and per username, that start a lockout.
     pub max_failures: u32,
-    pub failure_window_secs: u64,
-    pub lockout_secs: u64,
+    /// Failures count towards `max_failures` for this long.
+    #[serde(rename = "failure_window_secs", deserialize_with = "secs")]
+    pub failure_window: Duration,
+    #[serde(rename = "lockout_secs", deserialize_with = "secs")]
+    pub lockout: Duration,
     /// Threads checking passwords (argon2), off the SMTP cores.
     pub verify_threads: usize,
 }
@@ -83,36 +89,39 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            failure_delay_ms: 1000,
+            failure_delay: Duration::from_millis(1000),
             max_failures: 5,
-            failure_window_secs: 600,
-            lockout_secs: 900,
+            failure_window: Duration::from_secs(600),
+            lockout: Duration::from_secs(900),
             verify_threads: 1,
         }
     }
 }
 
 impl AuthConfig {
-    pub fn failure_delay(&self) -> Duration {
-        Duration::from_millis(self.failure_delay_ms)
-    }
-
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        if self.failure_delay_ms > 60_000 {
-            return Err(err("auth.failure_delay_ms", "must be at most 60000"));
+        if self.failure_delay > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "auth.failure_delay_ms",
+                "must be at most 60000",
+            ));
         }
-        let positive = [
-            ("auth.max_failures", u64::from(self.max_failures)),
-            ("auth.failure_window_secs", self.failure_window_secs),
-            ("auth.lockout_secs", self.lockout_secs),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(err(key, "must be at least 1"));
+        if self.max_failures == 0 {
+            return Err(ConfigError::new("auth.max_failures", "must be at least 1"));
+        }
+        for (key, period) in [
+            ("auth.failure_window_secs", self.failure_window),
+            ("auth.lockout_secs", self.lockout),
+        ] {
+            if period.is_zero() {
+                return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
         if !(1..=64).contains(&self.verify_threads) {
-            return Err(err("auth.verify_threads", "must be between 1 and 64"));
+            return Err(ConfigError::new(
+                "auth.verify_threads",
+                "must be between 1 and 64",
+            ));
         }
         Ok(())
     }
@@ -128,10 +137,13 @@ mod tests {
         let c = &s.raw.control;
         assert_eq!(c.socket.to_str(), Some("./var/control.sock"));
         assert_eq!(c.snapshot_file.to_str(), Some("./var/control-snapshot"));
-        assert_eq!((c.poll_ms, c.timeout_ms), (500, 2000));
+        assert_eq!((c.poll.as_millis(), c.timeout.as_millis()), (500, 2000));
         let a = &s.raw.auth;
-        assert_eq!((a.failure_delay_ms, a.max_failures), (1000, 5));
-        assert_eq!((a.failure_window_secs, a.lockout_secs), (600, 900));
+        assert_eq!((a.failure_delay.as_millis(), a.max_failures), (1000, 5));
+        assert_eq!(
+            (a.failure_window.as_secs(), a.lockout.as_secs()),
+            (600, 900)
+        );
         assert_eq!(a.verify_threads, 1);
         assert!(c.enabled());
     }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -10,7 +11,8 @@ use std::collections::HashMap;
 use way2mail_mta::outbound::route::{DomainMatch, Route, RouteAuth, Routes};
 use way2mail_smtp::client::Credentials;
 
-use super::{err, ConfigError};
+use way2mail_daemon::config::secs;
+use way2mail_daemon::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,9 +33,12 @@ pub struct DeliveryConfig {
     /// How long a delivery attempt may hold a message before it is retried anyway.
     pub lease_secs: u64,
     /// Connect, greeting, command and data timeouts for outbound sessions.
-    pub connect_timeout_secs: u64,
-    pub command_timeout_secs: u64,
-    pub data_timeout_secs: u64,
+    #[serde(rename = "connect_timeout_secs", deserialize_with = "secs")]
+    pub connect_timeout: Duration,
+    #[serde(rename = "command_timeout_secs", deserialize_with = "secs")]
+    pub command_timeout: Duration,
+    #[serde(rename = "data_timeout_secs", deserialize_with = "secs")]
+    pub data_timeout: Duration,
     /// Mail of a suspended or terminated tenant is looked at again this much later.
     pub hold_recheck_secs: u64,
     /// One JSON line per delivery outcome is appended here; empty (the default)
@@ -52,9 +57,9 @@ impl Default for DeliveryConfig {
             max_queue_lifetime_secs: 5 * 24 * 3600,
             delay_notice_secs: 0,
             lease_secs: 900,
-            connect_timeout_secs: 30,
-            command_timeout_secs: 300,
-            data_timeout_secs: 600,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
             hold_recheck_secs: 900,
             log_file: PathBuf::new(),
         }
@@ -139,23 +144,33 @@ impl DeliveryConfig {
             ),
             ("delivery.lease_secs", self.lease_secs),
             ("delivery.hold_recheck_secs", self.hold_recheck_secs),
-            ("delivery.connect_timeout_secs", self.connect_timeout_secs),
-            ("delivery.command_timeout_secs", self.command_timeout_secs),
-            ("delivery.data_timeout_secs", self.data_timeout_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(err(key, "must be at least 1"));
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        let timeouts = [
+            ("delivery.connect_timeout_secs", self.connect_timeout),
+            ("delivery.command_timeout_secs", self.command_timeout),
+            ("delivery.data_timeout_secs", self.data_timeout),
+        ];
+        for (key, timeout) in timeouts {
+            if timeout.is_zero() {
+                return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
         if self.retry_max_secs < self.retry_initial_secs {
-            return Err(err(
+            return Err(ConfigError::new(
                 "delivery.retry_max_secs",
                 "must not be below delivery.retry_initial_secs",
             ));
         }
         if self.retry_jitter_percent > 100 {
-            return Err(err("delivery.retry_jitter_percent", "must be 0 to 100"));
+            return Err(ConfigError::new(
+                "delivery.retry_jitter_percent",
+                "must be 0 to 100",
+            ));
         }
         Ok(())
     }
@@ -164,10 +179,13 @@ impl DeliveryConfig {
 impl ShapingConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
-            return Err(err("shaping.max_connections", "must be at least 1"));
+            return Err(ConfigError::new(
+                "shaping.max_connections",
+                "must be at least 1",
+            ));
         }
         if self.max_messages_per_connection == 0 {
-            return Err(err(
+            return Err(ConfigError::new(
                 "shaping.max_messages_per_connection",
                 "must be at least 1",
             ));
@@ -185,20 +203,20 @@ pub fn check_egress(egress: &[EgressConfig], hostname: &str) -> Result<Egress, C
         }),
         [one] => {
             let source = one.source.parse::<IpAddr>().map_err(|_| {
-                err(
+                ConfigError::new(
                     "egress[0].source",
                     format!("'{}' is not an IP address", one.source),
                 )
             })?;
             if one.ehlo.trim().is_empty() || one.ehlo.contains(char::is_whitespace) {
-                return Err(err("egress[0].ehlo", "must be a host name"));
+                return Err(ConfigError::new("egress[0].ehlo", "must be a host name"));
             }
             Ok(Egress {
                 source: Some(source),
                 ehlo: one.ehlo.clone(),
             })
         }
-        _ => Err(err(
+        _ => Err(ConfigError::new(
             "egress",
             "only one [[egress]] entry is supported so far",
         )),
@@ -226,18 +244,18 @@ pub fn check_routes(
             password_file: a.password_file.clone(),
         });
         let route = Route::parse(&r.domain, &r.host, &r.tls, auth)
-            .map_err(|e| err(format!("route[{i}]"), e.to_string()))?;
+            .map_err(|e| ConfigError::new(format!("route[{i}]"), e.to_string()))?;
         if let Some(a) = &r.auth {
             let key = format!("route[{i}].auth.password_file");
             let text = std::fs::read_to_string(&a.password_file).map_err(|e| {
-                err(
+                ConfigError::new(
                     &key,
                     format!("cannot read {}: {e}", a.password_file.display()),
                 )
             })?;
             let password = text.trim_end_matches(['\r', '\n']).to_string();
             if password.is_empty() {
-                return Err(err(key, "the file is empty"));
+                return Err(ConfigError::new(key, "the file is empty"));
             }
             credentials.insert(
                 route_key(&route),
@@ -250,4 +268,48 @@ pub fn check_routes(
         out.push(route);
     }
     Ok((Routes::new(out), credentials))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::Config;
+
+    #[test]
+    fn timeouts_keep_their_keys_and_defaults() {
+        let d = Config::parse("").unwrap().validate().unwrap().raw.delivery;
+        assert_eq!(
+            [d.connect_timeout, d.command_timeout, d.data_timeout].map(|t| t.as_secs()),
+            [30, 300, 600]
+        );
+        let d = Config::parse(
+            "[delivery]\nconnect_timeout_secs = 1\ncommand_timeout_secs = 2\n\
+             data_timeout_secs = 3\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+        .raw
+        .delivery;
+        assert_eq!(
+            (d.connect_timeout, d.command_timeout, d.data_timeout),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(3)
+            )
+        );
+        for key in [
+            "connect_timeout_secs",
+            "command_timeout_secs",
+            "data_timeout_secs",
+        ] {
+            let e = Config::parse(&format!("[delivery]\n{key} = 0\n"))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.key, format!("delivery.{key}"));
+        }
+    }
 }

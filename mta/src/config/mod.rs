@@ -2,6 +2,18 @@
 //! defaults), validated once at start. Parsing goes through `way2mail_daemon::config` so
 //! that an error names the key (`limits.max_recipients: invalid type ...`), and
 //! [`Config::validate`] checks what types cannot (addresses, CIDRs, ranges).
+//! Timeouts and delays are read into `Duration`s as the file is parsed (the keys
+//! keep their `_secs`/`_ms` names); nothing past the parse converts them.
+//!
+//! ```text
+//!   mod.rs        [runtime] [[listener]] [relay] [tls] [spool] [limits] [timeouts],
+//!                 Config::validate → Settings (what the daemon runs on)
+//!   delivery.rs   [delivery] [shaping] [[route]] [[egress]]
+//!   control.rs    [control] [auth]
+//!   authn.rs      [dkim] [inbound]
+//!   admin.rs      [admin]
+//!   retention.rs  [retention]
+//! ```
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
 
@@ -28,15 +40,12 @@ use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::retention::RetentionConfig;
+use way2mail_daemon::config::{millis, secs};
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 use way2mail_smtp::server::{Limits, Role};
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::LogConfig;
-
-fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::new(key, reason)
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,17 +153,26 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     pub max_errors: u32,
     pub tarpit_after_errors: u32,
-    pub tarpit_delay_ms: u64,
+    #[serde(rename = "tarpit_delay_ms", deserialize_with = "millis")]
+    pub tarpit_delay: Duration,
     pub max_received_headers: usize,
 }
 
+/// Deadlines for SMTP clients, and how long shutdown waits for messages in flight.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
-    pub command_secs: u64,
-    pub data_secs: u64,
-    pub tls_handshake_secs: u64,
-    pub shutdown_grace_secs: u64,
+    /// For each command line, and for writing each batch of replies.
+    #[serde(rename = "command_secs", deserialize_with = "secs")]
+    pub command: Duration,
+    /// For each read while message data arrives.
+    #[serde(rename = "data_secs", deserialize_with = "secs")]
+    pub data: Duration,
+    #[serde(rename = "tls_handshake_secs", deserialize_with = "secs")]
+    pub tls_handshake: Duration,
+    /// How long a message being received at shutdown may take to finish.
+    #[serde(rename = "shutdown_grace_secs", deserialize_with = "secs")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -246,7 +264,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 64,
             max_errors: protocol.max_errors,
             tarpit_after_errors: protocol.tarpit_after_errors,
-            tarpit_delay_ms: u64::try_from(protocol.tarpit_delay.as_millis()).unwrap_or(u64::MAX),
+            tarpit_delay: protocol.tarpit_delay,
             max_received_headers: protocol.max_received_headers,
         }
     }
@@ -255,10 +273,10 @@ impl Default for LimitsConfig {
 impl Default for TimeoutsConfig {
     fn default() -> Self {
         TimeoutsConfig {
-            command_secs: 300,
-            data_secs: 180,
-            tls_handshake_secs: 10,
-            shutdown_grace_secs: 10,
+            command: Duration::from_secs(300),
+            data: Duration::from_secs(180),
+            tls_handshake: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -286,6 +304,8 @@ pub struct Listener {
 pub struct Settings {
     pub raw: Config,
     pub listeners: Vec<Listener>,
+    /// `[limits]` as every session's protocol applies them.
+    pub limits: Limits,
     pub relay: Arc<RelayPolicy>,
     pub threads: usize,
     pub egress: Egress,
@@ -320,14 +340,17 @@ impl Config {
                     way2mail_smtp::RelayError::InvalidDomain { .. } => "relay.domains",
                     _ => "relay.trusted_networks",
                 };
-                err(key, e.to_string())
+                ConfigError::new(key, e.to_string())
             })?;
         self.check_limits()?;
         if self.runtime.threads > 1024 {
-            return Err(err("runtime.threads", "must be between 0 and 1024"));
+            return Err(ConfigError::new(
+                "runtime.threads",
+                "must be between 0 and 1024",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "log.level",
                 "expected error, warn, info, debug or trace",
             ));
@@ -347,6 +370,7 @@ impl Config {
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
         let (routes, credentials) = delivery::check_routes(&self.routes)?;
         Ok(Settings {
+            limits: self.protocol_limits(),
             raw: self,
             listeners,
             relay: Arc::new(relay),
@@ -361,18 +385,21 @@ impl Config {
 
     fn check_listeners(&self) -> Result<Vec<Listener>, ConfigError> {
         if self.listeners.is_empty() {
-            return Err(err("listener", "at least one listener is required"));
+            return Err(ConfigError::new(
+                "listener",
+                "at least one listener is required",
+            ));
         }
         let mut out: Vec<Listener> = Vec::new();
         for (i, l) in self.listeners.iter().enumerate() {
             let address: SocketAddr = l.address.parse().map_err(|_| {
-                err(
+                ConfigError::new(
                     format!("listener[{i}].address"),
                     format!("'{}' is not an IP:PORT socket address", l.address),
                 )
             })?;
             if out.iter().any(|o| o.address == address) {
-                return Err(err(
+                return Err(ConfigError::new(
                     format!("listener[{i}].address"),
                     format!("{address} is listed twice"),
                 ));
@@ -397,20 +424,25 @@ impl Config {
             ),
             ("limits.max_errors", u64::from(l.max_errors)),
             ("limits.max_received_headers", l.max_received_headers as u64),
-            ("timeouts.command_secs", self.timeouts.command_secs),
-            ("timeouts.data_secs", self.timeouts.data_secs),
-            (
-                "timeouts.tls_handshake_secs",
-                self.timeouts.tls_handshake_secs,
-            ),
+        ];
+        let t = &self.timeouts;
+        let timeouts = [
+            ("timeouts.command_secs", t.command),
+            ("timeouts.data_secs", t.data),
+            ("timeouts.tls_handshake_secs", t.tls_handshake),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(err(key, "must be at least 1"));
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        for (key, timeout) in timeouts {
+            if timeout.is_zero() {
+                return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
         if l.max_recipients < 100 {
-            return Err(err(
+            return Err(ConfigError::new(
                 "limits.max_recipients",
                 "RFC 5321 §4.5.3.1.8 requires accepting at least 100 recipients",
             ));
@@ -431,7 +463,7 @@ fn validate_hostname(name: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(err(
+        Err(ConfigError::new(
             "hostname",
             format!("'{name}' is not a valid host name"),
         ))
@@ -443,7 +475,7 @@ impl SpoolConfig {
     pub fn resolve_keyring(&mut self) -> Result<(), ConfigError> {
         if self.keyring_file.as_os_str().is_empty() {
             self.keyring_file = way2mail_seal::Keyring::beside(&self.path).ok_or_else(|| {
-                err(
+                ConfigError::new(
                     "spool.keyring_file",
                     format!(
                         "cannot be put beside spool.path {}; set it",
@@ -475,15 +507,16 @@ impl SpoolConfig {
     }
 }
 
-impl Settings {
-    pub fn limits(&self) -> Limits {
-        let l = &self.raw.limits;
+impl Config {
+    /// `[limits]` in the protocol's terms.
+    fn protocol_limits(&self) -> Limits {
+        let l = &self.limits;
         Limits {
             max_message_size: l.max_message_size,
             max_recipients: l.max_recipients,
             max_errors: l.max_errors,
             tarpit_after_errors: l.tarpit_after_errors,
-            tarpit_delay: Duration::from_millis(l.tarpit_delay_ms),
+            tarpit_delay: l.tarpit_delay,
             max_received_headers: l.max_received_headers,
         }
     }
@@ -503,7 +536,17 @@ mod tests {
         let l = &s.raw.limits;
         assert_eq!(l.max_message_size, 26_214_400);
         assert_eq!((l.max_errors, l.tarpit_after_errors), (10, 3));
-        assert_eq!((l.tarpit_delay_ms, l.max_received_headers), (1000, 30));
+        assert_eq!(
+            (l.tarpit_delay, l.max_received_headers),
+            (Duration::from_millis(1000), 30)
+        );
+        assert_eq!(s.limits, Limits::default());
+        // The documented [timeouts] defaults.
+        let t = &s.raw.timeouts;
+        assert_eq!(
+            [t.command, t.data, t.tls_handshake, t.shutdown_grace].map(|d| d.as_secs()),
+            [300, 180, 10, 10]
+        );
         assert_eq!(
             s.raw.spool.keyring_file,
             PathBuf::from("./var/spool.keyring")
@@ -575,5 +618,34 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.key, "limits.max_connections");
+        let e = Config::parse("[timeouts]\ndata_secs = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "timeouts.data_secs");
+        let e = Config::parse("[timeouts]\ncommand_secs = \"5m\"\n").unwrap_err();
+        assert_eq!(e.key, "timeouts.command_secs");
+    }
+
+    #[test]
+    fn timeouts_are_read_as_durations() {
+        let s = Config::parse(
+            "[timeouts]\ncommand_secs = 7\ndata_secs = 8\ntls_handshake_secs = 9\n\
+             shutdown_grace_secs = 0\n[limits]\ntarpit_delay_ms = 250\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let t = &s.raw.timeouts;
+        assert_eq!(
+            (t.command, t.data, t.tls_handshake, t.shutdown_grace),
+            (
+                Duration::from_secs(7),
+                Duration::from_secs(8),
+                Duration::from_secs(9),
+                Duration::ZERO
+            )
+        );
+        assert_eq!(s.limits.tarpit_delay, Duration::from_millis(250));
     }
 }

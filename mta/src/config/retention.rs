@@ -1,15 +1,18 @@
 //! `[retention]`: how long the MTA keeps mail of no tenant (and of tenants the
 //! control snapshot gives no retention for), and how often the sweep runs. Tenants'
 //! own periods come with the snapshot.
+//!
+//! The two retention periods stay whole seconds, the unit of the snapshot's
+//! periods and of the stored timestamps they are measured against; the sweep
+//! interval is a timer, read as a `Duration`.
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use way2mail_daemon::duration;
+use way2mail_daemon::ConfigError;
 
-use super::{err, ConfigError};
-
-/// Periods in seconds; written as `"30d"`, `"12h"`, … (`way2mail_daemon::duration`).
+/// Periods written as `"30d"`, `"12h"`, … (`way2mail_daemon::duration`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
@@ -24,11 +27,13 @@ pub struct RetentionConfig {
     )]
     pub delivery_log_secs: u64,
     /// How often the sweep runs (also once at start).
-    #[serde(
-        rename = "sweep_interval",
-        deserialize_with = "duration::deserialize_secs"
-    )]
-    pub sweep_interval_secs: u64,
+    #[serde(deserialize_with = "interval")]
+    pub sweep_interval: Duration,
+}
+
+/// Serde: a period (`"1h"`) as a `Duration`.
+fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration::deserialize_secs(d).map(Duration::from_secs)
 }
 
 impl Default for RetentionConfig {
@@ -36,16 +41,12 @@ impl Default for RetentionConfig {
         RetentionConfig {
             content_secs: 30 * 86_400,
             delivery_log_secs: 400 * 86_400,
-            sweep_interval_secs: 3_600,
+            sweep_interval: Duration::from_secs(3_600),
         }
     }
 }
 
 impl RetentionConfig {
-    pub fn sweep_interval(&self) -> Duration {
-        Duration::from_secs(self.sweep_interval_secs)
-    }
-
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         // A zero period would delete mail the moment it is accepted.
         for (key, value) in [
@@ -53,11 +54,16 @@ impl RetentionConfig {
             ("retention.delivery_log", self.delivery_log_secs),
         ] {
             if value == 0 {
-                return Err(err(key, "must be at least 1s"));
+                return Err(ConfigError::new(key, "must be at least 1s"));
             }
         }
-        if !(1..=7 * 86_400).contains(&self.sweep_interval_secs) {
-            return Err(err("retention.sweep_interval", "must be between 1s and 7d"));
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 86_400))
+            .contains(&self.sweep_interval)
+        {
+            return Err(ConfigError::new(
+                "retention.sweep_interval",
+                "must be between 1s and 7d",
+            ));
         }
         Ok(())
     }
@@ -72,7 +78,7 @@ mod tests {
         let r = Config::parse("").unwrap().validate().unwrap().raw.retention;
         assert_eq!(r.content_secs, 30 * 86_400);
         assert_eq!(r.delivery_log_secs, 400 * 86_400);
-        assert_eq!(r.sweep_interval_secs, 3_600);
+        assert_eq!(r.sweep_interval.as_secs(), 3_600);
     }
 
     #[test]
@@ -86,7 +92,11 @@ mod tests {
         .raw
         .retention;
         assert_eq!(
-            (r.content_secs, r.delivery_log_secs, r.sweep_interval_secs),
+            (
+                r.content_secs,
+                r.delivery_log_secs,
+                r.sweep_interval.as_secs()
+            ),
             (2, 7 * 365 * 86_400, 1_800)
         );
     }

@@ -1,6 +1,8 @@
-//! The io_uring backend: tokio-uring's completion-based `TcpStream`. tokio-uring is
-//! unmaintained upstream, so nothing outside this file names it except the runtime
-//! start-up in `runtime.rs`.
+//! The io_uring backend: tokio-uring's completion-based `TcpStream`, and the probe
+//! that tells whether the kernel lets us use io_uring at all. tokio-uring is
+//! unmaintained upstream, so few places name it: this file, the core runtime and
+//! its listeners (`runtime.rs`), and the delivery worker handing a connected socket
+//! over to it (`delivery/worker.rs`).
 
 use std::io;
 
@@ -37,4 +39,11 @@ impl Drop for UringStream {
     fn drop(&mut self) {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
+}
+
+/// Creates a ring and runs one no-op through it: containers and hardened kernels
+/// refuse one or the other (EPERM, ENOSYS, or io_uring_disabled).
+pub fn probe() -> io::Result<()> {
+    let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+    rt.block_on(tokio_uring::no_op())
 }

@@ -85,7 +85,7 @@ mod tests {
 
     fn tenants(max_failures: u32) -> Tenants {
         let auth = AuthConfig {
-            failure_delay_ms: 50,
+            failure_delay: Duration::from_millis(50),
             max_failures,
             ..AuthConfig::default()
         };

@@ -17,10 +17,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use way2mail_queue::Spool;
-use way2mail_wire::client::{Auth, Client, ClientError};
+use way2mail_wire::client::{Auth, ClientError, ControlClient};
 use way2mail_wire::protocol::{Request, Response};
 use way2mail_wire::snapshot::Snapshot;
 
@@ -51,7 +51,7 @@ pub struct Follower {
 struct State {
     source: Source,
     tenants: Arc<Tenants>,
-    client: Option<Client>,
+    client: Option<ControlClient>,
     reachable: bool,
     known: Option<u64>,
 }
@@ -183,7 +183,7 @@ impl State {
     fn ask(&mut self) -> Result<Option<Snapshot>, ClientError> {
         let mut client = match self.client.take() {
             Some(c) => c,
-            None => Client::connect(&self.source.socket, self.source.timeout)?,
+            None => ControlClient::connect(&self.source.socket, self.source.timeout)?,
         };
         let request = Request::SnapshotGet {
             known_version: self.known,
@@ -243,9 +243,7 @@ fn wait(stop: &(Mutex<bool>, Condvar), d: Duration) -> bool {
 
 /// `unix 1700000000 (2h 5m ago)`: exact and readable without a calendar.
 fn describe_time(ms: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = way2mail_daemon::time::now_secs();
     let secs = ms / 1000;
     let age = now.saturating_sub(secs);
     format!(

@@ -67,10 +67,10 @@ impl Tenants {
             verifier: Verifier::start(auth.verify_threads)?,
             lockout: Lockout::new(lockout::Settings {
                 max_failures: auth.max_failures,
-                window: Duration::from_secs(auth.failure_window_secs),
-                lockout: Duration::from_secs(auth.lockout_secs),
+                window: auth.failure_window,
+                lockout: auth.lockout,
             }),
-            failure_delay: auth.failure_delay(),
+            failure_delay: auth.failure_delay,
         })
     }
 

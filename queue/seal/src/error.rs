@@ -44,3 +44,11 @@ pub enum Error {
     #[error("cryptographic failure: {0}")]
     Crypto(String),
 }
+
+impl Error {
+    /// A failure of the AEAD primitive, the key schedule or the random generator;
+    /// `what` names which.
+    pub(crate) fn crypto(what: &str) -> Error {
+        Error::Crypto(what.to_owned())
+    }
+}

@@ -24,16 +24,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
-use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use way2mail_daemon::files;
-
-use crate::record::crypto;
-use crate::{Error, MasterKey};
 use way2mail_daemon::time::now_ms;
+
+use crate::data_key::{DataKey, Erasure, Lookup, Owner};
+use crate::{Error, KeyId, MasterKey};
 
 const MAGIC: &[u8] = b"way2mail-keyring 1\n";
 const AAD: &[u8] = b"way2mail-keyring";
@@ -41,135 +39,6 @@ const VERSION: u32 = 1;
 const KEY_LEN: usize = 32;
 /// In a store's directory: the system key id of the keyring it belongs to.
 pub const BOUND_FILE: &str = "keyring.id";
-
-/// Identifies a data key inside sealed records and spool keys. Random, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct KeyId(pub u64);
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// Whose records a data key seals.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Owner {
-    /// The node's own records: mail of no tenant, operators, the audit chain.
-    System,
-    Tenant(String),
-}
-
-impl Owner {
-    pub fn tenant(&self) -> Option<&str> {
-        match self {
-            Owner::System => None,
-            Owner::Tenant(t) => Some(t),
-        }
-    }
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Owner::System => f.write_str("system"),
-            Owner::Tenant(t) => write!(f, "tenant {t}"),
-        }
-    }
-}
-
-/// One data key, ready to seal and open. `Debug` never shows key material.
-pub struct DataKey {
-    id: KeyId,
-    owner: Owner,
-    created_ms: u64,
-    pub(crate) aead: LessSafeKey,
-    /// HMAC key for blind indexes of this owner's names (derived from the key).
-    index: hmac::Key,
-}
-
-impl fmt::Debug for DataKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataKey")
-            .field("id", &self.id)
-            .field("owner", &self.owner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DataKey {
-    fn from_bytes(
-        id: KeyId,
-        owner: Owner,
-        created_ms: u64,
-        bytes: &[u8],
-    ) -> Result<DataKey, Error> {
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| crypto("AES-256-GCM key"))?;
-        let derived = Zeroizing::new(
-            hmac::sign(
-                &hmac::Key::new(hmac::HMAC_SHA256, bytes),
-                b"way2mail blind index v1",
-            )
-            .as_ref()
-            .to_vec(),
-        );
-        Ok(DataKey {
-            id,
-            owner,
-            created_ms,
-            aead: LessSafeKey::new(unbound),
-            index: hmac::Key::new(hmac::HMAC_SHA256, &derived),
-        })
-    }
-
-    pub fn id(&self) -> KeyId {
-        self.id
-    }
-
-    pub fn owner(&self) -> &Owner {
-        &self.owner
-    }
-
-    pub fn created_ms(&self) -> u64 {
-        self.created_ms
-    }
-
-    /// Seals `data` as one record stored under `aad` (see `record.rs`).
-    pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::record::seal(self, aad, data)
-    }
-
-    /// A keyed hash of `name`, to use as a store key instead of the name itself:
-    /// equal names give equal keys, and without this data key nothing links the
-    /// hash back to the name.
-    pub fn blind_index(&self, name: &[u8]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(hmac::sign(&self.index, name).as_ref());
-        out
-    }
-}
-
-/// What the keyring knows of a key id.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Key(Arc<DataKey>),
-    /// Shredded: the tenant was erased; its records are unreadable by design.
-    Erased(Erasure),
-    /// Never seen here: a record from another node, or a keyring that is not this
-    /// node's. Such records are kept (quarantined), never deleted.
-    Unknown,
-}
-
-/// A tenant whose key was destroyed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Erasure {
-    pub tenant: String,
-    /// The key that was shredded; `None` when the tenant never had one here.
-    pub key_id: Option<KeyId>,
-    pub at_ms: u64,
-}
 
 /// A tenant's key as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +112,7 @@ impl State {
     fn fresh_id(&self) -> Result<KeyId, Error> {
         loop {
             let mut b = [0u8; 8];
-            aws_lc_rs::rand::fill(&mut b).map_err(|_| crypto("random generator"))?;
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::crypto("random generator"))?;
             let id = KeyId(u64::from_be_bytes(b));
             let used = id.0 == 0
                 || self.keys.contains_key(&id)
@@ -259,10 +128,10 @@ impl State {
             .keys
             .values()
             .map(|k| FileKey {
-                id: k.id,
-                owner: k.owner.clone(),
-                key: hex(self.material[&k.id].as_ref()),
-                created_ms: k.created_ms,
+                id: k.id(),
+                owner: k.owner().clone(),
+                key: hex(self.material[&k.id()].as_ref()),
+                created_ms: k.created_ms(),
             })
             .collect();
         keys.sort_by_key(|k| k.id);
@@ -301,7 +170,7 @@ impl fmt::Debug for Keyring {
 
 fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::crypto("random generator"))?;
     Ok(bytes)
 }
 
@@ -672,7 +541,7 @@ impl Keyring {
                 state.keys.get(id).map(|k| TenantKey {
                     tenant: t.clone(),
                     key_id: *id,
-                    created_ms: k.created_ms,
+                    created_ms: k.created_ms(),
                 })
             })
             .collect();
@@ -692,9 +561,9 @@ impl Keyring {
         ids
     }
 
-    /// Opens a record sealed by a key of this keyring under `aad` (`seal.rs`).
+    /// Opens a record sealed by a key of this keyring under `aad` (`record.rs`).
     pub fn open_record(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::record::open(self, aad, record)
+        crate::record::open(|id| self.lookup(id), aad, record)
     }
 
     /// Opens what was sealed with the master key itself before data keys existed

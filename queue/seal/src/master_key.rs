@@ -14,7 +14,6 @@ use std::path::Path;
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use zeroize::Zeroizing;
 
-use crate::record::crypto;
 use crate::Error;
 
 const KEY_LEN: usize = 32;
@@ -72,13 +71,14 @@ impl MasterKey {
     /// A fresh random key that lives only in memory (tests, benchmarks, tools).
     pub fn generate() -> Result<MasterKey, Error> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
+        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::crypto("random generator"))?;
         from_bytes(bytes.as_ref())
     }
 }
 
 fn from_bytes(bytes: &[u8]) -> Result<MasterKey, Error> {
-    let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| crypto("AES-256-GCM key"))?;
+    let unbound =
+        UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| Error::crypto("AES-256-GCM key"))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(b"way2mail key fingerprint\n");
     ctx.update(bytes);
@@ -139,7 +139,7 @@ fn create(path: &Path) -> Result<MasterKey, Error> {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| crypto("random generator"))?;
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::crypto("random generator"))?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

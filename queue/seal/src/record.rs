@@ -15,8 +15,8 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 
-use crate::keyring::{DataKey, KeyId, Keyring, Lookup};
-use crate::Error;
+use crate::data_key::{DataKey, Lookup};
+use crate::{Error, KeyId};
 
 const MAGIC: [u8; 2] = *b"W2";
 /// Magic and key id.
@@ -24,10 +24,6 @@ pub const HEADER_LEN: usize = 10;
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed record adds to its plaintext.
 pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
-
-pub(crate) fn crypto(what: &str) -> Error {
-    Error::Crypto(what.to_owned())
-}
 
 fn header(id: KeyId) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -60,7 +56,7 @@ pub fn key_id_of(record: &[u8]) -> Option<KeyId> {
 pub fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
     let head = header(key.id());
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| crypto("random generator"))?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::crypto("random generator"))?;
     data.reserve_exact(OVERHEAD);
     let tag = key
         .aead
@@ -69,7 +65,7 @@ pub fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Err
             Aad::from(full_aad(&head, aad)),
             &mut data,
         )
-        .map_err(|_| crypto("AES-256-GCM"))?;
+        .map_err(|_| Error::crypto("AES-256-GCM"))?;
     data.extend_from_slice(tag.as_ref());
     // Shifts the ciphertext within the same allocation to make room in front.
     let mut front = [0u8; HEADER_LEN + NONCE_LEN];
@@ -79,10 +75,22 @@ pub fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Err
     Ok(data)
 }
 
+impl DataKey {
+    /// Seals `data` as one record stored under `aad` (see [`seal`]).
+    pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
+        seal(self, aad, data)
+    }
+}
+
 /// Authenticates and decrypts a record stored under `aad` with the data key its
-/// header names. A shredded key gives [`Error::Shredded`], a key this keyring never
-/// had [`Error::UnknownKey`], anything else that does not open [`Error::Corrupt`].
-pub fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// header names, as `lookup` (the keyring's) finds it. A shredded key gives
+/// [`Error::Shredded`], a key never held [`Error::UnknownKey`], anything else that
+/// does not open [`Error::Corrupt`].
+pub fn open(
+    lookup: impl FnOnce(KeyId) -> Lookup,
+    aad: &[u8],
+    mut record: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
     let corrupt = |reason: &'static str| Error::Corrupt {
         aad: aad.to_vec(),
         reason,
@@ -90,7 +98,7 @@ pub fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8
     let Some(id) = key_id_of(&record) else {
         return Err(corrupt("not a sealed record (no header)"));
     };
-    let key = match keyring.lookup(id) {
+    let key = match lookup(id) {
         Lookup::Key(k) => k,
         Lookup::Erased(e) => {
             return Err(Error::Shredded {
@@ -122,7 +130,7 @@ pub fn open(keyring: &Keyring, aad: &[u8], mut record: Vec<u8>) -> Result<Vec<u8
 /// before data keys existed.
 pub fn seal_master(master: &LessSafeKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| crypto("random generator"))?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::crypto("random generator"))?;
     data.reserve_exact(NONCE_LEN + TAG_LEN);
     let tag = master
         .seal_in_place_separate_tag(
@@ -130,7 +138,7 @@ pub fn seal_master(master: &LessSafeKey, aad: &[u8], mut data: Vec<u8>) -> Resul
             Aad::from(aad),
             &mut data,
         )
-        .map_err(|_| crypto("AES-256-GCM"))?;
+        .map_err(|_| Error::crypto("AES-256-GCM"))?;
     data.extend_from_slice(tag.as_ref());
     data.splice(0..0, nonce);
     Ok(data)
@@ -163,6 +171,7 @@ pub fn open_master(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Keyring;
 
     fn ring() -> Keyring {
         Keyring::ephemeral().expect("keyring")
@@ -177,7 +186,7 @@ mod tests {
         assert_eq!(sealed.len(), plain.len() + OVERHEAD);
         assert_eq!(key_id_of(&sealed), Some(key.id()));
         assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_slice()));
-        assert_eq!(open(&k, b"aad", sealed).expect("open"), plain);
+        assert_eq!(k.open_record(b"aad", sealed).expect("open"), plain);
     }
 
     #[test]
@@ -193,23 +202,23 @@ mod tests {
         let k = ring();
         let sealed = seal(&k.system(), b"one", b"data".to_vec()).expect("seal");
         assert!(matches!(
-            open(&k, b"two", sealed.clone()),
+            k.open_record(b"two", sealed.clone()),
             Err(Error::Corrupt { .. })
         ));
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x01;
-            assert!(open(&k, b"one", t).is_err(), "byte {i}");
+            assert!(k.open_record(b"one", t).is_err(), "byte {i}");
         }
         for n in 0..sealed.len() {
-            assert!(open(&k, b"one", sealed[..n].to_vec()).is_err());
+            assert!(k.open_record(b"one", sealed[..n].to_vec()).is_err());
         }
         // Relabelled with another tenant's key id: that key cannot open it.
         let other = k.tenant("other").expect("key");
         let mut relabelled = sealed.clone();
         relabelled[2..HEADER_LEN].copy_from_slice(&other.id().0.to_be_bytes());
         assert!(matches!(
-            open(&k, b"one", relabelled),
+            k.open_record(b"one", relabelled),
             Err(Error::Corrupt { .. })
         ));
     }
@@ -220,7 +229,7 @@ mod tests {
         let b = ring();
         let sealed = seal(&a.tenant("t").expect("key"), b"k", b"x".to_vec()).expect("seal");
         assert!(matches!(
-            open(&b, b"k", sealed),
+            b.open_record(b"k", sealed),
             Err(Error::UnknownKey { .. })
         ));
     }
@@ -229,6 +238,6 @@ mod tests {
     fn empty_plaintext() {
         let k = ring();
         let sealed = seal(&k.system(), b"x", Vec::new()).expect("seal");
-        assert_eq!(open(&k, b"x", sealed).expect("open"), Vec::<u8>::new());
+        assert_eq!(k.open_record(b"x", sealed).expect("open"), Vec::<u8>::new());
     }
 }

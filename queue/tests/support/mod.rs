@@ -6,7 +6,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use way2mail_queue::{keys, DeliveryOutcome, DeliveryRecord, Leased, Spool};
 use way2mail_seal::{Keyring, MasterKey};
@@ -14,13 +13,6 @@ use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
 
 /// Long enough that no lease expires during a test.
 pub const LEASE_MS: u64 = 3_600_000;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
-}
 
 pub fn envelope(sender: &str, rcpts: usize) -> Envelope {
     Envelope {

@@ -1,0 +1,124 @@
+//! Starting delivery: the delivery log writer and the scheduler thread at once, and
+//! for each core a [`CorePlan`] that the core turns into its worker once it runs
+//! (the worker and its DNS resolver must be made on their own thread).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context as _, Result};
+use crossbeam_channel::Sender;
+use rustls::ClientConfig;
+use tokio::sync::mpsc::UnboundedReceiver;
+use way2mail_mta::outbound::mx::MxResolver;
+use way2mail_queue::Spool;
+
+use super::{connection, log, scheduler, worker, Job, JobResult};
+use crate::config::Settings;
+use crate::io::Backend;
+use crate::tenants::Tenants;
+use crate::tls;
+
+/// Everything a core needs to build its delivery worker; the worker itself (and its
+/// DNS resolver) is created on the core, because neither may leave its thread.
+pub struct CorePlan {
+    pub jobs: UnboundedReceiver<Job>,
+    pub backend: Backend,
+    pub settings: Arc<Settings>,
+    pub tls_opportunistic: Arc<ClientConfig>,
+    pub tls_verified: Arc<ClientConfig>,
+    pub results: Sender<JobResult>,
+}
+
+impl CorePlan {
+    /// Spawns the worker on the current core's runtime.
+    pub fn start(self) {
+        let s = &self.settings;
+        let d = &s.raw.delivery;
+        let resolver = match MxResolver::new(&s.dns) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the DNS resolver: no delivery on this core");
+                return;
+            }
+        };
+        let ctx = worker::Context {
+            backend: self.backend,
+            resolver,
+            routes: Arc::clone(&s.routes),
+            credentials: Arc::clone(&s.credentials),
+            port: d.port,
+            source: s.egress.source,
+            connect_timeout: d.connect_timeout,
+            shaping: s.raw.shaping.clone(),
+            connection: connection::Settings {
+                ehlo: s.egress.ehlo.clone(),
+                command_timeout: d.command_timeout,
+                data_timeout: d.data_timeout,
+                tls_timeout: s.raw.timeouts.tls_handshake,
+                tls_opportunistic: self.tls_opportunistic,
+                tls_verified: self.tls_verified,
+            },
+            results: self.results,
+        };
+        tokio::task::spawn_local(worker::Worker::new(ctx).run(self.jobs));
+    }
+}
+
+/// Starts the delivery log writer and the scheduler thread, and returns one plan
+/// per core; `None` when delivery is disabled.
+pub fn start(
+    settings: &Arc<Settings>,
+    spool: &Spool,
+    tenants: Option<Arc<Tenants>>,
+    backend: Backend,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<(Vec<CorePlan>, JoinHandle<()>)>> {
+    let d = &settings.raw.delivery;
+    if !d.enabled {
+        tracing::info!("delivery disabled ([delivery] enabled = false): mail stays queued");
+        return Ok(None);
+    }
+    let log = if d.log_file.as_os_str().is_empty() {
+        None
+    } else {
+        tracing::warn!(
+            path = %d.log_file.display(),
+            "delivery.log_file is set: it holds recipient addresses in plaintext, outside \
+             retention and erasure (the sealed delivery log in the spool is the log of record)"
+        );
+        Some(log::start(&d.log_file)?)
+    };
+    let (results_tx, results_rx) = crossbeam_channel::unbounded();
+    let tls_opportunistic = tls::client::opportunistic();
+    let tls_verified = tls::client::verified();
+    let mut senders = Vec::new();
+    let mut plans = Vec::new();
+    for _ in 0..settings.threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        senders.push(tx);
+        plans.push(CorePlan {
+            jobs: rx,
+            backend,
+            settings: Arc::clone(settings),
+            tls_opportunistic: Arc::clone(&tls_opportunistic),
+            tls_verified: Arc::clone(&tls_verified),
+            results: results_tx.clone(),
+        });
+    }
+    let scheduler = scheduler::Scheduler {
+        spool: spool.clone(),
+        config: d.clone(),
+        hostname: settings.raw.hostname.clone(),
+        cores: senders,
+        results: results_rx,
+        log,
+        stop,
+        tenants,
+    };
+    let handle = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || scheduler.run())
+        .context("starting the scheduler")?;
+    Ok(Some((plans, handle)))
+}
