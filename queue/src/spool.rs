@@ -9,11 +9,11 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
-pub(crate) use way2mail_daemon::time::now_ms;
+use way2mail_daemon::time::now_ms;
 
 use crate::commit::{Committer, Shared, Write};
 use crate::lease::Leases;
@@ -21,7 +21,7 @@ use crate::{
     keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
     RecipientState, RecoveryReport,
 };
-use way2mail_seal::keyring::{DataKey, Keyring};
+use way2mail_seal::{DataKey, Keyring};
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
 pub(crate) const LOCK_FILE: &str = "way2mail.lock";
@@ -76,6 +76,11 @@ pub(crate) struct Inner {
     /// Sequence numbers of delivery log keys: several records of one message in one
     /// millisecond still get distinct keys.
     pub(crate) log_seq: AtomicU32,
+    /// What each tenant erasure of this process removed, by tenant; held for the whole
+    /// of an erasure, so that two at once (the snapshot follower and the admin socket
+    /// both acting on one erasure in control) run one after the other and both report
+    /// what was removed (see `erase_tenant`). One entry per erased tenant.
+    pub(crate) erased: Mutex<HashMap<String, (u64, u64)>>,
     path: PathBuf,
     _lock: File,
 }
@@ -152,6 +157,7 @@ impl Spool {
                 shared,
                 leases: Leases::default(),
                 log_seq: AtomicU32::new(0),
+                erased: Mutex::default(),
                 path: path.to_owned(),
                 _lock: lock_file,
             }),
@@ -185,7 +191,7 @@ impl Spool {
         if changed {
             // Not `flush()`: its barrier write would wait for the flusher, which
             // waits for the writers' lock held here. Nothing is queued meanwhile.
-            inner.shared.flush(&inner.db).map_err(Error::Unhealthy)?;
+            inner.shared.flush(&inner.db)?;
         }
         Ok(report)
     }
@@ -380,10 +386,7 @@ impl Spool {
             .committer
             .submit(Write::default())
             .wait_blocking();
-        self.inner
-            .shared
-            .flush(&self.inner.db)
-            .map_err(Error::Unhealthy)
+        self.inner.shared.flush(&self.inner.db).map_err(Error::from)
     }
 
     pub fn path(&self) -> &Path {

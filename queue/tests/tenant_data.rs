@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::*;
+use way2mail_daemon::time::now_ms;
 use way2mail_queue::{keys, restore_dump, DeliveryOutcome, Error, LogFilter, Spool};
 use way2mail_seal::Keyring;
 use way2mail_smtp::{Envelope, MessageId};
@@ -153,9 +154,9 @@ fn erasure_shreds_the_key_and_removes_the_tenant_only() {
             ),
             Err(Error::Erased(_))
         ));
-        // A second erasure finds nothing more.
+        // A second erasure finds nothing more, and still reports what was removed.
         let again = spool.erase_tenant("acme").expect("again");
-        assert_eq!((again.messages, again.log_records), (0, 0));
+        assert_eq!((again.messages, again.log_records), (1, 1));
         let _ = delivered;
         (queued, other)
     };
@@ -184,6 +185,35 @@ fn erasure_shreds_the_key_and_removes_the_tenant_only() {
     }
     assert!(opened_other, "the other tenant's mail is still readable");
     let _ = (acme_queued, globex_queued);
+}
+
+/// The snapshot follower and the admin socket may both act on one erasure in
+/// control, at the same moment: they run one after the other, and each reports
+/// everything removed (the admin socket's answer goes into the erasure receipt).
+#[test]
+fn two_erasures_at_once_both_report_what_was_removed() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let _ = enqueue_tagged(&spool, &tenant_envelope("acme", 1), "acme-delivered");
+    deliver_all(&spool);
+    for n in 0..3 {
+        let _ = enqueue_tagged(&spool, &tenant_envelope("acme", 1), &format!("acme-{n}"));
+    }
+    let counts: Vec<(u64, u64)> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let done = spool.erase_tenant("acme").expect("erase");
+                    (done.messages, done.log_records)
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(counts, vec![(3, 1), (3, 1)]);
+    assert!(spool.is_empty());
 }
 
 #[test]
