@@ -39,7 +39,7 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 use mail_auth::{MessageAuthenticator, Parameters, SpfResult};
 
-use crate::service::SendingSettings;
+use crate::settings::SendingSettings;
 use crate::{dkim, publish};
 use way2mail_daemon::dns::DnsSettings;
 use way2mail_wire::protocol::{

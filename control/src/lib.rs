@@ -20,6 +20,8 @@
 //!     mod.rs          admit (version, identity, role, reason), run: the slow step
 //!                     (argon2, DNS, the MTA, emails) without the writer lock, then
 //!                     the handler under it; audit entry and commit
+//!     writer.rs       Service: the store, the audit log, the writer lock (locked,
+//!                     refuse); the flow above and the handlers below use it
 //!     context.rs      Identity, the handler context Ctx, Failure
 //!     session.rs      tokens, hello, bootstrap, login, logout
 //!     tenants.rs  domains.rs  credentials.rs  operators.rs  suppression.rs
@@ -34,6 +36,8 @@
 //!     export.rs       tenant.export (streamed), written by archive.rs as tar
 //!     backup.rs       backup.create (streamed)
 //!     mta.rs          the MTA's admin socket, for the spool's part of the above
+//!   settings.rs   what the service runs with, checked: ServiceSettings and the
+//!                 [sending] and [mta] values (plain data, below everything)
 //!   rbac.rs       the role × operation table
 //!   store/        the sled store: trees, sealed versioned records, atomic batches;
 //!                 migrate.rs upgrades stores from before data keys
@@ -66,6 +70,7 @@ pub mod rbac;
 pub mod records;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod totp;
 

@@ -15,7 +15,7 @@
 //! join ([`split_txt`]).
 
 use crate::dkim;
-use crate::service::SendingSettings;
+use crate::settings::SendingSettings;
 use way2mail_wire::protocol::{DkimKeyState, DnsRecord, DomainInfo, RecordPurpose};
 
 /// Longest string inside one TXT record (RFC 1035 character-string).

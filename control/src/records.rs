@@ -1,5 +1,5 @@
 //! The records kept in the store's trees, besides those the protocol already
-//! defines (tenants are stored as [`TenantInfo`], domains as [`DomainInfo`], audit
+//! defines (tenants are stored as [`TenantInfo`](way2mail_wire::protocol::TenantInfo), domains as [`DomainInfo`](way2mail_wire::protocol::DomainInfo), audit
 //! entries as [`AuditEntry`](way2mail_wire::protocol::AuditEntry)). Records holding secrets
 //! or their hashes do not implement `Debug`, so they cannot end up in a log.
 

@@ -2,31 +2,14 @@
 //! order. Used by the `way2mail` CLI, by the MTA's snapshot follower (on its own
 //! thread) and by tests.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use crate::protocol::{ErrorBody, Request, RequestEnvelope, Response, MAX_REQUEST_BYTES, VERSION};
-
-/// Responses can be much larger than requests (audit lists, snapshots).
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    #[error("cannot connect to the control socket {path}: {source}")]
-    Connect { path: PathBuf, source: io::Error },
-    #[error("control socket I/O failed: {0}")]
-    Io(#[from] io::Error),
-    #[error("the control daemon closed the connection")]
-    Closed,
-    #[error("unexpected answer from the control daemon: {0}")]
-    Protocol(String),
-    /// The daemon answered with an error.
-    #[error("{}", .0.message)]
-    Remote(ErrorBody),
-}
+pub use crate::answer::ClientError;
+use crate::answer::{connect_lines, read_answer};
+use crate::protocol::{Request, RequestEnvelope, Response, MAX_REQUEST_BYTES, VERSION};
 
 /// Per-request credentials: an operator's session token and a reason.
 #[derive(Debug, Clone, Default)]
@@ -40,22 +23,6 @@ pub struct ControlClient {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
-}
-
-/// Connects to a JSON-lines socket: a buffered reader and a writer on one stream,
-/// with `timeout` applied to every read and write.
-pub(crate) fn connect_lines(
-    path: &Path,
-    timeout: Duration,
-) -> Result<(BufReader<UnixStream>, UnixStream), ClientError> {
-    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-        path: path.to_owned(),
-        source,
-    })?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let writer = stream.try_clone()?;
-    Ok((BufReader::new(stream), writer))
 }
 
 impl ControlClient {
@@ -124,51 +91,5 @@ impl ControlClient {
 
     fn answer(&mut self, id: u64) -> Result<Response, ClientError> {
         read_answer(&mut self.reader, id)
-    }
-}
-
-/// A response line of either socket (control's `ResponseEnvelope`, the MTA's
-/// `AdminResponse`): the same fields around a different `result`.
-#[derive(serde::Deserialize)]
-struct Answer<T> {
-    id: u64,
-    ok: bool,
-    // A missing `result` or `error` is `None` (serde's rule for `Option`).
-    result: Option<T>,
-    error: Option<ErrorBody>,
-}
-
-/// Reads one response line and returns the result it carries for request `id`, or
-/// the daemon's error.
-pub(crate) fn read_answer<T: serde::de::DeserializeOwned>(
-    reader: &mut BufReader<UnixStream>,
-    id: u64,
-) -> Result<T, ClientError> {
-    let mut line = Vec::new();
-    let n = reader
-        .take(MAX_RESPONSE_BYTES)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(ClientError::Closed);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(ClientError::Protocol(
-            "response line too long or cut".into(),
-        ));
-    }
-    let answer: Answer<T> = serde_json::from_slice(&line)
-        .map_err(|e| ClientError::Protocol(format!("cannot parse the answer: {e}")))?;
-    if answer.id != id {
-        return Err(ClientError::Protocol(format!(
-            "answer for request {} while waiting for {id}",
-            answer.id
-        )));
-    }
-    match (answer.ok, answer.result, answer.error) {
-        (true, Some(result), _) => Ok(result),
-        (false, _, Some(error)) => Err(ClientError::Remote(error)),
-        _ => Err(ClientError::Protocol(
-            "answer without result or error".into(),
-        )),
     }
 }

@@ -7,6 +7,7 @@
 //!                error codes, the data types of answers
 //!   snapshot.rs  the policy snapshot the MTA polls from control (tenants, domains,
 //!                DKIM keys, SMTP users, suppression hashes, retention periods)
+//!   answer.rs    answer lines on both sockets: ErrorBody/ErrorCode, connecting, reading
 //!   client.rs    ControlClient: a blocking client of the control socket (CLI, MTA)
 //!   mta_admin.rs the MTA's admin socket: requests, answers, AdminClient (control)
 //!   stream.rs    streamed answers (frames) on both sockets: exports, backups
@@ -15,6 +16,7 @@
 //! `cli → control`: protocol + client. `mta → control`: `snapshot.get` and
 //! `retention.report` through the same client. `control → mta`: mta_admin.
 
+pub mod answer;
 pub mod client;
 pub mod mta_admin;
 pub mod protocol;

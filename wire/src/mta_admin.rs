@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::ClientError;
-use crate::protocol::ErrorBody;
+use crate::answer::{connect_lines, read_answer, ClientError, ErrorBody};
 use crate::stream::FrameReader;
 
 /// The admin protocol version this build speaks.
@@ -246,7 +245,7 @@ pub struct AdminClient {
 impl AdminClient {
     /// Connects, with `timeout` applied to every read and write.
     pub fn connect(path: &Path, timeout: Duration) -> Result<AdminClient, ClientError> {
-        let (reader, writer) = crate::client::connect_lines(path, timeout)?;
+        let (reader, writer) = connect_lines(path, timeout)?;
         Ok(AdminClient {
             path: path.to_owned(),
             reader,
@@ -270,7 +269,7 @@ impl AdminClient {
     }
 
     fn answer(&mut self, id: u64) -> Result<AdminResult, ClientError> {
-        crate::client::read_answer(&mut self.reader, id)
+        read_answer(&mut self.reader, id)
     }
 
     /// One request, one answer.

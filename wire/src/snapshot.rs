@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{DkimAlgorithm, TenantStatus};
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Grows by at least one with every change to tenants, domains or credentials.
@@ -101,7 +99,7 @@ impl std::fmt::Debug for SigningKey {
 pub struct SmtpUser {
     pub username: String,
     pub credential_id: String,
-    /// PHC string (`$argon2id$v=19$m=…`), checked with [`crate::password::verify`].
+    /// PHC string (`$argon2id$v=19$m=…`), checked with `way2mail_seal::password::verify`.
     pub password_hash: String,
 }
 
@@ -119,6 +117,42 @@ impl Default for TenantLimits {
             messages_per_hour: 10_000,
             messages_per_day: 100_000,
             recipients_per_message: 1_000,
+        }
+    }
+}
+
+/// Whether a tenant may send: the snapshot carries it, and so do tenant answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Terminated,
+}
+
+/// The two DKIM key types a tenant domain signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DkimAlgorithm {
+    /// `a=rsa-sha256`, 2048-bit keys.
+    RsaSha256,
+    /// `a=ed25519-sha256` (RFC 8463).
+    Ed25519Sha256,
+}
+
+impl DkimAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimAlgorithm::RsaSha256 => "rsa-sha256",
+            DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
+        }
+    }
+
+    /// The `k=` tag of the DNS record.
+    pub fn key_type(self) -> &'static str {
+        match self {
+            DkimAlgorithm::RsaSha256 => "rsa",
+            DkimAlgorithm::Ed25519Sha256 => "ed25519",
         }
     }
 }

@@ -18,7 +18,7 @@ use way2mail_control::store::{StoreFiles, TreeName};
 use way2mail_daemon::duration;
 use way2mail_wire::protocol::{ErasureReceipt, Request, Response};
 
-use super::commands::Session;
+use super::session::Session;
 use super::{prompt, render, Failure};
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   main ── Cli::parse (clap; usage errors exit 2)
-//!    └── commands::run ── Session (socket, token, reason) ── client::ControlClient
+//!    └── commands::run ── Session (session.rs: socket, token, reason) ── ControlClient
 //!         └── render (tables, records, "shown once" secrets)
 //! ```
 //!
@@ -16,6 +16,7 @@ mod data;
 mod prompt;
 mod render;
 mod render_data;
+mod session;
 mod table;
 mod token;
 

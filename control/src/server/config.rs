@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 use crate::notify::NotifySettings;
-use crate::service::SendingSettings;
+use crate::settings::SendingSettings;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 use way2mail_wire::snapshot::TenantLimits;
 

@@ -12,6 +12,9 @@ use way2mail_daemon::config::ConfigError;
 use way2mail_daemon::duration;
 use way2mail_wire::protocol::RetentionDefaults;
 
+pub use crate::settings::MtaSettings;
+use crate::settings::{DEV_MTA_SOCKET, MTA_TIMEOUT_MS};
+
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
 }
@@ -86,26 +89,8 @@ pub struct MtaConfig {
 impl Default for MtaConfig {
     fn default() -> Self {
         MtaConfig {
-            admin_socket: "./var/mta.sock".into(),
-            timeout_ms: 30_000,
-        }
-    }
-}
-
-/// `[mta]`, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MtaSettings {
-    pub admin_socket: Option<PathBuf>,
-    pub timeout: Duration,
-}
-
-impl Default for MtaSettings {
-    /// The dev default: the MTA's socket under `./var`.
-    fn default() -> Self {
-        let c = MtaConfig::default();
-        MtaSettings {
-            admin_socket: Some(c.admin_socket),
-            timeout: Duration::from_millis(c.timeout_ms),
+            admin_socket: DEV_MTA_SOCKET.into(),
+            timeout_ms: MTA_TIMEOUT_MS,
         }
     }
 }

@@ -14,8 +14,9 @@ use std::io::{BufReader, BufWriter, Write};
 use way2mail_daemon::files::Scratch;
 use way2mail_seal::MasterKey;
 
+use super::context::StreamOut;
 use super::context::{Failure, Identity};
-use super::{Service, StreamOut};
+use super::writer::Service;
 use crate::backup::{end_control, write_control_record, ArchiveWriter};
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult};

@@ -8,7 +8,8 @@ use crate::rbac::Subject;
 use crate::store::{Batch, Store};
 use way2mail_wire::protocol::{ErrorBody, ErrorCode, Role};
 
-use super::{Caller, Service, ServiceSettings};
+use crate::settings::ServiceSettings;
+use way2mail_daemon::Caller;
 
 pub(crate) use way2mail_daemon::time::{now_ms, now_secs};
 
@@ -106,10 +107,15 @@ pub(crate) struct ExtraAudit {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(service: &'a Service, who: &'a Identity, tenant: Option<String>) -> Ctx<'a> {
+    pub fn new(
+        store: &'a Store,
+        settings: &'a ServiceSettings,
+        who: &'a Identity,
+        tenant: Option<String>,
+    ) -> Ctx<'a> {
         Ctx {
-            store: &service.store,
-            settings: &service.settings,
+            store,
+            settings,
             who,
             now: now_secs(),
             batch: Batch::new(),
@@ -181,4 +187,10 @@ impl From<way2mail_seal::Error> for Failure {
     fn from(e: way2mail_seal::Error) -> Failure {
         Failure::from(Error::from(e))
     }
+}
+
+/// Where a streamed answer goes: `start` sends its first line, then `write` sends
+/// frame bytes.
+pub trait StreamOut: std::io::Write {
+    fn start(&mut self) -> std::io::Result<()>;
 }

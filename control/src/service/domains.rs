@@ -22,7 +22,8 @@
 use serde_json::json;
 
 use super::context::{Ctx, Failure};
-use super::{tenants, validate, Service};
+use super::writer::Service;
+use super::{tenants, validate};
 use crate::dkim::{self, NewKey};
 use crate::store::{Store, TreeName};
 use way2mail_wire::protocol::{

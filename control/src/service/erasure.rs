@@ -21,7 +21,8 @@ use base64::Engine as _;
 
 use super::context::{Ctx, Failure, Identity};
 use super::mta::MtaError;
-use super::{tenants, Service};
+use super::tenants;
+use super::writer::Service;
 use crate::audit::AuditLog;
 use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
 use crate::store::{audit_key, TreeName};

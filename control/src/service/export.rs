@@ -22,9 +22,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::archive::Tar;
+use super::context::StreamOut;
 use super::context::{Failure, Identity};
 use super::mta::MtaError;
-use super::{credentials, domains, retention, suppression, tenants, Service, StreamOut};
+use super::writer::Service;
+use super::{credentials, domains, retention, suppression, tenants};
 use crate::audit::AuditLog;
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};

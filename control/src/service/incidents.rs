@@ -16,7 +16,8 @@
 use serde_json::json;
 
 use super::context::{Ctx, Failure};
-use super::{tenants, validate, Service};
+use super::writer::Service;
+use super::{tenants, validate};
 use crate::notify::{self, Letter};
 use crate::records::META_INCIDENT_SEQ_PREFIX;
 use crate::store::{Opened, Store, TreeName};

@@ -13,6 +13,9 @@
 //!              version into the same Batch ─ commit+flush ─ answer
 //! ```
 //!
+//! The service's state and its writer lock (`locked`, `refuse`) are `writer.rs`;
+//! the handlers use those and `context.rs`, never this file.
+//!
 //! `tenant.erase`, `retention.run` and the streamed requests (`handle_stream`:
 //! `tenant.export`, `backup.create`) alternate: a step under the lock, the MTA
 //! without it, another step under it. `hello` and a `snapshot.get` answered
@@ -37,128 +40,26 @@ mod snapshot;
 mod suppression;
 mod tenants;
 mod validate;
+mod writer;
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
-use crate::audit::{AuditDraft, AuditLog};
-use crate::error::Error;
 use crate::rbac::{self, Decision, Op};
-use crate::records::META_SNAPSHOT_VERSION;
-use crate::store::{Batch, Store, StoreFiles, TreeName};
 use way2mail_wire::protocol::{
     AuditOutcome, ErrorBody, ErrorCode, Request, RequestEnvelope, Response, VERSION,
 };
 use way2mail_wire::snapshot::TenantLimits;
 
-use context::{now_ms, Ctx, Failure, Identity};
+use context::{Ctx, Failure, Identity};
+use writer::{request_tenant, MAX_REASON_CHARS};
 
+pub use context::StreamOut;
 pub use way2mail_daemon::Caller;
+pub use writer::Service;
 
-#[derive(Debug, Clone)]
-pub struct ServiceSettings {
-    /// Peers with these uids (no token) may read the policy snapshot: the MTA's user.
-    pub service_uids: Vec<u32>,
-    /// How long a login session lasts.
-    pub session_ttl: Duration,
-    /// Limits of a tenant added without explicit ones.
-    pub tenant_defaults: TenantLimits,
-    /// Where `domain.verify` sends its lookups.
-    pub dns: way2mail_daemon::dns::DnsSettings,
-    /// What tenant domains must publish to authorise our mail (`[sending]`).
-    pub sending: SendingSettings,
-    /// Where incident notifications are handed to the MTA (`[notify]`).
-    pub notify: crate::notify::NotifySettings,
-    /// `[retention]`: the default periods.
-    pub retention: way2mail_wire::protocol::RetentionDefaults,
-    /// `[mta]`: the MTA's admin socket.
-    pub mta: crate::server::protection::MtaSettings,
-    /// `[backup] key_file`.
-    pub backup_key_file: std::path::PathBuf,
-}
-
-/// `[sending]`: the platform's side of the records tenant domains publish.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SendingSettings {
-    /// The MTA's public sending addresses, for `ip4:`/`ip6:` terms in the SPF record.
-    pub ips: Vec<std::net::IpAddr>,
-    /// An SPF record of the platform's to `include:` (`_spf.way2mail.example`).
-    pub spf_include: Option<String>,
-    /// `rua=` of the suggested DMARC record (`mailto:dmarc@…`); none when empty.
-    pub dmarc_rua: Option<String>,
-}
-
-impl Default for ServiceSettings {
-    /// The daemon's own user as the service user (MTA and control under one
-    /// account in development), 8-hour sessions, default limits.
-    fn default() -> ServiceSettings {
-        ServiceSettings {
-            service_uids: vec![rustix::process::geteuid().as_raw()],
-            session_ttl: Duration::from_secs(8 * 3600),
-            tenant_defaults: TenantLimits::default(),
-            dns: way2mail_daemon::dns::DnsSettings::default(),
-            sending: SendingSettings::default(),
-            notify: crate::notify::NotifySettings::default(),
-            retention: way2mail_wire::protocol::RetentionDefaults::default(),
-            mta: crate::server::protection::MtaSettings::default(),
-            backup_key_file: "./var/backup.key".into(),
-        }
-    }
-}
+pub use crate::settings::{SendingSettings, ServiceSettings};
 
 pub use erasure::{signed_bytes as receipt_signed_bytes, verify as verify_receipt, ReceiptError};
 
-/// Longest `reason` accepted.
-const MAX_REASON_CHARS: usize = 500;
-
-/// Thread-safe: the daemon calls `handle` from several connection threads at once.
-#[derive(Debug)]
-pub struct Service {
-    store: Store,
-    audit: AuditLog,
-    settings: ServiceSettings,
-    /// Verified against when a login names an unknown operator, so that case costs
-    /// the same argon2 time as a wrong password.
-    dummy_hash: OnceLock<String>,
-    /// Held by `incident.notify` from sending to recording, so that two notify
-    /// requests cannot email the same tenants twice. Other requests never wait on it.
-    notify_lock: std::sync::Mutex<()>,
-}
-
 impl Service {
-    /// Opens the store (its master key created 0600 when missing, its keyring).
-    pub fn open(files: &StoreFiles, settings: ServiceSettings) -> Result<Service, Error> {
-        Ok(Service::with_store(Store::open(files)?, settings))
-    }
-
-    pub fn with_store(store: Store, settings: ServiceSettings) -> Service {
-        Service {
-            store,
-            audit: AuditLog::new(),
-            settings,
-            dummy_hash: OnceLock::new(),
-            notify_lock: std::sync::Mutex::new(()),
-        }
-    }
-
-    /// The store, for tools and tests (tampering goes through the documented raw
-    /// audit API).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn settings(&self) -> &ServiceSettings {
-        &self.settings
-    }
-
-    /// The current policy snapshot version (0 before the first change).
-    pub fn snapshot_version(&self) -> Result<u64, Error> {
-        Ok(self
-            .store
-            .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)?
-            .unwrap_or(0))
-    }
-
     /// Answers one parsed request. Never panics on any input.
     pub fn handle(
         &self,
@@ -275,7 +176,7 @@ impl Service {
             ..
         } = envelope;
         let op = Op::of(&request);
-        let peer = Identity::peer(caller, &self.settings);
+        let peer = Identity::peer(caller, self.settings());
         let reason = reason
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
@@ -354,124 +255,6 @@ impl Service {
             }
         }
     }
-
-    /// Runs `f` under the writer lock; its batch commits with its audit entry (and
-    /// any extra ones it noted). On failure nothing of the batch commits, but the
-    /// failure is audited.
-    pub(crate) fn locked(
-        &self,
-        who: &Identity,
-        action: &str,
-        tenant: Option<String>,
-        reason: Option<String>,
-        f: impl FnOnce(&mut Ctx<'_>) -> Result<Response, Failure>,
-    ) -> Result<Response, ErrorBody> {
-        let writer = self.audit.writer();
-        let mut ctx = Ctx::new(self, who, tenant);
-        ctx.reason = reason.clone();
-        let result = f(&mut ctx);
-        let (outcome, answer) = match result {
-            Ok(response) => (AuditOutcome::Ok, Ok(response)),
-            Err(failure) => {
-                ctx.batch = Batch::new();
-                ctx.snapshot_changed = false;
-                // Handlers may have noted context (the name a login tried).
-                ctx.detail = Some(match ctx.detail.take() {
-                    Some(context) => format!("{}; {context}", failure.detail()),
-                    None => failure.detail(),
-                });
-                (AuditOutcome::Failed, Err(failure))
-            }
-        };
-        let (actor, role) = ctx
-            .actor_override
-            .take()
-            .unwrap_or_else(|| (who.actor.clone(), who.role));
-        let draft = AuditDraft {
-            actor,
-            role,
-            action: action.to_owned(),
-            tenant: ctx.tenant.take(),
-            outcome,
-            reason,
-            detail: ctx.detail.take(),
-            public_detail: ctx.public_detail,
-        };
-        // Facts recorded besides the request (emails sent): kept even when the
-        // request failed, since they happened.
-        let mut drafts = vec![draft.clone()];
-        drafts.extend(ctx.extra_audit.drain(..).map(|extra| AuditDraft {
-            tenant: extra.tenant,
-            outcome: extra.outcome,
-            detail: Some(extra.detail),
-            ..draft.clone()
-        }));
-        let mut batch = std::mem::take(&mut ctx.batch);
-        let committed = (|| {
-            if ctx.snapshot_changed {
-                let version = self.snapshot_version()? + 1;
-                batch.put(TreeName::Meta, META_SNAPSHOT_VERSION, &version)?;
-            }
-            writer.append_all(&self.store, &mut batch, drafts, now_ms())?;
-            self.store.commit(batch)
-        })();
-        if let Err(e) = committed {
-            tracing::error!(error = %e, op = action, "control store commit failed");
-            // The change did not happen; still try to leave a trace of the attempt.
-            let mut draft = draft;
-            draft.outcome = AuditOutcome::Failed;
-            draft.detail = Some(format!("internal: store commit failed: {e}"));
-            let mut batch = Batch::new();
-            if writer
-                .append(&self.store, &mut batch, draft, now_ms())
-                .is_ok()
-            {
-                let _ = self.store.commit(batch);
-            }
-            return Err(Failure::from(e).body);
-        }
-        answer.map_err(|f| f.body)
-    }
-
-    /// Audits a request refused before it ran and returns the error for the caller.
-    fn refuse(
-        &self,
-        who: &Identity,
-        request: &Request,
-        reason: Option<String>,
-        outcome: AuditOutcome,
-        failure: Failure,
-    ) -> ErrorBody {
-        if matches!(request, Request::Hello) {
-            return failure.body;
-        }
-        let draft = AuditDraft {
-            actor: who.actor.clone(),
-            role: who.role,
-            action: request.op().to_owned(),
-            tenant: request_tenant(request),
-            outcome,
-            reason: reason.map(|r| r.chars().take(MAX_REASON_CHARS).collect()),
-            detail: Some(failure.detail()),
-            public_detail: false,
-        };
-        let writer = self.audit.writer();
-        let mut batch = Batch::new();
-        let result = writer
-            .append(&self.store, &mut batch, draft, now_ms())
-            .and_then(|_| self.store.commit(batch));
-        if let Err(e) = result {
-            tracing::error!(error = %e, op = request.op(), "cannot audit a refused request");
-            return Failure::from(e).body;
-        }
-        failure.body
-    }
-}
-
-/// Where a streamed answer goes: `start` sends its first line, then `write` sends
-/// frame bytes.
-pub trait StreamOut: std::io::Write {
-    fn start(&mut self) -> std::io::Result<()>;
 }
 
 /// The requests that run whole under the writer lock, each to its handler.
@@ -652,37 +435,6 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::SnapshotGet { .. } => snapshot::get(ctx),
         Request::RetentionReport { report } => retention::report(ctx, report),
     }
-}
-
-/// The tenant a request names, for the audit entry.
-fn request_tenant(request: &Request) -> Option<String> {
-    match request {
-        Request::TenantAdd { tenant, .. }
-        | Request::TenantShow { tenant }
-        | Request::TenantUpdate { tenant, .. }
-        | Request::TenantSuspend { tenant }
-        | Request::TenantResume { tenant }
-        | Request::TenantTerminate { tenant }
-        | Request::TenantRetention { tenant, .. }
-        | Request::TenantHold { tenant, .. }
-        | Request::TenantErase { tenant, .. }
-        | Request::TenantReceipt { tenant }
-        | Request::TenantReport { tenant }
-        | Request::TenantExport { tenant }
-        | Request::SuppressionAdd { tenant, .. }
-        | Request::SuppressionList { tenant }
-        | Request::SuppressionRemove { tenant, .. }
-        | Request::DomainAdd { tenant, .. }
-        | Request::DomainRemove { tenant, .. }
-        | Request::CredentialAdd { tenant, .. }
-        | Request::IncidentAddTenant { tenant, .. } => Some(tenant.clone()),
-        Request::DomainList { tenant }
-        | Request::CredentialList { tenant }
-        | Request::AuditList { tenant, .. } => tenant.clone(),
-        _ => None,
-    }
-    // A hostile peer could send a megabyte "tenant"; the audit keeps a bounded copy.
-    .map(|t| t.chars().take(validate::MAX_TENANT_CHARS).collect())
 }
 
 fn denial_message(who: &Identity, op: Op, name: &str, code: ErrorCode, caller: &Caller) -> String {

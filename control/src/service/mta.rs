@@ -5,7 +5,7 @@
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::AdminClient;
 
-use super::Service;
+use super::writer::Service;
 
 /// Why the MTA's part of a request is missing. The text goes to operators (in
 /// answers, receipts and audit details) as it is.
@@ -26,12 +26,12 @@ impl Service {
     /// A connection to the MTA's admin socket.
     pub(crate) fn mta_client(&self) -> Result<AdminClient, MtaError> {
         let path = self
-            .settings
+            .settings()
             .mta
             .admin_socket
             .as_ref()
             .ok_or(MtaError::NotConfigured)?;
-        AdminClient::connect(path, self.settings.mta.timeout).map_err(MtaError::Connect)
+        AdminClient::connect(path, self.settings().mta.timeout).map_err(MtaError::Connect)
     }
 
     /// One exchange with the MTA's admin socket.

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use super::context::{now_ms, Ctx, Failure};
 use super::mta::MtaError;
-use super::{credentials, domains, retention, suppression, tenants, Service};
+use super::writer::Service;
+use super::{credentials, domains, retention, suppression, tenants};
 use crate::audit::AuditLog;
 use crate::records::BillingRecord;
 use crate::store::TreeName;

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::context::{now_ms, Ctx, ExtraAudit, Failure, Identity};
-use super::{erasure, tenants, Service};
+use super::writer::Service;
+use super::{erasure, tenants};
 use crate::audit::AuditLog;
 use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
 use crate::store::{audit_key, TreeName};

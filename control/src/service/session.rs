@@ -6,12 +6,13 @@ use aws_lc_rs::digest;
 
 use super::context::{now_secs, Ctx, Failure, Identity};
 use super::validate;
-use super::{Caller, Service};
+use super::writer::Service;
 use crate::error::Error;
 use crate::rbac::{Op, Subject};
 use crate::records::{OperatorRecord, SessionRecord};
 use crate::store::{hex, TreeName};
 use crate::totp;
+use way2mail_daemon::Caller;
 use way2mail_seal::password;
 use way2mail_wire::protocol::{ErrorCode, Response, Role, VERSION};
 
@@ -35,7 +36,7 @@ pub(crate) fn identify(
     token: Option<&str>,
     op: Op,
 ) -> Result<Identity, Failure> {
-    let peer = Identity::peer(caller, &service.settings);
+    let peer = Identity::peer(caller, service.settings());
     let Some(token) = token else {
         return Ok(peer);
     };
@@ -62,7 +63,7 @@ fn session_operator(
     }
     let key = session_key(token);
     let Some(session) = service
-        .store
+        .store()
         .get::<SessionRecord>(TreeName::Sessions, &key)?
     else {
         return Ok(None);
@@ -72,7 +73,7 @@ fn session_operator(
     }
     // The role is read now, not at login: a role change or removal takes effect at once.
     let operator = service
-        .store
+        .store()
         .get::<OperatorRecord>(TreeName::Operators, session.operator.as_bytes())?;
     Ok(operator.map(|o| (o, key)))
 }
@@ -94,7 +95,7 @@ pub(crate) struct PasswordCheck {
 pub(crate) fn check_password(service: &Service, name: &str, password: &str) -> PasswordCheck {
     let record = match validate::operator_name(name) {
         Ok(name) => service
-            .store
+            .store()
             .get::<OperatorRecord>(TreeName::Operators, name.as_bytes())
             .ok()
             .flatten(),

@@ -12,7 +12,7 @@ use way2mail_wire::protocol::TenantStatus;
 use zeroize::Zeroizing;
 
 use super::lockout::{user_key, user_tag};
-use super::Tenants;
+use super::state::Tenants;
 
 impl Tenants {
     pub async fn authenticate(

@@ -25,7 +25,7 @@ use way2mail_wire::protocol::{Request, Response};
 use way2mail_wire::snapshot::Snapshot;
 
 use super::directory::Directory;
-use super::Tenants;
+use super::state::Tenants;
 use super::{data_keys, snapshot_file};
 
 /// How often idle lockout and counter entries are dropped.

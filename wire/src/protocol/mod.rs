@@ -20,6 +20,8 @@ mod data;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::answer::{ErrorBody, ErrorCode};
+pub use crate::snapshot::{DkimAlgorithm, TenantStatus};
 use crate::snapshot::{Snapshot, TenantLimits};
 
 pub use data::*;
@@ -96,47 +98,6 @@ pub struct ResponseEnvelope {
     pub error: Option<ErrorBody>,
 }
 
-/// Why a request failed: a stable machine-readable `code` and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Not JSON, or JSON that is not a request (missing or wrongly typed fields).
-    BadRequest,
-    /// `v` is not a version this daemon speaks.
-    UnsupportedVersion,
-    /// `op` is not an operation this daemon knows.
-    UnknownOp,
-    /// The request line exceeds [`MAX_REQUEST_BYTES`].
-    RequestTooLarge,
-    /// No valid session token (missing, unknown or expired), and the peer
-    /// credentials alone do not allow this operation.
-    Unauthenticated,
-    /// The caller's role does not allow this operation.
-    Forbidden,
-    /// The role requires a `reason` for this operation and none was given.
-    ReasonRequired,
-    /// Wrong password or TOTP code at `login`.
-    LoginFailed,
-    NotFound,
-    AlreadyExists,
-    /// Arguments well-formed but not acceptable (bad domain, bad role, empty name, …).
-    Invalid,
-    /// The request is valid but the state forbids it (e.g. bootstrap when an admin exists).
-    Conflict,
-    /// The daemon failed (storage); the request may or may not have taken effect.
-    Internal,
-    /// The daemon is at its connection limit; try again shortly.
-    Busy,
-    /// Another daemon the request needs (the MTA's admin socket) cannot be reached.
-    Unavailable,
-}
-
 /// Operator roles, least privilege first in each pair:
 /// `admin` everything; `operator` tenants, domains, credentials, queue;
 /// `support` tenant metadata only (never message content or credentials, and a
@@ -161,14 +122,6 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatus {
-    Active,
-    Suspended,
-    Terminated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -671,32 +624,6 @@ impl DomainInfo {
     /// Whether the MTA may send mail from it: verified, or overridden.
     pub fn may_send(&self) -> bool {
         self.verified_at.is_some() || self.send_unverified
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DkimAlgorithm {
-    /// `a=rsa-sha256`, 2048-bit keys.
-    RsaSha256,
-    /// `a=ed25519-sha256` (RFC 8463).
-    Ed25519Sha256,
-}
-
-impl DkimAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DkimAlgorithm::RsaSha256 => "rsa-sha256",
-            DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
-        }
-    }
-
-    /// The `k=` tag of the DNS record.
-    pub fn key_type(self) -> &'static str {
-        match self {
-            DkimAlgorithm::RsaSha256 => "rsa",
-            DkimAlgorithm::Ed25519Sha256 => "ed25519",
-        }
     }
 }
 
