@@ -8,8 +8,9 @@
 //! [`crate::Reply`], `ehlo` turns the EHLO answer into [`Extensions`], `auth` logs in
 //! to a smart host, `transaction` runs one message (checks against the peer's
 //! extensions, MAIL, RCPT, DATA or BDAT, one [`Disposition`] per recipient), `body`
-//! puts the content on the wire. This file holds the session: greeting, EHLO with
-//! HELO fallback, STARTTLS, RSET, QUIT and failures.
+//! puts the content on the wire (CRLF line ends only, dot-stuffed for DATA). This
+//! file holds the session: greeting, EHLO with HELO fallback, STARTTLS, RSET, QUIT
+//! and failures.
 //!
 //! Every command sent queues what its reply will answer (`Expect`), so pipelined
 //! replies are matched in order by one mechanism, with or without PIPELINING.
@@ -92,7 +93,8 @@ pub struct OutboundMessage {
     pub smtputf8: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
-    /// The content as spooled (lines end in CRLF, bare LFs possible).
+    /// The content as spooled. Lines should end in CRLF; a bare CR or LF (mail
+    /// spooled before the receivers normalised them) goes out as CRLF.
     pub body: Arc<Vec<u8>>,
 }
 

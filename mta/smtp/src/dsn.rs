@@ -210,7 +210,7 @@ fn assemble(
                 "Original message",
                 returned.eight_bit,
             ),
-            returned.body,
+            &returned.body,
         ),
     ];
     let boundary = boundary(req, &parts);

@@ -20,6 +20,8 @@
 //!   dsn.rs        RFC 3464 delivery status notifications, built from an envelope
 //!   dsn/
 //!   date.rs       RFC 5322 and RFC 3339 dates in UTC
+//!   line_ends.rs  CRLF only: bare CR and LF become CRLF, for content that comes in
+//!                 (BDAT) and goes out (BDAT, the original in a DSN)
 //! ```
 //!
 //! A session reads bytes, calls [`server::Protocol::feed`], then
@@ -33,6 +35,7 @@ pub mod date;
 pub mod dsn;
 pub mod envelope;
 mod id;
+mod line_ends;
 pub mod path;
 pub mod relay;
 pub mod reply;

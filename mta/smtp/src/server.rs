@@ -7,9 +7,12 @@
 //! octets) or hands it to the DATA / BDAT receivers; `command.rs` turns a line into a
 //! typed [`Command`](command::Command); one handler per verb (`ehlo.rs`, `auth.rs`,
 //! `mail.rs`, `rcpt.rs`, `data.rs`, `bdat.rs`, `starttls.rs`) checks it against the
-//! session state and answers with a [`Reply`](reply::Reply). A finished message is the
-//! body buffer (`body.rs`, starting with the `Received:` header from `received.rs`)
-//! plus the envelope, handed out as [`Event::Message`]. AUTH (`auth.rs`) decodes the
+//! session state and answers with a [`Reply`](reply::Reply). The DATA and BDAT
+//! receivers turn every bare CR or LF into CRLF (or note it, for `reject`) and note
+//! NUL octets as the content goes by. A finished message is the body buffer
+//! (`body.rs`, starting with the `Received:` header from `received.rs`) plus the
+//! envelope, handed out as [`Event::Message`]; content that fails the end-of-data
+//! checks (`message.rs`) is [`Event::Refused`] instead. AUTH (`auth.rs`) decodes the
 //! SASL exchange and hands the credentials out as [`Event::Authenticate`]; the
 //! verdict, and the [`TenantPolicy`] checks of an authenticated session, stay with
 //! the caller.
@@ -23,6 +26,7 @@
 //!           NeedInput        => { write(p.output()); p.clear_output(); p.feed(read()?) }
 //!           StartTls         => { write(p.output()); p.clear_output(); handshake; p.tls_established(desc) }
 //!           Message{..}      => { let r = spool(..); p.message_queued(r) }
+//!           Refused{..}      => log(..)
 //!           Authenticate{..} => { let v = check(..); p.auth_result(v) }
 //!           Tarpit(d)        => { sleep(d); write(p.output()); p.clear_output() }
 //!           Close            => { write(p.output()); close; break }
@@ -51,12 +55,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Envelope, MessageId};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::relay::RelayPolicy;
 use crate::reply;
 
 pub use auth::MAX_AUTH_LINE;
+pub use message::ContentRefusal;
 pub use protocol::Protocol;
 
 /// The listener a session came in on; it decides the TLS and relay rules.
@@ -95,6 +101,22 @@ pub struct Limits {
     pub tarpit_delay: Duration,
     /// More `Received:` headers than this in a message means a mail loop (`554 5.4.6`).
     pub max_received_headers: usize,
+    /// What a bare CR or LF in message content gets.
+    pub bare_line_endings: BareLineEndings,
+}
+
+/// What to do with a bare CR or bare LF in DATA or BDAT content (`[limits]
+/// bare_line_endings`). Either way only `<CRLF>.<CRLF>` ends DATA, and nothing with a
+/// bare CR or LF is ever handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Each becomes CRLF before the message is handed out.
+    #[default]
+    Normalize,
+    /// The message is refused after the end of data with `550 5.6.0` (like Postfix's
+    /// `smtpd_forbid_bare_newline = reject`).
+    Reject,
 }
 
 /// The documented defaults (docs/configuration.md, `[limits]`); the daemon's
@@ -108,6 +130,7 @@ impl Default for Limits {
             tarpit_after_errors: 3,
             tarpit_delay: Duration::from_secs(1),
             max_received_headers: 30,
+            bare_line_endings: BareLineEndings::Normalize,
         }
     }
 }
@@ -218,8 +241,16 @@ pub enum Event {
     Message {
         id: MessageId,
         envelope: Envelope,
-        /// The `Received:` header followed by the message content as received.
+        /// The `Received:` header followed by the message content as received, dot
+        /// unstuffed, every line ending in CRLF.
         body: Vec<u8>,
+    },
+    /// The protocol refused the message at the end of its content (nothing to spool):
+    /// log it if you like, then call `next_event()`, which queues the reply
+    /// (`reason.reply()`). The transaction is over; the session goes on.
+    Refused {
+        id: MessageId,
+        reason: ContentRefusal,
     },
     /// Sleep this long, then write pending output and call `next_event()` again.
     Tarpit(Duration),
@@ -247,6 +278,11 @@ impl fmt::Debug for Event {
                 .field("id", id)
                 .field("envelope", envelope)
                 .field("body_len", &body.len())
+                .finish(),
+            Event::Refused { id, reason } => f
+                .debug_struct("Refused")
+                .field("id", id)
+                .field("reason", reason)
                 .finish(),
             Event::Tarpit(d) => f.debug_tuple("Tarpit").field(d).finish(),
             Event::Close => f.write_str("Close"),

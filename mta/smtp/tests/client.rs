@@ -348,7 +348,8 @@ fn data_is_dot_stuffed_and_ends_with_crlf() {
             Peer(b"250 ok\r\n"),
             Client(b"DATA\r\n"),
             Peer(b"354 go\r\n"),
-            Client(b"..first\r\nmiddle\n..after bare LF\r\n...two\r\nno dot.\r\n..\r\n.\r\n"),
+            // The bare LF goes out as CRLF and starts a line, which is stuffed.
+            Client(b"..first\r\nmiddle\r\n..after bare LF\r\n...two\r\nno dot.\r\n..\r\n.\r\n"),
             Peer(b"554 5.6.0 rejected\r\n"),
         ],
     );
@@ -365,11 +366,12 @@ fn bdat_with_chunking() {
         hello(ehlo),
         vec![
             Send(message(&["b@x.net", "c@x.net"], body)),
+            // SIZE and the chunk count the octets as sent: the bare LF becomes CRLF.
             Client(
-                b"MAIL FROM:<a@example.org> SIZE=12\r\nRCPT TO:<b@x.net>\r\nRCPT TO:<c@x.net>\r\n",
+                b"MAIL FROM:<a@example.org> SIZE=13\r\nRCPT TO:<b@x.net>\r\nRCPT TO:<c@x.net>\r\n",
             ),
             Peer(b"250 ok\r\n250 ok\r\n250 ok\r\n"),
-            Client(b"BDAT 12 LAST\r\n.raw\nbody\r\n."),
+            Client(b"BDAT 13 LAST\r\n.raw\r\nbody\r\n."),
             Peer(b"250-2.0.0 ok\r\n250 2.0.0 queued\r\n"),
             // A refused BDAT is followed by RSET (RFC 3030).
             Send(message(&["b@x.net", "c@x.net"], b"x")),
@@ -793,5 +795,74 @@ proptest! {
             last = c.next_event();
         }
         prop_assert_eq!(last, ClientEvent::Closed);
+    }
+}
+
+/// Every CR is followed by LF and every LF preceded by CR.
+fn crlf_only(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && bytes[i - 1] == b'\r',
+        _ => true,
+    })
+}
+
+/// What the client writes for `body` once the peer said yes to everything up to the
+/// content, with or without CHUNKING.
+fn content_on_the_wire(body: &[u8], chunking: bool) -> Vec<u8> {
+    let mut c = ClientSession::new(params(TlsPolicy::None));
+    let (mut events, mut out) = (Vec::new(), Vec::new());
+    let ehlo: &[u8] = if chunking {
+        b"250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+    } else {
+        b"250-mx\r\n250 PIPELINING\r\n"
+    };
+    for step in [&b"220 mx\r\n"[..], ehlo] {
+        c.feed(step);
+        settle(&mut c, &mut events, &mut out);
+    }
+    c.send(message(&["b@x.net"], body));
+    settle(&mut c, &mut events, &mut out);
+    out.clear();
+    let replies: &[u8] = if chunking {
+        b"250 ok\r\n250 ok\r\n"
+    } else {
+        b"250 ok\r\n250 ok\r\n354 go\r\n"
+    };
+    c.feed(replies);
+    settle(&mut c, &mut events, &mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the spool holds, no bare CR or LF goes out; with DATA a receiver that
+    /// also ends lines at a bare LF finds the end of data exactly where a strict one
+    /// does; with BDAT the size announced is the size sent.
+    #[test]
+    fn outbound_content_never_has_a_bare_cr_or_lf(
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(0u8), any::<u8>()],
+            0..400,
+        ),
+    ) {
+        let data = content_on_the_wire(&body, false);
+        prop_assert!(crlf_only(&data), "{:?}", data);
+        prop_assert!(data.ends_with(b"\r\n.\r\n"));
+        let end = data.windows(3).enumerate().position(|(i, w)| {
+            w == b".\r\n" && (i == 0 || data[i - 1] == b'\n')
+        });
+        prop_assert_eq!(end.map(|i| i + 3), Some(data.len()), "{:?}", data);
+
+        let bdat = content_on_the_wire(&body, true);
+        let text = String::from_utf8_lossy(&bdat);
+        let header_end = text.find("\r\n").map(|p| p + 2);
+        prop_assert!(header_end.is_some());
+        let header_end = header_end.unwrap_or_default();
+        let size: usize = text[5..header_end - 7].parse().unwrap_or(usize::MAX);
+        prop_assert!(text.starts_with("BDAT ") && text[..header_end].ends_with(" LAST\r\n"));
+        prop_assert_eq!(bdat.len() - header_end, size);
+        prop_assert!(crlf_only(&bdat[header_end..]), "{:?}", bdat);
     }
 }

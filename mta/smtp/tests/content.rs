@@ -1,5 +1,6 @@
 //! What is stored: the exact body bytes (Received header first, then the content
-//! unstuffed but otherwise untouched) and the envelope handed out with it.
+//! unstuffed, every bare CR or LF turned into CRLF, otherwise untouched) and the
+//! envelope handed out with it.
 
 mod driver;
 
@@ -41,7 +42,7 @@ fn c13_body_is_unstuffed_exactly() {
 }
 
 #[test]
-fn c13_bare_cr_and_lf_are_kept_and_smuggled_text_stays_content() {
+fn c13_bare_cr_and_lf_become_crlf_and_smuggled_text_stays_content() {
     let m = one_message(
         Setup::Mx,
         &[&[
@@ -52,10 +53,72 @@ fn c13_bare_cr_and_lf_are_kept_and_smuggled_text_stays_content() {
         ]
         .concat()],
     );
+    // Every `.` line after a bare line end is content: its dot is stuffing, removed.
     assert_eq!(
         m.content(),
-        b"a\nb\rc\r\n\nMAIL FROM:<e@x.example>\n.\r\n\r.\r\nend\r\n"
+        b"a\r\nb\r\nc\r\n\r\nMAIL FROM:<e@x.example>\r\n\r\n\r\n\r\nend\r\n"
     );
+}
+
+#[test]
+fn c13_bare_lf_lines_are_unstuffed_like_crlf_lines() {
+    let m = one_message(
+        Setup::Mx,
+        &[&[
+            E,
+            M,
+            R,
+            "DATA\r\nSubject: t\n\n..x\n...y\n.z\nplain\n\r\n.\r\n",
+        ]
+        .concat()],
+    );
+    assert_eq!(
+        m.content(),
+        b"Subject: t\r\n\r\n.x\r\n..y\r\nz\r\nplain\r\n\r\n"
+    );
+}
+
+#[test]
+fn c13_bdat_bare_line_ends_become_crlf_across_chunks() {
+    // A CR ending one chunk and the LF starting the next are one CRLF; a CR ending
+    // the last chunk was bare.
+    let m = one_message(
+        Setup::Mx,
+        &[&[
+            E,
+            M,
+            R,
+            "BDAT 10\r\nA: 1\nB: 2\rBDAT 7\r\n\n\nbody\rBDAT 2 LAST\r\n.\r",
+        ]
+        .concat()],
+    );
+    assert_eq!(m.content(), b"A: 1\r\nB: 2\r\n\r\nbody\r\n.\r\n");
+}
+
+#[test]
+fn c13_handed_out_content_never_has_a_bare_cr_or_lf() {
+    let endings = [
+        "\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n", "\r.\r\n", "\r.\n", "\n.\r", "\r\n.\r",
+    ];
+    for end in endings {
+        let data = format!("DATA\r\nx{end}MAIL FROM:<evil@x.example>\r\n.\r\n");
+        let m = one_message(Setup::Mx, &[&[E, M, R, &data].concat()]);
+        assert!(crlf_only(&m.body), "{end:?}: {:?}", m.body);
+        assert!(driver::find(m.content(), b"MAIL FROM:<evil@x.example>\r\n").is_some());
+        let bdat = format!("x{end}MAIL FROM:<evil@x.example>\r\n");
+        let chunk = format!("BDAT {} LAST\r\n{bdat}", bdat.len());
+        let m = one_message(Setup::Mx, &[&[E, M, R, &chunk].concat()]);
+        assert!(crlf_only(&m.body), "BDAT {end:?}: {:?}", m.body);
+    }
+}
+
+/// Every CR is followed by LF and every LF preceded by CR.
+fn crlf_only(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && bytes[i - 1] == b'\r',
+        _ => true,
+    })
 }
 
 #[test]

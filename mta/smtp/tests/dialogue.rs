@@ -1,7 +1,8 @@
 //! The dialogue table: client bytes and the reply codes a careful server gives, one
 //! or more cases per line of `SMTP_CONFORMANCE.md` (named `cNN_...` after the line).
 //! Every case runs fed whole, split at every byte boundary, and byte by byte; all
-//! three must give the same replies, events and messages.
+//! three must give the same replies, events and messages, and no message handed out
+//! may hold a bare CR or LF.
 
 mod driver;
 
@@ -20,6 +21,8 @@ struct Case {
     codes: Vec<u16>,
     closed: bool,
     messages: usize,
+    /// Reply lines that must appear verbatim.
+    lines: Vec<&'static str>,
 }
 
 fn case(name: &'static str, setup: Setup, phases: &[&str], codes: &[u16]) -> Case {
@@ -30,6 +33,7 @@ fn case(name: &'static str, setup: Setup, phases: &[&str], codes: &[u16]) -> Cas
         codes: codes.to_vec(),
         closed: false,
         messages: 0,
+        lines: Vec::new(),
     }
 }
 
@@ -41,6 +45,11 @@ impl Case {
 
     fn messages(mut self, n: usize) -> Case {
         self.messages = n;
+        self
+    }
+
+    fn line(mut self, line: &'static str) -> Case {
+        self.lines.push(line);
         self
     }
 }
@@ -327,22 +336,150 @@ fn extension_cases() -> Vec<Case> {
     ]
 }
 
-/// Line 13: none of these endings may end DATA; the text after them stays content.
+/// The end-of-data lookalikes of the SMTP smuggling research (SEC Consult 2023 and
+/// the advisories that followed): bare CR and LF around the dot in every mix, and a
+/// NUL next to it.
+const SMUGGLING_ENDINGS: [(&str, &str); 12] = [
+    ("lf_dot_lf", "\n.\n"),
+    ("cr_dot_cr", "\r.\r"),
+    ("crlf_dot_lf", "\r\n.\n"),
+    ("lf_dot_crlf", "\n.\r\n"),
+    ("cr_dot_crlf", "\r.\r\n"),
+    ("cr_dot_lf", "\r.\n"),
+    ("crlf_dot_cr", "\r\n.\r"),
+    ("lf_dot_cr", "\n.\r"),
+    ("crlf_dot_crcrlf", "\r\n.\r\r\n"),
+    ("lf_dot_lf_crlf", "\n.\n\r\n"),
+    ("crlf_nul_dot_crlf", "\r\n\0.\r\n"),
+    ("crlf_dot_nul_crlf", "\r\n.\0\r\n"),
+];
+
+const BARE_REFUSED: &str = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF";
+const NUL_REFUSED: &str = "550 5.6.0 Message contains a NUL octet";
+
+/// Line 13: none of the smuggling endings ends DATA, and what follows them stays
+/// content of the one message, never commands. Each runs through DATA and BDAT, with
+/// `bare_line_endings` at `normalize` (one message, CRLF only) and at `reject`
+/// (`550 5.6.0` after the data); a NUL is refused either way.
 fn smuggling_cases() -> Vec<Case> {
-    let endings = [
-        ("c13_smuggle_lf_dot_lf", "\n.\n"),
-        ("c13_smuggle_cr_dot_cr", "\r.\r"),
-        ("c13_smuggle_crlf_dot_lf", "\r\n.\n"),
-        ("c13_smuggle_lf_dot_crlf", "\n.\r\n"),
-        ("c13_smuggle_cr_dot_crlf", "\r.\r\n"),
-    ];
-    endings
-        .iter()
-        .map(|(name, end)| {
-            let body = format!("DATA\r\nSubject: s\r\n\r\nx{end}MAIL FROM:<evil@x.example>\r\nRCPT TO:<v@example.org>\r\nDATA\r\nevil\r\n.\r\n");
-            case(name, Setup::Mx, &[&cat(&[E, M, R, &body])], &[220, 250, 250, 250, 354, 250]).messages(1)
-        })
-        .collect()
+    let smuggled = "MAIL FROM:<evil@x.example>\r\nRCPT TO:<v@example.org>\r\nDATA\r\nevil\r\n";
+    let mut v = Vec::new();
+    for (name, end) in SMUGGLING_ENDINGS {
+        let nul = end.contains('\0');
+        let content = format!("Subject: s\r\n\r\nx{end}{smuggled}");
+        let data = format!("DATA\r\n{content}.\r\nNOOP\r\n");
+        let bdat = format!("BDAT {} LAST\r\n{content}NOOP\r\n", content.len());
+        for (via, input, start) in [("data", data, 354), ("bdat", bdat, 0)] {
+            for setup in [Setup::Mx, Setup::MxRejectBare] {
+                let mode = if setup == Setup::Mx {
+                    "normalize"
+                } else {
+                    "reject"
+                };
+                let name = leak(format!("c13_smuggle_{name}_{via}_{mode}"));
+                let mut codes = vec![220, 250, 250, 250];
+                if start != 0 {
+                    codes.push(start);
+                }
+                let refused = nul || setup == Setup::MxRejectBare;
+                codes.extend([if refused { 550 } else { 250 }, 250]);
+                let c = case(name, setup, &[&cat(&[E, M, R, &input])], &codes);
+                v.push(match (nul, refused) {
+                    (true, _) => c.line(NUL_REFUSED),
+                    (false, true) => c.line(BARE_REFUSED),
+                    (false, false) => c.messages(1),
+                });
+            }
+        }
+    }
+    v.extend(line_end_cases());
+    v
+}
+
+/// Line 13: bare CR and LF in ordinary content, and NUL.
+fn line_end_cases() -> Vec<Case> {
+    use Setup::*;
+    let bare = cat(&[
+        E,
+        M,
+        R,
+        "DATA\r\nSubject: t\n\nline\rline\r\n.\r\n",
+        M,
+        R,
+        MSG,
+    ]);
+    let bdat_bare = cat(&[E, M, R, "BDAT 4\r\na\r\rbBDAT 2 LAST\r\n\n\n"]);
+    let cr_lf_split = cat(&[E, M, R, "BDAT 2\r\na\rBDAT 1 LAST\r\n\n"]);
+    vec![
+        case(
+            "c13_bare_lf_and_cr_normalized",
+            Mx,
+            &[&bare],
+            &[220, 250, 250, 250, 354, 250, 250, 250, 354, 250],
+        )
+        .messages(2),
+        case(
+            "c13_bare_lf_and_cr_rejected",
+            MxRejectBare,
+            &[&bare],
+            &[220, 250, 250, 250, 354, 550, 250, 250, 354, 250],
+        )
+        .messages(1)
+        .line(BARE_REFUSED),
+        case(
+            "c13_bdat_bare_normalized",
+            Mx,
+            &[&bdat_bare],
+            &[220, 250, 250, 250, 250, 250],
+        )
+        .messages(1),
+        case(
+            "c13_bdat_bare_rejected",
+            MxRejectBare,
+            &[&bdat_bare],
+            &[220, 250, 250, 250, 250, 550],
+        )
+        .line(BARE_REFUSED),
+        // A CR ending one chunk and an LF starting the next are one CRLF, not bare.
+        case(
+            "c13_bdat_crlf_across_chunks_is_no_bare_line_end",
+            MxRejectBare,
+            &[&cr_lf_split],
+            &[220, 250, 250, 250, 250, 250],
+        )
+        .messages(1),
+        case(
+            "c13_crlf_only_passes_reject",
+            MxRejectBare,
+            &[&cat(&[E, M, R, MSG])],
+            &[220, 250, 250, 250, 354, 250],
+        )
+        .messages(1),
+        case(
+            "c13_nul_in_data_refused",
+            Mx,
+            &[&cat(&[
+                E,
+                M,
+                R,
+                "DATA\r\nSubject: t\r\n\r\na\0b\r\n.\r\nNOOP\r\n",
+            ])],
+            &[220, 250, 250, 250, 354, 550, 250],
+        )
+        .line(NUL_REFUSED),
+        case(
+            "c13_nul_in_bdat_refused",
+            Mx,
+            &[&cat(&[E, M, R, "BDAT 3 LAST\r\na\0bRSET\r\n"])],
+            &[220, 250, 250, 250, 550, 250],
+        )
+        .line(NUL_REFUSED),
+    ]
+}
+
+/// Case names are `&'static str`; the generated ones live as long as the test.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
 }
 
 /// Line 12: 100 recipients are accepted, the 101st gets 452 (not 552).
@@ -362,6 +499,30 @@ fn check(c: &Case, t: &Transcript, how: &str) {
     assert_eq!(t.codes(), c.codes, "{} ({how}): codes", c.name);
     assert_eq!(t.closed, c.closed, "{} ({how}): closed", c.name);
     assert_eq!(t.messages.len(), c.messages, "{} ({how}): messages", c.name);
+    for line in &c.lines {
+        assert!(
+            t.lines().any(|l| l == *line),
+            "{} ({how}): no {line:?}",
+            c.name
+        );
+    }
+    for m in &t.messages {
+        assert!(
+            crlf_only(&m.body),
+            "{} ({how}): bare CR or LF in {:?}",
+            c.name,
+            m.body
+        );
+    }
+}
+
+/// Every CR is followed by LF and every LF preceded by CR.
+fn crlf_only(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && bytes[i - 1] == b'\r',
+        _ => true,
+    })
 }
 
 fn whole(c: &Case) -> Transcript {

@@ -1,12 +1,13 @@
 //! Delivery status notifications built by `outbound::dsn` and parsed back with
 //! mail-parser, field by field: the report structure, the machine-readable
-//! delivery-status fields, what is returned of the original, and when no notice is
-//! due at all.
+//! delivery-status fields, what is returned of the original, when no notice is
+//! due at all, and that every line of a notice ends in CRLF whatever the original.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use mail_parser::{DateTime, Message, MessageParser, MessagePart, MimeHeaders};
+use proptest::prelude::*;
 use way2mail_smtp::dsn::{build, Action, Dsn, DsnRecipient, DsnRequest};
 use way2mail_smtp::{BodyType, Envelope, Notify, Origin, Ret};
 
@@ -580,4 +581,64 @@ fn hostile_values_stay_in_their_fields() {
         long.starts_with("smtp; 550 5.7.1 blocked blocked"),
         "{long}"
     );
+}
+
+/// Every CR is followed by LF and every LF preceded by CR.
+fn crlf_only(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && bytes[i - 1] == b'\r',
+        _ => true,
+    })
+}
+
+#[test]
+fn an_original_with_bare_line_ends_comes_back_with_crlf() {
+    // Spooled before the receivers normalised line ends.
+    let bare = b"From: a@example.org\nSubject: old\r\rbody\n.\nMAIL FROM:<x@y>\r\n";
+    for ret in [Ret::Full, Ret::Headers] {
+        let env = envelope(
+            "alice@example.org",
+            vec![rcpt("bob@example.net", UNSPECIFIED, None)],
+            Some(ret),
+        );
+        let dsn = run(&env, bare, vec![failed_550(0)]).expect("a notice");
+        assert!(
+            crlf_only(&dsn.message),
+            "{ret:?}: {:?}",
+            String::from_utf8_lossy(&dsn.message)
+        );
+        let msg = parse(&dsn);
+        let [_, _, returned] = report_parts(&msg);
+        let text = String::from_utf8_lossy(returned.contents());
+        assert!(
+            text.starts_with("From: a@example.org\r\nSubject: old\r\n"),
+            "{text:?}"
+        );
+        assert_eq!(text.contains("body"), ret == Ret::Full, "{text:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn notices_have_crlf_line_ends_only(
+        original in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b':'), any::<u8>()],
+            0..400,
+        ),
+        full in any::<bool>(),
+        diagnostic in ".{0,80}",
+    ) {
+        let env = envelope(
+            "alice@example.org",
+            vec![rcpt("bob@example.net", UNSPECIFIED, None)],
+            Some(if full { Ret::Full } else { Ret::Headers }),
+        );
+        let outcome = DsnRecipient {
+            diagnostic: Some(diagnostic),
+            ..failed_550(0)
+        };
+        let dsn = run(&env, &original, vec![outcome]).expect("a notice");
+        prop_assert!(crlf_only(&dsn.message), "{:?}", String::from_utf8_lossy(&dsn.message));
+    }
 }

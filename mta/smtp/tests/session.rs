@@ -1,13 +1,14 @@
 //! Session behaviour driven through the API rather than bytes alone: EHLO contents,
 //! enhanced status codes (line 31), timeouts (line 32), shutdown, the error limit and
-//! tarpit, spool health, queue failures, `in_data`, and bounded buffering.
+//! tarpit, spool health, queue failures, refused content, `in_data`, and bounded
+//! buffering.
 
 mod driver;
 
 use std::time::Duration;
 
 use driver::{drive, params, run, Setup, Transcript, HOST};
-use way2mail_smtp::server::{Event, Protocol, QueueFailure, SpoolState};
+use way2mail_smtp::server::{ContentRefusal, Event, Protocol, QueueFailure, SpoolState};
 
 const E: &str = "EHLO client.example\r\n";
 const M: &str = "MAIL FROM:<sender@client.example>\r\n";
@@ -233,6 +234,89 @@ fn queue_failures_choose_the_reply() {
             "both NOOPs answered after: {out:?}"
         );
     }
+}
+
+#[test]
+fn refused_content_is_an_event_before_its_reply() {
+    let cases = [
+        (Setup::Mx, "a\0b", ContentRefusal::Nul, "550 5.6.0 "),
+        (
+            Setup::MxRejectBare,
+            "a\nb",
+            ContentRefusal::BareLineEnding,
+            "550 5.6.0 ",
+        ),
+        (
+            Setup::Mx,
+            &"a".repeat(999),
+            ContentRefusal::LineTooLong,
+            "500 5.5.2 ",
+        ),
+        (
+            Setup::Mx,
+            &"Received: x\r\n".repeat(11),
+            ContentRefusal::Loop,
+            "554 5.4.6 ",
+        ),
+    ];
+    for (setup, content, reason, reply) in cases {
+        let mut p = Protocol::new(params(setup));
+        p.feed(
+            [E, M, R, "DATA\r\n", content, "\r\n.\r\nNOOP\r\n"]
+                .concat()
+                .as_bytes(),
+        );
+        p.clear_output();
+        let Event::Refused { id, reason: got } = p.next_event() else {
+            panic!("{reason:?}: no refusal");
+        };
+        assert_eq!(got, reason);
+        assert_eq!(reason.reply().to_string().get(..10), Some(reply));
+        assert!(!id.to_string().is_empty());
+        let before = String::from_utf8(p.output().to_vec()).expect("utf-8");
+        assert!(
+            !before.contains(reply),
+            "{reason:?}: replied before the event"
+        );
+        assert!(matches!(p.next_event(), Event::NeedInput));
+        let out = String::from_utf8(p.output().to_vec()).expect("utf-8");
+        assert!(
+            out.ends_with(&format!("{}\r\n250 2.0.0 Ok\r\n", reason.reply())),
+            "{reason:?}: {out:?}"
+        );
+        assert!(out.contains(reply), "{out:?}");
+    }
+    // A BDAT chunk over the size limit is refused at that chunk.
+    let mut p = Protocol::new(params(Setup::Mx));
+    let big = format!("BDAT 10001\r\n{}", "z".repeat(10_001));
+    p.feed([E, M, R, &big].concat().as_bytes());
+    assert!(matches!(
+        p.next_event(),
+        Event::Refused {
+            reason: ContentRefusal::TooBig,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn refusals_count_towards_the_error_limit() {
+    // Strict: tarpit after 2 errors; a refused message is an error like any 5xx.
+    let bad = [M, R, "DATA\r\na\0\r\n.\r\n"].concat();
+    let t = run(Setup::Strict, &[[E, &bad, &bad, &bad].concat().as_bytes()]);
+    assert_eq!(
+        t.codes(),
+        [220, 250, 250, 250, 354, 550, 250, 250, 354, 550, 250, 250, 354, 550]
+    );
+    assert_eq!(
+        t.events,
+        [
+            "refused nul_octet",
+            "refused nul_octet",
+            "refused nul_octet",
+            "tarpit 5ms"
+        ]
+    );
 }
 
 #[test]

@@ -1,34 +1,56 @@
 //! The message content on the wire. DATA needs dot-stuffing (RFC 5321 §4.5.2) and a
-//! final CRLF before the `.` terminator; BDAT sends the octets as they are.
+//! final CRLF before the `.` terminator; BDAT sends the octets with no stuffing.
 //!
-//! A line starts after CRLF and also after a bare LF: stored bodies may keep bare
-//! LFs, and a receiver that takes LF as a line end must never see a line `.` that
-//! we did not mean as the end of data (the SMTP smuggling family of bugs).
+//! Either way nothing leaves with a bare CR or a bare LF: each becomes CRLF, whatever
+//! the spool holds (mail queued before the receivers normalised line ends, a bounce
+//! built from such mail). A next hop that took a bare CR or LF as a line end could
+//! otherwise see a line `.` that we did not mean as the end of data (the SMTP
+//! smuggling family of bugs). A line starts after every line end so normalised, and
+//! every line that starts with `.` is stuffed. The size a BDAT announces counts the
+//! octets as written.
+
+use crate::line_ends;
 
 /// Appends `body` as DATA content, terminator included.
 pub(super) fn write_data(body: &[u8], out: &mut Vec<u8>) {
     // Stuffing adds one octet per dotted line; most bodies have none or few.
     out.reserve(body.len() + 16);
+    let mut line_start = true;
     let mut rest = body;
-    while let Some(&first) = rest.first() {
-        if first == b'.' {
+    while !rest.is_empty() {
+        if line_start && rest[0] == b'.' {
             out.push(b'.');
         }
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1);
-        out.extend_from_slice(&rest[..end]);
-        rest = &rest[end..];
-    }
-    if !body.ends_with(b"\r\n") {
-        // A final bare LF becomes the CRLF; otherwise the last line gets one.
-        if body.ends_with(b"\n") {
-            out.pop();
+        match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            None => {
+                out.extend_from_slice(rest);
+                line_start = false;
+                rest = &[];
+            }
+            Some(p) => {
+                // The line's text, then CRLF in place of whatever line end it had.
+                out.extend_from_slice(&rest[..p]);
+                out.extend_from_slice(b"\r\n");
+                let crlf = rest[p] == b'\r' && rest.get(p + 1) == Some(&b'\n');
+                rest = &rest[p + if crlf { 2 } else { 1 }..];
+                line_start = true;
+            }
         }
+    }
+    if !line_start || body.is_empty() {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
+}
+
+/// The octet count a BDAT of `body` announces: the body with CRLF line ends only.
+pub(super) fn bdat_size(body: &[u8]) -> usize {
+    line_ends::normalized_len(body)
+}
+
+/// Appends `body` as the content of one BDAT, [`bdat_size`] octets.
+pub(super) fn write_bdat(body: &[u8], out: &mut Vec<u8>) {
+    line_ends::extend_normalized(body, out);
 }
 
 /// True when the body can go to a peer without 8BITMIME unchanged.
@@ -39,6 +61,7 @@ pub(super) fn is_seven_bit(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn data(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -46,19 +69,35 @@ mod tests {
         out
     }
 
+    fn bdat(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_bdat(body, &mut out);
+        assert_eq!(out.len(), bdat_size(body), "{body:?}");
+        out
+    }
+
     #[test]
     fn stuffing() {
         assert_eq!(data(b".a\r\nb\r\n"), b"..a\r\nb\r\n.\r\n");
         assert_eq!(data(b"a\r\n.\r\nb\r\n"), b"a\r\n..\r\nb\r\n.\r\n");
-        assert_eq!(data(b"a\n.b\n"), b"a\n..b\r\n.\r\n");
-        assert_eq!(data(b"a\r.b\r\n"), b"a\r.b\r\n.\r\n");
         assert_eq!(data(b"a.\r\n.."), b"a.\r\n...\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_line_ends_become_crlf_and_start_lines() {
+        assert_eq!(data(b"a\n.b\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(data(b"a\r.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(data(b"x\n.\nMAIL"), b"x\r\n..\r\nMAIL\r\n.\r\n");
+        assert_eq!(data(b"x\r.\r\n"), b"x\r\n..\r\n.\r\n");
+        assert_eq!(data(b"x\r\r\n\n"), b"x\r\n\r\n\r\n.\r\n");
+        assert_eq!(bdat(b"a\n.b\rc\r\nd\r"), b"a\r\n.b\r\nc\r\nd\r\n");
+        assert_eq!(bdat(b"a\r\n"), b"a\r\n");
     }
 
     #[test]
     fn final_line_end() {
         assert_eq!(data(b"a"), b"a\r\n.\r\n");
-        assert_eq!(data(b"a\r"), b"a\r\r\n.\r\n");
+        assert_eq!(data(b"a\r"), b"a\r\n.\r\n");
         assert_eq!(data(b"a\n"), b"a\r\n.\r\n");
         assert_eq!(data(b""), b"\r\n.\r\n");
         assert_eq!(data(b"."), b"..\r\n.\r\n");
@@ -68,5 +107,62 @@ mod tests {
     fn seven_bit() {
         assert!(is_seven_bit(b"plain\r\n"));
         assert!(!is_seven_bit("caf\u{e9}".as_bytes()));
+    }
+
+    /// Reads DATA content back as a strict receiver does (lines end at CRLF only, the
+    /// first `.` line ends it), and as a lax one does (a bare LF ends a line too).
+    fn unstuff(wire: &[u8], lax: bool) -> (Vec<u8>, usize) {
+        let mut content = Vec::new();
+        let mut rest = wire;
+        loop {
+            let end = if lax {
+                rest.iter().position(|&b| b == b'\n').map(|p| (p, p + 1))
+            } else {
+                rest.windows(2)
+                    .position(|w| w == b"\r\n")
+                    .map(|p| (p, p + 2))
+            };
+            let Some((text_end, next)) = end else {
+                panic!("no terminator in {wire:?}");
+            };
+            let line = rest[..text_end]
+                .strip_suffix(b"\r")
+                .unwrap_or(&rest[..text_end]);
+            if line == b"." {
+                return (content, wire.len() - rest.len() + next);
+            }
+            content.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+            content.extend_from_slice(b"\r\n");
+            rest = &rest[next..];
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_bare_ever_leaves_and_every_receiver_sees_one_message(
+            body in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()],
+                0..300,
+            ),
+        ) {
+            let wire = data(&body);
+            prop_assert!(line_ends::is_crlf_only(&wire), "{:?}", wire);
+            prop_assert!(wire.ends_with(b"\r\n.\r\n"));
+            // A strict and a lax receiver both find the end exactly at the end, and
+            // read the same, normalised, content.
+            let (strict, used) = unstuff(&wire, false);
+            prop_assert_eq!(used, wire.len());
+            let (lax, used) = unstuff(&wire, true);
+            prop_assert_eq!(used, wire.len());
+            prop_assert_eq!(&strict, &lax);
+            let mut normalised = Vec::new();
+            line_ends::extend_normalized(&body, &mut normalised);
+            if !normalised.ends_with(b"\r\n") {
+                normalised.extend_from_slice(b"\r\n");
+            }
+            prop_assert_eq!(strict, normalised);
+            let chunk = bdat(&body);
+            prop_assert!(line_ends::is_crlf_only(&chunk), "{:?}", chunk);
+        }
     }
 }

@@ -30,6 +30,8 @@ const MAX_DSN_PARAM: usize = 600;
 #[derive(Debug)]
 pub(super) struct Transaction {
     message: OutboundMessage,
+    /// The content's size as written: CRLF line ends only (see `body`).
+    size: usize,
     results: Vec<Option<Disposition>>,
     /// Recipients given to RCPT, in order.
     rcpts: Vec<usize>,
@@ -96,7 +98,8 @@ impl Transaction {
 
 impl ClientSession {
     pub(super) fn start_transaction(&mut self, message: OutboundMessage) {
-        if let Some(why) = self.unsendable(&message) {
+        let size = body::bdat_size(&message.body);
+        if let Some(why) = self.unsendable(&message, size) {
             let result = Transaction::all(&message, &Disposition::Unsendable(why));
             return self.done(DeliveryResult {
                 dsn_supported: self.extensions.dsn,
@@ -114,6 +117,7 @@ impl ClientSession {
         }
         let mut tx = Transaction {
             message,
+            size,
             results,
             rcpts,
             sent: 0,
@@ -125,7 +129,7 @@ impl ClientSession {
         if tx.rcpts.is_empty() {
             return self.finish(tx);
         }
-        self.command(&self.mail_command(&tx.message), Expect::Mail);
+        self.command(&self.mail_command(&tx.message, tx.size), Expect::Mail);
         if tx.pipelined {
             for &i in &tx.rcpts {
                 self.command(&self.rcpt_command(&tx.message, i), Expect::Rcpt(i));
@@ -141,9 +145,8 @@ impl ClientSession {
     /// Why the whole message cannot go to this peer before anything is sent: it is
     /// over the peer's SIZE, needs an extension the peer lacks, or has a sender we
     /// will not write.
-    fn unsendable(&self, message: &OutboundMessage) -> Option<Unsendable> {
+    fn unsendable(&self, message: &OutboundMessage, size: usize) -> Option<Unsendable> {
         let ext = &self.extensions;
-        let size = message.body.len();
         if let Some(limit) = ext.size_limit().filter(|&limit| size as u64 > limit) {
             return Some(Unsendable::TooBig { size, limit });
         }
@@ -162,12 +165,12 @@ impl ClientSession {
         None
     }
 
-    fn mail_command(&self, message: &OutboundMessage) -> String {
+    fn mail_command(&self, message: &OutboundMessage, size: usize) -> String {
         let ext = &self.extensions;
         let mut line = format!("MAIL FROM:<{}>", message.sender);
         // Writing to a String cannot fail; the results are ignored for that reason.
         if ext.size.is_some() {
-            let _ = write!(line, " SIZE={}", message.body.len());
+            let _ = write!(line, " SIZE={size}");
         }
         if message.body_type == BodyType::EightBitMime && ext.eightbitmime {
             line.push_str(" BODY=8BITMIME");
@@ -304,9 +307,8 @@ impl ClientSession {
             return Step::Finish;
         }
         if tx.chunking {
-            let body = &tx.message.body;
-            self.command(&format!("BDAT {} LAST", body.len()), Expect::BdatEnd);
-            self.output.extend_from_slice(body);
+            self.command(&format!("BDAT {} LAST", tx.size), Expect::BdatEnd);
+            body::write_bdat(&tx.message.body, &mut self.output);
         } else {
             self.command("DATA", Expect::Data);
         }

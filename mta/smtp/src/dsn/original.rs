@@ -1,5 +1,10 @@
 //! The third part of a DSN: the original message returned to its sender, whole
-//! (`RET=FULL`) or its header section only (RFC 3461 §4.3, RFC 6522 §3).
+//! (`RET=FULL`) or its header section only (RFC 3461 §4.3, RFC 6522 §3), with CRLF
+//! line ends only whatever the spool held, like every other line of a notice.
+
+use std::borrow::Cow;
+
+use crate::line_ends;
 
 /// Largest original returned whole. Beyond it only the header section is returned
 /// (and the human part says so): a bounce must not itself be refused for its size,
@@ -10,8 +15,8 @@ pub(super) const MAX_FULL: usize = 10 * 1024 * 1024;
 pub(super) struct Returned<'a> {
     /// The part's media type.
     pub(super) content_type: &'static str,
-    /// The part's content.
-    pub(super) body: &'a [u8],
+    /// The part's content, every line ending in CRLF.
+    pub(super) body: Cow<'a, [u8]>,
     /// True when `body` has octets over 127 and so needs
     /// `Content-Transfer-Encoding: 8bit` (and the DSN needs `BODY=8BITMIME`).
     pub(super) eight_bit: bool,
@@ -26,19 +31,29 @@ pub(super) struct Returned<'a> {
 /// `message/global` or `message/global-headers` (RFC 6533 §6), as the plain types
 /// promise ASCII headers.
 pub(super) fn returned(original: &[u8], full: bool) -> Returned<'_> {
-    let headers = header_section(original);
-    let utf8_headers = !headers.is_ascii();
+    // Normalised first, so that the header section ends where a reader will see it end.
+    let message = line_ends::normalize(original);
+    let header_len = header_section(&message).len();
+    let utf8_headers = !message[..header_len].is_ascii();
     let whole = full && original.len() <= MAX_FULL;
-    let (content_type, body) = match (whole, utf8_headers) {
-        (true, false) => ("message/rfc822", original),
-        (true, true) => ("message/global", original),
-        (false, false) => ("text/rfc822-headers", headers),
-        (false, true) => ("message/global-headers", headers),
+    let content_type = match (whole, utf8_headers) {
+        (true, false) => "message/rfc822",
+        (true, true) => "message/global",
+        (false, false) => "text/rfc822-headers",
+        (false, true) => "message/global-headers",
+    };
+    let body = match message {
+        Cow::Borrowed(m) if !whole => Cow::Borrowed(&m[..header_len]),
+        Cow::Owned(mut m) if !whole => {
+            m.truncate(header_len);
+            Cow::Owned(m)
+        }
+        whole_message => whole_message,
     };
     Returned {
         content_type,
-        body,
         eight_bit: !body.is_ascii(),
+        body,
         cut_to_headers: full && !whole,
     }
 }
@@ -95,13 +110,22 @@ mod tests {
         let msg = b"Subject: hi\r\n\r\nbody \xc3\xa9\r\n";
         let r = returned(msg, true);
         assert_eq!(
-            (r.content_type, r.body, r.eight_bit),
+            (r.content_type, &r.body[..], r.eight_bit),
             ("message/rfc822", &msg[..], true)
         );
         let r = returned(msg, false);
         assert_eq!(r.content_type, "text/rfc822-headers");
-        assert_eq!(r.body, b"Subject: hi\r\n");
+        assert_eq!(&r.body[..], b"Subject: hi\r\n");
         assert!(!r.eight_bit && !r.cut_to_headers);
+
+        // Spooled before line ends were normalised: returned with CRLF only, and the
+        // header section ends where the normalised message shows its empty line.
+        let bare = b"Subject: hi\nX: y\r\rbody\r.\n";
+        assert_eq!(
+            &returned(bare, true).body[..],
+            b"Subject: hi\r\nX: y\r\n\r\nbody\r\n.\r\n"
+        );
+        assert_eq!(&returned(bare, false).body[..], b"Subject: hi\r\nX: y\r\n");
 
         let utf8 = "Subject: caf\u{e9}\r\n\r\nx\r\n".as_bytes();
         assert_eq!(returned(utf8, true).content_type, "message/global");
@@ -111,7 +135,7 @@ mod tests {
         big.resize(MAX_FULL + 1, b'x');
         let r = returned(&big, true);
         assert_eq!(r.content_type, "text/rfc822-headers");
-        assert_eq!(r.body, b"Subject: big\r\n");
+        assert_eq!(&r.body[..], b"Subject: big\r\n");
         assert!(r.cut_to_headers);
     }
 }

@@ -1,6 +1,6 @@
-//! The message buffer: the `Received:` header we prepend, then the content as it
-//! arrives (DATA already unstuffed, BDAT as is). Writing the header first means the
-//! stored body is built once and never copied.
+//! The message buffer: the `Received:` header we prepend, then the content as the
+//! receivers pass it on (DATA unstuffed; DATA and BDAT with every line end a CRLF).
+//! Writing the header first means the stored body is built once and never copied.
 //!
 //! It enforces the size limit (past it, nothing more is stored but the count goes on,
 //! so the reply can come after the end of data) and counts `Received:` headers in the

@@ -1,7 +1,12 @@
 //! The two ends of a message's content, shared by DATA and BDAT: whether content
 //! may start (a transaction with at least one accepted recipient), the new buffer
 //! with its `Received:` header, and the end-of-content checks that either refuse the
-//! message or turn buffer and transaction into [`Event::Message`].
+//! message ([`ContentRefusal`], handed out as [`Event::Refused`]) or turn buffer and
+//! transaction into [`Event::Message`].
+//!
+//! The receivers only take notes while the content goes by ([`Flaws`]); every
+//! verdict waits for the end of data, so that the client, which cannot be answered
+//! in the middle of its content, hears it as the reply to the final dot or chunk.
 //!
 //! This is the protocol side of the commit point: the transaction is consumed here,
 //! and the client's `250` only comes once the caller reports the spool write.
@@ -12,7 +17,7 @@ use crate::{Envelope, MessageId, Origin};
 
 use super::body::Body;
 use super::state::SessionState;
-use super::Event;
+use super::{BareLineEndings, Event};
 use crate::reply::{self, EnhancedCode, Reply};
 
 const DATA_LINE_TOO_LONG: Reply = Reply::new(
@@ -20,6 +25,66 @@ const DATA_LINE_TOO_LONG: Reply = Reply::new(
     EnhancedCode::new(5, 5, 2),
     "Message has a line longer than 1000 octets",
 );
+const HAS_NUL: Reply = Reply::new(
+    550,
+    EnhancedCode::new(5, 6, 0),
+    "Message contains a NUL octet",
+);
+const HAS_BARE_LINE_END: Reply = Reply::new(
+    550,
+    EnhancedCode::new(5, 6, 0),
+    "Message contains a bare CR or LF; lines must end with CRLF",
+);
+
+/// Why the protocol refused a message at the end of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContentRefusal {
+    /// Over `max_message_size`: `552 5.3.4`.
+    TooBig,
+    /// A DATA text line over 1000 octets: `500 5.5.2`.
+    LineTooLong,
+    /// A NUL octet anywhere in the content: `550 5.6.0`.
+    Nul,
+    /// A bare CR or LF under `bare_line_endings = "reject"`: `550 5.6.0`.
+    BareLineEnding,
+    /// More `Received:` headers than `max_received_headers`: `554 5.4.6`.
+    Loop,
+}
+
+impl ContentRefusal {
+    /// The reply to the end of data.
+    pub fn reply(self) -> Reply {
+        match self {
+            ContentRefusal::TooBig => reply::TOO_BIG,
+            ContentRefusal::LineTooLong => DATA_LINE_TOO_LONG,
+            ContentRefusal::Nul => HAS_NUL,
+            ContentRefusal::BareLineEnding => HAS_BARE_LINE_END,
+            ContentRefusal::Loop => reply::LOOP,
+        }
+    }
+
+    /// A stable word for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentRefusal::TooBig => "too_big",
+            ContentRefusal::LineTooLong => "line_too_long",
+            ContentRefusal::Nul => "nul_octet",
+            ContentRefusal::BareLineEnding => "bare_line_ending",
+            ContentRefusal::Loop => "mail_loop",
+        }
+    }
+}
+
+/// What a receiver noticed in the content on its way into the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Flaws {
+    /// A DATA text line over 1000 octets.
+    pub long_line: bool,
+    /// A bare CR or LF (already stored as CRLF).
+    pub bare_line_end: bool,
+    pub nul: bool,
+}
 
 impl SessionState {
     /// A transaction exists and has at least one recipient.
@@ -40,21 +105,15 @@ impl SessionState {
         Body::new(id, header, self.params.limits.max_message_size, hint)
     }
 
-    /// The content is complete. The transaction ends here whatever the outcome.
-    pub(super) fn finish_message(
-        &mut self,
-        body: Body,
-        line_too_long: bool,
-    ) -> Result<Event, Reply> {
+    /// The content is complete: [`Event::Message`], or [`Event::Refused`] when it
+    /// fails a check. The transaction ends here whatever the outcome.
+    pub(super) fn finish_message(&mut self, body: Body, flaws: Flaws) -> Result<Event, Reply> {
         let tx = self.tx.take().ok_or(reply::BAD_SEQUENCE_MAIL)?;
-        if body.oversize() {
-            return Err(reply::TOO_BIG);
-        }
-        if line_too_long {
-            return Err(DATA_LINE_TOO_LONG);
-        }
-        if body.received_headers() > self.params.limits.max_received_headers {
-            return Err(reply::LOOP);
+        if let Some(reason) = self.refusal(&body, flaws) {
+            return Ok(Event::Refused {
+                id: body.id,
+                reason,
+            });
         }
         let received_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -92,5 +151,23 @@ impl SessionState {
             envelope,
             body: body.into_bytes(),
         })
+    }
+
+    /// The first check the content fails, in the order the replies are documented.
+    fn refusal(&self, body: &Body, flaws: Flaws) -> Option<ContentRefusal> {
+        let limits = &self.params.limits;
+        if body.oversize() {
+            Some(ContentRefusal::TooBig)
+        } else if flaws.long_line {
+            Some(ContentRefusal::LineTooLong)
+        } else if flaws.nul {
+            Some(ContentRefusal::Nul)
+        } else if flaws.bare_line_end && limits.bare_line_endings == BareLineEndings::Reject {
+            Some(ContentRefusal::BareLineEnding)
+        } else if body.received_headers() > limits.max_received_headers {
+            Some(ContentRefusal::Loop)
+        } else {
+            None
+        }
     }
 }

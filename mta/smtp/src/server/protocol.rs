@@ -24,6 +24,7 @@ use super::bdat::ChunkPlan;
 use super::body::Body;
 use super::command::{self, BdatArgs, Command};
 use super::data::DataReceiver;
+use super::message::{ContentRefusal, Flaws};
 use super::state::SessionState;
 use super::{AuthVerdict, Event, QueueFailure, SessionParams, SpoolState};
 use crate::reply::{self, EnhancedCode, Reply};
@@ -49,6 +50,8 @@ enum Mode {
     },
     /// A message was handed out; waiting for `message_queued`.
     AwaitQueue(crate::MessageId),
+    /// `Event::Refused` was handed out; the next `next_event` sends the reply.
+    Refused(ContentRefusal),
     /// `220 2.0.0` sent; waiting for `tls_established`.
     AwaitTls,
     /// A `334` challenge was sent; the next line is the client's SASL response.
@@ -122,6 +125,7 @@ impl Protocol {
                 Mode::AwaitTls => return Event::StartTls,
                 Mode::AwaitQueue(_) | Mode::AwaitAuth => return Event::NeedInput,
                 Mode::Verdict(_) => self.verdict_step(),
+                Mode::Refused(_) => self.refused_step(),
                 Mode::Command => self.command_step(),
                 Mode::Auth(_) => self.sasl_step(),
                 Mode::SkipLine(_) => self.skip_step(),
@@ -205,7 +209,8 @@ impl Protocol {
         matches!(self.mode, Mode::Data(..) | Mode::Bdat { .. })
     }
 
-    /// The caller's idle timer fired: `421 4.4.2`, then [`Event::Close`].
+    /// One of the caller's deadlines passed (a command line, the content's minimum
+    /// rate, the session's lifetime): `421 4.4.2`, then [`Event::Close`].
     pub fn timeout(&mut self) {
         let text = format!("{} timeout exceeded", self.state.params.hostname);
         self.close_with(Reply::owned(421, EnhancedCode::new(4, 4, 2), text));
@@ -470,13 +475,14 @@ impl Protocol {
             return Step::NeedInput;
         }
         match mem::replace(&mut self.mode, Mode::Command) {
-            Mode::Data(rx, body) => self.finish(body, rx.line_too_long()),
+            Mode::Data(rx, body) => self.finish(body, rx.flaws()),
             _ => Step::Continue,
         }
     }
 
-    fn finish(&mut self, body: Body, line_too_long: bool) -> Step {
-        match self.state.finish_message(body, line_too_long) {
+    fn finish(&mut self, body: Body, flaws: Flaws) -> Step {
+        match self.state.finish_message(body, flaws) {
+            Ok(Event::Refused { id, reason }) => self.refuse(id, reason),
             Ok(event) => {
                 if let Event::Message { id, .. } = &event {
                     self.mode = Mode::AwaitQueue(*id);
@@ -484,6 +490,20 @@ impl Protocol {
                 Step::Emit(event)
             }
             Err(r) => self.respond(r),
+        }
+    }
+
+    /// Hands the refusal out first, so that the caller can log it before the reply
+    /// (and any tarpit before it) goes the usual way through `respond`.
+    fn refuse(&mut self, id: crate::MessageId, reason: ContentRefusal) -> Step {
+        self.mode = Mode::Refused(reason);
+        Step::Emit(Event::Refused { id, reason })
+    }
+
+    fn refused_step(&mut self) -> Step {
+        match mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Refused(reason) => self.respond(reason.reply()),
+            _ => Step::Continue,
         }
     }
 
@@ -540,16 +560,19 @@ impl Protocol {
         match plan {
             ChunkPlan::Discard(r) => self.respond(r),
             ChunkPlan::Store if last => {
-                let body = self.state.tx.as_mut().and_then(|t| t.chunks.take());
-                match body {
-                    Some(body) => self.finish(body, false),
+                let chunks = self.state.tx.as_mut().and_then(|t| t.chunks.take());
+                match chunks {
+                    Some(chunks) => {
+                        let (body, flaws) = chunks.finish();
+                        self.finish(body, flaws)
+                    }
                     None => self.respond(reply::BAD_SEQUENCE_MAIL),
                 }
             }
-            ChunkPlan::Store => {
-                let r = self.state.bdat_chunk_done(size);
-                self.respond(r)
-            }
+            ChunkPlan::Store => match self.state.bdat_chunk_done(size) {
+                Ok(r) => self.respond(r),
+                Err((id, reason)) => self.refuse(id, reason),
+            },
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::{BodyType, Recipient, Ret};
 
-use super::body::Body;
+use super::bdat::Chunks;
 use super::{Grant, SessionParams, SpoolState};
 
 /// The accepted EHLO/HELO.
@@ -31,7 +31,7 @@ pub(super) struct Transaction {
     /// Some `RCPT` was answered (possibly with an error): decides 503 vs 554 at DATA.
     pub rcpt_attempted: bool,
     /// The message so far once a `BDAT` chunk has been accepted.
-    pub chunks: Option<Body>,
+    pub chunks: Option<Chunks>,
 }
 
 #[derive(Debug)]

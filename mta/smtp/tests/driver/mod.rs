@@ -2,7 +2,8 @@
 //! few listener setups and runs client bytes through a `Protocol` the way the real
 //! session loop does, answering `Message` with `message_queued(Ok)`, `StartTls`
 //! with `tls_established("TLSv1.3 test")` at the next phase boundary, and
-//! `Authenticate` with the verdict [`verdict`] scripts for the credentials. The
+//! `Authenticate` with the verdict [`verdict`] scripts for the credentials, and
+//! recording `Refused` as `refused <reason>`. The
 //! `Auth*` setups carry a [`FakeTenants`] policy, whose calls the transcript records.
 
 #![allow(dead_code)]
@@ -14,7 +15,7 @@ use std::time::Duration;
 use way2mail_smtp::relay::RelayPolicy;
 use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{
-    AuthVerdict, Event, Grant, Limits, Protocol, Role, SessionParams, TenantPolicy,
+    AuthVerdict, BareLineEndings, Event, Grant, Limits, Protocol, Role, SessionParams, TenantPolicy,
 };
 use way2mail_smtp::Envelope;
 
@@ -47,6 +48,8 @@ pub enum Setup {
     AuthMx,
     /// Port 465 with tenants, max 5 errors, tarpit after 2.
     AuthStrict,
+    /// Port 25, untrusted, with `bare_line_endings = "reject"`.
+    MxRejectBare,
 }
 
 /// The scripted credentials: `alice`/`secret` is tenant `acme`; `bob`/`secret` belongs
@@ -128,6 +131,7 @@ pub fn limits() -> Limits {
         tarpit_after_errors: 40,
         tarpit_delay: Duration::from_millis(5),
         max_received_headers: 10,
+        bare_line_endings: BareLineEndings::Normalize,
     }
 }
 
@@ -149,6 +153,9 @@ pub fn params_with_tenants(setup: Setup) -> (SessionParams, Option<Arc<FakeTenan
     if matches!(setup, Setup::Strict | Setup::AuthStrict) {
         limits.max_errors = 5;
         limits.tarpit_after_errors = 2;
+    }
+    if setup == Setup::MxRejectBare {
+        limits.bare_line_endings = BareLineEndings::Reject;
     }
     let role = match setup {
         Setup::Submission | Setup::AuthSubmission => Role::Submission,
@@ -315,6 +322,10 @@ pub fn drive(p: &mut Protocol, t: &mut Transcript, tls_pending: &mut bool) -> bo
                 t.events.push(format!("message from <{}>", envelope.sender));
                 t.messages.push(Accepted { envelope, body });
                 p.message_queued(Ok(()));
+            }
+            Event::Refused { id, reason } => {
+                assert!(!id.to_string().is_empty());
+                t.events.push(format!("refused {}", reason.as_str()));
             }
             Event::Tarpit(d) => t.events.push(format!("tarpit {}ms", d.as_millis())),
             Event::Authenticate {
