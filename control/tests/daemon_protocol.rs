@@ -183,6 +183,97 @@ fn connections_over_the_limit_get_one_error_line() {
     assert!(daemon.log().contains("too many connections"));
 }
 
+/// `n` connections made as `uid`: only this helper's thread changes identity (Linux
+/// keeps credentials per thread, and `SO_PEERCRED` records the connecting one's), so
+/// the test process stays root. The thread keeps gid 0, which the socket's group
+/// permissions let in.
+fn connect_as(socket: &std::path::Path, uid: u32, n: usize) -> Vec<daemon_harness::Conn> {
+    let socket = socket.to_owned();
+    let streams = std::thread::spawn(move || {
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid)).expect("setuid");
+        (0..n)
+            .map(|_| std::os::unix::net::UnixStream::connect(&socket).expect("connect"))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("the connecting thread");
+    streams
+        .into_iter()
+        .map(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            daemon_harness::Conn {
+                reader: std::io::BufReader::new(stream.try_clone().expect("clone")),
+                writer: stream,
+            }
+        })
+        .collect()
+}
+
+/// Five local users each try to hold eight of the sixteen connections: each gets
+/// at most its share (a quarter), together at most the fourteen not reserved, and
+/// the service uid (the test's own, as the MTA's would be) is still served, twice.
+#[test]
+fn a_local_flood_does_not_lock_out_the_service_uids() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: connecting as other uids needs root (CI runs as root)");
+        return;
+    }
+    let daemon = Daemon::start("max_connections = 16");
+    // The start's probe connection holds a slot until the daemon sees it closed:
+    // wait for that, so the flood meets an empty socket.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("connection closed") {
+        assert!(
+            Instant::now() < deadline,
+            "probe never closed:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The slot is given back just after the line is logged.
+    std::thread::sleep(Duration::from_millis(100));
+    // Let other uids reach the socket through the group, as in production.
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o750))
+        .expect("chmod");
+    let mut flood = Vec::new();
+    for user in 0..5 {
+        flood.extend(connect_as(&daemon.socket, 60_001 + user, 8));
+    }
+    let mut mta = daemon.connect();
+    assert_hello(&mta.call(HELLO), 1);
+    let r = mta.call(r#"{"v":1,"id":2,"op":"snapshot.get","args":{}}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_hello(&daemon.connect().call(HELLO), 1);
+
+    // What the flood got: 4 + 4 + 4 + 2 + 0 served, every other one a busy line.
+    let mut served = 0;
+    let mut per_uid = 0;
+    let mut total = 0;
+    for conn in &mut flood {
+        // A refused connection may be closed before the request is written.
+        let _ = conn.writer.write_all(format!("{HELLO}\n").as_bytes());
+        let r = conn.recv().expect("a line");
+        if r["ok"] == true {
+            served += 1;
+            continue;
+        }
+        assert_eq!(error_code(&r, 0), "busy");
+        let text = message(&r);
+        if text.contains("from your user (the limit is 4)") {
+            per_uid += 1;
+        } else {
+            assert!(text.contains("(the limit is 14)"), "{r}");
+            total += 1;
+        }
+    }
+    assert_eq!((served, per_uid, total), (14, 12, 14));
+    let log = daemon.log();
+    assert!(log.contains("too many connections from your user"), "{log}");
+    assert!(log.contains("uid=60005"), "{log}");
+}
+
 #[test]
 fn socket_mode_and_graceful_stop() {
     let mut daemon = Daemon::start("socket_mode = \"0640\"");

@@ -1,10 +1,11 @@
 //! The thread-per-connection server of both JSON-lines sockets (control's socket
 //! and the MTA's admin socket): an accept thread admits peers by their
-//! `SO_PEERCRED` credentials up to a connection limit, a thread serves each
+//! `SO_PEERCRED` uid within the socket's [`Admission`] (a hard cap, a share per
+//! uid, slots reserved for the service uids; `admission.rs`), a thread serves each
 //! connection, and a shutdown lets every connection finish the request in hand.
 //!
 //! ```text
-//!   start ── accept thread ── admit (peer credentials, max_connections)
+//!   start ── accept thread ── admit (peer credentials, Admission)
 //!              │                └── connection thread ── Handler::serve ── End (logged)
 //!   stop ── shut the listener's read side (wakes accept) ── join ── drain (grace)
 //! ```
@@ -24,6 +25,10 @@ use std::time::{Duration, Instant};
 use crate::lines::{is_timeout, read_line, trim_line, Line};
 use crate::peer::{self, Caller};
 
+mod admission;
+
+pub use admission::{Admission, Busy};
+
 /// How a connection ended, for the log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -40,22 +45,23 @@ pub trait Handler: Send + Sync + 'static {
     /// Serves one admitted connection to its end.
     fn serve(&self, stream: UnixStream, caller: &Caller) -> End;
 
-    /// The whole line (newline included) a peer over the connection limit gets.
-    fn busy_line(&self, max_connections: usize) -> Vec<u8>;
+    /// The whole line (newline included) a peer refused for `why` gets.
+    fn busy_line(&self, why: Busy) -> Vec<u8>;
 }
 
-/// Open connections, each with a handle to shut its read side at shutdown.
+/// Open connections, each with its peer's uid and a handle to shut its read side
+/// at shutdown.
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    open: HashMap<u64, UnixStream>,
+    open: HashMap<u64, (u32, UnixStream)>,
 }
 
 struct Shared<H> {
     /// Names the socket in threads and log lines (`control`, `admin`).
     name: &'static str,
     handler: H,
-    max_connections: usize,
+    admission: Admission,
     stopping: AtomicBool,
     conns: Mutex<Conns>,
     /// Signalled whenever a connection ends, and at stop.
@@ -74,13 +80,13 @@ impl<H: Handler> ThreadServer<H> {
     pub fn start(
         name: &'static str,
         listener: &UnixListener,
-        max_connections: usize,
+        admission: Admission,
         handler: H,
     ) -> std::io::Result<ThreadServer<H>> {
         let shared = Arc::new(Shared {
             name,
             handler,
-            max_connections,
+            admission,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             changed: Condvar::new(),
@@ -169,7 +175,7 @@ impl<H> Shared<H> {
     fn drain(&self, grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let mut conns = self.conns();
-        for stream in conns.open.values() {
+        for (_, stream) in conns.open.values() {
             let _ = stream.shutdown(Shutdown::Read);
         }
         while !conns.open.is_empty() {
@@ -199,18 +205,22 @@ impl<H: Handler> Shared<H> {
         };
         let open = {
             let mut conns = self.conns();
-            if conns.open.len() >= self.max_connections {
+            // At most max_connections entries: a count per accept is cheap.
+            let mine = conns.open.values().filter(|(uid, _)| *uid == caller.uid);
+            let checked = self
+                .admission
+                .check(caller.uid, conns.open.len(), mine.count());
+            if let Err(busy) = checked {
                 drop(conns);
                 tracing::warn!(
                     socket = name,
                     uid = caller.uid,
                     pid = caller.pid,
-                    max_connections = self.max_connections,
-                    "connection refused: too many connections"
+                    "connection refused: {busy}"
                 );
                 let mut stream = stream;
                 let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = stream.write_all(&self.handler.busy_line(self.max_connections));
+                let _ = stream.write_all(&self.handler.busy_line(busy));
                 return;
             }
             let handle = match stream.try_clone() {
@@ -222,7 +232,7 @@ impl<H: Handler> Shared<H> {
             };
             conns.next_id += 1;
             let id = conns.next_id;
-            conns.open.insert(id, handle);
+            conns.open.insert(id, (caller.uid, handle));
             Open {
                 shared: Arc::clone(self),
                 id,
@@ -275,7 +285,7 @@ impl<H: Handler> Shared<H> {
 
 /// One connection's place among the open ones, given back when dropped: when the
 /// connection ends, and also when its handler panics or its thread never starts,
-/// so that neither `max_connections` nor the drain at stop counts it forever.
+/// so that neither the admission limits nor the drain at stop count it forever.
 struct Open<H> {
     shared: Arc<Shared<H>>,
     id: u64,
@@ -366,7 +376,7 @@ mod tests {
             End::Closed
         }
 
-        fn busy_line(&self, _max: usize) -> Vec<u8> {
+        fn busy_line(&self, _why: Busy) -> Vec<u8> {
             b"busy\n".to_vec()
         }
     }
@@ -387,7 +397,8 @@ mod tests {
         let path = dir.path().join("s.sock");
         let listener = UnixListener::bind(&path).expect("bind");
         let handler = PanicsOnce(AtomicBool::new(false));
-        let server = ThreadServer::start("test", &listener, 1, handler).expect("start");
+        let server =
+            ThreadServer::start("test", &listener, Admission::shared(1), handler).expect("start");
         // The first connection's thread panics: the peer sees the connection close.
         assert_eq!(answer(&path), "");
         // With its place given back, the one allowed connection is served, not `busy`.

@@ -1,26 +1,53 @@
 //! Connection accounting: the caps shared by every core, a global count and a count
-//! per client IP ([`ConnectionLimiter`]), and each core's count of sessions in
-//! progress, which shutdown waits on ([`LiveSessions`]).
+//! per client IP ([`ConnectionLimiter`]); what each connection has sent
+//! ([`Activity`]); and each core's count of sessions in progress, which shutdown
+//! waits on ([`LiveSessions`]).
+//!
+//! At a cap a newcomer is not simply refused: the connection that has sent the
+//! fewest bytes per second over its life is displaced instead (told `421 4.3.2` and
+//! closed by its session), so that slow clients cannot hold every place. Only a
+//! connection older than `[timeouts] displace_after_secs` that has averaged less than
+//! `[timeouts] min_data_rate` is a candidate ([`Displacing`]); fresh and working
+//! connections never are, and with no candidate the newcomer is refused as before.
+//! At the per-IP cap only that IP's own connections are candidates.
 //!
 //! Every count is held by a guard that gives it back when dropped, so a session
 //! that ends early, panics, or is dropped with its runtime can never keep its place.
-//! The shared counts are touched once at accept and once at close, never per byte,
-//! so a mutex is fine there; the per-core count is the core's alone.
+//! The shared table is touched once at accept and once at close, never per byte (a
+//! session counts its bytes in its own [`Activity`]), so a mutex is fine there. A
+//! newcomer at the global cap scans every connection once; a scan that finds no
+//! candidate is not repeated for a second, so a flood at the cap costs no scans.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// After a scan of every connection found none to displace, newcomers at the global
+/// cap are refused without scanning for this long.
+const RESCAN: Duration = Duration::from_secs(1);
 
 pub struct ConnectionLimiter {
     max_total: usize,
     max_per_ip: usize,
-    total: AtomicUsize,
-    by_ip: Mutex<HashMap<IpAddr, usize>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Connections admitted and not displaced.
+    active: usize,
+    /// Displaced connections whose sessions are still saying goodbye.
+    leaving: usize,
+    /// The active connections of each client IP.
+    by_ip: HashMap<IpAddr, Vec<Arc<Activity>>>,
+    /// No scan of every connection before this instant (see [`RESCAN`]).
+    rescan_after: Option<Instant>,
 }
 
 /// Why a connection was refused.
@@ -30,11 +57,32 @@ pub enum Refusal {
     PerIp,
 }
 
+/// Which connections a newcomer at a cap may displace (from `[timeouts]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Displacing {
+    /// Younger connections are never displaced.
+    pub min_age: Duration,
+    /// Connections that averaged at least this many bytes per second are never
+    /// displaced.
+    pub below_rate: u64,
+}
+
+/// One connection as the caps see it: when it came, what it has sent, and whether
+/// it was displaced. Its session adds to `received` after every read.
+#[derive(Debug)]
+pub struct Activity {
+    accepted: Instant,
+    received: AtomicU64,
+    /// Set under the table's lock, once.
+    displaced: AtomicBool,
+    wake: Notify,
+}
+
 /// Holds one connection's place; gives it back when dropped.
 pub struct ConnectionSlot {
     limiter: Arc<ConnectionLimiter>,
-    /// Set once the per-IP count holds a place too.
-    ip: Option<IpAddr>,
+    ip: IpAddr,
+    activity: Arc<Activity>,
 }
 
 impl ConnectionLimiter {
@@ -42,63 +90,189 @@ impl ConnectionLimiter {
         Arc::new(ConnectionLimiter {
             max_total,
             max_per_ip,
-            total: AtomicUsize::new(0),
-            by_ip: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         })
     }
 
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let ip = canonical(ip);
-        // Counted before it is checked, so that cores racing for the last place
-        // cannot all get it; from here on the slot gives the place back on any return.
-        let before = self.total.fetch_add(1, Ordering::AcqRel);
-        let mut slot = ConnectionSlot {
-            limiter: Arc::clone(self),
-            ip: None,
-        };
-        if before >= self.max_total {
-            return Err(Refusal::Total);
-        }
-        let mut map = self.by_ip();
-        let count = map.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
-            // The slot's drop takes this lock again.
-            drop(map);
-            return Err(Refusal::PerIp);
-        }
-        *count += 1;
-        slot.ip = Some(ip);
-        Ok(slot)
+    /// Admits a connection from `ip`, displacing a slow one at a cap if it can.
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        displacing: Displacing,
+    ) -> Result<ConnectionSlot, Refusal> {
+        self.acquire_at(ip, displacing, Instant::now())
     }
 
-    fn by_ip(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // Only counts are behind this lock; nothing can panic half-way through them.
-        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    fn acquire_at(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        displacing: Displacing,
+        now: Instant,
+    ) -> Result<ConnectionSlot, Refusal> {
+        let ip = canonical(ip);
+        let mut table = self.table();
+        // Displaced connections keep their place until their sessions end, a few
+        // seconds; this bounds how far past the cap that can take us.
+        if table.active + table.leaving >= self.max_total.saturating_add(self.headroom()) {
+            return Err(Refusal::Total);
+        }
+        let from_ip = table.by_ip.get(&ip).map_or(0, Vec::len);
+        if from_ip >= self.max_per_ip {
+            let own = table.by_ip.get(&ip).into_iter().flatten();
+            let Some(victim) = slowest(own, displacing, now) else {
+                return Err(Refusal::PerIp);
+            };
+            table.displace(ip, &victim);
+        } else if table.active >= self.max_total {
+            if table.rescan_after.is_some_and(|at| now < at) {
+                return Err(Refusal::Total);
+            }
+            let all = table
+                .by_ip
+                .iter()
+                .flat_map(|(ip, v)| v.iter().map(|a| (*ip, a)));
+            let Some((victim_ip, victim)) = slowest_of(all, displacing, now) else {
+                table.rescan_after = Some(now + RESCAN);
+                return Err(Refusal::Total);
+            };
+            table.displace(victim_ip, &victim);
+        }
+        let activity = Arc::new(Activity::new(now));
+        table.active += 1;
+        table
+            .by_ip
+            .entry(ip)
+            .or_default()
+            .push(Arc::clone(&activity));
+        Ok(ConnectionSlot {
+            limiter: Arc::clone(self),
+            ip,
+            activity,
+        })
+    }
+
+    /// How many displaced connections may still be closing at once: a sixteenth of
+    /// the cap, at least one.
+    fn headroom(&self) -> usize {
+        self.max_total / 16 + 1
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Only counts and handles are behind this lock; nothing can panic half-way
+        // through changing them.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(test)]
     pub fn active(&self) -> usize {
-        self.total.load(Ordering::Acquire)
+        let t = self.table();
+        t.active + t.leaving
     }
 
     #[cfg(test)]
     fn active_from(&self, ip: IpAddr) -> usize {
-        self.by_ip().get(&canonical(ip)).copied().unwrap_or(0)
+        self.table().by_ip.get(&canonical(ip)).map_or(0, Vec::len)
+    }
+}
+
+impl Table {
+    fn displace(&mut self, ip: IpAddr, victim: &Arc<Activity>) {
+        if let Some(list) = self.by_ip.get_mut(&ip) {
+            if let Some(i) = list.iter().position(|a| Arc::ptr_eq(a, victim)) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                self.by_ip.remove(&ip);
+            }
+        }
+        victim.displaced.store(true, Ordering::Release);
+        // A permit is kept when the session is not waiting: it sees it at its next read.
+        victim.wake.notify_one();
+        self.active -= 1;
+        self.leaving += 1;
+    }
+}
+
+/// The candidate with the lowest rate among `connections`, if any is one.
+fn slowest<'a>(
+    connections: impl Iterator<Item = &'a Arc<Activity>>,
+    displacing: Displacing,
+    now: Instant,
+) -> Option<Arc<Activity>> {
+    slowest_of(connections.map(|a| ((), a)), displacing, now).map(|((), a)| a)
+}
+
+fn slowest_of<'a, K>(
+    connections: impl Iterator<Item = (K, &'a Arc<Activity>)>,
+    displacing: Displacing,
+    now: Instant,
+) -> Option<(K, Arc<Activity>)> {
+    let mut best: Option<(f64, K, &Arc<Activity>)> = None;
+    for (key, activity) in connections {
+        let Some(rate) = activity.candidate_rate(displacing, now) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(r, _, _)| rate < *r) {
+            best = Some((rate, key, activity));
+        }
+    }
+    best.map(|(_, key, activity)| (key, Arc::clone(activity)))
+}
+
+impl Activity {
+    fn new(accepted: Instant) -> Activity {
+        Activity {
+            accepted,
+            received: AtomicU64::new(0),
+            displaced: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Counts `n` more bytes from the client.
+    pub fn received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once the connection was displaced by a newcomer.
+    pub async fn displaced(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Bytes per second over the connection's life, when it may be displaced: old
+    /// enough and below the rate.
+    fn candidate_rate(&self, displacing: Displacing, now: Instant) -> Option<f64> {
+        let age = now.saturating_duration_since(self.accepted);
+        if age < displacing.min_age || age.is_zero() {
+            return None;
+        }
+        let rate = self.received.load(Ordering::Relaxed) as f64 / age.as_secs_f64();
+        (rate < displacing.below_rate as f64).then_some(rate)
+    }
+}
+
+impl ConnectionSlot {
+    pub fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            let mut map = self.limiter.by_ip();
-            if let Some(count) = map.get_mut(&ip) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    map.remove(&ip);
-                }
+        let mut table = self.limiter.table();
+        if self.activity.displaced.load(Ordering::Acquire) {
+            table.leaving = table.leaving.saturating_sub(1);
+            return;
+        }
+        if let Some(list) = table.by_ip.get_mut(&self.ip) {
+            if let Some(i) = list.iter().position(|a| Arc::ptr_eq(a, &self.activity)) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                table.by_ip.remove(&self.ip);
             }
         }
-        self.limiter.total.fetch_sub(1, Ordering::AcqRel);
+        table.active = table.active.saturating_sub(1);
     }
 }
 
@@ -160,75 +334,4 @@ impl Drop for LiveSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn caps_total_and_per_ip_and_releases() {
-        let l = ConnectionLimiter::new(3, 2);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let s1 = l.try_acquire(a).unwrap();
-        let _s2 = l.try_acquire(a).unwrap();
-        assert_eq!(l.try_acquire(a).err(), Some(Refusal::PerIp));
-        let _s3 = l.try_acquire(b).unwrap();
-        assert_eq!(l.try_acquire(b).err(), Some(Refusal::Total));
-        drop(s1);
-        assert_eq!(l.active(), 2);
-        let _s4 = l.try_acquire(a).unwrap();
-        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
-        assert_eq!(l.try_acquire(mapped).err(), Some(Refusal::Total));
-    }
-
-    #[test]
-    fn refusals_hold_nothing() {
-        let l = ConnectionLimiter::new(2, 1);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let _held = l.try_acquire(a).unwrap();
-        for _ in 0..10 {
-            assert_eq!(l.try_acquire(a).err(), Some(Refusal::PerIp));
-        }
-        assert_eq!((l.active(), l.active_from(a)), (1, 1));
-    }
-
-    #[test]
-    fn a_panicking_session_gives_its_places_back() {
-        let l = ConnectionLimiter::new(10, 10);
-        let live = LiveSessions::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let unwound = catch_unwind(AssertUnwindSafe(|| {
-            let _slot = l.try_acquire(a).unwrap();
-            let _live = live.enter();
-            assert_eq!((l.active(), l.active_from(a), live.count()), (1, 1, 1));
-            panic!("a session bug");
-        }));
-        assert!(unwound.is_err());
-        assert_eq!((l.active(), l.active_from(a), live.count()), (0, 0, 0));
-    }
-
-    #[test]
-    fn shutdown_waits_for_the_last_live_session() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let live = LiveSessions::default();
-            let (one, two) = (live.enter(), live.enter());
-            tokio::task::spawn_local(async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                drop(one);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                drop(two);
-            });
-            tokio::time::timeout(Duration::from_secs(5), live.idle())
-                .await
-                .expect("idle once both sessions ended");
-            assert_eq!(live.count(), 0);
-        });
-    }
-}
+mod tests;

@@ -28,7 +28,7 @@ use crate::config::Listener;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::{Backend, Io};
-use crate::limits::{ConnectionLimiter, LiveSessions, Refusal};
+use crate::limits::{ConnectionLimiter, Displacing, LiveSessions, Refusal};
 use crate::session::{self, Shared};
 
 /// Listen backlog: enough for a burst of benchmark or MX connections.
@@ -132,17 +132,25 @@ impl Worker {
         }
     }
 
-    /// Admits or refuses an accepted connection, then serves it to its end. The
+    /// Admits or refuses an accepted connection, then serves it to its end. At a
+    /// cap, admitting may displace the slowest connection (`limits.rs`). The
     /// connection's places (caps, live count) are guards: however the session ends,
     /// even by a panic, they are given back.
     async fn handle<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
-        let reason = match self.limiter.try_acquire(peer.ip()) {
+        let timeouts = &self.shared.settings.raw.timeouts;
+        let displacing = Displacing {
+            min_age: timeouts.displace_after,
+            below_rate: timeouts.min_data_rate,
+        };
+        let reason = match self.limiter.try_acquire(peer.ip(), displacing) {
             Err(Refusal::Total) => "too many connections",
             Err(Refusal::PerIp) => "too many connections from your address",
             Ok(_) if self.shared.monitor.state() == SpoolState::Unhealthy => "spool unavailable",
-            Ok(_slot) => {
+            Ok(slot) => {
                 let _live = self.live.enter();
-                session::serve(Arc::clone(&self.shared), io, peer, role).await;
+                let activity = slot.activity();
+                session::serve(Arc::clone(&self.shared), io, peer, role, activity).await;
+                drop(slot);
                 return;
             }
         };

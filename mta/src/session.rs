@@ -4,16 +4,20 @@
 //! pending replies and read more (`NeedInput` — replies to a pipelined batch go out
 //! together, which is what makes PIPELINING cheap), hand a message to the spool and
 //! wait for the group commit before the `250` (`Message`), switch to TLS
-//! (`StartTls`), or close. Timeouts and shutdown are applied here, around reads and
-//! writes, so a slow or silent client only ever parks a cheap task, never a core.
+//! (`StartTls`), or close. Deadlines (`session/deadlines.rs`), displacement at the
+//! connection caps, and shutdown are applied here, around reads and writes, so a slow
+//! or silent client only ever parks a cheap task, never a core, and never for long.
+
+mod deadlines;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use way2mail_queue::Spool;
 use way2mail_smtp::server::{
     AuthMechanism, AuthVerdict, Event, Protocol, QueueFailure, Role, SessionParams,
@@ -24,13 +28,19 @@ use zeroize::Zeroizing;
 use crate::config::Settings;
 use crate::inbound::Inbound;
 use crate::io::Io;
+use crate::limits::Activity;
 use crate::monitor::SpoolMonitor;
 use crate::signer::Signer;
 use crate::tenants::Tenants;
 use crate::tls;
 
+use self::deadlines::{Cut, Deadlines, Limits};
+
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 16 * 1024;
+
+/// How long a displaced connection gets to write its last reply.
+const GOODBYE: Duration = Duration::from_secs(5);
 
 /// What every session on every core shares.
 pub struct Shared {
@@ -45,6 +55,13 @@ pub struct Shared {
     pub signer: Signer,
     /// SPF/DKIM/DMARC/ARC on mail from the internet.
     pub inbound: Inbound,
+}
+
+/// How the wait for a read ended.
+enum Waited<R> {
+    Read(R),
+    Displaced,
+    Stopping,
 }
 
 /// Where a session stands after a stretch of plaintext or TLS dialogue.
@@ -65,12 +82,30 @@ struct Session {
     shutdown: watch::Receiver<bool>,
     /// Set once shutdown began while a message was in flight.
     grace_until: Option<Instant>,
+    deadlines: Deadlines,
+    /// What the connection caps know of this connection; it counts what we read.
+    activity: Arc<Activity>,
+    /// The deadline that cut the session, for its log line.
+    cut: Option<Cut>,
 }
 
 /// Serves one accepted connection to its end and logs one line about it.
-pub async fn serve<I: Io>(shared: Arc<Shared>, io: I, peer: SocketAddr, role: Role) {
+pub async fn serve<I: Io>(
+    shared: Arc<Shared>,
+    io: I,
+    peer: SocketAddr,
+    role: Role,
+    activity: Arc<Activity>,
+) {
     let started = Instant::now();
     let settings = &shared.settings;
+    let timeouts = &settings.raw.timeouts;
+    let limits = Limits {
+        command: timeouts.command,
+        data: timeouts.data,
+        min_data_rate: timeouts.min_data_rate,
+        session: timeouts.session,
+    };
     let params = SessionParams {
         hostname: settings.raw.hostname.clone(),
         role,
@@ -92,9 +127,12 @@ pub async fn serve<I: Io>(shared: Arc<Shared>, io: I, peer: SocketAddr, role: Ro
         rbuf: Vec::with_capacity(READ_SIZE),
         wbuf: Vec::new(),
         grace_until: None,
+        deadlines: Deadlines::new(limits, started),
+        activity,
+        cut: None,
     };
     let outcome = match s.run(io).await {
-        Ok(outcome) => outcome,
+        Ok(outcome) => s.cut.map_or(outcome, Cut::outcome),
         Err(e) if e.kind() == io::ErrorKind::TimedOut => "write timeout",
         Err(_) => "connection error",
     };
@@ -147,6 +185,8 @@ impl Session {
                 let description = stream.description();
                 self.tls = Some(description.clone());
                 self.protocol.tls_established(description);
+                // The client's EHLO is due from now, not from the `220` before the handshake.
+                self.deadlines.answered(Instant::now());
                 Some(stream)
             }
             Ok(Err(e)) => {
@@ -162,8 +202,8 @@ impl Session {
             match self.protocol.next_event() {
                 Event::NeedInput => {
                     self.flush(io).await?;
-                    if !self.read(io).await? {
-                        return Ok(Step::Closed("client closed"));
+                    if let Some(closed) = self.read(io).await? {
+                        return Ok(Step::Closed(closed));
                     }
                 }
                 Event::StartTls => {
@@ -171,6 +211,17 @@ impl Session {
                     return Ok(Step::StartTls);
                 }
                 Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
+                // The protocol refused the content itself (size, line length, NUL,
+                // bare line ends, loop); its reply follows on the next event.
+                Event::Refused { id, reason } => tracing::info!(
+                    target: "way2mail::message",
+                    %id,
+                    client_ip = %self.peer.ip(),
+                    listener = self.role.as_str(),
+                    reason = reason.as_str(),
+                    reply = reason.reply().code,
+                    "message refused"
+                ),
                 Event::Tarpit(delay) => tokio::time::sleep(delay).await,
                 Event::Authenticate {
                     mechanism,
@@ -218,69 +269,97 @@ impl Session {
         match tokio::time::timeout(limit, io.write_all(out)).await {
             Ok((res, out)) => {
                 self.wbuf = out;
+                self.deadlines.answered(Instant::now());
                 res
             }
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
 
-    /// Reads once and feeds the protocol. Returns false when the client closed. A
-    /// timeout or shutdown queues the matching `421` instead of feeding.
-    async fn read<S: Io>(&mut self, io: &mut S) -> io::Result<bool> {
-        let timeouts = &self.shared.settings.raw.timeouts;
+    /// Reads once, under the session's deadlines, and feeds the protocol. Returns
+    /// why the session is over when the client closed or was displaced. A deadline
+    /// or shutdown queues the matching `421` instead of feeding.
+    async fn read<S: Io>(&mut self, io: &mut S) -> io::Result<Option<&'static str>> {
         let in_data = self.protocol.in_data();
-        let mut limit = if in_data {
-            timeouts.data
-        } else {
-            timeouts.command
-        };
+        let now = Instant::now();
+        let (mut deadline, cut) = self.deadlines.next(in_data, now);
+        // `None`: the shutdown grace ends first.
+        let mut cut = Some(cut);
         let shutting_down = *self.shutdown.borrow();
         if shutting_down {
-            let grace = timeouts.shutdown_grace;
-            let until = *self
-                .grace_until
-                .get_or_insert_with(|| Instant::now() + grace);
-            let left = until.saturating_duration_since(Instant::now());
-            if !in_data || left.is_zero() {
+            let grace = self.shared.settings.raw.timeouts.shutdown_grace;
+            let until = *self.grace_until.get_or_insert_with(|| now + grace);
+            if !in_data || until <= now {
                 self.protocol.shutdown();
-                return Ok(true);
+                return Ok(None);
             }
-            limit = limit.min(left);
+            if until < deadline {
+                deadline = until;
+                cut = None;
+            }
         }
         let mut buf = std::mem::take(&mut self.rbuf);
         if buf.capacity() < READ_SIZE {
             buf = Vec::with_capacity(READ_SIZE);
         }
-        let read = tokio::time::timeout(limit, io.read(buf));
+        let read = tokio::time::timeout_at(deadline, io.read(buf));
+        let activity = Arc::clone(&self.activity);
+        let displaced = activity.displaced();
         // A read abandoned on io_uring stays queued in the ring and would swallow
         // whatever arrives next, so a read is only ever abandoned when the session
-        // is about to close: on a timeout, or on shutdown outside a message. Inside
-        // a message, shutdown waits for this read and the grace period applies to
-        // the next one.
-        let result = if shutting_down || in_data {
-            read.await
+        // is about to close: at a deadline, when displaced, or on shutdown outside a
+        // message. Inside a message, shutdown waits for this read and the grace
+        // period applies to the next one.
+        let waited = if shutting_down || in_data {
+            tokio::select! {
+                r = read => Waited::Read(r),
+                () = displaced => Waited::Displaced,
+            }
         } else {
             tokio::select! {
-                r = read => r,
-                _ = self.shutdown.changed() => return Ok(true),
+                r = read => Waited::Read(r),
+                () = displaced => Waited::Displaced,
+                _ = self.shutdown.changed() => Waited::Stopping,
             }
         };
+        let result = match waited {
+            Waited::Read(result) => result,
+            Waited::Displaced => return Ok(Some(self.close_displaced(io).await)),
+            // The next read answers `421 4.3.2`.
+            Waited::Stopping => return Ok(None),
+        };
         let Ok((res, buf)) = result else {
-            if self.grace_until.is_some() {
-                self.protocol.shutdown();
-            } else {
-                self.protocol.timeout();
+            match cut {
+                Some(cut) => {
+                    self.cut = Some(cut);
+                    self.protocol.timeout();
+                }
+                None => self.protocol.shutdown(),
             }
-            return Ok(true);
+            return Ok(None);
         };
         self.rbuf = buf;
         let n = res?;
         if n == 0 {
-            return Ok(false);
+            return Ok(Some("client closed"));
         }
+        let bytes = &self.rbuf[..n];
+        self.activity.received(n);
+        self.deadlines.fed(bytes, Instant::now());
         self.protocol.set_spool_state(self.shared.monitor.state());
-        self.protocol.feed(&self.rbuf[..n]);
-        Ok(true)
+        self.protocol.feed(bytes);
+        Ok(None)
+    }
+
+    /// A newcomer at a connection cap displaced this slow session: `421 4.3.2`,
+    /// bypassing the protocol (whatever it was receiving is dropped with it), and close.
+    async fn close_displaced<S: Io>(&mut self, io: &mut S) -> &'static str {
+        let host = &self.shared.settings.raw.hostname;
+        let line = format!("421 4.3.2 {host} too many connections, closing the slowest\r\n");
+        // The client may not be reading; it is being closed either way.
+        let _ = tokio::time::timeout(GOODBYE, io.write_all(line.into_bytes())).await;
+        io.shutdown().await;
+        "displaced by a newcomer at the connection cap"
     }
 
     /// The commit point: a message is either not accepted, or sealed, written and

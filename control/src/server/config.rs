@@ -45,6 +45,12 @@ pub struct Config {
     pub service_uids: Vec<u32>,
     pub session_ttl_secs: u64,
     pub max_connections: usize,
+    /// Connections one uid outside `service_uids` may hold; unset: a quarter of
+    /// `max_connections`.
+    pub max_connections_per_uid: Option<usize>,
+    /// Of `max_connections`, how many only `service_uids` may use; unset: an
+    /// eighth, at least one (none when `max_connections` is 1).
+    pub reserved_connections: Option<usize>,
     pub idle_timeout_secs: u64,
     pub tenant_defaults: TenantDefaultsConfig,
     pub dns: DnsConfig,
@@ -166,6 +172,8 @@ impl Default for Config {
             service_uids: vec![rustix::process::geteuid().as_raw()],
             session_ttl_secs: 8 * 3600,
             max_connections: 64,
+            max_connections_per_uid: None,
+            reserved_connections: None,
             idle_timeout_secs: 60,
             tenant_defaults: TenantDefaultsConfig::default(),
             dns: DnsConfig::default(),
@@ -200,6 +208,8 @@ pub struct Settings {
     pub service_uids: Vec<u32>,
     pub session_ttl: Duration,
     pub max_connections: usize,
+    pub max_connections_per_uid: usize,
+    pub reserved_connections: usize,
     pub idle_timeout: Duration,
     pub tenant_defaults: TenantLimits,
     pub dns: DnsSettings,
@@ -223,6 +233,7 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(self) -> Result<Settings, ConfigError> {
+        let (max_connections_per_uid, reserved_connections) = self.connection_shares()?;
         if self.socket.as_os_str().is_empty() {
             return Err(err("socket", "must not be empty"));
         }
@@ -276,9 +287,6 @@ impl Config {
         if self.session_ttl_secs == 0 {
             return Err(err("session_ttl_secs", "must be at least 1"));
         }
-        if self.max_connections == 0 {
-            return Err(err("max_connections", "must be at least 1"));
-        }
         if self.idle_timeout_secs == 0 {
             return Err(err("idle_timeout_secs", "must be at least 1"));
         }
@@ -315,6 +323,8 @@ impl Config {
             service_uids: self.service_uids,
             session_ttl: Duration::from_secs(self.session_ttl_secs),
             max_connections: self.max_connections,
+            max_connections_per_uid,
+            reserved_connections,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             tenant_defaults: TenantLimits {
                 messages_per_hour: d.messages_per_hour,
@@ -329,6 +339,35 @@ impl Config {
             backup_key_file,
             log: self.log,
         })
+    }
+}
+
+impl Config {
+    /// `max_connections_per_uid` and `reserved_connections`, defaulted and checked
+    /// against `max_connections` (at least 1).
+    fn connection_shares(&self) -> Result<(usize, usize), ConfigError> {
+        let max = self.max_connections;
+        if max == 0 {
+            return Err(err("max_connections", "must be at least 1"));
+        }
+        let per_uid = self.max_connections_per_uid.unwrap_or((max / 4).max(1));
+        if !(1..=max).contains(&per_uid) {
+            return Err(err(
+                "max_connections_per_uid",
+                format!("must be between 1 and max_connections ({max})"),
+            ));
+        }
+        // Some must stay for everyone else, or only service uids could ever connect.
+        let reserved = self
+            .reserved_connections
+            .unwrap_or((max / 8).max(1).min(max - 1));
+        if reserved >= max {
+            return Err(err(
+                "reserved_connections",
+                format!("must be less than max_connections ({max})"),
+            ));
+        }
+        Ok((per_uid, reserved))
     }
 }
 
@@ -431,6 +470,7 @@ mod tests {
         assert_eq!(s.socket_mode, 0o660);
         assert_eq!(s.session_ttl, Duration::from_secs(28_800));
         assert_eq!(s.max_connections, 64);
+        assert_eq!((s.max_connections_per_uid, s.reserved_connections), (16, 8));
         assert_eq!(s.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.tenant_defaults, TenantLimits::default());
         assert_eq!(s.service_uids, vec![rustix::process::geteuid().as_raw()]);
@@ -499,6 +539,18 @@ mod tests {
             TenantLimits::default().messages_per_day
         );
         assert_eq!(s.log.format, LogFormat::Json);
+        // Shares follow max_connections unless set.
+        assert_eq!((s.max_connections_per_uid, s.reserved_connections), (2, 1));
+        let s = Config::parse("max_connections = 1")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!((s.max_connections_per_uid, s.reserved_connections), (1, 0));
+        let s = Config::parse("max_connections_per_uid = 5\nreserved_connections = 0")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!((s.max_connections_per_uid, s.reserved_connections), (5, 0));
         let s = Config::parse("socket_mode = 0o600").expect("parse");
         assert_eq!(s.socket_mode, 0o600);
     }
@@ -527,6 +579,15 @@ mod tests {
             ("socket_mode = \"0666\"", "socket_mode"),
             ("socket_mode = \"0060\"", "socket_mode"),
             ("max_connections = 0", "max_connections"),
+            ("max_connections_per_uid = 0", "max_connections_per_uid"),
+            (
+                "max_connections = 4\nmax_connections_per_uid = 5",
+                "max_connections_per_uid",
+            ),
+            (
+                "max_connections = 4\nreserved_connections = 4",
+                "reserved_connections",
+            ),
             ("idle_timeout_secs = 0", "idle_timeout_secs"),
             (
                 "[tenant_defaults]\nrecipients_per_message = 0",

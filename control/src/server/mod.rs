@@ -4,8 +4,11 @@
 //!
 //! ```text
 //!   run ── way2mail_daemon::socket::bind (stale file, mode, parent dir)
+//!    ├── open_store: under a watchdog, checked against its anchor (an accepted
+//!    │     rollback is audited before anything is served)
 //!    ├── way2mail_daemon::thread_server::ThreadServer: accept thread ── admit (peer
-//!    │     credentials, max_connections) ── connection thread ── Control::serve
+//!    │     uid: max_connections, a share per uid, slots reserved for service_uids)
+//!    │     ── connection thread ── Control::serve
 //!    │       └── connection::serve ── request::answer ── Service::handle
 //!    ├── retention thread: the sweep every [retention] sweep_interval
 //!    └── main thread: waits for SIGTERM/SIGINT, then stops accepting, shuts the
@@ -27,14 +30,25 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use crate::audit::AuditLog;
 use crate::service::{Caller, Service, ServiceSettings};
+use crate::store::{AnchorPolicy, Store, StoreFiles, StoreOptions};
+use way2mail_daemon::time::now_ms;
+use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_wire::protocol::ErrorCode;
 
 use self::config::Settings;
-use way2mail_daemon::thread_server::{End, Handler, Sleeper, ThreadServer};
+use way2mail_daemon::thread_server::{Admission, Busy, End, Handler, Sleeper, ThreadServer};
 
 /// How long connections may take to finish the request in hand at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Opening the store is given up after this long without progress (sled's own
+/// open, then each record the anchor check and migration read): the store is
+/// small, so a healthy one never comes near it.
+pub const STORE_OPEN_STALL: Duration = Duration::from_secs(20);
+/// What an operator does about a store that cannot be opened.
+pub const STORE_DAMAGED_HINT: &str = "Check it with `way2mail-control --verify-store` (with \
+    the daemon stopped) and restore it from a backup (`way2mail backup restore`) if it is damaged";
 
 /// Control's side of the thread server: each connection is framed lines answered
 /// by the service.
@@ -54,27 +68,25 @@ impl Handler for Control {
         )
     }
 
-    fn busy_line(&self, max: usize) -> Vec<u8> {
-        let response = request::error_envelope(
-            0,
-            ErrorCode::Busy,
-            format!("too many connections (the limit is {max}); try again later"),
-        );
+    fn busy_line(&self, why: Busy) -> Vec<u8> {
+        let response =
+            request::error_envelope(0, ErrorCode::Busy, format!("{why}; try again later"));
         let mut line = serde_json::to_vec(&response).unwrap_or_default();
         line.push(b'\n');
         line
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(settings: Settings) -> Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT. `accept_rollback`: the operator decided
+/// to start on a store that diverged from its anchor (audited).
+pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
     // Registered first so that a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     // The socket first: its liveness check is what tells a second daemon that
     // one is already running, more clearly than the store's lock would.
     let bound = way2mail_daemon::socket::bind(&settings.socket, settings.socket_mode)?;
-    let service = match open_service(&settings) {
+    let service = match open_service(&settings, accept_rollback) {
         Ok(service) => service,
         Err(e) => {
             bound.remove_file();
@@ -82,10 +94,16 @@ pub fn run(settings: Settings) -> Result<()> {
         }
     };
     let max_connections = settings.max_connections;
+    let admission = Admission {
+        max_connections,
+        max_per_uid: settings.max_connections_per_uid,
+        reserved: settings.reserved_connections,
+        service_uids: settings.service_uids.clone(),
+    };
     let server = ThreadServer::start(
         "control",
         &bound.listener,
-        max_connections,
+        admission,
         Control { service, settings },
     )
     .context("starting the accept thread")?;
@@ -119,7 +137,7 @@ pub fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-fn open_service(settings: &Settings) -> Result<Service> {
+fn open_service(settings: &Settings, accept_rollback: bool) -> Result<Service> {
     let service_settings = ServiceSettings {
         service_uids: settings.service_uids.clone(),
         session_ttl: settings.session_ttl,
@@ -132,7 +150,7 @@ fn open_service(settings: &Settings) -> Result<Service> {
         backup_key_file: settings.backup_key_file.clone(),
     };
     let files = &settings.store;
-    let service = Service::open(files, service_settings).with_context(|| {
+    let store = open_store(files, accept_rollback).with_context(|| {
         format!(
             "opening the control store {} (key file {}, keyring {})",
             files.dir.display(),
@@ -140,9 +158,41 @@ fn open_service(settings: &Settings) -> Result<Service> {
             files.keyring_file.display()
         )
     })?;
+    let uid = rustix::process::getuid().as_raw();
+    let actor = format!("way2mail-control --accept-rollback (uid {uid})");
+    if let Some(entry) = AuditLog::note_accepted_rollback(&store, actor, now_ms())
+        .context("recording --accept-rollback in the audit log")?
+    {
+        tracing::warn!(
+            seq = entry.seq,
+            "--accept-rollback recorded in the audit log"
+        );
+    }
+    let service = Service::with_store(store, service_settings);
     // Only now, with the store's lock held: no other daemon is copying beside it.
     way2mail_daemon::files::Scratch::remove_stale(&files.dir, crate::service::BACKUP_SCRATCH);
     Ok(service)
+}
+
+/// Opens the store under a watchdog: sled may spin or panic on damaged files, and
+/// a daemon that never starts must say so rather than hang.
+fn open_store(files: &StoreFiles, accept_rollback: bool) -> Result<Store> {
+    let progress = Progress::new();
+    let options = StoreOptions {
+        anchor: if accept_rollback {
+            AnchorPolicy::AcceptRollback
+        } else {
+            AnchorPolicy::Refuse
+        },
+        progress: progress.clone(),
+    };
+    let files = files.clone();
+    let what = format!("opening the control store {}", files.dir.display());
+    let store = watchdog::bounded(&what, STORE_OPEN_STALL, &progress, move || {
+        Store::open_with(&files, &options)
+    })
+    .map_err(|stuck| anyhow::anyhow!("{stuck}. {STORE_DAMAGED_HINT}"))??;
+    Ok(store)
 }
 
 /// Runs the retention sweep every `[retention] sweep_interval` (the first one a

@@ -3,14 +3,16 @@
 //! replaced, a live one never), and served by their thread server
 //! (`way2mail_daemon::thread_server`): an accept thread, a thread per connection, a
 //! shutdown that lets the request in hand finish before the socket file goes.
-//! Admission by `SO_PEERCRED` uid is this file's.
+//! Admission by `SO_PEERCRED` uid is this file's: all connections but one are kept
+//! for `allowed_uids`, and any other uid gets that one at most, to hear `forbidden`,
+//! so that no local user can keep control out by holding connections.
 
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use way2mail_daemon::socket;
-use way2mail_daemon::thread_server::{End, Handler, ThreadServer};
+use way2mail_daemon::thread_server::{Admission, Busy, End, Handler, ThreadServer};
 use way2mail_daemon::Caller;
 use way2mail_wire::protocol::ErrorCode;
 
@@ -42,12 +44,8 @@ impl Handler for Admin {
         connection::serve(stream, &self.ops, caller, self.settings.idle_timeout)
     }
 
-    fn busy_line(&self, max: usize) -> Vec<u8> {
-        error_line(
-            0,
-            ErrorCode::Busy,
-            format!("too many connections (the limit is {max}); try again later"),
-        )
+    fn busy_line(&self, why: Busy) -> Vec<u8> {
+        error_line(0, ErrorCode::Busy, format!("{why}; try again later"))
     }
 }
 
@@ -62,14 +60,20 @@ impl AdminServer {
         ops.remove_stale_dumps();
         let bound = socket::bind(&settings.socket, settings.socket_mode).context("admin.socket")?;
         let max = settings.max_connections;
-        let server =
-            match ThreadServer::start("admin", &bound.listener, max, Admin { ops, settings }) {
-                Ok(s) => s,
-                Err(e) => {
-                    bound.remove_file();
-                    return Err(e).context("starting the admin accept thread");
-                }
-            };
+        let admission = Admission {
+            max_connections: max,
+            max_per_uid: 1,
+            reserved: max.saturating_sub(1),
+            service_uids: settings.allowed_uids.clone(),
+        };
+        let admin = Admin { ops, settings };
+        let server = match ThreadServer::start("admin", &bound.listener, admission, admin) {
+            Ok(s) => s,
+            Err(e) => {
+                bound.remove_file();
+                return Err(e).context("starting the admin accept thread");
+            }
+        };
         let s = &server.handler().settings;
         tracing::info!(
             socket = %bound.path().display(),

@@ -6,8 +6,9 @@
 //! keep their `_secs`/`_ms` names); nothing past the parse converts them.
 //!
 //! ```text
-//!   mod.rs        [runtime] [[listener]] [relay] [tls] [spool] [limits] [timeouts],
+//!   mod.rs        [runtime] [[listener]] [relay] [tls] [spool] [limits],
 //!                 Config::validate → Settings (what the daemon runs on)
+//!   timeouts.rs   [timeouts]: the deadlines SMTP clients work against
 //!   delivery.rs   [delivery] [shaping] [[route]] [[egress]]
 //!   control.rs    [control] [auth]
 //!   authn.rs      [dkim] [inbound]
@@ -22,6 +23,7 @@ pub mod authn;
 pub mod control;
 pub mod delivery;
 pub mod retention;
+pub mod timeouts;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,9 +42,10 @@ use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::retention::RetentionConfig;
-use way2mail_daemon::config::{millis, secs};
+use self::timeouts::TimeoutsConfig;
+use way2mail_daemon::config::millis;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
-use way2mail_smtp::server::{Limits, Role};
+use way2mail_smtp::server::{BareLineEndings, Limits, Role};
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::LogConfig;
@@ -142,6 +145,13 @@ pub struct SpoolConfig {
     /// default): beside the spool directory, `<path>.keyring`; `validate` fills it in.
     pub keyring_file: PathBuf,
     pub min_free_space: u64,
+    /// Opening the spool (sled's own recovery, then the check of every record) is
+    /// given up, and the daemon exits, after this long without progress.
+    #[serde(
+        rename = "open_timeout_secs",
+        deserialize_with = "way2mail_daemon::config::secs"
+    )]
+    pub open_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,23 +166,8 @@ pub struct LimitsConfig {
     #[serde(rename = "tarpit_delay_ms", deserialize_with = "millis")]
     pub tarpit_delay: Duration,
     pub max_received_headers: usize,
-}
-
-/// Deadlines for SMTP clients, and how long shutdown waits for messages in flight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutsConfig {
-    /// For each command line, and for writing each batch of replies.
-    #[serde(rename = "command_secs", deserialize_with = "secs")]
-    pub command: Duration,
-    /// For each read while message data arrives.
-    #[serde(rename = "data_secs", deserialize_with = "secs")]
-    pub data: Duration,
-    #[serde(rename = "tls_handshake_secs", deserialize_with = "secs")]
-    pub tls_handshake: Duration,
-    /// How long a message being received at shutdown may take to finish.
-    #[serde(rename = "shutdown_grace_secs", deserialize_with = "secs")]
-    pub shutdown_grace: Duration,
+    /// A bare CR or LF in message content: stored as CRLF, or the message refused.
+    pub bare_line_endings: BareLineEndings,
 }
 
 impl Default for Config {
@@ -249,6 +244,7 @@ impl Default for SpoolConfig {
             previous_key_files: Vec::new(),
             keyring_file: PathBuf::new(),
             min_free_space: 100 * 1024 * 1024,
+            open_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -266,17 +262,7 @@ impl Default for LimitsConfig {
             tarpit_after_errors: protocol.tarpit_after_errors,
             tarpit_delay: protocol.tarpit_delay,
             max_received_headers: protocol.max_received_headers,
-        }
-    }
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        TimeoutsConfig {
-            command: Duration::from_secs(300),
-            data: Duration::from_secs(180),
-            tls_handshake: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(10),
+            bare_line_endings: protocol.bare_line_endings,
         }
     }
 }
@@ -332,6 +318,12 @@ impl Config {
     /// Checks what the types cannot and resolves the derived settings.
     pub fn validate(mut self) -> Result<Settings, ConfigError> {
         self.spool.resolve_keyring()?;
+        if self.spool.open_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "spool.open_timeout_secs",
+                "must be at least 1",
+            ));
+        }
         validate_hostname(&self.hostname)?;
         let listeners = self.check_listeners()?;
         let relay =
@@ -343,6 +335,7 @@ impl Config {
                 ConfigError::new(key, e.to_string())
             })?;
         self.check_limits()?;
+        self.timeouts.check()?;
         if self.runtime.threads > 1024 {
             return Err(ConfigError::new(
                 "runtime.threads",
@@ -425,19 +418,8 @@ impl Config {
             ("limits.max_errors", u64::from(l.max_errors)),
             ("limits.max_received_headers", l.max_received_headers as u64),
         ];
-        let t = &self.timeouts;
-        let timeouts = [
-            ("timeouts.command_secs", t.command),
-            ("timeouts.data_secs", t.data),
-            ("timeouts.tls_handshake_secs", t.tls_handshake),
-        ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(ConfigError::new(key, "must be at least 1"));
-            }
-        }
-        for (key, timeout) in timeouts {
-            if timeout.is_zero() {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
@@ -518,6 +500,7 @@ impl Config {
             tarpit_after_errors: l.tarpit_after_errors,
             tarpit_delay: l.tarpit_delay,
             max_received_headers: l.max_received_headers,
+            bare_line_endings: l.bare_line_endings,
         }
     }
 }
@@ -573,6 +556,36 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.key, "spool.keyring_file");
+    }
+
+    #[test]
+    fn bare_line_endings_normalize_by_default_or_reject() {
+        let s = Config::parse("").unwrap().validate().unwrap();
+        assert_eq!(s.limits.bare_line_endings, BareLineEndings::Normalize);
+        let s = Config::parse("[limits]\nbare_line_endings = \"reject\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.limits.bare_line_endings, BareLineEndings::Reject);
+        let e = Config::parse("[limits]\nbare_line_endings = \"keep\"\n").unwrap_err();
+        assert_eq!(e.key, "limits.bare_line_endings");
+        assert!(e.reason.contains("normalize"), "{e}");
+    }
+
+    #[test]
+    fn spool_open_timeout_defaults_to_20_s_and_is_never_zero() {
+        let s = Config::parse("").unwrap().validate().unwrap();
+        assert_eq!(s.raw.spool.open_timeout, Duration::from_secs(20));
+        let s = Config::parse("[spool]\nopen_timeout_secs = 90\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.raw.spool.open_timeout, Duration::from_secs(90));
+        let e = Config::parse("[spool]\nopen_timeout_secs = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "spool.open_timeout_secs");
     }
 
     #[test]
