@@ -1,7 +1,9 @@
 //! The hash-chained audit log. Entry `n` carries the hash of entry `n-1`, and its
 //! own hash covers that link and every other field, so an entry cannot be changed,
 //! removed or moved without breaking the chain. The newest entry's sequence number
-//! and hash are kept in meta (`audit_head`) so that a removed tail shows too.
+//! and hash are kept in meta (`audit_head`) so that a removed tail shows too, and in
+//! the store's anchor file outside sled (`store::anchor`), so that a log rolled back
+//! whole, head included, shows as well.
 //!
 //! ```text
 //!   hash(n) = hex SHA-256( prev_hash(n) ‖ "\n" ‖ canonical JSON of entry n without `hash` )
@@ -29,6 +31,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::records::{AuditHead, META_AUDIT_HEAD};
+use crate::store::anchor::{self, AnchorCheck};
 use crate::store::{audit_key, hex, seq_of_key, Batch, Opened, Store, TreeName};
 use way2mail_wire::protocol::{AuditEntry, AuditOutcome, AuditProblem, AuditReport, Role};
 
@@ -263,6 +266,7 @@ impl AuditLog {
         let mut records: Vec<(u64, Option<AuditEntry>)> = Vec::new();
         for item in store.raw_iter(TreeName::Audit) {
             let (key, sealed) = item?;
+            store.tick();
             let Some(seq) = seq_of_key(&key) else {
                 problem(
                     0,
@@ -368,10 +372,117 @@ impl AuditLog {
                 }
             }
         }
+        check_anchor(store, &records, &mut problem);
         Ok(AuditReport {
             entries: records.len() as u64,
             problems,
         })
+    }
+
+    /// Records an operator's `--accept-rollback` in the log: what the anchor said
+    /// and what the store was. Called at start, before any request is served.
+    pub fn note_accepted_rollback(
+        store: &Store,
+        actor: String,
+        at_ms: u64,
+    ) -> Result<Option<AuditEntry>, Error> {
+        let AnchorCheck::Accepted {
+            divergence,
+            anchor,
+            store: found,
+        } = store.anchor_check()
+        else {
+            return Ok(None);
+        };
+        let recorded = match anchor {
+            Some(a) => format!(
+                "commit {}, audit entry {}{}",
+                a.commit_seq,
+                a.audit_seq,
+                a.audit_hash
+                    .as_ref()
+                    .map(|h| format!(" (hash {h})"))
+                    .unwrap_or_default()
+            ),
+            None => "nothing readable".into(),
+        };
+        let draft = AuditDraft {
+            actor,
+            role: None,
+            action: "store.accept_rollback".into(),
+            tenant: None,
+            outcome: AuditOutcome::Ok,
+            reason: Some("way2mail-control started with --accept-rollback".into()),
+            detail: Some(format!(
+                "{divergence}. The anchor recorded {recorded}; the store was at commit {}, \
+                 audit entry {}. Started on the store as it was.",
+                found.commit_seq, found.audit_seq
+            )),
+            public_detail: true,
+        };
+        // Nothing else appends before the socket serves: a writer of its own is safe.
+        let log = AuditLog::new();
+        let mut batch = Batch::new();
+        let entry = log.writer().append(store, &mut batch, draft, at_ms)?;
+        store.commit(batch)?;
+        Ok(Some(entry))
+    }
+}
+
+/// Compares the log with the anchor file read now: the anchor's entry must still be
+/// there, with the hash it recorded. An anchor behind the log is normal (the
+/// process stopped between a commit and the anchor's write).
+fn check_anchor(
+    store: &Store,
+    records: &[(u64, Option<AuditEntry>)],
+    problem: &mut impl FnMut(u64, &str, String),
+) {
+    let last = records.last().map_or(0, |(k, _)| *k);
+    let anchor = match anchor::read(store.dir()) {
+        Ok(Some(anchor)) => anchor,
+        Ok(None) => {
+            return problem(
+                last,
+                "anchor",
+                "the store's anchor file is missing: a rolled-back log cannot be told".into(),
+            )
+        }
+        Err(reason) => {
+            return problem(
+                last,
+                "anchor",
+                format!("the store's anchor file cannot be read: {reason}"),
+            )
+        }
+    };
+    if anchor.audit_seq == 0 {
+        return;
+    }
+    if anchor.audit_seq > last {
+        return problem(
+            last + 1,
+            "truncated",
+            format!(
+                "the store's anchor recorded entry {} but the log ends at {last}: the newest \
+                 entries were lost (a rolled-back or damaged store)",
+                anchor.audit_seq
+            ),
+        );
+    }
+    let stored = records
+        .iter()
+        .find(|(k, _)| *k == anchor.audit_seq)
+        .and_then(|(_, e)| e.as_ref())
+        .map(|e| &e.hash);
+    if stored != anchor.audit_hash.as_ref() {
+        problem(
+            anchor.audit_seq,
+            "changed",
+            format!(
+                "entry {} is not the entry the store's anchor recorded",
+                anchor.audit_seq
+            ),
+        );
     }
 }
 

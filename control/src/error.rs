@@ -1,5 +1,5 @@
 //! The one error type of the control library: what can go wrong below the
-//! protocol (opening the store, reading or sealing a record, hashing). Requests
+//! protocol (opening the store, its anchor, reading or sealing a record, hashing). Requests
 //! never see it directly: the service turns it into an `internal` error body.
 
 use std::path::PathBuf;
@@ -13,6 +13,30 @@ pub enum Error {
     Open { path: PathBuf, source: sled::Error },
     #[error("control store error: {0}")]
     Storage(#[from] sled::Error),
+    /// The store is not the one its anchor recorded (see `store::anchor`): refused
+    /// at open unless the operator accepts it.
+    #[error(
+        "control store {} is not the store its anchor recorded: {divergence}. Committed \
+         changes (audit entries, suspensions, erasures) may have been lost: damaged files, \
+         or an older copy put in place. Restore it from a backup (`way2mail backup \
+         restore`), or check it with `way2mail-control --verify-store`; start with \
+         `way2mail-control --accept-rollback` only once you decided to keep it as it is \
+         (the decision is audited)",
+        dir.display()
+    )]
+    RolledBack {
+        dir: PathBuf,
+        divergence: crate::store::anchor::Divergence,
+    },
+    /// The anchor file could not be written.
+    #[error("cannot write the control store's anchor {}: {source}", path.display())]
+    Anchor {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The store was opened for reading only (verification) and a write was tried.
+    #[error("the control store {} was opened for reading only", dir.display())]
+    ReadOnly { dir: PathBuf },
     /// The key file is missing, unreadable, has loose permissions or a wrong size.
     #[error("control store key: {0}")]
     Key(#[source] way2mail_seal::Error),

@@ -40,7 +40,9 @@
 //!                 [sending] and [mta] values (plain data, below everything)
 //!   rbac.rs       the role × operation table
 //!   store/        the sled store: trees, sealed versioned records, atomic batches;
-//!                 migrate.rs upgrades stores from before data keys
+//!                 anchor.rs the anchor file that refuses a rolled-back store,
+//!                 verify.rs the offline check of every record, migrate.rs
+//!                 upgrades stores from before data keys
 //!   records.rs    stored records that are not protocol types (operators, sessions, …)
 //!   audit.rs      the hash-chained audit log: append, list, verify, tamper API
 //!   totp.rs       RFC 6238 codes, base32 secrets, replay-safe verification

@@ -1,12 +1,13 @@
 //! Small files holding secrets (the keyring, the MTA's saved control snapshot):
-//! replaced whole and atomically, and the replaced content overwritten. And the
-//! scratch copies a backup makes beside a store.
+//! replaced whole and atomically, and the replaced content overwritten. Small files
+//! that hold no secret (the stores' anchors) replaced the same way, without the
+//! overwrite. And the scratch copies a backup makes beside a store.
 //!
-//! `replace_wiping` writes the new content to a temporary file (0600, fsync), renames
-//! it over the old one and syncs the directory, so a crash leaves either the old file
-//! or the new one. The old inode is kept open across the rename and overwritten with
-//! zeros afterwards: once a tenant's key was shredded, the bytes that held it are not
-//! simply left in free blocks. (On copy-on-write file systems and flash translation
+//! `replace` writes the new content to a temporary file (0600, fsync), renames it
+//! over the old one and syncs the directory, so a crash leaves either the old file
+//! or the new one. `replace_wiping` also keeps the old inode open across the rename
+//! and overwrites it with zeros afterwards: once a tenant's key was shredded, the
+//! bytes that held it are not simply left in free blocks. (On copy-on-write file systems and flash translation
 //! layers an overwrite may land elsewhere; the master key is what protects those
 //! remnants, see docs/compliance.md.)
 
@@ -19,6 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Writes `content` to `path` (mode 0600), replacing any previous file atomically and
 /// zeroing the previous content.
 pub fn replace_wiping(path: &Path, content: &[u8]) -> io::Result<()> {
+    let old = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    replace(path, content)?;
+    if let Some(old) = old {
+        // The new file is in place; failing to wipe the old one loses nothing, so it
+        // is reported but not an error of the replacement.
+        if let Err(e) = wipe(old) {
+            tracing::warn!(path = %path.display(), error = %e, "could not overwrite the replaced file");
+        }
+    }
+    Ok(())
+}
+
+/// Writes `content` to `path` (mode 0600), replacing any previous file atomically:
+/// once this returns, the new content is on disk, and a crash at any point leaves
+/// either the old file or the new one.
+pub fn replace(path: &Path, content: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(dir) = dir {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -32,11 +53,6 @@ pub fn replace_wiping(path: &Path, content: &[u8]) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let old = match OpenOptions::new().write(true).open(path) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -51,13 +67,6 @@ pub fn replace_wiping(path: &Path, content: &[u8]) -> io::Result<()> {
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
-    }
-    if let Some(old) = old {
-        // The new file is in place; failing to wipe the old one loses nothing, so it
-        // is reported but not an error of the replacement.
-        if let Err(e) = wipe(old) {
-            tracing::warn!(path = %path.display(), error = %e, "could not overwrite the replaced file");
-        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //!   lines.rs          request lines: bounded, within a deadline
 //!   thread_server.rs  a thread per connection on a Unix socket, drained at stop
 //!   files.rs          secret files replaced atomically and wiped; scratch copies
+//!   watchdog.rs       work that may hang (opening a damaged store), bounded
 //!   time.rs           the clock: Unix time in milliseconds and seconds
 //! ```
 //!
@@ -29,6 +30,7 @@ pub mod socket;
 pub mod systemd;
 pub mod thread_server;
 pub mod time;
+pub mod watchdog;
 
 pub use config::ConfigError;
 pub use peer::Caller;

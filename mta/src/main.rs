@@ -1,10 +1,12 @@
-//! `way2mail-mta`: the SMTP engine daemon, and `way2mail-mta spool list` for operators.
+//! `way2mail-mta`: the SMTP engine daemon, and `way2mail-mta spool list|log|verify`
+//! for operators.
 //!
 //! Start-up order matters: configuration (fail fast, naming the key), logging, TLS
 //! material, the spool (its lock is what stops a second daemon from sharing our
-//! `SO_REUSEPORT` ports), recovery, then sockets and worker threads, and last the
-//! admin socket. Shutdown runs the other way: close the admin socket, stop accepting,
-//! let sessions finish or answer `421`, flush, exit 0.
+//! `SO_REUSEPORT` ports; opened and recovered under a watchdog, checked against its
+//! anchor), then sockets and worker threads, and last the admin socket. Shutdown
+//! runs the other way: close the admin socket, stop accepting, let sessions finish
+//! or answer `421`, flush, exit 0.
 //!
 //! ```text
 //! main ── config ── spool (sled, group-commit flusher) ── monitor thread
@@ -42,7 +44,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use way2mail_queue::Spool;
+use way2mail_daemon::watchdog::{self, Progress};
+use way2mail_queue::{Spool, SpoolOptions};
 
 use crate::config::{Config, Settings};
 use crate::io::Backend;
@@ -64,6 +67,11 @@ struct Cli {
     /// Validate the configuration and exit: 0 valid, 1 invalid.
     #[arg(long)]
     check: bool,
+    /// Start on a spool that is behind its anchor (committed messages were lost, or
+    /// an older copy was put in place), once you decided to keep it as it is. Logged
+    /// at WARN; the anchor is rewritten.
+    #[arg(long)]
+    accept_rollback: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,6 +105,9 @@ enum SpoolCommand {
         #[arg(long, value_name = "HOURS")]
         hours: Option<u64>,
     },
+    /// Check every record (opens, decodes, belongs to a message) and the anchor;
+    /// exits 0 when clean, 1 when a problem was found. Changes nothing.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -132,17 +143,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     hours,
                 },
         }) => spool_cli::log(&settings, message.as_deref(), recipient, hours),
-        None => serve(settings),
+        Some(Command::Spool {
+            command: SpoolCommand::Verify,
+        }) => spool_cli::verify(&settings),
+        None => serve(settings, cli.accept_rollback),
     }
 }
 
-fn serve(settings: Settings) -> Result<ExitCode> {
+/// Opens and recovers the spool under a watchdog: sled may spin or panic on damaged
+/// files, and a daemon that never starts must say so rather than hang.
+fn open_spool(
+    spool_cfg: &config::SpoolConfig,
+    keyring: way2mail_seal::Keyring,
+    accept_rollback: bool,
+) -> Result<(Spool, way2mail_queue::RecoveryReport)> {
+    let progress = Progress::new();
+    let options = SpoolOptions {
+        accept_rollback,
+        progress: progress.clone(),
+    };
+    let path = spool_cfg.path.clone();
+    let what = format!("opening the spool {}", path.display());
+    watchdog::bounded(&what, spool_cfg.open_timeout, &progress, move || {
+        let spool = Spool::open_with(&path, keyring, &options)?;
+        let report = spool.recover()?;
+        Ok::<_, way2mail_queue::Error>((spool, report))
+    })
+    .map_err(|stuck| anyhow::anyhow!("{stuck}. {}", spool_cli::DAMAGED_HINT))?
+    .with_context(|| what)
+}
+
+fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     way2mail_daemon::logging::init(&settings.raw.log);
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
     let spool_cfg = &settings.raw.spool;
     let keyring = spool_cfg.open_keyring()?;
-    let spool = Spool::open(&spool_cfg.path, keyring)?;
-    let report = spool.recover().context("spool recovery")?;
+    let (spool, report) = open_spool(spool_cfg, keyring, accept_rollback)?;
     tracing::info!(
         messages = report.messages,
         quarantined = report.quarantined,

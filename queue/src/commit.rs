@@ -7,7 +7,9 @@
 //! Every answer comes from a flush that started after that message's batch was
 //! applied. Messages arriving during a flush wait for the next one; under load one
 //! batch and one flush serve many messages, so the batch size follows the load
-//! without a tuning knob.
+//! without a tuning knob. Each batch that changes anything also advances the commit
+//! count (`m commit_seq`); once a flush has made a count durable, the anchor's
+//! thread (anchor.rs) may record it.
 //!
 //! Why the flusher, not the session, applies the batch: sled 0.34's `apply_batch`
 //! takes its global write lock, and `flush` holds the read side of that lock until
@@ -24,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::Error;
+use crate::anchor::AnchorWriter;
+use crate::{keys, Error};
 
 type Answer = Result<(), Error>;
 
@@ -157,14 +160,42 @@ pub(crate) struct Shared {
     unhealthy: AtomicBool,
     flushes: AtomicU64,
     commits: AtomicU64,
+    /// The last batch applied (`m commit_seq`); only the flusher advances it.
+    commit_seq: AtomicU64,
+    /// `None` only in unit tests of this module.
+    anchor: Option<AnchorWriter>,
 }
 
 impl Shared {
-    pub(crate) fn new(spool_dir: std::fs::File) -> Shared {
+    /// For the spool whose directory is `spool_dir`, at `commit_seq` committed
+    /// batches, its anchor kept by `anchor`.
+    pub(crate) fn new(spool_dir: std::fs::File, commit_seq: u64, anchor: AnchorWriter) -> Shared {
         Shared {
             spool_dir: Some(spool_dir),
+            commit_seq: AtomicU64::new(commit_seq),
+            anchor: Some(anchor),
             ..Shared::default()
         }
+    }
+
+    /// After a flush that started once every batch up to `seq` was applied: `seq`
+    /// is durable, and the anchor may record it.
+    fn durable(&self, seq: u64) {
+        if let Some(anchor) = &self.anchor {
+            anchor.durable(seq);
+        }
+    }
+
+    /// Writes the anchor now if it is behind (shutdown, tools).
+    pub(crate) fn write_anchor(&self) {
+        if let Some(anchor) = &self.anchor {
+            anchor.write_now();
+        }
+    }
+
+    /// The last batch applied.
+    pub(crate) fn commit_seq(&self) -> u64 {
+        self.commit_seq.load(Ordering::Acquire)
     }
 
     /// sled 0.34 makes its log stable with `sync_file_range`, which persists neither
@@ -234,17 +265,20 @@ impl Shared {
         }
     }
 
-    /// Applies every write of a round as one atomic sled batch.
+    /// Applies every write of a round as one atomic sled batch, which also advances
+    /// the commit count when it changes anything.
     fn write(&self, db: &sled::Db, round: &mut [Pending]) -> Result<(), Failure> {
         if self.unhealthy.load(Ordering::Acquire) {
             return Err(Failure::Refused);
         }
         let mut batch = sled::Batch::default();
         let mut delta = 0isize;
+        let mut changes = false;
         for p in round.iter_mut() {
             // A batch keeps the last operation per key, so order within and across
             // writes is preserved.
             for (key, value) in p.write.ops.drain(..) {
+                changes = true;
                 match value {
                     Some(value) => batch.insert(key, value),
                     None => batch.remove(key),
@@ -252,9 +286,14 @@ impl Shared {
             }
             delta += p.write.queued_delta;
         }
+        let seq = self.commit_seq() + u64::from(changes);
+        if changes {
+            batch.insert(keys::COMMIT_SEQ, &seq.to_be_bytes());
+        }
         let _writing = self.writers.read().unwrap_or_else(PoisonError::into_inner);
         match db.apply_batch(batch) {
             Ok(()) => {
+                self.commit_seq.store(seq, Ordering::Release);
                 self.adjust_queued(delta);
                 Ok(())
             }
@@ -283,6 +322,8 @@ impl Shared {
     /// `Spool::flush`. The error is the reason the spool is now unhealthy.
     pub(crate) fn flush(&self, db: &sled::Db) -> Result<(), Failure> {
         let generation = self.state().generation;
+        // Read before the flush: every batch up to here is covered by it.
+        let seq = self.commit_seq();
         self.flushes.fetch_add(1, Ordering::Relaxed);
         let outcome = match db.flush() {
             Ok(_) => self.sync_files().map_err(Failure::Sync),
@@ -290,6 +331,7 @@ impl Shared {
         };
         match outcome {
             Ok(()) => {
+                self.durable(seq);
                 let mut s = self.state();
                 if s.generation == generation && s.reason.take().is_some() {
                     self.unhealthy.store(false, Ordering::Release);

@@ -123,6 +123,7 @@ impl Spool {
             }
             for item in inner.db.range(start..end) {
                 let (key, value) = item?;
+                inner.progress.tick();
                 let Some(Key::Log { id, seq, .. }) = keys::parse(&key) else {
                     continue;
                 };

@@ -17,7 +17,8 @@
 //! moves the old directory aside (`<dir>.before-restore-<unix time>`, never deleted)
 //! and the new one into place. Records sealed with the key of a tenant erased since
 //! the backup are dropped on the way in: the keyring of the node, not the backup,
-//! decides what is readable.
+//! decides what is readable. The new spool gets its own anchor (anchor.rs), at the
+//! commit count the backup had: a restore is the operator's decision to go back.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -173,6 +174,10 @@ pub fn restore_dump(
         }
         db.apply_batch(batch)?;
         db.flush()?;
+        // The restored spool is a new starting point: its anchor records it as it is
+        // (the spool moved aside keeps its own).
+        let commit_seq = crate::anchor::commit_seq(&db)?.unwrap_or(0);
+        crate::anchor::write(&staging, crate::anchor::Anchor { commit_seq })?;
     }
     keyring.bind(&staging)?;
     // Run as root, a restore must leave the daemon's user owning its spool.

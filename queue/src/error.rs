@@ -1,7 +1,8 @@
 //! The one error type of the spool. Callers branch on it to choose SMTP replies:
 //! `Unhealthy` and `Locked` mean "stop accepting" (`421 4.3.2`), `NoSpace` means the
 //! filesystem is full (`452 4.3.1`), `Storage`/`Io` on enqueue mean the message was
-//! not accepted (`451 4.3.0`).
+//! not accepted (`451 4.3.0`). `RolledBack` only comes from opening: the daemon
+//! does not start.
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,19 @@ pub enum Error {
         path.display()
     )]
     Locked { path: PathBuf },
+    /// The spool lost committed writes (or the anchor that would tell): see
+    /// `anchor.rs`. Refused unless the operator accepts it.
+    #[error(
+        "spool {} is not the spool its anchor recorded: {divergence}. Committed messages \
+         may have been lost (damaged files, or an older copy put in place). Restore the \
+         spool from a backup, or inspect it with `way2mail-mta spool verify`; start with \
+         `way2mail-mta --accept-rollback` only once you decided to keep it as it is",
+        path.display()
+    )]
+    RolledBack {
+        path: PathBuf,
+        divergence: crate::anchor::Divergence,
+    },
     #[error("spool I/O error: {0}")]
     Io(#[from] io::Error),
     #[error("spool storage error: {0}")]

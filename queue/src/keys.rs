@@ -14,7 +14,8 @@
 //!   l <expiry_ms:8 BE> <id:16> lease (empty value): the message is being delivered
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
-//!                              the format before data keys)
+//!                              the format before data keys; `m commit_seq` = u64
+//!                              BE: batches the flusher committed, see anchor.rs)
 //! ```
 
 use way2mail_seal::KeyId;
@@ -30,6 +31,8 @@ pub const LOG: u8 = b'g';
 pub const META: u8 = b'm';
 /// The format marker (see `migrate.rs`).
 pub const FORMAT: &[u8] = b"mformat";
+/// The count of committed batches (see `anchor.rs`).
+pub const COMMIT_SEQ: &[u8] = b"mcommit_seq";
 
 /// Length of an envelope or body key.
 pub const RECORD_KEY_LEN: usize = 17;

@@ -7,7 +7,9 @@
 //! ```text
 //!   keys.rs      every sled key, built and parsed in one place
 //!   record.rs    what is inside a sealed envelope record (versioned JSON)
-//!   spool.rs     Spool: open (lock), enqueue (one atomic batch), read, list
+//!   anchor.rs    the anchor file: the last durable commit count, outside sled,
+//!                so that a spool that lost commits is refused at open
+//!   spool.rs     Spool: open (lock, anchor), enqueue (one atomic batch), read, list
 //!   lease.rs     delivery's side: take_due (leases), read_body, complete
 //!   delivery_log.rs  the time-keyed delivery log: records, queries, purge
 //!   commit.rs    group commit: one flusher thread applies every write, one sled
@@ -18,6 +20,7 @@
 //!   tenant_data.rs  one tenant's data: inventory, export, erasure
 //!   retention.rs    purges by age, per data key (the retention sweep's primitives)
 //!   dump.rs      online backup dump of every record, and restore onto a stopped node
+//!   verify.rs    offline check of every record and of the anchor (`spool verify`)
 //! ```
 //!
 //! `enqueue` seals the envelope and body, writes them with the schedule entry in one
@@ -28,6 +31,7 @@
 //! outcome (new state and schedule, or deletion, a bounce, log records) in one batch.
 //! The on-disk format is described in `docs/spool-format.md`.
 
+pub mod anchor;
 mod commit;
 mod delivery_log;
 mod dump;
@@ -40,7 +44,9 @@ mod recovery;
 mod retention;
 mod spool;
 mod tenant_data;
+mod verify;
 
+pub use anchor::AnchorCheck;
 pub use commit::{CommitStats, Durable, Health};
 pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
 pub use dump::{restore_dump, DumpStats, RestoreStats};
@@ -48,8 +54,9 @@ pub use error::Error;
 pub use lease::Leased;
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
-pub use spool::{RecipientSummary, Spool, Summary};
+pub use spool::{RecipientSummary, Spool, SpoolOptions, Summary};
 pub use tenant_data::{TenantErasure, TenantInventory};
+pub use verify::{verify, Problem, VerifyReport};
 
 // The spool stores what SMTP said about a message: the envelope and id types are
 // the SMTP crate's, so a session hands its message over without conversion.

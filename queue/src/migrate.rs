@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use crate::keys::{self, Key};
+use way2mail_daemon::watchdog::Progress;
 use way2mail_seal::record as seal;
 use way2mail_seal::Keyring;
 
@@ -30,7 +31,7 @@ fn is_legacy(keyring: &Keyring, value: &[u8]) -> bool {
 }
 
 /// Migrates what needs it and returns the number of records re-sealed.
-pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
+pub(crate) fn run(db: &sled::Db, keyring: &Keyring, progress: &Progress) -> Result<usize, Error> {
     if db.get(keys::FORMAT)?.as_deref() == Some(FORMAT_VALUE) {
         return Ok(0);
     }
@@ -49,6 +50,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
     let mut owners: HashMap<MessageId, Option<String>> = HashMap::new();
     for item in db.scan_prefix([keys::ENVELOPE]) {
         let (key, value) = item?;
+        progress.tick();
         let Some(Key::Envelope(id)) = keys::parse(&key) else {
             continue;
         };
@@ -80,6 +82,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
     }
     for item in db.scan_prefix([keys::BODY]) {
         let (key, value) = item?;
+        progress.tick();
         let Some(Key::Body(id)) = keys::parse(&key) else {
             continue;
         };
@@ -103,6 +106,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring) -> Result<usize, Error> {
     let system = keyring.system();
     for item in db.scan_prefix([keys::LOG]) {
         let (key, value) = item?;
+        progress.tick();
         let Some(Key::LegacyLog { time_ms, id, seq }) = keys::parse(&key) else {
             continue;
         };

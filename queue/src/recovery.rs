@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId};
+use way2mail_daemon::watchdog::Progress;
 use way2mail_seal::Keyring;
 
 /// What `Spool::recover` found and did.
@@ -93,6 +94,7 @@ pub(crate) fn run(
     db: &sled::Db,
     keyring: &Keyring,
     now_ms: u64,
+    progress: &Progress,
 ) -> Result<(RecoveryReport, bool), Error> {
     let mut pass = Pass::default();
     // Everything but the delivery log, in key order.
@@ -100,6 +102,7 @@ pub(crate) fn run(
     let after_log = db.range([keys::LOG + 1].as_slice()..);
     for item in before_log.chain(after_log) {
         let (key, value) = item?;
+        progress.tick();
         pass.visit(keyring, &key, &value);
     }
     // Every body not belonging to a valid message goes too: its envelope is broken

@@ -1,7 +1,8 @@
-//! The spool handle: opening (with an exclusive lock), the commit point `enqueue`,
-//! and the read side (`read`, `list`). Delivery's side of the handle (leases,
-//! completion) is in lease.rs, the delivery log in delivery_log.rs; keys are built in
-//! keys.rs and every write goes through the flusher in commit.rs.
+//! The spool handle: opening (with an exclusive lock, checked against its anchor in
+//! anchor.rs), the commit point `enqueue`, and the read side (`read`, `list`).
+//! Delivery's side of the handle (leases, completion) is in lease.rs, the delivery
+//! log in delivery_log.rs; keys are built in keys.rs and every write goes through
+//! the flusher in commit.rs.
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -15,12 +16,14 @@ use std::time::{Duration, Instant};
 use rustix::fs::FlockOperation;
 use way2mail_daemon::time::now_ms;
 
+use crate::anchor::{self, AnchorCheck, AnchorWriter};
 use crate::commit::{Committer, Shared, Write};
 use crate::lease::Leases;
 use crate::{
     keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
     RecipientState, RecoveryReport,
 };
+use way2mail_daemon::watchdog::Progress;
 use way2mail_seal::{DataKey, Keyring};
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
@@ -59,6 +62,17 @@ pub struct RecipientSummary {
     pub last_error: Option<String>,
 }
 
+/// How to open a spool.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolOptions {
+    /// Start on a spool that diverged from its anchor (the operator decided to keep
+    /// it as it is); the anchor is rewritten. Without it such a spool is refused.
+    pub accept_rollback: bool,
+    /// Ticked for every record opening, recovery and the scans read, so that a
+    /// watchdog can tell slow work from a hang.
+    pub progress: Progress,
+}
+
 /// A handle on the open spool; clones share one database and one flusher thread.
 #[derive(Clone)]
 pub struct Spool {
@@ -81,6 +95,8 @@ pub(crate) struct Inner {
     /// both acting on one erasure in control) run one after the other and both report
     /// what was removed (see `erase_tenant`). One entry per erased tenant.
     pub(crate) erased: Mutex<HashMap<String, (u64, u64)>>,
+    pub(crate) progress: Progress,
+    anchor_check: AnchorCheck,
     path: PathBuf,
     _lock: File,
 }
@@ -111,7 +127,7 @@ fn is_sled_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-fn open_db(path: &Path) -> Result<sled::Db, Error> {
+pub(crate) fn open_db(path: &Path) -> Result<sled::Db, Error> {
     let config = sled::Config::new()
         .path(path)
         // The flusher thread owns durability; a background timer flush would only
@@ -140,13 +156,35 @@ fn open_db(path: &Path) -> Result<sled::Db, Error> {
 
 impl Spool {
     /// Opens (creating if needed) the spool at `path`, sealing with the data keys of
-    /// `keyring`, and starts its flusher thread.
+    /// `keyring`, and starts its flusher thread. A spool that diverged from its
+    /// anchor is refused ([`Error::RolledBack`]).
     pub fn open(path: &Path, keyring: Keyring) -> Result<Spool, Error> {
+        Spool::open_with(path, keyring, &SpoolOptions::default())
+    }
+
+    /// [`Spool::open`] with options. sled may spin or panic on damaged files: a
+    /// daemon runs this under a watchdog (`way2mail_daemon::watchdog`).
+    pub fn open_with(
+        path: &Path,
+        keyring: Keyring,
+        options: &SpoolOptions,
+    ) -> Result<Spool, Error> {
         DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         let lock_file = lock(path)?;
         let db = open_db(path)?;
-        let queued = db.scan_prefix([keys::ENVELOPE]).count();
-        let shared = Arc::new(Shared::new(std::fs::File::open(path)?));
+        options.progress.tick();
+        let commit_seq = anchor::commit_seq(&db)?;
+        let anchor_check = anchor::admit(path, commit_seq, options.accept_rollback)?;
+        let commit_seq = commit_seq.unwrap_or(0);
+        let queued = db
+            .scan_prefix([keys::ENVELOPE])
+            .inspect(|_| options.progress.tick())
+            .count();
+        let shared = Arc::new(Shared::new(
+            std::fs::File::open(path)?,
+            commit_seq,
+            AnchorWriter::start(path.to_owned(), commit_seq)?,
+        ));
         shared.queued.store(queued, Ordering::Relaxed);
         let committer = Committer::start(db.clone(), Arc::clone(&shared))?;
         Ok(Spool {
@@ -158,10 +196,17 @@ impl Spool {
                 leases: Leases::default(),
                 log_seq: AtomicU32::new(0),
                 erased: Mutex::default(),
+                progress: options.progress.clone(),
+                anchor_check,
                 path: path.to_owned(),
                 _lock: lock_file,
             }),
         })
+    }
+
+    /// What opening found about the spool's anchor.
+    pub fn anchor_check(&self) -> &AnchorCheck {
+        &self.inner.anchor_check
     }
 
     /// Startup check; see `docs/spool-format.md` ("Recovery"). Records of the
@@ -173,13 +218,15 @@ impl Spool {
             .writers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let migrated = migrate::run(&inner.db, &inner.keyring).inspect_err(|e| {
-            inner
-                .shared
-                .mark_unhealthy(format!("migration failed: {e}"))
-        })?;
-        let (mut report, changed) = recovery::run(&inner.db, &inner.keyring, now_ms())
-            .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
+        let migrated =
+            migrate::run(&inner.db, &inner.keyring, &inner.progress).inspect_err(|e| {
+                inner
+                    .shared
+                    .mark_unhealthy(format!("migration failed: {e}"))
+            })?;
+        let (mut report, changed) =
+            recovery::run(&inner.db, &inner.keyring, now_ms(), &inner.progress)
+                .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
         report.migrated = migrated;
         let changed = changed || migrated > 0;
         inner
@@ -285,6 +332,7 @@ impl Spool {
         let mut out = Vec::with_capacity(self.len());
         for item in inner.db.scan_prefix([keys::ENVELOPE]) {
             let (key, value) = item?;
+            inner.progress.tick();
             let Some(keys::Key::Envelope(id)) = keys::parse(&key) else {
                 return Err(Error::Corrupt {
                     key: keys::describe(&key),
@@ -331,6 +379,7 @@ impl Spool {
         for prefix in [keys::DUE, keys::LEASE] {
             for item in self.inner.db.scan_prefix([prefix]) {
                 let (key, _) = item?;
+                self.inner.progress.tick();
                 match keys::parse(&key) {
                     Some(keys::Key::Due { due_ms, id }) => {
                         // The earliest entry counts, should there be several.
@@ -371,8 +420,8 @@ impl Spool {
     }
 
     /// Applies every write handed to the flusher before this call, flushes, and
-    /// waits for it (shutdown, tools). A success also clears an earlier unhealthy
-    /// state.
+    /// waits for it (shutdown, tools), and brings the anchor up to date. A success
+    /// also clears an earlier unhealthy state.
     ///
     /// The writes first: completions are handed over without waiting, and a
     /// shutdown that only flushed sled would leave one still in the flusher's queue
@@ -386,7 +435,9 @@ impl Spool {
             .committer
             .submit(Write::default())
             .wait_blocking();
-        self.inner.shared.flush(&self.inner.db).map_err(Error::from)
+        self.inner.shared.flush(&self.inner.db)?;
+        self.inner.shared.write_anchor();
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

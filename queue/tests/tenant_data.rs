@@ -381,7 +381,10 @@ fn records_of_erased_tenants_brought_back_raw_are_deleted() {
         deliver_all(&spool);
         enqueue_tagged(&spool, &tenant_envelope("acme", 1), "acme-queued");
         drop(spool);
-        let copied = raw_records(&fx.spool_dir);
+        // The message records only: bringing the commit count back too would be a
+        // rollback, which opening refuses (see store_integrity.rs).
+        let mut copied = raw_records(&fx.spool_dir);
+        copied.retain(|(k, _)| k.as_slice() != keys::COMMIT_SEQ);
         let spool = fx.open();
         spool.erase_tenant("acme").expect("erase");
         copied

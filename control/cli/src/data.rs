@@ -13,9 +13,11 @@ use serde::Deserialize;
 use way2mail_seal::{Keyring, MasterKey};
 
 use way2mail_control::backup::{self, ArchiveReader, RestoreTarget};
+use way2mail_control::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
 use way2mail_control::server::config::Config as ControlConfig;
-use way2mail_control::store::{StoreFiles, TreeName};
+use way2mail_control::store::{AnchorPolicy, Store, StoreFiles, StoreOptions, TreeName};
 use way2mail_daemon::duration;
+use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_wire::protocol::{ErasureReceipt, Request, Response};
 
 use super::session::Session;
@@ -502,16 +504,7 @@ fn restore(
     };
     let key = backup_key(key, &control)?;
     let files = &control.store;
-    // sled holds an exclusive lock while a daemon has the store open.
-    match sled::Config::new().path(&files.dir).open() {
-        Ok(db) => drop(db),
-        Err(e) => {
-            return Err(Failure::Failed(format!(
-                "the control store {} cannot be opened ({e}): stop way2mail-control first",
-                files.dir.display()
-            )))
-        }
-    }
+    ensure_stopped(&files.dir)?;
     let spool_keyring_file = if mta.spool.keyring_file.as_os_str().is_empty() {
         Keyring::beside(&mta.spool.path).ok_or_else(|| {
             Failure::Failed(format!(
@@ -599,6 +592,96 @@ fn restore(
     Ok(())
 }
 
+/// A restore needs the daemon stopped: sled holds an exclusive `flock` on the
+/// store's `db` file while it is open. Only the lock is tried, the store is not
+/// opened: it may be damaged (the reason for the restore), and sled could spin on it.
+fn ensure_stopped(dir: &Path) -> Result<(), Failure> {
+    let db = dir.join("db");
+    let file = match File::open(&db) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Failure::Failed(format!(
+                "the control store {} cannot be opened ({e})",
+                dir.display()
+            )))
+        }
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // Released when `file` is dropped.
+        Ok(()) => Ok(()),
+        Err(e) => Err(Failure::Failed(format!(
+            "the control store {} cannot be opened ({e}: it is locked): stop way2mail-control first",
+            dir.display()
+        ))),
+    }
+}
+
+/// Runs `work` on a store under the daemon's watchdog, so that a damaged store
+/// gives an error instead of a hang.
+fn bounded_store<T: Send + 'static>(
+    dir: &Path,
+    work: impl FnOnce(Progress) -> Result<T, way2mail_control::Error> + Send + 'static,
+) -> Result<T, String> {
+    let progress = Progress::new();
+    let ticks = progress.clone();
+    let what = format!("opening the control store {}", dir.display());
+    match watchdog::bounded(
+        &what,
+        way2mail_control::server::STORE_OPEN_STALL,
+        &progress,
+        move || work(ticks),
+    ) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(stuck) => Err(stuck.to_string()),
+    }
+}
+
+/// What the store moved aside by a restore says about the time since the backup.
+#[derive(Default)]
+struct Aside {
+    /// The snapshot version the MTA may have seen.
+    seen: u64,
+    erased: Vec<(Vec<u8>, ErasedTenant)>,
+    receipts: Vec<(Vec<u8>, ReceiptRecord)>,
+}
+
+/// Reads the store moved aside by a restore, for reading only and under a
+/// watchdog: it may be the damaged store the restore replaces, and then nothing is
+/// carried over (the keyring still lists the erasures).
+fn read_aside(dir: &Path, keyring: &Keyring) -> Aside {
+    let (owned_dir, keyring) = (dir.to_owned(), keyring.clone());
+    let read = bounded_store(dir, move |progress| {
+        let options = StoreOptions {
+            anchor: AnchorPolicy::Inspect,
+            progress,
+        };
+        let store = Store::open_with_keyring_options(&owned_dir, keyring, &options)?;
+        let seen = store
+            .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        Ok(Aside {
+            seen,
+            erased: store
+                .scan::<ErasedTenant>(TreeName::Erased)
+                .unwrap_or_default(),
+            receipts: store
+                .scan::<ReceiptRecord>(TreeName::Receipts)
+                .unwrap_or_default(),
+        })
+    });
+    read.unwrap_or_else(|e| {
+        eprintln!(
+            "way2mail: the store moved aside cannot be read ({e}); erasures since the backup \
+             are carried over from the keyring only"
+        );
+        Aside::default()
+    })
+}
+
 /// After a restore: erasures made since the backup (their records in the store that
 /// was moved aside, and the keyring's list) are carried into the restored store, so
 /// an erased tenant stays known as erased, with its receipt; the snapshot version
@@ -609,38 +692,26 @@ fn record_restore(
     target: &RestoreTarget,
     report: &backup::RestoreReport,
 ) -> Result<(), Failure> {
-    use way2mail_control::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
     let store_error =
         |e: way2mail_control::Error| Failure::Failed(format!("recording the restore: {e}"));
-    let aside = match &report.control_moved_aside {
-        Some(dir) => {
-            way2mail_control::store::Store::open_with_keyring(dir, target.control_keyring.clone())
-                .ok()
-        }
-        None => None,
+    let Aside {
+        seen,
+        erased: erased_then,
+        receipts: receipts_then,
+    } = match &report.control_moved_aside {
+        Some(dir) => read_aside(dir, &target.control_keyring),
+        None => Aside::default(),
     };
-    let seen = aside
-        .as_ref()
-        .and_then(|s| {
-            s.get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
-                .ok()
-                .flatten()
-        })
-        .unwrap_or(0);
-    let (erased_then, receipts_then) = match &aside {
-        Some(s) => (
-            s.scan::<ErasedTenant>(TreeName::Erased).unwrap_or_default(),
-            s.scan::<ReceiptRecord>(TreeName::Receipts)
-                .unwrap_or_default(),
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
-    drop(aside);
-    let store = way2mail_control::store::Store::open_with_keyring(
-        &files.dir,
-        target.control_keyring.clone(),
-    )
-    .map_err(store_error)?;
+    // The restored store is a new starting point: its anchor is written from it.
+    let (dir, keyring) = (files.dir.clone(), target.control_keyring.clone());
+    let store = bounded_store(&files.dir, move |progress| {
+        let options = StoreOptions {
+            anchor: AnchorPolicy::Adopt,
+            progress,
+        };
+        Store::open_with_keyring_options(&dir, keyring, &options)
+    })
+    .map_err(|e| Failure::Failed(format!("recording the restore: {e}")))?;
     let restored = store
         .get::<u64>(TreeName::Meta, META_SNAPSHOT_VERSION)
         .map_err(store_error)?

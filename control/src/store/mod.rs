@@ -34,14 +34,19 @@
 //! a private key in memory; only signing-key paths (the MTA's snapshot) read them.
 //!
 //! Writes go through [`Batch`]: all changes of one request (and its audit entry)
-//! commit in one sled transaction over every tree, then the database is flushed
-//! before the caller answers. A tenant's first record makes its data key, which is
-//! on disk before the transaction commits.
+//! commit in one sled transaction over every tree, with the store's commit count
+//! (`meta/commit_seq`), then the database is flushed and the anchor file rewritten
+//! (anchor.rs) before the caller answers. A tenant's first record makes its data
+//! key, which is on disk before the transaction commits. Opening compares the store
+//! with its anchor and refuses one that lost commits; verify.rs checks every record
+//! offline (`way2mail-control --verify-store`).
 
+pub mod anchor;
 mod migrate;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
@@ -50,6 +55,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use way2mail_seal::{DataKey, KeyId, Keyring, MasterKey};
 
 use crate::error::Error;
+use way2mail_daemon::watchdog::Progress;
+
+pub use anchor::{AnchorCheck, AnchorPolicy, StoreOptions};
 
 /// Version of the JSON inside every sealed value.
 const RECORD_VERSION: u32 = 1;
@@ -253,6 +261,13 @@ pub struct Store {
     keyring: Keyring,
     /// Indexed by `TreeName as usize`.
     trees: Vec<sled::Tree>,
+    anchor_check: AnchorCheck,
+    /// The last commit count; held across a whole commit, so that counts and
+    /// anchors advance in order.
+    committed: Mutex<u64>,
+    progress: Progress,
+    /// The store directory, for `syncfs` after each flush (see `commit`).
+    dir_handle: std::fs::File,
 }
 
 impl std::fmt::Debug for Store {
@@ -264,12 +279,27 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store, its master key (0600 when created) and keyring;
     /// records of the version before data keys are sealed again under data keys.
+    /// A store that diverged from its anchor is refused ([`Error::RolledBack`]).
     pub fn open(files: &StoreFiles) -> Result<Store, Error> {
+        Store::open_with(files, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options. sled may spin or panic on damaged files: a
+    /// daemon runs this under a watchdog (`way2mail_daemon::watchdog`).
+    pub fn open_with(files: &StoreFiles, options: &StoreOptions) -> Result<Store, Error> {
         let keyring = files.open_keyring()?;
-        Store::open_with_keyring(&files.dir, keyring)
+        Store::open_with_keyring_options(&files.dir, keyring, options)
     }
 
     pub fn open_with_keyring(dir: &Path, keyring: Keyring) -> Result<Store, Error> {
+        Store::open_with_keyring_options(dir, keyring, &StoreOptions::default())
+    }
+
+    pub fn open_with_keyring_options(
+        dir: &Path,
+        keyring: Keyring,
+        options: &StoreOptions,
+    ) -> Result<Store, Error> {
         let db = sled::Config::new()
             .path(dir)
             .open()
@@ -277,18 +307,53 @@ impl Store {
                 path: dir.to_owned(),
                 source,
             })?;
+        options.progress.tick();
         let trees = TreeName::ALL
             .iter()
             .map(|t| db.open_tree(t.as_str()))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store {
+        let mut store = Store {
             db,
             dir: dir.to_owned(),
             keyring,
             trees,
+            anchor_check: AnchorCheck::Inspected,
+            committed: Mutex::new(0),
+            progress: options.progress.clone(),
+            dir_handle: std::fs::File::open(dir).map_err(|e| Error::Open {
+                path: dir.to_owned(),
+                source: e.into(),
+            })?,
         };
+        // Compared before anything is written; the anchor is written after the
+        // migration (a store from before data keys reads only once migrated).
+        let (check, was) = store.check_anchor(options.anchor)?;
+        options.progress.tick();
+        if check == AnchorCheck::Inspected {
+            return Ok(store);
+        }
+        *store
+            .committed
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = store.stored_commit_seq()?.unwrap_or(0);
+        store.anchor_check = check;
         migrate::run(&store)?;
+        let seq = *store
+            .committed
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        store.sync_anchor(seq, was.as_ref())?;
         Ok(store)
+    }
+
+    /// What opening found about the store's anchor.
+    pub fn anchor_check(&self) -> &AnchorCheck {
+        &self.anchor_check
+    }
+
+    /// One more record read, for the watchdog of whoever opened the store.
+    pub(crate) fn tick(&self) {
+        self.progress.tick();
     }
 
     pub fn keyring(&self) -> &Keyring {
@@ -363,11 +428,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies the batch in one transaction over all trees, then flushes.
-    pub fn commit(&self, batch: Batch) -> Result<(), Error> {
+    /// Applies the batch in one transaction over all trees, with the next commit
+    /// count, then flushes and rewrites the anchor.
+    pub fn commit(&self, mut batch: Batch) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
         }
+        if self.anchor_check == AnchorCheck::Inspected {
+            return Err(Error::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        }
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seq = *committed + 1;
+        batch.put(TreeName::Meta, anchor::META_COMMIT_SEQ, &seq)?;
         let mut sealed = Vec::with_capacity(batch.ops.len());
         for (tree, key, value) in batch.ops {
             let value = match value {
@@ -401,7 +478,22 @@ impl Store {
                 TransactionError::Storage(e) => Error::Storage(e),
                 TransactionError::Abort(()) => Error::Crypto("transaction aborted".into()),
             })?;
+        // Applied: the next commit counts on from here even if the flush fails.
+        *committed = seq;
         self.db.flush()?;
+        // sled's flush (`sync_file_range`) persists neither the file's size nor the
+        // drive's cache: one `syncfs` makes the commit survive a power cut, and must
+        // come before the anchor, which may never be ahead of what is on disk.
+        rustix::fs::syncfs(&self.dir_handle)
+            .map_err(|e| Error::Storage(sled::Error::Io(e.into())))?;
+        // The change is committed whatever happens to the anchor: one left behind
+        // only weakens the check at the next start, so it is logged, not returned.
+        if let Err(e) = self
+            .current_anchor(seq)
+            .and_then(|anchor| self.write_anchor(&anchor))
+        {
+            tracing::error!(error = %e, "cannot bring the control store's anchor up to date");
+        }
         Ok(())
     }
 
