@@ -17,6 +17,42 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Why a small file (a store's anchor) cannot be read or parsed, in words for the
+/// operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable(pub String);
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(reason: String) -> Unreadable {
+        Unreadable(reason)
+    }
+}
+
+impl From<&str> for Unreadable {
+    fn from(reason: &str) -> Unreadable {
+        Unreadable(reason.to_owned())
+    }
+}
+
+/// Reads the small text file at `path` and parses it: `Ok(None)` when there is no
+/// such file, `Err` when it cannot be read or `parse` refuses it.
+pub fn read_parsed<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, Unreadable>,
+) -> Result<Option<T>, Unreadable> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string().into()),
+    }
+}
+
 /// Writes `content` to `path` (mode 0600), replacing any previous file atomically and
 /// zeroing the previous content.
 pub fn replace_wiping(path: &Path, content: &[u8]) -> io::Result<()> {

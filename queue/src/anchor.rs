@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{keys, Error};
+use way2mail_daemon::files::Unreadable;
 
 /// The anchor's file name inside the spool directory, beside sled's own files: a
 /// directory moved, copied or restored carries the anchor that belongs to it.
@@ -49,10 +50,10 @@ impl Anchor {
         format!("{MAGIC}\ncommit_seq {}\n", self.commit_seq)
     }
 
-    fn parse(text: &str) -> Result<Anchor, String> {
+    fn parse(text: &str) -> Result<Anchor, Unreadable> {
         let mut lines = text.lines();
         if lines.next() != Some(MAGIC) {
-            return Err(format!("it does not start with {MAGIC:?}"));
+            return Err(format!("it does not start with {MAGIC:?}").into());
         }
         let mut commit_seq = None;
         for line in lines {
@@ -60,12 +61,12 @@ impl Anchor {
                 Some(("commit_seq", n)) => {
                     commit_seq = Some(n.parse::<u64>().map_err(|_| format!("bad line {line:?}"))?);
                 }
-                _ => return Err(format!("unexpected line {line:?}")),
+                _ => return Err(format!("unexpected line {line:?}").into()),
             }
         }
         commit_seq
             .map(|commit_seq| Anchor { commit_seq })
-            .ok_or_else(|| "it has no commit_seq line".into())
+            .ok_or_else(|| Unreadable::from("it has no commit_seq line"))
     }
 }
 
@@ -128,12 +129,12 @@ pub(crate) enum Standing {
 /// Compares the spool's commit count with its anchor (`Err(reason)` when the file
 /// does not parse).
 pub(crate) fn judge(
-    anchor: &Result<Option<Anchor>, String>,
+    anchor: &Result<Option<Anchor>, Unreadable>,
     store: Option<u64>,
 ) -> Result<Standing, Divergence> {
     match (anchor, store) {
         (Err(reason), _) => Err(Divergence::Unreadable {
-            reason: reason.clone(),
+            reason: reason.to_string(),
         }),
         (Ok(None), None) => Ok(Standing::Unanchored),
         (Ok(None), Some(store)) => Err(Divergence::Missing { store }),
@@ -157,12 +158,8 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 
 /// Reads the anchor of the spool in `dir`: `Ok(None)` when there is none, `Err`
 /// with the reason when it cannot be read.
-pub fn read(dir: &Path) -> Result<Option<Anchor>, String> {
-    match std::fs::read_to_string(path(dir)) {
-        Ok(text) => Anchor::parse(&text).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn read(dir: &Path) -> Result<Option<Anchor>, Unreadable> {
+    way2mail_daemon::files::read_parsed(&path(dir), Anchor::parse)
 }
 
 /// Writes (replaces) the anchor of the spool in `dir`.

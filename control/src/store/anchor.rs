@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use way2mail_daemon::files::Unreadable;
 use way2mail_daemon::watchdog::Progress;
 
 use super::{audit_key, Store, TreeName};
@@ -56,10 +57,10 @@ impl Anchor {
         text
     }
 
-    fn parse(text: &str) -> Result<Anchor, String> {
+    fn parse(text: &str) -> Result<Anchor, Unreadable> {
         let mut lines = text.lines();
         if lines.next() != Some(MAGIC) {
-            return Err(format!("it does not start with {MAGIC:?}"));
+            return Err(format!("it does not start with {MAGIC:?}").into());
         }
         let (mut commit_seq, mut audit_seq, mut audit_hash) = (None, None, None);
         for line in lines {
@@ -72,7 +73,7 @@ impl Anchor {
                 {
                     audit_hash = Some(h.to_owned())
                 }
-                _ => return Err(format!("unexpected line {line:?}")),
+                _ => return Err(format!("unexpected line {line:?}").into()),
             }
         }
         let (Some(commit_seq), Some(audit_seq)) = (commit_seq, audit_seq) else {
@@ -199,13 +200,13 @@ pub(super) enum Position {
 
 /// Compares a store with its anchor (`Err(reason)` when the file does not parse).
 pub(super) fn judge(
-    anchor: &Result<Option<Anchor>, String>,
+    anchor: &Result<Option<Anchor>, Unreadable>,
     store: &StoreState,
 ) -> Result<Position, Divergence> {
     let anchor = match anchor {
         Err(reason) => {
             return Err(Divergence::Unreadable {
-                reason: reason.clone(),
+                reason: reason.to_string(),
             })
         }
         Ok(None) => {
@@ -243,12 +244,8 @@ pub(super) fn path(dir: &Path) -> PathBuf {
 
 /// Reads the anchor of the store in `dir`: `Ok(None)` when there is none, `Err`
 /// with the reason when it cannot be read.
-pub fn read(dir: &Path) -> Result<Option<Anchor>, String> {
-    match std::fs::read_to_string(path(dir)) {
-        Ok(text) => Anchor::parse(&text).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn read(dir: &Path) -> Result<Option<Anchor>, Unreadable> {
+    way2mail_daemon::files::read_parsed(&path(dir), Anchor::parse)
 }
 
 /// Only the hash of a stored audit entry.
@@ -359,7 +356,7 @@ impl Store {
     /// The store's side of the comparison with `anchor`.
     pub(super) fn state(
         &self,
-        anchor: &Result<Option<Anchor>, String>,
+        anchor: &Result<Option<Anchor>, Unreadable>,
     ) -> Result<StoreState, Error> {
         let commit_seq = self.stored_commit_seq()?;
         let Ok(Some(anchor)) = anchor else {
