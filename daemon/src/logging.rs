@@ -4,6 +4,11 @@
 
 use serde::Deserialize;
 
+use crate::config::ConfigError;
+
+/// The longest `[log] level` accepted; a real filter is a few dozen characters.
+const MAX_LEVEL_LEN: usize = 512;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -27,6 +32,39 @@ impl Default for LogConfig {
     }
 }
 
+impl LogConfig {
+    /// Checks `level` as a filter: a level (`info`) or comma-separated
+    /// `target=level` and `target[span]=level` directives. Field filters
+    /// (`{field=value}`) are refused: their values compile to regular expressions,
+    /// and a pathological one kept the filter's compiler busy for minutes (found by
+    /// the `mta_config` fuzz target). `RUST_LOG` still takes them, at the
+    /// operator's own risk.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let level = &self.level;
+        if level.len() > MAX_LEVEL_LEN {
+            return Err(ConfigError::new(
+                "log.level",
+                format!("longer than {MAX_LEVEL_LEN} characters"),
+            ));
+        }
+        if level.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "log.level",
+                "field filters ({field=value}) are not accepted here; use RUST_LOG",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+            ConfigError::new(
+                "log.level",
+                format!(
+                    "expected error, warn, info, debug or trace, or target=level directives ({e})"
+                ),
+            )
+        })?;
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber; call once, after the configuration was checked.
 pub fn init(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -38,5 +76,54 @@ pub fn init(log: &LogConfig) {
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(level: &str) -> Result<(), ConfigError> {
+        LogConfig {
+            format: LogFormat::Text,
+            level: level.into(),
+        }
+        .validate()
+    }
+
+    #[test]
+    fn levels_and_directives_are_accepted() {
+        for ok in [
+            "info",
+            "warn",
+            "way2mail_mta=debug,info",
+            "h2=warn,sled[flush]=trace",
+        ] {
+            assert!(level(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn field_filters_overlong_and_unknown_levels_are_refused() {
+        let err = level("way2mail_mta[session{peer=1.*}]=debug").unwrap_err();
+        assert_eq!(err.key, "log.level");
+        assert!(err.reason.contains("field filters"), "{}", err.reason);
+        assert!(level(&"a".repeat(MAX_LEVEL_LEN + 1)).is_err());
+        assert!(level("x=notalevel").is_err());
+    }
+
+    /// The fuzz finding: a level whose field filter took the filter's compiler
+    /// minutes. Refused at once now.
+    #[test]
+    fn the_fuzzed_field_filter_is_refused_quickly() {
+        let fuzzed = format!(
+            "way{}[kes_file = {}]{}",
+            "{".repeat(37),
+            "{".repeat(13),
+            "~".repeat(400)
+        );
+        let started = std::time::Instant::now();
+        assert!(level(&fuzzed).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

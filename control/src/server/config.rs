@@ -303,8 +303,7 @@ impl Config {
                 return Err(err(key, "must be at least 1"));
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| err("log.level", format!("{e}")))?;
+        self.log.validate()?;
         let dns = self.dns.validate()?;
         let sending = self.sending.validate()?;
         let notify = self.notify.validate()?;

@@ -342,12 +342,7 @@ impl Config {
                 "must be between 0 and 1024",
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(ConfigError::new(
-                "log.level",
-                "expected error, warn, info, debug or trace",
-            ));
-        }
+        self.log.validate()?;
         let threads = match self.runtime.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
