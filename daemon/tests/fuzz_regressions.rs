@@ -30,3 +30,15 @@ fn a_pathological_log_filter_is_refused_at_once() {
     assert!(err.reason.contains("field filters"), "{}", err.reason);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// `mta_config` found a `[log] level` with a multi-byte character on which the
+/// filter's parser panicked (a byte index inside a character): the daemon would have
+/// died with a panic instead of naming the key. Refused with the reason now.
+#[test]
+fn a_multibyte_log_filter_is_refused_not_a_panic() {
+    let text = include_str!("fixtures/fuzzed-log-level-multibyte.toml");
+    let config: WithLog = parse(text).expect("the fixture parses as TOML");
+    let err = config.log.validate().unwrap_err();
+    assert_eq!(err.key, "log.level");
+    assert!(err.reason.contains("not accepted"), "{}", err.reason);
+}
