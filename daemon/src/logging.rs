@@ -2,6 +2,8 @@
 //! stderr (where journald or a redirect collects it), no colours, text or JSON lines,
 //! `RUST_LOG` overriding the configured level.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -21,6 +23,9 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// Full recipient addresses in log lines (default: the domain only, because the
+    /// log is outside retention and erasure).
+    pub recipients: bool,
 }
 
 impl Default for LogConfig {
@@ -28,6 +33,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+            recipients: false,
         }
     }
 }
@@ -77,8 +83,18 @@ fn allowed_in_level(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_-:.,=[]*".contains(c)
 }
 
+/// `[log] recipients` of the running process, for the log lines written away from
+/// the configuration (set by [`init`]).
+static RECIPIENTS: AtomicBool = AtomicBool::new(false);
+
+/// Whether log lines may carry full recipient addresses (`[log] recipients`).
+pub fn recipients() -> bool {
+    RECIPIENTS.load(Ordering::Relaxed)
+}
+
 /// Installs the global subscriber; call once, after the configuration was checked.
 pub fn init(log: &LogConfig) {
+    RECIPIENTS.store(log.recipients, Ordering::Relaxed);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let builder = tracing_subscriber::fmt()
@@ -99,6 +115,7 @@ mod tests {
         LogConfig {
             format: LogFormat::Text,
             level: level.into(),
+            recipients: false,
         }
         .validate()
     }

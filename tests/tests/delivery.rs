@@ -66,6 +66,82 @@ fn delivers_through_mx(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Every outcome is one INFO line in the daemon's log, naming the message, the
+/// recipient's domain, the attempt, the next hop and the reply; full addresses only
+/// with `[log] recipients = true`.
+fn outcomes_in_the_daemon_log(backend: Backend, recipients: bool) -> Result<()> {
+    let capture = sink(Behaviour::Accept)?;
+    let sink = sink(Behaviour::RejectRcpt(550, "5.1.1"))?;
+    let dns = StubDns::start(vec![
+        Record::mx("dest.test", 10, "mx.dest.test"),
+        Record::a("mx.dest.test", lo(1)),
+    ])?;
+    let mut c = config(backend, &dns, sink.port(), Some(&capture));
+    if recipients {
+        c = c.set("log", "recipients", "true");
+    }
+    let mut d = Daemon::start(&c)?;
+    let id = submit(
+        &d,
+        &["ok-one@dest.test", "gone@dest.test"],
+        &message("logged"),
+    )?;
+    wait_log(&d, &id, "ok-one@dest.test", "delivered")?;
+    wait_log(&d, &id, "gone@dest.test", "bounced")?;
+    let lines = |word: &str| -> Vec<String> {
+        d.stderr()
+            .lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(&format!(": {word} ")))
+            .filter(|l| l.contains(&format!("id={id}")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let delivered = way2mail_tests::wait_for("the delivered line", WAIT, || {
+        Some(lines("delivered")).filter(|l| !l.is_empty())
+    })?;
+    let bounced = way2mail_tests::wait_for("the bounced line", WAIT, || {
+        Some(lines("bounced")).filter(|l| !l.is_empty())
+    })?;
+    assert_eq!(
+        (delivered.len(), bounced.len()),
+        (1, 1),
+        "{delivered:?} {bounced:?}"
+    );
+    for line in delivered.iter().chain(&bounced) {
+        for field in [
+            "domain=\"dest.test\"",
+            "attempt=1",
+            "next_hop=\"mx.dest.test\"",
+            "ip=127.0.0.1",
+            "queue_ms=",
+        ] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
+    let (delivered, bounced) = (&delivered[0], &bounced[0]);
+    let mut expected = vec![
+        (delivered, "code=250 enhanced=2.0.0"),
+        (bounced, "code=550 enhanced=5.1.1"),
+        (bounced, "recipient rejected by sink"),
+    ];
+    let log = d.stderr();
+    if recipients {
+        expected.push((delivered, "recipient=\"ok-one@dest.test\""));
+        expected.push((bounced, "recipient=\"gone@dest.test\""));
+    }
+    for (line, text) in expected {
+        assert!(line.contains(text), "{text} missing: {line}");
+    }
+    if !recipients {
+        for address in ["ok-one@dest.test", "gone@dest.test"] {
+            let leaks: Vec<&str> = log.lines().filter(|l| l.contains(address)).collect();
+            assert!(leaks.is_empty(), "{address} in the log: {leaks:?}");
+        }
+    }
+    d.terminate()?;
+    Ok(())
+}
+
 /// A 451, then a connection dropped after the data, then success: three attempts,
 /// spaced by the back-off.
 fn retries_then_delivers(backend: Backend) -> Result<()> {
@@ -578,6 +654,16 @@ for_each_backend!(delivers_through_mx, mx_fallback);
 
 mod one_backend {
     use super::*;
+
+    #[test]
+    fn outcomes_in_the_daemon_log_name_the_domain_only() -> Result<()> {
+        super::outcomes_in_the_daemon_log(Backend::Epoll, false)
+    }
+
+    #[test]
+    fn outcomes_in_the_daemon_log_with_recipients() -> Result<()> {
+        super::outcomes_in_the_daemon_log(Backend::IoUring, true)
+    }
 
     #[test]
     fn retries_then_delivers() -> Result<()> {

@@ -9,7 +9,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::service::{Caller, Service};
-use way2mail_wire::protocol::{ErrorBody, ErrorCode, RequestEnvelope, ResponseEnvelope, VERSION};
+use way2mail_wire::protocol::{
+    ErrorBody, ErrorCode, RequestEnvelope, Response, ResponseEnvelope, VERSION,
+};
 
 /// Every operation name on the wire. `protocol::Request` is the definition; a
 /// unit test keeps this list equal to it.
@@ -257,15 +259,24 @@ pub fn log(answered: &Answered, caller: &Caller, service_uids: &[u32], started: 
         None => "ok",
         Some(error) => code_name(error.code),
     };
-    tracing::info!(
-        op = answered.op.unwrap_or("-"),
-        actor = actor_kind(caller, answered.has_token, service_uids),
-        uid = caller.uid,
-        pid = caller.pid,
-        outcome,
-        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+    let op = answered.op.unwrap_or("-");
+    let actor = actor_kind(caller, answered.has_token, service_uids);
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let (uid, pid) = (caller.uid, caller.pid);
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(op, actor, uid, pid, outcome, duration_us, "request")
+        };
+    }
+    // The MTA asks every second or so; only a changed snapshot is news.
+    if matches!(
+        answered.response.result,
+        Some(Response::SnapshotUnchanged { .. })
+    ) {
+        line!(debug);
+    } else {
+        line!(info);
+    }
 }
 
 /// For the request log: what kind of actor sent a request, without its token.

@@ -156,6 +156,22 @@ impl Attempt {
         }
     }
 
+    /// The code of the reply that decided, when a peer's (or the session's) reply did.
+    pub fn reply_code(&self) -> Option<u16> {
+        match self {
+            Attempt::Delivered { reply, .. } => Some(reply.code),
+            Attempt::Deferred(e) | Attempt::Failed(e) => match e {
+                DeliveryError::Rejected(reply) => Some(reply.code),
+                DeliveryError::Unsendable(why) => Some(why.reply().code),
+                DeliveryError::Interrupted(why) => Some(why.reply().code),
+                DeliveryError::Dns(_)
+                | DeliveryError::Unreachable(_)
+                | DeliveryError::ConnectionBroken(_)
+                | DeliveryError::Expired { .. } => None,
+            },
+        }
+    }
+
     /// The delivery log's outcome.
     pub fn log_outcome(&self) -> DeliveryOutcome {
         match self {

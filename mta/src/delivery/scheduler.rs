@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::UnboundedSender;
 use way2mail_queue::{DeliveryRecord, Spool};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::attempt::{Attempt, RecipientAttempt};
 use super::hold::Hold;
+use super::log::{Outcome, OutcomeLog};
 use super::{bounce, domain_of, retry, Job, JobResult};
 use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
@@ -38,8 +39,8 @@ pub struct Scheduler {
     pub hostname: String,
     pub cores: Vec<UnboundedSender<Job>>,
     pub results: Receiver<JobResult>,
-    /// The delivery log file's writer, when `[delivery] log_file` is set.
-    pub log: Option<Sender<DeliveryRecord>>,
+    /// The outcome log lines and the delivery log file (`log.rs`).
+    pub log: OutcomeLog,
     pub stop: Arc<AtomicBool>,
     /// Whose mail is held (suspended and terminated tenants); `None` without control.
     pub tenants: Option<Arc<Tenants>>,
@@ -205,6 +206,7 @@ impl Scheduler {
         envelope.attempts += 1;
         let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
         let mut records = Vec::new();
+        let mut outcomes = Vec::new();
         let mut reported: Vec<RecipientAttempt> = Vec::new();
         for o in &done.results {
             let Some(r) = envelope.recipients.get_mut(o.index) else {
@@ -235,11 +237,13 @@ impl Scheduler {
                 now,
                 queue_time_ms,
             ));
+            outcomes.push(&o.attempt);
         }
         let pending = envelope
             .recipients
             .iter()
             .any(|r| r.state == RecipientState::Pending);
+        let mut expired = Vec::new();
         if pending && retry::expired(&self.config, envelope.received_at_ms, now) {
             for (index, r) in envelope.recipients.iter_mut().enumerate() {
                 if r.state == RecipientState::Pending {
@@ -255,6 +259,7 @@ impl Scheduler {
                         now,
                         queue_time_ms,
                     ));
+                    expired.push(o.attempt.clone());
                     reported.push(o);
                 }
             }
@@ -267,10 +272,13 @@ impl Scheduler {
             .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
         envelope.next_attempt_ms = next_due;
         let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
-        if let Some(log) = &self.log {
-            for r in &records {
-                let _ = log.send(r.clone());
-            }
+        for (record, attempt) in records.iter().zip(outcomes.into_iter().chain(&expired)) {
+            self.log.send(Outcome {
+                record: record.clone(),
+                tenant: envelope.origin.tenant.clone(),
+                code: attempt.reply_code(),
+                enhanced: attempt.enhanced_code(),
+            });
         }
         // Not waited for: a completion lost in a crash leaves its lease behind,
         // which recovery turns back into a due entry (a duplicate, never a loss).

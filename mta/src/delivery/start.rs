@@ -79,16 +79,18 @@ pub fn start(
         tracing::info!("delivery disabled ([delivery] enabled = false): mail stays queued");
         return Ok(None);
     }
-    let log = if d.log_file.as_os_str().is_empty() {
-        None
-    } else {
+    let file = (!d.log_file.as_os_str().is_empty()).then_some(d.log_file.as_path());
+    if let Some(path) = file {
         tracing::warn!(
-            path = %d.log_file.display(),
+            path = %path.display(),
             "delivery.log_file is set: it holds recipient addresses in plaintext, outside \
              retention and erasure (the sealed delivery log in the spool is the log of record)"
         );
-        Some(log::start(&d.log_file)?)
-    };
+    }
+    let log = log::start(log::LogSettings {
+        file,
+        recipients: settings.raw.log.recipients,
+    })?;
     let (results_tx, results_rx) = crossbeam_channel::unbounded();
     let tls_opportunistic = tls::client::opportunistic();
     let tls_verified = tls::client::verified();

@@ -274,6 +274,15 @@ impl Directory {
     pub fn check_recipient(&self, grant: &Grant, address: &str) -> Result<&Tenant, Reply> {
         let tenant = self.active_tenant(grant)?;
         if tenant.suppresses(address) {
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+            let recipient = way2mail_daemon::logging::recipients().then_some(address);
+            tracing::info!(
+                target: "way2mail::message",
+                tenant = %grant.tenant,
+                domain,
+                recipient,
+                "suppressed"
+            );
             return Err(Reply::owned(
                 550,
                 EnhancedCode::new(5, 7, 1),

@@ -46,6 +46,22 @@ fn suppression_erasure_and_held_delivery_follow_the_snapshot(backend: Backend) -
     );
     c.expect("RCPT TO:<fine@remote.example>", 250)?;
     c.expect("RSET", 250)?;
+    // One INFO line says so, with the domain but not the address.
+    let log = daemon.stderr();
+    let suppressed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO way2mail::message: suppressed "))
+        .collect();
+    ensure!(
+        suppressed.len() == 1
+            && suppressed[0].contains("tenant=acme")
+            && suppressed[0].contains("domain=\"Remote.Example\""),
+        "no suppressed line:\n{log}"
+    );
+    ensure!(
+        !log.to_ascii_lowercase().contains("blocked@remote.example"),
+        "the address in the log:\n{log}"
+    );
     // Another tenant may still write to that address, and so may a trusted network.
     let mut g = authenticated(&daemon, "globex")?;
     g.expect("MAIL FROM:<app@globex.example>", 250)?;
