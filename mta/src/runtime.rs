@@ -47,6 +47,16 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
     let mut per_core: Vec<Vec<(TcpListener, Role)>> = (0..cores).map(|_| Vec::new()).collect();
     for l in listeners {
         let mut address = l.address;
+        if address.port() != 0 {
+            not_served_elsewhere(address).with_context(|| {
+                format!(
+                    "listener {}: the address is already served by another process \
+                     (another way2mail-mta, or another MTA); stop it or choose another \
+                     address",
+                    l.address
+                )
+            })?;
+        }
         for sockets in per_core.iter_mut() {
             let socket = bind_one(address)
                 .with_context(|| format!("listener {}: cannot listen", l.address))?;
@@ -56,6 +66,26 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
         tracing::info!(address = %address, role = l.role.as_str(), cores, "listening");
     }
     Ok(per_core)
+}
+
+/// `SO_REUSEPORT` lets every process of the same user join a listening group: a
+/// second daemon on the same address would silently take half the connections. A
+/// plain socket (address reuse only, so that connections in TIME_WAIT do not count)
+/// cannot bind where any socket listens, so a successful probe, closed at once,
+/// proves the address free. Our own sockets are bound right after; a daemon
+/// starting in that instant could still slip in, which a service manager that
+/// starts one instance does not do.
+fn not_served_elsewhere(address: SocketAddr) -> std::io::Result<()> {
+    let probe = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    probe.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&address.into())
 }
 
 fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {

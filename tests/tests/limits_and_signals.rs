@@ -1,14 +1,16 @@
 //! Resource limits and process lifecycle seen from outside: the idle timeout, the per-IP
 //! connection limit (counted across all worker threads), half-closed sockets releasing
 //! their slot, and SIGTERM/SIGINT as a graceful stop with exit status 0 that still lets a
-//! message in flight finish.
+//! message in flight finish; a second daemon asked for an address the first serves
+//! exits at once, naming it.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use way2mail_tests::{
-    admitted, for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig,
+    admitted, daemon_binary, for_each_backend, queued_id, run_bounded, Backend, Daemon, Signal,
+    SmtpClient, TestConfig,
 };
 
 for_each_backend!(
@@ -17,6 +19,7 @@ for_each_backend!(
     half_closed_sockets_are_released,
     sigterm_is_graceful,
     sigint_exits_zero,
+    a_second_daemon_on_a_served_address_fails,
 );
 
 fn idle_client_times_out(backend: Backend) -> anyhow::Result<()> {
@@ -131,5 +134,37 @@ fn sigint_exits_zero(backend: Backend) -> anyhow::Result<()> {
     let mut daemon = Daemon::start(&TestConfig::new(backend))?;
     let status = daemon.stop_with(Signal::INT)?;
     ensure!(status.success(), "exit status {status} after SIGINT");
+    Ok(())
+}
+
+/// Every daemon's sockets use `SO_REUSEPORT`, so without a check a second daemon
+/// (another directory, same user) would join the first one's listening group and
+/// silently take half of its connections.
+fn a_second_daemon_on_a_served_address_fails(backend: Backend) -> anyhow::Result<()> {
+    let config = TestConfig::new(backend);
+    let mut first = Daemon::start(&config)?;
+    let dir = tempfile::tempdir()?;
+    let path = config.write(dir.path(), &first.ports())?;
+    let out = run_bounded(
+        std::process::Command::new(daemon_binary()?)
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the second daemon started: {stderr}");
+    let mx = format!("127.0.0.1:{}", first.ports().mx);
+    ensure!(
+        stderr.contains(&mx) && stderr.contains("already served by another process"),
+        "{stderr}"
+    );
+    // The first one still serves all of it.
+    for _ in 0..8 {
+        let (mut c, greeting) = SmtpClient::connect(first.ports().mx)?;
+        ensure!(greeting.code == 220, "greeting {greeting}");
+        c.expect("QUIT", 221)?;
+    }
+    first.assert_running()?;
     Ok(())
 }
