@@ -161,6 +161,10 @@ struct SinkArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write every accepted message (its content, dot-unstuffed) to
+    /// DIR/<queue id>.eml, to look at what arrived: slower, for trying things out.
+    #[arg(long, value_name = "DIR")]
+    save_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -243,5 +247,6 @@ fn sink_config(a: SinkArgs) -> anyhow::Result<sink::SinkConfig> {
         delay: Duration::from_millis(a.delay_ms),
         starttls: a.starttls,
         json: a.json,
+        save_dir: a.save_dir,
     })
 }

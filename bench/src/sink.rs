@@ -1,4 +1,5 @@
-//! The SMTP sink: a fast server that accepts mail, stores nothing and counts it.
+//! The SMTP sink: a fast server that accepts mail and counts it; it stores nothing
+//! unless asked to write each message to a directory (`--save-dir`).
 //!
 //! Layout: [`run`] binds the listener and owns the accept loop, the periodic
 //! reporter and the shutdown triggers (SIGINT, SIGTERM, `--exit-after-messages`);
@@ -40,6 +41,8 @@ pub struct SinkConfig {
     pub delay: Duration,
     pub starttls: bool,
     pub json: bool,
+    /// Where accepted messages are written (`--save-dir`); `None`: nowhere.
+    pub save_dir: Option<std::path::PathBuf>,
 }
 
 /// Shared by all sessions.
@@ -70,6 +73,10 @@ pub async fn run(cfg: SinkConfig) -> anyhow::Result<SinkSnapshot> {
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
 
+    if let Some(dir) = &cfg.save_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating --save-dir {}", dir.display()))?;
+    }
     let tls = if cfg.starttls {
         Some(crate::tls::self_signed_acceptor(&cfg.hostname)?)
     } else {

@@ -361,3 +361,67 @@ fn raw_pipelined_bdat_and_smuggling_attempt() {
     assert_eq!(n(&report, "bytes"), 8 + content.len() as u64, "{report}");
     assert_eq!(n(&report, "connections"), 1, "{report}");
 }
+
+/// Reads one reply (all its lines) and returns its code.
+fn reply_code(reader: &mut impl BufRead) -> u16 {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.len() >= 4, "short reply line {line:?}");
+        if line.as_bytes()[3] == b' ' {
+            return line[..3].parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn save_dir_keeps_each_accepted_message_as_sent() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("way2mail-sink-save-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sink = Sink::start(&["--save-dir", dir.to_str().unwrap()]);
+    let stream = std::net::TcpStream::connect(&sink.addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut say = |text: &[u8], code: u16, reader: &mut BufReader<std::net::TcpStream>| {
+        writer.write_all(text).unwrap();
+        assert_eq!(
+            reply_code(reader),
+            code,
+            "after {:?}",
+            String::from_utf8_lossy(text)
+        );
+    };
+    assert_eq!(reply_code(&mut reader), 220);
+    say(b"EHLO client.test\r\n", 250, &mut reader);
+    say(b"MAIL FROM:<a@x.test>\r\n", 250, &mut reader);
+    say(b"RCPT TO:<b@y.test>\r\n", 250, &mut reader);
+    say(b"DATA\r\n", 354, &mut reader);
+    say(
+        b"Subject: one\r\n\r\n..a dot\r\nend\r\n.\r\n",
+        250,
+        &mut reader,
+    );
+    say(b"MAIL FROM:<a@x.test>\r\n", 250, &mut reader);
+    say(b"RCPT TO:<b@y.test>\r\n", 250, &mut reader);
+    say(b"BDAT 10\r\nSubject: t", 250, &mut reader);
+    say(b"BDAT 10 LAST\r\nwo\r\n\r\n.x\r\n", 250, &mut reader);
+    say(b"QUIT\r\n", 221, &mut reader);
+    let report = sink.terminate();
+    assert_eq!(n(&report, "messages"), 2, "{report}");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let contents: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert_eq!(
+        contents,
+        [
+            b"Subject: one\r\n\r\n.a dot\r\nend\r\n".to_vec(),
+            b"Subject: two\r\n\r\n.x\r\n".to_vec()
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

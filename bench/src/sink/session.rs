@@ -68,6 +68,8 @@ async fn dialogue(conn: &mut Conn, ctx: &SinkContext) -> io::Result<()> {
     };
     let mut state = State::default();
     let mut line = Vec::with_capacity(256);
+    // The current message's content, raw, when messages are saved.
+    let mut saved = ctx.cfg.save_dir.as_ref().map(|_| Saved::default());
     loop {
         if !next_line(conn, &mut line).await? {
             return Ok(());
@@ -75,16 +77,16 @@ async fn dialogue(conn: &mut Conn, ctx: &SinkContext) -> io::Result<()> {
         let keep_going = match protocol::handle_line(&mut state, &line, &settings, conn.output()) {
             Action::Continue => true,
             Action::Data => {
-                let bytes = receive_data(conn).await?;
-                finish_message(conn, ctx, &mut state, bytes).await?
+                let bytes = receive_data(conn, saved.as_mut()).await?;
+                finish_message(conn, ctx, &mut state, bytes, saved.as_mut()).await?
             }
             Action::Bdat {
                 size,
                 last,
                 refusal,
             } => {
-                discard(conn, size).await?;
-                bdat_reply(conn, ctx, &mut state, size, last, refusal).await?
+                discard(conn, size, saved.as_mut()).await?;
+                bdat_reply(conn, ctx, &mut state, size, last, refusal, saved.as_mut()).await?
             }
             Action::StartTls => {
                 start_tls(conn, ctx).await?;
@@ -134,8 +136,12 @@ async fn bdat_reply(
     size: u64,
     last: bool,
     refusal: Option<&'static str>,
+    saved: Option<&mut Saved>,
 ) -> io::Result<bool> {
     if let Some(refusal) = refusal {
+        if let Some(saved) = saved {
+            saved.clear();
+        }
         push_line(conn, refusal);
         Ok(true)
     } else if !last {
@@ -144,7 +150,11 @@ async fn bdat_reply(
         Ok(true)
     } else {
         let bytes = state.bdat_bytes + size;
-        finish_message(conn, ctx, state, bytes).await
+        let mut saved = saved;
+        if let Some(saved) = saved.as_deref_mut() {
+            saved.bdat = true;
+        }
+        finish_message(conn, ctx, state, bytes, saved).await
     }
 }
 
@@ -179,30 +189,39 @@ async fn wait_for_input(conn: &mut Conn) -> io::Result<()> {
 
 /// Consumes DATA content up to and including CRLF.CRLF; returns the content size
 /// after un-stuffing, i.e. the size of the message itself.
-async fn receive_data(conn: &mut Conn) -> io::Result<u64> {
+async fn receive_data(conn: &mut Conn, mut saved: Option<&mut Saved>) -> io::Result<u64> {
     let mut scanner = DotScanner::default();
     let mut total = 0u64;
     loop {
         let buffered = conn.buffered();
         if let Some(n) = scanner.scan(buffered) {
+            if let Some(saved) = saved.as_deref_mut() {
+                saved.push(&buffered[..n]);
+            }
             conn.consume(n);
             // The final ".\r\n" is not content; the CRLF before it is.
             return Ok(total + n as u64 - 3 - scanner.stuffing());
         }
         let n = buffered.len();
         total += n as u64;
+        if let Some(saved) = saved.as_deref_mut() {
+            saved.push(buffered);
+        }
         conn.consume(n);
         wait_for_input(conn).await?;
     }
 }
 
 /// Consumes exactly `size` bytes of a BDAT chunk.
-async fn discard(conn: &mut Conn, mut size: u64) -> io::Result<()> {
+async fn discard(conn: &mut Conn, mut size: u64, mut saved: Option<&mut Saved>) -> io::Result<()> {
     loop {
         let take = conn
             .buffered()
             .len()
             .min(usize::try_from(size).unwrap_or(usize::MAX));
+        if let Some(saved) = saved.as_deref_mut() {
+            saved.push(&conn.buffered()[..take]);
+        }
         conn.consume(take);
         size -= take as u64;
         if size == 0 {
@@ -219,6 +238,7 @@ async fn finish_message(
     ctx: &SinkContext,
     state: &mut State,
     bytes: u64,
+    saved: Option<&mut Saved>,
 ) -> io::Result<bool> {
     let counters = &ctx.counters;
     let n = counters.completed.fetch_add(1, Relaxed);
@@ -233,6 +253,12 @@ async fn finish_message(
             counters.messages.fetch_add(1, Relaxed);
             counters.recipients.fetch_add(recipients, Relaxed);
             counters.bytes.fetch_add(bytes, Relaxed);
+            if let (Some(saved), Some(dir)) = (saved.as_deref(), &ctx.cfg.save_dir) {
+                let path = dir.join(format!("{n:016X}.eml"));
+                if let Err(e) = std::fs::write(&path, saved.content()) {
+                    eprintln!("writing {}: {e}", path.display());
+                }
+            }
             format!("250 2.0.0 Ok: queued as {n:016X}")
         }
         SinkAnswer::TempFail => {
@@ -249,8 +275,70 @@ async fn finish_message(
             return Ok(false);
         }
     };
+    if let Some(saved) = saved {
+        saved.clear();
+    }
     push_line(conn, &reply);
     let flushed = conn.flush().await;
     ctx.message_completed(n);
     flushed.map(|()| true)
+}
+
+/// Bytes of one message kept for `--save-dir`, at most this many (the rest is
+/// counted, not kept).
+const SAVE_MAX: usize = 64 << 20;
+
+/// The content of the message being received, as it came over the wire.
+#[derive(Debug, Default)]
+pub(super) struct Saved {
+    raw: Vec<u8>,
+    /// BDAT content is taken as it is; DATA content is dot-stuffed and ends with
+    /// `.CRLF`.
+    bdat: bool,
+}
+
+impl Saved {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = SAVE_MAX.saturating_sub(self.raw.len());
+        self.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn clear(&mut self) {
+        self.raw.clear();
+        self.bdat = false;
+    }
+
+    /// The message itself: BDAT content as received; DATA content without its
+    /// final `.CRLF` and with each line's stuffed leading dot removed.
+    pub(super) fn content(&self) -> Vec<u8> {
+        if self.bdat {
+            return self.raw.clone();
+        }
+        let body = self.raw.strip_suffix(b".\r\n").unwrap_or(&self.raw);
+        let mut out = Vec::with_capacity(body.len());
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Saved;
+
+    #[test]
+    fn saved_data_is_unstuffed_and_loses_its_end() {
+        let mut saved = Saved::default();
+        saved.push(b"Subject: x\r\n\r\n..a dot\r\n.");
+        saved.push(b"..two\r\nlast\r\n.\r\n");
+        assert_eq!(
+            saved.content(),
+            b"Subject: x\r\n\r\n.a dot\r\n..two\r\nlast\r\n"
+        );
+        saved.clear();
+        saved.bdat = true;
+        saved.push(b"..as is\r\n");
+        assert_eq!(saved.content(), b"..as is\r\n");
+    }
 }
