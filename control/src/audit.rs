@@ -551,6 +551,8 @@ impl AuditWriter<'_> {
             out.push(entry);
         }
         batch.put(TreeName::Meta, META_AUDIT_HEAD, &head)?;
+        // Counted (`way2mail_control_audit_entries_total`) when the batch commits.
+        batch.note_audit_entries(out.len() as u64);
         Ok(out)
     }
 }

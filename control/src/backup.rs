@@ -26,6 +26,9 @@ use way2mail_seal::{Keyring, Lookup, MasterKey};
 
 use crate::store::TreeName;
 
+/// What errors and log lines call the backup key file (`[backup] key_file`).
+pub const BACKUP_KEY: &str = "backup key (`[backup] key_file`)";
+
 const MAGIC: &[u8] = b"way2mail-backup 1\n";
 const AAD_PREFIX: &[u8] = b"way2mail-backup";
 /// Plaintext per chunk.

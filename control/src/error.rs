@@ -37,7 +37,12 @@ pub enum Error {
     /// The store was opened for reading only (verification) and a write was tried.
     #[error("the control store {} was opened for reading only", dir.display())]
     ReadOnly { dir: PathBuf },
-    /// The key file is missing, unreadable, has loose permissions or a wrong size.
+    /// A master key file (`key_file`, `previous_key_files`) is unreadable, has
+    /// loose permissions or a wrong size; the message names which
+    /// ([`crate::store::STORE_KEY`]).
+    #[error(transparent)]
+    KeyFile(way2mail_seal::Error),
+    /// The keyring could not be opened or used.
     #[error("control store key: {0}")]
     Key(#[source] way2mail_seal::Error),
     /// A record fails authentication (changed without the key, or moved to another

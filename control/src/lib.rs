@@ -13,7 +13,8 @@
 //!   server/       the way2mail-control daemon
 //!     config.rs       the TOML configuration, defaults for every key
 //!     protection.rs   [retention], [mta] and [backup]
-//!     mod.rs          socket, a thread per connection, the retention thread, shutdown
+//!     mod.rs          socket, a thread per connection, the retention thread, the
+//!                     metrics endpoint and its readiness check, shutdown
 //!     connection.rs   one connection: bounded lines in, answers (or frames) out
 //!     request.rs      one line: JSON, version, op, arguments, then the service
 //!   service/      Service::handle: identify, authorize, run, audit, answer
@@ -34,6 +35,7 @@
 //!     report.rs       tenant.report (right to information)
 //!     erasure.rs      tenant.erase and its signed receipt
 //!     export.rs       tenant.export (streamed), written by archive.rs as tar
+//!     export_format.rs  the export's JSON files: words, RFC 3339 times
 //!     backup.rs       backup.create (streamed)
 //!     mta.rs          the MTA's admin socket, for the spool's part of the above
 //!   settings.rs   what the service runs with, checked: ServiceSettings and the
@@ -53,6 +55,8 @@
 //!   backup.rs     backup archives (sealed chunks of store and spool records) and
 //!                 their restore onto a stopped node
 //!   error.rs      the library's error type (store, keys, crypto)
+//!   metrics.rs    the counters and gauges of `[metrics]` (requests, logins, audit
+//!                 entries, snapshot version), through the `metrics` facade
 //! ```
 //!
 //! A request line is parsed into a
@@ -66,6 +70,7 @@ pub mod backup;
 pub mod dkim;
 pub mod dnscheck;
 pub mod error;
+pub mod metrics;
 pub mod notify;
 pub mod publish;
 pub mod rbac;

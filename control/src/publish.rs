@@ -21,9 +21,15 @@ use way2mail_wire::protocol::{DkimKeyState, DnsRecord, DomainInfo, RecordPurpose
 /// Longest string inside one TXT record (RFC 1035 character-string).
 pub const TXT_STRING_MAX: usize = 255;
 
+/// The first line of the first record's note when `[sending]` names neither
+/// addresses nor an include, so that no SPF record is suggested.
+pub const NO_SPF_NOTE: &str =
+    "no SPF record suggested: way2mail-control has no [sending] ips or spf_include configured.";
+
 /// The records `domain` should publish, in order: SPF (when `[sending]` has addresses
 /// or an include), one DKIM record per pending, active or retired key, DMARC, and
-/// BIMI when set.
+/// BIMI when set. Without SPF the first record's note starts with [`NO_SPF_NOTE`]
+/// as a line of its own.
 pub fn records(domain: &DomainInfo, sending: &SendingSettings) -> Vec<DnsRecord> {
     let name = domain.domain.as_str();
     let mut out = Vec::new();
@@ -77,12 +83,9 @@ pub fn records(domain: &DomainInfo, sending: &SendingSettings) -> Vec<DnsRecord>
         ));
     }
     if spf.is_none() {
+        // A line of its own: the first record's note follows on the next line.
         if let Some(first) = out.first_mut() {
-            first.note = format!(
-                "no SPF record suggested: way2mail-control has no [sending] ips or spf_include \
-                 configured. {}",
-                first.note
-            );
+            first.note = format!("{NO_SPF_NOTE}\n{}", first.note);
         }
     }
     out
@@ -346,11 +349,12 @@ mod tests {
         );
         let records = records(&info, &SendingSettings::default());
         assert!(records.iter().all(|r| r.purpose != RecordPurpose::Spf));
-        assert!(
-            records[0].note.starts_with("no SPF record suggested"),
-            "{}",
-            records[0].note
-        );
+        // The SPF note is a line of its own, before the first record's own note.
+        let lines: Vec<&str> = records[0].note.lines().collect();
+        assert_eq!(lines.len(), 2, "{:?}", records[0].note);
+        assert_eq!(lines[0], NO_SPF_NOTE);
+        assert!(lines[0].starts_with("no SPF record suggested"));
+        assert!(lines[1].starts_with("DKIM selector "), "{}", lines[1]);
         assert_eq!(
             records.iter().filter(|r| r.note.contains("no SPF")).count(),
             1

@@ -25,6 +25,7 @@ pub mod duration;
 pub mod files;
 pub mod lines;
 pub mod logging;
+pub mod metrics;
 pub mod peer;
 pub mod socket;
 pub mod systemd;

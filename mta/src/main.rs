@@ -28,6 +28,7 @@ mod delivery;
 mod inbound;
 mod io;
 mod limits;
+mod metrics;
 mod monitor;
 mod retention;
 mod runtime;
@@ -175,7 +176,11 @@ fn open_spool(
 
 fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     way2mail_daemon::logging::init(&settings.raw.log);
+    let endpoint = metrics::install(settings.metrics)?;
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
+    if endpoint.is_some() {
+        metrics::certificate_expiry(&settings.raw.tls.cert);
+    }
     let spool_cfg = &settings.raw.spool;
     let keyring = spool_cfg.open_keyring()?;
     let (spool, report) = open_spool(spool_cfg, keyring, accept_rollback)?;
@@ -200,12 +205,14 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let settings = Arc::new(settings);
     let stop_scheduler = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let delivery = delivery::start(
         &settings,
         &spool,
         tenants.clone(),
         backend,
         Arc::clone(&stop_scheduler),
+        Arc::clone(&active),
     )?;
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
     let (plans, scheduler) = match delivery {
@@ -227,6 +234,15 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     );
     let signer = signer::Signer::new(Arc::clone(&settings), tenants.clone());
     let inbound = inbound::Inbound::new(Arc::clone(&settings));
+    if let Some(endpoint) = endpoint {
+        let max_age = settings.raw.control.snapshot_max_age;
+        endpoint.serve(metrics::ReadyCheck {
+            spool: spool.clone(),
+            monitor: monitor.clone(),
+            tenants: tenants.clone().map(|t| (t, max_age)),
+            active,
+        })?;
+    }
     let shared = Arc::new(Shared {
         settings,
         tls,

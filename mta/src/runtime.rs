@@ -172,11 +172,14 @@ impl Worker {
             min_age: timeouts.displace_after,
             below_rate: timeouts.min_data_rate,
         };
-        let reason = match self.limiter.try_acquire(peer.ip(), displacing) {
-            Err(Refusal::Total) => "too many connections",
-            Err(Refusal::PerIp) => "too many connections from your address",
-            Ok(_) if self.shared.monitor.state() == SpoolState::Unhealthy => "spool unavailable",
+        let (reason, result) = match self.limiter.try_acquire(peer.ip(), displacing) {
+            Err(Refusal::Total) => ("too many connections", "refused_total_cap"),
+            Err(Refusal::PerIp) => ("too many connections from your address", "refused_ip_cap"),
+            Ok(_) if self.shared.monitor.state() == SpoolState::Unhealthy => {
+                ("spool unavailable", "refused_spool")
+            }
             Ok(slot) => {
+                crate::metrics::connection(role, "accepted");
                 let _live = self.live.enter();
                 let activity = slot.activity();
                 session::serve(Arc::clone(&self.shared), io, peer, role, activity).await;
@@ -184,6 +187,7 @@ impl Worker {
                 return;
             }
         };
+        crate::metrics::connection(role, result);
         tracing::info!(peer = %peer, reason, "connection refused");
         // Implicit TLS clients would not understand a plaintext reply.
         if role != Role::Submissions {

@@ -183,6 +183,7 @@ impl Session {
         match tokio::time::timeout(limit, tls::handshake(io, config)).await {
             Ok(Ok(stream)) => {
                 let description = stream.description();
+                crate::metrics::tls_session("inbound", &description);
                 self.tls = Some(description.clone());
                 self.protocol.tls_established(description);
                 // The client's EHLO is due from now, not from the `220` before the handshake.
@@ -213,15 +214,18 @@ impl Session {
                 Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
                 // The protocol refused the content itself (size, line length, NUL,
                 // bare line ends, loop); its reply follows on the next event.
-                Event::Refused { id, reason } => tracing::info!(
-                    target: "way2mail::message",
-                    %id,
-                    client_ip = %self.peer.ip(),
-                    listener = self.role.as_str(),
-                    reason = reason.as_str(),
-                    reply = reason.reply().code,
-                    "message refused"
-                ),
+                Event::Refused { id, reason } => {
+                    crate::metrics::rejected(self.role, reason.as_str());
+                    tracing::info!(
+                        target: "way2mail::message",
+                        %id,
+                        client_ip = %self.peer.ip(),
+                        listener = self.role.as_str(),
+                        reason = reason.as_str(),
+                        reply = reason.reply().code,
+                        "message refused"
+                    );
+                }
                 Event::Tarpit(delay) => tokio::time::sleep(delay).await,
                 Event::Authenticate {
                     mechanism,
@@ -252,6 +256,13 @@ impl Session {
             }
             None => AuthVerdict::Unavailable,
         };
+        crate::metrics::auth(match &verdict {
+            AuthVerdict::Accepted(_) => "accepted",
+            AuthVerdict::Rejected => "rejected",
+            AuthVerdict::TenantDisabled => "tenant_disabled",
+            AuthVerdict::LockedOut => "locked_out",
+            AuthVerdict::Unavailable => "unavailable",
+        });
         self.protocol.auth_result(verdict);
     }
 
@@ -264,6 +275,7 @@ impl Session {
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         out.extend_from_slice(self.protocol.output());
+        crate::metrics::replies(self.role, &out);
         self.protocol.clear_output();
         let limit = self.shared.settings.raw.timeouts.command;
         match tokio::time::timeout(limit, io.write_all(out)).await {
@@ -367,6 +379,7 @@ impl Session {
     /// checked (SPF/DKIM/DMARC/ARC → `Authentication-Results:`), and tenant mail is
     /// DKIM-signed, the signature being the last header change.
     async fn commit(&mut self, id: MessageId, envelope: Envelope, body: Vec<u8>) {
+        let data_ended = Instant::now();
         let mut envelope = envelope;
         let mut body = body;
         let mut checks = None;
@@ -374,9 +387,12 @@ impl Session {
             match self.shared.inbound.check(&envelope, body).await {
                 Ok(outcome) => {
                     body = outcome.body;
+                    crate::metrics::inbound_auth(&outcome.summary);
                     checks = Some(outcome.summary);
                 }
                 Err((reply, summary)) => {
+                    crate::metrics::inbound_auth(&summary);
+                    crate::metrics::rejected(self.role, "inbound_auth");
                     tracing::info!(
                         target: "way2mail::message",
                         %id,
@@ -402,6 +418,7 @@ impl Session {
                 outcome.dkim
             }
             Err(reply) => {
+                crate::metrics::rejected(self.role, "not_signed");
                 tracing::info!(
                     target: "way2mail::message",
                     %id,
@@ -424,6 +441,7 @@ impl Session {
         match result {
             Ok(()) => {
                 self.messages += 1;
+                crate::metrics::accepted(self.role, data_ended.elapsed().as_secs_f64());
                 tracing::info!(
                     target: "way2mail::message",
                     %id,
@@ -440,6 +458,7 @@ impl Session {
                 self.protocol.message_queued(Ok(()));
             }
             Err(e) => {
+                crate::metrics::rejected(self.role, "spool_failure");
                 tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
                 self.protocol.message_queued(Err(queue_failure(&e)));
             }

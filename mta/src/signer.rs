@@ -182,6 +182,7 @@ fn sign(
     }
     match signing::sign_message(body, domain, keys, bimi) {
         Ok(body) => {
+            crate::metrics::dkim_signed();
             let selectors: Vec<&str> = keys.iter().map(|k| k.selector()).collect();
             Ok(SignOutcome {
                 body,

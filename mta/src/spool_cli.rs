@@ -29,8 +29,8 @@ fn keyring(settings: &Settings) -> Result<Keyring> {
             cfg.key_file.display()
         );
     }
-    let master = MasterKey::load_or_create(&cfg.key_file)
-        .with_context(|| format!("spool.key_file {}", cfg.key_file.display()))?;
+    // The key's errors name it and its file.
+    let master = MasterKey::load_or_create_named(&cfg.key_file, crate::config::SPOOL_KEY)?;
     Keyring::open_existing(&cfg.keyring_file, master)
         .with_context(|| format!("spool.keyring_file {}", cfg.keyring_file.display()))
 }

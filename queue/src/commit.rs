@@ -446,6 +446,8 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Pending>) {
         gather_more(rx, &mut round, gather);
         let started = Instant::now();
         let result = shared.write(db, &mut round).and_then(|()| shared.flush(db));
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(round.len() as f64);
         gather = if round.len() > 1 {
             started.elapsed().min(MAX_GATHER)
         } else {

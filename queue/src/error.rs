@@ -35,17 +35,12 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("spool storage error: {0}")]
     Storage(#[from] sled::Error),
-    /// The key file is readable or writable by group or others.
-    #[error(
-        "spool key file {} has mode {mode:04o}: group and others must have no access \
-         (run `chmod 600 {}`)",
-        path.display(),
-        path.display()
-    )]
-    KeyPermissions { path: PathBuf, mode: u32 },
-    /// The key file exists but is not a 32-byte key.
-    #[error("spool key file {}: {reason}", path.display())]
-    KeyFormat { path: PathBuf, reason: String },
+    /// The master key file cannot be used: its mode lets group or others in, it is
+    /// not a 32-byte key, or it cannot be read or created. The message starts with
+    /// the name the key was loaded under (`way2mail_seal::MasterKey::load_or_create_named`;
+    /// the MTA's is `` spool key (`[spool] key_file`) ``).
+    #[error(transparent)]
+    Key(way2mail_seal::Error),
     /// A stored record failed authentication or does not parse.
     #[error("spool record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
@@ -92,8 +87,9 @@ impl From<way2mail_seal::Error> for Error {
         use way2mail_seal::Error as Seal;
         match e {
             Seal::Io(e) => Error::Io(e),
-            Seal::KeyPermissions { path, mode } => Error::KeyPermissions { path, mode },
-            Seal::KeyFormat { path, reason } => Error::KeyFormat { path, reason },
+            e @ (Seal::KeyPermissions { .. } | Seal::KeyFormat { .. } | Seal::KeyFile { .. }) => {
+                Error::Key(e)
+            }
             Seal::Keyring { path, reason } => Error::Keyring { path, reason },
             Seal::Erased(tenant) => Error::Erased(tenant),
             Seal::Corrupt { aad, reason } => Error::Corrupt {

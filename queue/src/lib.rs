@@ -39,6 +39,15 @@ mod error;
 pub mod keys;
 mod lease;
 mod migrate;
+
+/// Names of the metrics the spool records (through the `metrics` facade; nothing
+/// is recorded unless the process installed a recorder).
+pub mod metrics {
+    /// Histogram: seconds one group commit took (the sled batch and its flush).
+    pub const COMMIT_SECONDS: &str = "way2mail_spool_commit_seconds";
+    /// Histogram: writes served by one group commit.
+    pub const BATCH_SIZE: &str = "way2mail_spool_batch_size";
+}
 mod record;
 mod recovery;
 mod retention;

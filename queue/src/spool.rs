@@ -396,6 +396,18 @@ impl Spool {
         Ok(next)
     }
 
+    /// The oldest queued message (ids begin with their arrival time, and the
+    /// envelopes are kept in id order): one key read, whatever the queue holds.
+    pub fn oldest(&self) -> Result<Option<MessageId>, Error> {
+        match self.inner.db.scan_prefix([keys::ENVELOPE]).keys().next() {
+            Some(key) => match keys::parse(&key?) {
+                Some(keys::Key::Envelope(id)) => Ok(Some(id)),
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
     /// Number of queued messages.
     pub fn len(&self) -> usize {
         self.inner.shared.queued.load(Ordering::Relaxed)

@@ -11,26 +11,28 @@ use anyhow::Context;
 
 use crate::Backend;
 
-/// The three listener ports of one daemon.
+/// The three listener ports of one daemon, and its metrics endpoint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub mx: u16,
     pub submission: u16,
     pub submissions: u16,
+    pub metrics: u16,
 }
 
 impl Ports {
-    /// Three distinct ports the kernel just handed out as free. All three sockets are
-    /// held until all three are chosen: released one by one, the kernel may hand the
-    /// same port out twice.
+    /// Four distinct ports the kernel just handed out as free. All the sockets are
+    /// held until all are chosen: released one by one, the kernel may hand the same
+    /// port out twice.
     pub fn ephemeral() -> anyhow::Result<Ports> {
         let bind = || TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0");
-        let held = [bind()?, bind()?, bind()?];
+        let held = [bind()?, bind()?, bind()?, bind()?];
         let port = |i: usize| -> anyhow::Result<u16> { Ok(held[i].local_addr()?.port()) };
         Ok(Ports {
             mx: port(0)?,
             submission: port(1)?,
             submissions: port(2)?,
+            metrics: port(3)?,
         })
     }
 
@@ -40,6 +42,7 @@ impl Ports {
             mx: 2525,
             submission: 2587,
             submissions: 2465,
+            metrics: 9465,
         }
     }
 }
@@ -111,6 +114,11 @@ impl TestConfig {
         base("spool", "keyring_file", path("spool.keyring"));
         base("spool", "min_free_space", "1048576".into());
         base("admin", "socket", path("mta.sock"));
+        base(
+            "metrics",
+            "listen",
+            toml_string(&format!("127.0.0.1:{}", ports.metrics)),
+        );
         base("log", "format", toml_string("text"));
         base("log", "level", toml_string("info"));
         // Issue-2 style tests check what stays queued; delivery tests turn it on.

@@ -2,9 +2,14 @@
 //! pointed at it. Operators are real: bootstrapped as root (the tests run as root),
 //! logged in with a TOTP code computed from the secret the daemon printed, each with
 //! its own token file, exactly as an operator's shell would hold it.
+//!
+//! The metrics endpoint listens on an ephemeral port of 127.0.0.1 ([`Control::metrics_addr`]),
+//! never on the default 9466, so that tests in parallel do not collide; a test that
+//! writes its own `[metrics]` table in `extra` gets exactly that instead.
 
 use std::fs::File;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +30,9 @@ pub struct Control {
     dir: TempDir,
     child: Option<Child>,
     extra: String,
+    /// Where the harness put the metrics endpoint; `None` when `extra` has its own
+    /// `[metrics]` table.
+    metrics: Option<SocketAddr>,
 }
 
 /// What one CLI run printed and how it exited.
@@ -72,10 +80,17 @@ impl Control {
             .prefix("way2mail-control-test-")
             .tempdir()
             .context("creating the control daemon's temp dir")?;
+        let own_table = extra.lines().any(|line| line.trim() == "[metrics]");
+        let metrics = if own_table {
+            None
+        } else {
+            Some(SocketAddr::from(([127, 0, 0, 1], crate::free_port()?)))
+        };
         let mut control = Control {
             dir,
             child: None,
             extra: extra.to_string(),
+            metrics,
         };
         control.spawn()?;
         Ok(control)
@@ -87,6 +102,17 @@ impl Control {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The metrics and health endpoint (`[metrics] listen`) the harness configured;
+    /// `None` when the test wrote its own `[metrics]` table.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -121,7 +147,7 @@ impl Control {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let quote = |p: PathBuf| format!("\"{}\"", p.display());
-        let text = format!(
+        let mut text = format!(
             // The top-level keys first, so `extra` may open tables (`[dns]`).
             "socket = {}\nstore = {}\nkey_file = {}\nkeyring_file = {}\n{extra}\n",
             quote(self.socket()),
@@ -130,6 +156,9 @@ impl Control {
             quote(self.keyring_file()),
             extra = self.extra,
         );
+        if let Some(address) = self.metrics {
+            text.push_str(&format!("[metrics]\nlisten = \"{address}\"\n"));
+        }
         std::fs::write(self.config_path(), text).context("writing control.toml")?;
         let log = File::options()
             .create(true)

@@ -147,6 +147,16 @@ impl Daemon {
         self.ports
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where the metrics endpoint listens (`[metrics] listen` of the test configs).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports.metrics))
+    }
+
     pub fn backend(&self) -> Option<Backend> {
         self.backend
     }

@@ -7,7 +7,10 @@
 //! binary   finds target/<profile>/way2mail-mta (and way2mail-control, way2mail) next to the
 //!          test executable (built once per test process under cargo)
 //! control  Control: a way2mail-control daemon in a temp dir, the `way2mail` CLI against it,
-//!          operators bootstrapped and logged in with real TOTP codes
+//!          operators bootstrapped and logged in with real TOTP codes; its metrics
+//!          endpoint on an ephemeral port (`metrics_addr()`)
+//! http     http_get on a daemon's metrics/health endpoint, metric_value from the
+//!          Prometheus text format, tcp_listeners of a process (from /proc)
 //! fake_control  FakeControl: `snapshot.get` from a crafted snapshot, `retention.report`
 //!          recorded
 //! config   TestConfig: ephemeral 127.0.0.1 ports, a temp dir, TOML sections a test adds
@@ -31,9 +34,11 @@ pub mod control;
 mod daemon;
 pub mod dns;
 pub mod fake_control;
+pub mod http;
 mod process;
 pub mod sink;
 mod tls;
+mod tmpfs;
 
 pub use binary::{bench_binary, cli_binary, control_binary, daemon_binary};
 pub use client::{SmtpClient, SmtpStream, TestReply};
@@ -41,9 +46,11 @@ pub use config::{free_port, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
 pub use fake_control::FakeControl;
+pub use http::{http_get, metric_value, tcp_listeners};
 pub use process::{run_bounded, wait_timeout};
 pub use sink::{Behaviour, Received, Sink, SinkCounts, SinkOptions};
 pub use tls::{client_config, load_pem_cert};
+pub use tmpfs::Tmpfs;
 
 use std::time::{Duration, Instant};
 

@@ -101,7 +101,7 @@ fn spool_key_readable_by_others_is_refused() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(!output.status.success(), "started with a 0644 spool key");
     ensure!(
-        stderr.contains("spool.key") || stderr.contains("key_file"),
+        stderr.contains("spool key (`[spool] key_file`)") && stderr.contains("spool.key"),
         "error does not name the key file:\n{stderr}"
     );
     Ok(())

@@ -31,8 +31,121 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Fields of an export (format 2) whose values are words, and whose are times.
+const EXPORT_WORDS: &[&str] = &[
+    "body_type",
+    "ret",
+    "state",
+    "status",
+    "kind",
+    "role",
+    "outcome",
+    "algorithm",
+];
+const EXPORT_TIMES: &[&str] = &[
+    "created_at",
+    "updated_at",
+    "since",
+    "terminated_at",
+    "erase_after",
+    "verified_at",
+    "revoked_at",
+    "added_at",
+    "at",
+    "received_at",
+    "next_attempt_at",
+    "time",
+];
+
+/// An RFC 3339 UTC time as written in exports (`2026-12-06T20:18:44Z`, or with
+/// `.116` milliseconds) in Unix milliseconds; `None` when it is anything else.
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |from: usize, to: usize| -> Option<u64> {
+        let digits = text.get(from..to)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let ms = match b.len() {
+        20 => 0,
+        24 if b[19] == b'.' => num(20, 23)?,
+        _ => return None,
+    };
+    let fixed = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if fixed.iter().any(|&(i, c)| b[i] != c) || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, min, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (March-based years).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * m + 2) / 5 + d - 1 - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60 * 1000 + s * 1000 + ms)
+}
+
+/// Every word field of `v` is a lower-case word (no Rust name such as `SevenBit`),
+/// every time field an RFC 3339 UTC string within `window` (Unix ms; the next
+/// attempt may be later), and no time is left as a number with `_ms`. Notes the
+/// fields met in `seen`.
+fn check_export_values(
+    file: &str,
+    v: &Value,
+    window: (u64, u64),
+    seen: &mut BTreeSet<String>,
+) -> Result<()> {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map {
+                ensure!(
+                    !key.ends_with("_ms") || key == "queue_time_ms",
+                    "{file}: {key} is a time in milliseconds, not RFC 3339: {v}"
+                );
+                if !value.is_null() && EXPORT_WORDS.contains(&key.as_str()) {
+                    let word = value.as_str().unwrap_or_default();
+                    ensure!(
+                        !word.is_empty() && !word.chars().any(|c| c.is_ascii_uppercase()),
+                        "{file}: {key} is {value}, not a lower-case word"
+                    );
+                    seen.insert(key.clone());
+                }
+                if !value.is_null() && EXPORT_TIMES.contains(&key.as_str()) {
+                    let text = value.as_str().unwrap_or_default();
+                    let ms = rfc3339_ms(text).with_context(|| {
+                        format!("{file}: {key} is {value}, not an RFC 3339 UTC time")
+                    })?;
+                    let until = if key == "next_attempt_at" {
+                        u64::MAX
+                    } else {
+                        window.1
+                    };
+                    ensure!(
+                        (window.0..=until).contains(&ms),
+                        "{file}: {key} {text} is outside the test's run {window:?}"
+                    );
+                    seen.insert(key.clone());
+                }
+                check_export_values(file, value, window, seen)?;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                check_export_values(file, item, window, seen)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 #[test]
 fn export_holds_every_message_log_line_and_setting_and_nothing_else() -> Result<()> {
+    // Times in the export are whole seconds or milliseconds of this run.
+    let started_ms = way2mail_daemon::time::now_ms() / 1000 * 1000;
     let rig = Rig::start(Backend::IoUring, "")?;
     let (acme_ids, _) = rig.traffic()?;
     let archive = rig.state.path().join("acme.tar");
@@ -64,7 +177,7 @@ fn export_holds_every_message_log_line_and_setting_and_nothing_else() -> Result<
     let base = dir.join("acme-export");
     let manifest: Value = serde_json::from_slice(&std::fs::read(base.join("manifest.json"))?)?;
     ensure!(
-        manifest["format"] == "way2mail-tenant-export 1",
+        manifest["format"] == "way2mail-tenant-export 2",
         "{manifest}"
     );
     ensure!(manifest["messages"] == 2, "{manifest}");
@@ -106,6 +219,25 @@ fn export_holds_every_message_log_line_and_setting_and_nothing_else() -> Result<
     }
     let index: Value = serde_json::from_slice(&std::fs::read(base.join("messages/index.json"))?)?;
     ensure!(index.as_array().map(Vec::len) == Some(2), "{index}");
+    // Envelopes in SMTP's words: both messages wait for stuck.example.
+    for m in index.as_array().context("index")? {
+        let e = &m["envelope"];
+        ensure!(
+            e["body_type"] == "7bit" || e["body_type"] == "8bitmime",
+            "{m}"
+        );
+        ensure!(e["origin"]["tenant"] == "acme", "{m}");
+        let states: Vec<&Value> = e["recipients"]
+            .as_array()
+            .context("recipients")?
+            .iter()
+            .map(|r| &r["state"])
+            .collect();
+        ensure!(
+            !states.is_empty() && states.iter().all(|s| *s == "pending"),
+            "{m}"
+        );
+    }
     // Every delivery log line of the tenant: two deferrals and one delivery.
     let log = std::fs::read_to_string(base.join("delivery-log/0001.jsonl"))?;
     let records: Vec<Value> = log
@@ -142,6 +274,47 @@ fn export_holds_every_message_log_line_and_setting_and_nothing_else() -> Result<
         .contains("unsubscribed@acme-customer.example"));
     ensure!(std::fs::read_to_string(base.join("retention.json"))?.contains("in_force"));
     ensure!(std::fs::read_to_string(base.join("access-log.json"))?.contains("tenant.add"));
+    // Client-facing throughout: in every JSON file, words are lower-case words (no
+    // Rust enum name) and times RFC 3339 UTC strings of this run.
+    let window = (started_ms, way2mail_daemon::time::now_ms() + 1000);
+    let mut seen = BTreeSet::new();
+    for name in names
+        .iter()
+        .filter(|n| n.ends_with(".json") || n.ends_with(".jsonl"))
+    {
+        let text = std::fs::read_to_string(dir.join(name))?;
+        for rust_name in ["SevenBit", "EightBitMime", "Pending", "Delivered", "Failed"] {
+            ensure!(
+                !text.contains(&format!("\"{rust_name}\"")),
+                "{name} holds {rust_name}:\n{text}"
+            );
+        }
+        let values: Vec<Value> = if name.ends_with(".jsonl") {
+            text.lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![serde_json::from_str(&text)?]
+        };
+        for v in &values {
+            check_export_values(name, v, window, &mut seen)?;
+        }
+    }
+    for field in [
+        "body_type",
+        "state",
+        "status",
+        "kind",
+        "outcome",
+        "created_at",
+        "updated_at",
+        "added_at",
+        "at",
+        "received_at",
+        "time",
+    ] {
+        ensure!(seen.contains(field), "no {field} in the export: {seen:?}");
+    }
     // Nothing of the other tenant, anywhere in the archive.
     let raw = std::fs::read(&archive)?;
     ensure!(

@@ -4,51 +4,14 @@
 //! daemon accepts mail. The spool lives on a small tmpfs mounted for the test, which
 //! needs root; elsewhere the test says so and passes without running.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context};
 use way2mail_tests::{
-    for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig,
+    for_each_backend, queued_id, Backend, Daemon, Signal, SmtpClient, TestConfig, Tmpfs,
 };
 
 for_each_backend!(full_spool_filesystem_defers_and_loses_nothing);
-
-/// A tmpfs mounted for the length of a test.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).ok()?;
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_owned()))
-    }
-
-    fn resize(&self, size: &str) -> anyhow::Result<()> {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()?;
-        ensure!(status.success(), "remount {} failed", self.0.display());
-        Ok(())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 fn full_spool_filesystem_defers_and_loses_nothing(backend: Backend) -> anyhow::Result<()> {
     let outside = tempfile::tempdir()?;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use way2mail_tests::{
-    admitted, daemon_binary, for_each_backend, queued_id, run_bounded, Backend, Daemon, Signal,
-    SmtpClient, TestConfig,
+    admitted, daemon_binary, for_each_backend, free_port, queued_id, run_bounded, Backend, Daemon,
+    Ports, Signal, SmtpClient, TestConfig,
 };
 
 for_each_backend!(
@@ -143,20 +143,35 @@ fn sigint_exits_zero(backend: Backend) -> anyhow::Result<()> {
 fn a_second_daemon_on_a_served_address_fails(backend: Backend) -> anyhow::Result<()> {
     let config = TestConfig::new(backend);
     let mut first = Daemon::start(&config)?;
-    let dir = tempfile::tempdir()?;
-    let path = config.write(dir.path(), &first.ports())?;
-    let out = run_bounded(
-        std::process::Command::new(daemon_binary()?)
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path()),
-        Duration::from_secs(60),
-    )?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(!out.status.success(), "the second daemon started: {stderr}");
+    let second = |ports: Ports| -> anyhow::Result<String> {
+        let dir = tempfile::tempdir()?;
+        let path = config.write(dir.path(), &ports)?;
+        let out = run_bounded(
+            std::process::Command::new(daemon_binary()?)
+                .arg("--config")
+                .arg(&path)
+                .current_dir(dir.path()),
+            Duration::from_secs(60),
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(!out.status.success(), "the second daemon started: {stderr}");
+        Ok(stderr)
+    };
+    // The same listeners (its own metrics port).
+    let stderr = second(Ports {
+        metrics: free_port()?,
+        ..first.ports()
+    })?;
     let mx = format!("127.0.0.1:{}", first.ports().mx);
     ensure!(
         stderr.contains(&mx) && stderr.contains("already served by another process"),
+        "{stderr}"
+    );
+    // The same metrics endpoint too: that is the first address it binds.
+    let stderr = second(first.ports())?;
+    ensure!(
+        stderr.contains("metrics.listen: cannot listen on")
+            && stderr.contains(&format!("127.0.0.1:{}", first.ports().metrics)),
         "{stderr}"
     );
     // The first one still serves all of it.

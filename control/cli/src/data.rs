@@ -12,10 +12,10 @@ use clap::{ArgGroup, Subcommand};
 use serde::Deserialize;
 use way2mail_seal::{Keyring, MasterKey};
 
-use way2mail_control::backup::{self, ArchiveReader, RestoreTarget};
+use way2mail_control::backup::{self, ArchiveReader, RestoreTarget, BACKUP_KEY};
 use way2mail_control::records::{ErasedTenant, ReceiptRecord, META_SNAPSHOT_VERSION};
 use way2mail_control::server::config::Config as ControlConfig;
-use way2mail_control::store::{AnchorPolicy, Store, StoreFiles, StoreOptions, TreeName};
+use way2mail_control::store::{AnchorPolicy, Store, StoreFiles, StoreOptions, TreeName, STORE_KEY};
 use way2mail_daemon::duration;
 use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_wire::protocol::{ErasureReceipt, Request, Response};
@@ -425,6 +425,9 @@ pub(super) fn backup(session: &mut Session, command: BackupCommand) -> Result<Ex
     }
 }
 
+/// What errors call the MTA's spool key, read by a restore.
+const MTA_SPOOL_KEY: &str = "the MTA's spool key (`[spool] key_file` of its configuration)";
+
 fn control_settings(
     path: Option<&Path>,
 ) -> Result<way2mail_control::server::config::Settings, Failure> {
@@ -441,14 +444,18 @@ fn backup_key(
     flag: Option<&Path>,
     control: &way2mail_control::server::config::Settings,
 ) -> Result<MasterKey, Failure> {
-    let path = flag.unwrap_or(&control.backup_key_file);
+    let (path, name) = match flag {
+        Some(path) => (path, "backup key (--key)"),
+        None => (control.backup_key_file.as_path(), BACKUP_KEY),
+    };
     if !path.exists() {
         return Err(Failure::Failed(format!(
-            "the backup key {} does not exist (give the key file the backup was made with: --key FILE)",
+            "the {name} {} does not exist (give the key file the backup was made with: --key FILE)",
             path.display()
         )));
     }
-    MasterKey::load_or_create(path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
+    // Its errors name the key and its file.
+    MasterKey::load_or_create_named(path, name).map_err(|e| Failure::Failed(e.to_string()))
 }
 
 /// What a restore needs of the MTA's configuration: `[spool]`. Read leniently, so
@@ -478,9 +485,16 @@ impl Default for MtaSpool {
     }
 }
 
-fn open_keyring(key_file: &Path, keyring_file: &Path, what: &str) -> Result<Keyring, Failure> {
-    let master = MasterKey::load_or_create(key_file)
-        .map_err(|e| Failure::Failed(format!("{what} master key {}: {e}", key_file.display())))?;
+/// `key_name` says which key `key_file` is, in errors ([`STORE_KEY`]); `what` whose
+/// keyring it opens.
+fn open_keyring(
+    key_file: &Path,
+    key_name: &'static str,
+    keyring_file: &Path,
+    what: &str,
+) -> Result<Keyring, Failure> {
+    let master = MasterKey::load_or_create_named(key_file, key_name)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     Keyring::open_existing(keyring_file, master).map_err(|e| {
         Failure::Failed(format!(
             "{what}: {e} (a restore needs this node's keyring: it is never in a backup)"
@@ -517,9 +531,14 @@ fn restore(
     };
     let target = RestoreTarget {
         control_dir: files.dir.clone(),
-        control_keyring: open_keyring(&files.key_file, &files.keyring_file, "control")?,
+        control_keyring: open_keyring(&files.key_file, STORE_KEY, &files.keyring_file, "control")?,
         spool_dir: mta.spool.path.clone(),
-        spool_keyring: open_keyring(&mta.spool.key_file, &spool_keyring_file, "the MTA")?,
+        spool_keyring: open_keyring(
+            &mta.spool.key_file,
+            MTA_SPOOL_KEY,
+            &spool_keyring_file,
+            "the MTA",
+        )?,
     };
     if !yes {
         let mut tty = prompt::tty().ok_or_else(|| {
@@ -796,4 +815,41 @@ fn record_restore(
         .map_err(store_error)?;
     store.commit(batch).map_err(store_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The backup key is named as the backup key (and where it was given), never as
+    /// the spool key.
+    #[test]
+    fn backup_key_errors_name_the_backup_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("backup.key");
+        std::fs::write(&path, [7u8; 32]).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut control = ControlConfig::default().validate().expect("defaults");
+        control.backup_key_file = path.clone();
+        let shown = |r: Result<MasterKey, Failure>| match r {
+            Err(Failure::Failed(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let configured = shown(backup_key(None, &control));
+        assert!(
+            configured.starts_with(&format!(
+                "backup key (`[backup] key_file`) {} has mode 0644",
+                path.display()
+            )),
+            "{configured}"
+        );
+        let flag = shown(backup_key(Some(&path), &control));
+        assert!(flag.starts_with("backup key (--key) "), "{flag}");
+        let missing = shown(backup_key(Some(&dir.path().join("nope")), &control));
+        assert!(missing.starts_with("the backup key (--key) "), "{missing}");
+        for m in [configured, flag, missing] {
+            assert!(!m.contains("spool"), "{m}");
+        }
+    }
 }

@@ -6,11 +6,11 @@ use way2mail_control::publish;
 use way2mail_wire::protocol::{
     AuditOutcome, CheckStatus, CredentialInfo, CredentialKind, DkimKeyState, DomainInfo,
     DomainRecords, DomainVerification, IncidentInfo, Notification, NotificationOutcome, Response,
-    TenantInfo, TenantStatus,
+    TenantInfo,
 };
 
 use super::render_data;
-use super::table::{clean, opt, opt_rfc3339, record, rfc3339, Table};
+use super::table::{clean, opt, opt_rfc3339, record, rfc3339, status, Table};
 
 /// The TTL suggested in `domain dns` output.
 const SUGGESTED_TTL: u32 = 3600;
@@ -532,8 +532,9 @@ pub fn rotation_done(d: &DomainInfo, activate: bool) -> String {
     }
 }
 
-/// The records as zone-file lines, each after its note as a `;` comment; values
-/// over 255 bytes as several quoted strings (receivers join them).
+/// The records as zone-file lines, each after its note as `;` comments (one per
+/// line of the note); values over 255 bytes as several quoted strings (receivers
+/// join them).
 fn zone(records: &DomainRecords) -> String {
     let mut out = format!(
         "; DNS records for {} (TTL {SUGGESTED_TTL} is a suggestion)\n",
@@ -541,7 +542,9 @@ fn zone(records: &DomainRecords) -> String {
     );
     for r in &records.records {
         out.push('\n');
-        out.push_str(&format!("; {}\n", clean(&r.note)));
+        for line in r.note.lines() {
+            out.push_str(&format!("; {}\n", clean(line)));
+        }
         let strings: Vec<String> = publish::split_txt(&r.value)
             .into_iter()
             .map(quote)
@@ -623,14 +626,6 @@ fn credential_fields(c: &CredentialInfo) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn status(s: TenantStatus) -> &'static str {
-    match s {
-        TenantStatus::Active => "active",
-        TenantStatus::Suspended => "suspended",
-        TenantStatus::Terminated => "terminated",
-    }
-}
-
 fn kind(k: CredentialKind) -> &'static str {
     match k {
         CredentialKind::Smtp => "smtp",
@@ -649,7 +644,9 @@ fn outcome(o: AuditOutcome) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use way2mail_wire::protocol::{DnsRecord, RecordCheck, RecordPurpose};
+    use way2mail_wire::protocol::{
+        DkimAlgorithm, DkimKeyInfo, DnsRecord, RecordCheck, RecordPurpose,
+    };
 
     #[test]
     fn zone_lines_split_long_values_and_comment_notes() {
@@ -662,7 +659,7 @@ mod tests {
                     name: "s1._domainkey.shop.example".into(),
                     rtype: "TXT".into(),
                     value: long.clone(),
-                    note: "DKIM selector s1\n(active)".into(),
+                    note: "DKIM selector s1\n(active\x1b)".into(),
                 },
                 DnsRecord {
                     purpose: RecordPurpose::Bimi,
@@ -676,17 +673,71 @@ mod tests {
         let text = zone(&records);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("; DNS records for shop.example"));
-        assert_eq!(lines[2], "; DKIM selector s1?(active)");
+        // Each line of a note is a comment line of its own, control characters
+        // replaced.
+        assert_eq!(lines[2], "; DKIM selector s1");
+        assert_eq!(lines[3], "; (active?)");
         let first = format!(
             "s1._domainkey.shop.example. 3600 IN TXT \"{}\" \"{}\"",
             &long[..255],
             &long[255..]
         );
-        assert_eq!(lines[3], first);
-        assert_eq!(lines[5], "; BIMI");
+        assert_eq!(lines[4], first);
+        assert_eq!(lines[6], "; BIMI");
         assert_eq!(
-            lines[6],
+            lines[7],
             r#"default._bimi.shop.example. 3600 IN TXT "v=BIMI1; l=https://x.example/\"q\\.svg; a=;""#
+        );
+    }
+
+    /// Without `[sending]` the note that no SPF record is suggested is a comment line
+    /// of its own, not glued to the note of the record after it.
+    #[test]
+    fn no_spf_note_is_a_line_of_its_own() {
+        let info = DomainInfo {
+            domain: "shop.example".into(),
+            tenant: "shop".into(),
+            created_at: 0,
+            dkim: vec![DkimKeyInfo {
+                selector: "w2m-1-ed".into(),
+                algorithm: DkimAlgorithm::Ed25519Sha256,
+                state: DkimKeyState::Active,
+                public_key: "AAAA".into(),
+                created_at: 0,
+            }],
+            verified_at: None,
+            send_unverified: false,
+            bimi: None,
+        };
+        let records = DomainRecords {
+            domain: info.domain.clone(),
+            records: publish::records(
+                &info,
+                &way2mail_control::settings::SendingSettings::default(),
+            ),
+        };
+        let text = zone(&records);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("; DNS records for shop.example"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "", "{text}");
+        assert_eq!(lines[2], format!("; {}", publish::NO_SPF_NOTE), "{text}");
+        assert!(
+            lines[3].starts_with("; DKIM selector w2m-1-ed (ed25519-sha256, active"),
+            "{text}"
+        );
+        assert!(
+            lines[4].starts_with("w2m-1-ed._domainkey.shop.example. 3600 IN TXT "),
+            "{text}"
+        );
+        assert_eq!(text.matches("no SPF record suggested").count(), 1, "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("no SPF record suggested"))
+                .all(|l| l.ends_with("configured.")),
+            "{text}"
         );
     }
 

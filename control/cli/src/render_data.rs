@@ -7,7 +7,7 @@ use way2mail_wire::protocol::{
     RetentionRunReport, SuppressionEntry, TenantReport,
 };
 
-use super::table::{opt, opt_rfc3339, record, rfc3339, Table};
+use super::table::{opt, opt_rfc3339, record, rfc3339, status, Table};
 
 fn period(p: &way2mail_wire::protocol::Period) -> String {
     format!("{} ({})", duration::format(p.secs), p.source)
@@ -95,7 +95,7 @@ pub fn report(r: &TenantReport) -> String {
     let mut fields = vec![
         ("tenant", r.tenant.clone()),
         ("generated", rfc3339(r.generated_at)),
-        ("status", format!("{:?}", r.status).to_lowercase()),
+        ("status", status(r.status).into()),
         ("terminated", opt_rfc3339(r.terminated_at)),
         ("erasure scheduled", opt_rfc3339(r.erase_after)),
         (

@@ -1,8 +1,11 @@
-//! Human output: left-aligned columns under a header row, and UTC RFC 3339 dates.
+//! Human output: left-aligned columns under a header row, UTC RFC 3339 dates, and
+//! the words of the few enums shown in more than one place.
 //! Cells are cleaned of control characters so that a tenant's business name
 //! cannot move the cursor or forge rows on the operator's terminal.
 
 use std::fmt::Write as _;
+
+use way2mail_wire::protocol::TenantStatus;
 
 #[derive(Debug)]
 pub struct Table {
@@ -75,6 +78,15 @@ pub fn opt(value: Option<&str>) -> String {
 }
 
 pub use way2mail_smtp::date::rfc3339;
+
+/// A tenant's status as the protocol spells it.
+pub fn status(s: TenantStatus) -> &'static str {
+    match s {
+        TenantStatus::Active => "active",
+        TenantStatus::Suspended => "suspended",
+        TenantStatus::Terminated => "terminated",
+    }
+}
 
 pub fn opt_rfc3339(unix_secs: Option<u64>) -> String {
     unix_secs.map_or_else(|| "-".to_string(), rfc3339)

@@ -11,7 +11,7 @@ use clap::Parser;
 use way2mail_control::audit::AuditLog;
 use way2mail_control::server::{self, config::Config};
 use way2mail_control::store::verify::StoreReport;
-use way2mail_control::store::{AnchorPolicy, Store, StoreFiles, StoreOptions};
+use way2mail_control::store::{AnchorPolicy, Store, StoreFiles, StoreOptions, STORE_KEY};
 use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_seal::{Keyring, MasterKey};
 use way2mail_wire::protocol::AuditReport;
@@ -110,8 +110,8 @@ fn existing_keyring(files: &StoreFiles) -> Result<Keyring> {
             files.key_file.display()
         );
     }
-    let master = MasterKey::load_or_create(&files.key_file)
-        .with_context(|| format!("key_file {}", files.key_file.display()))?;
+    // Its errors name the key and its file.
+    let master = MasterKey::load_or_create_named(&files.key_file, STORE_KEY)?;
     Keyring::open_existing(&files.keyring_file, master)
         .with_context(|| format!("keyring_file {}", files.keyring_file.display()))
 }

@@ -17,10 +17,14 @@ use std::net::IpAddr;
 use crate::notify::NotifySettings;
 use crate::settings::SendingSettings;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
+use way2mail_daemon::metrics::MetricsConfig;
 use way2mail_wire::snapshot::TenantLimits;
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::{LogConfig, LogFormat};
+
+/// `[metrics] listen` when the file does not set it (the MTA's is 9465).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9466";
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(key, reason)
@@ -60,6 +64,9 @@ pub struct Config {
     pub mta: super::protection::MtaConfig,
     pub backup: super::protection::BackupConfig,
     pub log: LogConfig,
+    /// `[metrics] listen`: the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`);
+    /// absent: [`DEFAULT_METRICS_LISTEN`]; `""`: off.
+    pub metrics: MetricsConfig,
 }
 
 /// `[notify]`: how incident notifications reach the local MTA.
@@ -183,6 +190,7 @@ impl Default for Config {
             mta: Default::default(),
             backup: Default::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -219,6 +227,8 @@ pub struct Settings {
     pub mta: super::protection::MtaSettings,
     pub backup_key_file: PathBuf,
     pub log: LogConfig,
+    /// Where the metrics and health endpoint listens; `None`: off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -310,6 +320,7 @@ impl Config {
         let retention = self.retention.validate()?;
         let mta = self.mta.validate()?;
         let backup_key_file = self.backup.validate()?;
+        let metrics = self.metrics.address(DEFAULT_METRICS_LISTEN)?;
         Ok(Settings {
             socket: self.socket,
             socket_mode: self.socket_mode,
@@ -337,6 +348,7 @@ impl Config {
             mta,
             backup_key_file,
             log: self.log,
+            metrics,
         })
     }
 }
@@ -477,6 +489,36 @@ mod tests {
         assert_eq!(s.notify.from, "security@localhost");
         assert_eq!(s.notify.timeout, Duration::from_secs(10));
         assert!(crate::notify::is_helo_name(&s.notify.helo));
+    }
+
+    #[test]
+    fn metrics_listen() {
+        let s = Config::parse("").expect("parse").validate().expect("valid");
+        assert_eq!(s.metrics, Some("127.0.0.1:9466".parse().expect("address")));
+        let s = Config::parse("[metrics]\nlisten = \"\"")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.metrics, None);
+        let s = Config::parse("[metrics]\nlisten = \"[::1]:19466\"")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.metrics, Some("[::1]:19466".parse().expect("address")));
+        for text in ["listen = \"localhost:9466\"", "listen = \"127.0.0.1\""] {
+            let e = Config::parse(&format!("[metrics]\n{text}"))
+                .expect("parses")
+                .validate()
+                .expect_err(text);
+            assert_eq!(e.key, "metrics.listen", "{text}: {e}");
+        }
+        for (text, key) in [
+            ("[metrics]\nlisten = 9466", "metrics.listen"),
+            ("[metrics]\nport = 9466", "metrics.port"),
+        ] {
+            let e = Config::parse(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
     }
 
     #[test]

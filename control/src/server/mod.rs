@@ -4,6 +4,9 @@
 //!
 //! ```text
 //!   run ── way2mail_daemon::socket::bind (stale file, mode, parent dir)
+//!    ├── [metrics] listen: the recorder installed, the port bound (a taken port
+//!    │     stops the start), served at once by way2mail_daemon::metrics on a
+//!    │     thread of its own; /readyz follows Readiness (below)
 //!    ├── open_store: under a watchdog, checked against its anchor (an accepted
 //!    │     rollback is audited before anything is served)
 //!    ├── way2mail_daemon::thread_server::ThreadServer: accept thread ── admit (peer
@@ -25,6 +28,8 @@ pub mod protection;
 pub mod request;
 
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,7 +37,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::audit::AuditLog;
 use crate::service::{Caller, Service, ServiceSettings};
-use crate::store::{AnchorPolicy, Store, StoreFiles, StoreOptions};
+use crate::store::{AnchorPolicy, Store, StoreFiles, StoreOptions, WriteHealth};
 use way2mail_daemon::time::now_ms;
 use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_wire::protocol::ErrorCode;
@@ -77,6 +82,45 @@ impl Handler for Control {
     }
 }
 
+/// What `/readyz` answers: ready once the store is open and the socket served,
+/// while the store's last write succeeded, until the daemon starts stopping.
+#[derive(Default)]
+struct Readiness {
+    /// Set once the store is open.
+    store: OnceLock<WriteHealth>,
+    serving: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Readiness {
+    fn check(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        let Some(store) = self.store.get() else {
+            return Err("opening the control store".into());
+        };
+        if !self.serving.load(Ordering::Relaxed) {
+            return Err("starting the control socket".into());
+        }
+        store.check()
+    }
+}
+
+/// `[metrics] listen`, when on: the recorder, the bound port and its thread. The
+/// port is bound here so that a taken one stops the start, naming the key.
+fn start_metrics(settings: &Settings, readiness: &Arc<Readiness>) -> Result<()> {
+    let Some(address) = settings.metrics else {
+        return Ok(());
+    };
+    let handle = way2mail_daemon::metrics::install(&[])?;
+    crate::metrics::describe();
+    let listener = way2mail_daemon::metrics::bind(address)?;
+    let readiness = Arc::clone(readiness);
+    way2mail_daemon::metrics::serve(listener, handle, Arc::new(move || readiness.check()))?;
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `accept_rollback`: the operator decided
 /// to start on a store that diverged from its anchor (audited).
 pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
@@ -84,15 +128,26 @@ pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     // The socket first: its liveness check is what tells a second daemon that
-    // one is already running, more clearly than the store's lock would.
+    // one is already running, more clearly than the store's lock would (or than
+    // the metrics port, taken by the first one too).
     let bound = way2mail_daemon::socket::bind(&settings.socket, settings.socket_mode)?;
-    let service = match open_service(&settings, accept_rollback) {
+    // Before the store opens: an accepted rollback's audit entry is counted, and
+    // /healthz answers while a large store opens.
+    let readiness = Arc::new(Readiness::default());
+    let service = match start_metrics(&settings, &readiness)
+        .and_then(|()| open_service(&settings, accept_rollback))
+    {
         Ok(service) => service,
         Err(e) => {
             bound.remove_file();
             return Err(e);
         }
     };
+    let _ = readiness.store.set(service.store().write_health());
+    match service.snapshot_version() {
+        Ok(version) => crate::metrics::snapshot_version(version),
+        Err(e) => tracing::warn!(error = %e, "cannot read the snapshot version for the metrics"),
+    }
     let max_connections = settings.max_connections;
     let admission = Admission {
         max_connections,
@@ -114,6 +169,7 @@ pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
             .spawn(move || sweep_loop(&sleeper))
             .context("starting the retention thread")?
     };
+    readiness.serving.store(true, Ordering::Relaxed);
     tracing::info!(
         socket = %bound.path().display(),
         mode = format_args!("{:04o}", server.handler().settings.socket_mode),
@@ -123,6 +179,7 @@ pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
     );
     way2mail_daemon::systemd::ready();
     let signal = signals.forever().next();
+    readiness.stopping.store(true, Ordering::Relaxed);
     way2mail_daemon::systemd::stopping();
     tracing::info!(signal, "shutting down: no new connections");
     let unfinished = server.stop(SHUTDOWN_GRACE);

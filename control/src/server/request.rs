@@ -254,12 +254,15 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Answered> {
 
 /// Logs one answered request: op, actor kind, outcome, duration. Never the
 /// arguments, the token or the reason, which may carry client data or secrets.
+/// Counts it too (`way2mail_control_requests_total{op,outcome}`, the same two
+/// static strings).
 pub fn log(answered: &Answered, caller: &Caller, service_uids: &[u32], started: Instant) {
     let outcome = match &answered.response.error {
         None => "ok",
         Some(error) => code_name(error.code),
     };
     let op = answered.op.unwrap_or("-");
+    crate::metrics::request(op, outcome);
     let actor = actor_kind(caller, answered.has_token, service_uids);
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (uid, pid) = (caller.uid, caller.pid);

@@ -17,7 +17,7 @@ use way2mail_seal::MasterKey;
 use super::context::StreamOut;
 use super::context::{Failure, Identity};
 use super::writer::Service;
-use crate::backup::{end_control, write_control_record, ArchiveWriter};
+use crate::backup::{end_control, write_control_record, ArchiveWriter, BACKUP_KEY};
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult};
 use way2mail_wire::protocol::{BackupInfo, ErrorBody, ErrorCode, Response};
@@ -41,9 +41,9 @@ pub(crate) fn create(
                 format!("a backup holds the spool too: {why}"),
             ));
         }
-        MasterKey::load_or_create(&key_file).map_err(|e| {
-            Failure::internal(format!("backup.key_file {}: {e}", key_file.display()))
-        })?;
+        // Its errors name the key and its file.
+        MasterKey::load_or_create_named(&key_file, BACKUP_KEY)
+            .map_err(|e| Failure::internal(e.to_string()))?;
         let io = |e: std::io::Error| Failure::internal(format!("copying the control store: {e}"));
         let mut temp = Scratch::beside(service.store().dir(), BACKUP_SCRATCH).map_err(io)?;
         let mut w = BufWriter::new(&mut temp.file);
@@ -89,8 +89,8 @@ fn write(
     out: &mut dyn StreamOut,
 ) -> Result<BackupInfo, Failure> {
     let io = |e: std::io::Error| Failure::internal(format!("writing the backup: {e}"));
-    let key = MasterKey::load_or_create(key_file)
-        .map_err(|e| Failure::internal(format!("backup.key_file {}: {e}", key_file.display())))?;
+    let key = MasterKey::load_or_create_named(key_file, BACKUP_KEY)
+        .map_err(|e| Failure::internal(e.to_string()))?;
     out.start().map_err(io)?;
     let created_at = way2mail_daemon::time::now_secs();
     let mut archive = ArchiveWriter::new(&mut *out, &key, created_at).map_err(io)?;

@@ -14,20 +14,27 @@
 //!   <tenant>-export/manifest.json         counts, and every file's size and SHA-256
 //! ```
 //!
+//! The JSON files are written by `export_format.rs`: words as words (`7bit`,
+//! `pending`), times as RFC 3339 UTC strings; the MTA's items are read into the
+//! spool's own types first, so that nothing of its storage encoding reaches them.
+//!
 //! Control's part is read under the writer lock (the access is audited when it
 //! starts); the MTA's part streams from its admin socket one message at a time;
 //! a second audit entry records the outcome with the counts.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::archive::Tar;
 use super::context::StreamOut;
 use super::context::{Failure, Identity};
+use super::export_format::{self, FORMAT};
 use super::mta::MtaError;
 use super::writer::Service;
 use super::{credentials, domains, retention, suppression, tenants};
 use crate::audit::AuditLog;
+use way2mail_queue::DeliveryRecord;
+use way2mail_smtp::Envelope;
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
 use way2mail_wire::protocol::{
@@ -35,8 +42,14 @@ use way2mail_wire::protocol::{
     SuppressionEntry, TenantInfo,
 };
 
-const FORMAT: &str = "way2mail-tenant-export 1";
 const LOG_RECORDS_PER_FILE: usize = 10_000;
+
+/// A message item of the MTA's `tenant.export` (`{"id","envelope"}`).
+#[derive(Deserialize)]
+struct MtaMessage {
+    id: String,
+    envelope: Envelope,
+}
 
 /// Control's part of an export.
 struct ControlPart {
@@ -143,17 +156,29 @@ fn write_archive(
     let base = format!("{}-export", part.info.tenant);
     let created_at = way2mail_daemon::time::now_secs();
     let mut tar = Tar::new(&mut *out, created_at);
+    let domains: Vec<_> = part.domains.iter().map(export_format::domain).collect();
+    let credentials: Vec<_> = part
+        .credentials
+        .iter()
+        .map(export_format::credential)
+        .collect();
+    let suppression: Vec<_> = part
+        .suppression
+        .iter()
+        .map(export_format::suppressed)
+        .collect();
+    let access: Vec<_> = part.access.iter().map(export_format::access).collect();
     for (name, data) in [
-        ("account.json", pretty(&part.info)?),
-        ("domains.json", pretty(&part.domains)?),
-        ("credentials.json", pretty(&part.credentials)?),
-        ("suppression.json", pretty(&part.suppression)?),
+        ("account.json", pretty(&export_format::account(&part.info))?),
+        ("domains.json", pretty(&domains)?),
+        ("credentials.json", pretty(&credentials)?),
+        ("suppression.json", pretty(&suppression)?),
         ("retention.json", pretty(&part.retention)?),
-        ("access-log.json", pretty(&part.access)?),
+        ("access-log.json", pretty(&access)?),
     ] {
         tar.file(&format!("{base}/{name}"), &data).map_err(io)?;
     }
-    let mut envelopes: Vec<Value> = Vec::new();
+    let mut envelopes: Vec<export_format::Message> = Vec::new();
     let mut log_lines: Vec<u8> = Vec::new();
     let (mut log_in_file, mut log_files, mut log_records) = (0usize, 0u32, 0u64);
     let mut pending_id: Option<String> = None;
@@ -165,14 +190,15 @@ fn write_archive(
             while let Some(item) = read_export_item(input)? {
                 match item {
                     ExportItem::Message(json) => {
-                        let v: Value =
-                            serde_json::from_slice(&json).map_err(std::io::Error::other)?;
-                        let id = v["id"].as_str().unwrap_or_default().to_owned();
+                        let m: MtaMessage = serde_json::from_slice(&json).map_err(|e| {
+                            std::io::Error::other(format!("a message item that does not read: {e}"))
+                        })?;
+                        let id = m.id;
                         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
                             return Err(std::io::Error::other("a message without a proper id"));
                         }
-                        pending_id = Some(id);
-                        envelopes.push(v);
+                        pending_id = Some(id.clone());
+                        envelopes.push(export_format::message(id, m.envelope));
                     }
                     ExportItem::Body(body) => {
                         let id = pending_id
@@ -181,7 +207,14 @@ fn write_archive(
                         tar.file(&format!("{base}/messages/{id}.eml"), &body)?;
                     }
                     ExportItem::Log(json) => {
-                        log_lines.extend_from_slice(&json);
+                        let record: DeliveryRecord =
+                            serde_json::from_slice(&json).map_err(|e| {
+                                std::io::Error::other(format!(
+                                    "a delivery log item that does not read: {e}"
+                                ))
+                            })?;
+                        serde_json::to_writer(&mut log_lines, &export_format::delivery(record))
+                            .map_err(std::io::Error::other)?;
                         log_lines.push(b'\n');
                         log_in_file += 1;
                         log_records += 1;
@@ -238,8 +271,11 @@ fn write_archive(
         access_log_entries: part.access.len() as u64,
         files: tar.files().to_vec(),
     };
-    tar.file(&format!("{base}/manifest.json"), &pretty(&manifest)?)
-        .map_err(io)?;
+    tar.file(
+        &format!("{base}/manifest.json"),
+        &pretty(&export_format::manifest(&manifest))?,
+    )
+    .map_err(io)?;
     tar.finish().map_err(io)?;
     Ok(manifest)
 }

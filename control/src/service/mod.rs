@@ -30,6 +30,7 @@ mod credentials;
 mod domains;
 mod erasure;
 mod export;
+mod export_format;
 mod incidents;
 mod mta;
 mod operators;
@@ -42,6 +43,7 @@ mod tenants;
 mod validate;
 mod writer;
 
+use crate::metrics::LoginResult;
 use crate::rbac::{self, Decision, Op};
 use way2mail_wire::protocol::{
     AuditOutcome, ErrorBody, ErrorCode, Request, RequestEnvelope, Response, VERSION,
@@ -66,7 +68,12 @@ impl Service {
         caller: &Caller,
         envelope: RequestEnvelope,
     ) -> Result<Response, ErrorBody> {
-        let (who, request, reason) = self.admit(caller, envelope)?;
+        let login = matches!(envelope.request, Request::Login { .. });
+        let (who, request, reason) = self.admit(caller, envelope).inspect_err(|_| {
+            if login {
+                crate::metrics::login(LoginResult::Other);
+            }
+        })?;
 
         // Unaudited fast paths.
         match &request {
@@ -104,9 +111,16 @@ impl Service {
                 totp,
             } => {
                 let check = session::check_password(self, &name, &password);
-                self.locked(who, op, tenant, reason, |ctx| {
-                    session::login(ctx, &name, &totp, check)
-                })
+                let mut failed_as = LoginResult::Other;
+                let answer = self.locked(who, op, tenant, reason, |ctx| {
+                    session::login(ctx, &name, &totp, check, &mut failed_as)
+                });
+                // A session counts once committed: a failed commit is `other`.
+                crate::metrics::login(match answer {
+                    Ok(_) => LoginResult::Ok,
+                    Err(_) => failed_as,
+                });
+                answer
             }
             Request::DomainVerify { domain } => {
                 let lookups = domains::look_up(self, &domain);

@@ -8,6 +8,7 @@ use super::context::{now_secs, Ctx, Failure, Identity};
 use super::validate;
 use super::writer::Service;
 use crate::error::Error;
+use crate::metrics::LoginResult;
 use crate::rbac::{Op, Subject};
 use crate::records::{OperatorRecord, SessionRecord};
 use crate::store::{hex, TreeName};
@@ -125,15 +126,20 @@ fn dummy_hash(service: &Service) -> Option<&str> {
     service.dummy_hash.get().map(String::as_str)
 }
 
+/// `login`. A failure leaves in `failed_as` which check failed (for the metrics;
+/// the caller is told the same `login_failed` whatever it was); left as it was
+/// when something else went wrong.
 pub(crate) fn login(
     ctx: &mut Ctx<'_>,
     name: &str,
     code: &str,
     check: PasswordCheck,
+    failed_as: &mut LoginResult,
 ) -> Result<Response, Failure> {
     ctx.detail = Some(format!("name tried: {:?}", validate::shorten(name)));
     let failed = || Failure::new(ErrorCode::LoginFailed, LOGIN_FAILED);
     let Some(matched) = check.matched_hash else {
+        *failed_as = LoginResult::BadPassword;
         return Err(failed());
     };
     // Re-read under the writer lock: the TOTP step and the record may have moved
@@ -142,9 +148,11 @@ pub(crate) fn login(
         .store
         .get::<OperatorRecord>(TreeName::Operators, name.as_bytes())?
     else {
+        *failed_as = LoginResult::BadPassword;
         return Err(failed());
     };
     if !password::secrets_equal(operator.password_hash.as_bytes(), matched.as_bytes()) {
+        *failed_as = LoginResult::BadPassword;
         return Err(failed());
     }
     let Some(step) = totp::verify(
@@ -158,6 +166,7 @@ pub(crate) fn login(
             "name tried: {:?}; wrong, stale or reused TOTP code",
             operator.name
         ));
+        *failed_as = LoginResult::BadTotp;
         return Err(failed());
     };
 

@@ -119,14 +119,19 @@ impl Service {
             ..draft.clone()
         }));
         let mut batch = std::mem::take(&mut ctx.batch);
+        let mut new_version = None;
         let committed = (|| {
             if ctx.snapshot_changed {
                 let version = self.snapshot_version()? + 1;
                 batch.put(TreeName::Meta, META_SNAPSHOT_VERSION, &version)?;
+                new_version = Some(version);
             }
             writer.append_all(&self.store, &mut batch, drafts, now_ms())?;
             self.store.commit(batch)
         })();
+        if let (Ok(()), Some(version)) = (&committed, new_version) {
+            crate::metrics::snapshot_version(version);
+        }
         if let Err(e) = committed {
             tracing::error!(error = %e, op = action, "control store commit failed");
             // The change did not happen; still try to leave a trace of the attempt.

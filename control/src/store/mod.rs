@@ -152,6 +152,9 @@ type Op = (TreeName, Vec<u8>, Option<(Vec<u8>, Sealing)>);
 #[derive(Default)]
 pub struct Batch {
     ops: Vec<Op>,
+    /// Audit entries chained into this batch (by `AuditWriter`), counted in
+    /// `way2mail_control_audit_entries_total` once the batch commits.
+    audit_entries: u64,
 }
 
 fn encode<T: Serialize>(tree: TreeName, value: &T) -> Result<Vec<u8>, Error> {
@@ -207,11 +210,44 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Notes `count` audit entries chained into this batch (the audit writer's
+    /// business), for the metrics once it commits.
+    pub(crate) fn note_audit_entries(&mut self, count: u64) {
+        self.audit_entries += count;
+    }
+
     /// Whether this batch stores a record sealed with `tenant`'s key.
     pub fn writes_tenant(&self, tenant: &str) -> bool {
         self.ops
             .iter()
             .any(|(_, _, v)| matches!(v, Some((_, Sealing::Tenant(t))) if t == tenant))
+    }
+}
+
+/// What errors and log lines call control's store key file (`key_file`).
+pub const STORE_KEY: &str = "control store key (`key_file`)";
+/// What errors and log lines call a store key being rotated out.
+pub const PREVIOUS_STORE_KEY: &str = "previous control store key (`previous_key_files`)";
+
+/// Whether the store's last write reached the disk: shared with whoever reports the
+/// daemon's readiness (`/readyz`), which a failed write turns off until a later
+/// write succeeds. Only the write itself counts (the sled transaction, its flush,
+/// the `syncfs`), not a batch refused before it (a record for an erased tenant).
+#[derive(Debug, Clone, Default)]
+pub struct WriteHealth(Arc<Mutex<Option<String>>>);
+
+impl WriteHealth {
+    /// `Err` with the reason while the last write has failed.
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(reason) => Err(format!("the last control store write failed: {reason}")),
+        }
+    }
+
+    fn record(&self, written: &Result<(), Error>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            written.as_ref().err().map(ToString::to_string);
     }
 }
 
@@ -238,11 +274,12 @@ impl StoreFiles {
 
     /// Loads the master keys and opens the keyring bound to the store directory.
     pub fn open_keyring(&self) -> Result<Keyring, Error> {
-        let master = MasterKey::load_or_create(&self.key_file).map_err(Error::Key)?;
+        let master =
+            MasterKey::load_or_create_named(&self.key_file, STORE_KEY).map_err(Error::KeyFile)?;
         let previous = self
             .previous_key_files
             .iter()
-            .map(|p| MasterKey::load_or_create(p).map_err(Error::Key))
+            .map(|p| MasterKey::load_or_create_named(p, PREVIOUS_STORE_KEY).map_err(Error::KeyFile))
             .collect::<Result<Vec<_>, _>>()?;
         Keyring::open_bound(&self.dir, &self.keyring_file, master, previous).map_err(Error::Key)
     }
@@ -268,6 +305,8 @@ pub struct Store {
     progress: Progress,
     /// The store directory, for `syncfs` after each flush (see `commit`).
     dir_handle: std::fs::File,
+    /// Whether the last commit's write failed (for readiness).
+    write_health: WriteHealth,
 }
 
 impl std::fmt::Debug for Store {
@@ -324,6 +363,7 @@ impl Store {
                 path: dir.to_owned(),
                 source: e.into(),
             })?,
+            write_health: WriteHealth::default(),
         };
         // Compared before anything is written; the anchor is written after the
         // migration (a store from before data keys reads only once migrated).
@@ -344,6 +384,11 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner);
         store.sync_anchor(seq, was.as_ref())?;
         Ok(store)
+    }
+
+    /// Whether the last write reached the disk, as a handle that stays current.
+    pub fn write_health(&self) -> WriteHealth {
+        self.write_health.clone()
     }
 
     /// What opening found about the store's anchor.
@@ -445,6 +490,7 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner);
         let seq = *committed + 1;
         batch.put(TreeName::Meta, anchor::META_COMMIT_SEQ, &seq)?;
+        let audit_entries = batch.audit_entries;
         let mut sealed = Vec::with_capacity(batch.ops.len());
         for (tree, key, value) in batch.ops {
             let value = match value {
@@ -463,29 +509,34 @@ impl Store {
             sealed.push((tree as usize, key, value));
         }
         let trees: Vec<&sled::Tree> = self.trees.iter().collect();
-        trees
-            .as_slice()
-            .transaction(|view| {
-                for (index, key, value) in &sealed {
-                    match value {
-                        Some(v) => view[*index].insert(key.as_slice(), v.as_slice())?,
-                        None => view[*index].remove(key.as_slice())?,
-                    };
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => Error::Storage(e),
-                TransactionError::Abort(()) => Error::Crypto("transaction aborted".into()),
-            })?;
-        // Applied: the next commit counts on from here even if the flush fails.
-        *committed = seq;
-        self.db.flush()?;
-        // sled's flush (`sync_file_range`) persists neither the file's size nor the
-        // drive's cache: one `syncfs` makes the commit survive a power cut, and must
-        // come before the anchor, which may never be ahead of what is on disk.
-        rustix::fs::syncfs(&self.dir_handle)
-            .map_err(|e| Error::Storage(sled::Error::Io(e.into())))?;
+        let written = (|| {
+            trees
+                .as_slice()
+                .transaction(|view| {
+                    for (index, key, value) in &sealed {
+                        match value {
+                            Some(v) => view[*index].insert(key.as_slice(), v.as_slice())?,
+                            None => view[*index].remove(key.as_slice())?,
+                        };
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => Error::Storage(e),
+                    TransactionError::Abort(()) => Error::Crypto("transaction aborted".into()),
+                })?;
+            // Applied: the next commit counts on from here even if the flush fails.
+            *committed = seq;
+            self.db.flush()?;
+            // sled's flush (`sync_file_range`) persists neither the file's size nor the
+            // drive's cache: one `syncfs` makes the commit survive a power cut, and must
+            // come before the anchor, which may never be ahead of what is on disk.
+            rustix::fs::syncfs(&self.dir_handle)
+                .map_err(|e| Error::Storage(sled::Error::Io(e.into())))
+        })();
+        self.write_health.record(&written);
+        written?;
+        crate::metrics::audit_entries(audit_entries);
         // The change is committed whatever happens to the anchor: one left behind
         // only weakens the check at the next start, so it is logged, not returned.
         if let Err(e) = self
@@ -763,6 +814,46 @@ mod tests {
             .to_vec()
     }
 
+    /// Control's key files are named as control's (`key_file`, `previous_key_files`)
+    /// in errors, never as the MTA's spool key.
+    #[test]
+    fn key_file_errors_name_controls_own_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = StoreFiles::in_dir(dir.path());
+        std::fs::write(&files.key_file, [7u8; 32]).expect("write");
+        std::fs::set_permissions(&files.key_file, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let shown = files.open_keyring().expect_err("0644").to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "control store key (`key_file`) {} has mode 0644",
+                files.key_file.display()
+            )),
+            "{shown}"
+        );
+        assert!(!shown.to_lowercase().contains("spool"), "{shown}");
+
+        std::fs::set_permissions(&files.key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let old = dir.path().join("old.key");
+        std::fs::write(&old, [7u8; 3]).expect("write");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let files = StoreFiles {
+            previous_key_files: vec![old.clone()],
+            ..files
+        };
+        let shown = files.open_keyring().expect_err("3 bytes").to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "previous control store key (`previous_key_files`) {}: expected exactly 32 \
+                 bytes, found 3",
+                old.display()
+            )
+        );
+    }
+
     #[test]
     fn values_round_trip_and_are_bound_to_their_key() {
         let (_dir, store) = store();
@@ -928,6 +1019,29 @@ mod tests {
             store.get::<u32>(TreeName::Meta, b"x").expect("get"),
             Some(3)
         );
+    }
+
+    /// Readiness follows the last write: a failed one turns it off, a later
+    /// successful one back on; a batch refused before writing changes nothing.
+    #[test]
+    fn write_health_follows_the_last_write() {
+        let (_dir, store) = store();
+        let health = store.write_health();
+        assert_eq!(health.check(), Ok(()));
+        health.record(&Err(Error::Crypto("the disk is full".into())));
+        let reason = health.check().expect_err("failed");
+        assert!(reason.contains("the disk is full"), "{reason}");
+        store.keyring().shred("gone").expect("shred");
+        let mut batch = Batch::new();
+        batch
+            .put_tenant(TreeName::Domains, "gone", "g.example", &1u32)
+            .expect("put");
+        assert!(store.commit(batch).is_err());
+        assert!(health.check().is_err(), "unchanged by a refused batch");
+        let mut batch = Batch::new();
+        batch.put(TreeName::Meta, "x", &1u32).expect("put");
+        store.commit(batch).expect("commit");
+        assert_eq!(store.write_health().check(), Ok(()));
     }
 
     #[test]

@@ -29,13 +29,20 @@ impl Daemon {
         Daemon::start_in(dir, extra)
     }
 
+    /// The metrics endpoint is off (`[metrics] listen = ""`) unless `extra` has its
+    /// own `[metrics]` table: tests in parallel would all want the default port.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Daemon {
         let socket = dir.path().join("run/control.sock");
         let config = dir.path().join("control.toml");
+        let metrics = if extra.lines().any(|line| line.trim() == "[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"\"\n"
+        };
         fs::write(
             &config,
             format!(
-                "socket = {:?}\nstore = {:?}\nkey_file = {:?}\nkeyring_file = {:?}\n{extra}\n",
+                "socket = {:?}\nstore = {:?}\nkey_file = {:?}\nkeyring_file = {:?}\n{extra}\n{metrics}",
                 socket,
                 dir.path().join("store"),
                 dir.path().join("control.key"),

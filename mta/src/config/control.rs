@@ -22,6 +22,9 @@ pub struct ControlConfig {
     /// For each exchange with control (connect, request, answer).
     #[serde(rename = "timeout_ms", deserialize_with = "millis")]
     pub timeout: Duration,
+    /// `/readyz` fails when control has not confirmed the snapshot for this long.
+    #[serde(rename = "snapshot_max_age_ms", deserialize_with = "millis")]
+    pub snapshot_max_age: Duration,
 }
 
 impl Default for ControlConfig {
@@ -31,6 +34,7 @@ impl Default for ControlConfig {
             snapshot_file: "./var/control-snapshot".into(),
             poll: Duration::from_millis(500),
             timeout: Duration::from_millis(2000),
+            snapshot_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -57,6 +61,12 @@ impl ControlConfig {
             return Err(ConfigError::new(
                 "control.poll_ms",
                 "must be between 10 and 60000",
+            ));
+        }
+        if self.snapshot_max_age <= self.poll {
+            return Err(ConfigError::new(
+                "control.snapshot_max_age_ms",
+                "must be longer than control.poll_ms",
             ));
         }
         if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.timeout) {
@@ -163,6 +173,10 @@ mod tests {
             ("[control]\npoll_ms = 0\n", "control.poll_ms"),
             ("[control]\npoll_ms = 90000\n", "control.poll_ms"),
             ("[control]\ntimeout_ms = 0\n", "control.timeout_ms"),
+            (
+                "[control]\nsnapshot_max_age_ms = 400\n",
+                "control.snapshot_max_age_ms",
+            ),
             ("[control]\nsnapshot_file = \"\"\n", "control.snapshot_file"),
             ("[auth]\nmax_failures = 0\n", "auth.max_failures"),
             (

@@ -49,6 +49,10 @@ use way2mail_smtp::server::{BareLineEndings, Limits, Role};
 
 pub use way2mail_daemon::config::ConfigError;
 pub use way2mail_daemon::logging::LogConfig;
+pub use way2mail_daemon::metrics::MetricsConfig;
+
+/// `[metrics] listen` when the file does not say.
+pub const METRICS_LISTEN: &str = "127.0.0.1:9465";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +79,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub admin: AdminConfig,
     pub retention: RetentionConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -131,6 +136,11 @@ pub struct TlsConfig {
     pub key: PathBuf,
     pub self_signed: bool,
 }
+
+/// What errors and log lines call the spool's master key file.
+pub const SPOOL_KEY: &str = "spool key (`[spool] key_file`)";
+/// What errors and log lines call a spool master key being rotated out.
+pub const PREVIOUS_SPOOL_KEY: &str = "previous spool key (`[spool] previous_key_files`)";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -197,6 +207,7 @@ impl Default for Config {
             inbound: InboundConfig::default(),
             admin: AdminConfig::default(),
             retention: RetentionConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -302,6 +313,8 @@ pub struct Settings {
     pub credentials: Arc<HashMap<String, Credentials>>,
     /// `[admin]`, checked; `None` when the admin socket is off.
     pub admin: Option<AdminSettings>,
+    /// `[metrics] listen`, checked; `None` when off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -357,7 +370,9 @@ impl Config {
         let dns = self.dns.validate()?;
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
         let (routes, credentials) = delivery::check_routes(&self.routes)?;
+        let metrics = self.metrics.address(METRICS_LISTEN)?;
         Ok(Settings {
+            metrics,
             limits: self.protocol_limits(),
             raw: self,
             listeners,
@@ -469,16 +484,13 @@ impl SpoolConfig {
     pub fn open_keyring(&self) -> anyhow::Result<way2mail_seal::Keyring> {
         use anyhow::Context as _;
         use way2mail_seal::{Keyring, MasterKey};
-        let master = MasterKey::load_or_create(&self.key_file)
-            .with_context(|| format!("spool.key_file {}", self.key_file.display()))?;
+        // The key's errors name it and its file.
+        let master = MasterKey::load_or_create_named(&self.key_file, SPOOL_KEY)?;
         let previous = self
             .previous_key_files
             .iter()
-            .map(|p| {
-                MasterKey::load_or_create(p)
-                    .with_context(|| format!("spool.previous_key_files {}", p.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|p| MasterKey::load_or_create_named(p, PREVIOUS_SPOOL_KEY))
+            .collect::<Result<Vec<_>, _>>()?;
         Keyring::open_bound(&self.path, &self.keyring_file, master, previous)
             .with_context(|| format!("spool.keyring_file {}", self.keyring_file.display()))
     }

@@ -132,7 +132,9 @@ pub async fn run<I: Io>(
                 }
                 Err(_) => return c.unusable(jobs, HostError::TlsTimeout { host: host() }),
             };
-            c.tls = Some(stream.description());
+            let description = stream.description();
+            crate::metrics::tls_session("outbound", &description);
+            c.tls = Some(description);
             c.client.tls_established();
             match c.drive(&mut stream, jobs).await {
                 Phase::Ended(ended) => ended,

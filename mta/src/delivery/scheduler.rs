@@ -8,13 +8,13 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::mpsc::UnboundedSender;
-use way2mail_queue::{DeliveryRecord, Spool};
+use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Spool};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::attempt::{Attempt, RecipientAttempt};
@@ -44,6 +44,8 @@ pub struct Scheduler {
     pub stop: Arc<AtomicBool>,
     /// Whose mail is held (suspended and terminated tenants); `None` without control.
     pub tenants: Option<Arc<Tenants>>,
+    /// Messages out for delivery now, for the queue gauge.
+    pub active: Arc<AtomicUsize>,
 }
 
 /// A leased message whose jobs are out.
@@ -78,6 +80,7 @@ impl Scheduler {
             while let Ok(result) = self.results.try_recv() {
                 self.collect(&mut inflight, result, &mut rng);
             }
+            self.active.store(inflight.len(), Ordering::Relaxed);
         }
         tracing::debug!(
             in_flight = inflight.len(),
@@ -272,6 +275,11 @@ impl Scheduler {
             .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
         envelope.next_attempt_ms = next_due;
         let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
+        for record in &records {
+            let final_after =
+                (record.outcome != DeliveryOutcome::Deferred).then_some(queue_time_ms);
+            crate::metrics::delivery(super::log::outcome_word(&record.outcome), final_after);
+        }
         for (record, attempt) in records.iter().zip(outcomes.into_iter().chain(&expired)) {
             self.log.send(Outcome {
                 record: record.clone(),

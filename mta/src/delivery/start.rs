@@ -2,7 +2,7 @@
 //! for each core a [`CorePlan`] that the core turns into its worker once it runs
 //! (the worker and its DNS resolver must be made on their own thread).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -73,6 +73,7 @@ pub fn start(
     tenants: Option<Arc<Tenants>>,
     backend: Backend,
     stop: Arc<AtomicBool>,
+    active: Arc<AtomicUsize>,
 ) -> Result<Option<(Vec<CorePlan>, JoinHandle<()>)>> {
     let d = &settings.raw.delivery;
     if !d.enabled {
@@ -117,6 +118,7 @@ pub fn start(
         log,
         stop,
         tenants,
+        active,
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())

@@ -106,6 +106,7 @@ impl State {
             Ok(Some(snapshot)) => {
                 self.reachable = true;
                 self.install(snapshot, true);
+                self.tenants.confirmed();
             }
             // Control claims we hold a version we do not: nothing to install yet.
             Ok(None) => self.reachable = true,
@@ -157,6 +158,9 @@ impl State {
                     }
                     if let Some(snapshot) = answer {
                         self.install(snapshot, true);
+                    }
+                    if self.known.is_some() {
+                        self.tenants.confirmed();
                     }
                 }
                 Err(e) => {

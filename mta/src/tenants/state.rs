@@ -3,6 +3,7 @@
 //! lockouts. The follower installs directories into it; AUTH (`auth.rs`) and the
 //! DKIM signer read it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub struct Tenants {
     pub(super) lockout: Lockout,
     /// How long a wrong password waits before its `535` (`auth.rs`).
     pub(super) failure_delay: Duration,
+    /// Unix time (ms) control last answered the follower; 0: never.
+    confirmed_ms: AtomicU64,
 }
 
 impl Tenants {
@@ -42,7 +45,24 @@ impl Tenants {
                 lockout: auth.lockout,
             }),
             failure_delay: auth.failure_delay,
+            confirmed_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Control answered (with a snapshot or `unchanged`): the one in force is current.
+    pub(super) fn confirmed(&self) {
+        self.confirmed_ms
+            .store(way2mail_daemon::time::now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago control last confirmed the snapshot; `None`: it never did.
+    pub fn unconfirmed_for(&self) -> Option<Duration> {
+        match self.confirmed_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(
+                way2mail_daemon::time::now_ms().saturating_sub(at),
+            )),
+        }
     }
 
     /// `[dkim] missing_keys` for the `MAIL FROM` check of authenticated tenants (the

@@ -12,17 +12,36 @@ use crate::KeyId;
 pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-    /// The master key file is readable or writable by group or others.
+    /// The master key file is readable or writable by group or others. `name` is
+    /// the caller's name for the key (see [`MasterKey::load_or_create_named`]), as
+    /// in every key file error.
+    ///
+    /// [`MasterKey::load_or_create_named`]: crate::MasterKey::load_or_create_named
     #[error(
-        "key file {} has mode {mode:04o}: group and others must have no access \
+        "{name} {} has mode {mode:04o}: group and others must have no access \
          (run `chmod 600 {}`)",
         path.display(),
         path.display()
     )]
-    KeyPermissions { path: PathBuf, mode: u32 },
+    KeyPermissions {
+        name: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     /// The master key file exists but is not a 32-byte key.
-    #[error("key file {}: {reason}", path.display())]
-    KeyFormat { path: PathBuf, reason: String },
+    #[error("{name} {}: {reason}", path.display())]
+    KeyFormat {
+        name: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// The master key file could not be read or created.
+    #[error("{name} {}: {error}", path.display())]
+    KeyFile {
+        name: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
     /// The keyring file cannot be used.
     #[error("keyring {}: {reason}", path.display())]
     Keyring { path: PathBuf, reason: String },

@@ -33,20 +33,37 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// What [`MasterKey::load_or_create`] calls the key it loads.
+const UNNAMED_KEY: &str = "master key";
+
 impl MasterKey {
-    /// Loads the key at `path`, or creates it when the file does not exist.
+    /// Loads the key at `path`, or creates it when the file does not exist; errors
+    /// and log lines call it "master key". Daemons and tools name theirs with
+    /// [`MasterKey::load_or_create_named`].
     pub fn load_or_create(path: &Path) -> Result<MasterKey, Error> {
+        MasterKey::load_or_create_named(path, UNNAMED_KEY)
+    }
+
+    /// Loads the key at `path`, or creates it when the file does not exist. `name`
+    /// says which key the file is, in the caller's terms and with the setting that
+    /// names the file (`` spool key (`[spool] key_file`) ``): every error and log
+    /// line about the file starts with it, so that an operator knows which file to
+    /// look at. This crate serves several stores and never guesses the name.
+    pub fn load_or_create_named(path: &Path, name: &'static str) -> Result<MasterKey, Error> {
+        let file = KeyFile { path, name };
         match OpenOptions::new().read(true).open(path) {
-            Ok(file) => load(path, file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match create(path) {
+            Ok(f) => load(&file, f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create(&file) {
                 Ok(key) => Ok(key),
                 // Another process created it between our open and create: use theirs.
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    load(path, File::open(path)?)
+                Err(Error::KeyFile { error, .. })
+                    if error.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    load(&file, File::open(path).map_err(|e| file.error(e))?)
                 }
                 Err(e) => Err(e),
             },
-            Err(e) => Err(e.into()),
+            Err(e) => Err(file.error(e)),
         }
     }
 
@@ -92,17 +109,36 @@ fn from_bytes(bytes: &[u8]) -> Result<MasterKey, Error> {
     })
 }
 
-fn load(path: &Path, mut file: File) -> Result<MasterKey, Error> {
+/// The key file being loaded, and the caller's name for it.
+struct KeyFile<'a> {
+    path: &'a Path,
+    name: &'static str,
+}
+
+impl KeyFile<'_> {
+    fn error(&self, error: io::Error) -> Error {
+        Error::KeyFile {
+            name: self.name,
+            path: self.path.to_owned(),
+            error,
+        }
+    }
+}
+
+fn load(key_file: &KeyFile<'_>, mut file: File) -> Result<MasterKey, Error> {
+    let (path, name) = (key_file.path, key_file.name);
     // Checked on the open descriptor, so the file we judge is the file we read.
-    let meta = file.metadata()?;
+    let meta = file.metadata().map_err(|e| key_file.error(e))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(Error::KeyPermissions {
+            name,
             path: path.to_owned(),
             mode,
         });
     }
     let format = |reason: String| Error::KeyFormat {
+        name,
         path: path.to_owned(),
         reason,
     };
@@ -113,7 +149,7 @@ fn load(path: &Path, mut file: File) -> Result<MasterKey, Error> {
     let mut buf = Zeroizing::new([0u8; KEY_LEN + 1]);
     let mut len = 0;
     loop {
-        let n = file.read(&mut buf[len..])?;
+        let n = file.read(&mut buf[len..]).map_err(|e| key_file.error(e))?;
         if n == 0 || len + n == buf.len() {
             len += n;
             break;
@@ -133,10 +169,16 @@ fn load(path: &Path, mut file: File) -> Result<MasterKey, Error> {
     from_bytes(&buf[..KEY_LEN])
 }
 
-fn create(path: &Path) -> Result<MasterKey, Error> {
+fn create(key_file: &KeyFile<'_>) -> Result<MasterKey, Error> {
+    let (path, name) = (key_file.path, key_file.name);
+    let io = |e: io::Error| key_file.error(e);
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(dir) = parent {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
     }
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::crypto("random generator"))?;
@@ -144,14 +186,15 @@ fn create(path: &Path) -> Result<MasterKey, Error> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes.as_ref())?;
-    file.sync_all()?;
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes.as_ref()).map_err(io)?;
+    file.sync_all().map_err(io)?;
     // The new directory entry must survive a crash too, or a restart makes a new key
     // and every queued record becomes unreadable.
     if let Some(dir) = parent {
-        File::open(dir)?.sync_all()?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
-    tracing::info!(path = %path.display(), "created a new master key");
+    tracing::info!(path = %path.display(), "created a new {name}");
     from_bytes(bytes.as_ref())
 }

@@ -79,3 +79,57 @@ fn a_directory_is_not_a_key() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
     assert!(MasterKey::load_or_create(&path).is_err());
 }
+
+/// Every error about a key file starts with the name its caller gave it, so that an
+/// operator knows which file is meant; without a name it is "master key".
+#[test]
+fn errors_name_the_key_their_caller_named() {
+    const NAME: &str = "backup key (`[backup] key_file`)";
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let loose = dir.path().join("loose.key");
+    fs::write(&loose, [7u8; 32]).expect("write");
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = MasterKey::load_or_create_named(&loose, NAME).expect_err("0644");
+    assert!(
+        matches!(e, Error::KeyPermissions { name: NAME, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{NAME} {} has mode 0644: group and others must have no access (run `chmod 600 {}`)",
+            loose.display(),
+            loose.display()
+        )
+    );
+    let unnamed = MasterKey::load_or_create(&loose)
+        .expect_err("0644")
+        .to_string();
+    assert!(unnamed.starts_with("master key "), "{unnamed}");
+
+    let short = dir.path().join("short.key");
+    fs::write(&short, [7u8; 5]).expect("write");
+    fs::set_permissions(&short, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let e = MasterKey::load_or_create_named(&short, NAME).expect_err("5 bytes");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{NAME} {}: expected exactly 32 bytes, found 5",
+            short.display()
+        )
+    );
+
+    // Neither readable nor creatable: a file below a regular file.
+    let below = loose.join("k");
+    let e = MasterKey::load_or_create_named(&below, NAME).expect_err("below a file");
+    assert!(matches!(e, Error::KeyFile { name: NAME, .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{NAME} {}: ", below.display())),
+        "{e}"
+    );
+    for e in [e.to_string(), unnamed] {
+        assert!(!e.contains("spool"), "{e}");
+    }
+}

@@ -149,10 +149,11 @@ pub struct ExportFile {
     pub sha256: String,
 }
 
-/// The manifest of an export archive (also its last file, `manifest.json`).
+/// The manifest of an export archive (also its last file, `manifest.json`, where
+/// `created_at` is an RFC 3339 UTC string like every time in the archive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportManifest {
-    /// `way2mail-tenant-export 1`.
+    /// `way2mail-tenant-export 2`.
     pub format: String,
     pub tenant: String,
     /// Unix seconds.
