@@ -54,6 +54,19 @@ promtool --version | head -n 1
 log "alerting rules"
 (cd "$ROOT/docs/monitoring" && promtool check rules alerts.yml && promtool test rules alerts_test.yml)
 
+log "the Grafana dashboard's queries (as recording rules, for promtool's parser)"
+python3 - "$ROOT/docs/monitoring/grafana-dashboard.json" "$WORK/dashboard-rules.yml" <<'PY'
+import json, sys
+dash = json.load(open(sys.argv[1]))
+rules = []
+for panel in dash["panels"]:
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$__rate_interval", "5m").replace("$instance", ".*")
+        rules.append({"record": f"dashboard:panel{panel['id']}:{target['refId']}", "expr": expr})
+json.dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[2], "w"))
+PY
+promtool check rules "$WORK/dashboard-rules.yml"
+
 log "a scrape under load"
 [[ -x $MTA && -x $BENCH ]] || fail "build the release binaries first (way2mail-mta, way2mail-bench)"
 SINK=$(free_port) MX=$(free_port) METRICS=$(free_port)
