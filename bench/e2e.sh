@@ -14,7 +14,9 @@
 # max_messages_per_connection and backoff_after_failures (default: the daemon's own
 # defaults, 10, 100 and 5). The daemon logs at its default level into a file; its spool
 # is fresh for each run, on the same disk as the repo. After each run the daemon's
-# shaping warnings (back-off) are shown: they explain a long drain.
+# shaping warnings (back-off) are shown: they explain a long drain. METRICS=off runs
+# the daemon with `[metrics] listen = ""` (no recorder, nothing recorded); the default
+# serves metrics on a free loopback port, as a production node would.
 #
 # bench/compare-postfix.sh sources this file for e2e_prepare and e2e_mta.
 set -euo pipefail
@@ -53,7 +55,12 @@ e2e_cleanup() {
 }
 
 e2e_write_config() { # io port sinkport
-    local shaping=""
+    local shaping="" metrics
+    if [[ ${METRICS:-on} == off ]]; then
+        metrics='""'
+    else
+        metrics="\"127.0.0.1:$(e2e_free_port)\""
+    fi
     [[ -n ${SHAPING_CONNECTIONS:-} ]] && shaping+="max_connections = $SHAPING_CONNECTIONS"$'\n'
     [[ -n ${SHAPING_PER_CONNECTION:-} ]] &&
         shaping+="max_messages_per_connection = $SHAPING_PER_CONNECTION"$'\n'
@@ -73,6 +80,9 @@ key_file = "$E2E_WORK/var/spool.key"
 
 [admin]
 socket = "$E2E_WORK/var/mta.sock"
+
+[metrics]
+listen = $metrics
 
 [tls]
 cert = "$E2E_WORK/var/tls/cert.pem"
