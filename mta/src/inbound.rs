@@ -114,6 +114,7 @@ impl Inbound {
             }
         };
         let summary = report.summary();
+        crate::metrics::inbound_auth(&report);
 
         let mut quarantine = None;
         if let Some((policy, domain)) = report.dmarc_failure() {

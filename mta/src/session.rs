@@ -387,11 +387,9 @@ impl Session {
             match self.shared.inbound.check(&envelope, body).await {
                 Ok(outcome) => {
                     body = outcome.body;
-                    crate::metrics::inbound_auth(&outcome.summary);
                     checks = Some(outcome.summary);
                 }
                 Err((reply, summary)) => {
-                    crate::metrics::inbound_auth(&summary);
                     crate::metrics::rejected(self.role, "inbound_auth");
                     tracing::info!(
                         target: "way2mail::message",

@@ -357,6 +357,27 @@ fn spf_results(backend: Backend) -> Result<()> {
         dns.queries("spf-temperror.test", way2mail_tests::RecordType::Txt) >= 1,
         "no TXT query for spf-temperror.test"
     );
+
+    // The same nine results, counted by method and result on the metrics endpoint.
+    let (status, metrics) = way2mail_tests::http_get(d.metrics_addr(), "/metrics")?;
+    ensure!(status == 200, "GET /metrics: {status}");
+    for (method, result, count) in [
+        ("spf", "pass", 3.0),
+        ("spf", "fail", 1.0),
+        ("spf", "softfail", 1.0),
+        ("spf", "neutral", 1.0),
+        ("spf", "none", 1.0),
+        ("spf", "permerror", 1.0),
+        ("spf", "temperror", 1.0),
+        ("dkim", "none", 9.0),
+        ("dmarc", "pass", 2.0),
+        ("dmarc", "none", 7.0),
+        ("arc", "none", 9.0),
+    ] {
+        let labels = [("method", method), ("result", result)];
+        let got = way2mail_tests::metric_value(&metrics, "way2mail_inbound_auth_total", &labels);
+        ensure!(got == Some(count), "{method}={result}: {got:?}\n{metrics}");
+    }
     Ok(())
 }
 
