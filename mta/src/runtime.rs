@@ -76,33 +76,31 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
 /// starting in that instant could still slip in, which a service manager that
 /// starts one instance does not do.
 fn not_served_elsewhere(address: SocketAddr) -> std::io::Result<()> {
-    let probe = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    probe.set_reuse_address(true)?;
-    if address.is_ipv6() {
-        probe.set_only_v6(true)?;
-    }
-    probe.bind(&address.into())
+    tcp_socket(address)?.bind(&address.into())
 }
 
 fn bind_one(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = tcp_socket(address)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A TCP socket for `address` with address reuse (connections in TIME_WAIT do not
+/// hold the port), IPv6 only for an IPv6 address.
+fn tcp_socket(address: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(SockProtocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Starts one worker thread per core; each returns when shutdown is done. Core `n`

@@ -241,15 +241,11 @@ fn redact<'t>(text: &'t str, address: &str) -> std::borrow::Cow<'t, str> {
     let Some((_, domain)) = address.rsplit_once('@') else {
         return std::borrow::Cow::Borrowed(text);
     };
-    if address.is_empty()
-        || !text
-            .to_ascii_lowercase()
-            .contains(&address.to_ascii_lowercase())
-    {
-        return std::borrow::Cow::Borrowed(text);
-    }
     let lower_text = text.to_ascii_lowercase();
     let lower_address = address.to_ascii_lowercase();
+    if !lower_text.contains(&lower_address) {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     while let Some(found) = lower_text[at..].find(&lower_address) {

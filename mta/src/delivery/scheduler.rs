@@ -208,7 +208,14 @@ impl Scheduler {
         let mut envelope = done.envelope;
         envelope.attempts += 1;
         let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
-        let mut records = Vec::new();
+        let (attempts, tenant) = (envelope.attempts, envelope.origin.tenant.clone());
+        // The delivery log's record of each recipient, with what its log line adds.
+        let outcome = |address: &str, o: &RecipientAttempt, text: String| Outcome {
+            record: record(id, address, o, text, attempts, now, queue_time_ms),
+            tenant: tenant.clone(),
+            code: o.attempt.reply_code(),
+            enhanced: o.attempt.enhanced_code(),
+        };
         let mut outcomes = Vec::new();
         let mut reported: Vec<RecipientAttempt> = Vec::new();
         for o in &done.results {
@@ -231,38 +238,19 @@ impl Scheduler {
             if !o.attempt.is_deferred() {
                 reported.push(o.clone());
             }
-            records.push(record(
-                id,
-                &r.address,
-                o,
-                text,
-                envelope.attempts,
-                now,
-                queue_time_ms,
-            ));
-            outcomes.push(&o.attempt);
+            outcomes.push(outcome(&r.address, o, text));
         }
         let pending = envelope
             .recipients
             .iter()
             .any(|r| r.state == RecipientState::Pending);
-        let mut expired = Vec::new();
         if pending && retry::expired(&self.config, envelope.received_at_ms, now) {
             for (index, r) in envelope.recipients.iter_mut().enumerate() {
                 if r.state == RecipientState::Pending {
                     r.state = RecipientState::Failed;
                     let o = RecipientAttempt::expired(index, r.last_error.clone());
                     let text = o.attempt.to_string();
-                    records.push(record(
-                        id,
-                        &r.address,
-                        &o,
-                        text,
-                        envelope.attempts,
-                        now,
-                        queue_time_ms,
-                    ));
-                    expired.push(o.attempt.clone());
+                    outcomes.push(outcome(&r.address, &o, text));
                     reported.push(o);
                 }
             }
@@ -275,18 +263,13 @@ impl Scheduler {
             .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
         envelope.next_attempt_ms = next_due;
         let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
-        for record in &records {
-            let final_after =
-                (record.outcome != DeliveryOutcome::Deferred).then_some(queue_time_ms);
-            crate::metrics::delivery(super::log::outcome_word(&record.outcome), final_after);
-        }
-        for (record, attempt) in records.iter().zip(outcomes.into_iter().chain(&expired)) {
-            self.log.send(Outcome {
-                record: record.clone(),
-                tenant: envelope.origin.tenant.clone(),
-                code: attempt.reply_code(),
-                enhanced: attempt.enhanced_code(),
-            });
+        let mut records = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            let kind = &outcome.record.outcome;
+            let final_after = (*kind != DeliveryOutcome::Deferred).then_some(queue_time_ms);
+            crate::metrics::delivery(super::log::outcome_word(kind), final_after);
+            records.push(outcome.record.clone());
+            self.log.send(outcome);
         }
         // Not waited for: a completion lost in a crash leaves its lease behind,
         // which recovery turns back into a due entry (a duplicate, never a loss).
