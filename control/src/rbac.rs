@@ -64,10 +64,18 @@ pub enum Op {
     SuppressionRemove,
     BackupCreate,
     ReceiptKey,
+    QueueSummary,
+    QueueList,
+    QueueShow,
+    QueueHold,
+    QueueRelease,
+    QueueRetry,
+    QueueBounce,
+    QueueDelete,
 }
 
 impl Op {
-    pub const ALL: [Op; 52] = [
+    pub const ALL: [Op; 60] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -120,6 +128,14 @@ impl Op {
         Op::SuppressionRemove,
         Op::BackupCreate,
         Op::ReceiptKey,
+        Op::QueueSummary,
+        Op::QueueList,
+        Op::QueueShow,
+        Op::QueueHold,
+        Op::QueueRelease,
+        Op::QueueRetry,
+        Op::QueueBounce,
+        Op::QueueDelete,
     ];
 
     pub fn of(request: &Request) -> Op {
@@ -176,6 +192,14 @@ impl Op {
             Request::SuppressionRemove { .. } => Op::SuppressionRemove,
             Request::BackupCreate => Op::BackupCreate,
             Request::ReceiptKey => Op::ReceiptKey,
+            Request::QueueSummary { .. } => Op::QueueSummary,
+            Request::QueueList { .. } => Op::QueueList,
+            Request::QueueShow { .. } => Op::QueueShow,
+            Request::QueueHold { .. } => Op::QueueHold,
+            Request::QueueRelease { .. } => Op::QueueRelease,
+            Request::QueueRetry { .. } => Op::QueueRetry,
+            Request::QueueBounce { .. } => Op::QueueBounce,
+            Request::QueueDelete { .. } => Op::QueueDelete,
         }
     }
 }
@@ -306,6 +330,23 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Admin | Role::Operator | Role::Auditor => Allow,
                 Role::Support => FORBIDDEN,
             },
+            // The queue: operators run it; support looks, saying why (recipient
+            // addresses are client data); auditors have the audit log instead.
+            Op::QueueSummary | Op::QueueList | Op::QueueShow => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support => AllowWithReason,
+                Role::Auditor => FORBIDDEN,
+            },
+            Op::QueueHold | Op::QueueRelease | Op::QueueRetry | Op::QueueBounce => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            // Mail removed without a word to its sender: operators say why.
+            Op::QueueDelete => match role {
+                Role::Admin => Allow,
+                Role::Operator => AllowWithReason,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
             // No client data.
             Op::RetentionShow | Op::ReceiptKey => Allow,
         },
@@ -324,7 +365,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 52] = [
+    const TABLE: [(Op, [Decision; 7]); 60] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -377,6 +418,14 @@ mod tests {
         (Op::SuppressionRemove, [A, A, F, F, U, U, U]),
         (Op::BackupCreate, [A, F, F, F, U, U, U]),
         (Op::ReceiptKey, [A, A, A, A, U, U, U]),
+        (Op::QueueSummary, [A, A, R, F, U, U, U]),
+        (Op::QueueList, [A, A, R, F, U, U, U]),
+        (Op::QueueShow, [A, A, R, F, U, U, U]),
+        (Op::QueueHold, [A, A, F, F, U, U, U]),
+        (Op::QueueRelease, [A, A, F, F, U, U, U]),
+        (Op::QueueRetry, [A, A, F, F, U, U, U]),
+        (Op::QueueBounce, [A, A, F, F, U, U, U]),
+        (Op::QueueDelete, [A, R, F, F, U, U, U]),
     ];
 
     #[test]

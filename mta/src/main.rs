@@ -79,7 +79,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inspect the spool without the daemon running.
+    /// Inspect the queue: through the running daemon's admin socket, or the spool
+    /// files when no daemon runs.
     Spool {
         #[command(subcommand)]
         command: SpoolCommand,
@@ -88,9 +89,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SpoolCommand {
-    /// One line per queued message: id, sender, recipients, size, age.
+    /// One line per queued message: id, state, sender, recipients, size, age.
     List {
         /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages per recipient domain by age in minutes (Postfix qshape's view).
+    Summary {
+        /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -107,7 +114,8 @@ enum SpoolCommand {
         hours: Option<u64>,
     },
     /// Check every record (opens, decodes, belongs to a message) and the anchor;
-    /// exits 0 when clean, 1 when a problem was found. Changes nothing.
+    /// exits 0 when clean, 1 when a problem was found. Changes nothing. Needs the
+    /// daemon stopped.
     Verify,
 }
 
@@ -144,6 +152,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     hours,
                 },
         }) => spool_cli::log(&settings, message.as_deref(), recipient, hours),
+        Some(Command::Spool {
+            command: SpoolCommand::Summary { json },
+        }) => spool_cli::summary(&settings, json),
         Some(Command::Spool {
             command: SpoolCommand::Verify,
         }) => spool_cli::verify(&settings),
@@ -255,6 +266,7 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     });
     let admin_settings = shared.settings.admin.clone();
     let routes = admin::Ops::route_infos(&shared.settings.raw.routes);
+    let hostname = shared.settings.raw.hostname.clone();
     let cores = runtime::start_cores(shared, limiter, backend, sockets, starts)?;
     let admin = match admin_settings {
         Some(a) => {
@@ -262,6 +274,7 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
                 spool: spool.clone(),
                 sweeper,
                 routes,
+                hostname,
             };
             Some(admin::AdminServer::start(a, ops)?)
         }

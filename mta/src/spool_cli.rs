@@ -1,19 +1,26 @@
-//! `way2mail-mta spool list`, `spool log` and `spool verify`: read the spool
-//! directly, for operators and crash tests, while the daemon is stopped (the spool
-//! lock refuses a second opener). Each runs under a watchdog, like the daemon's
+//! `way2mail-mta spool list`, `spool summary`, `spool log` and `spool verify`, for
+//! operators and crash tests. While the daemon runs, `list`, `summary` and `log`
+//! ask it through its admin socket (root, or a uid in `admin.allowed_uids`); when
+//! none answers they read the spool files directly (the spool lock refuses a
+//! second opener while a daemon holds it). `verify` always reads the files, with
+//! the daemon stopped. Reading the files runs under a watchdog, like the daemon's
 //! start: a damaged spool gives an error, never a hang.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use way2mail_daemon::time::now_ms;
 use way2mail_daemon::watchdog::{self, Progress};
-use way2mail_queue::{LogFilter, RecipientSummary, Spool, SpoolOptions, VerifyReport};
+use way2mail_queue::{LogFilter, Spool, SpoolOptions, VerifyReport};
 use way2mail_seal::{Keyring, MasterKey};
-use way2mail_smtp::{MessageId, RecipientState};
+use way2mail_smtp::MessageId;
+use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult};
+use way2mail_wire::queue::{text, QueueFilter, QueueLogEntry, QueueMessage, QueueSummaryBuilder};
 
+use crate::admin::queue;
 use crate::config::Settings;
 
 /// What an operator does about a spool that cannot be opened.
@@ -63,6 +70,34 @@ fn open(path: &Path, keyring: Keyring, progress: &Progress) -> Result<Spool> {
     Ok(Spool::open_with(path, keyring, &options)?)
 }
 
+/// The running daemon's admin socket, when one answers there: the live commands
+/// ask it; without one they open the spool files themselves.
+fn live(settings: &Settings) -> Option<AdminClient> {
+    let admin = settings.admin.as_ref()?;
+    AdminClient::connect(&admin.socket, LIVE_TIMEOUT).ok()
+}
+
+/// How long a live command waits for the daemon's answer (a large queue is walked
+/// whole for a summary).
+const LIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Most messages `spool list` shows from a running daemon.
+const LIVE_LIST_LIMIT: u64 = 100_000;
+
+fn ask(client: &mut AdminClient, op: AdminOp) -> Result<AdminResult> {
+    let name = op.name();
+    client.call(op).with_context(|| {
+        format!(
+            "asking the running daemon ({name} on its admin socket {})",
+            client.path().display()
+        )
+    })
+}
+
+fn unexpected(answer: AdminResult) -> anyhow::Error {
+    anyhow::anyhow!("unexpected answer from the daemon: {answer:?}")
+}
+
 /// `way2mail-mta spool log`: the delivery records kept in the spool, filtered.
 pub fn log(
     settings: &Settings,
@@ -70,21 +105,50 @@ pub fn log(
     recipient: Option<String>,
     hours: Option<u64>,
 ) -> Result<ExitCode> {
-    let message = message
+    let message_id = message
         .map(|m| m.parse::<MessageId>())
         .transpose()
         .context("--message: not a queue id")?;
     let now_ms = now_ms();
-    let filter = LogFilter {
-        tenant: None,
-        message,
-        recipient,
-        since_ms: hours.map(|h| now_ms.saturating_sub(h.saturating_mul(3_600_000))),
-        until_ms: None,
+    let since_ms = hours.map(|h| now_ms.saturating_sub(h.saturating_mul(3_600_000)));
+    let records: Vec<QueueLogEntry> = match live(settings) {
+        Some(mut client) => {
+            let op = AdminOp::DeliveryLog {
+                message: message.map(str::to_owned),
+                recipient,
+                since_ms,
+                limit: None,
+            };
+            match ask(&mut client, op)? {
+                AdminResult::DeliveryLog { records, matched } => {
+                    if matched > records.len() as u64 {
+                        eprintln!(
+                            "way2mail-mta: {matched} records matched; the newest {} are shown \
+                             (narrow with --hours, --message or --recipient)",
+                            records.len()
+                        );
+                    }
+                    records
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        None => {
+            let filter = LogFilter {
+                tenant: None,
+                message: message_id,
+                recipient,
+                since_ms,
+                until_ms: None,
+            };
+            bounded(settings, move |path, keyring, progress| {
+                Ok(open(path, keyring, progress)?.delivery_log(filter)?)
+            })?
+            .into_iter()
+            .map(queue::log_entry)
+            .collect()
+        }
     };
-    let records = bounded(settings, move |path, keyring, progress| {
-        Ok(open(path, keyring, progress)?.delivery_log(filter)?)
-    })?;
     let mut out = std::io::stdout().lock();
     for record in records {
         writeln!(out, "{}", serde_json::to_string(&record)?)?;
@@ -92,67 +156,71 @@ pub fn log(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `way2mail-mta spool list`: every queued message with its recipients.
 pub fn list(settings: &Settings, json: bool) -> Result<ExitCode> {
-    let messages = bounded(settings, |path, keyring, progress| {
-        Ok(open(path, keyring, progress)?.list()?)
-    })?;
-    let now_ms = now_ms();
-    let mut out = std::io::stdout().lock();
-    if !json {
-        writeln!(
-            out,
-            "{:<26} {:<40} {:>5} {:>10} {:>8}",
-            "ID", "SENDER", "RCPTS", "SIZE", "AGE"
-        )?;
-    }
-    for m in &messages {
-        let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
-        let age_s = now_ms.saturating_sub(m.received_at_ms) / 1000;
-        if json {
-            let recipients: Vec<_> = m
-                .recipient_states
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "address": r.address,
-                        "state": state_name(r.state),
-                        "attempts": r.attempts,
-                        "last_error": r.last_error,
-                    })
-                })
-                .collect();
-            let line = serde_json::json!({
-                "id": m.id.to_string(),
-                "sender": sender,
-                "recipients": m.recipients,
-                "size": m.size,
-                "age_secs": age_s,
-                "leased": m.leased,
-                "next_attempt_ms": m.next_attempt_ms,
-                "recipient_states": recipients,
-            });
-            writeln!(out, "{line}")?;
-        } else {
-            writeln!(
-                out,
-                "{:<26} {:<40} {:>5} {:>10} {:>8}",
-                m.id,
-                sender,
-                m.recipients,
-                m.size,
-                age(age_s)
-            )?;
-            for r in &m.recipient_states {
-                writeln!(
-                    out,
-                    "    {}",
-                    recipient_line(r, m.leased, m.next_attempt_ms, now_ms)
-                )?;
+    let (messages, matched) = match live(settings) {
+        Some(mut client) => {
+            let op = AdminOp::QueueList {
+                filter: QueueFilter::default(),
+                limit: Some(LIVE_LIST_LIMIT),
+            };
+            match ask(&mut client, op)? {
+                AdminResult::QueueListing(l) => (l.messages, l.matched),
+                other => return Err(unexpected(other)),
             }
         }
-    }
+        None => {
+            let all: Vec<QueueMessage> = bounded(settings, |path, keyring, progress| {
+                Ok(open(path, keyring, progress)?.list()?)
+            })?
+            .into_iter()
+            .map(queue::message_of)
+            .collect();
+            let n = all.len() as u64;
+            (all, n)
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    text::list(&mut out, &messages, json, now_ms())?;
     if !json {
-        writeln!(out, "{} message(s)", messages.len())?;
+        writeln!(out, "{} message(s)", matched)?;
+    }
+    if matched > messages.len() as u64 {
+        eprintln!(
+            "way2mail-mta: {matched} messages queued; the first {} are shown \
+             (`way2mail queue list` filters)",
+            messages.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `way2mail-mta spool summary`: messages per recipient domain by age (qshape).
+pub fn summary(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let summary = match live(settings) {
+        Some(mut client) => {
+            let op = AdminOp::QueueSummary {
+                filter: QueueFilter::default(),
+            };
+            match ask(&mut client, op)? {
+                AdminResult::QueueSummary(s) => s,
+                other => return Err(unexpected(other)),
+            }
+        }
+        None => {
+            let now = now_ms();
+            bounded(settings, move |path, keyring, progress| {
+                let mut builder = QueueSummaryBuilder::new(now);
+                open(path, keyring, progress)?.visit(|s| builder.add(&queue::message_of(s)))?;
+                Ok(builder.finish())
+            })?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    } else {
+        text::summary(&mut out, &summary)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -216,46 +284,4 @@ fn print_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
          quarantines records that do not open",
         r.problem_count()
     )
-}
-
-fn state_name(state: RecipientState) -> &'static str {
-    match state {
-        RecipientState::Pending => "pending",
-        RecipientState::Delivered => "delivered",
-        RecipientState::Failed => "failed",
-    }
-}
-
-/// `you@example.net pending attempts=2 next=in 4m last="451 4.7.1 try later"`.
-fn recipient_line(r: &RecipientSummary, leased: bool, next_ms: Option<u64>, now_ms: u64) -> String {
-    let mut line = format!(
-        "{} {} attempts={}",
-        r.address,
-        state_name(r.state),
-        r.attempts
-    );
-    if r.state == RecipientState::Pending {
-        match (leased, next_ms) {
-            (true, _) => line.push_str(" next=in-delivery"),
-            (false, Some(t)) if t > now_ms => {
-                line.push_str(&format!(" next=in-{}", age((t - now_ms) / 1000)));
-            }
-            (false, _) => line.push_str(" next=now"),
-        }
-    }
-    if let Some(e) = &r.last_error {
-        // Quoted so that a reply text can never look like another field or line.
-        line.push_str(&format!(" last={:?}", e));
-    }
-    line
-}
-
-/// `42s`, `17m`, `5h`, `3d`: an operator's age, like mailq's.
-fn age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
 }

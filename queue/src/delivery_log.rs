@@ -24,8 +24,10 @@ pub enum DeliveryOutcome {
     Deferred,
     /// Permanent failure.
     Bounced,
-    /// The maximum queue lifetime passed.
+    /// The maximum queue lifetime passed (or retention removed the message).
     Expired,
+    /// Removed by an operator without a notice (`way2mail queue delete`).
+    Deleted,
 }
 
 /// One delivery log record (also the JSON line of the delivery log file).

@@ -7,6 +7,8 @@
 //!   e <id:16>                  sealed envelope
 //!   b <id:16>                  sealed body
 //!   d <due_ms:8 BE> <id:16>    schedule entry (empty value), ordered by (due, id)
+//!   h <id:16>                  held by an operator (value: held-at ms, 8 BE): off
+//!                              the schedule, not due, not expired, until released
 //!   g <key_id:8 BE> <time_ms:8 BE> <id:16> <seq:4 BE>
 //!                              sealed delivery log record: per data key (tenant),
 //!                              then time order, so that a tenant's log, or the part
@@ -29,6 +31,7 @@ pub const QUARANTINE: u8 = b'q';
 pub const LEASE: u8 = b'l';
 pub const LOG: u8 = b'g';
 pub const META: u8 = b'm';
+pub const HELD: u8 = b'h';
 /// The format marker (see `migrate.rs`).
 pub const FORMAT: &[u8] = b"mformat";
 /// The count of committed batches (see `anchor.rs`).
@@ -59,6 +62,8 @@ pub enum Key {
         expiry_ms: u64,
         id: MessageId,
     },
+    /// Held by an operator: neither scheduled nor leased.
+    Held(MessageId),
     Log {
         key_id: KeyId,
         time_ms: u64,
@@ -90,6 +95,10 @@ pub fn envelope(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
 
 pub fn body(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
     record(BODY, id)
+}
+
+pub fn held(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
+    record(HELD, id)
 }
 
 fn timed(prefix: u8, ms: u64, id: &MessageId) -> [u8; DUE_KEY_LEN] {
@@ -188,6 +197,7 @@ pub fn parse(key: &[u8]) -> Option<Key> {
     match prefix {
         ENVELOPE => id_at(rest).map(Key::Envelope),
         BODY => id_at(rest).map(Key::Body),
+        HELD => id_at(rest).map(Key::Held),
         DUE if rest.len() == DUE_KEY_LEN - 1 => {
             let (due_ms, id, _) = split_timed(rest)?;
             Some(Key::Due { due_ms, id })
@@ -226,6 +236,7 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::Body(id)) => format!("body {id}"),
         Some(Key::Due { due_ms, id }) => format!("schedule {id} due {due_ms}"),
         Some(Key::Lease { expiry_ms, id }) => format!("lease {id} until {expiry_ms}"),
+        Some(Key::Held(id)) => format!("hold {id}"),
         Some(Key::Log {
             key_id,
             time_ms,

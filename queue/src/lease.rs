@@ -50,6 +50,14 @@ impl Leases {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Held while leasing, and while an operator changes a message
+    /// (operate.rs): nothing is leased between a look at the schedule and the
+    /// write that changes it.
+    pub(crate) fn taking(&self) -> MutexGuard<'_, ()> {
+        // Guards no data; a panic elsewhere leaves nothing inconsistent.
+        self.taking.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn clear(&self) {
         self.held().clear();
     }
@@ -85,11 +93,7 @@ impl Spool {
         }
         self.refuse_if_unhealthy()?;
         let inner = &*self.inner;
-        let _taking = inner
-            .leases
-            .taking
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _taking = inner.leases.taking();
         let expiry_ms = now_ms.saturating_add(lease_ms);
         let mut write = Write::default();
         let mut taken: Vec<(Leased, u64)> = Vec::new();

@@ -9,8 +9,11 @@
 //!   record.rs    what is inside a sealed envelope record (versioned JSON)
 //!   anchor.rs    the anchor file: the last durable commit count, outside sled,
 //!                so that a spool that lost commits is refused at open
-//!   spool.rs     Spool: open (lock, anchor), enqueue (one atomic batch), read, list
+//!   spool.rs     Spool: open (lock, anchor), enqueue (one atomic batch), read, list,
+//!                visit (one message at a time)
 //!   lease.rs     delivery's side: take_due (leases), read_body, complete
+//!   operate.rs   operators' changes: where messages stand (due, leased, held);
+//!                hold, reschedule or remove them, never one in delivery
 //!   delivery_log.rs  the time-keyed delivery log: records, queries, purge
 //!   commit.rs    group commit: one flusher thread applies every write, one sled
 //!                flush for many waiters
@@ -39,6 +42,7 @@ mod error;
 pub mod keys;
 mod lease;
 mod migrate;
+mod operate;
 
 /// Names of the metrics the spool records (through the `metrics` facade; nothing
 /// is recorded unless the process installed a recorder).
@@ -61,6 +65,7 @@ pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
 pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use error::Error;
 pub use lease::Leased;
+pub use operate::{Change, Changed, Placement};
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
 pub use spool::{RecipientSummary, Spool, SpoolOptions, Summary};

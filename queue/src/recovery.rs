@@ -60,7 +60,8 @@ impl Pass {
                     self.bodies.insert(id, None);
                 }
             },
-            Some(Key::Due { id, .. }) => self.scheduled.push((key.to_vec(), id)),
+            // A held message is where an operator put it: not due, not repaired.
+            Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),
             Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),
             Some(Key::Envelope(id)) => {
                 let body_len = self.bodies.get(&id).copied().flatten();

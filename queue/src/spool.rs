@@ -19,6 +19,7 @@ use way2mail_daemon::time::now_ms;
 use crate::anchor::{self, AnchorCheck, AnchorWriter};
 use crate::commit::{Committer, Shared, Write};
 use crate::lease::Leases;
+use crate::operate::Placement;
 use crate::{
     keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
     RecipientState, RecoveryReport,
@@ -51,6 +52,10 @@ pub struct Summary {
     /// The message is leased: a delivery attempt is under way (or was, when the
     /// process stopped; recovery puts it back on the schedule).
     pub leased: bool,
+    /// Held by an operator since this time (Unix ms): off the schedule.
+    pub held_since_ms: Option<u64>,
+    /// Attempts of the message as a whole.
+    pub attempts: u32,
 }
 
 /// One recipient of a listed message.
@@ -327,9 +332,16 @@ impl Spool {
 
     /// Every queued message in id (= arrival) order. Opens envelopes only.
     pub fn list(&self) -> Result<Vec<Summary>, Error> {
-        let inner = &*self.inner;
-        let next = self.next_attempts()?;
         let mut out = Vec::with_capacity(self.len());
+        self.visit(|s| out.push(s))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every queued message in id (= arrival) order, one at a time:
+    /// what the caller keeps is its own business, not the queue's size.
+    pub fn visit(&self, mut f: impl FnMut(Summary)) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let placements = self.placements()?;
         for item in inner.db.scan_prefix([keys::ENVELOPE]) {
             let (key, value) = item?;
             inner.progress.tick();
@@ -339,61 +351,30 @@ impl Spool {
                     reason: "malformed key".into(),
                 });
             };
-            let (envelope, size) = match record::open_envelope(&inner.keyring, &key, &value) {
-                Ok(found) => found,
+            match record::open_envelope(&inner.keyring, &key, &value) {
+                Ok((envelope, size)) => f(summarize(id, envelope, size, placements.get(&id))),
                 // Mail of an erased tenant, left for recovery or the sweep to delete.
                 Err(Error::Shredded { .. }) => continue,
                 Err(e) => return Err(e),
-            };
-            let (next_attempt_ms, leased) = match next.get(&id) {
-                Some(&(ms, leased)) => (Some(ms), leased),
-                None => (None, false),
-            };
-            out.push(Summary {
-                id,
-                tenant: envelope.origin.tenant,
-                sender: envelope.sender,
-                recipients: envelope.recipients.len(),
-                size,
-                received_at_ms: envelope.received_at_ms,
-                recipient_states: envelope
-                    .recipients
-                    .into_iter()
-                    .map(|r| RecipientSummary {
-                        address: r.address,
-                        state: r.state,
-                        attempts: r.attempts,
-                        last_error: r.last_error,
-                    })
-                    .collect(),
-                next_attempt_ms,
-                leased,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Schedule entries and leases by message: (due or expiry time, leased).
-    fn next_attempts(&self) -> Result<HashMap<MessageId, (u64, bool)>, Error> {
-        let mut next = HashMap::new();
-        for prefix in [keys::DUE, keys::LEASE] {
-            for item in self.inner.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                self.inner.progress.tick();
-                match keys::parse(&key) {
-                    Some(keys::Key::Due { due_ms, id }) => {
-                        // The earliest entry counts, should there be several.
-                        let e = next.entry(id).or_insert((due_ms, false));
-                        e.0 = e.0.min(due_ms);
-                    }
-                    Some(keys::Key::Lease { expiry_ms, id }) => {
-                        next.insert(id, (expiry_ms, true));
-                    }
-                    _ => {}
-                }
             }
         }
-        Ok(next)
+        Ok(())
+    }
+
+    /// One queued message as `list` shows it; `None` when it is not queued.
+    pub fn summary(&self, id: &MessageId) -> Result<Option<Summary>, Error> {
+        let inner = &*self.inner;
+        let key = keys::envelope(id);
+        let Some(value) = inner.db.get(key)? else {
+            return Ok(None);
+        };
+        let (envelope, size) = match record::open_envelope(&inner.keyring, &key, &value) {
+            Ok(found) => found,
+            Err(Error::Shredded { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let placements = self.placements()?;
+        Ok(Some(summarize(*id, envelope, size, placements.get(id))))
     }
 
     /// The oldest queued message (ids begin with their arrival time, and the
@@ -463,6 +444,42 @@ impl std::fmt::Debug for Spool {
             .field("path", &self.inner.path)
             .field("queued", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+fn summarize(
+    id: MessageId,
+    envelope: Envelope,
+    size: u64,
+    placement: Option<&Placement>,
+) -> Summary {
+    let (next_attempt_ms, leased, held_since_ms) = match placement {
+        Some(Placement::Due(ms)) => (Some(*ms), false, None),
+        Some(Placement::Leased(ms)) => (Some(*ms), true, None),
+        Some(Placement::Held(ms)) => (None, false, Some(*ms)),
+        None => (None, false, None),
+    };
+    Summary {
+        id,
+        tenant: envelope.origin.tenant,
+        sender: envelope.sender,
+        recipients: envelope.recipients.len(),
+        size,
+        received_at_ms: envelope.received_at_ms,
+        recipient_states: envelope
+            .recipients
+            .into_iter()
+            .map(|r| RecipientSummary {
+                address: r.address,
+                state: r.state,
+                attempts: r.attempts,
+                last_error: r.last_error,
+            })
+            .collect(),
+        next_attempt_ms,
+        leased,
+        held_since_ms,
+        attempts: envelope.attempts,
     }
 }
 

@@ -55,13 +55,15 @@ impl Spool {
         Ok(out)
     }
 
-    /// Schedule entries and leases (their whole keys) by message.
+    /// Schedule entries, leases and holds (their whole keys) by message.
     pub(crate) fn schedule_keys(&self) -> Result<HashMap<MessageId, Vec<Vec<u8>>>, Error> {
         let mut out: HashMap<MessageId, Vec<Vec<u8>>> = HashMap::new();
-        for prefix in [keys::DUE, keys::LEASE] {
+        for prefix in [keys::DUE, keys::LEASE, keys::HELD] {
             for item in self.inner.db.scan_prefix([prefix]) {
                 let (key, _) = item?;
-                if let Some(Key::Due { id, .. } | Key::Lease { id, .. }) = keys::parse(&key) {
+                if let Some(Key::Due { id, .. } | Key::Lease { id, .. } | Key::Held(id)) =
+                    keys::parse(&key)
+                {
                     out.entry(id).or_default().push(key.to_vec());
                 }
             }

@@ -204,7 +204,7 @@ fn visit(
                 }
             }
         }
-        Some(Key::Due { id, .. }) => {
+        Some(Key::Due { id, .. } | Key::Held(id)) => {
             report.scheduled += 1;
             *messages.schedule.entry(id).or_default() += 1;
         }

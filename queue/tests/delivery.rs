@@ -391,3 +391,96 @@ fn flush_applies_completions_handed_over_before_it() {
     );
     assert_eq!(spool.len(), 0);
 }
+
+#[test]
+fn operator_changes_leave_leased_mail_alone_and_holds_survive_a_restart() {
+    use way2mail_queue::{Change, Changed, Placement};
+    let fx = Fixture::new();
+    let env = envelope("s@example.org", 1);
+    let (held, leased, removed) = {
+        let spool = fx.open();
+        let a = enqueue(&spool, &env, "a");
+        let b = enqueue(&spool, &env, "b");
+        let c = enqueue(&spool, &env, "c");
+        // b is being delivered.
+        let taken = spool.take_due(now_ms(), 10, LEASE_MS).expect("take");
+        reschedule(&spool, a, &env, u64::MAX / 2);
+        reschedule(&spool, c, &env, u64::MAX / 2);
+        assert_eq!(ids(&taken), vec![a, b, c]);
+        // Hold everything: the leased one is skipped with a reason.
+        let done = spool
+            .change_messages(&[a, b], false, |_, _, placement| {
+                assert!(matches!(placement, Placement::Due(_)));
+                Ok(Change::Hold)
+            })
+            .expect("hold");
+        assert_eq!(done[0], (a, Changed::Done));
+        assert!(
+            matches!(&done[1], (id, Changed::Skipped(why)) if *id == b && why.contains("delivery"))
+        );
+        // A dry run decides but writes nothing.
+        let dry = spool
+            .change_messages(&[c], true, |_, _, _| {
+                Ok(Change::Remove {
+                    log: Vec::new(),
+                    notice: None,
+                })
+            })
+            .expect("dry run");
+        assert_eq!(dry, vec![(c, Changed::Done)]);
+        assert!(spool.read(&c).expect("read").is_some());
+        let refused = spool
+            .change_messages(&[c], false, |_, _, _| Err("not today".into()))
+            .expect("refusal");
+        assert_eq!(refused, vec![(c, Changed::Skipped("not today".into()))]);
+        spool
+            .change_messages(&[c], false, |id, envelope, _| {
+                Ok(Change::Remove {
+                    log: vec![log_record(
+                        id,
+                        &envelope.recipients[0].address,
+                        now_ms(),
+                        DeliveryOutcome::Deleted,
+                    )],
+                    notice: None,
+                })
+            })
+            .expect("remove");
+        assert!(spool.read(&c).expect("read").is_none());
+        assert_eq!(spool.len(), 2);
+        let listed = spool.summary(&a).expect("summary").expect("a is queued");
+        assert!(listed.held_since_ms.is_some() && listed.next_attempt_ms.is_none());
+        (a, b, c)
+    };
+    // After a restart: the lease is released (due now) but the hold stays.
+    let spool = fx.open();
+    let report = spool.recover().expect("recover");
+    assert_eq!((report.leases_released, report.schedule_repaired), (1, 0));
+    assert_eq!(
+        ids(&spool.take_due(now_ms(), 10, LEASE_MS).expect("take")),
+        vec![leased]
+    );
+    assert!(matches!(
+        spool.placements().expect("placements").get(&held),
+        Some(Placement::Held(_))
+    ));
+    // Released: due now, and delivery takes it.
+    spool
+        .change_messages(&[held], false, |_, _, placement| {
+            assert!(matches!(placement, Placement::Held(_)));
+            Ok(Change::Schedule { due_ms: 0 })
+        })
+        .expect("release");
+    assert_eq!(
+        ids(&spool.take_due(now_ms(), 10, LEASE_MS).expect("take")),
+        vec![held]
+    );
+    let log = spool
+        .delivery_log(LogFilter {
+            message: Some(removed),
+            ..LogFilter::default()
+        })
+        .expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, DeliveryOutcome::Deleted);
+}

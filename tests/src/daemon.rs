@@ -299,10 +299,16 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs `way2mail-mta spool list` against this daemon's config (or dev defaults).
+    /// Runs `way2mail-mta spool list` against this daemon's config (or dev defaults):
+    /// answered by the daemon through its admin socket while it runs.
     pub fn spool_list(&self) -> anyhow::Result<Output> {
+        self.spool_command(&["spool", "list"])
+    }
+
+    /// `way2mail-mta ARGS…` against this daemon's config, as it exited.
+    pub fn spool_command(&self, args: &[&str]) -> anyhow::Result<Output> {
         let mut command = Command::new(daemon_binary()?);
-        command.current_dir(self.dir.path()).args(["spool", "list"]);
+        command.current_dir(self.dir.path()).args(args);
         if let Some(config) = &self.config_path {
             command.arg("--config").arg(config);
         }
@@ -387,6 +393,8 @@ fn finish_probe(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolEntry {
     pub id: String,
+    /// `incoming`, `deferred`, `active` or `held`.
+    pub state: String,
     pub sender: String,
     pub recipients: usize,
     pub size: u64,
@@ -442,9 +450,12 @@ pub fn parse_spool_list(stdout: &str) -> anyhow::Result<Vec<SpoolEntry>> {
 fn parse_spool_line(line: &str) -> anyhow::Result<SpoolEntry> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
-        [id, sender, recipients, size, age @ ..] if crate::is_message_id(id) && !age.is_empty() => {
+        [id, state, sender, recipients, size, age @ ..]
+            if crate::is_message_id(id) && !age.is_empty() =>
+        {
             Ok(SpoolEntry {
                 id: (*id).to_string(),
+                state: (*state).to_string(),
                 sender: (*sender).to_string(),
                 recipients: recipients.parse().context("recipient count")?,
                 size: size.parse().context("size in bytes")?,

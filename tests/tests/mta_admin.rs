@@ -266,7 +266,8 @@ fn peers_and_requests_the_socket_refuses() -> Result<()> {
     // Tests run as root; 4242 is somebody else.
     let config = TestConfig::new(Backend::Epoll)
         .set("control", "socket", "\"\"")
-        .set("admin", "allowed_uids", "[4242]");
+        .set("admin", "allowed_uids", "[4242]")
+        .set("admin", "allow_root", "false");
     let daemon = Daemon::start(&config)?;
     let mode = std::fs::metadata(daemon.admin_socket())?.permissions();
     ensure!(

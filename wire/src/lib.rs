@@ -11,6 +11,7 @@
 //!   client.rs    ControlClient: a blocking client of the control socket (CLI, MTA)
 //!   mta_admin.rs the MTA's admin socket: requests, answers, AdminClient (control)
 //!   stream.rs    streamed answers (frames) on both sockets: exports, backups
+//!   queue.rs     live queue operations on both sockets: filters, states, summaries
 //! ```
 //!
 //! `cli → control`: protocol + client. `mta → control`: `snapshot.get` and
@@ -20,5 +21,6 @@ pub mod answer;
 pub mod client;
 pub mod mta_admin;
 pub mod protocol;
+pub mod queue;
 pub mod snapshot;
 pub mod stream;

@@ -22,6 +22,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{connect_lines, read_answer, ClientError, ErrorBody};
+use crate::queue::{
+    QueueAction, QueueChangeReport, QueueFilter, QueueListing, QueueLogEntry, QueueMessage,
+    QueueSelection, QueueSummary,
+};
 use crate::stream::FrameReader;
 
 /// The admin protocol version this build speaks.
@@ -62,6 +66,43 @@ pub enum AdminOp {
     /// The configured smart-host routes (delivery partners), without credentials.
     #[serde(rename = "routes")]
     Routes,
+    /// Messages per recipient domain by age (`queue summary`).
+    #[serde(rename = "queue.summary")]
+    QueueSummary {
+        #[serde(default)]
+        filter: QueueFilter,
+    },
+    /// The matching messages in arrival order, at most `limit`.
+    #[serde(rename = "queue.list")]
+    QueueList {
+        #[serde(default)]
+        filter: QueueFilter,
+        #[serde(default)]
+        limit: Option<u64>,
+    },
+    /// One message: envelope, recipients' states and its delivery log records.
+    #[serde(rename = "queue.show")]
+    QueueShow { id: String },
+    /// Hold, release, retry, bounce or delete the selected messages.
+    #[serde(rename = "queue.change")]
+    QueueChange {
+        action: QueueAction,
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Delivery log records (`spool log` while the daemon runs), newest `limit`.
+    #[serde(rename = "delivery.log")]
+    DeliveryLog {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        recipient: Option<String>,
+        #[serde(default)]
+        since_ms: Option<u64>,
+        #[serde(default)]
+        limit: Option<u64>,
+    },
 }
 
 impl AdminOp {
@@ -74,6 +115,11 @@ impl AdminOp {
             AdminOp::RetentionRun => "retention.run",
             AdminOp::BackupDump => "backup.dump",
             AdminOp::Routes => "routes",
+            AdminOp::QueueSummary { .. } => "queue.summary",
+            AdminOp::QueueList { .. } => "queue.list",
+            AdminOp::QueueShow { .. } => "queue.show",
+            AdminOp::QueueChange { .. } => "queue.change",
+            AdminOp::DeliveryLog { .. } => "delivery.log",
         }
     }
 }
@@ -114,6 +160,18 @@ pub enum AdminResult {
     },
     Routes {
         routes: Vec<RouteInfo>,
+    },
+    QueueSummary(QueueSummary),
+    QueueListing(QueueListing),
+    QueueMessage {
+        message: QueueMessage,
+        log: Vec<QueueLogEntry>,
+    },
+    QueueChanged(QueueChangeReport),
+    DeliveryLog {
+        records: Vec<QueueLogEntry>,
+        /// Records that matched; more than `records` holds when the limit cut.
+        matched: u64,
     },
 }
 

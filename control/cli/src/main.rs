@@ -14,6 +14,7 @@
 mod commands;
 mod data;
 mod prompt;
+mod queue;
 mod render;
 mod render_data;
 mod session;
@@ -31,7 +32,7 @@ use way2mail_wire::protocol::Role;
 #[command(
     name = "way2mail",
     version,
-    about = "Way2Mail operator CLI: tenants, domains, credentials, operators, incidents and the audit log, through way2mail-control"
+    about = "Way2Mail operator CLI: tenants, domains, credentials, operators, incidents, the queue and the audit log, through way2mail-control"
 )]
 pub struct Cli {
     /// The control socket [env: WAY2MAIL_SOCKET; default ./var/control.sock, or
@@ -115,6 +116,12 @@ pub enum Command {
     Suppression {
         #[command(subcommand)]
         command: data::SuppressionCommand,
+    },
+    /// The MTA's live queue: summary, list, show; hold, release, retry, bounce,
+    /// delete (with --dry-run).
+    Queue {
+        #[command(subcommand)]
+        command: queue::QueueCommand,
     },
     /// Backups of the control store and the spool: create online, restore offline.
     Backup {

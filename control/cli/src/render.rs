@@ -244,6 +244,10 @@ pub fn human(response: &Response) -> String {
         Response::SnapshotUnchanged { version } => {
             format!("snapshot version {version} unchanged\n")
         }
+        Response::QueueSummary(_)
+        | Response::QueueListing(_)
+        | Response::QueueMessage { .. }
+        | Response::QueueChanged(_) => super::queue::human(response),
     }
 }
 

@@ -7,7 +7,7 @@
 //!   handle ─ admit: version ─ identify (session.rs) ─ rbac::decide ─ reason
 //!        └─ run ─ slow step without the lock, for the few that have one:
 //!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
-//!           │       incident.notify: emails ─ tenant.report: the MTA
+//!           │       incident.notify: emails ─ tenant.report, queue.*: the MTA
 //!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
 //!              step's result passed in) fills a Batch ─ audit entry + snapshot
 //!              version into the same Batch ─ commit+flush ─ answer
@@ -34,6 +34,7 @@ mod export_format;
 mod incidents;
 mod mta;
 mod operators;
+mod queue;
 mod report;
 mod retention;
 mod session;
@@ -162,6 +163,14 @@ impl Service {
                 erasure::erase(self, who, &tenant, &confirm, reason)
             }
             Request::RetentionRun => retention::run(self, who, reason),
+            request @ (Request::QueueSummary { .. }
+            | Request::QueueList { .. }
+            | Request::QueueShow { .. }
+            | Request::QueueHold { .. }
+            | Request::QueueRelease { .. }
+            | Request::QueueRetry { .. }
+            | Request::QueueBounce { .. }
+            | Request::QueueDelete { .. }) => queue::run(self, who, &request, reason),
             request @ (Request::TenantExport { .. } | Request::BackupCreate) => {
                 let failure = Failure::new(
                     ErrorCode::BadRequest,
@@ -348,7 +357,15 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         | Request::TenantErase { .. }
         | Request::RetentionRun
         | Request::TenantExport { .. }
-        | Request::BackupCreate => Err(Failure::internal(format!(
+        | Request::BackupCreate
+        | Request::QueueSummary { .. }
+        | Request::QueueList { .. }
+        | Request::QueueShow { .. }
+        | Request::QueueHold { .. }
+        | Request::QueueRelease { .. }
+        | Request::QueueRetry { .. }
+        | Request::QueueBounce { .. }
+        | Request::QueueDelete { .. } => Err(Failure::internal(format!(
             "{} reached the generic dispatcher",
             request.op()
         ))),

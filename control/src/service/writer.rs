@@ -210,7 +210,12 @@ pub(super) fn request_tenant(request: &Request) -> Option<String> {
         Request::DomainList { tenant }
         | Request::CredentialList { tenant }
         | Request::AuditList { tenant, .. } => tenant.clone(),
-        _ => None,
+        Request::QueueSummary { filter } | Request::QueueList { filter, .. } => {
+            filter.tenant.clone()
+        }
+        request => request
+            .queue_change()
+            .and_then(|(_, selection, _)| selection.filter.tenant.clone()),
     }
     // A hostile peer could send a megabyte "tenant"; the audit keeps a bounded copy.
     .map(|t| t.chars().take(validate::MAX_TENANT_CHARS).collect())

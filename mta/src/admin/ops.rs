@@ -16,12 +16,12 @@ use way2mail_wire::mta_admin::{
 use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 
 use super::answer::{failure, internal, write, Answer};
-use super::export;
+use super::{export, queue};
 use crate::config::delivery::RouteConfig;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
-const OPS: [&str; 7] = [
+const OPS: [&str; 12] = [
     "hello",
     "tenant.inventory",
     "tenant.export",
@@ -29,6 +29,11 @@ const OPS: [&str; 7] = [
     "retention.run",
     "backup.dump",
     "routes",
+    "queue.summary",
+    "queue.list",
+    "queue.show",
+    "queue.change",
+    "delivery.log",
 ];
 
 /// What the admin ops work on.
@@ -36,6 +41,8 @@ pub struct Ops {
     pub spool: Spool,
     pub sweeper: Arc<Sweeper>,
     pub routes: Vec<RouteInfo>,
+    /// The name bounces of `queue.change` are reported by.
+    pub hostname: String,
 }
 
 /// How a request ended, for its log line.
@@ -140,6 +147,20 @@ impl Ops {
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: self.routes.clone(),
             }),
+            AdminOp::QueueSummary { filter } => queue::summary(&self.spool, &filter),
+            AdminOp::QueueList { filter, limit } => queue::list(&self.spool, &filter, limit),
+            AdminOp::QueueShow { id } => queue::show(&self.spool, &id),
+            AdminOp::QueueChange {
+                action,
+                selection,
+                dry_run,
+            } => queue::change(&self.spool, &self.hostname, action, &selection, dry_run),
+            AdminOp::DeliveryLog {
+                message,
+                recipient,
+                since_ms,
+                limit,
+            } => queue::delivery_log(&self.spool, message.as_deref(), recipient, since_ms, limit),
             // The streamed ops write their own lines and frames.
             AdminOp::TenantExport { tenant } => {
                 return export::tenant(&self.spool, &tenant, id, out).map(outcome_of)
@@ -253,7 +274,16 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
         AdminOp::TenantInventory { tenant }
         | AdminOp::TenantExport { tenant }
         | AdminOp::TenantErase { tenant } => Some(tenant),
-        AdminOp::Hello | AdminOp::RetentionRun | AdminOp::BackupDump | AdminOp::Routes => None,
+        AdminOp::QueueSummary { filter } | AdminOp::QueueList { filter, .. } => {
+            filter.tenant.as_deref()
+        }
+        AdminOp::QueueChange { selection, .. } => selection.filter.tenant.as_deref(),
+        AdminOp::Hello
+        | AdminOp::RetentionRun
+        | AdminOp::BackupDump
+        | AdminOp::Routes
+        | AdminOp::QueueShow { .. }
+        | AdminOp::DeliveryLog { .. } => None,
     }
 }
 
@@ -312,6 +342,25 @@ mod tests {
             AdminOp::RetentionRun,
             AdminOp::BackupDump,
             AdminOp::Routes,
+            AdminOp::QueueSummary {
+                filter: Default::default(),
+            },
+            AdminOp::QueueList {
+                filter: Default::default(),
+                limit: None,
+            },
+            AdminOp::QueueShow { id: "x".into() },
+            AdminOp::QueueChange {
+                action: way2mail_wire::queue::QueueAction::Hold,
+                selection: Default::default(),
+                dry_run: true,
+            },
+            AdminOp::DeliveryLog {
+                message: None,
+                recipient: None,
+                since_ms: None,
+                limit: None,
+            },
         ];
         for op in &ops {
             assert!(OPS.contains(&op.name()), "{}", op.name());

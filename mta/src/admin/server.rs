@@ -5,7 +5,10 @@
 //! shutdown that lets the request in hand finish before the socket file goes.
 //! Admission by `SO_PEERCRED` uid is this file's: all connections but one are kept
 //! for `allowed_uids`, and any other uid gets that one at most, to hear `forbidden`,
-//! so that no local user can keep control out by holding connections.
+//! so that no local user can keep control out by holding connections. Root is
+//! admitted too unless `admin.allow_root = false` (config/admin.rs adds it to the
+//! list): it can read the spool and its keys anyway, and `way2mail-mta spool
+//! list|log|summary` run as root reach the daemon through this socket.
 
 use std::os::unix::net::UnixStream;
 use std::time::Duration;

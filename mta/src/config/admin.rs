@@ -18,6 +18,8 @@ pub struct AdminConfig {
     pub socket_mode: String,
     /// Peer uids that may connect (control's user).
     pub allowed_uids: Vec<u32>,
+    /// Whether root is served too (`way2mail-mta spool …` run as root on the host).
+    pub allow_root: bool,
     pub max_connections: usize,
     #[serde(rename = "idle_timeout_secs", deserialize_with = "secs")]
     pub idle_timeout: Duration,
@@ -29,6 +31,7 @@ impl Default for AdminConfig {
             socket: "./var/mta.sock".into(),
             socket_mode: "0660".into(),
             allowed_uids: vec![rustix::process::geteuid().as_raw()],
+            allow_root: true,
             max_connections: 8,
             idle_timeout: Duration::from_secs(60),
         }
@@ -40,6 +43,7 @@ impl Default for AdminConfig {
 pub struct AdminSettings {
     pub socket: PathBuf,
     pub socket_mode: u32,
+    /// `allowed_uids`, and root when `allow_root`.
     pub allowed_uids: Vec<u32>,
     pub max_connections: usize,
     pub idle_timeout: Duration,
@@ -95,7 +99,12 @@ impl AdminConfig {
         Ok(Some(AdminSettings {
             socket: self.socket.clone(),
             socket_mode,
-            allowed_uids: self.allowed_uids.clone(),
+            allowed_uids: self
+                .allowed_uids
+                .iter()
+                .copied()
+                .chain(self.allow_root.then_some(0))
+                .collect(),
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
         }))

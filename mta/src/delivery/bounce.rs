@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use way2mail_smtp::dsn::{self, DsnRecipient, DsnRequest};
-use way2mail_smtp::{Envelope, MessageId, Origin, Recipient};
+use way2mail_smtp::{EnhancedCode, Envelope, MessageId, Origin, Recipient};
 
 use super::attempt::RecipientAttempt;
 
@@ -19,9 +19,6 @@ pub fn notice(
     reported: &[RecipientAttempt],
     now_ms: u64,
 ) -> Option<(MessageId, Envelope, Vec<u8>)> {
-    if reported.is_empty() || envelope.sender.is_empty() {
-        return None;
-    }
     let recipients = reported
         .iter()
         .map(|o| DsnRecipient {
@@ -38,6 +35,51 @@ pub fn notice(
             will_retry_until_ms: None,
         })
         .collect();
+    wrap(hostname, id, envelope, original, recipients, now_ms)
+}
+
+/// The bounce for pending recipients `indexes` of a message an operator removed
+/// from the queue (`way2mail queue bounce`): failed, 5.0.0, our own diagnostic.
+pub fn removed_by_operator(
+    hostname: &str,
+    id: MessageId,
+    envelope: &Envelope,
+    original: &[u8],
+    indexes: &[usize],
+    now_ms: u64,
+) -> Option<(MessageId, Envelope, Vec<u8>)> {
+    let recipients = indexes
+        .iter()
+        .map(|&index| DsnRecipient {
+            index,
+            action: dsn::Action::Failed,
+            status: EnhancedCode::new(5, 0, 0),
+            remote_mta: None,
+            diagnostic: Some(format!("x-way2mail; {REMOVED_BY_OPERATOR}")),
+            last_attempt_ms: None,
+            will_retry_until_ms: None,
+        })
+        .collect();
+    wrap(hostname, id, envelope, original, recipients, now_ms)
+}
+
+/// What the delivery log and the bounce say of mail an operator removed.
+pub const REMOVED_BY_OPERATOR: &str = "5.0.0 removed from the queue by the operator";
+
+/// The DSN reporting `recipients` of message `id`, as a new message from the null
+/// sender (`None` for nobody to report, for the null sender, or when the DSN builder
+/// finds nobody who asked for one).
+fn wrap(
+    hostname: &str,
+    id: MessageId,
+    envelope: &Envelope,
+    original: &[u8],
+    recipients: Vec<DsnRecipient>,
+    now_ms: u64,
+) -> Option<(MessageId, Envelope, Vec<u8>)> {
+    if recipients.is_empty() || envelope.sender.is_empty() {
+        return None;
+    }
     let id_text = id.to_string();
     let request = DsnRequest {
         reporting_mta: hostname,
@@ -146,5 +188,52 @@ mod tests {
         let (_, bounce, _) =
             notice("mx.test", id, &envelope, original, &[failed], 2).expect("bounce");
         assert_eq!(bounce.origin.tenant, None);
+    }
+
+    #[test]
+    fn mail_removed_by_the_operator_bounces_with_5_0_0() {
+        let envelope = Envelope {
+            sender: "app@acme.example".into(),
+            recipients: vec![
+                Recipient::new("done@remote.example".into(), Notify::default(), None),
+                Recipient::new("stuck@remote.example".into(), Notify::default(), None),
+            ],
+            body_type: Default::default(),
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            origin: Origin {
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                helo: "client.test".into(),
+                listener: "submission".into(),
+                tls: None,
+                auth: None,
+                tenant: Some("acme".into()),
+            },
+            received_at_ms: 1,
+            attempts: 3,
+            next_attempt_ms: None,
+        };
+        let original = b"Subject: hi\r\n\r\nhello\r\n";
+        let id = MessageId::generate();
+        let (_, notice, body) =
+            removed_by_operator("mx.test", id, &envelope, original, &[1], 2).expect("a bounce");
+        assert_eq!(notice.origin.tenant.as_deref(), Some("acme"));
+        assert_eq!(notice.recipients[0].address, "app@acme.example");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("Final-Recipient: rfc822;stuck@remote.example"),
+            "{text}"
+        );
+        assert!(!text.contains("done@remote.example"), "{text}");
+        assert!(text.contains("Status: 5.0.0\r\n"), "{text}");
+        assert!(
+            text.contains("removed from the queue by the operator"),
+            "{text}"
+        );
+        let mut null = envelope.clone();
+        null.sender.clear();
+        assert!(removed_by_operator("mx.test", id, &null, original, &[1], 2).is_none());
+        assert!(removed_by_operator("mx.test", id, &envelope, original, &[], 2).is_none());
     }
 }

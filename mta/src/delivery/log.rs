@@ -232,6 +232,7 @@ pub fn outcome_word(outcome: &DeliveryOutcome) -> &'static str {
         DeliveryOutcome::Deferred => "deferred",
         DeliveryOutcome::Bounced => "bounced",
         DeliveryOutcome::Expired => "expired",
+        DeliveryOutcome::Deleted => "deleted",
     }
 }
 

@@ -21,6 +21,10 @@ mod data;
 use serde::{Deserialize, Serialize};
 
 pub use crate::answer::{ErrorBody, ErrorCode};
+use crate::queue::{
+    QueueAction, QueueChangeReport, QueueFilter, QueueListing, QueueLogEntry, QueueMessage,
+    QueueSelection, QueueSummary,
+};
 pub use crate::snapshot::{DkimAlgorithm, TenantStatus};
 use crate::snapshot::{Snapshot, TenantLimits};
 
@@ -261,6 +265,59 @@ pub enum Request {
     #[serde(rename = "receipt.key")]
     ReceiptKey,
 
+    /// The MTA's queue: messages per recipient domain by age (qshape's view).
+    #[serde(rename = "queue.summary")]
+    QueueSummary {
+        #[serde(default)]
+        filter: QueueFilter,
+    },
+    /// The matching queued messages (at most `limit`, 1000 by default).
+    #[serde(rename = "queue.list")]
+    QueueList {
+        #[serde(default)]
+        filter: QueueFilter,
+        #[serde(default)]
+        limit: Option<u64>,
+    },
+    /// One queued message with its delivery log records.
+    #[serde(rename = "queue.show")]
+    QueueShow { id: String },
+    /// Takes the selected messages off the schedule until released.
+    #[serde(rename = "queue.hold")]
+    QueueHold {
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Puts held messages back on the schedule, due now.
+    #[serde(rename = "queue.release")]
+    QueueRelease {
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Makes the selected (not held) messages due now.
+    #[serde(rename = "queue.retry")]
+    QueueRetry {
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Ends the selected messages with a bounce to their senders (5.0.0).
+    #[serde(rename = "queue.bounce")]
+    QueueBounce {
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Removes the selected messages without a notice.
+    #[serde(rename = "queue.delete")]
+    QueueDelete {
+        selection: QueueSelection,
+        #[serde(default)]
+        dry_run: bool,
+    },
+
     #[serde(rename = "domain.add")]
     DomainAdd { tenant: String, domain: String },
     /// All domains, or one tenant's.
@@ -427,6 +484,26 @@ pub enum Request {
 }
 
 impl Request {
+    /// The queue change a `queue.hold|release|retry|bounce|delete` request asks
+    /// for, with its selection and dry-run flag.
+    pub fn queue_change(&self) -> Option<(QueueAction, &QueueSelection, bool)> {
+        let (action, selection, dry_run) = match self {
+            Request::QueueHold { selection, dry_run } => (QueueAction::Hold, selection, dry_run),
+            Request::QueueRelease { selection, dry_run } => {
+                (QueueAction::Release, selection, dry_run)
+            }
+            Request::QueueRetry { selection, dry_run } => (QueueAction::Retry, selection, dry_run),
+            Request::QueueBounce { selection, dry_run } => {
+                (QueueAction::Bounce, selection, dry_run)
+            }
+            Request::QueueDelete { selection, dry_run } => {
+                (QueueAction::Delete, selection, dry_run)
+            }
+            _ => return None,
+        };
+        Some((action, selection, *dry_run))
+    }
+
     /// The operation name as on the wire (`tenant.add`), for logs and the audit log.
     pub fn op(&self) -> &'static str {
         match self {
@@ -454,6 +531,14 @@ impl Request {
             Request::SuppressionRemove { .. } => "suppression.remove",
             Request::BackupCreate => "backup.create",
             Request::ReceiptKey => "receipt.key",
+            Request::QueueSummary { .. } => "queue.summary",
+            Request::QueueList { .. } => "queue.list",
+            Request::QueueShow { .. } => "queue.show",
+            Request::QueueHold { .. } => "queue.hold",
+            Request::QueueRelease { .. } => "queue.release",
+            Request::QueueRetry { .. } => "queue.retry",
+            Request::QueueBounce { .. } => "queue.bounce",
+            Request::QueueDelete { .. } => "queue.delete",
             Request::DomainAdd { .. } => "domain.add",
             Request::DomainList { .. } => "domain.list",
             Request::DomainRemove { .. } => "domain.remove",
@@ -567,6 +652,13 @@ pub enum Response {
     },
     /// The final line of `backup.create`.
     BackupCreated(BackupInfo),
+    QueueSummary(QueueSummary),
+    QueueListing(QueueListing),
+    QueueMessage {
+        message: QueueMessage,
+        log: Vec<QueueLogEntry>,
+    },
+    QueueChanged(QueueChangeReport),
     ReceiptKey {
         algorithm: String,
         /// Base64 of the 32-byte Ed25519 public key.
