@@ -298,8 +298,11 @@ impl ReadyCheck {
             .active
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(total);
+        // Holds are few (an operator's doing): counting them is a short key scan.
+        let held = self.spool.held_count().unwrap_or(0).min(total - active);
         gauge!(QUEUE_MESSAGES, "state" => "active").set(active as f64);
-        gauge!(QUEUE_MESSAGES, "state" => "waiting").set((total - active) as f64);
+        gauge!(QUEUE_MESSAGES, "state" => "held").set(held as f64);
+        gauge!(QUEUE_MESSAGES, "state" => "waiting").set((total - active - held) as f64);
         let oldest = match self.spool.oldest() {
             Ok(Some(id)) => {
                 way2mail_daemon::time::now_ms().saturating_sub(id.timestamp_ms()) as f64 / 1000.0

@@ -56,6 +56,16 @@ pub enum Changed {
 }
 
 impl Spool {
+    /// How many messages are held (a scan of the hold keys only).
+    pub fn held_count(&self) -> Result<usize, Error> {
+        let mut n = 0;
+        for key in self.inner.db.scan_prefix([keys::HELD]).keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Where every queued message stands: due, leased or held.
     pub fn placements(&self) -> Result<HashMap<MessageId, Placement>, Error> {
         let mut out = HashMap::new();

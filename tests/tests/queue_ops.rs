@@ -17,7 +17,9 @@ use std::process::Command;
 use std::time::Duration;
 use way2mail_tests::control::Operator;
 
-use way2mail_tests::{daemon_binary, run_bounded, wait_for, Backend, Ports};
+use way2mail_tests::{
+    daemon_binary, http_get, metric_value, run_bounded, wait_for, Backend, Ports,
+};
 
 use rig::{Rig, WAIT};
 
@@ -127,6 +129,12 @@ fn operators_see_and_change_the_live_queue() -> Result<()> {
     let held = rig.cli_json(&["queue", "hold", "--tenant", "globex"])?;
     ensure!(changed(&held)? == set(&globex), "{held}");
     ensure!(ids(&list(&rig, admin, &["--state", "held"])?)? == set(&globex));
+    wait_for("the held gauge", WAIT, || {
+        let (_, scrape) = http_get(rig.mta.metrics_addr(), "/metrics").ok()?;
+        let held = metric_value(&scrape, "way2mail_queue_messages", &[("state", "held")]);
+        let waiting = metric_value(&scrape, "way2mail_queue_messages", &[("state", "waiting")]);
+        (held == Some(2.0) && waiting == Some(2.0)).then_some(())
+    })?;
     let again = rig.cli_json(&["queue", "hold", &globex[0]])?;
     ensure!(again["skipped"][0]["why"] == "already held", "{again}");
     let retry_held = rig.cli_json(&["queue", "retry", "--state", "held"])?;
