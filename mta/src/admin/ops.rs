@@ -18,6 +18,8 @@ use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 use super::answer::{failure, internal, write, Answer};
 use super::export;
 use crate::config::delivery::RouteConfig;
+use crate::config::Settings;
+use crate::current::Current;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
@@ -35,7 +37,8 @@ const OPS: [&str; 7] = [
 pub struct Ops {
     pub spool: Spool,
     pub sweeper: Arc<Sweeper>,
-    pub routes: Vec<RouteInfo>,
+    /// The settings in force, for `routes` (which follows reloads).
+    pub settings: Arc<Current<Settings>>,
 }
 
 /// How a request ended, for its log line.
@@ -138,7 +141,7 @@ impl Ops {
             AdminOp::TenantErase { tenant } => self.erase(&tenant),
             AdminOp::RetentionRun => self.sweep(),
             AdminOp::Routes => Ok(AdminResult::Routes {
-                routes: self.routes.clone(),
+                routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
             // The streamed ops write their own lines and frames.
             AdminOp::TenantExport { tenant } => {
