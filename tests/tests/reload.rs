@@ -15,6 +15,7 @@ use way2mail_tests::{
     client_config, for_each_backend, free_port, http_get, metric_value, queued_id, wait_for,
     Backend, Behaviour, Daemon, Signal, Sink, SinkOptions, SmtpClient, TestConfig,
 };
+use way2mail_wire::mta_admin::{AdminOp, AdminResult};
 
 for_each_backend!(
     a_moved_route_delivers_the_held_message,
@@ -114,6 +115,15 @@ fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
         got[1].rcpt_to
     );
     ensure!(reloads(&d, "ok")? == 1.0, "one successful reload counted");
+    // The admin socket lists the routes in force.
+    let AdminResult::Routes { routes } = d.admin()?.call(AdminOp::Routes)? else {
+        anyhow::bail!("routes");
+    };
+    let sink_host = format!("[127.0.0.1]:{}", sink.port());
+    ensure!(
+        routes.len() == 1 && routes[0].hosts == [sink_host],
+        "{routes:?}"
+    );
     Ok(())
 }
 
