@@ -1,10 +1,16 @@
 //! The `[log]` table both daemons share, and the one way they set up logging: to
 //! stderr (where journald or a redirect collects it), no colours, text or JSON lines,
-//! `RUST_LOG` overriding the configured level.
+//! `RUST_LOG` overriding the configured level. The level sits behind a reload
+//! layer, so that a daemon re-reading its configuration can change it in place
+//! ([`apply`]); the format is chosen once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::ConfigError;
 
@@ -92,18 +98,46 @@ pub fn recipients() -> bool {
     RECIPIENTS.load(Ordering::Relaxed)
 }
 
+/// The handle that changes the level of the installed subscriber; `None` when
+/// `RUST_LOG` chose the filter, which a configuration reload then leaves alone.
+static LEVEL: OnceLock<Option<reload::Handle<EnvFilter, Registry>>> = OnceLock::new();
+
 /// Installs the global subscriber; call once, after the configuration was checked.
 pub fn init(log: &LogConfig) {
     RECIPIENTS.store(log.recipients, Ordering::Relaxed);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+    let (filter, from_env) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, true),
+        Err(_) => (EnvFilter::new(&log.level), false),
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = LEVEL.set((!from_env).then_some(handle));
+    let text = (log.format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+    });
+    let json = (log.format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .init();
+}
+
+/// Applies a re-read `[log]` to the running process: the level (unless `RUST_LOG`
+/// set it) and `recipients`. `log` must have passed [`LogConfig::validate`]; the
+/// format needs a restart.
+pub fn apply(log: &LogConfig) {
+    RECIPIENTS.store(log.recipients, Ordering::Relaxed);
+    if let Some(Some(handle)) = LEVEL.get() {
+        // Fails only when the subscriber is gone, at the very end of the process.
+        let _ = handle.reload(EnvFilter::new(&log.level));
     }
 }
 

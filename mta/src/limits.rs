@@ -22,7 +22,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,10 @@ use tokio::sync::Notify;
 const RESCAN: Duration = Duration::from_secs(1);
 
 pub struct ConnectionLimiter {
-    max_total: usize,
-    max_per_ip: usize,
+    /// The caps are atomics only so that a reload can change them (`set_caps`);
+    /// they are read under the table's lock, like everything else here.
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     table: Mutex<Table>,
 }
 
@@ -88,10 +90,17 @@ pub struct ConnectionSlot {
 impl ConnectionLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             table: Mutex::new(Table::default()),
         })
+    }
+
+    /// New caps for the connections admitted from now on (a reload of `[limits]`).
+    /// Connections over a lowered cap are not closed: they end as they would have.
+    pub fn set_caps(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// Admits a connection from `ip`, displacing a slow one at a cap if it can.
@@ -111,19 +120,20 @@ impl ConnectionLimiter {
     ) -> Result<ConnectionSlot, Refusal> {
         let ip = canonical(ip);
         let mut table = self.table();
+        let max_total = self.max_total.load(Ordering::Relaxed);
         // Displaced connections keep their place until their sessions end, a few
         // seconds; this bounds how far past the cap that can take us.
-        if table.active + table.leaving >= self.max_total.saturating_add(self.headroom()) {
+        if table.active + table.leaving >= max_total.saturating_add(headroom(max_total)) {
             return Err(Refusal::Total);
         }
         let from_ip = table.by_ip.get(&ip).map_or(0, Vec::len);
-        if from_ip >= self.max_per_ip {
+        if from_ip >= self.max_per_ip.load(Ordering::Relaxed) {
             let own = table.by_ip.get(&ip).into_iter().flatten();
             let Some(victim) = slowest(own, displacing, now) else {
                 return Err(Refusal::PerIp);
             };
             table.displace(ip, &victim);
-        } else if table.active >= self.max_total {
+        } else if table.active >= max_total {
             if table.rescan_after.is_some_and(|at| now < at) {
                 return Err(Refusal::Total);
             }
@@ -149,12 +159,6 @@ impl ConnectionLimiter {
             ip,
             activity,
         })
-    }
-
-    /// How many displaced connections may still be closing at once: a sixteenth of
-    /// the cap, at least one.
-    fn headroom(&self) -> usize {
-        self.max_total / 16 + 1
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -274,6 +278,12 @@ impl Drop for ConnectionSlot {
         }
         table.active = table.active.saturating_sub(1);
     }
+}
+
+/// How many displaced connections may still be closing at once: a sixteenth of the
+/// cap, at least one.
+fn headroom(max_total: usize) -> usize {
+    max_total / 16 + 1
 }
 
 /// An IPv4 client seen through a dual-stack socket counts as its IPv4 address.

@@ -4,9 +4,10 @@
 //! Start-up order matters: configuration (fail fast, naming the key), logging, TLS
 //! material, the spool (its lock is what stops a second daemon from sharing our
 //! `SO_REUSEPORT` ports; opened and recovered under a watchdog, checked against its
-//! anchor), then sockets and worker threads, and last the admin socket. Shutdown
-//! runs the other way: close the admin socket, stop accepting, let sessions finish
-//! or answer `421`, flush, exit 0.
+//! anchor), then sockets and worker threads, and last the admin socket. SIGHUP
+//! re-reads the configuration and applies what can change live (`reload.rs`).
+//! Shutdown runs the other way: close the admin socket, stop accepting, let
+//! sessions finish or answer `421`, flush, exit 0.
 //!
 //! ```text
 //! main ── config ── spool (sled, group-commit flusher) ── monitor thread
@@ -15,7 +16,8 @@
 //!   ├── retention: sweep thread (reports to control)
 //!   ├── runtime::start_cores ── core N: delivery worker (its CorePlan)
 //!   │                           accept ── session ── protocol (way2mail_smtp)
-//!   └── admin: accept thread ── connection threads (inventory, export, erase, dump)
+//!   ├── admin: accept thread ── connection threads (inventory, export, erase, dump)
+//!   └── signals: SIGHUP ── reload (settings swapped for new sessions and attempts)
 //! ```
 //!
 //! This file is the only one that knows every part. The runtime is handed what each
@@ -24,12 +26,14 @@
 
 mod admin;
 mod config;
+mod current;
 mod delivery;
 mod inbound;
 mod io;
 mod limits;
 mod metrics;
 mod monitor;
+mod reload;
 mod retention;
 mod runtime;
 mod session;
@@ -44,16 +48,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use way2mail_daemon::watchdog::{self, Progress};
 use way2mail_queue::{Spool, SpoolOptions};
 
 use crate::config::{Config, Settings};
+use crate::current::Current;
 use crate::io::Backend;
 use crate::limits::ConnectionLimiter;
 use crate::monitor::SpoolMonitor;
+use crate::reload::Reloader;
 use crate::runtime::CoreStart;
-use crate::session::Shared;
+use crate::session::{Live, Shared};
 use crate::tenants::{Follower, Source, Tenants};
 
 #[global_allocator]
@@ -158,7 +164,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Spool {
             command: SpoolCommand::Verify,
         }) => spool_cli::verify(&settings),
-        None => serve(settings, cli.accept_rollback),
+        None => serve(settings, cli.config, cli.accept_rollback),
     }
 }
 
@@ -185,10 +191,11 @@ fn open_spool(
     .with_context(|| what)
 }
 
-fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
+fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Result<ExitCode> {
     way2mail_daemon::logging::init(&settings.raw.log);
     let endpoint = metrics::install(settings.metrics)?;
     let tls = tls::server_config(&settings.raw.tls, &settings.raw.hostname)?;
+    let tls_files = reload::tls_files(&settings.raw.tls);
     if endpoint.is_some() {
         metrics::certificate_expiry(&settings.raw.tls.cert);
     }
@@ -215,10 +222,11 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     let limiter = ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let settings = Arc::new(settings);
+    let current = Arc::new(Current::new(Arc::clone(&settings)));
     let stop_scheduler = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let delivery = delivery::start(
-        &settings,
+        &current,
         &spool,
         tenants.clone(),
         backend,
@@ -235,7 +243,7 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
         .map(|plan| Box::new(move || plan.start()) as CoreStart)
         .collect();
     // Registered before the workers start so that no signal is missed.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
     tracing::info!(
         backend = backend.name(),
@@ -243,8 +251,13 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
         hostname = %settings.raw.hostname,
         "way2mail-mta started"
     );
-    let signer = signer::Signer::new(Arc::clone(&settings), tenants.clone());
-    let inbound = inbound::Inbound::new(Arc::clone(&settings));
+    let live = Live {
+        signer: signer::Signer::new(Arc::clone(&settings), tenants.clone()),
+        inbound: inbound::Inbound::new(Arc::clone(&settings)),
+        settings: Arc::clone(&settings),
+        tls,
+    };
+    let metrics_on = endpoint.is_some();
     if let Some(endpoint) = endpoint {
         let max_age = settings.raw.control.snapshot_max_age;
         endpoint.serve(metrics::ReadyCheck {
@@ -255,26 +268,29 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
         })?;
     }
     let shared = Arc::new(Shared {
-        settings,
-        tls,
-        signer,
-        inbound,
+        live: Current::new(Arc::new(live)),
         spool: spool.clone(),
         monitor,
         shutdown: stop_rx,
-        tenants,
+        tenants: tenants.clone(),
     });
-    let admin_settings = shared.settings.admin.clone();
-    let routes = admin::Ops::route_infos(&shared.settings.raw.routes);
-    let hostname = shared.settings.raw.hostname.clone();
+    let admin_settings = settings.admin.clone();
+    let mut reloader = Reloader {
+        path,
+        shared: Arc::clone(&shared),
+        settings: Arc::clone(&current),
+        limiter: Arc::clone(&limiter),
+        tenants,
+        metrics: metrics_on,
+        tls_files,
+    };
     let cores = runtime::start_cores(shared, limiter, backend, sockets, starts)?;
     let admin = match admin_settings {
         Some(a) => {
             let ops = admin::Ops {
                 spool: spool.clone(),
                 sweeper,
-                routes,
-                hostname,
+                settings: current,
             };
             Some(admin::AdminServer::start(a, ops)?)
         }
@@ -286,7 +302,7 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     // The listening sockets are bound (connections queue in their backlog) and the
     // spool is recovered: systemd may start what is ordered after us.
     way2mail_daemon::systemd::ready();
-    let signal = signals.forever().next();
+    let signal = wait_for_stop(&mut signals, &mut reloader);
     way2mail_daemon::systemd::stopping();
     tracing::info!(signal, "shutting down: no new connections");
     if let Some(admin) = admin {
@@ -327,6 +343,19 @@ fn serve(settings: Settings, accept_rollback: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Serves SIGHUP (reload) until SIGTERM or SIGINT, which it returns.
+fn wait_for_stop(
+    signals: &mut signal_hook::iterator::Signals,
+    reloader: &mut Reloader,
+) -> Option<i32> {
+    loop {
+        match signals.forever().next() {
+            Some(SIGHUP) => reloader.reload(),
+            other => return other,
+        }
+    }
 }
 
 /// Tenants and AUTH, when `[control] socket` is set: the first snapshot is loaded

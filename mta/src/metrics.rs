@@ -42,6 +42,7 @@ const TLS_SESSIONS: &str = "way2mail_tls_sessions_total";
 const CERT_EXPIRY: &str = "way2mail_tls_certificate_expiry_timestamp_seconds";
 const SPOOL_FREE: &str = "way2mail_spool_free_bytes";
 const READY: &str = "way2mail_ready";
+const CONFIG_RELOADS: &str = "way2mail_config_reloads_total";
 
 /// Latencies from 100 µs to a minute.
 const SECONDS: &[f64] = &[
@@ -150,6 +151,10 @@ fn describe() {
     );
     describe_gauge!(SPOOL_FREE, "bytes free on the spool's filesystem");
     describe_gauge!(READY, "1 when /readyz answers 200, else 0");
+    describe_counter!(
+        CONFIG_RELOADS,
+        "configuration reloads (SIGHUP) by result: ok, or failed (the running configuration stayed)"
+    );
     describe_histogram!(
         way2mail_queue::metrics::COMMIT_SECONDS,
         "one group commit of the spool: the sled batch and its flush"
@@ -231,6 +236,11 @@ pub fn tls_session(direction: &'static str, description: &str) {
         _ => "other",
     };
     counter!(TLS_SESSIONS, "direction" => direction, "version" => version).increment(1);
+}
+
+/// A configuration reload: `ok` or `failed`.
+pub fn config_reload(result: &'static str) {
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
 /// Publishes the expiry of the certificate in `pem_file` (read again at each reload).

@@ -165,7 +165,8 @@ impl Worker {
     /// connection's places (caps, live count) are guards: however the session ends,
     /// even by a panic, they are given back.
     async fn handle<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
-        let timeouts = &self.shared.settings.raw.timeouts;
+        let live = self.shared.live.get();
+        let timeouts = &live.settings.raw.timeouts;
         let displacing = Displacing {
             min_age: timeouts.displace_after,
             below_rate: timeouts.min_data_rate,
@@ -180,7 +181,8 @@ impl Worker {
                 crate::metrics::connection(role, "accepted");
                 let _live = self.live.enter();
                 let activity = slot.activity();
-                session::serve(Arc::clone(&self.shared), io, peer, role, activity).await;
+                let shared = Arc::clone(&self.shared);
+                session::serve(shared, Arc::clone(&live), io, peer, role, activity).await;
                 drop(slot);
                 return;
             }
@@ -189,7 +191,7 @@ impl Worker {
         tracing::info!(peer = %peer, reason, "connection refused");
         // Implicit TLS clients would not understand a plaintext reply.
         if role != Role::Submissions {
-            let host = &self.shared.settings.raw.hostname;
+            let host = &live.settings.raw.hostname;
             let line = format!("421 4.3.2 {host} {reason}, try again later\r\n");
             let _ = tokio::time::timeout(GOODBYE, io.write_all(line.into_bytes())).await;
         }
@@ -199,7 +201,7 @@ impl Worker {
     /// After the accept loops stopped: wait for the sessions, at most the grace
     /// period plus the time a session needs to say goodbye.
     async fn drain(&self) {
-        let grace = self.shared.settings.raw.timeouts.shutdown_grace;
+        let grace = self.shared.live.get().settings.raw.timeouts.shutdown_grace;
         let limit = grace.saturating_add(GOODBYE);
         if tokio::time::timeout(limit, self.live.idle()).await.is_err() {
             tracing::warn!(

@@ -26,6 +26,7 @@ use way2mail_smtp::{Envelope, MessageId};
 use zeroize::Zeroizing;
 
 use crate::config::Settings;
+use crate::current::Current;
 use crate::inbound::Inbound;
 use crate::io::Io;
 use crate::limits::Activity;
@@ -44,13 +45,21 @@ const GOODBYE: Duration = Duration::from_secs(5);
 
 /// What every session on every core shares.
 pub struct Shared {
-    pub settings: Arc<Settings>,
-    pub tls: Arc<ServerConfig>,
+    /// The settings in force; a reload replaces them for the sessions after it.
+    pub live: Current<Live>,
     pub spool: Spool,
     pub monitor: SpoolMonitor,
     pub shutdown: watch::Receiver<bool>,
     /// Tenants and AUTH; `None` when `control.socket` is empty.
     pub tenants: Option<Arc<Tenants>>,
+}
+
+/// The settings a session starts with and keeps to its end, and what is built from
+/// them. A session that began before a reload finishes under the settings, the
+/// certificate and the relay rules that its client was greeted with.
+pub struct Live {
+    pub settings: Arc<Settings>,
+    pub tls: Arc<ServerConfig>,
     /// DKIM-signs tenant mail.
     pub signer: Signer,
     /// SPF/DKIM/DMARC/ARC on mail from the internet.
@@ -72,6 +81,7 @@ enum Step {
 
 struct Session {
     shared: Arc<Shared>,
+    live: Arc<Live>,
     protocol: Protocol,
     peer: SocketAddr,
     role: Role,
@@ -92,13 +102,14 @@ struct Session {
 /// Serves one accepted connection to its end and logs one line about it.
 pub async fn serve<I: Io>(
     shared: Arc<Shared>,
+    live: Arc<Live>,
     io: I,
     peer: SocketAddr,
     role: Role,
     activity: Arc<Activity>,
 ) {
     let started = Instant::now();
-    let settings = &shared.settings;
+    let settings = &live.settings;
     let timeouts = &settings.raw.timeouts;
     let limits = Limits {
         command: timeouts.command,
@@ -120,6 +131,7 @@ pub async fn serve<I: Io>(
         protocol: Protocol::new(params),
         shutdown: shared.shutdown.clone(),
         shared,
+        live,
         peer,
         role,
         tls: None,
@@ -178,8 +190,8 @@ impl Session {
 
     /// The TLS handshake, bounded by `timeouts.tls_handshake_secs`.
     async fn start_tls<I: Io>(&mut self, io: I) -> Option<tls::TlsStream<I>> {
-        let limit = self.shared.settings.raw.timeouts.tls_handshake;
-        let config = Arc::clone(&self.shared.tls);
+        let limit = self.live.settings.raw.timeouts.tls_handshake;
+        let config = Arc::clone(&self.live.tls);
         match tokio::time::timeout(limit, tls::handshake(io, config)).await {
             Ok(Ok(stream)) => {
                 let description = stream.description();
@@ -277,7 +289,7 @@ impl Session {
         out.extend_from_slice(self.protocol.output());
         crate::metrics::replies(self.role, &out);
         self.protocol.clear_output();
-        let limit = self.shared.settings.raw.timeouts.command;
+        let limit = self.live.settings.raw.timeouts.command;
         match tokio::time::timeout(limit, io.write_all(out)).await {
             Ok((res, out)) => {
                 self.wbuf = out;
@@ -299,7 +311,7 @@ impl Session {
         let mut cut = Some(cut);
         let shutting_down = *self.shutdown.borrow();
         if shutting_down {
-            let grace = self.shared.settings.raw.timeouts.shutdown_grace;
+            let grace = self.live.settings.raw.timeouts.shutdown_grace;
             let until = *self.grace_until.get_or_insert_with(|| now + grace);
             if !in_data || until <= now {
                 self.protocol.shutdown();
@@ -366,7 +378,7 @@ impl Session {
     /// A newcomer at a connection cap displaced this slow session: `421 4.3.2`,
     /// bypassing the protocol (whatever it was receiving is dropped with it), and close.
     async fn close_displaced<S: Io>(&mut self, io: &mut S) -> &'static str {
-        let host = &self.shared.settings.raw.hostname;
+        let host = &self.live.settings.raw.hostname;
         let line = format!("421 4.3.2 {host} too many connections, closing the slowest\r\n");
         // The client may not be reading; it is being closed either way.
         let _ = tokio::time::timeout(GOODBYE, io.write_all(line.into_bytes())).await;
@@ -383,8 +395,8 @@ impl Session {
         let mut envelope = envelope;
         let mut body = body;
         let mut checks = None;
-        if self.shared.inbound.applies(self.role, &envelope) {
-            match self.shared.inbound.check(&envelope, body).await {
+        if self.live.inbound.applies(self.role, &envelope) {
+            match self.live.inbound.check(&envelope, body).await {
                 Ok(outcome) => {
                     body = outcome.body;
                     checks = Some(outcome.summary);
@@ -405,7 +417,7 @@ impl Session {
                 }
             }
         }
-        let dkim = match self.shared.signer.apply(&envelope, body) {
+        let dkim = match self.live.signer.apply(&envelope, body) {
             Ok(outcome) => {
                 body = outcome.body;
                 // Trusted-network mail signed for a tenant domain is that tenant's:

@@ -162,6 +162,14 @@ impl SmtpClient {
         self.reader.get_ref().tcp()
     }
 
+    /// The DER of the certificate the server presented; `None` in plain text.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.reader.get_ref() {
+            SmtpStream::Plain(_) => None,
+            SmtpStream::Tls(tls) => Some(tls.conn.peer_certificates()?.first()?.to_vec()),
+        }
+    }
+
     /// Writes `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         let stream = self.reader.get_mut();

@@ -18,6 +18,8 @@ use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 use super::answer::{failure, internal, write, Answer};
 use super::{export, queue};
 use crate::config::delivery::RouteConfig;
+use crate::config::Settings;
+use crate::current::Current;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
@@ -40,9 +42,9 @@ const OPS: [&str; 12] = [
 pub struct Ops {
     pub spool: Spool,
     pub sweeper: Arc<Sweeper>,
-    pub routes: Vec<RouteInfo>,
-    /// The name bounces of `queue.change` are reported by.
-    pub hostname: String,
+    /// The settings in force: `routes` follows reloads; bounces of `queue.change`
+    /// are reported by its host name.
+    pub settings: Arc<Current<Settings>>,
 }
 
 /// How a request ended, for its log line.
@@ -145,7 +147,7 @@ impl Ops {
             AdminOp::TenantErase { tenant } => self.erase(&tenant),
             AdminOp::RetentionRun => self.sweep(),
             AdminOp::Routes => Ok(AdminResult::Routes {
-                routes: self.routes.clone(),
+                routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
             AdminOp::QueueSummary { filter } => queue::summary(&self.spool, &filter),
             AdminOp::QueueList { filter, limit } => queue::list(&self.spool, &filter, limit),
@@ -154,7 +156,13 @@ impl Ops {
                 action,
                 selection,
                 dry_run,
-            } => queue::change(&self.spool, &self.hostname, action, &selection, dry_run),
+            } => queue::change(
+                &self.spool,
+                &self.settings.get().raw.hostname,
+                action,
+                &selection,
+                dry_run,
+            ),
             AdminOp::DeliveryLog {
                 message,
                 recipient,

@@ -232,7 +232,8 @@ pub fn route_key(route: &Route) -> String {
 }
 
 /// Checks every `[[route]]`, builds the route table, and reads the password files of
-/// routes with `auth` (once, at start; the secrets stay in memory only).
+/// routes with `auth` (at start and at every reload; the secrets stay in memory
+/// only).
 pub fn check_routes(
     routes: &[RouteConfig],
 ) -> Result<(Routes, HashMap<String, Credentials>), ConfigError> {

@@ -14,6 +14,7 @@
 //!   authn.rs      [dkim] [inbound]
 //!   admin.rs      [admin]
 //!   retention.rs  [retention]
+//!   reload.rs     what a reload applies live and what waits for a restart
 //! ```
 //!
 //! docs/configuration.md is the reference for every key; keep the two in step.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod authn;
 pub mod control;
 pub mod delivery;
+pub mod reload;
 pub mod retention;
 pub mod timeouts;
 

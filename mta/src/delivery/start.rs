@@ -15,6 +15,7 @@ use way2mail_queue::Spool;
 
 use super::{connection, log, scheduler, worker, Job, JobResult};
 use crate::config::Settings;
+use crate::current::Current;
 use crate::io::Backend;
 use crate::tenants::Tenants;
 use crate::tls;
@@ -24,7 +25,9 @@ use crate::tls;
 pub struct CorePlan {
     pub jobs: UnboundedReceiver<Job>,
     pub backend: Backend,
-    pub settings: Arc<Settings>,
+    /// The settings in force: what only a restart changes is read once, here;
+    /// routes and shaping by the worker at each attempt.
+    pub settings: Arc<Current<Settings>>,
     pub tls_opportunistic: Arc<ClientConfig>,
     pub tls_verified: Arc<ClientConfig>,
     pub results: Sender<JobResult>,
@@ -33,7 +36,7 @@ pub struct CorePlan {
 impl CorePlan {
     /// Spawns the worker on the current core's runtime.
     pub fn start(self) {
-        let s = &self.settings;
+        let s = &self.settings.get();
         let d = &s.raw.delivery;
         let resolver = match MxResolver::new(&s.dns) {
             Ok(r) => r,
@@ -45,12 +48,10 @@ impl CorePlan {
         let ctx = worker::Context {
             backend: self.backend,
             resolver,
-            routes: Arc::clone(&s.routes),
-            credentials: Arc::clone(&s.credentials),
+            settings: Arc::clone(&self.settings),
             port: d.port,
             source: s.egress.source,
             connect_timeout: d.connect_timeout,
-            shaping: s.raw.shaping.clone(),
             connection: connection::Settings {
                 ehlo: s.egress.ehlo.clone(),
                 command_timeout: d.command_timeout,
@@ -68,13 +69,14 @@ impl CorePlan {
 /// Starts the delivery log writer and the scheduler thread, and returns one plan
 /// per core; `None` when delivery is disabled.
 pub fn start(
-    settings: &Arc<Settings>,
+    current: &Arc<Current<Settings>>,
     spool: &Spool,
     tenants: Option<Arc<Tenants>>,
     backend: Backend,
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
 ) -> Result<Option<(Vec<CorePlan>, JoinHandle<()>)>> {
+    let settings = current.get();
     let d = &settings.raw.delivery;
     if !d.enabled {
         tracing::info!("delivery disabled ([delivery] enabled = false): mail stays queued");
@@ -103,7 +105,7 @@ pub fn start(
         plans.push(CorePlan {
             jobs: rx,
             backend,
-            settings: Arc::clone(settings),
+            settings: Arc::clone(current),
             tls_opportunistic: Arc::clone(&tls_opportunistic),
             tls_verified: Arc::clone(&tls_verified),
             results: results_tx.clone(),

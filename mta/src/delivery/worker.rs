@@ -3,6 +3,12 @@
 //! need no locks. Jobs arrive from the scheduler; the worker opens connections up to
 //! the destination's limit; each connection pulls jobs until the queue is empty or
 //! its message limit is reached.
+//!
+//! Routes, smart-host credentials and shaping are read from the settings in force
+//! ([`Current`]) when a destination is first queued and when a connection attempt
+//! starts, so a reload reaches the next attempt; an attempt under way keeps the
+//! snapshot it started with, and a busy destination keeps its shaper until its
+//! queue drains.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -14,14 +20,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use tokio::sync::mpsc::UnboundedReceiver;
 use way2mail_mta::outbound::mx::{MxResolver, NextHop};
-use way2mail_mta::outbound::route::Routes;
 use way2mail_smtp::client::Credentials;
 
 use super::attempt::{Attempt, DeliveryError, HostError};
 use super::connection::{self, Ended, JobSource, Peer};
 use super::shaping::{Change, Shaper};
 use super::{Job, JobResult};
-use crate::config::delivery::{route_key, ShapingConfig};
+use crate::config::delivery::route_key;
+use crate::config::Settings;
+use crate::current::Current;
 use crate::io::epoll::EpollStream;
 use crate::io::uring::UringStream;
 use crate::io::Backend;
@@ -30,12 +37,11 @@ use crate::io::Backend;
 pub struct Context {
     pub backend: Backend,
     pub resolver: MxResolver,
-    pub routes: Arc<Routes>,
-    pub credentials: Arc<HashMap<String, Credentials>>,
+    /// Routes, credentials and shaping in force (see the module comment).
+    pub settings: Arc<Current<Settings>>,
     pub port: u16,
     pub source: Option<std::net::IpAddr>,
     pub connect_timeout: Duration,
-    pub shaping: ShapingConfig,
     pub connection: connection::Settings,
     pub results: Sender<JobResult>,
 }
@@ -67,12 +73,11 @@ impl Worker {
             let domain = job.domain.clone();
             {
                 let mut dests = self.destinations.borrow_mut();
-                let shaping = &self.ctx.shaping;
                 dests
                     .entry(domain.clone())
                     .or_insert_with(|| Destination {
                         queue: VecDeque::new(),
-                        shaper: Shaper::new(shaping, Instant::now()),
+                        shaper: Shaper::new(&self.ctx.settings.get().raw.shaping, Instant::now()),
                         active: 0,
                         wake_pending: false,
                     })
@@ -116,8 +121,13 @@ impl Worker {
 
     async fn connect_and_deliver(self, domain: String) {
         let ctx = &self.ctx;
-        match ctx.resolver.next_hops(&domain, ctx.port, &ctx.routes).await {
-            Ok(hops) => self.try_hops(&domain, &hops).await,
+        let settings = ctx.settings.get();
+        match ctx
+            .resolver
+            .next_hops(&domain, ctx.port, &settings.routes)
+            .await
+        {
+            Ok(hops) => self.try_hops(&domain, &hops, &settings).await,
             Err(e) => self.fail_queue(&domain, &Attempt::of_dns(e)),
         }
         let reopen = {
@@ -141,7 +151,7 @@ impl Worker {
 
     /// MX hosts in order, each of their addresses in turn, until one connection is
     /// used; if none is, every queued job of the destination is deferred.
-    async fn try_hops(&self, domain: &str, hops: &[NextHop]) {
+    async fn try_hops(&self, domain: &str, hops: &[NextHop], settings: &Settings) {
         let mut last = HostError::NoHop;
         for hop in hops {
             for &addr in &hop.addrs {
@@ -152,12 +162,13 @@ impl Worker {
                     host: &hop.host,
                     addr,
                     tls: hop.tls,
-                    credentials: self.credentials_for(domain),
+                    credentials: credentials_for(settings, domain),
                 };
                 let source = DestinationJobs {
                     worker: self,
                     domain,
                     sent: Cell::new(0),
+                    max_messages: settings.raw.shaping.max_messages_per_connection,
                 };
                 match self
                     .connect(SocketAddr::new(addr, hop.port), &peer, &source)
@@ -203,12 +214,6 @@ impl Worker {
                 connection::run(UringStream(uring), settings, peer, jobs).await
             }
         })
-    }
-
-    /// The smart-host credentials of the route that serves `domain`, if any.
-    fn credentials_for(&self, domain: &str) -> Option<&Credentials> {
-        let route = self.ctx.routes.find(domain)?;
-        self.ctx.credentials.get(&route_key(route))
     }
 
     fn queue_empty(&self, domain: &str) -> bool {
@@ -259,6 +264,12 @@ impl Worker {
     }
 }
 
+/// The smart-host credentials of the route that serves `domain`, if any.
+fn credentials_for<'a>(settings: &'a Settings, domain: &str) -> Option<&'a Credentials> {
+    let route = settings.routes.find(domain)?;
+    settings.credentials.get(&route_key(route))
+}
+
 /// Connects from the egress source address when one is configured.
 async fn tcp_connect(
     addr: SocketAddr,
@@ -278,13 +289,15 @@ async fn tcp_connect(
 struct DestinationJobs<'a> {
     worker: &'a Worker,
     domain: &'a str,
-    /// Messages this connection took, against `max_messages_per_connection`.
+    /// Messages this connection took, against `max_messages`.
     sent: Cell<usize>,
+    /// `[shaping] max_messages_per_connection` when the connection started.
+    max_messages: usize,
 }
 
 impl JobSource for DestinationJobs<'_> {
     async fn next_job(&self) -> Option<Job> {
-        if self.sent.get() >= self.worker.ctx.shaping.max_messages_per_connection {
+        if self.sent.get() >= self.max_messages {
             return None;
         }
         loop {
