@@ -1,5 +1,5 @@
 //! Reloading the configuration with SIGHUP, seen from outside: a route moved to a
-//! running sink delivers the mail it held; a broken file (bad TOML, an invalid
+//! running sink delivers the mail it held once an operator retries it; a broken file (bad TOML, an invalid
 //! value, a certificate that is not there) leaves the daemon serving on its old
 //! configuration with one ERROR line and the failed counter moved; a certificate
 //! renewed on disk is served to new sessions while a session opened before keeps
@@ -16,6 +16,7 @@ use way2mail_tests::{
     Backend, Behaviour, Daemon, Signal, Sink, SinkOptions, SmtpClient, TestConfig,
 };
 use way2mail_wire::mta_admin::{AdminOp, AdminResult};
+use way2mail_wire::queue::{QueueAction, QueueSelection};
 
 for_each_backend!(
     a_moved_route_delivers_the_held_message,
@@ -87,7 +88,10 @@ fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
         ..SinkOptions::default()
     })?;
     let closed = free_port()?;
-    let base = delivery_config(backend);
+    // Retried after an hour: only `queue retry` brings the message out sooner.
+    let base = delivery_config(backend)
+        .set("delivery", "retry_initial_secs", "3600")
+        .set("delivery", "retry_max_secs", "3600");
     let held = base.clone().raw(&format!(
         "[[route]]\ndomain = \"dest.test\"\nhost = \"[127.0.0.1]:{closed}\"\ntls = \"none\"\n"
     ));
@@ -104,6 +108,19 @@ fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
     reload(&d, &base.raw(&sink.route("dest.test")))?;
     let line = wait_lines(&d, "INFO", "configuration reloaded", 1)?;
     ensure!(line.contains("route"), "{line}");
+    // The operator's retry (what `way2mail queue retry ID` passes on) makes it due.
+    let retry = AdminOp::QueueChange {
+        action: QueueAction::Retry,
+        selection: QueueSelection {
+            ids: vec![id.clone()],
+            ..QueueSelection::default()
+        },
+        dry_run: false,
+    };
+    let AdminResult::QueueChanged(report) = d.admin()?.call(retry)? else {
+        anyhow::bail!("queue.change");
+    };
+    ensure!(report.changed == [id.clone()], "{report:?}");
     let got = sink.wait_for(1, WAIT)?;
     ensure!(got[0].rcpt_to == ["user@dest.test"], "{:?}", got[0].rcpt_to);
     // New mail goes to the sink at its first attempt.
