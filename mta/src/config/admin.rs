@@ -96,15 +96,14 @@ impl AdminConfig {
                 "must be between 1 and 3600",
             ));
         }
+        let mut allowed_uids = self.allowed_uids.clone();
+        if self.allow_root && !allowed_uids.contains(&0) {
+            allowed_uids.push(0);
+        }
         Ok(Some(AdminSettings {
             socket: self.socket.clone(),
             socket_mode,
-            allowed_uids: self
-                .allowed_uids
-                .iter()
-                .copied()
-                .chain(self.allow_root.then_some(0))
-                .collect(),
+            allowed_uids,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
         }))
@@ -133,7 +132,9 @@ mod tests {
         let a = s.admin.expect("on by default");
         assert_eq!(a.socket.to_str(), Some("./var/mta.sock"));
         assert_eq!(a.socket_mode, 0o660);
-        assert_eq!(a.allowed_uids, vec![rustix::process::geteuid().as_raw()]);
+        let me = rustix::process::geteuid().as_raw();
+        let expected = if me == 0 { vec![0] } else { vec![me, 0] };
+        assert_eq!(a.allowed_uids, expected, "the daemon's uid, and root");
         assert_eq!((a.max_connections, a.idle_timeout.as_secs()), (8, 60));
     }
 
@@ -150,6 +151,16 @@ mod tests {
         assert_eq!(a.socket_mode, 0o600);
         assert_eq!(a.allowed_uids, vec![0, 998]);
         assert_eq!((a.max_connections, a.idle_timeout.as_secs()), (2, 5));
+        let s = Config::parse("[admin]\nallowed_uids = [998]\nallow_root = false\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.admin.expect("on").allowed_uids, vec![998]);
+        let s = Config::parse("[admin]\nallowed_uids = [998]\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.admin.expect("on").allowed_uids, vec![998, 0]);
     }
 
     #[test]
