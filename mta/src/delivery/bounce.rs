@@ -1,43 +1,62 @@
-//! Turning an attempt's final outcomes into a delivery status notification: which
+//! Turning an attempt's outcomes into a delivery status notification: which
 //! recipients are reported is the DSN builder's call (NOTIFY, null sender); this file
-//! maps our outcomes onto it and wraps the result as a new message from the null
-//! sender, queued in the same batch that completes the original.
+//! maps our outcomes onto it ([`final_outcome`] for failures, [`delayed`] for
+//! recipients still being retried, see `delay.rs`) and wraps the result as a new
+//! message from the null sender, queued in the same batch that completes the
+//! original. One notice per completion: a bounce and a delay notice due in the same
+//! attempt are one DSN with a `failed` and a `delayed` group (RFC 3464 allows both
+//! in one report), since `Spool::complete` queues one message with the outcome.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use way2mail_smtp::dsn::{self, DsnRecipient, DsnRequest};
+use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
 use way2mail_smtp::{Envelope, MessageId, Origin, Recipient};
 
 use super::attempt::RecipientAttempt;
 
-/// The DSN for `reported` outcomes of message `id`, if one is due.
+/// A final outcome (delivered, relayed, failed) as a DSN reports it.
+pub fn final_outcome(o: &RecipientAttempt, now_ms: u64) -> DsnRecipient {
+    DsnRecipient {
+        index: o.index,
+        action: o.attempt.dsn_action(),
+        status: o.attempt.enhanced_code(),
+        remote_mta: o.hop.as_ref().map(|h| format!("dns; {}", h.host)),
+        diagnostic: Some(diagnostic(o)),
+        last_attempt_ms: Some(now_ms),
+        will_retry_until_ms: None,
+    }
+}
+
+/// A deferred recipient reported as `delayed`, retried until `until_ms`; its
+/// status is the deferral's 4.x.x.
+pub fn delayed(o: &RecipientAttempt, now_ms: u64, until_ms: u64) -> DsnRecipient {
+    DsnRecipient {
+        action: Action::Delayed,
+        will_retry_until_ms: Some(until_ms),
+        ..final_outcome(o, now_ms)
+    }
+}
+
+/// An SMTP reply when a host answered, else our own diagnostic.
+fn diagnostic(o: &RecipientAttempt) -> String {
+    match &o.hop {
+        Some(_) => format!("smtp; {}", o.attempt),
+        None => format!("x-way2mail; {}", o.attempt),
+    }
+}
+
+/// The DSN reporting `recipients` of message `id`, if one is due.
 pub fn notice(
     hostname: &str,
     id: MessageId,
     envelope: &Envelope,
     original: &[u8],
-    reported: &[RecipientAttempt],
+    recipients: Vec<DsnRecipient>,
     now_ms: u64,
 ) -> Option<(MessageId, Envelope, Vec<u8>)> {
-    if reported.is_empty() || envelope.sender.is_empty() {
+    if recipients.is_empty() || envelope.sender.is_empty() {
         return None;
     }
-    let recipients = reported
-        .iter()
-        .map(|o| DsnRecipient {
-            index: o.index,
-            action: o.attempt.dsn_action(),
-            status: o.attempt.enhanced_code(),
-            remote_mta: o.hop.as_ref().map(|h| format!("dns; {}", h.host)),
-            // An SMTP reply when a host answered, else our own diagnostic.
-            diagnostic: Some(match &o.hop {
-                Some(_) => format!("smtp; {}", o.attempt),
-                None => format!("x-way2mail; {}", o.attempt),
-            }),
-            last_attempt_ms: Some(now_ms),
-            will_retry_until_ms: None,
-        })
-        .collect();
     let id_text = id.to_string();
     let request = DsnRequest {
         reporting_mta: hostname,
@@ -65,13 +84,14 @@ pub fn notice(
             listener: "dsn".into(),
             tls: None,
             auth: None,
-            // The bounce quotes the tenant's message: it is the tenant's data, sealed
+            // A notice quotes the tenant's message: it is the tenant's data, sealed
             // with its key and erased with it.
             tenant: envelope.origin.tenant.clone(),
         },
         received_at_ms: now_ms,
         attempts: 0,
         next_attempt_ms: None,
+        delay_notified: false,
     };
     Some((MessageId::generate(), notice_envelope, dsn.message))
 }
@@ -106,6 +126,7 @@ mod tests {
             received_at_ms: 1,
             attempts: 1,
             next_attempt_ms: None,
+            delay_notified: false,
         };
         let refused = Reply::new(550, EnhancedCode::new(5, 1, 1), "no such user");
         let failed = RecipientAttempt {
@@ -124,7 +145,7 @@ mod tests {
             id,
             &envelope,
             original,
-            std::slice::from_ref(&failed),
+            vec![final_outcome(&failed, 2)],
             2,
         )
         .expect("a bounce is due");
@@ -143,8 +164,9 @@ mod tests {
             "{text}"
         );
         envelope.origin.tenant = None;
+        let recipients = vec![final_outcome(&failed, 2)];
         let (_, bounce, _) =
-            notice("mx.test", id, &envelope, original, &[failed], 2).expect("bounce");
+            notice("mx.test", id, &envelope, original, recipients, 2).expect("bounce");
         assert_eq!(bounce.origin.tenant, None);
     }
 }
