@@ -128,6 +128,7 @@ fn envelope(input: &Input) -> Envelope {
         received_at_ms: input.received_at_ms,
         attempts: 1,
         next_attempt_ms: None,
+        delay_notified: false,
     }
 }
 

@@ -36,6 +36,7 @@ const QUEUE_MESSAGES: &str = "way2mail_queue_messages";
 const QUEUE_OLDEST: &str = "way2mail_queue_oldest_seconds";
 const ACCEPT_TO_REPLY: &str = "way2mail_accept_to_reply_seconds";
 const DELIVERY_SECONDS: &str = "way2mail_delivery_seconds";
+const DELAY_NOTICES: &str = "way2mail_delay_notices_total";
 const DKIM_SIGNED: &str = "way2mail_dkim_signed_total";
 const INBOUND_AUTH: &str = "way2mail_inbound_auth_total";
 const TLS_SESSIONS: &str = "way2mail_tls_sessions_total";
@@ -119,6 +120,10 @@ fn describe() {
     describe_counter!(
         DELIVERIES,
         "delivery outcomes per recipient (delivered, deferred, bounced, expired)"
+    );
+    describe_counter!(
+        DELAY_NOTICES,
+        "delay notices (RFC 3464 Action: delayed) queued to senders, at most one per message"
     );
     describe_gauge!(
         QUEUE_MESSAGES,
@@ -209,6 +214,11 @@ pub fn delivery(outcome: &'static str, final_after_ms: Option<u64>) {
     if let Some(ms) = final_after_ms {
         histogram!(DELIVERY_SECONDS).record(ms as f64 / 1000.0);
     }
+}
+
+/// A delay notice queued for a message.
+pub fn delay_notice() {
+    counter!(DELAY_NOTICES).increment(1);
 }
 
 /// A message signed for a tenant domain.

@@ -392,6 +392,7 @@ mod tests {
             received_at_ms: 0,
             attempts: 0,
             next_attempt_ms: None,
+            delay_notified: false,
         }
     }
 

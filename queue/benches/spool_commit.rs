@@ -37,6 +37,7 @@ fn envelope() -> Envelope {
         received_at_ms: 0,
         attempts: 0,
         next_attempt_ms: None,
+        delay_notified: false,
     }
 }
 

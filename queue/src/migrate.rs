@@ -168,6 +168,7 @@ mod tests {
             received_at_ms: 5,
             attempts: 0,
             next_attempt_ms: None,
+            delay_notified: false,
         }
     }
 

@@ -41,6 +41,7 @@ fn envelope(sender: &str, rcpts: usize) -> Envelope {
         received_at_ms: 1_700_000_000_000,
         attempts: 0,
         next_attempt_ms: None,
+        delay_notified: false,
     }
 }
 

@@ -1,14 +1,16 @@
 //! Outbound delivery end to end: a message goes into the real daemon over SMTP, the
 //! daemon resolves the recipient domain against a stub DNS server and delivers to sinks
 //! on loopback, which accept, fail, reject, refuse or stall on purpose. What the sinks
-//! received, the delivery log file, `spool list` and the bounces (parsed back with
-//! mail-parser) are checked.
+//! received, the delivery log file, `spool list` and the bounces and delay notices
+//! (parsed back with mail-parser; delay notices in `delivery/delay.rs`) are checked.
 //!
 //! Every MX host resolves to a 127.x address and `[delivery] port` is the sinks' port, so
 //! real MX resolution lands on the sinks. Bounces go to `sender.test`, which a route
 //! sends to a separate capture sink.
 
 // A test crate's root resolves modules next to itself; these live in delivery/.
+#[path = "delivery/delay.rs"]
+mod delay;
 #[path = "delivery/dsn.rs"]
 mod dsn;
 #[path = "delivery/rig.rs"]
@@ -723,5 +725,10 @@ mod one_backend {
     #[test]
     fn spool_list_shows_deferred_recipient() -> Result<()> {
         super::spool_list_shows_deferred_recipient(Backend::Epoll)
+    }
+
+    #[test]
+    fn delay_notices() -> Result<()> {
+        super::delay::delay_notices(Backend::Epoll)
     }
 }

@@ -126,6 +126,11 @@ pub struct Envelope {
     /// schedule entry is the authority, this copy travels with the envelope.
     #[serde(default)]
     pub next_attempt_ms: Option<u64>,
+    /// A delay notice (RFC 3464 `Action: delayed`) has been decided for this message:
+    /// set by the completion that queued it (or that found no recipient asking for
+    /// one), so that a message gets at most one, across restarts.
+    #[serde(default)]
+    pub delay_notified: bool,
 }
 
 #[cfg(test)]
@@ -143,6 +148,7 @@ mod tests {
     fn envelopes_without_delivery_state_still_open() {
         let env: Envelope = serde_json::from_str(OLD).expect("old envelope parses");
         assert_eq!((env.attempts, env.next_attempt_ms), (0, None));
+        assert!(!env.delay_notified);
         let r = &env.recipients[0];
         assert_eq!(r.state, RecipientState::Pending);
         assert_eq!((r.attempts, r.last_error.as_deref()), (0, None));
@@ -156,6 +162,7 @@ mod tests {
         let mut env: Envelope = serde_json::from_str(OLD).expect("parses");
         env.attempts = 3;
         env.next_attempt_ms = Some(99);
+        env.delay_notified = true;
         env.recipients[0].state = RecipientState::Failed;
         env.recipients[0].attempts = 3;
         env.recipients[0].last_error = Some("550 5.1.1 unknown".into());

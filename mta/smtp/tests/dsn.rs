@@ -418,6 +418,47 @@ fn delay_notice() {
     assert_eq!(media_type(returned), "text/rfc822-headers");
 }
 
+/// A bounce and a delay notice due in the same attempt travel as one report: a
+/// `failed` and a `delayed` group, the failure's subject, a text that says the
+/// delayed recipients are still tried.
+#[test]
+fn one_notice_reports_a_failure_and_a_delay() {
+    let env = envelope(
+        "alice@example.org",
+        vec![
+            rcpt("bob@example.net", UNSPECIFIED, None),
+            rcpt("carol@example.net", UNSPECIFIED, None),
+        ],
+        None,
+    );
+    let delayed = DsnRecipient {
+        diagnostic: Some("smtp; 451 4.3.0 later".into()),
+        last_attempt_ms: Some(NOW_MS),
+        will_retry_until_ms: Some(NOW_MS + 86_400_000),
+        ..outcome(1, Action::Delayed, "4.3.0")
+    };
+    let dsn = run(&env, &original(), vec![failed_550(0), delayed]).expect("a notice");
+    let msg = parse(&dsn);
+    assert_eq!(msg.subject(), Some("Undelivered Mail Returned to Sender"));
+    let [text, status, _] = report_parts(&msg);
+    let groups = status_groups(status);
+    let actions: Vec<(&str, &str)> = groups[1..]
+        .iter()
+        .map(|g| (g["final-recipient"].as_str(), g["action"].as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("rfc822;bob@example.net", "failed"),
+            ("rfc822;carol@example.net", "delayed")
+        ]
+    );
+    assert!(groups[2].contains_key("will-retry-until"));
+    assert!(!groups[1].contains_key("will-retry-until"));
+    let text = text.text_contents().expect("text");
+    assert!(text.contains("still being tried"), "{text}");
+}
+
 #[test]
 fn boundary_is_not_in_the_original() {
     let env = envelope(

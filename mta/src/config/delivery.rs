@@ -28,7 +28,9 @@ pub struct DeliveryConfig {
     pub retry_jitter_percent: u64,
     /// After this long in the queue a message is bounced as expired.
     pub max_queue_lifetime_secs: u64,
-    /// Send a delay notice (NOTIFY=DELAY) once a message has waited this long; 0 = never.
+    /// Send the sender one delay notice (RFC 3464 `Action: delayed`) when an attempt
+    /// leaves recipients pending and the message has waited this long; 0 = never.
+    /// The default is Postfix's `delay_warning_time` of 4 h (`delivery/delay.rs`).
     pub delay_notice_secs: u64,
     /// How long a delivery attempt may hold a message before it is retried anyway.
     pub lease_secs: u64,
@@ -55,7 +57,7 @@ impl Default for DeliveryConfig {
             retry_max_secs: 4 * 3600,
             retry_jitter_percent: 20,
             max_queue_lifetime_secs: 5 * 24 * 3600,
-            delay_notice_secs: 0,
+            delay_notice_secs: 4 * 3600,
             lease_secs: 900,
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(300),
@@ -276,6 +278,22 @@ mod tests {
     use std::time::Duration;
 
     use super::super::Config;
+
+    #[test]
+    fn delay_notices_default_to_four_hours_and_can_be_turned_off() {
+        let delay = |text: &str| {
+            Config::parse(text)
+                .unwrap()
+                .validate()
+                .unwrap()
+                .raw
+                .delivery
+                .delay_notice_secs
+        };
+        assert_eq!(delay(""), 14_400);
+        assert_eq!(delay("[delivery]\ndelay_notice_secs = 1\n"), 1);
+        assert_eq!(delay("[delivery]\ndelay_notice_secs = 0\n"), 0);
+    }
 
     #[test]
     fn timeouts_keep_their_keys_and_defaults() {

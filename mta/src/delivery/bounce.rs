@@ -1,41 +1,48 @@
-//! Turning an attempt's final outcomes into a delivery status notification: which
+//! Turning an attempt's outcomes into a delivery status notification: which
 //! recipients are reported is the DSN builder's call (NOTIFY, null sender); this file
-//! maps our outcomes onto it and wraps the result as a new message from the null
-//! sender, queued in the same batch that completes the original.
+//! maps our outcomes onto it ([`final_outcome`] for failures, [`delayed`] for
+//! recipients still being retried, see `delay.rs`) and wraps the result as a new
+//! message from the null sender, queued in the same batch that completes the
+//! original. One notice per completion: a bounce and a delay notice due in the same
+//! attempt are one DSN with a `failed` and a `delayed` group (RFC 3464 allows both
+//! in one report), since `Spool::complete` queues one message with the outcome.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use way2mail_smtp::dsn::{self, DsnRecipient, DsnRequest};
+use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
 use way2mail_smtp::{EnhancedCode, Envelope, MessageId, Origin, Recipient};
 
 use super::attempt::RecipientAttempt;
 
-/// The DSN for `reported` outcomes of message `id`, if one is due.
-pub fn notice(
-    hostname: &str,
-    id: MessageId,
-    envelope: &Envelope,
-    original: &[u8],
-    reported: &[RecipientAttempt],
-    now_ms: u64,
-) -> Option<(MessageId, Envelope, Vec<u8>)> {
-    let recipients = reported
-        .iter()
-        .map(|o| DsnRecipient {
-            index: o.index,
-            action: o.attempt.dsn_action(),
-            status: o.attempt.enhanced_code(),
-            remote_mta: o.hop.as_ref().map(|h| format!("dns; {}", h.host)),
-            // An SMTP reply when a host answered, else our own diagnostic.
-            diagnostic: Some(match &o.hop {
-                Some(_) => format!("smtp; {}", o.attempt),
-                None => format!("x-way2mail; {}", o.attempt),
-            }),
-            last_attempt_ms: Some(now_ms),
-            will_retry_until_ms: None,
-        })
-        .collect();
-    wrap(hostname, id, envelope, original, recipients, now_ms)
+/// A final outcome (delivered, relayed, failed) as a DSN reports it.
+pub fn final_outcome(o: &RecipientAttempt, now_ms: u64) -> DsnRecipient {
+    DsnRecipient {
+        index: o.index,
+        action: o.attempt.dsn_action(),
+        status: o.attempt.enhanced_code(),
+        remote_mta: o.hop.as_ref().map(|h| format!("dns; {}", h.host)),
+        diagnostic: Some(diagnostic(o)),
+        last_attempt_ms: Some(now_ms),
+        will_retry_until_ms: None,
+    }
+}
+
+/// A deferred recipient reported as `delayed`, retried until `until_ms`; its
+/// status is the deferral's 4.x.x.
+pub fn delayed(o: &RecipientAttempt, now_ms: u64, until_ms: u64) -> DsnRecipient {
+    DsnRecipient {
+        action: Action::Delayed,
+        will_retry_until_ms: Some(until_ms),
+        ..final_outcome(o, now_ms)
+    }
+}
+
+/// An SMTP reply when a host answered, else our own diagnostic.
+fn diagnostic(o: &RecipientAttempt) -> String {
+    match &o.hop {
+        Some(_) => format!("smtp; {}", o.attempt),
+        None => format!("x-way2mail; {}", o.attempt),
+    }
 }
 
 /// The bounce for pending recipients `indexes` of a message an operator removed
@@ -52,7 +59,7 @@ pub fn removed_by_operator(
         .iter()
         .map(|&index| DsnRecipient {
             index,
-            action: dsn::Action::Failed,
+            action: Action::Failed,
             status: EnhancedCode::new(5, 0, 0),
             remote_mta: None,
             diagnostic: Some(format!("x-way2mail; {REMOVED_BY_OPERATOR}")),
@@ -60,16 +67,16 @@ pub fn removed_by_operator(
             will_retry_until_ms: None,
         })
         .collect();
-    wrap(hostname, id, envelope, original, recipients, now_ms)
+    notice(hostname, id, envelope, original, recipients, now_ms)
 }
 
 /// What the delivery log and the bounce say of mail an operator removed.
 pub const REMOVED_BY_OPERATOR: &str = "5.0.0 removed from the queue by the operator";
 
-/// The DSN reporting `recipients` of message `id`, as a new message from the null
-/// sender (`None` for nobody to report, for the null sender, or when the DSN builder
-/// finds nobody who asked for one).
-fn wrap(
+/// The DSN reporting `recipients` of message `id` as a new message from the null
+/// sender, if one is due (not for nobody, not for the null sender, not when the DSN
+/// builder finds nobody who asked for one).
+pub fn notice(
     hostname: &str,
     id: MessageId,
     envelope: &Envelope,
@@ -107,13 +114,14 @@ fn wrap(
             listener: "dsn".into(),
             tls: None,
             auth: None,
-            // The bounce quotes the tenant's message: it is the tenant's data, sealed
+            // A notice quotes the tenant's message: it is the tenant's data, sealed
             // with its key and erased with it.
             tenant: envelope.origin.tenant.clone(),
         },
         received_at_ms: now_ms,
         attempts: 0,
         next_attempt_ms: None,
+        delay_notified: false,
     };
     Some((MessageId::generate(), notice_envelope, dsn.message))
 }
@@ -148,6 +156,7 @@ mod tests {
             received_at_ms: 1,
             attempts: 1,
             next_attempt_ms: None,
+            delay_notified: false,
         };
         let refused = Reply::new(550, EnhancedCode::new(5, 1, 1), "no such user");
         let failed = RecipientAttempt {
@@ -166,7 +175,7 @@ mod tests {
             id,
             &envelope,
             original,
-            std::slice::from_ref(&failed),
+            vec![final_outcome(&failed, 2)],
             2,
         )
         .expect("a bounce is due");
@@ -185,8 +194,9 @@ mod tests {
             "{text}"
         );
         envelope.origin.tenant = None;
+        let recipients = vec![final_outcome(&failed, 2)];
         let (_, bounce, _) =
-            notice("mx.test", id, &envelope, original, &[failed], 2).expect("bounce");
+            notice("mx.test", id, &envelope, original, recipients, 2).expect("bounce");
         assert_eq!(bounce.origin.tenant, None);
     }
 
@@ -213,6 +223,7 @@ mod tests {
             received_at_ms: 1,
             attempts: 3,
             next_attempt_ms: None,
+            delay_notified: false,
         };
         let original = b"Subject: hi\r\n\r\nhello\r\n";
         let id = MessageId::generate();

@@ -6,8 +6,9 @@
 //! client. Each recipient's result is a typed [`attempt::Attempt`] (delivered,
 //! deferred or failed, and why), from which every report derives its text and code.
 //! Results go back to the scheduler, which completes the message in one atomic spool
-//! write: recipients' states, the retry (`retry.rs`), a bounce if one is due
-//! (`bounce.rs`), and delivery-log records (in the spool; `log.rs` copies them to a
+//! write: recipients' states, the retry (`retry.rs`), a bounce or a delay notice if
+//! one is due (`bounce.rs`, `delay.rs`; both in one DSN when both are), and
+//! delivery-log records (in the spool; `log.rs` copies them to a
 //! file when `[delivery] log_file` is set). Mail of suspended and terminated tenants
 //! is held (`hold.rs`). `start.rs` starts the scheduler thread at once and
 //! hands `main.rs` one plan per core, from which each core builds its worker.
@@ -21,6 +22,7 @@
 pub mod attempt;
 pub mod bounce;
 pub mod connection;
+pub mod delay;
 pub mod hold;
 pub mod log;
 pub mod retry;

@@ -20,7 +20,7 @@ use way2mail_smtp::{Envelope, MessageId, RecipientState};
 use super::attempt::{Attempt, RecipientAttempt};
 use super::hold::Hold;
 use super::log::{Outcome, OutcomeLog};
-use super::{bounce, domain_of, retry, Job, JobResult};
+use super::{bounce, delay, domain_of, retry, Job, JobResult};
 use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
 use way2mail_daemon::time::now_ms;
@@ -262,7 +262,12 @@ impl Scheduler {
         let next_due = still_pending
             .then(|| now + retry::backoff_ms(&self.config, envelope.attempts, rng.next()));
         envelope.next_attempt_ms = next_due;
-        let notice = bounce::notice(&self.hostname, id, &envelope, &done.body, &reported, now);
+        let (notice, delayed) =
+            self.notice(id, &mut envelope, &done.body, &done.results, &reported, now);
+        let delay_notice = notice
+            .as_ref()
+            .filter(|_| delayed > 0)
+            .map(|(notice_id, _, _)| *notice_id);
         let mut records = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let kind = &outcome.record.outcome;
@@ -273,13 +278,58 @@ impl Scheduler {
         }
         // Not waited for: a completion lost in a crash leaves its lease behind,
         // which recovery turns back into a due entry (a duplicate, never a loss).
-        if let Err(e) = self
+        match self
             .spool
             .complete(id, &envelope, next_due, notice, records)
         {
-            tracing::error!(%id, error = %e, "completing a delivery attempt");
+            Ok(_) => {
+                if let Some(notice_id) = delay_notice {
+                    delay_notice_queued(id, notice_id, tenant.as_deref(), delayed);
+                }
+            }
+            Err(e) => tracing::error!(%id, error = %e, "completing a delivery attempt"),
         }
     }
+
+    /// The one DSN a completion queues (`Spool::complete` takes one): the bounce of
+    /// `finals`, the delay notice `delay.rs` decides (marking the envelope), or both
+    /// in one report. Also returns how many recipients it reports as delayed.
+    fn notice(
+        &self,
+        id: MessageId,
+        envelope: &mut Envelope,
+        body: &[u8],
+        results: &[RecipientAttempt],
+        finals: &[RecipientAttempt],
+        now: u64,
+    ) -> (Option<Queued>, usize) {
+        let delayed = delay::decide(&self.config, envelope, results, now);
+        let count = delayed.len();
+        let mut recipients: Vec<_> = finals
+            .iter()
+            .map(|o| bounce::final_outcome(o, now))
+            .collect();
+        recipients.extend(delayed);
+        let notice = bounce::notice(&self.hostname, id, envelope, body, recipients, now);
+        (notice, count)
+    }
+}
+
+/// A notice ready for `Spool::complete`: its queue id, envelope and message.
+type Queued = (MessageId, Envelope, Vec<u8>);
+
+/// The INFO line and the counter of a delay notice handed to the spool with its
+/// message's completion: queue ids and a count, never an address.
+fn delay_notice_queued(id: MessageId, notice: MessageId, tenant: Option<&str>, delayed: usize) {
+    crate::metrics::delay_notice();
+    tracing::info!(
+        target: "way2mail::delivery",
+        %id,
+        %notice,
+        tenant,
+        delayed,
+        "delay notice queued"
+    );
 }
 
 impl InFlight {

@@ -76,6 +76,7 @@ mod tests {
             received_at_ms: 1,
             attempts: 0,
             next_attempt_ms: None,
+            delay_notified: false,
         }
     }
 

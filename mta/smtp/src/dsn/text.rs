@@ -26,6 +26,13 @@ pub(super) fn explanation(
     for line in opening(worst) {
         push_line(&mut out, line);
     }
+    // A bounce that also carries the delay notice of the same attempt.
+    if worst == Action::Failed && reported.iter().any(|r| r.outcome.action == Action::Delayed) {
+        push_line(
+            &mut out,
+            "Recipients marked \"delivery delayed\" are still being tried.",
+        );
+    }
     out.push_str("\r\n");
     for r in reported {
         push_recipient(&mut out, r);

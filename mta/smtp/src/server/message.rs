@@ -127,6 +127,7 @@ impl SessionState {
             envid: tx.envid,
             attempts: 0,
             next_attempt_ms: None,
+            delay_notified: false,
             origin: Origin {
                 client_ip: self.params.client_ip,
                 helo: self
