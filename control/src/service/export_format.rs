@@ -252,6 +252,8 @@ struct MessageEnvelope {
     received_at: String,
     attempts: u32,
     next_attempt_at: Option<String>,
+    /// Whether the sender was told the message is late (`Action: delayed`).
+    delay_notified: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -289,6 +291,7 @@ pub(crate) fn message(id: String, e: Envelope) -> Message {
             received_at: millis(e.received_at_ms),
             attempts: e.attempts,
             next_attempt_at: e.next_attempt_ms.map(millis),
+            delay_notified: e.delay_notified,
         },
     }
 }
