@@ -28,9 +28,10 @@ const MIB: u64 = 1024 * 1024;
 const BUDGET: u64 = 64 * MIB;
 /// The most delivery may add to the peak RSS of the daemon that opened the same
 /// spool without delivery: the budget, plus room for a message being decrypted, the
-/// jobs and the allocator's slack. Reading every body (the scheduler before the
-/// budget) adds about the whole backlog, 400 MB (docs/benchmarks.md).
-const DELIVERY_BOUND: u64 = BUDGET + 64 * MIB;
+/// jobs, the allocator's slack and the baseline's own noise (its peak varied by
+/// 50 MiB between runs). Reading every body (the scheduler before the budget) adds
+/// about the whole backlog: 320-365 MiB here (docs/benchmarks.md).
+const DELIVERY_BOUND: u64 = BUDGET + 96 * MIB;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Memory does not depend on the I/O backend; one run keeps the test short. epoll
