@@ -41,6 +41,7 @@ const DKIM_SIGNED: &str = "way2mail_dkim_signed_total";
 const INBOUND_AUTH: &str = "way2mail_inbound_auth_total";
 const TLS_SESSIONS: &str = "way2mail_tls_sessions_total";
 const CERT_EXPIRY: &str = "way2mail_tls_certificate_expiry_timestamp_seconds";
+const INFLIGHT_BYTES: &str = "way2mail_delivery_inflight_bytes";
 const SPOOL_FREE: &str = "way2mail_spool_free_bytes";
 const READY: &str = "way2mail_ready";
 const CONFIG_RELOADS: &str = "way2mail_config_reloads_total";
@@ -155,6 +156,10 @@ fn describe() {
         "expiry (Unix time) of the listeners' TLS certificate"
     );
     describe_gauge!(SPOOL_FREE, "bytes free on the spool's filesystem");
+    describe_gauge!(
+        INFLIGHT_BYTES,
+        "body bytes of the messages out for delivery, held in memory (bounded by spool.memory_budget)"
+    );
     describe_gauge!(READY, "1 when /readyz answers 200, else 0");
     describe_counter!(
         CONFIG_RELOADS,
@@ -214,6 +219,11 @@ pub fn delivery(outcome: &'static str, final_after_ms: Option<u64>) {
     if let Some(ms) = final_after_ms {
         histogram!(DELIVERY_SECONDS).record(ms as f64 / 1000.0);
     }
+}
+
+/// Body bytes of the messages out for delivery, set by the scheduler each round.
+pub fn delivery_inflight_bytes(bytes: u64) {
+    gauge!(INFLIGHT_BYTES).set(bytes as f64);
 }
 
 /// A delay notice queued for a message.

@@ -24,6 +24,9 @@ use crate::{record, DeliveryRecord, Durable, Envelope, Error, MessageId, Spool};
 pub struct Leased {
     pub id: MessageId,
     pub envelope: Envelope,
+    /// The body's length as the envelope records it: what reading the body will
+    /// hold in memory, known before it is read.
+    pub body_len: u64,
 }
 
 /// What this process knows about a lease it took.
@@ -88,6 +91,21 @@ impl Spool {
     /// quarantined. Blocks the calling thread (for the flush): call it from the
     /// scheduler's thread or `spawn_blocking`, not from an async task.
     pub fn take_due(&self, now_ms: u64, max: usize, lease_ms: u64) -> Result<Vec<Leased>, Error> {
+        self.take_due_within(now_ms, max, u64::MAX, lease_ms)
+    }
+
+    /// [`take_due`](Spool::take_due) that also stops before the bodies of the
+    /// messages taken add up to more than `max_bytes`: the caller holds bodies in
+    /// memory and leases against a budget. The first due message is taken whatever
+    /// its size, so one larger than the budget still goes out; the entry that does
+    /// not fit stays on the schedule, first in line for the next call.
+    pub fn take_due_within(
+        &self,
+        now_ms: u64,
+        max: usize,
+        max_bytes: u64,
+        lease_ms: u64,
+    ) -> Result<Vec<Leased>, Error> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -96,7 +114,8 @@ impl Spool {
         let _taking = inner.leases.taking();
         let expiry_ms = now_ms.saturating_add(lease_ms);
         let mut write = Write::default();
-        let mut taken: Vec<(Leased, u64)> = Vec::new();
+        let mut taken: Vec<Leased> = Vec::new();
+        let mut bytes = 0u64;
         let mut seen = HashSet::new();
         let (mut missing, mut corrupt, mut erased) = (0usize, 0usize, 0usize);
         for item in inner
@@ -111,19 +130,34 @@ impl Spool {
             let Some(Key::Due { id, .. }) = keys::parse(&key) else {
                 continue;
             };
-            write.remove(&key);
             // A second entry for a message already leased would deliver it twice.
             if !seen.insert(id) || inner.leases.held().contains_key(&id) {
+                write.remove(&key);
                 continue;
             }
             match self.open_for_lease(&id, &mut write)? {
                 Ok((envelope, body_len)) => {
+                    if !taken.is_empty() && bytes.saturating_add(body_len) > max_bytes {
+                        // Left due: its envelope was only read.
+                        break;
+                    }
+                    bytes = bytes.saturating_add(body_len);
+                    write.remove(&key);
                     write.insert(&keys::lease(expiry_ms, &id), Vec::new());
-                    taken.push((Leased { id, envelope }, body_len));
+                    taken.push(Leased {
+                        id,
+                        envelope,
+                        body_len,
+                    });
                 }
-                Err(Dropped::Missing) => missing += 1,
-                Err(Dropped::Corrupt) => corrupt += 1,
-                Err(Dropped::Erased) => erased += 1,
+                Err(dropped) => {
+                    write.remove(&key);
+                    match dropped {
+                        Dropped::Missing => missing += 1,
+                        Dropped::Corrupt => corrupt += 1,
+                        Dropped::Erased => erased += 1,
+                    }
+                }
             }
         }
         if missing + corrupt + erased > 0 {
@@ -139,19 +173,16 @@ impl Spool {
         }
         inner.committer.submit(write).wait_blocking()?;
         let mut held = inner.leases.held();
-        Ok(taken
-            .into_iter()
-            .map(|(leased, body_len)| {
-                held.insert(
-                    leased.id,
-                    Held {
-                        expiry_ms,
-                        body_len,
-                    },
-                );
-                leased
-            })
-            .collect())
+        for leased in &taken {
+            held.insert(
+                leased.id,
+                Held {
+                    expiry_ms,
+                    body_len: leased.body_len,
+                },
+            );
+        }
+        Ok(taken)
     }
 
     /// Opens the envelope of a message about to be leased. A corrupt one is moved to

@@ -70,6 +70,45 @@ fn take_due_returns_due_entries_in_order_and_leases_them() {
     assert_eq!(spool.len(), 3, "leasing does not change the count");
 }
 
+/// The scheduler leases against a memory budget: a round stops before the bodies
+/// it took would pass `max_bytes`, leaving that entry first in line, and the first
+/// message of a round is taken whatever its size.
+#[test]
+fn take_due_within_stops_at_the_byte_limit_but_always_takes_one() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let env = envelope("s@example.org", 1);
+    let sized = |len: usize| {
+        let id = MessageId::generate();
+        spool
+            .enqueue(id, &env, vec![b'x'; len])
+            .expect("enqueue")
+            .wait_blocking()
+            .expect("durable");
+        id
+    };
+    let (a, b, c, d) = (sized(100), sized(300), sized(50), sized(1000));
+    let take = |max_bytes| {
+        spool
+            .take_due_within(now_ms(), 10, max_bytes, LEASE_MS)
+            .expect("take")
+    };
+    let first = take(350);
+    assert_eq!(ids(&first), vec![a], "a and b together are 400 bytes");
+    assert_eq!(first[0].body_len, 100);
+    let second = take(350);
+    assert_eq!(ids(&second), vec![b, c], "exactly at the limit");
+    assert_eq!(
+        second.iter().map(|l| l.body_len).collect::<Vec<_>>(),
+        [300, 50]
+    );
+    let third = take(10);
+    assert_eq!(ids(&third), vec![d], "larger than the limit, alone");
+    assert_eq!(third[0].body_len, 1000);
+    assert!(take(u64::MAX).is_empty(), "all leased");
+    assert_eq!(spool.next_due().expect("next_due"), None);
+}
+
 #[test]
 fn complete_deletes_reschedules_bounces_and_logs_atomically() {
     let fx = Fixture::new();

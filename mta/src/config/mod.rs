@@ -139,6 +139,10 @@ pub struct TlsConfig {
     pub self_signed: bool,
 }
 
+/// The smallest `[spool] memory_budget`: below it, almost every message would be
+/// larger than the budget and delivery would go one message at a time.
+pub const MIN_MEMORY_BUDGET: u64 = 1024 * 1024;
+
 /// What errors and log lines call the spool's master key file.
 pub const SPOOL_KEY: &str = "spool key (`[spool] key_file`)";
 /// What errors and log lines call a spool master key being rotated out.
@@ -157,6 +161,9 @@ pub struct SpoolConfig {
     /// default): beside the spool directory, `<path>.keyring`; `validate` fills it in.
     pub keyring_file: PathBuf,
     pub min_free_space: u64,
+    /// The most message body bytes delivery holds in memory at once (bodies of the
+    /// messages out for delivery): the scheduler leases only while under it.
+    pub memory_budget: u64,
     /// Opening the spool (sled's own recovery, then the check of every record) is
     /// given up, and the daemon exits, after this long without progress.
     #[serde(
@@ -257,6 +264,7 @@ impl Default for SpoolConfig {
             previous_key_files: Vec::new(),
             keyring_file: PathBuf::new(),
             min_free_space: 100 * 1024 * 1024,
+            memory_budget: 256 * 1024 * 1024,
             open_timeout: Duration::from_secs(20),
         }
     }
@@ -337,6 +345,12 @@ impl Config {
             return Err(ConfigError::new(
                 "spool.open_timeout_secs",
                 "must be at least 1",
+            ));
+        }
+        if self.spool.memory_budget < MIN_MEMORY_BUDGET {
+            return Err(ConfigError::new(
+                "spool.memory_budget",
+                format!("must be at least {MIN_MEMORY_BUDGET} (1 MiB)"),
             ));
         }
         validate_hostname(&self.hostname)?;
@@ -595,6 +609,24 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.key, "spool.open_timeout_secs");
+    }
+
+    #[test]
+    fn spool_memory_budget_defaults_to_256_mib_and_is_at_least_1_mib() {
+        let s = Config::parse("").unwrap().validate().unwrap();
+        assert_eq!(s.raw.spool.memory_budget, 268_435_456);
+        let s = Config::parse("[spool]\nmemory_budget = 1048576\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.raw.spool.memory_budget, 1_048_576);
+        let e = Config::parse("[spool]\nmemory_budget = 1048575\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "spool.memory_budget");
+        let e = Config::parse("[spool]\nmemory_budget = \"64M\"\n").unwrap_err();
+        assert_eq!(e.key, "spool.memory_budget");
     }
 
     #[test]

@@ -113,7 +113,7 @@ mod tests {
         );
         let mut new = settings(
             "[[listener]]\naddress = \"127.0.0.1:2526\"\nrole = \"mx\"\n\
-             [spool]\npath = \"/srv/b\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n\
+             [spool]\npath = \"/srv/b\"\nmemory_budget = 1048576\n[log]\nlevel = \"debug\"\nformat = \"json\"\n\
              [limits]\nmax_recipients = 150\n\
              [[route]]\ndomain = \"example.com\"\nhost = \"[127.0.0.1]:25\"\n",
         );
@@ -123,6 +123,7 @@ mod tests {
         assert_eq!(new.listeners[0].address.port(), 2525);
         assert_eq!(new.raw.listeners[0].address, "127.0.0.1:2525");
         assert_eq!(new.raw.spool.path, running.raw.spool.path);
+        assert_eq!(new.raw.spool.memory_budget, running.raw.spool.memory_budget);
         assert_eq!(new.raw.log.format, running.raw.log.format);
         assert_eq!(new.raw.log.level, "debug");
         assert_eq!(new.limits.max_recipients, 150);

@@ -10,17 +10,19 @@
 //! one is due (`bounce.rs`, `delay.rs`; both in one DSN when both are), and
 //! delivery-log records (in the spool; `log.rs` copies them to a
 //! file when `[delivery] log_file` is set). Mail of suspended and terminated tenants
-//! is held (`hold.rs`). `start.rs` starts the scheduler thread at once and
+//! is held (`hold.rs`). What is out at once is bounded by `[spool] memory_budget`
+//! in body bytes and by a count (`budget.rs`). `start.rs` starts the scheduler thread at once and
 //! hands `main.rs` one plan per core, from which each core builds its worker.
 //!
 //! ```text
-//!  spool ──take_due──► scheduler ──Job (by domain hash)──► core N worker ─► connection
+//!  spool ──take_due_within──► scheduler ──Job (by domain hash)──► core N worker ─► connection
 //!    ▲                    │  ▲                                                 │
 //!    └──complete (1 batch)┘  └──────────────── JobResult ◄─────────────────────┘
 //! ```
 
 pub mod attempt;
 pub mod bounce;
+pub mod budget;
 pub mod connection;
 pub mod delay;
 pub mod hold;

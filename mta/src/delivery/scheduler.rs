@@ -3,7 +3,10 @@
 //! its jobs have answered. It never blocks a core and never waits for a flush: a
 //! completion lost in a crash leaves the lease, which goes back to the schedule at
 //! the next start (at-least-once, never lost). Mail of a suspended or terminated
-//! tenant is put back unsent (`hold.rs`).
+//! tenant is put back unsent (`hold.rs`). Bodies of messages out are held in
+//! memory, so it leases in small rounds and only while their bytes are under
+//! `[spool] memory_budget` (`budget.rs`): a large backlog, all due at once after a
+//! restart, is worked through a budget's worth at a time.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Spool};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::attempt::{Attempt, RecipientAttempt};
+use super::budget::Budget;
 use super::hold::Hold;
 use super::log::{Outcome, OutcomeLog};
 use super::{bounce, delay, domain_of, retry, Job, JobResult};
@@ -25,13 +29,8 @@ use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
 use way2mail_daemon::time::now_ms;
 
-/// Messages leased per round; a full round means more are due right away.
-const BATCH: usize = 512;
 /// Longest sleep between looks at the schedule.
 const POLL: Duration = Duration::from_millis(50);
-/// Messages out at once. Bodies of leased messages are held in memory, so a large
-/// backlog is worked through in slices rather than pulled in whole.
-const MAX_IN_FLIGHT: usize = 10_000;
 
 pub struct Scheduler {
     pub spool: Spool,
@@ -46,61 +45,69 @@ pub struct Scheduler {
     pub tenants: Option<Arc<Tenants>>,
     /// Messages out for delivery now, for the queue gauge.
     pub active: Arc<AtomicUsize>,
+    /// `[spool] memory_budget`: body bytes of the messages out, at most (plus one
+    /// message, when a single one is larger).
+    pub memory_budget: u64,
 }
 
 /// A leased message whose jobs are out.
 struct InFlight {
     envelope: Envelope,
     body: Arc<Vec<u8>>,
+    /// What it counts against the budget (the length its lease gave).
+    body_len: u64,
     remaining: usize,
     results: Vec<RecipientAttempt>,
 }
 
 impl Scheduler {
     pub fn run(self) {
-        let mut inflight: HashMap<MessageId, InFlight> = HashMap::new();
+        let mut out = Out {
+            inflight: HashMap::new(),
+            budget: Budget::new(self.memory_budget),
+        };
         let mut rng = Rng::seeded();
         let mut hold = Hold::default();
         while !self.stop.load(Ordering::Acquire) {
-            let leased = if inflight.len() < MAX_IN_FLIGHT {
-                self.lease(&mut inflight, &mut hold)
-            } else {
-                0
-            };
-            let wait = if leased == BATCH {
-                Duration::ZERO
-            } else {
-                POLL
-            };
+            // A full round means more may be due right away.
+            let full = self.lease(&mut out, &mut hold, &mut rng);
+            let wait = if full { Duration::ZERO } else { POLL };
             match self.results.recv_timeout(wait) {
-                Ok(result) => self.collect(&mut inflight, result, &mut rng),
+                Ok(result) => self.collect(&mut out, result, &mut rng),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while let Ok(result) = self.results.try_recv() {
-                self.collect(&mut inflight, result, &mut rng);
+                self.collect(&mut out, result, &mut rng);
             }
-            self.active.store(inflight.len(), Ordering::Relaxed);
+            self.active.store(out.inflight.len(), Ordering::Relaxed);
+            crate::metrics::delivery_inflight_bytes(out.budget.bytes());
         }
         tracing::debug!(
-            in_flight = inflight.len(),
+            in_flight = out.inflight.len(),
             "scheduler stopped; leases return at next start"
         );
     }
 
-    /// Leases due messages and sends their jobs out (or puts held ones back);
-    /// returns how many it leased.
-    fn lease(&self, inflight: &mut HashMap<MessageId, InFlight>, hold: &mut Hold) -> usize {
+    /// Leases as many due messages as the budget has room for and sends their jobs
+    /// out (or puts held ones back); returns whether it leased a full round.
+    fn lease(&self, out: &mut Out, hold: &mut Hold, rng: &mut Rng) -> bool {
         let lease_ms = self.config.lease_secs * 1000;
-        let room = BATCH.min(MAX_IN_FLIGHT.saturating_sub(inflight.len()));
-        let leased = match self.spool.take_due(now_ms(), room, lease_ms) {
+        let room = out.budget.room();
+        if room.count == 0 {
+            return false;
+        }
+        let leased = match self
+            .spool
+            .take_due_within(now_ms(), room.count, room.bytes, lease_ms)
+        {
             Ok(leased) => leased,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the schedule");
-                return 0;
+                return false;
             }
         };
-        let count = leased.len();
+        let full = leased.len() == room.count;
         let directory = self.tenants.as_ref().and_then(|t| t.directory());
         let now = Instant::now();
         for l in leased {
@@ -120,11 +127,16 @@ impl Scheduler {
             };
             let jobs = self.split(l.id, &l.envelope, &body);
             if jobs.is_empty() {
-                // Nothing pending (should not happen): finish it.
-                inflight.insert(l.id, InFlight::new(l.envelope, body, 0));
+                // Nothing pending (should not happen): finish it now, since no
+                // result will ever come back for it.
+                self.complete(l.id, InFlight::new(l.envelope, body, l.body_len, 0), rng);
                 continue;
             }
-            inflight.insert(l.id, InFlight::new(l.envelope, body, jobs.len()));
+            // Counted from here until `collect` completes it; held and unreadable
+            // messages above never were.
+            out.budget.take(l.body_len);
+            let message = InFlight::new(l.envelope, body, l.body_len, jobs.len());
+            out.inflight.insert(l.id, message);
             for job in jobs {
                 let core = shard(&job.domain, self.cores.len());
                 if let Err(e) = self.cores[core].send(job) {
@@ -133,7 +145,7 @@ impl Scheduler {
                 }
             }
         }
-        count
+        full
     }
 
     /// Ends the lease of a held message without an attempt: same envelope, due again
@@ -184,19 +196,15 @@ impl Scheduler {
             .collect()
     }
 
-    fn collect(
-        &self,
-        inflight: &mut HashMap<MessageId, InFlight>,
-        result: JobResult,
-        rng: &mut Rng,
-    ) {
-        let Some(entry) = inflight.get_mut(&result.id) else {
+    fn collect(&self, out: &mut Out, result: JobResult, rng: &mut Rng) {
+        let Some(entry) = out.inflight.get_mut(&result.id) else {
             return;
         };
         entry.results.extend(result.recipients);
         entry.remaining = entry.remaining.saturating_sub(1);
         if entry.remaining == 0 {
-            if let Some(done) = inflight.remove(&result.id) {
+            if let Some(done) = out.inflight.remove(&result.id) {
+                out.budget.release(done.body_len);
                 self.complete(result.id, done, rng);
             }
         }
@@ -315,6 +323,12 @@ impl Scheduler {
     }
 }
 
+/// The messages out for delivery and the bytes of their bodies.
+struct Out {
+    inflight: HashMap<MessageId, InFlight>,
+    budget: Budget,
+}
+
 /// A notice ready for `Spool::complete`: its queue id, envelope and message.
 type Queued = (MessageId, Envelope, Vec<u8>);
 
@@ -333,10 +347,11 @@ fn delay_notice_queued(id: MessageId, notice: MessageId, tenant: Option<&str>, d
 }
 
 impl InFlight {
-    fn new(envelope: Envelope, body: Arc<Vec<u8>>, remaining: usize) -> InFlight {
+    fn new(envelope: Envelope, body: Arc<Vec<u8>>, body_len: u64, remaining: usize) -> InFlight {
         InFlight {
             envelope,
             body,
+            body_len,
             remaining,
             results: Vec::new(),
         }

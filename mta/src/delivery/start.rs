@@ -121,6 +121,7 @@ pub fn start(
         stop,
         tenants,
         active,
+        memory_budget: settings.raw.spool.memory_budget,
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())
