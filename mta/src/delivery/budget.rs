@@ -4,10 +4,11 @@
 //! [`Budget::room`] before each lease and `Spool::take_due_within` stops at the
 //! bytes it allows.
 
-/// Messages leased per round at most: small rounds let completions free room
-/// between them, and a restart on a large backlog (everything due at once) is
-/// worked through a round at a time.
-pub const MAX_BATCH: usize = 64;
+/// Messages leased per round at most (one durable write per round). Memory is
+/// bounded by the bytes (`take_due_within` stops a round at the budget), so a
+/// round of small messages may be large: the lease writes stay as few as before
+/// the budget, and large bodies are still taken a budget's worth at a time.
+pub const MAX_BATCH: usize = 512;
 /// Messages out at once, whatever their size (envelopes, jobs and per-message
 /// state cost memory too).
 pub const MAX_IN_FLIGHT: usize = 10_000;
