@@ -76,6 +76,17 @@ impl TestConfig {
         self.backend
     }
 
+    /// Delivery on with a short retry (1 s, then 2 s, no jitter), each outcome also
+    /// in `delivery.log` of the daemon's directory.
+    pub fn quick_delivery(backend: Backend) -> TestConfig {
+        TestConfig::new(backend)
+            .set("delivery", "enabled", "true")
+            .set("delivery", "retry_initial_secs", "1")
+            .set("delivery", "retry_max_secs", "2")
+            .set("delivery", "retry_jitter_percent", "0")
+            .set("delivery", "log_file", "\"delivery.log\"")
+    }
+
     /// Sets `key = value` in `[section]` (`""` for the top level). `value` is a TOML
     /// literal, so strings carry their quotes: `set("relay", "domains", r#"["a.test"]"#)`.
     pub fn set(mut self, section: &str, key: &str, value: &str) -> TestConfig {

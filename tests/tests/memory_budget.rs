@@ -111,13 +111,7 @@ fn a_restart_on_a_large_backlog_holds_a_budget_of_bodies() -> Result<()> {
 /// The destination is never paused for its failures (`backoff_after_failures`): the
 /// test wants every message tried again soon, not the shaper's growing pauses.
 fn delivery(backend: Backend) -> TestConfig {
-    TestConfig::new(backend)
-        .set("shaping", "backoff_after_failures", "1000000")
-        .set("delivery", "enabled", "true")
-        .set("delivery", "retry_initial_secs", "1")
-        .set("delivery", "retry_max_secs", "2")
-        .set("delivery", "retry_jitter_percent", "0")
-        .set("delivery", "log_file", "\"delivery.log\"")
+    TestConfig::quick_delivery(backend).set("shaping", "backoff_after_failures", "1000000")
 }
 
 /// `dest.test` to a port where nothing listens: every attempt is deferred.

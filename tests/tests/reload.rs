@@ -73,15 +73,6 @@ fn submit(d: &Daemon, to: &str, subject: &str) -> Result<String> {
     Ok(id)
 }
 
-fn delivery_config(backend: Backend) -> TestConfig {
-    TestConfig::new(backend)
-        .set("delivery", "enabled", "true")
-        .set("delivery", "retry_initial_secs", "1")
-        .set("delivery", "retry_max_secs", "2")
-        .set("delivery", "retry_jitter_percent", "0")
-        .set("delivery", "log_file", "\"delivery.log\"")
-}
-
 fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
     let sink = Sink::start(SinkOptions {
         behaviour: Behaviour::Accept,
@@ -89,7 +80,7 @@ fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
     })?;
     let closed = free_port()?;
     // Retried after an hour: only `queue retry` brings the message out sooner.
-    let base = delivery_config(backend)
+    let base = TestConfig::quick_delivery(backend)
         .set("delivery", "retry_initial_secs", "3600")
         .set("delivery", "retry_max_secs", "3600");
     let held = base.clone().raw(&format!(
