@@ -28,6 +28,13 @@ pub enum Placement {
     Held(u64),
 }
 
+/// Where one message stands, and the keys that say so.
+#[derive(Debug)]
+pub(crate) struct Scheduled {
+    pub(crate) placement: Placement,
+    pub(crate) keys: Vec<Vec<u8>>,
+}
+
 /// What to do with one message.
 #[derive(Debug)]
 pub enum Change {
@@ -68,28 +75,38 @@ impl Spool {
 
     /// Where every queued message stands: due, leased or held.
     pub fn placements(&self) -> Result<HashMap<MessageId, Placement>, Error> {
-        let mut out = HashMap::new();
+        Ok(self
+            .schedule()?
+            .into_iter()
+            .map(|(id, s)| (id, s.placement))
+            .collect())
+    }
+
+    /// Every schedule entry, lease and hold, by message: one scan of the three
+    /// prefixes serves where a message stands and which keys place it.
+    pub(crate) fn schedule(&self) -> Result<HashMap<MessageId, Scheduled>, Error> {
+        let mut out: HashMap<MessageId, Scheduled> = HashMap::new();
+        // In this order: a hold wins over a schedule entry, a lease over both.
         for prefix in [keys::DUE, keys::HELD, keys::LEASE] {
             for item in self.inner.db.scan_prefix([prefix]) {
                 let (key, value) = item?;
                 self.inner.progress.tick();
-                match keys::parse(&key) {
-                    Some(Key::Due { due_ms, id }) => {
-                        // The earliest entry counts, should there be several.
-                        let e = out.entry(id).or_insert(Placement::Due(due_ms));
-                        if let Placement::Due(d) = e {
-                            *d = (*d).min(due_ms);
-                        }
-                    }
-                    Some(Key::Held(id)) => {
-                        out.insert(id, Placement::Held(held_since(&value)));
-                    }
-                    // Scanned last: a lease wins over whatever else is there.
-                    Some(Key::Lease { expiry_ms, id }) => {
-                        out.insert(id, Placement::Leased(expiry_ms));
-                    }
-                    _ => {}
-                }
+                let (id, placement) = match keys::parse(&key) {
+                    Some(Key::Due { due_ms, id }) => (id, Placement::Due(due_ms)),
+                    Some(Key::Held(id)) => (id, Placement::Held(held_since(&value))),
+                    Some(Key::Lease { expiry_ms, id }) => (id, Placement::Leased(expiry_ms)),
+                    _ => continue,
+                };
+                let entry = out.entry(id).or_insert(Scheduled {
+                    placement,
+                    keys: Vec::new(),
+                });
+                entry.keys.push(key.to_vec());
+                entry.placement = match (entry.placement, placement) {
+                    // The earliest entry counts, should there be several.
+                    (Placement::Due(a), Placement::Due(b)) => Placement::Due(a.min(b)),
+                    (_, later) => later,
+                };
             }
         }
         Ok(out)
@@ -109,14 +126,14 @@ impl Spool {
         self.refuse_if_unhealthy()?;
         let inner = &*self.inner;
         let _taking = inner.leases.taking();
-        let placements = self.placements()?;
-        let schedule = self.schedule_keys()?;
+        let schedule = self.schedule()?;
         let now = now_ms();
         let mut write = Write::default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let skip = |why: &str| (*id, Changed::Skipped(why.to_owned()));
-            let placement = match placements.get(id) {
+            let scheduled = schedule.get(id);
+            let placement = match scheduled.map(|s| s.placement) {
                 _ if inner.leases.is_held(id) => {
                     out.push(skip("in delivery right now; try again in a moment"));
                     continue;
@@ -125,7 +142,7 @@ impl Spool {
                     out.push(skip("in delivery right now; try again in a moment"));
                     continue;
                 }
-                Some(p) => *p,
+                Some(p) => p,
                 // No schedule entry (recovery gives it one at the next start).
                 None => Placement::Due(now),
             };
@@ -153,7 +170,7 @@ impl Spool {
             if dry_run {
                 continue;
             }
-            for key in schedule.get(id).map(Vec::as_slice).unwrap_or_default() {
+            for key in scheduled.map(|s| s.keys.as_slice()).unwrap_or_default() {
                 write.remove(key);
             }
             match change {

@@ -57,18 +57,11 @@ impl Spool {
 
     /// Schedule entries, leases and holds (their whole keys) by message.
     pub(crate) fn schedule_keys(&self) -> Result<HashMap<MessageId, Vec<Vec<u8>>>, Error> {
-        let mut out: HashMap<MessageId, Vec<Vec<u8>>> = HashMap::new();
-        for prefix in [keys::DUE, keys::LEASE, keys::HELD] {
-            for item in self.inner.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                if let Some(Key::Due { id, .. } | Key::Lease { id, .. } | Key::Held(id)) =
-                    keys::parse(&key)
-                {
-                    out.entry(id).or_default().push(key.to_vec());
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .schedule()?
+            .into_iter()
+            .map(|(id, s)| (id, s.keys))
+            .collect())
     }
 
     /// Counts what the spool holds of `tenant` without opening a record.
