@@ -68,7 +68,7 @@ pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
-pub use spool::{RecipientSummary, Spool, SpoolOptions, Summary};
+pub use spool::{open_sled, RecipientSummary, Spool, SpoolOptions, Summary};
 pub use tenant_data::{TenantErasure, TenantInventory};
 pub use verify::{verify, Problem, VerifyReport};
 

@@ -140,21 +140,29 @@ pub(crate) fn open_db(path: &Path) -> Result<sled::Db, Error> {
         .flush_every_ms(None)
         .mode(sled::Mode::HighThroughput)
         .cache_capacity(CACHE_BYTES);
+    match open_sled(&config) {
+        Ok(db) => Ok(db),
+        // Still held: some process that got past our lock file (an older binary,
+        // say) has the database open.
+        Err(e) if is_sled_lock_error(&e) => Err(Error::Locked {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens a sled database, waiting up to a few seconds while sled's own file lock is
+/// still held by the background threads of a previous open in this process (they
+/// keep it for a moment after the last handle is dropped). Any other error, or a
+/// lock still held at the deadline, is returned as sled gave it.
+pub fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     let deadline = Instant::now() + SLED_LOCK_GRACE;
     loop {
         match config.open() {
-            Ok(db) => return Ok(db),
             Err(e) if is_sled_lock_error(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            // Still held: some process that got past our lock file (an older
-            // binary, say) has the database open.
-            Err(e) if is_sled_lock_error(&e) => {
-                return Err(Error::Locked {
-                    path: path.to_owned(),
-                })
-            }
-            Err(e) => return Err(e.into()),
+            other => return other,
         }
     }
 }

@@ -339,13 +339,12 @@ impl Store {
         keyring: Keyring,
         options: &StoreOptions,
     ) -> Result<Store, Error> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| Error::Open {
+        let db = way2mail_queue::open_sled(&sled::Config::new().path(dir)).map_err(|source| {
+            Error::Open {
                 path: dir.to_owned(),
                 source,
-            })?;
+            }
+        })?;
         options.progress.tick();
         let trees = TreeName::ALL
             .iter()
