@@ -273,6 +273,10 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         monitor,
         shutdown: stop_rx,
         tenants: tenants.clone(),
+        ingest: session::ingest::IngestBudget::new(
+            settings.raw.spool.ingest_budget,
+            settings.raw.spool.message_buffer,
+        ),
     });
     let admin_settings = settings.admin.clone();
     let mut reloader = Reloader {

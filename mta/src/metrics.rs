@@ -42,6 +42,7 @@ const INBOUND_AUTH: &str = "way2mail_inbound_auth_total";
 const TLS_SESSIONS: &str = "way2mail_tls_sessions_total";
 const CERT_EXPIRY: &str = "way2mail_tls_certificate_expiry_timestamp_seconds";
 const INFLIGHT_BYTES: &str = "way2mail_delivery_inflight_bytes";
+const INGEST_RESERVED: &str = "way2mail_ingest_reserved_bytes";
 const SPOOL_FREE: &str = "way2mail_spool_free_bytes";
 const READY: &str = "way2mail_ready";
 const CONFIG_RELOADS: &str = "way2mail_config_reloads_total";
@@ -160,6 +161,10 @@ fn describe() {
         INFLIGHT_BYTES,
         "body bytes of the messages out for delivery, held in memory (bounded by spool.memory_budget)"
     );
+    describe_gauge!(
+        INGEST_RESERVED,
+        "memory reserved by the end-of-data work on messages larger than spool.message_buffer (bounded by spool.ingest_budget)"
+    );
     describe_gauge!(READY, "1 when /readyz answers 200, else 0");
     describe_counter!(
         CONFIG_RELOADS,
@@ -224,6 +229,11 @@ pub fn delivery(outcome: &'static str, final_after_ms: Option<u64>) {
 /// Body bytes of the messages out for delivery, set by the scheduler each round.
 pub fn delivery_inflight_bytes(bytes: u64) {
     gauge!(INFLIGHT_BYTES).set(bytes as f64);
+}
+
+/// Memory the end-of-data work on large messages holds now.
+pub fn ingest_reserved_bytes(bytes: u64) {
+    gauge!(INGEST_RESERVED).set(bytes as f64);
 }
 
 /// A delay notice queued for a message.

@@ -9,6 +9,7 @@
 //! or silent client only ever parks a cheap task, never a core, and never for long.
 
 mod deadlines;
+pub mod ingest;
 
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Tenants and AUTH; `None` when `control.socket` is empty.
     pub tenants: Option<Arc<Tenants>>,
+    /// Memory for the end of data of messages larger than the message buffer.
+    pub ingest: ingest::IngestBudget,
 }
 
 /// The settings a session starts with and keeps to its end, and what is built from
@@ -97,6 +100,19 @@ struct Session {
     activity: Arc<Activity>,
     /// The deadline that cut the session, for its log line.
     cut: Option<Cut>,
+    /// The message being received, once parts of it were written to the spool.
+    spilling: Option<Spilling>,
+}
+
+/// A message whose content outgrew the message buffer: what went to the spool.
+struct Spilling {
+    id: MessageId,
+    /// The next part's number.
+    next: u32,
+    /// Bytes written as parts.
+    bytes: u64,
+    /// Writing a part failed: the message cannot be accepted.
+    failed: Option<way2mail_queue::Error>,
 }
 
 /// Serves one accepted connection to its end and logs one line about it.
@@ -127,8 +143,10 @@ pub async fn serve<I: Io>(
         relay: Arc::clone(&settings.relay),
         tenants: shared.tenants.as_ref().map(|t| t.policy()),
     };
+    let mut protocol = Protocol::new(params);
+    protocol.spill_content_over(shared.ingest.message_buffer);
     let mut s = Session {
-        protocol: Protocol::new(params),
+        protocol,
         shutdown: shared.shutdown.clone(),
         shared,
         live,
@@ -142,12 +160,15 @@ pub async fn serve<I: Io>(
         deadlines: Deadlines::new(limits, started),
         activity,
         cut: None,
+        spilling: None,
     };
     let outcome = match s.run(io).await {
         Ok(outcome) => s.cut.map_or(outcome, Cut::outcome),
         Err(e) if e.kind() == io::ErrorKind::TimedOut => "write timeout",
         Err(_) => "connection error",
     };
+    // A message cut off in the middle: its parts are not wanted.
+    s.drop_spill();
     tracing::info!(
         target: "way2mail::connection",
         peer = %s.peer,
@@ -223,10 +244,14 @@ impl Session {
                     self.flush(io).await?;
                     return Ok(Step::StartTls);
                 }
-                Event::Message { id, envelope, body } => self.commit(id, envelope, body).await,
+                Event::Content { id, bytes } => self.spill(id, &bytes),
+                Event::Message { id, envelope, body } => {
+                    self.end_of_data(id, envelope, body).await;
+                }
                 // The protocol refused the content itself (size, line length, NUL,
                 // bare line ends, loop); its reply follows on the next event.
                 Event::Refused { id, reason } => {
+                    self.drop_spill();
                     crate::metrics::rejected(self.role, reason.as_str());
                     tracing::info!(
                         target: "way2mail::message",
@@ -386,6 +411,83 @@ impl Session {
         "displaced by a newcomer at the connection cap"
     }
 
+    /// Writes the next part of a message that outgrew the message buffer to the
+    /// spool. A failure is remembered and answered at the end of data.
+    fn spill(&mut self, id: MessageId, bytes: &[u8]) {
+        if self.spilling.as_ref().is_some_and(|s| s.id != id) {
+            self.drop_spill();
+        }
+        let s = self.spilling.get_or_insert(Spilling {
+            id,
+            next: 0,
+            bytes: 0,
+            failed: None,
+        });
+        if s.failed.is_some() {
+            return;
+        }
+        match self.shared.spool.spill(&id, &mut s.next, bytes) {
+            Ok(()) => s.bytes += bytes.len() as u64,
+            Err(e) => s.failed = Some(e),
+        }
+    }
+
+    /// Deletes the parts of the message being received, if any.
+    fn drop_spill(&mut self) {
+        if let Some(s) = self.spilling.take() {
+            if let Err(e) = self.shared.spool.drop_spill(&s.id) {
+                tracing::warn!(id = %s.id, error = %e, "cannot delete the parts of a message; the next start does");
+            }
+        }
+    }
+
+    /// The end of data: a message that outgrew the message buffer is read back
+    /// from its parts under the ingest budget, then committed like any other.
+    async fn end_of_data(&mut self, id: MessageId, envelope: Envelope, tail: Vec<u8>) {
+        let Some(spilled) = self.spilling.take_if(|s| s.id == id) else {
+            self.drop_spill();
+            return self.commit(id, envelope, tail).await;
+        };
+        let failed = spilled.failed;
+        self.spilling = Some(Spilling {
+            failed: None,
+            ..spilled
+        });
+        if let Some(e) = failed {
+            self.spool_failed(id, &e);
+            return self.drop_spill();
+        }
+        let size = spilled.bytes + tail.len() as u64;
+        let reservation = self.shared.ingest.reserve(size).await;
+        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
+        let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        match self.shared.spool.read_spill(&id, &mut body) {
+            Ok(()) if body.len() as u64 == spilled.bytes => {
+                body.extend_from_slice(&tail);
+                drop(tail);
+                self.commit(id, envelope, body).await;
+            }
+            Ok(()) => {
+                let e = way2mail_queue::Error::Corrupt {
+                    key: format!("parts of {id}"),
+                    reason: "fewer bytes read back than were written".into(),
+                };
+                self.spool_failed(id, &e);
+            }
+            Err(e) => self.spool_failed(id, &e),
+        }
+        drop(reservation);
+        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
+        self.drop_spill();
+    }
+
+    /// The message could not be spooled: `451`/`452` and an ERROR line.
+    fn spool_failed(&mut self, id: MessageId, e: &way2mail_queue::Error) {
+        crate::metrics::rejected(self.role, "spool_failure");
+        tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
+        self.protocol.message_queued(Err(queue_failure(e)));
+    }
+
     /// The commit point: a message is either not accepted, or sealed, written and
     /// flushed before the client hears `250`. Before that, mail from the internet is
     /// checked (SPF/DKIM/DMARC/ARC → `Authentication-Results:`), and tenant mail is
@@ -467,11 +569,7 @@ impl Session {
                 );
                 self.protocol.message_queued(Ok(()));
             }
-            Err(e) => {
-                crate::metrics::rejected(self.role, "spool_failure");
-                tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
-                self.protocol.message_queued(Err(queue_failure(&e)));
-            }
+            Err(e) => self.spool_failed(id, &e),
         }
     }
 }

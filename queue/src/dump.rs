@@ -70,6 +70,10 @@ impl Spool {
         stats.bytes += MAGIC.len() as u64;
         for item in inner.db.iter() {
             let (key, value) = item?;
+            // Parts of messages being received are not mail (spill.rs).
+            if matches!(keys::parse(&key), Some(Key::Spill(..))) {
+                continue;
+            }
             write_item(out, &key)?;
             write_item(out, &value)?;
             stats.records += 1;
@@ -118,7 +122,7 @@ fn read_item(input: &mut impl Read) -> Result<Option<Vec<u8>>, Error> {
 /// Whether a record must be left out because its tenant was erased.
 fn erased(keyring: &Keyring, key: &[u8], value: &[u8]) -> bool {
     match keys::parse(key) {
-        Some(Key::Envelope(_) | Key::Body(_) | Key::Log { .. }) => {
+        Some(Key::Envelope(_) | Key::Body(..) | Key::Log { .. }) => {
             seal::key_id_of(value).is_some_and(|id| matches!(keyring.lookup(id), Lookup::Erased(_)))
         }
         _ => false,

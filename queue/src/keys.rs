@@ -5,7 +5,11 @@
 //!
 //! ```text
 //!   e <id:16>                  sealed envelope
-//!   b <id:16>                  sealed body
+//!   b <id:16>                  sealed body, or its first chunk
+//!   b <id:16> <n:4 BE>         sealed chunk n (n ≥ 1) of a body longer than
+//!                              BODY_CHUNK bytes: every chunk holds BODY_CHUNK
+//!                              bytes but the last, so the envelope's body length
+//!                              names every key of the body
 //!   d <due_ms:8 BE> <id:16>    schedule entry (empty value), ordered by (due, id)
 //!   h <id:16>                  held by an operator (value: held-at ms, 8 BE): off
 //!                              the schedule, not due, not expired, until released
@@ -14,6 +18,8 @@
 //!                              then time order, so that a tenant's log, or the part
 //!                              of it older than its retention, is one key range
 //!   l <expiry_ms:8 BE> <id:16> lease (empty value): the message is being delivered
+//!   s <id:16> <n:4 BE>         part n of a message still being received (spill.rs):
+//!                              never acknowledged, deleted at its end and at start
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
 //!                              the format before data keys; `m commit_seq` = u64
@@ -32,6 +38,7 @@ pub const LEASE: u8 = b'l';
 pub const LOG: u8 = b'g';
 pub const META: u8 = b'm';
 pub const HELD: u8 = b'h';
+pub const SPILL: u8 = b's';
 /// The format marker (see `migrate.rs`).
 pub const FORMAT: &[u8] = b"mformat";
 /// The count of committed batches (see `anchor.rs`).
@@ -39,6 +46,16 @@ pub const COMMIT_SEQ: &[u8] = b"mcommit_seq";
 
 /// Length of an envelope or body key.
 pub const RECORD_KEY_LEN: usize = 17;
+/// Length of the key of a body's chunk after its first.
+pub const BODY_CHUNK_KEY_LEN: usize = 21;
+/// Plaintext bytes per body record. sled writes a tree node larger than a quarter
+/// of its 512 KiB segments as a file of its own, and its cache charges such a node
+/// at the size of its pointer, so it is never evicted: large values would make the
+/// cache, and the process, as large as the queue. A leaf holds at most 17 entries
+/// before it splits; 17 sealed chunks of 7 KiB stay under that threshold, so every
+/// node is charged its real size and the cache bound holds. A body written before
+/// chunking (one record of any length) is still read: see `Spool::body_chunks`.
+pub const BODY_CHUNK: usize = 7 * 1024;
 /// Length of a schedule key.
 pub const DUE_KEY_LEN: usize = 25;
 /// Length of a lease key (same layout as a schedule key).
@@ -53,7 +70,8 @@ pub const LEGACY_LOG_KEY_LEN: usize = 29;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Envelope(MessageId),
-    Body(MessageId),
+    /// A body's chunk: 0 for the first (or only) record.
+    Body(MessageId, u32),
     Due {
         due_ms: u64,
         id: MessageId,
@@ -64,6 +82,8 @@ pub enum Key {
     },
     /// Held by an operator: neither scheduled nor leased.
     Held(MessageId),
+    /// Part of a message still being received.
+    Spill(MessageId, u32),
     Log {
         key_id: KeyId,
         time_ms: u64,
@@ -93,8 +113,44 @@ pub fn envelope(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
     record(ENVELOPE, id)
 }
 
+/// The key of a body's first (or only) record; also the prefix of all its chunks.
 pub fn body(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
     record(BODY, id)
+}
+
+/// The key of part `index` of a message being received.
+pub fn spill(id: &MessageId, index: u32) -> [u8; BODY_CHUNK_KEY_LEN] {
+    let mut k = [0u8; BODY_CHUNK_KEY_LEN];
+    k[0] = SPILL;
+    k[1..17].copy_from_slice(id.as_bytes());
+    k[17..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The prefix of every part of a message being received.
+pub fn spill_prefix(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
+    record(SPILL, id)
+}
+
+/// The key of chunk `index` of a body (`body(id)` for 0).
+pub fn body_chunk(id: &MessageId, index: u32) -> Vec<u8> {
+    let mut k = body(id).to_vec();
+    if index > 0 {
+        k.extend_from_slice(&index.to_be_bytes());
+    }
+    k
+}
+
+/// How many records a body of `body_len` bytes is written as (at least one, empty
+/// bodies included).
+pub fn body_chunk_count(body_len: u64) -> u32 {
+    let n = body_len.div_ceil(BODY_CHUNK as u64).max(1);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Every key a body of `body_len` bytes is written under.
+pub fn body_keys(id: &MessageId, body_len: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+    (0..body_chunk_count(body_len)).map(move |i| body_chunk(id, i))
 }
 
 pub fn held(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
@@ -196,7 +252,20 @@ pub fn parse(key: &[u8]) -> Option<Key> {
     let (&prefix, rest) = key.split_first()?;
     match prefix {
         ENVELOPE => id_at(rest).map(Key::Envelope),
-        BODY => id_at(rest).map(Key::Body),
+        BODY if rest.len() == BODY_CHUNK_KEY_LEN - 1 => {
+            let (id, index) = rest.split_at(16);
+            let index = u32::from_be_bytes(index.try_into().ok()?);
+            // Chunk 0 is always written under the shorter key.
+            (index > 0).then_some(Key::Body(id_at(id)?, index))
+        }
+        BODY => id_at(rest).map(|id| Key::Body(id, 0)),
+        SPILL if rest.len() == BODY_CHUNK_KEY_LEN - 1 => {
+            let (id, index) = rest.split_at(16);
+            Some(Key::Spill(
+                id_at(id)?,
+                u32::from_be_bytes(index.try_into().ok()?),
+            ))
+        }
         HELD => id_at(rest).map(Key::Held),
         DUE if rest.len() == DUE_KEY_LEN - 1 => {
             let (due_ms, id, _) = split_timed(rest)?;
@@ -233,10 +302,12 @@ pub fn parse(key: &[u8]) -> Option<Key> {
 pub fn describe(key: &[u8]) -> String {
     match parse(key) {
         Some(Key::Envelope(id)) => format!("envelope {id}"),
-        Some(Key::Body(id)) => format!("body {id}"),
+        Some(Key::Body(id, 0)) => format!("body {id}"),
+        Some(Key::Body(id, n)) => format!("body {id} chunk {n}"),
         Some(Key::Due { due_ms, id }) => format!("schedule {id} due {due_ms}"),
         Some(Key::Lease { expiry_ms, id }) => format!("lease {id} until {expiry_ms}"),
         Some(Key::Held(id)) => format!("hold {id}"),
+        Some(Key::Spill(id, n)) => format!("part {n} of {id} being received"),
         Some(Key::Log {
             key_id,
             time_ms,
@@ -269,9 +340,32 @@ mod tests {
         #[test]
         fn record_keys_round_trip(id in id()) {
             prop_assert_eq!(parse(&envelope(&id)), Some(Key::Envelope(id)));
-            prop_assert_eq!(parse(&body(&id)), Some(Key::Body(id)));
+            prop_assert_eq!(parse(&body(&id)), Some(Key::Body(id, 0)));
             let q = quarantine(&body(&id));
             prop_assert_eq!(parse(&q), Some(Key::Quarantine(body(&id).to_vec())));
+        }
+
+        #[test]
+        fn body_chunk_keys_round_trip_and_sort_in_order_under_the_body(
+            id in id(), other in id(), a in any::<u32>(), b in any::<u32>()
+        ) {
+            prop_assert_eq!(parse(&body_chunk(&id, a)), Some(Key::Body(id, a)));
+            prop_assert_eq!(parse(&spill(&id, a)), Some(Key::Spill(id, a)));
+            prop_assert_eq!(spill(&id, a).cmp(&spill(&id, b)), a.cmp(&b));
+            prop_assert!(spill(&id, a).starts_with(&spill_prefix(&id)));
+            prop_assert_eq!(body_chunk(&id, a).cmp(&body_chunk(&id, b)), a.cmp(&b));
+            prop_assert!(body_chunk(&id, a).starts_with(&body(&id)));
+            prop_assert_eq!(body_chunk(&other, b).starts_with(&body(&id)), other == id);
+        }
+
+        #[test]
+        fn body_keys_cover_the_length(id in id(), len in 0u64..200_000) {
+            let keys: Vec<_> = body_keys(&id, len).collect();
+            let n = keys.len() as u64;
+            prop_assert!(n >= 1);
+            prop_assert!(n * BODY_CHUNK as u64 >= len);
+            prop_assert!(len == 0 || (n - 1) * (BODY_CHUNK as u64) < len);
+            prop_assert_eq!(&keys[0], &body(&id).to_vec());
         }
 
         #[test]
@@ -363,5 +457,11 @@ mod tests {
         assert_eq!(parse(&[LOG; 30]), None);
         assert_eq!(parse(&[LOG; 38]), None);
         assert_eq!(parse(b"x0000000000000000"), None);
+        // Chunk 0 under the long form, and lengths between the two forms.
+        assert_eq!(
+            parse(&[BODY, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]),
+            None
+        );
+        assert_eq!(parse(&[BODY; 19]), None);
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::body;
 use crate::commit::Write;
 use crate::keys::{self, Key};
 use crate::{record, DeliveryRecord, Durable, Envelope, Error, MessageId, Spool};
@@ -91,20 +92,23 @@ impl Spool {
     /// quarantined. Blocks the calling thread (for the flush): call it from the
     /// scheduler's thread or `spawn_blocking`, not from an async task.
     pub fn take_due(&self, now_ms: u64, max: usize, lease_ms: u64) -> Result<Vec<Leased>, Error> {
-        self.take_due_within(now_ms, max, u64::MAX, lease_ms)
+        self.take_due_within(now_ms, max, u64::MAX, lease_ms, |len| len)
     }
 
-    /// [`take_due`](Spool::take_due) that also stops before the bodies of the
-    /// messages taken add up to more than `max_bytes`: the caller holds bodies in
-    /// memory and leases against a budget. The first due message is taken whatever
-    /// its size, so one larger than the budget still goes out; the entry that does
-    /// not fit stays on the schedule, first in line for the next call.
+    /// [`take_due`](Spool::take_due) that also stops before what the messages taken
+    /// cost the caller adds up to more than `max_bytes`: `cost` says what a body of
+    /// a given length costs (the caller holds small bodies in memory and streams
+    /// large ones) and the caller leases against a budget. The first due message is
+    /// taken whatever its cost, so one larger than the budget still goes out; the
+    /// entry that does not fit stays on the schedule, first in line for the next
+    /// call.
     pub fn take_due_within(
         &self,
         now_ms: u64,
         max: usize,
         max_bytes: u64,
         lease_ms: u64,
+        cost: impl Fn(u64) -> u64,
     ) -> Result<Vec<Leased>, Error> {
         if max == 0 {
             return Ok(Vec::new());
@@ -137,11 +141,12 @@ impl Spool {
             }
             match self.open_for_lease(&id, &mut write)? {
                 Ok((envelope, body_len)) => {
-                    if !taken.is_empty() && bytes.saturating_add(body_len) > max_bytes {
+                    let cost = cost(body_len);
+                    if !taken.is_empty() && bytes.saturating_add(cost) > max_bytes {
                         // Left due: its envelope was only read.
                         break;
                     }
-                    bytes = bytes.saturating_add(body_len);
+                    bytes = bytes.saturating_add(cost);
                     write.remove(&key);
                     write.insert(&keys::lease(expiry_ms, &id), Vec::new());
                     taken.push(Leased {
@@ -201,19 +206,15 @@ impl Spool {
             Ok(found) => Ok(Ok(found)),
             Err(Error::Shredded { .. }) => {
                 write.remove(&env_key);
-                write.remove(&keys::body(id));
+                for k in body::existing_keys(&inner.db, id)? {
+                    write.remove(&k);
+                }
                 write.count_messages(-1);
                 Ok(Err(Dropped::Erased))
             }
             Err(e) => {
                 tracing::error!(record = %keys::describe(&env_key), reason = %e, "quarantining message");
-                write.remove(&env_key);
-                write.insert(&keys::quarantine(&env_key), value.to_vec());
-                let body_key = keys::body(id);
-                if let Some(body) = inner.db.get(body_key)? {
-                    write.remove(&body_key);
-                    write.insert(&keys::quarantine(&body_key), body.to_vec());
-                }
+                self.quarantine_records(write, id, Some(value.to_vec()))?;
                 write.count_messages(-1);
                 Ok(Err(Dropped::Corrupt))
             }
@@ -230,16 +231,6 @@ impl Spool {
             }
         }
         Ok(None)
-    }
-
-    /// Reads and authenticates one message's body; `None` if it is not in the spool.
-    pub fn read_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
-        let inner = &*self.inner;
-        let body_key = keys::body(id);
-        match inner.db.get(body_key)? {
-            Some(value) => Ok(Some(record::open_body(&inner.keyring, &body_key, &value)?)),
-            None => Ok(None),
-        }
     }
 
     /// Ends a lease with the outcome of an attempt. In ONE atomic batch: removes the
@@ -276,7 +267,9 @@ impl Spool {
             Err(Error::Erased(_)) => {
                 if inner.db.contains_key(env_key)? {
                     write.remove(&env_key);
-                    write.remove(&keys::body(&id));
+                    for k in body::existing_keys(&inner.db, &id)? {
+                        write.remove(&k);
+                    }
                     write.count_messages(-1);
                 }
                 return Ok(inner.committer.submit(write));
@@ -286,7 +279,7 @@ impl Spool {
         match next_due_ms {
             None => {
                 write.remove(&env_key);
-                write.remove(&keys::body(&id));
+                body::remove_body(&mut write, &id, body_len);
                 write.count_messages(-1);
             }
             Some(due_ms) => {

@@ -35,6 +35,7 @@
 //! The on-disk format is described in `docs/spool-format.md`.
 
 pub mod anchor;
+mod body;
 mod commit;
 mod delivery_log;
 mod dump;
@@ -55,11 +56,13 @@ pub mod metrics {
 mod record;
 mod recovery;
 mod retention;
+mod spill;
 mod spool;
 mod tenant_data;
 mod verify;
 
 pub use anchor::AnchorCheck;
+pub use body::BodyChunks;
 pub use commit::{CommitStats, Durable, Health};
 pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
 pub use dump::{restore_dump, DumpStats, RestoreStats};

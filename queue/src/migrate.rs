@@ -83,7 +83,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring, progress: &Progress) -> Resu
     for item in db.scan_prefix([keys::BODY]) {
         let (key, value) = item?;
         progress.tick();
-        let Some(Key::Body(id)) = keys::parse(&key) else {
+        let Some(Key::Body(id, _)) = keys::parse(&key) else {
             continue;
         };
         if !is_legacy(keyring, &value) {

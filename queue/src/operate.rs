@@ -151,7 +151,8 @@ impl Spool {
                 out.push(skip("not in the queue (delivered or removed meanwhile)"));
                 continue;
             };
-            let (envelope, _) = match record::open_envelope(&inner.keyring, &env_key, &value) {
+            let (envelope, body_len) = match record::open_envelope(&inner.keyring, &env_key, &value)
+            {
                 Ok(found) => found,
                 Err(Error::Shredded { .. }) => {
                     out.push(skip("its tenant was erased"));
@@ -178,7 +179,7 @@ impl Spool {
                 Change::Schedule { due_ms } => write.insert(&keys::due(due_ms, id), Vec::new()),
                 Change::Remove { log, notice } => {
                     write.remove(&env_key);
-                    write.remove(&keys::body(id));
+                    crate::body::remove_body(&mut write, id, body_len);
                     write.count_messages(-1);
                     let data_key = self.data_key(envelope.origin.tenant.as_deref())?;
                     self.append_log(&mut write, &data_key, id, &log)?;

@@ -1,16 +1,19 @@
-//! Startup check. One pass over the tree (in key order: bodies, schedule,
-//! envelopes, leases, quarantine), reading every value once, then one atomic batch
-//! of repairs. Nothing holding client data is ever deleted: records that fail to
-//! authenticate or parse, bodies without an envelope, records under a data key this
-//! keyring never had, and unknown keys are moved under the quarantine prefix. The
-//! one exception is mail of an erased tenant (its key was shredded: a restored
-//! backup can bring such records back), which is unreadable by design and deleted. Only schedule entries and leases (empty values) are
-//! removed. Every lease goes back to the schedule, due now: whatever delivery was
-//! doing when the process stopped is done again (at least once). The delivery log
-//! is skipped: it holds no queued mail and may be large; `delivery_log` reports a
-//! damaged record when it meets one.
+//! Startup check. One pass over the spool's metadata (in key order: schedule,
+//! envelopes, holds, leases, quarantine), then one atomic batch of repairs. Bodies
+//! and the delivery log are not read: they are most of the spool's bytes, and a
+//! start must not take longer, or hold more, the more mail is queued. A body is
+//! authenticated when delivery reads it, and a message whose body is missing,
+//! corrupt or cut short is quarantined then (`Spool::quarantine`); `spool verify`
+//! checks every record offline. Nothing holding client data is ever deleted:
+//! envelopes that fail to authenticate or parse, with their bodies, records under a
+//! data key this keyring never had, and unknown keys are moved under the quarantine
+//! prefix. The one exception is mail of an erased tenant (its key was shredded: a
+//! restored backup can bring such records back), which is unreadable by design and
+//! deleted. Only schedule entries and leases (empty values) are removed. Every lease
+//! goes back to the schedule, due now: whatever delivery was doing when the process
+//! stopped is done again (at least once).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::keys::{self, Key};
 use crate::{record, Error, MessageId};
@@ -34,53 +37,51 @@ pub struct RecoveryReport {
     pub erased_removed: usize,
     /// Records of the version before data keys re-sealed under data keys.
     pub migrated: usize,
+    /// Parts of messages that were still being received (never acknowledged).
+    pub unfinished_removed: usize,
 }
 
 #[derive(Default)]
 struct Pass {
-    /// Body length of every body that authenticates; `None` for broken ones.
-    bodies: HashMap<MessageId, Option<u64>>,
     scheduled: Vec<(Vec<u8>, MessageId)>,
     leased: Vec<(Vec<u8>, MessageId)>,
     valid: HashSet<MessageId>,
     to_quarantine: Vec<Vec<u8>>,
     /// Records sealed with a shredded key.
     erased: Vec<Vec<u8>>,
+    /// Messages whose envelope is quarantined or erased: their bodies follow.
+    bodies_to_quarantine: Vec<MessageId>,
+    bodies_erased: Vec<MessageId>,
+    /// Parts of messages that were being received.
+    spill: Vec<Vec<u8>>,
 }
 
 impl Pass {
     fn visit(&mut self, keyring: &Keyring, key: &[u8], value: &[u8]) {
         match keys::parse(key) {
-            Some(Key::Body(id)) => match record::open_body(keyring, key, value) {
-                Ok(b) => {
-                    self.bodies.insert(id, Some(b.len() as u64));
-                }
-                Err(Error::Shredded { .. }) => self.erased.push(key.to_vec()),
-                Err(_) => {
-                    self.bodies.insert(id, None);
-                }
-            },
+            // Not scanned (see the module doc).
+            Some(Key::Body(..) | Key::Log { .. } | Key::LegacyLog { .. }) => {}
             // A held message is where an operator put it: not due, not repaired.
             Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),
             Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),
-            Some(Key::Envelope(id)) => {
-                let body_len = self.bodies.get(&id).copied().flatten();
-                match record::open_envelope(keyring, key, value) {
-                    Ok((_, len)) if Some(len) == body_len => {
-                        self.valid.insert(id);
-                    }
-                    Err(Error::Shredded { .. }) => self.erased.push(key.to_vec()),
-                    outcome => {
-                        let reason = match outcome {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "body missing, corrupt or of the wrong length".into(),
-                        };
-                        tracing::warn!(record = %keys::describe(key), %reason, "quarantining message");
-                        self.to_quarantine.push(key.to_vec());
-                    }
+            Some(Key::Envelope(id)) => match record::open_envelope(keyring, key, value) {
+                Ok(_) => {
+                    self.valid.insert(id);
                 }
-            }
-            Some(Key::Quarantine(_) | Key::Log { .. } | Key::LegacyLog { .. } | Key::Meta(_)) => {}
+                Err(Error::Shredded { .. }) => {
+                    self.erased.push(key.to_vec());
+                    self.bodies_erased.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(record = %keys::describe(key), reason = %e, "quarantining message");
+                    self.to_quarantine.push(key.to_vec());
+                    self.bodies_to_quarantine.push(id);
+                }
+            },
+            Some(Key::Quarantine(_) | Key::Meta(_)) => {}
+            // A message still being received when the process stopped: never
+            // acknowledged, so its client sends it again.
+            Some(Key::Spill(..)) => self.spill.push(key.to_vec()),
             None => {
                 tracing::warn!(record = %keys::describe(key), "quarantining unknown record");
                 self.to_quarantine.push(key.to_vec());
@@ -98,19 +99,25 @@ pub(crate) fn run(
     progress: &Progress,
 ) -> Result<(RecoveryReport, bool), Error> {
     let mut pass = Pass::default();
-    // Everything but the delivery log, in key order.
-    let before_log = db.range(..[keys::LOG].as_slice());
+    // Everything but bodies and the delivery log, in key order.
+    let before_bodies = db.range(..[keys::BODY].as_slice());
+    let between = db.range([keys::BODY + 1].as_slice()..[keys::LOG].as_slice());
     let after_log = db.range([keys::LOG + 1].as_slice()..);
-    for item in before_log.chain(after_log) {
+    for item in before_bodies.chain(between).chain(after_log) {
         let (key, value) = item?;
         progress.tick();
         pass.visit(keyring, &key, &value);
     }
-    // Every body not belonging to a valid message goes too: its envelope is broken
-    // or missing.
-    for id in pass.bodies.keys() {
-        if !pass.valid.contains(id) {
-            pass.to_quarantine.push(keys::body(id).to_vec());
+    // The bodies of quarantined and erased envelopes: only their own records are
+    // read, to learn their keys.
+    for id in std::mem::take(&mut pass.bodies_to_quarantine) {
+        for item in db.scan_prefix(keys::body(&id)) {
+            pass.to_quarantine.push(item?.0.to_vec());
+        }
+    }
+    for id in std::mem::take(&mut pass.bodies_erased) {
+        for item in db.scan_prefix(keys::body(&id)) {
+            pass.erased.push(item?.0.to_vec());
         }
     }
     let mut report = RecoveryReport {
@@ -121,6 +128,10 @@ pub(crate) fn run(
     for key in &pass.erased {
         batch.remove(key.as_slice());
         report.erased_removed += 1;
+    }
+    for key in &pass.spill {
+        batch.remove(key.as_slice());
+        report.unfinished_removed += 1;
     }
     for key in &pass.to_quarantine {
         if let Some(value) = db.get(key)? {
@@ -156,6 +167,7 @@ pub(crate) fn run(
     }
     let changed = report.quarantined
         + report.erased_removed
+        + report.unfinished_removed
         + report.orphans_removed
         + report.schedule_repaired
         + report.leases_released

@@ -64,7 +64,7 @@ impl Spool {
             let Some(value) = inner.db.get(env_key)? else {
                 continue;
             };
-            let (envelope, _) = record::open_envelope(&inner.keyring, &env_key, &value)?;
+            let (envelope, body_len) = record::open_envelope(&inner.keyring, &env_key, &value)?;
             let log: Vec<DeliveryRecord> = envelope
                 .recipients
                 .iter()
@@ -83,7 +83,7 @@ impl Spool {
                 })
                 .collect();
             write.remove(&env_key);
-            write.remove(&keys::body(&id));
+            crate::body::remove_body(&mut write, &id, body_len);
             for k in entries {
                 write.remove(k);
             }

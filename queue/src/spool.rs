@@ -303,15 +303,11 @@ impl Spool {
     ) -> Result<(), Error> {
         let key = &*self.data_key(envelope.origin.tenant.as_deref())?;
         let env_key = keys::envelope(&id);
-        let body_key = keys::body(&id);
         write.insert(
             &env_key,
             record::seal_envelope(key, &env_key, envelope, body.len() as u64)?,
         );
-        write.insert(
-            &body_key,
-            way2mail_seal::record::seal(key, &body_key, body)?,
-        );
+        crate::body::seal_body(write, key, &id, body)?;
         write.insert(&keys::due(now_ms(), &id), Vec::new());
         write.count_messages(1);
         Ok(())
@@ -325,16 +321,7 @@ impl Spool {
             return Ok(None);
         };
         let (envelope, body_len) = record::open_envelope(&inner.keyring, &env_key, &env_value)?;
-        let body_key = keys::body(id);
-        let corrupt = |reason: &str| Error::Corrupt {
-            key: keys::describe(&body_key),
-            reason: reason.to_owned(),
-        };
-        let body_value = inner.db.get(body_key)?.ok_or_else(|| corrupt("missing"))?;
-        let body = record::open_body(&inner.keyring, &body_key, &body_value)?;
-        if body.len() as u64 != body_len {
-            return Err(corrupt("length differs from the envelope's"));
-        }
+        let body = self.read_whole_body(id, body_len)?;
         Ok(Some((envelope, body)))
     }
 

@@ -78,8 +78,8 @@ impl Spool {
             inv.messages += 1;
             let t = id.timestamp_ms();
             inv.oldest_message_ms = Some(inv.oldest_message_ms.map_or(t, |o| o.min(t)));
-            if let Some(body) = self.inner.db.get(keys::body(&id))? {
-                inv.bytes += body.len() as u64;
+            for chunk in self.inner.db.scan_prefix(keys::body(&id)) {
+                inv.bytes += chunk?.1.len() as u64;
             }
         }
         Ok(inv)
@@ -139,17 +139,17 @@ impl Spool {
         let mut write = Write::default();
         for id in &doomed {
             write.remove(&keys::envelope(id));
-            write.remove(&keys::body(id));
             write.count_messages(-1);
             inner.leases.forget(id);
         }
-        // Bodies whose envelope is already gone.
+        // Every body record sealed with the key (every chunk of every body of the
+        // doomed messages, and bodies whose envelope is already gone).
         for item in inner.db.scan_prefix([keys::BODY]) {
             let (key, value) = item?;
-            if let Some(Key::Body(id)) = keys::parse(&key) {
-                if seal::key_id_of(&value) == Some(key_id) && !doomed.contains(&id) {
-                    write.remove(&key);
-                }
+            if matches!(keys::parse(&key), Some(Key::Body(..)))
+                && seal::key_id_of(&value) == Some(key_id)
+            {
+                write.remove(&key);
             }
         }
         let mut schedule = self.schedule_keys()?;

@@ -91,6 +91,9 @@ pub struct VerifyReport {
     /// Records of erased tenants, awaiting removal by the daemon.
     pub erased: u64,
     pub metadata: u64,
+    /// Parts of messages that were being received when the spool stopped (the
+    /// next start deletes them).
+    pub unfinished: u64,
     /// Problems found, by kind.
     pub problems: BTreeMap<Problem, u64>,
     /// The first problems, described (record and reason).
@@ -128,12 +131,38 @@ impl VerifyReport {
 struct Messages {
     /// Envelopes that opened, with the body length they name.
     envelopes: HashMap<MessageId, u64>,
-    /// Bodies that opened, with their length.
-    bodies: HashMap<MessageId, u64>,
+    /// Bodies whose records opened, with what those records add up to.
+    bodies: HashMap<MessageId, BodyParts>,
     /// Records present but unreadable or erased: no consistency claims about them.
     unreadable: HashSet<MessageId>,
     /// Schedule entries and leases per message.
     schedule: HashMap<MessageId, u32>,
+}
+
+/// The records of one body that opened.
+#[derive(Default)]
+struct BodyParts {
+    /// Bytes of all of them.
+    len: u64,
+    /// Bytes of the first.
+    first: u64,
+    /// How many there are.
+    chunks: u32,
+    /// The highest chunk index among them.
+    last: u32,
+}
+
+impl BodyParts {
+    /// One record holding the whole body (as written before chunking), or every
+    /// chunk a body of `body_len` bytes is written as, the first one full.
+    fn laid_out_for(&self, body_len: u64) -> bool {
+        let whole = self.chunks == 1 && self.last == 0;
+        let count = keys::body_chunk_count(body_len);
+        let chunked = self.chunks == count
+            && self.last + 1 == count
+            && self.first == body_len.min(keys::BODY_CHUNK as u64);
+        whole || chunked
+    }
 }
 
 /// Checks the stopped spool at `path` with `keyring` (see the module doc), ticking
@@ -188,11 +217,19 @@ fn visit(
                 }
             }
         }
-        Some(Key::Body(id)) => {
-            report.bodies += 1;
+        Some(Key::Body(id, chunk)) => {
+            if chunk == 0 {
+                report.bodies += 1;
+            }
             match record::open_body(keyring, key, value) {
                 Ok(body) => {
-                    messages.bodies.insert(id, body.len() as u64);
+                    let parts = messages.bodies.entry(id).or_default();
+                    parts.len += body.len() as u64;
+                    parts.chunks += 1;
+                    parts.last = parts.last.max(chunk);
+                    if chunk == 0 {
+                        parts.first = body.len() as u64;
+                    }
                 }
                 Err(Error::Shredded { .. }) => {
                     report.erased += 1;
@@ -221,6 +258,8 @@ fn visit(
             }
         }
         Some(Key::Quarantine(_)) => report.quarantined += 1,
+        // Deleted at the next start; not part of any message.
+        Some(Key::Spill(..)) => report.unfinished += 1,
         Some(Key::Meta(_)) => report.metadata += 1,
         None => report.problem(Problem::UnknownRecord, keys::describe(key)),
     }
@@ -229,9 +268,19 @@ fn visit(
 fn cross_check(report: &mut VerifyReport, m: &Messages) {
     for (id, &body_len) in &m.envelopes {
         match m.bodies.get(id) {
-            Some(&len) if len != body_len => report.problem(
+            Some(parts) if parts.len != body_len => report.problem(
                 Problem::LengthMismatch,
-                format!("message {id}: body of {len} bytes, the envelope says {body_len}"),
+                format!(
+                    "message {id}: body of {} bytes, the envelope says {body_len}",
+                    parts.len
+                ),
+            ),
+            Some(parts) if !parts.laid_out_for(body_len) => report.problem(
+                Problem::LengthMismatch,
+                format!(
+                    "message {id}: body in {} records up to chunk {}, not as a body of {body_len} bytes is written",
+                    parts.chunks, parts.last
+                ),
             ),
             Some(_) => {}
             None if m.unreadable.contains(id) => {}

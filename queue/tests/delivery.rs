@@ -90,7 +90,7 @@ fn take_due_within_stops_at_the_byte_limit_but_always_takes_one() {
     let (a, b, c, d) = (sized(100), sized(300), sized(50), sized(1000));
     let take = |max_bytes| {
         spool
-            .take_due_within(now_ms(), 10, max_bytes, LEASE_MS)
+            .take_due_within(now_ms(), 10, max_bytes, LEASE_MS, |len| len)
             .expect("take")
     };
     let first = take(350);

@@ -258,3 +258,44 @@ fn verify_refuses_a_running_spool() {
         Err(Error::Locked { .. })
     ));
 }
+
+#[test]
+fn verify_names_a_chunked_body_missing_a_chunk() {
+    let fx = Fixture::new();
+    let (cut, whole) = {
+        let spool = fx.open();
+        let long = |tag: &str| {
+            let id = way2mail_smtp::MessageId::generate();
+            let durable = spool
+                .enqueue(id, &envelope("a@example.org", 1), vec![b'x'; 50_000])
+                .expect(tag);
+            durable.wait_blocking().expect("durable");
+            id
+        };
+        (long("cut"), long("whole"))
+    };
+    let keyring = keyring_for(&fx.key_path);
+    let clean = verify(&fx.spool_dir, &keyring, &Progress::new()).expect("verify");
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!(clean.bodies, 2, "one body per message, whatever its chunks");
+    {
+        let db = raw_db(&fx.spool_dir);
+        db.remove(keys::body_chunk(&cut, 6)).expect("remove");
+        db.flush().expect("flush");
+    }
+    let found = verify(&fx.spool_dir, &keyring, &Progress::new()).expect("verify");
+    assert_eq!(
+        found.problems.get(&Problem::LengthMismatch),
+        Some(&1),
+        "{found:?}"
+    );
+    assert!(
+        found.examples.iter().any(|e| e.contains(&cut.to_string())),
+        "{:?}",
+        found.examples
+    );
+    assert!(!found
+        .examples
+        .iter()
+        .any(|e| e.contains(&whole.to_string())));
+}

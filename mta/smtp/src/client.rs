@@ -46,6 +46,7 @@ use self::reply::RawReply;
 use self::transaction::Transaction;
 
 pub use self::auth::Credentials;
+pub use self::body::ContentScan;
 pub use self::disposition::{Disposition, Interruption, Unsendable};
 pub use self::ehlo::Extensions;
 pub use self::reply::{ReplyError, ReplyReader, MAX_LINE, MAX_REPLY};
@@ -95,7 +96,25 @@ pub struct OutboundMessage {
     pub envid: Option<String>,
     /// The content as spooled. Lines should end in CRLF; a bare CR or LF (mail
     /// spooled before the receivers normalised them) goes out as CRLF.
-    pub body: Arc<Vec<u8>>,
+    pub body: Content,
+}
+
+/// A message's content: in memory, or streamed by the caller when the session asks
+/// for it ([`ClientEvent::SendContent`]), so that a large body is never held whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Whole(Arc<Vec<u8>>),
+    Streamed(StreamedContent),
+}
+
+/// What the session must know of streamed content before it starts: learnt by a
+/// [`ContentScan`] over the same pieces that will be streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamedContent {
+    /// Octets once every line ends in CRLF (what BDAT and SIZE announce).
+    pub size: usize,
+    /// No octet over 127: the content may go to a peer without 8BITMIME.
+    pub seven_bit: bool,
 }
 
 /// What became of one recipient of the message.
@@ -157,6 +176,11 @@ pub enum ClientEvent {
     Failed(SessionFailure),
     /// After `quit()` or a failure: write `output()` and close.
     Closed,
+    /// The message's streamed content is due: write `output()`, then give the
+    /// content in pieces to `push_content()` (writing `output()` as it grows) and
+    /// call `end_content()`; then ask for the next event. If the content cannot be
+    /// read, close the connection without ending it: the peer discards it.
+    SendContent,
 }
 
 /// What the next reply from the peer answers, in the order commands went out.
@@ -222,6 +246,8 @@ pub struct ClientSession {
     closed: bool,
     /// Credentials for a smart host; sent only over TLS.
     credentials: Option<Credentials>,
+    /// Streamed content is being written (after `SendContent`).
+    streaming: Option<body::Encoder>,
 }
 
 impl ClientSession {
@@ -242,6 +268,7 @@ impl ClientSession {
             ready: false,
             closed: false,
             credentials: None,
+            streaming: None,
         }
     }
 
@@ -270,6 +297,9 @@ impl ClientSession {
             }
             if self.closed {
                 return ClientEvent::Closed;
+            }
+            if self.streaming.is_some() {
+                return ClientEvent::SendContent;
             }
             if self.await_tls {
                 return ClientEvent::StartTls;
@@ -300,6 +330,29 @@ impl ClientSession {
 
     pub fn clear_output(&mut self) {
         self.output.clear();
+    }
+
+    /// Takes the commands to write, leaving `spare` (cleared) as the next output
+    /// buffer: the bytes are moved, not copied.
+    pub fn take_output(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        std::mem::replace(&mut self.output, spare)
+    }
+
+    /// The next piece of streamed content (after `SendContent`), encoded into
+    /// `output()`.
+    pub fn push_content(&mut self, piece: &[u8]) {
+        if let Some(encoder) = self.streaming.as_mut() {
+            encoder.push(piece, &mut self.output);
+        }
+    }
+
+    /// The streamed content is complete: its end goes into `output()`, and the
+    /// session waits for the peer's verdict.
+    pub fn end_content(&mut self) {
+        if let Some(encoder) = self.streaming.take() {
+            encoder.finish(&mut self.output);
+        }
     }
 
     /// The TLS handshake after `StartTls` succeeded: start over with EHLO (RFC 3207
@@ -384,6 +437,7 @@ impl ClientSession {
 
     fn close(&mut self) {
         self.closed = true;
+        self.streaming = None;
         self.await_tls = false;
         self.expect.clear();
         self.input.clear();

@@ -18,6 +18,10 @@
 
 mod field;
 mod original;
+
+/// Largest original a notice returns whole (`RET=FULL`); of a larger one only the
+/// header section is returned.
+pub const RETURNED_WHOLE_MAX: usize = original::MAX_FULL;
 mod status;
 mod text;
 
@@ -95,8 +99,12 @@ pub struct DsnRequest<'a> {
     pub envelope: &'a Envelope,
     /// The queue ID of the original, quoted in the text part and the Message-ID.
     pub original_id: &'a str,
-    /// The stored message, header section and body, CRLF line ends.
+    /// The stored message, header section and body, CRLF line ends; or only its
+    /// beginning, header section included, when it is larger than
+    /// [`RETURNED_WHOLE_MAX`] (nothing more of it is returned).
     pub original: &'a [u8],
+    /// The stored message's size.
+    pub original_size: usize,
     pub recipients: Vec<DsnRecipient>,
     /// Now, in Unix milliseconds: the notice's `Date:`.
     pub now_ms: u64,
@@ -160,7 +168,7 @@ pub fn build(req: &DsnRequest<'_>) -> Option<Dsn> {
         .max_by_key(|a| a.severity())?;
 
     let full = req.envelope.ret == Some(Ret::Full) && worst == Action::Failed;
-    let returned = original::returned(req.original, full);
+    let returned = original::returned(req.original, req.original_size, full);
     let explanation = text::explanation(req, &reported, worst, &returned);
     let status = status::delivery_status(req, &reported);
     let message = assemble(req, worst, &explanation, &status, &returned);

@@ -242,9 +242,16 @@ pub enum Event {
         id: MessageId,
         envelope: Envelope,
         /// The `Received:` header followed by the message content as received, dot
-        /// unstuffed, every line ending in CRLF.
+        /// unstuffed, every line ending in CRLF; only what follows the `Content`
+        /// events of this message, if there were any.
         body: Vec<u8>,
     },
+    /// Only after [`Protocol::spill_content_over`]: the next part of the message
+    /// being received (its beginning is the `Received:` header), handed out before
+    /// the end of data so that a large message is not held whole. Store it and call
+    /// `next_event()`. The message is these parts in order, then the body of its
+    /// `Message`; a `Refused` or the session's end means they are not wanted.
+    Content { id: MessageId, bytes: Vec<u8> },
     /// The protocol refused the message at the end of its content (nothing to spool):
     /// log it if you like, then call `next_event()`, which queues the reply
     /// (`reason.reply()`). The transaction is over; the session goes on.
@@ -278,6 +285,11 @@ impl fmt::Debug for Event {
                 .field("id", id)
                 .field("envelope", envelope)
                 .field("body_len", &body.len())
+                .finish(),
+            Event::Content { id, bytes } => f
+                .debug_struct("Content")
+                .field("id", id)
+                .field("len", &bytes.len())
                 .finish(),
             Event::Refused { id, reason } => f
                 .debug_struct("Refused")

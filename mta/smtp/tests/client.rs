@@ -7,8 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
-    ClientEvent, ClientParams, ClientSession, DeliveryResult, Disposition, Interruption,
-    OutboundMessage, OutboundRecipient,
+    ClientEvent, ClientParams, ClientSession, Content, ContentScan, DeliveryResult, Disposition,
+    Interruption, OutboundMessage, OutboundRecipient,
 };
 use way2mail_smtp::{BodyType, Notify, Ret};
 
@@ -47,7 +47,7 @@ fn message(rcpts: &[&str], body: &[u8]) -> OutboundMessage {
         smtputf8: false,
         ret: None,
         envid: None,
-        body: Arc::new(body.to_vec()),
+        body: Content::Whole(Arc::new(body.to_vec())),
     }
 }
 
@@ -810,6 +810,12 @@ fn crlf_only(bytes: &[u8]) -> bool {
 /// What the client writes for `body` once the peer said yes to everything up to the
 /// content, with or without CHUNKING.
 fn content_on_the_wire(body: &[u8], chunking: bool) -> Vec<u8> {
+    content_written(body, chunking, None)
+}
+
+/// [`content_on_the_wire`] with the content streamed in `pieces` (`Some`), or given
+/// whole (`None`).
+fn content_written(body: &[u8], chunking: bool, pieces: Option<&[&[u8]]>) -> Vec<u8> {
     let mut c = ClientSession::new(params(TlsPolicy::None));
     let (mut events, mut out) = (Vec::new(), Vec::new());
     let ehlo: &[u8] = if chunking {
@@ -821,7 +827,15 @@ fn content_on_the_wire(body: &[u8], chunking: bool) -> Vec<u8> {
         c.feed(step);
         settle(&mut c, &mut events, &mut out);
     }
-    c.send(message(&["b@x.net"], body));
+    let mut m = message(&["b@x.net"], body);
+    if let Some(pieces) = pieces {
+        let mut scan = ContentScan::default();
+        for p in pieces {
+            scan.push(p);
+        }
+        m.body = Content::Streamed(scan.finish());
+    }
+    c.send(m);
     settle(&mut c, &mut events, &mut out);
     out.clear();
     let replies: &[u8] = if chunking {
@@ -830,8 +844,26 @@ fn content_on_the_wire(body: &[u8], chunking: bool) -> Vec<u8> {
         b"250 ok\r\n250 ok\r\n354 go\r\n"
     };
     c.feed(replies);
-    settle(&mut c, &mut events, &mut out);
-    out
+    if pieces.is_none() {
+        settle(&mut c, &mut events, &mut out);
+        return out;
+    }
+    // The driver's side of streaming: the event, the pieces, the end.
+    loop {
+        let event = c.next_event();
+        out.extend_from_slice(&c.take_output(Vec::new()));
+        match event {
+            ClientEvent::SendContent => {
+                for p in pieces.unwrap_or_default() {
+                    c.push_content(p);
+                    out.extend_from_slice(&c.take_output(Vec::new()));
+                }
+                c.end_content();
+            }
+            ClientEvent::NeedInput => return out,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 proptest! {
@@ -864,5 +896,30 @@ proptest! {
         prop_assert!(text.starts_with("BDAT ") && text[..header_end].ends_with(" LAST\r\n"));
         prop_assert_eq!(bdat.len() - header_end, size);
         prop_assert!(crlf_only(&bdat[header_end..]), "{:?}", bdat);
+    }
+
+    /// Streamed content, cut anywhere, goes out exactly as the whole body does.
+    #[test]
+    fn streamed_content_goes_out_as_whole_content_does(
+        body in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()],
+            0..400,
+        ),
+        cuts in proptest::collection::vec(0usize..400, 0..8),
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+        cuts.sort_unstable();
+        let mut pieces: Vec<&[u8]> = Vec::new();
+        let mut from = 0;
+        for c in cuts.into_iter().chain([body.len()]) {
+            pieces.push(&body[from..c]);
+            from = c;
+        }
+        for chunking in [false, true] {
+            prop_assert_eq!(
+                content_written(&body, chunking, Some(&pieces)),
+                content_on_the_wire(&body, chunking)
+            );
+        }
     }
 }

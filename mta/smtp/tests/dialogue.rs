@@ -6,7 +6,7 @@
 
 mod driver;
 
-use driver::{run, run_chunked, split_phase, Setup, Transcript};
+use driver::{run, run_chunked, run_spilling, split_phase, Setup, Transcript};
 
 const E: &str = "EHLO client.example\r\n";
 const M: &str = "MAIL FROM:<sender@client.example>\r\n";
@@ -525,6 +525,18 @@ fn crlf_only(bytes: &[u8]) -> bool {
     })
 }
 
+/// `t` passes the case's checks and has the events and messages of `reference`.
+fn same_as_whole(c: &Case, t: &Transcript, reference: &Transcript, how: &str) {
+    check(c, t, how);
+    assert_eq!(t.events, reference.events, "{} ({how}): events", c.name);
+    assert_eq!(
+        t.comparable(),
+        reference.comparable(),
+        "{} ({how}): messages",
+        c.name
+    );
+}
+
 fn whole(c: &Case) -> Transcript {
     let phases: Vec<&[u8]> = c.phases.iter().map(|p| &p[..]).collect();
     run(c.setup, &phases)
@@ -545,15 +557,7 @@ fn table_split_at_every_byte_boundary() {
         for (k, phase) in bytes.iter().enumerate() {
             for split in 1..phase.len() {
                 let t = run_chunked(c.setup, &split_phase(&bytes, k, split));
-                let how = format!("phase {k} split at {split}");
-                check(&c, &t, &how);
-                assert_eq!(t.events, reference.events, "{} ({how}): events", c.name);
-                assert_eq!(
-                    t.comparable(),
-                    reference.comparable(),
-                    "{} ({how}): messages",
-                    c.name
-                );
+                same_as_whole(&c, &t, &reference, &format!("phase {k} split at {split}"));
             }
         }
     }
@@ -565,14 +569,24 @@ fn table_byte_by_byte() {
         let reference = whole(&c);
         let phases: Vec<Vec<&[u8]>> = c.phases.iter().map(|p| p.chunks(1).collect()).collect();
         let t = run_chunked(c.setup, &phases);
-        check(&c, &t, "byte by byte");
-        assert_eq!(t.events, reference.events, "{}: events", c.name);
-        assert_eq!(
-            t.comparable(),
-            reference.comparable(),
-            "{}: messages",
-            c.name
-        );
+        same_as_whole(&c, &t, &reference, "byte by byte");
+    }
+}
+
+#[test]
+fn table_with_content_handed_out_as_it_arrives() {
+    for c in cases() {
+        let reference = whole(&c);
+        for at in [1, 7, 100] {
+            let fed: [Vec<Vec<&[u8]>>; 2] = [
+                c.phases.iter().map(|p| vec![&p[..]]).collect(),
+                c.phases.iter().map(|p| p.chunks(3).collect()).collect(),
+            ];
+            for phases in &fed {
+                let t = run_spilling(c.setup, phases, at);
+                same_as_whole(&c, &t, &reference, &format!("spilling over {at}"));
+            }
+        }
     }
 }
 

@@ -98,6 +98,7 @@ fn run(env: &Envelope, original: &[u8], recipients: Vec<DsnRecipient>) -> Option
         envelope: env,
         original_id: "Q0123ABC",
         original,
+        original_size: original.len(),
         recipients,
         now_ms: NOW_MS,
     })

@@ -339,10 +339,19 @@ fn removal(
         })
         .collect();
     let notice = match (action, dry_run) {
-        (QueueAction::Bounce, false) => match spool.read_body(&id) {
-            Ok(Some(body)) => {
-                bounce::removed_by_operator(hostname, id, envelope, &body, &pending, now)
-            }
+        (QueueAction::Bounce, false) => match spool.summary(&id).and_then(|s| {
+            let size = s.map_or(0, |s| s.size);
+            Ok((bounce::original_from_spool(spool, &id, size)?, size))
+        }) {
+            Ok((original, size)) => bounce::removed_by_operator(
+                hostname,
+                id,
+                envelope,
+                &original,
+                usize::try_from(size).unwrap_or(usize::MAX),
+                &pending,
+                now,
+            ),
             _ => {
                 tracing::error!(%id, "message body unreadable: removed without a bounce");
                 None

@@ -143,6 +143,9 @@ pub struct TlsConfig {
 /// larger than the budget and delivery would go one message at a time.
 pub const MIN_MEMORY_BUDGET: u64 = 1024 * 1024;
 
+/// The smallest `[spool] message_buffer`.
+pub const MIN_MESSAGE_BUFFER: u64 = 64 * 1024;
+
 /// What errors and log lines call the spool's master key file.
 pub const SPOOL_KEY: &str = "spool key (`[spool] key_file`)";
 /// What errors and log lines call a spool master key being rotated out.
@@ -164,6 +167,14 @@ pub struct SpoolConfig {
     /// The most message body bytes delivery holds in memory at once (bodies of the
     /// messages out for delivery): the scheduler leases only while under it.
     pub memory_budget: u64,
+    /// Message content a session holds in memory while receiving; past it, what
+    /// arrived is written to the spool as it comes and read back at the end of data.
+    pub message_buffer: u64,
+    /// The most memory the end-of-data work on messages larger than
+    /// `message_buffer` (authentication checks, signing, spooling) holds at once:
+    /// such messages wait for their share, so many large messages arriving together
+    /// queue up here instead of all being in memory.
+    pub ingest_budget: u64,
     /// Opening the spool (sled's own recovery, then the check of every record) is
     /// given up, and the daemon exits, after this long without progress.
     #[serde(
@@ -265,6 +276,8 @@ impl Default for SpoolConfig {
             keyring_file: PathBuf::new(),
             min_free_space: 100 * 1024 * 1024,
             memory_budget: 256 * 1024 * 1024,
+            message_buffer: 256 * 1024,
+            ingest_budget: 256 * 1024 * 1024,
             open_timeout: Duration::from_secs(20),
         }
     }
@@ -351,6 +364,20 @@ impl Config {
             return Err(ConfigError::new(
                 "spool.memory_budget",
                 format!("must be at least {MIN_MEMORY_BUDGET} (1 MiB)"),
+            ));
+        }
+        if self.spool.ingest_budget < MIN_MEMORY_BUDGET {
+            return Err(ConfigError::new(
+                "spool.ingest_budget",
+                format!("must be at least {MIN_MEMORY_BUDGET} (1 MiB)"),
+            ));
+        }
+        if !(MIN_MESSAGE_BUFFER..=self.spool.ingest_budget).contains(&self.spool.message_buffer) {
+            return Err(ConfigError::new(
+                "spool.message_buffer",
+                format!(
+                    "must be at least {MIN_MESSAGE_BUFFER} (64 KiB) and at most spool.ingest_budget"
+                ),
             ));
         }
         validate_hostname(&self.hostname)?;
@@ -609,6 +636,27 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.key, "spool.open_timeout_secs");
+    }
+
+    #[test]
+    fn spool_ingest_keys_have_defaults_and_bounds() {
+        let s = Config::parse("").expect("parse").validate().expect("valid");
+        assert_eq!(s.raw.spool.message_buffer, 262_144);
+        assert_eq!(s.raw.spool.ingest_budget, 268_435_456);
+        for (toml, key) in [
+            ("[spool]\ningest_budget = 1000\n", "spool.ingest_budget"),
+            ("[spool]\nmessage_buffer = 1000\n", "spool.message_buffer"),
+            (
+                "[spool]\ningest_budget = 1048576\nmessage_buffer = 2097152\n",
+                "spool.message_buffer",
+            ),
+        ] {
+            let e = Config::parse(toml)
+                .expect("parse")
+                .validate()
+                .expect_err(toml);
+            assert_eq!(e.key, key);
+        }
     }
 
     #[test]

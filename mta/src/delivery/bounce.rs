@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use way2mail_queue::Spool;
 use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
 use way2mail_smtp::{EnhancedCode, Envelope, MessageId, Origin, Recipient};
 
@@ -52,6 +53,7 @@ pub fn removed_by_operator(
     id: MessageId,
     envelope: &Envelope,
     original: &[u8],
+    original_size: usize,
     indexes: &[usize],
     now_ms: u64,
 ) -> Option<(MessageId, Envelope, Vec<u8>)> {
@@ -67,7 +69,43 @@ pub fn removed_by_operator(
             will_retry_until_ms: None,
         })
         .collect();
-    notice(hostname, id, envelope, original, recipients, now_ms)
+    notice(
+        hostname,
+        id,
+        envelope,
+        original,
+        original_size,
+        recipients,
+        now_ms,
+    )
+}
+
+/// Most of a message read for a notice that returns only its header section: a
+/// header section longer than this is cut there.
+const HEADER_READ_MAX: usize = 1024 * 1024;
+
+/// What a notice needs of a spooled message of `body_len` bytes: the whole of it
+/// when a notice may return it whole, else only its beginning up to the end of
+/// its header section, read chunk by chunk, so that a bounce about a large message
+/// never holds it whole.
+pub fn original_from_spool(
+    spool: &Spool,
+    id: &MessageId,
+    body_len: u64,
+) -> Result<Vec<u8>, way2mail_queue::Error> {
+    if body_len <= dsn::RETURNED_WHOLE_MAX as u64 {
+        return spool.read_whole_body(id, body_len);
+    }
+    let mut out = Vec::new();
+    for chunk in spool.body_chunks(id, body_len) {
+        let from = out.len().saturating_sub(3);
+        out.extend_from_slice(&chunk?);
+        let ended = out[from..].windows(4).any(|w| w == b"\r\n\r\n");
+        if ended || out.len() >= HEADER_READ_MAX {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// What the delivery log and the bounce say of mail an operator removed.
@@ -81,6 +119,7 @@ pub fn notice(
     id: MessageId,
     envelope: &Envelope,
     original: &[u8],
+    original_size: usize,
     recipients: Vec<DsnRecipient>,
     now_ms: u64,
 ) -> Option<(MessageId, Envelope, Vec<u8>)> {
@@ -93,6 +132,7 @@ pub fn notice(
         envelope,
         original_id: &id_text,
         original,
+        original_size,
         recipients,
         now_ms,
     };
@@ -175,6 +215,7 @@ mod tests {
             id,
             &envelope,
             original,
+            original.len(),
             vec![final_outcome(&failed, 2)],
             2,
         )
@@ -195,8 +236,16 @@ mod tests {
         );
         envelope.origin.tenant = None;
         let recipients = vec![final_outcome(&failed, 2)];
-        let (_, bounce, _) =
-            notice("mx.test", id, &envelope, original, recipients, 2).expect("bounce");
+        let (_, bounce, _) = notice(
+            "mx.test",
+            id,
+            &envelope,
+            original,
+            original.len(),
+            recipients,
+            2,
+        )
+        .expect("bounce");
         assert_eq!(bounce.origin.tenant, None);
     }
 
@@ -228,7 +277,8 @@ mod tests {
         let original = b"Subject: hi\r\n\r\nhello\r\n";
         let id = MessageId::generate();
         let (_, notice, body) =
-            removed_by_operator("mx.test", id, &envelope, original, &[1], 2).expect("a bounce");
+            removed_by_operator("mx.test", id, &envelope, original, original.len(), &[1], 2)
+                .expect("a bounce");
         assert_eq!(notice.origin.tenant.as_deref(), Some("acme"));
         assert_eq!(notice.recipients[0].address, "app@acme.example");
         let text = String::from_utf8_lossy(&body);
@@ -244,7 +294,12 @@ mod tests {
         );
         let mut null = envelope.clone();
         null.sender.clear();
-        assert!(removed_by_operator("mx.test", id, &null, original, &[1], 2).is_none());
-        assert!(removed_by_operator("mx.test", id, &envelope, original, &[], 2).is_none());
+        assert!(
+            removed_by_operator("mx.test", id, &null, original, original.len(), &[1], 2).is_none()
+        );
+        assert!(
+            removed_by_operator("mx.test", id, &envelope, original, original.len(), &[], 2)
+                .is_none()
+        );
     }
 }

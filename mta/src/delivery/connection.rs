@@ -13,16 +13,19 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
-    ClientEvent, ClientParams, ClientSession, Credentials, DeliveryResult, OutboundMessage,
-    OutboundRecipient,
+    ClientEvent, ClientParams, ClientSession, Content, ContentScan, Credentials, DeliveryResult,
+    Interruption, OutboundMessage, OutboundRecipient,
 };
 
 use super::attempt::{Attempt, DeliveryError, Hop, HostError, RecipientAttempt};
-use super::{Job, JobResult};
+use super::{Job, JobBody, JobResult};
 use crate::io::Io;
 use crate::tls;
 
 const READ_SIZE: usize = 16 * 1024;
+/// While a body streams from the spool, encoded content is written whenever this
+/// much has gathered: with one spool chunk, what a streaming connection holds.
+pub const STREAM_FLUSH: usize = 64 * 1024;
 
 /// What a connection needs to know, shared by all connections of a core.
 pub struct Settings {
@@ -74,11 +77,15 @@ struct Conn<'a> {
     peer: &'a Peer<'a>,
     client: ClientSession,
     rbuf: Vec<u8>,
+    /// The buffer written last, handed back to the client for its next output.
+    wbuf: Vec<u8>,
     tls: Option<String>,
     used: bool,
     /// QUIT was sent because the queue had no job left for this connection.
     idle: bool,
     in_flight: Option<Job>,
+    /// The job in flight could not read its body from the spool.
+    body_failed: bool,
 }
 
 /// Runs one connection over `io` to its end.
@@ -100,10 +107,12 @@ pub async fn run<I: Io>(
         peer,
         client,
         rbuf: Vec::with_capacity(READ_SIZE),
+        wbuf: Vec::new(),
         tls: None,
         used: false,
         idle: false,
         in_flight: None,
+        body_failed: false,
     };
     let mut io = io;
     match c.drive(&mut io, jobs).await {
@@ -146,16 +155,25 @@ pub async fn run<I: Io>(
 
 impl Conn<'_> {
     async fn drive<S: Io>(&mut self, io: &mut S, jobs: &impl JobSource) -> Phase {
+        let mut pending = None;
         loop {
-            let event = match self.step(io).await {
-                Ok(event) => event,
-                Err(e) => self.lost(&e),
+            let event = match pending.take() {
+                Some(event) => event,
+                None => match self.step(io).await {
+                    Ok(event) => event,
+                    Err(e) => self.lost(&e),
+                },
             };
             match event {
                 ClientEvent::NeedInput => unreachable_need_input(),
                 ClientEvent::StartTls => return Phase::StartTls,
+                ClientEvent::SendContent => {
+                    if let Err(e) = self.stream_content(io).await {
+                        pending = Some(self.lost(&e));
+                    }
+                }
                 ClientEvent::Ready => match jobs.next_job().await {
-                    Some(job) => self.send(job),
+                    Some(job) => self.send(job, jobs),
                     None => {
                         self.idle = true;
                         self.client.quit();
@@ -224,12 +242,48 @@ impl Conn<'_> {
         if self.client.output().is_empty() {
             return Ok(());
         }
-        let out = self.client.output().to_vec();
-        self.client.clear_output();
-        let (res, _) = tokio::time::timeout(self.settings.command_timeout, io.write_all(out))
+        // The output's buffer itself is written (no copy); the one written last
+        // becomes the client's next.
+        let out = self.client.take_output(std::mem::take(&mut self.wbuf));
+        let (res, buf) = tokio::time::timeout(self.settings.command_timeout, io.write_all(out))
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
+        self.wbuf = buf;
+        // A body's worth of capacity is not kept for the commands that follow.
+        if self.wbuf.capacity() > 2 * STREAM_FLUSH {
+            self.wbuf = Vec::new();
+        }
         res
+    }
+
+    /// Streams the body of the job in flight from the spool, one chunk at a time,
+    /// writing whenever [`STREAM_FLUSH`] bytes of content have gathered. A body that
+    /// cannot be read ends the connection without the end of data: the peer
+    /// discards what it got, and the job comes back marked unreadable.
+    async fn stream_content<S: Io>(&mut self, io: &mut S) -> io::Result<()> {
+        let source = match self.in_flight.as_ref().map(|j| (j.id, &j.body)) {
+            Some((id, JobBody::Spooled { spool, body_len })) => {
+                Some((id, spool.clone(), *body_len))
+            }
+            _ => None,
+        };
+        if let Some((id, spool, body_len)) = source {
+            for chunk in spool.body_chunks(&id, body_len) {
+                match chunk {
+                    Ok(chunk) => self.client.push_content(&chunk),
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "message body unreadable while sending it");
+                        self.body_failed = true;
+                        return Err(io::Error::other("message body unreadable"));
+                    }
+                }
+                if self.client.output().len() >= STREAM_FLUSH {
+                    self.flush(io).await?;
+                }
+            }
+        }
+        self.client.end_content();
+        Ok(())
     }
 
     /// The connection broke (or timed out): let the client settle what was in flight.
@@ -238,7 +292,33 @@ impl Conn<'_> {
         self.client.connection_lost()
     }
 
-    fn send(&mut self, job: Job) {
+    fn send(&mut self, job: Job, jobs: &impl JobSource) {
+        let body = match &job.body {
+            JobBody::Whole(body) => Content::Whole(Arc::clone(body)),
+            // A first pass learns what the session must announce (the size BDAT
+            // and SIZE give, whether it needs 8BITMIME); the content is read again
+            // when the session asks for it.
+            JobBody::Spooled { spool, body_len } => {
+                let mut scan = ContentScan::default();
+                for chunk in spool.body_chunks(&job.id, *body_len) {
+                    match chunk {
+                        Ok(chunk) => scan.push(&chunk),
+                        Err(e) => {
+                            tracing::error!(id = %job.id, error = %e, "message body unreadable");
+                            let abandoned = Interruption::Abandoned;
+                            let attempt = Attempt::Deferred(DeliveryError::Interrupted(abandoned));
+                            let result = JobResult {
+                                body_unreadable: true,
+                                ..job.all(&attempt)
+                            };
+                            jobs.report(result, true);
+                            return;
+                        }
+                    }
+                }
+                Content::Streamed(scan.finish())
+            }
+        };
         let message = OutboundMessage {
             sender: job.envelope.sender.clone(),
             recipients: job
@@ -257,7 +337,7 @@ impl Conn<'_> {
             smtputf8: job.envelope.smtputf8,
             ret: job.envelope.ret,
             envid: job.envelope.envid.clone(),
-            body: Arc::clone(&job.body),
+            body,
         };
         self.in_flight = Some(job);
         self.client.send(message);
@@ -291,6 +371,7 @@ impl Conn<'_> {
             JobResult {
                 id: job.id,
                 recipients,
+                body_unreadable: std::mem::take(&mut self.body_failed),
             },
             peer_ok,
         );

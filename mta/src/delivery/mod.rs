@@ -37,6 +37,7 @@ pub use start::start;
 
 use std::sync::Arc;
 
+use way2mail_queue::Spool;
 use way2mail_smtp::{Envelope, MessageId};
 
 use self::attempt::{Attempt, RecipientAttempt};
@@ -46,10 +47,47 @@ use self::attempt::{Attempt, RecipientAttempt};
 pub struct Job {
     pub id: MessageId,
     pub envelope: Arc<Envelope>,
-    pub body: Arc<Vec<u8>>,
+    pub body: JobBody,
     pub domain: String,
     /// Indices into `envelope.recipients`.
     pub recipients: Vec<usize>,
+}
+
+/// A message's content as delivery holds it: a small body in memory, read once by
+/// the scheduler and shared by the message's jobs; a larger one left in the spool
+/// and streamed to each next hop by the connection that sends it, a chunk at a
+/// time, once that connection is ready for it (`connection.rs`). A destination that
+/// is down costs no body reads at all.
+#[derive(Clone)]
+pub enum JobBody {
+    Whole(Arc<Vec<u8>>),
+    Spooled { spool: Spool, body_len: u64 },
+}
+
+/// Bodies up to this size are read whole by the scheduler; larger ones are
+/// streamed from the spool.
+pub const WHOLE_BODY_MAX: u64 = 64 * 1024;
+/// What a streamed body costs against `[spool] memory_budget` while its message is
+/// out: the connection holds one spool chunk and up to [`connection::STREAM_FLUSH`]
+/// bytes of encoded content, its TLS buffers aside.
+pub const STREAMED_BODY_COST: u64 = 128 * 1024;
+
+/// What a body of `body_len` bytes costs against the budget while out.
+pub fn body_cost(body_len: u64) -> u64 {
+    if body_len <= WHOLE_BODY_MAX {
+        body_len
+    } else {
+        STREAMED_BODY_COST
+    }
+}
+
+impl std::fmt::Debug for JobBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobBody::Whole(b) => write!(f, "Whole({} bytes)", b.len()),
+            JobBody::Spooled { body_len, .. } => write!(f, "Spooled({body_len} bytes)"),
+        }
+    }
 }
 
 /// A job's results, back to the scheduler.
@@ -57,6 +95,9 @@ pub struct Job {
 pub struct JobResult {
     pub id: MessageId,
     pub recipients: Vec<RecipientAttempt>,
+    /// The body could not be read from the spool (missing, corrupt, cut short):
+    /// the message goes to quarantine instead of being tried again.
+    pub body_unreadable: bool,
 }
 
 impl Job {
@@ -74,6 +115,7 @@ impl Job {
                     hop: None,
                 })
                 .collect(),
+            body_unreadable: false,
         }
     }
 }

@@ -24,7 +24,7 @@ use super::attempt::{Attempt, RecipientAttempt};
 use super::budget::Budget;
 use super::hold::Hold;
 use super::log::{Outcome, OutcomeLog};
-use super::{bounce, delay, domain_of, retry, Job, JobResult};
+use super::{bounce, delay, domain_of, retry, Job, JobBody, JobResult};
 use crate::config::delivery::DeliveryConfig;
 use crate::tenants::Tenants;
 use way2mail_daemon::time::now_ms;
@@ -53,7 +53,9 @@ pub struct Scheduler {
 /// A leased message whose jobs are out.
 struct InFlight {
     envelope: Envelope,
-    body: Arc<Vec<u8>>,
+    body: JobBody,
+    /// A job could not read the body.
+    unreadable: bool,
     /// What it counts against the budget (the length its lease gave).
     body_len: u64,
     remaining: usize,
@@ -97,10 +99,13 @@ impl Scheduler {
         if room.count == 0 {
             return false;
         }
-        let leased = match self
-            .spool
-            .take_due_within(now_ms(), room.count, room.bytes, lease_ms)
-        {
+        let leased = match self.spool.take_due_within(
+            now_ms(),
+            room.count,
+            room.bytes,
+            lease_ms,
+            super::body_cost,
+        ) {
             Ok(leased) => leased,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the schedule");
@@ -116,13 +121,24 @@ impl Scheduler {
                 self.put_back(l.id, l.envelope, &held);
                 continue;
             }
-            let body = match self.spool.read_body(&l.id) {
-                Ok(Some(body)) => Arc::new(body),
-                Ok(None) | Err(_) => {
-                    // Recovery quarantines unreadable messages; here the lease
-                    // stays and the message is looked at again at the next start.
-                    tracing::error!(id = %l.id, "message body unreadable; left leased");
-                    continue;
+            let body = if l.body_len > super::WHOLE_BODY_MAX {
+                JobBody::Spooled {
+                    spool: self.spool.clone(),
+                    body_len: l.body_len,
+                }
+            } else {
+                match self.spool.read_whole_body(&l.id, l.body_len) {
+                    Ok(body) => JobBody::Whole(Arc::new(body)),
+                    Err(e @ way2mail_queue::Error::Corrupt { .. }) => {
+                        self.quarantine(l.id, &e);
+                        continue;
+                    }
+                    Err(e) => {
+                        // The disk, not the record: the lease expires and the message
+                        // is tried again.
+                        tracing::error!(id = %l.id, error = %e, "cannot read the message body; left leased");
+                        continue;
+                    }
                 }
             };
             let jobs = self.split(l.id, &l.envelope, &body);
@@ -134,7 +150,7 @@ impl Scheduler {
             }
             // Counted from here until `collect` completes it; held and unreadable
             // messages above never were.
-            out.budget.take(l.body_len);
+            out.budget.take(super::body_cost(l.body_len));
             let message = InFlight::new(l.envelope, body, l.body_len, jobs.len());
             out.inflight.insert(l.id, message);
             for job in jobs {
@@ -170,7 +186,16 @@ impl Scheduler {
     }
 
     /// One job per next-hop domain among the pending recipients.
-    fn split(&self, id: MessageId, envelope: &Envelope, body: &Arc<Vec<u8>>) -> Vec<Job> {
+    /// Takes a message whose body cannot be read out of the queue, into quarantine,
+    /// where an operator finds its records as they were.
+    fn quarantine(&self, id: MessageId, error: &way2mail_queue::Error) {
+        tracing::error!(%id, %error, "message body unreadable");
+        if let Err(e) = self.spool.quarantine(&id) {
+            tracing::error!(%id, error = %e, "cannot quarantine the message; left leased");
+        }
+    }
+
+    fn split(&self, id: MessageId, envelope: &Envelope, body: &JobBody) -> Vec<Job> {
         let shared = Arc::new(envelope.clone());
         let mut by_domain: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, r) in envelope.recipients.iter().enumerate() {
@@ -189,7 +214,7 @@ impl Scheduler {
             .map(|(domain, recipients)| Job {
                 id,
                 envelope: Arc::clone(&shared),
-                body: Arc::clone(body),
+                body: body.clone(),
                 domain,
                 recipients,
             })
@@ -201,11 +226,22 @@ impl Scheduler {
             return;
         };
         entry.results.extend(result.recipients);
+        entry.unreadable |= result.body_unreadable;
         entry.remaining = entry.remaining.saturating_sub(1);
         if entry.remaining == 0 {
             if let Some(done) = out.inflight.remove(&result.id) {
-                out.budget.release(done.body_len);
-                self.complete(result.id, done, rng);
+                out.budget.release(super::body_cost(done.body_len));
+                if done.unreadable {
+                    // What its other jobs did is lost with the attempt: a body
+                    // that cannot be read is not sent again.
+                    let e = way2mail_queue::Error::Corrupt {
+                        key: format!("body {}", result.id),
+                        reason: "unreadable while streaming it to a next hop".into(),
+                    };
+                    self.quarantine(result.id, &e);
+                } else {
+                    self.complete(result.id, done, rng);
+                }
             }
         }
     }
@@ -306,7 +342,7 @@ impl Scheduler {
         &self,
         id: MessageId,
         envelope: &mut Envelope,
-        body: &[u8],
+        body: &JobBody,
         results: &[RecipientAttempt],
         finals: &[RecipientAttempt],
         now: u64,
@@ -318,7 +354,37 @@ impl Scheduler {
             .map(|o| bounce::final_outcome(o, now))
             .collect();
         recipients.extend(delayed);
-        let notice = bounce::notice(&self.hostname, id, envelope, body, recipients, now);
+        if recipients.is_empty() || envelope.sender.is_empty() {
+            return (None, count);
+        }
+        let read;
+        let (original, size) = match body {
+            JobBody::Whole(b) => (b.as_slice(), b.len()),
+            JobBody::Spooled { spool, body_len } => {
+                match bounce::original_from_spool(spool, &id, *body_len) {
+                    Ok(bytes) => {
+                        read = bytes;
+                        (
+                            read.as_slice(),
+                            usize::try_from(*body_len).unwrap_or(usize::MAX),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "message body unreadable: no notice");
+                        return (None, count);
+                    }
+                }
+            }
+        };
+        let notice = bounce::notice(
+            &self.hostname,
+            id,
+            envelope,
+            original,
+            size,
+            recipients,
+            now,
+        );
         (notice, count)
     }
 }
@@ -347,10 +413,11 @@ fn delay_notice_queued(id: MessageId, notice: MessageId, tenant: Option<&str>, d
 }
 
 impl InFlight {
-    fn new(envelope: Envelope, body: Arc<Vec<u8>>, body_len: u64, remaining: usize) -> InFlight {
+    fn new(envelope: Envelope, body: JobBody, body_len: u64, remaining: usize) -> InFlight {
         InFlight {
             envelope,
             body,
+            unreadable: false,
             body_len,
             remaining,
             results: Vec::new(),

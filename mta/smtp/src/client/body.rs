@@ -9,38 +9,131 @@
 //! every line that starts with `.` is stuffed. The size a BDAT announces counts the
 //! octets as written.
 
-use crate::line_ends;
+use crate::line_ends::{self, Normalizer};
+
+/// Writes message content in pieces, as DATA (stuffed, terminated) or as the
+/// octets of one BDAT: the same octets whether the content comes whole or in
+/// chunks split anywhere, so that a body can be streamed from the spool.
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    normalizer: Normalizer,
+    /// DATA: dot-stuffing and the terminator. BDAT: neither.
+    data: bool,
+    /// The next octet out starts a line.
+    line_start: bool,
+    /// Nothing was written yet.
+    empty: bool,
+}
+
+impl Encoder {
+    pub(crate) fn data() -> Encoder {
+        Encoder {
+            normalizer: Normalizer::default(),
+            data: true,
+            line_start: true,
+            empty: true,
+        }
+    }
+
+    pub(crate) fn bdat() -> Encoder {
+        Encoder {
+            data: false,
+            ..Encoder::data()
+        }
+    }
+
+    /// Appends the next piece of the content.
+    pub(crate) fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        let (data, line_start, empty) = (self.data, &mut self.line_start, &mut self.empty);
+        let mut sink = |run: &[u8]| {
+            if run.is_empty() {
+                return;
+            }
+            *empty = false;
+            if !data {
+                out.extend_from_slice(run);
+                return;
+            }
+            // Runs are normalised: every LF ends a line, and starts the next.
+            let mut rest = run;
+            while !rest.is_empty() {
+                if *line_start && rest[0] == b'.' {
+                    out.push(b'.');
+                }
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(p) => {
+                        out.extend_from_slice(&rest[..=p]);
+                        rest = &rest[p + 1..];
+                        *line_start = true;
+                    }
+                    None => {
+                        out.extend_from_slice(rest);
+                        rest = &[];
+                        *line_start = false;
+                    }
+                }
+            }
+        };
+        self.normalizer.push(piece, &mut sink);
+    }
+
+    /// The content is complete: for DATA, the final CRLF when the content did not
+    /// end a line, and the terminator.
+    pub(crate) fn finish(mut self, out: &mut Vec<u8>) {
+        let mut tail = Vec::new();
+        {
+            let mut sink = |run: &[u8]| tail.extend_from_slice(run);
+            self.normalizer.finish(&mut sink);
+        }
+        if !tail.is_empty() {
+            self.empty = false;
+            out.extend_from_slice(&tail);
+            self.line_start = tail.ends_with(b"\n");
+        }
+        if self.data {
+            if !self.line_start || self.empty {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+        }
+    }
+}
+
+/// What sending a body needs to know before it starts (the size BDAT and SIZE
+/// announce, whether it needs 8BITMIME), learnt from a pass over its pieces.
+#[derive(Debug, Default)]
+pub struct ContentScan {
+    normalizer: Normalizer,
+    size: usize,
+    eight_bit: bool,
+}
+
+impl ContentScan {
+    pub fn push(&mut self, piece: &[u8]) {
+        self.eight_bit |= !piece.is_ascii();
+        let size = &mut self.size;
+        self.normalizer
+            .push(piece, &mut |run: &[u8]| *size += run.len());
+    }
+
+    /// The content's description, for [`crate::client::Content::Streamed`].
+    pub fn finish(mut self) -> super::StreamedContent {
+        let size = &mut self.size;
+        self.normalizer.finish(&mut |run: &[u8]| *size += run.len());
+        super::StreamedContent {
+            size: self.size,
+            seven_bit: !self.eight_bit,
+        }
+    }
+}
 
 /// Appends `body` as DATA content, terminator included.
 pub(super) fn write_data(body: &[u8], out: &mut Vec<u8>) {
     // Stuffing adds one octet per dotted line; most bodies have none or few.
     out.reserve(body.len() + 16);
-    let mut line_start = true;
-    let mut rest = body;
-    while !rest.is_empty() {
-        if line_start && rest[0] == b'.' {
-            out.push(b'.');
-        }
-        match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
-            None => {
-                out.extend_from_slice(rest);
-                line_start = false;
-                rest = &[];
-            }
-            Some(p) => {
-                // The line's text, then CRLF in place of whatever line end it had.
-                out.extend_from_slice(&rest[..p]);
-                out.extend_from_slice(b"\r\n");
-                let crlf = rest[p] == b'\r' && rest.get(p + 1) == Some(&b'\n');
-                rest = &rest[p + if crlf { 2 } else { 1 }..];
-                line_start = true;
-            }
-        }
-    }
-    if !line_start || body.is_empty() {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut e = Encoder::data();
+    e.push(body, out);
+    e.finish(out);
 }
 
 /// The octet count a BDAT of `body` announces: the body with CRLF line ends only.
@@ -163,6 +256,42 @@ mod tests {
             prop_assert_eq!(strict, normalised);
             let chunk = bdat(&body);
             prop_assert!(line_ends::is_crlf_only(&chunk), "{:?}", chunk);
+        }
+
+        #[test]
+        fn content_in_pieces_goes_out_as_the_whole_does(
+            body in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let pieces: Vec<&[u8]> = {
+                let mut out = Vec::new();
+                let mut from = 0;
+                for c in cuts.into_iter().chain([body.len()]) {
+                    out.push(&body[from..c]);
+                    from = c;
+                }
+                out
+            };
+            for (mut e, whole) in [(Encoder::data(), data(&body)), (Encoder::bdat(), bdat(&body))] {
+                let mut out = Vec::new();
+                for p in &pieces {
+                    e.push(p, &mut out);
+                }
+                e.finish(&mut out);
+                prop_assert_eq!(&out, &whole);
+            }
+            let mut scan = ContentScan::default();
+            for p in &pieces {
+                scan.push(p);
+            }
+            let described = scan.finish();
+            prop_assert_eq!(described.size, bdat_size(&body));
+            prop_assert_eq!(described.seven_bit, is_seven_bit(&body));
         }
     }
 }

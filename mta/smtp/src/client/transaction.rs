@@ -17,8 +17,8 @@ use crate::{BodyType, Notify, Ret};
 use crate::reply::Reply;
 
 use super::{
-    body, ClientSession, DeliveryResult, Disposition, Expect, Interruption, OutboundMessage,
-    RecipientResult, Unsendable,
+    body, ClientSession, Content, DeliveryResult, Disposition, Expect, Interruption,
+    OutboundMessage, RecipientResult, Unsendable,
 };
 
 /// Longest forward- or reverse-path we put on a command line; RFC 5321 allows 256.
@@ -98,7 +98,10 @@ impl Transaction {
 
 impl ClientSession {
     pub(super) fn start_transaction(&mut self, message: OutboundMessage) {
-        let size = body::bdat_size(&message.body);
+        let size = match &message.body {
+            Content::Whole(b) => body::bdat_size(b),
+            Content::Streamed(c) => c.size,
+        };
         if let Some(why) = self.unsendable(&message, size) {
             let result = Transaction::all(&message, &Disposition::Unsendable(why));
             return self.done(DeliveryResult {
@@ -155,7 +158,10 @@ impl ClientSession {
         }
         if message.body_type == BodyType::EightBitMime
             && !ext.eightbitmime
-            && !body::is_seven_bit(&message.body)
+            && !match &message.body {
+                Content::Whole(b) => body::is_seven_bit(b),
+                Content::Streamed(c) => c.seven_bit,
+            }
         {
             return Some(Unsendable::NeedsEightBitMime);
         }
@@ -239,6 +245,7 @@ impl ClientSession {
 
     /// The session ends with a message in flight: undecided recipients get `why`.
     pub(super) fn abort_transaction(&mut self, why: Interruption) {
+        self.streaming = None;
         if let Some(mut tx) = self.tx.take() {
             tx.decide_rest(&Disposition::Interrupted(why));
             self.finish(tx);
@@ -308,7 +315,10 @@ impl ClientSession {
         }
         if tx.chunking {
             self.command(&format!("BDAT {} LAST", tx.size), Expect::BdatEnd);
-            body::write_bdat(&tx.message.body, &mut self.output);
+            match &tx.message.body {
+                Content::Whole(b) => body::write_bdat(b, &mut self.output),
+                Content::Streamed(_) => self.streaming = Some(body::Encoder::bdat()),
+            }
         } else {
             self.command("DATA", Expect::Data);
         }
@@ -325,7 +335,10 @@ impl ClientSession {
                 Step::Continue
             }
             3 => {
-                body::write_data(&tx.message.body, &mut self.output);
+                match &tx.message.body {
+                    Content::Whole(b) => body::write_data(b, &mut self.output),
+                    Content::Streamed(_) => self.streaming = Some(body::Encoder::data()),
+                }
                 self.expect.push_back(Expect::DataEnd);
                 Step::Continue
             }

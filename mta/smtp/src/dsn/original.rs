@@ -25,17 +25,19 @@ pub(super) struct Returned<'a> {
 }
 
 /// Chooses the third part: the whole message when `full` and it is not over
-/// [`MAX_FULL`], its header section otherwise.
+/// [`MAX_FULL`], its header section otherwise. `size` is the stored message's size:
+/// `original` may hold only the beginning of a message larger than [`MAX_FULL`]
+/// (its header section is all that is returned of it).
 ///
 /// A message whose header section is not ASCII (RFC 6532) is returned as
 /// `message/global` or `message/global-headers` (RFC 6533 §6), as the plain types
 /// promise ASCII headers.
-pub(super) fn returned(original: &[u8], full: bool) -> Returned<'_> {
+pub(super) fn returned(original: &[u8], size: usize, full: bool) -> Returned<'_> {
     // Normalised first, so that the header section ends where a reader will see it end.
     let message = line_ends::normalize(original);
     let header_len = header_section(&message).len();
     let utf8_headers = !message[..header_len].is_ascii();
-    let whole = full && original.len() <= MAX_FULL;
+    let whole = full && size <= MAX_FULL && original.len() == size;
     let content_type = match (whole, utf8_headers) {
         (true, false) => "message/rfc822",
         (true, true) => "message/global",
@@ -108,12 +110,12 @@ mod tests {
     #[test]
     fn choice_of_part() {
         let msg = b"Subject: hi\r\n\r\nbody \xc3\xa9\r\n";
-        let r = returned(msg, true);
+        let r = returned(msg, msg.len(), true);
         assert_eq!(
             (r.content_type, &r.body[..], r.eight_bit),
             ("message/rfc822", &msg[..], true)
         );
-        let r = returned(msg, false);
+        let r = returned(msg, msg.len(), false);
         assert_eq!(r.content_type, "text/rfc822-headers");
         assert_eq!(&r.body[..], b"Subject: hi\r\n");
         assert!(!r.eight_bit && !r.cut_to_headers);
@@ -122,18 +124,32 @@ mod tests {
         // header section ends where the normalised message shows its empty line.
         let bare = b"Subject: hi\nX: y\r\rbody\r.\n";
         assert_eq!(
-            &returned(bare, true).body[..],
+            &returned(bare, bare.len(), true).body[..],
             b"Subject: hi\r\nX: y\r\n\r\nbody\r\n.\r\n"
         );
-        assert_eq!(&returned(bare, false).body[..], b"Subject: hi\r\nX: y\r\n");
+        assert_eq!(
+            &returned(bare, bare.len(), false).body[..],
+            b"Subject: hi\r\nX: y\r\n"
+        );
 
         let utf8 = "Subject: caf\u{e9}\r\n\r\nx\r\n".as_bytes();
-        assert_eq!(returned(utf8, true).content_type, "message/global");
-        assert_eq!(returned(utf8, false).content_type, "message/global-headers");
+        assert_eq!(
+            returned(utf8, utf8.len(), true).content_type,
+            "message/global"
+        );
+        assert_eq!(
+            returned(utf8, utf8.len(), false).content_type,
+            "message/global-headers"
+        );
 
         let mut big = b"Subject: big\r\n\r\n".to_vec();
         big.resize(MAX_FULL + 1, b'x');
-        let r = returned(&big, true);
+        let r = returned(&big, big.len(), true);
+        assert_eq!(r.content_type, "text/rfc822-headers");
+        assert_eq!(&r.body[..], b"Subject: big\r\n");
+        assert!(r.cut_to_headers);
+        // Only the beginning of that message, as delivery reads it from the spool.
+        let r = returned(&big[..100], big.len(), true);
         assert_eq!(r.content_type, "text/rfc822-headers");
         assert_eq!(&r.body[..], b"Subject: big\r\n");
         assert!(r.cut_to_headers);

@@ -46,6 +46,12 @@ impl Chunks {
         self.ends.push(bytes, &mut |run: &[u8]| body.store(run));
     }
 
+    /// Content to hand out now, if the message has grown past its spill size.
+    pub(super) fn take_spill(&mut self) -> Option<(MessageId, Vec<u8>)> {
+        let id = self.body.id;
+        self.body.take_spill().map(|bytes| (id, bytes))
+    }
+
     /// The last chunk is in: the whole message and what was noticed in it.
     pub(super) fn finish(mut self) -> (Body, Flaws) {
         let body = &mut self.body;

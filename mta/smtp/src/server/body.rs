@@ -20,6 +20,10 @@ pub(super) struct Body {
     max: u64,
     oversize: bool,
     scan: HeaderScan,
+    /// Hand the buffer out once it holds this much (see [`Body::take_spill`]).
+    spill_at: Option<usize>,
+    /// Octets handed out so far.
+    spilled: u64,
 }
 
 impl Body {
@@ -36,7 +40,28 @@ impl Body {
             max,
             oversize: false,
             scan: HeaderScan::default(),
+            spill_at: None,
+            spilled: 0,
         }
+    }
+
+    /// Hands content out as it arrives once more than `at` octets are held.
+    pub fn spilling_at(mut self, at: Option<usize>) -> Body {
+        self.spill_at = at;
+        self
+    }
+
+    /// The content held so far (the `Received:` header first), when it has grown
+    /// past the spill size: the caller stores it, and the message is what it took
+    /// followed by what `into_bytes` gives at the end. Nothing once the message is
+    /// over the size limit: it will be refused.
+    pub fn take_spill(&mut self) -> Option<Vec<u8>> {
+        let at = self.spill_at?;
+        if self.oversize || self.buf.len() < at {
+            return None;
+        }
+        self.spilled += self.buf.len() as u64;
+        Some(std::mem::replace(&mut self.buf, Vec::with_capacity(at)))
     }
 
     /// Appends content; past the limit the stored content is dropped and only counted.
@@ -47,7 +72,9 @@ impl Body {
         }
         if self.content_len > self.max {
             self.oversize = true;
-            self.buf.truncate(self.header_len);
+            // Whatever was handed out already is the caller's to drop.
+            self.buf
+                .truncate(self.header_len.saturating_sub(self.spilled as usize));
             self.buf.shrink_to_fit();
             return;
         }

@@ -97,12 +97,19 @@ impl SessionState {
         }
     }
 
+    /// Content to hand out before the end of data (see [`Body::take_spill`]): of the
+    /// DATA message being received, or of the open BDAT transaction.
+    pub(super) fn bdat_spill(&mut self) -> Option<(MessageId, Vec<u8>)> {
+        let chunks = self.tx.as_mut()?.chunks.as_mut()?;
+        chunks.take_spill()
+    }
+
     /// A fresh buffer for the open transaction, starting with our `Received:` header.
     pub(super) fn new_body(&self) -> Body {
         let id = MessageId::generate();
         let header = self.received_header(&id, SystemTime::now());
         let hint = self.tx.as_ref().and_then(|t| t.size_hint);
-        Body::new(id, header, self.params.limits.max_message_size, hint)
+        Body::new(id, header, self.params.limits.max_message_size, hint).spilling_at(self.spill_at)
     }
 
     /// The content is complete: [`Event::Message`], or [`Event::Refused`] when it

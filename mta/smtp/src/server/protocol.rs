@@ -156,6 +156,12 @@ impl Protocol {
         self.state.spool = s;
     }
 
+    /// Hands message content out as [`Event::Content`] whenever more than `bytes`
+    /// of it are held, instead of keeping each message whole until its end.
+    pub fn spill_content_over(&mut self, bytes: usize) {
+        self.state.spill_at = Some(bytes.max(1));
+    }
+
     /// The TLS handshake succeeded: forget the EHLO and any transaction (RFC 3207 §4.2).
     pub fn tls_established(&mut self, description: String) {
         self.state.tls_established(description);
@@ -472,6 +478,9 @@ impl Protocol {
         self.pos += used;
         self.newline_free = 0;
         if !done {
+            if let Some(bytes) = body.take_spill() {
+                return Step::Emit(Event::Content { id: body.id, bytes });
+            }
             return Step::NeedInput;
         }
         match mem::replace(&mut self.mode, Mode::Command) {
@@ -548,6 +557,9 @@ impl Protocol {
         self.pos += take;
         self.newline_free = 0;
         *remaining -= take as u64;
+        if let Some((id, bytes)) = self.state.bdat_spill() {
+            return Step::Emit(Event::Content { id, bytes });
+        }
         if *remaining > 0 {
             return Step::NeedInput;
         }

@@ -46,6 +46,9 @@ pub(super) struct SessionState {
     /// only when the session ends or TLS starts.
     pub auth: Option<Grant>,
     pub spool: SpoolState,
+    /// Content held past this many octets is handed out as it arrives
+    /// ([`super::Event::Content`]); `None` keeps every message whole.
+    pub spill_at: Option<usize>,
 }
 
 impl SessionState {
@@ -58,6 +61,7 @@ impl SessionState {
             tls_description: None,
             auth: None,
             spool: SpoolState::Ready,
+            spill_at: None,
         }
     }
 

@@ -220,6 +220,8 @@ pub struct Transcript {
     pub closed: bool,
     /// The grants `TenantPolicy::message_queued` was called with, in order.
     pub tenant_queued: Vec<Grant>,
+    /// Content handed out (`Event::Content`) of the message being received.
+    pub spilled: Vec<u8>,
 }
 
 impl Transcript {
@@ -278,6 +280,15 @@ pub fn run_chunked(setup: Setup, phases: &[Vec<&[u8]>]) -> Transcript {
     t
 }
 
+/// [`run_chunked`] with content handed out whenever more than `at` octets of it
+/// are held: the messages must come out the same.
+pub fn run_spilling(setup: Setup, phases: &[Vec<&[u8]>], at: usize) -> Transcript {
+    let (params, _) = params_with_tenants(setup);
+    let mut p = Protocol::new(params);
+    p.spill_content_over(at);
+    run_protocol(p, phases)
+}
+
 fn run_protocol(mut p: Protocol, phases: &[Vec<&[u8]>]) -> Transcript {
     let mut t = Transcript::default();
     p.greeting();
@@ -314,7 +325,9 @@ pub fn drive(p: &mut Protocol, t: &mut Transcript, tls_pending: &mut bool) -> bo
                 *tls_pending = true;
                 return false;
             }
+            Event::Content { bytes, .. } => t.spilled.extend_from_slice(&bytes),
             Event::Message { id, envelope, body } => {
+                let body = [std::mem::take(&mut t.spilled), body].concat();
                 assert!(
                     find(&body, id.to_string().as_bytes()).is_some(),
                     "the Received header names the message id"
@@ -324,6 +337,8 @@ pub fn drive(p: &mut Protocol, t: &mut Transcript, tls_pending: &mut bool) -> bo
                 p.message_queued(Ok(()));
             }
             Event::Refused { id, reason } => {
+                // What was handed out of a refused message is not wanted.
+                t.spilled.clear();
                 assert!(!id.to_string().is_empty());
                 t.events.push(format!("refused {}", reason.as_str()));
             }

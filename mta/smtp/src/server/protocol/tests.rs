@@ -142,7 +142,7 @@ proptest! {
                     Event::NeedInput => break,
                     Event::Message { .. } => p.message_queued(Ok(())),
                     Event::StartTls => p.tls_established("test".into()),
-                    Event::Tarpit(_) | Event::Refused { .. } => {}
+                    Event::Tarpit(_) | Event::Refused { .. } | Event::Content { .. } => {}
                     Event::Close => return Ok(()),
                     Event::Authenticate { .. } => p.auth_result(crate::server::AuthVerdict::Rejected),
                 }

@@ -1,0 +1,83 @@
+//! Memory for the end of data of large messages. A session keeps at most
+//! `[spool] message_buffer` of a message in memory while it arrives (the protocol
+//! hands the rest out, and the session writes it to the spool as parts); at the end
+//! of data a message that outgrew the buffer is read back whole to be checked,
+//! signed and spooled. That work reserves twice the message's size (the message,
+//! and the copy a new header makes) from `[spool] ingest_budget` first, and waits
+//! while the budget is taken: many large messages ending at once queue here, each
+//! holding only its parts on disk, instead of all being in memory. A message larger
+//! than the whole budget takes all of it. Nothing that holds a reservation waits for
+//! another session, so the queue always moves.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Reservations are counted in KiB, so that any budget fits a semaphore's count.
+const UNIT: u64 = 1024;
+
+pub struct IngestBudget {
+    permits: Arc<Semaphore>,
+    units: u32,
+    /// `[spool] message_buffer`: what a session holds before it writes parts.
+    pub message_buffer: usize,
+}
+
+impl IngestBudget {
+    pub fn new(budget: u64, message_buffer: u64) -> IngestBudget {
+        let units = u32::try_from(budget / UNIT)
+            .unwrap_or(u32::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        IngestBudget {
+            permits: Arc::new(Semaphore::new(units as usize)),
+            units,
+            message_buffer: usize::try_from(message_buffer).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Waits until the end-of-data work on a message of `size` bytes may hold it
+    /// in memory; the reservation lasts as long as the returned permit. `None` only
+    /// if the semaphore were closed, which nothing does.
+    pub async fn reserve(&self, size: u64) -> Option<OwnedSemaphorePermit> {
+        let units = size
+            .saturating_mul(2)
+            .div_ceil(UNIT)
+            .clamp(1, u64::from(self.units));
+        let units = u32::try_from(units).unwrap_or(self.units);
+        Arc::clone(&self.permits)
+            .acquire_many_owned(units)
+            .await
+            .ok()
+    }
+
+    /// Bytes reserved now (for the gauge).
+    pub fn reserved_bytes(&self) -> u64 {
+        u64::from(self.units).saturating_sub(self.permits.available_permits() as u64) * UNIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn large_messages_wait_for_their_share_and_the_largest_takes_all() {
+        let b = IngestBudget::new(4 * 1024 * 1024, 256 * 1024);
+        let first = b.reserve(1024 * 1024).await;
+        assert_eq!(b.reserved_bytes(), 2 * 1024 * 1024);
+        let second = b.reserve(1024 * 1024).await;
+        assert_eq!(b.reserved_bytes(), 4 * 1024 * 1024);
+        // Nothing left: a third waits until one of them is done.
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), b.reserve(10));
+        assert!(third.await.is_err());
+        drop(first);
+        let _third = b.reserve(10).await;
+        drop(second);
+        // Larger than the whole budget: it waits for all of it, then goes alone.
+        drop(_third);
+        let huge = b.reserve(100 * 1024 * 1024).await;
+        assert_eq!(b.reserved_bytes(), 4 * 1024 * 1024);
+        drop(huge);
+        assert_eq!(b.reserved_bytes(), 0);
+    }
+}
