@@ -47,6 +47,10 @@ role = "mx"
 [relay]
 domains = ["dest.test"]
 
+[limits]
+# The load comes from one address.
+max_connections_per_ip = 4096
+
 [spool]
 path = "$WORK/var/spool"
 key_file = "$WORK/var/spool.key"

@@ -65,6 +65,7 @@ fuzz_target!(|input: Input| {
         envelope: &envelope,
         original_id: &input.original_id,
         original: &input.original,
+        original_size: input.original.len(),
         recipients,
         now_ms: input.now_ms,
     };

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use way2mail_fuzz::cuts::cut;
 use way2mail_smtp::client::{
-    ClientEvent, ClientParams, ClientSession, Credentials, OutboundMessage, OutboundRecipient,
-    ReplyError, ReplyReader, TlsPolicy,
+    ClientEvent, ClientParams, ClientSession, Content, ContentScan, Credentials, OutboundMessage,
+    OutboundRecipient, ReplyError, ReplyReader, TlsPolicy,
 };
 use way2mail_smtp::{BodyType, Notify, Reply, Ret};
 
@@ -73,7 +73,9 @@ fn check_reply(reply: &Reply) {
     assert!(!line.chars().any(char::is_control), "{line:?}");
 }
 
-fn message(options: u8) -> OutboundMessage {
+/// The message for `options`; the second of a session streams its content (the
+/// caller gives it in pieces at `SendContent`).
+fn message(options: u8, streamed: bool) -> OutboundMessage {
     let recipient = |n: usize| OutboundRecipient {
         address: format!("r{n}@example.net"),
         notify: Notify::default(),
@@ -94,8 +96,27 @@ fn message(options: u8) -> OutboundMessage {
         smtputf8: options & 0x20 != 0,
         ret: (options & 0x80 != 0).then_some(Ret::Headers),
         envid: (options & 0x80 != 0).then(|| "env+2Bid".to_string()),
-        body: Arc::new(BODIES[usize::from(options >> 3 & 1)].to_vec()),
+        body: if streamed {
+            let mut scan = ContentScan::default();
+            for piece in pieces(options) {
+                scan.push(piece);
+            }
+            Content::Streamed(scan.finish())
+        } else {
+            Content::Whole(Arc::new(body(options).to_vec()))
+        },
     }
+}
+
+fn body(options: u8) -> &'static [u8] {
+    BODIES[usize::from(options >> 3 & 1)]
+}
+
+/// The body cut in three, the cuts falling inside line ends and dot lines.
+fn pieces(options: u8) -> [&'static [u8]; 3] {
+    let b = body(options);
+    let (one, two) = (b.len() / 3, 2 * b.len() / 3 + 1);
+    [&b[..one], &b[one..two.min(b.len())], &b[two.min(b.len())..]]
 }
 
 fn session(options: u8, chunks: &[&[u8]]) {
@@ -136,7 +157,14 @@ fn session(options: u8, chunks: &[&[u8]]) {
             ClientEvent::StartTls => c.tls_established(),
             ClientEvent::Ready if sent < 2 => {
                 sent += 1;
-                c.send(message(options));
+                c.send(message(options, sent == 2));
+            }
+            ClientEvent::SendContent => {
+                // All of it before the next check: a piece may end between CR and LF.
+                for piece in pieces(options) {
+                    c.push_content(piece);
+                }
+                c.end_content();
             }
             ClientEvent::Ready => c.quit(),
             ClientEvent::Done(result) => {

@@ -179,6 +179,7 @@ fn open_spool(
     let options = SpoolOptions {
         accept_rollback,
         progress: progress.clone(),
+        cache_bytes: Some(spool_cfg.cache_size),
     };
     let path = spool_cfg.path.clone();
     let what = format!("opening the spool {}", path.display());

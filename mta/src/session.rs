@@ -19,7 +19,9 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use way2mail_mta::signing::SignError;
 use way2mail_queue::Spool;
+use way2mail_smtp::reply::Reply;
 use way2mail_smtp::server::{
     AuthMechanism, AuthVerdict, Event, Protocol, QueueFailure, Role, SessionParams,
 };
@@ -457,8 +459,17 @@ impl Session {
             self.spool_failed(id, &e);
             return self.drop_spill();
         }
+        // The checks of mail from the internet need the whole message; anything
+        // else is signed and spooled straight from its parts.
+        if !self.live.inbound.applies(self.role, &envelope)
+            && self
+                .commit_from_parts(id, envelope.clone(), spilled.bytes, &tail)
+                .await
+        {
+            return self.drop_spill();
+        }
         let size = spilled.bytes + tail.len() as u64;
-        let reservation = self.shared.ingest.reserve(size).await;
+        let reservation = self.shared.ingest.reserve(size.saturating_mul(2)).await;
         crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
         let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         match self.shared.spool.read_spill(&id, &mut body) {
@@ -529,42 +540,157 @@ impl Session {
                 }
                 outcome.dkim
             }
-            Err(reply) => {
-                crate::metrics::rejected(self.role, "not_signed");
-                tracing::info!(
-                    target: "way2mail::message",
-                    %id,
-                    client_ip = %self.peer.ip(),
-                    listener = self.role.as_str(),
-                    tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
-                    reply = reply.code,
-                    "message refused: not signed"
-                );
-                self.protocol.message_refused(reply);
-                return;
-            }
+            Err(reply) => return self.not_signed(id, &envelope, reply),
         };
-        let size = body.len();
-        let recipients = envelope.recipients.len();
+        let size = body.len() as u64;
         let result = match self.shared.spool.enqueue(id, &envelope, body) {
             Ok(durable) => durable.wait().await,
             Err(e) => Err(e),
         };
+        let report = Queued {
+            size,
+            data_ended,
+            checks,
+            dkim,
+        };
+        self.queued(id, &envelope, result, report);
+    }
+
+    /// The end of data of a message received in parts that needs no checks of the
+    /// whole message: its header section is read from the parts, the signer signs
+    /// over the parts as they are read (`Signer::apply_streamed`), and the spool
+    /// writes its chunks from the parts (`Spool::enqueue_from_parts`). What it holds
+    /// is the header section and a chunk, whatever the message's size. `false`
+    /// when the header section is not in the parts (the caller reads the message
+    /// back whole instead).
+    async fn commit_from_parts(
+        &mut self,
+        id: MessageId,
+        envelope: Envelope,
+        spilled: u64,
+        tail: &[u8],
+    ) -> bool {
+        let data_ended = Instant::now();
+        let spool = self.shared.spool.clone();
+        let reservation = self
+            .shared
+            .ingest
+            .reserve(spilled + tail.len() as u64)
+            .await;
+        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
+        let done = self
+            .commit_parts(id, envelope, (spilled, tail), &spool, data_ended)
+            .await;
+        drop(reservation);
+        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
+        done
+    }
+
+    /// [`commit_from_parts`](Session::commit_from_parts) once its reservation is
+    /// held; `content` is the bytes in parts and the tail.
+    async fn commit_parts(
+        &mut self,
+        id: MessageId,
+        envelope: Envelope,
+        content: (u64, &[u8]),
+        spool: &Spool,
+        data_ended: Instant,
+    ) -> bool {
+        let (spilled, tail) = content;
+        let header = match header_section(spool, &id) {
+            Ok(Some(header)) => header,
+            Ok(None) => return false,
+            Err(e) => {
+                self.spool_failed(id, &e);
+                return true;
+            }
+        };
+        let mut envelope = envelope;
+        let skip = header.len();
+        let mut pieces = |each: &mut dyn FnMut(&[u8])| -> Result<(), SignError> {
+            let mut left = skip;
+            spool
+                .each_part(&id, |part| {
+                    let cut = left.min(part.len());
+                    left -= cut;
+                    each(&part[cut..]);
+                    Ok(())
+                })
+                .map_err(|e| SignError::Sign(format!("reading the message back: {e}")))?;
+            each(tail);
+            Ok(())
+        };
+        let (head, skip, dkim) =
+            match self
+                .live
+                .signer
+                .apply_streamed(&envelope, &header, &mut pieces)
+            {
+                Ok(Some(outcome)) => {
+                    if envelope.origin.tenant.is_none() {
+                        envelope.origin.tenant = outcome.tenant;
+                    }
+                    (outcome.body, skip as u64, outcome.dkim)
+                }
+                Ok(None) => (Vec::new(), 0, None),
+                Err(reply) => {
+                    self.not_signed(id, &envelope, reply);
+                    return true;
+                }
+            };
+        let result = match spool.enqueue_from_parts(id, &envelope, &head, skip, tail) {
+            Ok(durable) => durable.wait().await,
+            Err(e) => Err(e),
+        };
+        let report = Queued {
+            size: head.len() as u64 + spilled - skip + tail.len() as u64,
+            data_ended,
+            checks: None,
+            dkim,
+        };
+        self.queued(id, &envelope, result, report);
+        true
+    }
+
+    /// Tenant mail that must be signed and cannot be: the signer's reply.
+    fn not_signed(&mut self, id: MessageId, envelope: &Envelope, reply: Reply) {
+        crate::metrics::rejected(self.role, "not_signed");
+        tracing::info!(
+            target: "way2mail::message",
+            %id,
+            client_ip = %self.peer.ip(),
+            listener = self.role.as_str(),
+            tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
+            reply = reply.code,
+            "message refused: not signed"
+        );
+        self.protocol.message_refused(reply);
+    }
+
+    /// The spool's verdict on a message: `250` and the "message queued" line once
+    /// it is durable, else the failure's reply.
+    fn queued(
+        &mut self,
+        id: MessageId,
+        envelope: &Envelope,
+        result: Result<(), way2mail_queue::Error>,
+        report: Queued,
+    ) {
         match result {
             Ok(()) => {
                 self.messages += 1;
-                crate::metrics::accepted(self.role, data_ended.elapsed().as_secs_f64());
+                crate::metrics::accepted(self.role, report.data_ended.elapsed().as_secs_f64());
                 tracing::info!(
                     target: "way2mail::message",
                     %id,
                     client_ip = %self.peer.ip(),
                     listener = self.role.as_str(),
                     tls = self.tls.as_deref().unwrap_or("none"),
-                    size,
-                    recipients,
+                    size = report.size,
+                    recipients = envelope.recipients.len(),
                     tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
-                    auth = checks.as_deref().unwrap_or(""),
-                    dkim = dkim.as_deref().unwrap_or(""),
+                    auth = report.checks.as_deref().unwrap_or(""),
+                    dkim = report.dkim.as_deref().unwrap_or(""),
                     "message queued"
                 );
                 self.protocol.message_queued(Ok(()));
@@ -572,6 +698,41 @@ impl Session {
             Err(e) => self.spool_failed(id, &e),
         }
     }
+}
+
+/// What the "message queued" line says beside the envelope.
+struct Queued {
+    size: u64,
+    data_ended: Instant,
+    checks: Option<String>,
+    dkim: Option<String>,
+}
+
+/// The most of a message's header section read from its parts; a longer one makes
+/// the end of data read the message back whole.
+const HEADER_MAX: usize = 1024 * 1024;
+
+/// The header section of a message received in parts, the empty line included;
+/// `None` when the parts hold no end of it within [`HEADER_MAX`].
+fn header_section(spool: &Spool, id: &MessageId) -> Result<Option<Vec<u8>>, way2mail_queue::Error> {
+    let mut out = Vec::new();
+    let mut end = None;
+    spool.each_part(id, |part| {
+        if end.is_some() || out.len() > HEADER_MAX {
+            return Ok(());
+        }
+        let from = out.len().saturating_sub(3);
+        out.extend_from_slice(part);
+        end = out[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| from + p + 4);
+        Ok(())
+    })?;
+    Ok(end.map(|end| {
+        out.truncate(end);
+        out
+    }))
 }
 
 /// Chooses the SMTP answer for a spool failure: a full filesystem is `452 4.3.1`,

@@ -72,13 +72,73 @@ impl Signer {
                 tenant: None,
             })
         };
-        let Some(tenants) = &self.tenants else {
+        let Some((directory, domain)) = self.signing_domain(envelope, &body)? else {
             return unchanged(body);
+        };
+        let tenant = envelope.origin.tenant.as_deref();
+        let mut outcome = sign(
+            &directory,
+            self.settings.raw.dkim.missing_keys,
+            &domain,
+            tenant,
+            body,
+        )?;
+        outcome.tenant = owner(&directory, tenant, &domain);
+        Ok(outcome)
+    }
+
+    /// [`apply`](Signer::apply) for a message not held whole: `header` is its header
+    /// section (the empty line included) and `body` gives the rest in pieces, read
+    /// only when the message is signed. The outcome's `body` is what replaces
+    /// `header` at the top of the message; `None` leaves the message as it is.
+    pub fn apply_streamed(
+        &self,
+        envelope: &Envelope,
+        header: &[u8],
+        body: &mut signing::BodyPieces<'_>,
+    ) -> Result<Option<SignOutcome>, Reply> {
+        let Some((directory, domain)) = self.signing_domain(envelope, header)? else {
+            return Ok(None);
+        };
+        let tenant = envelope.origin.tenant.as_deref();
+        let sending = directory.check_sending(&domain, self.settings.raw.dkim.missing_keys)?;
+        let keys = sending.keys(&domain);
+        let bimi = sending.bimi_selector.as_deref();
+        let (head, dkim) = if keys.is_empty() {
+            unsigned_warning(&sending.tenant, tenant, &domain, sending.has_keys());
+            let head = match bimi {
+                Some(selector) => signing::with_bimi_selector(header, selector)
+                    .unwrap_or_else(|_| header.to_vec()),
+                None => header.to_vec(),
+            };
+            (head, format!("unsigned d={domain} (no key)"))
+        } else {
+            let head = signing::sign_head(header, &domain, keys, bimi, body)
+                .map_err(|e| signing_failed(&domain, &e))?;
+            crate::metrics::dkim_signed();
+            (head, signed_with(&domain, keys))
+        };
+        Ok(Some(SignOutcome {
+            body: head,
+            dkim: Some(dkim),
+            tenant: owner(&directory, tenant, &domain),
+        }))
+    }
+
+    /// The domain tenant mail is signed for, with the directory that says so;
+    /// `None` for mail that is not signed.
+    fn signing_domain(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Option<(Arc<Directory>, String)>, Reply> {
+        let Some(tenants) = &self.tenants else {
+            return Ok(None);
         };
         let tenant = envelope.origin.tenant.as_deref();
         let trusted = self.settings.relay.is_trusted(envelope.origin.client_ip);
         if tenant.is_none() && !trusted {
-            return unchanged(body);
+            return Ok(None);
         }
         let Some(directory) = tenants.directory() else {
             if tenant.is_some() {
@@ -89,26 +149,50 @@ impl Signer {
                     "Account data unavailable, try again later",
                 ));
             }
-            return unchanged(body);
+            return Ok(None);
         };
-        let from = signing::from_domain(&body);
-        let domain = match decide(&directory, tenant, &envelope.sender, from.as_deref())? {
-            Decision::Pass => return unchanged(body),
-            Decision::Sign { domain } => domain,
-        };
-        let mut outcome = sign(
-            &directory,
-            self.settings.raw.dkim.missing_keys,
-            &domain,
-            tenant,
-            body,
-        )?;
-        outcome.tenant = match tenant {
-            Some(t) => Some(t.to_owned()),
-            None => directory.sending(&domain).map(|s| s.tenant.clone()),
-        };
-        Ok(outcome)
+        let from = signing::from_domain(message);
+        match decide(&directory, tenant, &envelope.sender, from.as_deref())? {
+            Decision::Pass => Ok(None),
+            Decision::Sign { domain } => Ok(Some((directory, domain))),
+        }
     }
+}
+
+/// Whose mail a signed message is: the authenticated tenant, or for a trusted
+/// network the owner of the signing domain.
+fn owner(directory: &Directory, tenant: Option<&str>, domain: &str) -> Option<String> {
+    match tenant {
+        Some(t) => Some(t.to_owned()),
+        None => directory.sending(domain).map(|s| s.tenant.clone()),
+    }
+}
+
+/// The log's `dkim` value of a signed message.
+fn signed_with(domain: &str, keys: &[signing::Key]) -> String {
+    let selectors: Vec<&str> = keys.iter().map(|k| k.selector()).collect();
+    format!("d={domain} s={}", selectors.join(","))
+}
+
+fn unsigned_warning(owner: &str, tenant: Option<&str>, domain: &str, keys_unusable: bool) {
+    tracing::warn!(
+        target: "way2mail::message",
+        tenant = %owner,
+        authenticated = tenant.is_some(),
+        domain,
+        // true: control lists keys, none of which could be decoded (logged apart).
+        keys_unusable,
+        "sending unsigned: the domain has no usable DKIM key ([dkim] missing_keys = \"unsigned\")"
+    );
+}
+
+fn signing_failed(domain: &str, e: &signing::SignError) -> Reply {
+    tracing::error!(domain, error = %e, "DKIM signing failed");
+    Reply::new(
+        451,
+        EnhancedCode::new(4, 3, 0),
+        "Message could not be signed, try again later",
+    )
 }
 
 /// Which domain signs the message, if any. `tenant` is the authenticated tenant;
@@ -161,15 +245,7 @@ fn sign(
     let bimi = sending.bimi_selector.as_deref();
     if keys.is_empty() {
         // check_sending refused this unless missing_keys is `unsigned`.
-        tracing::warn!(
-            target: "way2mail::message",
-            tenant = %sending.tenant,
-            authenticated = tenant.is_some(),
-            domain,
-            // true: control lists keys, none of which could be decoded (logged apart).
-            keys_unusable = sending.has_keys(),
-            "sending unsigned: the domain has no usable DKIM key ([dkim] missing_keys = \"unsigned\")"
-        );
+        unsigned_warning(&sending.tenant, tenant, domain, sending.has_keys());
         let body = match bimi {
             Some(selector) => signing::with_bimi_selector(&body, selector).unwrap_or(body),
             None => body,
@@ -183,21 +259,13 @@ fn sign(
     match signing::sign_message(body, domain, keys, bimi) {
         Ok(body) => {
             crate::metrics::dkim_signed();
-            let selectors: Vec<&str> = keys.iter().map(|k| k.selector()).collect();
             Ok(SignOutcome {
                 body,
-                dkim: Some(format!("d={domain} s={}", selectors.join(","))),
+                dkim: Some(signed_with(domain, keys)),
                 tenant: None,
             })
         }
-        Err(e) => {
-            tracing::error!(domain, error = %e, "DKIM signing failed");
-            Err(Reply::new(
-                451,
-                EnhancedCode::new(4, 3, 0),
-                "Message could not be signed, try again later",
-            ))
-        }
+        Err(e) => Err(signing_failed(domain, &e)),
     }
 }
 

@@ -66,6 +66,7 @@ fn open(path: &Path, keyring: Keyring, progress: &Progress) -> Result<Spool> {
     let options = SpoolOptions {
         accept_rollback: false,
         progress: progress.clone(),
+        cache_bytes: None,
     };
     Ok(Spool::open_with(path, keyring, &options)?)
 }

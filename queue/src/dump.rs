@@ -70,10 +70,6 @@ impl Spool {
         stats.bytes += MAGIC.len() as u64;
         for item in inner.db.iter() {
             let (key, value) = item?;
-            // Parts of messages being received are not mail (spill.rs).
-            if matches!(keys::parse(&key), Some(Key::Spill(..))) {
-                continue;
-            }
             write_item(out, &key)?;
             write_item(out, &value)?;
             stats.records += 1;

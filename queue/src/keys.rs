@@ -18,8 +18,6 @@
 //!                              then time order, so that a tenant's log, or the part
 //!                              of it older than its retention, is one key range
 //!   l <expiry_ms:8 BE> <id:16> lease (empty value): the message is being delivered
-//!   s <id:16> <n:4 BE>         part n of a message still being received (spill.rs):
-//!                              never acknowledged, deleted at its end and at start
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
 //!                              the format before data keys; `m commit_seq` = u64
@@ -38,6 +36,8 @@ pub const LEASE: u8 = b'l';
 pub const LOG: u8 = b'g';
 pub const META: u8 = b'm';
 pub const HELD: u8 = b'h';
+/// The first byte of the associated data of a part of a message being received:
+/// parts live in files (spill.rs), not in the tree, but are sealed like records.
 pub const SPILL: u8 = b's';
 /// The format marker (see `migrate.rs`).
 pub const FORMAT: &[u8] = b"mformat";
@@ -82,8 +82,6 @@ pub enum Key {
     },
     /// Held by an operator: neither scheduled nor leased.
     Held(MessageId),
-    /// Part of a message still being received.
-    Spill(MessageId, u32),
     Log {
         key_id: KeyId,
         time_ms: u64,
@@ -118,18 +116,13 @@ pub fn body(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
     record(BODY, id)
 }
 
-/// The key of part `index` of a message being received.
+/// What part `index` of a message being received is sealed to (spill.rs).
 pub fn spill(id: &MessageId, index: u32) -> [u8; BODY_CHUNK_KEY_LEN] {
     let mut k = [0u8; BODY_CHUNK_KEY_LEN];
     k[0] = SPILL;
     k[1..17].copy_from_slice(id.as_bytes());
     k[17..].copy_from_slice(&index.to_be_bytes());
     k
-}
-
-/// The prefix of every part of a message being received.
-pub fn spill_prefix(id: &MessageId) -> [u8; RECORD_KEY_LEN] {
-    record(SPILL, id)
 }
 
 /// The key of chunk `index` of a body (`body(id)` for 0).
@@ -259,13 +252,6 @@ pub fn parse(key: &[u8]) -> Option<Key> {
             (index > 0).then_some(Key::Body(id_at(id)?, index))
         }
         BODY => id_at(rest).map(|id| Key::Body(id, 0)),
-        SPILL if rest.len() == BODY_CHUNK_KEY_LEN - 1 => {
-            let (id, index) = rest.split_at(16);
-            Some(Key::Spill(
-                id_at(id)?,
-                u32::from_be_bytes(index.try_into().ok()?),
-            ))
-        }
         HELD => id_at(rest).map(Key::Held),
         DUE if rest.len() == DUE_KEY_LEN - 1 => {
             let (due_ms, id, _) = split_timed(rest)?;
@@ -307,7 +293,6 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::Due { due_ms, id }) => format!("schedule {id} due {due_ms}"),
         Some(Key::Lease { expiry_ms, id }) => format!("lease {id} until {expiry_ms}"),
         Some(Key::Held(id)) => format!("hold {id}"),
-        Some(Key::Spill(id, n)) => format!("part {n} of {id} being received"),
         Some(Key::Log {
             key_id,
             time_ms,
@@ -350,9 +335,7 @@ mod tests {
             id in id(), other in id(), a in any::<u32>(), b in any::<u32>()
         ) {
             prop_assert_eq!(parse(&body_chunk(&id, a)), Some(Key::Body(id, a)));
-            prop_assert_eq!(parse(&spill(&id, a)), Some(Key::Spill(id, a)));
-            prop_assert_eq!(spill(&id, a).cmp(&spill(&id, b)), a.cmp(&b));
-            prop_assert!(spill(&id, a).starts_with(&spill_prefix(&id)));
+            prop_assert_eq!(parse(&spill(&id, a)), None, "not a key of the tree");
             prop_assert_eq!(body_chunk(&id, a).cmp(&body_chunk(&id, b)), a.cmp(&b));
             prop_assert!(body_chunk(&id, a).starts_with(&body(&id)));
             prop_assert_eq!(body_chunk(&other, b).starts_with(&body(&id)), other == id);

@@ -71,7 +71,7 @@ pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
-pub use spool::{open_sled, RecipientSummary, Spool, SpoolOptions, Summary};
+pub use spool::{open_sled, RecipientSummary, Spool, SpoolOptions, Summary, DEFAULT_CACHE_BYTES};
 pub use tenant_data::{TenantErasure, TenantInventory};
 pub use verify::{verify, Problem, VerifyReport};
 

@@ -37,7 +37,8 @@ pub struct RecoveryReport {
     pub erased_removed: usize,
     /// Records of the version before data keys re-sealed under data keys.
     pub migrated: usize,
-    /// Parts of messages that were still being received (never acknowledged).
+    /// Files of messages that were still being received, and chunks written from
+    /// them for a message that got no envelope (never acknowledged).
     pub unfinished_removed: usize,
 }
 
@@ -52,8 +53,10 @@ struct Pass {
     /// Messages whose envelope is quarantined or erased: their bodies follow.
     bodies_to_quarantine: Vec<MessageId>,
     bodies_erased: Vec<MessageId>,
-    /// Parts of messages that were being received.
-    spill: Vec<Vec<u8>>,
+    /// Chunks of messages spooled from their parts that got no envelope.
+    unfinished: Vec<Vec<u8>>,
+    /// Every message with an envelope record, whatever became of it.
+    enveloped: HashSet<MessageId>,
 }
 
 impl Pass {
@@ -64,27 +67,31 @@ impl Pass {
             // A held message is where an operator put it: not due, not repaired.
             Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),
             Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),
-            Some(Key::Envelope(id)) => match record::open_envelope(keyring, key, value) {
-                Ok(_) => {
-                    self.valid.insert(id);
-                }
-                Err(Error::Shredded { .. }) => {
-                    self.erased.push(key.to_vec());
-                    self.bodies_erased.push(id);
-                }
-                Err(e) => {
-                    tracing::warn!(record = %keys::describe(key), reason = %e, "quarantining message");
-                    self.to_quarantine.push(key.to_vec());
-                    self.bodies_to_quarantine.push(id);
-                }
-            },
+            Some(Key::Envelope(id)) => {
+                self.enveloped.insert(id);
+                self.envelope(keyring, key, value, id);
+            }
             Some(Key::Quarantine(_) | Key::Meta(_)) => {}
-            // A message still being received when the process stopped: never
-            // acknowledged, so its client sends it again.
-            Some(Key::Spill(..)) => self.spill.push(key.to_vec()),
             None => {
                 tracing::warn!(record = %keys::describe(key), "quarantining unknown record");
                 self.to_quarantine.push(key.to_vec());
+            }
+        }
+    }
+
+    fn envelope(&mut self, keyring: &Keyring, key: &[u8], value: &[u8], id: MessageId) {
+        match record::open_envelope(keyring, key, value) {
+            Ok(_) => {
+                self.valid.insert(id);
+            }
+            Err(Error::Shredded { .. }) => {
+                self.erased.push(key.to_vec());
+                self.bodies_erased.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(record = %keys::describe(key), reason = %e, "quarantining message");
+                self.to_quarantine.push(key.to_vec());
+                self.bodies_to_quarantine.push(id);
             }
         }
     }
@@ -97,6 +104,7 @@ pub(crate) fn run(
     keyring: &Keyring,
     now_ms: u64,
     progress: &Progress,
+    unfinished: &[MessageId],
 ) -> Result<(RecoveryReport, bool), Error> {
     let mut pass = Pass::default();
     // Everything but bodies and the delivery log, in key order.
@@ -120,6 +128,14 @@ pub(crate) fn run(
             pass.erased.push(item?.0.to_vec());
         }
     }
+    // A message spooled from its parts has its chunks written before its envelope
+    // (`Spool::enqueue_from_parts`): chunks of one that got no envelope are gone
+    // with its parts (the caller deletes the parts' files).
+    for id in unfinished.iter().filter(|id| !pass.enveloped.contains(*id)) {
+        for item in db.scan_prefix(keys::body(id)) {
+            pass.unfinished.push(item?.0.to_vec());
+        }
+    }
     let mut report = RecoveryReport {
         messages: pass.valid.len(),
         ..RecoveryReport::default()
@@ -129,7 +145,7 @@ pub(crate) fn run(
         batch.remove(key.as_slice());
         report.erased_removed += 1;
     }
-    for key in &pass.spill {
+    for key in &pass.unfinished {
         batch.remove(key.as_slice());
         report.unfinished_removed += 1;
     }

@@ -1,29 +1,57 @@
 //! Messages still being received. A session holds at most a small buffer of a
-//! message in memory; past it, what arrived is sealed and written here as parts
-//! (`s<id><n>`), in order, and read back at the end of data, when the message is
-//! checked, signed and spooled as a whole (under the ingest budget, in the
-//! daemon). Parts are not mail: nothing was acknowledged, so they need no
-//! durability, are sealed under the node's own key, are deleted once the message
-//! is spooled or refused, and whatever a crash left is deleted at the next start.
+//! message in memory; past it, what arrived is sealed and appended to a file of
+//! its own, `incoming/<id>` in the spool directory, and read back at the end of
+//! data, when the message is checked, signed and spooled (`enqueue_from_parts`
+//! writes its chunks as it reads the parts). Parts are not mail: nothing was
+//! acknowledged, so they are not synced, are sealed under the node's own key, are
+//! deleted once the message is spooled or refused, and whatever a crash left is
+//! deleted at the next start. They are files rather than records because sled
+//! copies a tree node on every insert: gigabytes of parts written and deleted
+//! again cost sled's memory and time for nothing.
+//!
+//! A file is a sequence of `len:4 BE` + a sealed record of at most [`PART`]
+//! plaintext bytes, record n sealed to `keys::spill(id, n)`: a record cut short,
+//! reordered or moved to another message does not open.
 
-use crate::keys::{self, Key};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::keys;
 use crate::{Error, MessageId, Spool};
 
+/// The directory of the parts' files, inside the spool directory.
+pub(crate) const INCOMING: &str = "incoming";
+/// Plaintext bytes per record of a parts file.
+const PART: usize = 64 * 1024;
+
 impl Spool {
-    /// Stores `bytes` as the next parts of message `id`, from part `*next` on (0 for
-    /// the first), in records of at most [`keys::BODY_CHUNK`] bytes (as bodies are,
-    /// for the same reason), and advances `*next`. Blocks only for sled's in-memory
-    /// writes; not durable.
+    fn incoming(&self) -> PathBuf {
+        self.path().join(INCOMING)
+    }
+
+    fn parts_file(&self, id: &MessageId) -> PathBuf {
+        self.incoming().join(id.to_string())
+    }
+
+    /// Appends `bytes` to the parts of message `id`, from part `*next` on (0 for
+    /// the first), and advances `*next`. Not synced.
     pub fn spill(&self, id: &MessageId, next: &mut u32, bytes: &[u8]) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let key_of_node = inner.keyring.system();
-        for part in bytes.chunks(keys::BODY_CHUNK) {
-            let key = keys::spill(id, *next);
-            let mut buf = Vec::with_capacity(part.len() + way2mail_seal::record::OVERHEAD);
-            buf.extend_from_slice(part);
-            inner
-                .db
-                .insert(key, way2mail_seal::record::seal(&key_of_node, &key, buf)?)?;
+        let key = self.inner.keyring.system();
+        std::fs::create_dir_all(self.incoming())?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.parts_file(id))?;
+        // One record at a time: what this holds beyond `bytes` is one record.
+        for part in bytes.chunks(PART) {
+            let mut plain = Vec::with_capacity(part.len() + way2mail_seal::record::OVERHEAD);
+            plain.extend_from_slice(part);
+            let sealed = way2mail_seal::record::seal(&key, &keys::spill(id, *next), plain)?;
+            file.write_all(&(sealed.len() as u32).to_be_bytes())?;
+            file.write_all(&sealed)?;
             *next += 1;
         }
         Ok(())
@@ -31,26 +59,188 @@ impl Spool {
 
     /// The parts of message `id`, in order, appended to `out`.
     pub fn read_spill(&self, id: &MessageId, out: &mut Vec<u8>) -> Result<(), Error> {
-        let inner = &*self.inner;
-        for (expected, item) in (0u32..).zip(inner.db.scan_prefix(keys::spill_prefix(id))) {
-            let (key, value) = item?;
-            if keys::parse(&key) != Some(Key::Spill(*id, expected)) {
-                return Err(Error::Corrupt {
-                    key: keys::describe(&key),
-                    reason: format!("part {expected} expected"),
-                });
+        self.each_part(id, |part| {
+            out.extend_from_slice(part);
+            Ok(())
+        })
+    }
+
+    /// Calls `each` with the plaintext of every part of `id`, in order; nothing
+    /// when it has none.
+    pub fn each_part(
+        &self,
+        id: &MessageId,
+        mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let file = match File::open(self.parts_file(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut reader = BufReader::with_capacity(PART + 64, file);
+        let corrupt = |index: u32, reason: &str| Error::Corrupt {
+            key: format!("part {index} of {id} being received"),
+            reason: reason.to_owned(),
+        };
+        for index in 0u32.. {
+            let mut len = [0u8; 4];
+            match reader.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
-            out.extend_from_slice(&crate::record::open_body(&inner.keyring, &key, &value)?);
+            let len = u32::from_be_bytes(len) as usize;
+            if len > PART + way2mail_seal::record::OVERHEAD {
+                return Err(corrupt(index, "record too long"));
+            }
+            let mut sealed = vec![0u8; len];
+            reader
+                .read_exact(&mut sealed)
+                .map_err(|_| corrupt(index, "cut short"))?;
+            let plain = self
+                .inner
+                .keyring
+                .open_record(&keys::spill(id, index), sealed)?;
+            each(&plain)?;
         }
         Ok(())
     }
 
-    /// Deletes the parts of message `id`. Not durable: a crash brings them back,
-    /// and the next start deletes them.
+    /// Deletes the parts of message `id`.
     pub fn drop_spill(&self, id: &MessageId) -> Result<(), Error> {
-        let inner = &*self.inner;
-        for item in inner.db.scan_prefix(keys::spill_prefix(id)).keys() {
-            inner.db.remove(item?)?;
+        match std::fs::remove_file(self.parts_file(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The messages whose parts a previous run left (for recovery).
+    pub(crate) fn unfinished(&self) -> Result<Vec<MessageId>, Error> {
+        let dir = match std::fs::read_dir(self.incoming()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut ids = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            match entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                Some(id) => ids.push(id),
+                // Not ours; nothing that opens the spool writes anything else here.
+                None => {
+                    tracing::warn!(file = ?entry.path(), "unexpected file among messages being received; removed");
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Writes a body's chunks as its bytes come, each sealed under its final key.
+struct ChunkWriter<'a> {
+    spool: &'a Spool,
+    key: std::sync::Arc<way2mail_seal::DataKey>,
+    id: MessageId,
+    index: u32,
+    buf: Vec<u8>,
+    len: u64,
+}
+
+impl ChunkWriter<'_> {
+    fn push(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            let room = keys::BODY_CHUNK - self.buf.len();
+            let take = room.min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            self.len += take as u64;
+            if self.buf.len() == keys::BODY_CHUNK {
+                self.write()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<(), Error> {
+        let next = Vec::with_capacity(keys::BODY_CHUNK + way2mail_seal::record::OVERHEAD);
+        let plain = std::mem::replace(&mut self.buf, next);
+        let k = keys::body_chunk(&self.id, self.index);
+        let sealed = way2mail_seal::record::seal(&self.key, &k, plain)?;
+        self.spool.inner.db.insert(k, sealed)?;
+        self.index += 1;
+        Ok(())
+    }
+
+    /// The last chunk (the only one of an empty body).
+    fn finish(mut self) -> Result<u64, Error> {
+        if !self.buf.is_empty() || self.index == 0 {
+            self.write()?;
+        }
+        Ok(self.len)
+    }
+}
+
+impl Spool {
+    /// Spools a message received in parts without holding it whole: its body is
+    /// `head`, then the parts of `id` without their first `skip` bytes (the header
+    /// section `head` replaces, when it does), then `tail`. The chunks are sealed
+    /// and written as the parts are read, before the envelope; then the envelope
+    /// and the schedule entry go through the group commit like `enqueue`'s, and the
+    /// returned `Durable` says when the message is safe. Until then a crash leaves
+    /// chunks without an envelope, which recovery deletes with the parts (it knows
+    /// the message from them), so the caller deletes the parts only after that.
+    pub fn enqueue_from_parts(
+        &self,
+        id: MessageId,
+        envelope: &crate::Envelope,
+        head: &[u8],
+        skip: u64,
+        tail: &[u8],
+    ) -> Result<crate::Durable, Error> {
+        self.refuse_if_unhealthy()?;
+        let key = self.data_key(envelope.origin.tenant.as_deref())?;
+        let mut writer = ChunkWriter {
+            spool: self,
+            key: std::sync::Arc::clone(&key),
+            id,
+            index: 0,
+            buf: Vec::with_capacity(keys::BODY_CHUNK + way2mail_seal::record::OVERHEAD),
+            len: 0,
+        };
+        let written = (|| {
+            writer.push(head)?;
+            let mut skip = skip;
+            self.each_part(&id, |part| {
+                let cut = usize::try_from(skip).unwrap_or(usize::MAX).min(part.len());
+                skip -= cut as u64;
+                writer.push(&part[cut..])
+            })?;
+            writer.push(tail)?;
+            writer.finish()
+        })();
+        let body_len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                // What was written is no message: gone now, or at the next start.
+                let _ = self.drop_chunks(&id);
+                return Err(e);
+            }
+        };
+        let env_key = keys::envelope(&id);
+        let mut write = crate::commit::Write::default();
+        write.insert(
+            &env_key,
+            crate::record::seal_envelope(&key, &env_key, envelope, body_len)?,
+        );
+        write.insert(&keys::due(way2mail_daemon::time::now_ms(), &id), Vec::new());
+        write.count_messages(1);
+        Ok(self.inner.committer.submit(write))
+    }
+
+    fn drop_chunks(&self, id: &MessageId) -> Result<(), Error> {
+        for k in crate::body::existing_keys(&self.inner.db, id)? {
+            self.inner.db.remove(k)?;
         }
         Ok(())
     }

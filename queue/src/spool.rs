@@ -29,9 +29,11 @@ use way2mail_seal::{DataKey, Keyring};
 
 /// Name of the lock file inside the spool directory, held with `flock` while open.
 pub(crate) const LOCK_FILE: &str = "way2mail.lock";
-/// Page cache for sled. Bodies are read back once for delivery, so a large cache
-/// buys little; this keeps the index and recent records hot.
-const CACHE_BYTES: u64 = 128 << 20;
+/// sled's page cache unless [`SpoolOptions::cache_bytes`] says otherwise. Bodies
+/// are read back once for delivery, so a large cache buys little; this keeps the
+/// schedule, envelopes and recent records hot. 128 MiB measured no faster at
+/// ingest than 64 MiB (docs/benchmarks.md).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// One queued message, as shown by `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,8 @@ pub struct SpoolOptions {
     /// Ticked for every record opening, recovery and the scans read, so that a
     /// watchdog can tell slow work from a hang.
     pub progress: Progress,
+    /// sled's page cache in bytes; `None`: [`DEFAULT_CACHE_BYTES`].
+    pub cache_bytes: Option<u64>,
 }
 
 /// A handle on the open spool; clones share one database and one flusher thread.
@@ -132,14 +136,14 @@ fn is_sled_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-pub(crate) fn open_db(path: &Path) -> Result<sled::Db, Error> {
+pub(crate) fn open_db(path: &Path, cache_bytes: Option<u64>) -> Result<sled::Db, Error> {
     let config = sled::Config::new()
         .path(path)
         // The flusher thread owns durability; a background timer flush would only
         // add writes that nobody waits for.
         .flush_every_ms(None)
         .mode(sled::Mode::HighThroughput)
-        .cache_capacity(CACHE_BYTES);
+        .cache_capacity(cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES));
     match open_sled(&config) {
         Ok(db) => Ok(db),
         // Still held: some process that got past our lock file (an older binary,
@@ -184,7 +188,7 @@ impl Spool {
     ) -> Result<Spool, Error> {
         DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         let lock_file = lock(path)?;
-        let db = open_db(path)?;
+        let db = open_db(path, options.cache_bytes)?;
         options.progress.tick();
         let commit_seq = anchor::commit_seq(&db)?;
         let anchor_check = anchor::admit(path, commit_seq, options.accept_rollback)?;
@@ -237,9 +241,15 @@ impl Spool {
                     .shared
                     .mark_unhealthy(format!("migration failed: {e}"))
             })?;
-        let (mut report, changed) =
-            recovery::run(&inner.db, &inner.keyring, now_ms(), &inner.progress)
-                .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
+        let unfinished = self.unfinished()?;
+        let (mut report, changed) = recovery::run(
+            &inner.db,
+            &inner.keyring,
+            now_ms(),
+            &inner.progress,
+            &unfinished,
+        )
+        .inspect_err(|e| inner.shared.mark_unhealthy(format!("recovery failed: {e}")))?;
         report.migrated = migrated;
         let changed = changed || migrated > 0;
         inner
@@ -252,6 +262,11 @@ impl Spool {
             // Not `flush()`: its barrier write would wait for the flusher, which
             // waits for the writers' lock held here. Nothing is queued meanwhile.
             inner.shared.flush(&inner.db)?;
+        }
+        // Only now: the chunks written from them are gone for good.
+        for id in &unfinished {
+            self.drop_spill(id)?;
+            report.unfinished_removed += 1;
         }
         Ok(report)
     }

@@ -91,9 +91,6 @@ pub struct VerifyReport {
     /// Records of erased tenants, awaiting removal by the daemon.
     pub erased: u64,
     pub metadata: u64,
-    /// Parts of messages that were being received when the spool stopped (the
-    /// next start deletes them).
-    pub unfinished: u64,
     /// Problems found, by kind.
     pub problems: BTreeMap<Problem, u64>,
     /// The first problems, described (record and reason).
@@ -176,7 +173,7 @@ pub fn verify(path: &Path, keyring: &Keyring, progress: &Progress) -> Result<Ver
         )));
     }
     let _lock = crate::spool::lock(path)?;
-    let db = crate::spool::open_db(path)?;
+    let db = crate::spool::open_db(path, None)?;
     progress.tick();
     let mut report = VerifyReport {
         path: path.to_owned(),
@@ -258,8 +255,6 @@ fn visit(
             }
         }
         Some(Key::Quarantine(_)) => report.quarantined += 1,
-        // Deleted at the next start; not part of any message.
-        Some(Key::Spill(..)) => report.unfinished += 1,
         Some(Key::Meta(_)) => report.metadata += 1,
         None => report.problem(Problem::UnknownRecord, keys::describe(key)),
     }

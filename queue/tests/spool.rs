@@ -608,7 +608,8 @@ fn unknown_keys_are_quarantined_not_deleted_and_orphan_bodies_left_to_verify() {
 fn parts_of_a_message_being_received_are_read_back_dropped_and_cleared_at_start() {
     let fx = Fixture::new();
     let (done, left) = (MessageId::generate(), MessageId::generate());
-    let big = vec![b'x'; 3 * keys::BODY_CHUNK + 5];
+    let big = vec![b'x'; 200_000];
+    let incoming = fx.spool_dir.join("incoming");
     {
         let spool = fx.open();
         let (mut a, mut b) = (0, 0);
@@ -618,7 +619,7 @@ fn parts_of_a_message_being_received_are_read_back_dropped_and_cleared_at_start(
                 .spill(&left, &mut b, &part[..part.len().min(20)])
                 .expect("spill");
         }
-        assert_eq!(a, 7, "the large part is written in four records");
+        assert_eq!(a, 7, "the large part is written in four records of 64 KiB");
         let mut back = b"".to_vec();
         spool.read_spill(&done, &mut back).expect("read");
         assert_eq!(
@@ -629,19 +630,82 @@ fn parts_of_a_message_being_received_are_read_back_dropped_and_cleared_at_start(
         let mut none = Vec::new();
         spool.read_spill(&done, &mut none).expect("read");
         assert!(none.is_empty());
-        spool.flush().expect("flush");
         // `left` is what a crash in the middle of a message leaves behind.
     }
+    let file = std::fs::read(incoming.join(left.to_string())).expect("parts file");
+    assert!(
+        !file.windows(7).any(|w| w == b"Subject"),
+        "parts are sealed"
+    );
+    assert_eq!(std::fs::read_dir(&incoming).expect("dir").count(), 1);
+    // A record cut short does not open.
+    std::fs::write(incoming.join(left.to_string()), &file[..file.len() - 1]).expect("cut");
+    let spool = fx.open();
+    let mut back = Vec::new();
+    assert!(matches!(
+        spool.read_spill(&left, &mut back),
+        Err(Error::Corrupt { .. })
+    ));
+    let report = spool.recover().expect("recover");
+    assert_eq!((report.unfinished_removed, report.quarantined), (1, 0));
+    assert_eq!(std::fs::read_dir(&incoming).expect("dir").count(), 0);
+}
+
+#[test]
+fn a_message_is_spooled_from_its_parts_with_a_new_head_and_leftovers_go_at_start() {
+    let fx = Fixture::new();
+    let header = b"Received: x\r\nSubject: parts\r\n\r\n".to_vec();
+    let content = vec![b'z'; 3 * keys::BODY_CHUNK + 100];
+    let (whole, unfinished) = (MessageId::generate(), MessageId::generate());
+    let leftovers = {
+        let spool = fx.open();
+        for id in [whole, unfinished] {
+            let mut next = 0;
+            spool.spill(&id, &mut next, &header).expect("spill");
+            spool.spill(&id, &mut next, &content).expect("spill");
+        }
+        // The head replaces the header section: what a signature and a rewritten
+        // header do.
+        let head = b"DKIM-Signature: v=1\r\nReceived: x\r\nSubject: parts\r\n\r\n";
+        let env = envelope("p@example.org", 1);
+        let skip = header.len() as u64;
+        let durable = spool
+            .enqueue_from_parts(whole, &env, head, skip, b"tail\r\n")
+            .expect("enqueue");
+        durable.wait_blocking().expect("durable");
+        spool.drop_spill(&whole).expect("drop");
+        let (_, body) = spool.read(&whole).expect("read").expect("queued");
+        assert_eq!(body, [&head[..], &content, b"tail\r\n"].concat());
+        spool.flush().expect("flush");
+        // `unfinished` crashes after its chunks and before its envelope: the same
+        // chunk records, without the commit.
+        let chunks = [&header[..], &content].concat();
+        let key = spool.keyring().system();
+        (0u32..)
+            .zip(chunks.chunks(keys::BODY_CHUNK))
+            .map(|(i, part)| {
+                let k = keys::body_chunk(&unfinished, i);
+                let sealed = way2mail_seal::record::seal(&key, &k, part.to_vec()).expect("seal");
+                (k, sealed)
+            })
+            .collect::<Vec<_>>()
+    };
     with_raw_db(&fx.spool_dir, |db| {
-        assert_eq!(db.scan_prefix([keys::SPILL]).count(), 4);
-        let v = db.get(keys::spill(&left, 1)).expect("get").expect("part");
-        assert!(!v.windows(7).any(|w| w == b"Subject"), "parts are sealed");
+        for (k, v) in &leftovers {
+            db.insert(k, v.clone()).expect("insert");
+        }
     });
     let spool = fx.open();
     let report = spool.recover().expect("recover");
-    assert_eq!((report.unfinished_removed, report.quarantined), (4, 0));
+    assert_eq!(report.messages, 1);
+    assert_eq!(report.quarantined, 0);
+    // Its parts' file and its four chunks.
+    assert_eq!(report.unfinished_removed, 5, "{report:?}");
     drop(spool);
     with_raw_db(&fx.spool_dir, |db| {
-        assert_eq!(db.scan_prefix([keys::SPILL]).count(), 0);
+        assert_eq!(db.scan_prefix(keys::body(&unfinished)).count(), 0);
+        assert_eq!(db.scan_prefix(keys::body(&whole)).count(), 4);
     });
+    let incoming = fx.spool_dir.join("incoming");
+    assert_eq!(std::fs::read_dir(&incoming).expect("dir").count(), 0);
 }

@@ -111,6 +111,18 @@ fn message(from: &str, marker: &str) -> String {
     )
 }
 
+/// [`message`] with about 1 MB of body: past `[spool] message_buffer`, so the
+/// session writes it to the spool in parts and signs it as it reads them back.
+fn large_message(from: &str, marker: &str) -> String {
+    let mut m = message(from, marker);
+    let line = format!("{} {marker}\r\n", "padding".repeat(9));
+    while m.len() < 1_000_000 {
+        m.push_str(&line);
+    }
+    m.push_str("the end\r\n");
+    m
+}
+
 /// The accepted message whose Subject carries `marker`.
 fn arrived(sink: &Sink, marker: &str) -> anyhow::Result<Received> {
     wait_for(&format!("message {marker} at the sink"), DELIVERY, || {
@@ -333,6 +345,22 @@ fn tenant_mail_is_signed_and_verifies(backend: Backend) -> anyhow::Result<()> {
     check_signed(&rig.dns, &m.data, DOMAIN).context("authenticated submission")?;
     ensure!(m.mail_from == format!("app@{DOMAIN}"), "{}", m.mail_from);
 
+    // A large one, written in parts as it arrives: signed over what it reads back.
+    let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
+    let large = large_message(&format!("billing@{DOMAIN}"), "auth-large");
+    let r = c.send_message(
+        &format!("app@{DOMAIN}"),
+        &["customer@remote.example"],
+        &large,
+    )?;
+    queued_id(&r)?;
+    let m = arrived(&rig.sink, "auth-large")?;
+    check_signed(&rig.dns, &m.data, DOMAIN).context("large authenticated submission")?;
+    ensure!(
+        m.data.ends_with(&large.as_bytes()[large.len() - 2000..]),
+        "the large message did not arrive whole"
+    );
+
     // An unverified domain of the same tenant cannot send.
     let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
     let r = c.command(&format!("MAIL FROM:<news@{UNVERIFIED}>"))?;
@@ -396,6 +424,34 @@ fn tenant_mail_is_signed_and_verifies(backend: Backend) -> anyhow::Result<()> {
     ensure!(
         !text.contains("DKIM-Signature:") && text.contains("s=client-choice"),
         "foreign mail was changed:\n{text}"
+    );
+    // Large and foreign: written in parts, spooled from them unchanged.
+    let (mut c, _) = SmtpClient::connect(rig.daemon.ports().mx)?;
+    c.expect("EHLO relay.client.test", 250)?;
+    let large = large_message("app@elsewhere.example", "foreign-large");
+    let r = c.send_message(
+        "app@elsewhere.example",
+        &["customer@remote.example"],
+        &large,
+    )?;
+    queued_id(&r)?;
+    let m = arrived(&rig.sink, "foreign-large")?;
+    let text = String::from_utf8_lossy(&m.data);
+    ensure!(
+        !text.contains("DKIM-Signature:"),
+        "foreign large mail was signed"
+    );
+    // (`message` sends one line dot-stuffed: compare what follows it.)
+    ensure!(
+        m.data.ends_with(&large.as_bytes()[large.len() - 900_000..]),
+        "foreign large mail was changed or cut"
+    );
+    // A large message from the unverified domain: refused like a small one.
+    let large = large_message(&format!("a@{UNVERIFIED}"), "trusted-unverified-large");
+    let r = c.send_message("app@relay.example", &["customer@remote.example"], &large)?;
+    ensure!(
+        r.code == 550 && r.text().contains("not verified"),
+        "large trusted mail from an unverified domain: {r}"
     );
     // A trusted network sending for the unverified domain: refused at the end of data.
     let r = submit_trusted(

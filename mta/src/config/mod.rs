@@ -143,6 +143,9 @@ pub struct TlsConfig {
 /// larger than the budget and delivery would go one message at a time.
 pub const MIN_MEMORY_BUDGET: u64 = 1024 * 1024;
 
+/// The smallest `[spool] cache_size`.
+pub const MIN_CACHE_SIZE: u64 = 4 * 1024 * 1024;
+
 /// The smallest `[spool] message_buffer`.
 pub const MIN_MESSAGE_BUFFER: u64 = 64 * 1024;
 
@@ -175,6 +178,8 @@ pub struct SpoolConfig {
     /// such messages wait for their share, so many large messages arriving together
     /// queue up here instead of all being in memory.
     pub ingest_budget: u64,
+    /// sled's page cache, in bytes.
+    pub cache_size: u64,
     /// Opening the spool (sled's own recovery, then the check of every record) is
     /// given up, and the daemon exits, after this long without progress.
     #[serde(
@@ -276,8 +281,9 @@ impl Default for SpoolConfig {
             keyring_file: PathBuf::new(),
             min_free_space: 100 * 1024 * 1024,
             memory_budget: 256 * 1024 * 1024,
-            message_buffer: 256 * 1024,
-            ingest_budget: 256 * 1024 * 1024,
+            message_buffer: 128 * 1024,
+            ingest_budget: 32 * 1024 * 1024,
+            cache_size: way2mail_queue::DEFAULT_CACHE_BYTES,
             open_timeout: Duration::from_secs(20),
         }
     }
@@ -364,6 +370,12 @@ impl Config {
             return Err(ConfigError::new(
                 "spool.memory_budget",
                 format!("must be at least {MIN_MEMORY_BUDGET} (1 MiB)"),
+            ));
+        }
+        if self.spool.cache_size < MIN_CACHE_SIZE {
+            return Err(ConfigError::new(
+                "spool.cache_size",
+                format!("must be at least {MIN_CACHE_SIZE} (4 MiB)"),
             ));
         }
         if self.spool.ingest_budget < MIN_MEMORY_BUDGET {
@@ -641,10 +653,12 @@ mod tests {
     #[test]
     fn spool_ingest_keys_have_defaults_and_bounds() {
         let s = Config::parse("").expect("parse").validate().expect("valid");
-        assert_eq!(s.raw.spool.message_buffer, 262_144);
-        assert_eq!(s.raw.spool.ingest_budget, 268_435_456);
+        assert_eq!(s.raw.spool.message_buffer, 131_072);
+        assert_eq!(s.raw.spool.ingest_budget, 33_554_432);
+        assert_eq!(s.raw.spool.cache_size, 67_108_864);
         for (toml, key) in [
             ("[spool]\ningest_budget = 1000\n", "spool.ingest_budget"),
+            ("[spool]\ncache_size = 1000\n", "spool.cache_size"),
             ("[spool]\nmessage_buffer = 1000\n", "spool.message_buffer"),
             (
                 "[spool]\ningest_budget = 1048576\nmessage_buffer = 2097152\n",

@@ -1,13 +1,16 @@
 //! Memory for the end of data of large messages. A session keeps at most
 //! `[spool] message_buffer` of a message in memory while it arrives (the protocol
-//! hands the rest out, and the session writes it to the spool as parts); at the end
-//! of data a message that outgrew the buffer is read back whole to be checked,
-//! signed and spooled. That work reserves twice the message's size (the message,
-//! and the copy a new header makes) from `[spool] ingest_budget` first, and waits
-//! while the budget is taken: many large messages ending at once queue here, each
-//! holding only its parts on disk, instead of all being in memory. A message larger
-//! than the whole budget takes all of it. Nothing that holds a reservation waits for
-//! another session, so the queue always moves.
+//! hands the rest out, and the session writes it to the spool as parts). At the end
+//! of data, a message that outgrew the buffer is either read back whole to be
+//! checked (mail from the internet: SPF/DKIM/DMARC/ARC need the whole message),
+//! which reserves twice its size (the message, and the copy a new header makes), or
+//! signed and spooled straight from its parts, which reserves its size: what sled
+//! holds while it writes a message's chunks follows the bytes being written at
+//! once. Either way the reservation comes from `[spool] ingest_budget` first, and
+//! waits while the budget is taken: many large messages ending at once queue here,
+//! each holding only its parts on disk. A message larger than the whole budget
+//! takes all of it. Nothing that holds a reservation waits for another session, so
+//! the queue always moves.
 
 use std::sync::Arc;
 
@@ -35,14 +38,11 @@ impl IngestBudget {
         }
     }
 
-    /// Waits until the end-of-data work on a message of `size` bytes may hold it
-    /// in memory; the reservation lasts as long as the returned permit. `None` only
-    /// if the semaphore were closed, which nothing does.
-    pub async fn reserve(&self, size: u64) -> Option<OwnedSemaphorePermit> {
-        let units = size
-            .saturating_mul(2)
-            .div_ceil(UNIT)
-            .clamp(1, u64::from(self.units));
+    /// Waits until `bytes` of the budget are free and reserves them (all of it for
+    /// more than the whole budget); the reservation lasts as long as the returned
+    /// permit. `None` only if the semaphore were closed, which nothing does.
+    pub async fn reserve(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.units));
         let units = u32::try_from(units).unwrap_or(self.units);
         Arc::clone(&self.permits)
             .acquire_many_owned(units)
@@ -63,9 +63,9 @@ mod tests {
     #[tokio::test]
     async fn large_messages_wait_for_their_share_and_the_largest_takes_all() {
         let b = IngestBudget::new(4 * 1024 * 1024, 256 * 1024);
-        let first = b.reserve(1024 * 1024).await;
+        let first = b.reserve(2 * 1024 * 1024).await;
         assert_eq!(b.reserved_bytes(), 2 * 1024 * 1024);
-        let second = b.reserve(1024 * 1024).await;
+        let second = b.reserve(2 * 1024 * 1024).await;
         assert_eq!(b.reserved_bytes(), 4 * 1024 * 1024);
         // Nothing left: a third waits until one of them is done.
         let third = tokio::time::timeout(std::time::Duration::from_millis(50), b.reserve(10));
