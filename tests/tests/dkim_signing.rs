@@ -626,8 +626,17 @@ fn dkimpy_verifies_what_the_mta_signs() -> anyhow::Result<()> {
         "dkimpy-trusted",
     )?;
     queued_id(&r)?;
+    // Large: signed over its parts as the session reads them back.
+    let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
+    let large = large_message(&format!("billing@{DOMAIN}"), "dkimpy-large");
+    let r = c.send_message(
+        &format!("app@{DOMAIN}"),
+        &["customer@remote.example"],
+        &large,
+    )?;
+    queued_id(&r)?;
     let mut verified = 0;
-    for marker in ["dkimpy-auth", "dkimpy-trusted"] {
+    for marker in ["dkimpy-auth", "dkimpy-trusted", "dkimpy-large"] {
         let m = arrived(&rig.sink, marker)?;
         let (ok, out) = dkimpy(&python, &rig.dns, &m.data)?;
         println!("dkimpy on {marker}:\n{out}");
@@ -654,9 +663,9 @@ fn dkimpy_verifies_what_the_mta_signs() -> anyhow::Result<()> {
             "{out}"
         );
     }
-    if verified != 4 {
-        bail!("dkimpy verified {verified} signatures, expected 4");
+    if verified != 6 {
+        bail!("dkimpy verified {verified} signatures, expected 6");
     }
-    println!("{DKIMPY_MARKER} ({verified} signatures, 2 messages; changed bodies fail)");
+    println!("{DKIMPY_MARKER} ({verified} signatures, 3 messages, one large; changed bodies fail)");
     Ok(())
 }
