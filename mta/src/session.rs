@@ -437,40 +437,49 @@ impl Session {
     /// Deletes the parts of the message being received, if any.
     fn drop_spill(&mut self) {
         if let Some(s) = self.spilling.take() {
-            if let Err(e) = self.shared.spool.drop_spill(&s.id) {
-                tracing::warn!(id = %s.id, error = %e, "cannot delete the parts of a message; the next start does");
-            }
+            self.remove_parts(&s.id);
         }
     }
 
-    /// The end of data: a message that outgrew the message buffer is read back
-    /// from its parts under the ingest budget, then committed like any other.
+    fn remove_parts(&self, id: &MessageId) {
+        if let Err(e) = self.shared.spool.drop_spill(id) {
+            tracing::warn!(%id, error = %e, "cannot delete the parts of a message; the next start does");
+        }
+    }
+
+    /// The end of data; its parts, if the message outgrew the message buffer, are
+    /// deleted after it whatever became of it.
     async fn end_of_data(&mut self, id: MessageId, envelope: Envelope, tail: Vec<u8>) {
         let Some(spilled) = self.spilling.take_if(|s| s.id == id) else {
             self.drop_spill();
             return self.commit(id, envelope, tail).await;
         };
-        let failed = spilled.failed;
-        self.spilling = Some(Spilling {
-            failed: None,
-            ..spilled
-        });
-        if let Some(e) = failed {
-            self.spool_failed(id, &e);
-            return self.drop_spill();
+        self.commit_spilled(id, envelope, spilled, tail).await;
+        self.remove_parts(&id);
+    }
+
+    /// A message that outgrew the message buffer: signed and spooled from its
+    /// parts, or (mail from the internet, whose checks need it whole) read back
+    /// under the ingest budget and committed like any other.
+    async fn commit_spilled(
+        &mut self,
+        id: MessageId,
+        envelope: Envelope,
+        spilled: Spilling,
+        tail: Vec<u8>,
+    ) {
+        if let Some(e) = spilled.failed {
+            return self.spool_failed(id, &e);
         }
-        // The checks of mail from the internet need the whole message; anything
-        // else is signed and spooled straight from its parts.
         if !self.live.inbound.applies(self.role, &envelope)
             && self
                 .commit_from_parts(id, envelope.clone(), spilled.bytes, &tail)
                 .await
         {
-            return self.drop_spill();
+            return;
         }
         let size = spilled.bytes + tail.len() as u64;
-        let reservation = self.shared.ingest.reserve(size.saturating_mul(2)).await;
-        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
+        let _reservation = self.shared.ingest.reserve(size.saturating_mul(2)).await;
         let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         match self.shared.spool.read_spill(&id, &mut body) {
             Ok(()) if body.len() as u64 == spilled.bytes => {
@@ -487,9 +496,6 @@ impl Session {
             }
             Err(e) => self.spool_failed(id, &e),
         }
-        drop(reservation);
-        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
-        self.drop_spill();
     }
 
     /// The message could not be spooled: `451`/`452` and an ERROR line.
@@ -572,32 +578,12 @@ impl Session {
     ) -> bool {
         let data_ended = Instant::now();
         let spool = self.shared.spool.clone();
-        let reservation = self
+        let _reservation = self
             .shared
             .ingest
             .reserve(spilled + tail.len() as u64)
             .await;
-        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
-        let done = self
-            .commit_parts(id, envelope, (spilled, tail), &spool, data_ended)
-            .await;
-        drop(reservation);
-        crate::metrics::ingest_reserved_bytes(self.shared.ingest.reserved_bytes());
-        done
-    }
-
-    /// [`commit_from_parts`](Session::commit_from_parts) once its reservation is
-    /// held; `content` is the bytes in parts and the tail.
-    async fn commit_parts(
-        &mut self,
-        id: MessageId,
-        envelope: Envelope,
-        content: (u64, &[u8]),
-        spool: &Spool,
-        data_ended: Instant,
-    ) -> bool {
-        let (spilled, tail) = content;
-        let header = match header_section(spool, &id) {
+        let header = match header_section(&spool, &id) {
             Ok(Some(header)) => header,
             Ok(None) => return false,
             Err(e) => {
@@ -715,23 +701,10 @@ const HEADER_MAX: usize = 1024 * 1024;
 /// The header section of a message received in parts, the empty line included;
 /// `None` when the parts hold no end of it within [`HEADER_MAX`].
 fn header_section(spool: &Spool, id: &MessageId) -> Result<Option<Vec<u8>>, way2mail_queue::Error> {
-    let mut out = Vec::new();
-    let mut end = None;
-    spool.each_part(id, |part| {
-        if end.is_some() || out.len() > HEADER_MAX {
-            return Ok(());
-        }
-        let from = out.len().saturating_sub(3);
-        out.extend_from_slice(part);
-        end = out[from..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| from + p + 4);
-        Ok(())
-    })?;
+    let (mut head, end) = way2mail_queue::read_header_section(spool.parts(id)?, HEADER_MAX)?;
     Ok(end.map(|end| {
-        out.truncate(end);
-        out
+        head.truncate(end);
+        head
     }))
 }
 

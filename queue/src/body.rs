@@ -57,6 +57,29 @@ pub(crate) fn existing_keys(db: &sled::Db, id: &MessageId) -> Result<Vec<Vec<u8>
         .collect()
 }
 
+/// Reads the beginning of a message from `pieces` up to the end of its header
+/// section (the empty line included), or until `max` bytes are read, and no
+/// further. Returns what was read (the end of the last piece may follow the
+/// header section) and where the header section ends, if it does.
+pub fn read_header_section(
+    pieces: impl Iterator<Item = Result<Vec<u8>, Error>>,
+    max: usize,
+) -> Result<(Vec<u8>, Option<usize>), Error> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        // An empty line split across two pieces is found too.
+        let from = out.len().saturating_sub(3);
+        out.extend_from_slice(&piece?);
+        if let Some(p) = out[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok((out, Some(from + p + 4)));
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok((out, None))
+}
+
 /// A body read chunk by chunk (see [`Spool::body_chunks`]). Each item is the
 /// plaintext of one chunk, authenticated; an error ends the body.
 pub struct BodyChunks {

@@ -62,7 +62,7 @@ mod tenant_data;
 mod verify;
 
 pub use anchor::AnchorCheck;
-pub use body::BodyChunks;
+pub use body::{read_header_section, BodyChunks};
 pub use commit::{CommitStats, Durable, Health};
 pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
 pub use dump::{restore_dump, DumpStats, RestoreStats};
@@ -71,6 +71,7 @@ pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
+pub use spill::Parts;
 pub use spool::{open_sled, RecipientSummary, Spool, SpoolOptions, Summary, DEFAULT_CACHE_BYTES};
 pub use tenant_data::{TenantErasure, TenantInventory};
 pub use verify::{verify, Problem, VerifyReport};

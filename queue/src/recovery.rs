@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 
 use crate::keys::{self, Key};
-use crate::{record, Error, MessageId};
+use crate::{body, record, Error, MessageId};
 use way2mail_daemon::watchdog::Progress;
 use way2mail_seal::Keyring;
 
@@ -119,22 +119,16 @@ pub(crate) fn run(
     // The bodies of quarantined and erased envelopes: only their own records are
     // read, to learn their keys.
     for id in std::mem::take(&mut pass.bodies_to_quarantine) {
-        for item in db.scan_prefix(keys::body(&id)) {
-            pass.to_quarantine.push(item?.0.to_vec());
-        }
+        pass.to_quarantine.extend(body::existing_keys(db, &id)?);
     }
     for id in std::mem::take(&mut pass.bodies_erased) {
-        for item in db.scan_prefix(keys::body(&id)) {
-            pass.erased.push(item?.0.to_vec());
-        }
+        pass.erased.extend(body::existing_keys(db, &id)?);
     }
     // A message spooled from its parts has its chunks written before its envelope
     // (`Spool::enqueue_from_parts`): chunks of one that got no envelope are gone
     // with its parts (the caller deletes the parts' files).
     for id in unfinished.iter().filter(|id| !pass.enveloped.contains(*id)) {
-        for item in db.scan_prefix(keys::body(id)) {
-            pass.unfinished.push(item?.0.to_vec());
-        }
+        pass.unfinished.extend(body::existing_keys(db, id)?);
     }
     let mut report = RecoveryReport {
         messages: pass.valid.len(),

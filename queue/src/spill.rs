@@ -72,38 +72,25 @@ impl Spool {
         id: &MessageId,
         mut each: impl FnMut(&[u8]) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let file = match File::open(self.parts_file(id)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut reader = BufReader::with_capacity(PART + 64, file);
-        let corrupt = |index: u32, reason: &str| Error::Corrupt {
-            key: format!("part {index} of {id} being received"),
-            reason: reason.to_owned(),
-        };
-        for index in 0u32.. {
-            let mut len = [0u8; 4];
-            match reader.read_exact(&mut len) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-            let len = u32::from_be_bytes(len) as usize;
-            if len > PART + way2mail_seal::record::OVERHEAD {
-                return Err(corrupt(index, "record too long"));
-            }
-            let mut sealed = vec![0u8; len];
-            reader
-                .read_exact(&mut sealed)
-                .map_err(|_| corrupt(index, "cut short"))?;
-            let plain = self
-                .inner
-                .keyring
-                .open_record(&keys::spill(id, index), sealed)?;
-            each(&plain)?;
+        for part in self.parts(id)? {
+            each(&part?)?;
         }
         Ok(())
+    }
+
+    /// The parts of `id`, read one at a time, in order; none when it has none.
+    pub fn parts(&self, id: &MessageId) -> Result<Parts, Error> {
+        let reader = match File::open(self.parts_file(id)) {
+            Ok(f) => Some(BufReader::with_capacity(PART + 64, f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Parts {
+            spool: self.clone(),
+            id: *id,
+            index: 0,
+            reader,
+        })
     }
 
     /// Deletes the parts of message `id`.
@@ -243,5 +230,58 @@ impl Spool {
             self.inner.db.remove(k)?;
         }
         Ok(())
+    }
+}
+
+/// The parts of a message being received (see [`Spool::parts`]). Each item is the
+/// plaintext of one record, authenticated; an error ends them.
+pub struct Parts {
+    spool: Spool,
+    id: MessageId,
+    index: u32,
+    reader: Option<BufReader<File>>,
+}
+
+impl Parts {
+    fn corrupt(&self, reason: &str) -> Error {
+        Error::Corrupt {
+            key: format!("part {} of {} being received", self.index, self.id),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The next record; `None` at the end of the file.
+    fn read_next(&mut self) -> Option<Result<Vec<u8>, Error>> {
+        let reader = self.reader.as_mut()?;
+        let mut len = [0u8; 4];
+        match reader.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => return Some(Err(e.into())),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > PART + way2mail_seal::record::OVERHEAD {
+            return Some(Err(self.corrupt("record too long")));
+        }
+        let mut sealed = vec![0u8; len];
+        if reader.read_exact(&mut sealed).is_err() {
+            return Some(Err(self.corrupt("cut short")));
+        }
+        let aad = keys::spill(&self.id, self.index);
+        let plain = self.spool.inner.keyring.open_record(&aad, sealed);
+        self.index += 1;
+        Some(plain.map_err(Error::from))
+    }
+}
+
+impl Iterator for Parts {
+    type Item = Result<Vec<u8>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.read_next();
+        if !matches!(item, Some(Ok(_))) {
+            self.reader = None;
+        }
+        item
     }
 }

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use way2mail_queue::Spool;
+use way2mail_queue::{read_header_section, Spool};
 use way2mail_smtp::dsn::{self, Action, DsnRecipient, DsnRequest};
 use way2mail_smtp::{EnhancedCode, Envelope, MessageId, Origin, Recipient};
 
@@ -96,16 +96,8 @@ pub fn original_from_spool(
     if body_len <= dsn::RETURNED_WHOLE_MAX as u64 {
         return spool.read_whole_body(id, body_len);
     }
-    let mut out = Vec::new();
-    for chunk in spool.body_chunks(id, body_len) {
-        let from = out.len().saturating_sub(3);
-        out.extend_from_slice(&chunk?);
-        let ended = out[from..].windows(4).any(|w| w == b"\r\n\r\n");
-        if ended || out.len() >= HEADER_READ_MAX {
-            break;
-        }
-    }
-    Ok(out)
+    let (head, _) = read_header_section(spool.body_chunks(id, body_len), HEADER_READ_MAX)?;
+    Ok(head)
 }
 
 /// What the delivery log and the bounce say of mail an operator removed.

@@ -40,19 +40,44 @@ impl IngestBudget {
 
     /// Waits until `bytes` of the budget are free and reserves them (all of it for
     /// more than the whole budget); the reservation lasts as long as the returned
-    /// permit. `None` only if the semaphore were closed, which nothing does.
-    pub async fn reserve(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+    /// value, and `way2mail_ingest_reserved_bytes` follows it. `None` only if the
+    /// semaphore were closed, which nothing does.
+    pub async fn reserve(&self, bytes: u64) -> Option<Reservation> {
         let units = bytes.div_ceil(UNIT).clamp(1, u64::from(self.units));
         let units = u32::try_from(units).unwrap_or(self.units);
-        Arc::clone(&self.permits)
+        let permit = Arc::clone(&self.permits)
             .acquire_many_owned(units)
             .await
-            .ok()
+            .ok()?;
+        crate::metrics::ingest_reserved_bytes(self.reserved_bytes());
+        Some(Reservation {
+            permit: Some(permit),
+            permits: Arc::clone(&self.permits),
+            units: self.units,
+        })
     }
 
-    /// Bytes reserved now (for the gauge).
+    /// Bytes reserved now.
     pub fn reserved_bytes(&self) -> u64 {
-        u64::from(self.units).saturating_sub(self.permits.available_permits() as u64) * UNIT
+        reserved(&self.permits, self.units)
+    }
+}
+
+fn reserved(permits: &Semaphore, units: u32) -> u64 {
+    u64::from(units).saturating_sub(permits.available_permits() as u64) * UNIT
+}
+
+/// A share of the ingest budget; given back when dropped.
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+    permits: Arc<Semaphore>,
+    units: u32,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        crate::metrics::ingest_reserved_bytes(reserved(&self.permits, self.units));
     }
 }
 
