@@ -318,12 +318,13 @@ fn rig(backend: Backend) -> anyhow::Result<Rig> {
 /// A message from the tenant (AUTH after STARTTLS), From: the domain; returns the
 /// queued id.
 fn submit_authenticated(rig: &Rig, marker: &str) -> anyhow::Result<String> {
+    submit_as_tenant(rig, &message(&format!("billing@{DOMAIN}"), marker))
+}
+
+/// `body` from the tenant (AUTH after STARTTLS); returns the queued id.
+fn submit_as_tenant(rig: &Rig, body: &str) -> anyhow::Result<String> {
     let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
-    let r = c.send_message(
-        &format!("app@{DOMAIN}"),
-        &["customer@remote.example"],
-        &message(&format!("billing@{DOMAIN}"), marker),
-    )?;
+    let r = c.send_message(&format!("app@{DOMAIN}"), &["customer@remote.example"], body)?;
     queued_id(&r)
 }
 
@@ -346,14 +347,8 @@ fn tenant_mail_is_signed_and_verifies(backend: Backend) -> anyhow::Result<()> {
     ensure!(m.mail_from == format!("app@{DOMAIN}"), "{}", m.mail_from);
 
     // A large one, written in parts as it arrives: signed over what it reads back.
-    let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
     let large = large_message(&format!("billing@{DOMAIN}"), "auth-large");
-    let r = c.send_message(
-        &format!("app@{DOMAIN}"),
-        &["customer@remote.example"],
-        &large,
-    )?;
-    queued_id(&r)?;
+    submit_as_tenant(&rig, &large)?;
     let m = arrived(&rig.sink, "auth-large")?;
     check_signed(&rig.dns, &m.data, DOMAIN).context("large authenticated submission")?;
     ensure!(
@@ -627,14 +622,10 @@ fn dkimpy_verifies_what_the_mta_signs() -> anyhow::Result<()> {
     )?;
     queued_id(&r)?;
     // Large: signed over its parts as the session reads them back.
-    let mut c = authenticated(&rig.daemon, &rig.username, &rig.password)?;
-    let large = large_message(&format!("billing@{DOMAIN}"), "dkimpy-large");
-    let r = c.send_message(
-        &format!("app@{DOMAIN}"),
-        &["customer@remote.example"],
-        &large,
+    submit_as_tenant(
+        &rig,
+        &large_message(&format!("billing@{DOMAIN}"), "dkimpy-large"),
     )?;
-    queued_id(&r)?;
     let mut verified = 0;
     for marker in ["dkimpy-auth", "dkimpy-trusted", "dkimpy-large"] {
         let m = arrived(&rig.sink, marker)?;
