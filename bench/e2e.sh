@@ -16,13 +16,15 @@
 # is fresh for each run, on the same disk as the repo. After each run the daemon's
 # shaping warnings (back-off) are shown: they explain a long drain. METRICS=off runs
 # the daemon with `[metrics] listen = ""` (no recorder, nothing recorded); the default
-# serves metrics on a free loopback port, as a production node would.
+# serves metrics on a free loopback port, as a production node would. MTA names another
+# daemon binary to measure (e.g. a build of an older commit) and E2E_NO_BUILD=1 skips
+# the release build.
 #
 # bench/compare-postfix.sh sources this file for e2e_prepare and e2e_mta.
 set -euo pipefail
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MTA=$E2E_ROOT/target/release/way2mail-mta
+MTA=${MTA:-$E2E_ROOT/target/release/way2mail-mta}
 BENCH=$E2E_ROOT/target/release/way2mail-bench
 # No run may hang: the sink gives up (and the run fails) after this long.
 E2E_LIMIT_SECS=${E2E_LIMIT_SECS:-900}
@@ -44,7 +46,7 @@ e2e_field() { # json key
 }
 
 e2e_prepare() {
-    (cd "$E2E_ROOT" && cargo build --release -q -p way2mail-mta -p way2mail-bench)
+    [[ -n ${E2E_NO_BUILD:-} ]] || (cd "$E2E_ROOT" && cargo build --release -q -p way2mail-mta -p way2mail-bench)
     E2E_WORK=$(mktemp -d "$E2E_ROOT/target/e2e-bench.XXXXXX")
 }
 

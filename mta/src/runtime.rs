@@ -26,7 +26,7 @@ use way2mail_smtp::server::{Role, SpoolState};
 
 use crate::config::Listener;
 use crate::io::epoll::EpollStream;
-use crate::io::uring::UringStream;
+use crate::io::uring::{self, UringStream};
 use crate::io::{Backend, Io};
 use crate::limits::{ConnectionLimiter, Displacing, LiveSessions, Refusal};
 use crate::session::{self, Shared};
@@ -223,7 +223,7 @@ fn run_uring(
     listeners: Vec<(TcpListener, Role)>,
     start: Option<CoreStart>,
 ) -> Result<()> {
-    let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).context("starting io_uring")?;
+    let rt = uring::runtime().context("starting io_uring")?;
     rt.block_on(async move {
         if let Some(start) = start {
             start();

@@ -379,7 +379,7 @@ impl Session {
             // The next read answers `421 4.3.2`.
             Waited::Stopping => return Ok(None),
         };
-        let Ok((res, buf)) = result else {
+        let Ok((res, mut buf)) = result else {
             match cut {
                 Some(cut) => {
                     self.cut = Some(cut);
@@ -389,16 +389,20 @@ impl Session {
             }
             return Ok(None);
         };
-        self.rbuf = buf;
-        let n = res?;
-        if n == 0 {
-            return Ok(Some("client closed"));
-        }
-        let bytes = &self.rbuf[..n];
+        let n = match res {
+            Ok(n) if n > 0 => n,
+            other => {
+                self.rbuf = buf;
+                return other.map(|_| Some("client closed"));
+            }
+        };
+        buf.truncate(n);
         self.activity.received(n);
-        self.deadlines.fed(bytes, Instant::now());
+        self.deadlines.fed(&buf, Instant::now());
         self.protocol.set_spool_state(self.shared.monitor.state());
-        self.protocol.feed(bytes);
+        // The read buffer becomes the protocol's input (no copy) and its previous
+        // input buffer is the next read's.
+        self.rbuf = self.protocol.feed_buffer(buf);
         Ok(None)
     }
 

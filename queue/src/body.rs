@@ -19,9 +19,8 @@ use crate::keys::{self, BODY_CHUNK};
 use crate::spool::Inner;
 use crate::{record, Error, MessageId, Spool};
 
-/// Adds the sealed chunks of `body` to `write`. A body of one chunk is sealed in
-/// its own buffer; a longer one is copied chunk by chunk into buffers of the
-/// sealed size.
+/// Adds the sealed chunks of `body` to `write`, each sealed from where it lies in
+/// `body` straight into its record (`seal::seal`): no chunk is copied.
 pub(crate) fn seal_body(
     write: &mut Write,
     key: &DataKey,
@@ -35,9 +34,7 @@ pub(crate) fn seal_body(
     }
     for (index, part) in (0u32..).zip(body.chunks(BODY_CHUNK)) {
         let k = keys::body_chunk(id, index);
-        let mut buf = Vec::with_capacity(part.len() + seal::OVERHEAD);
-        buf.extend_from_slice(part);
-        write.insert(&k, seal::seal(key, &k, buf)?);
+        write.insert(&k, seal::seal(key, &k, part)?);
     }
     Ok(())
 }
@@ -173,8 +170,15 @@ impl Spool {
 
     /// Reads a whole body of `body_len` bytes (as its envelope says) chunk by chunk.
     pub fn read_whole_body(&self, id: &MessageId, body_len: u64) -> Result<Vec<u8>, Error> {
+        let mut chunks = self.body_chunks(id, body_len);
+        let first = chunks.next().transpose()?.unwrap_or_default();
+        // A body of one record is that record's plaintext, not a copy of it.
+        if first.len() as u64 == body_len {
+            return Ok(first);
+        }
         let mut body = Vec::with_capacity(usize::try_from(body_len).unwrap_or(0));
-        for chunk in self.body_chunks(id, body_len) {
+        body.extend_from_slice(&first);
+        for chunk in chunks {
             body.extend_from_slice(&chunk?);
         }
         Ok(body)

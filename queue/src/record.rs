@@ -102,7 +102,7 @@ pub(crate) fn open_log(
     key: &[u8],
     value: &[u8],
 ) -> Result<DeliveryRecord, Error> {
-    let json = keyring.open_record(key, value.to_vec())?;
+    let json = keyring.open_record(key, value)?;
     parse_log(key, &json)
 }
 
@@ -125,13 +125,13 @@ pub(crate) fn open_envelope(
     key: &[u8],
     value: &[u8],
 ) -> Result<(Envelope, u64), Error> {
-    let json = keyring.open_record(key, value.to_vec())?;
+    let json = keyring.open_record(key, value)?;
     parse_envelope(key, &json)
 }
 
 /// Opens a body record stored under `key`.
 pub(crate) fn open_body(keyring: &Keyring, key: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
-    Ok(keyring.open_record(key, value.to_vec())?)
+    Ok(keyring.open_record(key, value)?)
 }
 
 /// A delivery log record's plaintext, for tests that write records by hand.

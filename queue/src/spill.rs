@@ -47,9 +47,7 @@ impl Spool {
             .open(self.parts_file(id))?;
         // One record at a time: what this holds beyond `bytes` is one record.
         for part in bytes.chunks(PART) {
-            let mut plain = Vec::with_capacity(part.len() + way2mail_seal::record::OVERHEAD);
-            plain.extend_from_slice(part);
-            let sealed = way2mail_seal::record::seal(&key, &keys::spill(id, *next), plain)?;
+            let sealed = way2mail_seal::record::seal(&key, &keys::spill(id, *next), part)?;
             file.write_all(&(sealed.len() as u32).to_be_bytes())?;
             file.write_all(&sealed)?;
             *next += 1;
@@ -137,32 +135,45 @@ struct ChunkWriter<'a> {
 impl ChunkWriter<'_> {
     fn push(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         while !bytes.is_empty() {
+            // A whole chunk within `bytes` is sealed from where it lies.
+            if self.buf.is_empty() && bytes.len() >= keys::BODY_CHUNK {
+                let (chunk, rest) = bytes.split_at(keys::BODY_CHUNK);
+                self.write(chunk)?;
+                bytes = rest;
+                continue;
+            }
             let room = keys::BODY_CHUNK - self.buf.len();
             let take = room.min(bytes.len());
             self.buf.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            self.len += take as u64;
             if self.buf.len() == keys::BODY_CHUNK {
-                self.write()?;
+                self.write_buffered()?;
             }
         }
         Ok(())
     }
 
-    fn write(&mut self) -> Result<(), Error> {
-        let next = Vec::with_capacity(keys::BODY_CHUNK + way2mail_seal::record::OVERHEAD);
-        let plain = std::mem::replace(&mut self.buf, next);
+    /// Seals the chunk gathered across pieces.
+    fn write_buffered(&mut self) -> Result<(), Error> {
+        let buf = std::mem::take(&mut self.buf);
+        self.write(&buf)?;
+        self.buf = buf;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, plain: &[u8]) -> Result<(), Error> {
         let k = keys::body_chunk(&self.id, self.index);
         let sealed = way2mail_seal::record::seal(&self.key, &k, plain)?;
         self.spool.inner.db.insert(k, sealed)?;
         self.index += 1;
+        self.len += plain.len() as u64;
         Ok(())
     }
 
-    /// The last chunk (the only one of an empty body).
     fn finish(mut self) -> Result<u64, Error> {
         if !self.buf.is_empty() || self.index == 0 {
-            self.write()?;
+            self.write_buffered()?;
         }
         Ok(self.len)
     }
@@ -192,7 +203,7 @@ impl Spool {
             key: std::sync::Arc::clone(&key),
             id,
             index: 0,
-            buf: Vec::with_capacity(keys::BODY_CHUNK + way2mail_seal::record::OVERHEAD),
+            buf: Vec::with_capacity(keys::BODY_CHUNK),
             len: 0,
         };
         let written = (|| {

@@ -685,7 +685,7 @@ fn a_message_is_spooled_from_its_parts_with_a_new_head_and_leftovers_go_at_start
             .zip(chunks.chunks(keys::BODY_CHUNK))
             .map(|(i, part)| {
                 let k = keys::body_chunk(&unfinished, i);
-                let sealed = way2mail_seal::record::seal(&key, &k, part.to_vec()).expect("seal");
+                let sealed = way2mail_seal::record::seal(&key, &k, part).expect("seal");
                 (k, sealed)
             })
             .collect::<Vec<_>>()

@@ -33,10 +33,7 @@ fn open_legacy(store: &Store, tree: TreeName, key: &[u8], value: &[u8]) -> Optio
 fn json_of(store: &Store, tree: TreeName, key: &[u8], value: &[u8]) -> Option<Value> {
     let json = match open_legacy(store, tree, key, value) {
         Some(json) => json,
-        None => store
-            .keyring
-            .open_record(&aad(tree, key), value.to_vec())
-            .ok()?,
+        None => store.keyring.open_record(&aad(tree, key), value).ok()?,
     };
     serde_json::from_slice::<Value>(&json).ok()
 }

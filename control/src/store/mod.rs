@@ -624,7 +624,7 @@ impl Store {
     pub fn seal_field(&self, tenant: &str, aad: &[u8], text: &str) -> Result<String, Error> {
         let key = self.sealing_key(&Sealing::Tenant(tenant.to_owned()))?;
         let sealed = key
-            .seal(aad, text.as_bytes().to_vec())
+            .seal(aad, text.as_bytes())
             .map_err(|e| Error::Crypto(format!("cannot seal a field: {e}")))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
     }

@@ -339,6 +339,14 @@ impl ClientSession {
         std::mem::replace(&mut self.output, spare)
     }
 
+    /// Makes the output buffer hold at least `bytes` octets in all: a caller
+    /// streaming content asks for what it writes between two flushes, so that the
+    /// buffer is never moved by growing (a flush swaps in another buffer, which
+    /// is sized on the next call).
+    pub fn reserve_output(&mut self, bytes: usize) {
+        self.output.reserve(bytes.saturating_sub(self.output.len()));
+    }
+
     /// The next piece of streamed content (after `SendContent`), encoded into
     /// `output()`.
     pub fn push_content(&mut self, piece: &[u8]) {

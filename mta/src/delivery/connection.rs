@@ -26,6 +26,9 @@ const READ_SIZE: usize = 16 * 1024;
 /// While a body streams from the spool, encoded content is written whenever this
 /// much has gathered: with one spool chunk, what a streaming connection holds.
 pub const STREAM_FLUSH: usize = 64 * 1024;
+/// The output room a streaming connection reserves once: a flush happens past
+/// [`STREAM_FLUSH`], and one more chunk may follow it, stuffed.
+const STREAM_ROOM: usize = STREAM_FLUSH + 2 * way2mail_queue::keys::BODY_CHUNK;
 
 /// What a connection needs to know, shared by all connections of a core.
 pub struct Settings {
@@ -250,7 +253,7 @@ impl Conn<'_> {
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
         self.wbuf = buf;
         // A body's worth of capacity is not kept for the commands that follow.
-        if self.wbuf.capacity() > 2 * STREAM_FLUSH {
+        if self.wbuf.capacity() > 2 * STREAM_ROOM {
             self.wbuf = Vec::new();
         }
         res
@@ -269,6 +272,7 @@ impl Conn<'_> {
         };
         if let Some((id, spool, body_len)) = source {
             for chunk in spool.body_chunks(&id, body_len) {
+                self.client.reserve_output(STREAM_ROOM);
                 match chunk {
                     Ok(chunk) => self.client.push_content(&chunk),
                     Err(e) => {

@@ -91,7 +91,7 @@ pub fn load(path: &Path, keyring: &Keyring) -> Result<Option<Loaded>, SnapshotFi
         }
     };
     let opened = if let Some(sealed) = bytes.strip_prefix(MAGIC) {
-        keyring.open_record(AAD, sealed.to_vec())
+        keyring.open_record(AAD, sealed)
     } else if let Some(sealed) = bytes.strip_prefix(MAGIC_V1) {
         keyring.open_with_master(AAD, sealed.to_vec())
     } else {

@@ -562,8 +562,8 @@ impl Keyring {
     }
 
     /// Opens a record sealed by a key of this keyring under `aad` (`record.rs`).
-    pub fn open_record(&self, aad: &[u8], record: Vec<u8>) -> Result<Vec<u8>, Error> {
-        crate::record::open(|id| self.lookup(id), aad, record)
+    pub fn open_record(&self, aad: &[u8], record: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
+        crate::record::open(|id| self.lookup(id), aad, record.as_ref())
     }
 
     /// Opens what was sealed with the master key itself before data keys existed
@@ -697,7 +697,7 @@ mod tests {
         let path = dir.path().join("keyring");
         let ring = Keyring::open(&path, master(dir.path(), "m")).expect("create");
         let acme = ring.tenant("acme").expect("acme key");
-        let sealed = acme.seal(b"k", b"secret".to_vec()).expect("seal");
+        let sealed = acme.seal(b"k", b"secret").expect("seal");
         let system_id = ring.system().id();
         drop(ring);
         let ring = Keyring::open(&path, master(dir.path(), "m")).expect("reopen");
@@ -718,7 +718,7 @@ mod tests {
         let path = dir.path().join("keyring");
         let ring = Keyring::open(&path, master(dir.path(), "m")).expect("create");
         let key = ring.tenant("acme").expect("key");
-        let sealed = key.seal(b"k", b"mail".to_vec()).expect("seal");
+        let sealed = key.seal(b"k", b"mail").expect("seal");
         let erasure = ring.shred("acme").expect("shred");
         assert_eq!(erasure.key_id, Some(key.id()));
         assert!(matches!(ring.lookup(key.id()), Lookup::Erased(_)));
@@ -749,7 +749,7 @@ mod tests {
         let sealed = ring
             .tenant("acme")
             .expect("key")
-            .seal(b"k", b"x".to_vec())
+            .seal(b"k", b"x")
             .expect("seal");
         drop(ring);
         // The new master alone cannot open it.

@@ -32,11 +32,48 @@ fn header(id: KeyId) -> [u8; HEADER_LEN] {
     h
 }
 
-fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(header.len() + aad.len());
-    a.extend_from_slice(header);
-    a.extend_from_slice(aad);
-    a
+/// The associated data of a record: its header, then the caller's (its sled key).
+/// Short enough to stay on the stack for every key the spool uses.
+fn full_aad(header: &[u8], aad: &[u8]) -> Aad<AadBuf> {
+    let mut a = AadBuf {
+        inline: [0; 128],
+        len: 0,
+        heap: Vec::new(),
+    };
+    a.extend(header);
+    a.extend(aad);
+    Aad::from(a)
+}
+
+/// Associated data of up to 128 bytes kept inline, longer on the heap.
+struct AadBuf {
+    inline: [u8; 128],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl AadBuf {
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() && self.len + bytes.len() <= self.inline.len() {
+            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+    }
+}
+
+impl AsRef<[u8]> for AadBuf {
+    fn as_ref(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
 }
 
 /// The data key a record names, read from its header without opening it; `None`
@@ -50,52 +87,54 @@ pub fn key_id_of(record: &[u8]) -> Option<KeyId> {
     Some(KeyId(u64::from_be_bytes(b)))
 }
 
-/// Encrypts `data` in its own buffer and returns it as a record. The buffer grows
-/// by [`OVERHEAD`] bytes (no reallocation when the caller left that much spare
-/// capacity); the plaintext is never copied into a second buffer.
-pub fn seal(key: &DataKey, aad: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// Encrypts `data` into a new buffer of exactly the record's size and returns it
+/// as a record. The cipher reads the plaintext where it lies and writes the
+/// ciphertext where the record keeps it: the plaintext is never copied, and the
+/// record is never moved or regrown.
+pub fn seal(key: &DataKey, aad: &[u8], data: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
+    let data = data.as_ref();
     let head = header(key.id());
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::crypto("random generator"))?;
-    data.reserve_exact(OVERHEAD);
-    let tag = key
-        .aead
-        .seal_in_place_separate_tag(
+    let mut record = vec![0u8; OVERHEAD + data.len()];
+    record[..HEADER_LEN].copy_from_slice(&head);
+    record[HEADER_LEN..HEADER_LEN + NONCE_LEN].copy_from_slice(&nonce);
+    let (ciphertext, tag) = record[HEADER_LEN + NONCE_LEN..].split_at_mut(data.len());
+    key.aead
+        .seal_out_of_place_scatter(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(full_aad(&head, aad)),
-            &mut data,
+            full_aad(&head, aad),
+            data,
+            ciphertext,
+            &[],
+            tag,
         )
         .map_err(|_| Error::crypto("AES-256-GCM"))?;
-    data.extend_from_slice(tag.as_ref());
-    // Shifts the ciphertext within the same allocation to make room in front.
-    let mut front = [0u8; HEADER_LEN + NONCE_LEN];
-    front[..HEADER_LEN].copy_from_slice(&head);
-    front[HEADER_LEN..].copy_from_slice(&nonce);
-    data.splice(0..0, front);
-    Ok(data)
+    Ok(record)
 }
 
 impl DataKey {
     /// Seals `data` as one record stored under `aad` (see [`seal`]).
-    pub fn seal(&self, aad: &[u8], data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    pub fn seal(&self, aad: &[u8], data: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
         seal(self, aad, data)
     }
 }
 
 /// Authenticates and decrypts a record stored under `aad` with the data key its
-/// header names, as `lookup` (the keyring's) finds it. A shredded key gives
-/// [`Error::Shredded`], a key never held [`Error::UnknownKey`], anything else that
-/// does not open [`Error::Corrupt`].
+/// header names, as `lookup` (the keyring's) finds it, into a new buffer of the
+/// plaintext's size: the record is read where it lies (a value sled handed out)
+/// and never copied. A shredded key gives [`Error::Shredded`], a key never held
+/// [`Error::UnknownKey`], anything else that does not open [`Error::Corrupt`].
 pub fn open(
     lookup: impl FnOnce(KeyId) -> Lookup,
     aad: &[u8],
-    mut record: Vec<u8>,
+    record: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let corrupt = |reason: &'static str| Error::Corrupt {
         aad: aad.to_vec(),
         reason,
     };
-    let Some(id) = key_id_of(&record) else {
+    let Some(id) = key_id_of(record) else {
         return Err(corrupt("not a sealed record (no header)"));
     };
     let key = match lookup(id) {
@@ -113,16 +152,20 @@ pub fn open(
             })
         }
     };
-    let aad = full_aad(&record[..HEADER_LEN], aad);
     let nonce = Nonce::try_assume_unique_for_key(&record[HEADER_LEN..HEADER_LEN + NONCE_LEN])
         .map_err(|_| corrupt("bad nonce"))?;
-    let plain_len = key
-        .aead
-        .open_within(nonce, Aad::from(aad), &mut record, HEADER_LEN + NONCE_LEN..)
-        .map_err(|_| corrupt("authentication failed"))?
-        .len();
-    record.truncate(plain_len);
-    Ok(record)
+    let (ciphertext, tag) = record[HEADER_LEN + NONCE_LEN..].split_at(record.len() - OVERHEAD);
+    let mut plain = vec![0u8; ciphertext.len()];
+    key.aead
+        .open_separate_gather(
+            nonce,
+            full_aad(&record[..HEADER_LEN], aad),
+            ciphertext,
+            tag,
+            &mut plain,
+        )
+        .map_err(|_| corrupt("authentication failed"))?;
+    Ok(plain)
 }
 
 /// Seals `data` directly under a master key: `nonce || ciphertext || tag`, AAD as
@@ -200,7 +243,7 @@ mod tests {
     #[test]
     fn wrong_aad_tamper_relabel_and_truncation_fail() {
         let k = ring();
-        let sealed = seal(&k.system(), b"one", b"data".to_vec()).expect("seal");
+        let sealed = seal(&k.system(), b"one", b"data").expect("seal");
         assert!(matches!(
             k.open_record(b"two", sealed.clone()),
             Err(Error::Corrupt { .. })
@@ -211,7 +254,7 @@ mod tests {
             assert!(k.open_record(b"one", t).is_err(), "byte {i}");
         }
         for n in 0..sealed.len() {
-            assert!(k.open_record(b"one", sealed[..n].to_vec()).is_err());
+            assert!(k.open_record(b"one", &sealed[..n]).is_err());
         }
         // Relabelled with another tenant's key id: that key cannot open it.
         let other = k.tenant("other").expect("key");
@@ -227,11 +270,23 @@ mod tests {
     fn keys_of_other_keyrings_are_unknown() {
         let a = ring();
         let b = ring();
-        let sealed = seal(&a.tenant("t").expect("key"), b"k", b"x".to_vec()).expect("seal");
+        let sealed = seal(&a.tenant("t").expect("key"), b"k", b"x").expect("seal");
         assert!(matches!(
             b.open_record(b"k", sealed),
             Err(Error::UnknownKey { .. })
         ));
+    }
+
+    #[test]
+    fn long_associated_data_round_trips_and_binds() {
+        let k = ring();
+        let long: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
+        let sealed = seal(&k.system(), &long, b"data").expect("seal");
+        assert_eq!(k.open_record(&long, &sealed).expect("open"), b"data");
+        let mut other = long.clone();
+        other[299] ^= 1;
+        assert!(k.open_record(&other, &sealed).is_err());
+        assert!(k.open_record(&long[..128], &sealed).is_err());
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::MessageId;
 /// A lying `SIZE=` must not make us allocate: the first reservation is capped.
 const MAX_INITIAL_RESERVE: u64 = 256 * 1024;
 
+/// The first time a buffer without a size hint has to grow, it grows to this:
+/// most messages fit, and are never moved by a reallocation.
+const FIRST_GROWTH: usize = 32 * 1024;
+
 #[derive(Debug)]
 pub(super) struct Body {
     pub id: MessageId,
@@ -61,7 +65,10 @@ impl Body {
             return None;
         }
         self.spilled += self.buf.len() as u64;
-        Some(std::mem::replace(&mut self.buf, Vec::with_capacity(at)))
+        Some(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(at + at / 8),
+        ))
     }
 
     /// Appends content; past the limit the stored content is dropped and only counted.
@@ -78,8 +85,28 @@ impl Body {
             self.buf.shrink_to_fit();
             return;
         }
+        self.grow_for(bytes.len());
         self.buf.extend_from_slice(bytes);
         self.scan.push(bytes);
+    }
+
+    /// Makes room for `more` octets in as few steps as possible: each reallocation
+    /// moves everything held so far. Past [`FIRST_GROWTH`], a spilling buffer goes
+    /// straight to its spill size (it is handed out there), others double.
+    fn grow_for(&mut self, more: usize) {
+        let need = self.buf.len() + more;
+        if need <= self.buf.capacity() {
+            return;
+        }
+        let target = if need <= FIRST_GROWTH {
+            FIRST_GROWTH
+        } else if let Some(at) = self.spill_at {
+            // A read may take it a little past the spill size before it is handed out.
+            need.max(at + at / 8)
+        } else {
+            need.max(self.buf.capacity() * 2)
+        };
+        self.buf.reserve_exact(target - self.buf.len());
     }
 
     pub fn oversize(&self) -> bool {

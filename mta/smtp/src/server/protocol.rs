@@ -114,6 +114,22 @@ impl Protocol {
         }
     }
 
+    /// Appends client input that arrived in a buffer of its own (its whole length),
+    /// and returns an empty buffer for the next read. When nothing was left
+    /// buffered, the usual case, the buffer itself becomes the input and not a
+    /// byte is copied; the one returned is the previous input buffer.
+    pub fn feed_buffer(&mut self, mut buf: Vec<u8>) -> Vec<u8> {
+        if self.input.is_empty() && !matches!(self.mode, Mode::AwaitTls | Mode::Closing) {
+            self.pos = 0;
+            let mut old = std::mem::replace(&mut self.input, buf);
+            old.clear();
+            return old;
+        }
+        self.feed(&buf);
+        buf.clear();
+        buf
+    }
+
     /// Processes buffered input up to the next thing the caller must do.
     pub fn next_event(&mut self) -> Event {
         loop {

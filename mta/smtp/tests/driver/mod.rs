@@ -293,13 +293,25 @@ fn run_protocol(mut p: Protocol, phases: &[Vec<&[u8]>]) -> Transcript {
     let mut t = Transcript::default();
     p.greeting();
     let mut tls_pending = false;
+    // Every other chunk arrives in a buffer of its own, as a session reads it
+    // (`feed_buffer`, which takes the buffer over when nothing else is held), the
+    // others are copied in (`feed`, as after TLS): the two must not differ.
+    let mut spare = Vec::new();
+    let mut owned = false;
     for phase in phases {
         if tls_pending {
             p.tls_established("TLSv1.3 test".to_string());
             tls_pending = false;
         }
         for chunk in phase {
-            p.feed(chunk);
+            owned = !owned;
+            if owned {
+                spare.extend_from_slice(chunk);
+                spare = p.feed_buffer(spare);
+                assert!(spare.is_empty(), "the buffer handed back is empty");
+            } else {
+                p.feed(chunk);
+            }
             if tls_pending {
                 // Plaintext sent before the handshake: fed, never executed.
                 continue;
