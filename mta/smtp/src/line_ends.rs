@@ -90,16 +90,14 @@ impl Normalizer {
 
 /// The next CR, LF or NUL: the octets that end a run of plain text.
 pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
+    memchr::memchr3(b'\r', b'\n', 0, bytes)
 }
 
 /// The length of `bytes` once every bare CR and bare LF is CRLF.
 pub(crate) fn normalized_len(bytes: &[u8]) -> usize {
     let mut len = bytes.len();
     let mut from = 0;
-    while let Some(p) = bytes[from..].iter().position(|&b| b == b'\r' || b == b'\n') {
+    while let Some(p) = memchr::memchr2(b'\r', b'\n', &bytes[from..]) {
         let at = from + p;
         from = at + 1;
         if bytes[at] == b'\n' {

@@ -60,7 +60,7 @@ impl Encoder {
                 if *line_start && rest[0] == b'.' {
                     out.push(b'.');
                 }
-                match rest.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', rest) {
                     Some(p) => {
                         out.extend_from_slice(&rest[..=p]);
                         rest = &rest[p + 1..];
