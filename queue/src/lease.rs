@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::body;
 use crate::commit::Write;
 use crate::keys::{self, Key};
+use crate::record::BodyShape;
 use crate::{record, DeliveryRecord, Durable, Envelope, Error, MessageId, Spool};
 
 /// A message handed to delivery by [`Spool::take_due`].
@@ -28,7 +29,13 @@ pub struct Leased {
     /// The body's length as the envelope records it: what reading the body will
     /// hold in memory, known before it is read.
     pub body_len: u64,
+    /// How the body goes to a next hop, when the envelope records it (bodies longer
+    /// than one chunk, written by this version).
+    pub shape: Option<BodyShape>,
 }
+
+/// An envelope opened to be leased: with its body's length and shape.
+type Opened = (Envelope, u64, Option<BodyShape>);
 
 /// What this process knows about a lease it took.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +43,7 @@ struct Held {
     expiry_ms: u64,
     /// Kept so that `complete` can seal the new envelope without opening the old.
     body_len: u64,
+    shape: Option<BodyShape>,
 }
 
 /// The leases this process holds, so that `complete` finds the lease key without
@@ -140,7 +148,7 @@ impl Spool {
                 continue;
             }
             match self.open_for_lease(&id, &mut write)? {
-                Ok((envelope, body_len)) => {
+                Ok((envelope, body_len, shape)) => {
                     let cost = cost(body_len);
                     if !taken.is_empty() && bytes.saturating_add(cost) > max_bytes {
                         // Left due: its envelope was only read.
@@ -153,6 +161,7 @@ impl Spool {
                         id,
                         envelope,
                         body_len,
+                        shape,
                     });
                 }
                 Err(dropped) => {
@@ -184,6 +193,7 @@ impl Spool {
                 Held {
                     expiry_ms,
                     body_len: leased.body_len,
+                    shape: leased.shape,
                 },
             );
         }
@@ -196,13 +206,13 @@ impl Spool {
         &self,
         id: &MessageId,
         write: &mut Write,
-    ) -> Result<Result<(Envelope, u64), Dropped>, Error> {
+    ) -> Result<Result<Opened, Dropped>, Error> {
         let inner = &*self.inner;
         let env_key = keys::envelope(id);
         let Some(value) = inner.db.get(env_key)? else {
             return Ok(Err(Dropped::Missing));
         };
-        match record::open_envelope(&inner.keyring, &env_key, &value) {
+        match record::open_envelope_shaped(&inner.keyring, &env_key, &value) {
             Ok(found) => Ok(Ok(found)),
             Err(Error::Shredded { .. }) => {
                 write.remove(&env_key);
@@ -253,8 +263,8 @@ impl Spool {
         self.refuse_if_unhealthy()?;
         let inner = &*self.inner;
         let held = inner.leases.held().remove(&id);
-        let (lease, body_len) = match held {
-            Some(h) => (Some(h.expiry_ms), h.body_len),
+        let (lease, body_len, shape) = match held {
+            Some(h) => (Some(h.expiry_ms), h.body_len, h.shape),
             None => self.find_lease(&id)?,
         };
         let mut write = Write::default();
@@ -283,7 +293,7 @@ impl Spool {
                 write.count_messages(-1);
             }
             Some(due_ms) => {
-                let sealed = record::seal_envelope(&data_key, &env_key, envelope, body_len)?;
+                let sealed = record::seal_envelope(&data_key, &env_key, envelope, body_len, shape)?;
                 write.insert(&env_key, sealed);
                 write.insert(&keys::due(due_ms, &id), Vec::new());
             }
@@ -295,18 +305,19 @@ impl Spool {
         Ok(inner.committer.submit(write))
     }
 
-    /// The lease and body length of a message this process did not lease (taken
+    /// The lease, body length and body shape of a message this process did not lease (taken
     /// before a `recover`, or by a caller completing a message it never took).
-    fn find_lease(&self, id: &MessageId) -> Result<(Option<u64>, u64), Error> {
+    fn find_lease(&self, id: &MessageId) -> Result<(Option<u64>, u64, Option<BodyShape>), Error> {
         let inner = &*self.inner;
         let env_key = keys::envelope(id);
         let Some(value) = inner.db.get(env_key)? else {
             return Err(Error::UnknownMessage(*id));
         };
-        let body_len = match record::open_envelope(&inner.keyring, &env_key, &value) {
-            Ok((_, len)) => len,
+        let (body_len, shape) = match record::open_envelope_shaped(&inner.keyring, &env_key, &value)
+        {
+            Ok((_, len, shape)) => (len, shape),
             // Erased while leased: `complete` deletes what is left.
-            Err(Error::Shredded { .. }) => 0,
+            Err(Error::Shredded { .. }) => (0, None),
             Err(e) => return Err(e),
         };
         for item in inner.db.scan_prefix([keys::LEASE]) {
@@ -317,10 +328,10 @@ impl Spool {
             }) = keys::parse(&key)
             {
                 if leased == *id {
-                    return Ok((Some(expiry_ms), body_len));
+                    return Ok((Some(expiry_ms), body_len, shape));
                 }
             }
         }
-        Ok((None, body_len))
+        Ok((None, body_len, shape))
     }
 }

@@ -69,6 +69,7 @@ pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use error::Error;
 pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
+pub use record::BodyShape;
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
 pub use spill::Parts;

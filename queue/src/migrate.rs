@@ -71,7 +71,7 @@ pub(crate) fn run(db: &sled::Db, keyring: &Keyring, progress: &Progress) -> Resu
         };
         batch.insert(
             key.to_vec(),
-            record::seal_envelope(&data_key, &key, &envelope, body_len)?,
+            record::seal_envelope(&data_key, &key, &envelope, body_len, None)?,
         );
         owners.insert(id, tenant);
         pending += 1;

@@ -2,6 +2,8 @@
 //! received. An envelope record holds JSON `{"v":1,"body_len":N,"envelope":{...}}`:
 //! the body length lets `list` report sizes without opening bodies and lets recovery
 //! notice a body that does not belong to its envelope; `v` leaves room to evolve.
+//! A body longer than one chunk also has its `shape` there ([`BodyShape`]), so that
+//! sending it needs no pass over it first; records written before it have none.
 //! A delivery log record holds JSON `{"v":1,"record":{...}}`.
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,8 @@ const VERSION: u32 = 1;
 struct EnvelopeRecordRef<'a> {
     v: u32,
     body_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shape: Option<BodyShape>,
     envelope: &'a Envelope,
 }
 
@@ -24,7 +28,47 @@ struct EnvelopeRecordRef<'a> {
 struct EnvelopeRecord {
     v: u32,
     body_len: u64,
+    #[serde(default)]
+    shape: Option<BodyShape>,
     envelope: Envelope,
+}
+
+/// A body as it goes to a next hop, learnt while it is written: its size once every
+/// line ends in CRLF (what BDAT and SIZE announce) and whether any octet is over 127
+/// (it then needs 8BITMIME). Recorded for bodies longer than one chunk, which are
+/// streamed from the spool: the connection knows both before the first chunk is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyShape {
+    pub size: u64,
+    pub eight_bit: bool,
+}
+
+/// Learns a [`BodyShape`] from a body's pieces, in order, wherever they are cut.
+#[derive(Debug, Default)]
+pub(crate) struct ShapeScan(way2mail_smtp::client::ContentScan);
+
+impl ShapeScan {
+    pub(crate) fn push(&mut self, piece: &[u8]) {
+        self.0.push(piece);
+    }
+
+    pub(crate) fn finish(self) -> BodyShape {
+        let c = self.0.finish();
+        BodyShape {
+            size: c.size as u64,
+            eight_bit: !c.seven_bit,
+        }
+    }
+}
+
+/// The shape recorded for a body written whole: `None` for a body of one chunk (it
+/// is read whole, and its shape learnt from it then).
+pub(crate) fn shape_of(body: &[u8]) -> Option<BodyShape> {
+    (body.len() > keys::BODY_CHUNK).then(|| {
+        let mut scan = ShapeScan::default();
+        scan.push(body);
+        scan.finish()
+    })
 }
 
 #[derive(Serialize)]
@@ -61,12 +105,14 @@ pub(crate) fn seal_envelope(
     key: &[u8],
     envelope: &Envelope,
     body_len: u64,
+    shape: Option<BodyShape>,
 ) -> Result<Vec<u8>, Error> {
     let json = encode(
         key,
         &EnvelopeRecordRef {
             v: VERSION,
             body_len,
+            shape,
             envelope,
         },
     )?;
@@ -108,6 +154,14 @@ pub(crate) fn open_log(
 
 /// Parses an envelope record's plaintext: the envelope and its body length.
 pub(crate) fn parse_envelope(key: &[u8], json: &[u8]) -> Result<(Envelope, u64), Error> {
+    parse_envelope_shaped(key, json).map(|(e, len, _)| (e, len))
+}
+
+/// [`parse_envelope`], with the body's shape when the record has one.
+fn parse_envelope_shaped(
+    key: &[u8],
+    json: &[u8],
+) -> Result<(Envelope, u64, Option<BodyShape>), Error> {
     let record: EnvelopeRecord = serde_json::from_slice(json)
         .map_err(|e| corrupt(key, format!("envelope does not parse: {e}")))?;
     if record.v != VERSION {
@@ -116,7 +170,7 @@ pub(crate) fn parse_envelope(key: &[u8], json: &[u8]) -> Result<(Envelope, u64),
             format!("unknown envelope record version {}", record.v),
         ));
     }
-    Ok((record.envelope, record.body_len))
+    Ok((record.envelope, record.body_len, record.shape))
 }
 
 /// Opens an envelope record stored under `key`: the envelope and its body length.
@@ -127,6 +181,16 @@ pub(crate) fn open_envelope(
 ) -> Result<(Envelope, u64), Error> {
     let json = keyring.open_record(key, value)?;
     parse_envelope(key, &json)
+}
+
+/// [`open_envelope`], with the body's shape when the record has one.
+pub(crate) fn open_envelope_shaped(
+    keyring: &Keyring,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(Envelope, u64, Option<BodyShape>), Error> {
+    let json = keyring.open_record(key, value)?;
+    parse_envelope_shaped(key, &json)
 }
 
 /// Opens a body record stored under `key`.

@@ -130,6 +130,8 @@ struct ChunkWriter<'a> {
     index: u32,
     buf: Vec<u8>,
     len: u64,
+    /// The body's shape, learnt from the chunks as they are written.
+    shape: crate::record::ShapeScan,
 }
 
 impl ChunkWriter<'_> {
@@ -166,16 +168,17 @@ impl ChunkWriter<'_> {
         let k = keys::body_chunk(&self.id, self.index);
         let sealed = way2mail_seal::record::seal(&self.key, &k, plain)?;
         self.spool.inner.db.insert(k, sealed)?;
+        self.shape.push(plain);
         self.index += 1;
         self.len += plain.len() as u64;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<u64, Error> {
+    fn finish(mut self) -> Result<(u64, crate::record::BodyShape), Error> {
         if !self.buf.is_empty() || self.index == 0 {
             self.write_buffered()?;
         }
-        Ok(self.len)
+        Ok((self.len, self.shape.finish()))
     }
 }
 
@@ -205,6 +208,7 @@ impl Spool {
             index: 0,
             buf: Vec::with_capacity(keys::BODY_CHUNK),
             len: 0,
+            shape: crate::record::ShapeScan::default(),
         };
         let written = (|| {
             writer.push(head)?;
@@ -217,8 +221,8 @@ impl Spool {
             writer.push(tail)?;
             writer.finish()
         })();
-        let body_len = match written {
-            Ok(len) => len,
+        let (body_len, shape) = match written {
+            Ok(done) => done,
             Err(e) => {
                 // What was written is no message: gone now, or at the next start.
                 let _ = self.drop_chunks(&id);
@@ -229,7 +233,7 @@ impl Spool {
         let mut write = crate::commit::Write::default();
         write.insert(
             &env_key,
-            crate::record::seal_envelope(&key, &env_key, envelope, body_len)?,
+            crate::record::seal_envelope(&key, &env_key, envelope, body_len, Some(shape))?,
         );
         write.insert(&keys::due(way2mail_daemon::time::now_ms(), &id), Vec::new());
         write.count_messages(1);

@@ -318,9 +318,10 @@ impl Spool {
     ) -> Result<(), Error> {
         let key = &*self.data_key(envelope.origin.tenant.as_deref())?;
         let env_key = keys::envelope(&id);
+        let shape = record::shape_of(&body);
         write.insert(
             &env_key,
-            record::seal_envelope(key, &env_key, envelope, body.len() as u64)?,
+            record::seal_envelope(key, &env_key, envelope, body.len() as u64, shape)?,
         );
         crate::body::seal_body(write, key, &id, body)?;
         write.insert(&keys::due(now_ms(), &id), Vec::new());

@@ -709,3 +709,62 @@ fn a_message_is_spooled_from_its_parts_with_a_new_head_and_leftovers_go_at_start
     let incoming = fx.spool_dir.join("incoming");
     assert_eq!(std::fs::read_dir(&incoming).expect("dir").count(), 0);
 }
+
+/// What a connection would learn from a pass over `body` (`ContentScan`).
+fn scanned(body: &[u8]) -> way2mail_queue::BodyShape {
+    let mut scan = way2mail_smtp::client::ContentScan::default();
+    for piece in body.chunks(1000) {
+        scan.push(piece);
+    }
+    let c = scan.finish();
+    way2mail_queue::BodyShape {
+        size: c.size as u64,
+        eight_bit: !c.seven_bit,
+    }
+}
+
+#[test]
+fn a_streamed_body_carries_its_shape_through_leases_and_completions() {
+    let fx = Fixture::new();
+    let spool = fx.open();
+    let env = envelope("s@example.org", 1);
+    let now = u64::MAX / 2;
+    // Bare line ends (counted as CRLF once sent) and an octet over 127, cut
+    // across chunk boundaries.
+    let mut large = b"Subject: shape\n\n".to_vec();
+    while large.len() < 3 * keys::BODY_CHUNK {
+        large.extend_from_slice("line caf\u{e9}\rmore\n".as_bytes());
+    }
+    let small = body("small", 2000);
+    let big = enqueue_durably(&spool, &env, large.clone());
+    let little = enqueue_durably(&spool, &env, small);
+    let leased = spool.take_due(now, 10, 60_000).expect("take");
+    let shape_of = |id: MessageId, leased: &[way2mail_queue::Leased]| {
+        leased.iter().find(|l| l.id == id).expect("leased").shape
+    };
+    let expected = scanned(&large);
+    assert!(expected.eight_bit && expected.size > large.len() as u64);
+    assert_eq!(shape_of(big, &leased), Some(expected));
+    // A body of one chunk is read whole; nothing is recorded for it.
+    assert_eq!(shape_of(little, &leased), None);
+    // A deferral rewrites the envelope: the shape stays.
+    for id in [big, little] {
+        let durable = spool
+            .complete(id, &env, Some(0), None, Vec::new())
+            .expect("complete");
+        durable.wait_blocking().expect("durable");
+    }
+    let again = spool.take_due(now, 10, 60_000).expect("take");
+    assert_eq!(shape_of(big, &again), Some(expected));
+    // Spooled from its parts: learnt while the chunks are written.
+    let parted = MessageId::generate();
+    let mut next = 0;
+    spool.spill(&parted, &mut next, &large).expect("spill");
+    let durable = spool
+        .enqueue_from_parts(parted, &env, b"X-Head: 1\r\n", 0, b"tail\n")
+        .expect("enqueue");
+    durable.wait_blocking().expect("durable");
+    let whole = [&b"X-Head: 1\r\n"[..], &large, b"tail\n"].concat();
+    let leased = spool.take_due(now, 10, 60_000).expect("take");
+    assert_eq!(shape_of(parted, &leased), Some(scanned(&whole)));
+}

@@ -14,7 +14,7 @@ use rustls::ClientConfig;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
     ClientEvent, ClientParams, ClientSession, Content, ContentScan, Credentials, DeliveryResult,
-    Interruption, OutboundMessage, OutboundRecipient,
+    Interruption, OutboundMessage, OutboundRecipient, StreamedContent,
 };
 
 use super::attempt::{Attempt, DeliveryError, Hop, HostError, RecipientAttempt};
@@ -265,9 +265,12 @@ impl Conn<'_> {
     /// discards what it got, and the job comes back marked unreadable.
     async fn stream_content<S: Io>(&mut self, io: &mut S) -> io::Result<()> {
         let source = match self.in_flight.as_ref().map(|j| (j.id, &j.body)) {
-            Some((id, JobBody::Spooled { spool, body_len })) => {
-                Some((id, spool.clone(), *body_len))
-            }
+            Some((
+                id,
+                JobBody::Spooled {
+                    spool, body_len, ..
+                },
+            )) => Some((id, spool.clone(), *body_len)),
             _ => None,
         };
         if let Some((id, spool, body_len)) = source {
@@ -299,10 +302,21 @@ impl Conn<'_> {
     fn send(&mut self, job: Job, jobs: &impl JobSource) {
         let body = match &job.body {
             JobBody::Whole(body) => Content::Whole(Arc::clone(body)),
-            // A first pass learns what the session must announce (the size BDAT
-            // and SIZE give, whether it needs 8BITMIME); the content is read again
-            // when the session asks for it.
-            JobBody::Spooled { spool, body_len } => {
+            // What the session must announce (the size BDAT and SIZE give, whether
+            // it needs 8BITMIME) was recorded with the body when it was written.
+            JobBody::Spooled {
+                shape: Some(shape), ..
+            } => Content::Streamed(StreamedContent {
+                size: usize::try_from(shape.size).unwrap_or(usize::MAX),
+                seven_bit: !shape.eight_bit,
+            }),
+            // Written before shapes were recorded: a first pass learns it; the
+            // content is read again when the session asks for it.
+            JobBody::Spooled {
+                spool,
+                body_len,
+                shape: None,
+            } => {
                 let mut scan = ContentScan::default();
                 for chunk in spool.body_chunks(&job.id, *body_len) {
                     match chunk {

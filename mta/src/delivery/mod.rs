@@ -61,7 +61,13 @@ pub struct Job {
 #[derive(Clone)]
 pub enum JobBody {
     Whole(Arc<Vec<u8>>),
-    Spooled { spool: Spool, body_len: u64 },
+    /// `shape`, when the envelope records it, tells the connection what to announce
+    /// without a pass over the body first.
+    Spooled {
+        spool: Spool,
+        body_len: u64,
+        shape: Option<way2mail_queue::BodyShape>,
+    },
 }
 
 /// Bodies up to this size are read whole by the scheduler; larger ones are

@@ -125,6 +125,7 @@ impl Scheduler {
                 JobBody::Spooled {
                     spool: self.spool.clone(),
                     body_len: l.body_len,
+                    shape: l.shape,
                 }
             } else {
                 match self.spool.read_whole_body(&l.id, l.body_len) {
@@ -360,21 +361,21 @@ impl Scheduler {
         let read;
         let (original, size) = match body {
             JobBody::Whole(b) => (b.as_slice(), b.len()),
-            JobBody::Spooled { spool, body_len } => {
-                match bounce::original_from_spool(spool, &id, *body_len) {
-                    Ok(bytes) => {
-                        read = bytes;
-                        (
-                            read.as_slice(),
-                            usize::try_from(*body_len).unwrap_or(usize::MAX),
-                        )
-                    }
-                    Err(e) => {
-                        tracing::error!(%id, error = %e, "message body unreadable: no notice");
-                        return (None, count);
-                    }
+            JobBody::Spooled {
+                spool, body_len, ..
+            } => match bounce::original_from_spool(spool, &id, *body_len) {
+                Ok(bytes) => {
+                    read = bytes;
+                    (
+                        read.as_slice(),
+                        usize::try_from(*body_len).unwrap_or(usize::MAX),
+                    )
                 }
-            }
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "message body unreadable: no notice");
+                    return (None, count);
+                }
+            },
         };
         let notice = bounce::notice(
             &self.hostname,
