@@ -20,8 +20,8 @@ EXTRA_SPOOL=$(printf '%s\n' "$@")
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release -q -p way2mail-mta -p way2mail-bench
-MTA=$ROOT/target/release/way2mail-mta
+[[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p way2mail-mta -p way2mail-bench
+MTA=${MTA:-$ROOT/target/release/way2mail-mta}
 BENCH=$ROOT/target/release/way2mail-bench
 WORK=$(mktemp -d "$ROOT/target/memory-bench.XXXXXX")
 PIDS=()

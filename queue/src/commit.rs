@@ -468,14 +468,35 @@ fn run(db: &sled::Db, shared: &Shared, rx: &mpsc::Receiver<Pending>) {
     tracing::debug!("spool flusher stopped");
 }
 
+/// The most record changes one round gathers (a write is never split, so a round
+/// may end a little over it). sled copies the tree node a change lands in, and the
+/// copies of one round are garbage only once the round is applied: this bounds
+/// what a round of large changes (the 2,900 chunk deletions that complete a 20 MB
+/// message, say) holds at once, as `ingest_budget` does for large writes.
+const ROUND_OPS: usize = 1024;
+
 /// Takes every message already pending, and keeps taking arrivals until `window`
-/// has passed since this call.
+/// has passed since this call, or the round holds [`ROUND_OPS`] changes.
 fn gather_more(rx: &mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, window: Duration) {
-    batch.extend(rx.try_iter());
+    let mut ops: usize = batch.iter().map(|p| p.write.ops.len()).sum();
+    let mut take = |p: Pending, batch: &mut Vec<Pending>| {
+        ops += p.write.ops.len();
+        batch.push(p);
+        ops < ROUND_OPS
+    };
+    while let Ok(p) = rx.try_recv() {
+        if !take(p, batch) {
+            return;
+        }
+    }
     let deadline = Instant::now() + window;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok(w) => batch.push(w),
+            Ok(p) => {
+                if !take(p, batch) {
+                    return;
+                }
+            }
             Err(_) => break,
         }
     }
@@ -486,6 +507,40 @@ mod tests {
     use std::io;
 
     use super::*;
+
+    fn pending(ops: usize) -> Pending {
+        let mut write = Write::default();
+        for i in 0..ops {
+            write.remove(&i.to_be_bytes());
+        }
+        Pending {
+            write,
+            waiter: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_round_stops_gathering_past_its_share_of_changes() {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..3 {
+            tx.send(pending(ROUND_OPS / 2 + 10)).expect("send");
+        }
+        tx.send(pending(1)).expect("send");
+        let mut round = Vec::new();
+        gather_more(&rx, &mut round, Duration::ZERO);
+        // The second write takes the round past its share: it ends there, whole.
+        assert_eq!(round.len(), 2);
+        round.clear();
+        gather_more(&rx, &mut round, Duration::ZERO);
+        assert_eq!(round.len(), 2, "the rest waits for the next round");
+        // Small writes are all taken together, as before.
+        for _ in 0..50 {
+            tx.send(pending(4)).expect("send");
+        }
+        round.clear();
+        gather_more(&rx, &mut round, Duration::from_millis(1));
+        assert_eq!(round.len(), 50);
+    }
 
     #[test]
     fn failures_keep_their_reasons_and_tell_a_full_disk() {
