@@ -598,12 +598,9 @@ impl Session {
         let mut envelope = envelope;
         let skip = header.len();
         let mut pieces = |each: &mut dyn FnMut(&[u8])| -> Result<(), SignError> {
-            let mut left = skip;
             spool
-                .each_part(&id, |part| {
-                    let cut = left.min(part.len());
-                    left -= cut;
-                    each(&part[cut..]);
+                .each_part_after(&id, skip as u64, |part| {
+                    each(part);
                     Ok(())
                 })
                 .map_err(|e| SignError::Sign(format!("reading the message back: {e}")))?;

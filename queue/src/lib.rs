@@ -69,7 +69,7 @@ pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use error::Error;
 pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
-pub use record::BodyShape;
+pub use record::{BodyShape, WHOLE_BODY_MAX};
 pub use recovery::RecoveryReport;
 pub use retention::ContentPurge;
 pub use spill::Parts;

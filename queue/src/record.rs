@@ -2,11 +2,13 @@
 //! received. An envelope record holds JSON `{"v":1,"body_len":N,"envelope":{...}}`:
 //! the body length lets `list` report sizes without opening bodies and lets recovery
 //! notice a body that does not belong to its envelope; `v` leaves room to evolve.
-//! A body longer than one chunk also has its `shape` there ([`BodyShape`]), so that
-//! sending it needs no pass over it first; records written before it have none.
+//! A body delivery streams (longer than [`WHOLE_BODY_MAX`]) also has its `shape`
+//! there ([`BodyShape`]), so that sending it needs no pass over it first; records
+//! written before it have none.
 //! A delivery log record holds JSON `{"v":1,"record":{...}}`.
 
 use serde::{Deserialize, Serialize};
+use way2mail_smtp::client::{ContentScan, StreamedContent};
 
 use way2mail_seal::record as seal;
 use way2mail_seal::{DataKey, Keyring};
@@ -33,27 +35,23 @@ struct EnvelopeRecord {
     envelope: Envelope,
 }
 
+/// Bodies up to this size are read whole by delivery; longer ones are streamed from
+/// the spool a chunk at a time, and have their [`BodyShape`] recorded.
+pub const WHOLE_BODY_MAX: u64 = 64 * 1024;
+
 /// A body as it goes to a next hop, learnt while it is written: its size once every
 /// line ends in CRLF (what BDAT and SIZE announce) and whether any octet is over 127
-/// (it then needs 8BITMIME). Recorded for bodies longer than one chunk, which are
-/// streamed from the spool: the connection knows both before the first chunk is read.
+/// (it then needs 8BITMIME). Recorded for bodies delivery streams, so that the
+/// connection knows both before the first chunk is read. The spool's own type (not
+/// the SMTP client's) so that the stored form does not follow the client's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyShape {
     pub size: u64,
     pub eight_bit: bool,
 }
 
-/// Learns a [`BodyShape`] from a body's pieces, in order, wherever they are cut.
-#[derive(Debug, Default)]
-pub(crate) struct ShapeScan(way2mail_smtp::client::ContentScan);
-
-impl ShapeScan {
-    pub(crate) fn push(&mut self, piece: &[u8]) {
-        self.0.push(piece);
-    }
-
-    pub(crate) fn finish(self) -> BodyShape {
-        let c = self.0.finish();
+impl From<StreamedContent> for BodyShape {
+    fn from(c: StreamedContent) -> BodyShape {
         BodyShape {
             size: c.size as u64,
             eight_bit: !c.seven_bit,
@@ -61,13 +59,27 @@ impl ShapeScan {
     }
 }
 
-/// The shape recorded for a body written whole: `None` for a body of one chunk (it
-/// is read whole, and its shape learnt from it then).
+impl From<BodyShape> for StreamedContent {
+    fn from(s: BodyShape) -> StreamedContent {
+        StreamedContent {
+            size: usize::try_from(s.size).unwrap_or(usize::MAX),
+            seven_bit: !s.eight_bit,
+        }
+    }
+}
+
+/// The shape to record for a body of `len` bytes that `scan` saw whole: none for a
+/// body delivery reads whole.
+pub(crate) fn shape_if_streamed(len: u64, scan: ContentScan) -> Option<BodyShape> {
+    (len > WHOLE_BODY_MAX).then(|| scan.finish().into())
+}
+
+/// The shape to record for a body written whole; a short one is not scanned.
 pub(crate) fn shape_of(body: &[u8]) -> Option<BodyShape> {
-    (body.len() > keys::BODY_CHUNK).then(|| {
-        let mut scan = ShapeScan::default();
+    (body.len() as u64 > WHOLE_BODY_MAX).then(|| {
+        let mut scan = ContentScan::default();
         scan.push(body);
-        scan.finish()
+        scan.finish().into()
     })
 }
 

@@ -76,6 +76,22 @@ impl Spool {
         Ok(())
     }
 
+    /// [`each_part`](Spool::each_part) for what follows the first `skip` bytes of
+    /// the parts (a header section read and replaced, say).
+    pub fn each_part_after(
+        &self,
+        id: &MessageId,
+        skip: u64,
+        mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut left = skip;
+        self.each_part(id, |part| {
+            let cut = usize::try_from(left).unwrap_or(usize::MAX).min(part.len());
+            left -= cut as u64;
+            each(&part[cut..])
+        })
+    }
+
     /// The parts of `id`, read one at a time, in order; none when it has none.
     pub fn parts(&self, id: &MessageId) -> Result<Parts, Error> {
         let reader = match File::open(self.parts_file(id)) {
@@ -131,7 +147,7 @@ struct ChunkWriter<'a> {
     buf: Vec<u8>,
     len: u64,
     /// The body's shape, learnt from the chunks as they are written.
-    shape: crate::record::ShapeScan,
+    shape: way2mail_smtp::client::ContentScan,
 }
 
 impl ChunkWriter<'_> {
@@ -174,11 +190,14 @@ impl ChunkWriter<'_> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(u64, crate::record::BodyShape), Error> {
+    fn finish(mut self) -> Result<(u64, Option<crate::record::BodyShape>), Error> {
         if !self.buf.is_empty() || self.index == 0 {
             self.write_buffered()?;
         }
-        Ok((self.len, self.shape.finish()))
+        Ok((
+            self.len,
+            crate::record::shape_if_streamed(self.len, self.shape),
+        ))
     }
 }
 
@@ -208,16 +227,11 @@ impl Spool {
             index: 0,
             buf: Vec::with_capacity(keys::BODY_CHUNK),
             len: 0,
-            shape: crate::record::ShapeScan::default(),
+            shape: Default::default(),
         };
         let written = (|| {
             writer.push(head)?;
-            let mut skip = skip;
-            self.each_part(&id, |part| {
-                let cut = usize::try_from(skip).unwrap_or(usize::MAX).min(part.len());
-                skip -= cut as u64;
-                writer.push(&part[cut..])
-            })?;
+            self.each_part_after(&id, skip, |part| writer.push(part))?;
             writer.push(tail)?;
             writer.finish()
         })();
@@ -233,7 +247,7 @@ impl Spool {
         let mut write = crate::commit::Write::default();
         write.insert(
             &env_key,
-            crate::record::seal_envelope(&key, &env_key, envelope, body_len, Some(shape))?,
+            crate::record::seal_envelope(&key, &env_key, envelope, body_len, shape)?,
         );
         write.insert(&keys::due(way2mail_daemon::time::now_ms(), &id), Vec::new());
         write.count_messages(1);

@@ -716,11 +716,7 @@ fn scanned(body: &[u8]) -> way2mail_queue::BodyShape {
     for piece in body.chunks(1000) {
         scan.push(piece);
     }
-    let c = scan.finish();
-    way2mail_queue::BodyShape {
-        size: c.size as u64,
-        eight_bit: !c.seven_bit,
-    }
+    scan.finish().into()
 }
 
 #[test]
@@ -732,12 +728,15 @@ fn a_streamed_body_carries_its_shape_through_leases_and_completions() {
     // Bare line ends (counted as CRLF once sent) and an octet over 127, cut
     // across chunk boundaries.
     let mut large = b"Subject: shape\n\n".to_vec();
-    while large.len() < 3 * keys::BODY_CHUNK {
+    while large.len() as u64 <= 2 * way2mail_queue::WHOLE_BODY_MAX {
         large.extend_from_slice("line caf\u{e9}\rmore\n".as_bytes());
     }
     let small = body("small", 2000);
+    // Several chunks, but read whole by delivery: not scanned either.
+    let middle = body("middle", 3 * keys::BODY_CHUNK);
     let big = enqueue_durably(&spool, &env, large.clone());
     let little = enqueue_durably(&spool, &env, small);
+    let mid = enqueue_durably(&spool, &env, middle);
     let leased = spool.take_due(now, 10, 60_000).expect("take");
     let shape_of = |id: MessageId, leased: &[way2mail_queue::Leased]| {
         leased.iter().find(|l| l.id == id).expect("leased").shape
@@ -745,10 +744,11 @@ fn a_streamed_body_carries_its_shape_through_leases_and_completions() {
     let expected = scanned(&large);
     assert!(expected.eight_bit && expected.size > large.len() as u64);
     assert_eq!(shape_of(big, &leased), Some(expected));
-    // A body of one chunk is read whole; nothing is recorded for it.
+    // Bodies delivery reads whole have nothing recorded.
     assert_eq!(shape_of(little, &leased), None);
+    assert_eq!(shape_of(mid, &leased), None);
     // A deferral rewrites the envelope: the shape stays.
-    for id in [big, little] {
+    for id in [big, little, mid] {
         let durable = spool
             .complete(id, &env, Some(0), None, Vec::new())
             .expect("complete");

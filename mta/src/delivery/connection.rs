@@ -14,7 +14,7 @@ use rustls::ClientConfig;
 use way2mail_smtp::client::TlsPolicy;
 use way2mail_smtp::client::{
     ClientEvent, ClientParams, ClientSession, Content, ContentScan, Credentials, DeliveryResult,
-    Interruption, OutboundMessage, OutboundRecipient, StreamedContent,
+    Interruption, OutboundMessage, OutboundRecipient,
 };
 
 use super::attempt::{Attempt, DeliveryError, Hop, HostError, RecipientAttempt};
@@ -306,10 +306,7 @@ impl Conn<'_> {
             // it needs 8BITMIME) was recorded with the body when it was written.
             JobBody::Spooled {
                 shape: Some(shape), ..
-            } => Content::Streamed(StreamedContent {
-                size: usize::try_from(shape.size).unwrap_or(usize::MAX),
-                seven_bit: !shape.eight_bit,
-            }),
+            } => Content::Streamed((*shape).into()),
             // Written before shapes were recorded: a first pass learns it; the
             // content is read again when the session asks for it.
             JobBody::Spooled {

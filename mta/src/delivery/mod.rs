@@ -71,8 +71,8 @@ pub enum JobBody {
 }
 
 /// Bodies up to this size are read whole by the scheduler; larger ones are
-/// streamed from the spool.
-pub const WHOLE_BODY_MAX: u64 = 64 * 1024;
+/// streamed from the spool, which records their shape (the spool's threshold).
+pub use way2mail_queue::WHOLE_BODY_MAX;
 /// What a streamed body costs against `[spool] memory_budget` while its message is
 /// out: the connection holds one spool chunk and up to [`connection::STREAM_FLUSH`]
 /// bytes of encoded content, its TLS buffers aside.
