@@ -479,26 +479,20 @@ const ROUND_OPS: usize = 1024;
 /// has passed since this call, or the round holds [`ROUND_OPS`] changes.
 fn gather_more(rx: &mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, window: Duration) {
     let mut ops: usize = batch.iter().map(|p| p.write.ops.len()).sum();
-    let mut take = |p: Pending, batch: &mut Vec<Pending>| {
-        ops += p.write.ops.len();
-        batch.push(p);
-        ops < ROUND_OPS
-    };
-    while let Ok(p) = rx.try_recv() {
-        if !take(p, batch) {
-            return;
-        }
-    }
     let deadline = Instant::now() + window;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(p) => {
-                if !take(p, batch) {
-                    return;
-                }
-            }
-            Err(_) => break,
-        }
+    while ops < ROUND_OPS {
+        let next = match rx.try_recv() {
+            Ok(p) => p,
+            Err(_) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) => match rx.recv_timeout(left) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                None => return,
+            },
+        };
+        ops += next.write.ops.len();
+        batch.push(next);
     }
 }
 
@@ -533,6 +527,12 @@ mod tests {
         round.clear();
         gather_more(&rx, &mut round, Duration::ZERO);
         assert_eq!(round.len(), 2, "the rest waits for the next round");
+        // A round that holds its share already (one large write) takes no more.
+        tx.send(pending(1)).expect("send");
+        let mut round = vec![pending(ROUND_OPS)];
+        gather_more(&rx, &mut round, Duration::from_millis(1));
+        assert_eq!(round.len(), 1);
+        drop(rx.try_recv().expect("left for the next round"));
         // Small writes are all taken together, as before.
         for _ in 0..50 {
             tx.send(pending(4)).expect("send");
