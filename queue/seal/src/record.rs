@@ -33,47 +33,8 @@ fn header(id: KeyId) -> [u8; HEADER_LEN] {
 }
 
 /// The associated data of a record: its header, then the caller's (its sled key).
-/// Short enough to stay on the stack for every key the spool uses.
-fn full_aad(header: &[u8], aad: &[u8]) -> Aad<AadBuf> {
-    let mut a = AadBuf {
-        inline: [0; 128],
-        len: 0,
-        heap: Vec::new(),
-    };
-    a.extend(header);
-    a.extend(aad);
-    Aad::from(a)
-}
-
-/// Associated data of up to 128 bytes kept inline, longer on the heap.
-struct AadBuf {
-    inline: [u8; 128],
-    len: usize,
-    heap: Vec<u8>,
-}
-
-impl AadBuf {
-    fn extend(&mut self, bytes: &[u8]) {
-        if self.heap.is_empty() && self.len + bytes.len() <= self.inline.len() {
-            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.heap.extend_from_slice(bytes);
-        }
-    }
-}
-
-impl AsRef<[u8]> for AadBuf {
-    fn as_ref(&self) -> &[u8] {
-        if self.heap.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
-        }
-    }
+fn full_aad(header: &[u8], aad: &[u8]) -> Aad<Vec<u8>> {
+    Aad::from([header, aad].concat())
 }
 
 /// The data key a record names, read from its header without opening it; `None`
