@@ -53,6 +53,33 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A port on 127.0.0.1 where connections are refused for as long as this lives: a
+/// socket bound to it and never listening. Unlike a port that was merely free a
+/// moment ago ([`free_port`]), the kernel hands it to nobody else meanwhile, so a
+/// route pointed here cannot end up at a daemon or sink started later.
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> anyhow::Result<ClosedPort> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).context("a TCP socket")?;
+        let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        socket.bind(&any.into()).context("binding 127.0.0.1:0")?;
+        let port = socket
+            .local_addr()?
+            .as_socket()
+            .context("an IPv4 address")?
+            .port();
+        Ok(ClosedPort {
+            _socket: socket,
+            port,
+        })
+    }
+}
+
 /// One daemon configuration: a backend plus the keys a test sets.
 #[derive(Debug, Clone)]
 pub struct TestConfig {

@@ -46,7 +46,22 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `config` into a fresh temp dir, starts the daemon on it and waits until all
     /// three listeners greet.
+    ///
+    /// The ports are free when chosen, but another process on the machine may bind
+    /// one before the daemon does; the daemon then refuses to start, saying so, and
+    /// it is started again on other ports (a few times at most).
     pub fn start(config: &TestConfig) -> anyhow::Result<Daemon> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Daemon::start_once(config) {
+                Err(e) if tries < 3 && format!("{e:#}").contains("already served by another") => {}
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(config: &TestConfig) -> anyhow::Result<Daemon> {
         let dir = tempfile::Builder::new()
             .prefix("way2mail-test-")
             .tempdir()

@@ -42,7 +42,7 @@ mod tmpfs;
 
 pub use binary::{bench_binary, cli_binary, control_binary, daemon_binary};
 pub use client::{SmtpClient, SmtpStream, TestReply};
-pub use config::{free_port, Ports, TestConfig};
+pub use config::{free_port, ClosedPort, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
 pub use fake_control::FakeControl;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use way2mail_tests::{
-    free_port, queued_id, wait_for, Backend, Behaviour, Daemon, Signal, Sink, SinkOptions,
+    queued_id, wait_for, Backend, Behaviour, ClosedPort, Daemon, Signal, Sink, SinkOptions,
     SmtpClient, TestConfig,
 };
 
@@ -45,7 +45,8 @@ const WAIT: Duration = Duration::from_secs(60);
 #[test]
 fn a_restart_on_a_large_backlog_holds_a_budget_of_bodies() -> Result<()> {
     let started = Instant::now();
-    let closed = free_port()?;
+    let closed_port = ClosedPort::new()?;
+    let closed = closed_port.port;
     let base = delivery(Backend::Epoll);
     let mut first = Daemon::start(&base.clone().raw(&route_to(closed)))?;
     let ids = queue_backlog(&first)?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use way2mail_tests::{
-    free_port, http_get, metric_value, queued_id, tcp_listeners, Backend, Behaviour, Daemon, Sink,
+    http_get, metric_value, queued_id, tcp_listeners, Backend, Behaviour, ClosedPort, Daemon, Sink,
     SinkOptions, SmtpClient, TestConfig, Tmpfs,
 };
 
@@ -53,7 +53,8 @@ fn scrape_until(d: &Daemon, what: &str, done: impl Fn(&str) -> bool) -> Result<S
 fn counters_move_by_exactly_the_mail_sent() -> Result<()> {
     let accept = sink(Behaviour::Accept)?;
     let refuse = sink(Behaviour::PermFail)?;
-    let closed = free_port()?;
+    let closed_port = ClosedPort::new()?;
+    let closed = closed_port.port;
     let config = TestConfig::new(Backend::Epoll)
         .set("control", "socket", "\"\"")
         .set("delivery", "enabled", "true")

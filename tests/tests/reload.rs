@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use way2mail_tests::{
     client_config, for_each_backend, free_port, http_get, metric_value, queued_id, wait_for,
-    Backend, Behaviour, Daemon, Signal, Sink, SinkOptions, SmtpClient, TestConfig,
+    Backend, Behaviour, ClosedPort, Daemon, Signal, Sink, SinkOptions, SmtpClient, TestConfig,
 };
 use way2mail_wire::mta_admin::{AdminOp, AdminResult};
 use way2mail_wire::queue::{QueueAction, QueueSelection};
@@ -78,7 +78,8 @@ fn a_moved_route_delivers_the_held_message(backend: Backend) -> Result<()> {
         behaviour: Behaviour::Accept,
         ..SinkOptions::default()
     })?;
-    let closed = free_port()?;
+    let closed_port = ClosedPort::new()?;
+    let closed = closed_port.port;
     // Retried after an hour: only `queue retry` brings the message out sooner.
     let base = TestConfig::quick_delivery(backend)
         .set("delivery", "retry_initial_secs", "3600")

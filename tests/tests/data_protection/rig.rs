@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use way2mail_tests::control::{json_str, Control, Operator};
 use way2mail_tests::{
-    free_port, queued_id, wait_for, Backend, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
+    queued_id, wait_for, Backend, ClosedPort, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
 };
 use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult, MtaInventory};
 
@@ -40,7 +40,7 @@ pub struct Rig {
     pub globex: Tenant,
     /// The MTA's state (spool, keys, snapshot, admin socket) across restarts.
     pub state: tempfile::TempDir,
-    _stuck_port: u16,
+    _stuck: ClosedPort,
 }
 
 fn make_tenant(control: &Control, admin: &Operator, id: &str) -> Result<Tenant> {
@@ -111,7 +111,8 @@ impl Rig {
         let acme = make_tenant(&control, &admin, "acme")?;
         let globex = make_tenant(&control, &admin, "globex")?;
         let sink = Sink::start(SinkOptions::default())?;
-        let stuck_port = free_port()?;
+        let stuck = ClosedPort::new()?;
+        let stuck_port = stuck.port;
         let s = state.path();
         let mta_config = TestConfig::new(backend)
             .set("control", "socket", &toml_str(&control.socket()))
@@ -138,7 +139,7 @@ impl Rig {
             acme,
             globex,
             state,
-            _stuck_port: stuck_port,
+            _stuck: stuck,
         })
     }
 

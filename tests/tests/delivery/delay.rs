@@ -10,7 +10,7 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use way2mail_tests::{
-    free_port, http_get, metric_value, wait_for, Backend, Behaviour, Daemon, Record, Sink,
+    http_get, metric_value, wait_for, Backend, Behaviour, ClosedPort, Daemon, Record, Sink,
     SinkOptions, StubDns,
 };
 
@@ -40,7 +40,8 @@ pub fn delay_notices(backend: Backend) -> Result<()> {
         Record::a("mx.dest.test", lo(1)),
     ])?;
     // Nothing listens on the delivery port: every dest.test attempt is deferred.
-    let closed = free_port()?;
+    let closed_port = ClosedPort::new()?;
+    let closed = closed_port.port;
     let perm_host = format!("[127.0.0.1]:{}", perm.port());
     let c = config(backend, &dns, closed, Some(&capture))
         .set("delivery", "delay_notice_secs", "1")

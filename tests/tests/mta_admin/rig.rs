@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use way2mail_queue::DeliveryRecord;
 use way2mail_tests::{
-    free_port, queued_id, wait_for, Backend, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
+    queued_id, wait_for, Backend, ClosedPort, Daemon, Sink, SinkOptions, SmtpClient, TestConfig,
 };
 use way2mail_wire::mta_admin::{read_export_item, AdminOp, AdminResult, ExportItem, MtaInventory};
 use way2mail_wire::protocol::TenantStatus;
@@ -77,7 +77,7 @@ pub fn snapshot(version: u64, tenants: Vec<SnapshotTenant>, erased: &[&str]) -> 
 pub struct Rig {
     pub sink: Sink,
     /// Nobody listens here: delivery to `stuck.example` fails temporarily.
-    pub stuck_port: u16,
+    pub stuck: ClosedPort,
     pub state: tempfile::TempDir,
 }
 
@@ -85,7 +85,7 @@ impl Rig {
     pub fn new() -> Result<Rig> {
         Ok(Rig {
             sink: Sink::start(SinkOptions::default())?,
-            stuck_port: free_port()?,
+            stuck: ClosedPort::new()?,
             state: tempfile::Builder::new()
                 .prefix("way2mail-admin-state-")
                 .tempdir()?,
@@ -115,7 +115,7 @@ impl Rig {
             .raw(&self.sink.route("remote.example"))
             .raw(&format!(
                 "[[route]]\ndomain = \"stuck.example\"\nhost = \"[127.0.0.1]:{}\"\ntls = \"none\"\n",
-                self.stuck_port
+                self.stuck.port
             ))
     }
 }
