@@ -4,8 +4,10 @@
 #   way2mail-bench smtp -> way2mail-mta (route `*` = the sink)     -> way2mail-bench sink
 # with the same load (default 20,000 messages of 5 KB over 50 connections) and a fresh
 # sink per run that exits once it has counted every message. Prints ingest msgs/s, drain
-# time and end-to-end msgs/s for each, and way2mail-mta's end-to-end figure as a multiple
-# of Postfix's.
+# time and end-to-end msgs/s for each, way2mail-mta's end-to-end figure as a multiple of
+# Postfix's and as a share of the two-hop ceiling (half of what Postfix's smtp-source
+# pushes straight into smtp-sink with the same load, measured first), and the daemon's
+# CPU per message.
 #
 #   sudo bench/compare-postfix.sh [CONNECTIONS] [MESSAGES] [SIZE]
 #
@@ -132,6 +134,31 @@ postfix_run() { # port
     [[ $queue == *"Mail queue is empty"* ]] || echo "    Postfix queue not empty: $queue"
 }
 
+# The two-hop ceiling: Postfix's smtp-source straight into smtp-sink with the same load
+# (connections kept open, -d, as way2mail-bench smtp does). A relay makes two hops of
+# every message on the same cores, so half this rate is the most any relay could reach
+# end to end on this machine at this moment. Sets CEILING (msgs/s, the two-hop half).
+ceiling_run() {
+    local port pid start done status=0
+    port=$(e2e_free_port)
+    # As root smtp-sink insists on dropping privileges (-u).
+    /usr/sbin/smtp-sink -u nobody "127.0.0.1:$port" 1024 &
+    pid=$!
+    e2e_wait_port "$port"
+    start=$(e2e_now)
+    timeout "$E2E_LIMIT_SECS" /usr/sbin/smtp-source -d -s "$CONNECTIONS" -m "$MESSAGES" \
+        -l "$SIZE" -f bench@source.example -t sink@sink.example "127.0.0.1:$port" || status=$?
+    done=$(e2e_now)
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    ((status == 0)) || die "smtp-source failed ($status)"
+    local rate
+    rate=$(e2e_rate "$MESSAGES" "$(e2e_secs "$start" "$done")")
+    CEILING=$((rate / 2))
+    printf '%-22s %6s msgs/s one hop; two-hop ceiling %s msgs/s\n' \
+        "smtp-source -> sink:" "$rate" "$CEILING"
+}
+
 main() {
     [[ $(id -u) == 0 ]] || die "run as root (it installs and configures Postfix)"
     install_postfix
@@ -142,13 +169,16 @@ main() {
         "${SHAPING_CONNECTIONS:-default} connections," \
         "${SHAPING_PER_CONNECTION:-default} messages per connection, back-off after" \
         "${SHAPING_BACKOFF_AFTER:-default} failures"
+    ceiling_run
     postfix_run "$(e2e_free_port)"
     local io ours
     for io in ${BACKENDS:-io_uring epoll}; do
         e2e_mta "$io" "$CONNECTIONS" "$MESSAGES" "$SIZE"
         ours=${E2E_RESULT##* }
-        printf '    way2mail-mta (%s) end to end = %s x Postfix\n' "$io" \
-            "$(awk -v a="$ours" -v b="$POSTFIX_E2E" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')"
+        printf '    way2mail-mta (%s) end to end = %s x Postfix = %s %% of the two-hop ceiling\n' \
+            "$io" \
+            "$(awk -v a="$ours" -v b="$POSTFIX_E2E" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')" \
+            "$(awk -v a="$ours" -v b="$CEILING" 'BEGIN { printf "%.0f", (b > 0 ? 100 * a / b : 0) }')"
     done
 }
 

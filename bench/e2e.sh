@@ -4,7 +4,9 @@
 # I/O backend, on loopback. For each run it prints
 #   ingest    msgs/s as the load generator saw it (every 250 after the durable write),
 #   drain     seconds from the last 250 until the sink has counted every message,
-#   e2e       msgs/s = MESSAGES / (first submit .. last message counted by the sink).
+#   e2e       msgs/s = MESSAGES / (first submit .. last message counted by the sink),
+#   CPU       the daemon's user + system time (all threads, /proc/PID/stat) from the
+#             first submit until the sink has counted everything, per message.
 #
 #   bench/e2e.sh [CONNECTIONS] [MESSAGES] [SIZE] [extra way2mail-bench smtp args...]
 #
@@ -103,6 +105,13 @@ tls = "none"
 TOML
 }
 
+# User and system CPU of a process and all its threads so far, in clock ticks.
+# Prints "USER SYSTEM".
+e2e_cpu_ticks() { # pid
+    # Fields 14 and 15 of /proc/PID/stat; the name in parentheses may hold spaces.
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
+
 e2e_wait_port() { # port
     local _
     for _ in $(seq 200); do
@@ -164,7 +173,20 @@ e2e_mta() { # io connections messages size [smtp args...]
     "$MTA" --config "$E2E_WORK/mta.toml" 2>"$E2E_WORK/mta-$io.log" &
     E2E_MTA_PID=$!
     e2e_wait_port "$port"
+    local cpu_before cpu_after
+    cpu_before=$(e2e_cpu_ticks "$E2E_MTA_PID")
     e2e_measure "way2mail-mta ($io)" "$port" "$connections" "$messages" "$size" "$@"
+    cpu_after=$(e2e_cpu_ticks "$E2E_MTA_PID")
+    local cpu
+    cpu=$(awk -v a="$cpu_before" -v b="$cpu_after" -v hz="$(getconf CLK_TCK)" \
+        -v n="$messages" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
+            u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
+            printf "%.0f %.0f %.0f", u + s, u, s }')
+    E2E_CPU_US=${cpu%% *}
+    cpu=${cpu#* }
+    echo "    daemon CPU (every thread): $E2E_CPU_US µs per message" \
+        "(user ${cpu% *}, system ${cpu#* })"
     kill -TERM "$E2E_MTA_PID"
     wait "$E2E_MTA_PID"
     E2E_MTA_PID=

@@ -235,9 +235,9 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         Arc::clone(&active),
     )?;
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
-    let (plans, scheduler) = match delivery {
-        Some((plans, handle)) => (plans, Some(handle)),
-        None => (Vec::new(), None),
+    let (plans, scheduler, handoff) = match delivery {
+        Some(d) => (d.plans, Some(d.scheduler), Some(d.handoff)),
+        None => (Vec::new(), None, None),
     };
     let starts: Vec<CoreStart> = plans
         .into_iter()
@@ -274,6 +274,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         monitor,
         shutdown: stop_rx,
         tenants: tenants.clone(),
+        handoff,
         ingest: session::ingest::IngestBudget::new(
             settings.raw.spool.ingest_budget,
             settings.raw.spool.message_buffer,

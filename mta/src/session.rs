@@ -57,6 +57,8 @@ pub struct Shared {
     pub tenants: Option<Arc<Tenants>>,
     /// Memory for the end of data of messages larger than the message buffer.
     pub ingest: ingest::IngestBudget,
+    /// Fresh small messages straight to delivery; `None` when delivery is off.
+    pub handoff: Option<Arc<crate::delivery::handoff::Handoff>>,
 }
 
 /// The settings a session starts with and keeps to its end, and what is built from
@@ -553,9 +555,17 @@ impl Session {
             Err(reply) => return self.not_signed(id, &envelope, reply),
         };
         let size = body.len() as u64;
-        let result = match self.shared.spool.enqueue(id, &envelope, body) {
-            Ok(durable) => durable.wait().await,
-            Err(e) => Err(e),
+        let shared = Arc::clone(&self.shared);
+        let spool = &shared.spool;
+        let (result, handed) = match &shared.handoff {
+            Some(handoff) => match handoff.enqueue(spool, id, &envelope, &body) {
+                Ok((durable, handed)) => (durable.wait().await, handed),
+                Err(e) => (Err(e), None),
+            },
+            None => match spool.enqueue(id, &envelope, &body) {
+                Ok(durable) => (durable.wait().await, None),
+                Err(e) => (Err(e), None),
+            },
         };
         let report = Queued {
             size,
@@ -563,7 +573,15 @@ impl Session {
             checks,
             dkim,
         };
+        let ok = result.is_ok();
         self.queued(id, &envelope, result, report);
+        if let Some(handed) = handed {
+            if ok {
+                handed.send(envelope, body);
+            } else {
+                handed.failed(spool);
+            }
+        }
     }
 
     /// The end of data of a message received in parts that needs no checks of the

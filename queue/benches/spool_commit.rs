@@ -50,7 +50,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// One message, enqueued and awaited.
 fn commit_one(spool: &Spool, rt: &tokio::runtime::Runtime, env: &Envelope, body: &[u8]) {
     let durable = spool
-        .enqueue(MessageId::generate(), env, body.to_vec())
+        .enqueue(MessageId::generate(), env, body)
         .expect("enqueue");
     rt.block_on(durable.wait()).expect("durable");
 }

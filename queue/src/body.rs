@@ -25,7 +25,7 @@ pub(crate) fn seal_body(
     write: &mut Write,
     key: &DataKey,
     id: &MessageId,
-    body: Vec<u8>,
+    body: &[u8],
 ) -> Result<(), Error> {
     if body.len() <= BODY_CHUNK {
         let k = keys::body(id);

@@ -200,6 +200,43 @@ impl Spool {
         Ok(taken)
     }
 
+    /// [`enqueue`](Spool::enqueue) for a message its caller hands to delivery
+    /// itself, in memory, once the write is durable (the session that received it,
+    /// while delivery has room): written leased until `now_ms + lease_ms` instead of
+    /// due, so no lease round reads it back. Complete it as if `take_due` had
+    /// returned it. If the process dies first, recovery puts it on the schedule like
+    /// any lease; if the write fails, call [`forget_lease`](Spool::forget_lease).
+    pub fn enqueue_leased(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        body: &[u8],
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Durable, Error> {
+        self.refuse_if_unhealthy()?;
+        let expiry_ms = now_ms.saturating_add(lease_ms);
+        let mut write = Write::default();
+        let shape = self.seal_new_message(&mut write, id, envelope, body, Some(expiry_ms))?;
+        // Known before the write is submitted: nothing can complete the message
+        // before its caller has it back, after the write.
+        self.inner.leases.held().insert(
+            id,
+            Held {
+                expiry_ms,
+                body_len: body.len() as u64,
+                shape,
+            },
+        );
+        Ok(self.inner.committer.submit(write))
+    }
+
+    /// Forgets the lease of a message whose [`enqueue_leased`](Spool::enqueue_leased)
+    /// failed: whatever of it reached the disk is recovery's at the next start.
+    pub fn forget_lease(&self, id: &MessageId) {
+        self.inner.leases.forget(id);
+    }
+
     /// Opens the envelope of a message about to be leased. A corrupt one is moved to
     /// quarantine (with its body) in `write`, as recovery would: never deleted.
     fn open_for_lease(
@@ -299,7 +336,7 @@ impl Spool {
             }
         }
         if let Some((new_id, new_envelope, body)) = also_enqueue {
-            self.seal_new_message(&mut write, new_id, &new_envelope, body)?;
+            self.seal_new_message(&mut write, new_id, &new_envelope, &body, None)?;
         }
         self.append_log(&mut write, &data_key, &id, &log)?;
         Ok(inner.committer.submit(write))

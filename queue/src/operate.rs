@@ -185,7 +185,13 @@ impl Spool {
                     self.append_log(&mut write, &data_key, id, &log)?;
                     if let Some(notice) = notice {
                         let (notice_id, notice_envelope, body) = *notice;
-                        self.seal_new_message(&mut write, notice_id, &notice_envelope, body)?;
+                        self.seal_new_message(
+                            &mut write,
+                            notice_id,
+                            &notice_envelope,
+                            &body,
+                            None,
+                        )?;
                     }
                 }
             }

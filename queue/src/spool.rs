@@ -271,18 +271,18 @@ impl Spool {
         Ok(report)
     }
 
-    /// Writes a message and returns the handle to await its durability. The id must
-    /// be fresh (from [`MessageId::generate`]); the body buffer becomes the sealed
-    /// record, so leaving 28 bytes of spare capacity avoids a reallocation.
+    /// Writes a message, due now, and returns the handle to await its durability.
+    /// The id must be fresh (from [`MessageId::generate`]). The body is sealed from
+    /// where it lies, chunk by chunk, straight into its records.
     pub fn enqueue(
         &self,
         id: MessageId,
         envelope: &Envelope,
-        body: Vec<u8>,
+        body: impl AsRef<[u8]>,
     ) -> Result<Durable, Error> {
         self.refuse_if_unhealthy()?;
         let mut write = Write::default();
-        self.seal_new_message(&mut write, id, envelope, body)?;
+        self.seal_new_message(&mut write, id, envelope, body.as_ref(), None)?;
         Ok(self.inner.committer.submit(write))
     }
 
@@ -307,26 +307,31 @@ impl Spool {
         &self.inner.keyring
     }
 
-    /// Adds a new message to `write`: sealed envelope and body, due now, under the
-    /// data key of the envelope's tenant.
+    /// Adds a new message to `write`: sealed envelope and body under the data key of
+    /// the envelope's tenant, and either due now or, with `lease_expiry_ms`, leased
+    /// until then (`Spool::enqueue_leased`). Returns the body's shape as recorded.
     pub(crate) fn seal_new_message(
         &self,
         write: &mut Write,
         id: MessageId,
         envelope: &Envelope,
-        body: Vec<u8>,
-    ) -> Result<(), Error> {
+        body: &[u8],
+        lease_expiry_ms: Option<u64>,
+    ) -> Result<Option<crate::record::BodyShape>, Error> {
         let key = &*self.data_key(envelope.origin.tenant.as_deref())?;
         let env_key = keys::envelope(&id);
-        let shape = record::shape_of(&body);
+        let shape = record::shape_of(body);
         write.insert(
             &env_key,
             record::seal_envelope(key, &env_key, envelope, body.len() as u64, shape)?,
         );
         crate::body::seal_body(write, key, &id, body)?;
-        write.insert(&keys::due(now_ms(), &id), Vec::new());
+        match lease_expiry_ms {
+            None => write.insert(&keys::due(now_ms(), &id), Vec::new()),
+            Some(expiry_ms) => write.insert(&keys::lease(expiry_ms, &id), Vec::new()),
+        }
         write.count_messages(1);
-        Ok(())
+        Ok(shape)
     }
 
     /// Reads and authenticates one message; `None` if it is not in the spool.
@@ -537,7 +542,7 @@ mod tests {
         let spool = Spool::open(dir.path(), Keyring::ephemeral().expect("key")).expect("open");
         spool.inner.shared.mark_unhealthy("disk on fire".into());
         assert_eq!(spool.health(), Health::Unhealthy("disk on fire".into()));
-        match spool.enqueue(MessageId::generate(), &envelope(), b"x".to_vec()) {
+        match spool.enqueue(MessageId::generate(), &envelope(), b"x") {
             Err(Error::Unhealthy(reason)) => assert_eq!(reason, "disk on fire"),
             other => panic!("expected Unhealthy, got {other:?}"),
         }
@@ -545,7 +550,7 @@ mod tests {
         spool.flush().expect("flush");
         assert_eq!(spool.health(), Health::Ok);
         let durable = spool
-            .enqueue(MessageId::generate(), &envelope(), b"x".to_vec())
+            .enqueue(MessageId::generate(), &envelope(), b"x")
             .expect("enqueue");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -282,6 +282,55 @@ fn recover_releases_leases_and_complete_finds_an_old_lease() {
 }
 
 #[test]
+fn a_message_enqueued_leased_is_never_due_completes_and_returns_after_a_crash() {
+    let fx = Fixture::new();
+    let env = envelope("h@example.org", 1);
+    let (delivered, crashed) = {
+        let spool = fx.open();
+        let leased = |tag: &str| {
+            let id = MessageId::generate();
+            spool
+                .enqueue_leased(id, &env, &body(tag), now_ms(), LEASE_MS)
+                .expect("enqueue")
+                .wait_blocking()
+                .expect("durable");
+            id
+        };
+        let (delivered, crashed) = (leased("a"), leased("b"));
+        assert_eq!(spool.len(), 2);
+        assert_eq!(spool.next_due().expect("next_due"), None, "leased, not due");
+        assert!(spool
+            .take_due(u64::MAX - 1, 10, LEASE_MS)
+            .expect("take")
+            .is_empty());
+        let listed = spool.list().expect("list");
+        assert!(listed.iter().all(|s| s.leased));
+        // Completed like a message take_due returned: the lease is found in memory.
+        let mut done = env.clone();
+        done.recipients[0].state = RecipientState::Delivered;
+        spool
+            .complete(delivered, &done, None, None, Vec::new())
+            .expect("complete")
+            .wait_blocking()
+            .expect("durable");
+        assert!(spool.read(&delivered).expect("read").is_none());
+        // A write that failed is forgotten; nothing else changes.
+        spool.forget_lease(&MessageId::generate());
+        (delivered, crashed)
+    };
+    // The other one was never completed (the process died): recovery puts it back.
+    assert_eq!(raw_leases(&fx.spool_dir), vec![crashed]);
+    let spool = fx.open();
+    let report = spool.recover().expect("recover");
+    assert_eq!((report.leases_released, report.messages), (1, 1));
+    let due = spool.take_due(now_ms(), 10, LEASE_MS).expect("take");
+    assert_eq!(ids(&due), vec![crashed]);
+    assert_eq!(due[0].envelope, env);
+    assert_eq!(spool.read(&crashed).expect("read").expect("b").1, body("b"));
+    assert!(spool.read(&delivered).expect("read").is_none());
+}
+
+#[test]
 fn complete_of_an_unknown_message_fails() {
     let fx = Fixture::new();
     let spool = fx.open();

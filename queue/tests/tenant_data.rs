@@ -147,11 +147,7 @@ fn erasure_shreds_the_key_and_removes_the_tenant_only() {
         assert_eq!(spool.tenant_inventory("acme").expect("inv").messages, 0);
         // The name is never used again.
         assert!(matches!(
-            spool.enqueue(
-                MessageId::generate(),
-                &tenant_envelope("acme", 1),
-                b"x".to_vec()
-            ),
+            spool.enqueue(MessageId::generate(), &tenant_envelope("acme", 1), b"x"),
             Err(Error::Erased(_))
         ));
         // A second erasure finds nothing more, and still reports what was removed.

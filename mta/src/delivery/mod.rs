@@ -25,6 +25,7 @@ pub mod bounce;
 pub mod budget;
 pub mod connection;
 pub mod delay;
+pub mod handoff;
 pub mod hold;
 pub mod log;
 pub mod retry;

@@ -6,7 +6,9 @@
 //! tenant is put back unsent (`hold.rs`). Bodies of messages out are held in
 //! memory, so it leases in small rounds and only while their bytes are under
 //! `[spool] memory_budget` (`budget.rs`): a large backlog, all due at once after a
-//! restart, is worked through a budget's worth at a time.
+//! restart, is worked through a budget's worth at a time. Fresh small messages
+//! arrive in memory from the sessions that spooled them, already leased and
+//! counted in the budget (`handoff.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -15,13 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use tokio::sync::mpsc::UnboundedSender;
 use way2mail_queue::{DeliveryOutcome, DeliveryRecord, Spool};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::attempt::{Attempt, RecipientAttempt};
 use super::budget::Budget;
+use super::handoff::{Fresh, FreshReceiver};
 use super::hold::Hold;
 use super::log::{Outcome, OutcomeLog};
 use super::{bounce, delay, domain_of, retry, Job, JobBody, JobResult};
@@ -46,8 +49,10 @@ pub struct Scheduler {
     /// Messages out for delivery now, for the queue gauge.
     pub active: Arc<AtomicUsize>,
     /// `[spool] memory_budget`: body bytes of the messages out, at most (plus one
-    /// message, when a single one is larger).
-    pub memory_budget: u64,
+    /// message, when a single one is larger); shared with the sessions' hand-offs.
+    pub budget: Arc<Budget>,
+    /// Fresh messages handed over by the sessions that spooled them.
+    pub fresh: FreshReceiver,
 }
 
 /// A leased message whose jobs are out.
@@ -66,7 +71,6 @@ impl Scheduler {
     pub fn run(self) {
         let mut out = Out {
             inflight: HashMap::new(),
-            budget: Budget::new(self.memory_budget),
         };
         let mut rng = Rng::seeded();
         let mut hold = Hold::default();
@@ -74,16 +78,26 @@ impl Scheduler {
             // A full round means more may be due right away.
             let full = self.lease(&mut out, &mut hold, &mut rng);
             let wait = if full { Duration::ZERO } else { POLL };
-            match self.results.recv_timeout(wait) {
-                Ok(result) => self.collect(&mut out, result, &mut rng),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            crossbeam_channel::select! {
+                recv(self.results) -> result => match result {
+                    Ok(result) => self.collect(&mut out, result, &mut rng),
+                    Err(_) => break,
+                },
+                recv(self.fresh) -> fresh => {
+                    if let Ok(fresh) = fresh {
+                        self.adopt(&mut out, &mut hold, fresh, &mut rng);
+                    }
+                },
+                default(wait) => {}
+            }
+            while let Ok(fresh) = self.fresh.try_recv() {
+                self.adopt(&mut out, &mut hold, fresh, &mut rng);
             }
             while let Ok(result) = self.results.try_recv() {
                 self.collect(&mut out, result, &mut rng);
             }
             self.active.store(out.inflight.len(), Ordering::Relaxed);
-            crate::metrics::delivery_inflight_bytes(out.budget.bytes());
+            crate::metrics::delivery_inflight_bytes(self.budget.bytes());
         }
         tracing::debug!(
             in_flight = out.inflight.len(),
@@ -95,7 +109,17 @@ impl Scheduler {
     /// out (or puts held ones back); returns whether it leased a full round.
     fn lease(&self, out: &mut Out, hold: &mut Hold, rng: &mut Rng) -> bool {
         let lease_ms = self.config.lease_secs * 1000;
-        let room = out.budget.room();
+        // Claiming the room shuts the sessions' hand-offs out until the round is
+        // over: only when something is due.
+        match self.spool.next_due() {
+            Ok(Some(due)) if due <= now_ms() => {}
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the schedule");
+                return false;
+            }
+        }
+        let room = self.budget.claim();
         if room.count == 0 {
             return false;
         }
@@ -108,11 +132,15 @@ impl Scheduler {
         ) {
             Ok(leased) => leased,
             Err(e) => {
+                self.budget.settle(room, 0, 0);
                 tracing::error!(error = %e, "cannot read the schedule");
                 return false;
             }
         };
         let full = leased.len() == room.count;
+        // What the round holds once its messages are out; the rest of the room
+        // is given back at the end.
+        let (mut held_bytes, mut held_count) = (0u64, 0usize);
         let directory = self.tenants.as_ref().and_then(|t| t.directory());
         let now = Instant::now();
         for l in leased {
@@ -142,27 +170,64 @@ impl Scheduler {
                     }
                 }
             };
-            let jobs = self.split(l.id, &l.envelope, &body);
-            if jobs.is_empty() {
-                // Nothing pending (should not happen): finish it now, since no
-                // result will ever come back for it.
-                self.complete(l.id, InFlight::new(l.envelope, body, l.body_len, 0), rng);
-                continue;
-            }
             // Counted from here until `collect` completes it; held and unreadable
             // messages above never were.
-            out.budget.take(super::body_cost(l.body_len));
-            let message = InFlight::new(l.envelope, body, l.body_len, jobs.len());
-            out.inflight.insert(l.id, message);
-            for job in jobs {
-                let core = shard(&job.domain, self.cores.len());
-                if let Err(e) = self.cores[core].send(job) {
-                    tracing::error!(core, "delivery worker gone");
-                    let _ = e;
-                }
+            if self.dispatch(out, l.id, l.envelope, body, l.body_len, rng) {
+                held_bytes += super::body_cost(l.body_len);
+                held_count += 1;
             }
         }
+        self.budget.settle(room, held_bytes, held_count);
         full
+    }
+
+    /// A fresh message handed over by its session: leased by its enqueue, its body
+    /// in memory and counted in the budget, so it goes straight out (or back on
+    /// the schedule, for a held tenant).
+    fn adopt(&self, out: &mut Out, hold: &mut Hold, fresh: Fresh, rng: &mut Rng) {
+        let body_len = fresh.body.len() as u64;
+        let directory = self.tenants.as_ref().and_then(|t| t.directory());
+        let tenant = fresh.envelope.origin.tenant.as_deref();
+        if let Some(held) = hold.check(directory.as_deref(), tenant, Instant::now()) {
+            self.budget.release(super::body_cost(body_len));
+            self.put_back(fresh.id, fresh.envelope, &held);
+            return;
+        }
+        let body = JobBody::Whole(fresh.body);
+        if !self.dispatch(out, fresh.id, fresh.envelope, body, body_len, rng) {
+            self.budget.release(super::body_cost(body_len));
+        }
+    }
+
+    /// Sends a leased message's jobs to the cores and keeps it in flight until
+    /// they answer. `false` when it had nothing to deliver and was completed at
+    /// once (it then holds nothing of the budget).
+    fn dispatch(
+        &self,
+        out: &mut Out,
+        id: MessageId,
+        envelope: Envelope,
+        body: JobBody,
+        body_len: u64,
+        rng: &mut Rng,
+    ) -> bool {
+        let jobs = self.split(id, &envelope, &body);
+        if jobs.is_empty() {
+            // Nothing pending (should not happen): finish it now, since no result
+            // will ever come back for it.
+            self.complete(id, InFlight::new(envelope, body, body_len, 0), rng);
+            return false;
+        }
+        let message = InFlight::new(envelope, body, body_len, jobs.len());
+        out.inflight.insert(id, message);
+        for job in jobs {
+            let core = shard(&job.domain, self.cores.len());
+            if let Err(e) = self.cores[core].send(job) {
+                tracing::error!(core, "delivery worker gone");
+                let _ = e;
+            }
+        }
+        true
     }
 
     /// Ends the lease of a held message without an attempt: same envelope, due again
@@ -231,7 +296,7 @@ impl Scheduler {
         entry.remaining = entry.remaining.saturating_sub(1);
         if entry.remaining == 0 {
             if let Some(done) = out.inflight.remove(&result.id) {
-                out.budget.release(super::body_cost(done.body_len));
+                self.budget.release(super::body_cost(done.body_len));
                 if done.unreadable {
                     // What its other jobs did is lost with the attempt: a body
                     // that cannot be read is not sent again.
@@ -390,10 +455,9 @@ impl Scheduler {
     }
 }
 
-/// The messages out for delivery and the bytes of their bodies.
+/// The messages out for delivery (their bodies' bytes are in the budget).
 struct Out {
     inflight: HashMap<MessageId, InFlight>,
-    budget: Budget,
 }
 
 /// A notice ready for `Spool::complete`: its queue id, envelope and message.

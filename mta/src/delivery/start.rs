@@ -13,6 +13,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use way2mail_mta::outbound::mx::MxResolver;
 use way2mail_queue::Spool;
 
+use super::budget::Budget;
+use super::handoff::Handoff;
 use super::{connection, log, scheduler, worker, Job, JobResult};
 use crate::config::Settings;
 use crate::current::Current;
@@ -66,6 +68,14 @@ impl CorePlan {
     }
 }
 
+/// Delivery, started: one plan per core, the scheduler's thread, and the hand-off
+/// through which sessions give it fresh mail.
+pub struct Started {
+    pub plans: Vec<CorePlan>,
+    pub scheduler: JoinHandle<()>,
+    pub handoff: Arc<Handoff>,
+}
+
 /// Starts the delivery log writer and the scheduler thread, and returns one plan
 /// per core; `None` when delivery is disabled.
 pub fn start(
@@ -75,7 +85,7 @@ pub fn start(
     backend: Backend,
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
-) -> Result<Option<(Vec<CorePlan>, JoinHandle<()>)>> {
+) -> Result<Option<Started>> {
     let settings = current.get();
     let d = &settings.raw.delivery;
     if !d.enabled {
@@ -111,6 +121,8 @@ pub fn start(
             results: results_tx.clone(),
         });
     }
+    let budget = Arc::new(Budget::new(settings.raw.spool.memory_budget));
+    let (handoff, fresh) = Handoff::new(Arc::clone(&budget), d.lease_secs * 1000);
     let scheduler = scheduler::Scheduler {
         spool: spool.clone(),
         config: d.clone(),
@@ -121,11 +133,16 @@ pub fn start(
         stop,
         tenants,
         active,
-        memory_budget: settings.raw.spool.memory_budget,
+        budget,
+        fresh,
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run())
         .context("starting the scheduler")?;
-    Ok(Some((plans, handle)))
+    Ok(Some(Started {
+        plans,
+        scheduler: handle,
+        handoff: Arc::new(handoff),
+    }))
 }

@@ -90,7 +90,7 @@ mod tests {
         .expect("open");
         let id = MessageId::generate();
         spool
-            .enqueue(id, &envelope("old"), b"Subject: x\r\n\r\nhi\r\n".to_vec())
+            .enqueue(id, &envelope("old"), b"Subject: x\r\n\r\nhi\r\n")
             .expect("enqueue")
             .wait_blocking()
             .expect("durable");
