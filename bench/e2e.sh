@@ -6,7 +6,8 @@
 #   drain     seconds from the last 250 until the sink has counted every message,
 #   e2e       msgs/s = MESSAGES / (first submit .. last message counted by the sink),
 #   CPU       the daemon's user + system time (all threads, /proc/PID/stat) from the
-#             first submit until the sink has counted everything, per message.
+#             first submit until the sink has counted everything, per message, and
+#             its minor page faults and its threads' context switches per message.
 #
 #   bench/e2e.sh [CONNECTIONS] [MESSAGES] [SIZE] [extra way2mail-bench smtp args...]
 #
@@ -105,11 +106,17 @@ tls = "none"
 TOML
 }
 
-# User and system CPU of a process and all its threads so far, in clock ticks.
-# Prints "USER SYSTEM".
+# User and system CPU of a process and all its threads so far, in clock ticks, its
+# minor page faults, and its threads' context switches (those that ended so far are
+# not counted: the daemon's threads live as long as it does). Prints "USER SYSTEM
+# FAULTS SWITCHES".
 e2e_cpu_ticks() { # pid
-    # Fields 14 and 15 of /proc/PID/stat; the name in parentheses may hold spaces.
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+    # Fields 14, 15 and 10 of /proc/PID/stat; the name in parentheses may hold spaces.
+    local stat switches
+    stat=$(sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13, $8 }')
+    switches=$(cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/_ctxt_switches:/ { n += $2 } END { print n + 0 }')
+    echo "$stat $switches"
 }
 
 e2e_wait_port() { # port
@@ -182,11 +189,13 @@ e2e_mta() { # io connections messages size [smtp args...]
         -v n="$messages" 'BEGIN {
             split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
             u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
-            printf "%.0f %.0f %.0f", u + s, u, s }')
-    E2E_CPU_US=${cpu%% *}
-    cpu=${cpu#* }
+            printf "%.0f %.0f %.0f %.1f %.1f", u + s, u, s, (y[3] - x[3]) / n,
+                (y[4] - x[4]) / n }')
+    local user system faults switches
+    read -r E2E_CPU_US user system faults switches <<<"$cpu"
     echo "    daemon CPU (every thread): $E2E_CPU_US µs per message" \
-        "(user ${cpu% *}, system ${cpu#* })"
+        "(user $user, system $system); per message $faults page faults," \
+        "$switches context switches"
     kill -TERM "$E2E_MTA_PID"
     wait "$E2E_MTA_PID"
     E2E_MTA_PID=

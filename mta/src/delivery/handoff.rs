@@ -7,8 +7,16 @@
 //! a lease round takes it. Either way the spool's records are the message: if the
 //! process dies before the hand-off is delivered, recovery puts the lease back on
 //! the schedule (at least once, never lost).
+//!
+//! Handing over does not wake the scheduler for each message: fresh mail waits in
+//! a list that the scheduler empties whenever it runs, which under load is at
+//! every batch of results from the cores. Only a scheduler with nothing out (no
+//! result will wake it) is woken, by the first message into the empty list; one
+//! with messages out picks the list up at the next result or within its poll
+//! interval (50 ms).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
 use way2mail_queue::{Durable, Error, Spool};
@@ -25,27 +33,79 @@ pub struct Fresh {
     pub body: Arc<Vec<u8>>,
 }
 
-/// The sessions' side of the hand-off.
+/// Fresh mail on its way from the sessions to the scheduler.
 pub struct Handoff {
     budget: Arc<Budget>,
-    to_scheduler: Sender<Fresh>,
+    /// Bounded by the reservations: nothing is added without one.
+    waiting: Mutex<Vec<Fresh>>,
+    /// The scheduler has nothing out, so no result will wake it.
+    idle: AtomicBool,
+    doorbell: Sender<()>,
     lease_ms: u64,
+    /// Set once the scheduler has stopped: what it would be handed stays leased,
+    /// for recovery.
+    closed: AtomicBool,
 }
 
-/// The scheduler's side: the channel the sessions hand fresh mail into.
-pub type FreshReceiver = Receiver<Fresh>;
+/// What wakes an idle scheduler.
+pub type Doorbell = Receiver<()>;
 
 impl Handoff {
-    pub fn new(budget: Arc<Budget>, lease_ms: u64) -> (Handoff, FreshReceiver) {
-        // Bounded by the reservations, not by the channel: nothing is sent without
-        // one.
-        let (tx, rx) = crossbeam_channel::unbounded();
+    pub fn new(budget: Arc<Budget>, lease_ms: u64) -> (Handoff, Doorbell) {
+        let (doorbell, rings) = crossbeam_channel::bounded(1);
         let handoff = Handoff {
             budget,
-            to_scheduler: tx,
+            waiting: Mutex::new(Vec::new()),
+            idle: AtomicBool::new(true),
+            doorbell,
             lease_ms,
+            closed: AtomicBool::new(false),
         };
-        (handoff, rx)
+        (handoff, rings)
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, Vec<Fresh>> {
+        // A push or a swap: a panic elsewhere cannot leave the list half changed.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The scheduler's side: everything handed over since the last call.
+    pub fn take_all(&self) -> Vec<Fresh> {
+        std::mem::take(&mut *self.waiting())
+    }
+
+    /// The scheduler's side, before it waits: whether it has nothing out (and
+    /// will sleep until woken or its poll interval ends). Returns whether mail is
+    /// waiting already (handed over while it was busy: nothing rang for it).
+    pub fn set_idle(&self, idle: bool) -> bool {
+        self.idle.store(idle, Ordering::Release);
+        !self.waiting().is_empty()
+    }
+
+    /// The scheduler's side, when it stops: nothing is handed over any more, and
+    /// what was waiting gives its reservation back (its lease stays, for
+    /// recovery).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for fresh in self.take_all() {
+            self.budget.release(fresh.body.len() as u64);
+        }
+    }
+
+    fn hand(&self, fresh: Fresh) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let first = {
+            let mut waiting = self.waiting();
+            waiting.push(fresh);
+            waiting.len() == 1
+        };
+        if first && self.idle.load(Ordering::Acquire) {
+            // Full means it rings already.
+            let _ = self.doorbell.try_send(());
+        }
+        true
     }
 
     /// Spools a message: leased and handed over when delivery has room for its body
@@ -95,10 +155,10 @@ impl Handed<'_> {
             envelope,
             body: Arc::new(body),
         };
-        // Once sent the reservation is the scheduler's, released when the
+        // Once handed over the reservation is the scheduler's, released when the
         // message completes. A scheduler that has stopped leaves the lease for
         // recovery at the next start.
-        self.sent = self.handoff.to_scheduler.send(fresh).is_ok();
+        self.sent = self.handoff.hand(fresh);
     }
 
     /// The write failed: the spool forgets the lease, the budget its reservation.
@@ -130,60 +190,70 @@ mod tests {
         .expect("envelope")
     }
 
+    /// A reservation of `cost` and the message it is for.
+    fn reserved(handoff: &Handoff, cost: u64) -> Handed<'_> {
+        assert!(handoff.budget.try_reserve(cost));
+        Handed {
+            handoff,
+            id: MessageId::generate(),
+            cost,
+            sent: false,
+        }
+    }
+
+    fn held(budget: &Budget) -> (u64, usize) {
+        (budget.bytes(), budget.count())
+    }
+
     #[test]
     fn a_reservation_not_handed_over_is_given_back() {
         let budget = Arc::new(Budget::new(10_000));
-        let (handoff, rx) = Handoff::new(Arc::clone(&budget), 60_000);
-        let handed = Handed {
-            handoff: &handoff,
-            id: MessageId::generate(),
-            cost: 4_000,
-            sent: false,
-        };
-        drop(handed);
-        assert_eq!((budget.bytes(), budget.count()), (0, 0));
-        assert!(rx.try_recv().is_err());
+        let (handoff, rings) = Handoff::new(Arc::clone(&budget), 60_000);
+        drop(reserved(&handoff, 4_000));
+        assert_eq!(held(&budget), (0, 0));
+        assert!(handoff.take_all().is_empty());
+        assert!(rings.try_recv().is_err());
     }
 
     #[test]
     fn a_message_handed_over_keeps_its_reservation_and_its_spare_capacity_goes() {
         let budget = Arc::new(Budget::new(10_000));
-        let (handoff, rx) = Handoff::new(Arc::clone(&budget), 60_000);
-        assert!(budget.try_reserve(5));
-        let id = MessageId::generate();
-        let handed = Handed {
-            handoff: &handoff,
-            id,
-            cost: 5,
-            sent: false,
-        };
+        let (handoff, rings) = Handoff::new(Arc::clone(&budget), 60_000);
+        let handed = reserved(&handoff, 5);
+        let id = handed.id;
         let mut body = Vec::with_capacity(32 * 1024);
         body.extend_from_slice(b"hello");
         handed.send(envelope(), body);
-        let fresh = rx.try_recv().expect("handed over");
+        assert!(rings.try_recv().is_ok(), "an idle scheduler is woken");
+        let fresh = handoff.take_all().pop().expect("handed over");
         assert_eq!(fresh.id, id);
         assert_eq!(fresh.body.as_slice(), b"hello");
         assert!(fresh.body.capacity() < 1024);
-        assert_eq!(
-            (budget.bytes(), budget.count()),
-            (5, 1),
-            "the scheduler's now"
-        );
+        assert_eq!(held(&budget), (5, 1), "the scheduler's now");
     }
 
     #[test]
-    fn with_the_scheduler_gone_the_reservation_is_given_back() {
+    fn a_busy_scheduler_is_not_woken_and_finds_the_messages_at_its_next_look() {
         let budget = Arc::new(Budget::new(10_000));
-        let (handoff, rx) = Handoff::new(Arc::clone(&budget), 60_000);
-        drop(rx);
-        assert!(budget.try_reserve(5));
-        let handed = Handed {
-            handoff: &handoff,
-            id: MessageId::generate(),
-            cost: 5,
-            sent: false,
-        };
-        handed.send(envelope(), b"hello".to_vec());
-        assert_eq!((budget.bytes(), budget.count()), (0, 0));
+        let (handoff, rings) = Handoff::new(Arc::clone(&budget), 60_000);
+        handoff.set_idle(false);
+        for _ in 0..3 {
+            reserved(&handoff, 5).send(envelope(), b"hello".to_vec());
+        }
+        assert!(rings.try_recv().is_err(), "not woken");
+        assert_eq!(handoff.take_all().len(), 3);
+        assert_eq!(held(&budget), (15, 3));
+    }
+
+    #[test]
+    fn with_the_scheduler_gone_the_reservations_are_given_back() {
+        let budget = Arc::new(Budget::new(10_000));
+        let (handoff, _rings) = Handoff::new(Arc::clone(&budget), 60_000);
+        reserved(&handoff, 5).send(envelope(), b"hello".to_vec());
+        handoff.close();
+        assert_eq!(held(&budget), (0, 0), "what waited");
+        reserved(&handoff, 5).send(envelope(), b"hello".to_vec());
+        assert_eq!(held(&budget), (0, 0), "what came after");
+        assert!(handoff.take_all().is_empty());
     }
 }

@@ -24,7 +24,7 @@ use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 use super::attempt::{Attempt, RecipientAttempt};
 use super::budget::Budget;
-use super::handoff::{Fresh, FreshReceiver};
+use super::handoff::{Doorbell, Fresh, Handoff};
 use super::hold::Hold;
 use super::log::{Outcome, OutcomeLog};
 use super::{bounce, delay, domain_of, retry, Job, JobBody, JobResult};
@@ -51,8 +51,10 @@ pub struct Scheduler {
     /// `[spool] memory_budget`: body bytes of the messages out, at most (plus one
     /// message, when a single one is larger); shared with the sessions' hand-offs.
     pub budget: Arc<Budget>,
-    /// Fresh messages handed over by the sessions that spooled them.
-    pub fresh: FreshReceiver,
+    /// Fresh messages handed over by the sessions that spooled them, and what
+    /// wakes the scheduler for them when it has nothing out.
+    pub handoff: Arc<Handoff>,
+    pub doorbell: Doorbell,
 }
 
 /// A leased message whose jobs are out.
@@ -77,20 +79,21 @@ impl Scheduler {
         while !self.stop.load(Ordering::Acquire) {
             // A full round means more may be due right away.
             let full = self.lease(&mut out, &mut hold, &mut rng);
-            let wait = if full { Duration::ZERO } else { POLL };
+            let waiting = self.handoff.set_idle(out.inflight.is_empty());
+            let wait = if full || waiting {
+                Duration::ZERO
+            } else {
+                POLL
+            };
             crossbeam_channel::select! {
                 recv(self.results) -> result => match result {
                     Ok(result) => self.collect(&mut out, result, &mut rng),
                     Err(_) => break,
                 },
-                recv(self.fresh) -> fresh => {
-                    if let Ok(fresh) = fresh {
-                        self.adopt(&mut out, &mut hold, fresh, &mut rng);
-                    }
-                },
+                recv(self.doorbell) -> _ => {},
                 default(wait) => {}
             }
-            while let Ok(fresh) = self.fresh.try_recv() {
+            for fresh in self.handoff.take_all() {
                 self.adopt(&mut out, &mut hold, fresh, &mut rng);
             }
             while let Ok(result) = self.results.try_recv() {
@@ -99,6 +102,7 @@ impl Scheduler {
             self.active.store(out.inflight.len(), Ordering::Relaxed);
             crate::metrics::delivery_inflight_bytes(self.budget.bytes());
         }
+        self.handoff.close();
         tracing::debug!(
             in_flight = out.inflight.len(),
             "scheduler stopped; leases return at next start"

@@ -122,7 +122,8 @@ pub fn start(
         });
     }
     let budget = Arc::new(Budget::new(settings.raw.spool.memory_budget));
-    let (handoff, fresh) = Handoff::new(Arc::clone(&budget), d.lease_secs * 1000);
+    let (handoff, doorbell) = Handoff::new(Arc::clone(&budget), d.lease_secs * 1000);
+    let handoff = Arc::new(handoff);
     let scheduler = scheduler::Scheduler {
         spool: spool.clone(),
         config: d.clone(),
@@ -134,7 +135,8 @@ pub fn start(
         tenants,
         active,
         budget,
-        fresh,
+        handoff: Arc::clone(&handoff),
+        doorbell,
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())
@@ -143,6 +145,6 @@ pub fn start(
     Ok(Some(Started {
         plans,
         scheduler: handle,
-        handoff: Arc::new(handoff),
+        handoff,
     }))
 }
