@@ -6,8 +6,8 @@
 # sink per run that exits once it has counted every message. Prints ingest msgs/s, drain
 # time and end-to-end msgs/s for each, way2mail-mta's end-to-end figure as a multiple of
 # Postfix's and as a share of the two-hop ceiling (half of what Postfix's smtp-source
-# pushes straight into smtp-sink with the same load, measured first), and the daemon's
-# CPU per message.
+# pushes straight into smtp-sink with the same load, measured right before each of
+# way2mail-mta's runs), and the daemon's CPU per message.
 #
 #   sudo bench/compare-postfix.sh [CONNECTIONS] [MESSAGES] [SIZE]
 #
@@ -169,10 +169,11 @@ main() {
         "${SHAPING_CONNECTIONS:-default} connections," \
         "${SHAPING_PER_CONNECTION:-default} messages per connection, back-off after" \
         "${SHAPING_BACKOFF_AFTER:-default} failures"
-    ceiling_run
     postfix_run "$(e2e_free_port)"
     local io ours
     for io in ${BACKENDS:-io_uring epoll}; do
+        # Right before each run: this machine's speed changes from minute to minute.
+        ceiling_run
         e2e_mta "$io" "$CONNECTIONS" "$MESSAGES" "$SIZE"
         ours=${E2E_RESULT##* }
         printf '    way2mail-mta (%s) end to end = %s x Postfix = %s %% of the two-hop ceiling\n' \
