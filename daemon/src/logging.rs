@@ -14,6 +14,8 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::ConfigError;
 
+mod fields;
+
 /// The longest `[log] level` accepted; a real filter is a few dozen characters.
 const MAX_LEVEL_LEN: usize = 512;
 
@@ -115,6 +117,7 @@ pub fn init(log: &LogConfig) {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(false)
+            .fmt_fields(fields::TextFields)
     });
     let json = (log.format == LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
