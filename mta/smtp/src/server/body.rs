@@ -142,10 +142,26 @@ const RECEIVED: &[u8] = b"received:";
 
 impl HeaderScan {
     fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
             if self.done {
                 return;
             }
+            if self.col > 0 && !self.matching && !self.only_cr {
+                // Nothing more in this line counts: on to its end.
+                match memchr::memchr(b'\n', &bytes[i..]) {
+                    Some(at) => {
+                        self.col += at;
+                        i += at;
+                    }
+                    None => {
+                        self.col += bytes.len() - i;
+                        return;
+                    }
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             if b == b'\n' {
                 self.done = self.col == 0 || (self.col == 1 && self.only_cr);
                 self.col = 0;
@@ -195,6 +211,48 @@ mod tests {
         }
         assert_eq!(count(&[b"Received: a\n\nReceived: b\n"]), 1);
         assert_eq!(count(&[b"Receive: a\r\n"]), 0);
+    }
+
+    /// The header section's `Received:` lines counted the plain way: lines end at
+    /// LF, the section at the first line that is empty or only a CR.
+    fn reference(msg: &[u8]) -> usize {
+        let mut n = 0;
+        for line in msg.split(|&b| b == b'\n') {
+            if line.is_empty() || line == b"\r" {
+                break;
+            }
+            n += usize::from(line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"));
+        }
+        n
+    }
+
+    #[test]
+    fn counts_as_the_plain_way_does_in_any_pieces() {
+        let alphabet = b"ReceivdRECEIVD:x \r\n\n";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 48) as usize;
+            let mut msg: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if next() % 2 == 0 {
+                msg.splice(0..0, b"Received: x\r\n".iter().copied());
+            }
+            let a = (next() as usize) % (msg.len() + 1);
+            let b = a + (next() as usize) % (msg.len() - a + 1);
+            assert_eq!(
+                count(&[&msg[..a], &msg[a..b], &msg[b..]]),
+                reference(&msg),
+                "{:?} split at {a} and {b}",
+                String::from_utf8_lossy(&msg)
+            );
+        }
     }
 
     #[test]
