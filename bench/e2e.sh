@@ -7,7 +7,8 @@
 #   e2e       msgs/s = MESSAGES / (first submit .. last message counted by the sink),
 #   CPU       the daemon's user + system time (all threads, /proc/PID/stat) from the
 #             first submit until the sink has counted everything, per message, and
-#             its minor page faults and its threads' context switches per message.
+#             its minor page faults, its threads' context switches and the KiB it
+#             wrote (write and pwrite calls, its logs included) per message.
 #
 #   bench/e2e.sh [CONNECTIONS] [MESSAGES] [SIZE] [extra way2mail-bench smtp args...]
 #
@@ -107,16 +108,16 @@ TOML
 }
 
 # User and system CPU of a process and all its threads so far, in clock ticks, its
-# minor page faults, and its threads' context switches (those that ended so far are
-# not counted: the daemon's threads live as long as it does). Prints "USER SYSTEM
-# FAULTS SWITCHES".
+# minor page faults, its threads' context switches (those that ended so far are not
+# counted: the daemon's threads live as long as it does) and the bytes it wrote to
+# files. Prints "USER SYSTEM FAULTS SWITCHES WRITTEN".
 e2e_cpu_ticks() { # pid
     # Fields 14, 15 and 10 of /proc/PID/stat; the name in parentheses may hold spaces.
     local stat switches
     stat=$(sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13, $8 }')
     switches=$(cat /proc/"$1"/task/*/status 2>/dev/null |
         awk '/_ctxt_switches:/ { n += $2 } END { print n + 0 }')
-    echo "$stat $switches"
+    echo "$stat $switches $(awk '/^wchar:/ { print $2 }' "/proc/$1/io")"
 }
 
 e2e_wait_port() { # port
@@ -189,13 +190,13 @@ e2e_mta() { # io connections messages size [smtp args...]
         -v n="$messages" 'BEGIN {
             split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
             u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
-            printf "%.0f %.0f %.0f %.1f %.1f", u + s, u, s, (y[3] - x[3]) / n,
-                (y[4] - x[4]) / n }')
-    local user system faults switches
-    read -r E2E_CPU_US user system faults switches <<<"$cpu"
+            printf "%.0f %.0f %.0f %.1f %.1f %.1f", u + s, u, s, (y[3] - x[3]) / n,
+                (y[4] - x[4]) / n, (y[5] - x[5]) / n / 1024 }')
+    local user system faults switches written
+    read -r E2E_CPU_US user system faults switches written <<<"$cpu"
     echo "    daemon CPU (every thread): $E2E_CPU_US µs per message" \
         "(user $user, system $system); per message $faults page faults," \
-        "$switches context switches"
+        "$switches context switches, $written KiB written"
     kill -TERM "$E2E_MTA_PID"
     wait "$E2E_MTA_PID"
     E2E_MTA_PID=

@@ -11,7 +11,7 @@ mod data_protection {
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use data_protection::rig::{contains, files_under, raw_tenant_key, untar, Rig, WAIT};
@@ -647,19 +647,25 @@ fn retention_removes_exactly_the_old_records() -> Result<()> {
     rig.submit(&rig.globex, "g@remote.example", "GLOBEX-OLD-DELIVERED")?;
     rig.sink.wait_for(2, WAIT)?;
     rig.settled("acme", 1, 2)?;
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(6));
+    let new_at = Instant::now();
     let new_queued = rig.submit(&rig.acme, "c@stuck.example", "ACME-NEW-QUEUED")?;
     rig.submit(&rig.acme, "d@remote.example", "ACME-NEW-DELIVERED")?;
     rig.sink.wait_for(3, WAIT)?;
     rig.settled("acme", 2, 4)?;
+    // The limit falls between the two groups' ages whatever the machine's speed:
+    // at the run the new records are at most `young` + ~1 s old, the old ones at
+    // least 6 s older than the new.
+    let young = new_at.elapsed().as_secs_f64().ceil() as u64;
+    let limit = format!("{}s", young + 3);
     rig.cli(&[
         "tenant",
         "retention",
         "acme",
         "--content",
-        "3s",
+        &limit,
         "--delivery-log",
-        "3s",
+        &limit,
     ])?;
     // The MTA follows control within a poll; give it a few.
     std::thread::sleep(Duration::from_millis(800));
