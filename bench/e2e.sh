@@ -120,6 +120,21 @@ e2e_cpu_ticks() { # pid
     echo "$stat $switches $(awk '/^wchar:/ { print $2 }' "/proc/$1/io")"
 }
 
+# Prints the daemon's CPU and the rest per message between two e2e_cpu_ticks samples;
+# sets E2E_CPU_US.
+e2e_cpu_report() { # before after messages
+    local cpu user system faults switches written
+    cpu=$(awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v n="$3" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
+        u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
+        printf "%.0f %.0f %.0f %.1f %.1f %.1f", u + s, u, s, (y[3] - x[3]) / n,
+            (y[4] - x[4]) / n, (y[5] - x[5]) / n / 1024 }')
+    read -r E2E_CPU_US user system faults switches written <<<"$cpu"
+    echo "    daemon CPU (every thread): $E2E_CPU_US µs per message" \
+        "(user $user, system $system); per message $faults page faults," \
+        "$switches context switches, $written KiB written"
+}
+
 e2e_wait_port() { # port
     local _
     for _ in $(seq 200); do
@@ -185,18 +200,7 @@ e2e_mta() { # io connections messages size [smtp args...]
     cpu_before=$(e2e_cpu_ticks "$E2E_MTA_PID")
     e2e_measure "way2mail-mta ($io)" "$port" "$connections" "$messages" "$size" "$@"
     cpu_after=$(e2e_cpu_ticks "$E2E_MTA_PID")
-    local cpu
-    cpu=$(awk -v a="$cpu_before" -v b="$cpu_after" -v hz="$(getconf CLK_TCK)" \
-        -v n="$messages" 'BEGIN {
-            split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
-            u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
-            printf "%.0f %.0f %.0f %.1f %.1f %.1f", u + s, u, s, (y[3] - x[3]) / n,
-                (y[4] - x[4]) / n, (y[5] - x[5]) / n / 1024 }')
-    local user system faults switches written
-    read -r E2E_CPU_US user system faults switches written <<<"$cpu"
-    echo "    daemon CPU (every thread): $E2E_CPU_US µs per message" \
-        "(user $user, system $system); per message $faults page faults," \
-        "$switches context switches, $written KiB written"
+    e2e_cpu_report "$cpu_before" "$cpu_after" "$messages"
     kill -TERM "$E2E_MTA_PID"
     wait "$E2E_MTA_PID"
     E2E_MTA_PID=

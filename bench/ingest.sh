@@ -7,7 +7,9 @@
 # Defaults are the recorded benchmark: 50 connections, 20,000 messages of 5 KB,
 # keep-alive. The daemon runs with the default log level (info: a line per message
 # and per connection) into a file, with a fresh spool on the same disk as the repo.
-# Delivery is off: this measures ingest alone (bench/e2e.sh measures both).
+# Delivery is off: this measures ingest alone (bench/e2e.sh measures both). After each
+# run the daemon's CPU per message (user and system, all threads), page faults,
+# context switches and KiB written per message are printed, as bench/e2e.sh does.
 set -euo pipefail
 
 CONNECTIONS=${1:-50}
@@ -20,6 +22,9 @@ cd "$ROOT"
 [[ -n ${NO_BUILD:-} ]] || cargo build --release -q -p way2mail-mta -p way2mail-bench
 MTA=${MTA:-$ROOT/target/release/way2mail-mta}
 BENCH=$ROOT/target/release/way2mail-bench
+# For e2e_cpu_ticks and e2e_cpu_report.
+# shellcheck source=bench/e2e.sh
+source "$ROOT/bench/e2e.sh"
 WORK=$(mktemp -d "$ROOT/target/ingest-bench.XXXXXX")
 PID=
 trap '[[ -n $PID ]] && kill -KILL $PID 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -56,8 +61,10 @@ TOML
         sleep 0.1
     done
     echo "== $io: $CONNECTIONS connections, $MESSAGES messages of $SIZE bytes $*"
+    before=$(e2e_cpu_ticks "$PID")
     "$BENCH" smtp --server "127.0.0.1:$port" --connections "$CONNECTIONS" \
         --messages "$MESSAGES" --size "$SIZE" "$@"
+    e2e_cpu_report "$before" "$(e2e_cpu_ticks "$PID")" "$MESSAGES"
     kill -TERM $PID
     wait $PID
     PID=
