@@ -557,15 +557,13 @@ impl Session {
         let size = body.len() as u64;
         let shared = Arc::clone(&self.shared);
         let spool = &shared.spool;
-        let (result, handed) = match &shared.handoff {
-            Some(handoff) => match handoff.enqueue(spool, id, &envelope, &body) {
-                Ok((durable, handed)) => (durable.wait().await, handed),
-                Err(e) => (Err(e), None),
-            },
-            None => match spool.enqueue(id, &envelope, &body) {
-                Ok(durable) => (durable.wait().await, None),
-                Err(e) => (Err(e), None),
-            },
+        let enqueued = match &shared.handoff {
+            Some(handoff) => handoff.enqueue(spool, id, &envelope, &body),
+            None => spool.enqueue(id, &envelope, &body).map(|d| (d, None)),
+        };
+        let (result, handed) = match enqueued {
+            Ok((durable, handed)) => (durable.wait().await, handed),
+            Err(e) => (Err(e), None),
         };
         let report = Queued {
             size,

@@ -23,7 +23,7 @@ use way2mail_queue::{Durable, Error, Spool};
 use way2mail_smtp::{Envelope, MessageId};
 
 use super::budget::Budget;
-use super::WHOLE_BODY_MAX;
+use super::{body_cost, WHOLE_BODY_MAX};
 use way2mail_daemon::time::now_ms;
 
 /// A message handed over: leased by its enqueue, its place in the budget reserved.
@@ -88,7 +88,7 @@ impl Handoff {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for fresh in self.take_all() {
-            self.budget.release(fresh.body.len() as u64);
+            self.budget.release(body_cost(fresh.body.len() as u64));
         }
     }
 
@@ -119,13 +119,14 @@ impl Handoff {
         body: &[u8],
     ) -> Result<(Durable, Option<Handed<'_>>), Error> {
         let len = body.len() as u64;
-        if len > WHOLE_BODY_MAX || !self.budget.try_reserve(len) {
+        let cost = body_cost(len);
+        if len > WHOLE_BODY_MAX || !self.budget.try_reserve(cost) {
             return Ok((spool.enqueue(id, envelope, body)?, None));
         }
         let handed = Handed {
             handoff: self,
             id,
-            cost: len,
+            cost,
             sent: false,
         };
         let durable = spool.enqueue_leased(id, envelope, body, now_ms(), self.lease_ms)?;

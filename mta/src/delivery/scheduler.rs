@@ -93,9 +93,7 @@ impl Scheduler {
                 recv(self.doorbell) -> _ => {},
                 default(wait) => {}
             }
-            for fresh in self.handoff.take_all() {
-                self.adopt(&mut out, &mut hold, fresh, &mut rng);
-            }
+            self.adopt(&mut out, &mut hold, self.handoff.take_all(), &mut rng);
             while let Ok(result) = self.results.try_recv() {
                 self.collect(&mut out, result, &mut rng);
             }
@@ -185,21 +183,28 @@ impl Scheduler {
         full
     }
 
-    /// A fresh message handed over by its session: leased by its enqueue, its body
-    /// in memory and counted in the budget, so it goes straight out (or back on
-    /// the schedule, for a held tenant).
-    fn adopt(&self, out: &mut Out, hold: &mut Hold, fresh: Fresh, rng: &mut Rng) {
-        let body_len = fresh.body.len() as u64;
-        let directory = self.tenants.as_ref().and_then(|t| t.directory());
-        let tenant = fresh.envelope.origin.tenant.as_deref();
-        if let Some(held) = hold.check(directory.as_deref(), tenant, Instant::now()) {
-            self.budget.release(super::body_cost(body_len));
-            self.put_back(fresh.id, fresh.envelope, &held);
+    /// Fresh messages handed over by their sessions: leased by their enqueue, their
+    /// bodies in memory and counted in the budget, so they go straight out (or back
+    /// on the schedule, for a held tenant).
+    fn adopt(&self, out: &mut Out, hold: &mut Hold, handed: Vec<Fresh>, rng: &mut Rng) {
+        if handed.is_empty() {
             return;
         }
-        let body = JobBody::Whole(fresh.body);
-        if !self.dispatch(out, fresh.id, fresh.envelope, body, body_len, rng) {
-            self.budget.release(super::body_cost(body_len));
+        let directory = self.tenants.as_ref().and_then(|t| t.directory());
+        let now = Instant::now();
+        for fresh in handed {
+            let cost = super::body_cost(fresh.body.len() as u64);
+            let tenant = fresh.envelope.origin.tenant.as_deref();
+            if let Some(held) = hold.check(directory.as_deref(), tenant, now) {
+                self.budget.release(cost);
+                self.put_back(fresh.id, fresh.envelope, &held);
+                continue;
+            }
+            let body_len = fresh.body.len() as u64;
+            let body = JobBody::Whole(fresh.body);
+            if !self.dispatch(out, fresh.id, fresh.envelope, body, body_len, rng) {
+                self.budget.release(cost);
+            }
         }
     }
 
