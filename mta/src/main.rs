@@ -25,6 +25,7 @@
 //! nor delivery knows the other and no two modules depend on each other.
 
 mod admin;
+mod api;
 mod config;
 mod current;
 mod delivery;
@@ -39,6 +40,7 @@ mod runtime;
 mod session;
 mod signer;
 mod spool_cli;
+mod submit;
 mod tenants;
 mod tls;
 
@@ -256,6 +258,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         signer: signer::Signer::new(Arc::clone(&settings), tenants.clone()),
         inbound: inbound::Inbound::new(Arc::clone(&settings)),
         settings: Arc::clone(&settings),
+        api_tls: tls::api_config(&tls),
         tls,
     };
     let metrics_on = endpoint.is_some();

@@ -18,7 +18,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use way2mail_daemon::metrics::Readiness;
 use way2mail_mta::verification::Report;
 use way2mail_queue::Spool;
-use way2mail_smtp::server::{Role, SpoolState};
+use way2mail_smtp::server::{AuthVerdict, Role, SpoolState};
 
 use crate::monitor::SpoolMonitor;
 use crate::tenants::Tenants;
@@ -46,6 +46,8 @@ const INGEST_RESERVED: &str = "way2mail_ingest_reserved_bytes";
 const SPOOL_FREE: &str = "way2mail_spool_free_bytes";
 const READY: &str = "way2mail_ready";
 const CONFIG_RELOADS: &str = "way2mail_config_reloads_total";
+const API_CONNECTIONS: &str = "way2mail_api_connections_total";
+const API_REQUESTS: &str = "way2mail_api_requests_total";
 
 /// Latencies from 100 µs to a minute.
 const SECONDS: &[f64] = &[
@@ -118,7 +120,18 @@ fn describe() {
         MESSAGES_REJECTED,
         "messages refused after their data, by listener role and reason"
     );
-    describe_counter!(AUTH_ATTEMPTS, "SMTP AUTH attempts by result");
+    describe_counter!(
+        AUTH_ATTEMPTS,
+        "SMTP AUTH attempts and API key checks by result"
+    );
+    describe_counter!(
+        API_CONNECTIONS,
+        "HTTPS API connections by result (accepted, refused_total_cap, refused_ip_cap, tls_failed)"
+    );
+    describe_counter!(
+        API_REQUESTS,
+        "HTTPS API requests by endpoint and status code"
+    );
     describe_counter!(
         DELIVERIES,
         "delivery outcomes per recipient (delivered, deferred, bounced, expired)"
@@ -186,6 +199,16 @@ pub fn connection(role: Role, result: &'static str) {
     counter!(SMTP_CONNECTIONS, "listener" => role.as_str(), "result" => result).increment(1);
 }
 
+/// One HTTPS API connection's admission or TLS failure.
+pub fn api_connection(result: &'static str) {
+    counter!(API_CONNECTIONS, "result" => result).increment(1);
+}
+
+/// One answered API request; `endpoint` from a fixed set (the route's pattern).
+pub fn api_request(endpoint: &'static str, status: u16) {
+    counter!(API_REQUESTS, "endpoint" => endpoint, "status" => status.to_string()).increment(1);
+}
+
 /// Counts the replies in a batch of output (each reply's last line).
 pub fn replies(role: Role, output: &[u8]) {
     let mut counts = [0u64; 6];
@@ -203,18 +226,25 @@ pub fn replies(role: Role, output: &[u8]) {
 }
 
 /// A message got its `250`, `seconds` after the end of its data.
-pub fn accepted(role: Role, seconds: f64) {
-    counter!(MESSAGES_ACCEPTED, "listener" => role.as_str()).increment(1);
+pub fn accepted(listener: &'static str, seconds: f64) {
+    counter!(MESSAGES_ACCEPTED, "listener" => listener).increment(1);
     histogram!(ACCEPT_TO_REPLY).record(seconds);
 }
 
 /// A message was refused after its data; `reason` from a fixed set.
-pub fn rejected(role: Role, reason: &'static str) {
-    counter!(MESSAGES_REJECTED, "listener" => role.as_str(), "reason" => reason).increment(1);
+pub fn rejected(listener: &'static str, reason: &'static str) {
+    counter!(MESSAGES_REJECTED, "listener" => listener, "reason" => reason).increment(1);
 }
 
 /// One AUTH attempt's result (`accepted`, `rejected`, `locked_out`, ...).
-pub fn auth(result: &'static str) {
+pub fn auth(verdict: &AuthVerdict) {
+    let result = match verdict {
+        AuthVerdict::Accepted(_) => "accepted",
+        AuthVerdict::Rejected => "rejected",
+        AuthVerdict::TenantDisabled => "tenant_disabled",
+        AuthVerdict::LockedOut => "locked_out",
+        AuthVerdict::Unavailable => "unavailable",
+    };
     counter!(AUTH_ATTEMPTS, "result" => result).increment(1);
 }
 

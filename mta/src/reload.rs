@@ -91,6 +91,7 @@ impl Reloader {
         self.settings.set(Arc::clone(&settings));
         self.shared.live.set(Arc::new(Live {
             settings: Arc::clone(&settings),
+            api_tls: tls::api_config(&server_tls),
             tls: server_tls,
             signer: Signer::new(Arc::clone(&settings), self.tenants.clone()),
             inbound: Inbound::new(Arc::clone(&settings)),

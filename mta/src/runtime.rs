@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use way2mail_smtp::server::{Role, SpoolState};
 
-use crate::config::Listener;
+use crate::config::{Listener, Service};
 use crate::io::epoll::EpollStream;
 use crate::io::uring::{self, UringStream};
 use crate::io::{Backend, Io};
@@ -43,8 +43,8 @@ pub type CoreStart = Box<dyn FnOnce() + Send>;
 
 /// Binds one `SO_REUSEPORT` socket per core for every listener. Port 0 is resolved
 /// by the first socket and reused for the others.
-pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpListener, Role)>>> {
-    let mut per_core: Vec<Vec<(TcpListener, Role)>> = (0..cores).map(|_| Vec::new()).collect();
+pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpListener, Service)>>> {
+    let mut per_core: Vec<Vec<(TcpListener, Service)>> = (0..cores).map(|_| Vec::new()).collect();
     for l in listeners {
         let mut address = l.address;
         if address.port() != 0 {
@@ -61,9 +61,9 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
             let socket = bind_one(address)
                 .with_context(|| format!("listener {}: cannot listen", l.address))?;
             address = socket.local_addr().context("local address")?;
-            sockets.push((socket, l.role));
+            sockets.push((socket, l.service));
         }
-        tracing::info!(address = %address, role = l.role.as_str(), cores, "listening");
+        tracing::info!(address = %address, role = l.service.as_str(), cores, "listening");
     }
     Ok(per_core)
 }
@@ -109,7 +109,7 @@ pub fn start_cores(
     shared: Arc<Shared>,
     limiter: Arc<ConnectionLimiter>,
     backend: Backend,
-    sockets: Vec<Vec<(TcpListener, Role)>>,
+    sockets: Vec<Vec<(TcpListener, Service)>>,
     starts: Vec<CoreStart>,
 ) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
@@ -198,6 +198,61 @@ impl Worker {
         io.shutdown().await;
     }
 
+    /// The HTTPS API's accept loop. HTTP connections use tokio's sockets on both
+    /// backends (tokio-uring runs on a tokio runtime, whose reactor serves them):
+    /// hyper reads and writes through tokio's traits, and the API's requests are
+    /// few and large next to SMTP's round trips (docs/architecture.md).
+    async fn accept_api(self, socket: TcpListener) {
+        let listener = match tokio::net::TcpListener::from_std(socket) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "the API listener cannot join the runtime");
+                return;
+            }
+        };
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.stopped() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::task::spawn_local(self.clone().handle_api(stream, peer));
+                }
+                Err(e) => accept_error(e).await,
+            }
+        }
+    }
+
+    /// Admits an API connection under the same caps as SMTP's, then serves it.
+    async fn handle_api(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let live = self.shared.live.get();
+        let timeouts = &live.settings.raw.timeouts;
+        let displacing = Displacing {
+            min_age: timeouts.displace_after,
+            below_rate: timeouts.min_data_rate,
+        };
+        match self.limiter.try_acquire(peer.ip(), displacing) {
+            Ok(slot) => {
+                crate::metrics::api_connection("accepted");
+                let _live = self.live.enter();
+                let shared = Arc::clone(&self.shared);
+                crate::api::serve(shared, live, stream, peer, slot.activity()).await;
+                drop(slot);
+            }
+            Err(refusal) => {
+                crate::metrics::api_connection(match refusal {
+                    Refusal::Total => "refused_total_cap",
+                    Refusal::PerIp => "refused_ip_cap",
+                });
+                tracing::info!(peer = %peer, listener = "api", "connection refused at a connection cap");
+                // Closed without a word: a TLS client would not read plaintext.
+                drop(stream);
+            }
+        }
+    }
+
     /// After the accept loops stopped: wait for the sessions, at most the grace
     /// period plus the time a session needs to say goodbye.
     async fn drain(&self) {
@@ -220,7 +275,7 @@ impl Worker {
 
 fn run_uring(
     worker: Worker,
-    listeners: Vec<(TcpListener, Role)>,
+    listeners: Vec<(TcpListener, Service)>,
     start: Option<CoreStart>,
 ) -> Result<()> {
     let rt = uring::runtime().context("starting io_uring")?;
@@ -228,7 +283,14 @@ fn run_uring(
         if let Some(start) = start {
             start();
         }
-        for (socket, role) in listeners {
+        for (socket, service) in listeners {
+            let role = match service {
+                Service::Smtp(role) => role,
+                Service::Api => {
+                    tokio_uring::spawn(worker.clone().accept_api(socket));
+                    continue;
+                }
+            };
             let listener = tokio_uring::net::TcpListener::from_std(socket);
             let w = worker.clone();
             tokio_uring::spawn(async move {
@@ -255,7 +317,7 @@ fn run_uring(
 
 fn run_epoll(
     worker: Worker,
-    listeners: Vec<(TcpListener, Role)>,
+    listeners: Vec<(TcpListener, Service)>,
     start: Option<CoreStart>,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -267,7 +329,14 @@ fn run_epoll(
         if let Some(start) = start {
             start();
         }
-        for (socket, role) in listeners {
+        for (socket, service) in listeners {
+            let role = match service {
+                Service::Smtp(role) => role,
+                Service::Api => {
+                    tokio::task::spawn_local(worker.clone().accept_api(socket));
+                    continue;
+                }
+            };
             let listener = tokio::net::TcpListener::from_std(socket)?;
             let w = worker.clone();
             tokio::task::spawn_local(async move {

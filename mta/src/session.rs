@@ -67,6 +67,8 @@ pub struct Shared {
 pub struct Live {
     pub settings: Arc<Settings>,
     pub tls: Arc<ServerConfig>,
+    /// The same certificate for the HTTPS API, with ALPN (`h2`, `http/1.1`).
+    pub api_tls: Arc<ServerConfig>,
     /// DKIM-signs tenant mail.
     pub signer: Signer,
     /// SPF/DKIM/DMARC/ARC on mail from the internet.
@@ -256,7 +258,7 @@ impl Session {
                 // bare line ends, loop); its reply follows on the next event.
                 Event::Refused { id, reason } => {
                     self.drop_spill();
-                    crate::metrics::rejected(self.role, reason.as_str());
+                    crate::metrics::rejected(self.role.as_str(), reason.as_str());
                     tracing::info!(
                         target: "way2mail::message",
                         %id,
@@ -297,13 +299,7 @@ impl Session {
             }
             None => AuthVerdict::Unavailable,
         };
-        crate::metrics::auth(match &verdict {
-            AuthVerdict::Accepted(_) => "accepted",
-            AuthVerdict::Rejected => "rejected",
-            AuthVerdict::TenantDisabled => "tenant_disabled",
-            AuthVerdict::LockedOut => "locked_out",
-            AuthVerdict::Unavailable => "unavailable",
-        });
+        crate::metrics::auth(&verdict);
         self.protocol.auth_result(verdict);
     }
 
@@ -506,7 +502,7 @@ impl Session {
 
     /// The message could not be spooled: `451`/`452` and an ERROR line.
     fn spool_failed(&mut self, id: MessageId, e: &way2mail_queue::Error) {
-        crate::metrics::rejected(self.role, "spool_failure");
+        crate::metrics::rejected(self.role.as_str(), "spool_failure");
         tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
         self.protocol.message_queued(Err(queue_failure(e)));
     }
@@ -517,7 +513,6 @@ impl Session {
     /// DKIM-signed, the signature being the last header change.
     async fn commit(&mut self, id: MessageId, envelope: Envelope, body: Vec<u8>) {
         let data_ended = Instant::now();
-        let mut envelope = envelope;
         let mut body = body;
         let mut checks = None;
         if self.live.inbound.applies(self.role, &envelope) {
@@ -527,7 +522,7 @@ impl Session {
                     checks = Some(outcome.summary);
                 }
                 Err((reply, summary)) => {
-                    crate::metrics::rejected(self.role, "inbound_auth");
+                    crate::metrics::rejected(self.role.as_str(), "inbound_auth");
                     tracing::info!(
                         target: "way2mail::message",
                         %id,
@@ -542,44 +537,22 @@ impl Session {
                 }
             }
         }
-        let dkim = match self.live.signer.apply(&envelope, body) {
-            Ok(outcome) => {
-                body = outcome.body;
-                // Trusted-network mail signed for a tenant domain is that tenant's:
-                // sealed with its key, part of its export, erasure and retention.
-                if envelope.origin.tenant.is_none() {
-                    envelope.origin.tenant = outcome.tenant;
-                }
-                outcome.dkim
-            }
+        let mut envelope = envelope;
+        let (body, dkim) = match crate::submit::sign(&self.live, &mut envelope, body) {
+            Ok(signed) => signed,
             Err(reply) => return self.not_signed(id, &envelope, reply),
         };
-        let size = body.len() as u64;
-        let shared = Arc::clone(&self.shared);
-        let spool = &shared.spool;
-        let enqueued = match &shared.handoff {
-            Some(handoff) => handoff.enqueue(spool, id, &envelope, &body),
-            None => spool.enqueue(id, &envelope, &body).map(|d| (d, None)),
-        };
-        let (result, handed) = match enqueued {
-            Ok((durable, handed)) => (durable.wait().await, handed),
-            Err(e) => (Err(e), None),
-        };
         let report = Queued {
-            size,
+            size: body.len() as u64,
             data_ended,
             checks,
             dkim,
+            recipients: envelope.recipients.len(),
+            tenant: envelope.origin.tenant.clone(),
         };
-        let ok = result.is_ok();
-        self.queued(id, &envelope, result, report);
-        if let Some(handed) = handed {
-            if ok {
-                handed.send(envelope, body);
-            } else {
-                handed.failed(spool);
-            }
-        }
+        let shared = Arc::clone(&self.shared);
+        let result = crate::submit::spool(&shared, id, envelope, body).await;
+        self.queued(id, result, report);
     }
 
     /// The end of data of a message received in parts that needs no checks of the
@@ -650,14 +623,16 @@ impl Session {
             data_ended,
             checks: None,
             dkim,
+            recipients: envelope.recipients.len(),
+            tenant: envelope.origin.tenant.clone(),
         };
-        self.queued(id, &envelope, result, report);
+        self.queued(id, result, report);
         true
     }
 
     /// Tenant mail that must be signed and cannot be: the signer's reply.
     fn not_signed(&mut self, id: MessageId, envelope: &Envelope, reply: Reply) {
-        crate::metrics::rejected(self.role, "not_signed");
+        crate::metrics::rejected(self.role.as_str(), "not_signed");
         tracing::info!(
             target: "way2mail::message",
             %id,
@@ -672,17 +647,14 @@ impl Session {
 
     /// The spool's verdict on a message: `250` and the "message queued" line once
     /// it is durable, else the failure's reply.
-    fn queued(
-        &mut self,
-        id: MessageId,
-        envelope: &Envelope,
-        result: Result<(), way2mail_queue::Error>,
-        report: Queued,
-    ) {
+    fn queued(&mut self, id: MessageId, result: Result<(), way2mail_queue::Error>, report: Queued) {
         match result {
             Ok(()) => {
                 self.messages += 1;
-                crate::metrics::accepted(self.role, report.data_ended.elapsed().as_secs_f64());
+                crate::metrics::accepted(
+                    self.role.as_str(),
+                    report.data_ended.elapsed().as_secs_f64(),
+                );
                 tracing::info!(
                     target: "way2mail::message",
                     %id,
@@ -690,8 +662,8 @@ impl Session {
                     listener = self.role.as_str(),
                     tls = self.tls.as_deref().unwrap_or("none"),
                     size = report.size,
-                    recipients = envelope.recipients.len(),
-                    tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
+                    recipients = report.recipients,
+                    tenant = report.tenant.as_deref().unwrap_or(""),
                     auth = report.checks.as_deref().unwrap_or(""),
                     dkim = report.dkim.as_deref().unwrap_or(""),
                     "message queued"
@@ -709,6 +681,8 @@ struct Queued {
     data_ended: Instant,
     checks: Option<String>,
     dkim: Option<String>,
+    recipients: usize,
+    tenant: Option<String>,
 }
 
 /// The most of a message's header section read from its parts; a longer one makes

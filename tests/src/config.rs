@@ -11,28 +11,31 @@ use anyhow::Context;
 
 use crate::Backend;
 
-/// The three listener ports of one daemon, and its metrics endpoint's.
+/// The four listener ports of one daemon (three SMTP, one HTTPS API), and its
+/// metrics endpoint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub mx: u16,
     pub submission: u16,
     pub submissions: u16,
+    pub api: u16,
     pub metrics: u16,
 }
 
 impl Ports {
-    /// Four distinct ports the kernel just handed out as free. All the sockets are
+    /// Five distinct ports the kernel just handed out as free. All the sockets are
     /// held until all are chosen: released one by one, the kernel may hand the same
     /// port out twice.
     pub fn ephemeral() -> anyhow::Result<Ports> {
         let bind = || TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0");
-        let held = [bind()?, bind()?, bind()?, bind()?];
+        let held = [bind()?, bind()?, bind()?, bind()?, bind()?];
         let port = |i: usize| -> anyhow::Result<u16> { Ok(held[i].local_addr()?.port()) };
         Ok(Ports {
             mx: port(0)?,
             submission: port(1)?,
             submissions: port(2)?,
-            metrics: port(3)?,
+            api: port(3)?,
+            metrics: port(4)?,
         })
     }
 
@@ -42,6 +45,7 @@ impl Ports {
             mx: 2525,
             submission: 2587,
             submissions: 2465,
+            api: 2443,
             metrics: 9465,
         }
     }
@@ -176,6 +180,7 @@ impl TestConfig {
             (ports.mx, "mx"),
             (ports.submission, "submission"),
             (ports.submissions, "submissions"),
+            (ports.api, "api"),
         ] {
             text.push_str(&format!(
                 "\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"{role}\"\n"

@@ -177,6 +177,28 @@ pub struct StubDns {
 }
 
 impl StubDns {
+    /// mail-auth's verdict on every DKIM-Signature of `message`, the keys looked up
+    /// here: an independent verifier for what the MTA signs.
+    pub fn dkim_verdicts(&self, message: &[u8]) -> anyhow::Result<Vec<mail_auth::DkimResult>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let resolver = way2mail_daemon::dns::resolver(&way2mail_daemon::dns::DnsSettings {
+                nameservers: vec![self.addr()],
+                ..way2mail_daemon::dns::DnsSettings::default()
+            })?;
+            let parsed = mail_auth::AuthenticatedMessage::parse(message)
+                .context("mail-auth cannot parse")?;
+            Ok(mail_auth::MessageAuthenticator(resolver)
+                .verify_dkim(&parsed)
+                .await
+                .into_iter()
+                .map(|o| o.result().clone())
+                .collect())
+        })
+    }
+
     /// Binds UDP and TCP on the same ephemeral loopback port and starts answering.
     pub fn start(records: Vec<Record>) -> anyhow::Result<StubDns> {
         let (udp, tcp) = bind_pair()?;

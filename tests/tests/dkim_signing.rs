@@ -27,8 +27,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::Canonicalization;
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
-use way2mail_daemon::dns::DnsSettings;
+use mail_auth::{AuthenticatedMessage, DkimResult};
 use way2mail_tests::control::{json_str, Control};
 use way2mail_tests::{
     for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Sink,
@@ -132,27 +131,6 @@ fn arrived(sink: &Sink, marker: &str) -> anyhow::Result<Received> {
     })
 }
 
-/// mail-auth's verdict for every DKIM-Signature of `message`, asking `dns` for keys.
-fn verdicts(dns: &StubDns, message: &[u8]) -> anyhow::Result<Vec<DkimResult>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let resolver = way2mail_daemon::dns::resolver(&DnsSettings {
-            nameservers: vec![dns.addr()],
-            ..DnsSettings::default()
-        })?;
-        let authenticator = MessageAuthenticator(resolver);
-        let parsed = AuthenticatedMessage::parse(message).context("mail-auth cannot parse")?;
-        Ok(authenticator
-            .verify_dkim(&parsed)
-            .await
-            .into_iter()
-            .map(|o| o.result().clone())
-            .collect())
-    })
-}
-
 /// Checks what the MTA did to a message it signed for `domain`: two signatures on top
 /// (RSA then Ed25519), then our BIMI-Selector, then Received; both pass; the fields
 /// listed are the ones present plus one more From; a changed body or a second From
@@ -214,7 +192,7 @@ fn check_signed(dns: &StubDns, data: &[u8], domain: &str) -> anyhow::Result<()> 
             )),
         "BIMI-Selector not set as expected:\n{header}"
     );
-    let results = verdicts(dns, data)?;
+    let results = dns.dkim_verdicts(data)?;
     ensure!(
         results == [DkimResult::Pass, DkimResult::Pass],
         "mail-auth: {results:?}\n{text}"
@@ -222,13 +200,13 @@ fn check_signed(dns: &StubDns, data: &[u8], domain: &str) -> anyhow::Result<()> 
     // Changed afterwards: the body, and a second From.
     let changed = text.replace("is attached.", "is overdue.");
     ensure!(changed != text);
-    let results = verdicts(dns, changed.as_bytes())?;
+    let results = dns.dkim_verdicts(changed.as_bytes())?;
     ensure!(
         results.len() == 2 && !results.contains(&DkimResult::Pass),
         "a changed body still passes: {results:?}"
     );
     let added = text.replacen("X-Mailer:", "From: ceo@acme.example\r\nX-Mailer:", 1);
-    let results = verdicts(dns, added.as_bytes())?;
+    let results = dns.dkim_verdicts(added.as_bytes())?;
     ensure!(
         results.len() == 2 && results.iter().all(|r| matches!(r, DkimResult::Fail(_))),
         "a second From still passes: {results:?}"
@@ -404,7 +382,7 @@ fn tenant_mail_is_signed_and_verifies(backend: Backend) -> anyhow::Result<()> {
         "envelope domain signature:\n{}",
         String::from_utf8_lossy(&m.data)
     );
-    ensure!(verdicts(&rig.dns, &m.data)? == [DkimResult::Pass, DkimResult::Pass]);
+    ensure!(rig.dns.dkim_verdicts(&m.data)? == [DkimResult::Pass, DkimResult::Pass]);
 
     // Not a tenant's mail: delivered as it was, unsigned.
     let r = submit_trusted(
@@ -497,6 +475,7 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
             retention: None,
             legal_hold: false,
             suppressed: Vec::new(),
+            api_keys: Vec::new(),
         }],
         erased: Vec::new(),
     })

@@ -20,9 +20,8 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
+use mail_auth::DkimResult;
 use way2mail_control::dkim;
-use way2mail_daemon::dns::DnsSettings;
 use way2mail_tests::{
     for_each_backend, queued_id, wait_for, Backend, Daemon, FakeControl, Received, Record, Sink,
     SinkOptions, SmtpClient, StubDns, TestConfig, TestReply,
@@ -327,30 +326,11 @@ fn signing_snapshot() -> Result<(Snapshot, Record)> {
             retention: None,
             legal_hold: false,
             suppressed: Vec::new(),
+            api_keys: Vec::new(),
         }],
         erased: Vec::new(),
     };
     Ok((snapshot, record))
-}
-
-/// mail-auth's verdict for every DKIM-Signature of `message`, keys from `dns`.
-fn verdicts(dns: &StubDns, message: &[u8]) -> Result<Vec<DkimResult>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let resolver = way2mail_daemon::dns::resolver(&DnsSettings {
-            nameservers: vec![dns.addr()],
-            ..DnsSettings::default()
-        })?;
-        let parsed = AuthenticatedMessage::parse(message).context("mail-auth cannot parse")?;
-        Ok(MessageAuthenticator(resolver)
-            .verify_dkim(&parsed)
-            .await
-            .into_iter()
-            .map(|o| o.result().clone())
-            .collect())
-    })
 }
 
 fn signature_covers_the_normalized_message(backend: Backend) -> Result<()> {
@@ -401,7 +381,7 @@ fn signature_covers_the_normalized_message(backend: Backend) -> Result<()> {
         text.starts_with("DKIM-Signature: ") && text.contains("\r\nline one\r\nline two\r\n"),
         "{text}"
     );
-    let results = verdicts(&dns, data)?;
+    let results = dns.dkim_verdicts(data)?;
     ensure!(
         results == [DkimResult::Pass],
         "mail-auth: {results:?}\n{text}"

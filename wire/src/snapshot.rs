@@ -44,6 +44,9 @@ pub struct SnapshotTenant {
     /// address, lower-cased. The MTA refuses these recipients for the tenant's mail.
     #[serde(default)]
     pub suppressed: Vec<String>,
+    /// Unrevoked API keys, for the HTTPS API. Empty in snapshots from before it.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
 }
 
 /// The retention periods the MTA enforces for one tenant, in seconds.
@@ -101,6 +104,16 @@ pub struct SmtpUser {
     pub credential_id: String,
     /// PHC string (`$argon2id$v=19$m=…`), checked with `way2mail_seal::password::verify`.
     pub password_hash: String,
+}
+
+/// An API key as the MTA checks it: `w2m_<prefix>_<secret>`, found by its public
+/// prefix and verified against the argon2id hash of the whole key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub prefix: String,
+    pub credential_id: String,
+    /// PHC string of the whole key.
+    pub key_hash: String,
 }
 
 /// Per-tenant sending limits, enforced by the MTA on authenticated submission.

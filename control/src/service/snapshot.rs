@@ -14,7 +14,7 @@ use way2mail_wire::protocol::{
     CredentialKind, DkimKeyState, DomainInfo, Response, SuppressionEntry, TenantInfo,
 };
 use way2mail_wire::snapshot::{
-    suppression_hash, SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant,
+    suppression_hash, ApiKey, SendingDomain, SigningKey, SmtpUser, Snapshot, SnapshotTenant,
 };
 
 /// The snapshot as the store holds it now. Call under the writer lock so the
@@ -48,6 +48,7 @@ pub(crate) fn build(
                 retention: Some(super::retention::mta_view(retention, &t)),
                 legal_hold: t.legal_hold.is_some(),
                 suppressed,
+                api_keys: Vec::new(),
             };
             Ok((t.tenant, entry))
         })
@@ -60,20 +61,29 @@ pub(crate) fn build(
         }
     }
     for (_, c) in store.scan::<CredentialRecord>(TreeName::Credentials)? {
-        if c.kind != CredentialKind::Smtp || c.revoked_at.is_some() {
+        if c.revoked_at.is_some() {
             continue;
         }
-        if let Some(t) = tenants.get_mut(&c.tenant) {
-            t.smtp_users.push(SmtpUser {
+        let Some(t) = tenants.get_mut(&c.tenant) else {
+            continue;
+        };
+        match c.kind {
+            CredentialKind::Smtp => t.smtp_users.push(SmtpUser {
                 username: c.username,
                 credential_id: c.id,
                 password_hash: c.secret_hash,
-            });
+            }),
+            CredentialKind::Api => t.api_keys.push(ApiKey {
+                prefix: c.username,
+                credential_id: c.id,
+                key_hash: c.secret_hash,
+            }),
         }
     }
     let mut tenants: Vec<SnapshotTenant> = tenants.into_values().collect();
     for t in &mut tenants {
         t.smtp_users.sort_by(|a, b| a.username.cmp(&b.username));
+        t.api_keys.sort_by(|a, b| a.prefix.cmp(&b.prefix));
     }
     Ok(Snapshot {
         version,

@@ -35,7 +35,7 @@ pub mod date;
 pub mod dsn;
 pub mod envelope;
 mod id;
-mod line_ends;
+pub mod line_ends;
 pub mod path;
 pub mod relay;
 pub mod reply;

@@ -120,7 +120,7 @@ pub(crate) fn extend_normalized(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// `bytes` with CRLF line ends only, copied only when something had to change.
-pub(crate) fn normalize(bytes: &[u8]) -> Cow<'_, [u8]> {
+pub fn normalize(bytes: &[u8]) -> Cow<'_, [u8]> {
     let len = normalized_len(bytes);
     if len == bytes.len() {
         return Cow::Borrowed(bytes);

@@ -105,14 +105,34 @@ pub enum RoleConfig {
     Mx,
     Submission,
     Submissions,
+    /// The HTTPS API (TLS only).
+    Api,
 }
 
-impl From<RoleConfig> for Role {
-    fn from(r: RoleConfig) -> Role {
+impl From<RoleConfig> for Service {
+    fn from(r: RoleConfig) -> Service {
         match r {
-            RoleConfig::Mx => Role::Mx,
-            RoleConfig::Submission => Role::Submission,
-            RoleConfig::Submissions => Role::Submissions,
+            RoleConfig::Mx => Service::Smtp(Role::Mx),
+            RoleConfig::Submission => Service::Smtp(Role::Submission),
+            RoleConfig::Submissions => Service::Smtp(Role::Submissions),
+            RoleConfig::Api => Service::Api,
+        }
+    }
+}
+
+/// What a listener serves: SMTP in one of its roles, or the HTTPS API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Smtp(Role),
+    Api,
+}
+
+impl Service {
+    /// The role's name, as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Smtp(role) => role.as_str(),
+            Service::Api => "api",
         }
     }
 }
@@ -214,6 +234,7 @@ impl Default for Config {
                 listener("127.0.0.1:2525", RoleConfig::Mx),
                 listener("127.0.0.1:2587", RoleConfig::Submission),
                 listener("127.0.0.1:2465", RoleConfig::Submissions),
+                listener("127.0.0.1:2443", RoleConfig::Api),
             ],
             relay: RelayConfig::default(),
             tls: TlsConfig::default(),
@@ -322,7 +343,7 @@ fn system_hostname() -> String {
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub address: SocketAddr,
-    pub role: Role,
+    pub service: Service,
 }
 
 /// The checked configuration the daemon runs on.
@@ -464,7 +485,7 @@ impl Config {
             }
             out.push(Listener {
                 address,
-                role: l.role.into(),
+                service: l.role.into(),
             });
         }
         Ok(out)
@@ -574,7 +595,8 @@ mod tests {
     #[test]
     fn empty_file_is_the_dev_defaults() {
         let s = Config::parse("").unwrap().validate().unwrap();
-        assert_eq!(s.listeners.len(), 3);
+        assert_eq!(s.listeners.len(), 4);
+        assert_eq!(s.listeners[3].service, Service::Api);
         assert_eq!(s.listeners[0].address.port(), 2525);
         assert_eq!(s.raw.limits.max_recipients, 1000);
         // The documented [limits] defaults.

@@ -11,6 +11,7 @@ use way2mail_smtp::server::{AuthMechanism, AuthVerdict, Grant};
 use way2mail_wire::protocol::TenantStatus;
 use zeroize::Zeroizing;
 
+use super::directory::API_KEY_USER;
 use super::lockout::{user_key, user_tag};
 use super::state::Tenants;
 
@@ -26,6 +27,29 @@ impl Tenants {
             AuthMechanism::Plain => "PLAIN",
             AuthMechanism::Login => "LOGIN",
         };
+        self.verdict(client_ip, mechanism, username, password).await
+    }
+
+    /// An API key from `Authorization: Bearer`: the same checks, lockouts, delay
+    /// and cache as AUTH, under the username `"api key <prefix>"`. A key that is not
+    /// of the `w2m_<prefix>_<secret>` form is a failure like a wrong one.
+    pub async fn authenticate_api_key(
+        &self,
+        client_ip: IpAddr,
+        key: Zeroizing<String>,
+    ) -> AuthVerdict {
+        let prefix = way2mail_seal::password::parse_api_key(&key).map_or("", |(p, _)| p);
+        let username = format!("{API_KEY_USER}{prefix}");
+        self.verdict(client_ip, "API", &username, key).await
+    }
+
+    async fn verdict(
+        &self,
+        client_ip: IpAddr,
+        mechanism: &'static str,
+        username: &str,
+        password: Zeroizing<String>,
+    ) -> AuthVerdict {
         let key = user_key(username);
         let user = user_tag(&key);
         if self.lockout.is_locked(client_ip, &key, Instant::now()) {
@@ -111,6 +135,7 @@ mod tests {
                 retention: None,
                 legal_hold: false,
                 suppressed: Vec::new(),
+                api_keys: Vec::new(),
             }],
         }
     }

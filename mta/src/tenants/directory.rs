@@ -21,7 +21,12 @@ use zeroize::Zeroizing;
 
 use crate::config::authn::MissingKeys;
 
-/// An SMTP user as the directory knows it.
+/// How an API key appears where an SMTP username would: `Grant::username`, the
+/// verifier's cache and the lockout key are `"api key <prefix>"`. SMTP usernames
+/// have no spaces (control refuses them), so the two never meet.
+pub const API_KEY_USER: &str = "api key ";
+
+/// An SMTP user (or an API key) as the directory knows it.
 #[derive(Debug)]
 pub struct User {
     pub tenant: String,
@@ -124,6 +129,8 @@ impl std::fmt::Debug for KeySet {
 pub struct Directory {
     pub version: u64,
     users: HashMap<String, User>,
+    /// API keys by their public prefix.
+    api_keys: HashMap<String, User>,
     tenants: HashMap<String, Tenant>,
     /// Every tenant domain (lower-case) → how it sends.
     sending: HashMap<String, Sending>,
@@ -132,6 +139,7 @@ pub struct Directory {
 impl Directory {
     pub fn new(snapshot: &Snapshot) -> Directory {
         let mut users = HashMap::new();
+        let mut api_keys = HashMap::new();
         let mut tenants = HashMap::new();
         let mut sending = HashMap::new();
         for t in &snapshot.tenants {
@@ -188,6 +196,16 @@ impl Directory {
                     },
                 );
             }
+            for k in &t.api_keys {
+                api_keys.insert(
+                    k.prefix.clone(),
+                    User {
+                        tenant: t.tenant.clone(),
+                        credential_id: k.credential_id.clone(),
+                        password_hash: k.key_hash.clone(),
+                    },
+                );
+            }
             tenants.insert(
                 t.tenant.clone(),
                 Tenant {
@@ -208,6 +226,7 @@ impl Directory {
         Directory {
             version: snapshot.version,
             users,
+            api_keys,
             tenants,
             sending,
         }
@@ -225,9 +244,13 @@ impl Directory {
         }
     }
 
-    /// Usernames are matched exactly, as control stores them.
+    /// Usernames are matched exactly, as control stores them; `"api key <prefix>"`
+    /// ([`API_KEY_USER`]) names an API key.
     pub fn user(&self, username: &str) -> Option<&User> {
-        self.users.get(username)
+        match username.strip_prefix(API_KEY_USER) {
+            Some(prefix) => self.api_keys.get(prefix),
+            None => self.users.get(username),
+        }
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {
@@ -384,10 +407,12 @@ fn is_selector(s: &str) -> bool {
         })
 }
 
-const CREDENTIALS_REVOKED: Reply =
+pub(crate) const CREDENTIALS_REVOKED: Reply =
     Reply::new(550, EnhancedCode::new(5, 7, 1), "Credentials revoked");
-const SUSPENDED: Reply = Reply::new(550, EnhancedCode::new(5, 7, 1), "Account suspended");
-const TERMINATED: Reply = Reply::new(550, EnhancedCode::new(5, 7, 1), "Account terminated");
+pub(crate) const SUSPENDED: Reply =
+    Reply::new(550, EnhancedCode::new(5, 7, 1), "Account suspended");
+pub(crate) const TERMINATED: Reply =
+    Reply::new(550, EnhancedCode::new(5, 7, 1), "Account terminated");
 
 /// The directory sessions read now; `None` until a first snapshot arrived. The
 /// follower replaces the `Arc` whole, so a reader keeps a consistent snapshot for
@@ -465,6 +490,7 @@ pub(crate) mod tests {
             retention: None,
             legal_hold: false,
             suppressed: Vec::new(),
+            api_keys: Vec::new(),
         }
     }
 

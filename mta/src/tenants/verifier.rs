@@ -180,6 +180,7 @@ mod tests {
                 retention: None,
                 legal_hold: false,
                 suppressed: Vec::new(),
+                api_keys: Vec::new(),
             }],
         })
     }

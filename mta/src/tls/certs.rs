@@ -50,6 +50,14 @@ pub fn server_config(tls: &TlsConfig, hostname: &str) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
+/// The API listeners' configuration: the SMTP one (same certificate, versions and
+/// provider) with ALPN, which SMTP must not offer.
+pub fn api_config(smtp: &ServerConfig) -> Arc<ServerConfig> {
+    let mut config = smtp.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 fn generate_self_signed(cert_path: &Path, key_path: &Path, hostname: &str) -> Result<()> {
     let mut names = vec![hostname.to_string(), "localhost".to_string()];
     names.dedup();

@@ -9,5 +9,5 @@ pub mod certs;
 pub mod client;
 pub mod stream;
 
-pub use certs::server_config;
+pub use certs::{api_config, server_config};
 pub use stream::{connect, handshake, TlsStream};

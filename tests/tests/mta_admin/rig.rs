@@ -61,6 +61,7 @@ pub fn tenant(name: &str, status: TenantStatus) -> Result<SnapshotTenant> {
         retention: None,
         legal_hold: false,
         suppressed: Vec::new(),
+        api_keys: Vec::new(),
     })
 }
 

@@ -1,0 +1,718 @@
+//! The HTTPS API for tenants' applications (docs/api.md): TLS 1.2+ with the
+//! listeners' certificate and ALPN (`h2`, `http/1.1`), hyper on the core that
+//! accepted the connection, API keys from `Authorization: Bearer`, and messages
+//! that go through exactly what an authenticated SMTP submission goes through:
+//! the tenant's sender domains, budgets, recipient limit and suppression list
+//! (`TenantPolicy`), DKIM signing, and the durable spool before the `202`.
+//!
+//! ```text
+//!   mod.rs      connection: TLS, HTTP/1.1 or HTTP/2, shutdown; routing; auth;
+//!               the submission shared by both sending endpoints
+//!   send.rs     JSON → RFC 5322 (mail-builder); raw messages and their envelope
+//!   problem.rs  errors as application/problem+json
+//!   openapi.rs  the OpenAPI 3.1 document served at /v1/openapi.json
+//! ```
+
+mod openapi;
+mod problem;
+mod send;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use way2mail_smtp::reply::{EnhancedCode, Reply};
+use way2mail_smtp::server::{AuthVerdict, Grant, SpoolState};
+use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
+use zeroize::Zeroizing;
+
+use crate::limits::Activity;
+use crate::session::{Live, Shared};
+use crate::tenants::directory::{CREDENTIALS_REVOKED, SUSPENDED, TERMINATED};
+
+use self::problem::{FieldError, Problem};
+
+/// Streams one HTTP/2 connection may run at once.
+const MAX_STREAMS: u32 = 64;
+
+/// What a JSON request may add to the message it describes: base64 attachments
+/// grow by a third, and the JSON around them is small.
+fn json_limit(max_message_size: u64) -> u64 {
+    max_message_size.saturating_mul(4) / 3 + 64 * 1024
+}
+
+/// Runs hyper's futures (HTTP/2 streams) on the core that accepted the connection.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// One API connection's context, shared by its requests (on this core only).
+struct Conn {
+    shared: Arc<Shared>,
+    live: Arc<Live>,
+    peer: SocketAddr,
+    tls: String,
+    requests: Cell<u32>,
+}
+
+/// Serves one accepted API connection to its end and logs one line about it.
+pub async fn serve(
+    shared: Arc<Shared>,
+    live: Arc<Live>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) {
+    let started = Instant::now();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&live.api_tls));
+    let handshake = live.settings.raw.timeouts.tls_handshake;
+    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            crate::metrics::api_connection("tls_failed");
+            tracing::debug!(peer = %peer, error = %e, "API TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            crate::metrics::api_connection("tls_failed");
+            return;
+        }
+    };
+    let (_, tls) = stream.get_ref();
+    let h2 = tls.alpn_protocol() == Some(b"h2".as_slice());
+    let version = match tls.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let description = match tls.negotiated_cipher_suite() {
+        Some(suite) => format!("{version} {:?}", suite.suite()),
+        None => version.to_string(),
+    };
+    crate::metrics::tls_session("inbound", &description);
+    let timeouts = &live.settings.raw.timeouts;
+    let (idle, data) = (timeouts.command, timeouts.data);
+    let conn = Rc::new(Conn {
+        shared: Arc::clone(&shared),
+        live: Arc::clone(&live),
+        peer,
+        tls: description.clone(),
+        requests: Cell::new(0),
+    });
+    let service = {
+        let conn = Rc::clone(&conn);
+        service_fn(move |req| {
+            let conn = Rc::clone(&conn);
+            async move { Ok::<_, Infallible>(conn.handle(req, data).await) }
+        })
+    };
+    let io = TokioIo::new(stream);
+    let mut stop = shared.shutdown.clone();
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let displaced = activity.displaced();
+    let outcome = if h2 {
+        let c = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .keep_alive_interval(Some(idle))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .serve_connection(io, service);
+        let mut c = std::pin::pin!(c);
+        tokio::select! {
+            r = c.as_mut() => r.err(),
+            () = stopping => { c.as_mut().graceful_shutdown(); c.await.err() }
+            () = displaced => { c.as_mut().graceful_shutdown(); c.await.err() }
+        }
+    } else {
+        let c = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle)
+            .max_buf_size(64 * 1024)
+            .serve_connection(io, service);
+        let mut c = std::pin::pin!(c);
+        tokio::select! {
+            r = c.as_mut() => r.err(),
+            () = stopping => { c.as_mut().graceful_shutdown(); c.await.err() }
+            () = displaced => { c.as_mut().graceful_shutdown(); c.await.err() }
+        }
+    };
+    tracing::info!(
+        target: "way2mail::connection",
+        peer = %peer,
+        listener = "api",
+        tls = %description,
+        http = if h2 { "2" } else { "1.1" },
+        requests = conn.requests.get(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        outcome = if outcome.is_some() { "connection error" } else { "closed" },
+        "connection closed"
+    );
+}
+
+/// The answer to one request, with what its log line says.
+struct Answer {
+    endpoint: &'static str,
+    tenant: Option<String>,
+    result: Result<Response<Full<Bytes>>, Problem>,
+}
+
+impl Answer {
+    fn of(endpoint: &'static str, result: Result<Response<Full<Bytes>>, Problem>) -> Answer {
+        Answer {
+            endpoint,
+            tenant: None,
+            result,
+        }
+    }
+}
+
+impl Conn {
+    async fn handle(&self, req: Request<Incoming>, data: Duration) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        self.requests.set(self.requests.get() + 1);
+        let method = req.method().clone();
+        let answer = self.route(req, data).await;
+        let response = match answer.result {
+            Ok(r) => r,
+            Err(p) => p.response(),
+        };
+        let status = response.status().as_u16();
+        crate::metrics::api_request(answer.endpoint, status);
+        tracing::info!(
+            target: "way2mail::api",
+            peer = %self.peer,
+            method = %method,
+            endpoint = answer.endpoint,
+            status,
+            tenant = answer.tenant.as_deref().unwrap_or(""),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "api request"
+        );
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>, data: Duration) -> Answer {
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/v1/openapi.json") => {
+                let mut r =
+                    Response::new(Full::new(Bytes::from_static(openapi::DOCUMENT.as_bytes())));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Answer::of("openapi", Ok(r))
+            }
+            (&Method::POST, "/v1/messages") => self.send(req, data, false).await,
+            (&Method::POST, "/v1/messages/raw") => self.send(req, data, true).await,
+            (_, "/v1/messages" | "/v1/messages/raw") => {
+                Answer::of("other", Err(not_allowed("POST")))
+            }
+            (_, "/v1/openapi.json") => Answer::of("other", Err(not_allowed("GET"))),
+            _ => Answer::of("other", Err(Problem::not_found())),
+        }
+    }
+
+    /// The tenant the request's API key stands for.
+    async fn authenticate(&self, req: &Request<Incoming>) -> Result<Grant, Problem> {
+        let Some(tenants) = &self.shared.tenants else {
+            return Err(Problem::unavailable(
+                "this node has no account data (control.socket is not set)",
+            ));
+        };
+        let bearer = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty());
+        let Some(key) = bearer else {
+            return Err(Problem::unauthorized(
+                "send the API key as Authorization: Bearer <key>",
+            ));
+        };
+        let verdict = tenants
+            .authenticate_api_key(self.peer.ip(), Zeroizing::new(key.to_string()))
+            .await;
+        crate::metrics::auth(&verdict);
+        match verdict {
+            AuthVerdict::Accepted(grant) => Ok(grant),
+            AuthVerdict::Rejected => Err(Problem::unauthorized("the API key is wrong or revoked")),
+            AuthVerdict::TenantDisabled => {
+                Err(account_disabled("the account is suspended or terminated"))
+            }
+            AuthVerdict::LockedOut => {
+                let lockout = self.live.settings.raw.auth.lockout;
+                Err(Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked-out",
+                    "Too many failed authentications",
+                    "this address or key is locked out after repeated failures",
+                )
+                .retry_after(lockout))
+            }
+            AuthVerdict::Unavailable => Err(Problem::unavailable(
+                "credentials cannot be checked right now",
+            )),
+        }
+    }
+
+    /// `POST /v1/messages` (JSON) and `POST /v1/messages/raw`: the key, then the
+    /// message.
+    async fn send(&self, req: Request<Incoming>, data: Duration, raw: bool) -> Answer {
+        let endpoint = if raw { "messages_raw" } else { "messages" };
+        let grant = match self.authenticate(&req).await {
+            Ok(g) => g,
+            Err(p) => return Answer::of(endpoint, Err(p)),
+        };
+        let result = if raw {
+            self.send_raw(req, data, &grant).await
+        } else {
+            self.send_json(req, data, &grant).await
+        };
+        Answer {
+            endpoint,
+            tenant: Some(grant.tenant),
+            result,
+        }
+    }
+
+    async fn send_json(
+        &self,
+        req: Request<Incoming>,
+        data: Duration,
+        grant: &Grant,
+    ) -> Result<Response<Full<Bytes>>, Problem> {
+        media_type(&req, "application/json")?;
+        let max = self.live.settings.limits.max_message_size;
+        let body = read_body(req, json_limit(max), data).await?;
+        let request = send::parse(&body)?;
+        drop(body);
+        let id = MessageId::generate();
+        let built = send::build(&request, &id, &self.live.settings.raw.hostname, now_ms())?;
+        drop(request);
+        self.submit(grant, id, built.sender, built.recipients, built.content)
+            .await
+    }
+
+    async fn send_raw(
+        &self,
+        req: Request<Incoming>,
+        data: Duration,
+        grant: &Grant,
+    ) -> Result<Response<Full<Bytes>>, Problem> {
+        media_type(&req, "message/rfc822")?;
+        let headers = req.headers();
+        let from = headers.get("way2mail-from").and_then(|v| v.to_str().ok());
+        let to: Vec<&str> = headers
+            .get_all("way2mail-to")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let (sender, recipients) = send::raw_envelope(req.uri().query(), from, &to)?;
+        let max = self.live.settings.limits.max_message_size;
+        let body = read_body(req, max, data).await?;
+        let content = send::check_raw(&body)?;
+        drop(body);
+        self.submit(grant, MessageId::generate(), sender, recipients, content)
+            .await
+    }
+
+    /// What an authenticated SMTP transaction does between `MAIL` and the `250`:
+    /// the sender and recipient rules, the content limits, signing and the
+    /// durable spool; then `202 {id, recipients, refused}`.
+    async fn submit(
+        &self,
+        grant: &Grant,
+        id: MessageId,
+        sender: String,
+        recipients: Vec<String>,
+        content: Vec<u8>,
+    ) -> Result<Response<Full<Bytes>>, Problem> {
+        let started = Instant::now();
+        match self.shared.monitor.state() {
+            SpoolState::Ready => {}
+            SpoolState::DiskLow => {
+                return Err(Problem::unavailable("the spool is low on disk space"));
+            }
+            SpoolState::Unhealthy => {
+                return Err(Problem::unavailable("the spool cannot take mail right now"));
+            }
+        }
+        let Some(tenants) = &self.shared.tenants else {
+            return Err(Problem::unavailable("no account data"));
+        };
+        let policy = tenants.policy();
+        policy
+            .check_sender(grant, &sender)
+            .map_err(|r| refused("from", &r))?;
+        let settings = &self.live.settings;
+        let mut accepted: Vec<String> = Vec::with_capacity(recipients.len());
+        let mut refusals: Vec<Refusal> = Vec::new();
+        for (i, address) in recipients.into_iter().enumerate() {
+            if accepted.len() >= settings.limits.max_recipients {
+                return Err(Problem::invalid(
+                    "to",
+                    format!("more than {} recipients", settings.limits.max_recipients),
+                ));
+            }
+            match policy.check_recipient(grant, &address, accepted.len() + 1) {
+                Ok(()) => accepted.push(address),
+                // The suppression list refuses that recipient only, as at RCPT.
+                Err(r) if r.code == 550 && !is_account_reply(&r) => refusals.push(Refusal {
+                    address,
+                    reason: r.text.into_owned(),
+                }),
+                Err(r) => return Err(refused(&format!("to[{i}]"), &r)),
+            }
+        }
+        if accepted.is_empty() {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "recipients-refused",
+                "Every recipient was refused",
+                "no recipient may receive this message",
+            );
+            p.errors = refusals
+                .into_iter()
+                .map(|r| FieldError {
+                    field: "to".into(),
+                    message: r.reason,
+                })
+                .collect();
+            return Err(p);
+        }
+        let now = now_ms();
+        let received = received_header(&self.peer, &settings.raw.hostname, &id, &self.tls, now);
+        let mut body = Vec::with_capacity(received.len() + content.len());
+        body.extend_from_slice(received.as_bytes());
+        body.extend_from_slice(&content);
+        drop(content);
+        if body.len() as u64 > settings.limits.max_message_size {
+            return Err(Problem::too_large(settings.limits.max_message_size));
+        }
+        if send::received_count(&body) > settings.limits.max_received_headers {
+            return Err(Problem::invalid(
+                "body",
+                "too many Received: header fields (a mail loop)",
+            ));
+        }
+        let smtputf8 = !sender.is_ascii() || accepted.iter().any(|a| !a.is_ascii());
+        let body_type = if body.is_ascii() {
+            BodyType::SevenBit
+        } else {
+            BodyType::EightBitMime
+        };
+        let envelope = Envelope {
+            sender,
+            recipients: accepted
+                .iter()
+                .map(|a| Recipient::new(a.clone(), Notify::default(), None))
+                .collect(),
+            body_type,
+            smtputf8,
+            ret: None,
+            envid: None,
+            attempts: 0,
+            next_attempt_ms: None,
+            delay_notified: false,
+            origin: Origin {
+                client_ip: self.peer.ip(),
+                helo: String::new(),
+                listener: "api".into(),
+                tls: Some(self.tls.clone()),
+                auth: Some(grant.username.clone()),
+                tenant: Some(grant.tenant.clone()),
+            },
+            received_at_ms: now,
+        };
+        let mut envelope = envelope;
+        let (body, dkim) = match crate::submit::sign(&self.live, &mut envelope, body) {
+            Ok(signed) => signed,
+            Err(reply) => {
+                crate::metrics::rejected("api", "not_signed");
+                return Err(refused("from", &reply));
+            }
+        };
+        let size = body.len() as u64;
+        if let Err(e) = crate::submit::spool(&self.shared, id, envelope, body).await {
+            crate::metrics::rejected("api", "spool_failure");
+            tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
+            return Err(Problem::unavailable("the message could not be spooled"));
+        }
+        policy.message_queued(grant);
+        crate::metrics::accepted("api", started.elapsed().as_secs_f64());
+        tracing::info!(
+            target: "way2mail::message",
+            %id,
+            client_ip = %self.peer.ip(),
+            listener = "api",
+            tls = %self.tls,
+            size,
+            recipients = accepted.len(),
+            tenant = %grant.tenant,
+            dkim = dkim.as_deref().unwrap_or(""),
+            "message queued"
+        );
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &Queued {
+                id: id.to_string(),
+                recipients: accepted,
+                refused: refusals,
+            },
+        ))
+    }
+}
+
+/// The body of a `202`.
+#[derive(Serialize)]
+struct Queued {
+    id: String,
+    recipients: Vec<String>,
+    refused: Vec<Refusal>,
+}
+
+#[derive(Serialize)]
+struct Refusal {
+    address: String,
+    reason: String,
+}
+
+fn is_account_reply(r: &Reply) -> bool {
+    *r == CREDENTIALS_REVOKED || *r == SUSPENDED || *r == TERMINATED
+}
+
+fn account_disabled(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "account-disabled",
+        "The account may not send",
+        detail,
+    )
+}
+
+/// The HTTP answer to a refusal the SMTP rules gave as a reply.
+fn refused(field: &str, r: &Reply) -> Problem {
+    if *r == CREDENTIALS_REVOKED {
+        return Problem::unauthorized("the API key was revoked");
+    }
+    if is_account_reply(r) {
+        return account_disabled(&r.text);
+    }
+    let is = |class, subject, detail| r.enhanced == Some(EnhancedCode::new(class, subject, detail));
+    match r.code {
+        // The tenant's hourly (452 4.7.0) or daily (550 5.7.0) budget.
+        452 if is(4, 7, 0) => rate_limited(&r.text, 60),
+        550 if is(5, 7, 0) => rate_limited(&r.text, 3600),
+        452 if is(4, 5, 3) => Problem::invalid("to", r.text.to_string()),
+        400..=499 => Problem::unavailable(r.text.to_string()),
+        _ => Problem::invalid(field, r.text.to_string()),
+    }
+}
+
+fn rate_limited(detail: &str, retry_secs: u64) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "A sending limit of the account is reached",
+        detail,
+    )
+    .retry_after(Duration::from_secs(retry_secs))
+}
+
+fn not_allowed(allow: &'static str) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this path answers {allow}"),
+    );
+    p.allow = Some(allow);
+    p
+}
+
+/// Refuses a request whose `Content-Type` is not `expected` (parameters such as
+/// `charset` aside).
+fn media_type(req: &Request<Incoming>, expected: &str) -> Result<(), Problem> {
+    let given = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    if given.is_some_and(|g| g.eq_ignore_ascii_case(expected)) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported content type",
+            format!("send Content-Type: {expected}"),
+        ))
+    }
+}
+
+/// How much of a body over the limit is read and thrown away before the `413`:
+/// a client that is still sending when the connection closes gets a reset
+/// instead of the answer. Larger bodies are cut off (clients sending
+/// `Expect: 100-continue` get the answer before they send anything).
+const DRAIN: u64 = 1024 * 1024;
+
+/// Reads a request body of at most `limit` octets within `deadline`.
+async fn read_body(
+    req: Request<Incoming>,
+    limit: u64,
+    deadline: Duration,
+) -> Result<Bytes, Problem> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let expects_continue = req
+        .headers()
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // Answered before reading: the client waits for `100 Continue`, or the body
+    // is too large to drain.
+    if declared.is_some_and(|d| d > limit && (expects_continue || d > limit.saturating_add(DRAIN)))
+    {
+        return Err(Problem::too_large(limit));
+    }
+    let mut body = req.into_body();
+    let mut collected = bytes::BytesMut::with_capacity(
+        usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0),
+    );
+    let mut seen: u64 = 0;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Problem::malformed(format!("the request body could not be read: {e}"))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen > limit.saturating_add(DRAIN) {
+                break;
+            }
+            if seen <= limit && declared.is_none_or(|d| d <= limit) {
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(())) if seen > limit || declared.is_some_and(|d| d > limit) => {
+            Err(Problem::too_large(limit))
+        }
+        Ok(Ok(())) => Ok(collected.freeze()),
+        Ok(Err(p)) => Err(p),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "The request body took too long",
+            format!("the body must arrive within {} s", deadline.as_secs()),
+        )),
+    }
+}
+
+fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `Received: from [ip] by <host> (Way2Mail) with HTTPS id <id>; <date>`: the
+/// trace field an SMTP submission gets, with the HTTPS transport named.
+fn received_header(
+    peer: &SocketAddr,
+    hostname: &str,
+    id: &MessageId,
+    tls: &str,
+    now: u64,
+) -> String {
+    let ip = match peer.ip().to_canonical() {
+        std::net::IpAddr::V4(a) => format!("[{a}]"),
+        std::net::IpAddr::V6(a) => format!("[IPv6:{a}]"),
+    };
+    format!(
+        "Received: from {ip} ({ip})\r\n\tby {hostname} (Way2Mail) with HTTPS ({tls}) id {id};\r\n\t{}\r\n",
+        way2mail_smtp::date::rfc5322(now)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_statuses() {
+        let hourly = Reply::new(452, EnhancedCode::new(4, 7, 0), "hourly");
+        let p = refused("from", &hourly);
+        assert_eq!(
+            (p.status.as_u16(), p.retry_after),
+            (429, Some(Duration::from_secs(60)))
+        );
+        let daily = Reply::new(550, EnhancedCode::new(5, 7, 0), "daily");
+        assert_eq!(refused("from", &daily).status.as_u16(), 429);
+        assert_eq!(refused("from", &SUSPENDED).status.as_u16(), 403);
+        assert_eq!(refused("from", &CREDENTIALS_REVOKED).status.as_u16(), 401);
+        let domain = crate::tenants::not_a_domain_of_this_account("a@b.example");
+        let p = refused("from", &domain);
+        assert_eq!(
+            (p.status.as_u16(), p.errors[0].field.as_str()),
+            (422, "from")
+        );
+        let unavailable = Reply::new(451, EnhancedCode::new(4, 7, 0), "later");
+        assert_eq!(refused("from", &unavailable).status.as_u16(), 503);
+    }
+
+    #[test]
+    fn received_header_is_folded_and_dated() {
+        let peer: SocketAddr = "192.0.2.7:4000".parse().expect("addr");
+        let id = MessageId::generate();
+        let h = received_header(&peer, "mta.example", &id, "TLSv1.3 X", 1_700_000_000_000);
+        assert!(h.starts_with(
+            "Received: from [192.0.2.7] ([192.0.2.7])\r\n\tby mta.example (Way2Mail) with HTTPS"
+        ));
+        assert!(h.ends_with("Tue, 14 Nov 2023 22:13:20 +0000\r\n"), "{h}");
+        assert!(h.split("\r\n").all(|l| l.len() < 998));
+    }
+}

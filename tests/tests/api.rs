@@ -1,0 +1,536 @@
+//! The HTTPS API, end to end: a real `way2mail-control` holds two tenants, their
+//! domains and API keys made with the `way2mail` CLI; the real MTA follows it and
+//! serves the API on its `api` listener; Python's own HTTP client (urllib and the
+//! ssl module, tests/python/http_request.py) sends. Messages sent by JSON and raw
+//! arrive at a sink DKIM-signed (verified with mail-auth against the records
+//! `domain dns` lists, served by a stub DNS) and well-formed (parsed back with
+//! mail-parser); Bcc stays in the envelope. Every refusal the API documents is
+//! checked: 401 (no key, wrong key, revoked key), 403 (suspended tenant), 404, 405,
+//! 413, 415, 422 with the field, 429 (the tenant's hourly budget, and a brute force
+//! locked out), and suppression; a second tenant's key never sends as the first.
+//!
+//! HTTP/2 and the curl examples of docs/api.md run in `.ci/api.sh`, beside
+//! schemathesis.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use mail_auth::DkimResult;
+use mail_parser::MimeHeaders;
+use serde_json::{json, Value};
+use way2mail_tests::control::{json_str, Control, Operator};
+use way2mail_tests::{
+    for_each_backend, run_bounded, wait_for, Backend, Daemon, Received, Record, Sink, SinkOptions,
+    StubDns, TestConfig,
+};
+
+const FOLLOW: Duration = Duration::from_secs(5);
+const DELIVERY: Duration = Duration::from_secs(30);
+const MAX_FAILURES: u32 = 4;
+
+fn toml_str(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+/// One response as the Python client saw it.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Value,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .as_object()?
+            .iter()
+            .find_map(|(k, v)| k.eq_ignore_ascii_case(name).then(|| v.as_str()).flatten())
+    }
+
+    /// A problem+json answer with `status`; its `type` ends with `kind`.
+    fn problem(&self, status: u16, kind: &str) -> anyhow::Result<&Answer> {
+        ensure!(self.status == status, "want {status} {kind}, got {self:?}");
+        ensure!(
+            self.header("Content-Type") == Some("application/problem+json"),
+            "not problem+json: {self:?}"
+        );
+        let t = self.body["type"].as_str().unwrap_or("");
+        ensure!(
+            t == format!("urn:way2mail:problem:{kind}"),
+            "type {t}, want {kind}: {self:?}"
+        );
+        ensure!(self.body["status"] == status, "status field: {self:?}");
+        Ok(self)
+    }
+
+    fn field(&self) -> &str {
+        self.body["errors"][0]["field"].as_str().unwrap_or("")
+    }
+}
+
+struct Tenant {
+    key: String,
+    credential: String,
+}
+
+struct Rig {
+    control: Control,
+    admin: Operator,
+    dns: StubDns,
+    sink: Sink,
+    daemon: Daemon,
+    acme: Tenant,
+    beta: Tenant,
+    _state: tempfile::TempDir,
+}
+
+impl Rig {
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.daemon.ports().api)
+    }
+
+    /// One request through Python's client.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Answer> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
+        let mut command = Command::new("python3");
+        command
+            .arg(&script)
+            .arg(method)
+            .arg(self.url(path))
+            .arg("--cafile")
+            .arg(self.daemon.cert_path())
+            .args(extra)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        if let Some(key) = key {
+            command.arg("--key").arg(key);
+        }
+        let output = run_bounded(&mut command, Duration::from_secs(90))
+            .map_err(|e| e.context("running python3 (is python3 installed?)"))?;
+        if !output.status.success() {
+            bail!(
+                "http_request.py {method} {path} failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let v: Value = serde_json::from_slice(&output.stdout).context("client output")?;
+        Ok(Answer {
+            status: u16::try_from(v["status"].as_u64().unwrap_or(0))?,
+            headers: v["headers"].clone(),
+            body: v["body"].clone(),
+        })
+    }
+
+    fn send_json(&self, key: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.request(
+            "POST",
+            "/v1/messages",
+            Some(key),
+            &["--json", &body.to_string()],
+        )
+    }
+
+    fn cli(&self, args: &[&str]) -> anyhow::Result<Value> {
+        self.control.run_as(&self.admin, args)?.ok()?.json()
+    }
+}
+
+fn api_key(control: &Control, admin: &Operator, tenant: &str) -> anyhow::Result<Tenant> {
+    let created = control
+        .run_as(admin, &["--json", "credential", "add", tenant, "--api"])?
+        .ok()?
+        .json()?;
+    Ok(Tenant {
+        key: json_str(&created, "secret")?,
+        credential: created["credential"]["id"]
+            .as_str()
+            .context("credential id")?
+            .to_string(),
+    })
+}
+
+/// Control with acme (acme.example) and beta (beta.example, one message an hour),
+/// an API key each; DNS publishes acme.example's records; remote.example goes to
+/// the sink.
+fn rig(backend: Backend, max_message_size: u64) -> anyhow::Result<Rig> {
+    let control = Control::start()?;
+    let admin = control.bootstrap_admin("admin")?;
+    let run = |args: &[&str]| control.run_as(&admin, args)?.ok();
+    for (tenant, domain, limits) in [
+        ("acme", "acme.example", &[][..]),
+        ("beta", "beta.example", &["--messages-per-hour", "1"][..]),
+    ] {
+        let mut add = vec![
+            "tenant",
+            "add",
+            tenant,
+            "--business-name",
+            "Test Ltd",
+            "--contact",
+            "ops@example.org",
+        ];
+        add.extend_from_slice(limits);
+        run(&add)?;
+        run(&["domain", "add", tenant, domain])?;
+        run(&["domain", "override", domain, "--allow", "--reason", "test"])?;
+    }
+    let acme = api_key(&control, &admin, "acme")?;
+    let beta = api_key(&control, &admin, "beta")?;
+    let mut records = Vec::new();
+    let listed = run(&["--json", "domain", "dns", "acme.example"])?.json()?;
+    for r in listed["records"].as_array().context("no records")? {
+        let name = r["name"].as_str().context("record name")?;
+        let value = r["value"].as_str().context("record value")?;
+        records.push(Record::txt(name, value));
+    }
+    let dns = StubDns::start(records)?;
+    let sink = Sink::start(SinkOptions::default())?;
+    let state = tempfile::Builder::new()
+        .prefix("way2mail-api-state-")
+        .tempdir()?;
+    let config = TestConfig::new(backend)
+        .set("control", "socket", &toml_str(&control.socket()))
+        .set(
+            "control",
+            "snapshot_file",
+            &toml_str(&state.path().join("snapshot")),
+        )
+        .set("delivery", "enabled", "true")
+        .set("delivery", "retry_initial_secs", "1")
+        .set("dns", "nameservers", &format!("[\"{}\"]", dns.addr()))
+        .set("dns", "timeout_ms", "500")
+        .set("relay", "trusted_networks", "[]")
+        .set("limits", "max_message_size", &max_message_size.to_string())
+        .set("auth", "failure_delay_ms", "100")
+        .set("auth", "max_failures", &MAX_FAILURES.to_string())
+        .set("auth", "lockout_secs", "60")
+        .raw(&sink.route("remote.example"));
+    let daemon = Daemon::start(&config)?;
+    let rig = Rig {
+        control,
+        admin,
+        dns,
+        sink,
+        daemon,
+        acme,
+        beta,
+        _state: state,
+    };
+    // The keys reach the MTA with control's next snapshot.
+    wait_for("the API keys to reach the MTA", FOLLOW, || {
+        let probe = json!({"from": "x", "subject": "s", "text": "t"});
+        rig.send_json(&rig.acme.key, &probe)
+            .ok()
+            .filter(|a| a.status == 422)
+    })?;
+    Ok(rig)
+}
+
+fn arrived(sink: &Sink, marker: &str) -> anyhow::Result<Received> {
+    wait_for(&format!("message {marker} at the sink"), DELIVERY, || {
+        sink.messages()
+            .into_iter()
+            .find(|m| String::from_utf8_lossy(&m.data).contains(marker))
+    })
+}
+
+for_each_backend!(send_json_and_raw);
+
+fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
+    let rig = rig(backend, 10 * 1024 * 1024)?;
+    let pdf = B64.encode(b"%PDF-1.4 not really a pdf\n");
+    let sent = rig.send_json(
+        &rig.acme.key,
+        &json!({
+            "from": {"email": "billing@acme.example", "name": "Acme Billing — Café"},
+            "to": ["customer@remote.example", {"email": "second@remote.example", "name": "Second"}],
+            "bcc": ["hidden@remote.example"],
+            "reply_to": "help@acme.example",
+            "subject": "Invoice json-marker ✓",
+            "text": "Hello,\nyour invoice is attached.\n.a line with a leading dot\n",
+            "html": "<p>Hello, your <b>invoice</b> is attached.</p>",
+            "headers": {"X-Campaign": "spring"},
+            "attachments": [{"filename": "invoice.pdf", "content_type": "application/pdf", "content_base64": pdf}]
+        }),
+    )?;
+    ensure!(sent.status == 202, "JSON send: {sent:?}");
+    let id = sent.body["id"].as_str().context("id")?.to_string();
+    ensure!(id.len() > 10, "id {id}");
+    ensure!(
+        sent.body["recipients"]
+            == json!([
+                "customer@remote.example",
+                "second@remote.example",
+                "hidden@remote.example"
+            ]),
+        "{sent:?}"
+    );
+
+    // Raw, envelope in the query, bare LF line ends.
+    let raw = "From: Acme <news@acme.example>\nTo: customer@remote.example\nSubject: raw-marker\n\
+               Message-ID: <raw-marker@acme.example>\n\nA raw message.\n";
+    let file = rig._state.path().join("raw.eml");
+    std::fs::write(&file, raw)?;
+    let raw_sent = rig.request(
+        "POST",
+        "/v1/messages/raw?from=news%40acme.example&to=customer@remote.example",
+        Some(&rig.acme.key),
+        &[
+            "--data-file",
+            &file.display().to_string(),
+            "--content-type",
+            "message/rfc822",
+        ],
+    )?;
+    ensure!(raw_sent.status == 202, "raw send: {raw_sent:?}");
+
+    let m = arrived(&rig.sink, "json-marker")?;
+    ensure!(m.mail_from == "billing@acme.example", "{}", m.mail_from);
+    let mut rcpts = m.rcpt_to.clone();
+    rcpts.sort();
+    ensure!(
+        rcpts
+            == [
+                "customer@remote.example",
+                "hidden@remote.example",
+                "second@remote.example"
+            ],
+        "{rcpts:?}"
+    );
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    ensure!(
+        !text.to_ascii_lowercase().contains("\nbcc:") && !text.contains("hidden@"),
+        "Bcc leaked:\n{text}"
+    );
+    ensure!(
+        text.contains(&format!("Message-ID: <{id}@mx.way2mail.test>")),
+        "Message-ID from the queue id:\n{text}"
+    );
+    ensure!(text.contains("with HTTPS"), "Received names HTTPS:\n{text}");
+    let verdicts = rig.dns.dkim_verdicts(&m.data)?;
+    ensure!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| *v == DkimResult::Pass),
+        "DKIM: {verdicts:?}\n{text}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .context("mail-parser")?;
+    ensure!(
+        parsed.subject() == Some("Invoice json-marker ✓"),
+        "{:?}",
+        parsed.subject()
+    );
+    let from = parsed.from().and_then(|f| f.first()).context("From")?;
+    ensure!(from.name() == Some("Acme Billing — Café"), "{from:?}");
+    ensure!(
+        parsed.to().map(|t| t.iter().count()) == Some(2),
+        "To: {:?}",
+        parsed.to()
+    );
+    ensure!(
+        parsed
+            .reply_to()
+            .and_then(|r| r.first())
+            .and_then(|a| a.address())
+            == Some("help@acme.example")
+    );
+    ensure!(parsed.header_raw("X-Campaign").map(str::trim) == Some("spring"));
+    let body = parsed.body_text(0).context("text part")?;
+    ensure!(
+        body.contains("your invoice is attached.") && body.contains(".a line with a leading dot"),
+        "{body}"
+    );
+    ensure!(parsed
+        .body_html(0)
+        .is_some_and(|h| h.contains("<b>invoice</b>")));
+    let attachment = parsed.attachment(0).context("attachment")?;
+    ensure!(attachment.attachment_name() == Some("invoice.pdf"));
+    ensure!(attachment.contents() == b"%PDF-1.4 not really a pdf\n");
+    ensure!(text.split("\r\n").all(|l| l.len() <= 998), "a long line");
+
+    let raw_in = arrived(&rig.sink, "raw-marker")?;
+    let raw_text = String::from_utf8_lossy(&raw_in.data);
+    ensure!(
+        raw_text.contains("Subject: raw-marker\r\n") && raw_text.contains("\r\nA raw message.\r\n"),
+        "{raw_text}"
+    );
+    ensure!(
+        rig.dns
+            .dkim_verdicts(&raw_in.data)?
+            .iter()
+            .all(|v| *v == DkimResult::Pass),
+        "raw DKIM"
+    );
+    Ok(())
+}
+
+#[test]
+fn refusals() -> anyhow::Result<()> {
+    let rig = rig(Backend::Epoll, 64 * 1024)?;
+    let message = |from: &str, to: &[&str]| json!({"from": from, "to": to, "subject": "refusals", "text": "hello"});
+    let acme = |to: &[&str]| message("app@acme.example", to);
+
+    // Without a key, with a wrong one.
+    let a = rig.request(
+        "POST",
+        "/v1/messages",
+        None,
+        &["--json", &acme(&["a@remote.example"]).to_string()],
+    )?;
+    a.problem(401, "unauthorized")?;
+    ensure!(
+        a.header("WWW-Authenticate")
+            .is_some_and(|h| h.starts_with("Bearer")),
+        "{a:?}"
+    );
+    rig.send_json("w2m_nope_wrongsecret", &acme(&["a@remote.example"]))?
+        .problem(401, "unauthorized")?;
+    // The OpenAPI document needs no key.
+    let doc = rig.request("GET", "/v1/openapi.json", None, &[])?;
+    ensure!(
+        doc.status == 200 && doc.body["openapi"] == "3.1.0",
+        "{doc:?}"
+    );
+    rig.request("GET", "/v1/nothing", Some(&rig.acme.key), &[])?
+        .problem(404, "not-found")?;
+    let a = rig.request("GET", "/v1/messages", Some(&rig.acme.key), &[])?;
+    a.problem(405, "method-not-allowed")?;
+    ensure!(a.header("Allow") == Some("POST"), "{a:?}");
+    // Wrong content type, malformed JSON, a bad field.
+    rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.acme.key),
+        &[
+            "--json",
+            &acme(&["a@remote.example"]).to_string(),
+            "--content-type",
+            "text/plain",
+        ],
+    )?
+    .problem(415, "unsupported-media-type")?;
+    rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.acme.key),
+        &["--json", "{\"from\": "],
+    )?
+    .problem(400, "malformed-request")?;
+    let a = rig.send_json(
+        &rig.acme.key,
+        &acme(&["a@remote.example", "not an address"]),
+    )?;
+    ensure!(
+        a.problem(422, "invalid-request")?.field() == "to[1]",
+        "{a:?}"
+    );
+    let a = rig.send_json(&rig.acme.key, &json!({"from": "app@acme.example", "to": ["a@remote.example"], "subject": "s", "text": "t", "colour": "red"}))?;
+    ensure!(
+        a.problem(422, "invalid-request")?.field() == "colour",
+        "{a:?}"
+    );
+    // A sender outside the tenant's domains, and another tenant's domain.
+    let a = rig.send_json(
+        &rig.acme.key,
+        &message("app@beta.example", &["a@remote.example"]),
+    )?;
+    ensure!(
+        a.problem(422, "invalid-request")?.field() == "from",
+        "{a:?}"
+    );
+    // Over the size limit: declared, and built.
+    let big = "x".repeat(70 * 1024);
+    let a = rig.send_json(&rig.acme.key, &json!({"from": "app@acme.example", "to": ["a@remote.example"], "subject": "big", "text": big}))?;
+    a.problem(413, "too-large")?;
+    let file = rig._state.path().join("big.eml");
+    std::fs::write(
+        &file,
+        format!("From: app@acme.example\r\n\r\n{}", "y".repeat(80 * 1024)),
+    )?;
+    rig.request(
+        "POST",
+        "/v1/messages/raw?from=app@acme.example&to=a@remote.example",
+        Some(&rig.acme.key),
+        &[
+            "--data-file",
+            &file.display().to_string(),
+            "--content-type",
+            "message/rfc822",
+        ],
+    )?
+    .problem(413, "too-large")?;
+
+    // Suppression: that recipient is left out; alone, the request is refused.
+    rig.cli(&[
+        "--json",
+        "suppression",
+        "add",
+        "acme",
+        "gone@remote.example",
+    ])?;
+    let sent = wait_for("the suppression to reach the MTA", FOLLOW, || {
+        rig.send_json(
+            &rig.acme.key,
+            &acme(&["gone@remote.example", "kept@remote.example"]),
+        )
+        .ok()
+        .filter(|a| a.status == 202 && a.body["refused"].as_array().is_some_and(|r| !r.is_empty()))
+    })?;
+    ensure!(
+        sent.body["recipients"] == json!(["kept@remote.example"]),
+        "{sent:?}"
+    );
+    ensure!(
+        sent.body["refused"][0]["address"] == "gone@remote.example",
+        "{sent:?}"
+    );
+    rig.send_json(&rig.acme.key, &acme(&["gone@remote.example"]))?
+        .problem(422, "recipients-refused")?;
+
+    // beta's hourly budget is one message; acme's key never sends as beta.
+    let beta = |to: &[&str]| message("app@beta.example", to);
+    let first = rig.send_json(&rig.beta.key, &beta(&["a@remote.example"]))?;
+    ensure!(first.status == 202, "{first:?}");
+    let a = rig.send_json(&rig.beta.key, &beta(&["a@remote.example"]))?;
+    a.problem(429, "rate-limited")?;
+    ensure!(a.header("Retry-After").is_some(), "{a:?}");
+    // Suspended: 403; revoked: 401.
+    rig.cli(&["--json", "tenant", "suspend", "beta"])?;
+    wait_for("the suspension to reach the MTA", FOLLOW, || {
+        rig.send_json(&rig.beta.key, &beta(&["a@remote.example"]))
+            .ok()
+            .filter(|a| a.status == 403)
+    })?
+    .problem(403, "account-disabled")?;
+    rig.cli(&["--json", "credential", "revoke", &rig.acme.credential])?;
+    wait_for("the revocation to reach the MTA", FOLLOW, || {
+        rig.send_json(&rig.acme.key, &acme(&["a@remote.example"]))
+            .ok()
+            .filter(|a| a.status == 401)
+    })?;
+
+    // A brute force from one address is locked out like AUTH.
+    let mut last = None;
+    for n in 0..=MAX_FAILURES {
+        last = Some(rig.send_json(
+            &format!("w2m_guess{n}_secret"),
+            &acme(&["a@remote.example"]),
+        )?);
+    }
+    let last = last.context("no attempt")?;
+    last.problem(429, "locked-out")?;
+    ensure!(last.header("Retry-After") == Some("60"), "{last:?}");
+    Ok(())
+}
