@@ -204,6 +204,6 @@ impl Spool {
 }
 
 /// The time a hold record keeps (0 for one that does not parse).
-fn held_since(value: &[u8]) -> u64 {
+pub(crate) fn held_since(value: &[u8]) -> u64 {
     value.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }

@@ -379,18 +379,36 @@ impl Spool {
 
     /// One queued message as `list` shows it; `None` when it is not queued.
     pub fn summary(&self, id: &MessageId) -> Result<Option<Summary>, Error> {
+        let Some((envelope, size)) = self.envelope(id)? else {
+            return Ok(None);
+        };
+        let placements = self.placements()?;
+        Ok(Some(summarize(*id, envelope, size, placements.get(id))))
+    }
+
+    /// A queued message's envelope and body size by one point read (no body, no
+    /// scan of the schedule); `None` when it is not queued (or its tenant's key was
+    /// shredded).
+    pub fn envelope(&self, id: &MessageId) -> Result<Option<(Envelope, u64)>, Error> {
         let inner = &*self.inner;
         let key = keys::envelope(id);
         let Some(value) = inner.db.get(key)? else {
             return Ok(None);
         };
-        let (envelope, size) = match record::open_envelope(&inner.keyring, &key, &value) {
-            Ok(found) => found,
-            Err(Error::Shredded { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let placements = self.placements()?;
-        Ok(Some(summarize(*id, envelope, size, placements.get(id))))
+        match record::open_envelope(&inner.keyring, &key, &value) {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::Shredded { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Since when (Unix ms) an operator holds the message, if one does.
+    pub fn held_since(&self, id: &MessageId) -> Result<Option<u64>, Error> {
+        Ok(self
+            .inner
+            .db
+            .get(keys::held(id))?
+            .map(|v| crate::operate::held_since(&v)))
     }
 
     /// The oldest queued message (ids begin with their arrival time, and the

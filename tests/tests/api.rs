@@ -360,6 +360,34 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
     ensure!(attachment.contents() == b"%PDF-1.4 not really a pdf\n");
     ensure!(text.split("\r\n").all(|l| l.len() <= 998), "a long line");
 
+    // What became of it, as the tenant sees it: every recipient delivered.
+    let path = format!("/v1/messages/{id}");
+    let seen = wait_for("the message's outcomes", DELIVERY, || {
+        rig.request("GET", &path, Some(&rig.acme.key), &[])
+            .ok()
+            .filter(|a| a.status == 200 && a.body["status"] == "done")
+    })?;
+    let states: Vec<&str> = seen.body["recipients"]
+        .as_array()
+        .context("recipients")?
+        .iter()
+        .filter_map(|r| r["state"].as_str())
+        .collect();
+    ensure!(states == ["delivered"; 3], "{seen:?}");
+    let events = seen.body["events"].as_array().context("events")?;
+    ensure!(
+        events.len() == 3
+            && events
+                .iter()
+                .all(|e| e["type"] == "delivered" && e["message_id"] == id.as_str()),
+        "{seen:?}"
+    );
+    // Another tenant's key does not see it; nor does a made-up id.
+    rig.request("GET", &path, Some(&rig.beta.key), &[])?
+        .problem(404, "not-found")?;
+    rig.request("GET", "/v1/messages/NOTANID", Some(&rig.acme.key), &[])?
+        .problem(404, "not-found")?;
+
     let raw_in = arrived(&rig.sink, "raw-marker")?;
     let raw_text = String::from_utf8_lossy(&raw_in.data);
     ensure!(

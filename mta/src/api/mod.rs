@@ -15,6 +15,7 @@
 
 mod openapi;
 mod problem;
+mod read;
 mod send;
 
 use std::cell::Cell;
@@ -231,6 +232,13 @@ impl Conn {
             (_, "/v1/messages" | "/v1/messages/raw") => {
                 Answer::of("other", Err(not_allowed("POST")))
             }
+            (method, p) if p.starts_with("/v1/messages/") => {
+                if method != Method::GET {
+                    return Answer::of("other", Err(not_allowed("GET")));
+                }
+                let id = p["/v1/messages/".len()..].to_string();
+                self.message(&req, &id).await
+            }
             (_, "/v1/openapi.json") => Answer::of("other", Err(not_allowed("GET"))),
             _ => Answer::of("other", Err(Problem::not_found())),
         }
@@ -342,6 +350,39 @@ impl Conn {
         drop(body);
         self.submit(grant, MessageId::generate(), sender, recipients, content)
             .await
+    }
+
+    /// `GET /v1/messages/{id}`: where the message stands, recipient by recipient,
+    /// and its delivery outcomes.
+    async fn message(&self, req: &Request<Incoming>, id: &str) -> Answer {
+        const ENDPOINT: &str = "message";
+        let grant = match self.authenticate(req).await {
+            Ok(g) => g,
+            Err(p) => return Answer::of(ENDPOINT, Err(p)),
+        };
+        let result = match id.parse::<MessageId>() {
+            Err(_) => Err(Problem::not_found()),
+            Ok(id) => {
+                let spool = self.shared.spool.clone();
+                let tenant = grant.tenant.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || read::message(&spool, &tenant, id)).await;
+                match found {
+                    Ok(Ok(Some(view))) => Ok(json(StatusCode::OK, &view)),
+                    Ok(Ok(None)) => Err(Problem::not_found()),
+                    Ok(Err(e)) => {
+                        tracing::error!(%id, error = %e, "reading a message for the API failed");
+                        Err(Problem::unavailable("the spool could not be read"))
+                    }
+                    Err(_) => Err(Problem::unavailable("the spool could not be read")),
+                }
+            }
+        };
+        Answer {
+            endpoint: ENDPOINT,
+            tenant: Some(grant.tenant),
+            result,
+        }
     }
 
     /// What an authenticated SMTP transaction does between `MAIL` and the `250`:

@@ -9,7 +9,12 @@ mod tests {
     fn is_json_with_every_served_path() {
         let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).expect("valid JSON");
         assert_eq!(doc["openapi"], "3.1.0");
-        for path in ["/v1/messages", "/v1/messages/raw", "/v1/openapi.json"] {
+        for path in [
+            "/v1/messages",
+            "/v1/messages/raw",
+            "/v1/messages/{id}",
+            "/v1/openapi.json",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");
         }
     }

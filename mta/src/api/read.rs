@@ -1,0 +1,182 @@
+//! The reading endpoints: what became of a message the tenant sent. Read from the
+//! spool (the envelope, by one point read, while the message is queued) and from
+//! the sealed delivery log (its outcomes, within the tenant's retention), off the
+//! core on tokio's blocking pool. A message of another tenant is answered as if it
+//! did not exist.
+
+use serde::Serialize;
+use way2mail_queue::{DeliveryOutcome, DeliveryRecord, LogFilter, Spool};
+use way2mail_smtp::{Envelope, MessageId, RecipientState};
+
+/// How far before its id's time a message's log records are looked for (clocks
+/// of the cores may differ by a little).
+const LOG_SLACK_MS: u64 = 60_000;
+
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    /// `queued` (waiting or being delivered), `held` (by an operator), `done`
+    /// (no longer in the queue: every recipient has its final outcome).
+    pub status: &'static str,
+    /// The envelope sender, while the message is queued.
+    pub from: Option<String>,
+    pub received_at: String,
+    /// Octets as queued, while the message is queued.
+    pub size: Option<u64>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub recipients: Vec<RecipientView>,
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecipientView {
+    pub address: String,
+    /// `pending`, `delivered`, `failed` (queued message); once done, the last
+    /// outcome: `delivered`, `bounced`, `expired`, `deleted`, `deferred`.
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+}
+
+/// One delivery outcome, as the delivery log records it.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message_id: String,
+    pub recipient: String,
+    pub attempt: u32,
+    pub next_hop: Option<String>,
+    pub tls: Option<String>,
+    pub reply: Option<String>,
+}
+
+impl From<DeliveryRecord> for EventView {
+    fn from(r: DeliveryRecord) -> EventView {
+        EventView {
+            time: rfc3339_ms(r.time_ms),
+            kind: outcome_name(&r.outcome),
+            message_id: r.message_id,
+            recipient: r.recipient,
+            attempt: r.attempt,
+            next_hop: r.next_hop,
+            tls: r.tls,
+            reply: r.reply,
+        }
+    }
+}
+
+fn outcome_name(o: &DeliveryOutcome) -> &'static str {
+    match o {
+        DeliveryOutcome::Delivered => "delivered",
+        DeliveryOutcome::Deferred => "deferred",
+        DeliveryOutcome::Bounced => "bounced",
+        DeliveryOutcome::Expired => "expired",
+        DeliveryOutcome::Deleted => "deleted",
+    }
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    way2mail_smtp::date::rfc3339(ms / 1000)
+}
+
+/// Message `id` of `tenant`, or `None` when the tenant has no such message (in the
+/// queue or in its delivery log).
+pub fn message(
+    spool: &Spool,
+    tenant: &str,
+    id: MessageId,
+) -> Result<Option<MessageView>, way2mail_queue::Error> {
+    let queued = spool
+        .envelope(&id)?
+        .filter(|(e, _)| e.origin.tenant.as_deref() == Some(tenant));
+    let held = match &queued {
+        Some(_) => spool.held_since(&id)?,
+        None => None,
+    };
+    let log = spool.delivery_log(LogFilter {
+        tenant: Some(Some(tenant.to_string())),
+        message: Some(id),
+        since_ms: Some(id.timestamp_ms().saturating_sub(LOG_SLACK_MS)),
+        ..LogFilter::default()
+    })?;
+    let view = match queued {
+        Some((envelope, size)) => queued_view(id, envelope, size, held.is_some(), log),
+        None if log.is_empty() => return Ok(None),
+        None => done_view(id, log),
+    };
+    Ok(Some(view))
+}
+
+fn queued_view(
+    id: MessageId,
+    e: Envelope,
+    size: u64,
+    held: bool,
+    log: Vec<DeliveryRecord>,
+) -> MessageView {
+    MessageView {
+        id: id.to_string(),
+        status: if held { "held" } else { "queued" },
+        from: Some(e.sender),
+        received_at: rfc3339_ms(e.received_at_ms),
+        size: Some(size),
+        attempts: e.attempts,
+        next_attempt_at: e.next_attempt_ms.filter(|_| !held).map(rfc3339_ms),
+        recipients: e
+            .recipients
+            .into_iter()
+            .map(|r| RecipientView {
+                address: r.address,
+                state: match r.state {
+                    RecipientState::Pending => "pending",
+                    RecipientState::Delivered => "delivered",
+                    RecipientState::Failed => "failed",
+                },
+                attempts: r.attempts,
+                last_reply: r.last_error,
+            })
+            .collect(),
+        events: log.into_iter().map(EventView::from).collect(),
+    }
+}
+
+/// A message no longer queued: each recipient's state is its last outcome.
+fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
+    let mut recipients: Vec<RecipientView> = Vec::new();
+    for r in &log {
+        let view = match recipients
+            .iter_mut()
+            .find(|v| v.address.eq_ignore_ascii_case(&r.recipient))
+        {
+            Some(v) => v,
+            None => {
+                recipients.push(RecipientView {
+                    address: r.recipient.clone(),
+                    state: "pending",
+                    attempts: 0,
+                    last_reply: None,
+                });
+                let last = recipients.len() - 1;
+                &mut recipients[last]
+            }
+        };
+        view.state = outcome_name(&r.outcome);
+        view.attempts = view.attempts.max(r.attempt);
+        view.last_reply.clone_from(&r.reply);
+    }
+    let attempts = log.iter().map(|r| r.attempt).max().unwrap_or(0);
+    MessageView {
+        id: id.to_string(),
+        status: "done",
+        from: None,
+        received_at: rfc3339_ms(id.timestamp_ms()),
+        size: None,
+        attempts,
+        next_attempt_at: None,
+        recipients,
+        events: log.into_iter().map(EventView::from).collect(),
+    }
+}
