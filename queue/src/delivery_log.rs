@@ -66,6 +66,10 @@ pub struct LogFilter {
     pub until_ms: Option<u64>,
 }
 
+/// Octets of a delivery log cursor: time, message id and sequence of a record's
+/// key ([`Spool::delivery_log_page`]).
+pub const LOG_CURSOR_LEN: usize = 28;
+
 /// How much of the log one data key holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -143,6 +147,54 @@ impl Spool {
         }
         out.sort_by_key(|(order, _)| *order);
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// One page of a tenant's delivery log, in key order (time, message, sequence):
+    /// at most `limit` records after `after` (a cursor this returned before; `None`
+    /// for the oldest) and before `until_ms`. Each record comes with its cursor,
+    /// the 28 octets of its key after the data key's prefix. A tenant without a
+    /// data key has no log.
+    pub fn delivery_log_page(
+        &self,
+        tenant: &str,
+        after: Option<&[u8; LOG_CURSOR_LEN]>,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<([u8; LOG_CURSOR_LEN], DeliveryRecord)>, Error> {
+        let inner = &*self.inner;
+        let Some(key_id) = inner.keyring.existing(tenant).map(|k| k.id()) else {
+            return Ok(Vec::new());
+        };
+        let prefix = keys::log_prefix(key_id);
+        let mut start = prefix.to_vec();
+        match after {
+            // The first key after the cursor's: the cursor's key with a 0 appended.
+            Some(c) => {
+                start.extend_from_slice(c);
+                start.push(0);
+            }
+            None => start.extend_from_slice(&keys::log_from(key_id, 0)[prefix.len()..]),
+        }
+        let end = keys::log_from(key_id, until_ms).to_vec();
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        for item in inner.db.range(start..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            inner.progress.tick();
+            let Some(Key::Log { .. }) = keys::parse(&key) else {
+                continue;
+            };
+            let Ok(cursor) = <[u8; LOG_CURSOR_LEN]>::try_from(&key[prefix.len()..]) else {
+                continue;
+            };
+            out.push((cursor, record::open_log(&inner.keyring, &key, &value)?));
+        }
+        Ok(out)
     }
 
     /// How many log records `key_id` holds and the time of the oldest, counted from

@@ -64,7 +64,7 @@ mod verify;
 pub use anchor::AnchorCheck;
 pub use body::{read_header_section, BodyChunks};
 pub use commit::{CommitStats, Durable, Health};
-pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats};
+pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats, LOG_CURSOR_LEN};
 pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use error::Error;
 pub use lease::Leased;

@@ -382,6 +382,37 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
                 .all(|e| e["type"] == "delivered" && e["message_id"] == id.as_str()),
         "{seen:?}"
     );
+    // The same outcomes in the tenant's event feed, page by page.
+    let feed = wait_for("the events to settle into the feed", DELIVERY, || {
+        rig.request("GET", "/v1/events?limit=2", Some(&rig.acme.key), &[])
+            .ok()
+            .filter(|a| {
+                a.status == 200 && a.body["events"].as_array().is_some_and(|e| e.len() == 2)
+            })
+    })?;
+    ensure!(feed.body["more"] == true, "{feed:?}");
+    let next = feed.body["next"].as_str().context("next")?.to_string();
+    let rest = rig.request(
+        "GET",
+        &format!("/v1/events?after={next}&limit=100"),
+        Some(&rig.acme.key),
+        &[],
+    )?;
+    ensure!(rest.status == 200, "{rest:?}");
+    let mut all: Vec<Value> = feed.body["events"].as_array().cloned().unwrap_or_default();
+    all.extend(rest.body["events"].as_array().cloned().unwrap_or_default());
+    let ours = all
+        .iter()
+        .filter(|e| e["message_id"] == id.as_str() && e["type"] == "delivered")
+        .count();
+    ensure!(ours == 3, "events: {all:?}");
+    let beta_feed = rig.request("GET", "/v1/events", Some(&rig.beta.key), &[])?;
+    ensure!(
+        beta_feed.status == 200 && beta_feed.body["events"] == json!([]),
+        "{beta_feed:?}"
+    );
+    rig.request("GET", "/v1/events?after=nope", Some(&rig.acme.key), &[])?
+        .problem(422, "invalid-request")?;
     // Another tenant's key does not see it; nor does a made-up id.
     rig.request("GET", &path, Some(&rig.beta.key), &[])?
         .problem(404, "not-found")?;

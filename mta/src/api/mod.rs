@@ -232,6 +232,8 @@ impl Conn {
             (_, "/v1/messages" | "/v1/messages/raw") => {
                 Answer::of("other", Err(not_allowed("POST")))
             }
+            (&Method::GET, "/v1/events") => self.events(&req).await,
+            (_, "/v1/events") => Answer::of("other", Err(not_allowed("GET"))),
             (method, p) if p.starts_with("/v1/messages/") => {
                 if method != Method::GET {
                     return Answer::of("other", Err(not_allowed("GET")));
@@ -378,6 +380,63 @@ impl Conn {
                 }
             }
         };
+        Answer {
+            endpoint: ENDPOINT,
+            tenant: Some(grant.tenant),
+            result,
+        }
+    }
+
+    /// `GET /v1/events?after=CURSOR&limit=N`: the tenant's delivery events, oldest
+    /// first, one page at a time.
+    async fn events(&self, req: &Request<Incoming>) -> Answer {
+        const ENDPOINT: &str = "events";
+        let grant = match self.authenticate(req).await {
+            Ok(g) => g,
+            Err(p) => return Answer::of(ENDPOINT, Err(p)),
+        };
+        let result = async {
+            let mut after = None;
+            let mut limit = read::DEFAULT_PAGE;
+            for (k, v) in send::form_pairs(req.uri().query().unwrap_or("")) {
+                match k.as_str() {
+                    "after" => {
+                        after = Some(read::parse_cursor(&v).ok_or_else(|| {
+                            Problem::invalid("after", "not a cursor this API gave")
+                        })?);
+                    }
+                    "limit" => {
+                        limit = v
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=read::MAX_PAGE).contains(n))
+                            .ok_or_else(|| {
+                                Problem::invalid(
+                                    "limit",
+                                    format!("an integer from 1 to {}", read::MAX_PAGE),
+                                )
+                            })?;
+                    }
+                    _ => return Err(Problem::invalid(k, "unknown query parameter")),
+                }
+            }
+            let spool = self.shared.spool.clone();
+            let tenant = grant.tenant.clone();
+            let now = now_ms();
+            let page = tokio::task::spawn_blocking(move || {
+                read::events(&spool, &tenant, after, limit, now)
+            })
+            .await;
+            match page {
+                Ok(Ok(page)) => Ok(json(StatusCode::OK, &page)),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the delivery log for the API failed");
+                    Err(Problem::unavailable("the delivery log could not be read"))
+                }
+                Err(_) => Err(Problem::unavailable("the delivery log could not be read")),
+            }
+        }
+        .await;
         Answer {
             endpoint: ENDPOINT,
             tenant: Some(grant.tenant),

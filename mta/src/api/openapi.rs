@@ -13,6 +13,7 @@ mod tests {
             "/v1/messages",
             "/v1/messages/raw",
             "/v1/messages/{id}",
+            "/v1/events",
             "/v1/openapi.json",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");

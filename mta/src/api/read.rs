@@ -5,7 +5,7 @@
 //! did not exist.
 
 use serde::Serialize;
-use way2mail_queue::{DeliveryOutcome, DeliveryRecord, LogFilter, Spool};
+use way2mail_queue::{DeliveryOutcome, DeliveryRecord, LogFilter, Spool, LOG_CURSOR_LEN};
 use way2mail_smtp::{Envelope, MessageId, RecipientState};
 
 /// How far before its id's time a message's log records are looked for (clocks
@@ -178,5 +178,81 @@ fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
         next_attempt_at: None,
         recipients,
         events: log.into_iter().map(EventView::from).collect(),
+    }
+}
+
+/// Records newer than this are not returned yet: outcomes are committed by several
+/// threads, so one stamped a moment earlier may land after one stamped later, and a
+/// reader following the log's tail would step over it.
+pub const SETTLE_MS: u64 = 2_000;
+/// The most events one page holds.
+pub const MAX_PAGE: usize = 1_000;
+pub const DEFAULT_PAGE: usize = 100;
+
+#[derive(Debug, Serialize)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// Where the next page starts: give it back as `after`. The same cursor as
+    /// given when nothing new was found.
+    pub next: Option<String>,
+    /// True when the page is full: more events may follow at once.
+    pub more: bool,
+}
+
+/// A cursor as the API shows it: hexadecimal.
+pub fn parse_cursor(text: &str) -> Option<[u8; LOG_CURSOR_LEN]> {
+    if text.len() != LOG_CURSOR_LEN * 2 {
+        return None;
+    }
+    let mut out = [0u8; LOG_CURSOR_LEN];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn cursor_text(c: &[u8; LOG_CURSOR_LEN]) -> String {
+    c.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One page of `tenant`'s delivery events after `after`, up to `now_ms` less the
+/// settling time.
+pub fn events(
+    spool: &Spool,
+    tenant: &str,
+    after: Option<[u8; LOG_CURSOR_LEN]>,
+    limit: usize,
+    now_ms: u64,
+) -> Result<EventPage, way2mail_queue::Error> {
+    let page = spool.delivery_log_page(
+        tenant,
+        after.as_ref(),
+        now_ms.saturating_sub(SETTLE_MS),
+        limit,
+    )?;
+    let more = page.len() >= limit;
+    let next = page.last().map(|(c, _)| *c).or(after);
+    Ok(EventPage {
+        events: page.into_iter().map(|(_, r)| EventView::from(r)).collect(),
+        next: next.as_ref().map(cursor_text),
+        more,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_junk() {
+        let mut c = [0u8; LOG_CURSOR_LEN];
+        c[0] = 0xab;
+        c[27] = 0x01;
+        let text = cursor_text(&c);
+        assert_eq!(text.len(), 56);
+        assert_eq!(parse_cursor(&text), Some(c));
+        assert_eq!(parse_cursor(&text[1..]), None);
+        assert_eq!(parse_cursor(&"zz".repeat(28)), None);
+        assert_eq!(parse_cursor(&"é".repeat(28)), None);
     }
 }

@@ -370,7 +370,7 @@ pub fn raw_envelope(
 }
 
 /// `application/x-www-form-urlencoded` pairs, percent-decoded (`+` is a space).
-fn form_pairs(query: &str) -> Vec<(String, String)> {
+pub fn form_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
