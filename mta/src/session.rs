@@ -551,7 +551,7 @@ impl Session {
             tenant: envelope.origin.tenant.clone(),
         };
         let shared = Arc::clone(&self.shared);
-        let result = crate::submit::spool(&shared, id, envelope, body).await;
+        let result = crate::submit::spool(&shared, id, envelope, body, Default::default()).await;
         self.queued(id, result, report);
     }
 

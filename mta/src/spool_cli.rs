@@ -256,6 +256,7 @@ fn print_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         (r.scheduled, "schedule entries"),
         (r.leased, "leases"),
         (r.log_records, "delivery log records"),
+        (r.idempotency, "idempotency records of API requests"),
         (
             r.quarantined,
             "quarantined records (kept by an earlier recovery)",

@@ -3,7 +3,7 @@
 //! write and flush it to the spool, handing small fresh messages to delivery in
 //! memory. The caller answers (`250`, `202`) only after [`spool`] returned `Ok`.
 
-use way2mail_queue::Error;
+use way2mail_queue::{Error, SideRecords};
 use way2mail_smtp::reply::Reply;
 use way2mail_smtp::{Envelope, MessageId};
 
@@ -27,18 +27,22 @@ pub fn sign(
     Ok((outcome.body, outcome.dkim))
 }
 
-/// Writes a message to the spool and waits for the group commit that makes it
+/// Writes a message to the spool, with `side` records in the same write (an API
+/// request's idempotency record), and waits for the group commit that makes it
 /// durable. A small message goes to delivery in memory once it is durable.
 pub async fn spool(
     shared: &Shared,
     id: MessageId,
     envelope: Envelope,
     body: Vec<u8>,
+    side: SideRecords,
 ) -> Result<(), Error> {
     let spool = &shared.spool;
     let enqueued = match &shared.handoff {
-        Some(handoff) => handoff.enqueue(spool, id, &envelope, &body),
-        None => spool.enqueue(id, &envelope, &body).map(|d| (d, None)),
+        Some(handoff) => handoff.enqueue(spool, id, &envelope, &body, side),
+        None => spool
+            .enqueue_with(id, &envelope, &body, side)
+            .map(|d| (d, None)),
     };
     let (result, handed) = match enqueued {
         Ok((durable, handed)) => (durable.wait().await, handed),

@@ -18,6 +18,12 @@
 //!                              then time order, so that a tenant's log, or the part
 //!                              of it older than its retention, is one key range
 //!   l <expiry_ms:8 BE> <id:16> lease (empty value): the message is being delivered
+//!   i <key_id:8 BE> <digest:32> sealed idempotency record: the first answer to an
+//!                              API request with an `Idempotency-Key` (digest: its
+//!                              SHA-256), per data key (tenant)
+//!   j <expiry_ms:8 BE> <key_id:8 BE> <digest:32>
+//!                              when that record expires (empty value): the purge
+//!                              reads this range up to now, nothing else
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
 //!                              the format before data keys; `m commit_seq` = u64
@@ -36,6 +42,8 @@ pub const LEASE: u8 = b'l';
 pub const LOG: u8 = b'g';
 pub const META: u8 = b'm';
 pub const HELD: u8 = b'h';
+pub const IDEMPOTENCY: u8 = b'i';
+pub const IDEMPOTENCY_EXPIRY: u8 = b'j';
 /// The first byte of the associated data of a part of a message being received:
 /// parts live in files (spill.rs), not in the tree, but are sealed like records.
 pub const SPILL: u8 = b's';
@@ -60,6 +68,10 @@ pub const BODY_CHUNK: usize = 7 * 1024;
 pub const DUE_KEY_LEN: usize = 25;
 /// Length of a lease key (same layout as a schedule key).
 pub const LEASE_KEY_LEN: usize = 25;
+/// Length of an idempotency record's key.
+pub const IDEMPOTENCY_KEY_LEN: usize = 41;
+/// Length of an idempotency expiry key.
+pub const IDEMPOTENCY_EXPIRY_KEY_LEN: usize = 49;
 /// Length of a delivery log key.
 pub const LOG_KEY_LEN: usize = 37;
 /// Length of a delivery log key of the version before data keys (no key id);
@@ -93,6 +105,18 @@ pub enum Key {
         time_ms: u64,
         id: MessageId,
         seq: u32,
+    },
+    /// An API request's first answer, by data key and the digest of its
+    /// `Idempotency-Key`.
+    Idempotency {
+        key_id: KeyId,
+        digest: [u8; 32],
+    },
+    /// When an idempotency record expires.
+    IdempotencyExpiry {
+        expiry_ms: u64,
+        key_id: KeyId,
+        digest: [u8; 32],
     },
     /// A quarantined record; holds the key it had before.
     Quarantine(Vec<u8>),
@@ -172,6 +196,35 @@ pub fn log(key_id: KeyId, time_ms: u64, id: &MessageId, seq: u32) -> [u8; LOG_KE
     k[9..17].copy_from_slice(&time_ms.to_be_bytes());
     k[17..33].copy_from_slice(id.as_bytes());
     k[33..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn idempotency(key_id: KeyId, digest: &[u8; 32]) -> [u8; IDEMPOTENCY_KEY_LEN] {
+    let mut k = [0u8; IDEMPOTENCY_KEY_LEN];
+    k[0] = IDEMPOTENCY;
+    k[1..9].copy_from_slice(&key_id.0.to_be_bytes());
+    k[9..].copy_from_slice(digest);
+    k
+}
+
+/// The prefix of every idempotency record of one data key.
+pub fn idempotency_prefix(key_id: KeyId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = IDEMPOTENCY;
+    k[1..].copy_from_slice(&key_id.0.to_be_bytes());
+    k
+}
+
+pub fn idempotency_expiry(
+    expiry_ms: u64,
+    key_id: KeyId,
+    digest: &[u8; 32],
+) -> [u8; IDEMPOTENCY_EXPIRY_KEY_LEN] {
+    let mut k = [0u8; IDEMPOTENCY_EXPIRY_KEY_LEN];
+    k[0] = IDEMPOTENCY_EXPIRY;
+    k[1..9].copy_from_slice(&expiry_ms.to_be_bytes());
+    k[9..17].copy_from_slice(&key_id.0.to_be_bytes());
+    k[17..].copy_from_slice(digest);
     k
 }
 
@@ -278,6 +331,22 @@ pub fn parse(key: &[u8]) -> Option<Key> {
             let seq = u32::from_be_bytes(seq.try_into().ok()?);
             Some(Key::LegacyLog { time_ms, id, seq })
         }
+        IDEMPOTENCY if rest.len() == IDEMPOTENCY_KEY_LEN - 1 => {
+            let (kid, digest) = rest.split_at(8);
+            Some(Key::Idempotency {
+                key_id: KeyId(u64::from_be_bytes(kid.try_into().ok()?)),
+                digest: digest.try_into().ok()?,
+            })
+        }
+        IDEMPOTENCY_EXPIRY if rest.len() == IDEMPOTENCY_EXPIRY_KEY_LEN - 1 => {
+            let (t, rest) = rest.split_at(8);
+            let (kid, digest) = rest.split_at(8);
+            Some(Key::IdempotencyExpiry {
+                expiry_ms: u64::from_be_bytes(t.try_into().ok()?),
+                key_id: KeyId(u64::from_be_bytes(kid.try_into().ok()?)),
+                digest: digest.try_into().ok()?,
+            })
+        }
         QUARANTINE => Some(Key::Quarantine(rest.to_vec())),
         META => Some(Key::Meta(rest.to_vec())),
         _ => None,
@@ -302,6 +371,10 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::LegacyLog { time_ms, id, seq }) => {
             format!("delivery log {id} at {time_ms} #{seq} (before data keys)")
         }
+        Some(Key::Idempotency { key_id, .. }) => format!("idempotency record (key {key_id})"),
+        Some(Key::IdempotencyExpiry {
+            expiry_ms, key_id, ..
+        }) => format!("idempotency expiry at {expiry_ms} (key {key_id})"),
         Some(Key::Quarantine(orig)) => format!("quarantined {}", describe(&orig)),
         Some(Key::Meta(name)) => format!("spool metadata {}", String::from_utf8_lossy(&name)),
         None => format!("unknown key of {} bytes", key.len()),

@@ -213,11 +213,13 @@ impl Spool {
         body: &[u8],
         now_ms: u64,
         lease_ms: u64,
+        side: crate::SideRecords,
     ) -> Result<Durable, Error> {
         self.refuse_if_unhealthy()?;
         let expiry_ms = now_ms.saturating_add(lease_ms);
         let mut write = Write::default();
         let shape = self.seal_new_message(&mut write, id, envelope, body, Some(expiry_ms))?;
+        side.add_to(&mut write);
         // Known before the write is submitted: nothing can complete the message
         // before its caller has it back, after the write.
         self.inner.leases.held().insert(

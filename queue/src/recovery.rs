@@ -63,7 +63,13 @@ impl Pass {
     fn visit(&mut self, keyring: &Keyring, key: &[u8], value: &[u8]) {
         match keys::parse(key) {
             // Not scanned (see the module doc).
-            Some(Key::Body(..) | Key::Log { .. } | Key::LegacyLog { .. }) => {}
+            Some(
+                Key::Body(..)
+                | Key::Log { .. }
+                | Key::LegacyLog { .. }
+                | Key::Idempotency { .. }
+                | Key::IdempotencyExpiry { .. },
+            ) => {}
             // A held message is where an operator put it: not due, not repaired.
             Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),
             Some(Key::Lease { id, .. }) => self.leased.push((key.to_vec(), id)),

@@ -22,7 +22,7 @@ use crate::lease::Leases;
 use crate::operate::Placement;
 use crate::{
     keys, migrate, record, recovery, CommitStats, Durable, Envelope, Error, Health, MessageId,
-    RecipientState, RecoveryReport,
+    RecipientState, RecoveryReport, SideRecords,
 };
 use way2mail_daemon::watchdog::Progress;
 use way2mail_seal::{DataKey, Keyring};
@@ -280,9 +280,22 @@ impl Spool {
         envelope: &Envelope,
         body: impl AsRef<[u8]>,
     ) -> Result<Durable, Error> {
+        self.enqueue_with(id, envelope, body.as_ref(), SideRecords::default())
+    }
+
+    /// [`enqueue`](Spool::enqueue), with `side` records (an API request's
+    /// idempotency record) in the same batch: durable together or not at all.
+    pub fn enqueue_with(
+        &self,
+        id: MessageId,
+        envelope: &Envelope,
+        body: &[u8],
+        side: SideRecords,
+    ) -> Result<Durable, Error> {
         self.refuse_if_unhealthy()?;
         let mut write = Write::default();
-        self.seal_new_message(&mut write, id, envelope, body.as_ref(), None)?;
+        self.seal_new_message(&mut write, id, envelope, body, None)?;
+        side.add_to(&mut write);
         Ok(self.inner.committer.submit(write))
     }
 

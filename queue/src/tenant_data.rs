@@ -107,7 +107,8 @@ impl Spool {
     }
 
     /// Erases `tenant` from the spool: shreds its data key, then deletes its queued
-    /// messages (envelope, body, schedule entry or lease) and its delivery log.
+    /// messages (envelope, body, schedule entry or lease), its delivery log and its
+    /// API idempotency records.
     /// Blocks the calling thread for the writes. Idempotent, and one at a time: the
     /// counts are everything this process removed for the tenant, so when the snapshot
     /// follower completes an erasure just before the admin socket asks for it, the
@@ -163,6 +164,12 @@ impl Spool {
         }
         let log_records =
             self.remove_range(keys::log_prefix(key_id).to_vec(), keys::log_end(key_id))? as u64;
+        // The tenant's idempotency records; their expiry entries go with the purge.
+        let prefix = keys::idempotency_prefix(key_id);
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        end.extend_from_slice(&[0xff; 32]);
+        self.remove_range(prefix.to_vec(), end)?;
         Ok((doomed.len() as u64, log_records))
     }
 }

@@ -87,6 +87,8 @@ pub struct VerifyReport {
     pub scheduled: u64,
     pub leased: u64,
     pub log_records: u64,
+    /// Idempotency records of API requests (and their expiry entries).
+    pub idempotency: u64,
     pub quarantined: u64,
     /// Records of erased tenants, awaiting removal by the daemon.
     pub erased: u64,
@@ -254,6 +256,15 @@ fn visit(
                 Err(e) => report.unreadable(key, &e),
             }
         }
+        Some(Key::Idempotency { .. }) => {
+            report.idempotency += 1;
+            match crate::idempotency::open(keyring, key, value) {
+                Ok(_) => {}
+                Err(Error::Shredded { .. }) => report.erased += 1,
+                Err(e) => report.unreadable(key, &e),
+            }
+        }
+        Some(Key::IdempotencyExpiry { .. }) => report.idempotency += 1,
         Some(Key::Quarantine(_)) => report.quarantined += 1,
         Some(Key::Meta(_)) => report.metadata += 1,
         None => report.problem(Problem::UnknownRecord, keys::describe(key)),

@@ -290,7 +290,7 @@ fn a_message_enqueued_leased_is_never_due_completes_and_returns_after_a_crash() 
         let leased = |tag: &str| {
             let id = MessageId::generate();
             spool
-                .enqueue_leased(id, &env, &body(tag), now_ms(), LEASE_MS)
+                .enqueue_leased(id, &env, &body(tag), now_ms(), LEASE_MS, Default::default())
                 .expect("enqueue")
                 .wait_blocking()
                 .expect("durable");

@@ -278,6 +278,69 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
         "{sent:?}"
     );
 
+    // A retry with the same Idempotency-Key gets the first answer, nothing more
+    // is sent; the key with another request is refused.
+    let once = json!({"from": "billing@acme.example", "to": ["once@remote.example"],
+                      "subject": "idempotent-marker", "text": "only once"});
+    let first = rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.acme.key),
+        &[
+            "--json",
+            &once.to_string(),
+            "--header",
+            "Idempotency-Key: order-4711",
+        ],
+    )?;
+    ensure!(first.status == 202, "{first:?}");
+    let retry = rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.acme.key),
+        &[
+            "--json",
+            &once.to_string(),
+            "--header",
+            "Idempotency-Key: order-4711",
+        ],
+    )?;
+    ensure!(
+        retry.status == 202
+            && retry.body == first.body
+            && retry.header("Idempotent-Replayed") == Some("true"),
+        "retry: {retry:?} first: {first:?}"
+    );
+    let other = json!({"from": "billing@acme.example", "to": ["twice@remote.example"],
+                       "subject": "other", "text": "x"});
+    rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.acme.key),
+        &[
+            "--json",
+            &other.to_string(),
+            "--header",
+            "Idempotency-Key: order-4711",
+        ],
+    )?
+    .problem(422, "idempotency-key-reused")?;
+    // The key is the tenant's own: beta's same key sends beta's message.
+    let beta_once = json!({"from": "app@beta.example", "to": ["once@remote.example"],
+                           "subject": "beta", "text": "x"});
+    let b = rig.request(
+        "POST",
+        "/v1/messages",
+        Some(&rig.beta.key),
+        &[
+            "--json",
+            &beta_once.to_string(),
+            "--header",
+            "Idempotency-Key: order-4711",
+        ],
+    )?;
+    ensure!(b.status == 202 && b.body["id"] != first.body["id"], "{b:?}");
+
     // Raw, envelope in the query, bare LF line ends.
     let raw = "From: Acme <news@acme.example>\nTo: customer@remote.example\nSubject: raw-marker\n\
                Message-ID: <raw-marker@acme.example>\n\nA raw message.\n";
@@ -418,6 +481,17 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
         .problem(404, "not-found")?;
     rig.request("GET", "/v1/messages/NOTANID", Some(&rig.acme.key), &[])?
         .problem(404, "not-found")?;
+
+    // The idempotent message went out once.
+    arrived(&rig.sink, "idempotent-marker")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let copies = rig
+        .sink
+        .messages()
+        .iter()
+        .filter(|m| String::from_utf8_lossy(&m.data).contains("idempotent-marker"))
+        .count();
+    ensure!(copies == 1, "{copies} copies of the idempotent message");
 
     let raw_in = arrived(&rig.sink, "raw-marker")?;
     let raw_text = String::from_utf8_lossy(&raw_in.data);

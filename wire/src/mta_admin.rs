@@ -246,6 +246,8 @@ pub enum ExportItem {
     Body(Vec<u8>),
     /// One delivery log record, JSON.
     Log(Vec<u8>),
+    /// One HTTPS API request's kept answer (an `Idempotency-Key`), JSON.
+    ApiRequest(Vec<u8>),
 }
 
 /// Largest export item accepted (a body is at most the MTA's message size limit).
@@ -256,6 +258,7 @@ pub fn write_export_item(out: &mut impl Write, item: &ExportItem) -> io::Result<
         ExportItem::Message(b) => (1u8, b),
         ExportItem::Body(b) => (2, b),
         ExportItem::Log(b) => (3, b),
+        ExportItem::ApiRequest(b) => (4, b),
     };
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("export item too large"))?;
     out.write_all(&[kind])?;
@@ -284,6 +287,7 @@ pub fn read_export_item<R: Read + ?Sized>(input: &mut R) -> io::Result<Option<Ex
         1 => Ok(Some(ExportItem::Message(bytes))),
         2 => Ok(Some(ExportItem::Body(bytes))),
         3 => Ok(Some(ExportItem::Log(bytes))),
+        4 => Ok(Some(ExportItem::ApiRequest(bytes))),
         k => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("export item of kind {k}"),

@@ -11,6 +11,8 @@
 //!   <tenant>-export/messages/<id>.eml     each queued message, as queued
 //!   <tenant>-export/messages/index.json   their envelopes (sender, recipients, state)
 //!   <tenant>-export/delivery-log/NNNN.jsonl   delivery log records, 10,000 per file
+//!   <tenant>-export/api-requests.json     answers kept for API requests sent with an
+//!                                         Idempotency-Key (the last 24 hours)
 //!   <tenant>-export/manifest.json         counts, and every file's size and SHA-256
 //! ```
 //!
@@ -182,6 +184,7 @@ fn write_archive(
     let mut log_lines: Vec<u8> = Vec::new();
     let (mut log_in_file, mut log_files, mut log_records) = (0usize, 0u32, 0u64);
     let mut pending_id: Option<String> = None;
+    let mut api_requests: Vec<serde_json::Value> = Vec::new();
     let streamed = client.call_stream(
         AdminOp::TenantExport {
             tenant: part.info.tenant.clone(),
@@ -228,6 +231,16 @@ fn write_archive(
                             log_in_file = 0;
                         }
                     }
+                    // Kept for a day only, so few: gathered into one file.
+                    ExportItem::ApiRequest(json) => {
+                        let kept: serde_json::Value =
+                            serde_json::from_slice(&json).map_err(|e| {
+                                std::io::Error::other(format!(
+                                    "an API request item that does not read: {e}"
+                                ))
+                            })?;
+                        api_requests.push(kept);
+                    }
                 }
             }
             Ok(())
@@ -257,6 +270,11 @@ fn write_archive(
         )
         .map_err(io)?;
     }
+    tar.file(
+        &format!("{base}/api-requests.json"),
+        &pretty(&api_requests)?,
+    )
+    .map_err(io)?;
     tar.file(&format!("{base}/messages/index.json"), &pretty(&envelopes)?)
         .map_err(io)?;
     let manifest = ExportManifest {

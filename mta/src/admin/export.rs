@@ -100,6 +100,9 @@ fn export_items(
     for record in &log {
         item(frames, &ExportItem::Log(encode(record)?))?;
     }
+    for kept in spool.idempotency_of(tenant)? {
+        item(frames, &ExportItem::ApiRequest(encode(&kept)?))?;
+    }
     Ok(AdminResult::Exported {
         messages,
         log_records: log.len() as u64,

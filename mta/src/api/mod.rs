@@ -13,6 +13,7 @@
 //!   openapi.rs  the OpenAPI 3.1 document served at /v1/openapi.json
 //! ```
 
+mod idempotency;
 mod openapi;
 mod problem;
 mod read;
@@ -301,10 +302,10 @@ impl Conn {
             Ok(g) => g,
             Err(p) => return Answer::of(endpoint, Err(p)),
         };
-        let result = if raw {
-            self.send_raw(req, data, &grant).await
-        } else {
-            self.send_json(req, data, &grant).await
+        let result = match idempotency::key_of(&req) {
+            Err(p) => Err(p),
+            Ok(key) if raw => self.send_raw(req, data, &grant, key).await,
+            Ok(key) => self.send_json(req, data, &grant, key).await,
         };
         Answer {
             endpoint,
@@ -318,16 +319,26 @@ impl Conn {
         req: Request<Incoming>,
         data: Duration,
         grant: &Grant,
+        key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
         media_type(&req, "application/json")?;
         let max = self.live.settings.limits.max_message_size;
+        let described = idempotency::describe(&req);
         let body = read_body(req, json_limit(max), data).await?;
+        let claim = match key {
+            Some(key) => match self.claim(grant, key, &described, &body)? {
+                Claimed::Replay(answer) => return Ok(answer),
+                Claimed::Fresh(claim) => Some(claim),
+            },
+            None => None,
+        };
         let request = send::parse(&body)?;
         drop(body);
         let id = MessageId::generate();
         let built = send::build(&request, &id, &self.live.settings.raw.hostname, now_ms())?;
         drop(request);
-        self.submit(grant, id, built.sender, built.recipients, built.content)
+        let (sender, recipients) = (built.sender, built.recipients);
+        self.submit(grant, id, sender, recipients, built.content, claim.as_ref())
             .await
     }
 
@@ -336,8 +347,10 @@ impl Conn {
         req: Request<Incoming>,
         data: Duration,
         grant: &Grant,
+        key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
         media_type(&req, "message/rfc822")?;
+        let described = idempotency::describe(&req);
         let headers = req.headers();
         let from = headers.get("way2mail-from").and_then(|v| v.to_str().ok());
         let to: Vec<&str> = headers
@@ -348,10 +361,34 @@ impl Conn {
         let (sender, recipients) = send::raw_envelope(req.uri().query(), from, &to)?;
         let max = self.live.settings.limits.max_message_size;
         let body = read_body(req, max, data).await?;
+        let claim = match key {
+            Some(key) => match self.claim(grant, key, &described, &body)? {
+                Claimed::Replay(answer) => return Ok(answer),
+                Claimed::Fresh(claim) => Some(claim),
+            },
+            None => None,
+        };
         let content = send::check_raw(&body)?;
         drop(body);
-        self.submit(grant, MessageId::generate(), sender, recipients, content)
+        let id = MessageId::generate();
+        self.submit(grant, id, sender, recipients, content, claim.as_ref())
             .await
+    }
+
+    /// An `Idempotency-Key` request: the answer kept for it, or the right to send
+    /// (held until the message is spooled, so that a concurrent retry waits).
+    fn claim(
+        &self,
+        grant: &Grant,
+        key: String,
+        described: &str,
+        body: &[u8],
+    ) -> Result<Claimed, Problem> {
+        let claim = idempotency::Claim::take(&grant.tenant, key, described, body)?;
+        match claim.kept(&self.shared.spool, now_ms())? {
+            Some(answer) => Ok(Claimed::Replay(answer)),
+            None => Ok(Claimed::Fresh(claim)),
+        }
     }
 
     /// `GET /v1/messages/{id}`: where the message stands, recipient by recipient,
@@ -454,6 +491,7 @@ impl Conn {
         sender: String,
         recipients: Vec<String>,
         content: Vec<u8>,
+        claim: Option<&idempotency::Claim>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
         let started = Instant::now();
         match self.shared.monitor.state() {
@@ -561,7 +599,20 @@ impl Conn {
             }
         };
         let size = body.len() as u64;
-        if let Err(e) = crate::submit::spool(&self.shared, id, envelope, body).await {
+        let recipients = accepted.len();
+        // The answer is known before the write: kept with the message when the
+        // request has an Idempotency-Key.
+        let answer = serde_json::to_vec(&Queued {
+            id: id.to_string(),
+            recipients: accepted,
+            refused: refusals,
+        })
+        .unwrap_or_default();
+        let side = match claim {
+            Some(c) => c.records(&self.shared.spool, id, StatusCode::ACCEPTED, &answer, now)?,
+            None => Default::default(),
+        };
+        if let Err(e) = crate::submit::spool(&self.shared, id, envelope, body, side).await {
             crate::metrics::rejected("api", "spool_failure");
             tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
             return Err(Problem::unavailable("the message could not be spooled"));
@@ -575,20 +626,18 @@ impl Conn {
             listener = "api",
             tls = %self.tls,
             size,
-            recipients = accepted.len(),
+            recipients,
             tenant = %grant.tenant,
             dkim = dkim.as_deref().unwrap_or(""),
             "message queued"
         );
-        Ok(json(
-            StatusCode::ACCEPTED,
-            &Queued {
-                id: id.to_string(),
-                recipients: accepted,
-                refused: refusals,
-            },
-        ))
+        Ok(json_bytes(StatusCode::ACCEPTED, answer))
     }
+}
+
+enum Claimed {
+    Replay(Response<Full<Bytes>>),
+    Fresh(idempotency::Claim),
 }
 
 /// The body of a `202`.
@@ -744,7 +793,10 @@ async fn read_body(
 }
 
 fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
-use way2mail_queue::{Durable, Error, Spool};
+use way2mail_queue::{Durable, Error, SideRecords, Spool};
 use way2mail_smtp::{Envelope, MessageId};
 
 use super::budget::Budget;
@@ -110,18 +110,20 @@ impl Handoff {
 
     /// Spools a message: leased and handed over when delivery has room for its body
     /// (a [`Handed`] to give it to once the write is durable), due on the schedule
-    /// otherwise (`None`, with the same durability handle).
+    /// otherwise (`None`, with the same durability handle). `side` records go in
+    /// the same write.
     pub fn enqueue(
         &self,
         spool: &Spool,
         id: MessageId,
         envelope: &Envelope,
         body: &[u8],
+        side: SideRecords,
     ) -> Result<(Durable, Option<Handed<'_>>), Error> {
         let len = body.len() as u64;
         let cost = body_cost(len);
         if len > WHOLE_BODY_MAX || !self.budget.try_reserve(cost) {
-            return Ok((spool.enqueue(id, envelope, body)?, None));
+            return Ok((spool.enqueue_with(id, envelope, body, side)?, None));
         }
         let handed = Handed {
             handoff: self,
@@ -129,7 +131,7 @@ impl Handoff {
             cost,
             sent: false,
         };
-        let durable = spool.enqueue_leased(id, envelope, body, now_ms(), self.lease_ms)?;
+        let durable = spool.enqueue_leased(id, envelope, body, now_ms(), self.lease_ms, side)?;
         Ok((durable, Some(handed)))
     }
 }

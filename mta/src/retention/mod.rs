@@ -97,7 +97,23 @@ impl Sweeper {
                 Err(e) => failed = Some(e),
             }
         }
-        log(&report, &plan, trigger, started.elapsed(), failed.as_ref());
+        // API idempotency records live a day whatever the tenant's retention: they
+        // only repeat an answer (docs/api.md).
+        let mut idempotency = 0;
+        if failed.is_none() {
+            match self.spool.purge_idempotency(report.started_ms) {
+                Ok(n) => idempotency = n,
+                Err(e) => failed = Some(e),
+            }
+        }
+        log(
+            &report,
+            &plan,
+            trigger,
+            started.elapsed(),
+            idempotency,
+            failed.as_ref(),
+        );
         match failed {
             None => Ok(report),
             Some(error) => Err(SweepFailed {
@@ -141,6 +157,7 @@ fn log(
     plan: &plan::Plan,
     trigger: &'static str,
     took: Duration,
+    idempotency: usize,
     failed: Option<&way2mail_queue::Error>,
 ) {
     let sum = |f: fn(&SweepEntry) -> u64| report.entries.iter().map(f).sum::<u64>();
@@ -159,6 +176,7 @@ fn log(
             in_delivery,
             erased_messages = report.erased_messages,
             erased_log_records = report.erased_log_records,
+            idempotency,
             on_hold,
             unknown = plan.unknown,
             duration_ms,

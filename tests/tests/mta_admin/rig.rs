@@ -195,6 +195,8 @@ pub struct Exported {
 pub struct Export {
     pub messages: Vec<Exported>,
     pub log: Vec<DeliveryRecord>,
+    /// Kept answers of API requests with an `Idempotency-Key`.
+    pub api_requests: Vec<Value>,
     /// The final answer (`exported {…}`).
     pub result: AdminResult,
 }
@@ -214,6 +216,7 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
     let mut out = Export {
         messages: Vec::new(),
         log: Vec::new(),
+        api_requests: Vec::new(),
         result,
     };
     let mut items = items.into_iter();
@@ -234,6 +237,10 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
                 ensure!(!line.is_empty());
                 out.log
                     .push(serde_json::from_slice(&line).context("log item")?);
+            }
+            ExportItem::ApiRequest(line) => {
+                let kept: Value = serde_json::from_slice(&line).context("API request item")?;
+                out.api_requests.push(kept);
             }
             ExportItem::Body(_) => bail!("a body without its message item"),
         }
