@@ -10,6 +10,12 @@
 //!     [--starttls] [--auth-user USER] [--ehlo NAME] [--from ADDR] \
 //!     [--to-domain DOMAIN] [--timeout-secs 30] [--json]
 //!
+//! # HTTPS API load generator: 50 requests in flight share 20000 JSON messages.
+//! way2mail-bench api --server 127.0.0.1:2443 --key w2m_xxx_yyy --connections 50 \
+//!     --messages 20000 --size 5120 --from app@acme.example --to rcpt@remote.example \
+//!     [--insecure | --ca-file PEM] [--server-name NAME] \
+//!     [--http2 [--streams-per-connection 10]] [--timeout-secs 30] [--json]
+//!
 //! # Sink: accepts everything (or fails/drops at the given rates), stores nothing.
 //! way2mail-bench sink --listen 127.0.0.1:2526 [--tempfail-rate 0.0] \
 //!     [--permfail-rate 0.0] [--drop-rate 0.0] [--seed 1] [--hostname NAME] \
@@ -23,12 +29,29 @@
 //! prints messages ok and failed, elapsed time, msgs/s, p50/p99/max latency and the
 //! failures counted by reply code or condition (`connect`, `timeout`, `disconnect`,
 //! `protocol`, `tls`, `no-starttls`, `io`); `--json` prints one object
-//! `{ok, failed, elapsed_s, msgs_per_s, p50_ms, p99_ms, max_ms, errors}`. The exit
+//! `{ok, failed, elapsed_s, msgs_per_s, p50_ms, p90_ms, p99_ms, max_ms, errors}`. The exit
 //! status is 1 only when no message succeeded. `--starttls` does NOT check the
 //! server's certificate: it is for benchmarking only. `--auth-user` authenticates every
 //! connection with AUTH PLAIN after (STARTTLS and) EHLO, with the password from
 //! `$WAY2MAIL_BENCH_PASSWORD` (kept off the command line and out of `ps`); a refused
 //! AUTH counts as the failure `auth`.
+//!
+//! `api` sends `POST /v1/messages` with `Authorization: Bearer KEY` and a JSON body
+//! `{"from", "to": [TO], "subject": "bench N", "text"}` whose text makes the message
+//! the server builds about `--size` bytes, over keep-alive HTTPS connections; a `202`
+//! is a success, any other status counts as a failure under its number (`422`,
+//! `429`, ...), like the conditions above (`connect`, `tls`, `no-h2`, `timeout`,
+//! `disconnect`, `protocol`, `http`). The key comes from `--key` or, kept out of
+//! `ps`, from `$WAY2MAIL_BENCH_API_KEY`. `--connections` is the number of requests in
+//! flight: over HTTP/1.1 (the default) each has its own TLS connection and sends its
+//! requests one after the other; with `--http2` (h2 by ALPN) they are multiplexed
+//! as streams over `ceil(connections / streams-per-connection)` TLS connections.
+//! Latency runs from sending a request to the end of its response. It prints what
+//! `smtp` prints, plus the protocol, the requests in flight and the TLS connections
+//! opened (`http`, `concurrency`, `connections_opened` in the JSON, which otherwise
+//! has the same keys), and on stderr the first answer of each failing status. The
+//! certificate is NOT checked unless `--ca-file` names the PEM certificates to trust
+//! (`--insecure` says the default out loud).
 //!
 //! `sink` prints `listening on ADDR` as its first line (use port 0 for an ephemeral
 //! port), answers each complete message with 250, `451 4.3.0`, `554 5.0.0` or a
@@ -39,9 +62,11 @@
 //! `--starttls` makes it offer STARTTLS with a self-signed certificate.
 //!
 //! Modules: `smtp_client` (load generator) over `conn` (buffered socket), `reply`
-//! (reply parser), `message` (generated messages), `tls`, `stats`; `sink` with its
-//! sans-IO `protocol` and per-connection `session`.
+//! (reply parser), `message` (generated messages), `tls`, `stats`; `api_client`
+//! (the HTTPS load generator, over hyper); `sink` with its sans-IO `protocol` and
+//! per-connection `session`.
 
+mod api_client;
 mod conn;
 mod message;
 mod reply;
@@ -61,7 +86,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "way2mail-bench",
     version,
-    about = "SMTP load generator and sink"
+    about = "SMTP and HTTPS API load generator, and SMTP sink"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,6 +97,8 @@ struct Cli {
 enum Command {
     /// Send messages to an SMTP server as fast as it takes them.
     Smtp(SmtpArgs),
+    /// Send messages to Way2Mail's HTTPS API (POST /v1/messages) as fast as it takes them.
+    Api(ApiArgs),
     /// Run an SMTP server that accepts and discards mail.
     Sink(SinkArgs),
 }
@@ -116,6 +143,56 @@ struct SmtpArgs {
     #[arg(long, default_value = "example.net")]
     to_domain: String,
     /// Limit for each connect, read and write.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// Server address of the API listener, host:port.
+    #[arg(long, default_value = "127.0.0.1:2443")]
+    server: String,
+    /// API key, sent as `Authorization: Bearer KEY`; without it, the environment
+    /// variable WAY2MAIL_BENCH_API_KEY (which `ps` does not show).
+    #[arg(long)]
+    key: Option<String>,
+    /// Requests in flight: HTTP/1.1 connections, or HTTP/2 streams in all.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Messages to send in total, shared by all connections.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Size in bytes of the message the server builds (headers estimated, before
+    /// DKIM signatures).
+    #[arg(long, default_value_t = 5120)]
+    size: usize,
+    /// The message's sender ("from"): an address of a domain the key's tenant may
+    /// send from.
+    #[arg(long, default_value = "bench@example.com")]
+    from: String,
+    /// The message's one recipient ("to").
+    #[arg(long, default_value = "rcpt1@example.net")]
+    to: String,
+    /// Accept any server certificate (the default; benchmarking only).
+    #[arg(long, conflicts_with = "ca_file")]
+    insecure: bool,
+    /// Check the server's certificate against the PEM certificates in this file.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Name for SNI and the certificate check (default: the host of --server).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Negotiate HTTP/2 by ALPN and multiplex the requests over fewer connections.
+    #[arg(long)]
+    http2: bool,
+    /// With --http2: concurrent streams per connection, so the connections are
+    /// ceil(connections / this).
+    #[arg(long, default_value_t = 10, requires = "http2")]
+    streams_per_connection: usize,
+    /// Limit for each connect, TLS handshake and request (to the end of its answer).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
     /// Print one JSON object instead of text.
@@ -188,6 +265,21 @@ fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Api(args) => {
+            let json = args.json;
+            let summary = runtime.block_on(api_client::run(api_config(args)?))?;
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.to_text());
+            }
+            eprint!("{}", summary.samples_text());
+            Ok(if summary.summary.ok == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Sink(args) => {
             runtime.block_on(sink::run(sink_config(args)?))?;
             Ok(ExitCode::SUCCESS)
@@ -220,6 +312,31 @@ fn client_config(a: SmtpArgs) -> anyhow::Result<smtp_client::ClientConfig> {
         ehlo: a.ehlo,
         from: a.from,
         to_domain: a.to_domain,
+        timeout: Duration::from_secs(a.timeout_secs),
+    })
+}
+
+fn api_config(a: ApiArgs) -> anyhow::Result<api_client::ApiConfig> {
+    if a.connections == 0 || a.timeout_secs == 0 || a.streams_per_connection == 0 {
+        bail!("--connections, --streams-per-connection and --timeout-secs must be at least 1");
+    }
+    let key = match a.key {
+        Some(key) => key,
+        None => std::env::var("WAY2MAIL_BENCH_API_KEY")
+            .map_err(|_| anyhow::anyhow!("give --key or set WAY2MAIL_BENCH_API_KEY"))?,
+    };
+    Ok(api_client::ApiConfig {
+        server: a.server,
+        key,
+        connections: a.connections,
+        messages: a.messages,
+        size: a.size,
+        from: a.from,
+        to: a.to,
+        ca_file: a.ca_file,
+        server_name: a.server_name,
+        http2: a.http2,
+        streams_per_connection: a.streams_per_connection,
         timeout: Duration::from_secs(a.timeout_secs),
     })
 }

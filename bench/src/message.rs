@@ -5,6 +5,10 @@
 //! lines padded so the unstuffed message is exactly the requested size. Every tenth
 //! body line starts with a dot so each message exercises dot-stuffing. Per message,
 //! only the sequence digits change, so producing the wire form is one copy.
+//!
+//! A [`JsonRequestTemplate`] is the `api` subcommand's counterpart: the JSON body of
+//! `POST /v1/messages` whose `text` (the same 76-character lines) makes the message
+//! the server builds from it about the requested size.
 
 /// Width of the sequence number; fixed so every message has the same length.
 const SEQ_WIDTH: usize = 20;
@@ -52,6 +56,66 @@ impl MessageTemplate {
         }
         out.extend_from_slice(&self.body);
     }
+}
+
+/// Header octets an API server writes around a JSON request's text with
+/// mail-builder, without the addresses, the subject's number and the Message-ID's
+/// left and right parts: From, To, Subject, Date, Message-ID, MIME-Version,
+/// Content-Type and Content-Transfer-Encoding (for ASCII text in short CRLF lines,
+/// which needs no encoding), then the empty line.
+const API_FIXED_HEADER: &str = "From: <>\r\nTo: <>\r\nSubject: bench \r\n\
+    Date: Thu, 01 Jan 1970 00:00:00 +0000\r\nMessage-ID: <@>\r\nMIME-Version: 1.0\r\n\
+    Content-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n";
+/// The Message-ID's two parts as Way2Mail makes them (a 26-character queue id at
+/// the node's host name), the host name guessed at 24 octets.
+const API_MESSAGE_ID_GUESS: usize = 26 + 24;
+
+/// The JSON body of `POST /v1/messages`:
+/// `{"from": FROM, "to": [TO], "subject": "bench N", "text": FILLER}`, where FILLER
+/// is CRLF-terminated 76-character lines making the message the server builds
+/// about `size` octets before it signs it (the headers it adds are estimated, see
+/// [`API_FIXED_HEADER`]). Per request only `N` changes.
+#[derive(Debug, Clone)]
+pub struct JsonRequestTemplate {
+    /// Everything before the number in `subject`.
+    head: Vec<u8>,
+    /// Everything after it.
+    tail: Vec<u8>,
+}
+
+impl JsonRequestTemplate {
+    /// `max_seq` is the largest `N` to be sent (its digits count in the estimate).
+    pub fn new(size: usize, from: &str, to: &str, max_seq: u64) -> Self {
+        let header =
+            API_FIXED_HEADER.len() + from.len() + to.len() + API_MESSAGE_ID_GUESS + digits(max_seq);
+        let text = build_body(size.saturating_sub(header));
+        // Only ASCII letters, digits, spaces, dots and CRLF: always UTF-8.
+        let text = String::from_utf8_lossy(&text);
+        let json = |s: &str| serde_json::Value::from(s).to_string();
+        let head = format!(
+            "{{\"from\":{},\"to\":[{}],\"subject\":\"bench ",
+            json(from),
+            json(to)
+        );
+        let tail = format!("\",\"text\":{}}}", json(&text));
+        Self {
+            head: head.into_bytes(),
+            tail: tail.into_bytes(),
+        }
+    }
+
+    /// The body of request number `seq`.
+    pub fn body(&self, seq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 20 + self.tail.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(&self.tail);
+        out
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 fn build_header(from: &str, recipients: &[String], unix_time: u64) -> (Vec<u8>, [usize; 2]) {
@@ -245,6 +309,35 @@ mod tests {
         assert!(String::from_utf8(a)
             .unwrap()
             .contains("<00000000000000000001.bench@"));
+    }
+
+    #[test]
+    fn json_request_body() {
+        let t = JsonRequestTemplate::new(5120, "app@acme.example", "rcpt@remote.example", 20_000);
+        let body = t.body(17);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["from"], "app@acme.example");
+        assert_eq!(v["to"], serde_json::json!(["rcpt@remote.example"]));
+        assert_eq!(v["subject"], "bench 17");
+        let text = v["text"].as_str().unwrap();
+        assert!(text.ends_with("\r\n"));
+        assert!(text.split("\r\n").all(|l| l.len() <= LINE + 1));
+        assert_eq!(v.as_object().unwrap().len(), 4);
+        // The estimated headers and the text make the requested size.
+        let header = API_FIXED_HEADER.len()
+            + "app@acme.example".len()
+            + "rcpt@remote.example".len()
+            + API_MESSAGE_ID_GUESS
+            + 5;
+        assert_eq!(header + text.len(), 5120);
+        // Tiny sizes still give a valid request with some text.
+        let small = JsonRequestTemplate::new(0, "a@b.c", "d@e.f", 1).body(1);
+        let v: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        assert!(v["text"].is_string());
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(9), 1);
+        assert_eq!(digits(10), 2);
+        assert_eq!(digits(20_000), 5);
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl ClientStats {
             elapsed_s: secs,
             msgs_per_s: if secs > 0.0 { ok as f64 / secs } else { 0.0 },
             p50_ms: ms(percentile(&self.latencies_us, 50.0)),
+            p90_ms: ms(percentile(&self.latencies_us, 90.0)),
             p99_ms: ms(percentile(&self.latencies_us, 99.0)),
             max_ms: ms(self.latencies_us.last().copied().unwrap_or(0)),
             errors: self.errors,
@@ -75,6 +76,7 @@ pub struct ClientSummary {
     pub elapsed_s: f64,
     pub msgs_per_s: f64,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
@@ -82,29 +84,36 @@ pub struct ClientSummary {
 
 impl ClientSummary {
     pub fn to_json(&self) -> String {
+        self.to_json_value().to_string()
+    }
+
+    /// The figures as a JSON object, for callers that add their own keys.
+    pub fn to_json_value(&self) -> serde_json::Value {
         json!({
             "ok": self.ok,
             "failed": self.failed,
             "elapsed_s": self.elapsed_s,
             "msgs_per_s": self.msgs_per_s,
             "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
             "max_ms": self.max_ms,
             "errors": self.errors,
         })
-        .to_string()
     }
 
     pub fn to_text(&self) -> String {
         let mut s = format!(
             "messages ok:     {}\nmessages failed: {}\nelapsed:         {:.3} s\n\
              throughput:      {:.1} msgs/s\nlatency p50:     {:.3} ms\n\
-             latency p99:     {:.3} ms\nlatency max:     {:.3} ms\n",
+             latency p90:     {:.3} ms\nlatency p99:     {:.3} ms\n\
+             latency max:     {:.3} ms\n",
             self.ok,
             self.failed,
             self.elapsed_s,
             self.msgs_per_s,
             self.p50_ms,
+            self.p90_ms,
             self.p99_ms,
             self.max_ms
         );
@@ -243,6 +252,7 @@ mod tests {
         assert_eq!(s.errors.get("timeout"), Some(&1));
         assert_eq!(s.max_ms, 3.0);
         assert_eq!(s.p50_ms, 1.0);
+        assert_eq!(s.p90_ms, 3.0);
         assert_eq!(s.msgs_per_s, 1.0);
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["errors"]["451"], 2);

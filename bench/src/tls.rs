@@ -4,14 +4,17 @@
 //! a load generator talks to test servers with throwaway certificates, and what it
 //! measures is the cost of the handshake and encryption, not of trust. Handshake
 //! signatures are still verified, so the TLS work done matches a real client's.
-//! The sink serves a self-signed certificate generated at start-up.
+//! The sink serves a self-signed certificate generated at start-up. The HTTPS client
+//! of the `api` subcommand can instead check the server against a PEM file.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -78,16 +81,50 @@ impl ServerCertVerifier for BenchmarkOnlyNoCertificateCheck {
 
 /// A client connector that does not check certificates (see module docs).
 pub fn benchmark_connector() -> anyhow::Result<TlsConnector> {
+    Ok(TlsConnector::from(Arc::new(unchecked_client_config()?)))
+}
+
+fn unchecked_client_config() -> anyhow::Result<rustls::ClientConfig> {
     let provider = provider();
     let verifier = Arc::new(BenchmarkOnlyNoCertificateCheck {
         provider: provider.clone(),
     });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)
         .context("TLS client versions")?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// A client connector for HTTPS that offers `alpn` (e.g. `h2` or `http/1.1`).
+/// Without `ca_file` it does not check certificates, as [`benchmark_connector`];
+/// with it, the server's certificate must chain to one of the PEM certificates in
+/// that file (a self-signed server certificate itself will do) and name the server.
+pub fn https_connector(ca_file: Option<&Path>, alpn: &[&[u8]]) -> anyhow::Result<TlsConnector> {
+    let mut config = match ca_file {
+        None => unchecked_client_config()?,
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            for cert in certs {
+                let cert = cert.with_context(|| format!("a certificate in {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("a certificate in {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                bail!("no PEM certificate in {}", path.display());
+            }
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(VERSIONS)
+                .context("TLS client versions")?
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
@@ -145,5 +182,21 @@ mod tests {
     fn configs_build() {
         benchmark_connector().unwrap();
         self_signed_acceptor("sink.localhost").unwrap();
+        https_connector(None, &[b"h2"]).unwrap();
+    }
+
+    #[test]
+    fn ca_file_is_read() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("way2mail-bench-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(&good, certified.cert.pem()).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        https_connector(Some(&good), &[b"http/1.1"]).unwrap();
+        assert!(https_connector(Some(&empty), &[]).is_err());
+        assert!(https_connector(Some(&dir.join("missing.pem")), &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
