@@ -51,6 +51,7 @@ pub enum Op {
     AuditVerify,
     SnapshotGet,
     RetentionReport,
+    ApiCall,
     TenantRetention,
     TenantHold,
     TenantErase,
@@ -75,7 +76,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 60] = [
+    pub const ALL: [Op; 61] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -115,6 +116,7 @@ impl Op {
         Op::AuditVerify,
         Op::SnapshotGet,
         Op::RetentionReport,
+        Op::ApiCall,
         Op::TenantRetention,
         Op::TenantHold,
         Op::TenantErase,
@@ -179,6 +181,7 @@ impl Op {
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
             Request::RetentionReport { .. } => Op::RetentionReport,
+            Request::ApiCall { .. } => Op::ApiCall,
             Request::TenantRetention { .. } => Op::TenantRetention,
             Request::TenantHold { .. } => Op::TenantHold,
             Request::TenantErase { .. } => Op::TenantErase,
@@ -230,14 +233,14 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
         Subject::Peer { root, service } => match op {
             Op::Hello | Op::Login => Allow,
             Op::Bootstrap if root => Allow,
-            Op::SnapshotGet | Op::RetentionReport if service => Allow,
+            Op::SnapshotGet | Op::RetentionReport | Op::ApiCall if service => Allow,
             _ => Deny(ErrorCode::Unauthenticated),
         },
         Subject::Operator(role) => match op {
             Op::Hello | Op::Login | Op::Logout => Allow,
             // Root on the socket only, and the snapshot (password hashes) for the
             // MTA's user only: no role reaches these through a session.
-            Op::Bootstrap | Op::SnapshotGet | Op::RetentionReport => FORBIDDEN,
+            Op::Bootstrap | Op::SnapshotGet | Op::RetentionReport | Op::ApiCall => FORBIDDEN,
             Op::TenantAdd
             | Op::TenantUpdate
             | Op::TenantSuspend
@@ -365,7 +368,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 60] = [
+    const TABLE: [(Op, [Decision; 7]); 61] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -405,6 +408,7 @@ mod tests {
         (Op::AuditVerify, [A, F, F, A, U, U, U]),
         (Op::SnapshotGet, [F, F, F, F, U, A, U]),
         (Op::RetentionReport, [F, F, F, F, U, A, U]),
+        (Op::ApiCall, [F, F, F, F, U, A, U]),
         (Op::TenantRetention, [A, A, F, F, U, U, U]),
         (Op::TenantHold, [R, F, F, F, U, U, U]),
         (Op::TenantErase, [A, F, F, F, U, U, U]),
@@ -466,9 +470,12 @@ mod tests {
         };
         for op in Op::ALL {
             let expected = match op {
-                Op::Hello | Op::Login | Op::Bootstrap | Op::SnapshotGet | Op::RetentionReport => {
-                    Allow
-                }
+                Op::Hello
+                | Op::Login
+                | Op::Bootstrap
+                | Op::SnapshotGet
+                | Op::RetentionReport
+                | Op::ApiCall => Allow,
                 _ => U,
             };
             assert_eq!(decide(both, op), expected, "{op:?}");

@@ -667,3 +667,113 @@ fn refusals() -> anyhow::Result<()> {
     ensure!(last.header("Retry-After") == Some("60"), "{last:?}");
     Ok(())
 }
+
+#[test]
+fn account_endpoints_through_control() -> anyhow::Result<()> {
+    let rig = rig(Backend::IoUring, 1024 * 1024)?;
+    let key = &rig.acme.key;
+    let domains = rig.request("GET", "/v1/domains", Some(key), &[])?;
+    ensure!(domains.status == 200, "{domains:?}");
+    ensure!(
+        domains.body["domains"].as_array().map(Vec::len) == Some(1)
+            && domains.body["domains"][0]["domain"] == "acme.example"
+            && domains.body["domains"][0]["may_send"] == true,
+        "{domains:?}"
+    );
+    let dns = rig.request("GET", "/v1/domains/acme.example/dns", Some(key), &[])?;
+    ensure!(dns.status == 200, "{dns:?}");
+    let purposes: Vec<&str> = dns.body["records"]
+        .as_array()
+        .context("records")?
+        .iter()
+        .filter_map(|r| r["purpose"].as_str())
+        .collect();
+    ensure!(
+        purposes.contains(&"dkim") && purposes.contains(&"dmarc"),
+        "{purposes:?}"
+    );
+    // Another tenant's domain does not exist for this key.
+    rig.request("GET", "/v1/domains/beta.example/dns", Some(key), &[])?
+        .problem(404, "not-found")?;
+
+    // A suppression added through the API refuses that recipient.
+    let added = rig.request(
+        "POST",
+        "/v1/suppressions",
+        Some(key),
+        &[
+            "--json",
+            r#"{"address": "Gone@Remote.example", "note": "asked to stop"}"#,
+        ],
+    )?;
+    ensure!(added.status == 201, "{added:?}");
+    ensure!(added.body["address"] == "gone@remote.example", "{added:?}");
+    ensure!(
+        added.body["added_by"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("api:")),
+        "{added:?}"
+    );
+    rig.request(
+        "POST",
+        "/v1/suppressions",
+        Some(key),
+        &["--json", r#"{"address": "gone@remote.example"}"#],
+    )?
+    .problem(409, "exists")?;
+    let listed = rig.request("GET", "/v1/suppressions", Some(key), &[])?;
+    ensure!(
+        listed.body["suppressions"][0]["address"] == "gone@remote.example",
+        "{listed:?}"
+    );
+    let beta_list = rig.request("GET", "/v1/suppressions", Some(&rig.beta.key), &[])?;
+    ensure!(beta_list.body["suppressions"] == json!([]), "{beta_list:?}");
+    let message = json!({"from": "app@acme.example", "to": ["gone@remote.example"],
+                         "subject": "s", "text": "t"});
+    wait_for("the suppression to reach the MTA", FOLLOW, || {
+        rig.send_json(key, &message)
+            .ok()
+            .filter(|a| a.status == 422)
+    })?
+    .problem(422, "recipients-refused")?;
+    let removed = rig.request(
+        "DELETE",
+        "/v1/suppressions/gone%40remote.example",
+        Some(key),
+        &[],
+    )?;
+    ensure!(removed.status == 204, "{removed:?}");
+    rig.request(
+        "DELETE",
+        "/v1/suppressions/gone%40remote.example",
+        Some(key),
+        &[],
+    )?
+    .problem(404, "not-found")?;
+    wait_for("the removal to reach the MTA", FOLLOW, || {
+        rig.send_json(key, &message)
+            .ok()
+            .filter(|a| a.status == 202)
+    })?;
+
+    // Every call is in the audit log as the key's, with the tenant.
+    let _ = rig.request("GET", "/v1/events", Some(key), &[])?;
+    let audit = rig.cli(&["--json", "audit", "list", "--tenant", "acme"])?;
+    let entries = audit["entries"].as_array().context("entries")?;
+    let by_key = |action: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action && e["actor"].as_str().is_some_and(|a| a.starts_with("api:"))
+        })
+    };
+    for action in [
+        "api.domain.list",
+        "api.domain.dns",
+        "api.suppression.add",
+        "api.suppression.list",
+        "api.suppression.remove",
+        "api.access",
+    ] {
+        ensure!(by_key(action), "no {action} entry by the key: {entries:?}");
+    }
+    Ok(())
+}

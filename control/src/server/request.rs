@@ -76,6 +76,7 @@ pub const OPS: &[&str] = &[
     "audit.verify",
     "snapshot.get",
     "retention.report",
+    "api.call",
 ];
 
 /// What the request log needs to know about one answered line.

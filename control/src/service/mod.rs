@@ -21,6 +21,7 @@
 //! without it, another step under it. `hello` and a `snapshot.get` answered
 //! `unchanged` are the only requests not audited; refused ones are.
 
+mod api;
 mod archive;
 mod audit_ops;
 mod backup;
@@ -180,6 +181,13 @@ impl Service {
                 );
                 Err(self.refuse(who, &request, reason, AuditOutcome::Failed, failure))
             }
+            // Audited under the API operation's own name (`api.suppression.add`).
+            Request::ApiCall {
+                credential_id,
+                call,
+            } => self.locked(who, call.name(), None, reason, |ctx| {
+                api::call(ctx, &credential_id, &call)
+            }),
             request => self.locked(who, op, tenant, reason, |ctx| dispatch(ctx, &request)),
         }
     }
@@ -465,6 +473,8 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::AuditVerify => audit_ops::verify(ctx),
         Request::SnapshotGet { .. } => snapshot::get(ctx),
         Request::RetentionReport { report } => retention::report(ctx, report),
+        // Run above, under their own audit action.
+        Request::ApiCall { .. } => Err(Failure::internal("api.call reached the generic dispatch")),
     }
 }
 
@@ -474,7 +484,7 @@ fn denial_message(who: &Identity, op: Op, name: &str, code: ErrorCode, caller: &
             "bootstrap is only for root on the control socket without a session, before the first admin exists".into()
         }
         (Op::Bootstrap, _) => format!("bootstrap is only for root on the control socket (you are uid {})", caller.uid),
-        (Op::SnapshotGet | Op::RetentionReport, _) => format!(
+        (Op::SnapshotGet | Op::RetentionReport | Op::ApiCall, _) => format!(
             "{name} is only for the MTA's service user without a session (you are uid {})",
             caller.uid
         ),

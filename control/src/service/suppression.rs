@@ -68,7 +68,11 @@ pub(crate) fn add(
         address: addr,
         note,
         added_at: ctx.now,
-        added_by: ctx.who.actor.clone(),
+        // An API key's own additions name the key (api.rs sets the actor).
+        added_by: ctx
+            .actor_override
+            .as_ref()
+            .map_or_else(|| ctx.who.actor.clone(), |(actor, _)| actor.clone()),
     };
     ctx.batch
         .put_tenant(TreeName::Suppression, &info.tenant, key, &entry)?;

@@ -19,7 +19,6 @@ use std::sync::{LazyLock, Mutex};
 use aws_lc_rs::digest;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use way2mail_queue::{IdempotencyRecord, SideRecords, Spool};
@@ -59,7 +58,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The request's `Idempotency-Key`, if it has one: 1 to 255 printable ASCII
 /// characters.
-pub fn key_of(req: &Request<Incoming>) -> Result<Option<String>, Problem> {
+pub fn key_of<B>(req: &Request<B>) -> Result<Option<String>, Problem> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -78,7 +77,7 @@ pub fn key_of(req: &Request<Incoming>) -> Result<Option<String>, Problem> {
 }
 
 /// What identifies a request besides its body: method, path and query.
-pub fn describe(req: &Request<Incoming>) -> String {
+pub fn describe<B>(req: &Request<B>) -> String {
     format!(
         "{} {}?{}",
         req.method(),

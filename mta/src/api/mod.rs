@@ -13,6 +13,7 @@
 //!   openapi.rs  the OpenAPI 3.1 document served at /v1/openapi.json
 //! ```
 
+mod account;
 mod idempotency;
 mod openapi;
 mod problem;
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{AuthVerdict, Grant, SpoolState};
 use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
+use way2mail_wire::protocol::ApiCall;
 use zeroize::Zeroizing;
 
 use crate::limits::Activity;
@@ -48,6 +50,24 @@ use crate::session::{Live, Shared};
 use crate::tenants::directory::{CREDENTIALS_REVOKED, SUSPENDED, TERMINATED};
 
 use self::problem::{FieldError, Problem};
+
+/// A request whose body a handler takes when it reads it; a body left unread (an
+/// answer given before it: 401, 415, 404...) is drained after the answer is made,
+/// up to [`DRAIN`], so that the client reads the answer rather than a reset (some
+/// HTTP/2 clients treat the early end of a stream they are still sending on as an
+/// error).
+type Req = Request<BodySlot>;
+
+struct BodySlot(std::cell::RefCell<Option<Incoming>>);
+
+impl BodySlot {
+    fn take(&self) -> Option<Incoming> {
+        self.0.borrow_mut().take()
+    }
+}
+
+/// How long draining an unread body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Streams one HTTP/2 connection may run at once.
 const MAX_STREAMS: u32 = 64;
@@ -198,11 +218,25 @@ impl Conn {
         let started = Instant::now();
         self.requests.set(self.requests.get() + 1);
         let method = req.method().clone();
-        let answer = self.route(req, data).await;
-        let response = match answer.result {
+        // A client waiting for `100 Continue` sends nothing unless asked: no drain.
+        let expects_continue = req
+            .headers()
+            .get(hyper::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let (parts, body) = req.into_parts();
+        let req = Request::from_parts(parts, BodySlot(std::cell::RefCell::new(Some(body))));
+        let answer = self.route(&req, data).await;
+        if let Some(body) = req.body().take().filter(|_| !expects_continue) {
+            drain(body).await;
+        }
+        let mut response = match answer.result {
             Ok(r) => r,
             Err(p) => p.response(),
         };
+        // HTTP/1 leaves out the body of an answer to HEAD by itself; HTTP/2 does not.
+        if method == Method::HEAD {
+            *response.body_mut() = Full::new(Bytes::new());
+        }
         let status = response.status().as_u16();
         crate::metrics::api_request(answer.endpoint, status);
         tracing::info!(
@@ -218,7 +252,7 @@ impl Conn {
         response
     }
 
-    async fn route(&self, req: Request<Incoming>, data: Duration) -> Answer {
+    async fn route(&self, req: &Req, data: Duration) -> Answer {
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::GET, "/v1/openapi.json") => {
@@ -233,14 +267,34 @@ impl Conn {
             (_, "/v1/messages" | "/v1/messages/raw") => {
                 Answer::of("other", Err(not_allowed("POST")))
             }
-            (&Method::GET, "/v1/events") => self.events(&req).await,
+            (&Method::GET, "/v1/events") => self.events(req).await,
+            (&Method::GET, "/v1/suppressions") => {
+                self.account(req, "suppressions", Account::SuppressionList)
+                    .await
+            }
+            (&Method::POST, "/v1/suppressions") => self.add_suppression(req, data).await,
+            (&Method::DELETE, p) if p.starts_with("/v1/suppressions/") => {
+                let address = send::percent_decode(&p["/v1/suppressions/".len()..]);
+                self.account(req, "suppression", Account::SuppressionRemove(address))
+                    .await
+            }
+            (&Method::GET, "/v1/domains") => {
+                self.account(req, "domains", Account::DomainList).await
+            }
+            (&Method::GET, p) if p.starts_with("/v1/domains/") && p.ends_with("/dns") => {
+                let domain = p["/v1/domains/".len()..p.len() - "/dns".len()].to_string();
+                self.account(req, "domain_dns", Account::DomainDns(domain))
+                    .await
+            }
+            (_, "/v1/suppressions") => Answer::of("other", Err(not_allowed("GET, POST"))),
+            (_, "/v1/domains") => Answer::of("other", Err(not_allowed("GET"))),
             (_, "/v1/events") => Answer::of("other", Err(not_allowed("GET"))),
             (method, p) if p.starts_with("/v1/messages/") => {
                 if method != Method::GET {
                     return Answer::of("other", Err(not_allowed("GET")));
                 }
                 let id = p["/v1/messages/".len()..].to_string();
-                self.message(&req, &id).await
+                self.message(req, &id).await
             }
             (_, "/v1/openapi.json") => Answer::of("other", Err(not_allowed("GET"))),
             _ => Answer::of("other", Err(Problem::not_found())),
@@ -248,7 +302,7 @@ impl Conn {
     }
 
     /// The tenant the request's API key stands for.
-    async fn authenticate(&self, req: &Request<Incoming>) -> Result<Grant, Problem> {
+    async fn authenticate(&self, req: &Req) -> Result<Grant, Problem> {
         let Some(tenants) = &self.shared.tenants else {
             return Err(Problem::unavailable(
                 "this node has no account data (control.socket is not set)",
@@ -296,13 +350,13 @@ impl Conn {
 
     /// `POST /v1/messages` (JSON) and `POST /v1/messages/raw`: the key, then the
     /// message.
-    async fn send(&self, req: Request<Incoming>, data: Duration, raw: bool) -> Answer {
+    async fn send(&self, req: &Req, data: Duration, raw: bool) -> Answer {
         let endpoint = if raw { "messages_raw" } else { "messages" };
-        let grant = match self.authenticate(&req).await {
+        let grant = match self.authenticate(req).await {
             Ok(g) => g,
             Err(p) => return Answer::of(endpoint, Err(p)),
         };
-        let result = match idempotency::key_of(&req) {
+        let result = match idempotency::key_of(req) {
             Err(p) => Err(p),
             Ok(key) if raw => self.send_raw(req, data, &grant, key).await,
             Ok(key) => self.send_json(req, data, &grant, key).await,
@@ -316,14 +370,14 @@ impl Conn {
 
     async fn send_json(
         &self,
-        req: Request<Incoming>,
+        req: &Req,
         data: Duration,
         grant: &Grant,
         key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
-        media_type(&req, "application/json")?;
+        media_type(req, "application/json")?;
         let max = self.live.settings.limits.max_message_size;
-        let described = idempotency::describe(&req);
+        let described = idempotency::describe(req);
         let body = read_body(req, json_limit(max), data).await?;
         let claim = match key {
             Some(key) => match self.claim(grant, key, &described, &body)? {
@@ -344,13 +398,13 @@ impl Conn {
 
     async fn send_raw(
         &self,
-        req: Request<Incoming>,
+        req: &Req,
         data: Duration,
         grant: &Grant,
         key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
-        media_type(&req, "message/rfc822")?;
-        let described = idempotency::describe(&req);
+        media_type(req, "message/rfc822")?;
+        let described = idempotency::describe(req);
         let headers = req.headers();
         let from = headers.get("way2mail-from").and_then(|v| v.to_str().ok());
         let to: Vec<&str> = headers
@@ -391,15 +445,85 @@ impl Conn {
         }
     }
 
+    /// The endpoints control answers: the key, then one `api.call`.
+    async fn account(&self, req: &Req, endpoint: &'static str, what: Account) -> Answer {
+        let grant = match self.authenticate(req).await {
+            Ok(g) => g,
+            Err(p) => return Answer::of(endpoint, Err(p)),
+        };
+        let settings = &self.live.settings;
+        let id = &grant.credential_id;
+        let result = match what {
+            Account::SuppressionList => account::ask(settings, id, ApiCall::SuppressionList)
+                .await
+                .and_then(account::suppressions)
+                .map(|s| json(StatusCode::OK, &account::Suppressions { suppressions: s })),
+            Account::SuppressionRemove(address) => {
+                account::ask(settings, id, ApiCall::SuppressionRemove { address })
+                    .await
+                    .map(|_| empty(StatusCode::NO_CONTENT))
+            }
+            Account::DomainList => account::ask(settings, id, ApiCall::DomainList)
+                .await
+                .and_then(account::domains)
+                .map(|d| json(StatusCode::OK, &d)),
+            Account::DomainDns(domain) => account::ask(settings, id, ApiCall::DomainDns { domain })
+                .await
+                .and_then(account::records)
+                .map(|r| json(StatusCode::OK, &r)),
+        };
+        Answer {
+            endpoint,
+            tenant: Some(grant.tenant),
+            result,
+        }
+    }
+
+    /// `POST /v1/suppressions {address, note?}`.
+    async fn add_suppression(&self, req: &Req, data: Duration) -> Answer {
+        const ENDPOINT: &str = "suppressions";
+        let grant = match self.authenticate(req).await {
+            Ok(g) => g,
+            Err(p) => return Answer::of(ENDPOINT, Err(p)),
+        };
+        let result = async {
+            media_type(req, "application/json")?;
+            let body = read_body(req, 16 * 1024, data).await?;
+            let request: account::SuppressionRequest = send::parse_json(&body)?;
+            let call = ApiCall::SuppressionAdd {
+                address: request.address,
+                note: request.note,
+            };
+            let added = account::ask(&self.live.settings, &grant.credential_id, call).await?;
+            let mut entries = account::suppressions(added)?;
+            let entry = entries
+                .pop()
+                .ok_or_else(|| Problem::unavailable("account data answered unexpectedly"))?;
+            Ok(json(StatusCode::CREATED, &entry))
+        }
+        .await;
+        Answer {
+            endpoint: ENDPOINT,
+            tenant: Some(grant.tenant),
+            result,
+        }
+    }
+
     /// `GET /v1/messages/{id}`: where the message stands, recipient by recipient,
     /// and its delivery outcomes.
-    async fn message(&self, req: &Request<Incoming>, id: &str) -> Answer {
+    async fn message(&self, req: &Req, id: &str) -> Answer {
         const ENDPOINT: &str = "message";
         let grant = match self.authenticate(req).await {
             Ok(g) => g,
             Err(p) => return Answer::of(ENDPOINT, Err(p)),
         };
+        let what = format!(
+            "GET /v1/messages/{}",
+            id.chars().take(40).collect::<String>()
+        );
+        let audited = account::record_access(&self.live.settings, &grant.credential_id, what).await;
         let result = match id.parse::<MessageId>() {
+            _ if audited.is_err() => audited.map(|()| empty(StatusCode::NO_CONTENT)),
             Err(_) => Err(Problem::not_found()),
             Ok(id) => {
                 let spool = self.shared.spool.clone();
@@ -426,7 +550,7 @@ impl Conn {
 
     /// `GET /v1/events?after=CURSOR&limit=N`: the tenant's delivery events, oldest
     /// first, one page at a time.
-    async fn events(&self, req: &Request<Incoming>) -> Answer {
+    async fn events(&self, req: &Req) -> Answer {
         const ENDPOINT: &str = "events";
         let grant = match self.authenticate(req).await {
             Ok(g) => g,
@@ -457,6 +581,11 @@ impl Conn {
                     _ => return Err(Problem::invalid(k, "unknown query parameter")),
                 }
             }
+            let what = format!(
+                "GET /v1/events{}",
+                if after.is_some() { "?after=…" } else { "" }
+            );
+            account::record_access(&self.live.settings, &grant.credential_id, what).await?;
             let spool = self.shared.spool.clone();
             let tenant = grant.tenant.clone();
             let now = now_ms();
@@ -635,6 +764,14 @@ impl Conn {
     }
 }
 
+/// What an account endpoint asks of control.
+enum Account {
+    SuppressionList,
+    SuppressionRemove(String),
+    DomainList,
+    DomainDns(String),
+}
+
 enum Claimed {
     Replay(Response<Full<Bytes>>),
     Fresh(idempotency::Claim),
@@ -709,7 +846,7 @@ fn not_allowed(allow: &'static str) -> Problem {
 
 /// Refuses a request whose `Content-Type` is not `expected` (parameters such as
 /// `charset` aside).
-fn media_type(req: &Request<Incoming>, expected: &str) -> Result<(), Problem> {
+fn media_type(req: &Req, expected: &str) -> Result<(), Problem> {
     let given = req
         .headers()
         .get(CONTENT_TYPE)
@@ -734,11 +871,7 @@ fn media_type(req: &Request<Incoming>, expected: &str) -> Result<(), Problem> {
 const DRAIN: u64 = 1024 * 1024;
 
 /// Reads a request body of at most `limit` octets within `deadline`.
-async fn read_body(
-    req: Request<Incoming>,
-    limit: u64,
-    deadline: Duration,
-) -> Result<Bytes, Problem> {
+async fn read_body(req: &Req, limit: u64, deadline: Duration) -> Result<Bytes, Problem> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -754,7 +887,9 @@ async fn read_body(
     {
         return Err(Problem::too_large(limit));
     }
-    let mut body = req.into_body();
+    let Some(mut body) = req.body().take() else {
+        return Err(Problem::malformed("the request body was already read"));
+    };
     let mut collected = bytes::BytesMut::with_capacity(
         usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0),
     );
@@ -792,8 +927,31 @@ async fn read_body(
     }
 }
 
+/// Reads and drops what is left of a body nobody read, up to [`DRAIN`] octets and
+/// [`DRAIN_TIME`].
+async fn drain(mut body: Incoming) {
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > DRAIN {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+}
+
 fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
 }
 
 fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {

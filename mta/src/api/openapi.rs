@@ -14,6 +14,10 @@ mod tests {
             "/v1/messages/raw",
             "/v1/messages/{id}",
             "/v1/events",
+            "/v1/suppressions",
+            "/v1/suppressions/{address}",
+            "/v1/domains",
+            "/v1/domains/{domain}/dns",
             "/v1/openapi.json",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");

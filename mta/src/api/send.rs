@@ -118,8 +118,13 @@ const RESERVED: &[&str] = &[
 /// Reads a JSON request. Syntax errors are 400; a field of the wrong type, a
 /// missing or an unknown field are 422 naming it.
 pub fn parse(body: &[u8]) -> Result<SendRequest, Problem> {
+    parse_json(body)
+}
+
+/// Reads a JSON request body of type `T`, errors as [`parse`] gives them.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<SendRequest, _> = serde_path_to_error::deserialize(&mut de);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let request = parsed.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -381,7 +386,7 @@ pub fn form_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

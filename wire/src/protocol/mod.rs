@@ -481,6 +481,52 @@ pub enum Request {
     RetentionReport {
         report: crate::mta_admin::SweepReport,
     },
+    /// The MTA's user, for a tenant's HTTPS API request: one operation on the data
+    /// of the tenant whose API key `credential_id` is (checked here: an unrevoked
+    /// API key), audited as that key's.
+    #[serde(rename = "api.call")]
+    ApiCall {
+        credential_id: String,
+        call: ApiCall,
+    },
+}
+
+/// What an HTTPS API request asks of control (`api.call`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ApiCall {
+    SuppressionList,
+    SuppressionAdd {
+        address: String,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    SuppressionRemove {
+        address: String,
+    },
+    DomainList,
+    DomainDns {
+        domain: String,
+    },
+    /// A read the MTA answered from its own data (a message, events): recorded
+    /// in the audit log only. `what` names it (`GET /v1/messages/ID`).
+    Access {
+        what: String,
+    },
+}
+
+impl ApiCall {
+    /// The audit action (`api.suppression.add`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApiCall::SuppressionList => "api.suppression.list",
+            ApiCall::SuppressionAdd { .. } => "api.suppression.add",
+            ApiCall::SuppressionRemove { .. } => "api.suppression.remove",
+            ApiCall::DomainList => "api.domain.list",
+            ApiCall::DomainDns { .. } => "api.domain.dns",
+            ApiCall::Access { .. } => "api.access",
+        }
+    }
 }
 
 impl Request {
@@ -567,6 +613,7 @@ impl Request {
             Request::AuditVerify => "audit.verify",
             Request::SnapshotGet { .. } => "snapshot.get",
             Request::RetentionReport { .. } => "retention.report",
+            Request::ApiCall { .. } => "api.call",
         }
     }
 }
