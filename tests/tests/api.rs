@@ -213,6 +213,9 @@ fn rig(backend: Backend, max_message_size: u64) -> anyhow::Result<Rig> {
         .set("dns", "timeout_ms", "500")
         .set("relay", "trusted_networks", "[]")
         .set("limits", "max_message_size", &max_message_size.to_string())
+        // Large API requests are read under this budget, one at a time here.
+        .set("spool", "ingest_budget", "1048576")
+        .set("spool", "message_buffer", "65536")
         .set("auth", "failure_delay_ms", "100")
         .set("auth", "max_failures", &MAX_FAILURES.to_string())
         .set("auth", "lockout_secs", "60")
@@ -492,6 +495,57 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
         .filter(|m| String::from_utf8_lossy(&m.data).contains("idempotent-marker"))
         .count();
     ensure!(copies == 1, "{copies} copies of the idempotent message");
+
+    // Large requests wait for their share of the ingest budget (1 MiB here, less
+    // than what each asks): all are queued, and nothing stays reserved.
+    let big = (0..3)
+        .map(|n| {
+            let path = rig._state.path().join(format!("big-{n}.eml"));
+            let line = "0123456789".repeat(7) + "\r\n";
+            let text = format!(
+                "From: app@acme.example\r\nSubject: big-{n}\r\n\r\n{}",
+                line.repeat(400_000 / line.len())
+            );
+            std::fs::write(&path, text).map(|()| path)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let answers: Vec<anyhow::Result<Answer>> = std::thread::scope(|s| {
+        let handles: Vec<_> = big
+            .iter()
+            .map(|path| {
+                let rig = &rig;
+                s.spawn(move || {
+                    rig.request(
+                        "POST",
+                        "/v1/messages/raw?from=app@acme.example&to=big@remote.example",
+                        Some(&rig.acme.key),
+                        &[
+                            "--data-file",
+                            &path.display().to_string(),
+                            "--content-type",
+                            "message/rfc822",
+                        ],
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect()
+    });
+    for a in answers {
+        let a = a?;
+        ensure!(a.status == 202, "large raw message: {a:?}");
+    }
+    let (_, metrics) = way2mail_tests::http_get(rig.daemon.metrics_addr(), "/metrics")?;
+    ensure!(
+        way2mail_tests::metric_value(&metrics, "way2mail_ingest_reserved_bytes", &[]) == Some(0.0),
+        "ingest budget still reserved"
+    );
 
     let raw_in = arrived(&rig.sink, "raw-marker")?;
     let raw_text = String::from_utf8_lossy(&raw_in.data);

@@ -46,6 +46,7 @@ use way2mail_wire::protocol::ApiCall;
 use zeroize::Zeroizing;
 
 use crate::limits::Activity;
+use crate::session::ingest::{IngestBudget, Reservation};
 use crate::session::{Live, Shared};
 use crate::tenants::directory::{CREDENTIALS_REVOKED, SUSPENDED, TERMINATED};
 
@@ -378,7 +379,8 @@ impl Conn {
         media_type(req, "application/json")?;
         let max = self.live.settings.limits.max_message_size;
         let described = idempotency::describe(req);
-        let body = read_body(req, json_limit(max), data).await?;
+        let (body, _reserved) =
+            read_body(req, json_limit(max), data, &self.shared.ingest, JSON_COPIES).await?;
         let claim = match key {
             Some(key) => match self.claim(grant, key, &described, &body)? {
                 Claimed::Replay(answer) => return Ok(answer),
@@ -414,7 +416,7 @@ impl Conn {
             .collect();
         let (sender, recipients) = send::raw_envelope(req.uri().query(), from, &to)?;
         let max = self.live.settings.limits.max_message_size;
-        let body = read_body(req, max, data).await?;
+        let (body, _reserved) = read_body(req, max, data, &self.shared.ingest, RAW_COPIES).await?;
         let claim = match key {
             Some(key) => match self.claim(grant, key, &described, &body)? {
                 Claimed::Replay(answer) => return Ok(answer),
@@ -488,7 +490,8 @@ impl Conn {
         };
         let result = async {
             media_type(req, "application/json")?;
-            let body = read_body(req, 16 * 1024, data).await?;
+            let (body, _) =
+                read_body(req, 16 * 1024, data, &self.shared.ingest, PLAIN_COPIES).await?;
             let request: account::SuppressionRequest = send::parse_json(&body)?;
             let call = ApiCall::SuppressionAdd {
                 address: request.address,
@@ -870,8 +873,29 @@ fn media_type(req: &Req, expected: &str) -> Result<(), Problem> {
 /// `Expect: 100-continue` get the answer before they send anything).
 const DRAIN: u64 = 1024 * 1024;
 
-/// Reads a request body of at most `limit` octets within `deadline`.
-async fn read_body(req: &Req, limit: u64, deadline: Duration) -> Result<Bytes, Problem> {
+/// How many times its body a raw request holds on its way to the spool: the
+/// body, the message normalised from it, the signed copy.
+const RAW_COPIES: u64 = 3;
+/// The same for a JSON request: the body, the parsed request, the decoded
+/// attachments, the built message, the signed copy.
+const JSON_COPIES: u64 = 5;
+/// A small JSON request that carries no message.
+const PLAIN_COPIES: u64 = 1;
+
+/// Reads a request body of at most `limit` octets within `deadline`. A body
+/// larger than `[spool] message_buffer` is only read under a reservation of the
+/// ingest budget (what it and its copies will take), held by the
+/// caller until the message is spooled, so that what API requests hold at once
+/// is bounded by `[spool] ingest_budget` like SMTP's large messages, however many
+/// clients send. `copies`: how many times the body the request will hold.
+async fn read_body(
+    req: &Req,
+    limit: u64,
+    deadline: Duration,
+    budget: &IngestBudget,
+    copies: u64,
+) -> Result<(Bytes, Option<Reservation>), Problem> {
+    let working_set = |n: u64| n.saturating_mul(copies);
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -890,8 +914,13 @@ async fn read_body(req: &Req, limit: u64, deadline: Duration) -> Result<Bytes, P
     let Some(mut body) = req.body().take() else {
         return Err(Problem::malformed("the request body was already read"));
     };
+    let buffer = budget.message_buffer as u64;
+    let mut reservation = match declared {
+        Some(d) if d > buffer && d <= limit => budget.reserve(working_set(d)).await,
+        _ => None,
+    };
     let mut collected = bytes::BytesMut::with_capacity(
-        usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0),
+        usize::try_from(declared.unwrap_or(0).min(limit).min(buffer)).unwrap_or(0),
     );
     let mut seen: u64 = 0;
     let read = async {
@@ -907,6 +936,11 @@ async fn read_body(req: &Req, limit: u64, deadline: Duration) -> Result<Bytes, P
                 break;
             }
             if seen <= limit && declared.is_none_or(|d| d <= limit) {
+                // A body of unknown length outgrowing the buffer waits for its
+                // share, as large as it may become.
+                if seen > buffer && reservation.is_none() {
+                    reservation = budget.reserve(working_set(limit)).await;
+                }
                 collected.extend_from_slice(&data);
             }
         }
@@ -916,7 +950,7 @@ async fn read_body(req: &Req, limit: u64, deadline: Duration) -> Result<Bytes, P
         Ok(Ok(())) if seen > limit || declared.is_some_and(|d| d > limit) => {
             Err(Problem::too_large(limit))
         }
-        Ok(Ok(())) => Ok(collected.freeze()),
+        Ok(Ok(())) => Ok((collected.freeze(), reservation)),
         Ok(Err(p)) => Err(p),
         Err(_) => Err(Problem::new(
             StatusCode::REQUEST_TIMEOUT,
