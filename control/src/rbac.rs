@@ -181,7 +181,7 @@ impl Op {
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
             Request::RetentionReport { .. } => Op::RetentionReport,
-            Request::ApiCall { .. } => Op::ApiCall,
+            Request::ApiCall { .. } | Request::ApiUnsubscribe { .. } => Op::ApiCall,
             Request::TenantRetention { .. } => Op::TenantRetention,
             Request::TenantHold { .. } => Op::TenantHold,
             Request::TenantErase { .. } => Op::TenantErase,

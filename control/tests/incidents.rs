@@ -428,6 +428,7 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
             messages_per_hour: None,
             messages_per_day: None,
             recipients_per_message: None,
+            list_unsubscribe: None,
         },
     )
     .expect("update");
@@ -543,6 +544,7 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
             messages_per_hour: None,
             messages_per_day: None,
             recipients_per_message: None,
+            list_unsubscribe: None,
         },
     )
     .expect("update");

@@ -41,6 +41,7 @@ fn every_request(tag: &str) -> Vec<Request> {
             messages_per_hour: None,
             messages_per_day: None,
             recipients_per_message: None,
+            list_unsubscribe: None,
         },
         Request::TenantSuspend {
             tenant: "nosuch".into(),

@@ -33,6 +33,7 @@ fn update(tenant: &str) -> Request {
         messages_per_hour: None,
         messages_per_day: None,
         recipients_per_message: None,
+        list_unsubscribe: None,
     }
 }
 

@@ -143,6 +143,7 @@ fn version_follows_changes_and_content_is_complete() {
             messages_per_hour: Some(5),
             messages_per_day: None,
             recipients_per_message: Some(2),
+            list_unsubscribe: None,
         },
     )
     .expect("update");

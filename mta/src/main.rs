@@ -43,6 +43,7 @@ mod spool_cli;
 mod submit;
 mod tenants;
 mod tls;
+mod unsubscribe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -538,10 +538,11 @@ impl Session {
             }
         }
         let mut envelope = envelope;
-        let (body, dkim) = match crate::submit::sign(&self.live, &mut envelope, body) {
-            Ok(signed) => signed,
-            Err(reply) => return self.not_signed(id, &envelope, reply),
-        };
+        let (body, dkim) =
+            match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
+                Ok(signed) => signed,
+                Err(reply) => return self.not_signed(id, &envelope, reply),
+            };
         let report = Queued {
             size: body.len() as u64,
             data_ended,
@@ -586,6 +587,11 @@ impl Session {
         };
         let mut envelope = envelope;
         let skip = header.len();
+        // One-click unsubscribe fields, as `submit::sign` adds them to whole messages.
+        let header = match crate::unsubscribe::fields(&self.shared, &self.live, &id, &envelope) {
+            Some(fields) => crate::unsubscribe::add(header, &fields),
+            None => header,
+        };
         let mut pieces = |each: &mut dyn FnMut(&[u8])| -> Result<(), SignError> {
             spool
                 .each_part_after(&id, skip as u64, |part| {

@@ -14,10 +14,17 @@ use crate::session::{Live, Shared};
 /// envelope may gain its tenant. `Err` is the reply refusing a message that must
 /// be signed and cannot be.
 pub fn sign(
+    shared: &Shared,
     live: &Live,
+    id: &MessageId,
     envelope: &mut Envelope,
     body: Vec<u8>,
 ) -> Result<(Vec<u8>, Option<String>), Reply> {
+    // One-click unsubscribe fields go in first, so that the signature covers them.
+    let body = match crate::unsubscribe::fields(shared, live, id, envelope) {
+        Some(fields) => crate::unsubscribe::add(body, &fields),
+        None => body,
+    };
     let outcome = live.signer.apply(envelope, body)?;
     // Trusted-network mail signed for a tenant domain is that tenant's: sealed
     // with its key, part of its export, erasure and retention.

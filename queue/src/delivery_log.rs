@@ -28,6 +28,9 @@ pub enum DeliveryOutcome {
     Expired,
     /// Removed by an operator without a notice (`way2mail queue delete`).
     Deleted,
+    /// The recipient used the message's one-click unsubscribe link (RFC 8058):
+    /// not a delivery attempt; the address is on the tenant's suppression list.
+    Unsubscribed,
 }
 
 /// One delivery log record (also the JSON line of the delivery log file).
@@ -147,6 +150,22 @@ impl Spool {
         }
         out.sort_by_key(|(order, _)| *order);
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Records `record`, an event about message `id` of `tenant` that is no
+    /// delivery attempt (a one-click unsubscribe), in the tenant's log; returns
+    /// once it is durable.
+    pub fn record_event(
+        &self,
+        tenant: &str,
+        id: &MessageId,
+        record: &DeliveryRecord,
+    ) -> Result<(), Error> {
+        self.refuse_if_unhealthy()?;
+        let key = self.data_key(Some(tenant))?;
+        let mut write = Write::default();
+        self.append_log(&mut write, &key, id, std::slice::from_ref(record))?;
+        self.inner.committer.submit(write).wait_blocking()
     }
 
     /// One page of a tenant's delivery log, in key order (time, message, sequence):

@@ -831,3 +831,132 @@ fn account_endpoints_through_control() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn one_click_unsubscribe() -> anyhow::Result<()> {
+    let rig = rig(Backend::Epoll, 1024 * 1024)?;
+    let key = &rig.acme.key;
+    rig.cli(&[
+        "--json",
+        "tenant",
+        "update",
+        "acme",
+        "--list-unsubscribe",
+        "on",
+    ])?;
+    // Sent until the setting reached the MTA: the message arrives with the link.
+    let mut n = 0;
+    let with_link = wait_for("a message with a List-Unsubscribe link", DELIVERY, || {
+        n += 1;
+        let marker = format!("unsub-marker-{n}");
+        let sent = rig
+            .send_json(
+                key,
+                &json!({"from": "news@acme.example", "to": ["reader@remote.example"],
+                        "subject": marker, "text": "news"}),
+            )
+            .ok()?;
+        let id = sent.body["id"].as_str()?.to_string();
+        let m = arrived(&rig.sink, &marker).ok()?;
+        let text = String::from_utf8_lossy(&m.data).into_owned();
+        text.contains("List-Unsubscribe:").then_some((id, m))
+    })?;
+    let (id, m) = with_link;
+    let text = String::from_utf8_lossy(&m.data).into_owned();
+    ensure!(
+        text.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "{text}"
+    );
+    let verdicts = rig.dns.dkim_verdicts(&m.data)?;
+    ensure!(
+        !verdicts.is_empty() && verdicts.iter().all(|v| *v == DkimResult::Pass),
+        "{verdicts:?}"
+    );
+    let signature = text
+        .split("\r\n")
+        .find(|l| l.starts_with("DKIM-Signature:"))
+        .context("signature")?;
+    let unfolded: String = text[text.find(signature).unwrap_or(0)..]
+        .split("\r\n")
+        .take_while(|l| l.starts_with("DKIM-Signature:") || l.starts_with([' ', '\t']))
+        .collect();
+    ensure!(
+        unfolded.contains("List-Unsubscribe:List-Unsubscribe-Post")
+            || (unfolded.contains("List-Unsubscribe")
+                && unfolded.contains("List-Unsubscribe-Post")),
+        "not signed: {unfolded}"
+    );
+    let link = text
+        .split("List-Unsubscribe: <")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .context("link")?;
+    ensure!(
+        link.starts_with("https://mx.way2mail.test/v1/unsubscribe/"),
+        "{link}"
+    );
+    let path = &link["https://mx.way2mail.test".len()..];
+
+    // A browser gets a page; junk is 404; the one-click POST works, twice.
+    let page = rig.request("GET", path, None, &[])?;
+    ensure!(
+        page.status == 200 && page.body.as_str().is_some_and(|b| b.contains("<form")),
+        "{page:?}"
+    );
+    rig.request("POST", "/v1/unsubscribe/AAAAinvalid", None, &[])?
+        .problem(404, "not-found")?;
+    let form = rig._state.path().join("one-click.txt");
+    std::fs::write(&form, "List-Unsubscribe=One-Click")?;
+    for _ in 0..2 {
+        let a = rig.request(
+            "POST",
+            path,
+            None,
+            &[
+                "--data-file",
+                &form.display().to_string(),
+                "--content-type",
+                "application/x-www-form-urlencoded",
+            ],
+        )?;
+        ensure!(a.status == 200 && a.body["unsubscribed"] == true, "{a:?}");
+    }
+    // The recipient is refused from then on, and the event is in the feed, once.
+    let again = json!({"from": "news@acme.example", "to": ["reader@remote.example"],
+                       "subject": "after", "text": "x"});
+    wait_for("the suppression to reach the MTA", FOLLOW, || {
+        rig.send_json(key, &again).ok().filter(|a| a.status == 422)
+    })?;
+    let events = wait_for("the unsubscribed event", DELIVERY, || {
+        let feed = rig
+            .request("GET", "/v1/events?limit=1000", Some(key), &[])
+            .ok()?;
+        let all = feed.body["events"].as_array()?.clone();
+        all.iter()
+            .any(|e| e["type"] == "unsubscribed")
+            .then_some(all)
+    })?;
+    let unsubscribed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "unsubscribed")
+        .collect();
+    ensure!(
+        unsubscribed.len() == 1
+            && unsubscribed[0]["message_id"] == id.as_str()
+            && unsubscribed[0]["recipient"] == "reader@remote.example",
+        "{unsubscribed:?}"
+    );
+    // A message to two recipients carries no link: it could not say who asked.
+    let two = rig.send_json(
+        key,
+        &json!({"from": "news@acme.example", "to": ["a@remote.example", "b@remote.example"],
+                "subject": "two-marker", "text": "x"}),
+    )?;
+    ensure!(two.status == 202, "{two:?}");
+    let m = arrived(&rig.sink, "two-marker")?;
+    ensure!(
+        !String::from_utf8_lossy(&m.data).contains("List-Unsubscribe"),
+        "a link for two"
+    );
+    Ok(())
+}

@@ -476,6 +476,7 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
             legal_hold: false,
             suppressed: Vec::new(),
             api_keys: Vec::new(),
+            list_unsubscribe: false,
         }],
         erased: Vec::new(),
     })

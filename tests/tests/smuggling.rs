@@ -327,6 +327,7 @@ fn signing_snapshot() -> Result<(Snapshot, Record)> {
             legal_hold: false,
             suppressed: Vec::new(),
             api_keys: Vec::new(),
+            list_unsubscribe: false,
         }],
         erased: Vec::new(),
     };

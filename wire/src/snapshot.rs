@@ -47,6 +47,9 @@ pub struct SnapshotTenant {
     /// Unrevoked API keys, for the HTTPS API. Empty in snapshots from before it.
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// Add one-click unsubscribe headers (RFC 8058) to the tenant's mail.
+    #[serde(default)]
+    pub list_unsubscribe: bool,
 }
 
 /// The retention periods the MTA enforces for one tenant, in seconds.

@@ -181,6 +181,7 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
             contact,
             billing_ref,
             limits,
+            list_unsubscribe,
         } => {
             if business_name.is_none()
                 && contact.is_none()
@@ -188,10 +189,12 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
                 && limits.messages_per_hour.is_none()
                 && limits.messages_per_day.is_none()
                 && limits.recipients_per_message.is_none()
+                && list_unsubscribe.is_none()
             {
                 return Err(Failure::Usage(
                     "nothing to update: give at least one of --business-name, --contact, \
-                     --billing-ref, --messages-per-hour, --messages-per-day, --recipients-per-message"
+                     --billing-ref, --messages-per-hour, --messages-per-day, --recipients-per-message, \
+                     --list-unsubscribe"
                         .into(),
                 ));
             }
@@ -204,6 +207,7 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
                 messages_per_hour: limits.messages_per_hour,
                 messages_per_day: limits.messages_per_day,
                 recipients_per_message: limits.recipients_per_message,
+                list_unsubscribe,
             };
             session.simple(request, done)
         }

@@ -145,6 +145,15 @@ pub struct LimitArgs {
     pub recipients_per_message: Option<u32>,
 }
 
+/// `on` / `off` as a bool.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Add a tenant (limits not given take the daemon's tenant_defaults).
@@ -174,6 +183,9 @@ pub enum TenantCommand {
         billing_ref: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// One-click unsubscribe (RFC 8058) headers on the tenant's mail.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        list_unsubscribe: Option<bool>,
     },
     /// Refuse the tenant's mail until resumed.
     Suspend {

@@ -378,6 +378,10 @@ fn tenant(t: &TenantInfo) -> String {
             "recipients/message",
             t.limits.recipients_per_message.to_string(),
         ),
+        (
+            "list-unsubscribe",
+            if t.list_unsubscribe { "on" } else { "off" }.into(),
+        ),
         ("created", rfc3339(t.created_at)),
         ("updated", rfc3339(t.updated_at)),
         ("terminated", opt_rfc3339(t.terminated_at)),

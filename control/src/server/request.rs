@@ -77,6 +77,7 @@ pub const OPS: &[&str] = &[
     "snapshot.get",
     "retention.report",
     "api.call",
+    "api.unsubscribe",
 ];
 
 /// What the request log needs to know about one answered line.

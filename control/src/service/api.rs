@@ -72,3 +72,27 @@ pub(crate) fn call(
         }
     }
 }
+
+/// `api.unsubscribe`: a recipient used the one-click link of `tenant`'s mail (the
+/// MTA opened its sealed token). The address goes on the tenant's suppression
+/// list, added by `unsubscribe`; already there is a success too (a link may be
+/// used twice).
+pub(crate) fn unsubscribe(
+    ctx: &mut Ctx<'_>,
+    tenant: &str,
+    address: &str,
+) -> Result<Response, Failure> {
+    ctx.actor_override = Some(("unsubscribe".to_owned(), None));
+    match suppression::add(
+        ctx,
+        tenant,
+        address,
+        Some("one-click unsubscribe (RFC 8058)"),
+    ) {
+        Err(f) if f.body.code == ErrorCode::AlreadyExists => {
+            ctx.detail = Some("already suppressed".into());
+            Ok(Response::Done)
+        }
+        other => other,
+    }
+}

@@ -79,6 +79,7 @@ pub(crate) struct Account<'a> {
     legal_hold: Option<Hold<'a>>,
     terminated_at: Option<String>,
     erase_after: Option<String>,
+    list_unsubscribe: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +107,7 @@ pub(crate) fn account(t: &TenantInfo) -> Account<'_> {
         }),
         terminated_at: t.terminated_at.map(secs),
         erase_after: t.erase_after.map(secs),
+        list_unsubscribe: t.list_unsubscribe,
     }
 }
 
@@ -545,6 +547,7 @@ mod tests {
             }),
             terminated_at: Some(SECS),
             erase_after: None,
+            list_unsubscribe: false,
         };
         let exported = serde_json::to_value(account(&tenant)).expect("json");
         same_fields(&tenant, &exported, &[]);

@@ -188,6 +188,11 @@ impl Service {
             } => self.locked(who, call.name(), None, reason, |ctx| {
                 api::call(ctx, &credential_id, &call)
             }),
+            Request::ApiUnsubscribe { tenant, address } => {
+                self.locked(who, op, Some(tenant.clone()), reason, |ctx| {
+                    api::unsubscribe(ctx, &tenant, &address)
+                })
+            }
             request => self.locked(who, op, tenant, reason, |ctx| dispatch(ctx, &request)),
         }
     }
@@ -474,7 +479,9 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::SnapshotGet { .. } => snapshot::get(ctx),
         Request::RetentionReport { report } => retention::report(ctx, report),
         // Run above, under their own audit action.
-        Request::ApiCall { .. } => Err(Failure::internal("api.call reached the generic dispatch")),
+        Request::ApiCall { .. } | Request::ApiUnsubscribe { .. } => Err(Failure::internal(
+            "an api request reached the generic dispatch",
+        )),
     }
 }
 

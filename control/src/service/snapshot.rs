@@ -49,6 +49,7 @@ pub(crate) fn build(
                 legal_hold: t.legal_hold.is_some(),
                 suppressed,
                 api_keys: Vec::new(),
+                list_unsubscribe: t.list_unsubscribe,
             };
             Ok((t.tenant, entry))
         })

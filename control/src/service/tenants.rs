@@ -108,6 +108,7 @@ pub(crate) fn add(
         legal_hold: None,
         terminated_at: None,
         erase_after: None,
+        list_unsubscribe: false,
     };
     save(ctx, &mut info)?;
     ctx.detail = Some(
@@ -146,6 +147,7 @@ pub(crate) struct Changes {
     messages_per_hour: Option<u32>,
     messages_per_day: Option<u32>,
     recipients_per_message: Option<u32>,
+    list_unsubscribe: Option<bool>,
 }
 
 impl Changes {
@@ -158,6 +160,7 @@ impl Changes {
                 messages_per_hour,
                 messages_per_day,
                 recipients_per_message,
+                list_unsubscribe,
                 ..
             } => Changes {
                 business_name: business_name.clone(),
@@ -166,6 +169,7 @@ impl Changes {
                 messages_per_hour: *messages_per_hour,
                 messages_per_day: *messages_per_day,
                 recipients_per_message: *recipients_per_message,
+                list_unsubscribe: *list_unsubscribe,
             },
             _ => Changes::default(),
         }
@@ -226,6 +230,10 @@ pub(crate) fn update(
     }
     validate::limits(&limits)?;
     info.limits = limits;
+    if let Some(on) = changes.list_unsubscribe {
+        note("list_unsubscribe", json!(info.list_unsubscribe), json!(on));
+        info.list_unsubscribe = on;
+    }
     if diff.is_empty() {
         return Err(Failure::invalid(
             "nothing to change: give at least one new value",

@@ -15,18 +15,24 @@ use way2mail_wire::protocol::{
 use super::problem::Problem;
 use crate::config::Settings;
 
-/// Asks control; a refusal becomes the matching problem.
+/// Asks control on behalf of the key `credential_id`; a refusal becomes the
+/// matching problem.
 pub async fn ask(
     settings: &Settings,
     credential_id: &str,
     call: ApiCall,
 ) -> Result<Response, Problem> {
-    let socket = settings.raw.control.socket.clone();
-    let timeout = settings.raw.control.timeout;
     let request = Request::ApiCall {
         credential_id: credential_id.to_string(),
         call,
     };
+    send(settings, request).await
+}
+
+/// One request to control, as the MTA's service user.
+pub async fn send(settings: &Settings, request: Request) -> Result<Response, Problem> {
+    let socket = settings.raw.control.socket.clone();
+    let timeout = settings.raw.control.timeout;
     let answer = tokio::task::spawn_blocking(move || {
         ControlClient::connect(&socket, timeout)?.call(request, &Auth::default())
     })

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{AuthVerdict, Grant, SpoolState};
 use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
-use way2mail_wire::protocol::ApiCall;
+use way2mail_wire::protocol::{ApiCall, Request as ControlRequest};
 use zeroize::Zeroizing;
 
 use crate::limits::Activity;
@@ -69,6 +69,9 @@ impl BodySlot {
 
 /// How long draining an unread body may take.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// The one-click unsubscribe links' path (RFC 8058).
+const UNSUBSCRIBE: &str = "/v1/unsubscribe/";
 
 /// Streams one HTTP/2 connection may run at once.
 const MAX_STREAMS: u32 = 64;
@@ -290,6 +293,15 @@ impl Conn {
             (_, "/v1/suppressions") => Answer::of("other", Err(not_allowed("GET, POST"))),
             (_, "/v1/domains") => Answer::of("other", Err(not_allowed("GET"))),
             (_, "/v1/events") => Answer::of("other", Err(not_allowed("GET"))),
+            (&Method::POST, p) if p.starts_with(UNSUBSCRIBE) => {
+                self.unsubscribe(&p[UNSUBSCRIBE.len()..]).await
+            }
+            (&Method::GET, p) if p.starts_with(UNSUBSCRIBE) => {
+                self.unsubscribe_page(&p[UNSUBSCRIBE.len()..])
+            }
+            (_, p) if p.starts_with(UNSUBSCRIBE) => {
+                Answer::of("unsubscribe", Err(not_allowed("GET, POST")))
+            }
             (method, p) if p.starts_with("/v1/messages/") => {
                 if method != Method::GET {
                     return Answer::of("other", Err(not_allowed("GET")));
@@ -512,6 +524,95 @@ impl Conn {
         }
     }
 
+    /// `POST /v1/unsubscribe/{token}` (RFC 8058 one-click): no API key, the sealed
+    /// token is the authority. The recipient goes on the tenant's suppression list
+    /// through control, and the first time an `unsubscribed` event goes into the
+    /// tenant's delivery log. `200` however often it is repeated.
+    async fn unsubscribe(&self, token: &str) -> Answer {
+        const ENDPOINT: &str = "unsubscribe";
+        let Some(link) = crate::unsubscribe::open(&self.shared.spool, token) else {
+            return Answer::of(ENDPOINT, Err(Problem::not_found()));
+        };
+        let request = ControlRequest::ApiUnsubscribe {
+            tenant: link.tenant.clone(),
+            address: link.address.clone(),
+        };
+        let result = match account::send(&self.live.settings, request).await {
+            Err(p) => Err(p),
+            Ok(answer) => {
+                // `done`: it was on the list already; no second event.
+                let new = !matches!(answer, way2mail_wire::protocol::Response::Done);
+                match self.unsubscribed_event(&link, new).await {
+                    Ok(()) => Ok(json(
+                        StatusCode::OK,
+                        &serde_json::json!({"unsubscribed": true}),
+                    )),
+                    Err(p) => Err(p),
+                }
+            }
+        };
+        Answer {
+            endpoint: ENDPOINT,
+            tenant: Some(link.tenant),
+            result,
+        }
+    }
+
+    async fn unsubscribed_event(
+        &self,
+        link: &crate::unsubscribe::Link,
+        new: bool,
+    ) -> Result<(), Problem> {
+        if !new {
+            return Ok(());
+        }
+        let now = now_ms();
+        let record = way2mail_queue::DeliveryRecord {
+            time_ms: now,
+            outcome: way2mail_queue::DeliveryOutcome::Unsubscribed,
+            message_id: link.message.to_string(),
+            recipient: link.address.clone(),
+            next_hop: None,
+            ip: None,
+            tls: None,
+            reply: Some("one-click unsubscribe (RFC 8058)".into()),
+            attempt: 0,
+            queue_time_ms: now.saturating_sub(link.message.timestamp_ms()),
+        };
+        let spool = self.shared.spool.clone();
+        let (tenant, id) = (link.tenant.clone(), link.message);
+        let written =
+            tokio::task::spawn_blocking(move || spool.record_event(&tenant, &id, &record)).await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "recording an unsubscribe event failed");
+                Err(Problem::unavailable("the event could not be recorded"))
+            }
+            Err(_) => Err(Problem::unavailable("the event could not be recorded")),
+        }
+    }
+
+    /// `GET /v1/unsubscribe/{token}`: for people who open the link in a browser,
+    /// a page whose button makes the POST (a GET never unsubscribes: link
+    /// scanners follow links).
+    fn unsubscribe_page(&self, token: &str) -> Answer {
+        const ENDPOINT: &str = "unsubscribe";
+        if crate::unsubscribe::open(&self.shared.spool, token).is_none() {
+            return Answer::of(ENDPOINT, Err(Problem::not_found()));
+        }
+        let page = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\n\
+            <body><form method=\"post\"><p>Stop receiving these emails?</p>\n\
+            <button type=\"submit\" name=\"List-Unsubscribe\" value=\"One-Click\">Unsubscribe</button>\n\
+            </form></body></html>\n";
+        let mut response = Response::new(Full::new(Bytes::from_static(page.as_bytes())));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        Answer::of(ENDPOINT, Ok(response))
+    }
+
     /// `GET /v1/messages/{id}`: where the message stands, recipient by recipient,
     /// and its delivery outcomes.
     async fn message(&self, req: &Req, id: &str) -> Answer {
@@ -723,13 +824,14 @@ impl Conn {
             received_at_ms: now,
         };
         let mut envelope = envelope;
-        let (body, dkim) = match crate::submit::sign(&self.live, &mut envelope, body) {
-            Ok(signed) => signed,
-            Err(reply) => {
-                crate::metrics::rejected("api", "not_signed");
-                return Err(refused("from", &reply));
-            }
-        };
+        let (body, dkim) =
+            match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
+                Ok(signed) => signed,
+                Err(reply) => {
+                    crate::metrics::rejected("api", "not_signed");
+                    return Err(refused("from", &reply));
+                }
+            };
         let size = body.len() as u64;
         let recipients = accepted.len();
         // The answer is known before the write: kept with the message when the

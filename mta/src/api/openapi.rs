@@ -18,6 +18,7 @@ mod tests {
             "/v1/suppressions/{address}",
             "/v1/domains",
             "/v1/domains/{domain}/dns",
+            "/v1/unsubscribe/{token}",
             "/v1/openapi.json",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");

@@ -75,6 +75,7 @@ fn outcome_name(o: &DeliveryOutcome) -> &'static str {
         DeliveryOutcome::Bounced => "bounced",
         DeliveryOutcome::Expired => "expired",
         DeliveryOutcome::Deleted => "deleted",
+        DeliveryOutcome::Unsubscribed => "unsubscribed",
     }
 }
 
@@ -146,7 +147,10 @@ fn queued_view(
 /// A message no longer queued: each recipient's state is its last outcome.
 fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
     let mut recipients: Vec<RecipientView> = Vec::new();
-    for r in &log {
+    for r in log
+        .iter()
+        .filter(|r| r.outcome != DeliveryOutcome::Unsubscribed)
+    {
         let view = match recipients
             .iter_mut()
             .find(|v| v.address.eq_ignore_ascii_case(&r.recipient))

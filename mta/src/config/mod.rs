@@ -82,6 +82,27 @@ pub struct Config {
     pub admin: AdminConfig,
     pub retention: RetentionConfig,
     pub metrics: MetricsConfig,
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTPS API (docs/api.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The API's address as recipients reach it, for one-click unsubscribe links
+    /// (`https://mx1.example.com`, or with a port). Empty: `https://<hostname>`.
+    pub public_url: String,
+}
+
+impl ApiConfig {
+    /// The base of the links the API hands out, without a trailing slash.
+    pub fn base_url(&self, hostname: &str) -> String {
+        if self.public_url.is_empty() {
+            format!("https://{hostname}")
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -254,6 +275,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             retention: RetentionConfig::default(),
             metrics: MetricsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -381,6 +403,18 @@ impl Config {
     /// Checks what the types cannot and resolves the derived settings.
     pub fn validate(mut self) -> Result<Settings, ConfigError> {
         self.spool.resolve_keyring()?;
+        let url = &self.api.public_url;
+        let host = url.strip_prefix("https://").unwrap_or("");
+        if !url.is_empty()
+            && (host.is_empty()
+                || host.contains(['?', '#', '@'])
+                || host.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ConfigError::new(
+                "api.public_url",
+                format!("'{url}' is not an https:// URL (such as https://mx1.example.com)"),
+            ));
+        }
         if self.spool.open_timeout.is_zero() {
             return Err(ConfigError::new(
                 "spool.open_timeout_secs",

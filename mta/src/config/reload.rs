@@ -43,6 +43,7 @@ impl Settings {
             ("shaping", differs(&new.shaping, &old.shaping)),
             ("route", differs(&new.routes, &old.routes)),
             ("inbound", differs(&new.inbound, &old.inbound)),
+            ("api", differs(&new.api, &old.api)),
         ] {
             if changed {
                 changes.live.push(key);

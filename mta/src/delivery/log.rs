@@ -233,6 +233,7 @@ pub fn outcome_word(outcome: &DeliveryOutcome) -> &'static str {
         DeliveryOutcome::Bounced => "bounced",
         DeliveryOutcome::Expired => "expired",
         DeliveryOutcome::Deleted => "deleted",
+        DeliveryOutcome::Unsubscribed => "unsubscribed",
     }
 }
 

@@ -136,6 +136,7 @@ mod tests {
                 legal_hold: false,
                 suppressed: Vec::new(),
                 api_keys: Vec::new(),
+                list_unsubscribe: false,
             }],
         }
     }

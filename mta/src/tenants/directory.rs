@@ -45,6 +45,8 @@ pub struct Tenant {
     pub retention: Option<MtaRetention>,
     /// Under legal hold: the retention sweep deletes nothing of the tenant.
     pub legal_hold: bool,
+    /// One-click unsubscribe headers (RFC 8058) on its mail.
+    pub list_unsubscribe: bool,
     /// [`suppression_hash`] of every address the tenant may not send to.
     suppressed: HashSet<String>,
 }
@@ -214,6 +216,7 @@ impl Directory {
                     limits: t.limits,
                     retention: t.retention,
                     legal_hold: t.legal_hold,
+                    list_unsubscribe: t.list_unsubscribe,
                     // Control sends lower-case hex; a list written by hand may not be.
                     suppressed: t
                         .suppressed
@@ -491,6 +494,7 @@ pub(crate) mod tests {
             legal_hold: false,
             suppressed: Vec::new(),
             api_keys: Vec::new(),
+            list_unsubscribe: false,
         }
     }
 

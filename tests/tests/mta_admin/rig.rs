@@ -62,6 +62,7 @@ pub fn tenant(name: &str, status: TenantStatus) -> Result<SnapshotTenant> {
         legal_hold: false,
         suppressed: Vec::new(),
         api_keys: Vec::new(),
+        list_unsubscribe: false,
     })
 }
 

@@ -193,6 +193,9 @@ pub enum Request {
         messages_per_day: Option<u32>,
         #[serde(default)]
         recipients_per_message: Option<u32>,
+        /// One-click unsubscribe (RFC 8058) on the tenant's mail.
+        #[serde(default)]
+        list_unsubscribe: Option<bool>,
     },
     #[serde(rename = "tenant.suspend")]
     TenantSuspend { tenant: String },
@@ -489,6 +492,11 @@ pub enum Request {
         credential_id: String,
         call: ApiCall,
     },
+    /// The MTA's user: a recipient used the one-click unsubscribe link (RFC 8058)
+    /// of `tenant`'s mail; `address` goes on its suppression list (already there
+    /// is fine).
+    #[serde(rename = "api.unsubscribe")]
+    ApiUnsubscribe { tenant: String, address: String },
 }
 
 /// What an HTTPS API request asks of control (`api.call`).
@@ -614,6 +622,7 @@ impl Request {
             Request::SnapshotGet { .. } => "snapshot.get",
             Request::RetentionReport { .. } => "retention.report",
             Request::ApiCall { .. } => "api.call",
+            Request::ApiUnsubscribe { .. } => "api.unsubscribe",
         }
     }
 }
@@ -736,6 +745,9 @@ pub struct TenantInfo {
     /// When the scheduled erasure runs.
     #[serde(default)]
     pub erase_after: Option<u64>,
+    /// The MTA adds one-click unsubscribe headers (RFC 8058) to the tenant's mail.
+    #[serde(default)]
+    pub list_unsubscribe: bool,
 }
 
 /// A domain as stored and as shown. Fields after `created_at` came with DKIM and
