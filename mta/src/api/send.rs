@@ -212,11 +212,14 @@ pub fn build(
     for (name, value) in &request.headers {
         b = b.header(name.as_str(), Text::new(value.as_str()));
     }
+    // Line ends in text become LF here and CRLF in the message: a bare CR must
+    // not reach the spool (SMTP smuggling).
+    let line_ends = |t: &str| t.replace("\r\n", "\n").replace('\r', "\n");
     if let Some(t) = &request.text {
-        b = b.text_body(t.as_str());
+        b = b.text_body(line_ends(t));
     }
     if let Some(h) = &request.html {
-        b = b.html_body(h.as_str());
+        b = b.html_body(line_ends(h));
     }
     for (a, bytes) in request.attachments.iter().zip(attachments) {
         b = b.attachment(
@@ -228,6 +231,11 @@ pub fn build(
     let content = b
         .write_to_vec()
         .map_err(|e| Problem::malformed(format!("the message cannot be built: {e}")))?;
+    // Whatever the builder wrote, only CRLF line ends go on.
+    let content = match way2mail_smtp::line_ends::normalize(&content) {
+        std::borrow::Cow::Borrowed(_) => content,
+        std::borrow::Cow::Owned(fixed) => fixed,
+    };
     Ok(Built {
         sender,
         recipients,
@@ -651,5 +659,106 @@ mod tests {
             received_count(b"Received: a\r\nreceived: b\r\nFrom: x\r\n\r\nReceived: body\r\n"),
             2
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,40}",
+            "[a-zA-Z ]{0,200}",
+            "[a-z]{990,1100}",
+            "(\\PC{0,30}\n){0,5}",
+            "[a-z\r\n. ]{0,60}",
+        ]
+    }
+
+    #[test]
+    fn long_lines_and_8bit_text_are_encoded() {
+        for body in [
+            "x".repeat(5000),
+            "é".repeat(3000),
+            format!("{}\n.\n", "a ".repeat(900)),
+        ] {
+            let request = SendRequest {
+                from: Mailbox::Address("a@acme.example".into()),
+                to: vec![Mailbox::Address("b@example.net".into())],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+                reply_to: None,
+                subject: "s".into(),
+                text: Some(body.clone()),
+                html: Some(body.clone()),
+                headers: BTreeMap::new(),
+                attachments: Vec::new(),
+            };
+            let built = build(&request, &MessageId::generate(), "h", 0).expect("builds");
+            let longest = built.content.split(|&b| b == b'\n').map(<[u8]>::len).max();
+            assert!(longest.unwrap_or(0) <= 999, "{longest:?}");
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&built.content)
+                .expect("parses");
+            let text = parsed.body_text(0).expect("text");
+            assert_eq!(text.replace("\r\n", "\n"), body);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the request, building it never panics; what it builds has
+        /// CRLF line ends only, no line over 998 octets, and parses back.
+        #[test]
+        fn built_messages_are_always_well_formed(
+            subject in text(),
+            name in text(),
+            body in text(),
+            html in proptest::option::of(text()),
+            header in text(),
+            filename in "[a-zA-Z0-9 ._-]{1,40}",
+            attachment in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let request = SendRequest {
+                from: Mailbox::Named { email: "a@acme.example".into(), name: Some(name) },
+                to: vec![Mailbox::Address("b@example.net".into())],
+                cc: Vec::new(),
+                bcc: Vec::new(),
+                reply_to: None,
+                subject: subject.clone(),
+                text: Some(body),
+                html,
+                headers: [("X-Test".to_string(), header)].into_iter().collect(),
+                attachments: vec![Attachment {
+                    filename,
+                    content_type: "application/octet-stream".into(),
+                    content_base64: base64::engine::general_purpose::STANDARD.encode(&attachment),
+                }],
+            };
+            let Ok(built) = build(&request, &MessageId::generate(), "mta.example", 0) else {
+                return Ok(());
+            };
+            let content = &built.content;
+            for (i, &b) in content.iter().enumerate() {
+                if b == b'\n' {
+                    prop_assert!(i > 0 && content[i - 1] == b'\r', "bare LF");
+                }
+                if b == b'\r' {
+                    prop_assert_eq!(content.get(i + 1), Some(&b'\n'), "bare CR");
+                }
+            }
+            for line in content.split(|&b| b == b'\n') {
+                prop_assert!(line.len() <= 999, "a line of {} octets", line.len());
+            }
+            let parsed = mail_parser::MessageParser::default().parse(content);
+            prop_assert!(parsed.is_some(), "does not parse back");
+            let parsed = parsed.unwrap_or_default();
+            // Folding may change runs of white space, nothing else.
+            let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            prop_assert_eq!(words(parsed.subject().unwrap_or("")), words(&subject));
+        }
     }
 }
