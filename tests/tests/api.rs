@@ -960,3 +960,72 @@ fn one_click_unsubscribe() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `202` comes after the durable spool write: every message the API accepted
+/// before a SIGKILL is in the spool afterwards (or was delivered already).
+#[test]
+fn accepted_api_messages_survive_sigkill() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let mut rig = rig(Backend::IoUring, 1024 * 1024)?;
+    let acked: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let killed = AtomicBool::new(false);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let rig = &rig;
+        for client in 0..6 {
+            let (acked, killed) = (&acked, &killed);
+            s.spawn(move || {
+                for n in 0.. {
+                    if killed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let marker = format!("KILLMARK-{client}-{n}");
+                    let body = json!({"from": "app@acme.example", "to": ["k@remote.example"],
+                                      "subject": marker, "text": "durable"});
+                    match rig.send_json(&rig.acme.key, &body) {
+                        Ok(a) if a.status == 202 => {
+                            let id = a.body["id"].as_str().unwrap_or_default().to_string();
+                            acked
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((id, marker));
+                        }
+                        _ => {
+                            if killed.load(Ordering::SeqCst) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        wait_for("30 acknowledged messages", Duration::from_secs(60), || {
+            (acked.lock().unwrap_or_else(|p| p.into_inner()).len() >= 30).then_some(())
+        })?;
+        rig.daemon.signal(way2mail_tests::Signal::KILL)?;
+        killed.store(true, Ordering::SeqCst);
+        Ok(())
+    })?;
+    rig.daemon.wait_exit()?;
+    let acked = acked.into_inner().unwrap_or_else(|p| p.into_inner());
+    let queued: std::collections::BTreeSet<String> = rig
+        .daemon
+        .spool_entries()?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let delivered: Vec<String> = rig
+        .sink
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .collect();
+    for (id, marker) in &acked {
+        ensure!(
+            queued.contains(id) || delivered.iter().any(|d| d.contains(marker.as_str())),
+            "message {id} ({marker}) got 202 and is gone; {} acknowledged",
+            acked.len()
+        );
+    }
+    Ok(())
+}
