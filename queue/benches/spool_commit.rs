@@ -38,6 +38,8 @@ fn envelope() -> Envelope {
         attempts: 0,
         next_attempt_ms: None,
         delay_notified: false,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 

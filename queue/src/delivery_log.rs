@@ -52,6 +52,11 @@ pub struct DeliveryRecord {
     pub attempt: u32,
     /// Milliseconds since the message was accepted.
     pub queue_time_ms: u64,
+    /// The message's `tags` and `metadata` (HTTPS API), for its events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Which records [`Spool::delivery_log`] returns; every field narrows, `None`

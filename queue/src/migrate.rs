@@ -169,6 +169,8 @@ mod tests {
             attempts: 0,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
         }
     }
 
@@ -216,6 +218,8 @@ mod tests {
                 reply: None,
                 attempt: 1,
                 queue_time_ms: 1,
+                tags: Vec::new(),
+                metadata: Default::default(),
             };
             let json = record::log_plaintext(&record).expect("json");
             db.insert(lk, master.seal(&lk, json).expect("seal"))

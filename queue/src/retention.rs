@@ -80,6 +80,8 @@ impl Spool {
                     reply: Some(reason.to_owned()),
                     attempt: envelope.attempts,
                     queue_time_ms: now.saturating_sub(envelope.received_at_ms),
+                    tags: envelope.tags.clone(),
+                    metadata: envelope.metadata.clone(),
                 })
                 .collect();
             write.remove(&env_key);

@@ -42,6 +42,8 @@ fn envelope(sender: &str, rcpts: usize) -> Envelope {
         attempts: 0,
         next_attempt_ms: None,
         delay_notified: false,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 

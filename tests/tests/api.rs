@@ -265,7 +265,9 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
             "text": "Hello,\nyour invoice is attached.\n.a line with a leading dot\n",
             "html": "<p>Hello, your <b>invoice</b> is attached.</p>",
             "headers": {"X-Campaign": "spring"},
-            "attachments": [{"filename": "invoice.pdf", "content_type": "application/pdf", "content_base64": pdf}]
+            "attachments": [{"filename": "invoice.pdf", "content_type": "application/pdf", "content_base64": pdf}],
+            "tags": ["invoice", "spring"],
+            "metadata": {"order": "4711"}
         }),
     )?;
     ensure!(sent.status == 202, "JSON send: {sent:?}");
@@ -440,6 +442,15 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
         .filter_map(|r| r["state"].as_str())
         .collect();
     ensure!(states == ["delivered"; 3], "{seen:?}");
+    ensure!(
+        seen.body["tags"] == json!(["invoice", "spring"])
+            && seen.body["metadata"] == json!({"order": "4711"}),
+        "{seen:?}"
+    );
+    ensure!(
+        !text.contains("4711") && !text.contains("spring\""),
+        "labels leaked into the message"
+    );
     let events = seen.body["events"].as_array().context("events")?;
     ensure!(
         events.len() == 3
@@ -469,7 +480,12 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
     all.extend(rest.body["events"].as_array().cloned().unwrap_or_default());
     let ours = all
         .iter()
-        .filter(|e| e["message_id"] == id.as_str() && e["type"] == "delivered")
+        .filter(|e| {
+            e["message_id"] == id.as_str()
+                && e["type"] == "delivered"
+                && e["tags"] == json!(["invoice", "spring"])
+                && e["metadata"]["order"] == "4711"
+        })
         .count();
     ensure!(ours == 3, "events: {all:?}");
     let beta_feed = rig.request("GET", "/v1/events", Some(&rig.beta.key), &[])?;

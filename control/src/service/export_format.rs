@@ -256,6 +256,8 @@ struct MessageEnvelope {
     next_attempt_at: Option<String>,
     /// Whether the sender was told the message is late (`Action: delayed`).
     delay_notified: bool,
+    tags: Vec<String>,
+    metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -294,6 +296,8 @@ pub(crate) fn message(id: String, e: Envelope) -> Message {
             attempts: e.attempts,
             next_attempt_at: e.next_attempt_ms.map(millis),
             delay_notified: e.delay_notified,
+            tags: e.tags,
+            metadata: e.metadata,
         },
     }
 }
@@ -311,6 +315,8 @@ pub(crate) struct Delivery {
     reply: Option<String>,
     attempt: u32,
     queue_time_ms: u64,
+    tags: Vec<String>,
+    metadata: std::collections::BTreeMap<String, String>,
 }
 
 pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
@@ -325,6 +331,8 @@ pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
         reply: r.reply,
         attempt: r.attempt,
         queue_time_ms: r.queue_time_ms,
+        tags: r.tags,
+        metadata: r.metadata,
     }
 }
 
@@ -480,7 +488,8 @@ mod tests {
             "body_type": "EightBitMime", "smtputf8": true, "ret": "Headers", "envid": "x1",
             "origin": {"client_ip": "192.0.2.1", "helo": "h", "listener": "submission",
                 "tls": "TLSv1_3", "auth": "app@acme.example", "tenant": "acme"},
-            "received_at_ms": MS, "attempts": 2, "next_attempt_ms": MS + 60_000
+            "received_at_ms": MS, "attempts": 2, "next_attempt_ms": MS + 60_000,
+            "tags": ["invoice"], "metadata": {"order": "4711"}
         }))
         .expect("a stored envelope");
         let exported =
@@ -520,6 +529,10 @@ mod tests {
             reply: Some("250 ok".into()),
             attempt: 1,
             queue_time_ms: 1500,
+            tags: vec!["invoice".into()],
+            metadata: [("order".to_string(), "4711".to_string())]
+                .into_iter()
+                .collect(),
         };
         let exported = serde_json::to_value(delivery(record.clone())).expect("json");
         same_fields(&record, &exported, &[("time_ms", "time")]);

@@ -6,6 +6,7 @@
 //! attempt's outcome; every such field is `#[serde(default)]`, so envelopes written
 //! before delivery existed still open.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,14 @@ pub struct Envelope {
     /// one), so that a message gets at most one, across restarts.
     #[serde(default)]
     pub delay_notified: bool,
+    /// Labels the sender gave the message (HTTPS API `tags`), carried into its
+    /// delivery log records and events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Key-value pairs the sender gave the message (HTTPS API `metadata`), carried
+    /// like `tags`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

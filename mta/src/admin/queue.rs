@@ -336,6 +336,8 @@ fn removal(
             reply: Some(reply.to_owned()),
             attempt: envelope.attempts,
             queue_time_ms,
+            tags: envelope.tags.clone(),
+            metadata: envelope.metadata.clone(),
         })
         .collect();
     let notice = match (action, dry_run) {

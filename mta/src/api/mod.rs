@@ -406,8 +406,13 @@ impl Conn {
         let built = send::build(&request, &id, &self.live.settings.raw.hostname, now_ms())?;
         drop(request);
         let (sender, recipients) = (built.sender, built.recipients);
-        self.submit(grant, id, sender, recipients, built.content, claim.as_ref())
-            .await
+        let message = Submission {
+            sender,
+            recipients,
+            content: built.content,
+            labels: built.labels,
+        };
+        self.submit(grant, id, message, claim.as_ref()).await
     }
 
     async fn send_raw(
@@ -439,8 +444,13 @@ impl Conn {
         let content = send::check_raw(&body)?;
         drop(body);
         let id = MessageId::generate();
-        self.submit(grant, id, sender, recipients, content, claim.as_ref())
-            .await
+        let message = Submission {
+            sender,
+            recipients,
+            content,
+            labels: send::Labels::default(),
+        };
+        self.submit(grant, id, message, claim.as_ref()).await
     }
 
     /// An `Idempotency-Key` request: the answer kept for it, or the right to send
@@ -578,6 +588,8 @@ impl Conn {
             reply: Some("one-click unsubscribe (RFC 8058)".into()),
             attempt: 0,
             queue_time_ms: now.saturating_sub(link.message.timestamp_ms()),
+            tags: Vec::new(),
+            metadata: Default::default(),
         };
         let spool = self.shared.spool.clone();
         let (tenant, id) = (link.tenant.clone(), link.message);
@@ -721,11 +733,15 @@ impl Conn {
         &self,
         grant: &Grant,
         id: MessageId,
-        sender: String,
-        recipients: Vec<String>,
-        content: Vec<u8>,
+        message: Submission,
         claim: Option<&idempotency::Claim>,
     ) -> Result<Response<Full<Bytes>>, Problem> {
+        let Submission {
+            sender,
+            recipients,
+            content,
+            labels,
+        } = message;
         let started = Instant::now();
         match self.shared.monitor.state() {
             SpoolState::Ready => {}
@@ -813,6 +829,8 @@ impl Conn {
             attempts: 0,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: labels.tags,
+            metadata: labels.metadata,
             origin: Origin {
                 client_ip: self.peer.ip(),
                 helo: String::new(),
@@ -867,6 +885,14 @@ impl Conn {
         );
         Ok(json_bytes(StatusCode::ACCEPTED, answer))
     }
+}
+
+/// A message on its way from a request to the spool.
+struct Submission {
+    sender: String,
+    recipients: Vec<String>,
+    content: Vec<u8>,
+    labels: send::Labels,
 }
 
 /// What an account endpoint asks of control.

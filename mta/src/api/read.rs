@@ -27,6 +27,8 @@ pub struct MessageView {
     pub next_attempt_at: Option<String>,
     pub recipients: Vec<RecipientView>,
     pub events: Vec<EventView>,
+    pub tags: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +53,8 @@ pub struct EventView {
     pub next_hop: Option<String>,
     pub tls: Option<String>,
     pub reply: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl From<DeliveryRecord> for EventView {
@@ -64,6 +68,8 @@ impl From<DeliveryRecord> for EventView {
             next_hop: r.next_hop,
             tls: r.tls,
             reply: r.reply,
+            tags: r.tags,
+            metadata: r.metadata,
         }
     }
 }
@@ -141,6 +147,8 @@ fn queued_view(
             })
             .collect(),
         events: log.into_iter().map(EventView::from).collect(),
+        tags: e.tags,
+        metadata: e.metadata,
     }
 }
 
@@ -172,6 +180,10 @@ fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
         view.last_reply.clone_from(&r.reply);
     }
     let attempts = log.iter().map(|r| r.attempt).max().unwrap_or(0);
+    let (tags, metadata) = log
+        .first()
+        .map(|r| (r.tags.clone(), r.metadata.clone()))
+        .unwrap_or_default();
     MessageView {
         id: id.to_string(),
         status: "done",
@@ -182,6 +194,8 @@ fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
         next_attempt_at: None,
         recipients,
         events: log.into_iter().map(EventView::from).collect(),
+        tags,
+        metadata,
     }
 }
 

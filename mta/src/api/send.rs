@@ -46,7 +46,16 @@ pub struct SendRequest {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Labels for the message's events (not in the message itself).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Key-value pairs for the message's events (not in the message itself).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
+
+/// The most `tags` and `metadata` entries a message carries.
+const MAX_LABELS: usize = 10;
 
 /// `"a@example.com"` or `{"email": "a@example.com", "name": "A. Person"}`.
 #[derive(Debug, Deserialize)]
@@ -91,6 +100,58 @@ pub struct Built {
     /// Every recipient once (to, cc, bcc; compared without regard to case).
     pub recipients: Vec<String>,
     pub content: Vec<u8>,
+    pub labels: Labels,
+}
+
+/// What a message carries into its events besides itself.
+#[derive(Debug, Default, Clone)]
+pub struct Labels {
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A tag or metadata key: 1 to 64 of `A-Z a-z 0-9 _ . : -`.
+fn label(field: &str, text: &str) -> Result<(), Problem> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::invalid(field, "1 to 64 of A-Z a-z 0-9 _ . : -"))
+    }
+}
+
+fn labels(request: &SendRequest) -> Result<Labels, Problem> {
+    if request.tags.len() > MAX_LABELS {
+        return Err(Problem::invalid("tags", format!("at most {MAX_LABELS}")));
+    }
+    if request.metadata.len() > MAX_LABELS {
+        return Err(Problem::invalid(
+            "metadata",
+            format!("at most {MAX_LABELS} keys"),
+        ));
+    }
+    for (i, t) in request.tags.iter().enumerate() {
+        label(&format!("tags[{i}]"), t)?;
+    }
+    for (k, v) in &request.metadata {
+        label(&format!("metadata.{k}"), k)?;
+        if v.chars().count() > 256 || v.chars().any(char::is_control) {
+            return Err(Problem::invalid(
+                format!("metadata.{k}"),
+                "at most 256 characters, no control characters",
+            ));
+        }
+    }
+    let mut tags = request.tags.clone();
+    tags.dedup();
+    Ok(Labels {
+        tags,
+        metadata: request.metadata.clone(),
+    })
 }
 
 /// Headers the builder or the MTA writes, or that would change who gets the
@@ -190,6 +251,7 @@ pub fn build(
     for (name, value) in &request.headers {
         header(name, value)?;
     }
+    let labels = labels(request)?;
     let mut attachments = Vec::with_capacity(request.attachments.len());
     for (i, a) in request.attachments.iter().enumerate() {
         attachments.push(attachment(i, a)?);
@@ -240,6 +302,7 @@ pub fn build(
         sender,
         recipients,
         content,
+        labels,
     })
 }
 
@@ -695,6 +758,8 @@ mod properties {
                 html: Some(body.clone()),
                 headers: BTreeMap::new(),
                 attachments: Vec::new(),
+                tags: Vec::new(),
+                metadata: BTreeMap::new(),
             };
             let built = build(&request, &MessageId::generate(), "h", 0).expect("builds");
             let longest = built.content.split(|&b| b == b'\n').map(<[u8]>::len).max();
@@ -737,6 +802,8 @@ mod properties {
                     content_type: "application/octet-stream".into(),
                     content_base64: base64::engine::general_purpose::STANDARD.encode(&attachment),
                 }],
+                tags: Vec::new(),
+                metadata: BTreeMap::new(),
             };
             let Ok(built) = build(&request, &MessageId::generate(), "mta.example", 0) else {
                 return Ok(());

@@ -154,6 +154,8 @@ pub fn notice(
         attempts: 0,
         next_attempt_ms: None,
         delay_notified: false,
+        tags: Vec::new(),
+        metadata: Default::default(),
     };
     Some((MessageId::generate(), notice_envelope, dsn.message))
 }
@@ -189,6 +191,8 @@ mod tests {
             attempts: 1,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
         };
         let refused = Reply::new(550, EnhancedCode::new(5, 1, 1), "no such user");
         let failed = RecipientAttempt {
@@ -265,6 +269,8 @@ mod tests {
             attempts: 3,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
         };
         let original = b"Subject: hi\r\n\r\nhello\r\n";
         let id = MessageId::generate();

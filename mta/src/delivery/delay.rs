@@ -132,6 +132,8 @@ mod tests {
             attempts: 3,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
         }
     }
 
@@ -153,6 +155,8 @@ mod tests {
         assert!(due(&c, &env, at), "at the threshold");
         let notified = Envelope {
             delay_notified: true,
+            tags: Vec::new(),
+            metadata: Default::default(),
             ..env.clone()
         };
         assert!(!due(&c, &notified, at + HOUR_MS), "already notified");

@@ -290,6 +290,8 @@ mod tests {
                 reply: Some("250 ok".into()),
                 attempt: 1,
                 queue_time_ms: 5,
+                tags: Vec::new(),
+                metadata: Default::default(),
             },
             tenant: None,
             code: Some(250),

@@ -328,9 +328,14 @@ impl Scheduler {
         envelope.attempts += 1;
         let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
         let (attempts, tenant) = (envelope.attempts, envelope.origin.tenant.clone());
+        let (tags, metadata) = (envelope.tags.clone(), envelope.metadata.clone());
         // The delivery log's record of each recipient, with what its log line adds.
         let outcome = |address: &str, o: &RecipientAttempt, text: String| Outcome {
-            record: record(id, address, o, text, attempts, now, queue_time_ms),
+            record: DeliveryRecord {
+                tags: tags.clone(),
+                metadata: metadata.clone(),
+                ..record(id, address, o, text, attempts, now, queue_time_ms)
+            },
             tenant: tenant.clone(),
             code: o.attempt.reply_code(),
             enhanced: o.attempt.enhanced_code(),
@@ -522,6 +527,8 @@ fn record(
         reply: Some(reply),
         attempt,
         queue_time_ms,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 

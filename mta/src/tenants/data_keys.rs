@@ -77,6 +77,8 @@ mod tests {
             attempts: 0,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
         }
     }
 

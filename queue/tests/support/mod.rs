@@ -36,6 +36,8 @@ pub fn envelope(sender: &str, rcpts: usize) -> Envelope {
         attempts: 0,
         next_attempt_ms: None,
         delay_notified: false,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 
@@ -60,6 +62,8 @@ pub fn log_record(
         reply: Some("250 2.0.0 ok".into()),
         attempt: 1,
         queue_time_ms: 12,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 

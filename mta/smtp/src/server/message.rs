@@ -135,6 +135,8 @@ impl SessionState {
             attempts: 0,
             next_attempt_ms: None,
             delay_notified: false,
+            tags: Vec::new(),
+            metadata: Default::default(),
             origin: Origin {
                 client_ip: self.params.client_ip,
                 helo: self
