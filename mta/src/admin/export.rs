@@ -16,7 +16,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
 
 use way2mail_daemon::files::Scratch;
-use way2mail_queue::{LogFilter, Spool};
+use way2mail_queue::Spool;
 use way2mail_wire::mta_admin::{write_export_item, AdminResult, ExportItem};
 use way2mail_wire::protocol::{ErrorBody, ErrorCode};
 use way2mail_wire::stream::FrameWriter;
@@ -80,6 +80,9 @@ fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, Stopped> {
         .map_err(|e| Stopped::Ours(failure(ErrorCode::Internal, format!("encoding: {e}"))))
 }
 
+/// Delivery log records read at a time for an export.
+const LOG_PAGE: usize = 1_000;
+
 fn export_items(
     spool: &Spool,
     tenant: &str,
@@ -93,19 +96,26 @@ fn export_items(
         item(frames, &ExportItem::Message(head))?;
         item(frames, &ExportItem::Body(body))
     })?;
-    let log = spool.delivery_log(LogFilter {
-        tenant: Some(Some(tenant.to_owned())),
-        ..LogFilter::default()
-    })?;
-    for record in &log {
-        item(frames, &ExportItem::Log(encode(record)?))?;
+    // The log a page at a time: an export holds one page, whatever the log's size.
+    let mut log_records = 0u64;
+    let mut after = None;
+    loop {
+        let page = spool.delivery_log_page(tenant, after.as_ref(), u64::MAX, LOG_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (_, record) in &page {
+            item(frames, &ExportItem::Log(encode(record)?))?;
+            log_records += 1;
+        }
     }
     for kept in spool.idempotency_of(tenant)? {
         item(frames, &ExportItem::ApiRequest(encode(&kept)?))?;
     }
     Ok(AdminResult::Exported {
         messages,
-        log_records: log.len() as u64,
+        log_records,
     })
 }
 
