@@ -365,19 +365,32 @@ impl Conn {
     /// message.
     async fn send(&self, req: &Req, data: Duration, raw: bool) -> Answer {
         let endpoint = if raw { "messages_raw" } else { "messages" };
-        let grant = match self.authenticate(req).await {
-            Ok(g) => g,
-            Err(p) => return Answer::of(endpoint, Err(p)),
-        };
-        let result = match idempotency::key_of(req) {
-            Err(p) => Err(p),
-            Ok(key) if raw => self.send_raw(req, data, &grant, key).await,
-            Ok(key) => self.send_json(req, data, &grant, key).await,
-        };
-        Answer {
-            endpoint,
-            tenant: Some(grant.tenant),
-            result,
+        self.keyed(req, endpoint, async |grant| {
+            let key = idempotency::key_of(req)?;
+            if raw {
+                self.send_raw(req, data, grant, key).await
+            } else {
+                self.send_json(req, data, grant, key).await
+            }
+        })
+        .await
+    }
+
+    /// An endpoint that needs an API key: the key, then `handle` with the tenant
+    /// it stands for; the answer names the tenant for its log line.
+    async fn keyed(
+        &self,
+        req: &Req,
+        endpoint: &'static str,
+        handle: impl AsyncFnOnce(&Grant) -> Result<Response<Full<Bytes>>, Problem>,
+    ) -> Answer {
+        match self.authenticate(req).await {
+            Ok(grant) => Answer {
+                endpoint,
+                result: handle(&grant).await,
+                tenant: Some(grant.tenant),
+            },
+            Err(p) => Answer::of(endpoint, Err(p)),
         }
     }
 
@@ -471,46 +484,37 @@ impl Conn {
 
     /// The endpoints control answers: the key, then one `api.call`.
     async fn account(&self, req: &Req, endpoint: &'static str, what: Account) -> Answer {
-        let grant = match self.authenticate(req).await {
-            Ok(g) => g,
-            Err(p) => return Answer::of(endpoint, Err(p)),
-        };
-        let settings = &self.live.settings;
-        let id = &grant.credential_id;
-        let result = match what {
-            Account::SuppressionList => account::ask(settings, id, ApiCall::SuppressionList)
-                .await
-                .and_then(account::suppressions)
-                .map(|s| json(StatusCode::OK, &account::Suppressions { suppressions: s })),
-            Account::SuppressionRemove(address) => {
-                account::ask(settings, id, ApiCall::SuppressionRemove { address })
+        self.keyed(req, endpoint, async |grant| {
+            let settings = &self.live.settings;
+            let id = &grant.credential_id;
+            match what {
+                Account::SuppressionList => account::ask(settings, id, ApiCall::SuppressionList)
                     .await
-                    .map(|_| empty(StatusCode::NO_CONTENT))
+                    .and_then(account::suppressions)
+                    .map(|s| json(StatusCode::OK, &account::Suppressions { suppressions: s })),
+                Account::SuppressionRemove(address) => {
+                    account::ask(settings, id, ApiCall::SuppressionRemove { address })
+                        .await
+                        .map(|_| empty(StatusCode::NO_CONTENT))
+                }
+                Account::DomainList => account::ask(settings, id, ApiCall::DomainList)
+                    .await
+                    .and_then(account::domains)
+                    .map(|d| json(StatusCode::OK, &d)),
+                Account::DomainDns(domain) => {
+                    account::ask(settings, id, ApiCall::DomainDns { domain })
+                        .await
+                        .and_then(account::records)
+                        .map(|r| json(StatusCode::OK, &r))
+                }
             }
-            Account::DomainList => account::ask(settings, id, ApiCall::DomainList)
-                .await
-                .and_then(account::domains)
-                .map(|d| json(StatusCode::OK, &d)),
-            Account::DomainDns(domain) => account::ask(settings, id, ApiCall::DomainDns { domain })
-                .await
-                .and_then(account::records)
-                .map(|r| json(StatusCode::OK, &r)),
-        };
-        Answer {
-            endpoint,
-            tenant: Some(grant.tenant),
-            result,
-        }
+        })
+        .await
     }
 
     /// `POST /v1/suppressions {address, note?}`.
     async fn add_suppression(&self, req: &Req, data: Duration) -> Answer {
-        const ENDPOINT: &str = "suppressions";
-        let grant = match self.authenticate(req).await {
-            Ok(g) => g,
-            Err(p) => return Answer::of(ENDPOINT, Err(p)),
-        };
-        let result = async {
+        self.keyed(req, "suppressions", async |grant| {
             media_type(req, "application/json")?;
             let (body, _) =
                 read_body(req, 16 * 1024, data, &self.shared.ingest, PLAIN_COPIES).await?;
@@ -525,13 +529,8 @@ impl Conn {
                 .pop()
                 .ok_or_else(|| Problem::unavailable("account data answered unexpectedly"))?;
             Ok(json(StatusCode::CREATED, &entry))
-        }
-        .await;
-        Answer {
-            endpoint: ENDPOINT,
-            tenant: Some(grant.tenant),
-            result,
-        }
+        })
+        .await
     }
 
     /// `POST /v1/unsubscribe/{token}` (RFC 8058 one-click): no API key, the sealed
@@ -593,16 +592,10 @@ impl Conn {
         };
         let spool = self.shared.spool.clone();
         let (tenant, id) = (link.tenant.clone(), link.message);
-        let written =
-            tokio::task::spawn_blocking(move || spool.record_event(&tenant, &id, &record)).await;
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "recording an unsubscribe event failed");
-                Err(Problem::unavailable("the event could not be recorded"))
-            }
-            Err(_) => Err(Problem::unavailable("the event could not be recorded")),
-        }
+        off_core("the event could not be recorded", move || {
+            spool.record_event(&tenant, &id, &record)
+        })
+        .await
     }
 
     /// `GET /v1/unsubscribe/{token}`: for people who open the link in a browser,
@@ -628,51 +621,33 @@ impl Conn {
     /// `GET /v1/messages/{id}`: where the message stands, recipient by recipient,
     /// and its delivery outcomes.
     async fn message(&self, req: &Req, id: &str) -> Answer {
-        const ENDPOINT: &str = "message";
-        let grant = match self.authenticate(req).await {
-            Ok(g) => g,
-            Err(p) => return Answer::of(ENDPOINT, Err(p)),
-        };
-        let what = format!(
-            "GET /v1/messages/{}",
-            id.chars().take(40).collect::<String>()
-        );
-        let audited = account::record_access(&self.live.settings, &grant.credential_id, what).await;
-        let result = match id.parse::<MessageId>() {
-            _ if audited.is_err() => audited.map(|()| empty(StatusCode::NO_CONTENT)),
-            Err(_) => Err(Problem::not_found()),
-            Ok(id) => {
-                let spool = self.shared.spool.clone();
-                let tenant = grant.tenant.clone();
-                let found =
-                    tokio::task::spawn_blocking(move || read::message(&spool, &tenant, id)).await;
-                match found {
-                    Ok(Ok(Some(view))) => Ok(json(StatusCode::OK, &view)),
-                    Ok(Ok(None)) => Err(Problem::not_found()),
-                    Ok(Err(e)) => {
-                        tracing::error!(%id, error = %e, "reading a message for the API failed");
-                        Err(Problem::unavailable("the spool could not be read"))
-                    }
-                    Err(_) => Err(Problem::unavailable("the spool could not be read")),
-                }
+        self.keyed(req, "message", async |grant| {
+            let what = format!(
+                "GET /v1/messages/{}",
+                id.chars().take(40).collect::<String>()
+            );
+            account::record_access(&self.live.settings, &grant.credential_id, what).await?;
+            let Ok(id) = id.parse::<MessageId>() else {
+                return Err(Problem::not_found());
+            };
+            let spool = self.shared.spool.clone();
+            let tenant = grant.tenant.clone();
+            match off_core("the spool could not be read", move || {
+                read::message(&spool, &tenant, id)
+            })
+            .await?
+            {
+                Some(view) => Ok(json(StatusCode::OK, &view)),
+                None => Err(Problem::not_found()),
             }
-        };
-        Answer {
-            endpoint: ENDPOINT,
-            tenant: Some(grant.tenant),
-            result,
-        }
+        })
+        .await
     }
 
     /// `GET /v1/events?after=CURSOR&limit=N`: the tenant's delivery events, oldest
     /// first, one page at a time.
     async fn events(&self, req: &Req) -> Answer {
-        const ENDPOINT: &str = "events";
-        let grant = match self.authenticate(req).await {
-            Ok(g) => g,
-            Err(p) => return Answer::of(ENDPOINT, Err(p)),
-        };
-        let result = async {
+        self.keyed(req, "events", async |grant| {
             let mut after = None;
             let mut limit = read::DEFAULT_PAGE;
             for (k, v) in send::form_pairs(req.uri().query().unwrap_or("")) {
@@ -705,25 +680,13 @@ impl Conn {
             let spool = self.shared.spool.clone();
             let tenant = grant.tenant.clone();
             let now = now_ms();
-            let page = tokio::task::spawn_blocking(move || {
+            let page = off_core("the delivery log could not be read", move || {
                 read::events(&spool, &tenant, after, limit, now)
             })
-            .await;
-            match page {
-                Ok(Ok(page)) => Ok(json(StatusCode::OK, &page)),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "reading the delivery log for the API failed");
-                    Err(Problem::unavailable("the delivery log could not be read"))
-                }
-                Err(_) => Err(Problem::unavailable("the delivery log could not be read")),
-            }
-        }
-        .await;
-        Answer {
-            endpoint: ENDPOINT,
-            tenant: Some(grant.tenant),
-            result,
-        }
+            .await?;
+            Ok(json(StatusCode::OK, &page))
+        })
+        .await
     }
 
     /// What an authenticated SMTP transaction does between `MAIL` and the `250`:
@@ -1086,6 +1049,22 @@ async fn read_body(
             "The request body took too long",
             format!("the body must arrive within {} s", deadline.as_secs()),
         )),
+    }
+}
+
+/// Runs spool work on tokio's blocking pool, off the core's event loop. A
+/// failure is logged and answered `503` with `failed` as its detail.
+async fn off_core<T: Send + 'static>(
+    failed: &'static str,
+    work: impl FnOnce() -> Result<T, way2mail_queue::Error> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, failed, "spool work for an API request failed");
+            Err(Problem::unavailable(failed))
+        }
+        Err(_) => Err(Problem::unavailable(failed)),
     }
 }
 
