@@ -133,6 +133,39 @@ impl Rig {
         })
     }
 
+    /// `POST path` with the file at `file` as a `content_type` body.
+    fn post_file(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        file: &Path,
+        content_type: &str,
+    ) -> anyhow::Result<Answer> {
+        let file = file.display().to_string();
+        self.request(
+            "POST",
+            path,
+            key,
+            &["--data-file", &file, "--content-type", content_type],
+        )
+    }
+
+    /// `POST /v1/messages` with an `Idempotency-Key`.
+    fn send_idempotent(
+        &self,
+        key: &str,
+        body: &Value,
+        idempotency: &str,
+    ) -> anyhow::Result<Answer> {
+        let header = format!("Idempotency-Key: {idempotency}");
+        self.request(
+            "POST",
+            "/v1/messages",
+            Some(key),
+            &["--json", &body.to_string(), "--header", &header],
+        )
+    }
+
     fn send_json(&self, key: &str, body: &Value) -> anyhow::Result<Answer> {
         self.request(
             "POST",
@@ -287,29 +320,9 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
     // is sent; the key with another request is refused.
     let once = json!({"from": "billing@acme.example", "to": ["once@remote.example"],
                       "subject": "idempotent-marker", "text": "only once"});
-    let first = rig.request(
-        "POST",
-        "/v1/messages",
-        Some(&rig.acme.key),
-        &[
-            "--json",
-            &once.to_string(),
-            "--header",
-            "Idempotency-Key: order-4711",
-        ],
-    )?;
+    let first = rig.send_idempotent(&rig.acme.key, &once, "order-4711")?;
     ensure!(first.status == 202, "{first:?}");
-    let retry = rig.request(
-        "POST",
-        "/v1/messages",
-        Some(&rig.acme.key),
-        &[
-            "--json",
-            &once.to_string(),
-            "--header",
-            "Idempotency-Key: order-4711",
-        ],
-    )?;
+    let retry = rig.send_idempotent(&rig.acme.key, &once, "order-4711")?;
     ensure!(
         retry.status == 202
             && retry.body == first.body
@@ -318,32 +331,12 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
     );
     let other = json!({"from": "billing@acme.example", "to": ["twice@remote.example"],
                        "subject": "other", "text": "x"});
-    rig.request(
-        "POST",
-        "/v1/messages",
-        Some(&rig.acme.key),
-        &[
-            "--json",
-            &other.to_string(),
-            "--header",
-            "Idempotency-Key: order-4711",
-        ],
-    )?
-    .problem(422, "idempotency-key-reused")?;
+    rig.send_idempotent(&rig.acme.key, &other, "order-4711")?
+        .problem(422, "idempotency-key-reused")?;
     // The key is the tenant's own: beta's same key sends beta's message.
     let beta_once = json!({"from": "app@beta.example", "to": ["once@remote.example"],
                            "subject": "beta", "text": "x"});
-    let b = rig.request(
-        "POST",
-        "/v1/messages",
-        Some(&rig.beta.key),
-        &[
-            "--json",
-            &beta_once.to_string(),
-            "--header",
-            "Idempotency-Key: order-4711",
-        ],
-    )?;
+    let b = rig.send_idempotent(&rig.beta.key, &beta_once, "order-4711")?;
     ensure!(b.status == 202 && b.body["id"] != first.body["id"], "{b:?}");
 
     // Raw, envelope in the query, bare LF line ends.
@@ -351,16 +344,11 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
                Message-ID: <raw-marker@acme.example>\n\nA raw message.\n";
     let file = rig._state.path().join("raw.eml");
     std::fs::write(&file, raw)?;
-    let raw_sent = rig.request(
-        "POST",
+    let raw_sent = rig.post_file(
         "/v1/messages/raw?from=news%40acme.example&to=customer@remote.example",
         Some(&rig.acme.key),
-        &[
-            "--data-file",
-            &file.display().to_string(),
-            "--content-type",
-            "message/rfc822",
-        ],
+        &file,
+        "message/rfc822",
     )?;
     ensure!(raw_sent.status == 202, "raw send: {raw_sent:?}");
 
@@ -531,16 +519,11 @@ fn send_json_and_raw(backend: Backend) -> anyhow::Result<()> {
             .map(|path| {
                 let rig = &rig;
                 s.spawn(move || {
-                    rig.request(
-                        "POST",
+                    rig.post_file(
                         "/v1/messages/raw?from=app@acme.example&to=big@remote.example",
                         Some(&rig.acme.key),
-                        &[
-                            "--data-file",
-                            &path.display().to_string(),
-                            "--content-type",
-                            "message/rfc822",
-                        ],
+                        path,
+                        "message/rfc822",
                     )
                 })
             })
@@ -662,16 +645,11 @@ fn refusals() -> anyhow::Result<()> {
         &file,
         format!("From: app@acme.example\r\n\r\n{}", "y".repeat(80 * 1024)),
     )?;
-    rig.request(
-        "POST",
+    rig.post_file(
         "/v1/messages/raw?from=app@acme.example&to=a@remote.example",
         Some(&rig.acme.key),
-        &[
-            "--data-file",
-            &file.display().to_string(),
-            "--content-type",
-            "message/rfc822",
-        ],
+        &file,
+        "message/rfc822",
     )?
     .problem(413, "too-large")?;
 
@@ -924,17 +902,7 @@ fn one_click_unsubscribe() -> anyhow::Result<()> {
     let form = rig._state.path().join("one-click.txt");
     std::fs::write(&form, "List-Unsubscribe=One-Click")?;
     for _ in 0..2 {
-        let a = rig.request(
-            "POST",
-            path,
-            None,
-            &[
-                "--data-file",
-                &form.display().to_string(),
-                "--content-type",
-                "application/x-www-form-urlencoded",
-            ],
-        )?;
+        let a = rig.post_file(path, None, &form, "application/x-www-form-urlencoded")?;
         ensure!(a.status == 200 && a.body["unsubscribed"] == true, "{a:?}");
     }
     // The recipient is refused from then on, and the event is in the feed, once.
