@@ -52,33 +52,7 @@ api_key=$(cli --json credential add acme --api --description "bench/api.sh" |
 
 smtp_port=$(free_port)
 api_port=$(free_port)
-cat >"$WORK/mta.toml" <<TOML
-[[listener]]
-address = "127.0.0.1:$smtp_port"
-role = "submission"
-
-[[listener]]
-address = "127.0.0.1:$api_port"
-role = "api"
-
-[spool]
-path = "$WORK/var/spool"
-key_file = "$WORK/var/spool.key"
-
-[admin]
-socket = "$WORK/var/mta.sock"
-
-[delivery]
-enabled = false
-
-[tls]
-cert = "$WORK/var/tls/cert.pem"
-key = "$WORK/var/tls/key.pem"
-
-[control]
-socket = "$WORK/control.sock"
-snapshot_file = "$WORK/var/control-snapshot"
-TOML
+write_mta_config submission "$smtp_port" api "$api_port"
 start_mta "$smtp_port" 1
 for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/"$api_port") 2>/dev/null && break

@@ -58,6 +58,37 @@ smtp_password() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
 }
 
+# Writes $WORK/mta.toml for a way2mail-mta following control at $WORK/control.sock:
+# one listener per ROLE PORT pair given, the spool, TLS and admin socket under
+# $WORK/var, delivery off.
+write_mta_config() {
+    {
+        while (($# >= 2)); do
+            printf '[[listener]]\naddress = "127.0.0.1:%s"\nrole = "%s"\n\n' "$2" "$1"
+            shift 2
+        done
+        cat <<TOML
+[spool]
+path = "$WORK/var/spool"
+key_file = "$WORK/var/spool.key"
+
+[admin]
+socket = "$WORK/var/mta.sock"
+
+[delivery]
+enabled = false
+
+[tls]
+cert = "$WORK/var/tls/cert.pem"
+key = "$WORK/var/tls/key.pem"
+
+[control]
+socket = "$WORK/control.sock"
+snapshot_file = "$WORK/var/control-snapshot"
+TOML
+    } >"$WORK/mta.toml"
+}
+
 # Starts way2mail-mta with $WORK/mta.toml and waits for PORT and for USERS SMTP users
 # from control.
 start_mta() {

@@ -39,29 +39,7 @@ add_tenant bench
 password=$(smtp_password bench)
 
 port=$(free_port)
-cat >"$WORK/mta.toml" <<TOML
-[[listener]]
-address = "127.0.0.1:$port"
-role = "submission"
-
-[spool]
-path = "$WORK/var/spool"
-key_file = "$WORK/var/spool.key"
-
-[admin]
-socket = "$WORK/var/mta.sock"
-
-[delivery]
-enabled = false
-
-[tls]
-cert = "$WORK/var/tls/cert.pem"
-key = "$WORK/var/tls/key.pem"
-
-[control]
-socket = "$WORK/control.sock"
-snapshot_file = "$WORK/var/control-snapshot"
-TOML
+write_mta_config submission "$port"
 start_mta "$port" 1
 
 run() {
