@@ -4,9 +4,13 @@
 //! itself was built into (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
 //! When cargo runs the tests, every binary is (re)built once per test process so that a
 //! daemon edited since the last build is never tested stale; cargo makes that a no-op
-//! when it is up to date. All of them are built by ONE cargo command: building the
-//! packages one at a time would resolve their dependencies' features differently each
-//! time and rebuild half the tree whenever a test process switches binaries.
+//! when it is up to date. All of them are built by ONE cargo command, and it is
+//! `cargo build --workspace --tests --bins`: the same selection (the whole workspace,
+//! dev-dependencies included) as `cargo test --workspace` and CI's
+//! `cargo build --workspace --all-targets`, so cargo resolves the dependencies' features
+//! exactly as they did and finds nothing to do. Building only the four packages would
+//! resolve features differently and rebuild and relink half the tree a second time
+//! (twice the disk, and minutes of linking under the tests).
 //! `WAY2MAIL_MTA_BIN` overrides the lookup of the MTA daemon entirely.
 
 use std::env;
@@ -16,11 +20,11 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
 
-/// The packages whose binaries the tests run, built together.
-const PACKAGES: [&str; 4] = [
+/// The binaries the tests run.
+const BINARIES: [&str; 4] = [
     "way2mail-mta",
     "way2mail-control",
-    "way2mail-cli",
+    "way2mail",
     "way2mail-bench",
 ];
 
@@ -62,7 +66,7 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// The profile directory, after one build of all [`PACKAGES`] per test process.
+/// The profile directory, after one build of all [`BINARIES`] per test process.
 fn built_profile_dir() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -80,14 +84,9 @@ fn locate() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{} is not under target/<profile>/deps", exe.display()))?;
     // Under cargo (CARGO is set) always ask it to bring the binaries up to date; run by
     // hand, build only when one is missing.
-    let missing = [
-        "way2mail-mta",
-        "way2mail-control",
-        "way2mail",
-        "way2mail-bench",
-    ]
-    .iter()
-    .any(|name| !profile_dir.join(name).is_file());
+    let missing = BINARIES
+        .iter()
+        .any(|name| !profile_dir.join(name).is_file());
     if env::var_os("CARGO").is_some() || missing {
         build(profile_dir)?;
     }
@@ -111,10 +110,7 @@ fn build(profile_dir: &Path) -> anyhow::Result<()> {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--quiet", "--bins"]);
-    for package in PACKAGES {
-        command.args(["-p", package]);
-    }
+        .args(["build", "--quiet", "--workspace", "--tests", "--bins"]);
     let output = command
         .arg("--profile")
         .arg(profile)
@@ -124,8 +120,7 @@ fn build(profile_dir: &Path) -> anyhow::Result<()> {
         .context("running cargo build for the binaries")?;
     if !output.status.success() {
         bail!(
-            "cargo build --bins -p {} failed ({}):\n{}",
-            PACKAGES.join(" -p "),
+            "cargo build --workspace --tests --bins failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
