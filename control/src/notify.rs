@@ -1,30 +1,33 @@
-//! Incident notifications: the email to an affected tenant's contact (this file) and
-//! its hand-over to the local MTA (`[notify] smtp_server`, `handover.rs`), which
-//! delivers it onwards like any other mail (STARTTLS to the recipient's MX).
+//! Notifications to a tenant's contact: plain-text letters (this file: the message
+//! every letter is; `incident.rs`: a security incident; `webhook.rs`: a webhook
+//! endpoint disabled) and their hand-over to the local MTA (`[notify] smtp_server`,
+//! `handover.rs`), which delivers them onwards like any other mail (STARTTLS to the
+//! recipient's MX).
 //!
 //! ```text
-//!   contact_address ─ compose (RFC 5322: Date, From, To, Subject, Message-ID, MIME;
-//!   body 7bit, or quoted-printable when not ASCII) ─ send: EHLO, MAIL, RCPT, DATA
-//!   (dot-stuffed), QUIT, every reply checked ─ Delivery { ok, reply, queue_id }
+//!   contact_address ─ incident::compose / webhook::compose ─ plain (RFC 5322: Date,
+//!   From, To, Subject, Message-ID, MIME; body 7bit, or quoted-printable when not
+//!   ASCII) ─ send: EHLO, MAIL, RCPT, DATA (dot-stuffed), QUIT, every reply checked
+//!   ─ Delivery { ok, reply, queue_id }
 //! ```
 //!
 //! The hop is plain SMTP over loopback: `[notify] smtp_server` must be a loopback
 //! address (checked when the configuration is loaded), so the message never crosses
 //! a network unencrypted. Every read and write is bounded (one deadline for the
 //! whole exchange; replies go through `way2mail_smtp`'s reply reader, which bounds
-//! lines and replies). Header values that come from operators (the incident's title)
-//! are stripped of control characters and encoded (RFC 2047) or folded, so no input
-//! can add a header field.
+//! lines and replies). Header values that come from operators or tenants (an
+//! incident's title) are stripped of control characters and encoded (RFC 2047) or
+//! folded, so no input can add a header field.
 
 mod handover;
+pub mod incident;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-
-use way2mail_wire::protocol::IncidentInfo;
 
 pub use self::handover::{dot_stuffed, queue_id, send, Delivery};
 
@@ -115,9 +118,9 @@ pub fn contact_address(contact: &str) -> Option<String> {
     is_address(inner).then(|| inner.to_owned())
 }
 
-/// A new `Message-ID` (without brackets) for the notification of `incident` to
-/// `tenant`: unique by 64 random bits, under the sender's domain.
-pub fn message_id(incident: &str, tenant: &str, from: &str) -> String {
+/// A new `Message-ID` (without brackets) for a letter to `tenant` about `subject`
+/// (an incident or webhook id): unique by 64 random bits, under the sender's domain.
+pub fn message_id(subject: &str, tenant: &str, from: &str) -> String {
     let mut random = [0u8; 8];
     // A failing system RNG leaves zeros; the time still separates the ids.
     let _ = aws_lc_rs::rand::fill(&mut random);
@@ -133,75 +136,37 @@ pub fn message_id(incident: &str, tenant: &str, from: &str) -> String {
     };
     format!(
         "{}.{}.{nanos:x}.{}@{domain}",
-        safe(incident),
+        safe(subject),
         safe(tenant),
         crate::store::hex(&random)
     )
 }
 
-/// What the email says, besides the incident.
+/// A plain-text letter to a tenant's contact, whatever it says: the header fields
+/// and the body, before they become a message ([`plain`]).
 #[derive(Debug, Clone)]
-pub struct Letter<'a> {
-    pub incident: &'a IncidentInfo,
-    /// The tenant's id and business name, for the greeting.
-    pub tenant: &'a str,
-    pub business_name: &'a str,
+pub struct Plain<'a> {
     /// The recipient (a checked address).
     pub to: &'a str,
     pub from: &'a str,
     pub message_id: &'a str,
     /// Unix milliseconds, for `Date:`.
     pub date_ms: u64,
+    /// Any text: cleaned and encoded here.
+    pub subject: &'a str,
+    /// Fields after `Message-ID` naming what the letter is about
+    /// (`X-Way2Mail-Incident`); their values are ids the platform made.
+    pub about: &'a [(&'a str, &'a str)],
+    /// Lines separated by `\n`, wrapped here.
+    pub body: &'a str,
 }
 
-/// The whole message, CRLF line ends, not dot-stuffed.
-pub fn compose(letter: &Letter<'_>) -> Vec<u8> {
-    let i = letter.incident;
-    let rfc3339 = way2mail_smtp::date::rfc3339;
-    let mut body = String::new();
-    let mut para = |text: &str| {
-        body.push_str(text);
-        body.push('\n');
-    };
-    para(&format!(
-        "Dear {} ({}),",
-        clean_line(letter.business_name),
-        letter.tenant
-    ));
-    para("");
-    para(&format!(
-        "we are writing to inform you of a security incident on the Way2Mail platform \
-         that affects data of your account {}.",
-        letter.tenant
-    ));
-    para("");
-    para(&format!("Incident:  {}", i.id));
-    para(&format!("Title:     {}", clean_line(&i.title)));
-    para(&format!("Detected:  {}", rfc3339(i.detected_at)));
-    para(&format!("Opened:    {}", rfc3339(i.opened_at)));
-    for (heading, text) in [
-        ("Nature of the incident:", &i.nature),
-        ("Data affected:", &i.data_affected),
-        ("Likely consequences:", &i.consequences),
-        ("Measures taken or proposed:", &i.measures),
-    ] {
-        para("");
-        para(heading);
-        para(text);
-    }
-    para("");
-    para(&format!(
-        "To reach us about this incident, reply to this message or write to {}, \
-         quoting {}.",
-        letter.from, i.id
-    ));
-    para("");
-    para("-- ");
-    para("Way2Mail platform security");
-
-    let lines = wrap(&body);
+/// The whole message, CRLF line ends, not dot-stuffed: `Date`, `From`, `To`,
+/// `Subject`, `Message-ID`, the `about` fields, MIME; the body wrapped at [`WRAP`]
+/// characters, 7bit when it is ASCII, else quoted-printable.
+pub fn plain(letter: &Plain<'_>) -> Vec<u8> {
+    let lines = wrap(letter.body);
     let ascii = lines.iter().all(|l| l.is_ascii());
-    let subject = format!("Security incident {}: {}", i.id, i.title);
     let mut out = String::new();
     let mut field = |name: &str, value: &str| {
         out.push_str(name);
@@ -212,9 +177,11 @@ pub fn compose(letter: &Letter<'_>) -> Vec<u8> {
     field("Date", &way2mail_smtp::date::rfc5322(letter.date_ms));
     field("From", letter.from);
     field("To", letter.to);
-    field("Subject", &header_text("Subject", &subject));
+    field("Subject", &header_text("Subject", letter.subject));
     field("Message-ID", &format!("<{}>", letter.message_id));
-    field("X-Way2Mail-Incident", &i.id);
+    for (name, value) in letter.about {
+        field(name, &clean_line(value));
+    }
     field("MIME-Version", "1.0");
     field("Content-Type", "text/plain; charset=utf-8");
     field(
@@ -233,7 +200,27 @@ pub fn compose(letter: &Letter<'_>) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// One line of operator text: control characters become spaces.
+/// A letter's body as it is written: one `\n`-ended line at a time.
+#[derive(Debug, Default)]
+struct Body(String);
+
+impl Body {
+    fn line(&mut self, text: &str) {
+        self.0.push_str(text);
+        self.0.push('\n');
+    }
+
+    /// The closing lines every letter ends with: the signature separator (RFC
+    /// 3676 §4.3) and who signs.
+    fn signed(mut self, by: &str) -> String {
+        self.line("");
+        self.line("-- ");
+        self.line(by);
+        self.0
+    }
+}
+
+/// One line of operator or tenant text: control characters become spaces.
 fn clean_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -345,39 +332,6 @@ fn quoted_printable(line: &str) -> String {
 mod tests {
     use super::*;
 
-    fn incident(title: &str, nature: &str) -> IncidentInfo {
-        IncidentInfo {
-            id: "INC-2026-0007".into(),
-            title: title.into(),
-            nature: nature.into(),
-            data_affected: "Contact addresses of recipients".into(),
-            consequences: "Phishing attempts are possible".into(),
-            measures: "Credentials rotated\n.a line starting with a dot".into(),
-            opened_at: 1_767_225_600,
-            opened_by: "operator:alice".into(),
-            detected_at: 1_767_222_000,
-            updated_at: 1_767_225_600,
-            closed_at: None,
-            closed_by: None,
-            resolution: None,
-            tenants: vec!["acme".into()],
-            notifications: Vec::new(),
-        }
-    }
-
-    fn letter_of(i: &IncidentInfo) -> String {
-        let bytes = compose(&Letter {
-            incident: i,
-            tenant: "acme",
-            business_name: "Acme\r\nBcc: evil@example.net",
-            to: "ops@acme.test",
-            from: "security@way2mail.test",
-            message_id: "m1@way2mail.test",
-            date_ms: 1_767_225_600_000,
-        });
-        String::from_utf8(bytes).expect("utf-8")
-    }
-
     #[test]
     fn addresses_and_contacts() {
         for good in ["ops@acme.test", "a.b+c@x-y.example", "security@localhost"] {
@@ -408,91 +362,5 @@ mod tests {
         );
         assert_eq!(contact_address("Jane Doe, phone 555"), None);
         assert_eq!(contact_address("Jane <not an address>"), None);
-    }
-
-    #[test]
-    fn the_message_has_every_field_and_no_injected_header() {
-        let i = incident(
-            "Leaked\r\nBcc: victim@example.net key",
-            "A database snapshot was exposed",
-        );
-        let text = letter_of(&i);
-        let (header, body) = text.split_once("\r\n\r\n").expect("header end");
-        for line in header.split("\r\n") {
-            // Every line is a field or a continuation; none is an injected Bcc.
-            assert!(!line.to_ascii_lowercase().starts_with("bcc"), "{header}");
-            assert!(line.len() <= 78, "{line}");
-        }
-        assert!(
-            header.starts_with("Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n"),
-            "{header}"
-        );
-        assert!(header.contains("\r\nFrom: security@way2mail.test\r\n"));
-        assert!(header.contains("\r\nTo: ops@acme.test\r\n"));
-        assert!(header.contains(
-            "\r\nSubject: Security incident INC-2026-0007: Leaked Bcc: victim@example.net key\r\n"
-        ), "{header}");
-        assert!(header.contains("\r\nMessage-ID: <m1@way2mail.test>\r\n"));
-        assert!(header.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"));
-        assert!(header.contains("\r\nContent-Transfer-Encoding: 7bit"));
-        assert!(
-            !text.contains('\n') || !text.replace("\r\n", "").contains('\n'),
-            "bare LF"
-        );
-        for part in [
-            "Incident:  INC-2026-0007",
-            "Nature of the incident:\r\nA database snapshot was exposed\r\n",
-            "Data affected:\r\nContact addresses of recipients\r\n",
-            "Likely consequences:\r\nPhishing attempts are possible\r\n",
-            "Measures taken or proposed:\r\nCredentials rotated\r\n.a line",
-            "write to\r\nsecurity@way2mail.test, quoting INC-2026-0007.\r\n",
-            "\r\n-- \r\nWay2Mail platform security\r\n",
-            "Dear Acme  Bcc: evil@example.net (acme),",
-            "Detected:  2025-12-31T23:00:00Z",
-        ] {
-            assert!(body.contains(part), "{part:?} not in\n{body}");
-        }
-        // Dot-stuffed on the wire.
-        let wire = String::from_utf8(dot_stuffed(text.as_bytes())).expect("utf-8");
-        assert!(wire.contains("\r\n..a line starting with a dot\r\n"));
-        assert!(wire.ends_with("\r\n.\r\n"));
-    }
-
-    #[test]
-    fn non_ascii_is_encoded_and_long_lines_wrapped() {
-        let long = "word ".repeat(60) + &"x".repeat(200);
-        let i = incident("Fuite de données à Zürich — ärgerlich", &long);
-        let text = letter_of(&i);
-        let (header, body) = text.split_once("\r\n\r\n").expect("header end");
-        assert!(header.contains("Subject: =?utf-8?B?"), "{header}");
-        assert!(header.contains("\r\nContent-Transfer-Encoding: quoted-printable"));
-        let subject: String = header
-            .split("\r\n")
-            .skip_while(|l| !l.starts_with("Subject:"))
-            .take_while(|l| l.starts_with("Subject:") || l.starts_with(' '))
-            .flat_map(|l| {
-                l.trim_start_matches("Subject:")
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .map(|w| {
-                let inner = w.trim_start_matches("=?utf-8?B?").trim_end_matches("?=");
-                String::from_utf8(B64.decode(inner).expect("base64")).expect("utf-8")
-            })
-            .collect();
-        assert_eq!(
-            subject,
-            "Security incident INC-2026-0007: Fuite de données à Zürich — ärgerlich"
-        );
-        for line in body.split("\r\n") {
-            assert!(line.len() <= 76 && line.is_ascii(), "{line:?}");
-        }
-        assert!(body.contains("=C3=BC"), "ü encoded");
-        let ascii = incident("t", &long);
-        let text = letter_of(&ascii);
-        for line in text.split("\r\n") {
-            assert!(line.chars().count() <= 78, "{line:?}");
-        }
     }
 }

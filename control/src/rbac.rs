@@ -63,6 +63,10 @@ pub enum Op {
     SuppressionAdd,
     SuppressionList,
     SuppressionRemove,
+    WebhookAdd,
+    WebhookList,
+    WebhookRemove,
+    WebhookEnable,
     BackupCreate,
     ReceiptKey,
     QueueSummary,
@@ -76,7 +80,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 61] = [
+    pub const ALL: [Op; 65] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -128,6 +132,10 @@ impl Op {
         Op::SuppressionAdd,
         Op::SuppressionList,
         Op::SuppressionRemove,
+        Op::WebhookAdd,
+        Op::WebhookList,
+        Op::WebhookRemove,
+        Op::WebhookEnable,
         Op::BackupCreate,
         Op::ReceiptKey,
         Op::QueueSummary,
@@ -181,7 +189,11 @@ impl Op {
             Request::AuditVerify => Op::AuditVerify,
             Request::SnapshotGet { .. } => Op::SnapshotGet,
             Request::RetentionReport { .. } => Op::RetentionReport,
-            Request::ApiCall { .. } | Request::ApiUnsubscribe { .. } => Op::ApiCall,
+            // The MTA's reports on a tenant's behalf: its service user only, like
+            // the API calls it relays.
+            Request::ApiCall { .. }
+            | Request::ApiUnsubscribe { .. }
+            | Request::ApiWebhookFailing { .. } => Op::ApiCall,
             Request::TenantRetention { .. } => Op::TenantRetention,
             Request::TenantHold { .. } => Op::TenantHold,
             Request::TenantErase { .. } => Op::TenantErase,
@@ -193,6 +205,10 @@ impl Op {
             Request::SuppressionAdd { .. } => Op::SuppressionAdd,
             Request::SuppressionList { .. } => Op::SuppressionList,
             Request::SuppressionRemove { .. } => Op::SuppressionRemove,
+            Request::WebhookAdd { .. } => Op::WebhookAdd,
+            Request::WebhookList { .. } => Op::WebhookList,
+            Request::WebhookRemove { .. } => Op::WebhookRemove,
+            Request::WebhookEnable { .. } => Op::WebhookEnable,
             Request::BackupCreate => Op::BackupCreate,
             Request::ReceiptKey => Op::ReceiptKey,
             Request::QueueSummary { .. } => Op::QueueSummary,
@@ -295,15 +311,19 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Admin | Role::Auditor => Allow,
                 Role::Operator | Role::Support => FORBIDDEN,
             },
-            // Retention per agreement and the suppression lists are tenant
-            // administration.
-            Op::TenantRetention | Op::RetentionRun | Op::SuppressionAdd | Op::SuppressionRemove => {
-                match role {
-                    Role::Admin | Role::Operator => Allow,
-                    Role::Support | Role::Auditor => FORBIDDEN,
-                }
-            }
-            Op::SuppressionList => match role {
+            // Retention per agreement, the suppression lists and the webhook
+            // endpoints are tenant administration.
+            Op::TenantRetention
+            | Op::RetentionRun
+            | Op::SuppressionAdd
+            | Op::SuppressionRemove
+            | Op::WebhookAdd
+            | Op::WebhookRemove
+            | Op::WebhookEnable => match role {
+                Role::Admin | Role::Operator => Allow,
+                Role::Support | Role::Auditor => FORBIDDEN,
+            },
+            Op::SuppressionList | Op::WebhookList => match role {
                 Role::Admin | Role::Operator => Allow,
                 Role::Support => AllowWithReason,
                 Role::Auditor => FORBIDDEN,
@@ -368,7 +388,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 61] = [
+    const TABLE: [(Op, [Decision; 7]); 65] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -420,6 +440,10 @@ mod tests {
         (Op::SuppressionAdd, [A, A, F, F, U, U, U]),
         (Op::SuppressionList, [A, A, R, F, U, U, U]),
         (Op::SuppressionRemove, [A, A, F, F, U, U, U]),
+        (Op::WebhookAdd, [A, A, F, F, U, U, U]),
+        (Op::WebhookList, [A, A, R, F, U, U, U]),
+        (Op::WebhookRemove, [A, A, F, F, U, U, U]),
+        (Op::WebhookEnable, [A, A, F, F, U, U, U]),
         (Op::BackupCreate, [A, F, F, F, U, U, U]),
         (Op::ReceiptKey, [A, A, A, A, U, U, U]),
         (Op::QueueSummary, [A, A, R, F, U, U, U]),

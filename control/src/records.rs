@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use way2mail_wire::protocol::{
-    CredentialInfo, CredentialKind, DkimAlgorithm, ErasureReceipt, OperatorInfo, Role,
+    CredentialInfo, CredentialKind, DkimAlgorithm, ErasureReceipt, OperatorInfo, Role, WebhookInfo,
 };
 
 /// Meta keys.
@@ -134,4 +134,47 @@ pub struct ErasedTenant {
     pub erased_at: u64,
     /// The receipt's id.
     pub receipt: String,
+}
+
+/// A tenant's webhook endpoint, in the `webhooks` tree under `tenant \0 id`. The
+/// signing secret is kept whole, because the MTA signs with it (it reaches the MTA
+/// in the snapshot); the tenant sees it once, in the answer that made it. No
+/// `Debug`, and the secret is wiped from memory when the record is dropped.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// `wh_` and 16 hex digits.
+    pub id: String,
+    pub url: String,
+    /// Names from `WEBHOOK_EVENTS`, sorted, no duplicates.
+    pub events: Vec<String>,
+    /// `whsec_` and 32 alphanumeric characters.
+    pub secret: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub created_by: String,
+    /// Set while disabled (the MTA reported it failing); nothing is sent to it then.
+    pub disabled_at: Option<u64>,
+    pub disabled_reason: Option<String>,
+}
+
+impl WebhookRecord {
+    /// The endpoint as listed: never the secret.
+    pub fn info(&self) -> WebhookInfo {
+        WebhookInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            created_at: self.created_at,
+            created_by: self.created_by.clone(),
+            disabled_at: self.disabled_at,
+            disabled_reason: self.disabled_reason.clone(),
+            secret: None,
+        }
+    }
+}
+
+impl Drop for WebhookRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
 }

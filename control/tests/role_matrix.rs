@@ -151,6 +151,22 @@ fn every_request(tag: &str) -> Vec<Request> {
             tenant: "acme".into(),
             address: "nobody@example.net".into(),
         },
+        Request::WebhookAdd {
+            tenant: "acme".into(),
+            url: format!("https://{tag}.hooks.example"),
+            events: vec!["delivered".into()],
+        },
+        Request::WebhookList {
+            tenant: "acme".into(),
+        },
+        Request::WebhookRemove {
+            tenant: "acme".into(),
+            id: "wh_0000000000000000".into(),
+        },
+        Request::WebhookEnable {
+            tenant: "acme".into(),
+            id: "wh_0000000000000000".into(),
+        },
         Request::BackupCreate,
         Request::ReceiptKey,
         // Last: it ends the session the other requests use.
@@ -177,10 +193,9 @@ fn expected(who: &str, op: &str) -> Expect {
     let operator = matches!(who, "admin" | "operator" | "support" | "auditor");
     // The data-protection operations, each decided on its own.
     let data_ops: Option<[Expect; 4]> = match op {
-        "tenant.retention" | "retention.run" | "suppression.add" | "suppression.remove" => {
-            Some([Allowed, Allowed, F, F])
-        }
-        "suppression.list" => Some([Allowed, Allowed, NeedsReason, F]),
+        "tenant.retention" | "retention.run" | "suppression.add" | "suppression.remove"
+        | "webhook.add" | "webhook.remove" | "webhook.enable" => Some([Allowed, Allowed, F, F]),
+        "suppression.list" | "webhook.list" => Some([Allowed, Allowed, NeedsReason, F]),
         "tenant.erase" | "backup.create" => Some([Allowed, F, F, F]),
         "tenant.hold" => Some([NeedsReason, F, F, F]),
         "tenant.export" => Some([Allowed, NeedsReason, F, F]),
@@ -304,7 +319,7 @@ fn every_role_against_every_operation() {
     ];
     // Every request variant is in the list, each once.
     let ops: std::collections::HashSet<_> = every_request("x").iter().map(|r| r.op()).collect();
-    assert_eq!(ops.len(), 42);
+    assert_eq!(ops.len(), 46);
 
     for (name, token) in &tokens {
         check(&h, name, &USER, Some(token));

@@ -44,6 +44,7 @@ mod submit;
 mod tenants;
 mod tls;
 mod unsubscribe;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -238,6 +239,19 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         Arc::clone(&active),
     )?;
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
+    // Tenant events for webhooks (and refused recipients in the delivery log) exist
+    // only where there are tenants.
+    let webhooks = match &tenants {
+        Some(t) => {
+            t.record_events_in(spool.clone());
+            Some(webhooks::Dispatcher::start(
+                spool.clone(),
+                Arc::clone(t),
+                &settings,
+            )?)
+        }
+        None => None,
+    };
     let (plans, scheduler, handoff) = match delivery {
         Some(d) => (d.plans, Some(d.scheduler), Some(d.handoff)),
         None => (Vec::new(), None, None),
@@ -341,6 +355,9 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         follower.stop();
     }
     sweep_thread.stop();
+    if let Some(webhooks) = webhooks {
+        webhooks.stop();
+    }
     spool.flush().context("final spool flush")?;
     let stats = spool.stats();
     tracing::info!(

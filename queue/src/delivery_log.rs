@@ -31,6 +31,28 @@ pub enum DeliveryOutcome {
     /// The recipient used the message's one-click unsubscribe link (RFC 8058):
     /// not a delivery attempt; the address is on the tenant's suppression list.
     Unsubscribed,
+    /// The recipient was refused at submission: it is on the tenant's suppression
+    /// list. Nothing was queued for it.
+    Suppressed,
+    /// The message was queued for the recipient. Only ever a webhook event: the
+    /// delivery log does not hold these (the message itself does).
+    Accepted,
+}
+
+impl DeliveryOutcome {
+    /// The event's name (`delivered`), as webhooks and the API's events call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Deferred => "deferred",
+            DeliveryOutcome::Bounced => "bounced",
+            DeliveryOutcome::Expired => "expired",
+            DeliveryOutcome::Deleted => "deleted",
+            DeliveryOutcome::Unsubscribed => "unsubscribed",
+            DeliveryOutcome::Suppressed => "suppressed",
+            DeliveryOutcome::Accepted => "accepted",
+        }
+    }
 }
 
 /// One delivery log record (also the JSON line of the delivery log file).
@@ -106,7 +128,7 @@ impl Spool {
             let sled_key = keys::log(key.id(), r.time_ms, id, seq);
             write.insert(&sled_key, record::seal_log(key, &sled_key, r)?);
         }
-        Ok(())
+        self.fan_out(write, key, records)
     }
 
     /// The data keys whose records a filter asks for.
@@ -166,11 +188,22 @@ impl Spool {
         id: &MessageId,
         record: &DeliveryRecord,
     ) -> Result<(), Error> {
+        self.submit_event(tenant, id, record)?.wait_blocking()
+    }
+
+    /// [`record_event`](Spool::record_event) for a caller that must not block: the
+    /// write joins the next group commit; await the handle (or drop it) as needed.
+    pub fn submit_event(
+        &self,
+        tenant: &str,
+        id: &MessageId,
+        record: &DeliveryRecord,
+    ) -> Result<crate::Durable, Error> {
         self.refuse_if_unhealthy()?;
         let key = self.data_key(Some(tenant))?;
         let mut write = Write::default();
         self.append_log(&mut write, &key, id, std::slice::from_ref(record))?;
-        self.inner.committer.submit(write).wait_blocking()
+        Ok(self.inner.committer.submit(write))
     }
 
     /// One page of a tenant's delivery log, in key order (time, message, sequence):

@@ -118,7 +118,13 @@ fn read_item(input: &mut impl Read) -> Result<Option<Vec<u8>>, Error> {
 /// Whether a record must be left out because its tenant was erased.
 fn erased(keyring: &Keyring, key: &[u8], value: &[u8]) -> bool {
     match keys::parse(key) {
-        Some(Key::Envelope(_) | Key::Body(..) | Key::Log { .. } | Key::Idempotency { .. }) => {
+        Some(
+            Key::Envelope(_)
+            | Key::Body(..)
+            | Key::Log { .. }
+            | Key::Idempotency { .. }
+            | Key::Webhook(_),
+        ) => {
             seal::key_id_of(value).is_some_and(|id| matches!(keyring.lookup(id), Lookup::Erased(_)))
         }
         _ => false,

@@ -24,6 +24,13 @@
 //!   j <expiry_ms:8 BE> <key_id:8 BE> <digest:32>
 //!                              when that record expires (empty value): the purge
 //!                              reads this range up to now, nothing else
+//!   w <key_id:8 BE> <created_ms:8 BE> <n:8 BE>
+//!                              sealed webhook outbox entry: one event for one
+//!                              endpoint, per data key (tenant) in creation order
+//!                              (n: random, tells entries of one millisecond apart)
+//!   x <due_ms:8 BE> <key_id:8 BE> <created_ms:8 BE> <n:8 BE>
+//!                              when that entry is due to be posted (empty value): the
+//!                              dispatcher reads this range up to now, nothing else
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
 //!                              the format before data keys; `m commit_seq` = u64
@@ -44,6 +51,8 @@ pub const META: u8 = b'm';
 pub const HELD: u8 = b'h';
 pub const IDEMPOTENCY: u8 = b'i';
 pub const IDEMPOTENCY_EXPIRY: u8 = b'j';
+pub const WEBHOOK: u8 = b'w';
+pub const WEBHOOK_DUE: u8 = b'x';
 /// The first byte of the associated data of a part of a message being received:
 /// parts live in files (spill.rs), not in the tree, but are sealed like records.
 pub const SPILL: u8 = b's';
@@ -74,6 +83,10 @@ pub const IDEMPOTENCY_KEY_LEN: usize = 41;
 pub const IDEMPOTENCY_EXPIRY_KEY_LEN: usize = 49;
 /// Length of a delivery log key.
 pub const LOG_KEY_LEN: usize = 37;
+/// Length of a webhook outbox entry's key.
+pub const WEBHOOK_KEY_LEN: usize = 25;
+/// Length of a webhook outbox entry's due key.
+pub const WEBHOOK_DUE_KEY_LEN: usize = 33;
 /// Length of a delivery log key of the version before data keys (no key id);
 /// only the migration meets them.
 pub const LEGACY_LOG_KEY_LEN: usize = 29;
@@ -118,10 +131,70 @@ pub enum Key {
         key_id: KeyId,
         digest: [u8; 32],
     },
+    /// A webhook outbox entry.
+    Webhook(OutboxKey),
+    /// When a webhook outbox entry is due.
+    WebhookDue {
+        due_ms: u64,
+        entry: OutboxKey,
+    },
     /// A quarantined record; holds the key it had before.
     Quarantine(Vec<u8>),
     /// Spool metadata; holds its name.
     Meta(Vec<u8>),
+}
+
+/// Names one webhook outbox entry: its tenant's data key, when it was made, and a
+/// random number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutboxKey {
+    pub key_id: KeyId,
+    pub created_ms: u64,
+    pub n: u64,
+}
+
+impl OutboxKey {
+    pub fn key(&self) -> [u8; WEBHOOK_KEY_LEN] {
+        let mut k = [0u8; WEBHOOK_KEY_LEN];
+        k[0] = WEBHOOK;
+        k[1..9].copy_from_slice(&self.key_id.0.to_be_bytes());
+        k[9..17].copy_from_slice(&self.created_ms.to_be_bytes());
+        k[17..].copy_from_slice(&self.n.to_be_bytes());
+        k
+    }
+
+    pub fn due_key(&self, due_ms: u64) -> [u8; WEBHOOK_DUE_KEY_LEN] {
+        let mut k = [0u8; WEBHOOK_DUE_KEY_LEN];
+        k[0] = WEBHOOK_DUE;
+        k[1..9].copy_from_slice(&due_ms.to_be_bytes());
+        k[9..].copy_from_slice(&self.key()[1..]);
+        k
+    }
+
+    fn parse(rest: &[u8]) -> Option<OutboxKey> {
+        let field = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(rest.get(at..at + 8)?.try_into().ok()?))
+        };
+        (rest.len() == WEBHOOK_KEY_LEN - 1).then_some(())?;
+        Some(OutboxKey {
+            key_id: KeyId(field(0)?),
+            created_ms: field(8)?,
+            n: field(16)?,
+        })
+    }
+
+    /// The entry's name in exports and webhook posts: 32 hex digits.
+    pub fn name(&self) -> String {
+        format!("{:016x}{:016x}", self.created_ms, self.n)
+    }
+}
+
+/// The prefix of every webhook outbox entry of one data key.
+pub fn webhook_prefix(key_id: KeyId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = WEBHOOK;
+    k[1..].copy_from_slice(&key_id.0.to_be_bytes());
+    k
 }
 
 fn record(prefix: u8, id: &MessageId) -> [u8; RECORD_KEY_LEN] {
@@ -347,6 +420,14 @@ pub fn parse(key: &[u8]) -> Option<Key> {
                 digest: digest.try_into().ok()?,
             })
         }
+        WEBHOOK => OutboxKey::parse(rest).map(Key::Webhook),
+        WEBHOOK_DUE if rest.len() == WEBHOOK_DUE_KEY_LEN - 1 => {
+            let (t, rest) = rest.split_at(8);
+            Some(Key::WebhookDue {
+                due_ms: u64::from_be_bytes(t.try_into().ok()?),
+                entry: OutboxKey::parse(rest)?,
+            })
+        }
         QUARANTINE => Some(Key::Quarantine(rest.to_vec())),
         META => Some(Key::Meta(rest.to_vec())),
         _ => None,
@@ -375,6 +456,10 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::IdempotencyExpiry {
             expiry_ms, key_id, ..
         }) => format!("idempotency expiry at {expiry_ms} (key {key_id})"),
+        Some(Key::Webhook(e)) => format!("webhook outbox entry {} (key {})", e.name(), e.key_id),
+        Some(Key::WebhookDue { due_ms, entry }) => {
+            format!("webhook outbox entry {} due {due_ms}", entry.name())
+        }
         Some(Key::Quarantine(orig)) => format!("quarantined {}", describe(&orig)),
         Some(Key::Meta(name)) => format!("spool metadata {}", String::from_utf8_lossy(&name)),
         None => format!("unknown key of {} bytes", key.len()),
@@ -401,6 +486,16 @@ mod tests {
             prop_assert_eq!(parse(&body(&id)), Some(Key::Body(id, 0)));
             let q = quarantine(&body(&id));
             prop_assert_eq!(parse(&q), Some(Key::Quarantine(body(&id).to_vec())));
+        }
+
+        #[test]
+        fn webhook_keys_round_trip(
+            key_id in kid(), created_ms in any::<u64>(), n in any::<u64>(), due_ms in any::<u64>()
+        ) {
+            let e = OutboxKey { key_id, created_ms, n };
+            prop_assert_eq!(parse(&e.key()), Some(Key::Webhook(e)));
+            prop_assert_eq!(parse(&e.due_key(due_ms)), Some(Key::WebhookDue { due_ms, entry: e }));
+            prop_assert!(e.key().starts_with(&webhook_prefix(key_id)));
         }
 
         #[test]

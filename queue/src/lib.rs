@@ -61,6 +61,7 @@ mod spill;
 mod spool;
 mod tenant_data;
 mod verify;
+mod webhook;
 
 pub use anchor::AnchorCheck;
 pub use body::{read_header_section, BodyChunks};
@@ -69,6 +70,7 @@ pub use delivery_log::{DeliveryOutcome, DeliveryRecord, LogFilter, LogStats, LOG
 pub use dump::{restore_dump, DumpStats, RestoreStats};
 pub use error::Error;
 pub use idempotency::{IdempotencyRecord, SideRecords, IDEMPOTENCY_TTL_MS};
+pub use keys::OutboxKey;
 pub use lease::Leased;
 pub use operate::{Change, Changed, Placement};
 pub use record::{BodyShape, WHOLE_BODY_MAX};
@@ -78,6 +80,7 @@ pub use spill::Parts;
 pub use spool::{open_sled, RecipientSummary, Spool, SpoolOptions, Summary, DEFAULT_CACHE_BYTES};
 pub use tenant_data::{TenantErasure, TenantInventory};
 pub use verify::{verify, Problem, VerifyReport};
+pub use webhook::{DueEvent, EventRouter, OutboxEntry};
 
 // The spool stores what SMTP said about a message: the envelope and id types are
 // the SMTP crate's, so a session hands its message over without conversion.

@@ -68,7 +68,9 @@ impl Pass {
                 | Key::Log { .. }
                 | Key::LegacyLog { .. }
                 | Key::Idempotency { .. }
-                | Key::IdempotencyExpiry { .. },
+                | Key::IdempotencyExpiry { .. }
+                | Key::Webhook(_)
+                | Key::WebhookDue { .. },
             ) => {}
             // A held message is where an operator put it: not due, not repaired.
             Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),

@@ -105,6 +105,9 @@ pub(crate) struct Inner {
     /// what was removed (see `erase_tenant`). One entry per erased tenant.
     pub(crate) erased: Mutex<HashMap<String, (u64, u64)>>,
     pub(crate) progress: Progress,
+    /// Which webhook endpoints take which events (`webhook.rs`); none until the
+    /// daemon installs one.
+    pub(crate) router: std::sync::RwLock<Option<Arc<dyn crate::EventRouter>>>,
     anchor_check: AnchorCheck,
     path: PathBuf,
     _lock: File,
@@ -214,6 +217,7 @@ impl Spool {
                 log_seq: AtomicU32::new(0),
                 erased: Mutex::default(),
                 progress: options.progress.clone(),
+                router: std::sync::RwLock::new(None),
                 anchor_check,
                 path: path.to_owned(),
                 _lock: lock_file,
@@ -339,6 +343,7 @@ impl Spool {
             record::seal_envelope(key, &env_key, envelope, body.len() as u64, shape)?,
         );
         crate::body::seal_body(write, key, &id, body)?;
+        self.fan_out_accepted(write, key, &id, envelope, now_ms())?;
         match lease_expiry_ms {
             None => write.insert(&keys::due(now_ms(), &id), Vec::new()),
             Some(expiry_ms) => write.insert(&keys::lease(expiry_ms, &id), Vec::new()),

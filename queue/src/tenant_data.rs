@@ -164,12 +164,26 @@ impl Spool {
         }
         let log_records =
             self.remove_range(keys::log_prefix(key_id).to_vec(), keys::log_end(key_id))? as u64;
-        // The tenant's idempotency records; their expiry entries go with the purge.
+        // The tenant's idempotency records, and their expiry entries (a day's worth
+        // of them at most, read by key only).
         let prefix = keys::idempotency_prefix(key_id);
         let mut end = prefix.to_vec();
         end.push(0xff);
         end.extend_from_slice(&[0xff; 32]);
         self.remove_range(prefix.to_vec(), end)?;
+        let mut expiries = Write::default();
+        for item in inner.db.scan_prefix([keys::IDEMPOTENCY_EXPIRY]).keys() {
+            let key = item?;
+            if matches!(keys::parse(&key), Some(Key::IdempotencyExpiry { key_id: k, .. }) if k == key_id)
+            {
+                expiries.remove(&key);
+            }
+        }
+        if !expiries.is_empty() {
+            inner.committer.submit(expiries).wait_blocking()?;
+        }
+        // Its webhook outbox; the index entries go when the dispatcher meets them.
+        self.delete_webhooks_of(key_id)?;
         Ok((doomed.len() as u64, log_records))
     }
 }

@@ -89,6 +89,8 @@ pub struct VerifyReport {
     pub log_records: u64,
     /// Idempotency records of API requests (and their expiry entries).
     pub idempotency: u64,
+    /// Webhook outbox entries waiting to be posted.
+    pub webhook_events: u64,
     pub quarantined: u64,
     /// Records of erased tenants, awaiting removal by the daemon.
     pub erased: u64,
@@ -265,6 +267,15 @@ fn visit(
             }
         }
         Some(Key::IdempotencyExpiry { .. }) => report.idempotency += 1,
+        Some(Key::Webhook(_)) => {
+            report.webhook_events += 1;
+            match crate::webhook::open(keyring, key, value) {
+                Ok(_) => {}
+                Err(Error::Shredded { .. }) => report.erased += 1,
+                Err(e) => report.unreadable(key, &e),
+            }
+        }
+        Some(Key::WebhookDue { .. }) => {}
         Some(Key::Quarantine(_)) => report.quarantined += 1,
         Some(Key::Meta(_)) => report.metadata += 1,
         None => report.problem(Problem::UnknownRecord, keys::describe(key)),

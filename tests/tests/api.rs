@@ -12,7 +12,7 @@
 //! HTTP/2 and the curl examples of docs/api.md run in `.ci/api.sh`, beside
 //! schemathesis.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -198,7 +198,27 @@ fn api_key(control: &Control, admin: &Operator, tenant: &str) -> anyhow::Result<
 /// an API key each; DNS publishes acme.example's records; remote.example goes to
 /// the sink.
 fn rig(backend: Backend, max_message_size: u64) -> anyhow::Result<Rig> {
-    let control = Control::start()?;
+    rig_with(backend, max_message_size, |config| config)
+}
+
+/// [`rig`], with the MTA's configuration changed by `tune`. Control hands its
+/// notification letters to the sink.
+fn rig_with(
+    backend: Backend,
+    max_message_size: u64,
+    tune: impl FnOnce(TestConfig) -> TestConfig,
+) -> anyhow::Result<Rig> {
+    let sink = Sink::start(SinkOptions::default())?;
+    let state = tempfile::Builder::new()
+        .prefix("way2mail-api-state-")
+        .tempdir()?;
+    // Control reaches the MTA's admin socket for tenant exports.
+    let admin_socket = state.path().join("mta.sock");
+    let control = Control::start_with(&format!(
+        "[mta]\nadmin_socket = {}\n[notify]\nsmtp_server = \"{}\"\nfrom = \"platform@way2mail.example\"",
+        toml_str(&admin_socket),
+        sink.addr()
+    ))?;
     let admin = control.bootstrap_admin("admin")?;
     let run = |args: &[&str]| control.run_as(&admin, args)?.ok();
     for (tenant, domain, limits) in [
@@ -229,11 +249,8 @@ fn rig(backend: Backend, max_message_size: u64) -> anyhow::Result<Rig> {
         records.push(Record::txt(name, value));
     }
     let dns = StubDns::start(records)?;
-    let sink = Sink::start(SinkOptions::default())?;
-    let state = tempfile::Builder::new()
-        .prefix("way2mail-api-state-")
-        .tempdir()?;
     let config = TestConfig::new(backend)
+        .set("admin", "socket", &toml_str(&admin_socket))
         .set("control", "socket", &toml_str(&control.socket()))
         .set(
             "control",
@@ -253,7 +270,7 @@ fn rig(backend: Backend, max_message_size: u64) -> anyhow::Result<Rig> {
         .set("auth", "max_failures", &MAX_FAILURES.to_string())
         .set("auth", "lockout_secs", "60")
         .raw(&sink.route("remote.example"));
-    let daemon = Daemon::start(&config)?;
+    let daemon = Daemon::start(&tune(config))?;
     let rig = Rig {
         control,
         admin,
@@ -591,6 +608,42 @@ fn refusals() -> anyhow::Result<()> {
     );
     rig.request("GET", "/v1/nothing", Some(&rig.acme.key), &[])?
         .problem(404, "not-found")?;
+    // Webhooks: no private, loopback, link-local or metadata address, no plain
+    // http, only known events (the defaults of [webhooks]).
+    for (url, events, field) in [
+        ("https://127.0.0.1:8443/hook", json!(["delivered"]), "url"),
+        ("https://localhost/hook", json!(["delivered"]), "url"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            json!(["delivered"]),
+            "url",
+        ),
+        ("https://[::1]:8443/", json!(["delivered"]), "url"),
+        ("https://10.0.0.7/hook", json!(["delivered"]), "url"),
+        ("http://hooks.example.com/", json!(["delivered"]), "url"),
+        (
+            "https://user:pw@hooks.example.com/",
+            json!(["delivered"]),
+            "url",
+        ),
+        ("https://hooks.example.com/", json!(["opened"]), "events[0]"),
+        ("https://hooks.example.com/", json!([]), "events"),
+    ] {
+        let body = json!({"url": url, "events": events}).to_string();
+        let a = rig.request(
+            "POST",
+            "/v1/webhooks",
+            Some(&rig.acme.key),
+            &["--json", &body],
+        )?;
+        a.problem(422, "invalid-request")?;
+        ensure!(a.field() == field, "{url}: {a:?}");
+    }
+    let listed = rig.request("GET", "/v1/webhooks", Some(&rig.acme.key), &[])?;
+    ensure!(
+        listed.status == 200 && listed.body["webhooks"] == json!([]),
+        "nothing was made: {listed:?}"
+    );
     let a = rig.request("GET", "/v1/messages", Some(&rig.acme.key), &[])?;
     a.problem(405, "method-not-allowed")?;
     ensure!(a.header("Allow") == Some("POST"), "{a:?}");
@@ -1011,5 +1064,378 @@ fn accepted_api_messages_survive_sigkill() -> anyhow::Result<()> {
             acked.len()
         );
     }
+    Ok(())
+}
+
+/// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files in
+/// `dir`: (CA, certificate, key).
+fn receiver_certs(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "webhook test CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))?;
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
+}
+
+/// tests/python/webhook_receiver.py, running: an HTTPS endpoint that checks each
+/// post's signature with the secret in `secret` and writes a line per post to `out`.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+    secret: PathBuf,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(
+        dir: &Path,
+        name: &str,
+        certs: &(PathBuf, PathBuf, PathBuf),
+        extra: &[&str],
+    ) -> anyhow::Result<Receiver> {
+        use std::io::BufRead as _;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
+        let (secret, out) = (
+            dir.join(format!("{name}.secret")),
+            dir.join(format!("{name}.jsonl")),
+        );
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg("--cert")
+            .arg(&certs.1)
+            .arg("--key")
+            .arg(&certs.2)
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting webhook_receiver.py (is python3 installed?)")?;
+        let stdout = child.stdout.take().context("receiver stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let port = match line.trim().parse() {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("webhook_receiver.py printed {line:?}, not its port");
+            }
+        };
+        Ok(Receiver {
+            child,
+            port,
+            secret,
+            out,
+        })
+    }
+
+    /// Every post it got so far.
+    fn posts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Every event of the posts it took (signature verified, answered 200).
+    fn events(&self) -> Vec<Value> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p["status"] == 200 && p["verified"] == true)
+            .flat_map(|p| p["body"]["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes a webhook for `tenant_key` posting `events` to `url`; the answer.
+fn make_webhook(rig: &Rig, tenant_key: &str, url: &str, events: &[&str]) -> anyhow::Result<Answer> {
+    let body = json!({"url": url, "events": events}).to_string();
+    let made = rig.request("POST", "/v1/webhooks", Some(tenant_key), &["--json", &body])?;
+    ensure!(made.status == 201, "webhook not made: {made:?}");
+    ensure!(
+        made.body["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+            && made.body["id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("wh_")),
+        "{made:?}"
+    );
+    Ok(made)
+}
+
+#[test]
+fn webhooks_signed_retried_disabled_exported_and_erased() -> anyhow::Result<()> {
+    let files = tempfile::Builder::new()
+        .prefix("way2mail-webhooks-")
+        .tempdir()?;
+    let certs = receiver_certs(files.path())?;
+    // `good` is down for its first two posts; `bad` never takes one.
+    let good = Receiver::start(files.path(), "good", &certs, &["--fail-first", "2"])?;
+    let bad = Receiver::start(files.path(), "bad", &certs, &["--always-fail"])?;
+    let give_up_secs = 6;
+    let rig = rig_with(Backend::Epoll, 1024 * 1024, |c| {
+        c.set("webhooks", "allow_private", "true")
+            .set("webhooks", "ca_file", &toml_str(&certs.0))
+            .set("webhooks", "retry_initial_secs", "1")
+            .set("webhooks", "retry_max_secs", "1")
+            .set("webhooks", "give_up_after_secs", &give_up_secs.to_string())
+    })?;
+
+    // The endpoint, by its name (the certificate is checked against it).
+    let made = make_webhook(
+        &rig,
+        &rig.acme.key,
+        &format!("https://localhost:{}/hooks?source=way2mail", good.port),
+        &["accepted", "delivered", "suppressed"],
+    )?;
+    let good_id = made.body["id"].as_str().context("id")?.to_string();
+    std::fs::write(
+        &good.secret,
+        made.body["secret"].as_str().context("secret")?,
+    )?;
+    // Listed without its secret, and only to its tenant.
+    let listed = rig.request("GET", "/v1/webhooks", Some(&rig.acme.key), &[])?;
+    let hooks = listed.body["webhooks"].as_array().context("webhooks")?;
+    ensure!(
+        hooks.len() == 1
+            && hooks[0]["id"] == good_id.as_str()
+            && hooks[0].get("secret").is_none()
+            && hooks[0]["enabled"] == true,
+        "{listed:?}"
+    );
+    let theirs = rig.request("GET", "/v1/webhooks", Some(&rig.beta.key), &[])?;
+    ensure!(theirs.body["webhooks"] == json!([]), "{theirs:?}");
+    let path = format!("/v1/webhooks/{good_id}");
+    rig.request("DELETE", &path, Some(&rig.beta.key), &[])?
+        .problem(404, "not-found")?;
+
+    // A suppressed address, and a message to it and to another.
+    let body = json!({"address": "gone@remote.example"}).to_string();
+    let added = rig.request(
+        "POST",
+        "/v1/suppressions",
+        Some(&rig.acme.key),
+        &["--json", &body],
+    )?;
+    ensure!(added.status == 201, "{added:?}");
+    let message = |to: &[&str], marker: &str| {
+        json!({"from": "app@acme.example", "to": to, "subject": marker, "text": "hello",
+               "tags": ["hooked"]})
+    };
+    wait_for(
+        "the suppression and the webhook to reach the MTA",
+        FOLLOW,
+        || {
+            rig.send_json(&rig.acme.key, &message(&["gone@remote.example"], "probe"))
+                .ok()
+                .filter(|a| a.status == 422)
+        },
+    )?;
+    let sent = rig.send_json(
+        &rig.acme.key,
+        &message(
+            &["hook@remote.example", "gone@remote.example"],
+            "hook-marker",
+        ),
+    )?;
+    ensure!(sent.status == 202, "{sent:?}");
+    let id = sent.body["id"].as_str().context("id")?.to_string();
+    arrived(&rig.sink, "hook-marker")?;
+
+    // Accepted, delivered (the message's) and suppressed (the refused address) reach
+    // the receiver signed, after it failed twice.
+    let events = wait_for("the events at the receiver", DELIVERY, || {
+        let events = good.events();
+        let has = |kind: &str, rcpt: &str| {
+            events.iter().any(|e| {
+                e["type"] == kind
+                    && e["recipient"] == rcpt
+                    && (kind == "suppressed" || e["message_id"] == id.as_str())
+            })
+        };
+        (has("accepted", "hook@remote.example")
+            && has("delivered", "hook@remote.example")
+            && has("suppressed", "gone@remote.example"))
+        .then_some(events)
+    })?;
+    let posts = good.posts();
+    ensure!(
+        posts.iter().take(2).all(|p| p["status"] == 503),
+        "the first two posts failed: {posts:?}"
+    );
+    ensure!(
+        posts
+            .iter()
+            .skip(2)
+            .all(|p| p["verified"] == true && p["webhook"] == good_id.as_str()),
+        "every later post was signed with the endpoint's secret: {posts:?}"
+    );
+    let delivered = events
+        .iter()
+        .find(|e| e["type"] == "delivered" && e["message_id"] == id.as_str())
+        .context("delivered")?;
+    ensure!(
+        delivered["tags"] == json!(["hooked"])
+            && delivered["id"].as_str().is_some_and(|s| s.len() == 32),
+        "{delivered}"
+    );
+
+    // An endpoint that takes nothing is disabled after the retry period, and the
+    // tenant's contact gets a letter.
+    let made = make_webhook(
+        &rig,
+        &rig.acme.key,
+        &format!("https://127.0.0.1:{}/", bad.port),
+        &["accepted"],
+    )?;
+    let bad_id = made.body["id"].as_str().context("id")?.to_string();
+    std::fs::write(&bad.secret, made.body["secret"].as_str().context("secret")?)?;
+    wait_for("the second endpoint to reach the MTA", FOLLOW, || {
+        let sent = rig
+            .send_json(
+                &rig.acme.key,
+                &message(&["bad@remote.example"], "bad-marker"),
+            )
+            .ok()?;
+        std::thread::sleep(Duration::from_millis(1500));
+        (sent.status == 202 && !bad.posts().is_empty()).then_some(())
+    })?;
+    let disabled = wait_for(
+        "the failing endpoint to be disabled",
+        Duration::from_secs(give_up_secs + 30),
+        || {
+            let listed = rig
+                .request("GET", "/v1/webhooks", Some(&rig.acme.key), &[])
+                .ok()?;
+            listed.body["webhooks"]
+                .as_array()?
+                .iter()
+                .find(|w| w["id"] == bad_id.as_str() && w["enabled"] == false)
+                .cloned()
+        },
+    )?;
+    ensure!(
+        disabled["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("HTTP 500")),
+        "{disabled}"
+    );
+    ensure!(bad.posts().len() >= 2, "retried: {:?}", bad.posts());
+    let letter = arrived(&rig.sink, &bad_id)?;
+    ensure!(
+        letter.rcpt_to == ["ops@example.org"],
+        "to the tenant's contact: {:?}",
+        letter.rcpt_to
+    );
+
+    // An endpoint nobody answers keeps its events in the outbox; an idempotent send
+    // keeps its answer: both are in the tenant's export.
+    let closed = way2mail_tests::ClosedPort::new()?;
+    make_webhook(
+        &rig,
+        &rig.acme.key,
+        &format!("https://127.0.0.1:{}/", closed.port),
+        &["accepted"],
+    )?;
+    std::thread::sleep(FOLLOW);
+    let kept = rig.send_idempotent(
+        &rig.acme.key,
+        &message(&["late@remote.example"], "late-marker"),
+        "late-1",
+    )?;
+    ensure!(kept.status == 202, "{kept:?}");
+    let archive = files.path().join("acme.tar");
+    rig.control
+        .run_as(
+            &rig.admin,
+            &[
+                "tenant",
+                "export",
+                "acme",
+                "--out",
+                &archive.display().to_string(),
+            ],
+        )?
+        .ok()?;
+    let extracted = files.path().join("extracted");
+    std::fs::create_dir_all(&extracted)?;
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&extracted)
+        .status()?;
+    ensure!(untar.success(), "tar -xf");
+    let base = extracted.join("acme-export");
+    let webhooks: Value = serde_json::from_slice(&std::fs::read(base.join("webhooks.json"))?)?;
+    let listed = webhooks
+        .as_array()
+        .or_else(|| webhooks["webhooks"].as_array());
+    ensure!(
+        listed.is_some_and(|l| l.len() == 3 && l.iter().all(|w| w.get("secret").is_none())),
+        "{webhooks}"
+    );
+    let outbox = std::fs::read_to_string(base.join("webhook-outbox.jsonl"))?;
+    ensure!(
+        outbox.lines().any(|l| l.contains("late@remote.example")),
+        "the waiting event is exported: {outbox}"
+    );
+    let requests = std::fs::read_to_string(base.join("api-requests.json"))?;
+    ensure!(
+        requests.contains("late-marker")
+            || requests.contains(kept.body["id"].as_str().unwrap_or("-")),
+        "{requests}"
+    );
+
+    // Erasure takes the outbox and the kept answers with the rest.
+    rig.control
+        .run_as(
+            &rig.admin,
+            &[
+                "tenant",
+                "erase",
+                "acme",
+                "--confirm",
+                "acme",
+                "--out",
+                &files.path().join("receipt.json").display().to_string(),
+            ],
+        )?
+        .ok()?;
+    let mut rig = rig;
+    rig.daemon.terminate()?;
+    let master = way2mail_seal::MasterKey::load_or_create(&rig.daemon.spool_key_path())?;
+    let keyring = way2mail_seal::Keyring::open_existing(&rig.daemon.spool_keyring_path(), master)?;
+    let report = way2mail_queue::verify(&rig.daemon.spool_dir(), &keyring, &Default::default())?;
+    ensure!(
+        report.webhook_events == 0 && report.idempotency == 0,
+        "left after erasure: {report:?}"
+    );
     Ok(())
 }

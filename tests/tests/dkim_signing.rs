@@ -477,6 +477,7 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
             suppressed: Vec::new(),
             api_keys: Vec::new(),
             list_unsubscribe: false,
+            webhooks: Vec::new(),
         }],
         erased: Vec::new(),
     })

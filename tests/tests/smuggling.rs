@@ -328,6 +328,7 @@ fn signing_snapshot() -> Result<(Snapshot, Record)> {
             suppressed: Vec::new(),
             api_keys: Vec::new(),
             list_unsubscribe: false,
+            webhooks: Vec::new(),
         }],
         erased: Vec::new(),
     };

@@ -248,6 +248,9 @@ pub enum ExportItem {
     Log(Vec<u8>),
     /// One HTTPS API request's kept answer (an `Idempotency-Key`), JSON.
     ApiRequest(Vec<u8>),
+    /// One webhook event not yet delivered (the outbox), JSON:
+    /// `{"webhook","event","created_ms","attempts","next_attempt_ms","last_error"}`.
+    WebhookEvent(Vec<u8>),
 }
 
 /// Largest export item accepted (a body is at most the MTA's message size limit).
@@ -259,6 +262,7 @@ pub fn write_export_item(out: &mut impl Write, item: &ExportItem) -> io::Result<
         ExportItem::Body(b) => (2, b),
         ExportItem::Log(b) => (3, b),
         ExportItem::ApiRequest(b) => (4, b),
+        ExportItem::WebhookEvent(b) => (5, b),
     };
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("export item too large"))?;
     out.write_all(&[kind])?;
@@ -288,6 +292,7 @@ pub fn read_export_item<R: Read + ?Sized>(input: &mut R) -> io::Result<Option<Ex
         2 => Ok(Some(ExportItem::Body(bytes))),
         3 => Ok(Some(ExportItem::Log(bytes))),
         4 => Ok(Some(ExportItem::ApiRequest(bytes))),
+        5 => Ok(Some(ExportItem::WebhookEvent(bytes))),
         k => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("export item of kind {k}"),

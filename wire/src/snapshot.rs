@@ -50,6 +50,30 @@ pub struct SnapshotTenant {
     /// Add one-click unsubscribe headers (RFC 8058) to the tenant's mail.
     #[serde(default)]
     pub list_unsubscribe: bool,
+    /// The tenant's enabled webhook endpoints. Empty in snapshots from before them.
+    #[serde(default)]
+    pub webhooks: Vec<SnapshotWebhook>,
+}
+
+/// A webhook endpoint as the MTA needs it: where to post which events, and the
+/// secret to sign them with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotWebhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SnapshotWebhook {
+    /// Without the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWebhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The retention periods the MTA enforces for one tenant, in seconds.

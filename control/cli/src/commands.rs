@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Audit { command } => return audit(&mut session, command),
         Command::Retention { command } => super::data::retention(&mut session, command),
         Command::Suppression { command } => super::data::suppression(&mut session, command),
+        Command::Webhook { command } => super::webhook::run(&mut session, command),
         Command::Queue { command } => super::queue::run(&mut session, command),
         Command::Backup { command } => return super::data::backup(&mut session, command),
         Command::Receipt { command } => return super::data::receipt(&mut session, command),

@@ -20,6 +20,7 @@ mod render_data;
 mod session;
 mod table;
 mod token;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ use way2mail_wire::protocol::Role;
 #[command(
     name = "way2mail",
     version,
-    about = "Way2Mail operator CLI: tenants, domains, credentials, operators, incidents, the queue and the audit log, through way2mail-control"
+    about = "Way2Mail operator CLI: tenants, domains, credentials, webhooks, operators, incidents, the queue and the audit log, through way2mail-control"
 )]
 pub struct Cli {
     /// The control socket [env: WAY2MAIL_SOCKET; default ./var/control.sock, or
@@ -116,6 +117,11 @@ pub enum Command {
     Suppression {
         #[command(subcommand)]
         command: data::SuppressionCommand,
+    },
+    /// Endpoints that receive a tenant's delivery events as signed JSON posts.
+    Webhook {
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
     /// The MTA's live queue: summary, list, show; hold, release, retry, bounce,
     /// delete (with --dry-run).

@@ -43,6 +43,21 @@ fn exit_codes_for_usage_and_unreachable() {
     assert_eq!(code, Some(2));
     let (code, _) = run(&["frobnicate"]);
     assert_eq!(code, Some(2));
+    let (code, _) = run(&["webhook", "add", "acme", "https://hooks.acme.example"]);
+    assert_eq!(code, Some(2), "--events is required");
+    let (code, stderr) = run(&[
+        "webhook",
+        "add",
+        "acme",
+        "https://hooks.acme.example",
+        "--events",
+        "delivered,opened",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unsubscribed"),
+        "names the events: {stderr}"
+    );
     // Without a terminal or --password-stdin there is nobody to ask.
     // (Only checkable where the test itself has no controlling terminal, as in CI.)
     if std::fs::File::open("/dev/tty").is_err() {

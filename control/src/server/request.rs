@@ -78,6 +78,11 @@ pub const OPS: &[&str] = &[
     "retention.report",
     "api.call",
     "api.unsubscribe",
+    "api.webhook_failing",
+    "webhook.add",
+    "webhook.list",
+    "webhook.remove",
+    "webhook.enable",
 ];
 
 /// What the request log needs to know about one answered line.

@@ -2,11 +2,12 @@
 //! (its service user only). The MTA names the API key by its credential id; control
 //! checks that it is an unrevoked API key, scopes the operation to the key's
 //! tenant, and writes the audit entry as the key's: actor `api:<prefix>`, the
-//! tenant, the action (`api.suppression.add`, `api.access`, ...). A tenant's key
-//! can only ever reach its own tenant's data: no request names a tenant.
+//! tenant, the action (`api.suppression.add`, `api.webhook.add`, `api.access`,
+//! ...). A tenant's key can only ever reach its own tenant's data: no request
+//! names a tenant, and another tenant's webhook id is simply not found.
 
 use super::context::{Ctx, Failure};
-use super::{domains, suppression, tenants, validate};
+use super::{domains, suppression, tenants, validate, webhooks};
 use crate::records::CredentialRecord;
 use crate::store::TreeName;
 use way2mail_wire::protocol::{ApiCall, CredentialKind, ErrorCode, Response, TenantStatus};
@@ -47,6 +48,9 @@ pub(crate) fn call(
             suppression::add(ctx, &tenant.tenant, address, note.as_deref())
         }
         ApiCall::SuppressionRemove { address } => suppression::remove(ctx, &tenant.tenant, address),
+        ApiCall::WebhookList => webhooks::list(ctx, &tenant.tenant),
+        ApiCall::WebhookAdd { url, events } => webhooks::add(ctx, &tenant.tenant, url, events),
+        ApiCall::WebhookRemove { id } => webhooks::remove(ctx, &tenant.tenant, id),
         ApiCall::DomainList => domains::list(ctx, Some(&tenant.tenant)),
         ApiCall::DomainDns { domain } => {
             // Another tenant's domain is not there, as far as this key can tell.

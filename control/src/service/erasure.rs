@@ -3,11 +3,12 @@
 //! ```text
 //!   1. under the writer lock: refuse under legal hold; delete every record sealed
 //!      with the tenant's key (account, domains, DKIM keys, credentials,
-//!      suppression list); prune the tenant's audit entries whose detail was never
-//!      sealed (written before per-tenant keys); keep the billing record; mark the
-//!      id erased (never reused; listed in the MTA's snapshot); commit; then shred
-//!      the tenant's key: its sealed audit details and every copy of its records
-//!      (stale sled pages, backups) are unreadable from here on
+//!      suppression list, webhook endpoints); prune the tenant's audit entries
+//!      whose detail was never sealed (written before per-tenant keys); keep the
+//!      billing record; mark the id erased (never reused; listed in the MTA's
+//!      snapshot); commit; then shred the tenant's key: its sealed audit details
+//!      and every copy of its records (stale sled pages, backups) are unreadable
+//!      from here on
 //!   2. no lock: the MTA erases the spool's part (`tenant.erase` on its admin
 //!      socket); unreachable, it is pending, and the MTA completes it from the
 //!      snapshot's erased list
@@ -201,6 +202,10 @@ fn remove_control_data(ctx: &mut Ctx<'_>, tenant: &str) -> Result<Done, Failure>
                 "SMTP credentials and API keys (hashes and metadata)",
             ),
             (TreeName::Suppression, "suppression list entries"),
+            (
+                TreeName::Webhooks,
+                "webhook endpoints (URLs, events, signing secrets)",
+            ),
         ] {
             let keys = ctx.store.keys_sealed_with(tree, key.id())?;
             removed.push(item(category, keys.len() as u64));

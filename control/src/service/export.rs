@@ -6,6 +6,7 @@
 //!   <tenant>-export/domains.json          sending domains (public DKIM keys only)
 //!   <tenant>-export/credentials.json      credential metadata (never secrets or hashes)
 //!   <tenant>-export/suppression.json      the suppression list
+//!   <tenant>-export/webhooks.json         webhook endpoints (never their secrets)
 //!   <tenant>-export/retention.json        the periods in force, and the tenant's own
 //!   <tenant>-export/access-log.json       audit entries about the tenant
 //!   <tenant>-export/messages/<id>.eml     each queued message, as queued
@@ -13,6 +14,8 @@
 //!   <tenant>-export/delivery-log/NNNN.jsonl   delivery log records, 10,000 per file
 //!   <tenant>-export/api-requests.json     answers kept for API requests sent with an
 //!                                         Idempotency-Key (the last 24 hours)
+//!   <tenant>-export/webhook-outbox.jsonl  webhook events not delivered yet, one per
+//!                                         line, as the MTA's outbox keeps them
 //!   <tenant>-export/manifest.json         counts, and every file's size and SHA-256
 //! ```
 //!
@@ -33,7 +36,7 @@ use super::context::{Failure, Identity};
 use super::export_format::{self, FORMAT};
 use super::mta::MtaError;
 use super::writer::Service;
-use super::{credentials, domains, retention, suppression, tenants};
+use super::{credentials, domains, retention, suppression, tenants, webhooks};
 use crate::audit::AuditLog;
 use way2mail_queue::DeliveryRecord;
 use way2mail_smtp::Envelope;
@@ -41,7 +44,7 @@ use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{read_export_item, AdminClient, AdminOp, AdminResult, ExportItem};
 use way2mail_wire::protocol::{
     AuditEntry, CredentialInfo, DomainInfo, ErrorBody, ErrorCode, ExportManifest, Response,
-    SuppressionEntry, TenantInfo,
+    SuppressionEntry, TenantInfo, WebhookInfo,
 };
 
 const LOG_RECORDS_PER_FILE: usize = 10_000;
@@ -59,6 +62,7 @@ struct ControlPart {
     domains: Vec<DomainInfo>,
     credentials: Vec<CredentialInfo>,
     suppression: Vec<SuppressionEntry>,
+    webhooks: Vec<WebhookInfo>,
     retention: Value,
     access: Vec<AuditEntry>,
 }
@@ -99,6 +103,10 @@ pub(crate) fn run(
             let domains = domains::owned_by(ctx.store, Some(&info.tenant))?;
             let credentials = credentials::owned_by(ctx.store, Some(&info.tenant))?;
             let suppression = suppression::entries(ctx, &info.tenant)?;
+            let webhooks = webhooks::records(ctx.store, &info.tenant)?
+                .iter()
+                .map(crate::records::WebhookRecord::info)
+                .collect();
             let retention = json!({
                 "in_force": retention::effective(&ctx.settings.retention, &info),
                 "tenant_settings": info.retention,
@@ -110,6 +118,7 @@ pub(crate) fn run(
                 domains,
                 credentials,
                 suppression,
+                webhooks,
                 retention,
                 access,
             });
@@ -121,10 +130,12 @@ pub(crate) fn run(
     };
     let written = write_archive(&part, &mut client, out);
     let outcome = match &written {
-        Ok(m) => Ok(format!(
-            "export finished: {} messages, {} delivery log records, {} files",
+        Ok((m, outbox)) => Ok(format!(
+            "export finished: {} messages, {} delivery log records, {} webhook endpoints, \
+             {outbox} webhook events not delivered yet, {} files",
             m.messages,
             m.delivery_log_records,
+            part.webhooks.len(),
             m.files.len()
         )),
         Err(f) => Err(f.detail()),
@@ -145,14 +156,18 @@ pub(crate) fn run(
             }
         },
     )?;
-    written.map(Response::TenantExported).map_err(|f| f.body)
+    written
+        .map(|(manifest, _)| Response::TenantExported(manifest))
+        .map_err(|f| f.body)
 }
 
+/// Writes the archive; returns its manifest and the number of webhook events in
+/// the MTA's outbox (which the manifest has no field for).
 fn write_archive(
     part: &ControlPart,
     client: &mut AdminClient,
     out: &mut dyn StreamOut,
-) -> Result<ExportManifest, Failure> {
+) -> Result<(ExportManifest, u64), Failure> {
     let io = |e: std::io::Error| Failure::internal(format!("writing the archive: {e}"));
     out.start().map_err(io)?;
     let base = format!("{}-export", part.info.tenant);
@@ -169,12 +184,14 @@ fn write_archive(
         .iter()
         .map(export_format::suppressed)
         .collect();
+    let webhooks: Vec<_> = part.webhooks.iter().map(export_format::webhook).collect();
     let access: Vec<_> = part.access.iter().map(export_format::access).collect();
     for (name, data) in [
         ("account.json", pretty(&export_format::account(&part.info))?),
         ("domains.json", pretty(&domains)?),
         ("credentials.json", pretty(&credentials)?),
         ("suppression.json", pretty(&suppression)?),
+        ("webhooks.json", pretty(&webhooks)?),
         ("retention.json", pretty(&part.retention)?),
         ("access-log.json", pretty(&access)?),
     ] {
@@ -185,6 +202,8 @@ fn write_archive(
     let (mut log_in_file, mut log_files, mut log_records) = (0usize, 0u32, 0u64);
     let mut pending_id: Option<String> = None;
     let mut api_requests: Vec<serde_json::Value> = Vec::new();
+    let mut outbox: Vec<u8> = Vec::new();
+    let mut outbox_events = 0u64;
     let streamed = client.call_stream(
         AdminOp::TenantExport {
             tenant: part.info.tenant.clone(),
@@ -241,6 +260,22 @@ fn write_archive(
                             })?;
                         api_requests.push(kept);
                     }
+                    // One line each, the MTA's bytes as they came: checked to be one
+                    // JSON value on one line, not read into a type (an outbox entry is
+                    // the MTA's format, which control does not interpret).
+                    ExportItem::WebhookEvent(json) => {
+                        serde_json::from_slice::<serde::de::IgnoredAny>(&json)
+                            .ok()
+                            .filter(|_| !json.contains(&b'\n'))
+                            .ok_or_else(|| {
+                                std::io::Error::other(
+                                    "a webhook event item that is not one JSON line",
+                                )
+                            })?;
+                        outbox.extend_from_slice(&json);
+                        outbox.push(b'\n');
+                        outbox_events += 1;
+                    }
                 }
             }
             Ok(())
@@ -275,6 +310,8 @@ fn write_archive(
         &pretty(&api_requests)?,
     )
     .map_err(io)?;
+    tar.file(&format!("{base}/webhook-outbox.jsonl"), &outbox)
+        .map_err(io)?;
     tar.file(&format!("{base}/messages/index.json"), &pretty(&envelopes)?)
         .map_err(io)?;
     let manifest = ExportManifest {
@@ -295,5 +332,5 @@ fn write_archive(
     )
     .map_err(io)?;
     tar.finish().map_err(io)?;
-    Ok(manifest)
+    Ok((manifest, outbox_events))
 }

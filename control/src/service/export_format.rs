@@ -20,7 +20,7 @@ use way2mail_smtp::{BodyType, Envelope, Notify, Origin, Recipient, RecipientStat
 use way2mail_wire::protocol::{
     AuditEntry, AuditOutcome, BimiInfo, CredentialInfo, CredentialKind, DkimAlgorithm, DkimKeyInfo,
     DkimKeyState, DomainInfo, ExportFile, ExportManifest, LegalHold, RetentionSettings, Role,
-    SuppressionEntry, TenantInfo, TenantStatus,
+    SuppressionEntry, TenantInfo, TenantStatus, WebhookInfo,
 };
 use way2mail_wire::snapshot::TenantLimits;
 
@@ -193,6 +193,30 @@ pub(crate) fn suppressed(s: &SuppressionEntry) -> Suppressed<'_> {
         note: s.note.as_deref(),
         added_at: secs(s.added_at),
         added_by: &s.added_by,
+    }
+}
+
+/// One entry of `webhooks.json`: never the signing secret.
+#[derive(Debug, Serialize)]
+pub(crate) struct Webhook<'a> {
+    id: &'a str,
+    url: &'a str,
+    events: &'a [String],
+    created_at: String,
+    created_by: &'a str,
+    disabled_at: Option<String>,
+    disabled_reason: Option<&'a str>,
+}
+
+pub(crate) fn webhook(w: &WebhookInfo) -> Webhook<'_> {
+    Webhook {
+        id: &w.id,
+        url: &w.url,
+        events: &w.events,
+        created_at: secs(w.created_at),
+        created_by: &w.created_by,
+        disabled_at: w.disabled_at.map(secs),
+        disabled_reason: w.disabled_reason.as_deref(),
     }
 }
 
@@ -413,6 +437,7 @@ mod tests {
         "erase_after",
         "verified_at",
         "revoked_at",
+        "disabled_at",
         "added_at",
         "at",
         "received_at",
@@ -615,6 +640,27 @@ mod tests {
         let exported = serde_json::to_value(suppressed(&s)).expect("json");
         same_fields(&s, &exported, &[]);
         words_and_times(&exported);
+
+        let w = WebhookInfo {
+            id: "wh_0123456789abcdef".into(),
+            url: "https://hooks.acme.example/w2m".into(),
+            events: vec!["bounced".into(), "delivered".into()],
+            created_at: SECS,
+            created_by: "api:abcd1234".into(),
+            disabled_at: Some(SECS + 1),
+            disabled_reason: Some("deliveries failed since …".into()),
+            secret: None,
+        };
+        let exported = serde_json::to_value(webhook(&w)).expect("json");
+        same_fields(&w, &exported, &[]);
+        assert_eq!(exported["disabled_at"], "2026-12-06T20:18:45Z");
+        words_and_times(&exported);
+        let shown = WebhookInfo {
+            secret: Some("whsec_x".into()),
+            ..w
+        };
+        let exported = serde_json::to_value(webhook(&shown)).expect("json");
+        assert!(exported.get("secret").is_none(), "{exported}");
 
         let entry = AuditEntry {
             seq: 1,

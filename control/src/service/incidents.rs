@@ -18,7 +18,7 @@ use serde_json::json;
 use super::context::{Ctx, Failure};
 use super::writer::Service;
 use super::{tenants, validate};
-use crate::notify::{self, Letter};
+use crate::notify::{self, incident::Letter};
 use crate::records::META_INCIDENT_SEQ_PREFIX;
 use crate::store::{Opened, Store, TreeName};
 use way2mail_wire::protocol::{
@@ -357,7 +357,7 @@ pub(crate) fn send_pending(
             });
             continue;
         };
-        let message = notify::compose(&Letter {
+        let message = notify::incident::compose(&Letter {
             incident: &incident,
             tenant,
             business_name: &info.business_name,

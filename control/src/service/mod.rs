@@ -7,7 +7,8 @@
 //!   handle ─ admit: version ─ identify (session.rs) ─ rbac::decide ─ reason
 //!        └─ run ─ slow step without the lock, for the few that have one:
 //!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
-//!           │       incident.notify: emails ─ tenant.report, queue.*: the MTA
+//!           │       incident.notify, api.webhook_failing: emails ─ tenant.report,
+//!           │       queue.*: the MTA
 //!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
 //!              step's result passed in) fills a Batch ─ audit entry + snapshot
 //!              version into the same Batch ─ commit+flush ─ answer
@@ -43,6 +44,7 @@ mod snapshot;
 mod suppression;
 mod tenants;
 mod validate;
+mod webhooks;
 mod writer;
 
 use crate::metrics::LoginResult;
@@ -191,6 +193,25 @@ impl Service {
             Request::ApiUnsubscribe { tenant, address } => {
                 self.locked(who, op, Some(tenant.clone()), reason, |ctx| {
                     api::unsubscribe(ctx, &tenant, &address)
+                })
+            }
+            Request::ApiWebhookFailing {
+                tenant: name,
+                id,
+                failing_since,
+                last_error,
+            } => {
+                let report = webhooks::Report {
+                    tenant: &name,
+                    id: &id,
+                    failing_since,
+                    last_error: &last_error,
+                };
+                // As for incident.notify: a report made twice at once sends one letter.
+                let _notifying = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let notice = webhooks::notice(self, &report);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    webhooks::failing(ctx, &report, notice)
                 })
             }
             request => self.locked(who, op, tenant, reason, |ctx| dispatch(ctx, &request)),
@@ -360,12 +381,21 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         } => suppression::add(ctx, tenant, address, note.as_deref()),
         Request::SuppressionList { tenant } => suppression::list(ctx, tenant),
         Request::SuppressionRemove { tenant, address } => suppression::remove(ctx, tenant, address),
+        Request::WebhookAdd {
+            tenant,
+            url,
+            events,
+        } => webhooks::add(ctx, tenant, url, events),
+        Request::WebhookList { tenant } => webhooks::list(ctx, tenant),
+        Request::WebhookRemove { tenant, id } => webhooks::remove(ctx, tenant, id),
+        Request::WebhookEnable { tenant, id } => webhooks::enable(ctx, tenant, id),
         Request::ReceiptKey => erasure::public_key(ctx),
         // Their slow step comes first, without the lock (see `Service::run`).
         Request::Login { .. }
         | Request::DomainVerify { .. }
         | Request::DomainRotateDkim { activate: true, .. }
         | Request::IncidentNotify { .. }
+        | Request::ApiWebhookFailing { .. }
         | Request::TenantReport { .. }
         | Request::TenantErase { .. }
         | Request::RetentionRun

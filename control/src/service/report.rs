@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::context::{now_ms, Ctx, Failure};
 use super::mta::MtaError;
 use super::writer::Service;
-use super::{credentials, domains, retention, suppression, tenants};
+use super::{credentials, domains, retention, suppression, tenants, webhooks};
 use crate::audit::AuditLog;
 use crate::records::BillingRecord;
 use crate::store::TreeName;
@@ -115,6 +115,13 @@ pub(crate) fn report(ctx: &mut Ctx<'_>, tenant: &str, mta: MtaView) -> Result<Re
         "suppression list entries",
         suppressed.len() as u64,
         oldest(suppressed.iter().map(|s| s.added_at)),
+        while_account.clone(),
+    );
+    let endpoints = webhooks::records(ctx.store, &info.tenant)?;
+    control(
+        "webhook endpoints (URLs, events, signing secrets)",
+        endpoints.len() as u64,
+        oldest(endpoints.iter().map(|w| w.created_at)),
         while_account,
     );
     let since = now_ms().saturating_sub(ACCESS_WINDOW_MS);

@@ -2,7 +2,9 @@
 //! credentials trees: every tenant with its status, sorted domains, limits,
 //! unrevoked SMTP users (argon2id hashes only) and, per domain, whether it may send,
 //! its active DKIM signing keys (the only place private keys leave the store) and
-//! its BIMI selector.
+//! its BIMI selector; the digests of the suppressed addresses; and the enabled
+//! webhook endpoints with their signing secrets (the only place those leave the
+//! store after the answer that made them).
 
 use std::collections::BTreeMap;
 
@@ -50,6 +52,7 @@ pub(crate) fn build(
                 suppressed,
                 api_keys: Vec::new(),
                 list_unsubscribe: t.list_unsubscribe,
+                webhooks: super::webhooks::snapshot_view(store, &t.tenant)?,
             };
             Ok((t.tenant, entry))
         })

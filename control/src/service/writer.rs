@@ -28,8 +28,9 @@ pub struct Service {
     /// Verified against when a login names an unknown operator, so that case costs
     /// the same argon2 time as a wrong password.
     pub(super) dummy_hash: OnceLock<String>,
-    /// Held by `incident.notify` from sending to recording, so that two notify
-    /// requests cannot email the same tenants twice. Other requests never wait on it.
+    /// Held by `incident.notify` and `api.webhook_failing` from sending to
+    /// recording, so that two such requests cannot send the same letter twice.
+    /// Other requests never wait on it.
     pub(super) notify_lock: std::sync::Mutex<()>,
 }
 
@@ -203,6 +204,11 @@ pub(super) fn request_tenant(request: &Request) -> Option<String> {
         | Request::SuppressionAdd { tenant, .. }
         | Request::SuppressionList { tenant }
         | Request::SuppressionRemove { tenant, .. }
+        | Request::WebhookAdd { tenant, .. }
+        | Request::WebhookList { tenant }
+        | Request::WebhookRemove { tenant, .. }
+        | Request::WebhookEnable { tenant, .. }
+        | Request::ApiWebhookFailing { tenant, .. }
         | Request::DomainAdd { tenant, .. }
         | Request::DomainRemove { tenant, .. }
         | Request::CredentialAdd { tenant, .. }

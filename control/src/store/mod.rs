@@ -12,7 +12,8 @@
 //!   domains      blind(domain)                DomainInfo (owner)         the tenant's key
 //!   credentials  credential id                CredentialRecord (argon2)  the tenant's key
 //!   dkim_keys    blind(domain) selector       DkimKeyRecord (PKCS#8)     the tenant's key
-//!   suppression  tenant \0 blind_t(address)   SuppressionRecord          the tenant's key
+//!   suppression  tenant \0 blind_t(address)   SuppressionEntry           the tenant's key
+//!   webhooks     tenant \0 webhook id         WebhookRecord (secret)     the tenant's key
 //!   operators    operator name                OperatorRecord (hash, TOTP) system
 //!   sessions     SHA-256(token)               SessionRecord              system
 //!   audit        seq (u64 big-endian)         AuditEntry                 system (tenant
@@ -78,10 +79,11 @@ pub enum TreeName {
     Billing,
     Receipts,
     Erased,
+    Webhooks,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 13] = [
+    pub const ALL: [TreeName; 14] = [
         TreeName::Tenants,
         TreeName::Domains,
         TreeName::Credentials,
@@ -95,6 +97,7 @@ impl TreeName {
         TreeName::Billing,
         TreeName::Receipts,
         TreeName::Erased,
+        TreeName::Webhooks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +115,7 @@ impl TreeName {
             TreeName::Billing => "billing",
             TreeName::Receipts => "receipts",
             TreeName::Erased => "erased",
+            TreeName::Webhooks => "webhooks",
         }
     }
 
@@ -128,6 +132,7 @@ impl TreeName {
                 | TreeName::Credentials
                 | TreeName::DkimKeys
                 | TreeName::Suppression
+                | TreeName::Webhooks
         )
     }
 }
@@ -749,6 +754,25 @@ pub fn audit_key(seq: u64) -> [u8; 8] {
 
 /// The prefix of every `suppression` key of a tenant: `tenant \0`.
 pub fn suppression_prefix(tenant: &str) -> Vec<u8> {
+    tenant_prefix(tenant)
+}
+
+/// The prefix of every `webhooks` key of a tenant: `tenant \0`.
+pub fn webhook_prefix(tenant: &str) -> Vec<u8> {
+    tenant_prefix(tenant)
+}
+
+/// The `webhooks` key of endpoint `id` of `tenant`: `tenant \0 id`. The id is
+/// random (`wh_` and hex digits), not client data, so it may be a key in clear.
+pub fn webhook_key(tenant: &str, id: &str) -> Vec<u8> {
+    let mut key = tenant_prefix(tenant);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// `tenant \0`: tenant ids never hold a NUL, so one tenant's prefix never starts
+/// another's keys (`acme` and `acme-2`).
+fn tenant_prefix(tenant: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(tenant.len() + 1);
     key.extend_from_slice(tenant.as_bytes());
     key.push(0);
@@ -780,6 +804,7 @@ fn describe_key(tree: TreeName, key: &[u8]) -> String {
             ),
             None => hex(key),
         },
+        TreeName::Webhooks => String::from_utf8_lossy(key).replacen('\0', "/", 1),
         _ => String::from_utf8_lossy(key).into_owned(),
     }
 }
@@ -993,6 +1018,20 @@ mod tests {
         );
         assert!(a.starts_with(&suppression_prefix("acme")));
         assert!(!a.windows(7).any(|w| w == b"example"));
+    }
+
+    #[test]
+    fn webhook_keys_stay_in_their_tenant() {
+        let key = webhook_key("acme", "wh_0123456789abcdef");
+        assert_eq!(key, b"acme\0wh_0123456789abcdef");
+        assert!(key.starts_with(&webhook_prefix("acme")));
+        assert!(!webhook_key("acme-2", "wh_01").starts_with(&webhook_prefix("acme")));
+        assert_eq!(
+            describe_key(TreeName::Webhooks, &key),
+            "acme/wh_0123456789abcdef"
+        );
+        assert!(TreeName::Webhooks.is_tenant_owned());
+        assert_eq!(TreeName::from_name("webhooks"), Some(TreeName::Webhooks));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! login steps the integration tests share.
 #![allow(dead_code)]
 
+pub mod mta_admin;
+pub mod smtp;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use way2mail_control::audit::AuditLog;
@@ -58,6 +61,19 @@ pub fn now() -> u64 {
 impl Harness {
     pub fn new() -> Harness {
         Harness::with_settings(settings(Duration::from_secs(3600)))
+    }
+
+    /// A harness whose letters (`[notify]`) go to `server`, from
+    /// `security@way2mail.test`.
+    pub fn notifying_through(server: std::net::SocketAddr, timeout: Duration) -> Harness {
+        let mut s = settings(Duration::from_secs(3600));
+        s.notify = way2mail_control::notify::NotifySettings {
+            smtp_server: server,
+            from: "security@way2mail.test".into(),
+            helo: "control.test".into(),
+            timeout,
+        };
+        Harness::with_settings(s)
     }
 
     pub fn with_settings(settings: ServiceSettings) -> Harness {
@@ -190,6 +206,15 @@ impl Harness {
 
     pub fn audit(&self) -> Vec<AuditEntry> {
         AuditLog::list(self.service.store(), None, 0, usize::MAX).expect("audit list")
+    }
+
+    /// The newest audit entry of `action`.
+    pub fn last_audit(&self, action: &str) -> AuditEntry {
+        self.audit()
+            .into_iter()
+            .rev()
+            .find(|e| e.action == action)
+            .unwrap_or_else(|| panic!("no {action} in the audit log"))
     }
 
     pub fn audit_head_seq(&self) -> u64 {

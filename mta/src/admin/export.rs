@@ -5,7 +5,9 @@
 //!
 //! - `tenant.export`: for each queued message of the tenant an `ExportItem::Message`
 //!   (`{"id","envelope"}`) and its `Body` exactly as queued, then every delivery log
-//!   record of the tenant as `Log`; final `exported {messages, log_records}`.
+//!   record of the tenant as `Log`, its kept API answers as `ApiRequest` and its
+//!   webhook events not yet posted as `WebhookEvent`; final
+//!   `exported {messages, log_records}`.
 //! - `backup.dump`: the spool dump (records still sealed) is written to a private
 //!   temporary file beside the spool first, so that writers are held off only for a
 //!   local write, not for as long as the peer takes to read; then that file is
@@ -112,6 +114,27 @@ fn export_items(
     }
     for kept in spool.idempotency_of(tenant)? {
         item(frames, &ExportItem::ApiRequest(encode(&kept)?))?;
+    }
+    // Webhook events not yet posted, a page at a time too.
+    let mut after = None;
+    loop {
+        let page = spool.webhook_outbox_page(tenant, after.as_ref(), LOG_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (key, entry) in &page {
+            let line = encode(&serde_json::json!({
+                "id": key.name(),
+                "webhook": entry.webhook,
+                "event": entry.event,
+                "created_ms": key.created_ms,
+                "attempts": entry.attempts,
+                "next_attempt_ms": entry.next_attempt_ms,
+                "last_error": entry.last_error,
+            }))?;
+            item(frames, &ExportItem::WebhookEvent(line))?;
+        }
     }
     Ok(AdminResult::Exported {
         messages,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use way2mail_wire::client::{Auth, ClientError, ControlClient};
 use way2mail_wire::protocol::{
     ApiCall, DkimKeyState, DomainInfo, DomainRecords, ErrorCode, Request, Response,
-    SuppressionEntry,
+    SuppressionEntry, WebhookInfo,
 };
 
 use super::problem::Problem;
@@ -122,6 +122,61 @@ pub struct Suppressions {
 pub fn suppressions(response: Response) -> Result<Vec<SuppressionView>, Problem> {
     match response {
         Response::Suppressions { entries } => Ok(entries.into_iter().map(Into::into).collect()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+    /// `false` once deliveries failed for the whole retry period (or an operator
+    /// disabled it).
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Only in the answer to the request that made the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<WebhookInfo> for WebhookView {
+    fn from(w: WebhookInfo) -> WebhookView {
+        WebhookView {
+            enabled: w.disabled_at.is_none(),
+            disabled_at: w.disabled_at.map(way2mail_smtp::date::rfc3339),
+            disabled_reason: w.disabled_reason,
+            created_at: way2mail_smtp::date::rfc3339(w.created_at),
+            created_by: w.created_by,
+            secret: w.secret,
+            id: w.id,
+            url: w.url,
+            events: w.events,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Webhooks {
+    pub webhooks: Vec<WebhookView>,
+}
+
+pub fn webhooks(response: Response) -> Result<Vec<WebhookView>, Problem> {
+    match response {
+        Response::Webhooks { webhooks } => Ok(webhooks.into_iter().map(Into::into).collect()),
         other => Err(unexpected(&other)),
     }
 }

@@ -17,7 +17,7 @@ mod account;
 mod idempotency;
 mod openapi;
 mod problem;
-mod read;
+pub(crate) mod read;
 mod send;
 
 use std::cell::Cell;
@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use way2mail_smtp::reply::{EnhancedCode, Reply};
 use way2mail_smtp::server::{AuthVerdict, Grant, SpoolState};
 use way2mail_smtp::{BodyType, Envelope, MessageId, Notify, Origin, Recipient};
-use way2mail_wire::protocol::{ApiCall, Request as ControlRequest};
+use way2mail_wire::protocol::{ApiCall, Request as ControlRequest, WEBHOOK_EVENTS};
 use zeroize::Zeroizing;
 
 use crate::limits::Activity;
@@ -282,6 +282,16 @@ impl Conn {
                 self.account(req, "suppression", Account::SuppressionRemove(address))
                     .await
             }
+            (&Method::GET, "/v1/webhooks") => {
+                self.account(req, "webhooks", Account::WebhookList).await
+            }
+            (&Method::POST, "/v1/webhooks") => self.add_webhook(req, data).await,
+            (&Method::DELETE, p) if p.starts_with("/v1/webhooks/") => {
+                let id = send::percent_decode(&p["/v1/webhooks/".len()..]);
+                self.account(req, "webhook", Account::WebhookRemove(id))
+                    .await
+            }
+            (_, "/v1/webhooks") => Answer::of("other", Err(not_allowed("GET, POST"))),
             (&Method::GET, "/v1/domains") => {
                 self.account(req, "domains", Account::DomainList).await
             }
@@ -497,6 +507,15 @@ impl Conn {
                         .await
                         .map(|_| empty(StatusCode::NO_CONTENT))
                 }
+                Account::WebhookList => account::ask(settings, id, ApiCall::WebhookList)
+                    .await
+                    .and_then(account::webhooks)
+                    .map(|w| json(StatusCode::OK, &account::Webhooks { webhooks: w })),
+                Account::WebhookRemove(webhook) => {
+                    account::ask(settings, id, ApiCall::WebhookRemove { id: webhook })
+                        .await
+                        .map(|_| empty(StatusCode::NO_CONTENT))
+                }
                 Account::DomainList => account::ask(settings, id, ApiCall::DomainList)
                     .await
                     .and_then(account::domains)
@@ -529,6 +548,46 @@ impl Conn {
                 .pop()
                 .ok_or_else(|| Problem::unavailable("account data answered unexpectedly"))?;
             Ok(json(StatusCode::CREATED, &entry))
+        })
+        .await
+    }
+
+    /// `POST /v1/webhooks {url, events}`: the URL is checked here against
+    /// `[webhooks]` (scheme, and addresses that are not public), then control makes
+    /// the endpoint and its secret, which this answer carries once.
+    async fn add_webhook(&self, req: &Req, data: Duration) -> Answer {
+        self.keyed(req, "webhooks", async |grant| {
+            media_type(req, "application/json")?;
+            let (body, _) =
+                read_body(req, 16 * 1024, data, &self.shared.ingest, PLAIN_COPIES).await?;
+            let request: account::WebhookRequest = send::parse_json(&body)?;
+            if request.events.is_empty() {
+                return Err(Problem::invalid("events", "name at least one event"));
+            }
+            for (i, event) in request.events.iter().enumerate() {
+                if !WEBHOOK_EVENTS.contains(&event.as_str()) {
+                    return Err(Problem::invalid(
+                        format!("events[{i}]"),
+                        format!("not an event; one of {}", WEBHOOK_EVENTS.join(", ")),
+                    ));
+                }
+            }
+            let config = &self.live.settings.raw.webhooks;
+            let target = crate::webhooks::target::Target::parse(&request.url, config)
+                .map_err(|e| Problem::invalid("url", e))?;
+            target
+                .resolve(config)
+                .await
+                .map_err(|e| Problem::invalid("url", e))?;
+            let call = ApiCall::WebhookAdd {
+                url: request.url,
+                events: request.events,
+            };
+            let added = account::ask(&self.live.settings, &grant.credential_id, call).await?;
+            let made = account::webhooks(added)?
+                .pop()
+                .ok_or_else(|| Problem::unavailable("account data answered unexpectedly"))?;
+            Ok(json(StatusCode::CREATED, &made))
         })
         .await
     }
@@ -862,6 +921,8 @@ struct Submission {
 enum Account {
     SuppressionList,
     SuppressionRemove(String),
+    WebhookList,
+    WebhookRemove(String),
     DomainList,
     DomainDns(String),
 }

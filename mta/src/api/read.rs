@@ -61,7 +61,7 @@ impl From<DeliveryRecord> for EventView {
     fn from(r: DeliveryRecord) -> EventView {
         EventView {
             time: rfc3339_ms(r.time_ms),
-            kind: outcome_name(&r.outcome),
+            kind: r.outcome.name(),
             message_id: r.message_id,
             recipient: r.recipient,
             attempt: r.attempt,
@@ -71,17 +71,6 @@ impl From<DeliveryRecord> for EventView {
             tags: r.tags,
             metadata: r.metadata,
         }
-    }
-}
-
-fn outcome_name(o: &DeliveryOutcome) -> &'static str {
-    match o {
-        DeliveryOutcome::Delivered => "delivered",
-        DeliveryOutcome::Deferred => "deferred",
-        DeliveryOutcome::Bounced => "bounced",
-        DeliveryOutcome::Expired => "expired",
-        DeliveryOutcome::Deleted => "deleted",
-        DeliveryOutcome::Unsubscribed => "unsubscribed",
     }
 }
 
@@ -175,7 +164,7 @@ fn done_view(id: MessageId, log: Vec<DeliveryRecord>) -> MessageView {
                 &mut recipients[last]
             }
         };
-        view.state = outcome_name(&r.outcome);
+        view.state = r.outcome.name();
         view.attempts = view.attempts.max(r.attempt);
         view.last_reply.clone_from(&r.reply);
     }

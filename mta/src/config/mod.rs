@@ -26,6 +26,7 @@ pub mod delivery;
 pub mod reload;
 pub mod retention;
 pub mod timeouts;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::retention::RetentionConfig;
 use self::timeouts::TimeoutsConfig;
+use self::webhooks::WebhooksConfig;
 use way2mail_daemon::config::millis;
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 use way2mail_smtp::server::{BareLineEndings, Limits, Role};
@@ -83,6 +85,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[api]`: the HTTPS API (docs/api.md).
@@ -276,6 +279,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -403,6 +407,7 @@ impl Config {
     /// Checks what the types cannot and resolves the derived settings.
     pub fn validate(mut self) -> Result<Settings, ConfigError> {
         self.spool.resolve_keyring()?;
+        self.webhooks.validate()?;
         let url = &self.api.public_url;
         let host = url.strip_prefix("https://").unwrap_or("");
         if !url.is_empty()

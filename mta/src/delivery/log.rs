@@ -227,14 +227,7 @@ impl<W: Write> Writer<W> {
 
 /// The word a log line starts with.
 pub fn outcome_word(outcome: &DeliveryOutcome) -> &'static str {
-    match outcome {
-        DeliveryOutcome::Delivered => "delivered",
-        DeliveryOutcome::Deferred => "deferred",
-        DeliveryOutcome::Bounced => "bounced",
-        DeliveryOutcome::Expired => "expired",
-        DeliveryOutcome::Deleted => "deleted",
-        DeliveryOutcome::Unsubscribed => "unsubscribed",
-    }
+    outcome.name()
 }
 
 /// `text` with every occurrence of `address` (any case) replaced by its domain

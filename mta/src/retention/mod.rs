@@ -140,6 +140,9 @@ impl Sweeper {
             .spool
             .purge_content_of(step.key_id, content_before, &reason)?;
         let log_records = self.spool.purge_log_of(step.key_id, log_before)? as u64;
+        // Webhook events not yet posted are event data too: kept no longer than the
+        // delivery log (the dispatcher gives up on them sooner anyway).
+        self.spool.purge_webhooks_of(step.key_id, log_before)?;
         if content.messages == 0 && log_records == 0 {
             return Ok(None);
         }

@@ -47,6 +47,8 @@ pub struct Tenant {
     pub legal_hold: bool,
     /// One-click unsubscribe headers (RFC 8058) on its mail.
     pub list_unsubscribe: bool,
+    /// Its enabled webhook endpoints.
+    pub webhooks: Vec<way2mail_wire::snapshot::SnapshotWebhook>,
     /// [`suppression_hash`] of every address the tenant may not send to.
     suppressed: HashSet<String>,
 }
@@ -217,6 +219,7 @@ impl Directory {
                     retention: t.retention,
                     legal_hold: t.legal_hold,
                     list_unsubscribe: t.list_unsubscribe,
+                    webhooks: t.webhooks.clone(),
                     // Control sends lower-case hex; a list written by hand may not be.
                     suppressed: t
                         .suppressed
@@ -495,6 +498,7 @@ pub(crate) mod tests {
             suppressed: Vec::new(),
             api_keys: Vec::new(),
             list_unsubscribe: false,
+            webhooks: Vec::new(),
         }
     }
 

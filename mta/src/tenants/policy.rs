@@ -84,6 +84,8 @@ pub struct Policy {
     epoch: Instant,
     /// `[dkim] missing_keys`: may a domain without DKIM keys send (unsigned)?
     missing_keys: MissingKeys,
+    /// Where refused (suppressed) recipients are recorded as events.
+    events: std::sync::OnceLock<way2mail_queue::Spool>,
 }
 
 impl fmt::Debug for Policy {
@@ -99,6 +101,7 @@ impl Policy {
             counters: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             missing_keys,
+            events: std::sync::OnceLock::new(),
         }
     }
 
@@ -186,6 +189,40 @@ impl Policy {
     }
 }
 
+impl Policy {
+    pub fn record_events_in(&self, spool: way2mail_queue::Spool) {
+        let _ = self.events.set(spool);
+    }
+
+    /// A `suppressed` event for `address` of `tenant`: in its delivery log and to
+    /// its webhooks, in the next group commit (the refusal does not wait for it).
+    /// No message is queued for the address, so the event gets an id of its own.
+    fn suppressed(&self, tenant: &str, address: &str, reply: &Reply) {
+        let Some(spool) = self.events.get() else {
+            return;
+        };
+        let id = way2mail_smtp::MessageId::generate();
+        let record = way2mail_queue::DeliveryRecord {
+            time_ms: way2mail_daemon::time::now_ms(),
+            outcome: way2mail_queue::DeliveryOutcome::Suppressed,
+            message_id: id.to_string(),
+            recipient: address.to_string(),
+            next_hop: None,
+            ip: None,
+            tls: None,
+            reply: Some(reply.to_string()),
+            attempt: 0,
+            queue_time_ms: 0,
+            tags: Vec::new(),
+            metadata: Default::default(),
+        };
+        match spool.submit_event(tenant, &id, &record) {
+            Ok(durable) => drop(durable),
+            Err(e) => tracing::warn!(error = %e, "a suppressed recipient was not recorded"),
+        }
+    }
+}
+
 impl TenantPolicy for Policy {
     fn check_sender(&self, grant: &Grant, sender: &str) -> Result<(), Reply> {
         self.check_sender_at(grant, sender, self.minute())
@@ -204,7 +241,13 @@ impl TenantPolicy for Policy {
                 format!("Too many recipients for this account (limit {limit})"),
             ));
         }
-        directory.check_recipient(grant, address).map(|_| ())
+        let checked = directory.check_recipient(grant, address).map(|_| ());
+        if let Err(reply) = &checked {
+            if tenant.suppresses(address) {
+                self.suppressed(&grant.tenant, address, reply);
+            }
+        }
+        checked
     }
 
     fn message_queued(&self, grant: &Grant) {

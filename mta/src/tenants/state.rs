@@ -72,6 +72,12 @@ impl Tenants {
         self
     }
 
+    /// Records the recipients refused as suppressed, as `suppressed` events in
+    /// `spool` (the tenant's delivery log, and its webhooks).
+    pub fn record_events_in(&self, spool: way2mail_queue::Spool) {
+        self.policy.record_events_in(spool);
+    }
+
     /// The directory in force, `None` until a first snapshot arrived.
     pub fn directory(&self) -> Option<Arc<Directory>> {
         self.current.get()

@@ -182,6 +182,7 @@ mod tests {
                 suppressed: Vec::new(),
                 api_keys: Vec::new(),
                 list_unsubscribe: false,
+                webhooks: Vec::new(),
             }],
         })
     }

@@ -23,10 +23,19 @@ fn builder() -> rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier> {
 
 /// Required TLS: the peer must present a certificate valid for its name.
 pub fn verified() -> Arc<ClientConfig> {
+    verified_with(&[])
+}
+
+/// [`verified`], trusting the `extra` authorities besides the system's roots.
+pub fn verified_with(extra: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
+    let (_, unusable) = roots.add_parsable_certificates(extra.iter().cloned());
+    if unusable > 0 {
+        tracing::warn!(unusable, "some extra trusted certificates are not usable");
+    }
     let found = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
+    if added == 0 && extra.is_empty() {
         tracing::warn!(
             "no trusted root certificates found: routes with tls = \"required\" cannot deliver"
         );

@@ -63,6 +63,7 @@ pub fn tenant(name: &str, status: TenantStatus) -> Result<SnapshotTenant> {
         suppressed: Vec::new(),
         api_keys: Vec::new(),
         list_unsubscribe: false,
+        webhooks: Vec::new(),
     })
 }
 
@@ -198,6 +199,8 @@ pub struct Export {
     pub log: Vec<DeliveryRecord>,
     /// Kept answers of API requests with an `Idempotency-Key`.
     pub api_requests: Vec<Value>,
+    /// Webhook events not yet posted.
+    pub webhook_events: Vec<Value>,
     /// The final answer (`exported {…}`).
     pub result: AdminResult,
 }
@@ -218,6 +221,7 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
         messages: Vec::new(),
         log: Vec::new(),
         api_requests: Vec::new(),
+        webhook_events: Vec::new(),
         result,
     };
     let mut items = items.into_iter();
@@ -242,6 +246,10 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
             ExportItem::ApiRequest(line) => {
                 let kept: Value = serde_json::from_slice(&line).context("API request item")?;
                 out.api_requests.push(kept);
+            }
+            ExportItem::WebhookEvent(line) => {
+                let event: Value = serde_json::from_slice(&line).context("webhook item")?;
+                out.webhook_events.push(event);
             }
             ExportItem::Body(_) => bail!("a body without its message item"),
         }

@@ -117,8 +117,9 @@ fn suppression_erasure_and_held_delivery_follow_the_snapshot(backend: Backend) -
         rig.sink.messages().is_empty(),
         "a suspended tenant's mail was delivered"
     );
+    // The one log record is the `suppressed` event of the refused RCPT above.
     let inv = inventory(&daemon, "acme")?;
-    ensure!(inv.messages == 1 && inv.log_records == 0, "{inv:?}");
+    ensure!(inv.messages == 1 && inv.log_records == 1, "{inv:?}");
     let log = daemon.stderr();
     ensure!(
         log.matches("delivery held").count() == 1,
@@ -134,12 +135,16 @@ fn suppression_erasure_and_held_delivery_follow_the_snapshot(backend: Backend) -
         arrived[0]
     );
     inventory_until(&daemon, "acme", "the delivery record", |i| {
-        i.log_records == 1 && i.messages == 0
+        i.log_records == 2 && i.messages == 0
     })?;
     let exported = export(&daemon, "acme")?;
-    let [record] = exported.log.as_slice() else {
+    let [refusal, record] = exported.log.as_slice() else {
         bail!("{} log records", exported.log.len());
     };
+    ensure!(
+        refusal.outcome == DeliveryOutcome::Suppressed && refusal.recipient == BLOCKED,
+        "{refusal:?}"
+    );
     ensure!(
         record.message_id == held
             && record.outcome == DeliveryOutcome::Delivered

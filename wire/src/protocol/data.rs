@@ -92,6 +92,41 @@ pub struct SuppressionEntry {
     pub added_by: String,
 }
 
+/// The events a webhook may ask for, by name (`accepted` comes from the spool
+/// commit, `suppressed` from a refused recipient, the others from the delivery log).
+pub const WEBHOOK_EVENTS: [&str; 7] = [
+    "accepted",
+    "delivered",
+    "deferred",
+    "bounced",
+    "expired",
+    "suppressed",
+    "unsubscribed",
+];
+
+/// One of a tenant's webhook endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    /// `wh_` and 16 hex digits.
+    pub id: String,
+    pub url: String,
+    /// Names from [`WEBHOOK_EVENTS`], sorted, no duplicates.
+    pub events: Vec<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub created_by: String,
+    /// Set when deliveries failed for the MTA's whole retry period (or an operator
+    /// disabled it); nothing is sent to a disabled endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// The signing secret: in the answer to the request that created the endpoint,
+    /// and never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
 /// One category of data held about a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataCategory {

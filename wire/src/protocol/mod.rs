@@ -497,6 +497,32 @@ pub enum Request {
     /// is fine).
     #[serde(rename = "api.unsubscribe")]
     ApiUnsubscribe { tenant: String, address: String },
+    /// The MTA's user: every delivery to webhook `id` of `tenant` failed since
+    /// `failing_since` (unix seconds) for the MTA's whole retry period. Control
+    /// disables the endpoint and tells the tenant's contact.
+    #[serde(rename = "api.webhook_failing")]
+    ApiWebhookFailing {
+        tenant: String,
+        id: String,
+        failing_since: u64,
+        last_error: String,
+    },
+
+    /// A webhook endpoint for `tenant`: `url` receives the named events (see
+    /// [`WEBHOOK_EVENTS`]). The answer carries the signing secret, once.
+    #[serde(rename = "webhook.add")]
+    WebhookAdd {
+        tenant: String,
+        url: String,
+        events: Vec<String>,
+    },
+    #[serde(rename = "webhook.list")]
+    WebhookList { tenant: String },
+    #[serde(rename = "webhook.remove")]
+    WebhookRemove { tenant: String, id: String },
+    /// Enables a disabled endpoint again.
+    #[serde(rename = "webhook.enable")]
+    WebhookEnable { tenant: String, id: String },
 }
 
 /// What an HTTPS API request asks of control (`api.call`).
@@ -513,6 +539,14 @@ pub enum ApiCall {
         address: String,
     },
     DomainList,
+    WebhookAdd {
+        url: String,
+        events: Vec<String>,
+    },
+    WebhookList,
+    WebhookRemove {
+        id: String,
+    },
     DomainDns {
         domain: String,
     },
@@ -531,6 +565,9 @@ impl ApiCall {
             ApiCall::SuppressionAdd { .. } => "api.suppression.add",
             ApiCall::SuppressionRemove { .. } => "api.suppression.remove",
             ApiCall::DomainList => "api.domain.list",
+            ApiCall::WebhookAdd { .. } => "api.webhook.add",
+            ApiCall::WebhookList => "api.webhook.list",
+            ApiCall::WebhookRemove { .. } => "api.webhook.remove",
             ApiCall::DomainDns { .. } => "api.domain.dns",
             ApiCall::Access { .. } => "api.access",
         }
@@ -623,6 +660,11 @@ impl Request {
             Request::RetentionReport { .. } => "retention.report",
             Request::ApiCall { .. } => "api.call",
             Request::ApiUnsubscribe { .. } => "api.unsubscribe",
+            Request::ApiWebhookFailing { .. } => "api.webhook_failing",
+            Request::WebhookAdd { .. } => "webhook.add",
+            Request::WebhookList { .. } => "webhook.list",
+            Request::WebhookRemove { .. } => "webhook.remove",
+            Request::WebhookEnable { .. } => "webhook.enable",
         }
     }
 }
@@ -705,6 +747,9 @@ pub enum Response {
     RetentionDefaults(RetentionDefaults),
     Suppressions {
         entries: Vec<SuppressionEntry>,
+    },
+    Webhooks {
+        webhooks: Vec<WebhookInfo>,
     },
     /// The final line of `backup.create`.
     BackupCreated(BackupInfo),
