@@ -1,6 +1,6 @@
 //! A tenant export with webhooks: `webhooks.json` lists the endpoints without their
-//! secrets, `webhook-outbox.jsonl` holds the MTA's undelivered events one a line
-//! (the MTA's part comes from a stand-in for its admin socket).
+//! secrets, `webhook-outbox.jsonl` holds the MTA's undelivered events one a line,
+//! times in RFC 3339 (the MTA's part comes from a stand-in for its admin socket).
 
 mod support;
 
@@ -32,10 +32,39 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         other => panic!("webhook.add: {other:?}"),
     };
     let secret = w.secret.clone().expect("secret");
-    let events = [
-        r#"{"id":"e1","webhook":"wh_1","event":{"type":"bounced"},"created_ms":1,"attempts":2,"next_attempt_ms":3,"last_error":"HTTP 500"}"#,
-        r#"{"id":"e2","webhook":"wh_1","event":{"type":"bounced","n":2},"created_ms":4,"attempts":0,"next_attempt_ms":4,"last_error":null}"#,
-    ];
+    let record = |recipient: &str, time_ms: u64| way2mail_queue::DeliveryRecord {
+        time_ms,
+        outcome: way2mail_queue::DeliveryOutcome::Bounced,
+        message_id: "01JEQ7ZK3M8R2W5Y9C4D6F1H0T".into(),
+        recipient: recipient.into(),
+        next_hop: None,
+        ip: None,
+        tls: None,
+        reply: Some("550 5.1.1 no such user".into()),
+        attempt: 1,
+        queue_time_ms: 5,
+        tags: Vec::new(),
+        metadata: Default::default(),
+    };
+    let events: Vec<String> = [
+        (
+            record("a@remote.example", 1_796_000_000_000),
+            2,
+            Some("HTTP 500"),
+        ),
+        (record("b@remote.example", 1_796_000_001_000), 0, None),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, (event, attempts, error))| {
+        serde_json::json!({
+            "id": format!("e{n}"), "webhook": "wh_1", "event": event,
+            "created_ms": event.time_ms, "attempts": attempts,
+            "next_attempt_ms": event.time_ms + 60_000, "last_error": error,
+        })
+        .to_string()
+    })
+    .collect();
     serve_export(
         &socket,
         "acme",
@@ -84,11 +113,27 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         files.values().all(|f| !f.contains(random)),
         "the secret is nowhere in the archive"
     );
-    // Byte for byte as the MTA sent them, one a line.
-    assert_eq!(
-        files["acme-export/webhook-outbox.jsonl"],
-        format!("{}\n{}\n", events[0], events[1])
-    );
+    // One a line, in the export's form: times in RFC 3339.
+    let lines: Vec<serde_json::Value> = files["acme-export/webhook-outbox.jsonl"]
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "e0");
+    assert_eq!(lines[0]["attempts"], 2);
+    assert_eq!(lines[0]["last_error"], "HTTP 500");
+    assert_eq!(lines[0]["event"]["recipient"], "a@remote.example");
+    assert_eq!(lines[0]["event"]["outcome"], "bounced");
+    for line in &lines {
+        for time in [
+            &line["created_at"],
+            &line["next_attempt_at"],
+            &line["event"]["time"],
+        ] {
+            assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        }
+        assert!(line.get("created_ms").is_none(), "{line}");
+    }
     let entry = h.last_audit("tenant.export");
     let detail = entry.detail.expect("detail");
     assert!(

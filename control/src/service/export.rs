@@ -260,19 +260,16 @@ fn write_archive(
                             })?;
                         api_requests.push(kept);
                     }
-                    // One line each, the MTA's bytes as they came: checked to be one
-                    // JSON value on one line, not read into a type (an outbox entry is
-                    // the MTA's format, which control does not interpret).
+                    // One line each, in the export's form (times in RFC 3339, the
+                    // event as the delivery log's lines).
                     ExportItem::WebhookEvent(json) => {
-                        serde_json::from_slice::<serde::de::IgnoredAny>(&json)
-                            .ok()
-                            .filter(|_| !json.contains(&b'\n'))
-                            .ok_or_else(|| {
-                                std::io::Error::other(
-                                    "a webhook event item that is not one JSON line",
-                                )
-                            })?;
-                        outbox.extend_from_slice(&json);
+                        let event = export_format::webhook_event(&json).map_err(|e| {
+                            std::io::Error::other(format!(
+                                "a webhook event item that does not read: {e}"
+                            ))
+                        })?;
+                        serde_json::to_writer(&mut outbox, &event)
+                            .map_err(std::io::Error::other)?;
                         outbox.push(b'\n');
                         outbox_events += 1;
                     }

@@ -360,6 +360,45 @@ pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
     }
 }
 
+/// An outbox entry as the MTA streams it (`ExportItem::WebhookEvent`).
+#[derive(serde::Deserialize)]
+struct OutboxItem {
+    id: String,
+    webhook: String,
+    event: DeliveryRecord,
+    created_ms: u64,
+    attempts: u32,
+    next_attempt_ms: u64,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+/// One line of `webhook-outbox.jsonl`: an event not yet posted to an endpoint.
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookEvent {
+    id: String,
+    webhook: String,
+    created_at: String,
+    attempts: u32,
+    next_attempt_at: String,
+    last_error: Option<String>,
+    event: Delivery,
+}
+
+/// The export's form of an outbox entry the MTA sent.
+pub(crate) fn webhook_event(json: &[u8]) -> Result<WebhookEvent, serde_json::Error> {
+    let i: OutboxItem = serde_json::from_slice(json)?;
+    Ok(WebhookEvent {
+        id: i.id,
+        webhook: i.webhook,
+        created_at: millis(i.created_ms),
+        attempts: i.attempts,
+        next_attempt_at: millis(i.next_attempt_ms),
+        last_error: i.last_error,
+        event: delivery(i.event),
+    })
+}
+
 /// `manifest.json`: the manifest the protocol answers with, its time in RFC 3339.
 #[derive(Debug, Serialize)]
 pub(crate) struct Manifest<'a> {
