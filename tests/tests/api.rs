@@ -1347,6 +1347,17 @@ fn webhooks_signed_retried_disabled_exported_and_erased() -> anyhow::Result<()> 
         "{disabled}"
     );
     ensure!(bad.posts().len() >= 2, "retried: {:?}", bad.posts());
+    // The tenant enables it again itself.
+    let path = format!("/v1/webhooks/{bad_id}/enable");
+    let enabled = rig.request("POST", &path, Some(&rig.acme.key), &[])?;
+    ensure!(
+        enabled.status == 200
+            && enabled.body["enabled"] == true
+            && enabled.body.get("secret").is_none(),
+        "{enabled:?}"
+    );
+    rig.request("POST", &path, Some(&rig.beta.key), &[])?
+        .problem(404, "not-found")?;
     let letter = arrived(&rig.sink, &bad_id)?;
     ensure!(
         letter.rcpt_to == ["ops@example.org"],

@@ -58,11 +58,11 @@ pub fn compose(letter: &Disabled<'_>) -> Vec<u8> {
     ));
     body.line("");
     body.line(
-        "Once the endpoint answers again, ask us to enable it: we run the command \
-         below. Or remove the endpoint and register it again through the API; it then \
-         gets a new id and a new signing secret.",
+        "Once the endpoint answers again, enable it through the API (with one of \
+         your API keys), or ask us to (we run the command below):",
     );
     body.line("");
+    body.line(&format!("    POST /v1/webhooks/{id}/enable"));
     body.line(&format!("    way2mail webhook enable {tenant} {id}"));
     body.line("");
     body.line(&format!(
@@ -124,6 +124,7 @@ mod tests {
             "Failing since:  2025-12-31T23:00:00Z\r\n",
             "Disabled:       2026-01-01T00:00:00Z\r\n",
             "Last error:     HTTP 503  Bcc: victim@example.net\r\n",
+            "\r\n    POST /v1/webhooks/wh_0123456789abcdef/enable\r\n",
             "\r\n    way2mail webhook enable acme wh_0123456789abcdef\r\n",
             "\r\n-- \r\nWay2Mail platform\r\n",
         ] {

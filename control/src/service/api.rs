@@ -51,6 +51,7 @@ pub(crate) fn call(
         ApiCall::WebhookList => webhooks::list(ctx, &tenant.tenant),
         ApiCall::WebhookAdd { url, events } => webhooks::add(ctx, &tenant.tenant, url, events),
         ApiCall::WebhookRemove { id } => webhooks::remove(ctx, &tenant.tenant, id),
+        ApiCall::WebhookEnable { id } => webhooks::enable(ctx, &tenant.tenant, id),
         ApiCall::DomainList => domains::list(ctx, Some(&tenant.tenant)),
         ApiCall::DomainDns { domain } => {
             // Another tenant's domain is not there, as far as this key can tell.

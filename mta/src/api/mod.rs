@@ -286,6 +286,11 @@ impl Conn {
                 self.account(req, "webhooks", Account::WebhookList).await
             }
             (&Method::POST, "/v1/webhooks") => self.add_webhook(req, data).await,
+            (&Method::POST, p) if p.starts_with("/v1/webhooks/") && p.ends_with("/enable") => {
+                let id = p["/v1/webhooks/".len()..p.len() - "/enable".len()].to_string();
+                self.account(req, "webhook", Account::WebhookEnable(id))
+                    .await
+            }
             (&Method::DELETE, p) if p.starts_with("/v1/webhooks/") => {
                 let id = send::percent_decode(&p["/v1/webhooks/".len()..]);
                 self.account(req, "webhook", Account::WebhookRemove(id))
@@ -511,6 +516,17 @@ impl Conn {
                     .await
                     .and_then(account::webhooks)
                     .map(|w| json(StatusCode::OK, &account::Webhooks { webhooks: w })),
+                Account::WebhookEnable(webhook) => {
+                    account::ask(settings, id, ApiCall::WebhookEnable { id: webhook })
+                        .await
+                        .and_then(account::webhooks)
+                        .and_then(|mut w| {
+                            w.pop().ok_or_else(|| {
+                                Problem::unavailable("account data answered unexpectedly")
+                            })
+                        })
+                        .map(|w| json(StatusCode::OK, &w))
+                }
                 Account::WebhookRemove(webhook) => {
                     account::ask(settings, id, ApiCall::WebhookRemove { id: webhook })
                         .await
@@ -923,6 +939,7 @@ enum Account {
     SuppressionRemove(String),
     WebhookList,
     WebhookRemove(String),
+    WebhookEnable(String),
     DomainList,
     DomainDns(String),
 }

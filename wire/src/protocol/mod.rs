@@ -547,6 +547,10 @@ pub enum ApiCall {
     WebhookRemove {
         id: String,
     },
+    /// Enables the key's tenant's endpoint `id` again after it was disabled.
+    WebhookEnable {
+        id: String,
+    },
     DomainDns {
         domain: String,
     },
@@ -568,6 +572,7 @@ impl ApiCall {
             ApiCall::WebhookAdd { .. } => "api.webhook.add",
             ApiCall::WebhookList => "api.webhook.list",
             ApiCall::WebhookRemove { .. } => "api.webhook.remove",
+            ApiCall::WebhookEnable { .. } => "api.webhook.enable",
             ApiCall::DomainDns { .. } => "api.domain.dns",
             ApiCall::Access { .. } => "api.access",
         }
