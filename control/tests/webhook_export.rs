@@ -45,6 +45,7 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         queue_time_ms: 5,
         tags: Vec::new(),
         metadata: Default::default(),
+        category: None,
     };
     let events: Vec<String> = [
         (

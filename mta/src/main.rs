@@ -26,6 +26,7 @@
 
 mod admin;
 mod api;
+mod bounces;
 mod config;
 mod current;
 mod delivery;

@@ -134,7 +134,7 @@ fn describe() {
     );
     describe_counter!(
         DELIVERIES,
-        "delivery outcomes per recipient (delivered, deferred, bounced, expired)"
+        "delivery outcomes per recipient (delivered, deferred, bounced, expired), by failure category"
     );
     describe_counter!(
         DELAY_NOTICES,
@@ -249,8 +249,10 @@ pub fn auth(verdict: &AuthVerdict) {
 }
 
 /// One recipient's outcome; final ones also record the time since acceptance.
-pub fn delivery(outcome: &'static str, final_after_ms: Option<u64>) {
-    counter!(DELIVERIES, "outcome" => outcome).increment(1);
+pub fn delivery(outcome: &'static str, category: Option<&str>, final_after_ms: Option<u64>) {
+    // A fixed set of names (the bounce categories), never a reply's text.
+    let category = category.unwrap_or("none").to_string();
+    counter!(DELIVERIES, "outcome" => outcome, "category" => category).increment(1);
     if let Some(ms) = final_after_ms {
         histogram!(DELIVERY_SECONDS).record(ms as f64 / 1000.0);
     }

@@ -79,6 +79,11 @@ pub struct DeliveryRecord {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// What kind of failure the reply was (`invalid_recipient`, `mailbox_full`,
+    /// `reputation_block`, ...: the MTA's bounce rules); `None` for a delivery, and in
+    /// records from before the rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// Which records [`Spool::delivery_log`] returns; every field narrows, `None`

@@ -220,6 +220,7 @@ mod tests {
                 queue_time_ms: 1,
                 tags: Vec::new(),
                 metadata: Default::default(),
+                category: None,
             };
             let json = record::log_plaintext(&record).expect("json");
             db.insert(lk, master.seal(&lk, json).expect("seal"))

@@ -82,6 +82,7 @@ impl Spool {
                     queue_time_ms: now.saturating_sub(envelope.received_at_ms),
                     tags: envelope.tags.clone(),
                     metadata: envelope.metadata.clone(),
+                    category: None,
                 })
                 .collect();
             write.remove(&env_key);

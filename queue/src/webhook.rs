@@ -190,6 +190,7 @@ impl Spool {
                 queue_time_ms: 0,
                 tags: envelope.tags.clone(),
                 metadata: envelope.metadata.clone(),
+                category: None,
             })
             .collect();
         self.fan_out(write, data_key, &events)

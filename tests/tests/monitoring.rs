@@ -25,6 +25,17 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_value(text, name, labels).unwrap_or(0.0)
 }
 
+/// `way2mail_deliveries_total` of one outcome, over every failure category.
+fn outcomes(text: &str, outcome: &str) -> f64 {
+    way2mail_tests::http::samples(text)
+        .filter(|s| {
+            s.name == "way2mail_deliveries_total"
+                && s.labels.get("outcome").map(String::as_str) == Some(outcome)
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
 fn sink(behaviour: Behaviour) -> Result<Sink> {
     Sink::start(SinkOptions {
         behaviour,
@@ -84,14 +95,8 @@ fn counters_move_by_exactly_the_mail_sent() -> Result<()> {
         queued_id(&c.command(".")?)?;
     }
     c.expect("QUIT", 221)?;
-    let deliveries = |text: &str, outcome: &str| {
-        value(text, "way2mail_deliveries_total", &[("outcome", outcome)])
-            - value(
-                &before,
-                "way2mail_deliveries_total",
-                &[("outcome", outcome)],
-            )
-    };
+    let deliveries =
+        |text: &str, outcome: &str| outcomes(text, outcome) - outcomes(&before, outcome);
     let after = scrape_until(&d, "four outcomes", |t| {
         deliveries(t, "delivered") >= 2.0
             && deliveries(t, "bounced") >= 1.0
@@ -127,22 +132,22 @@ fn counters_move_by_exactly_the_mail_sent() -> Result<()> {
         ("way2mail_accept_to_reply_seconds_count", vec![], 4.0),
         (
             "way2mail_deliveries_total",
-            vec![("outcome", "delivered")],
+            vec![("outcome", "delivered"), ("category", "none")],
             2.0,
         ),
         (
             "way2mail_deliveries_total",
-            vec![("outcome", "bounced")],
+            vec![("outcome", "bounced"), ("category", "other")],
             1.0,
         ),
         (
             "way2mail_deliveries_total",
-            vec![("outcome", "deferred")],
+            vec![("outcome", "deferred"), ("category", "network")],
             1.0,
         ),
         (
             "way2mail_deliveries_total",
-            vec![("outcome", "expired")],
+            vec![("outcome", "expired"), ("category", "none")],
             0.0,
         ),
         // The final outcomes only.

@@ -171,9 +171,13 @@ pub(super) fn human(response: &Response) -> String {
                 for r in log {
                     writeln!(
                         out,
-                        "  {} {} {} attempt={} {}",
+                        "  {} {}{} {} attempt={} {}",
                         super::table::rfc3339(r.time_ms / 1000),
                         r.outcome,
+                        r.category
+                            .as_deref()
+                            .map(|c| format!(" ({c})"))
+                            .unwrap_or_default(),
                         r.recipient,
                         r.attempt,
                         r.reply

@@ -341,6 +341,9 @@ pub(crate) struct Delivery {
     queue_time_ms: u64,
     tags: Vec<String>,
     metadata: std::collections::BTreeMap<String, String>,
+    /// The failure's category (the MTA's bounce rules); absent for a delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<String>,
 }
 
 pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
@@ -357,6 +360,7 @@ pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
         queue_time_ms: r.queue_time_ms,
         tags: r.tags,
         metadata: r.metadata,
+        category: r.category,
     }
 }
 
@@ -597,6 +601,7 @@ mod tests {
             metadata: [("order".to_string(), "4711".to_string())]
                 .into_iter()
                 .collect(),
+            category: None,
         };
         let exported = serde_json::to_value(delivery(record.clone())).expect("json");
         same_fields(&record, &exported, &[("time_ms", "time")]);

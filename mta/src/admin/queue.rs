@@ -149,6 +149,7 @@ pub fn log_entry(r: DeliveryRecord) -> QueueLogEntry {
         reply: r.reply,
         attempt: r.attempt,
         queue_time_ms: r.queue_time_ms,
+        category: r.category,
     }
 }
 
@@ -260,7 +261,7 @@ pub fn change(
         };
         if let Some(word) = word {
             for _ in &report.changed {
-                crate::metrics::delivery(word, None);
+                crate::metrics::delivery(word, None, None);
             }
         }
     }
@@ -338,6 +339,7 @@ fn removal(
             queue_time_ms,
             tags: envelope.tags.clone(),
             metadata: envelope.metadata.clone(),
+            category: None,
         })
         .collect();
     let notice = match (action, dry_run) {

@@ -664,6 +664,7 @@ impl Conn {
             queue_time_ms: now.saturating_sub(link.message.timestamp_ms()),
             tags: Vec::new(),
             metadata: Default::default(),
+            category: None,
         };
         let spool = self.shared.spool.clone();
         let (tenant, id) = (link.tenant.clone(), link.message);

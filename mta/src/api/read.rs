@@ -55,6 +55,9 @@ pub struct EventView {
     pub reply: Option<String>,
     pub tags: Vec<String>,
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// A failure's category (`invalid_recipient`, `mailbox_full`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 impl From<DeliveryRecord> for EventView {
@@ -70,6 +73,7 @@ impl From<DeliveryRecord> for EventView {
             reply: r.reply,
             tags: r.tags,
             metadata: r.metadata,
+            category: r.category,
         }
     }
 }

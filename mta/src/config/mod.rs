@@ -86,6 +86,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
+    pub bounces: BouncesConfig,
+}
+
+/// `[bounces]`: how failures are classified (docs/bounces.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BouncesConfig {
+    /// The operator's classification rules, checked before the built-in ones.
+    /// Empty: the built-in rules only.
+    pub rules_file: PathBuf,
 }
 
 /// `[api]`: the HTTPS API (docs/api.md).
@@ -280,6 +290,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
             webhooks: WebhooksConfig::default(),
+            bounces: BouncesConfig::default(),
         }
     }
 }
@@ -391,6 +402,8 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     /// `[metrics] listen`, checked; `None` when off.
     pub metrics: Option<SocketAddr>,
+    /// The bounce classification rules: `[bounces] rules_file`'s, then the built-in.
+    pub bounces: Arc<crate::bounces::Rules>,
 }
 
 impl Config {
@@ -486,7 +499,14 @@ impl Config {
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
         let (routes, credentials) = delivery::check_routes(&self.routes)?;
         let metrics = self.metrics.address(METRICS_LISTEN)?;
+        let bounces = if self.bounces.rules_file.as_os_str().is_empty() {
+            crate::bounces::Rules::built_in()
+        } else {
+            crate::bounces::Rules::with_file(&self.bounces.rules_file)
+                .map_err(|e| ConfigError::new("bounces.rules_file", e))?
+        };
         Ok(Settings {
+            bounces: Arc::new(bounces),
             metrics,
             limits: self.protocol_limits(),
             raw: self,

@@ -285,6 +285,7 @@ mod tests {
                 queue_time_ms: 5,
                 tags: Vec::new(),
                 metadata: Default::default(),
+                category: None,
             },
             tenant: None,
             code: Some(250),

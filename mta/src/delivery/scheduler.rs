@@ -55,6 +55,8 @@ pub struct Scheduler {
     /// wakes the scheduler for them when it has nothing out.
     pub handoff: Arc<Handoff>,
     pub doorbell: Doorbell,
+    /// Classifies failures (`[bounces]`).
+    pub bounces: Arc<crate::bounces::Rules>,
 }
 
 /// A leased message whose jobs are out.
@@ -330,10 +332,14 @@ impl Scheduler {
         let (attempts, tenant) = (envelope.attempts, envelope.origin.tenant.clone());
         let (tags, metadata) = (envelope.tags.clone(), envelope.metadata.clone());
         // The delivery log's record of each recipient, with what its log line adds.
+        let bounces = &self.bounces;
         let outcome = |address: &str, o: &RecipientAttempt, text: String| Outcome {
             record: DeliveryRecord {
                 tags: tags.clone(),
                 metadata: metadata.clone(),
+                // Every failure, temporary or not, gets its kind.
+                category: (!matches!(o.attempt, Attempt::Delivered { .. }))
+                    .then(|| bounces.classify(Some(&text)).name().to_string()),
                 ..record(id, address, o, text, attempts, now, queue_time_ms)
             },
             tenant: tenant.clone(),
@@ -396,7 +402,11 @@ impl Scheduler {
         for outcome in outcomes {
             let kind = &outcome.record.outcome;
             let final_after = (*kind != DeliveryOutcome::Deferred).then_some(queue_time_ms);
-            crate::metrics::delivery(super::log::outcome_word(kind), final_after);
+            crate::metrics::delivery(
+                super::log::outcome_word(kind),
+                outcome.record.category.as_deref(),
+                final_after,
+            );
             records.push(outcome.record.clone());
             self.log.send(outcome);
         }
@@ -529,6 +539,7 @@ fn record(
         queue_time_ms,
         tags: Vec::new(),
         metadata: Default::default(),
+        category: None,
     }
 }
 

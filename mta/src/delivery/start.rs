@@ -137,6 +137,7 @@ pub fn start(
         budget,
         handoff: Arc::clone(&handoff),
         doorbell,
+        bounces: Arc::clone(&settings.bounces),
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())

@@ -215,6 +215,7 @@ impl Policy {
             queue_time_ms: 0,
             tags: Vec::new(),
             metadata: Default::default(),
+            category: None,
         };
         match spool.submit_event(tenant, &id, &record) {
             Ok(durable) => drop(durable),

@@ -64,6 +64,7 @@ pub fn log_record(
         queue_time_ms: 12,
         tags: Vec::new(),
         metadata: Default::default(),
+        category: None,
     }
 }
 

@@ -415,6 +415,9 @@ pub struct QueueLogEntry {
     pub reply: Option<String>,
     pub attempt: u32,
     pub queue_time_ms: u64,
+    /// A failure's category (the MTA's bounce rules); absent for deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// Most delivery log records one `delivery.log` answer carries.
