@@ -6,33 +6,19 @@ mod support;
 
 use std::time::Duration;
 
-use support::{code_of, settings, Harness, MTA};
+use support::{code_of, settings, Harness};
 use way2mail_control::service::verify_receipt;
 use way2mail_control::store::TreeName;
 use way2mail_wire::protocol::{
     AuditOutcome, CredentialKind, ErrorCode, Request, Response, RetentionDefaults, TenantInfo,
     TenantStatus,
 };
-use way2mail_wire::snapshot::{suppression_hash, Snapshot};
+use way2mail_wire::snapshot::suppression_hash;
 
 fn tenant_of(r: Result<Response, way2mail_wire::protocol::ErrorBody>) -> TenantInfo {
     match r {
         Ok(Response::Tenant(t)) => t,
         other => panic!("expected a tenant: {other:?}"),
-    }
-}
-
-fn snapshot(h: &Harness) -> Snapshot {
-    match h.call(
-        &MTA,
-        None,
-        None,
-        Request::SnapshotGet {
-            known_version: None,
-        },
-    ) {
-        Ok(Response::Snapshot(s)) => s,
-        other => panic!("snapshot: {other:?}"),
     }
 }
 
@@ -87,7 +73,7 @@ fn retention_periods_follow_the_agreement_and_reach_the_mta() {
     let (admin, _) = h.admin();
     populated(&h, &admin, "acme");
     let defaults = RetentionDefaults::default();
-    let s = snapshot(&h);
+    let s = h.snapshot();
     let acme = &s.tenants[0];
     let r = acme.retention.expect("retention in the snapshot");
     assert_eq!(r.content_secs, defaults.content_secs);
@@ -110,7 +96,7 @@ fn retention_periods_follow_the_agreement_and_reach_the_mta() {
         },
     ));
     assert_eq!(t.retention.content_secs, Some(7 * 86_400));
-    let r = snapshot(&h).tenants[0].retention.expect("retention");
+    let r = h.snapshot().tenants[0].retention.expect("retention");
     assert_eq!(
         (r.content_secs, r.delivery_log_secs),
         (7 * 86_400, 90 * 86_400)
@@ -210,7 +196,7 @@ fn suppression_lists_and_legal_holds() {
         },
     )
     .expect("remove");
-    assert!(snapshot(&h).tenants[0].suppressed.is_empty());
+    assert!(h.snapshot().tenants[0].suppressed.is_empty());
 
     // A hold needs a reason, shows in the snapshot, and blocks erasure.
     let no_reason = h.op(
@@ -232,7 +218,7 @@ fn suppression_lists_and_legal_holds() {
     ));
     let hold = held.legal_hold.expect("held");
     assert_eq!(hold.reason, "litigation 2026-17");
-    assert!(snapshot(&h).tenants[0].legal_hold);
+    assert!(h.snapshot().tenants[0].legal_hold);
     let refused = h.op(
         &admin,
         Request::TenantErase {
@@ -277,7 +263,7 @@ fn termination_schedules_the_erasure_and_keeps_billing() {
         .expect("billing record");
     assert_eq!(billing.delete_after, terminated + d.account_secs);
     assert_eq!(billing.business_name, "acme Ltd");
-    assert_eq!(snapshot(&h).tenants[0].status, TenantStatus::Terminated);
+    assert_eq!(h.snapshot().tenants[0].status, TenantStatus::Terminated);
 }
 
 #[test]
@@ -388,7 +374,7 @@ fn erasure_removes_shreds_and_signs_a_receipt() {
         Some(ErrorCode::Conflict),
         "ids are never reused"
     );
-    let snap = snapshot(&h);
+    let snap = h.snapshot();
     assert_eq!(snap.erased, vec!["acme".to_string()]);
     assert!(snap.tenants.iter().all(|t| t.tenant != "acme"));
 

@@ -16,7 +16,6 @@ use way2mail_wire::protocol::{
     ApiCall, AuditOutcome, CredentialKind, ErrorBody, ErrorCode, Request, Response, WebhookInfo,
     WEBHOOK_EVENTS,
 };
-use way2mail_wire::snapshot::Snapshot;
 
 fn add(
     h: &Harness,
@@ -50,23 +49,9 @@ fn list(h: &Harness, token: &str, tenant: &str) -> Vec<WebhookInfo> {
     }
 }
 
-fn snapshot(h: &Harness) -> Snapshot {
-    match h.call(
-        &MTA,
-        None,
-        None,
-        Request::SnapshotGet {
-            known_version: None,
-        },
-    ) {
-        Ok(Response::Snapshot(s)) => s,
-        other => panic!("snapshot: {other:?}"),
-    }
-}
-
 /// The ids of `tenant`'s endpoints in the snapshot.
 fn in_snapshot(h: &Harness, tenant: &str) -> Vec<String> {
-    snapshot(h)
+    h.snapshot()
         .tenants
         .into_iter()
         .find(|t| t.tenant == tenant)
@@ -200,7 +185,7 @@ fn the_secret_is_in_the_answer_that_made_it_and_nowhere_else() {
     let h = Harness::new();
     let (admin, _) = h.admin();
     h.add_tenant(&admin, "acme");
-    let version = snapshot(&h).version;
+    let version = h.snapshot().version;
     let w = add(
         &h,
         &admin,
@@ -263,7 +248,7 @@ fn the_secret_is_in_the_answer_that_made_it_and_nowhere_else() {
         .expect("raw");
     assert_eq!(records, 1);
     // The MTA gets it, with the secret, in a new snapshot.
-    let s = snapshot(&h);
+    let s = h.snapshot();
     assert!(s.version > version);
     let hook = &s.tenants[0].webhooks[0];
     assert_eq!(
@@ -467,13 +452,13 @@ fn failing_disables_once_tells_the_contact_and_enable_brings_it_back() {
     );
     assert_eq!(code_of(&as_peer), Some(ErrorCode::Unauthenticated));
 
-    let version = snapshot(&h).version;
+    let version = h.snapshot().version;
     assert_eq!(
         failing(&h, "acme", &broken.id).expect("report"),
         Response::Done
     );
     assert_eq!(in_snapshot(&h, "acme"), std::slice::from_ref(&kept.id));
-    assert!(snapshot(&h).version > version);
+    assert!(h.snapshot().version > version);
     let listed = list(&h, &admin, "acme");
     let disabled = listed.iter().find(|w| w.id == broken.id).expect("listed");
     assert!(disabled.disabled_at.is_some());

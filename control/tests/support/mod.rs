@@ -86,6 +86,21 @@ impl Harness {
         Harness { dir, service }
     }
 
+    /// The snapshot control hands the MTA now.
+    pub fn snapshot(&self) -> way2mail_wire::snapshot::Snapshot {
+        match self.call(
+            &MTA,
+            None,
+            None,
+            Request::SnapshotGet {
+                known_version: None,
+            },
+        ) {
+            Ok(Response::Snapshot(s)) => s,
+            other => panic!("snapshot: {other:?}"),
+        }
+    }
+
     pub fn call(
         &self,
         caller: &Caller,
