@@ -1,5 +1,5 @@
 //! A tenant export with webhooks: `webhooks.json` lists the endpoints without their
-//! secrets, `webhook-outbox.jsonl` holds the MTA's undelivered events one a line,
+//! secrets, `webhook-outbox/0001.jsonl` holds the MTA's undelivered events one a line,
 //! times in RFC 3339 (the MTA's part comes from a stand-in for its admin socket).
 
 mod support;
@@ -92,7 +92,7 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         other => panic!("tenant.export: {other:?}"),
     };
     let files = untar(&sink.0);
-    for name in ["webhooks.json", "webhook-outbox.jsonl"] {
+    for name in ["webhooks.json", "webhook-outbox/0001.jsonl"] {
         let path = format!("acme-export/{name}");
         assert!(files.contains_key(&path), "{path} in {:?}", files.keys());
         assert!(
@@ -115,7 +115,7 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         "the secret is nowhere in the archive"
     );
     // One a line, in the export's form: times in RFC 3339.
-    let lines: Vec<serde_json::Value> = files["acme-export/webhook-outbox.jsonl"]
+    let lines: Vec<serde_json::Value> = files["acme-export/webhook-outbox/0001.jsonl"]
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();

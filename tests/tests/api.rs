@@ -1412,7 +1412,7 @@ fn webhooks_signed_retried_disabled_exported_and_erased() -> anyhow::Result<()> 
         listed.is_some_and(|l| l.len() == 3 && l.iter().all(|w| w.get("secret").is_none())),
         "{webhooks}"
     );
-    let outbox = std::fs::read_to_string(base.join("webhook-outbox.jsonl"))?;
+    let outbox = std::fs::read_to_string(base.join("webhook-outbox/0001.jsonl"))?;
     ensure!(
         outbox.lines().any(|l| l.contains("late@remote.example")),
         "the waiting event is exported: {outbox}"

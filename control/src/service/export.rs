@@ -14,8 +14,8 @@
 //!   <tenant>-export/delivery-log/NNNN.jsonl   delivery log records, 10,000 per file
 //!   <tenant>-export/api-requests.json     answers kept for API requests sent with an
 //!                                         Idempotency-Key (the last 24 hours)
-//!   <tenant>-export/webhook-outbox.jsonl  webhook events not delivered yet, one per
-//!                                         line, as the MTA's outbox keeps them
+//!   <tenant>-export/webhook-outbox/NNNN.jsonl  webhook events not delivered yet,
+//!                                         one per line, 10,000 per file
 //!   <tenant>-export/manifest.json         counts, and every file's size and SHA-256
 //! ```
 //!
@@ -203,7 +203,7 @@ fn write_archive(
     let mut pending_id: Option<String> = None;
     let mut api_requests: Vec<serde_json::Value> = Vec::new();
     let mut outbox: Vec<u8> = Vec::new();
-    let mut outbox_events = 0u64;
+    let (mut outbox_in_file, mut outbox_files, mut outbox_events) = (0usize, 0u32, 0u64);
     let streamed = client.call_stream(
         AdminOp::TenantExport {
             tenant: part.info.tenant.clone(),
@@ -272,6 +272,16 @@ fn write_archive(
                             .map_err(std::io::Error::other)?;
                         outbox.push(b'\n');
                         outbox_events += 1;
+                        outbox_in_file += 1;
+                        if outbox_in_file == LOG_RECORDS_PER_FILE {
+                            outbox_files += 1;
+                            tar.file(
+                                &format!("{base}/webhook-outbox/{outbox_files:04}.jsonl"),
+                                &outbox,
+                            )?;
+                            outbox.clear();
+                            outbox_in_file = 0;
+                        }
                     }
                 }
             }
@@ -307,8 +317,14 @@ fn write_archive(
         &pretty(&api_requests)?,
     )
     .map_err(io)?;
-    tar.file(&format!("{base}/webhook-outbox.jsonl"), &outbox)
+    if outbox_in_file > 0 || outbox_files == 0 {
+        outbox_files += 1;
+        tar.file(
+            &format!("{base}/webhook-outbox/{outbox_files:04}.jsonl"),
+            &outbox,
+        )
         .map_err(io)?;
+    }
     tar.file(&format!("{base}/messages/index.json"), &pretty(&envelopes)?)
         .map_err(io)?;
     let manifest = ExportManifest {

@@ -377,7 +377,7 @@ struct OutboxItem {
     last_error: Option<String>,
 }
 
-/// One line of `webhook-outbox.jsonl`: an event not yet posted to an endpoint.
+/// One line of `webhook-outbox/NNNN.jsonl`: an event not yet posted to an endpoint.
 #[derive(Debug, Serialize)]
 pub(crate) struct WebhookEvent {
     id: String,
