@@ -10,11 +10,13 @@
 //!   verification.rs   inbound SPF/DKIM/DMARC/ARC (mail-auth) and Authentication-Results
 //!   outbound/route.rs configured routes: a domain (or `*`) to fixed hosts
 //!   outbound/mx.rs    MX resolution (hickory) with A/AAAA fallback, null MX, caching
+//!   bounces/          failure replies to categories, by rules kept as data
 //! ```
 //!
 //! DNS is the one kind of I/O here: `verification::authenticate` and `outbound::mx`
 //! look names up through a resolver the caller built, bounded by tokio timers.
 
+pub mod bounces;
 pub mod outbound;
 pub mod signing;
 pub mod verification;

@@ -26,7 +26,6 @@
 
 mod admin;
 mod api;
-mod bounces;
 mod config;
 mod current;
 mod delivery;
@@ -50,6 +49,7 @@ mod webhooks;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use way2mail_mta::bounces;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
