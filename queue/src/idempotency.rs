@@ -12,7 +12,6 @@
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
-use way2mail_seal::record as seal;
 use way2mail_seal::Keyring;
 
 use crate::commit::Write;
@@ -22,7 +21,8 @@ use crate::{Error, Spool};
 /// How long an answer is kept: 24 hours.
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-const VERSION: u32 = 1;
+/// The record's name in errors.
+const WHAT: &str = "idempotency record";
 
 /// The first answer to a request with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,13 +36,6 @@ pub struct IdempotencyRecord {
     pub body: String,
     /// The message the request queued.
     pub message_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    v: u32,
-    #[serde(flatten)]
-    record: IdempotencyRecord,
 }
 
 /// Records written in the same batch as a message ([`Spool::enqueue_with`]). Only
@@ -71,18 +64,7 @@ pub(crate) fn open(
     key: &[u8],
     value: &[u8],
 ) -> Result<IdempotencyRecord, Error> {
-    let json = keyring.open_record(key, value)?;
-    let stored: Stored = serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
-        key: keys::describe(key),
-        reason: format!("idempotency record does not parse: {e}"),
-    })?;
-    if stored.v != VERSION {
-        return Err(Error::Corrupt {
-            key: keys::describe(key),
-            reason: format!("unknown idempotency record version {}", stored.v),
-        });
-    }
-    Ok(stored.record)
+    crate::record::open_flat(keyring, key, value, WHAT)
 }
 
 impl Spool {
@@ -97,15 +79,7 @@ impl Spool {
         let data_key = self.data_key(Some(tenant))?;
         let digest = digest_of(client_key);
         let key = keys::idempotency(data_key.id(), &digest);
-        let json = serde_json::to_vec(&Stored {
-            v: VERSION,
-            record: record.clone(),
-        })
-        .map_err(|e| Error::Corrupt {
-            key: keys::describe(&key),
-            reason: format!("idempotency record does not encode: {e}"),
-        })?;
-        let sealed = seal::seal(&data_key, &key, json)?;
+        let sealed = crate::record::seal_flat(&data_key, &key, record, WHAT)?;
         let expiry = record.created_ms.saturating_add(IDEMPOTENCY_TTL_MS);
         let expiry_key = keys::idempotency_expiry(expiry, data_key.id(), &digest);
         Ok(SideRecords(vec![

@@ -5,7 +5,9 @@
 //! A body delivery streams (longer than [`WHOLE_BODY_MAX`]) also has its `shape`
 //! there ([`BodyShape`]), so that sending it needs no pass over it first; records
 //! written before it have none.
-//! A delivery log record holds JSON `{"v":1,"record":{...}}`.
+//! A delivery log record holds JSON `{"v":1,"record":{...}}`. Idempotency records and
+//! webhook outbox entries hold their fields flattened beside the version,
+//! `{"v":1,...}` ([`seal_flat`], [`open_flat`]).
 
 use serde::{Deserialize, Serialize};
 use way2mail_smtp::client::{ContentScan, StreamedContent};
@@ -102,6 +104,42 @@ fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>, Error> {
         key: keys::describe(key),
         reason: format!("cannot encode record: {e}"),
     })
+}
+
+/// A record whose fields stand beside its version.
+#[derive(Serialize, Deserialize)]
+struct Flat<T> {
+    v: u32,
+    #[serde(flatten)]
+    record: T,
+}
+
+/// Seals `record` as `{"v":1,...}` under `key`; `what` names the kind in errors.
+pub(crate) fn seal_flat<T: Serialize>(
+    data_key: &DataKey,
+    key: &[u8],
+    record: &T,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(&Flat { v: VERSION, record })
+        .map_err(|e| corrupt(key, format!("{what} does not encode: {e}")))?;
+    Ok(seal::seal(data_key, key, json)?)
+}
+
+/// Opens a record [`seal_flat`] wrote under `key`; `what` names the kind in errors.
+pub(crate) fn open_flat<T: serde::de::DeserializeOwned>(
+    keyring: &Keyring,
+    key: &[u8],
+    value: &[u8],
+    what: &str,
+) -> Result<T, Error> {
+    let json = keyring.open_record(key, value)?;
+    let stored: Flat<T> = serde_json::from_slice(&json)
+        .map_err(|e| corrupt(key, format!("{what} does not parse: {e}")))?;
+    if stored.v != VERSION {
+        return Err(corrupt(key, format!("unknown {what} version {}", stored.v)));
+    }
+    Ok(stored.record)
 }
 
 fn corrupt(key: &[u8], reason: String) -> Error {

@@ -17,7 +17,6 @@
 use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
-use way2mail_seal::record as seal;
 use way2mail_seal::{DataKey, KeyId, Keyring, Lookup};
 
 use crate::commit::Write;
@@ -25,7 +24,8 @@ use crate::delivery_log::{DeliveryOutcome, DeliveryRecord};
 use crate::keys::{self, Key, OutboxKey};
 use crate::{Envelope, Error, MessageId, Spool};
 
-const VERSION: u32 = 1;
+/// The record's name in errors.
+const WHAT: &str = "webhook entry";
 
 /// Says which of a tenant's webhook endpoints take an event.
 pub trait EventRouter: Send + Sync {
@@ -48,13 +48,6 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    v: u32,
-    #[serde(flatten)]
-    entry: OutboxEntry,
-}
-
 /// An entry the dispatcher may post now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueEvent {
@@ -66,32 +59,12 @@ pub struct DueEvent {
 }
 
 fn seal_entry(data_key: &DataKey, key: &OutboxKey, entry: &OutboxEntry) -> Result<Vec<u8>, Error> {
-    let k = key.key();
-    let json = serde_json::to_vec(&Stored {
-        v: VERSION,
-        entry: entry.clone(),
-    })
-    .map_err(|e| Error::Corrupt {
-        key: keys::describe(&k),
-        reason: format!("webhook entry does not encode: {e}"),
-    })?;
-    Ok(seal::seal(data_key, &k, json)?)
+    crate::record::seal_flat(data_key, &key.key(), entry, WHAT)
 }
 
 /// Opens a webhook outbox entry stored under `key`.
 pub(crate) fn open(keyring: &Keyring, key: &[u8], value: &[u8]) -> Result<OutboxEntry, Error> {
-    let json = keyring.open_record(key, value)?;
-    let stored: Stored = serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
-        key: keys::describe(key),
-        reason: format!("webhook entry does not parse: {e}"),
-    })?;
-    if stored.v != VERSION {
-        return Err(Error::Corrupt {
-            key: keys::describe(key),
-            reason: format!("unknown webhook entry version {}", stored.v),
-        });
-    }
-    Ok(stored.entry)
+    crate::record::open_flat(keyring, key, value, WHAT)
 }
 
 fn random_u64() -> u64 {
