@@ -308,20 +308,7 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
     h.add_tenant(&admin, "beta");
     h.add_tenant(&admin, "gamma");
     // gamma's contact is a person's name and number: nothing can be sent.
-    h.op(
-        &admin,
-        Request::TenantUpdate {
-            tenant: "gamma".into(),
-            business_name: None,
-            contact: Some("Jane Doe, +1 555 0100".into()),
-            billing_ref: None,
-            messages_per_hour: None,
-            messages_per_day: None,
-            recipients_per_message: None,
-            list_unsubscribe: None,
-        },
-    )
-    .expect("update");
+    h.set_contact(&admin, "gamma", "Jane Doe, +1 555 0100");
     let i = open(&h, &admin, "Notify");
     let r = h.op(
         &admin,
@@ -424,20 +411,7 @@ fn notifications_are_sent_recorded_and_audited_per_tenant() {
     );
     assert_eq!(mta.messages().len(), 2);
     // Fixed: gamma gets its mail, then nothing is left.
-    h.op(
-        &admin,
-        Request::TenantUpdate {
-            tenant: "gamma".into(),
-            business_name: None,
-            contact: Some("Jane Doe <jane@gamma.example>".into()),
-            billing_ref: None,
-            messages_per_hour: None,
-            messages_per_day: None,
-            recipients_per_message: None,
-            list_unsubscribe: None,
-        },
-    )
-    .expect("update");
+    h.set_contact(&admin, "gamma", "Jane Doe <jane@gamma.example>");
     let (_, sent) = notify(&h, &admin, &i.id, false);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].contact, "jane@gamma.example");

@@ -556,20 +556,7 @@ fn a_letter_that_cannot_go_does_not_keep_the_endpoint_enabled() {
     );
 
     // A contact that is no address: disabled all the same, and the audit says why.
-    h.op(
-        &admin,
-        Request::TenantUpdate {
-            tenant: "acme".into(),
-            business_name: None,
-            contact: Some("Jane Doe, phone 555".into()),
-            billing_ref: None,
-            messages_per_hour: None,
-            messages_per_day: None,
-            recipients_per_message: None,
-            list_unsubscribe: None,
-        },
-    )
-    .expect("update");
+    h.set_contact(&admin, "acme", "Jane Doe, phone 555");
     let other = add(
         &h,
         &admin,

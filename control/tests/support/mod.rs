@@ -219,6 +219,24 @@ impl Harness {
         .expect("tenant.add");
     }
 
+    /// Sets `tenant`'s contact, nothing else.
+    pub fn set_contact(&self, token: &str, tenant: &str, contact: &str) {
+        self.op(
+            token,
+            Request::TenantUpdate {
+                tenant: tenant.into(),
+                business_name: None,
+                contact: Some(contact.into()),
+                billing_ref: None,
+                messages_per_hour: None,
+                messages_per_day: None,
+                recipients_per_message: None,
+                list_unsubscribe: None,
+            },
+        )
+        .expect("tenant.update");
+    }
+
     pub fn audit(&self) -> Vec<AuditEntry> {
         AuditLog::list(self.service.store(), None, 0, usize::MAX).expect("audit list")
     }
