@@ -1395,14 +1395,7 @@ fn webhooks_signed_retried_disabled_exported_and_erased() -> anyhow::Result<()> 
         )?
         .ok()?;
     let extracted = files.path().join("extracted");
-    std::fs::create_dir_all(&extracted)?;
-    let untar = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&extracted)
-        .status()?;
-    ensure!(untar.success(), "tar -xf");
+    way2mail_tests::control::untar(&archive, &extracted)?;
     let base = extracted.join("acme-export");
     let webhooks: Value = serde_json::from_slice(&std::fs::read(base.join("webhooks.json"))?)?;
     let listed = webhooks

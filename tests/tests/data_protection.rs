@@ -14,9 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use data_protection::rig::{contains, files_under, raw_tenant_key, untar, Rig, WAIT};
+use data_protection::rig::{contains, files_under, raw_tenant_key, Rig, WAIT};
 use serde_json::Value;
 use way2mail_control::store::{Store, TreeName};
+use way2mail_tests::control::untar;
 use way2mail_tests::{wait_for, Backend, Daemon};
 
 fn sha256_hex(data: &[u8]) -> String {

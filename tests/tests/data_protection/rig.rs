@@ -320,26 +320,3 @@ pub fn raw_tenant_key(keyring: &Path, master: &Path, tenant: &str) -> Result<Opt
     }
     Ok(None)
 }
-
-/// Extracts a tar archive with Python's `tarfile` (an implementation that is not
-/// ours) into `dir`; returns the member names.
-pub fn untar(archive: &Path, dir: &Path) -> Result<Vec<String>> {
-    let script = "import sys, tarfile, json\n\
-        t = tarfile.open(sys.argv[1])\n\
-        names = t.getnames()\n\
-        t.extractall(sys.argv[2])\n\
-        print(json.dumps(names))\n";
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(archive)
-        .arg(dir)
-        .output()
-        .context("running python3")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "python's tarfile refused the archive: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
