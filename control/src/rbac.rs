@@ -160,6 +160,9 @@ impl Op {
             Request::TenantUpdate { .. } => Op::TenantUpdate,
             Request::TenantSuspend { .. } => Op::TenantSuspend,
             Request::TenantResume { .. } => Op::TenantResume,
+            // Placeholders until their own operations exist.
+            Request::TenantResumeSending { .. } => Op::TenantResume,
+            Request::TenantDeliverability { .. } => Op::TenantReport,
             Request::TenantTerminate { .. } => Op::TenantTerminate,
             Request::DomainAdd { .. } => Op::DomainAdd,
             Request::DomainList { .. } => Op::DomainList,
@@ -193,7 +196,9 @@ impl Op {
             // the API calls it relays.
             Request::ApiCall { .. }
             | Request::ApiUnsubscribe { .. }
-            | Request::ApiWebhookFailing { .. } => Op::ApiCall,
+            | Request::ApiWebhookFailing { .. }
+            | Request::ApiAutoSuppress { .. }
+            | Request::ApiReputationPause { .. } => Op::ApiCall,
             Request::TenantRetention { .. } => Op::TenantRetention,
             Request::TenantHold { .. } => Op::TenantHold,
             Request::TenantErase { .. } => Op::TenantErase,

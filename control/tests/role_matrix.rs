@@ -42,6 +42,7 @@ fn every_request(tag: &str) -> Vec<Request> {
             messages_per_day: None,
             recipients_per_message: None,
             list_unsubscribe: None,
+            auto_suppress: Default::default(),
         },
         Request::TenantSuspend {
             tenant: "nosuch".into(),

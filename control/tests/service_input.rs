@@ -34,6 +34,7 @@ fn update(tenant: &str) -> Request {
         messages_per_day: None,
         recipients_per_message: None,
         list_unsubscribe: None,
+        auto_suppress: Default::default(),
     }
 }
 

@@ -144,6 +144,7 @@ fn version_follows_changes_and_content_is_complete() {
             messages_per_day: None,
             recipients_per_message: Some(2),
             list_unsubscribe: None,
+            auto_suppress: Default::default(),
         },
     )
     .expect("update");

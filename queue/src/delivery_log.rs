@@ -37,6 +37,12 @@ pub enum DeliveryOutcome {
     /// The message was queued for the recipient. Only ever a webhook event: the
     /// delivery log does not hold these (the message itself does).
     Accepted,
+    /// The next hop took the message, and later a bounce (a DSN to the message's
+    /// VERP return path) said it failed for the recipient.
+    AsyncBounced,
+    /// The recipient's mailbox provider sent a complaint (an ARF report) about
+    /// the message.
+    Complained,
 }
 
 impl DeliveryOutcome {
@@ -51,6 +57,8 @@ impl DeliveryOutcome {
             DeliveryOutcome::Unsubscribed => "unsubscribed",
             DeliveryOutcome::Suppressed => "suppressed",
             DeliveryOutcome::Accepted => "accepted",
+            DeliveryOutcome::AsyncBounced => "async_bounced",
+            DeliveryOutcome::Complained => "complained",
         }
     }
 }

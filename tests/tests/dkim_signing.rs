@@ -478,6 +478,7 @@ fn keyless_snapshot(password: &str) -> anyhow::Result<Snapshot> {
             api_keys: Vec::new(),
             list_unsubscribe: false,
             webhooks: Vec::new(),
+            sending_paused: false,
         }],
         erased: Vec::new(),
     })

@@ -329,6 +329,7 @@ fn signing_snapshot() -> Result<(Snapshot, Record)> {
             api_keys: Vec::new(),
             list_unsubscribe: false,
             webhooks: Vec::new(),
+            sending_paused: false,
         }],
         erased: Vec::new(),
     };

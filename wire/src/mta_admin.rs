@@ -103,6 +103,9 @@ pub enum AdminOp {
         #[serde(default)]
         limit: Option<u64>,
     },
+    /// The tenant's volume and outcomes from its delivery log since `since_ms`.
+    #[serde(rename = "deliverability")]
+    Deliverability { tenant: String, since_ms: u64 },
 }
 
 impl AdminOp {
@@ -120,6 +123,7 @@ impl AdminOp {
             AdminOp::QueueShow { .. } => "queue.show",
             AdminOp::QueueChange { .. } => "queue.change",
             AdminOp::DeliveryLog { .. } => "delivery.log",
+            AdminOp::Deliverability { .. } => "deliverability",
         }
     }
 }
@@ -173,6 +177,46 @@ pub enum AdminResult {
         /// Records that matched; more than `records` holds when the limit cut.
         matched: u64,
     },
+    Deliverability(DeliverabilityReport),
+}
+
+/// A tenant's mail since a time, from the MTA's delivery log (`way2mail tenant
+/// deliverability`). Counts are of (message, recipient) outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverabilityReport {
+    pub tenant: String,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    /// Distinct (message, recipient) pairs with a record in the window.
+    pub volume: u64,
+    pub delivered: u64,
+    /// Recipients with at least one deferral (not counted once per attempt).
+    pub deferred: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    /// Bounced, expired and asynchronously bounced recipients by category.
+    pub bounced_by_category: std::collections::BTreeMap<String, u64>,
+    pub async_bounced: u64,
+    pub complaints: u64,
+    pub unsubscribes: u64,
+    /// Recipients refused because they were on the suppression list.
+    pub suppressed: u64,
+    /// Addresses put on the suppression list in the window (filled by control).
+    #[serde(default)]
+    pub suppressions_added: u64,
+    /// The receiving domains with the most recipients, most first (at most 20).
+    pub domains: Vec<DomainOutcomes>,
+}
+
+/// One receiving domain in a [`DeliverabilityReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainOutcomes {
+    pub domain: String,
+    pub volume: u64,
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    pub complaints: u64,
 }
 
 /// What the spool holds of one tenant.

@@ -53,6 +53,10 @@ pub struct SnapshotTenant {
     /// The tenant's enabled webhook endpoints. Empty in snapshots from before them.
     #[serde(default)]
     pub webhooks: Vec<SnapshotWebhook>,
+    /// The reputation guard paused the tenant's sending: the MTA holds its mail
+    /// (accepted and queued, not delivered) as for a suspended tenant.
+    #[serde(default)]
+    pub sending_paused: bool,
 }
 
 /// A webhook endpoint as the MTA needs it: where to post which events, and the

@@ -209,6 +209,7 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
                 messages_per_day: limits.messages_per_day,
                 recipients_per_message: limits.recipients_per_message,
                 list_unsubscribe,
+                auto_suppress: Default::default(),
             };
             session.simple(request, done)
         }

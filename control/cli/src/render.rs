@@ -17,6 +17,7 @@ const SUGGESTED_TTL: u32 = 3600;
 
 pub fn human(response: &Response) -> String {
     match response {
+        Response::Deliverability(report) => format!("{report:?}"),
         Response::Hello {
             daemon_version,
             protocol_versions,

@@ -630,6 +630,8 @@ mod tests {
             terminated_at: Some(SECS),
             erase_after: None,
             list_unsubscribe: false,
+            auto_suppress: Default::default(),
+            sending_paused: None,
         };
         let exported = serde_json::to_value(account(&tenant)).expect("json");
         same_fields(&tenant, &exported, &[]);
@@ -680,6 +682,8 @@ mod tests {
             note: None,
             added_at: SECS,
             added_by: "operator:alice".into(),
+            reason: None,
+            source: None,
         };
         let exported = serde_json::to_value(suppressed(&s)).expect("json");
         same_fields(&s, &exported, &[]);

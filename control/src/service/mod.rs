@@ -512,6 +512,10 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::ApiCall { .. } | Request::ApiUnsubscribe { .. } => Err(Failure::internal(
             "an api request reached the generic dispatch",
         )),
+        Request::TenantResumeSending { .. }
+        | Request::TenantDeliverability { .. }
+        | Request::ApiAutoSuppress { .. }
+        | Request::ApiReputationPause { .. } => Err(Failure::internal("not built yet")),
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn build(
                 suppressed,
                 api_keys: Vec::new(),
                 list_unsubscribe: t.list_unsubscribe,
+                sending_paused: t.sending_paused.is_some(),
                 webhooks: super::webhooks::snapshot_view(store, &t.tenant)?,
             };
             Ok((t.tenant, entry))

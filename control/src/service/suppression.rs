@@ -73,6 +73,8 @@ pub(crate) fn add(
             .actor_override
             .as_ref()
             .map_or_else(|| ctx.who.actor.clone(), |(actor, _)| actor.clone()),
+        reason: None,
+        source: None,
     };
     ctx.batch
         .put_tenant(TreeName::Suppression, &info.tenant, key, &entry)?;

@@ -109,6 +109,8 @@ pub(crate) fn add(
         terminated_at: None,
         erase_after: None,
         list_unsubscribe: false,
+        auto_suppress: Default::default(),
+        sending_paused: None,
     };
     save(ctx, &mut info)?;
     ctx.detail = Some(

@@ -232,6 +232,7 @@ impl Harness {
                 messages_per_day: None,
                 recipients_per_message: None,
                 list_unsubscribe: None,
+                auto_suppress: Default::default(),
             },
         )
         .expect("tenant.update");

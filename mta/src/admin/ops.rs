@@ -146,6 +146,7 @@ impl Ops {
             AdminOp::TenantInventory { tenant } => self.inventory(&tenant),
             AdminOp::TenantErase { tenant } => self.erase(&tenant),
             AdminOp::RetentionRun => self.sweep(),
+            AdminOp::Deliverability { .. } => Err(failure(ErrorCode::Internal, "not built yet")),
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
@@ -281,7 +282,8 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
     match op {
         AdminOp::TenantInventory { tenant }
         | AdminOp::TenantExport { tenant }
-        | AdminOp::TenantErase { tenant } => Some(tenant),
+        | AdminOp::TenantErase { tenant }
+        | AdminOp::Deliverability { tenant, .. } => Some(tenant),
         AdminOp::QueueSummary { filter } | AdminOp::QueueList { filter, .. } => {
             filter.tenant.as_deref()
         }

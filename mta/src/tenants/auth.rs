@@ -138,6 +138,7 @@ mod tests {
                 api_keys: Vec::new(),
                 list_unsubscribe: false,
                 webhooks: Vec::new(),
+                sending_paused: false,
             }],
         }
     }

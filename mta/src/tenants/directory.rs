@@ -499,6 +499,7 @@ pub(crate) mod tests {
             api_keys: Vec::new(),
             list_unsubscribe: false,
             webhooks: Vec::new(),
+            sending_paused: false,
         }
     }
 

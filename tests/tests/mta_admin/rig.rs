@@ -64,6 +64,7 @@ pub fn tenant(name: &str, status: TenantStatus) -> Result<SnapshotTenant> {
         api_keys: Vec::new(),
         list_unsubscribe: false,
         webhooks: Vec::new(),
+        sending_paused: false,
     })
 }
 

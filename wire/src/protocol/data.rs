@@ -90,11 +90,130 @@ pub struct SuppressionEntry {
     /// Unix seconds.
     pub added_at: u64,
     pub added_by: String,
+    /// Why it was added automatically: one of [`AUTO_SUPPRESS_RULES`]
+    /// (`invalid_recipient`, `bad_domain`, `complaint`, `unsubscribe`); `None` when
+    /// an operator or an API key added it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The event that caused an automatic addition: `MESSAGE_ID` or
+    /// `MESSAGE_ID/outcome` of the tenant's delivery log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The automatic suppression rules, by name; a tenant may opt out of each
+/// (`way2mail tenant update T --auto-suppress RULE=off`).
+pub const AUTO_SUPPRESS_RULES: [&str; 4] = [
+    "invalid_recipient",
+    "bad_domain",
+    "complaint",
+    "unsubscribe",
+];
+
+/// Which automatic suppression rules apply to a tenant: all of them unless it
+/// opted out. Records stored before the rules read as all on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutoSuppress {
+    /// A permanent failure categorised `invalid_recipient`.
+    pub invalid_recipient: bool,
+    /// A permanent failure categorised `bad_domain`, confirmed by a second one for
+    /// the same address.
+    pub bad_domain: bool,
+    /// A complaint (ARF report).
+    pub complaint: bool,
+    /// A one-click unsubscribe.
+    pub unsubscribe: bool,
+}
+
+impl Default for AutoSuppress {
+    fn default() -> AutoSuppress {
+        AutoSuppress {
+            invalid_recipient: true,
+            bad_domain: true,
+            complaint: true,
+            unsubscribe: true,
+        }
+    }
+}
+
+impl AutoSuppress {
+    /// Whether rule `name` (one of [`AUTO_SUPPRESS_RULES`]) is on; `None` for a name
+    /// that is not a rule.
+    pub fn get(&self, name: &str) -> Option<bool> {
+        match name {
+            "invalid_recipient" => Some(self.invalid_recipient),
+            "bad_domain" => Some(self.bad_domain),
+            "complaint" => Some(self.complaint),
+            "unsubscribe" => Some(self.unsubscribe),
+            _ => None,
+        }
+    }
+
+    /// Sets rule `name`; `false` for a name that is not a rule.
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        let slot = match name {
+            "invalid_recipient" => &mut self.invalid_recipient,
+            "bad_domain" => &mut self.bad_domain,
+            "complaint" => &mut self.complaint,
+            "unsubscribe" => &mut self.unsubscribe,
+            _ => return false,
+        };
+        *slot = on;
+        true
+    }
+}
+
+/// A tenant's rolling counts as the MTA measured them when a `[reputation]`
+/// threshold was crossed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReputationRates {
+    /// The window the counts cover, in seconds (24 h).
+    pub window_secs: u64,
+    /// Recipients accepted for delivery in the window.
+    pub accepted: u64,
+    /// Permanent failures of a hard category (`invalid_recipient`, `bad_domain`)
+    /// and asynchronous bounces in the window.
+    pub hard_bounces: u64,
+    pub complaints: u64,
+    /// Which threshold was crossed: `bounce_rate` or `complaint_rate`.
+    pub crossed: String,
+    /// The threshold, in parts per million (0.05 is 50000).
+    pub threshold_ppm: u64,
+}
+
+impl ReputationRates {
+    /// Hard bounces over accepted recipients, 0.0 when nothing was accepted.
+    pub fn bounce_rate(&self) -> f64 {
+        ratio(self.hard_bounces, self.accepted)
+    }
+
+    /// Complaints over accepted recipients, 0.0 when nothing was accepted.
+    pub fn complaint_rate(&self) -> f64 {
+        ratio(self.complaints, self.accepted)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The reputation guard paused the tenant's sending: its mail stays queued (as
+/// for a suspended tenant) until an operator resumes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendingPause {
+    /// Unix seconds.
+    pub since: u64,
+    pub rates: ReputationRates,
 }
 
 /// The events a webhook may ask for, by name (`accepted` comes from the spool
 /// commit, `suppressed` from a refused recipient, the others from the delivery log).
-pub const WEBHOOK_EVENTS: [&str; 7] = [
+pub const WEBHOOK_EVENTS: [&str; 9] = [
     "accepted",
     "delivered",
     "deferred",
@@ -102,6 +221,8 @@ pub const WEBHOOK_EVENTS: [&str; 7] = [
     "expired",
     "suppressed",
     "unsubscribed",
+    "async_bounced",
+    "complained",
 ];
 
 /// One of a tenant's webhook endpoints.

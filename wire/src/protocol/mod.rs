@@ -196,12 +196,29 @@ pub enum Request {
         /// One-click unsubscribe (RFC 8058) on the tenant's mail.
         #[serde(default)]
         list_unsubscribe: Option<bool>,
+        /// Automatic suppression rules turned on or off, by name
+        /// ([`AUTO_SUPPRESS_RULES`]); those not named stay as they are.
+        #[serde(default)]
+        auto_suppress: std::collections::BTreeMap<String, bool>,
     },
     #[serde(rename = "tenant.suspend")]
     TenantSuspend { tenant: String },
     /// Lifts a suspension (not a termination).
     #[serde(rename = "tenant.resume")]
     TenantResume { tenant: String },
+    /// Lifts a pause of the reputation guard ([`SendingPause`]); the reason is
+    /// the request's.
+    #[serde(rename = "tenant.resume_sending")]
+    TenantResumeSending { tenant: String },
+    /// Volume and outcomes of the tenant's mail since `since` (unix seconds;
+    /// default the last 7 days): from the MTA's delivery log, with the
+    /// suppressions control added in that time.
+    #[serde(rename = "tenant.deliverability")]
+    TenantDeliverability {
+        tenant: String,
+        #[serde(default)]
+        since: Option<u64>,
+    },
     /// Ends the subscription: the MTA stops the tenant's mail at once (also what is
     /// queued), and the tenant is erased when `[retention] termination_grace` is over.
     #[serde(rename = "tenant.terminate")]
@@ -497,6 +514,27 @@ pub enum Request {
     /// is fine).
     #[serde(rename = "api.unsubscribe")]
     ApiUnsubscribe { tenant: String, address: String },
+    /// The MTA's user: a hard signal about `address` of `tenant`'s mail under
+    /// `rule` (one of [`AUTO_SUPPRESS_RULES`] but `unsubscribe`), from the
+    /// delivery log event `source`. Control adds the address to the suppression
+    /// list unless the tenant opted out of the rule; `bad_domain` only at its
+    /// second report for the address. Answers `done` whatever it decided (the
+    /// audit entry says what).
+    #[serde(rename = "api.auto_suppress")]
+    ApiAutoSuppress {
+        tenant: String,
+        address: String,
+        rule: String,
+        source: String,
+    },
+    /// The MTA's user: `tenant`'s rolling rates crossed a `[reputation]`
+    /// threshold. Control pauses its sending ([`SendingPause`]), audits, and
+    /// tells the operator address and the tenant's contact. Already paused: `done`.
+    #[serde(rename = "api.reputation_pause")]
+    ApiReputationPause {
+        tenant: String,
+        rates: ReputationRates,
+    },
     /// The MTA's user: every delivery to webhook `id` of `tenant` failed since
     /// `failing_since` (unix seconds) for the MTA's whole retry period. Control
     /// disables the endpoint and tells the tenant's contact.
@@ -613,6 +651,8 @@ impl Request {
             Request::TenantUpdate { .. } => "tenant.update",
             Request::TenantSuspend { .. } => "tenant.suspend",
             Request::TenantResume { .. } => "tenant.resume",
+            Request::TenantResumeSending { .. } => "tenant.resume_sending",
+            Request::TenantDeliverability { .. } => "tenant.deliverability",
             Request::TenantTerminate { .. } => "tenant.terminate",
             Request::TenantRetention { .. } => "tenant.retention",
             Request::TenantHold { .. } => "tenant.hold",
@@ -665,6 +705,8 @@ impl Request {
             Request::RetentionReport { .. } => "retention.report",
             Request::ApiCall { .. } => "api.call",
             Request::ApiUnsubscribe { .. } => "api.unsubscribe",
+            Request::ApiAutoSuppress { .. } => "api.auto_suppress",
+            Request::ApiReputationPause { .. } => "api.reputation_pause",
             Request::ApiWebhookFailing { .. } => "api.webhook_failing",
             Request::WebhookAdd { .. } => "webhook.add",
             Request::WebhookList { .. } => "webhook.list",
@@ -746,6 +788,7 @@ pub enum Response {
     Stream,
     ErasureReceipt(ErasureReceipt),
     TenantReport(TenantReport),
+    Deliverability(crate::mta_admin::DeliverabilityReport),
     /// The final line of `tenant.export`.
     TenantExported(ExportManifest),
     RetentionRun(RetentionRunReport),
@@ -798,6 +841,12 @@ pub struct TenantInfo {
     /// The MTA adds one-click unsubscribe headers (RFC 8058) to the tenant's mail.
     #[serde(default)]
     pub list_unsubscribe: bool,
+    /// Which automatic suppression rules apply.
+    #[serde(default)]
+    pub auto_suppress: AutoSuppress,
+    /// Set while the reputation guard holds the tenant's mail.
+    #[serde(default)]
+    pub sending_paused: Option<SendingPause>,
 }
 
 /// A domain as stored and as shown. Fields after `created_at` came with DKIM and
