@@ -28,6 +28,9 @@
 //!     tenants.rs  domains.rs  credentials.rs  operators.rs  suppression.rs
 //!                     one area each
 //!     webhooks.rs     tenants' webhook endpoints; the MTA's failing reports
+//!     feedback.rs     the MTA's feedback: automatic suppression (with bad_domain
+//!                     candidates), the reputation guard's pause and its lifting
+//!     deliverability.rs  tenant.deliverability, from the MTA's delivery log
 //!     validate.rs     names, domains and text rules
 //!     incidents.rs    the incident register and its notification emails
 //!     snapshot.rs     the MTA's policy snapshot
@@ -52,8 +55,8 @@
 //!   dkim.rs       DKIM key pairs: generation, selectors, record values
 //!   publish.rs    the records a tenant domain should publish (SPF, DKIM, DMARC, BIMI)
 //!   dnscheck.rs   domain.verify: look the records up and judge each one
-//!   notify.rs     letters to tenants (incident.rs, webhook.rs) and their SMTP
-//!                 hand-off to the MTA
+//!   notify.rs     letters to tenants and operators (incident.rs, webhook.rs,
+//!                 reputation.rs) and their SMTP hand-off to the MTA
 //!   backup.rs     backup archives (sealed chunks of store and spool records) and
 //!                 their restore onto a stopped node
 //!   error.rs      the library's error type (store, keys, crypto)

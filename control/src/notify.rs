@@ -1,6 +1,7 @@
 //! Notifications to a tenant's contact: plain-text letters (this file: the message
 //! every letter is; `incident.rs`: a security incident; `webhook.rs`: a webhook
-//! endpoint disabled) and their hand-over to the local MTA (`[notify] smtp_server`,
+//! endpoint disabled; `reputation.rs`: a tenant's sending paused, to its contact
+//! and to the platform's operators at `[notify] from`) and their hand-over to the local MTA (`[notify] smtp_server`,
 //! `handover.rs`), which delivers them onwards like any other mail (STARTTLS to the
 //! recipient's MX).
 //!
@@ -21,6 +22,7 @@
 
 mod handover;
 pub mod incident;
+pub mod reputation;
 pub mod webhook;
 
 use std::net::SocketAddr;

@@ -22,6 +22,8 @@ pub enum Op {
     TenantUpdate,
     TenantSuspend,
     TenantResume,
+    TenantResumeSending,
+    TenantDeliverability,
     TenantTerminate,
     DomainAdd,
     DomainList,
@@ -80,7 +82,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 65] = [
+    pub const ALL: [Op; 67] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -91,6 +93,8 @@ impl Op {
         Op::TenantUpdate,
         Op::TenantSuspend,
         Op::TenantResume,
+        Op::TenantResumeSending,
+        Op::TenantDeliverability,
         Op::TenantTerminate,
         Op::DomainAdd,
         Op::DomainList,
@@ -160,9 +164,8 @@ impl Op {
             Request::TenantUpdate { .. } => Op::TenantUpdate,
             Request::TenantSuspend { .. } => Op::TenantSuspend,
             Request::TenantResume { .. } => Op::TenantResume,
-            // Placeholders until their own operations exist.
-            Request::TenantResumeSending { .. } => Op::TenantResume,
-            Request::TenantDeliverability { .. } => Op::TenantReport,
+            Request::TenantResumeSending { .. } => Op::TenantResumeSending,
+            Request::TenantDeliverability { .. } => Op::TenantDeliverability,
             Request::TenantTerminate { .. } => Op::TenantTerminate,
             Request::DomainAdd { .. } => Op::DomainAdd,
             Request::DomainList { .. } => Op::DomainList,
@@ -266,6 +269,8 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
             | Op::TenantUpdate
             | Op::TenantSuspend
             | Op::TenantResume
+            // Lifting the reputation guard's pause: as lifting a suspension.
+            | Op::TenantResumeSending
             | Op::TenantTerminate
             | Op::DomainAdd
             | Op::DomainRemove
@@ -349,8 +354,9 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Operator => AllowWithReason,
                 Role::Support | Role::Auditor => FORBIDDEN,
             },
-            // What is held and who touched it: auditors review it too.
-            Op::TenantReport => match role {
+            // What is held and who touched it, and how the tenant's mail fares:
+            // auditors review them too.
+            Op::TenantReport | Op::TenantDeliverability => match role {
                 Role::Admin | Role::Operator | Role::Auditor => Allow,
                 Role::Support => AllowWithReason,
             },
@@ -393,7 +399,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 65] = [
+    const TABLE: [(Op, [Decision; 7]); 67] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -404,6 +410,8 @@ mod tests {
         (Op::TenantUpdate, [A, A, F, F, U, U, U]),
         (Op::TenantSuspend, [A, A, F, F, U, U, U]),
         (Op::TenantResume, [A, A, F, F, U, U, U]),
+        (Op::TenantResumeSending, [A, A, F, F, U, U, U]),
+        (Op::TenantDeliverability, [A, A, R, A, U, U, U]),
         (Op::TenantTerminate, [A, A, F, F, U, U, U]),
         (Op::DomainAdd, [A, A, F, F, U, U, U]),
         (Op::DomainList, [A, A, R, F, U, U, U]),

@@ -178,3 +178,37 @@ impl Drop for WebhookRecord {
         zeroize::Zeroize::zeroize(&mut self.secret);
     }
 }
+
+/// A first `bad_domain` failure for an address of a tenant, in the
+/// `suppression_candidates` tree under the same key as a suppression entry
+/// (`tenant \0 blind_t(address)`), sealed with the tenant's key. A second failure
+/// (another delivery, or the same one an hour later) within
+/// [`SuppressionCandidate::MAX_AGE_SECS`] puts the address on the suppression list
+/// and removes this record; an older one counts as never seen. Never in the
+/// snapshot: the MTA knows only suppressed addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressionCandidate {
+    /// Lower-cased.
+    pub address: String,
+    /// The rule it waits under (`bad_domain`).
+    pub rule: String,
+    /// The delivery log event of the first failure (`MESSAGE_ID` or
+    /// `MESSAGE_ID/outcome`).
+    pub first_source: String,
+    /// Unix seconds.
+    pub first_at: u64,
+}
+
+impl SuppressionCandidate {
+    /// How long a first failure waits for its second (30 days); the retention
+    /// sweep drops older ones.
+    pub const MAX_AGE_SECS: u64 = 30 * 86_400;
+    /// The same event reported again counts as a second failure only this long
+    /// after the first (an hour): a retried report is not a confirmation.
+    pub const SAME_SOURCE_AFTER_SECS: u64 = 3_600;
+
+    /// Whether it is too old to be confirmed at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now >= self.first_at.saturating_add(Self::MAX_AGE_SECS)
+    }
+}

@@ -50,6 +50,15 @@ fn every_request(tag: &str) -> Vec<Request> {
         Request::TenantResume {
             tenant: "nosuch".into(),
         },
+        // Not paused: allowed roles get `conflict`.
+        Request::TenantResumeSending {
+            tenant: "acme".into(),
+        },
+        // No MTA here: allowed roles get `unavailable`.
+        Request::TenantDeliverability {
+            tenant: "acme".into(),
+            since: None,
+        },
         Request::TenantTerminate {
             tenant: "nosuch".into(),
         },
@@ -200,7 +209,7 @@ fn expected(who: &str, op: &str) -> Expect {
         "tenant.erase" | "backup.create" => Some([Allowed, F, F, F]),
         "tenant.hold" => Some([NeedsReason, F, F, F]),
         "tenant.export" => Some([Allowed, NeedsReason, F, F]),
-        "tenant.report" => Some([Allowed, Allowed, NeedsReason, Allowed]),
+        "tenant.report" | "tenant.deliverability" => Some([Allowed, Allowed, NeedsReason, Allowed]),
         "tenant.receipt" => Some([Allowed, Allowed, F, Allowed]),
         "retention.show" | "receipt.key" => Some([Allowed; 4]),
         _ => None,
@@ -300,6 +309,10 @@ fn check(h: &Harness, who: &str, caller: &Caller, token: Option<&str>) {
                 // Allowed, but only over a stream (see the daemon tests).
                 assert_eq!(code_of(&with), Some(ErrorCode::BadRequest), "{who} {op}");
                 assert_eq!(last.outcome, AuditOutcome::Failed);
+            } else if op == "tenant.deliverability" {
+                // Allowed, but there is no MTA to ask here.
+                assert_eq!(code_of(&with), Some(ErrorCode::Unavailable), "{who} {op}");
+                assert_eq!(last.outcome, AuditOutcome::Failed);
             } else {
                 assert!(with.is_ok(), "{who} {op} with a reason: {with:?}");
                 assert_eq!(last.outcome, AuditOutcome::Ok);
@@ -320,7 +333,7 @@ fn every_role_against_every_operation() {
     ];
     // Every request variant is in the list, each once.
     let ops: std::collections::HashSet<_> = every_request("x").iter().map(|r| r.op()).collect();
-    assert_eq!(ops.len(), 46);
+    assert_eq!(ops.len(), 48);
 
     for (name, token) in &tokens {
         check(&h, name, &USER, Some(token));

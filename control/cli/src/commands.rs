@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use way2mail_daemon::time::now_secs;
 use way2mail_wire::client::Auth;
 use way2mail_wire::protocol::{CredentialKind, Request, Response};
 
@@ -183,6 +184,7 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
             billing_ref,
             limits,
             list_unsubscribe,
+            auto_suppress,
         } => {
             if business_name.is_none()
                 && contact.is_none()
@@ -191,11 +193,12 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
                 && limits.messages_per_day.is_none()
                 && limits.recipients_per_message.is_none()
                 && list_unsubscribe.is_none()
+                && auto_suppress.is_empty()
             {
                 return Err(Failure::Usage(
                     "nothing to update: give at least one of --business-name, --contact, \
                      --billing-ref, --messages-per-hour, --messages-per-day, --recipients-per-message, \
-                     --list-unsubscribe"
+                     --list-unsubscribe, --auto-suppress"
                         .into(),
                 ));
             }
@@ -209,7 +212,8 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
                 messages_per_day: limits.messages_per_day,
                 recipients_per_message: limits.recipients_per_message,
                 list_unsubscribe,
-                auto_suppress: Default::default(),
+                // The last setting of a rule given twice wins.
+                auto_suppress: auto_suppress.into_iter().collect(),
             };
             session.simple(request, done)
         }
@@ -220,6 +224,34 @@ fn tenant(session: &mut Session, command: TenantCommand) -> Result<(), Failure> 
         TenantCommand::Resume { tenant } => {
             let done = format!("tenant {} resumed", super::table::clean(&tenant));
             session.simple(Request::TenantResume { tenant }, done)
+        }
+        TenantCommand::ResumeSending { tenant } => {
+            // Lifting a pause is a judgement on the tenant's mail: always explained.
+            if session
+                .auth
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(Failure::Usage(
+                    "tenant resume-sending needs --reason TEXT (it is kept in the audit log)"
+                        .into(),
+                ));
+            }
+            let response = session.call(Request::TenantResumeSending {
+                tenant: tenant.clone(),
+            })?;
+            session.show(&response, || {
+                format!(
+                    "sending of tenant {} resumed: its held mail is delivered again\n",
+                    super::table::clean(&tenant)
+                )
+            })
+        }
+        TenantCommand::Deliverability { tenant, since } => {
+            let since = super::deliverability::since(since.as_deref(), now_secs())?;
+            let response = session.call(Request::TenantDeliverability { tenant, since })?;
+            session.show(&response, || render::human(&response))
         }
         TenantCommand::Terminate { tenant, yes } => {
             if !yes {

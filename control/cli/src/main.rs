@@ -13,6 +13,7 @@
 
 mod commands;
 mod data;
+mod deliverability;
 mod prompt;
 mod queue;
 mod render;
@@ -160,6 +161,21 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// `RULE=on` / `RULE=off`, RULE one of the automatic suppression rules.
+fn rule_setting(text: &str) -> Result<(String, bool), String> {
+    let rules = way2mail_wire::protocol::AUTO_SUPPRESS_RULES.join(", ");
+    let Some((rule, value)) = text.split_once('=') else {
+        return Err(format!(
+            "expected RULE=on or RULE=off; the rules are {rules}"
+        ));
+    };
+    let rule = rule.trim().to_ascii_lowercase();
+    if !way2mail_wire::protocol::AUTO_SUPPRESS_RULES.contains(&rule.as_str()) {
+        return Err(format!("unknown rule {rule:?}; the rules are {rules}"));
+    }
+    Ok((rule, on_off(value.trim())?))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Add a tenant (limits not given take the daemon's tenant_defaults).
@@ -192,6 +208,10 @@ pub enum TenantCommand {
         /// One-click unsubscribe (RFC 8058) headers on the tenant's mail.
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         list_unsubscribe: Option<bool>,
+        /// Turn an automatic suppression rule on or off (repeatable): RULE is
+        /// invalid_recipient, bad_domain, complaint or unsubscribe.
+        #[arg(long, value_name = "RULE=on|off", value_parser = rule_setting)]
+        auto_suppress: Vec<(String, bool)>,
     },
     /// Refuse the tenant's mail until resumed.
     Suspend {
@@ -200,6 +220,20 @@ pub enum TenantCommand {
     /// Lift a suspension.
     Resume {
         tenant: String,
+    },
+    /// Lift the reputation guard's pause: the tenant's held mail is delivered
+    /// again. Needs --reason.
+    ResumeSending {
+        tenant: String,
+    },
+    /// Volume and outcomes of the tenant's mail (from the MTA's delivery log), by
+    /// outcome, bounce category and receiving domain.
+    Deliverability {
+        tenant: String,
+        /// From when: a period back from now (7d, 24h) or an RFC 3339 date-time
+        /// [default: 7d].
+        #[arg(long, value_name = "PERIOD|RFC3339")]
+        since: Option<String>,
     },
     /// End the subscription: the tenant's mail stops at once (also what is
     /// queued), and the tenant is erased after the grace period (asks for

@@ -17,7 +17,7 @@ const SUGGESTED_TTL: u32 = 3600;
 
 pub fn human(response: &Response) -> String {
     match response {
-        Response::Deliverability(report) => format!("{report:?}"),
+        Response::Deliverability(report) => super::deliverability::render(report),
         Response::Hello {
             daemon_version,
             protocol_versions,
@@ -368,6 +368,24 @@ fn notifications(list: &[Notification]) -> String {
 }
 
 fn tenant(t: &TenantInfo) -> String {
+    let auto_suppress = way2mail_wire::protocol::AUTO_SUPPRESS_RULES
+        .iter()
+        .map(|rule| {
+            let on = t.auto_suppress.get(rule).unwrap_or(false);
+            format!("{rule} {}", if on { "on" } else { "off" })
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sending = match &t.sending_paused {
+        None => "normal".to_string(),
+        Some(p) => format!(
+            "PAUSED since {} by the reputation guard: {} (its mail is held; lift with \
+             `way2mail tenant resume-sending {} --reason TEXT`)",
+            rfc3339(p.since),
+            way2mail_control::notify::reputation::summary(&p.rates),
+            t.tenant
+        ),
+    };
     record(&[
         ("tenant", t.tenant.clone()),
         ("status", status(t.status).into()),
@@ -384,6 +402,8 @@ fn tenant(t: &TenantInfo) -> String {
             "list-unsubscribe",
             if t.list_unsubscribe { "on" } else { "off" }.into(),
         ),
+        ("auto-suppress", auto_suppress),
+        ("sending", sending),
         ("created", rfc3339(t.created_at)),
         ("updated", rfc3339(t.updated_at)),
         ("terminated", opt_rfc3339(t.terminated_at)),

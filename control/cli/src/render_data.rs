@@ -217,12 +217,14 @@ pub fn run(r: &RetentionRunReport) -> String {
 }
 
 pub fn suppressions(entries: &[SuppressionEntry]) -> String {
-    let mut table = Table::new(&["ADDRESS", "ADDED", "BY", "NOTE"]);
+    let mut table = Table::new(&["ADDRESS", "ADDED", "BY", "REASON", "SOURCE", "NOTE"]);
     for e in entries {
         table.row(vec![
             e.address.clone(),
             rfc3339(e.added_at),
             e.added_by.clone(),
+            opt(e.reason.as_deref()),
+            opt(e.source.as_deref()),
             opt(e.note.as_deref()),
         ]);
     }

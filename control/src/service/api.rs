@@ -80,24 +80,37 @@ pub(crate) fn call(
 
 /// `api.unsubscribe`: a recipient used the one-click link of `tenant`'s mail (the
 /// MTA opened its sealed token). The address goes on the tenant's suppression
-/// list, added by `unsubscribe`; already there is a success too (a link may be
-/// used twice).
+/// list, added by `unsubscribe` with reason `unsubscribe`, unless the tenant
+/// turned that rule off; already there is a success too (a link may be used twice).
 pub(crate) fn unsubscribe(
     ctx: &mut Ctx<'_>,
     tenant: &str,
     address: &str,
 ) -> Result<Response, Failure> {
     ctx.actor_override = Some(("unsubscribe".to_owned(), None));
-    match suppression::add(
-        ctx,
-        tenant,
-        address,
-        Some("one-click unsubscribe (RFC 8058)"),
-    ) {
+    let info = tenants::load_live(ctx, tenant)?;
+    let addr = suppression::address(address)?;
+    if !info.auto_suppress.unsubscribe {
+        ctx.detail = Some(format!(
+            "not suppressed: {addr}: the tenant turned automatic suppression on \
+             unsubscribe off"
+        ));
+        return Ok(Response::Done);
+    }
+    let origin = suppression::Origin {
+        added_by: "unsubscribe".into(),
+        note: Some("one-click unsubscribe (RFC 8058)".into()),
+        reason: Some("unsubscribe"),
+        source: None,
+    };
+    match suppression::insert(ctx, &info.tenant, addr, origin) {
+        Ok(entry) => Ok(Response::Suppressions {
+            entries: vec![entry],
+        }),
         Err(f) if f.body.code == ErrorCode::AlreadyExists => {
             ctx.detail = Some("already suppressed".into());
             Ok(Response::Done)
         }
-        other => other,
+        Err(f) => Err(f),
     }
 }

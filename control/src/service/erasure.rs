@@ -3,7 +3,7 @@
 //! ```text
 //!   1. under the writer lock: refuse under legal hold; delete every record sealed
 //!      with the tenant's key (account, domains, DKIM keys, credentials,
-//!      suppression list, webhook endpoints); prune the tenant's audit entries
+//!      suppression list and candidates, webhook endpoints); prune the tenant's audit entries
 //!      whose detail was never sealed (written before per-tenant keys); keep the
 //!      billing record; mark the id erased (never reused; listed in the MTA's
 //!      snapshot); commit; then shred the tenant's key: its sealed audit details
@@ -202,6 +202,10 @@ fn remove_control_data(ctx: &mut Ctx<'_>, tenant: &str) -> Result<Done, Failure>
                 "SMTP credentials and API keys (hashes and metadata)",
             ),
             (TreeName::Suppression, "suppression list entries"),
+            (
+                TreeName::SuppressionCandidates,
+                "suppression candidates (addresses awaiting a second bad-domain failure)",
+            ),
             (
                 TreeName::Webhooks,
                 "webhook endpoints (URLs, events, signing secrets)",

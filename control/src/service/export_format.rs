@@ -18,9 +18,10 @@ use way2mail_queue::{DeliveryOutcome, DeliveryRecord};
 use way2mail_smtp::date::rfc3339;
 use way2mail_smtp::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 use way2mail_wire::protocol::{
-    AuditEntry, AuditOutcome, BimiInfo, CredentialInfo, CredentialKind, DkimAlgorithm, DkimKeyInfo,
-    DkimKeyState, DomainInfo, ExportFile, ExportManifest, LegalHold, RetentionSettings, Role,
-    SuppressionEntry, TenantInfo, TenantStatus, WebhookInfo,
+    AuditEntry, AuditOutcome, AutoSuppress, BimiInfo, CredentialInfo, CredentialKind,
+    DkimAlgorithm, DkimKeyInfo, DkimKeyState, DomainInfo, ExportFile, ExportManifest, LegalHold,
+    ReputationRates, RetentionSettings, Role, SendingPause, SuppressionEntry, TenantInfo,
+    TenantStatus, WebhookInfo,
 };
 use way2mail_wire::snapshot::TenantLimits;
 
@@ -80,6 +81,8 @@ pub(crate) struct Account<'a> {
     terminated_at: Option<String>,
     erase_after: Option<String>,
     list_unsubscribe: bool,
+    auto_suppress: AutoSuppress,
+    sending_paused: Option<Paused<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +90,13 @@ struct Hold<'a> {
     since: String,
     by: &'a str,
     reason: &'a str,
+}
+
+/// The reputation guard's pause, as kept.
+#[derive(Debug, Serialize)]
+struct Paused<'a> {
+    since: String,
+    rates: &'a ReputationRates,
 }
 
 pub(crate) fn account(t: &TenantInfo) -> Account<'_> {
@@ -108,6 +118,11 @@ pub(crate) fn account(t: &TenantInfo) -> Account<'_> {
         terminated_at: t.terminated_at.map(secs),
         erase_after: t.erase_after.map(secs),
         list_unsubscribe: t.list_unsubscribe,
+        auto_suppress: t.auto_suppress,
+        sending_paused: t.sending_paused.as_ref().map(|p: &SendingPause| Paused {
+            since: secs(p.since),
+            rates: &p.rates,
+        }),
     }
 }
 
@@ -185,6 +200,10 @@ pub(crate) struct Suppressed<'a> {
     note: Option<&'a str>,
     added_at: String,
     added_by: &'a str,
+    /// The automatic rule that added it; `null` for an operator's or API key's.
+    reason: Option<&'a str>,
+    /// The delivery log event behind an automatic entry.
+    source: Option<&'a str>,
 }
 
 pub(crate) fn suppressed(s: &SuppressionEntry) -> Suppressed<'_> {
@@ -193,6 +212,8 @@ pub(crate) fn suppressed(s: &SuppressionEntry) -> Suppressed<'_> {
         note: s.note.as_deref(),
         added_at: secs(s.added_at),
         added_by: &s.added_by,
+        reason: s.reason.as_deref(),
+        source: s.source.as_deref(),
     }
 }
 
@@ -631,11 +652,25 @@ mod tests {
             erase_after: None,
             list_unsubscribe: false,
             auto_suppress: Default::default(),
-            sending_paused: None,
+            sending_paused: Some(SendingPause {
+                since: SECS,
+                rates: ReputationRates {
+                    window_secs: 86_400,
+                    accepted: 500,
+                    hard_bounces: 31,
+                    complaints: 2,
+                    crossed: "bounce_rate".into(),
+                    threshold_ppm: 50_000,
+                },
+            }),
         };
         let exported = serde_json::to_value(account(&tenant)).expect("json");
         same_fields(&tenant, &exported, &[]);
         same_fields(&tenant.legal_hold, &exported["legal_hold"], &[]);
+        same_fields(&tenant.sending_paused, &exported["sending_paused"], &[]);
+        same_fields(&tenant.auto_suppress, &exported["auto_suppress"], &[]);
+        assert_eq!(exported["sending_paused"]["since"], "2026-12-06T20:18:44Z");
+        assert_eq!(exported["auto_suppress"]["bad_domain"], true);
         assert_eq!(exported["status"], "suspended");
         assert_eq!(exported["created_at"], "2026-12-06T20:18:44Z");
         assert_eq!(exported["erase_after"], Value::Null);
@@ -681,13 +716,24 @@ mod tests {
             address: "x@y.example".into(),
             note: None,
             added_at: SECS,
-            added_by: "operator:alice".into(),
-            reason: None,
-            source: None,
+            added_by: "auto-suppress".into(),
+            reason: Some("invalid_recipient".into()),
+            source: Some("0123456789ABCDEF/bounced".into()),
         };
         let exported = serde_json::to_value(suppressed(&s)).expect("json");
         same_fields(&s, &exported, &[]);
+        assert_eq!(exported["reason"], "invalid_recipient");
         words_and_times(&exported);
+        // An operator's entry: no reason or source, both null in the file.
+        let by_hand = SuppressionEntry {
+            added_by: "operator:alice".into(),
+            reason: None,
+            source: None,
+            ..s
+        };
+        let exported = serde_json::to_value(suppressed(&by_hand)).expect("json");
+        assert_eq!(exported["reason"], Value::Null);
+        assert_eq!(exported["source"], Value::Null);
 
         let w = WebhookInfo {
             id: "wh_0123456789abcdef".into(),

@@ -7,8 +7,8 @@
 //!   handle ─ admit: version ─ identify (session.rs) ─ rbac::decide ─ reason
 //!        └─ run ─ slow step without the lock, for the few that have one:
 //!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
-//!           │       incident.notify, api.webhook_failing: emails ─ tenant.report,
-//!           │       queue.*: the MTA
+//!           │       incident.notify, api.webhook_failing, api.reputation_pause:
+//!           │       emails ─ tenant.report, tenant.deliverability, queue.*: the MTA
 //!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
 //!              step's result passed in) fills a Batch ─ audit entry + snapshot
 //!              version into the same Batch ─ commit+flush ─ answer
@@ -29,10 +29,12 @@ mod backup;
 pub(crate) use backup::BACKUP_SCRATCH;
 mod context;
 mod credentials;
+mod deliverability;
 mod domains;
 mod erasure;
 mod export;
 mod export_format;
+mod feedback;
 mod incidents;
 mod mta;
 mod operators;
@@ -190,11 +192,43 @@ impl Service {
             } => self.locked(who, call.name(), None, reason, |ctx| {
                 api::call(ctx, &credential_id, &call)
             }),
-            Request::ApiUnsubscribe { tenant, address } => {
-                self.locked(who, op, Some(tenant.clone()), reason, |ctx| {
-                    api::unsubscribe(ctx, &tenant, &address)
+            Request::ApiUnsubscribe {
+                tenant: name,
+                address,
+            } => self.locked(who, op, tenant, reason, |ctx| {
+                api::unsubscribe(ctx, &name, &address)
+            }),
+            Request::ApiAutoSuppress {
+                tenant: name,
+                address,
+                rule,
+                source,
+            } => {
+                let signal = feedback::Signal {
+                    tenant: &name,
+                    address: &address,
+                    rule: &rule,
+                    source: &source,
+                };
+                self.locked(who, op, tenant, reason, |ctx| {
+                    feedback::auto_suppress(ctx, &signal)
                 })
             }
+            Request::ApiReputationPause {
+                tenant: name,
+                rates,
+            } => {
+                // As for webhooks: a report made twice at once sends the letters once.
+                let _notifying = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let letters = feedback::pause_letters(self, &name, &rates);
+                self.locked(who, op, tenant, reason, |ctx| {
+                    feedback::pause(ctx, &name, &rates, letters)
+                })
+            }
+            Request::TenantDeliverability {
+                tenant: name,
+                since,
+            } => deliverability::run(self, who, &name, since, reason),
             Request::ApiWebhookFailing {
                 tenant: name,
                 id,
@@ -352,6 +386,7 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         }
         Request::TenantSuspend { tenant } => tenants::suspend(ctx, tenant),
         Request::TenantResume { tenant } => tenants::resume(ctx, tenant),
+        Request::TenantResumeSending { tenant } => feedback::resume_sending(ctx, tenant),
         Request::TenantTerminate { tenant } => tenants::terminate(ctx, tenant),
         Request::TenantRetention {
             tenant,
@@ -396,7 +431,9 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         | Request::DomainRotateDkim { activate: true, .. }
         | Request::IncidentNotify { .. }
         | Request::ApiWebhookFailing { .. }
+        | Request::ApiReputationPause { .. }
         | Request::TenantReport { .. }
+        | Request::TenantDeliverability { .. }
         | Request::TenantErase { .. }
         | Request::RetentionRun
         | Request::TenantExport { .. }
@@ -509,13 +546,11 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::SnapshotGet { .. } => snapshot::get(ctx),
         Request::RetentionReport { report } => retention::report(ctx, report),
         // Run above, under their own audit action.
-        Request::ApiCall { .. } | Request::ApiUnsubscribe { .. } => Err(Failure::internal(
+        Request::ApiCall { .. }
+        | Request::ApiUnsubscribe { .. }
+        | Request::ApiAutoSuppress { .. } => Err(Failure::internal(
             "an api request reached the generic dispatch",
         )),
-        Request::TenantResumeSending { .. }
-        | Request::TenantDeliverability { .. }
-        | Request::ApiAutoSuppress { .. }
-        | Request::ApiReputationPause { .. } => Err(Failure::internal("not built yet")),
     }
 }
 

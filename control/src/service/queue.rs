@@ -96,7 +96,7 @@ fn admin_op(request: &Request) -> Result<(AdminOp, String), Failure> {
 }
 
 /// The MTA's error as the operator's: its own code when it answered one.
-fn failure_of(e: MtaError) -> Failure {
+pub(crate) fn failure_of(e: MtaError) -> Failure {
     match e {
         MtaError::Answer(ClientError::Remote(body)) => {
             Failure::new(body.code, format!("the MTA answered: {}", body.message))

@@ -11,8 +11,8 @@ use super::mta::MtaError;
 use super::writer::Service;
 use super::{credentials, domains, retention, suppression, tenants, webhooks};
 use crate::audit::AuditLog;
-use crate::records::BillingRecord;
-use crate::store::TreeName;
+use crate::records::{BillingRecord, SuppressionCandidate};
+use crate::store::{suppression_prefix, TreeName};
 use way2mail_wire::client::ClientError;
 use way2mail_wire::mta_admin::{AdminOp, AdminResult, MtaInventory, RouteInfo};
 use way2mail_wire::protocol::{
@@ -116,6 +116,19 @@ pub(crate) fn report(ctx: &mut Ctx<'_>, tenant: &str, mta: MtaView) -> Result<Re
         suppressed.len() as u64,
         oldest(suppressed.iter().map(|s| s.added_at)),
         while_account.clone(),
+    );
+    let candidates = ctx.store.scan_prefix::<SuppressionCandidate>(
+        TreeName::SuppressionCandidates,
+        &suppression_prefix(&info.tenant),
+    )?;
+    control(
+        "suppression candidates (addresses with one bad-domain failure, awaiting a second)",
+        candidates.len() as u64,
+        oldest(candidates.iter().map(|(_, c)| c.first_at)),
+        format!(
+            "until a second failure suppresses the address, at most {}; erased with the account",
+            way2mail_daemon::duration::format(SuppressionCandidate::MAX_AGE_SECS)
+        ),
     );
     let endpoints = webhooks::records(ctx.store, &info.tenant)?;
     control(

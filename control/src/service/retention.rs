@@ -1,7 +1,8 @@
 //! Retention in control: the periods in force for each tenant (its agreement over
 //! the `[retention]` defaults), `tenant.retention` to set them, the control half of
-//! the sweep (audit entries pruned, billing records and receipts past their period
-//! deleted, terminated tenants erased once their grace period is over), `retention.run`
+//! the sweep (audit entries pruned, billing records, receipts and unconfirmed
+//! suppression candidates past their period deleted, terminated tenants erased once
+//! their grace period is over), `retention.run`
 //! to sweep both daemons now, and the MTA's reports of its own scheduled sweeps.
 //! Everything a sweep removes is written to the audit log as counts, never content.
 
@@ -13,7 +14,7 @@ use super::context::{now_ms, Ctx, ExtraAudit, Failure, Identity};
 use super::writer::Service;
 use super::{erasure, tenants};
 use crate::audit::AuditLog;
-use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord};
+use crate::records::{BillingRecord, ErasedTenant, ReceiptRecord, SuppressionCandidate};
 use crate::store::{audit_key, TreeName};
 use way2mail_daemon::duration;
 use way2mail_wire::mta_admin::{AdminOp, AdminResult, SweepReport};
@@ -171,6 +172,8 @@ struct StoreSweep {
     pruned: u64,
     billing_deleted: u64,
     receipts_deleted: u64,
+    /// Suppression candidates past their age (never confirmed).
+    candidates_dropped: u64,
     /// Terminated tenants whose grace period is over.
     due: Vec<String>,
     held: Vec<String>,
@@ -236,12 +239,31 @@ fn sweep_store(ctx: &mut Ctx<'_>, now_ms: u64) -> Result<StoreSweep, Failure> {
             out.receipts_deleted += 1;
         }
     }
+    for (key, c) in ctx
+        .store
+        .scan::<SuppressionCandidate>(TreeName::SuppressionCandidates)?
+    {
+        // The key starts with `tenant \0`.
+        let tenant = key
+            .iter()
+            .position(|&b| b == 0)
+            .map(|at| String::from_utf8_lossy(&key[..at]).into_owned());
+        let held = tenant
+            .as_deref()
+            .and_then(|t| tenants.get(t))
+            .is_some_and(|t| t.legal_hold.is_some());
+        if c.expired(now) && !held {
+            ctx.batch.remove(TreeName::SuppressionCandidates, key);
+            out.candidates_dropped += 1;
+        }
+    }
     ctx.detail = Some(format!(
         "retention sweep: {} audit entries pruned, {} billing records and {} receipts deleted, \
-         {} tenants due for erasure, {} held",
+         {} unconfirmed suppression candidates dropped, {} tenants due for erasure, {} held",
         out.pruned,
         out.billing_deleted,
         out.receipts_deleted,
+        out.candidates_dropped,
         out.due.len(),
         out.held.len()
     ));

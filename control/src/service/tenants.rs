@@ -9,7 +9,7 @@ use super::validate;
 use crate::records::{BillingRecord, ErasedTenant};
 use crate::store::TreeName;
 use way2mail_wire::protocol::{
-    LegalHold, Request, Response, RetentionSettings, TenantInfo, TenantStatus,
+    LegalHold, Request, Response, RetentionSettings, TenantInfo, TenantStatus, AUTO_SUPPRESS_RULES,
 };
 use way2mail_wire::snapshot::TenantLimits;
 
@@ -150,6 +150,7 @@ pub(crate) struct Changes {
     messages_per_day: Option<u32>,
     recipients_per_message: Option<u32>,
     list_unsubscribe: Option<bool>,
+    auto_suppress: std::collections::BTreeMap<String, bool>,
 }
 
 impl Changes {
@@ -163,6 +164,7 @@ impl Changes {
                 messages_per_day,
                 recipients_per_message,
                 list_unsubscribe,
+                auto_suppress,
                 ..
             } => Changes {
                 business_name: business_name.clone(),
@@ -172,6 +174,7 @@ impl Changes {
                 messages_per_day: *messages_per_day,
                 recipients_per_message: *recipients_per_message,
                 list_unsubscribe: *list_unsubscribe,
+                auto_suppress: auto_suppress.clone(),
             },
             _ => Changes::default(),
         }
@@ -179,7 +182,8 @@ impl Changes {
 }
 
 /// Applies the given fields; the audit detail holds each changed field's old and
-/// new value. An empty `billing_ref` clears it.
+/// new value (`auto_suppress.RULE` for each rule turned on or off). An empty
+/// `billing_ref` clears it; an unknown rule name is `invalid`.
 pub(crate) fn update(
     ctx: &mut Ctx<'_>,
     tenant: &str,
@@ -235,6 +239,18 @@ pub(crate) fn update(
     if let Some(on) = changes.list_unsubscribe {
         note("list_unsubscribe", json!(info.list_unsubscribe), json!(on));
         info.list_unsubscribe = on;
+    }
+    for (name, on) in &changes.auto_suppress {
+        let rule = name.trim().to_ascii_lowercase();
+        let Some(old) = info.auto_suppress.get(&rule) else {
+            return Err(Failure::invalid(format!(
+                "unknown automatic suppression rule {:?}: the rules are {}",
+                validate::shorten(name),
+                AUTO_SUPPRESS_RULES.join(", ")
+            )));
+        };
+        note(&format!("auto_suppress.{rule}"), json!(old), json!(*on));
+        info.auto_suppress.set(&rule, *on);
     }
     if diff.is_empty() {
         return Err(Failure::invalid(

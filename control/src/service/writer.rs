@@ -28,9 +28,9 @@ pub struct Service {
     /// Verified against when a login names an unknown operator, so that case costs
     /// the same argon2 time as a wrong password.
     pub(super) dummy_hash: OnceLock<String>,
-    /// Held by `incident.notify` and `api.webhook_failing` from sending to
-    /// recording, so that two such requests cannot send the same letter twice.
-    /// Other requests never wait on it.
+    /// Held by `incident.notify`, `api.webhook_failing` and `api.reputation_pause`
+    /// from sending to recording, so that two such requests cannot send the same
+    /// letter twice. Other requests never wait on it.
     pub(super) notify_lock: std::sync::Mutex<()>,
 }
 
@@ -194,6 +194,8 @@ pub(super) fn request_tenant(request: &Request) -> Option<String> {
         | Request::TenantUpdate { tenant, .. }
         | Request::TenantSuspend { tenant }
         | Request::TenantResume { tenant }
+        | Request::TenantResumeSending { tenant }
+        | Request::TenantDeliverability { tenant, .. }
         | Request::TenantTerminate { tenant }
         | Request::TenantRetention { tenant, .. }
         | Request::TenantHold { tenant, .. }
@@ -209,6 +211,9 @@ pub(super) fn request_tenant(request: &Request) -> Option<String> {
         | Request::WebhookRemove { tenant, .. }
         | Request::WebhookEnable { tenant, .. }
         | Request::ApiWebhookFailing { tenant, .. }
+        | Request::ApiUnsubscribe { tenant, .. }
+        | Request::ApiAutoSuppress { tenant, .. }
+        | Request::ApiReputationPause { tenant, .. }
         | Request::DomainAdd { tenant, .. }
         | Request::DomainRemove { tenant, .. }
         | Request::CredentialAdd { tenant, .. }

@@ -14,6 +14,9 @@
 //!   dkim_keys    blind(domain) selector       DkimKeyRecord (PKCS#8)     the tenant's key
 //!   suppression  tenant \0 blind_t(address)   SuppressionEntry           the tenant's key
 //!   webhooks     tenant \0 webhook id         WebhookRecord (secret)     the tenant's key
+//!   suppression_ tenant \0 blind_t(address)   SuppressionCandidate       the tenant's key
+//!    candidates  (as in suppression)          (a first bad_domain failure,
+//!                                             awaiting a confirming second)
 //!   operators    operator name                OperatorRecord (hash, TOTP) system
 //!   sessions     SHA-256(token)               SessionRecord              system
 //!   audit        seq (u64 big-endian)         AuditEntry                 system (tenant
@@ -80,10 +83,11 @@ pub enum TreeName {
     Receipts,
     Erased,
     Webhooks,
+    SuppressionCandidates,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 14] = [
+    pub const ALL: [TreeName; 15] = [
         TreeName::Tenants,
         TreeName::Domains,
         TreeName::Credentials,
@@ -98,6 +102,7 @@ impl TreeName {
         TreeName::Receipts,
         TreeName::Erased,
         TreeName::Webhooks,
+        TreeName::SuppressionCandidates,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +121,7 @@ impl TreeName {
             TreeName::Receipts => "receipts",
             TreeName::Erased => "erased",
             TreeName::Webhooks => "webhooks",
+            TreeName::SuppressionCandidates => "suppression_candidates",
         }
     }
 
@@ -133,6 +139,7 @@ impl TreeName {
                 | TreeName::DkimKeys
                 | TreeName::Suppression
                 | TreeName::Webhooks
+                | TreeName::SuppressionCandidates
         )
     }
 }
@@ -675,7 +682,8 @@ impl Store {
     }
 
     /// The `suppression` key of an address of `tenant`: the tenant's prefix and the
-    /// address's blind index under the tenant's key (made if it has none yet).
+    /// address's blind index under the tenant's key (made if it has none yet). The
+    /// `suppression_candidates` tree uses the same keys.
     pub fn suppression_key(&self, tenant: &str, address: &str) -> Result<Vec<u8>, Error> {
         let key = self.sealing_key(&Sealing::Tenant(tenant.to_owned()))?;
         let mut out = suppression_prefix(tenant);
@@ -796,14 +804,16 @@ fn describe_key(tree: TreeName, key: &[u8]) -> String {
                 String::from_utf8_lossy(&key[32..])
             )
         }
-        TreeName::Suppression => match key.iter().position(|&b| b == 0) {
-            Some(at) => format!(
-                "{}/{}",
-                String::from_utf8_lossy(&key[..at]),
-                hex(&key[at + 1..])
-            ),
-            None => hex(key),
-        },
+        TreeName::Suppression | TreeName::SuppressionCandidates => {
+            match key.iter().position(|&b| b == 0) {
+                Some(at) => format!(
+                    "{}/{}",
+                    String::from_utf8_lossy(&key[..at]),
+                    hex(&key[at + 1..])
+                ),
+                None => hex(key),
+            }
+        }
         TreeName::Webhooks => String::from_utf8_lossy(key).replacen('\0', "/", 1),
         _ => String::from_utf8_lossy(key).into_owned(),
     }
@@ -1032,6 +1042,25 @@ mod tests {
         );
         assert!(TreeName::Webhooks.is_tenant_owned());
         assert_eq!(TreeName::from_name("webhooks"), Some(TreeName::Webhooks));
+    }
+
+    #[test]
+    fn suppression_candidates_are_a_tenant_tree_keyed_like_the_list() {
+        let (_dir, store) = store();
+        let tree = TreeName::SuppressionCandidates;
+        assert_eq!(TreeName::from_name("suppression_candidates"), Some(tree));
+        assert!(tree.is_tenant_owned());
+        let key = store
+            .suppression_key("acme", "u@typo.example")
+            .expect("key");
+        let shown = describe_key(tree, &key);
+        assert!(
+            shown.starts_with("acme/") && !shown.contains("typo"),
+            "{shown}"
+        );
+        let mut batch = Batch::new();
+        batch.put(tree, key.clone(), &1u32).expect("put");
+        assert!(store.commit(batch).is_err(), "never under the node's key");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! A stand-in for the MTA's admin socket (`tenant.export` only), and a sink for a
-//! streamed answer with the files of the tar archive it holds.
+//! A stand-in for the MTA's admin socket (`tenant.export`, and one-line answers),
+//! and a sink for a streamed answer with the files of the tar archive it holds.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -83,4 +83,30 @@ pub fn untar(archive: &[u8]) -> BTreeMap<String, String> {
         files.insert(path, data);
     }
     files
+}
+
+/// Answers one request on `path` with `result`, after `check` has looked at the
+/// op: a stand-in for the MTA's admin socket for one-line exchanges
+/// (`deliverability`, the queue).
+pub fn serve_one(path: &Path, check: impl FnOnce(&AdminOp) + Send + 'static, result: AdminResult) {
+    let listener = UnixListener::bind(path).expect("bind");
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("request");
+        let request: AdminRequest = serde_json::from_str(&line).expect("admin request");
+        check(&request.op);
+        let mut answer = serde_json::to_vec(&AdminResponse {
+            v: request.v,
+            id: request.id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        })
+        .expect("json");
+        answer.push(b'\n');
+        let mut out = stream;
+        out.write_all(&answer).expect("answer");
+    });
 }
