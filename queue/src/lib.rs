@@ -15,6 +15,7 @@
 //!   operate.rs   operators' changes: where messages stand (due, leased, held);
 //!                hold, reschedule or remove them, never one in delivery
 //!   delivery_log.rs  the time-keyed delivery log: records, queries, purge
+//!   deliverability.rs  one tenant's log over a time window, a record at a time
 //!   commit.rs    group commit: one flusher thread applies every write, one sled
 //!                flush for many waiters
 //!   recovery.rs  startup check: decrypt everything, repair the schedule, release
@@ -37,6 +38,7 @@
 pub mod anchor;
 mod body;
 mod commit;
+mod deliverability;
 mod delivery_log;
 mod dump;
 mod error;

@@ -10,6 +10,7 @@
 //!   ops.rs         parse a request, check its arguments, run the op, answer, and
 //!                  one log line per request
 //!   export.rs      the streamed ops: tenant.export and backup.dump
+//!   deliverability.rs  a tenant's volume and outcomes from its delivery log
 //!   queue.rs       the live queue: summary, list, show, change; the delivery log
 //!   answer.rs      the response line every layer above writes
 //! ```
@@ -23,6 +24,7 @@
 
 mod answer;
 mod connection;
+mod deliverability;
 mod export;
 mod ops;
 pub mod queue;

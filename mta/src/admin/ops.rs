@@ -16,14 +16,14 @@ use way2mail_wire::mta_admin::{
 use way2mail_wire::protocol::{check_tenant_id, shorten, ErrorBody, ErrorCode};
 
 use super::answer::{failure, internal, write, Answer};
-use super::{export, queue};
+use super::{deliverability, export, queue};
 use crate::config::delivery::RouteConfig;
 use crate::config::Settings;
 use crate::current::Current;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
-const OPS: [&str; 12] = [
+const OPS: [&str; 13] = [
     "hello",
     "tenant.inventory",
     "tenant.export",
@@ -36,6 +36,7 @@ const OPS: [&str; 12] = [
     "queue.show",
     "queue.change",
     "delivery.log",
+    "deliverability",
 ];
 
 /// What the admin ops work on.
@@ -146,7 +147,9 @@ impl Ops {
             AdminOp::TenantInventory { tenant } => self.inventory(&tenant),
             AdminOp::TenantErase { tenant } => self.erase(&tenant),
             AdminOp::RetentionRun => self.sweep(),
-            AdminOp::Deliverability { .. } => Err(failure(ErrorCode::Internal, "not built yet")),
+            AdminOp::Deliverability { tenant, since_ms } => {
+                deliverability::report(&self.spool, &tenant, since_ms)
+            }
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
@@ -370,6 +373,10 @@ mod tests {
                 recipient: None,
                 since_ms: None,
                 limit: None,
+            },
+            AdminOp::Deliverability {
+                tenant: "a".into(),
+                since_ms: 0,
             },
         ];
         for op in &ops {
