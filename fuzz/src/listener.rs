@@ -97,6 +97,7 @@ impl Setup {
             limits: self.limits(),
             relay: Arc::new(relay),
             tenants,
+            intake: None,
         }
     }
 

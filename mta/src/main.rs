@@ -29,6 +29,7 @@ mod api;
 mod config;
 mod current;
 mod delivery;
+mod feedback_loop;
 mod inbound;
 mod io;
 mod limits;
@@ -242,16 +243,20 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
     // Tenant events for webhooks (and refused recipients in the delivery log) exist
     // only where there are tenants.
-    let webhooks = match &tenants {
+    // So do the feedback loop's guard and automatic suppression (docs/feedback.md).
+    let (webhooks, feedback) = match &tenants {
         Some(t) => {
             t.record_events_in(spool.clone());
-            Some(webhooks::Dispatcher::start(
+            let (feedback, worker) = feedback_loop::FeedbackLoop::start(&settings, Arc::clone(t))?;
+            let dispatcher = webhooks::Dispatcher::start(
                 spool.clone(),
                 Arc::clone(t),
                 &settings,
-            )?)
+                Some(Arc::clone(&feedback)),
+            )?;
+            (Some(dispatcher), Some((feedback, worker)))
         }
-        None => None,
+        None => (None, None),
     };
     let (plans, scheduler, handoff) = match delivery {
         Some(d) => (d.plans, Some(d.scheduler), Some(d.handoff)),
@@ -292,6 +297,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         spool: spool.clone(),
         monitor,
         shutdown: stop_rx,
+        feedback: feedback.as_ref().map(|(f, _)| Arc::clone(f)),
         tenants: tenants.clone(),
         handoff,
         ingest: session::ingest::IngestBudget::new(
@@ -356,6 +362,9 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         follower.stop();
     }
     sweep_thread.stop();
+    if let Some((_, worker)) = feedback {
+        worker.stop();
+    }
     if let Some(webhooks) = webhooks {
         webhooks.stop();
     }

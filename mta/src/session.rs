@@ -59,6 +59,8 @@ pub struct Shared {
     pub ingest: ingest::IngestBudget,
     /// Fresh small messages straight to delivery; `None` when delivery is off.
     pub handoff: Option<Arc<crate::delivery::handoff::Handoff>>,
+    /// The reputation guard and automatic suppression; `None` without tenants.
+    pub feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
 }
 
 /// The settings a session starts with and keeps to its end, and what is built from
@@ -148,6 +150,11 @@ pub async fn serve<I: Io>(
         limits: settings.limits.clone(),
         relay: Arc::clone(&settings.relay),
         tenants: shared.tenants.as_ref().map(|t| t.policy()),
+        intake: settings
+            .intake
+            .clone()
+            .filter(|_| role == Role::Mx)
+            .map(|a| a as Arc<dyn way2mail_smtp::server::Intake>),
     };
     let mut protocol = Protocol::new(params);
     protocol.spill_content_over(shared.ingest.message_buffer);
@@ -452,12 +459,107 @@ impl Session {
     /// The end of data; its parts, if the message outgrew the message buffer, are
     /// deleted after it whatever became of it.
     async fn end_of_data(&mut self, id: MessageId, envelope: Envelope, tail: Vec<u8>) {
+        if let Some(kind) = self.intake_kind(&envelope) {
+            return self.consume(id, envelope, kind, tail).await;
+        }
         let Some(spilled) = self.spilling.take_if(|s| s.id == id) else {
             self.drop_spill();
             return self.commit(id, envelope, tail).await;
         };
         self.commit_spilled(id, envelope, spilled, tail).await;
         self.remove_parts(&id);
+    }
+
+    /// What intake the transaction's recipients belong to, if any (the protocol
+    /// keeps intake recipients in transactions of their own).
+    fn intake_kind(&self, envelope: &Envelope) -> Option<crate::feedback_loop::Kind> {
+        if self.role != Role::Mx {
+            return None;
+        }
+        let intake = self.live.settings.intake.as_ref()?;
+        intake.kind(&envelope.recipients.first()?.address)?.ok()
+    }
+
+    /// A bounce or complaint report for the intake: read whole (under the ingest
+    /// budget when it was spilled), consumed off the core, answered `250`, never
+    /// queued (`feedback_loop::intake`).
+    async fn consume(
+        &mut self,
+        id: MessageId,
+        envelope: Envelope,
+        kind: crate::feedback_loop::Kind,
+        tail: Vec<u8>,
+    ) {
+        let message = match self.spilling.take_if(|s| s.id == id) {
+            None => tail,
+            Some(spilled) => {
+                if let Some(e) = spilled.failed {
+                    self.remove_parts(&id);
+                    return self.spool_failed(id, &e);
+                }
+                let size = spilled.bytes + tail.len() as u64;
+                let _reservation = self.shared.ingest.reserve(size).await;
+                let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                let read = self.shared.spool.read_spill(&id, &mut body);
+                self.remove_parts(&id);
+                if let Err(e) = read {
+                    return self.spool_failed(id, &e);
+                }
+                body.extend_from_slice(&tail);
+                body
+            }
+        };
+        let spool = self.shared.spool.clone();
+        let feedback = self.shared.feedback.clone();
+        let settings = Arc::clone(&self.live.settings);
+        let recipients: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        let done = tokio::task::spawn_blocking(move || {
+            let intake = crate::feedback_loop::intake::Intake {
+                spool: &spool,
+                rules: &settings.bounces,
+                verp_domain: settings.intake.as_ref().and_then(|a| a.verp_domain()),
+                feedback: feedback.as_deref(),
+            };
+            recipients
+                .iter()
+                .map(|r| intake.consume(kind, r, &message))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(done) = done else {
+            return self.spool_failed(
+                id,
+                &way2mail_queue::Error::Corrupt {
+                    key: format!("report {id}"),
+                    reason: "the intake stopped".into(),
+                },
+            );
+        };
+        for c in &done {
+            tracing::info!(
+                target: "way2mail::message",
+                %id,
+                client_ip = %self.peer.ip(),
+                listener = self.role.as_str(),
+                kind = ?c.kind,
+                result = c.result,
+                detail = c.detail,
+                tenant = c.tenant.as_deref().unwrap_or(""),
+                records = c.records,
+                "report consumed"
+            );
+        }
+        self.messages += 1;
+        // Consumed, not queued: the end of data is answered all the same.
+        self.protocol.message_refused(Reply::new(
+            250,
+            way2mail_smtp::reply::EnhancedCode::new(2, 0, 0),
+            "Report received",
+        ));
     }
 
     /// A message that outgrew the message buffer: signed and spooled from its
@@ -587,11 +689,9 @@ impl Session {
         };
         let mut envelope = envelope;
         let skip = header.len();
-        // One-click unsubscribe fields, as `submit::sign` adds them to whole messages.
-        let header = match crate::unsubscribe::fields(&self.shared, &self.live, &id, &envelope) {
-            Some(fields) => crate::unsubscribe::add(header, &fields),
-            None => header,
-        };
+        // One-click unsubscribe fields and Feedback-ID, as `submit::sign` adds them
+        // to whole messages.
+        let header = crate::submit::add_fields(&self.shared, &self.live, &id, &envelope, header);
         let mut pieces = |each: &mut dyn FnMut(&[u8])| -> Result<(), SignError> {
             spool
                 .each_part_after(&id, skip as u64, |part| {

@@ -20,11 +20,9 @@ pub fn sign(
     envelope: &mut Envelope,
     body: Vec<u8>,
 ) -> Result<(Vec<u8>, Option<String>), Reply> {
-    // One-click unsubscribe fields go in first, so that the signature covers them.
-    let body = match crate::unsubscribe::fields(shared, live, id, envelope) {
-        Some(fields) => crate::unsubscribe::add(body, &fields),
-        None => body,
-    };
+    // One-click unsubscribe fields and Feedback-ID go in first, so that the
+    // signature covers them.
+    let body = add_fields(shared, live, id, envelope, body);
     let outcome = live.signer.apply(envelope, body)?;
     // Trusted-network mail signed for a tenant domain is that tenant's: sealed
     // with its key, part of its export, erasure and retention.
@@ -63,4 +61,29 @@ pub async fn spool(
         }
     }
     result
+}
+
+/// The fields the platform adds to tenant mail before signing it, those the
+/// message does not have already: one-click unsubscribe (`unsubscribe.rs`) and
+/// `Feedback-ID` (`feedback_loop::feedback_id`).
+pub fn add_fields(
+    shared: &Shared,
+    live: &Live,
+    id: &MessageId,
+    envelope: &Envelope,
+    message: Vec<u8>,
+) -> Vec<u8> {
+    let unsubscribe = crate::unsubscribe::fields(shared, live, id, envelope);
+    let feedback_id = crate::feedback_loop::feedback_id(envelope);
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if let Some(f) = &unsubscribe {
+        fields.push(("List-Unsubscribe", f));
+    }
+    if let Some(f) = &feedback_id {
+        fields.push(("Feedback-ID", f));
+    }
+    if fields.is_empty() {
+        return message;
+    }
+    crate::unsubscribe::add_missing(message, &fields)
 }

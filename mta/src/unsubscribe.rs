@@ -95,32 +95,50 @@ pub fn fields(shared: &Shared, live: &Live, id: &MessageId, envelope: &Envelope)
     ))
 }
 
-/// Where the header section of `message` ends (the offset of its empty line),
-/// and whether it has a `List-Unsubscribe` field already.
-fn header_end(message: &[u8]) -> Option<(usize, bool)> {
-    let end = if message.starts_with(b"\r\n") {
-        0
-    } else {
-        message.windows(4).position(|w| w == b"\r\n\r\n")? + 2
-    };
-    let has = message[..end]
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() > 17 && line[..17].eq_ignore_ascii_case(b"list-unsubscribe:"));
-    Some((end, has))
+/// Where the header section of `message` ends (the offset of its empty line).
+fn header_end(message: &[u8]) -> Option<usize> {
+    if message.starts_with(b"\r\n") {
+        return Some(0);
+    }
+    Some(message.windows(4).position(|w| w == b"\r\n\r\n")? + 2)
+}
+
+/// Whether `header` has a field named `name` (any case).
+fn has_field(header: &[u8], name: &str) -> bool {
+    let n = name.len();
+    header.split(|&b| b == b'\n').any(|line| {
+        line.len() > n && line[..n].eq_ignore_ascii_case(name.as_bytes()) && line[n] == b':'
+    })
 }
 
 /// `message` with `fields` at the end of its header section, unless it has a
 /// `List-Unsubscribe` of its own or no header section.
-pub fn add(message: Vec<u8>, fields: &str) -> Vec<u8> {
-    let Some((end, has)) = header_end(&message) else {
+#[cfg(test)]
+fn add(message: Vec<u8>, fields: &str) -> Vec<u8> {
+    add_missing(message, &[("List-Unsubscribe", fields)])
+}
+
+/// `message` with each `(name, lines)` of `fields` whose field `name` it does not
+/// have yet at the end of its header section, in one copy; unchanged when it has
+/// no header section.
+pub fn add_missing(message: Vec<u8>, fields: &[(&str, &str)]) -> Vec<u8> {
+    let Some(end) = header_end(&message) else {
         return message;
     };
-    if has {
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(name, _)| !has_field(&message[..end], name))
+        .map(|(_, lines)| *lines)
+        .collect();
+    if missing.is_empty() {
         return message;
     }
-    let mut out = Vec::with_capacity(message.len() + fields.len());
+    let extra: usize = missing.iter().map(|l| l.len()).sum();
+    let mut out = Vec::with_capacity(message.len() + extra);
     out.extend_from_slice(&message[..end]);
-    out.extend_from_slice(fields.as_bytes());
+    for lines in missing {
+        out.extend_from_slice(lines.as_bytes());
+    }
     out.extend_from_slice(&message[end..]);
     out
 }
@@ -146,6 +164,26 @@ mod tests {
         assert_eq!(add(own.clone(), FIELDS), own);
         let headerless = b"no header end at all".to_vec();
         assert_eq!(add(headerless.clone(), FIELDS), headerless);
+    }
+
+    #[test]
+    fn only_missing_fields_are_added() {
+        let m = b"From: a@b.example\r\nFeedback-ID: x:acme:way2mail\r\n\r\nbody\r\n".to_vec();
+        let out = add_missing(
+            m,
+            &[
+                ("List-Unsubscribe", FIELDS),
+                ("Feedback-ID", "Feedback-ID: y:acme:way2mail\r\n"),
+            ],
+        );
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text.matches("Feedback-ID:").count(), 1, "{text}");
+        assert!(text.contains("x:acme"), "{text}");
+        assert!(text.contains("List-Unsubscribe-Post"), "{text}");
+        // A field whose name only starts alike is another field.
+        let m = b"Feedback-IDs: z\r\n\r\nbody".to_vec();
+        let out = add_missing(m, &[("Feedback-ID", "Feedback-ID: y:acme:way2mail\r\n")]);
+        assert!(String::from_utf8(out).expect("utf-8").contains("y:acme"));
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub trait EventRouter: Send + Sync {
     /// The ids of `tenant`'s endpoints that take `outcome` events; empty for a
     /// tenant without webhooks.
     fn endpoints(&self, tenant: &str, outcome: &DeliveryOutcome) -> Vec<String>;
+
+    /// A message of `tenant` with `recipients` recipients is being committed
+    /// (the reputation guard counts accepted mail here). Nothing by default.
+    fn accepted(&self, _tenant: &str, _recipients: usize) {}
+
+    /// A delivery log record of `tenant` is being committed. Nothing by default.
+    fn recorded(&self, _tenant: &str, _record: &DeliveryRecord) {}
 }
 
 /// One event waiting for one endpoint.
@@ -109,6 +116,9 @@ impl Spool {
             return Ok(());
         };
         for event in events {
+            if event.outcome != DeliveryOutcome::Accepted {
+                router.recorded(tenant, event);
+            }
             for webhook in router.endpoints(tenant, &event.outcome) {
                 let key = OutboxKey {
                     key_id: data_key.id(),
@@ -141,6 +151,7 @@ impl Spool {
         let (Some(tenant), Some(router)) = (data_key.owner().tenant(), self.router()) else {
             return Ok(());
         };
+        router.accepted(tenant, envelope.recipients.len());
         if router
             .endpoints(tenant, &DeliveryOutcome::Accepted)
             .is_empty()

@@ -151,6 +151,19 @@ pub struct SessionParams {
     /// Tenant rules for authenticated sessions. `Some` turns AUTH on: it is
     /// advertised on the submission roles once TLS is active, never on `mx`.
     pub tenants: Option<Arc<dyn TenantPolicy>>,
+    /// Addresses whose mail the daemon takes for itself instead of relaying it
+    /// (the bounce and complaint intake of the `mx` listener); `None`: no intake.
+    pub intake: Option<Arc<dyn Intake>>,
+}
+
+/// Local addresses whose mail the daemon consumes itself (asynchronous bounces to
+/// VERP return paths, complaint reports). A quick in-memory check, never I/O. An
+/// intake recipient is accepted from anyone (it is ours) and never shares a
+/// transaction with other recipients: its message is not queued.
+pub trait Intake: Send + Sync + fmt::Debug {
+    /// `None`: not the intake's; `Some(Ok(()))`: an intake address;
+    /// `Some(Err(reply))`: an address of an intake domain that is not one.
+    fn check(&self, address: &str) -> Option<Result<(), reply::Reply>>;
 }
 
 /// Who an AUTH exchange proved the client to be.

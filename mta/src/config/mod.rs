@@ -23,6 +23,7 @@ pub mod admin;
 pub mod authn;
 pub mod control;
 pub mod delivery;
+pub mod feedback;
 pub mod reload;
 pub mod retention;
 pub mod timeouts;
@@ -44,6 +45,7 @@ use self::admin::{AdminConfig, AdminSettings};
 use self::authn::{DkimConfig, InboundConfig};
 use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
+use self::feedback::{BouncesConfig, FeedbackConfig, ReputationConfig};
 use self::retention::RetentionConfig;
 use self::timeouts::TimeoutsConfig;
 use self::webhooks::WebhooksConfig;
@@ -87,15 +89,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
     pub bounces: BouncesConfig,
-}
-
-/// `[bounces]`: how failures are classified (docs/bounces.md).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BouncesConfig {
-    /// The operator's classification rules, checked before the built-in ones.
-    /// Empty: the built-in rules only.
-    pub rules_file: PathBuf,
+    pub feedback: FeedbackConfig,
+    pub reputation: ReputationConfig,
 }
 
 /// `[api]`: the HTTPS API (docs/api.md).
@@ -291,6 +286,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             webhooks: WebhooksConfig::default(),
             bounces: BouncesConfig::default(),
+            feedback: FeedbackConfig::default(),
+            reputation: ReputationConfig::default(),
         }
     }
 }
@@ -404,6 +401,9 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// The bounce classification rules: `[bounces] rules_file`'s, then the built-in.
     pub bounces: Arc<crate::bounces::Rules>,
+    /// The `mx` listener's bounce and complaint addresses (`[bounces] domain`,
+    /// `[feedback] address`); `None` when neither is set.
+    pub intake: Option<Arc<crate::feedback_loop::Addresses>>,
 }
 
 impl Config {
@@ -494,6 +494,14 @@ impl Config {
         self.auth.check()?;
         self.inbound.check()?;
         self.retention.check()?;
+        self.bounces.check()?;
+        self.feedback.check()?;
+        self.reputation.check()?;
+        let intake = crate::feedback_loop::Addresses::new(
+            self.bounces.verp_domain(),
+            self.feedback.report_address(),
+        )
+        .map(Arc::new);
         let admin = self.admin.check()?;
         let dns = self.dns.validate()?;
         let egress = delivery::check_egress(&self.egress, &self.hostname)?;
@@ -507,6 +515,7 @@ impl Config {
         };
         Ok(Settings {
             bounces: Arc::new(bounces),
+            intake,
             metrics,
             limits: self.protocol_limits(),
             raw: self,

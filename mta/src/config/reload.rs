@@ -7,11 +7,12 @@
 //!
 //! | live                                                    | restart only |
 //! |---------------------------------------------------------|--------------|
-//! | `[relay]` `[tls]` (files re-read) `[limits]` `[timeouts]` `[log] level, recipients` `[shaping]` `[[route]]` `[inbound]` | `hostname` `[runtime]` `[[listener]]` `[spool]` `[log] format` `[delivery]` `[dns]` `[[egress]]` `[control]` `[auth]` `[dkim]` `[admin]` `[retention]` `[metrics]` |
+//! | `[relay]` `[tls]` (files re-read) `[limits]` `[timeouts]` `[log] level, recipients` `[shaping]` `[[route]]` `[inbound]` | `hostname` `[runtime]` `[[listener]]` `[spool]` `[log] format` `[delivery]` `[dns]` `[[egress]]` `[control]` `[auth]` `[dkim]` `[admin]` `[retention]` `[metrics]` `[bounces]` `[feedback]` `[reputation]` |
 //!
 //! docs/configuration.md says the same per key; keep the two in step.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use super::Settings;
 
@@ -65,6 +66,9 @@ impl Settings {
         keep("admin", &mut new.admin, &old.admin, restart);
         keep("retention", &mut new.retention, &old.retention, restart);
         keep("metrics", &mut new.metrics, &old.metrics, restart);
+        keep("bounces", &mut new.bounces, &old.bounces, restart);
+        keep("feedback", &mut new.feedback, &old.feedback, restart);
+        keep("reputation", &mut new.reputation, &old.reputation, restart);
         // What validation derived from those keys goes back with them.
         self.listeners.clone_from(&running.listeners);
         self.threads = running.threads;
@@ -72,6 +76,8 @@ impl Settings {
         self.dns.clone_from(&running.dns);
         self.admin.clone_from(&running.admin);
         self.metrics = running.metrics;
+        self.bounces = Arc::clone(&running.bounces);
+        self.intake.clone_from(&running.intake);
         changes
     }
 }

@@ -335,7 +335,10 @@ impl Conn<'_> {
             }
         };
         let message = OutboundMessage {
-            sender: job.envelope.sender.clone(),
+            sender: job
+                .return_path
+                .clone()
+                .unwrap_or_else(|| job.envelope.sender.clone()),
             recipients: job
                 .recipients
                 .iter()

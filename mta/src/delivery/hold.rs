@@ -1,5 +1,6 @@
-//! Held delivery: mail of a tenant that control suspended or terminated stays
-//! queued, untouched, until the account is active again. The scheduler asks
+//! Held delivery: mail of a tenant that control suspended or terminated, or whose
+//! sending the reputation guard paused, stays queued, untouched, until the account
+//! is active (and sending) again. The scheduler asks
 //! [`Hold::check`] for every message it leases; a held message goes back on the
 //! schedule `[delivery] hold_recheck_secs` later without counting an attempt,
 //! without a delivery log record and without being expired: holding is the
@@ -10,8 +11,6 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-use way2mail_wire::protocol::TenantStatus;
 
 use crate::tenants::Directory;
 
@@ -28,7 +27,8 @@ pub struct Hold {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub tenant: String,
-    pub status: TenantStatus,
+    /// `suspended`, `terminated` or `sending paused`.
+    pub reason: &'static str,
     /// Whether this is the first held message of the tenant within the hour.
     pub log: bool,
 }
@@ -43,7 +43,7 @@ impl Hold {
         now: Instant,
     ) -> Option<Held> {
         let tenant = tenant?;
-        let status = directory?.holds_delivery(tenant)?;
+        let reason = directory?.holds_delivery(tenant)?;
         let log = match self.noticed.get(tenant) {
             Some(at) if now.saturating_duration_since(*at) < NOTICE_EVERY => false,
             _ => {
@@ -53,7 +53,7 @@ impl Hold {
         };
         Some(Held {
             tenant: tenant.to_owned(),
-            status,
+            reason,
             log,
         })
     }
@@ -63,6 +63,7 @@ impl Hold {
 mod tests {
     use super::*;
     use crate::tenants::directory::tests::snapshot;
+    use way2mail_wire::protocol::TenantStatus;
 
     #[test]
     fn suspended_and_terminated_tenants_are_held_and_logged_hourly() {
@@ -81,13 +82,13 @@ mod tests {
 
         let held = hold.check(Some(&d), Some("sleepy"), t0).expect("held");
         assert_eq!(
-            (held.tenant.as_str(), held.status, held.log),
-            ("sleepy", TenantStatus::Suspended, true)
+            (held.tenant.as_str(), held.reason, held.log),
+            ("sleepy", "suspended", true)
         );
         let again = hold.check(Some(&d), Some("sleepy"), t0 + Duration::from_secs(3599));
         assert_eq!(again.map(|h| h.log), Some(false), "once per hour");
         let gone = hold.check(Some(&d), Some("gone"), t0).expect("held");
-        assert_eq!((gone.status, gone.log), (TenantStatus::Terminated, true));
+        assert_eq!((gone.reason, gone.log), ("terminated", true));
         let later = hold.check(Some(&d), Some("sleepy"), t0 + NOTICE_EVERY);
         assert_eq!(later.map(|h| h.log), Some(true), "an hour later");
 
@@ -96,5 +97,11 @@ mod tests {
         s.tenants[1].status = TenantStatus::Active;
         let resumed = Directory::new(&s);
         assert_eq!(hold.check(Some(&resumed), Some("sleepy"), t0), None);
+
+        // Paused by the reputation guard: held, whatever its status says.
+        s.tenants[0].sending_paused = true;
+        let paused = Directory::new(&s);
+        let held = hold.check(Some(&paused), Some("acme"), t0).expect("held");
+        assert_eq!(held.reason, "sending paused");
     }
 }

@@ -52,6 +52,9 @@ pub struct Job {
     pub domain: String,
     /// Indices into `envelope.recipients`.
     pub recipients: Vec<usize>,
+    /// The envelope sender to use instead of the message's: the VERP return path
+    /// of a tenant message's one recipient (`[bounces] domain`).
+    pub return_path: Option<String>,
 }
 
 /// A message's content as delivery holds it: a small body in memory, read once by

@@ -57,6 +57,9 @@ pub struct Scheduler {
     pub doorbell: Doorbell,
     /// Classifies failures (`[bounces]`).
     pub bounces: Arc<crate::bounces::Rules>,
+    /// `[bounces] domain`: tenant mail leaves with a VERP return path there, one
+    /// recipient per transaction.
+    pub verp: Option<String>,
 }
 
 /// A leased message whose jobs are out.
@@ -249,9 +252,9 @@ impl Scheduler {
         if held.log {
             tracing::info!(
                 tenant = %held.tenant,
-                status = ?held.status,
+                reason = held.reason,
                 recheck_secs = self.config.hold_recheck_secs,
-                "delivery held: the tenant's account is not active; its mail stays queued"
+                "delivery held: the tenant's account is not active or its sending is paused; its mail stays queued"
             );
         }
         if let Err(e) = self
@@ -262,7 +265,6 @@ impl Scheduler {
         }
     }
 
-    /// One job per next-hop domain among the pending recipients.
     /// Takes a message whose body cannot be read out of the queue, into quarantine,
     /// where an operator finds its records as they were.
     fn quarantine(&self, id: MessageId, error: &way2mail_queue::Error) {
@@ -272,8 +274,15 @@ impl Scheduler {
         }
     }
 
+    /// One job per next-hop domain among the pending recipients; with `[bounces]
+    /// domain`, one per recipient of a tenant message (not a bounce of ours: its
+    /// null sender stays null), each with its own VERP return path, so that a
+    /// bounce names the message and the recipient (`way2mail_mta::feedback::verp`).
     fn split(&self, id: MessageId, envelope: &Envelope, body: &JobBody) -> Vec<Job> {
         let shared = Arc::new(envelope.clone());
+        if let Some(jobs) = self.verp_jobs(id, &shared, body) {
+            return jobs;
+        }
         let mut by_domain: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, r) in envelope.recipients.iter().enumerate() {
             if r.state != RecipientState::Pending {
@@ -294,8 +303,42 @@ impl Scheduler {
                 body: body.clone(),
                 domain,
                 recipients,
+                return_path: None,
             })
             .collect()
+    }
+
+    /// The jobs of a tenant message under `[bounces] domain`; `None` when VERP
+    /// does not apply (off, no tenant, null sender, no key to sign with).
+    fn verp_jobs(
+        &self,
+        id: MessageId,
+        envelope: &Arc<Envelope>,
+        body: &JobBody,
+    ) -> Option<Vec<Job>> {
+        let domain = self.verp.as_deref()?;
+        let tenant = envelope.origin.tenant.as_deref()?;
+        if envelope.sender.is_empty() {
+            return None;
+        }
+        let key = self.spool.keyring().existing(tenant)?;
+        let jobs = envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == RecipientState::Pending)
+            .map(|(index, r)| Job {
+                id,
+                envelope: Arc::clone(envelope),
+                body: body.clone(),
+                domain: domain_of(&r.address).unwrap_or_else(|| self.hostname.clone()),
+                recipients: vec![index],
+                return_path: Some(way2mail_mta::feedback::verp::return_path(
+                    &key, &id, &r.address, domain,
+                )),
+            })
+            .collect();
+        Some(jobs)
     }
 
     fn collect(&self, out: &mut Out, result: JobResult, rng: &mut Rng) {

@@ -138,6 +138,7 @@ pub fn start(
         handoff: Arc::clone(&handoff),
         doorbell,
         bounces: Arc::clone(&settings.bounces),
+        verp: settings.raw.bounces.verp_domain(),
     };
     let handle = std::thread::Builder::new()
         .name("scheduler".into())

@@ -49,6 +49,8 @@ pub struct Tenant {
     pub list_unsubscribe: bool,
     /// Its enabled webhook endpoints.
     pub webhooks: Vec<way2mail_wire::snapshot::SnapshotWebhook>,
+    /// The reputation guard paused its sending: its mail is held.
+    pub sending_paused: bool,
     /// [`suppression_hash`] of every address the tenant may not send to.
     suppressed: HashSet<String>,
 }
@@ -220,6 +222,7 @@ impl Directory {
                     legal_hold: t.legal_hold,
                     list_unsubscribe: t.list_unsubscribe,
                     webhooks: t.webhooks.clone(),
+                    sending_paused: t.sending_paused,
                     // Control sends lower-case hex; a list written by hand may not be.
                     suppressed: t
                         .suppressed
@@ -321,12 +324,17 @@ impl Directory {
         Ok(tenant)
     }
 
-    /// Whether mail of `tenant` must wait: its account is suspended or terminated.
-    /// Mail of tenants the snapshot does not list goes out.
-    pub fn holds_delivery(&self, tenant: &str) -> Option<TenantStatus> {
-        self.tenant(tenant)
-            .map(|t| t.status)
-            .filter(|s| *s != TenantStatus::Active)
+    /// Why mail of `tenant` must wait, if it must: its account is suspended or
+    /// terminated (`suspended`, `terminated`), or the reputation guard paused its
+    /// sending (`sending paused`). Mail of tenants the snapshot does not list goes out.
+    pub fn holds_delivery(&self, tenant: &str) -> Option<&'static str> {
+        let t = self.tenant(tenant)?;
+        match t.status {
+            TenantStatus::Active if t.sending_paused => Some("sending paused"),
+            TenantStatus::Active => None,
+            TenantStatus::Suspended => Some("suspended"),
+            TenantStatus::Terminated => Some("terminated"),
+        }
     }
 
     /// How the tenant domain `domain` (any case) sends; `None` for other domains.
@@ -803,8 +811,8 @@ pub(crate) mod tests {
         assert_eq!((sleepy.retention, sleepy.legal_hold), (None, false));
         assert!(!sleepy.suppresses("bob@remote.example"));
         assert_eq!(d.holds_delivery("acme"), None);
-        assert_eq!(d.holds_delivery("sleepy"), Some(TenantStatus::Suspended));
-        assert_eq!(d.holds_delivery("gone"), Some(TenantStatus::Terminated));
+        assert_eq!(d.holds_delivery("sleepy"), Some("suspended"));
+        assert_eq!(d.holds_delivery("gone"), Some("terminated"));
         assert_eq!(d.holds_delivery("nobody"), None);
     }
 

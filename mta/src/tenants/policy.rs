@@ -198,6 +198,8 @@ impl Policy {
     /// its webhooks, in the next group commit (the refusal does not wait for it).
     /// No message is queued for the address, so the event gets an id of its own.
     fn suppressed(&self, tenant: &str, address: &str, reply: &Reply) {
+        metrics::counter!("way2mail_suppressed_recipients_total", "tenant" => tenant.to_string())
+            .increment(1);
         let Some(spool) = self.events.get() else {
             return;
         };

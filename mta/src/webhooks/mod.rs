@@ -53,13 +53,18 @@ const IDLE: Duration = Duration::from_secs(1);
 const MAX_ERROR: usize = 300;
 
 /// The spool's [`EventRouter`]: the endpoints of the snapshot in force.
+/// It also hands the reputation guard what it counts (`feedback_loop`).
 pub struct Router {
     tenants: Arc<Tenants>,
+    feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
 }
 
 impl Router {
-    pub fn new(tenants: Arc<Tenants>) -> Router {
-        Router { tenants }
+    pub fn new(
+        tenants: Arc<Tenants>,
+        feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
+    ) -> Router {
+        Router { tenants, feedback }
     }
 }
 
@@ -77,6 +82,18 @@ impl EventRouter for Router {
             .filter(|w| w.events.iter().any(|e| e == name))
             .map(|w| w.id.clone())
             .collect()
+    }
+
+    fn accepted(&self, tenant: &str, recipients: usize) {
+        if let Some(f) = &self.feedback {
+            f.accepted(tenant, recipients);
+        }
+    }
+
+    fn recorded(&self, tenant: &str, record: &way2mail_queue::DeliveryRecord) {
+        if let Some(f) = &self.feedback {
+            f.recorded(tenant, record);
+        }
     }
 }
 
@@ -156,10 +173,15 @@ struct Worker {
 
 impl Dispatcher {
     /// Installs the router in the spool and starts posting.
-    pub fn start(spool: Spool, tenants: Arc<Tenants>, settings: &Settings) -> Result<Dispatcher> {
+    pub fn start(
+        spool: Spool,
+        tenants: Arc<Tenants>,
+        settings: &Settings,
+        feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
+    ) -> Result<Dispatcher> {
         let config = settings.raw.webhooks.clone();
         let tls = tls_config(&config)?;
-        spool.set_event_router(Arc::new(Router::new(Arc::clone(&tenants))));
+        spool.set_event_router(Arc::new(Router::new(Arc::clone(&tenants), feedback)));
         let control = settings.raw.control.enabled().then(|| {
             (
                 settings.raw.control.socket.clone(),

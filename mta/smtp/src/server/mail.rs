@@ -76,6 +76,7 @@ impl SessionState {
             recipients: Vec::new(),
             rcpt_attempted: false,
             chunks: None,
+            intake: false,
         });
         reply::SENDER_OK
     }

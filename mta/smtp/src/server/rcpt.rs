@@ -38,6 +38,26 @@ impl SessionState {
         if tx.recipients.len() >= self.params.limits.max_recipients {
             return reply::TOO_MANY_RECIPIENTS;
         }
+        if let Some(intake) = &self.params.intake {
+            let mixed = match intake.check(path.address) {
+                Some(Err(r)) => return r,
+                Some(Ok(())) if tx.recipients.is_empty() || tx.intake => {
+                    tx.intake = true;
+                    tx.recipients
+                        .push(Recipient::new(path.address.to_string(), notify, orcpt));
+                    return reply::RECIPIENT_OK;
+                }
+                Some(Ok(())) => true,
+                None => tx.intake,
+            };
+            if mixed {
+                return Reply::new(
+                    452,
+                    EnhancedCode::new(4, 5, 3),
+                    "Reports to this address go in a transaction of their own",
+                );
+            }
+        }
         let authenticated = match (&self.params.tenants, &self.auth) {
             (Some(policy), Some(grant)) => {
                 if let Err(r) = policy.check_recipient(grant, path.address, tx.recipients.len() + 1)

@@ -32,6 +32,8 @@ pub(super) struct Transaction {
     pub rcpt_attempted: bool,
     /// The message so far once a `BDAT` chunk has been accepted.
     pub chunks: Option<Chunks>,
+    /// The recipients are the intake's ([`super::Intake`]): no other may join.
+    pub intake: bool,
 }
 
 #[derive(Debug)]

@@ -182,6 +182,7 @@ pub fn params_with_tenants(setup: Setup) -> (SessionParams, Option<Arc<FakeTenan
         limits,
         relay: Arc::new(relay),
         tenants: fake.clone().map(|f| -> Arc<dyn TenantPolicy> { f }),
+        intake: None,
     };
     (params, fake)
 }

@@ -34,6 +34,7 @@ fn protocol_with(auth: bool) -> Protocol {
             RelayPolicy::new(&["example.org".into()], &["10.0.0.0/8".into()]).expect("policy"),
         ),
         tenants: auth.then(|| Arc::new(AllowAll) as Arc<dyn TenantPolicy>),
+        intake: None,
     })
 }
 
@@ -151,4 +152,83 @@ proptest! {
             p.clear_output();
         }
     }
+}
+
+/// The bounce intake of a test: `b-…@bounces.example.org` are its addresses,
+/// other addresses of that domain are refused.
+#[derive(Debug)]
+struct Bounces;
+
+impl crate::server::Intake for Bounces {
+    fn check(&self, address: &str) -> Option<Result<(), Reply>> {
+        let (local, domain) = address.rsplit_once('@')?;
+        if !domain.eq_ignore_ascii_case("bounces.example.org") {
+            return None;
+        }
+        Some(if local.starts_with("b-") {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                550,
+                EnhancedCode::new(5, 1, 1),
+                "No such recipient",
+            ))
+        })
+    }
+}
+
+/// Every reply `p` writes for `lines`, one string per reply line.
+fn replies(p: &mut Protocol, lines: &[&str]) -> Vec<String> {
+    p.clear_output();
+    for line in lines {
+        p.feed(format!("{line}\r\n").as_bytes());
+        while !matches!(p.next_event(), Event::NeedInput) {}
+    }
+    String::from_utf8_lossy(p.output())
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn intake_recipients_are_accepted_from_anyone_and_kept_apart() {
+    let mut p = Protocol::new(SessionParams {
+        hostname: "mx.example.org".into(),
+        role: Role::Mx,
+        client_ip: "192.0.2.7".parse().expect("ip"),
+        tls_active: false,
+        tls_available: true,
+        limits: Limits::default(),
+        relay: Arc::new(
+            RelayPolicy::new(&["example.org".into()], &["10.0.0.0/8".into()]).expect("policy"),
+        ),
+        tenants: None,
+        intake: Some(Arc::new(Bounces)),
+    });
+    let got = replies(
+        &mut p,
+        &[
+            "EHLO mx.remote.example",
+            "MAIL FROM:<>",
+            "RCPT TO:<nobody@bounces.example.org>",
+            "RCPT TO:<b-1@bounces.example.org>",
+            "RCPT TO:<user@example.org>",
+            "RCPT TO:<b-2@Bounces.example.org>",
+            "RSET",
+            "MAIL FROM:<>",
+            "RCPT TO:<user@example.org>",
+            "RCPT TO:<b-1@bounces.example.org>",
+            "RCPT TO:<user@elsewhere.example>",
+        ],
+    );
+    let codes: Vec<&str> = got
+        .iter()
+        .filter(|l| !l.starts_with("250-"))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        ["250", "250", "550", "250", "452", "250", "250", "250", "250", "452", "550"],
+        "{got:?}"
+    );
 }
