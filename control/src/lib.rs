@@ -72,6 +72,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod blocklist;
 pub mod dkim;
 pub mod dnscheck;
 pub mod error;

@@ -4,8 +4,9 @@
 //! offline, unit tests, `[metrics] listen = ""`) every call here does nothing.
 //!
 //! Labels are bounded: op names from the protocol's fixed list, error code names, a
-//! fixed set of login results. Never a tenant, operator or user name, an address or
-//! an id. docs/monitoring.md lists every metric.
+//! fixed set of login results, and the configured `[sending] ips` and `[blocklists]
+//! zones` (the platform's own addresses, not anybody's data). Never a tenant,
+//! operator or user name, an email address or an id. docs/monitoring.md lists every metric.
 
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
@@ -17,6 +18,13 @@ pub const LOGINS: &str = "way2mail_control_logins_total";
 pub const AUDIT_ENTRIES: &str = "way2mail_control_audit_entries_total";
 /// The current policy snapshot version (what the MTA fetches).
 pub const SNAPSHOT_VERSION: &str = "way2mail_control_snapshot_version";
+
+/// 1 while a sending address is listed in a blocklist zone, else 0; by `ip`, `zone`.
+pub const BLOCKLIST_LISTED: &str = "way2mail_blocklist_listed";
+/// Blocklist lookups that failed (not listings), by `zone`.
+pub const BLOCKLIST_LOOKUP_ERRORS: &str = "way2mail_blocklist_lookup_errors_total";
+/// When the last blocklist check ran (Unix seconds).
+pub const BLOCKLIST_LAST_CHECK: &str = "way2mail_blocklist_last_check_timestamp_seconds";
 
 /// How an operator login ended: the `result` label of [`LOGINS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +84,25 @@ pub fn describe() {
         "The current policy snapshot version, the one the MTA fetches (0 before the first \
          change)."
     );
+    describe_gauge!(
+        BLOCKLIST_LISTED,
+        Unit::Count,
+        "1 while the sending address (ip, from [sending] ips) is listed in the DNS \
+         blocklist zone (zone, from [blocklists] zones), else 0; a failed lookup keeps \
+         the last value."
+    );
+    describe_counter!(
+        BLOCKLIST_LOOKUP_ERRORS,
+        Unit::Count,
+        "Blocklist lookups that failed (timeout, SERVFAIL, a refused query), by zone; \
+         they are not listings."
+    );
+    describe_gauge!(
+        BLOCKLIST_LAST_CHECK,
+        Unit::Seconds,
+        "When the last blocklist check of the sending addresses ran (Unix seconds; 0 \
+         before the first)."
+    );
     for result in LoginResult::ALL {
         counter!(LOGINS, "result" => result.as_str()).absolute(0);
     }
@@ -104,4 +131,28 @@ pub fn audit_entries(count: u64) {
 pub fn snapshot_version(version: u64) {
     // A version stays far below 2^53, where f64 stops being exact.
     gauge!(SNAPSHOT_VERSION).set(version as f64);
+}
+
+/// Whether `ip` is listed in `zone` now.
+pub fn blocklist_listed(ip: &str, zone: &str, listed: bool) {
+    gauge!(BLOCKLIST_LISTED, "ip" => ip.to_owned(), "zone" => zone.to_owned()).set(if listed {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A lookup in `zone` that failed.
+pub fn blocklist_lookup_error(zone: &str) {
+    counter!(BLOCKLIST_LOOKUP_ERRORS, "zone" => zone.to_owned()).increment(1);
+}
+
+/// Registers `zone`'s error counter at zero, so that it is scraped before the first.
+pub fn blocklist_zone(zone: &str) {
+    counter!(BLOCKLIST_LOOKUP_ERRORS, "zone" => zone.to_owned()).absolute(0);
+}
+
+/// A blocklist check ran at `at` (Unix seconds).
+pub fn blocklist_checked(at: u64) {
+    gauge!(BLOCKLIST_LAST_CHECK).set(at as f64);
 }

@@ -20,6 +20,7 @@
 //! incident's title) are stripped of control characters and encoded (RFC 2047) or
 //! folded, so no input can add a header field.
 
+pub mod blocklist;
 mod handover;
 pub mod incident;
 pub mod reputation;

@@ -62,6 +62,8 @@ pub enum Op {
     TenantExport,
     RetentionRun,
     RetentionShow,
+    ReputationShow,
+    ReputationCheck,
     SuppressionAdd,
     SuppressionList,
     SuppressionRemove,
@@ -82,7 +84,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 67] = [
+    pub const ALL: [Op; 69] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -133,6 +135,8 @@ impl Op {
         Op::TenantExport,
         Op::RetentionRun,
         Op::RetentionShow,
+        Op::ReputationShow,
+        Op::ReputationCheck,
         Op::SuppressionAdd,
         Op::SuppressionList,
         Op::SuppressionRemove,
@@ -210,6 +214,8 @@ impl Op {
             Request::TenantExport { .. } => Op::TenantExport,
             Request::RetentionRun => Op::RetentionRun,
             Request::RetentionShow => Op::RetentionShow,
+            Request::ReputationShow => Op::ReputationShow,
+            Request::ReputationCheck => Op::ReputationCheck,
             Request::SuppressionAdd { .. } => Op::SuppressionAdd,
             Request::SuppressionList { .. } => Op::SuppressionList,
             Request::SuppressionRemove { .. } => Op::SuppressionRemove,
@@ -325,6 +331,8 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
             // endpoints are tenant administration.
             Op::TenantRetention
             | Op::RetentionRun
+            // Looking the platform's addresses up now: as a retention run.
+            | Op::ReputationCheck
             | Op::SuppressionAdd
             | Op::SuppressionRemove
             | Op::WebhookAdd
@@ -381,8 +389,9 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Operator => AllowWithReason,
                 Role::Support | Role::Auditor => FORBIDDEN,
             },
-            // No client data.
-            Op::RetentionShow | Op::ReceiptKey => Allow,
+            // No client data (the blocklist state is about the platform's own
+            // addresses).
+            Op::RetentionShow | Op::ReceiptKey | Op::ReputationShow => Allow,
         },
     }
 }
@@ -399,7 +408,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 67] = [
+    const TABLE: [(Op, [Decision; 7]); 69] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -450,6 +459,8 @@ mod tests {
         (Op::TenantExport, [A, R, F, F, U, U, U]),
         (Op::RetentionRun, [A, A, F, F, U, U, U]),
         (Op::RetentionShow, [A, A, A, A, U, U, U]),
+        (Op::ReputationShow, [A, A, A, A, U, U, U]),
+        (Op::ReputationCheck, [A, A, F, F, U, U, U]),
         (Op::SuppressionAdd, [A, A, F, F, U, U, U]),
         (Op::SuppressionList, [A, A, R, F, U, U, U]),
         (Op::SuppressionRemove, [A, A, F, F, U, U, U]),

@@ -33,6 +33,39 @@ pub struct ServiceSettings {
     pub mta: MtaSettings,
     /// `[backup] key_file`.
     pub backup_key_file: PathBuf,
+    /// `[blocklists]`: the monitor of the sending addresses.
+    pub blocklists: BlocklistSettings,
+}
+
+/// The public DNSBLs looked up when `[blocklists] zones` is not set. Each one's
+/// terms of use are in docs/configuration.md (`[blocklists]`).
+pub const DEFAULT_BLOCKLIST_ZONES: [&str; 6] = [
+    "zen.spamhaus.org",
+    "b.barracudacentral.org",
+    "bl.spamcop.net",
+    "dnsbl.sorbs.net",
+    "psbl.surriel.com",
+    "bl.mailspike.net",
+];
+
+/// `[blocklists]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlocklistSettings {
+    /// Whether the periodic check runs (`reputation.check` works either way).
+    pub enabled: bool,
+    pub check_interval: Duration,
+    /// Lowercase DNS names without the trailing dot, each once.
+    pub zones: Vec<String>,
+}
+
+impl Default for BlocklistSettings {
+    fn default() -> BlocklistSettings {
+        BlocklistSettings {
+            enabled: true,
+            check_interval: Duration::from_secs(15 * 60),
+            zones: DEFAULT_BLOCKLIST_ZONES.map(str::to_owned).to_vec(),
+        }
+    }
 }
 
 /// `[sending]`: the platform's side of the records tenant domains publish.
@@ -60,6 +93,7 @@ impl Default for ServiceSettings {
             retention: way2mail_wire::protocol::RetentionDefaults::default(),
             mta: MtaSettings::default(),
             backup_key_file: "./var/backup.key".into(),
+            blocklists: BlocklistSettings::default(),
         }
     }
 }

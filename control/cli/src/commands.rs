@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Incident { command } => return incident(&mut session, command),
         Command::Audit { command } => return audit(&mut session, command),
         Command::Retention { command } => super::data::retention(&mut session, command),
+        Command::Reputation { command } => super::reputation::run(&mut session, command),
         Command::Suppression { command } => super::data::suppression(&mut session, command),
         Command::Webhook { command } => super::webhook::run(&mut session, command),
         Command::Queue { command } => super::queue::run(&mut session, command),

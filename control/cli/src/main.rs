@@ -18,6 +18,7 @@ mod prompt;
 mod queue;
 mod render;
 mod render_data;
+mod reputation;
 mod session;
 mod table;
 mod token;
@@ -113,6 +114,12 @@ pub enum Command {
     Retention {
         #[command(subcommand)]
         command: data::RetentionCommand,
+    },
+    /// The platform's sending addresses in DNS blocklists: current listings and
+    /// history (`reputation`), or a check now (`reputation check`).
+    Reputation {
+        #[command(subcommand)]
+        command: Option<reputation::ReputationCommand>,
     },
     /// Addresses a tenant's mail must not go to.
     Suppression {

@@ -48,6 +48,7 @@ pub fn human(response: &Response) -> String {
         Response::TenantExported(m) => render_data::exported(m),
         Response::RetentionRun(r) => render_data::run(r),
         Response::RetentionDefaults(d) => render_data::defaults(d),
+        Response::Reputation(r) => super::reputation::render(r),
         Response::Suppressions { entries } => render_data::suppressions(entries),
         Response::Webhooks { webhooks } => super::webhook::webhooks(webhooks),
         Response::BackupCreated(b) => render_data::backup(b),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 use crate::notify::NotifySettings;
-use crate::settings::SendingSettings;
+use crate::settings::{BlocklistSettings, SendingSettings};
 use way2mail_daemon::dns::{DnsConfig, DnsSettings};
 use way2mail_daemon::metrics::MetricsConfig;
 use way2mail_wire::snapshot::TenantLimits;
@@ -63,6 +63,7 @@ pub struct Config {
     pub retention: super::protection::RetentionConfig,
     pub mta: super::protection::MtaConfig,
     pub backup: super::protection::BackupConfig,
+    pub blocklists: BlocklistsConfig,
     pub log: LogConfig,
     /// `[metrics] listen`: the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`);
     /// absent: [`DEFAULT_METRICS_LISTEN`]; `""`: off.
@@ -147,6 +148,68 @@ impl NotifyConfig {
     }
 }
 
+/// `[blocklists]`: the DNSBL monitor of `[sending] ips`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlocklistsConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "way2mail_daemon::duration::deserialize_secs")]
+    pub check_interval: u64,
+    pub zones: Vec<String>,
+}
+
+/// The shortest `[blocklists] check_interval`: public DNSBLs throttle (or block)
+/// clients that ask too often.
+pub const MIN_BLOCKLIST_INTERVAL_SECS: u64 = 60;
+
+impl Default for BlocklistsConfig {
+    fn default() -> Self {
+        let d = BlocklistSettings::default();
+        BlocklistsConfig {
+            enabled: d.enabled,
+            check_interval: d.check_interval.as_secs(),
+            zones: d.zones,
+        }
+    }
+}
+
+impl BlocklistsConfig {
+    fn validate(&self) -> Result<BlocklistSettings, ConfigError> {
+        if self.check_interval < MIN_BLOCKLIST_INTERVAL_SECS {
+            return Err(err(
+                "blocklists.check_interval",
+                "must be at least 1m: public blocklists refuse clients that ask too often",
+            ));
+        }
+        if self.check_interval > 7 * 86_400 {
+            return Err(err("blocklists.check_interval", "must be at most 7d"));
+        }
+        let mut zones: Vec<String> = Vec::with_capacity(self.zones.len());
+        for (i, text) in self.zones.iter().enumerate() {
+            let zone = text.trim().to_ascii_lowercase();
+            let zone = zone.strip_suffix('.').unwrap_or(&zone).to_string();
+            if !crate::blocklist::is_zone_name(&zone) {
+                return Err(err(
+                    format!("blocklists.zones[{i}]"),
+                    format!("{text:?} is not a DNS zone name (zen.spamhaus.org)"),
+                ));
+            }
+            if zones.contains(&zone) {
+                return Err(err(
+                    format!("blocklists.zones[{i}]"),
+                    format!("{zone} is listed twice"),
+                ));
+            }
+            zones.push(zone);
+        }
+        Ok(BlocklistSettings {
+            enabled: self.enabled,
+            check_interval: Duration::from_secs(self.check_interval),
+            zones,
+        })
+    }
+}
+
 /// `[sending]`: what tenant domains publish to authorise the platform's mail.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +252,7 @@ impl Default for Config {
             retention: Default::default(),
             mta: Default::default(),
             backup: Default::default(),
+            blocklists: BlocklistsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -226,6 +290,7 @@ pub struct Settings {
     pub retention: way2mail_wire::protocol::RetentionDefaults,
     pub mta: super::protection::MtaSettings,
     pub backup_key_file: PathBuf,
+    pub blocklists: BlocklistSettings,
     pub log: LogConfig,
     /// Where the metrics and health endpoint listens; `None`: off.
     pub metrics: Option<std::net::SocketAddr>,
@@ -320,6 +385,7 @@ impl Config {
         let retention = self.retention.validate()?;
         let mta = self.mta.validate()?;
         let backup_key_file = self.backup.validate()?;
+        let blocklists = self.blocklists.validate()?;
         let metrics = self.metrics.address(DEFAULT_METRICS_LISTEN)?;
         Ok(Settings {
             socket: self.socket,
@@ -347,6 +413,7 @@ impl Config {
             retention,
             mta,
             backup_key_file,
+            blocklists,
             log: self.log,
             metrics,
         })
@@ -489,6 +556,40 @@ mod tests {
         assert_eq!(s.notify.from, "security@localhost");
         assert_eq!(s.notify.timeout, Duration::from_secs(10));
         assert!(crate::notify::is_helo_name(&s.notify.helo));
+    }
+
+    #[test]
+    fn blocklists_keys() {
+        let s = Config::parse("").expect("parse").validate().expect("valid");
+        assert!(s.blocklists.enabled);
+        assert_eq!(s.blocklists.check_interval, Duration::from_secs(900));
+        assert!(s.blocklists.zones.contains(&"zen.spamhaus.org".to_string()));
+        let s = Config::parse(
+            "[blocklists]\nenabled = false\ncheck_interval = \"1h\"\nzones = [\"BL.Example.NET.\"]",
+        )
+        .expect("parse")
+        .validate()
+        .expect("valid");
+        assert!(!s.blocklists.enabled);
+        assert_eq!(s.blocklists.check_interval, Duration::from_secs(3600));
+        assert_eq!(s.blocklists.zones, vec!["bl.example.net".to_string()]);
+        for (text, key) in [
+            ("check_interval = \"30s\"", "blocklists.check_interval"),
+            ("check_interval = \"8d\"", "blocklists.check_interval"),
+            ("zones = [\"bad zone\"]", "blocklists.zones[0]"),
+            ("zones = [\"a.example\", \"a..b\"]", "blocklists.zones[1]"),
+            ("zones = [\"localhost\"]", "blocklists.zones[0]"),
+            (
+                "zones = [\"a.example\", \"A.example\"]",
+                "blocklists.zones[1]",
+            ),
+        ] {
+            let e = Config::parse(&format!("[blocklists]\n{text}"))
+                .expect("parses")
+                .validate()
+                .expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!    │     ── connection thread ── Control::serve
 //!    │       └── connection::serve ── request::answer ── Service::handle
 //!    ├── retention thread: the sweep every [retention] sweep_interval
+//!    ├── blocklist thread: the sending addresses looked up in the DNSBLs every
+//!    │     [blocklists] check_interval (when enabled and [sending] ips is set)
 //!    └── main thread: waits for SIGTERM/SIGINT, then stops accepting, shuts the
 //!        read side of every connection (a request being answered still gets its
 //!        response), waits for them and the sweep, removes the socket file
@@ -169,6 +171,13 @@ pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
             .spawn(move || sweep_loop(&sleeper))
             .context("starting the retention thread")?
     };
+    let blocklists = {
+        let sleeper = server.sleeper();
+        std::thread::Builder::new()
+            .name("control-blocklist".into())
+            .spawn(move || blocklist_loop(&sleeper))
+            .context("starting the blocklist thread")?
+    };
     readiness.serving.store(true, Ordering::Relaxed);
     tracing::info!(
         socket = %bound.path().display(),
@@ -185,6 +194,9 @@ pub fn run(settings: Settings, accept_rollback: bool) -> Result<()> {
     let unfinished = server.stop(SHUTDOWN_GRACE);
     if sweeper.join().is_err() {
         tracing::error!("the retention thread panicked");
+    }
+    if blocklists.join().is_err() {
+        tracing::error!("the blocklist thread panicked");
     }
     bound.remove_file();
     if unfinished > 0 {
@@ -205,6 +217,7 @@ fn open_service(settings: &Settings, accept_rollback: bool) -> Result<Service> {
         retention: settings.retention,
         mta: settings.mta.clone(),
         backup_key_file: settings.backup_key_file.clone(),
+        blocklists: settings.blocklists.clone(),
     };
     let files = &settings.store;
     let store = open_store(files, accept_rollback).with_context(|| {
@@ -276,6 +289,45 @@ fn sweep_loop(sleeper: &Sleeper<Control>) {
                 "retention sweep"
             ),
             Err(e) => tracing::error!(error = %e.message, "retention sweep failed"),
+        }
+        next = Instant::now() + interval;
+    }
+}
+
+/// Looks the sending addresses up in the blocklists every `[blocklists]
+/// check_interval` (the first check a minute after start, or sooner with a shorter
+/// interval), until the daemon stops. Does nothing when `[blocklists] enabled` is
+/// off or there is nothing to look up.
+fn blocklist_loop(sleeper: &Sleeper<Control>) {
+    let control = sleeper.handler();
+    let service = &control.service;
+    service.blocklist_metrics();
+    let b = &control.settings.blocklists;
+    if !b.enabled || b.zones.is_empty() || control.settings.sending.ips.is_empty() {
+        tracing::info!(
+            enabled = b.enabled,
+            zones = b.zones.len(),
+            ips = control.settings.sending.ips.len(),
+            "blocklist monitoring off"
+        );
+        return;
+    }
+    let interval = b.check_interval;
+    let mut next = Instant::now() + interval.min(Duration::from_secs(60));
+    loop {
+        if sleeper.sleep_until(next) {
+            return;
+        }
+        if Instant::now() < next {
+            continue;
+        }
+        match service.blocklist_scheduled() {
+            Ok(r) => tracing::info!(
+                listings = r.listings.len(),
+                lookup_errors = r.lookup_errors.len(),
+                "blocklist check"
+            ),
+            Err(e) => tracing::error!(error = %e.message, "blocklist check failed"),
         }
         next = Instant::now() + interval;
     }

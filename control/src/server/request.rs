@@ -37,6 +37,8 @@ pub const OPS: &[&str] = &[
     "tenant.export",
     "retention.run",
     "retention.show",
+    "reputation.show",
+    "reputation.check",
     "suppression.add",
     "suppression.list",
     "suppression.remove",

@@ -7,6 +7,7 @@
 //!   handle ─ admit: version ─ identify (session.rs) ─ rbac::decide ─ reason
 //!        └─ run ─ slow step without the lock, for the few that have one:
 //!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
+//!           │       reputation.check: DNSBL lookups and letters (blocklist.rs)
 //!           │       incident.notify, api.webhook_failing, api.reputation_pause:
 //!           │       emails ─ tenant.report, tenant.deliverability, queue.*: the MTA
 //!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
@@ -26,6 +27,7 @@ mod api;
 mod archive;
 mod audit_ops;
 mod backup;
+mod blocklist;
 pub(crate) use backup::BACKUP_SCRATCH;
 mod context;
 mod credentials;
@@ -168,6 +170,8 @@ impl Service {
                 erasure::erase(self, who, &tenant, &confirm, reason)
             }
             Request::RetentionRun => retention::run(self, who, reason),
+            // DNS lookups and letters without the lock, then the state and the audit.
+            Request::ReputationCheck => blocklist::run(self, who, reason),
             request @ (Request::QueueSummary { .. }
             | Request::QueueList { .. }
             | Request::QueueShow { .. }
@@ -409,6 +413,7 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         Request::TenantHold { tenant, hold } => tenants::hold(ctx, tenant, *hold),
         Request::TenantReceipt { tenant } => erasure::receipt(ctx, tenant),
         Request::RetentionShow => retention::show(ctx),
+        Request::ReputationShow => blocklist::show(ctx),
         Request::SuppressionAdd {
             tenant,
             address,
@@ -436,6 +441,7 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         | Request::TenantDeliverability { .. }
         | Request::TenantErase { .. }
         | Request::RetentionRun
+        | Request::ReputationCheck
         | Request::TenantExport { .. }
         | Request::BackupCreate
         | Request::QueueSummary { .. }

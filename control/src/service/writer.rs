@@ -32,6 +32,9 @@ pub struct Service {
     /// from sending to recording, so that two such requests cannot send the same
     /// letter twice. Other requests never wait on it.
     pub(super) notify_lock: std::sync::Mutex<()>,
+    /// Held through one blocklist check (lookups, letters, recording), so that the
+    /// periodic check and `reputation.check` never report one change twice.
+    pub(super) blocklist_lock: std::sync::Mutex<()>,
 }
 
 impl Service {
@@ -47,6 +50,7 @@ impl Service {
             settings,
             dummy_hash: OnceLock::new(),
             notify_lock: std::sync::Mutex::new(()),
+            blocklist_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -149,6 +153,14 @@ impl Service {
             return Err(Failure::from(e).body);
         }
         answer.map_err(|f| f.body)
+    }
+
+    /// Commits a batch of the node's own bookkeeping that is no request and needs no
+    /// audit entry (a periodic blocklist check that changed nothing), in turn with
+    /// the writers.
+    pub(super) fn commit_unaudited(&self, batch: Batch) -> Result<(), Error> {
+        let _writer = self.audit.writer();
+        self.store.commit(batch)
     }
 
     /// Audits a request refused before it ran and returns the error for the caller.

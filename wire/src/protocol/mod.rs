@@ -16,6 +16,7 @@
 //! Callers without a token are identified by their Unix peer credentials only:
 //! root may `bootstrap`, the MTA's user may read the policy snapshot.
 
+mod blocklist;
 mod data;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ use crate::queue::{
 pub use crate::snapshot::{DkimAlgorithm, TenantStatus};
 use crate::snapshot::{Snapshot, TenantLimits};
 
+pub use blocklist::*;
 pub use data::*;
 
 /// The protocol version this build speaks.
@@ -264,6 +266,13 @@ pub enum Request {
     /// Control's retention defaults.
     #[serde(rename = "retention.show")]
     RetentionShow,
+    /// The blocklist monitor of the platform's sending addresses: current
+    /// listings, their history, the last check, the zones and addresses watched.
+    #[serde(rename = "reputation.show")]
+    ReputationShow,
+    /// Looks every sending address up in every blocklist zone now.
+    #[serde(rename = "reputation.check")]
+    ReputationCheck,
 
     #[serde(rename = "suppression.add")]
     SuppressionAdd {
@@ -662,6 +671,8 @@ impl Request {
             Request::TenantExport { .. } => "tenant.export",
             Request::RetentionRun => "retention.run",
             Request::RetentionShow => "retention.show",
+            Request::ReputationShow => "reputation.show",
+            Request::ReputationCheck => "reputation.check",
             Request::SuppressionAdd { .. } => "suppression.add",
             Request::SuppressionList { .. } => "suppression.list",
             Request::SuppressionRemove { .. } => "suppression.remove",
@@ -793,6 +804,8 @@ pub enum Response {
     TenantExported(ExportManifest),
     RetentionRun(RetentionRunReport),
     RetentionDefaults(RetentionDefaults),
+    /// `reputation.show` and `reputation.check`: the blocklist monitor's state.
+    Reputation(ReputationReport),
     Suppressions {
         entries: Vec<SuppressionEntry>,
     },
