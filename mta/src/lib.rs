@@ -17,6 +17,7 @@
 //! look names up through a resolver the caller built, bounded by tokio timers.
 
 pub mod bounces;
+pub mod dmarc;
 pub mod feedback;
 pub mod outbound;
 pub mod signing;
