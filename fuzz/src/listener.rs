@@ -98,6 +98,7 @@ impl Setup {
             relay: Arc::new(relay),
             tenants,
             intake: None,
+            blocked: None,
         }
     }
 

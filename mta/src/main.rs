@@ -29,6 +29,7 @@ mod api;
 mod config;
 mod current;
 mod delivery;
+mod dnsbl;
 mod feedback_loop;
 mod inbound;
 mod io;
@@ -38,6 +39,7 @@ mod monitor;
 mod reload;
 mod retention;
 mod runtime;
+mod scan;
 mod session;
 mod signer;
 mod spool_cli;
@@ -298,6 +300,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         monitor,
         shutdown: stop_rx,
         feedback: feedback.as_ref().map(|(f, _)| Arc::clone(f)),
+        dnsbl: dnsbl::Cache::default(),
         tenants: tenants.clone(),
         handoff,
         ingest: session::ingest::IngestBudget::new(

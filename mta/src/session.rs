@@ -61,6 +61,8 @@ pub struct Shared {
     pub handoff: Option<Arc<crate::delivery::handoff::Handoff>>,
     /// The reputation guard and automatic suppression; `None` without tenants.
     pub feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
+    /// What `[inbound] dnsbl_zones` said of recent clients.
+    pub dnsbl: crate::dnsbl::Cache,
 }
 
 /// The settings a session starts with and keeps to its end, and what is built from
@@ -141,6 +143,7 @@ pub async fn serve<I: Io>(
         min_data_rate: timeouts.min_data_rate,
         session: timeouts.session,
     };
+    let blocked = crate::dnsbl::check(settings, &shared.dnsbl, role, peer.ip()).await;
     let params = SessionParams {
         hostname: settings.raw.hostname.clone(),
         role,
@@ -155,6 +158,7 @@ pub async fn serve<I: Io>(
             .clone()
             .filter(|_| role == Role::Mx)
             .map(|a| a as Arc<dyn way2mail_smtp::server::Intake>),
+        blocked,
     };
     let mut protocol = Protocol::new(params);
     protocol.spill_content_over(shared.ingest.message_buffer);
@@ -639,6 +643,30 @@ impl Session {
                 }
             }
         }
+        // Content scanning (`scan/`): awaited here, so a slow rspamd delays this
+        // session only. Its header changes come before the signature.
+        let scan_config = &self.live.settings.raw.scan;
+        let scan_role = crate::scan::role_of(self.role);
+        let (body, scan) =
+            match crate::scan::scan(scan_config, scan_role, &id, &envelope, body).await {
+                Ok(scanned) => scanned,
+                Err(refusal) => {
+                    crate::metrics::rejected(self.role.as_str(), refusal.reason());
+                    let reply = refusal.reply();
+                    tracing::info!(
+                        target: "way2mail::message",
+                        %id,
+                        client_ip = %self.peer.ip(),
+                        listener = self.role.as_str(),
+                        tenant = envelope.origin.tenant.as_deref().unwrap_or(""),
+                        scan = %refusal.describe(),
+                        reply = reply.code,
+                        "message refused"
+                    );
+                    self.protocol.message_refused(reply);
+                    return;
+                }
+            };
         let mut envelope = envelope;
         let (body, dkim) =
             match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
@@ -654,7 +682,22 @@ impl Session {
             tenant: envelope.origin.tenant.clone(),
         };
         let shared = Arc::clone(&self.shared);
-        let result = crate::submit::spool(&shared, id, envelope, body, Default::default()).await;
+        let hold = scan.as_ref().is_some_and(|s| s.hold);
+        let result = if hold {
+            crate::submit::spool_held(&shared, id, envelope, body, Default::default()).await
+        } else {
+            crate::submit::spool(&shared, id, envelope, body, Default::default()).await
+        };
+        if let (Some(scan), Ok(())) = (&scan, &result) {
+            tracing::info!(
+                target: "way2mail::message",
+                %id,
+                listener = self.role.as_str(),
+                scan = %scan.summary,
+                held = scan.hold,
+                "message scanned"
+            );
+        }
         self.queued(id, result, report);
     }
 
@@ -673,6 +716,13 @@ impl Session {
         tail: &[u8],
     ) -> bool {
         let data_ended = Instant::now();
+        // Mail that is scanned is scanned whole: the caller reads it back under
+        // the ingest budget and commits it. Above `[scan] max_size` it is not.
+        let size = spilled + tail.len() as u64;
+        let scan_role = crate::scan::role_of(self.role);
+        if crate::scan::applies(&self.live.settings.raw.scan, scan_role, size) {
+            return false;
+        }
         let spool = self.shared.spool.clone();
         let _reservation = self
             .shared

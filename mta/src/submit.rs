@@ -87,3 +87,65 @@ pub fn add_fields(
     }
     crate::unsubscribe::add_missing(message, &fields)
 }
+
+/// How long a message queued for review is leased while it is written, and how
+/// far off it is scheduled before the hold takes it off the schedule: neither the
+/// scheduler nor the in-memory handoff can start delivering it meanwhile.
+const HOLD_LEASE_MS: u64 = 60 * 60 * 1000;
+const HOLD_DUE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// [`spool`] for a message a content scan holds for review (`[scan] hold_score`):
+/// written leased (never handed to delivery), then scheduled far off and held in
+/// the writes right after, so that `way2mail queue list --state held` shows it
+/// until an operator releases or bounces it. `Ok` once the message is durable;
+/// a hold that fails after that is logged (the message stays queued, due in a
+/// week) rather than refused.
+pub async fn spool_held(
+    shared: &Shared,
+    id: MessageId,
+    envelope: Envelope,
+    body: Vec<u8>,
+    side: SideRecords,
+) -> Result<(), Error> {
+    let spool = shared.spool.clone();
+    let now = way2mail_daemon::time::now_ms();
+    let durable = match spool.enqueue_leased(id, &envelope, &body, now, HOLD_LEASE_MS, side) {
+        Ok(durable) => durable,
+        Err(e) => {
+            spool.forget_lease(&id);
+            return Err(e);
+        }
+    };
+    drop(body);
+    if let Err(e) = durable.wait().await {
+        spool.forget_lease(&id);
+        return Err(e);
+    }
+    let held = async {
+        spool
+            .complete(id, &envelope, Some(now + HOLD_DUE_MS), None, Vec::new())?
+            .wait()
+            .await?;
+        let s = spool.clone();
+        tokio::task::spawn_blocking(move || {
+            s.change_messages(&[id], false, |_, _, _| Ok(way2mail_queue::Change::Hold))
+        })
+        .await
+        .map_err(|_| Error::Corrupt {
+            key: format!("hold {id}"),
+            reason: "the hold stopped".into(),
+        })?
+    };
+    match held.await {
+        Ok(changed) => match changed.first() {
+            Some((_, way2mail_queue::Changed::Done)) => crate::scan::held(),
+            other => {
+                tracing::error!(%id, outcome = ?other, "a message for review could not be held; it is due in a week")
+            }
+        },
+        Err(e) => {
+            tracing::error!(%id, error = %e, "a message for review could not be held; it is due in a week")
+        }
+    }
+    Ok(())
+}

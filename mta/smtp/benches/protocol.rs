@@ -26,6 +26,7 @@ fn params() -> SessionParams {
         relay: Arc::new(RelayPolicy::new(&["example.org".into()], &[]).expect("valid policy")),
         tenants: None,
         intake: None,
+        blocked: None,
     }
 }
 

@@ -154,6 +154,27 @@ pub struct SessionParams {
     /// Addresses whose mail the daemon takes for itself instead of relaying it
     /// (the bounce and complaint intake of the `mx` listener); `None`: no intake.
     pub intake: Option<Arc<dyn Intake>>,
+    /// The client is on a blocklist the daemon looked it up in at connect
+    /// (`[inbound] dnsbl_zones`): its mail is refused with the listing's reply.
+    pub blocked: Option<Blocked>,
+}
+
+/// A listed client: what it is told, and from which command on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// `554 5.7.1` naming the zone and its reason.
+    pub reply: reply::Reply,
+    pub at: BlockedAt,
+}
+
+/// Where a listed client's mail is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockedAt {
+    /// Every `MAIL FROM` (the EHLO is answered, so the client reads why).
+    Mail,
+    /// Every `RCPT TO`, except `postmaster` (bare or at one of our domains), so
+    /// that a listed sender can still reach the postmaster about the listing.
+    Rcpt,
 }
 
 /// Local addresses whose mail the daemon consumes itself (asynchronous bounces to

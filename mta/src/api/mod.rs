@@ -880,6 +880,27 @@ impl Conn {
             },
             received_at_ms: now,
         };
+        // Content scanning (`scan/`): before signing, so that its header changes
+        // are signed.
+        let scan_config = &settings.raw.scan;
+        let scan_role = crate::config::scan::ScanRole::Api;
+        let scanned = crate::scan::scan(scan_config, scan_role, &id, &envelope, body).await;
+        let (body, scan) = match scanned {
+            Ok(scanned) => scanned,
+            Err(refusal) => {
+                crate::metrics::rejected("api", refusal.reason());
+                tracing::info!(
+                    target: "way2mail::message",
+                    %id,
+                    client_ip = %self.peer.ip(),
+                    listener = "api",
+                    tenant = %grant.tenant,
+                    scan = %refusal.describe(),
+                    "message refused"
+                );
+                return Err(send::scan_refused(&refusal));
+            }
+        };
         let mut envelope = envelope;
         let (body, dkim) =
             match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
@@ -903,7 +924,13 @@ impl Conn {
             Some(c) => c.records(&self.shared.spool, id, StatusCode::ACCEPTED, &answer, now)?,
             None => Default::default(),
         };
-        if let Err(e) = crate::submit::spool(&self.shared, id, envelope, body, side).await {
+        let hold = scan.as_ref().is_some_and(|s| s.hold);
+        let spooled = if hold {
+            crate::submit::spool_held(&self.shared, id, envelope, body, side).await
+        } else {
+            crate::submit::spool(&self.shared, id, envelope, body, side).await
+        };
+        if let Err(e) = spooled {
             crate::metrics::rejected("api", "spool_failure");
             tracing::error!(%id, client_ip = %self.peer.ip(), error = %e, "spooling failed");
             return Err(Problem::unavailable("the message could not be spooled"));
@@ -920,6 +947,7 @@ impl Conn {
             recipients,
             tenant = %grant.tenant,
             dkim = dkim.as_deref().unwrap_or(""),
+            scan = scan.as_ref().map_or("", |s| s.summary.as_str()),
             "message queued"
         );
         Ok(json_bytes(StatusCode::ACCEPTED, answer))

@@ -110,6 +110,33 @@ pub struct Labels {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A content scan's refusal as the API answers it: rspamd's `reject` is 422
+/// `spam` naming the symbols (in `errors[]`, field `symbols`); a temporary
+/// refusal is 503 with `Retry-After`.
+pub fn scan_refused(refusal: &crate::scan::Refusal) -> Problem {
+    match refusal {
+        crate::scan::Refusal::Reject { symbols, .. } => {
+            let mut p = Problem::new(
+                hyper::StatusCode::UNPROCESSABLE_ENTITY,
+                "spam",
+                "The message was refused as spam",
+                format!("content scan: {}", symbols.join(", ")),
+            );
+            p.errors = symbols
+                .iter()
+                .map(|s| super::problem::FieldError {
+                    field: "symbols".into(),
+                    message: s.clone(),
+                })
+                .collect();
+            p
+        }
+        crate::scan::Refusal::Tempfail { .. } => {
+            Problem::unavailable("the content scanner cannot take the message now")
+        }
+    }
+}
+
 /// A tag or metadata key: 1 to 64 of `A-Z a-z 0-9 _ . : -`.
 fn label(field: &str, text: &str) -> Result<(), Problem> {
     let ok = !text.is_empty()

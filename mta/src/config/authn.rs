@@ -53,6 +53,26 @@ pub struct InboundConfig {
     pub dmarc_reject: DmarcAction,
     /// A DMARC failure where the domain's policy is `p=quarantine`.
     pub dmarc_quarantine: DmarcAction,
+    /// DNS blocklists the mx listener looks clients up in at connect (clients
+    /// outside the trusted networks); empty: none.
+    pub dnsbl_zones: Vec<String>,
+    /// Where a listed client's mail is refused: `mail` (every `MAIL FROM`) or
+    /// `rcpt` (every `RCPT TO` but postmaster).
+    pub dnsbl_refuse_at: DnsblStep,
+    /// How long a lookup's answer is kept per client address.
+    #[serde(
+        rename = "dnsbl_cache_secs",
+        deserialize_with = "way2mail_daemon::config::secs"
+    )]
+    pub dnsbl_cache: std::time::Duration,
+}
+
+/// `[inbound] dnsbl_refuse_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsblStep {
+    Mail,
+    Rcpt,
 }
 
 impl Default for InboundConfig {
@@ -62,6 +82,9 @@ impl Default for InboundConfig {
             authserv_id: String::new(),
             dmarc_reject: DmarcAction::Reject,
             dmarc_quarantine: DmarcAction::Quarantine,
+            dnsbl_zones: Vec::new(),
+            dnsbl_refuse_at: DnsblStep::Rcpt,
+            dnsbl_cache: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -78,6 +101,29 @@ impl InboundConfig {
             return Err(ConfigError::new(
                 "inbound.authserv_id",
                 format!("{id:?} is not a host name (letters, digits, '.', '-')"),
+            ));
+        }
+        for (i, zone) in self.dnsbl_zones.iter().enumerate() {
+            let z = zone.trim_end_matches('.');
+            let ok = z.contains('.')
+                && z.len() <= 200
+                && z.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !ok {
+                return Err(ConfigError::new(
+                    format!("inbound.dnsbl_zones[{i}]"),
+                    format!("{zone:?} is not a DNS zone (such as zen.spamhaus.org)"),
+                ));
+            }
+        }
+        if self.dnsbl_cache.is_zero() {
+            return Err(ConfigError::new(
+                "inbound.dnsbl_cache_secs",
+                "must be at least 1",
             ));
         }
         Ok(())

@@ -26,6 +26,7 @@ pub mod delivery;
 pub mod feedback;
 pub mod reload;
 pub mod retention;
+pub mod scan;
 pub mod timeouts;
 pub mod webhooks;
 
@@ -47,6 +48,7 @@ use self::control::{AuthConfig, ControlConfig};
 use self::delivery::{DeliveryConfig, Egress, EgressConfig, RouteConfig, ShapingConfig};
 use self::feedback::{BouncesConfig, FeedbackConfig, ReputationConfig};
 use self::retention::RetentionConfig;
+use self::scan::ScanConfig;
 use self::timeouts::TimeoutsConfig;
 use self::webhooks::WebhooksConfig;
 use way2mail_daemon::config::millis;
@@ -91,6 +93,7 @@ pub struct Config {
     pub bounces: BouncesConfig,
     pub feedback: FeedbackConfig,
     pub reputation: ReputationConfig,
+    pub scan: ScanConfig,
 }
 
 /// `[api]`: the HTTPS API (docs/api.md).
@@ -288,6 +291,7 @@ impl Default for Config {
             bounces: BouncesConfig::default(),
             feedback: FeedbackConfig::default(),
             reputation: ReputationConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }
@@ -421,6 +425,7 @@ impl Config {
     pub fn validate(mut self) -> Result<Settings, ConfigError> {
         self.spool.resolve_keyring()?;
         self.webhooks.validate()?;
+        self.scan.validate()?;
         let url = &self.api.public_url;
         let host = url.strip_prefix("https://").unwrap_or("");
         if !url.is_empty()

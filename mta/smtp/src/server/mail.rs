@@ -38,6 +38,14 @@ impl SessionState {
         if self.tx.is_some() {
             return reply::BAD_SEQUENCE_NESTED;
         }
+        if let Some(b) = self
+            .params
+            .blocked
+            .as_ref()
+            .filter(|b| b.at == super::BlockedAt::Mail)
+        {
+            return b.reply.clone();
+        }
         match self.spool {
             SpoolState::Ready => {}
             SpoolState::DiskLow => return reply::DISK_LOW,

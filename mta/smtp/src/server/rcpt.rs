@@ -38,6 +38,24 @@ impl SessionState {
         if tx.recipients.len() >= self.params.limits.max_recipients {
             return reply::TOO_MANY_RECIPIENTS;
         }
+        if let Some(b) = self
+            .params
+            .blocked
+            .as_ref()
+            .filter(|b| b.at == super::BlockedAt::Rcpt)
+        {
+            let postmaster = path.address.eq_ignore_ascii_case("postmaster")
+                || path
+                    .address
+                    .rsplit_once('@')
+                    .is_some_and(|(local, domain)| {
+                        local.eq_ignore_ascii_case("postmaster")
+                            && self.params.relay.is_local_domain(domain)
+                    });
+            if !postmaster {
+                return b.reply.clone();
+            }
+        }
         if let Some(intake) = &self.params.intake {
             let mixed = match intake.check(path.address) {
                 Some(Err(r)) => return r,

@@ -183,6 +183,7 @@ pub fn params_with_tenants(setup: Setup) -> (SessionParams, Option<Arc<FakeTenan
         relay: Arc::new(relay),
         tenants: fake.clone().map(|f| -> Arc<dyn TenantPolicy> { f }),
         intake: None,
+        blocked: None,
     };
     (params, fake)
 }

@@ -35,6 +35,7 @@ fn protocol_with(auth: bool) -> Protocol {
         ),
         tenants: auth.then(|| Arc::new(AllowAll) as Arc<dyn TenantPolicy>),
         intake: None,
+        blocked: None,
     })
 }
 
@@ -204,6 +205,7 @@ fn intake_recipients_are_accepted_from_anyone_and_kept_apart() {
         ),
         tenants: None,
         intake: Some(Arc::new(Bounces)),
+        blocked: None,
     });
     let got = replies(
         &mut p,
