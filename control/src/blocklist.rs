@@ -276,24 +276,7 @@ async fn look_up_one(resolver: &TokioResolver, name: &str) -> Outcome {
         Err(why) => return Outcome::Error(why),
     };
     let reason = match resolver.lookup(fqdn, RecordType::TXT).await {
-        Ok(lookup) => {
-            let texts: Vec<String> = lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => {
-                        let joined: Vec<u8> = txt
-                            .txt_data
-                            .iter()
-                            .flat_map(|s| s.iter().copied())
-                            .collect();
-                        Some(String::from_utf8_lossy(&joined).into_owned())
-                    }
-                    _ => None,
-                })
-                .collect();
-            clean_reason(&texts.join(" "))
-        }
+        Ok(lookup) => clean_reason(&way2mail_daemon::dns::txt_texts(lookup.answers()).join(" ")),
         // No reason given (or it could not be fetched): still a listing.
         Err(_) => String::new(),
     };

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::rr::Name;
 use hickory_resolver::proto::ProtoError;
 use hickory_resolver::TokioResolver;
 use mail_auth::common::parse::TxtRecordParser;
@@ -380,21 +380,7 @@ async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Txts, Lookup
     })?;
     match resolver.txt_lookup(fqdn).await {
         Ok(lookup) => {
-            let records: Vec<String> = lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => {
-                        let joined: Vec<u8> = txt
-                            .txt_data
-                            .iter()
-                            .flat_map(|s| s.iter().copied())
-                            .collect();
-                        Some(String::from_utf8_lossy(&joined).into_owned())
-                    }
-                    _ => None,
-                })
-                .collect();
+            let records = way2mail_daemon::dns::txt_texts(lookup.answers());
             let absent = records.is_empty().then_some("NODATA");
             Ok(Txts { records, absent })
         }

@@ -152,6 +152,25 @@ fn dedup(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     seen
 }
 
+/// The text of each TXT record among `records` (a lookup's answers), its strings
+/// joined as RFC 7208 §3.3 says, read as UTF-8 lossily; other records are skipped.
+pub fn txt_texts(records: &[hickory_resolver::proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|record| match &record.data {
+            hickory_resolver::proto::rr::RData::TXT(txt) => {
+                let joined: Vec<u8> = txt
+                    .txt_data
+                    .iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect();
+                Some(String::from_utf8_lossy(&joined).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,18 +234,14 @@ async fn in_zone(resolver: &TokioResolver, name: &str) -> Result<Option<Option<S
         return Ok(None);
     }
     let reason = match resolver.txt_lookup(fqdn).await {
-        Ok(l) => l.answers().iter().find_map(|r| match &r.data {
-            RData::TXT(t) => {
-                let joined: Vec<u8> = t.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
-                let text: String = String::from_utf8_lossy(&joined)
-                    .chars()
+        Ok(l) => way2mail_daemon::dns::txt_texts(l.answers())
+            .first()
+            .map(|text| {
+                text.chars()
                     .filter(|c| !c.is_control())
                     .take(MAX_REASON)
-                    .collect();
-                Some(text)
-            }
-            _ => None,
-        }),
+                    .collect()
+            }),
         Err(_) => None,
     };
     Ok(Some(reason))
