@@ -7,7 +7,7 @@
 //!
 //! | live                                                    | restart only |
 //! |---------------------------------------------------------|--------------|
-//! | `[relay]` `[tls]` (files re-read) `[limits]` `[timeouts]` `[log] level, recipients` `[shaping]` `[[route]]` `[inbound]` | `hostname` `[runtime]` `[[listener]]` `[spool]` `[log] format` `[delivery]` `[dns]` `[[egress]]` `[control]` `[auth]` `[dkim]` `[admin]` `[retention]` `[metrics]` `[bounces]` `[feedback]` `[reputation]` |
+//! | `[relay]` `[tls]` (files re-read) `[limits]` `[timeouts]` `[log] level, recipients` `[shaping]` `[[route]]` `[inbound]` `[api]` `[scan]` | `hostname` `[runtime]` `[[listener]]` `[spool]` `[log] format` `[delivery]` `[dns]` `[[egress]]` `[control]` `[auth]` `[dkim]` `[admin]` `[retention]` `[metrics]` `[bounces]` `[feedback]` `[reputation]` |
 //!
 //! docs/configuration.md says the same per key; keep the two in step.
 
@@ -45,6 +45,7 @@ impl Settings {
             ("route", differs(&new.routes, &old.routes)),
             ("inbound", differs(&new.inbound, &old.inbound)),
             ("api", differs(&new.api, &old.api)),
+            ("scan", differs(&new.scan, &old.scan)),
         ] {
             if changed {
                 changes.live.push(key);
