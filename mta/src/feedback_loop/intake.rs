@@ -99,11 +99,8 @@ impl Intake<'_> {
             return discard("forged or unknown token");
         };
         if let Some(complaint) = arf::parse(message) {
-            let address = complaint
-                .original_rcpt_to
-                .iter()
-                .chain(complaint.original.to.iter())
-                .map(|a| bare(a))
+            let address = reported_addresses(&complaint)
+                .into_iter()
                 .find(|a| verp::recipient_matches(&key, &token.recipient_tag, a));
             return self.complained(
                 &token.tenant,
@@ -120,10 +117,10 @@ impl Intake<'_> {
         for r in bounce.recipients.iter().filter(|r| r.action == "failed") {
             // Final-Recipient may be a rewritten address (a forward, an alias);
             // the one we sent to is then Original-Recipient.
-            let Some(address) = std::iter::once(r.address.as_str())
-                .chain(r.original_recipient.as_deref())
-                .map(bare)
+            let Some(address) = std::iter::once(&r.address)
+                .chain(r.original_recipient.as_ref())
                 .find(|a| verp::recipient_matches(&key, &token.recipient_tag, a))
+                .cloned()
             else {
                 continue;
             };
@@ -179,23 +176,16 @@ impl Intake<'_> {
         let Some(complaint) = arf::parse(message) else {
             return discard("not a complaint report");
         };
-        let candidates: Vec<String> = complaint
-            .original_rcpt_to
-            .iter()
-            .chain(complaint.original.to.iter())
-            .map(|a| bare(a))
-            .filter(|a| a.contains('@'))
-            .collect();
+        let candidates = reported_addresses(&complaint);
         // Through our return path: verified.
         let return_path = complaint
             .original
             .return_path
             .as_deref()
-            .or(complaint.original_mail_from.as_deref())
-            .map(bare);
+            .or(complaint.original_mail_from.as_deref());
         if let (Some(rp), Some(domain)) = (return_path, self.verp_domain) {
             let keyring = self.spool.keyring();
-            if let Some(token) = verp::verify(keyring, &rp, domain) {
+            if let Some(token) = verp::verify(keyring, rp, domain) {
                 let Some(key) = keyring.existing(&token.tenant) else {
                     return discard("forged or unknown token");
                 };
@@ -335,19 +325,18 @@ fn queue_id_of(message_id: &str) -> Option<MessageId> {
     inner.split_once('@')?.0.parse().ok()
 }
 
-/// An address without angle brackets, display name or `rfc822;` type, lower-cased
-/// domain kept as written (the tag is computed on the lower-cased address).
-fn bare(text: &str) -> String {
-    let t = text.trim();
-    let t = t
-        .split_once(';')
-        .filter(|(ty, _)| ty.trim().eq_ignore_ascii_case("rfc822"))
-        .map_or(t, |(_, a)| a.trim());
-    let t = match (t.rfind('<'), t.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &t[a + 1..b],
-        _ => t,
-    };
-    clip(t.trim(), 254)
+/// The addresses a complaint names as the recipient, as its parser left them (no
+/// brackets or display names): `Original-Rcpt-To`, then the reported copy's `To:`.
+/// Kept to the longest address SMTP allows, since an unverified one is recorded.
+fn reported_addresses(complaint: &arf::Complaint) -> Vec<String> {
+    complaint
+        .original_rcpt_to
+        .iter()
+        .cloned()
+        .chain(complaint.original.to_address())
+        .filter(|a| a.contains('@'))
+        .map(|a| clip(&a, 254))
+        .collect()
 }
 
 fn clip(text: &str, max: usize) -> String {
@@ -374,9 +363,6 @@ mod tests {
         assert_eq!(feedback_id_tenant("a:b:c:way2mail"), None, "not our form");
         assert_eq!(feedback_id_tenant("acme:other"), None);
         assert_eq!(feedback_id_tenant(":way2mail"), None);
-        assert_eq!(bare("rfc822; Bob@Example.com"), "Bob@Example.com");
-        assert_eq!(bare("Bob <bob@example.com>"), "bob@example.com");
-        assert_eq!(bare(" <b-x@bounces.example> "), "b-x@bounces.example");
         let id = MessageId::generate();
         assert_eq!(queue_id_of(&format!("<{id}@mx.example>")), Some(id));
         assert_eq!(queue_id_of("<random@example.com>"), None);
