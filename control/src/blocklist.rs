@@ -70,36 +70,6 @@ pub fn is_zone_name(zone: &str) -> bool {
         })
 }
 
-/// The address as a DNSBL names it: IPv4 octets reversed (`1.2.3.4` → `4.3.2.1`),
-/// IPv6 as its 32 nibbles reversed, dot separated (RFC 5782 §2.4). An IPv4-mapped
-/// IPv6 address is looked up as its IPv4 address.
-pub fn reversed(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => reversed_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => reversed_v4(v4),
-            None => {
-                let mut nibbles = Vec::with_capacity(32);
-                for byte in v6.octets().iter().rev() {
-                    nibbles.push(format!("{:x}", byte & 0x0f));
-                    nibbles.push(format!("{:x}", byte >> 4));
-                }
-                nibbles.join(".")
-            }
-        },
-    }
-}
-
-fn reversed_v4(v4: Ipv4Addr) -> String {
-    let [a, b, c, d] = v4.octets();
-    format!("{d}.{c}.{b}.{a}")
-}
-
-/// `<reversed ip>.<zone>`.
-pub fn query_name(ip: IpAddr, zone: &str) -> String {
-    format!("{}.{zone}", reversed(ip))
-}
-
 /// What the A answers of a DNSBL query mean: a listing (the codes), or an error when
 /// the zone refused the query (`127.255.255.x`, Spamhaus' codes for queries through
 /// public resolvers, over the rate limit, or to a mistyped zone) or answered outside
@@ -181,7 +151,7 @@ pub fn look_up(dns: &DnsSettings, ips: &[IpAddr], zones: &[String]) -> Vec<Looku
                 .iter()
                 .map(|(ip, zone)| {
                     let resolver = Arc::clone(&resolver);
-                    let name = query_name(*ip, zone);
+                    let name = way2mail_daemon::dns::dnsbl_name(*ip, zone);
                     tokio::spawn(async move {
                         tokio::time::timeout(budget, look_up_one(&resolver, &name))
                             .await
@@ -286,32 +256,6 @@ async fn look_up_one(resolver: &TokioResolver, name: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv4_octets_reversed() {
-        let ip: IpAddr = "192.0.2.10".parse().expect("ip");
-        assert_eq!(reversed(ip), "10.2.0.192");
-        assert_eq!(
-            query_name(ip, "zen.spamhaus.org"),
-            "10.2.0.192.zen.spamhaus.org"
-        );
-        let mapped: IpAddr = "::ffff:1.2.3.4".parse().expect("ip");
-        assert_eq!(reversed(mapped), "4.3.2.1");
-    }
-
-    #[test]
-    fn ipv6_nibbles_reversed() {
-        let ip: IpAddr = "2001:db8:1:2:3:4:567:89ab".parse().expect("ip");
-        assert_eq!(
-            reversed(ip),
-            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2"
-        );
-        let ip: IpAddr = "2001:db8::25".parse().expect("ip");
-        let name = reversed(ip);
-        assert_eq!(name.split('.').count(), 32);
-        assert!(name.starts_with("5.2.0.0.0.0"), "{name}");
-        assert!(name.ends_with("8.b.d.0.1.0.0.2"), "{name}");
-    }
 
     #[test]
     fn answers_judged() {

@@ -171,6 +171,37 @@ pub fn txt_texts(records: &[hickory_resolver::proto::rr::Record]) -> Vec<String>
         .collect()
 }
 
+/// An address as a DNS blocklist is asked about it: the octets of an IPv4 address
+/// reversed (`10.2.0.192` for 192.0.2.10), the 32 nibbles of an IPv6 address
+/// reversed, dot separated (RFC 5782 §2.4); an IPv4-mapped IPv6 address in its
+/// IPv4 form.
+pub fn dnsbl_reversed(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}")
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut name = String::with_capacity(63);
+            for byte in v6.octets().iter().rev() {
+                for nibble in [byte & 0x0f, byte >> 4] {
+                    if !name.is_empty() {
+                        name.push('.');
+                    }
+                    name.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+                }
+            }
+            name
+        }
+    }
+}
+
+/// `<reversed address>.<zone>`, the name whose A records say whether `zone` lists
+/// `ip` ([`dnsbl_reversed`]); without a trailing dot.
+pub fn dnsbl_name(ip: std::net::IpAddr, zone: &str) -> String {
+    format!("{}.{}", dnsbl_reversed(ip), zone.trim_end_matches('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +242,35 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert_eq!(e.key, key, "{text}");
         }
+    }
+
+    #[test]
+    fn ipv4_octets_reversed() {
+        let ip: std::net::IpAddr = "192.0.2.10".parse().expect("ip");
+        assert_eq!(dnsbl_reversed(ip), "10.2.0.192");
+        assert_eq!(
+            dnsbl_name(ip, "zen.spamhaus.org"),
+            "10.2.0.192.zen.spamhaus.org"
+        );
+        let mapped: std::net::IpAddr = "::ffff:1.2.3.4".parse().expect("ip");
+        assert_eq!(dnsbl_reversed(mapped), "4.3.2.1");
+    }
+
+    #[test]
+    fn ipv6_nibbles_reversed() {
+        let ip: std::net::IpAddr = "2001:db8:1:2:3:4:567:89ab".parse().expect("ip");
+        assert_eq!(
+            dnsbl_reversed(ip),
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2"
+        );
+        let ip: std::net::IpAddr = "2001:db8::25".parse().expect("ip");
+        let name = dnsbl_reversed(ip);
+        assert_eq!(name.split('.').count(), 32);
+        assert!(name.starts_with("5.2.0.0.0.0"), "{name}");
+        assert!(name.ends_with("8.b.d.0.1.0.0.2"), "{name}");
+        assert_eq!(
+            dnsbl_name("2001:db8::1".parse().expect("ip"), "bl.example."),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.example"
+        );
     }
 }

@@ -163,7 +163,7 @@ async fn look_up(settings: &Settings, ip: IpAddr) -> (Option<Listing>, bool) {
             }
         }
     });
-    let answers = futures_join_all(lookups).await;
+    let answers = futures_util::future::join_all(lookups).await;
     let mut complete = true;
     for (zone, answer) in zones.iter().zip(answers) {
         match answer {
@@ -185,36 +185,6 @@ async fn look_up(settings: &Settings, ip: IpAddr) -> (Option<Listing>, bool) {
         }
     }
     (None, complete)
-}
-
-/// Runs the futures concurrently and returns their outputs in their order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
-        futures.map(|f| Some(Box::pin(f))).collect();
-    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (slot, result) in pending.iter_mut().zip(out.iter_mut()) {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *result = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 /// `Ok(Some(reason))` listed, `Ok(None)` not listed, `Err` no answer.
@@ -254,27 +224,9 @@ fn is_listing(a: std::net::Ipv4Addr) -> bool {
     o[0] == 127 && !(o[1] == 255 && o[2] == 255) && a != std::net::Ipv4Addr::new(127, 0, 0, 1)
 }
 
-/// `4.3.2.1.zone.` for 1.2.3.4; the 32 reversed nibbles for an IPv6 address.
-pub fn query_name(ip: IpAddr, zone: &str) -> String {
-    let zone = zone.trim_end_matches('.');
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.{zone}.", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut name = String::with_capacity(64 + zone.len() + 1);
-            for byte in v6.octets().iter().rev() {
-                for nibble in [byte & 0x0f, byte >> 4] {
-                    name.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-                    name.push('.');
-                }
-            }
-            name.push_str(zone);
-            name.push('.');
-            name
-        }
-    }
+/// The absolute name to ask `zone` about `ip` (`4.3.2.1.zone.` for 1.2.3.4).
+fn query_name(ip: IpAddr, zone: &str) -> String {
+    format!("{}.", way2mail_daemon::dns::dnsbl_name(ip, zone))
 }
 
 #[cfg(test)]
