@@ -130,6 +130,8 @@ fn envelope(input: &Input) -> Envelope {
         attempts: 1,
         next_attempt_ms: None,
         delay_notified: false,
+        tags: Vec::new(),
+        metadata: Default::default(),
     }
 }
 
