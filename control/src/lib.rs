@@ -31,6 +31,7 @@
 //!     feedback.rs     the MTA's feedback: automatic suppression (with bad_domain
 //!                     candidates), the reputation guard's pause and its lifting
 //!     deliverability.rs  tenant.deliverability, from the MTA's delivery log
+//!     dmarc.rs        domain.dmarc, the DMARC reports the MTA received
 //!     validate.rs     names, domains and text rules
 //!     incidents.rs    the incident register and its notification emails
 //!     snapshot.rs     the MTA's policy snapshot

@@ -30,6 +30,7 @@ pub enum Op {
     DomainRemove,
     DomainShow,
     DomainDns,
+    DomainDmarc,
     DomainVerify,
     DomainRotateDkim,
     DomainRetireDkim,
@@ -84,7 +85,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 69] = [
+    pub const ALL: [Op; 70] = [
         Op::Hello,
         Op::Bootstrap,
         Op::Login,
@@ -103,6 +104,7 @@ impl Op {
         Op::DomainRemove,
         Op::DomainShow,
         Op::DomainDns,
+        Op::DomainDmarc,
         Op::DomainVerify,
         Op::DomainRotateDkim,
         Op::DomainRetireDkim,
@@ -176,6 +178,7 @@ impl Op {
             Request::DomainRemove { .. } => Op::DomainRemove,
             Request::DomainShow { .. } => Op::DomainShow,
             Request::DomainDns { .. } => Op::DomainDns,
+            Request::DomainDmarc { .. } => Op::DomainDmarc,
             Request::DomainVerify { .. } => Op::DomainVerify,
             Request::DomainRotateDkim { .. } => Op::DomainRotateDkim,
             Request::DomainRetireDkim { .. } => Op::DomainRetireDkim,
@@ -362,9 +365,9 @@ pub fn decide(subject: Subject, op: Op) -> Decision {
                 Role::Operator => AllowWithReason,
                 Role::Support | Role::Auditor => FORBIDDEN,
             },
-            // What is held and who touched it, and how the tenant's mail fares:
-            // auditors review them too.
-            Op::TenantReport | Op::TenantDeliverability => match role {
+            // What is held and who touched it, and how the tenant's mail fares
+            // (its domains' DMARC reports too): auditors review them too.
+            Op::TenantReport | Op::TenantDeliverability | Op::DomainDmarc => match role {
                 Role::Admin | Role::Operator | Role::Auditor => Allow,
                 Role::Support => AllowWithReason,
             },
@@ -408,7 +411,7 @@ mod tests {
     const R: Decision = AllowWithReason;
     const F: Decision = Deny(ErrorCode::Forbidden);
     const U: Decision = Deny(ErrorCode::Unauthenticated);
-    const TABLE: [(Op, [Decision; 7]); 69] = [
+    const TABLE: [(Op, [Decision; 7]); 70] = [
         (Op::Hello, [A, A, A, A, A, A, A]),
         (Op::Bootstrap, [F, F, F, F, A, U, U]),
         (Op::Login, [A, A, A, A, A, A, A]),
@@ -427,6 +430,7 @@ mod tests {
         (Op::DomainRemove, [A, A, F, F, U, U, U]),
         (Op::DomainShow, [A, A, R, F, U, U, U]),
         (Op::DomainDns, [A, A, R, F, U, U, U]),
+        (Op::DomainDmarc, [A, A, R, A, U, U, U]),
         (Op::DomainVerify, [A, A, R, F, U, U, U]),
         (Op::DomainRotateDkim, [A, A, F, F, U, U, U]),
         (Op::DomainRetireDkim, [A, A, F, F, U, U, U]),

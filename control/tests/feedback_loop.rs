@@ -4,8 +4,8 @@
 //! idempotent, reason and source kept, listed and exported), the reputation
 //! guard's pause (`api.reputation_pause`: the snapshot, one set of letters, a
 //! second report changes nothing) and its lifting (`tenant.resume_sending`),
-//! erasure of the candidates with the tenant, and `tenant.deliverability` through
-//! the MTA's admin socket (and its clear error without one).
+//! erasure of the candidates with the tenant, and `tenant.deliverability` and
+//! `domain.dmarc` through the MTA's admin socket (and their clear error without one).
 
 mod support;
 
@@ -17,7 +17,10 @@ use support::smtp::{FakeMta, Mode};
 use support::{code_of, now, settings, Harness, MTA, USER};
 use way2mail_control::records::SuppressionCandidate;
 use way2mail_control::store::{suppression_prefix, Batch, TreeName};
-use way2mail_wire::mta_admin::{AdminOp, AdminResult, DeliverabilityReport, DomainOutcomes};
+use way2mail_wire::mta_admin::{
+    AdminOp, AdminResult, DeliverabilityReport, DmarcReporter, DmarcSource, DmarcSummary,
+    DomainOutcomes,
+};
 use way2mail_wire::protocol::{
     AuditOutcome, ErrorBody, ErrorCode, ReputationRates, Request, RequestEnvelope, Response, Role,
     SuppressionEntry, TenantInfo, VERSION,
@@ -995,6 +998,164 @@ fn deliverability_comes_from_the_mta_with_the_suppressions_added() {
     let d = entry.detail.expect("detail");
     assert!(
         d.contains("100 recipients") && d.contains("2 suppressions added"),
+        "{d}"
+    );
+}
+
+fn add_domain(h: &Harness, token: &str, tenant: &str, domain: &str) {
+    match h.op(
+        token,
+        Request::DomainAdd {
+            tenant: tenant.into(),
+            domain: domain.into(),
+        },
+    ) {
+        Ok(Response::Domains { .. }) => {}
+        other => panic!("domain.add: {other:?}"),
+    }
+}
+
+fn dmarc(domain: &str, since: Option<u64>) -> Request {
+    Request::DomainDmarc {
+        domain: domain.into(),
+        since,
+    }
+}
+
+#[test]
+fn dmarc_without_the_mta_is_a_clear_error() {
+    let h = Harness::new();
+    let (admin, _) = h.admin();
+    h.add_tenant(&admin, "acme");
+    add_domain(&h, &admin, "acme", "acme.example");
+    let e = h
+        .op(&admin, dmarc("acme.example", None))
+        .expect_err("no MTA");
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert!(e.message.contains("MTA"), "{}", e.message);
+    let entry = h.last_audit("domain.dmarc");
+    assert_eq!(entry.outcome, AuditOutcome::Failed);
+    assert_eq!(
+        entry.tenant.as_deref(),
+        Some("acme"),
+        "under the domain's tenant"
+    );
+
+    // The same as tenant.deliverability says.
+    let deliverability = h
+        .op(
+            &admin,
+            Request::TenantDeliverability {
+                tenant: "acme".into(),
+                since: None,
+            },
+        )
+        .expect_err("no MTA");
+    assert_eq!(
+        (deliverability.code, deliverability.message),
+        (e.code, e.message)
+    );
+
+    for (domain, since, code) in [
+        // Names are normalized as for the other domain.* requests.
+        ("ACME.example.", None, ErrorCode::Unavailable),
+        ("nosuch.example", None, ErrorCode::NotFound),
+        ("not a domain", None, ErrorCode::Invalid),
+        ("acme.example", Some(now() + 3_600), ErrorCode::Invalid),
+    ] {
+        let r = h.op(&admin, dmarc(domain, since));
+        assert_eq!(code_of(&r), Some(code), "{domain} {since:?}");
+        let entry = h.last_audit("domain.dmarc");
+        assert_eq!(entry.outcome, AuditOutcome::Failed, "{domain}");
+    }
+    let r = h.op(&admin, dmarc("nosuch.example", None));
+    assert!(
+        r.unwrap_err().message.contains("is not registered"),
+        "the same words as domain.show"
+    );
+    // Auditors may read it; support with a reason; the MTA's user may not.
+    let auditor = h.operator(&admin, "auditor", Role::Auditor);
+    let r = h.op(&auditor, dmarc("acme.example", None));
+    assert_eq!(code_of(&r), Some(ErrorCode::Unavailable));
+    let support = h.operator(&admin, "support", Role::Support);
+    let r = h.op(&support, dmarc("acme.example", None));
+    assert_eq!(code_of(&r), Some(ErrorCode::ReasonRequired));
+    let r = h.call(
+        &USER,
+        Some(&support),
+        Some("ticket 7"),
+        dmarc("acme.example", None),
+    );
+    assert_eq!(code_of(&r), Some(ErrorCode::Unavailable));
+    let r = h.call(&MTA, None, None, dmarc("acme.example", None));
+    assert_eq!(code_of(&r), Some(ErrorCode::Unauthenticated));
+}
+
+#[test]
+fn dmarc_comes_from_the_mta_audited_under_the_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("mta.sock");
+    let mut s = settings(Duration::from_secs(3600));
+    s.mta.admin_socket = Some(socket.clone());
+    let h = Harness::with_settings(s);
+    let (admin, _) = h.admin();
+    h.add_tenant(&admin, "acme");
+    add_domain(&h, &admin, "acme", "acme.example");
+    let since = now() - 7 * 86_400;
+    let summary = DmarcSummary {
+        domain: "acme.example".into(),
+        since_ms: since * 1000,
+        until_ms: now() * 1000,
+        reports: 12,
+        duplicate_reports: 1,
+        published_policy: Some("none".into()),
+        reporters: vec![DmarcReporter {
+            org_name: "google.com".into(),
+            reports: 12,
+            messages: 1200,
+        }],
+        other_reporters: 0,
+        messages: 1200,
+        passing: 1150,
+        failing: 50,
+        sources: vec![DmarcSource {
+            ip: "192.0.2.25".into(),
+            messages: 1200,
+            dkim_aligned: 1150,
+            spf_aligned: 1100,
+            passing: 1150,
+            none: 1200,
+            quarantine: 0,
+            reject: 0,
+        }],
+        other_sources: DmarcSource::default(),
+    };
+    serve_one(
+        &socket,
+        move |op| {
+            assert_eq!(
+                *op,
+                AdminOp::Dmarc {
+                    tenant: "acme".into(),
+                    domain: "acme.example".into(),
+                    since_ms: since * 1000,
+                }
+            );
+        },
+        AdminResult::Dmarc(summary.clone()),
+    );
+    let answer = h.op(&admin, dmarc("Acme.Example", Some(since)));
+    match answer {
+        Ok(Response::Dmarc(got)) => assert_eq!(got, summary),
+        other => panic!("domain.dmarc: {other:?}"),
+    }
+    let entry = h.last_audit("domain.dmarc");
+    assert_eq!(entry.outcome, AuditOutcome::Ok);
+    assert_eq!(entry.tenant.as_deref(), Some("acme"));
+    let d = entry.detail.expect("detail");
+    assert!(
+        d.starts_with("dmarc of acme.example since ")
+            && d.ends_with(": 12 reports, 1200 messages, 50 failing"),
         "{d}"
     );
 }

@@ -46,6 +46,7 @@ fn the_export_holds_the_endpoints_without_secrets_and_the_outbox() {
         tags: Vec::new(),
         metadata: Default::default(),
         category: None,
+        scan: None,
     };
     let events: Vec<String> = [
         (

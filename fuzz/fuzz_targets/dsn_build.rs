@@ -132,6 +132,7 @@ fn envelope(input: &Input) -> Envelope {
         delay_notified: false,
         tags: Vec::new(),
         metadata: Default::default(),
+        scan: None,
     }
 }
 

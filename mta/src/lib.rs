@@ -20,5 +20,6 @@ pub mod bounces;
 pub mod dmarc;
 pub mod feedback;
 pub mod outbound;
+pub mod proxy_protocol;
 pub mod signing;
 pub mod verification;

@@ -47,6 +47,7 @@ const SPOOL_FREE: &str = "way2mail_spool_free_bytes";
 const READY: &str = "way2mail_ready";
 const CONFIG_RELOADS: &str = "way2mail_config_reloads_total";
 const API_CONNECTIONS: &str = "way2mail_api_connections_total";
+const PROXY_HEADERS: &str = "way2mail_proxy_headers_total";
 const API_REQUESTS: &str = "way2mail_api_requests_total";
 
 /// Latencies from 100 µs to a minute.
@@ -125,6 +126,10 @@ fn describe() {
         "SMTP AUTH attempts and API key checks by result"
     );
     describe_counter!(
+        PROXY_HEADERS,
+        "PROXY protocol headers from load balancers by result (accepted, refused, timeout)"
+    );
+    describe_counter!(
         API_CONNECTIONS,
         "HTTPS API connections by result (accepted, refused_total_cap, refused_ip_cap, tls_failed)"
     );
@@ -197,6 +202,12 @@ fn describe() {
 /// `refused_ip_cap`, `refused_spool`).
 pub fn connection(role: Role, result: &'static str) {
     counter!(SMTP_CONNECTIONS, "listener" => role.as_str(), "result" => result).increment(1);
+}
+
+/// One PROXY protocol header read from a load balancer (`proxy_from`): `accepted`,
+/// `refused` (not a v2 header, or garbled) or `timeout`.
+pub fn proxy_header(result: &'static str) {
+    counter!(PROXY_HEADERS, "result" => result).increment(1);
 }
 
 /// One HTTPS API connection's admission or TLS failure.

@@ -23,9 +23,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use way2mail_smtp::server::{Role, SpoolState};
+use way2mail_smtp::Networks;
 
 use crate::config::{Listener, Service};
 use crate::io::epoll::EpollStream;
+use crate::io::proxied::{self, Proxied};
 use crate::io::uring::{self, UringStream};
 use crate::io::{Backend, Io};
 use crate::limits::{ConnectionLimiter, Displacing, LiveSessions, Refusal};
@@ -41,10 +43,14 @@ const GOODBYE: Duration = Duration::from_secs(5);
 /// built on the main thread, run on the core, where `spawn_local` is allowed.
 pub type CoreStart = Box<dyn FnOnce() + Send>;
 
+/// One listening socket of a core: what it serves, and the load balancers whose
+/// connections start with a PROXY protocol header (`proxy_from`).
+pub type Bound = (TcpListener, Service, Arc<Networks>);
+
 /// Binds one `SO_REUSEPORT` socket per core for every listener. Port 0 is resolved
 /// by the first socket and reused for the others.
-pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpListener, Service)>>> {
-    let mut per_core: Vec<Vec<(TcpListener, Service)>> = (0..cores).map(|_| Vec::new()).collect();
+pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<Bound>>> {
+    let mut per_core: Vec<Vec<Bound>> = (0..cores).map(|_| Vec::new()).collect();
     for l in listeners {
         let mut address = l.address;
         if address.port() != 0 {
@@ -61,7 +67,7 @@ pub fn bind_all(listeners: &[Listener], cores: usize) -> Result<Vec<Vec<(TcpList
             let socket = bind_one(address)
                 .with_context(|| format!("listener {}: cannot listen", l.address))?;
             address = socket.local_addr().context("local address")?;
-            sockets.push((socket, l.service));
+            sockets.push((socket, l.service, Arc::clone(&l.proxy_from)));
         }
         tracing::info!(address = %address, role = l.service.as_str(), cores, "listening");
     }
@@ -109,7 +115,7 @@ pub fn start_cores(
     shared: Arc<Shared>,
     limiter: Arc<ConnectionLimiter>,
     backend: Backend,
-    sockets: Vec<Vec<(TcpListener, Service)>>,
+    sockets: Vec<Vec<Bound>>,
     starts: Vec<CoreStart>,
 ) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
@@ -164,7 +170,42 @@ impl Worker {
     /// cap, admitting may displace the slowest connection (`limits.rs`). The
     /// connection's places (caps, live count) are guards: however the session ends,
     /// even by a panic, they are given back.
-    async fn handle<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
+    async fn handle<I: Io>(
+        self,
+        mut io: I,
+        peer: SocketAddr,
+        role: Role,
+        proxy_from: Arc<Networks>,
+    ) {
+        if !proxy_from.contains(peer.ip()) {
+            return self.admit(io, peer, role).await;
+        }
+        // A load balancer's connection: its PROXY header names the client, whose
+        // address then stands for the connection's everywhere (caps, relay rules,
+        // lockouts, SPF, `Received:`).
+        let timeout = self.shared.live.get().settings.raw.timeouts.command;
+        match tokio::time::timeout(timeout, proxied::read_header(&mut io)).await {
+            Ok(Ok((client, pending))) => {
+                let client = client.unwrap_or(peer);
+                crate::metrics::proxy_header("accepted");
+                self.admit(Proxied::new(io, pending), client, role).await;
+            }
+            Ok(Err(e)) => {
+                crate::metrics::proxy_header("refused");
+                tracing::warn!(peer = %peer, listener = role.as_str(), error = %e, "PROXY header refused; connection closed");
+                io.shutdown().await;
+            }
+            Err(_) => {
+                crate::metrics::proxy_header("timeout");
+                tracing::warn!(peer = %peer, listener = role.as_str(), "no PROXY header in time; connection closed");
+                io.shutdown().await;
+            }
+        }
+    }
+
+    /// Admits or refuses a connection from `peer` (the client, after any PROXY
+    /// header), then serves it to its end.
+    async fn admit<I: Io>(self, mut io: I, peer: SocketAddr, role: Role) {
         let live = self.shared.live.get();
         let timeouts = &live.settings.raw.timeouts;
         let displacing = Displacing {
@@ -202,7 +243,7 @@ impl Worker {
     /// backends (tokio-uring runs on a tokio runtime, whose reactor serves them):
     /// hyper reads and writes through tokio's traits, and the API's requests are
     /// few and large next to SMTP's round trips (docs/architecture.md).
-    async fn accept_api(self, socket: TcpListener) {
+    async fn accept_api(self, socket: TcpListener, proxy_from: Arc<Networks>) {
         let listener = match tokio::net::TcpListener::from_std(socket) {
             Ok(l) => l,
             Err(e) => {
@@ -218,7 +259,8 @@ impl Worker {
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(self.clone().handle_api(stream, peer));
+                    let proxied = proxy_from.contains(peer.ip());
+                    tokio::task::spawn_local(self.clone().handle_api(stream, peer, proxied));
                 }
                 Err(e) => accept_error(e).await,
             }
@@ -226,7 +268,28 @@ impl Worker {
     }
 
     /// Admits an API connection under the same caps as SMTP's, then serves it.
-    async fn handle_api(self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    async fn handle_api(self, mut stream: tokio::net::TcpStream, peer: SocketAddr, proxied: bool) {
+        let peer = if proxied {
+            let timeout = self.shared.live.get().settings.raw.timeouts.command;
+            match tokio::time::timeout(timeout, proxied::read_header_exact(&mut stream)).await {
+                Ok(Ok(client)) => {
+                    crate::metrics::proxy_header("accepted");
+                    client.unwrap_or(peer)
+                }
+                Ok(Err(e)) => {
+                    crate::metrics::proxy_header("refused");
+                    tracing::warn!(peer = %peer, listener = "api", error = %e, "PROXY header refused; connection closed");
+                    return;
+                }
+                Err(_) => {
+                    crate::metrics::proxy_header("timeout");
+                    tracing::warn!(peer = %peer, listener = "api", "no PROXY header in time; connection closed");
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
         let live = self.shared.live.get();
         let timeouts = &live.settings.raw.timeouts;
         let displacing = Displacing {
@@ -273,21 +336,17 @@ impl Worker {
     }
 }
 
-fn run_uring(
-    worker: Worker,
-    listeners: Vec<(TcpListener, Service)>,
-    start: Option<CoreStart>,
-) -> Result<()> {
+fn run_uring(worker: Worker, listeners: Vec<Bound>, start: Option<CoreStart>) -> Result<()> {
     let rt = uring::runtime().context("starting io_uring")?;
     rt.block_on(async move {
         if let Some(start) = start {
             start();
         }
-        for (socket, service) in listeners {
+        for (socket, service, proxy_from) in listeners {
             let role = match service {
                 Service::Smtp(role) => role,
                 Service::Api => {
-                    tokio_uring::spawn(worker.clone().accept_api(socket));
+                    tokio_uring::spawn(worker.clone().accept_api(socket, proxy_from));
                     continue;
                 }
             };
@@ -302,7 +361,12 @@ fn run_uring(
                     match accepted {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            tokio_uring::spawn(w.clone().handle(UringStream(stream), peer, role));
+                            tokio_uring::spawn(w.clone().handle(
+                                UringStream(stream),
+                                peer,
+                                role,
+                                Arc::clone(&proxy_from),
+                            ));
                         }
                         Err(e) => accept_error(e).await,
                     }
@@ -315,11 +379,7 @@ fn run_uring(
     Ok(())
 }
 
-fn run_epoll(
-    worker: Worker,
-    listeners: Vec<(TcpListener, Service)>,
-    start: Option<CoreStart>,
-) -> Result<()> {
+fn run_epoll(worker: Worker, listeners: Vec<Bound>, start: Option<CoreStart>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -329,11 +389,11 @@ fn run_epoll(
         if let Some(start) = start {
             start();
         }
-        for (socket, service) in listeners {
+        for (socket, service, proxy_from) in listeners {
             let role = match service {
                 Service::Smtp(role) => role,
                 Service::Api => {
-                    tokio::task::spawn_local(worker.clone().accept_api(socket));
+                    tokio::task::spawn_local(worker.clone().accept_api(socket, proxy_from));
                     continue;
                 }
             };
@@ -352,6 +412,7 @@ fn run_epoll(
                                 EpollStream(stream),
                                 peer,
                                 role,
+                                Arc::clone(&proxy_from),
                             ));
                         }
                         Err(e) => accept_error(e).await,

@@ -515,6 +515,7 @@ impl Session {
         };
         let spool = self.shared.spool.clone();
         let feedback = self.shared.feedback.clone();
+        let directory = self.shared.tenants.as_ref().and_then(|t| t.directory());
         let settings = Arc::clone(&self.live.settings);
         let recipients: Vec<String> = envelope
             .recipients
@@ -527,6 +528,7 @@ impl Session {
                 rules: &settings.bounces,
                 verp_domain: settings.intake.as_ref().and_then(|a| a.verp_domain()),
                 feedback: feedback.as_deref(),
+                directory: directory.as_deref(),
             };
             recipients
                 .iter()
@@ -557,8 +559,12 @@ impl Session {
                 "report consumed"
             );
         }
+        // Consumed, not queued: the end of data is answered all the same, unless
+        // the intake refused the report.
+        if let Some(reply) = done.into_iter().find_map(|c| c.reply) {
+            return self.protocol.message_refused(reply);
+        }
         self.messages += 1;
-        // Consumed, not queued: the end of data is answered all the same.
         self.protocol.message_refused(Reply::new(
             250,
             way2mail_smtp::reply::EnhancedCode::new(2, 0, 0),
@@ -668,6 +674,7 @@ impl Session {
                 }
             };
         let mut envelope = envelope;
+        envelope.scan = scan.as_ref().map(|s| s.result.clone());
         let (body, dkim) =
             match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
                 Ok(signed) => signed,

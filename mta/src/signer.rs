@@ -463,6 +463,7 @@ mod tests {
             delay_notified: false,
             tags: Vec::new(),
             metadata: Default::default(),
+            scan: None,
         }
     }
 

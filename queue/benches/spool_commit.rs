@@ -40,6 +40,7 @@ fn envelope() -> Envelope {
         delay_notified: false,
         tags: Vec::new(),
         metadata: Default::default(),
+        scan: None,
     }
 }
 

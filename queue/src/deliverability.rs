@@ -67,6 +67,7 @@ mod tests {
             tags: Vec::new(),
             metadata: Default::default(),
             category: None,
+            scan: None,
         }
     }
 

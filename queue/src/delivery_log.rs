@@ -92,6 +92,10 @@ pub struct DeliveryRecord {
     /// records from before the rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// What the content scanner made of the message when it was accepted (the
+    /// envelope's `scan`); `None` when it was not scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<way2mail_smtp::ScanResult>,
 }
 
 /// Which records [`Spool::delivery_log`] returns; every field narrows, `None`

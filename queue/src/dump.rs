@@ -123,7 +123,8 @@ fn erased(keyring: &Keyring, key: &[u8], value: &[u8]) -> bool {
             | Key::Body(..)
             | Key::Log { .. }
             | Key::Idempotency { .. }
-            | Key::Webhook(_),
+            | Key::Webhook(_)
+            | Key::Dmarc { .. },
         ) => {
             seal::key_id_of(value).is_some_and(|id| matches!(keyring.lookup(id), Lookup::Erased(_)))
         }

@@ -31,6 +31,11 @@
 //!   x <due_ms:8 BE> <key_id:8 BE> <created_ms:8 BE> <n:8 BE>
 //!                              when that entry is due to be posted (empty value): the
 //!                              dispatcher reads this range up to now, nothing else
+//!   r <key_id:8 BE> <end_ms:8 BE> <digest:16>
+//!                              sealed DMARC aggregate report received for a domain
+//!                              of the data key's tenant, by the end of the period it
+//!                              covers (digest: of its reporter and report id, so a
+//!                              report sent again lands on the same key)
 //!   q <original key>           quarantined record, value kept byte for byte
 //!   m <name>                   spool metadata (`m format` = `2`: no record left in
 //!                              the format before data keys; `m commit_seq` = u64
@@ -53,6 +58,7 @@ pub const IDEMPOTENCY: u8 = b'i';
 pub const IDEMPOTENCY_EXPIRY: u8 = b'j';
 pub const WEBHOOK: u8 = b'w';
 pub const WEBHOOK_DUE: u8 = b'x';
+pub const DMARC: u8 = b'r';
 /// The first byte of the associated data of a part of a message being received:
 /// parts live in files (spill.rs), not in the tree, but are sealed like records.
 pub const SPILL: u8 = b's';
@@ -87,6 +93,8 @@ pub const LOG_KEY_LEN: usize = 37;
 pub const WEBHOOK_KEY_LEN: usize = 25;
 /// Length of a webhook outbox entry's due key.
 pub const WEBHOOK_DUE_KEY_LEN: usize = 33;
+/// Length of a DMARC aggregate report's key.
+pub const DMARC_KEY_LEN: usize = 33;
 /// Length of a delivery log key of the version before data keys (no key id);
 /// only the migration meets them.
 pub const LEGACY_LOG_KEY_LEN: usize = 29;
@@ -137,6 +145,12 @@ pub enum Key {
     WebhookDue {
         due_ms: u64,
         entry: OutboxKey,
+    },
+    /// A DMARC aggregate report, by data key and the end of its period.
+    Dmarc {
+        key_id: KeyId,
+        end_ms: u64,
+        digest: [u8; 16],
     },
     /// A quarantined record; holds the key it had before.
     Quarantine(Vec<u8>),
@@ -309,6 +323,29 @@ pub fn log_prefix(key_id: KeyId) -> [u8; 9] {
     k
 }
 
+/// The key of a DMARC aggregate report of `key_id` whose period ends at `end_ms`.
+pub fn dmarc(key_id: KeyId, end_ms: u64, digest: &[u8; 16]) -> [u8; DMARC_KEY_LEN] {
+    let mut k = [0u8; DMARC_KEY_LEN];
+    k[0] = DMARC;
+    k[1..9].copy_from_slice(&key_id.0.to_be_bytes());
+    k[9..17].copy_from_slice(&end_ms.to_be_bytes());
+    k[17..].copy_from_slice(digest);
+    k
+}
+
+/// The first DMARC report key of `key_id` ending at `end_ms` or later.
+pub fn dmarc_from(key_id: KeyId, end_ms: u64) -> [u8; DMARC_KEY_LEN] {
+    dmarc(key_id, end_ms, &[0; 16])
+}
+
+/// The first key after every DMARC report key of `key_id`.
+pub fn dmarc_end(key_id: KeyId) -> Vec<u8> {
+    match key_id.0.checked_add(1) {
+        Some(next) => dmarc_from(KeyId(next), 0)[..9].to_vec(),
+        None => vec![DMARC + 1],
+    }
+}
+
 /// A delivery log key of the version before data keys, for the migration's tests.
 pub fn legacy_log(time_ms: u64, id: &MessageId, seq: u32) -> [u8; LEGACY_LOG_KEY_LEN] {
     let mut k = [0u8; LEGACY_LOG_KEY_LEN];
@@ -428,6 +465,15 @@ pub fn parse(key: &[u8]) -> Option<Key> {
                 entry: OutboxKey::parse(rest)?,
             })
         }
+        DMARC if rest.len() == DMARC_KEY_LEN - 1 => {
+            let (kid, rest) = rest.split_at(8);
+            let (t, digest) = rest.split_at(8);
+            Some(Key::Dmarc {
+                key_id: KeyId(u64::from_be_bytes(kid.try_into().ok()?)),
+                end_ms: u64::from_be_bytes(t.try_into().ok()?),
+                digest: digest.try_into().ok()?,
+            })
+        }
         QUARANTINE => Some(Key::Quarantine(rest.to_vec())),
         META => Some(Key::Meta(rest.to_vec())),
         _ => None,
@@ -459,6 +505,9 @@ pub fn describe(key: &[u8]) -> String {
         Some(Key::Webhook(e)) => format!("webhook outbox entry {} (key {})", e.name(), e.key_id),
         Some(Key::WebhookDue { due_ms, entry }) => {
             format!("webhook outbox entry {} due {due_ms}", entry.name())
+        }
+        Some(Key::Dmarc { key_id, end_ms, .. }) => {
+            format!("DMARC report ending {end_ms} (key {key_id})")
         }
         Some(Key::Quarantine(orig)) => format!("quarantined {}", describe(&orig)),
         Some(Key::Meta(name)) => format!("spool metadata {}", String::from_utf8_lossy(&name)),
@@ -496,6 +545,19 @@ mod tests {
             prop_assert_eq!(parse(&e.key()), Some(Key::Webhook(e)));
             prop_assert_eq!(parse(&e.due_key(due_ms)), Some(Key::WebhookDue { due_ms, entry: e }));
             prop_assert!(e.key().starts_with(&webhook_prefix(key_id)));
+        }
+
+        #[test]
+        fn dmarc_keys_round_trip_and_sort_by_key_then_end(
+            key_id in kid(), a in any::<u64>(), b in any::<u64>(), digest in any::<[u8; 16]>()
+        ) {
+            let k = dmarc(key_id, a, &digest);
+            prop_assert_eq!(parse(&k), Some(Key::Dmarc { key_id, end_ms: a, digest }));
+            prop_assert!(dmarc_from(key_id, a).as_slice() <= k.as_slice());
+            prop_assert!(k.as_slice() < dmarc_end(key_id).as_slice());
+            if a < b {
+                prop_assert!(k < dmarc_from(key_id, b));
+            }
         }
 
         #[test]

@@ -40,6 +40,7 @@ mod body;
 mod commit;
 mod deliverability;
 mod delivery_log;
+mod dmarc;
 mod dump;
 mod error;
 mod idempotency;

@@ -171,6 +171,7 @@ mod tests {
             delay_notified: false,
             tags: Vec::new(),
             metadata: Default::default(),
+            scan: None,
         }
     }
 
@@ -221,6 +222,7 @@ mod tests {
                 tags: Vec::new(),
                 metadata: Default::default(),
                 category: None,
+                scan: None,
             };
             let json = record::log_plaintext(&record).expect("json");
             db.insert(lk, master.seal(&lk, json).expect("seal"))

@@ -70,7 +70,8 @@ impl Pass {
                 | Key::Idempotency { .. }
                 | Key::IdempotencyExpiry { .. }
                 | Key::Webhook(_)
-                | Key::WebhookDue { .. },
+                | Key::WebhookDue { .. }
+                | Key::Dmarc { .. },
             ) => {}
             // A held message is where an operator put it: not due, not repaired.
             Some(Key::Due { id, .. } | Key::Held(id)) => self.scheduled.push((key.to_vec(), id)),

@@ -83,6 +83,7 @@ impl Spool {
                     tags: envelope.tags.clone(),
                     metadata: envelope.metadata.clone(),
                     category: None,
+                    scan: envelope.scan.clone(),
                 })
                 .collect();
             write.remove(&env_key);

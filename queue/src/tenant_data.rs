@@ -107,8 +107,8 @@ impl Spool {
     }
 
     /// Erases `tenant` from the spool: shreds its data key, then deletes its queued
-    /// messages (envelope, body, schedule entry or lease), its delivery log and its
-    /// API idempotency records.
+    /// messages (envelope, body, schedule entry or lease), its delivery log, its
+    /// API idempotency records, its webhook outbox and its DMARC reports.
     /// Blocks the calling thread for the writes. Idempotent, and one at a time: the
     /// counts are everything this process removed for the tenant, so when the snapshot
     /// follower completes an erasure just before the admin socket asks for it, the
@@ -184,6 +184,8 @@ impl Spool {
         }
         // Its webhook outbox; the index entries go when the dispatcher meets them.
         self.delete_webhooks_of(key_id)?;
+        // The DMARC reports received for its domains.
+        self.delete_dmarc_of(key_id)?;
         Ok((doomed.len() as u64, log_records))
     }
 }

@@ -91,6 +91,8 @@ pub struct VerifyReport {
     pub idempotency: u64,
     /// Webhook outbox entries waiting to be posted.
     pub webhook_events: u64,
+    /// DMARC aggregate reports received for tenant domains.
+    pub dmarc_reports: u64,
     pub quarantined: u64,
     /// Records of erased tenants, awaiting removal by the daemon.
     pub erased: u64,
@@ -276,6 +278,14 @@ fn visit(
             }
         }
         Some(Key::WebhookDue { .. }) => {}
+        Some(Key::Dmarc { .. }) => {
+            report.dmarc_reports += 1;
+            match crate::dmarc::open::<serde_json::Value>(keyring, key, value) {
+                Ok(_) => {}
+                Err(Error::Shredded { .. }) => report.erased += 1,
+                Err(e) => report.unreadable(key, &e),
+            }
+        }
         Some(Key::Quarantine(_)) => report.quarantined += 1,
         Some(Key::Meta(_)) => report.metadata += 1,
         None => report.problem(Problem::UnknownRecord, keys::describe(key)),

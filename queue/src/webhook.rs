@@ -175,6 +175,7 @@ impl Spool {
                 tags: envelope.tags.clone(),
                 metadata: envelope.metadata.clone(),
                 category: None,
+                scan: envelope.scan.clone(),
             })
             .collect();
         self.fan_out(write, data_key, &events)

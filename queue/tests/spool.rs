@@ -44,6 +44,7 @@ fn envelope(sender: &str, rcpts: usize) -> Envelope {
         delay_notified: false,
         tags: Vec::new(),
         metadata: Default::default(),
+        scan: None,
     }
 }
 

@@ -427,3 +427,71 @@ fn a_foreign_keyring_never_deletes_anything() {
     assert_eq!(report.quarantined, 2);
     assert_eq!(spool.purge_erased().expect("purge"), (0, 0));
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Report {
+    id: String,
+    end: u64,
+    text: String,
+}
+
+#[test]
+fn dmarc_reports_are_sealed_per_tenant_kept_once_trimmed_and_erased() {
+    let fx = Fixture::new();
+    let report = |id: &str, end: u64| Report {
+        id: id.into(),
+        end,
+        text: format!("dmarc-secret-{id}"),
+    };
+    {
+        let spool = fx.open();
+        for (id, end) in [("old", 1_000), ("mid", 5_000), ("new", 9_000)] {
+            assert!(spool
+                .store_dmarc_report("acme", "google.com", id, end, &report(id, end))
+                .expect("store"));
+        }
+        // Sent again: the same reporter and id land on the same key.
+        assert!(!spool
+            .store_dmarc_report("acme", "google.com", "mid", 5_000, &report("mid", 5_000))
+            .expect("again"));
+        // Another reporter's report with the same id is its own.
+        assert!(spool
+            .store_dmarc_report("acme", "yahoo.com", "mid", 5_000, &report("y", 5_000))
+            .expect("other reporter"));
+        assert!(spool
+            .store_dmarc_report("globex", "google.com", "g", 5_000, &report("g", 5_000))
+            .expect("globex"));
+
+        let read = |tenant: &str, since: u64| {
+            let mut out: Vec<Report> = Vec::new();
+            spool
+                .dmarc_reports(tenant, since, |r| {
+                    out.push(r);
+                    std::ops::ControlFlow::Continue(())
+                })
+                .expect("read");
+            out.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(read("acme", 0).len(), 4);
+        assert_eq!(read("acme", 5_000).len(), 3, "ending at or after since");
+        assert_eq!(read("acme", 9_001), Vec::<String>::new());
+        assert_eq!(read("globex", 0), vec!["g".to_string()]);
+        assert_eq!(read("nobody", 0), Vec::<String>::new());
+
+        let acme = spool.keyring().existing("acme").expect("key").id();
+        assert_eq!(spool.purge_dmarc_of(acme, 5_000).expect("purge"), 1);
+        assert_eq!(read("acme", 0).len(), 3);
+        assert_eq!(spool.dmarc_report_count(acme).expect("count"), 3);
+
+        spool.erase_tenant("acme").expect("erase");
+        assert_eq!(spool.dmarc_report_count(acme).expect("count"), 0);
+        assert_eq!(read("globex", 0), vec!["g".to_string()]);
+    }
+    for (key, value) in raw_records(&fx.spool_dir) {
+        assert!(
+            !contains(&value, b"dmarc-secret"),
+            "plaintext in {}",
+            keys::describe(&key)
+        );
+    }
+}

@@ -92,6 +92,8 @@ pub struct TestConfig {
     overrides: BTreeMap<String, BTreeMap<String, String>>,
     /// TOML appended verbatim after everything else (arrays of tables like `[[route]]`).
     raw: Vec<String>,
+    /// `proxy_from` of every listener (a TOML array literal), when set.
+    proxy_from: Option<String>,
 }
 
 impl TestConfig {
@@ -100,6 +102,7 @@ impl TestConfig {
             backend,
             overrides: BTreeMap::new(),
             raw: Vec::new(),
+            proxy_from: None,
         }
     }
 
@@ -132,6 +135,12 @@ impl TestConfig {
     /// place for arrays of tables such as `[[route]]` or `[[egress]]`.
     pub fn raw(mut self, toml_text: &str) -> TestConfig {
         self.raw.push(toml_text.to_string());
+        self
+    }
+
+    /// Sets `proxy_from` (a TOML array literal, `["127.0.0.1/32"]`) on every listener.
+    pub fn proxy_from(mut self, networks: &str) -> TestConfig {
+        self.proxy_from = Some(networks.to_string());
         self
     }
 
@@ -185,6 +194,9 @@ impl TestConfig {
             text.push_str(&format!(
                 "\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nrole = \"{role}\"\n"
             ));
+            if let Some(networks) = &self.proxy_from {
+                text.push_str(&format!("proxy_from = {networks}\n"));
+            }
         }
         for (section, keys) in sections {
             text.push_str(&format!("\n[{section}]\n"));

@@ -446,6 +446,27 @@ fn arrived(sink: &Sink, marker: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The `delivered` record of message `id`, once the delivery log has it.
+fn delivered_record(
+    daemon: &Daemon,
+    id: &str,
+) -> anyhow::Result<way2mail_wire::queue::QueueLogEntry> {
+    let ask = AdminOp::DeliveryLog {
+        message: Some(id.to_string()),
+        recipient: None,
+        since_ms: None,
+        limit: None,
+    };
+    wait_for(&format!("the delivered record of {id}"), DELIVERY, || {
+        let AdminResult::DeliveryLog { records, .. } =
+            daemon.admin().ok()?.call(ask.clone()).ok()?
+        else {
+            return None;
+        };
+        records.into_iter().find(|r| r.outcome == "delivered")
+    })
+}
+
 #[test]
 fn gtube_is_refused_and_clean_mail_is_signed_and_scored() -> anyhow::Result<()> {
     let Some(rspamd) = Rspamd::start()? else {
@@ -482,6 +503,13 @@ fn gtube_is_refused_and_clean_mail_is_signed_and_scored() -> anyhow::Result<()> 
     ensure!(
         scanned.contains("score=") && scanned.contains("action=no_action"),
         "{scanned}"
+    );
+    // The score goes into the message's delivery log record.
+    let delivered = delivered_record(&daemon, &id)?;
+    let scan = delivered.scan.as_deref().unwrap_or_default();
+    ensure!(
+        scan.starts_with("score=") && scan.contains("action=no_action"),
+        "{delivered:?}"
     );
     ensure!(
         log.lines()
@@ -637,6 +665,14 @@ fn over_hold_score_is_held_until_released() -> anyhow::Result<()> {
         log.lines()
             .any(|l| l.contains("message scanned") && l.contains(&id) && l.contains("held=true")),
         "{log}"
+    );
+    let delivered = delivered_record(&daemon, &id)?;
+    ensure!(
+        delivered
+            .scan
+            .as_deref()
+            .is_some_and(|s| s.contains("action=add_header") && s.ends_with(" held")),
+        "{delivered:?}"
     );
     println!("{MARKER}");
     Ok(())

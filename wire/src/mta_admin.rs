@@ -106,6 +106,14 @@ pub enum AdminOp {
     /// The tenant's volume and outcomes from its delivery log since `since_ms`.
     #[serde(rename = "deliverability")]
     Deliverability { tenant: String, since_ms: u64 },
+    /// The DMARC aggregate reports the MTA received for `domain` of `tenant`
+    /// whose date range ends at or after `since_ms`, summed.
+    #[serde(rename = "dmarc")]
+    Dmarc {
+        tenant: String,
+        domain: String,
+        since_ms: u64,
+    },
 }
 
 impl AdminOp {
@@ -124,6 +132,7 @@ impl AdminOp {
             AdminOp::QueueChange { .. } => "queue.change",
             AdminOp::DeliveryLog { .. } => "delivery.log",
             AdminOp::Deliverability { .. } => "deliverability",
+            AdminOp::Dmarc { .. } => "dmarc",
         }
     }
 }
@@ -178,6 +187,64 @@ pub enum AdminResult {
         matched: u64,
     },
     Deliverability(DeliverabilityReport),
+    Dmarc(DmarcSummary),
+}
+
+/// One domain's DMARC aggregate reports, summed (`way2mail domain dmarc`, `GET
+/// /v1/domains/{domain}/dmarc`): who reports, which IPs send mail with the domain
+/// in `From:`, and how much of it a `p=reject` policy would refuse today.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmarcSummary {
+    pub domain: String,
+    /// Reports counted: those whose date range ends at or after this (Unix ms).
+    pub since_ms: u64,
+    pub until_ms: u64,
+    /// Reports counted, each (reporter, report id) once.
+    pub reports: u64,
+    /// Reports received again (reporters resend), not counted twice.
+    pub duplicate_reports: u64,
+    /// The policy (`p=`) the latest report saw published, when there is one.
+    #[serde(default)]
+    pub published_policy: Option<String>,
+    /// Reporters, most messages first (at most 100).
+    pub reporters: Vec<DmarcReporter>,
+    /// Reporters past the 100 listed.
+    pub other_reporters: u64,
+    /// Messages reported.
+    pub messages: u64,
+    /// Messages that passed DMARC (DKIM or SPF passed aligned).
+    pub passing: u64,
+    /// `messages - passing`: what `p=reject` would have refused.
+    pub failing: u64,
+    /// Sending IPs, most messages first (at most 100).
+    pub sources: Vec<DmarcSource>,
+    /// The IPs past the 100 listed, summed (`ip` is how many they are).
+    pub other_sources: DmarcSource,
+}
+
+/// One reporter in a [`DmarcSummary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmarcReporter {
+    pub org_name: String,
+    pub reports: u64,
+    pub messages: u64,
+}
+
+/// One sending IP in a [`DmarcSummary`]: message counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmarcSource {
+    pub ip: String,
+    pub messages: u64,
+    /// DKIM passed aligned.
+    pub dkim_aligned: u64,
+    /// SPF passed aligned.
+    pub spf_aligned: u64,
+    /// DMARC passed (either).
+    pub passing: u64,
+    /// The dispositions the receivers applied.
+    pub none: u64,
+    pub quarantine: u64,
+    pub reject: u64,
 }
 
 /// A tenant's mail since a time, from the MTA's delivery log (`way2mail tenant
@@ -295,6 +362,9 @@ pub enum ExportItem {
     /// One webhook event not yet delivered (the outbox), JSON:
     /// `{"webhook","event","created_ms","attempts","next_attempt_ms","last_error"}`.
     WebhookEvent(Vec<u8>),
+    /// One DMARC aggregate report received for a domain of the tenant, JSON (the
+    /// report as read: reporter, period in Unix seconds, published policy, rows).
+    DmarcReport(Vec<u8>),
 }
 
 /// Largest export item accepted (a body is at most the MTA's message size limit).
@@ -307,6 +377,7 @@ pub fn write_export_item(out: &mut impl Write, item: &ExportItem) -> io::Result<
         ExportItem::Log(b) => (3, b),
         ExportItem::ApiRequest(b) => (4, b),
         ExportItem::WebhookEvent(b) => (5, b),
+        ExportItem::DmarcReport(b) => (6, b),
     };
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("export item too large"))?;
     out.write_all(&[kind])?;
@@ -337,6 +408,7 @@ pub fn read_export_item<R: Read + ?Sized>(input: &mut R) -> io::Result<Option<Ex
         3 => Ok(Some(ExportItem::Log(bytes))),
         4 => Ok(Some(ExportItem::ApiRequest(bytes))),
         5 => Ok(Some(ExportItem::WebhookEvent(bytes))),
+        6 => Ok(Some(ExportItem::DmarcReport(bytes))),
         k => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("export item of kind {k}"),

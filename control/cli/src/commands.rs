@@ -354,6 +354,11 @@ fn domain(session: &mut Session, command: DomainCommand) -> Result<ExitCode, Fai
             let response = session.call(Request::DomainDns { domain })?;
             session.show(&response, || render::human(&response))?;
         }
+        DomainCommand::Dmarc { domain, since } => {
+            let since = super::deliverability::since(since.as_deref(), now_secs())?;
+            let response = session.call(Request::DomainDmarc { domain, since })?;
+            session.show(&response, || render::human(&response))?;
+        }
         DomainCommand::Verify { domain } => {
             let response = session.call(Request::DomainVerify { domain })?;
             let Response::Verification(verification) = &response else {

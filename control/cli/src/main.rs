@@ -14,6 +14,7 @@
 mod commands;
 mod data;
 mod deliverability;
+mod dmarc;
 mod prompt;
 mod queue;
 mod render;
@@ -269,6 +270,15 @@ pub enum DomainCommand {
     Show { domain: String },
     /// The DNS records to publish, as zone-file lines (`--json`: the records).
     Dns { domain: String },
+    /// The DMARC aggregate reports received for the domain, summed: reporters,
+    /// sending IPs with their alignment, and what p=reject would refuse.
+    Dmarc {
+        domain: String,
+        /// From when: a period back from now (30d, 24h) or an RFC 3339 date-time
+        /// [default: 30d].
+        #[arg(long, value_name = "PERIOD|RFC3339")]
+        since: Option<String>,
+    },
     /// Look the records up and say what is missing or wrong; exit 1 when not verified.
     Verify { domain: String },
     /// Create a pending DKIM pair to publish; with --activate, sign with it from now on.

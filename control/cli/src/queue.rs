@@ -186,6 +186,10 @@ pub(super) fn human(response: &Response) -> String {
                             .unwrap_or_default()
                     )?;
                 }
+                // The scan is the message's: every record carries the same.
+                if let Some(scan) = log.iter().find_map(|r| r.scan.as_deref()) {
+                    writeln!(out, "content scan: {scan}")?;
+                }
                 Ok(())
             })
         }

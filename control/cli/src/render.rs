@@ -18,6 +18,7 @@ const SUGGESTED_TTL: u32 = 3600;
 pub fn human(response: &Response) -> String {
     match response {
         Response::Deliverability(report) => super::deliverability::render(report),
+        Response::Dmarc(summary) => super::dmarc::render(summary),
         Response::Hello {
             daemon_version,
             protocol_versions,

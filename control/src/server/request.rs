@@ -57,6 +57,7 @@ pub const OPS: &[&str] = &[
     "domain.remove",
     "domain.show",
     "domain.dns",
+    "domain.dmarc",
     "domain.verify",
     "domain.rotate_dkim",
     "domain.retire_dkim",

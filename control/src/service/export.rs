@@ -48,6 +48,8 @@ use way2mail_wire::protocol::{
 };
 
 const LOG_RECORDS_PER_FILE: usize = 10_000;
+/// DMARC reports per `dmarc-reports/NNNN.jsonl` file (a report can hold many rows).
+const DMARC_REPORTS_PER_FILE: usize = 100;
 
 /// A message item of the MTA's `tenant.export` (`{"id","envelope"}`).
 #[derive(Deserialize)]
@@ -204,6 +206,8 @@ fn write_archive(
     let mut api_requests: Vec<serde_json::Value> = Vec::new();
     let mut outbox: Vec<u8> = Vec::new();
     let (mut outbox_in_file, mut outbox_files, mut outbox_events) = (0usize, 0u32, 0u64);
+    let mut dmarc: Vec<u8> = Vec::new();
+    let (mut dmarc_in_file, mut dmarc_files) = (0usize, 0u32);
     let streamed = client.call_stream(
         AdminOp::TenantExport {
             tenant: part.info.tenant.clone(),
@@ -283,6 +287,28 @@ fn write_archive(
                             outbox_in_file = 0;
                         }
                     }
+                    // The reports as read, one a line.
+                    ExportItem::DmarcReport(json) => {
+                        let report: serde_json::Value =
+                            serde_json::from_slice(&json).map_err(|e| {
+                                std::io::Error::other(format!(
+                                    "a DMARC report item that does not read: {e}"
+                                ))
+                            })?;
+                        serde_json::to_writer(&mut dmarc, &report)
+                            .map_err(std::io::Error::other)?;
+                        dmarc.push(b'\n');
+                        dmarc_in_file += 1;
+                        if dmarc_in_file == DMARC_REPORTS_PER_FILE {
+                            dmarc_files += 1;
+                            tar.file(
+                                &format!("{base}/dmarc-reports/{dmarc_files:04}.jsonl"),
+                                &dmarc,
+                            )?;
+                            dmarc.clear();
+                            dmarc_in_file = 0;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -322,6 +348,14 @@ fn write_archive(
         tar.file(
             &format!("{base}/webhook-outbox/{outbox_files:04}.jsonl"),
             &outbox,
+        )
+        .map_err(io)?;
+    }
+    if dmarc_in_file > 0 || dmarc_files == 0 {
+        dmarc_files += 1;
+        tar.file(
+            &format!("{base}/dmarc-reports/{dmarc_files:04}.jsonl"),
+            &dmarc,
         )
         .map_err(io)?;
     }

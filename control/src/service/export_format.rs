@@ -365,6 +365,10 @@ pub(crate) struct Delivery {
     /// The failure's category (the MTA's bounce rules); absent for a delivery.
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<String>,
+    /// The content scan's result when the message was accepted; absent when it
+    /// was not scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<way2mail_smtp::ScanResult>,
 }
 
 pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
@@ -382,6 +386,7 @@ pub(crate) fn delivery(r: DeliveryRecord) -> Delivery {
         tags: r.tags,
         metadata: r.metadata,
         category: r.category,
+        scan: r.scan,
     }
 }
 
@@ -623,6 +628,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             category: None,
+            scan: None,
         };
         let exported = serde_json::to_value(delivery(record.clone())).expect("json");
         same_fields(&record, &exported, &[("time_ms", "time")]);

@@ -9,7 +9,8 @@
 //!           │       login: argon2 ─ domain.verify, rotate_dkim --activate: DNS
 //!           │       reputation.check: DNSBL lookups and letters (blocklist.rs)
 //!           │       incident.notify, api.webhook_failing, api.reputation_pause:
-//!           │       emails ─ tenant.report, tenant.deliverability, queue.*: the MTA
+//!           │       emails ─ tenant.report, tenant.deliverability, domain.dmarc,
+//!           │       queue.*: the MTA
 //!           └─ locked: writer lock ─ handler (tenants.rs, domains.rs, …; the slow
 //!              step's result passed in) fills a Batch ─ audit entry + snapshot
 //!              version into the same Batch ─ commit+flush ─ answer
@@ -32,6 +33,7 @@ pub(crate) use backup::BACKUP_SCRATCH;
 mod context;
 mod credentials;
 mod deliverability;
+mod dmarc;
 mod domains;
 mod erasure;
 mod export;
@@ -233,6 +235,7 @@ impl Service {
                 tenant: name,
                 since,
             } => deliverability::run(self, who, &name, since, reason),
+            Request::DomainDmarc { domain, since } => dmarc::run(self, who, &domain, since, reason),
             Request::ApiWebhookFailing {
                 tenant: name,
                 id,
@@ -439,6 +442,7 @@ fn dispatch(ctx: &mut Ctx<'_>, request: &Request) -> Result<Response, Failure> {
         | Request::ApiReputationPause { .. }
         | Request::TenantReport { .. }
         | Request::TenantDeliverability { .. }
+        | Request::DomainDmarc { .. }
         | Request::TenantErase { .. }
         | Request::RetentionRun
         | Request::ReputationCheck

@@ -140,6 +140,55 @@ pub struct Envelope {
     /// like `tags`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// What the content scanner made of the message when it was accepted, carried
+    /// into its delivery log records; `None` when it was not scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanResult>,
+}
+
+/// A content scan's result (rspamd's answer), as the delivery log keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanResult {
+    /// `no_action`, `add_header`, `rewrite_subject`; `failed` when the scanner
+    /// could not be asked and the message was taken unscanned.
+    pub action: String,
+    pub score: f64,
+    /// The score at which the scanner would refuse.
+    pub required_score: f64,
+    /// The symbols that matched, the heaviest first (at most ten).
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Queued held for review (`[scan] hold_score`).
+    #[serde(default)]
+    pub held: bool,
+}
+
+// Scores compare by their bits: a record equals itself, NaN included.
+impl PartialEq for ScanResult {
+    fn eq(&self, other: &ScanResult) -> bool {
+        self.action == other.action
+            && self.score.to_bits() == other.score.to_bits()
+            && self.required_score.to_bits() == other.required_score.to_bits()
+            && self.symbols == other.symbols
+            && self.held == other.held
+    }
+}
+
+impl Eq for ScanResult {}
+
+impl std::fmt::Display for ScanResult {
+    /// `score=6.00/15.00 action=add_header symbols=A,B[ held]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "score={:.2}/{:.2} action={} symbols={}{}",
+            self.score,
+            self.required_score,
+            self.action,
+            self.symbols.join(","),
+            if self.held { " held" } else { "" }
+        )
+    }
 }
 
 #[cfg(test)]

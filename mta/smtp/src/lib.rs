@@ -41,7 +41,9 @@ pub mod relay;
 pub mod reply;
 pub mod server;
 
-pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
+pub use envelope::{
+    BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret, ScanResult,
+};
 pub use id::{InvalidId, MessageId};
-pub use relay::{RelayError, RelayPolicy};
+pub use relay::{Networks, RelayError, RelayPolicy};
 pub use reply::{EnhancedCode, Reply};

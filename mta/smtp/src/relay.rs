@@ -46,6 +46,32 @@ fn mask128(len: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
+/// A set of networks (`a.b.c.d/n`, `v6::/n`, or a bare address), e.g. a
+/// listener's `proxy_from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networks(Vec<Network>);
+
+impl Networks {
+    pub fn parse(entries: &[String]) -> Result<Networks, RelayError> {
+        entries
+            .iter()
+            .map(|n| parse_cidr(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Networks)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `ip` lies in one of the networks (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 form).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|n| n.contains(ip))
+    }
+}
+
 /// Local (relay) domains and trusted networks of one listener.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelayPolicy {
@@ -63,10 +89,7 @@ impl RelayPolicy {
             .iter()
             .map(|d| parse_domain(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let networks = trusted_networks
-            .iter()
-            .map(|n| parse_cidr(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        let Networks(networks) = Networks::parse(trusted_networks)?;
         Ok(RelayPolicy { domains, networks })
     }
 

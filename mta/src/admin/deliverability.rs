@@ -282,6 +282,7 @@ mod tests {
             tags: Vec::new(),
             metadata: Default::default(),
             category: category.map(str::to_owned),
+            scan: None,
         }
     }
 

@@ -6,7 +6,8 @@
 //! - `tenant.export`: for each queued message of the tenant an `ExportItem::Message`
 //!   (`{"id","envelope"}`) and its `Body` exactly as queued, then every delivery log
 //!   record of the tenant as `Log`, its kept API answers as `ApiRequest` and its
-//!   webhook events not yet posted as `WebhookEvent`; final
+//!   webhook events not yet posted as `WebhookEvent` and the DMARC reports received
+//!   for its domains as `DmarcReport`; final
 //!   `exported {messages, log_records}`.
 //! - `backup.dump`: the spool dump (records still sealed) is written to a private
 //!   temporary file beside the spool first, so that writers are held off only for a
@@ -135,6 +136,21 @@ fn export_items(
             }))?;
             item(frames, &ExportItem::WebhookEvent(line))?;
         }
+    }
+    // DMARC reports, one at a time.
+    let mut failed = None;
+    spool.dmarc_reports(tenant, 0, |report: serde_json::Value| {
+        let written = encode(&report).and_then(|json| item(frames, &ExportItem::DmarcReport(json)));
+        match written {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(AdminResult::Exported {
         messages,

@@ -23,7 +23,7 @@ use crate::current::Current;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
-const OPS: [&str; 13] = [
+const OPS: [&str; 14] = [
     "hello",
     "tenant.inventory",
     "tenant.export",
@@ -37,6 +37,7 @@ const OPS: [&str; 13] = [
     "queue.change",
     "delivery.log",
     "deliverability",
+    "dmarc",
 ];
 
 /// What the admin ops work on.
@@ -149,6 +150,15 @@ impl Ops {
             AdminOp::RetentionRun => self.sweep(),
             AdminOp::Deliverability { tenant, since_ms } => {
                 deliverability::report(&self.spool, &tenant, since_ms)
+            }
+            AdminOp::Dmarc {
+                tenant,
+                domain,
+                since_ms,
+            } => {
+                crate::feedback_loop::dmarc_intake::summary(&self.spool, &tenant, &domain, since_ms)
+                    .map(AdminResult::Dmarc)
+                    .map_err(|e| internal("reading the DMARC reports", &e))
             }
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: Ops::route_infos(&self.settings.get().raw.routes),
@@ -286,7 +296,8 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
         AdminOp::TenantInventory { tenant }
         | AdminOp::TenantExport { tenant }
         | AdminOp::TenantErase { tenant }
-        | AdminOp::Deliverability { tenant, .. } => Some(tenant),
+        | AdminOp::Deliverability { tenant, .. }
+        | AdminOp::Dmarc { tenant, .. } => Some(tenant),
         AdminOp::QueueSummary { filter } | AdminOp::QueueList { filter, .. } => {
             filter.tenant.as_deref()
         }
@@ -376,6 +387,11 @@ mod tests {
             },
             AdminOp::Deliverability {
                 tenant: "a".into(),
+                since_ms: 0,
+            },
+            AdminOp::Dmarc {
+                tenant: "a".into(),
+                domain: "a.example".into(),
                 since_ms: 0,
             },
         ];

@@ -150,6 +150,7 @@ pub fn log_entry(r: DeliveryRecord) -> QueueLogEntry {
         attempt: r.attempt,
         queue_time_ms: r.queue_time_ms,
         category: r.category,
+        scan: r.scan.map(|s| s.to_string()),
     }
 }
 
@@ -340,6 +341,7 @@ fn removal(
             tags: envelope.tags.clone(),
             metadata: envelope.metadata.clone(),
             category: None,
+            scan: envelope.scan.clone(),
         })
         .collect();
     let notice = match (action, dry_run) {

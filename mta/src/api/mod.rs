@@ -300,6 +300,11 @@ impl Conn {
             (&Method::GET, "/v1/domains") => {
                 self.account(req, "domains", Account::DomainList).await
             }
+            (&Method::GET, p) if p.starts_with("/v1/domains/") && p.ends_with("/dmarc") => {
+                let domain =
+                    send::percent_decode(&p["/v1/domains/".len()..p.len() - "/dmarc".len()]);
+                self.dmarc(req, &domain).await
+            }
             (&Method::GET, p) if p.starts_with("/v1/domains/") && p.ends_with("/dns") => {
                 let domain = p["/v1/domains/".len()..p.len() - "/dns".len()].to_string();
                 self.account(req, "domain_dns", Account::DomainDns(domain))
@@ -665,6 +670,7 @@ impl Conn {
             tags: Vec::new(),
             metadata: Default::default(),
             category: None,
+            scan: None,
         };
         let spool = self.shared.spool.clone();
         let (tenant, id) = (link.tenant.clone(), link.message);
@@ -716,6 +722,55 @@ impl Conn {
                 Some(view) => Ok(json(StatusCode::OK, &view)),
                 None => Err(Problem::not_found()),
             }
+        })
+        .await
+    }
+
+    /// `GET /v1/domains/{domain}/dmarc?since=UNIX`: the DMARC aggregate reports
+    /// received for one of the tenant's domains, summed (default: the last 30
+    /// days). Another tenant's domain, or no domain, is 404.
+    async fn dmarc(&self, req: &Req, domain: &str) -> Answer {
+        self.keyed(req, "domain_dmarc", async |grant| {
+            let now = now_ms();
+            let mut since_ms = now.saturating_sub(DMARC_WINDOW_MS);
+            for (k, v) in send::form_pairs(req.uri().query().unwrap_or("")) {
+                match k.as_str() {
+                    "since" => {
+                        since_ms = v
+                            .parse::<u64>()
+                            .ok()
+                            .and_then(|s| s.checked_mul(1000))
+                            .filter(|ms| *ms <= now)
+                            .ok_or_else(|| {
+                                Problem::invalid("since", "Unix seconds, not in the future")
+                            })?;
+                    }
+                    _ => return Err(Problem::invalid(k, "unknown query parameter")),
+                }
+            }
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            let what = format!(
+                "GET /v1/domains/{}/dmarc",
+                domain.chars().take(253).collect::<String>()
+            );
+            account::record_access(&self.live.settings, &grant.credential_id, what).await?;
+            let owned = self
+                .shared
+                .tenants
+                .as_ref()
+                .and_then(|t| t.directory())
+                .and_then(|d| d.sending(&domain).map(|s| s.tenant == grant.tenant))
+                .unwrap_or(false);
+            if !owned {
+                return Err(Problem::not_found());
+            }
+            let spool = self.shared.spool.clone();
+            let tenant = grant.tenant.clone();
+            let summary = off_core("the DMARC reports could not be read", move || {
+                crate::feedback_loop::dmarc_intake::summary(&spool, &tenant, &domain, since_ms)
+            })
+            .await?;
+            Ok(json(StatusCode::OK, &read::DmarcView::from(summary)))
         })
         .await
     }
@@ -879,6 +934,7 @@ impl Conn {
                 tenant: Some(grant.tenant.clone()),
             },
             received_at_ms: now,
+            scan: None,
         };
         // Content scanning (`scan/`): before signing, so that its header changes
         // are signed.
@@ -902,6 +958,7 @@ impl Conn {
             }
         };
         let mut envelope = envelope;
+        envelope.scan = scan.as_ref().map(|s| s.result.clone());
         let (body, dkim) =
             match crate::submit::sign(&self.shared, &self.live, &id, &mut envelope, body) {
                 Ok(signed) => signed,
@@ -1161,6 +1218,9 @@ async fn read_body(
 
 /// Runs spool work on tokio's blocking pool, off the core's event loop. A
 /// failure is logged and answered `503` with `failed` as its detail.
+/// The default window of `GET /v1/domains/{domain}/dmarc`: 30 days.
+const DMARC_WINDOW_MS: u64 = 30 * 86_400 * 1000;
+
 async fn off_core<T: Send + 'static>(
     failed: &'static str,
     work: impl FnOnce() -> Result<T, way2mail_queue::Error> + Send + 'static,

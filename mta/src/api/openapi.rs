@@ -18,6 +18,7 @@ mod tests {
             "/v1/suppressions/{address}",
             "/v1/domains",
             "/v1/domains/{domain}/dns",
+            "/v1/domains/{domain}/dmarc",
             "/v1/unsubscribe/{token}",
             "/v1/openapi.json",
         ] {

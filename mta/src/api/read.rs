@@ -58,6 +58,60 @@ pub struct EventView {
     /// A failure's category (`invalid_recipient`, `mailbox_full`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// The content scan's result when the message was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<way2mail_smtp::ScanResult>,
+}
+
+/// `GET /v1/domains/{domain}/dmarc`: the summary as the CLI gets it, with times
+/// in RFC 3339 and the share `p=reject` would refuse.
+#[derive(Debug, Serialize)]
+pub struct DmarcView {
+    pub domain: String,
+    pub since: String,
+    pub until: String,
+    pub reports: u64,
+    pub duplicate_reports: u64,
+    pub published_policy: Option<String>,
+    pub messages: u64,
+    pub passing: u64,
+    pub failing: u64,
+    /// `failing / messages` (0 with no messages): the share of the domain's mail
+    /// that `p=reject` would have refused.
+    pub would_fail_reject_share: f64,
+    pub reporters: Vec<way2mail_wire::mta_admin::DmarcReporter>,
+    pub other_reporters: u64,
+    pub sources: Vec<way2mail_wire::mta_admin::DmarcSource>,
+    /// The IPs past the 100 listed, summed (`ip` is how many they are).
+    pub other_sources: way2mail_wire::mta_admin::DmarcSource,
+}
+
+impl From<way2mail_wire::mta_admin::DmarcSummary> for DmarcView {
+    fn from(s: way2mail_wire::mta_admin::DmarcSummary) -> DmarcView {
+        // f64 loses precision only past 2^53 messages; a share needs no more.
+        #[allow(clippy::cast_precision_loss)]
+        let share = if s.messages == 0 {
+            0.0
+        } else {
+            s.failing as f64 / s.messages as f64
+        };
+        DmarcView {
+            domain: s.domain,
+            since: rfc3339_ms(s.since_ms),
+            until: rfc3339_ms(s.until_ms),
+            reports: s.reports,
+            duplicate_reports: s.duplicate_reports,
+            published_policy: s.published_policy,
+            messages: s.messages,
+            passing: s.passing,
+            failing: s.failing,
+            would_fail_reject_share: share,
+            reporters: s.reporters,
+            other_reporters: s.other_reporters,
+            sources: s.sources,
+            other_sources: s.other_sources,
+        }
+    }
 }
 
 impl From<DeliveryRecord> for EventView {
@@ -74,6 +128,7 @@ impl From<DeliveryRecord> for EventView {
             tags: r.tags,
             metadata: r.metadata,
             category: r.category,
+            scan: r.scan,
         }
     }
 }

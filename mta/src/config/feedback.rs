@@ -29,6 +29,11 @@ pub struct FeedbackConfig {
     /// The address registered with the providers' feedback loops; the `mx`
     /// listener takes the reports sent to it. Empty: no complaint intake.
     pub address: String,
+    /// Where DMARC aggregate reports for tenant domains come (the `mailto:` of
+    /// control's `[sending] dmarc_rua`, which tenant domains publish as `rua=`);
+    /// the `mx` listener takes the reports sent to it and keeps them sealed per
+    /// tenant. Empty: no DMARC report intake.
+    pub dmarc_address: String,
 }
 
 /// `[reputation]`: the tenant reputation guard.
@@ -94,27 +99,46 @@ impl BouncesConfig {
 }
 
 impl FeedbackConfig {
-    /// The report address, lower-cased; `None` when off.
+    /// The complaint report address, lower-cased; `None` when off.
     pub fn report_address(&self) -> Option<String> {
-        let a = self.address.trim();
-        (!a.is_empty()).then(|| a.to_ascii_lowercase())
+        address(&self.address)
+    }
+
+    /// The DMARC report address, lower-cased (a `mailto:` dropped); `None` when off.
+    pub fn dmarc_address(&self) -> Option<String> {
+        address(self.dmarc_address.trim().trim_start_matches("mailto:"))
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
-        if let Some(a) = self.report_address() {
+        for (key, a) in [
+            ("feedback.address", self.report_address()),
+            ("feedback.dmarc_address", self.dmarc_address()),
+        ] {
+            let Some(a) = a else { continue };
             let ok = a
                 .rsplit_once('@')
                 .is_some_and(|(local, domain)| !local.is_empty() && is_domain(domain))
-                && !a.chars().any(|c| c.is_whitespace() || "<>\"".contains(c));
+                && !a.chars().any(|c| c.is_whitespace() || "<>\",;".contains(c));
             if !ok {
                 return Err(ConfigError::new(
-                    "feedback.address",
+                    key,
                     format!("'{a}' is not an address (such as fbl@example.com)"),
                 ));
             }
         }
+        if self.report_address().is_some() && self.report_address() == self.dmarc_address() {
+            return Err(ConfigError::new(
+                "feedback.dmarc_address",
+                "must differ from feedback.address: complaint and DMARC reports are read apart",
+            ));
+        }
         Ok(())
     }
+}
+
+fn address(a: &str) -> Option<String> {
+    let a = a.trim();
+    (!a.is_empty()).then(|| a.to_ascii_lowercase())
 }
 
 /// A plausible DNS name: dot-separated labels of letters, digits and hyphens.
@@ -148,11 +172,28 @@ mod tests {
         assert!(b("bounces.example").check().is_ok());
         assert!(b("not a domain").check().is_err());
         assert!(b("nodot").check().is_err());
-        let f = |a: &str| FeedbackConfig { address: a.into() };
+        let f = |a: &str| FeedbackConfig {
+            address: a.into(),
+            ..FeedbackConfig::default()
+        };
         assert!(f("").check().is_ok());
         assert!(f("fbl@example.com").check().is_ok());
         assert!(f("fbl").check().is_err());
         assert!(f("<fbl@example.com>").check().is_err());
+        let d = |a: &str| FeedbackConfig {
+            address: "fbl@example.com".into(),
+            dmarc_address: a.into(),
+        };
+        assert_eq!(
+            d("mailto:DMARC@Example.com").dmarc_address().as_deref(),
+            Some("dmarc@example.com")
+        );
+        assert!(d("mailto:dmarc@example.com").check().is_ok());
+        assert!(d("dmarc@example.com,x@example.com").check().is_err());
+        assert!(
+            d("FBL@example.com").check().is_err(),
+            "the same address twice"
+        );
         let r = ReputationConfig {
             max_bounce_rate: 1.5,
             ..ReputationConfig::default()

@@ -174,6 +174,11 @@ impl Service {
 pub struct ListenerConfig {
     pub address: String,
     pub role: RoleConfig,
+    /// Load balancers (networks) whose connections start with a PROXY protocol
+    /// v2 header naming the client; the client's address then stands for the
+    /// connection's. Empty: no header is read, and one sent is refused.
+    #[serde(default)]
+    pub proxy_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +305,7 @@ fn listener(address: &str, role: RoleConfig) -> ListenerConfig {
     ListenerConfig {
         address: address.to_string(),
         role,
+        proxy_from: Vec::new(),
     }
 }
 
@@ -382,6 +388,8 @@ fn system_hostname() -> String {
 pub struct Listener {
     pub address: SocketAddr,
     pub service: Service,
+    /// `proxy_from`, checked; empty when off.
+    pub proxy_from: Arc<way2mail_smtp::Networks>,
 }
 
 /// The checked configuration the daemon runs on.
@@ -505,6 +513,7 @@ impl Config {
         let intake = crate::feedback_loop::Addresses::new(
             self.bounces.verp_domain(),
             self.feedback.report_address(),
+            self.feedback.dmarc_address(),
         )
         .map(Arc::new);
         let admin = self.admin.check()?;
@@ -556,9 +565,13 @@ impl Config {
                     format!("{address} is listed twice"),
                 ));
             }
+            let proxy_from = way2mail_smtp::Networks::parse(&l.proxy_from).map_err(|e| {
+                ConfigError::new(format!("listener[{i}].proxy_from"), e.to_string())
+            })?;
             out.push(Listener {
                 address,
                 service: l.role.into(),
+                proxy_from: Arc::new(proxy_from),
             });
         }
         Ok(out)

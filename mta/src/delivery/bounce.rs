@@ -156,6 +156,7 @@ pub fn notice(
         delay_notified: false,
         tags: Vec::new(),
         metadata: Default::default(),
+        scan: None,
     };
     Some((MessageId::generate(), notice_envelope, dsn.message))
 }
@@ -193,6 +194,7 @@ mod tests {
             delay_notified: false,
             tags: Vec::new(),
             metadata: Default::default(),
+            scan: None,
         };
         let refused = Reply::new(550, EnhancedCode::new(5, 1, 1), "no such user");
         let failed = RecipientAttempt {
@@ -271,6 +273,7 @@ mod tests {
             delay_notified: false,
             tags: Vec::new(),
             metadata: Default::default(),
+            scan: None,
         };
         let original = b"Subject: hi\r\n\r\nhello\r\n";
         let id = MessageId::generate();

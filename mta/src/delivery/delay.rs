@@ -134,6 +134,7 @@ mod tests {
             delay_notified: false,
             tags: Vec::new(),
             metadata: Default::default(),
+            scan: None,
         }
     }
 

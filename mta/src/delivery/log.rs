@@ -286,6 +286,7 @@ mod tests {
                 tags: Vec::new(),
                 metadata: Default::default(),
                 category: None,
+                scan: None,
             },
             tenant: None,
             code: Some(250),

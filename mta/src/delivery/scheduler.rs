@@ -374,12 +374,14 @@ impl Scheduler {
         let queue_time_ms = now.saturating_sub(envelope.received_at_ms);
         let (attempts, tenant) = (envelope.attempts, envelope.origin.tenant.clone());
         let (tags, metadata) = (envelope.tags.clone(), envelope.metadata.clone());
+        let scan = envelope.scan.clone();
         // The delivery log's record of each recipient, with what its log line adds.
         let bounces = &self.bounces;
         let outcome = |address: &str, o: &RecipientAttempt, text: String| Outcome {
             record: DeliveryRecord {
                 tags: tags.clone(),
                 metadata: metadata.clone(),
+                scan: scan.clone(),
                 // Every failure, temporary or not, gets its kind.
                 category: (!matches!(o.attempt, Attempt::Delivered { .. }))
                     .then(|| bounces.classify(Some(&text)).name().to_string()),
@@ -583,6 +585,7 @@ fn record(
         tags: Vec::new(),
         metadata: Default::default(),
         category: None,
+        scan: None,
     }
 }
 

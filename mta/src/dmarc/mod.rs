@@ -35,7 +35,8 @@ mod tests;
 pub use archive::decode;
 pub use report::{parse_xml, AggregateReport, PublishedPolicy, Row};
 pub use summary::{
-    summarize, OtherSources, Reporter, Source, SourceStats, Summary, MAX_REPORTERS, MAX_SOURCES,
+    summarize, OtherSources, Reporter, Source, SourceStats, Summarizer, Summary, MAX_REPORTERS,
+    MAX_SOURCES,
 };
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};

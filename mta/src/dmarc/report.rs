@@ -25,7 +25,7 @@ pub const MAX_AUTH_RESULTS: usize = 64;
 
 /// A DMARC aggregate report: who sent it, for which days, the policy it saw
 /// published, and what became of the mail from each source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AggregateReport {
     /// `report_metadata/org_name`: the reporter (`google.com`, `Outlook.com`).
     pub org_name: String,
@@ -47,7 +47,7 @@ pub struct AggregateReport {
 
 /// `policy_published`: the domain's DMARC record as the reporter read it. Values
 /// are lower case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublishedPolicy {
     /// `p`: `none`, `quarantine` or `reject`.
     pub p: String,
@@ -62,7 +62,7 @@ pub struct PublishedPolicy {
 }
 
 /// One `<record>`: `count` messages from `source_ip` with one outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// `row/source_ip`.
     pub source_ip: IpAddr,

@@ -91,6 +91,14 @@ impl SourceStats {
     }
 }
 
+/// IPs counted one by one in a summary; past this, new ones are summed in
+/// [`Summary::other_sources`] straight away, so that a summary's memory is bounded
+/// whatever the reports hold.
+pub const MAX_TRACKED_SOURCES: usize = 100_000;
+/// Reports told apart (reporter, id) in one summary; past this, a resent report
+/// would be counted again.
+pub const MAX_TRACKED_REPORTS: usize = 100_000;
+
 /// Sums the reports whose date range ends at or after `since` (Unix seconds).
 ///
 /// A summary is of one domain: when the reports name several, the one with the
@@ -98,10 +106,8 @@ impl SourceStats {
 /// counted in [`Summary::other_domain_reports`], so that two domains' mail is never
 /// mixed into one share.
 pub fn summarize(reports: &[AggregateReport], since: u64) -> Summary {
-    let recent: Vec<&AggregateReport> = reports.iter().filter(|r| r.end >= since).collect();
-
     let mut per_domain: HashMap<&str, u64> = HashMap::new();
-    for report in &recent {
+    for report in reports.iter().filter(|r| r.end >= since) {
         let entry = per_domain.entry(report.domain.as_str()).or_default();
         *entry = entry.saturating_add(messages(report));
     }
@@ -110,35 +116,79 @@ pub fn summarize(reports: &[AggregateReport], since: u64) -> Summary {
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
         .map(|(domain, _)| domain.to_owned())
         .unwrap_or_default();
+    let mut summarizer = Summarizer::new(&domain, since);
+    for report in reports {
+        summarizer.add(report);
+    }
+    summarizer.finish()
+}
 
-    let mut summary = Summary {
-        domain,
-        reports: 0,
-        other_domain_reports: 0,
-        duplicate_reports: 0,
-        reporters: Vec::new(),
-        other_reporters: 0,
-        messages: 0,
-        passing: 0,
-        would_fail_reject_share: 0.0,
-        sources: Vec::new(),
-        other_sources: OtherSources::default(),
-    };
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
-    let mut reporters: HashMap<&str, Reporter> = HashMap::new();
-    let mut sources: HashMap<IpAddr, SourceStats> = HashMap::new();
-    for report in recent {
+/// One domain's summary, fed one report at a time (reports read from storage are
+/// never all in memory at once).
+pub struct Summarizer {
+    since: u64,
+    summary: Summary,
+    seen: HashSet<(String, String)>,
+    reporters: HashMap<String, Reporter>,
+    sources: HashMap<IpAddr, SourceStats>,
+    /// The `p=` of the report with the latest end, and that end.
+    latest_policy: Option<(u64, String)>,
+}
+
+impl Summarizer {
+    /// A summary of `domain`'s reports that end at or after `since` (Unix seconds).
+    pub fn new(domain: &str, since: u64) -> Summarizer {
+        Summarizer {
+            since,
+            summary: Summary {
+                domain: domain.to_owned(),
+                reports: 0,
+                other_domain_reports: 0,
+                duplicate_reports: 0,
+                reporters: Vec::new(),
+                other_reporters: 0,
+                messages: 0,
+                passing: 0,
+                would_fail_reject_share: 0.0,
+                sources: Vec::new(),
+                other_sources: OtherSources::default(),
+            },
+            seen: HashSet::new(),
+            reporters: HashMap::new(),
+            sources: HashMap::new(),
+            latest_policy: None,
+        }
+    }
+
+    /// Counts `report` (when it ends in the window and is about the domain).
+    pub fn add(&mut self, report: &AggregateReport) {
+        if report.end < self.since {
+            return;
+        }
+        let summary = &mut self.summary;
         if report.domain != summary.domain {
             summary.other_domain_reports += 1;
-            continue;
+            return;
         }
-        if !seen.insert((report.org_name.as_str(), report.report_id.as_str())) {
+        let id = (report.org_name.clone(), report.report_id.clone());
+        if self.seen.contains(&id) {
             summary.duplicate_reports += 1;
-            continue;
+            return;
+        }
+        if self.seen.len() < MAX_TRACKED_REPORTS {
+            self.seen.insert(id);
         }
         summary.reports += 1;
-        let reporter = reporters
-            .entry(report.org_name.as_str())
+        if self
+            .latest_policy
+            .as_ref()
+            .is_none_or(|(end, _)| report.end >= *end)
+        {
+            self.latest_policy = Some((report.end, report.policy.p.clone()));
+        }
+        let reporter = self
+            .reporters
+            .entry(report.org_name.clone())
             .or_insert_with(|| Reporter {
                 org_name: report.org_name.clone(),
                 reports: 0,
@@ -162,50 +212,71 @@ pub fn summarize(reports: &[AggregateReport], since: u64) -> Summary {
                 },
                 reject: if row.disposition == "reject" { n } else { 0 },
             };
-            sources.entry(row.source_ip).or_default().add(&stats);
+            let room = self.sources.len() < MAX_TRACKED_SOURCES;
+            match self.sources.get_mut(&row.source_ip) {
+                Some(s) => s.add(&stats),
+                None if room => {
+                    self.sources.insert(row.source_ip, stats);
+                }
+                None => {
+                    // Counted as one more IP per row: an upper bound on the IPs.
+                    summary.other_sources.ips += 1;
+                    summary.other_sources.stats.add(&stats);
+                }
+            }
             summary.messages = summary.messages.saturating_add(n);
             if passing {
                 summary.passing = summary.passing.saturating_add(n);
             }
         }
     }
-    if summary.messages > 0 {
-        // f64 loses precision only past 2^53 messages; a share needs no more.
-        #[allow(clippy::cast_precision_loss)]
-        let share = (summary.messages - summary.passing) as f64 / summary.messages as f64;
-        summary.would_fail_reject_share = share;
+
+    /// The `p=` the latest report counted saw published.
+    pub fn published_policy(&self) -> Option<&str> {
+        self.latest_policy.as_ref().map(|(_, p)| p.as_str())
     }
 
-    let mut reporters: Vec<Reporter> = reporters.into_values().collect();
-    reporters.sort_by(|a, b| {
-        b.messages
-            .cmp(&a.messages)
-            .then_with(|| a.org_name.cmp(&b.org_name))
-    });
-    if reporters.len() > MAX_REPORTERS {
-        summary.other_reporters = (reporters.len() - MAX_REPORTERS) as u64;
-        reporters.truncate(MAX_REPORTERS);
-    }
-    summary.reporters = reporters;
-
-    let mut sources: Vec<Source> = sources
-        .into_iter()
-        .map(|(ip, stats)| Source { ip, stats })
-        .collect();
-    sources.sort_by(|a, b| {
-        b.stats
-            .messages
-            .cmp(&a.stats.messages)
-            .then_with(|| a.ip.cmp(&b.ip))
-    });
-    if sources.len() > MAX_SOURCES {
-        for source in sources.drain(MAX_SOURCES..) {
-            summary.other_sources.ips += 1;
-            summary.other_sources.stats.add(&source.stats);
+    pub fn finish(self) -> Summary {
+        let mut summary = self.summary;
+        if summary.messages > 0 {
+            // f64 loses precision only past 2^53 messages; a share needs no more.
+            #[allow(clippy::cast_precision_loss)]
+            let share = (summary.messages - summary.passing) as f64 / summary.messages as f64;
+            summary.would_fail_reject_share = share;
         }
+
+        let mut reporters: Vec<Reporter> = self.reporters.into_values().collect();
+        reporters.sort_by(|a, b| {
+            b.messages
+                .cmp(&a.messages)
+                .then_with(|| a.org_name.cmp(&b.org_name))
+        });
+        if reporters.len() > MAX_REPORTERS {
+            summary.other_reporters = (reporters.len() - MAX_REPORTERS) as u64;
+            reporters.truncate(MAX_REPORTERS);
+        }
+        summary.reporters = reporters;
+
+        let mut sources: Vec<Source> = self
+            .sources
+            .into_iter()
+            .map(|(ip, stats)| Source { ip, stats })
+            .collect();
+        sources.sort_by(|a, b| {
+            b.stats
+                .messages
+                .cmp(&a.stats.messages)
+                .then_with(|| a.ip.cmp(&b.ip))
+        });
+        if sources.len() > MAX_SOURCES {
+            for source in sources.drain(MAX_SOURCES..) {
+                summary.other_sources.ips += 1;
+                summary.other_sources.stats.add(&source.stats);
+            }
+        }
+        summary.sources = sources;
+        summary
     }
-    summary.sources = sources;
-    summary
 }
 
 /// Messages in one report.

@@ -25,6 +25,9 @@
 //!    a report;
 //! 4. anything else: discarded.
 //!
+//! A **DMARC aggregate report** (to `[feedback] dmarc_address`): see
+//! `dmarc_intake`; an unreadable one is refused rather than answered `250`.
+//!
 //! Either way the message is consumed: it is answered `250` and never relayed.
 //! What was done is one INFO line and `way2mail_feedback_reports_total{kind,result}`.
 
@@ -50,6 +53,8 @@ pub struct Consumed {
     pub tenant: Option<String>,
     /// Records written.
     pub records: usize,
+    /// The answer to the end of data when it is not `250 Report received`.
+    pub reply: Option<way2mail_smtp::reply::Reply>,
 }
 
 /// Everything the intake needs.
@@ -58,6 +63,8 @@ pub struct Intake<'a> {
     pub rules: &'a Rules,
     pub verp_domain: Option<&'a str>,
     pub feedback: Option<&'a FeedbackLoop>,
+    /// The tenants' domains, for DMARC reports.
+    pub directory: Option<&'a crate::tenants::directory::Directory>,
 }
 
 impl Intake<'_> {
@@ -66,10 +73,12 @@ impl Intake<'_> {
         let consumed = match kind {
             Kind::Bounce => self.bounce(recipient, message),
             Kind::Complaint => self.complaint(message),
+            Kind::Dmarc => super::dmarc_intake::consume(self.spool, self.directory, message),
         };
         let kind_name = match kind {
             Kind::Bounce => "bounce",
             Kind::Complaint => "complaint",
+            Kind::Dmarc => "dmarc",
         };
         metrics::counter!(
             "way2mail_feedback_reports_total",
@@ -87,6 +96,7 @@ impl Intake<'_> {
             detail,
             tenant: None,
             records: 0,
+            reply: None,
         };
         let Some(domain) = self.verp_domain else {
             return discard("no [bounces] domain");
@@ -139,6 +149,7 @@ impl Intake<'_> {
                 tags: Vec::new(),
                 metadata: Default::default(),
                 category: Some(category.to_string()),
+                scan: None,
             };
             if let Err(e) = self
                 .spool
@@ -162,6 +173,7 @@ impl Intake<'_> {
             },
             tenant: Some(token.tenant),
             records,
+            reply: None,
         }
     }
 
@@ -172,6 +184,7 @@ impl Intake<'_> {
             detail,
             tenant: None,
             records: 0,
+            reply: None,
         };
         let Some(complaint) = arf::parse(message) else {
             return discard("not a complaint report");
@@ -257,6 +270,7 @@ impl Intake<'_> {
             tags: Vec::new(),
             metadata: Default::default(),
             category: None,
+            scan: None,
         };
         let written = match self.spool.record_event(tenant, message, &record) {
             Ok(()) => 1,
@@ -276,6 +290,7 @@ impl Intake<'_> {
             detail,
             tenant: Some(tenant.to_string()),
             records: written,
+            reply: None,
         }
     }
 

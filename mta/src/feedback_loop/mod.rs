@@ -26,6 +26,7 @@
 //! delivery or a session; its queue is bounded (signals beyond it are dropped and
 //! counted: the rule they would have applied applies again at the next failure).
 
+pub mod dmarc_intake;
 pub mod guard;
 pub mod intake;
 
@@ -50,12 +51,13 @@ const QUEUE: usize = 10_000;
 /// How often the worker publishes the rates and re-checks its retries.
 const TICK: Duration = Duration::from_secs(5);
 
-/// The `mx` listener's intake: `b-TOKEN@<[bounces] domain>` and
-/// `[feedback] address`.
+/// The `mx` listener's intake: `b-TOKEN@<[bounces] domain>`, `[feedback]
+/// address` and `[feedback] dmarc_address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addresses {
     verp: Option<String>,
     report: Option<String>,
+    dmarc: Option<String>,
 }
 
 /// What an intake address takes.
@@ -65,12 +67,22 @@ pub enum Kind {
     Bounce,
     /// `[feedback] address`: complaint reports.
     Complaint,
+    /// `[feedback] dmarc_address`: DMARC aggregate reports (`dmarc_intake`).
+    Dmarc,
 }
 
 impl Addresses {
-    /// `None` when neither is set. Both lower-cased by the caller.
-    pub fn new(verp: Option<String>, report: Option<String>) -> Option<Addresses> {
-        (verp.is_some() || report.is_some()).then_some(Addresses { verp, report })
+    /// `None` when none is set. All lower-cased by the caller.
+    pub fn new(
+        verp: Option<String>,
+        report: Option<String>,
+        dmarc: Option<String>,
+    ) -> Option<Addresses> {
+        (verp.is_some() || report.is_some() || dmarc.is_some()).then_some(Addresses {
+            verp,
+            report,
+            dmarc,
+        })
     }
 
     pub fn verp_domain(&self) -> Option<&str> {
@@ -83,6 +95,9 @@ impl Addresses {
         let lower = address.to_ascii_lowercase();
         if self.report.as_deref() == Some(lower.as_str()) {
             return Some(Ok(Kind::Complaint));
+        }
+        if self.dmarc.as_deref() == Some(lower.as_str()) {
+            return Some(Ok(Kind::Dmarc));
         }
         let (local, domain) = lower.rsplit_once('@')?;
         if Some(domain.trim_end_matches('.')) != self.verp.as_deref() {
@@ -379,8 +394,10 @@ mod tests {
         let a = Addresses::new(
             Some("bounces.example".into()),
             Some("fbl@example.com".into()),
+            Some("dmarc@example.com".into()),
         )
         .expect("on");
+        assert_eq!(a.kind("Dmarc@Example.com"), Some(Ok(Kind::Dmarc)));
         assert_eq!(a.kind("FBL@Example.com"), Some(Ok(Kind::Complaint)));
         assert_eq!(
             a.kind(&format!("b-{token}@Bounces.Example")),
@@ -390,6 +407,6 @@ mod tests {
         assert_eq!(a.kind("b-short@bounces.example"), Some(Err(())));
         assert_eq!(a.kind("bob@example.com"), None);
         assert_eq!(a.kind("postmaster"), None);
-        assert!(Addresses::new(None, None).is_none());
+        assert!(Addresses::new(None, None, None).is_none());
     }
 }

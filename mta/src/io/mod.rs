@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod epoll;
+pub mod proxied;
 pub mod uring;
 
 use std::io;

@@ -143,6 +143,16 @@ impl Sweeper {
         // Webhook events not yet posted are event data too: kept no longer than the
         // delivery log (the dispatcher gives up on them sooner anyway).
         self.spool.purge_webhooks_of(step.key_id, log_before)?;
+        // DMARC reports received for the tenant's domains: by the end of the period
+        // each covers, under the same period as the delivery log.
+        let dmarc = self.spool.purge_dmarc_of(step.key_id, log_before)?;
+        if dmarc > 0 {
+            tracing::debug!(
+                tenant = step.tenant.as_deref().unwrap_or(""),
+                reports = dmarc,
+                "retention: DMARC reports removed"
+            );
+        }
         if content.messages == 0 && log_records == 0 {
             return Ok(None);
         }

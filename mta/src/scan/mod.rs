@@ -48,6 +48,8 @@ pub struct Outcome {
     pub summary: String,
     /// Queue it held for review.
     pub hold: bool,
+    /// What the envelope keeps, for the message's delivery log records.
+    pub result: way2mail_smtp::ScanResult,
 }
 
 /// Why a scan refuses a message.
@@ -131,6 +133,13 @@ pub async fn scan(
                     Some(Outcome {
                         summary: format!("failed ({})", failure.reason()),
                         hold: false,
+                        result: way2mail_smtp::ScanResult {
+                            action: "failed".into(),
+                            score: 0.0,
+                            required_score: 0.0,
+                            symbols: Vec::new(),
+                            held: false,
+                        },
                     }),
                 )),
                 OnFailure::Tempfail => Err(Refusal::Tempfail {
@@ -174,15 +183,22 @@ fn decide(config: &ScanConfig, verdict: Verdict, message: Vec<u8>) -> Scanned {
         _ => message,
     };
     let hold = config.hold_score.is_some_and(|h| verdict.score >= h);
-    let summary = format!(
-        "score={:.2}/{:.2} action={} symbols={}{}",
-        verdict.score,
-        verdict.required_score,
-        verdict.action.as_metric(),
-        symbols.join(","),
-        if hold { " held" } else { "" }
-    );
-    Ok((message, Some(Outcome { summary, hold })))
+    let result = way2mail_smtp::ScanResult {
+        action: verdict.action.as_metric().to_owned(),
+        score: verdict.score,
+        required_score: verdict.required_score,
+        symbols,
+        held: hold,
+    };
+    let summary = result.to_string();
+    Ok((
+        message,
+        Some(Outcome {
+            summary,
+            hold,
+            result,
+        }),
+    ))
 }
 
 pub const SCAN_TOTAL: &str = "way2mail_scan_total";

@@ -218,6 +218,7 @@ impl Policy {
             tags: Vec::new(),
             metadata: Default::default(),
             category: None,
+            scan: None,
         };
         match spool.submit_event(tenant, &id, &record) {
             Ok(durable) => drop(durable),

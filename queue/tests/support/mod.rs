@@ -38,6 +38,7 @@ pub fn envelope(sender: &str, rcpts: usize) -> Envelope {
         delay_notified: false,
         tags: Vec::new(),
         metadata: Default::default(),
+        scan: None,
     }
 }
 
@@ -65,6 +66,7 @@ pub fn log_record(
         tags: Vec::new(),
         metadata: Default::default(),
         category: None,
+        scan: None,
     }
 }
 

@@ -202,6 +202,7 @@ pub struct Export {
     pub api_requests: Vec<Value>,
     /// Webhook events not yet posted.
     pub webhook_events: Vec<Value>,
+    pub dmarc_reports: Vec<Value>,
     /// The final answer (`exported {…}`).
     pub result: AdminResult,
 }
@@ -223,6 +224,7 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
         log: Vec::new(),
         api_requests: Vec::new(),
         webhook_events: Vec::new(),
+        dmarc_reports: Vec::new(),
         result,
     };
     let mut items = items.into_iter();
@@ -251,6 +253,10 @@ pub fn export(daemon: &Daemon, tenant: &str) -> Result<Export> {
             ExportItem::WebhookEvent(line) => {
                 let event: Value = serde_json::from_slice(&line).context("webhook item")?;
                 out.webhook_events.push(event);
+            }
+            ExportItem::DmarcReport(line) => {
+                let report: Value = serde_json::from_slice(&line).context("DMARC item")?;
+                out.dmarc_reports.push(report);
             }
             ExportItem::Body(_) => bail!("a body without its message item"),
         }

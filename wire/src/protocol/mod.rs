@@ -363,6 +363,15 @@ pub enum Request {
     /// The DNS records to publish for a domain.
     #[serde(rename = "domain.dns")]
     DomainDns { domain: String },
+    /// The DMARC aggregate reports received for the domain whose date range ends
+    /// at or after `since` (unix seconds; default the last 30 days), summed by
+    /// the MTA. An access to the tenant's data: audited.
+    #[serde(rename = "domain.dmarc")]
+    DomainDmarc {
+        domain: String,
+        #[serde(default)]
+        since: Option<u64>,
+    },
     /// Looks the records up (`[dns] nameservers`), says record by record what is
     /// missing or wrong, and marks the domain verified when every required one is right.
     #[serde(rename = "domain.verify")]
@@ -691,6 +700,7 @@ impl Request {
             Request::DomainRemove { .. } => "domain.remove",
             Request::DomainShow { .. } => "domain.show",
             Request::DomainDns { .. } => "domain.dns",
+            Request::DomainDmarc { .. } => "domain.dmarc",
             Request::DomainVerify { .. } => "domain.verify",
             Request::DomainRotateDkim { .. } => "domain.rotate_dkim",
             Request::DomainRetireDkim { .. } => "domain.retire_dkim",
@@ -800,6 +810,7 @@ pub enum Response {
     ErasureReceipt(ErasureReceipt),
     TenantReport(TenantReport),
     Deliverability(crate::mta_admin::DeliverabilityReport),
+    Dmarc(crate::mta_admin::DmarcSummary),
     /// The final line of `tenant.export`.
     TenantExported(ExportManifest),
     RetentionRun(RetentionRunReport),

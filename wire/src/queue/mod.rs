@@ -418,6 +418,11 @@ pub struct QueueLogEntry {
     /// A failure's category (the MTA's bounce rules); absent for deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// The content scan's result when the message was accepted
+    /// (`score=6.00/15.00 action=add_header symbols=A,B[ held]`); absent when it
+    /// was not scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<String>,
 }
 
 /// Most delivery log records one `delivery.log` answer carries.

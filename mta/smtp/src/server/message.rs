@@ -155,6 +155,7 @@ impl SessionState {
                 tenant: self.auth.as_ref().map(|g| g.tenant.clone()),
             },
             received_at_ms,
+            scan: None,
         };
         Ok(Event::Message {
             id: body.id,
