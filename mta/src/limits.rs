@@ -167,7 +167,7 @@ impl ConnectionLimiter {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    #[cfg(test)]
+    /// Connections admitted and not yet ended (those displaced included).
     pub fn active(&self) -> usize {
         let t = self.table();
         t.active + t.leaving

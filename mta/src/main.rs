@@ -30,6 +30,7 @@ mod config;
 mod current;
 mod delivery;
 mod dnsbl;
+mod drain;
 mod feedback_loop;
 mod inbound;
 mod io;
@@ -98,6 +99,18 @@ enum Command {
     Spool {
         #[command(subcommand)]
         command: SpoolCommand,
+    },
+    /// Take the running node out of service: /readyz answers 503, the listeners
+    /// close, the queue is delivered; then the daemon stops (docs/operations.md,
+    /// "Draining a node").
+    Drain {
+        /// Keep the daemon running once the queue is empty (it still takes no mail).
+        #[arg(long)]
+        keep_running: bool,
+        /// Follow the queue until the daemon stopped, at most this many seconds
+        /// (exit 1 when it had not by then).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
     },
 }
 
@@ -172,6 +185,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Spool {
             command: SpoolCommand::Verify,
         }) => spool_cli::verify(&settings),
+        Some(Command::Drain { keep_running, wait }) => spool_cli::drain(
+            &settings,
+            !keep_running,
+            wait.map(std::time::Duration::from_secs),
+        ),
         None => serve(settings, cli.config, cli.accept_rollback),
     }
 }
@@ -277,6 +295,8 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         hostname = %settings.raw.hostname,
         "way2mail-mta started"
     );
+    let drain = Arc::new(drain::Drain::default());
+    let admin_limiter = Arc::clone(&limiter);
     let live = Live {
         signer: signer::Signer::new(Arc::clone(&settings), tenants.clone()),
         inbound: inbound::Inbound::new(Arc::clone(&settings)),
@@ -292,6 +312,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
             monitor: monitor.clone(),
             tenants: tenants.clone().map(|t| (t, max_age)),
             active,
+            drain: Arc::clone(&drain),
         })?;
     }
     let shared = Arc::new(Shared {
@@ -301,6 +322,7 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         shutdown: stop_rx,
         feedback: feedback.as_ref().map(|(f, _)| Arc::clone(f)),
         dnsbl: dnsbl::Cache::default(),
+        drain: Arc::clone(&drain),
         tenants: tenants.clone(),
         handoff,
         ingest: session::ingest::IngestBudget::new(
@@ -325,6 +347,8 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
                 spool: spool.clone(),
                 sweeper,
                 settings: current,
+                drain: Arc::clone(&drain),
+                limiter: Arc::clone(&admin_limiter),
             };
             Some(admin::AdminServer::start(a, ops)?)
         }

@@ -344,12 +344,19 @@ pub struct ReadyCheck {
     pub tenants: Option<(Arc<Tenants>, Duration)>,
     /// Messages out for delivery now (the scheduler's).
     pub active: Arc<std::sync::atomic::AtomicUsize>,
+    /// A draining node takes no traffic.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 impl ReadyCheck {
     /// `Ok` when the node should get traffic: the spool takes mail (healthy, above
     /// its disk floor) and the tenant snapshot is current.
     pub fn ready(&self) -> Result<(), String> {
+        if self.drain.is_draining() {
+            return Err(
+                "draining (way2mail-mta drain): delivering the queue, taking no mail".into(),
+            );
+        }
         match self.monitor.state() {
             SpoolState::Ready => {}
             SpoolState::DiskLow => {

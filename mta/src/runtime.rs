@@ -255,6 +255,7 @@ impl Worker {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 () = self.stopped() => break,
+                () = self.shared.drain.started() => break,
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -357,6 +358,7 @@ fn run_uring(worker: Worker, listeners: Vec<Bound>, start: Option<CoreStart>) ->
                     let accepted = tokio::select! {
                         a = listener.accept() => a,
                         () = w.stopped() => break,
+                        () = w.shared.drain.started() => break,
                     };
                     match accepted {
                         Ok((stream, peer)) => {
@@ -404,6 +406,7 @@ fn run_epoll(worker: Worker, listeners: Vec<Bound>, start: Option<CoreStart>) ->
                     let accepted = tokio::select! {
                         a = listener.accept() => a,
                         () = w.stopped() => break,
+                        () = w.shared.drain.started() => break,
                     };
                     match accepted {
                         Ok((stream, peer)) => {

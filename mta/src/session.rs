@@ -63,6 +63,8 @@ pub struct Shared {
     pub feedback: Option<Arc<crate::feedback_loop::FeedbackLoop>>,
     /// What `[inbound] dnsbl_zones` said of recent clients.
     pub dnsbl: crate::dnsbl::Cache,
+    /// Set when the node drains: the accept loops end.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 /// The settings a session starts with and keeps to its end, and what is built from

@@ -287,3 +287,66 @@ fn print_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         r.problem_count()
     )
 }
+
+/// `way2mail-mta drain`: asks the running daemon to stop taking mail and deliver its
+/// queue (`drain.rs`); with `stop`, it stops once the queue is empty. With `wait`,
+/// follows the queue until the daemon stopped (at most that long): exit 0 once it
+/// did, 1 when the time ran out first.
+pub fn drain(settings: &Settings, stop: bool, wait: Option<Duration>) -> Result<ExitCode> {
+    let Some(mut client) = live(settings) else {
+        anyhow::bail!(
+            "no daemon answers on the admin socket ({}): nothing to drain",
+            settings.admin.as_ref().map_or_else(
+                || "admin.socket is empty".into(),
+                |a| a.socket.display().to_string()
+            )
+        );
+    };
+    let (started, queued) = match ask(
+        &mut client,
+        AdminOp::Drain {
+            stop_when_empty: stop,
+        },
+    )? {
+        AdminResult::Draining { started, queued } => (started, queued),
+        other => return Err(unexpected(other)),
+    };
+    println!(
+        "{}: {queued} message(s) queued{}",
+        if started {
+            "draining"
+        } else {
+            "already draining"
+        },
+        if stop {
+            "; the daemon stops once the queue is empty"
+        } else {
+            ""
+        }
+    );
+    let Some(wait) = wait else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let deadline = std::time::Instant::now() + wait;
+    let mut last = Some(queued);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        // The daemon is gone once its admin socket no longer answers.
+        let Some(mut client) = live(settings) else {
+            println!("the daemon stopped");
+            return Ok(ExitCode::SUCCESS);
+        };
+        let queued = match client.call(AdminOp::QueueSummary {
+            filter: Default::default(),
+        }) {
+            Ok(AdminResult::QueueSummary(s)) => Some(s.total.messages),
+            _ => None,
+        };
+        if queued.is_some() && queued != last {
+            println!("{} message(s) queued", queued.unwrap_or_default());
+            last = queued;
+        }
+    }
+    eprintln!("still draining after {} s", wait.as_secs());
+    Ok(ExitCode::FAILURE)
+}

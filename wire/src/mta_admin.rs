@@ -114,6 +114,13 @@ pub enum AdminOp {
         domain: String,
         since_ms: u64,
     },
+    /// Stops taking mail (`/readyz` 503, listeners closed) and delivers the queue;
+    /// with `stop_when_empty`, the daemon stops once nothing is queued.
+    #[serde(rename = "drain")]
+    Drain {
+        #[serde(default)]
+        stop_when_empty: bool,
+    },
 }
 
 impl AdminOp {
@@ -133,6 +140,7 @@ impl AdminOp {
             AdminOp::DeliveryLog { .. } => "delivery.log",
             AdminOp::Deliverability { .. } => "deliverability",
             AdminOp::Dmarc { .. } => "dmarc",
+            AdminOp::Drain { .. } => "drain",
         }
     }
 }
@@ -188,6 +196,12 @@ pub enum AdminResult {
     },
     Deliverability(DeliverabilityReport),
     Dmarc(DmarcSummary),
+    /// The node drains: `started` is false when it already did; `queued` messages
+    /// are left to deliver.
+    Draining {
+        started: bool,
+        queued: u64,
+    },
 }
 
 /// One domain's DMARC aggregate reports, summed (`way2mail domain dmarc`, `GET

@@ -23,7 +23,7 @@ use crate::current::Current;
 use crate::retention::Sweeper;
 
 /// Every op name this build serves, as on the wire.
-const OPS: [&str; 14] = [
+const OPS: [&str; 15] = [
     "hello",
     "tenant.inventory",
     "tenant.export",
@@ -38,6 +38,7 @@ const OPS: [&str; 14] = [
     "delivery.log",
     "deliverability",
     "dmarc",
+    "drain",
 ];
 
 /// What the admin ops work on.
@@ -47,6 +48,9 @@ pub struct Ops {
     /// The settings in force: `routes` follows reloads; bounces of `queue.change`
     /// are reported by its host name.
     pub settings: Arc<Current<Settings>>,
+    /// `drain`: what it sets, and what it watches.
+    pub drain: Arc<crate::drain::Drain>,
+    pub limiter: Arc<crate::limits::ConnectionLimiter>,
 }
 
 /// How a request ended, for its log line.
@@ -160,6 +164,12 @@ impl Ops {
                     .map(AdminResult::Dmarc)
                     .map_err(|e| internal("reading the DMARC reports", &e))
             }
+            AdminOp::Drain { stop_when_empty } => Ok(AdminResult::Draining {
+                started: self
+                    .drain
+                    .start(stop_when_empty, &self.spool, &self.limiter),
+                queued: self.spool.len() as u64,
+            }),
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
@@ -307,7 +317,8 @@ fn tenant_of(op: &AdminOp) -> Option<&str> {
         | AdminOp::BackupDump
         | AdminOp::Routes
         | AdminOp::QueueShow { .. }
-        | AdminOp::DeliveryLog { .. } => None,
+        | AdminOp::DeliveryLog { .. }
+        | AdminOp::Drain { .. } => None,
     }
 }
 
@@ -393,6 +404,9 @@ mod tests {
                 tenant: "a".into(),
                 domain: "a.example".into(),
                 since_ms: 0,
+            },
+            AdminOp::Drain {
+                stop_when_empty: false,
             },
         ];
         for op in &ops {
