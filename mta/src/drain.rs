@@ -15,7 +15,7 @@
 //! left. A drain lasts until the process ends: a restart serves again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -30,6 +30,8 @@ const CHECK: Duration = Duration::from_secs(1);
 pub struct Drain {
     tx: watch::Sender<bool>,
     stop_when_empty: AtomicBool,
+    /// Where the queue goes instead of being delivered here, when asked.
+    handover: Mutex<Option<crate::handover::Sender>>,
 }
 
 impl Default for Drain {
@@ -37,6 +39,7 @@ impl Default for Drain {
         Drain {
             tx: watch::channel(false).0,
             stop_when_empty: AtomicBool::new(false),
+            handover: Mutex::new(None),
         }
     }
 }
@@ -58,11 +61,19 @@ impl Drain {
     pub fn start(
         self: &Arc<Self>,
         stop_when_empty: bool,
+        handover: Option<crate::handover::Sender>,
         spool: &Spool,
         limiter: &Arc<ConnectionLimiter>,
     ) -> bool {
         if stop_when_empty {
             self.stop_when_empty.store(true, Ordering::Release);
+        }
+        if let Some(sender) = handover {
+            tracing::warn!(
+                peer = sender.address(),
+                "draining: the queue goes to a peer"
+            );
+            *self.handover.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
         }
         let first = !self.tx.send_replace(true);
         if first {
@@ -89,6 +100,7 @@ impl Drain {
         let mut last = usize::MAX;
         loop {
             std::thread::sleep(CHECK);
+            self.hand_over(spool);
             let (queued, sessions) = (spool.len(), limiter.active());
             if queued != last {
                 tracing::info!(queued, sessions, "draining");
@@ -102,6 +114,24 @@ impl Drain {
                 }
                 return;
             }
+        }
+    }
+
+    /// Sends what can go to the peer, when there is one; a failure is logged and
+    /// tried again at the next check.
+    fn hand_over(&self, spool: &Spool) {
+        let mut guard = self.handover.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(sender) = guard.as_mut() else {
+            return;
+        };
+        match sender.hand_over_queue(spool) {
+            Ok(0) => {}
+            Ok(sent) => tracing::info!(sent, peer = sender.address(), "draining: handed over"),
+            Err(e) => tracing::warn!(
+                peer = sender.address(),
+                error = %format!("{e:#}"),
+                "draining: handover failed; trying again"
+            ),
         }
     }
 }

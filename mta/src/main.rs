@@ -32,6 +32,7 @@ mod delivery;
 mod dnsbl;
 mod drain;
 mod feedback_loop;
+mod handover;
 mod inbound;
 mod io;
 mod limits;
@@ -107,6 +108,13 @@ enum Command {
         /// Keep the daemon running once the queue is empty (it still takes no mail).
         #[arg(long)]
         keep_running: bool,
+        /// Hand the queue over to this peer node (HOST:PORT of its `[handover]
+        /// listen`) instead of delivering it from here.
+        #[arg(long, value_name = "HOST:PORT")]
+        handover: Option<String>,
+        /// The name the peer's certificate must carry (default: HOST).
+        #[arg(long, value_name = "NAME", requires = "handover")]
+        peer_name: Option<String>,
         /// Follow the queue until the daemon stopped, at most this many seconds
         /// (exit 1 when it had not by then).
         #[arg(long, value_name = "SECS")]
@@ -185,9 +193,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Spool {
             command: SpoolCommand::Verify,
         }) => spool_cli::verify(&settings),
-        Some(Command::Drain { keep_running, wait }) => spool_cli::drain(
+        Some(Command::Drain {
+            keep_running,
+            handover,
+            peer_name,
+            wait,
+        }) => spool_cli::drain(
             &settings,
-            !keep_running,
+            way2mail_wire::mta_admin::AdminOp::Drain {
+                stop_when_empty: !keep_running,
+                handover,
+                peer_name,
+            },
             wait.map(std::time::Duration::from_secs),
         ),
         None => serve(settings, cli.config, cli.accept_rollback),
@@ -261,6 +278,17 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         Arc::clone(&active),
     )?;
     let (sweeper, sweep_thread) = start_retention(&settings, &spool, tenants.clone())?;
+    // Mail handed over by draining peers; its body as queued (with the headers
+    // added here) may be a little over the size limit.
+    let handover = match settings.raw.handover.check()? {
+        Some(address) => Some(handover::Receiver::start(
+            &settings.raw.handover,
+            address,
+            spool.clone(),
+            settings.raw.limits.max_message_size.saturating_add(1 << 20),
+        )?),
+        None => None,
+    };
     // Tenant events for webhooks (and refused recipients in the delivery log) exist
     // only where there are tenants.
     // So do the feedback loop's guard and automatic suppression (docs/feedback.md).
@@ -389,6 +417,9 @@ fn serve(settings: Settings, path: Option<PathBuf>, accept_rollback: bool) -> Re
         follower.stop();
     }
     sweep_thread.stop();
+    if let Some(handover) = handover {
+        handover.stop();
+    }
     if let Some((_, worker)) = feedback {
         worker.stop();
     }

@@ -292,7 +292,14 @@ fn print_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
 /// queue (`drain.rs`); with `stop`, it stops once the queue is empty. With `wait`,
 /// follows the queue until the daemon stopped (at most that long): exit 0 once it
 /// did, 1 when the time ran out first.
-pub fn drain(settings: &Settings, stop: bool, wait: Option<Duration>) -> Result<ExitCode> {
+pub fn drain(settings: &Settings, op: AdminOp, wait: Option<Duration>) -> Result<ExitCode> {
+    let stop = matches!(
+        op,
+        AdminOp::Drain {
+            stop_when_empty: true,
+            ..
+        }
+    );
     let Some(mut client) = live(settings) else {
         anyhow::bail!(
             "no daemon answers on the admin socket ({}): nothing to drain",
@@ -302,12 +309,7 @@ pub fn drain(settings: &Settings, stop: bool, wait: Option<Duration>) -> Result<
             )
         );
     };
-    let (started, queued) = match ask(
-        &mut client,
-        AdminOp::Drain {
-            stop_when_empty: stop,
-        },
-    )? {
+    let (started, queued) = match ask(&mut client, op)? {
         AdminResult::Draining { started, queued } => (started, queued),
         other => return Err(unexpected(other)),
     };

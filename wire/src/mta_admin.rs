@@ -120,6 +120,13 @@ pub enum AdminOp {
     Drain {
         #[serde(default)]
         stop_when_empty: bool,
+        /// Hand the queue over to this peer (`HOST:PORT` of its `[handover]
+        /// listen`) instead of delivering it here.
+        #[serde(default)]
+        handover: Option<String>,
+        /// The name the peer's certificate must carry (default: HOST).
+        #[serde(default)]
+        peer_name: Option<String>,
     },
 }
 

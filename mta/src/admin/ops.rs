@@ -164,12 +164,11 @@ impl Ops {
                     .map(AdminResult::Dmarc)
                     .map_err(|e| internal("reading the DMARC reports", &e))
             }
-            AdminOp::Drain { stop_when_empty } => Ok(AdminResult::Draining {
-                started: self
-                    .drain
-                    .start(stop_when_empty, &self.spool, &self.limiter),
-                queued: self.spool.len() as u64,
-            }),
+            AdminOp::Drain {
+                stop_when_empty,
+                handover,
+                peer_name,
+            } => self.drain(stop_when_empty, handover, peer_name),
             AdminOp::Routes => Ok(AdminResult::Routes {
                 routes: Ops::route_infos(&self.settings.get().raw.routes),
             }),
@@ -237,6 +236,41 @@ impl Ops {
             log_records: done.log_records,
             erased_at_ms: done.erasure.at_ms,
         }))
+    }
+
+    /// `drain`: with `handover`, the queue goes to that peer (its certificate
+    /// checked first, so that a wrong peer is an error here, not a WARN later).
+    fn drain(
+        &self,
+        stop_when_empty: bool,
+        handover: Option<String>,
+        peer_name: Option<String>,
+    ) -> Answer {
+        let sender = match handover {
+            None => None,
+            Some(address) => {
+                let name = peer_name.unwrap_or_else(|| {
+                    address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(host, _)| host)
+                        .trim_matches(['[', ']'])
+                        .to_string()
+                });
+                let config = self.settings.get().raw.handover.clone();
+                let sender = crate::handover::Sender::new(&config, &address, &name)
+                    .and_then(|mut s| s.check().map(|()| s))
+                    .map_err(|e| {
+                        failure(ErrorCode::Invalid, format!("handover to {address}: {e:#}"))
+                    })?;
+                Some(sender)
+            }
+        };
+        Ok(AdminResult::Draining {
+            started: self
+                .drain
+                .start(stop_when_empty, sender, &self.spool, &self.limiter),
+            queued: self.spool.len() as u64,
+        })
     }
 
     fn sweep(&self) -> Answer {
@@ -407,6 +441,8 @@ mod tests {
             },
             AdminOp::Drain {
                 stop_when_empty: false,
+                handover: None,
+                peer_name: None,
             },
         ];
         for op in &ops {

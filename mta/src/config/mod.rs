@@ -24,6 +24,7 @@ pub mod authn;
 pub mod control;
 pub mod delivery;
 pub mod feedback;
+pub mod handover;
 pub mod reload;
 pub mod retention;
 pub mod scan;
@@ -94,6 +95,7 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     pub reputation: ReputationConfig,
     pub scan: ScanConfig,
+    pub handover: self::handover::HandoverConfig,
 }
 
 /// `[api]`: the HTTPS API (docs/api.md).
@@ -297,6 +299,7 @@ impl Default for Config {
             feedback: FeedbackConfig::default(),
             reputation: ReputationConfig::default(),
             scan: ScanConfig::default(),
+            handover: self::handover::HandoverConfig::default(),
         }
     }
 }
@@ -434,6 +437,7 @@ impl Config {
         self.spool.resolve_keyring()?;
         self.webhooks.validate()?;
         self.scan.validate()?;
+        self.handover.check()?;
         let url = &self.api.public_url;
         let host = url.strip_prefix("https://").unwrap_or("");
         if !url.is_empty()
