@@ -10,6 +10,10 @@
 //!            {"ok":false,"error":"…"}\n   refused (the sender keeps it)
 //! ```
 //!
+//! A header with an empty id and no body is a ping, answered `{"ok":true}`: the
+//! sender's first exchange, so that a peer refusing its certificate (which TLS 1.3
+//! tells only after the handshake) is an error before anything is drained.
+//!
 //! The peer spools the message under the same queue id with the envelope as it
 //! was (sender, recipients with their DSN parameters and states, tenant, attempts,
 //! arrival time), sealed with its own keyring; a message it already holds is
@@ -43,6 +47,13 @@ const MAX_CONNECTIONS: usize = 4;
 struct Header {
     id: String,
     envelope: Envelope,
+    size: u64,
+}
+
+/// What every header has: a ping is one with an empty id and no body.
+#[derive(Serialize, Deserialize)]
+struct Ping {
+    id: String,
     size: u64,
 }
 
@@ -228,6 +239,11 @@ fn serve(
         if line.last() != Some(&b'\n') {
             bail!("a header line over {MAX_HEADER} octets, or cut short");
         }
+        let ping: Ping = serde_json::from_slice(&line).context("a header that does not parse")?;
+        if ping.id.is_empty() && ping.size == 0 {
+            answer(stream.get_mut(), None)?;
+            continue;
+        }
         let header: Header =
             serde_json::from_slice(&line).context("a header that does not parse")?;
         if header.size > max_size {
@@ -320,7 +336,7 @@ impl Sender {
     /// Connects and completes the handshake: the peer answers and each side
     /// accepted the other's certificate.
     pub fn check(&mut self) -> Result<()> {
-        let result = self.connect().map(|_| ());
+        let result = self.ping();
         if result.is_err() {
             self.stream = None;
         }
@@ -355,6 +371,18 @@ impl Sender {
         self.stream.as_mut().ok_or_else(|| anyhow!("no connection"))
     }
 
+    fn ping(&mut self) -> Result<()> {
+        let stream = self.connect()?;
+        let mut line = serde_json::to_vec(&Ping {
+            id: String::new(),
+            size: 0,
+        })?;
+        line.push(b'\n');
+        stream.get_mut().write_all(&line)?;
+        stream.get_mut().flush()?;
+        read_ack(stream).context("the peer did not answer a ping")
+    }
+
     /// Sends one message; `Ok` once the peer said it is durable there.
     fn send(&mut self, id: &MessageId, envelope: &Envelope, body: &[u8]) -> Result<()> {
         let result = self.try_send(id, envelope, body);
@@ -376,18 +404,7 @@ impl Sender {
         out.write_all(&line)?;
         out.write_all(body)?;
         out.flush()?;
-        let mut reply = Vec::new();
-        stream
-            .take(4096)
-            .read_until(b'\n', &mut reply)
-            .context("reading the peer's acknowledgement")?;
-        let ack: Ack = serde_json::from_slice(&reply)
-            .with_context(|| format!("the peer answered {:?}", String::from_utf8_lossy(&reply)))?;
-        if ack.ok {
-            Ok(())
-        } else {
-            bail!("the peer refused it: {}", ack.error.unwrap_or_default())
-        }
+        read_ack(stream)
     }
 
     /// Hands over every message not in delivery right now; returns how many went.
@@ -433,5 +450,21 @@ impl Sender {
             sent += 1;
         }
         Ok(sent)
+    }
+}
+
+/// The peer's answer: `Ok` for `{"ok":true}`.
+fn read_ack(stream: &mut impl BufRead) -> Result<()> {
+    let mut reply = Vec::new();
+    stream
+        .take(4096)
+        .read_until(b'\n', &mut reply)
+        .context("reading the peer's acknowledgement")?;
+    let ack: Ack = serde_json::from_slice(&reply)
+        .with_context(|| format!("the peer answered {:?}", String::from_utf8_lossy(&reply)))?;
+    if ack.ok {
+        Ok(())
+    } else {
+        bail!("the peer refused it: {}", ack.error.unwrap_or_default())
     }
 }

@@ -432,6 +432,18 @@ fn a_draining_node_hands_its_queue_over_to_a_peer_over_mutual_tls() -> anyhow::R
     )?;
     let output = drain_to(&c, b_port, 15)?;
     eprintln!("drain of the rogue node: {}", describe(&output));
+    // The ping before anything is drained meets B's refusal of the certificate:
+    // the command fails at once, and C does not drain.
+    ensure!(
+        !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("handover to"),
+        "drain to a peer refusing our certificate: {}",
+        describe(&output)
+    );
+    let (code, _) = http_get(c.metrics_addr(), "/readyz")?;
+    ensure!(
+        code == 200,
+        "C drains although the handover was refused: {code}"
+    );
     let c_sent = match c.try_exit()? {
         None => handover_metric(&c, "sent").ok().flatten(),
         Some(_) => None,
