@@ -236,6 +236,14 @@ fn bounces_with_dsn(backend: Backend) -> Result<()> {
         &message("never"),
     )?;
     let null = submit_with(&d, "<>", &bad, &message("null-sender"))?;
+    // NOTIFY=SUCCESS to a next hop that supports DSN: the hop got our NOTIFY and
+    // reports the success itself (RFC 3461 §5.2.1); we send no notice.
+    let success = submit_with(
+        &d,
+        &from,
+        &["<ok@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;ok@dest.test"],
+        &message("success-to-dsn-hop"),
+    )?;
 
     let got = dest.wait_for(1, WAIT)?;
     assert_eq!(got[0].rcpt_to, ["ok@dest.test"]);
@@ -298,9 +306,18 @@ fn bounces_with_dsn(backend: Backend) -> Result<()> {
     // the capture sink or still in the spool.
     wait_log(&d, &never, "bad@dest.test", "bounced")?;
     wait_log(&d, &null, "bad@dest.test", "bounced")?;
-    // 2 + 4 bounced or delivered originals, 1 PermFail bounce and 4 notices delivered;
-    // a notice that should not exist would make it 12 and is caught below.
-    wait_finals(&d, 11)?;
+    wait_log(&d, &success, "ok@dest.test", "delivered")?;
+    let passed_on = dest.wait_for(2, WAIT)?;
+    assert!(
+        passed_on.iter().any(|m| m
+            .rcpt_params
+            .iter()
+            .any(|p| p.contains("NOTIFY=SUCCESS,FAILURE"))),
+        "NOTIFY was not passed on to the DSN-capable hop"
+    );
+    // 2 + 5 bounced or delivered originals, 1 PermFail bounce and 4 notices delivered;
+    // a notice that should not exist would make it 13 and is caught below.
+    wait_finals(&d, 12)?;
     let left = stop_and_list(&mut d)?;
     assert!(
         left.is_empty(),

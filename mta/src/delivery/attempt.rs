@@ -147,6 +147,12 @@ impl Attempt {
         }
     }
 
+    /// Delivered to a next hop that supports DSN: the notices the recipient's
+    /// NOTIFY asks for are that hop's to send from here on.
+    pub fn passed_on_with_dsn(&self) -> bool {
+        matches!(self, Attempt::Delivered { relayed: false, .. })
+    }
+
     /// The action a DSN reports (for an attempt that is reported at all).
     pub fn dsn_action(&self) -> Action {
         match self {
@@ -405,6 +411,17 @@ mod tests {
         };
         assert_eq!(delivered.dsn_action(), Action::Relayed);
         assert_eq!(delivered.log_outcome(), DeliveryOutcome::Delivered);
+        // Relayed past DSN: ours to report. Passed to a DSN-capable hop: not ours.
+        assert!(!delivered.passed_on_with_dsn());
+        let passed_on = Attempt::Delivered {
+            reply: reply("250 ok"),
+            relayed: false,
+        };
+        assert!(passed_on.passed_on_with_dsn());
+        assert!(
+            !Attempt::of_disposition(Disposition::Refused(reply("550 no")), false)
+                .passed_on_with_dsn()
+        );
         let bounced = Attempt::of_disposition(Disposition::Refused(reply("550 no")), false);
         assert_eq!(bounced.dsn_action(), Action::Failed);
         assert_eq!(bounced.log_outcome(), DeliveryOutcome::Bounced);

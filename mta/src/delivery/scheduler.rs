@@ -410,7 +410,11 @@ impl Scheduler {
                 }
                 Attempt::Deferred(_) => r.last_error = Some(text.clone()),
             }
-            if !o.attempt.is_deferred() {
+            // A final outcome goes into the sender's notice when its NOTIFY asks
+            // for it; but a success passed to a next hop that supports DSN is that
+            // hop's to report (RFC 3461 §5.2.1): it got our NOTIFY and ORCPT, so a
+            // notice from us would be a duplicate.
+            if !o.attempt.is_deferred() && !o.attempt.passed_on_with_dsn() {
                 reported.push(o.clone());
             }
             outcomes.push(outcome(&r.address, o, text));
