@@ -39,6 +39,10 @@ const BACKLOG: i32 = 4096;
 /// How long a closing connection gets to write its last reply.
 const GOODBYE: Duration = Duration::from_secs(5);
 
+/// How long a balancer has to send its PROXY header: it sends it at once, and a
+/// connection waiting for one is not yet under the connection caps.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Work a core starts on its own runtime before it accepts (its delivery worker):
 /// built on the main thread, run on the core, where `spawn_local` is allowed.
 pub type CoreStart = Box<dyn FnOnce() + Send>;
@@ -183,8 +187,7 @@ impl Worker {
         // A load balancer's connection: its PROXY header names the client, whose
         // address then stands for the connection's everywhere (caps, relay rules,
         // lockouts, SPF, `Received:`).
-        let timeout = self.shared.live.get().settings.raw.timeouts.command;
-        match tokio::time::timeout(timeout, proxied::read_header(&mut io)).await {
+        match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxied::read_header(&mut io)).await {
             Ok(Ok((client, pending))) => {
                 let client = client.unwrap_or(peer);
                 crate::metrics::proxy_header("accepted");
@@ -271,8 +274,12 @@ impl Worker {
     /// Admits an API connection under the same caps as SMTP's, then serves it.
     async fn handle_api(self, mut stream: tokio::net::TcpStream, peer: SocketAddr, proxied: bool) {
         let peer = if proxied {
-            let timeout = self.shared.live.get().settings.raw.timeouts.command;
-            match tokio::time::timeout(timeout, proxied::read_header_exact(&mut stream)).await {
+            match tokio::time::timeout(
+                PROXY_HEADER_TIMEOUT,
+                proxied::read_header_exact(&mut stream),
+            )
+            .await
+            {
                 Ok(Ok(client)) => {
                     crate::metrics::proxy_header("accepted");
                     client.unwrap_or(peer)
