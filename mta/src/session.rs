@@ -531,6 +531,7 @@ impl Session {
                 verp_domain: settings.intake.as_ref().and_then(|a| a.verp_domain()),
                 feedback: feedback.as_deref(),
                 directory: directory.as_deref(),
+                dmarc_max_reports: settings.raw.feedback.dmarc_max_reports,
             };
             recipients
                 .iter()

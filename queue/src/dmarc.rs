@@ -102,11 +102,24 @@ impl Spool {
 
     /// How many DMARC reports `key_id` holds, from the keys alone.
     pub fn dmarc_report_count(&self, key_id: way2mail_seal::KeyId) -> Result<u64, Error> {
+        self.dmarc_report_count_up_to(key_id, u64::MAX)
+    }
+
+    /// [`dmarc_report_count`](Spool::dmarc_report_count), counting no further than
+    /// `limit`.
+    pub fn dmarc_report_count_up_to(
+        &self,
+        key_id: way2mail_seal::KeyId,
+        limit: u64,
+    ) -> Result<u64, Error> {
         let start = keys::dmarc_from(key_id, 0).to_vec();
         let mut n = 0;
         for item in self.inner.db.range(start..keys::dmarc_end(key_id)).keys() {
             item?;
             n += 1;
+            if n >= limit {
+                break;
+            }
         }
         Ok(n)
     }

@@ -109,6 +109,11 @@ struct Rig {
 
 impl Rig {
     fn start() -> anyhow::Result<Rig> {
+        Rig::start_with(|c| c)
+    }
+
+    /// [`Rig::start`], with the MTA's configuration changed by `tune`.
+    fn start_with(tune: impl FnOnce(TestConfig) -> TestConfig) -> anyhow::Result<Rig> {
         let state = tempfile::Builder::new()
             .prefix("way2mail-dmarc-")
             .tempdir()?;
@@ -140,7 +145,7 @@ impl Rig {
                 &toml_str(&state.path().join("snapshot")),
             )
             .set("feedback", "dmarc_address", &format!("\"mailto:{RUA}\""));
-        let daemon = Daemon::start(&config)?;
+        let daemon = Daemon::start(&tune(config))?;
         Ok(Rig {
             control,
             admin,
@@ -398,5 +403,42 @@ fn aggregate_reports_are_received_summed_served_exported_and_erased() -> anyhow:
         bail!("dmarc answered {answer:?}");
     };
     ensure!(left.reports == 0 && left.messages == 0, "{left:?}");
+    Ok(())
+}
+
+#[test]
+fn a_tenant_at_its_report_quota_takes_no_more() -> anyhow::Result<()> {
+    let rig = Rig::start_with(|c| c.set("feedback", "dmarc_max_reports", "2"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let day = now - now % 86_400;
+    let mail = |id: &str| {
+        let xml = report_xml(
+            "google.com",
+            id,
+            DOMAIN,
+            day,
+            &[("192.0.2.10", 1, "pass", "pass", "none")],
+        );
+        report_mail("google.com", "r.xml", "text/xml", xml.as_bytes())
+    };
+    wait_for("the first report to be accepted", FOLLOW, || {
+        rig.send(&mail("q-1")).ok().filter(|(code, _)| *code == 250)
+    })?;
+    ensure!(rig.send(&mail("q-2"))?.0 == 250, "the second report");
+    let (code, text) = rig.send(&mail("q-3"))?;
+    ensure!(
+        code == 452,
+        "the third report past a quota of 2: {code} {text}"
+    );
+    let summary = rig.summary()?;
+    ensure!(summary["reports"] == 2, "{summary}");
+    ensure!(
+        rig.daemon
+            .stderr()
+            .contains("the tenant keeps [feedback] dmarc_max_reports already"),
+        "no WARN line"
+    );
     Ok(())
 }

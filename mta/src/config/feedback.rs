@@ -23,7 +23,7 @@ pub struct BouncesConfig {
 
 /// `[feedback]`: complaint reports (ARF, RFC 5965) from mailbox providers'
 /// feedback loops.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedbackConfig {
     /// The address registered with the providers' feedback loops; the `mx`
@@ -34,6 +34,20 @@ pub struct FeedbackConfig {
     /// the `mx` listener takes the reports sent to it and keeps them sealed per
     /// tenant. Empty: no DMARC report intake.
     pub dmarc_address: String,
+    /// DMARC reports kept per tenant at most; past it new ones are refused (`452`)
+    /// until retention removes old ones. Anyone can send reports: this bounds what
+    /// a flood can store for one tenant.
+    pub dmarc_max_reports: u64,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> FeedbackConfig {
+        FeedbackConfig {
+            address: String::new(),
+            dmarc_address: String::new(),
+            dmarc_max_reports: 100_000,
+        }
+    }
 }
 
 /// `[reputation]`: the tenant reputation guard.
@@ -126,6 +140,12 @@ impl FeedbackConfig {
                 ));
             }
         }
+        if self.dmarc_max_reports == 0 {
+            return Err(ConfigError::new(
+                "feedback.dmarc_max_reports",
+                "must be at least 1",
+            ));
+        }
         if self.report_address().is_some() && self.report_address() == self.dmarc_address() {
             return Err(ConfigError::new(
                 "feedback.dmarc_address",
@@ -183,6 +203,7 @@ mod tests {
         let d = |a: &str| FeedbackConfig {
             address: "fbl@example.com".into(),
             dmarc_address: a.into(),
+            ..FeedbackConfig::default()
         };
         assert_eq!(
             d("mailto:DMARC@Example.com").dmarc_address().as_deref(),

@@ -33,14 +33,24 @@ use crate::tenants::directory::Directory;
 
 /// Consumes `message`, a DMARC report mail, with the tenants' `directory` (`None`
 /// before control's first snapshot).
-pub fn consume(spool: &Spool, directory: Option<&Directory>, message: &[u8]) -> Consumed {
-    let consumed = read_and_store(spool, directory, message);
+pub fn consume(
+    spool: &Spool,
+    directory: Option<&Directory>,
+    max_reports: u64,
+    message: &[u8],
+) -> Consumed {
+    let consumed = read_and_store(spool, directory, max_reports, message);
     metrics::counter!("way2mail_dmarc_report_messages_total", "result" => consumed.result)
         .increment(1);
     consumed
 }
 
-fn read_and_store(spool: &Spool, directory: Option<&Directory>, message: &[u8]) -> Consumed {
+fn read_and_store(
+    spool: &Spool,
+    directory: Option<&Directory>,
+    max_reports: u64,
+    message: &[u8],
+) -> Consumed {
     let refuse = |detail, reply| Consumed {
         kind: Kind::Dmarc,
         result: "refused",
@@ -80,6 +90,34 @@ fn read_and_store(spool: &Spool, directory: Option<&Directory>, message: &[u8]) 
             );
         };
         owned.push((tenant, report));
+    }
+    // A tenant at its quota takes no more (a flood of reports stores a bounded
+    // amount); retention frees room.
+    for (tenant, _) in &owned {
+        let kept = match spool.keyring().existing(tenant) {
+            Some(key) => spool
+                .dmarc_report_count_up_to(key.id(), max_reports)
+                .unwrap_or(max_reports),
+            None => 0,
+        };
+        if kept >= max_reports {
+            tracing::warn!(
+                tenant = %tenant,
+                max_reports,
+                "DMARC report refused: the tenant keeps [feedback] dmarc_max_reports already"
+            );
+            return Consumed {
+                tenant: Some(tenant.clone()),
+                ..refuse(
+                    "the tenant's DMARC reports are at their quota",
+                    Reply::new(
+                        452,
+                        EnhancedCode::new(4, 3, 1),
+                        "DMARC report storage full for this domain; try again later",
+                    ),
+                )
+            };
+        }
     }
     let (mut stored, mut duplicates) = (0, 0);
     let mut tenant_seen = None;

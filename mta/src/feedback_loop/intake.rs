@@ -65,6 +65,8 @@ pub struct Intake<'a> {
     pub feedback: Option<&'a FeedbackLoop>,
     /// The tenants' domains, for DMARC reports.
     pub directory: Option<&'a crate::tenants::directory::Directory>,
+    /// `[feedback] dmarc_max_reports`.
+    pub dmarc_max_reports: u64,
 }
 
 impl Intake<'_> {
@@ -73,7 +75,12 @@ impl Intake<'_> {
         let consumed = match kind {
             Kind::Bounce => self.bounce(recipient, message),
             Kind::Complaint => self.complaint(message),
-            Kind::Dmarc => super::dmarc_intake::consume(self.spool, self.directory, message),
+            Kind::Dmarc => super::dmarc_intake::consume(
+                self.spool,
+                self.directory,
+                self.dmarc_max_reports,
+                message,
+            ),
         };
         let kind_name = match kind {
             Kind::Bounce => "bounce",
