@@ -39,10 +39,6 @@ const BACKLOG: i32 = 4096;
 /// How long a closing connection gets to write its last reply.
 const GOODBYE: Duration = Duration::from_secs(5);
 
-/// How long a balancer has to send its PROXY header: it sends it at once, and a
-/// connection waiting for one is not yet under the connection caps.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Work a core starts on its own runtime before it accepts (its delivery worker):
 /// built on the main thread, run on the core, where `spawn_local` is allowed.
 pub type CoreStart = Box<dyn FnOnce() + Send>;
@@ -187,22 +183,13 @@ impl Worker {
         // A load balancer's connection: its PROXY header names the client, whose
         // address then stands for the connection's everywhere (caps, relay rules,
         // lockouts, SPF, `Received:`).
-        match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxied::read_header(&mut io)).await {
-            Ok(Ok((client, pending))) => {
-                let client = client.unwrap_or(peer);
-                crate::metrics::proxy_header("accepted");
-                self.admit(Proxied::new(io, pending), client, role).await;
+        let read = proxied::header_within(proxied::read_header(&mut io), peer, role.as_str()).await;
+        match read {
+            Some((client, pending)) => {
+                self.admit(Proxied::new(io, pending), client.unwrap_or(peer), role)
+                    .await;
             }
-            Ok(Err(e)) => {
-                crate::metrics::proxy_header("refused");
-                tracing::warn!(peer = %peer, listener = role.as_str(), error = %e, "PROXY header refused; connection closed");
-                io.shutdown().await;
-            }
-            Err(_) => {
-                crate::metrics::proxy_header("timeout");
-                tracing::warn!(peer = %peer, listener = role.as_str(), "no PROXY header in time; connection closed");
-                io.shutdown().await;
-            }
+            None => io.shutdown().await,
         }
     }
 
@@ -274,26 +261,10 @@ impl Worker {
     /// Admits an API connection under the same caps as SMTP's, then serves it.
     async fn handle_api(self, mut stream: tokio::net::TcpStream, peer: SocketAddr, proxied: bool) {
         let peer = if proxied {
-            match tokio::time::timeout(
-                PROXY_HEADER_TIMEOUT,
-                proxied::read_header_exact(&mut stream),
-            )
-            .await
-            {
-                Ok(Ok(client)) => {
-                    crate::metrics::proxy_header("accepted");
-                    client.unwrap_or(peer)
-                }
-                Ok(Err(e)) => {
-                    crate::metrics::proxy_header("refused");
-                    tracing::warn!(peer = %peer, listener = "api", error = %e, "PROXY header refused; connection closed");
-                    return;
-                }
-                Err(_) => {
-                    crate::metrics::proxy_header("timeout");
-                    tracing::warn!(peer = %peer, listener = "api", "no PROXY header in time; connection closed");
-                    return;
-                }
+            let read = proxied::read_header_exact(&mut stream);
+            match proxied::header_within(read, peer, "api").await {
+                Some(client) => client.unwrap_or(peer),
+                None => return,
             }
         } else {
             peer

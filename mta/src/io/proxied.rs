@@ -15,6 +15,10 @@ use way2mail_mta::proxy_protocol::{self, Header, FIXED_LEN};
 
 use super::Io;
 
+/// How long a balancer has to send its PROXY header: it sends it at once, and a
+/// connection waiting for one is not yet under the connection caps.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection whose PROXY header was read: what came behind it first, then the
 /// connection.
 pub struct Proxied<I> {
@@ -56,45 +60,37 @@ fn refused(e: proxy_protocol::ProxyError) -> io::Error {
 /// Reads the header: the client it names (`None` for the balancer's own
 /// connections), and the octets read past it.
 pub async fn read_header<I: Io>(io: &mut I) -> io::Result<(Option<SocketAddr>, Vec<u8>)> {
-    let mut got: Vec<u8> = Vec::new();
-    let mut need = FIXED_LEN;
-    let mut rest_len = None;
-    loop {
-        while got.len() < need {
-            let (read, buf) = io.read(Vec::with_capacity(need - got.len())).await;
-            if read? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed within the PROXY header",
-                ));
-            }
-            got.extend_from_slice(&buf);
-            // Behind the signature a client's bytes are not a header: refuse early.
-            let sig = got.len().min(proxy_protocol::SIGNATURE.len());
-            if got[..sig] != proxy_protocol::SIGNATURE[..sig] {
-                return Err(refused(proxy_protocol::ProxyError::Signature));
-            }
+    let mut got: Vec<u8> = Vec::with_capacity(FIXED_LEN);
+    fill(io, &mut got, FIXED_LEN).await?;
+    let fixed: [u8; FIXED_LEN] = got[..FIXED_LEN]
+        .try_into()
+        .map_err(|_| io::Error::other("short"))?;
+    let end = FIXED_LEN + proxy_protocol::rest_len(&fixed).map_err(refused)?;
+    fill(io, &mut got, end).await?;
+    let header = proxy_protocol::parse(&fixed, &got[FIXED_LEN..end]).map_err(refused)?;
+    let pending = got.split_off(end);
+    Ok((client_of(header), pending))
+}
+
+/// Reads into `got` until it holds at least `need` octets (a read may bring more);
+/// refuses as soon as what came is not the signature.
+async fn fill<I: Io>(io: &mut I, got: &mut Vec<u8>, need: usize) -> io::Result<()> {
+    while got.len() < need {
+        let (read, buf) = io.read(Vec::with_capacity(need - got.len())).await;
+        if read? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed within the PROXY header",
+            ));
         }
-        match rest_len {
-            None => {
-                let fixed: [u8; FIXED_LEN] = got[..FIXED_LEN]
-                    .try_into()
-                    .map_err(|_| io::Error::other("short"))?;
-                let len = proxy_protocol::rest_len(&fixed).map_err(refused)?;
-                rest_len = Some(len);
-                need = FIXED_LEN + len;
-            }
-            Some(len) => {
-                let fixed: [u8; FIXED_LEN] = got[..FIXED_LEN]
-                    .try_into()
-                    .map_err(|_| io::Error::other("short"))?;
-                let header = proxy_protocol::parse(&fixed, &got[FIXED_LEN..FIXED_LEN + len])
-                    .map_err(refused)?;
-                let pending = got.split_off(FIXED_LEN + len);
-                return Ok((client_of(header), pending));
-            }
+        got.extend_from_slice(&buf);
+        // Behind the signature a client's bytes are not a header: refuse early.
+        let sig = got.len().min(proxy_protocol::SIGNATURE.len());
+        if got[..sig] != proxy_protocol::SIGNATURE[..sig] {
+            return Err(refused(proxy_protocol::ProxyError::Signature));
         }
     }
+    Ok(())
 }
 
 /// Reads the header off a tokio socket, exactly: the client it names.
@@ -115,5 +111,30 @@ fn client_of(header: Header) -> Option<SocketAddr> {
     match header {
         Header::Proxied(client) => Some(client),
         Header::Local => None,
+    }
+}
+
+/// Awaits `reading` (one of the readers above) for at most [`HEADER_TIMEOUT`]:
+/// its result, or `None` once the refusal or the timeout is counted and logged.
+pub async fn header_within<T>(
+    reading: impl std::future::Future<Output = io::Result<T>>,
+    peer: SocketAddr,
+    listener: &'static str,
+) -> Option<T> {
+    match tokio::time::timeout(HEADER_TIMEOUT, reading).await {
+        Ok(Ok(read)) => {
+            crate::metrics::proxy_header("accepted");
+            Some(read)
+        }
+        Ok(Err(e)) => {
+            crate::metrics::proxy_header("refused");
+            tracing::warn!(%peer, listener, error = %e, "PROXY header refused; connection closed");
+            None
+        }
+        Err(_) => {
+            crate::metrics::proxy_header("timeout");
+            tracing::warn!(%peer, listener, "no PROXY header in time; connection closed");
+            None
+        }
     }
 }
