@@ -29,7 +29,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 use serde::{Deserialize, Serialize};
@@ -37,6 +36,7 @@ use way2mail_queue::{Change, Changed, Placement, Spool};
 use way2mail_smtp::{Envelope, MessageId};
 
 use crate::config::handover::HandoverConfig;
+use crate::tls::certs::{read_certs, read_key};
 
 /// Longest header line read.
 const MAX_HEADER: usize = 1 << 20;
@@ -76,27 +76,10 @@ fn material(
     PrivateKeyDer<'static>,
     RootCertStore,
 )> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert)
-        .with_context(|| format!("handover.cert: cannot read {}", config.cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("handover.cert: {} is not valid PEM", config.cert.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "handover.cert: {} holds no certificate",
-            config.cert.display()
-        );
-    }
-    let key = PrivateKeyDer::from_pem_file(&config.key).with_context(|| {
-        format!(
-            "handover.key: cannot read a key from {}",
-            config.key.display()
-        )
-    })?;
+    let certs = read_certs(&config.cert, "handover.cert")?;
+    let key = read_key(&config.key, "handover.key")?;
     let mut roots = RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(&config.ca)
-        .with_context(|| format!("handover.ca: cannot read {}", config.ca.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("handover.ca: {} is not valid PEM", config.ca.display()))?;
+    let cas = read_certs(&config.ca, "handover.ca")?;
     let (added, _) = roots.add_parsable_certificates(cas);
     if added == 0 {
         bail!(

@@ -24,19 +24,8 @@ pub fn server_config(tls: &TlsConfig, hostname: &str) -> Result<Arc<ServerConfig
             "generated a self-signed TLS certificate; set [tls] cert/key for production"
         );
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .with_context(|| format!("tls.cert: cannot read {}", tls.cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("tls.cert: {} is not valid PEM", tls.cert.display()))?;
-    if certs.is_empty() {
-        bail!("tls.cert: {} holds no certificate", tls.cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(&tls.key).with_context(|| {
-        format!(
-            "tls.key: cannot read a private key from {}",
-            tls.key.display()
-        )
-    })?;
+    let certs = read_certs(&tls.cert, "tls.cert")?;
+    let key = read_key(&tls.key, "tls.key")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -48,6 +37,25 @@ pub fn server_config(tls: &TlsConfig, hostname: &str) -> Result<Arc<ServerConfig
     // reconnect often (submission from applications).
     config.send_tls13_tickets = 2;
     Ok(Arc::new(config))
+}
+
+/// The certificates in the PEM file `path` (at least one); `key` names the setting
+/// in errors.
+pub fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{key}: {} is not valid PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!("{key}: {} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+/// The private key in the PEM file `path`; `key` names the setting in errors.
+pub fn read_key(path: &Path, key: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .with_context(|| format!("{key}: cannot read a private key from {}", path.display()))
 }
 
 /// The API listeners' configuration: the SMTP one (same certificate, versions and
