@@ -267,3 +267,54 @@ mod tests {
         );
     }
 }
+
+/// One HTTPS API answer as Python's own client (`tests/python/http_request.py`)
+/// saw it: status, headers and the body parsed as JSON (`null` when it is none).
+#[derive(Debug)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub headers: serde_json::Value,
+    pub body: serde_json::Value,
+}
+
+/// `method path` on `daemon`'s API listener through Python's HTTP client, trusting
+/// the daemon's certificate, with `key` as the Bearer key and `extra` passed to the
+/// script (`--json BODY`, `--header H`, `--data-file F`, ...). An error when the
+/// script fails (no answer at all), not for an HTTP error status.
+pub fn api_request(
+    daemon: &crate::Daemon,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    extra: &[&str],
+) -> anyhow::Result<ApiAnswer> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(&script)
+        .arg(method)
+        .arg(format!("https://localhost:{}{path}", daemon.ports().api))
+        .arg("--cafile")
+        .arg(daemon.cert_path())
+        .args(extra)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    if let Some(key) = key {
+        command.arg("--key").arg(key);
+    }
+    let output = crate::run_bounded(&mut command, Duration::from_secs(90))
+        .map_err(|e| e.context("running python3 (is python3 installed?)"))?;
+    if !output.status.success() {
+        bail!(
+            "http_request.py {method} {path} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).context("client output")?;
+    Ok(ApiAnswer {
+        status: u16::try_from(v["status"].as_u64().unwrap_or(0))?,
+        headers: v["headers"].clone(),
+        body: v["body"].clone(),
+    })
+}

@@ -46,7 +46,7 @@ pub use config::{free_port, ClosedPort, Ports, TestConfig};
 pub use daemon::{parse_spool_list, Daemon, Signal, SpoolEntry};
 pub use dns::{Record, RecordType, StubDns};
 pub use fake_control::FakeControl;
-pub use http::{http_get, metric_value, tcp_listeners};
+pub use http::{api_request, http_get, metric_value, tcp_listeners, ApiAnswer};
 pub use process::{run_bounded, wait_timeout};
 pub use sink::{Behaviour, Received, Sink, SinkCounts, SinkOptions};
 pub use tls::{client_config, load_pem_cert};

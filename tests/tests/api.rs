@@ -24,7 +24,7 @@ use mail_parser::MimeHeaders;
 use serde_json::{json, Value};
 use way2mail_tests::control::{json_str, Control, Operator};
 use way2mail_tests::{
-    for_each_backend, run_bounded, wait_for, Backend, Daemon, Received, Record, Sink, SinkOptions,
+    api_request, for_each_backend, wait_for, Backend, Daemon, Received, Record, Sink, SinkOptions,
     StubDns, TestConfig,
 };
 
@@ -90,10 +90,6 @@ struct Rig {
 }
 
 impl Rig {
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.daemon.ports().api)
-    }
-
     /// One request through Python's client.
     fn request(
         &self,
@@ -102,34 +98,11 @@ impl Rig {
         key: Option<&str>,
         extra: &[&str],
     ) -> anyhow::Result<Answer> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
-        let mut command = Command::new("python3");
-        command
-            .arg(&script)
-            .arg(method)
-            .arg(self.url(path))
-            .arg("--cafile")
-            .arg(self.daemon.cert_path())
-            .args(extra)
-            .env("PYTHONDONTWRITEBYTECODE", "1");
-        if let Some(key) = key {
-            command.arg("--key").arg(key);
-        }
-        let output = run_bounded(&mut command, Duration::from_secs(90))
-            .map_err(|e| e.context("running python3 (is python3 installed?)"))?;
-        if !output.status.success() {
-            bail!(
-                "http_request.py {method} {path} failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let v: Value = serde_json::from_slice(&output.stdout).context("client output")?;
+        let a = api_request(&self.daemon, method, path, key, extra)?;
         Ok(Answer {
-            status: u16::try_from(v["status"].as_u64().unwrap_or(0))?,
-            headers: v["headers"].clone(),
-            body: v["body"].clone(),
+            status: a.status,
+            headers: a.headers,
+            body: a.body,
         })
     }
 

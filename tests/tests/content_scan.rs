@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use way2mail_tests::{
-    free_port, queued_id, run_bounded, wait_for, Backend, Daemon, FakeControl, Sink, SinkOptions,
+    api_request, free_port, queued_id, wait_for, Backend, Daemon, FakeControl, Sink, SinkOptions,
     SmtpClient, TestConfig,
 };
 use way2mail_wire::mta_admin::{AdminOp, AdminResult};
@@ -385,33 +385,16 @@ fn api_send(daemon: &Daemon, key: &str, marker: &str, text: &str) -> anyhow::Res
         "subject": format!("Scan {marker}"),
         "text": text,
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
-    let mut command = Command::new("python3");
-    command
-        .arg(&script)
-        .arg("POST")
-        .arg(format!(
-            "https://localhost:{}/v1/messages",
-            daemon.ports().api
-        ))
-        .arg("--cafile")
-        .arg(daemon.cert_path())
-        .args(["--json", &body.to_string()])
-        .arg("--key")
-        .arg(key)
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let output = run_bounded(&mut command, Duration::from_secs(90))
-        .map_err(|e| e.context("running python3"))?;
-    ensure!(
-        output.status.success(),
-        "http_request.py: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let v: Value = serde_json::from_slice(&output.stdout).context("client output")?;
+    let a = api_request(
+        daemon,
+        "POST",
+        "/v1/messages",
+        Some(key),
+        &["--json", &body.to_string()],
+    )?;
     Ok(Answer {
-        status: u16::try_from(v["status"].as_u64().unwrap_or(0))?,
-        body: v["body"].clone(),
+        status: a.status,
+        body: a.body,
     })
 }
 
@@ -419,21 +402,15 @@ fn api_send(daemon: &Daemon, key: &str, marker: &str, text: &str) -> anyhow::Res
 fn api_ready(daemon: &Daemon, key: &str) -> anyhow::Result<()> {
     wait_for("the API key to reach the MTA", FOLLOW, || {
         let body = json!({"from": "x", "subject": "s", "text": "t"});
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
-        let mut command = Command::new("python3");
-        command
-            .arg(&script)
-            .arg("POST")
-            .arg(format!(
-                "https://localhost:{}/v1/messages",
-                daemon.ports().api
-            ))
-            .arg("--cafile")
-            .arg(daemon.cert_path())
-            .args(["--json", &body.to_string(), "--key", key]);
-        let out = run_bounded(&mut command, Duration::from_secs(30)).ok()?;
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (v["status"].as_u64() == Some(422)).then_some(())
+        let a = api_request(
+            daemon,
+            "POST",
+            "/v1/messages",
+            Some(key),
+            &["--json", &body.to_string()],
+        )
+        .ok()?;
+        (a.status == 422).then_some(())
     })
 }
 

@@ -14,13 +14,12 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use serde_json::Value;
 use way2mail_tests::control::{json_str, Control, Operator};
-use way2mail_tests::{wait_for, Backend, Daemon, SmtpClient, TestConfig};
+use way2mail_tests::{api_request, wait_for, Backend, Daemon, SmtpClient, TestConfig};
 use way2mail_wire::mta_admin::{AdminClient, AdminOp, AdminResult};
 
 const DOMAIN: &str = "acme.example";
@@ -171,34 +170,10 @@ impl Rig {
         self.run(&["--json", "domain", "dmarc", DOMAIN])?.json()
     }
 
-    /// One request through Python's HTTP client (tests/python/http_request.py).
+    /// `GET path` with `key`: the status and the body.
     fn api_get(&self, path: &str, key: &str) -> anyhow::Result<(u16, Value)> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/http_request.py");
-        let output = Command::new("python3")
-            .arg(&script)
-            .arg("GET")
-            .arg(format!(
-                "https://localhost:{}{path}",
-                self.daemon.ports().api
-            ))
-            .arg("--cafile")
-            .arg(self.daemon.cert_path())
-            .arg("--key")
-            .arg(key)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .context("running python3")?;
-        if !output.status.success() {
-            bail!(
-                "http_request.py GET {path} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let v: Value = serde_json::from_slice(&output.stdout)?;
-        Ok((
-            u16::try_from(v["status"].as_u64().unwrap_or(0))?,
-            v["body"].clone(),
-        ))
+        let a = api_request(&self.daemon, "GET", path, Some(key), &[])?;
+        Ok((a.status, a.body))
     }
 
     fn api_key(&self, tenant: &str) -> anyhow::Result<String> {
