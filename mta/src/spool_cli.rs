@@ -338,10 +338,15 @@ pub fn drain(settings: &Settings, op: AdminOp, wait: Option<Duration>) -> Result
             println!("the daemon stopped");
             return Ok(ExitCode::SUCCESS);
         };
-        let queued = match client.call(AdminOp::QueueSummary {
-            filter: Default::default(),
-        }) {
-            Ok(AdminResult::QueueSummary(s)) => Some(s.total.messages),
+        // Asking again changes nothing (no new peer) and answers the spool's
+        // message count, which is kept, where a summary would walk the queue.
+        let again = AdminOp::Drain {
+            stop_when_empty: stop,
+            handover: None,
+            peer_name: None,
+        };
+        let queued = match client.call(again) {
+            Ok(AdminResult::Draining { queued, .. }) => Some(queued),
             _ => None,
         };
         if queued.is_some() && queued != last {
